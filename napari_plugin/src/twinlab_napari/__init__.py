@@ -1,0 +1,3 @@
+"""napari front end for twinlab."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,35 @@
+"""Analyses of a twin. Each module owns one topic and exposes public functions on arrays plus
+``analyze_twin(twin, **options) -> Result``, which reads what it needs from the twin, stores
+its result (and any fields) back in the twin with provenance, and returns the result.
+
+The registry below is how the CLI (`twinlab analyze --only …`) and the pipeline find them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from ..errors import InputError
+
+#: analysis name → module that defines ``analyze_twin``
+ANALYSES: dict[str, str] = {
+    "rev": "twinlab.analyses.rev",
+    "morphology": "twinlab.analyses.morphology",
+    "network": "twinlab.analyses.network",
+    "transport": "twinlab.analyses.transport",
+    "cracks": "twinlab.analyses.cracks",
+    "conductive": "twinlab.analyses.conductive",
+}
+
+
+def run_analysis(name: str, twin: Any, **options: Any) -> Any:
+    """Run analysis ``name`` on ``twin``; options it does not accept are ignored (shared CLI flags)."""
+    if name not in ANALYSES:
+        raise InputError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}")
+    func = importlib.import_module(ANALYSES[name]).analyze_twin
+    params = inspect.signature(func).parameters
+    accepts_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in options.items() if v is not None and (accepts_all or k in params)}
+    return func(twin, **kwargs)
