@@ -1,0 +1,513 @@
+"""Conductive clusters and the predicted degree of electrochemical activation (SCIENCE.md §7).
+
+Definitions used throughout (what "electronically connected" means on voxels):
+
+* The **network** is the set of voxels of the ``conducting`` phases plus, when a
+  ``broken_shell`` mask is given, the voxels of the ``via`` phase (the Li2CO3 shell,
+  ``"shell"``) whose mask value is 1. An intact shell voxel (mask 0) insulates; so do pore,
+  binder and every phase not listed.
+
+  - Composite cathode (default when the volume holds ``"active"``): network = active ∪ CBD;
+    two active particles are joined by direct AM–AM face contact or through a CBD path.
+  - LMP anode (default when it holds ``"lithium"`` and no ``"active"``): network = Li metal ∪
+    broken-shell voxels. Two Li particles are joined only by a path of Li and broken-shell
+    voxels, i.e. where the shells of *both* particles are broken at their contact; a particle
+    reaches the collector only through a broken-shell voxel touching it.
+
+* **Clusters** are the connected components of the network (face connectivity 6 by default;
+  18 or 26 allowed). The collector itself is not part of any cluster: a cluster is
+  **percolating** when one of its voxels is a neighbour (same connectivity) of a collector
+  voxel — or lies on the collector face of the volume with ``collector="face"``.
+* **Degree of electrochemical activation** (predicted) = volume of the ``target`` phase
+  (active material or Li metal) inside percolating clusters / total ``target`` volume.
+
+Large twins: with a dask array the labelling runs chunk by chunk (each chunk labelled with
+:func:`scipy.ndimage.label`, labels offset to be globally unique, equivalences across every
+chunk face found from the two facing planes and merged with a union-find, here
+:func:`scipy.sparse.csgraph.connected_components`); the result equals the whole-array labelling
+up to renumbering (tested on odd chunks). Memory: one chunk plus the chunk-face planes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, Iterable, Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+from scipy import ndimage as ndi
+from scipy import optimize
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .._chunked import apply_kernel, is_dask
+from .._results import Result, to_jsonable
+from .._validation import VoxelSize, axis_index, require_integer_labels, require_ndim
+from ..errors import InputError
+from ..phases import DEFAULT_PHASES, PhaseTable
+
+__all__ = ["ClusterResult", "ActivationCurve", "conductive_clusters", "label_network", "activation_curve",
+           "analyze_twin"]
+
+_STRUCTURES = {6: 1, 18: 2, 26: 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterResult(Result):
+    """Conductive clusters of one volume. ``labels`` (cluster id per voxel, 0 = not in the network;
+    numpy or lazy dask like the input) is kept out of :meth:`to_dict`."""
+
+    mode: str  # "composite" or "lmp"
+    conducting: tuple[str, ...]
+    target: str
+    connectivity: int
+    collector: str  # phase name, or "face:<side>"
+    n_clusters: int
+    n_percolating: int
+    percolating_ids: tuple[int, ...]
+    activation: float  # fraction of target volume in percolating clusters (0–1)
+    target_volume_um3: float
+    connected_target_volume_um3: float
+    cluster_volume_um3: tuple[float, ...]  # per cluster id 1..n (network voxels × voxel volume)
+    cluster_target_volume_um3: tuple[float, ...]  # per cluster id 1..n, target phase only
+    size_histogram: dict[str, list[float]]  # log-spaced bins of cluster volume (µm³): edges, counts
+    largest_cluster_fraction: float  # target volume of the largest cluster / total target volume
+    note: str
+    labels: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "labels"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationCurve(Result):
+    """Predicted activation vs a calendering variable (ratio or density), sorted by ``x``."""
+
+    x: tuple[float, ...]
+    activation: tuple[float, ...]
+    x_name: str
+    threshold: float  # x of the steepest rise (see ``method``)
+    method: str
+    slope_threshold: float  # midpoint of the interval with the largest finite-difference slope
+    max_slope: float
+    logistic_midpoint: float | None  # x0 of a fitted logistic a/(1+exp(-k(x-x0))), if it converged in range
+    logistic_rate: float | None
+    monotone: bool  # non-decreasing within 1e-9
+    linear_r2: float  # R² of a straight-line fit: well below 1 means a non-linear (threshold-like) curve
+    note: str
+
+
+# ============================================================================ public functions
+def conductive_clusters(
+    labels: Any,
+    *,
+    conducting: Sequence[str] | str | None = None,
+    target: str | None = None,
+    broken_shell: Any = None,
+    via: str = "shell",
+    collector: str = "collector",
+    phases: PhaseTable = DEFAULT_PHASES,
+    thickness_axis: int | str = "y",
+    collector_side: str = "low",
+    connectivity: int = 6,
+    voxel_size_um: Any = 1.0,
+) -> ClusterResult:
+    """Connected components of the electronically conducting network and the activation.
+
+    Parameters
+    ----------
+    labels : (z, y, x) integer array, numpy or dask
+        Phase labels (values from ``phases``).
+    conducting : phase names, optional
+        Phases of the network. Default: ``("active", "cbd")`` if the table has ``active`` and
+        the volume is not an LMP anode (``target="lithium"``), else ``("lithium",)``.
+    target : phase name, optional
+        Phase whose connected share is the activation: ``"active"`` or ``"lithium"`` by default.
+    broken_shell : array like ``labels``, optional
+        1 where the shell is broken (from the compression solver). Voxels of phase ``via`` with
+        value 1 conduct; intact ones insulate. Without it no shell voxel conducts.
+    via : str
+        The shell phase that conducts only where broken (LMP: ``"shell"``).
+    collector : str
+        Phase name of the current collector, or ``"face"`` to take the face of the volume on
+        ``collector_side`` of ``thickness_axis`` as the collector (a twin without a foil).
+    thickness_axis, collector_side : used with ``collector="face"`` ('low'/'high' index end).
+    connectivity : 6, 18 or 26
+        Voxel neighbourhood for joining (6 = shared faces only, the strict default).
+    voxel_size_um : float, (dz, dy, dx) or VoxelSize
+        Converts voxel counts to µm³.
+
+    Returns
+    -------
+    ClusterResult
+        numpy in → numpy ``labels``; dask in → lazy dask ``labels`` (the statistics are computed).
+
+    Raises
+    ------
+    InputError
+        No voxel of the target phase; no collector voxel (a collector is needed for percolation);
+        an unknown phase name; a ``broken_shell`` of another shape.
+    """
+    require_ndim(labels, 3, name="labels")
+    require_integer_labels(labels)
+    voxel = VoxelSize.parse(voxel_size_um)
+    if connectivity not in _STRUCTURES:
+        raise InputError(f"connectivity must be 6, 18 or 26 (voxel neighbours), got {connectivity!r}")
+    conducting, target, mode = _resolve_phases(conducting, target, broken_shell, phases)
+    structure = ndi.generate_binary_structure(3, _STRUCTURES[connectivity])
+    lazy = is_dask(labels) or is_dask(broken_shell)
+    if lazy:
+        labels = labels if is_dask(labels) else da.from_array(np.asarray(labels))
+    else:
+        labels = np.asarray(labels)
+    network = _isin(labels, phases.values(conducting))
+    if broken_shell is not None:
+        if tuple(broken_shell.shape) != tuple(labels.shape):
+            raise InputError(f"broken_shell has shape {tuple(broken_shell.shape)}, labels {tuple(labels.shape)}; "
+                             "pass the broken-shell layer of the same twin step")
+        if lazy:
+            broken_shell = broken_shell if is_dask(broken_shell) else da.from_array(np.asarray(broken_shell))
+            broken_shell = broken_shell.rechunk(labels.chunks)
+        network = network | ((labels == phases.value(via)) & (broken_shell != 0))
+    target_mask = labels == phases.value(target)
+
+    if collector == "face":
+        ax = axis_index(thickness_axis)
+        side = _check_side(collector_side)
+        collector_desc = f"face:{side}"
+        adjacent = network & _face_mask(labels, ax, side)
+        n_collector = 1
+    else:
+        if collector in conducting:
+            raise InputError(f"the collector phase {collector!r} cannot also be a conducting phase; "
+                             "clusters are measured against the collector")
+        collector_desc = collector
+        cmask = labels == phases.value(collector)
+        adjacent = network & apply_kernel(_dilate, cmask, depth=1, dtype=bool, what="collector contact",
+                                          structure=structure)
+        n_collector = None
+
+    cluster_labels, n = label_network(network, connectivity=connectivity)
+    sizes, tsizes, perc, ncoll = _cluster_stats(cluster_labels, n, target_mask, adjacent,
+                                                None if n_collector is not None else cmask)
+    if n_collector is None:
+        n_collector = ncoll
+    total_target = int(tsizes.sum())
+    if total_target == 0:
+        raise InputError(f"no {target!r} voxels in the volume (phase value {phases.value(target)}); check the "
+                         "phase table, or pass target=/conducting= for this electrode")
+    if n_collector == 0:
+        raise InputError(f"no {collector!r} voxels (phase value {phases.value(collector)}) in the volume: a "
+                         "current collector is needed for percolation; include the foil in the twin, or pass "
+                         "collector='face' (with thickness_axis/collector_side) to use the volume's face")
+    vox_um3 = voxel.volume_um3
+    perc_ids = tuple(int(i) for i in np.flatnonzero(perc))
+    connected = int(tsizes[list(perc_ids)].sum()) if perc_ids else 0
+    vol = sizes[1:] * vox_um3
+    note = (f"{mode}: network = {' + '.join(conducting)}"
+            + (f" + broken {via}" if broken_shell is not None else "")
+            + f", {connectivity}-connected; percolating = touching {collector_desc}; "
+            "activation = target volume in percolating clusters / total target volume")
+    return ClusterResult(
+        mode=mode, conducting=tuple(conducting), target=target, connectivity=connectivity,
+        collector=collector_desc, n_clusters=int(n), n_percolating=len(perc_ids), percolating_ids=perc_ids,
+        activation=connected / total_target, target_volume_um3=total_target * vox_um3,
+        connected_target_volume_um3=connected * vox_um3,
+        cluster_volume_um3=tuple(float(v) for v in vol),
+        cluster_target_volume_um3=tuple(float(v) for v in tsizes[1:] * vox_um3),
+        size_histogram=_log_histogram(vol),
+        largest_cluster_fraction=float(tsizes[1:].max() / total_target) if n else 0.0,
+        note=note, labels=cluster_labels,
+    )
+
+
+def label_network(mask: Any, *, connectivity: int = 6) -> tuple[Any, int]:
+    """Label the connected components of a boolean mask; numpy → (numpy, n), dask → (lazy dask, n).
+
+    The dask path labels every chunk, offsets the labels, reads the two planes facing each
+    other across every interior chunk boundary (full-extent planes, so edge and corner
+    neighbours of 18/26-connectivity are seen too), merges equivalent labels with a
+    union-find and relabels lazily. Label ids are consecutive 1..n, 0 = background. The
+    numbering differs from ``scipy.ndimage.label`` but the partition is the same.
+    """
+    if connectivity not in _STRUCTURES:
+        raise InputError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
+    structure = ndi.generate_binary_structure(mask.ndim, _STRUCTURES[connectivity])
+    if not is_dask(mask):
+        out, n = ndi.label(np.asarray(mask, dtype=bool), structure=structure, output=np.int32)
+        return out, int(n)
+    return _label_dask(mask.astype(bool), structure)
+
+
+def activation_curve(series: Iterable[Any], *, x_name: str = "calendering ratio",
+                     method: str = "slope") -> ActivationCurve:
+    """Predicted activation against a calendering variable, with the threshold located.
+
+    Parameters
+    ----------
+    series : iterable of (x, ClusterResult | float)
+        ``x`` is the calendering ratio (0–1 or %) or the density; the second item is a
+        :class:`ClusterResult` (its ``activation`` is used) or an activation in 0–1.
+    method : "slope" or "logistic"
+        Which estimate becomes ``threshold``: ``"slope"`` = midpoint of the interval with the
+        largest finite-difference slope Δa/Δx (always defined, resolution = the series spacing);
+        ``"logistic"`` = midpoint x0 of a least-squares logistic a/(1+exp(−k(x−x0))) (needs ≥ 4
+        points; falls back to the slope estimate, saying so in ``note``, when the fit fails or x0
+        lies outside the sampled range). Both are reported whenever available.
+    """
+    pts = []
+    for item in series:
+        try:
+            x, value = item
+        except (TypeError, ValueError):
+            raise InputError("series items must be (x, ClusterResult or activation) pairs") from None
+        a = value.activation if hasattr(value, "activation") else float(value)
+        pts.append((float(x), float(a)))
+    if method not in ("slope", "logistic"):
+        raise InputError(f"method must be 'slope' or 'logistic', got {method!r}")
+    if len(pts) < 3:
+        raise InputError(f"an activation curve needs at least 3 points of the calendering series, got {len(pts)}")
+    pts.sort()
+    x = np.array([p[0] for p in pts])
+    a = np.array([p[1] for p in pts])
+    if np.any(np.diff(x) <= 0):
+        raise InputError("the series has repeated x values; give one activation per calendering ratio/density")
+    if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1 + 1e-12:
+        raise InputError("activations must be fractions in [0, 1]")
+    slopes = np.diff(a) / np.diff(x)
+    k = int(np.argmax(slopes))
+    slope_thr = float(0.5 * (x[k] + x[k + 1]))
+    x0, rate = _fit_logistic(x, a)
+    note = "threshold = midpoint of the steepest finite-difference rise"
+    threshold = slope_thr
+    if method == "logistic":
+        if x0 is not None:
+            threshold, note = x0, "threshold = midpoint of a fitted logistic curve"
+        else:
+            note = "logistic fit failed or fell outside the range; threshold = steepest finite-difference rise"
+    lin = np.polyfit(x, a, 1)
+    ss_res = float(np.sum((a - np.polyval(lin, x)) ** 2))
+    ss_tot = float(np.sum((a - a.mean()) ** 2))
+    return ActivationCurve(
+        x=tuple(x.tolist()), activation=tuple(a.tolist()), x_name=x_name, threshold=float(threshold),
+        method=method, slope_threshold=slope_thr, max_slope=float(slopes[k]), logistic_midpoint=x0,
+        logistic_rate=rate, monotone=bool(np.all(np.diff(a) >= -1e-9)),
+        linear_r2=1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0, note=note,
+    )
+
+
+def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int = 6,
+                 conducting: Sequence[str] | None = None, target: str | None = None,
+                 write_labels: bool = True) -> ClusterResult:
+    """Conductive clusters of a twin's ``phases`` labels; stores result ``conductive`` and labels ``clusters``.
+
+    Reads ``labels/broken_shell`` when the twin has it (a calendered LMP step). ``collector="auto"``
+    uses the collector phase when the volume holds it, else the twin's collector face (noted).
+    """
+    from ..twin import Step
+
+    labels = twin.labels("phases")
+    phases = twin.phases
+    broken = twin.labels("broken_shell") if twin.has_labels("broken_shell") else None
+    chosen = collector
+    if collector == "auto":
+        has_foil = "collector" in phases and bool((labels == phases.value("collector")).any().compute())
+        chosen = "collector" if has_foil else "face"
+    result = conductive_clusters(
+        labels, conducting=conducting, target=target, broken_shell=broken, phases=phases,
+        collector=chosen, thickness_axis=twin.thickness_axis, collector_side=twin.collector_side,
+        connectivity=connectivity, voxel_size_um=twin.voxel_size)
+    params = {"collector": chosen, "connectivity": connectivity, "conducting": list(result.conducting),
+              "target": result.target, "broken_shell": broken is not None}
+    if write_labels:
+        twin.write_labels("clusters", result.labels, step=Step("conductive_clusters", params))
+    twin.save_result("conductive", result, step=Step("conductive", params),
+                     arrays={"percolating_ids": np.asarray(result.percolating_ids, dtype=np.int64)})
+    return result
+
+
+# ============================================================================ helpers
+def _resolve_phases(conducting, target, broken_shell, phases: PhaseTable) -> tuple[list[str], str, str]:
+    if isinstance(conducting, str):
+        conducting = [conducting]
+    if conducting is None:
+        lmp = target == "lithium" or (target is None and "active" not in phases) or \
+            (target is None and broken_shell is not None and "lithium" in phases)
+        conducting = ["lithium"] if lmp else ["active", "cbd"]
+    conducting = [c for c in conducting]
+    for name in conducting:
+        phases.value(name)  # raises a clear InputError for an unknown phase
+    if target is None:
+        target = next((t for t in ("active", "lithium") if t in conducting), conducting[0])
+    if target not in conducting:
+        raise InputError(f"target phase {target!r} must be one of the conducting phases {conducting}")
+    mode = "lmp" if target == "lithium" else "composite"
+    return conducting, target, mode
+
+
+def _check_side(side: str) -> str:
+    if side not in ("low", "high"):
+        raise InputError(f"collector_side must be 'low' or 'high' (index end of the thickness axis), got {side!r}")
+    return side
+
+
+def _isin(labels: Any, values: list[int]) -> Any:
+    out = labels == values[0]
+    for v in values[1:]:
+        out = out | (labels == v)
+    return out
+
+
+def _dilate(block: np.ndarray, *, structure: np.ndarray) -> np.ndarray:
+    return ndi.binary_dilation(block, structure=structure)
+
+
+def _face_mask(labels: Any, axis: int, side: str) -> Any:
+    n = labels.shape[axis]
+    shape = [1, 1, 1]
+    shape[axis] = n
+    idx = 0 if side == "low" else n - 1
+    if is_dask(labels):
+        line = (da.arange(n, chunks=labels.chunks[axis]) == idx).reshape(shape)
+    else:
+        line = (np.arange(n) == idx).reshape(shape)
+    return line
+
+
+def _label_dask(mask: da.Array, structure: np.ndarray) -> tuple[da.Array, int]:
+    ndim = mask.ndim
+    blocks = mask.to_delayed()
+    grid = blocks.shape
+
+    def first_pass(block: np.ndarray):
+        lab, n = ndi.label(block, structure=structure)
+        faces = {(ax, end): np.take(lab, 0 if end == 0 else -1, axis=ax) for ax in range(ndim) for end in (0, 1)}
+        return int(n), faces
+
+    outs = dask.compute(*[dask.delayed(first_pass)(b) for b in blocks.ravel()])
+    counts = np.array([o[0] for o in outs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).reshape(grid)
+    total = int(counts.sum())
+    faces = np.empty(grid, dtype=object)
+    for flat, (_, f) in enumerate(outs):
+        idx = np.unravel_index(flat, grid)
+        off = offsets[idx]
+        faces[idx] = {k: np.where(v > 0, v + off, 0) for k, v in f.items()}
+
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    for ax in range(ndim):
+        others = [a for a in range(ndim) if a != ax]
+        for i in range(grid[ax] - 1):
+            lo = _assemble_plane(faces, ax, i, 1, others, grid)
+            hi = _assemble_plane(faces, ax, i + 1, 0, others, grid)
+            # structure offsets crossing the face: +1 along ax, any allowed in-plane shift
+            for off in np.argwhere(structure):
+                if off[ax] != 2:
+                    continue
+                shift = [int(off[a]) - 1 for a in others]
+                a, b = _shifted_pair(lo, hi, shift)
+                keep = (a > 0) & (b > 0)
+                rows.append(a[keep])
+                cols.append(b[keep])
+    mapping = np.zeros(total + 1, dtype=np.int64)
+    n_final = 0
+    if total:
+        r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r - 1, c - 1)), shape=(total, total))
+        n_final, comp = connected_components(graph, directed=False)
+        # number clusters by first appearance (block order), for a stable display
+        _, first = np.unique(comp, return_index=True)
+        order = np.argsort(np.argsort(first))
+        mapping[1:] = order[comp] + 1
+    out_dtype = np.int32 if n_final < 2**31 - 1 else np.int64
+
+    def relabel(block: np.ndarray, block_info=None) -> np.ndarray:
+        loc = tuple(block_info[0]["chunk-location"])
+        lab, _ = ndi.label(block, structure=structure)
+        lab = lab.astype(np.int64)
+        lab[lab > 0] += offsets[loc]
+        return mapping[lab].astype(out_dtype)
+
+    return mask.map_blocks(relabel, dtype=out_dtype), int(n_final)
+
+
+def _assemble_plane(faces, ax: int, i: int, end: int, others: list[int], grid) -> np.ndarray:
+    """Glue the ``end`` planes of all chunks with index ``i`` along ``ax`` into one full-extent plane."""
+    rows = []
+    for j in range(grid[others[0]]):
+        row = []
+        for k in range(grid[others[1]]):
+            idx = [0, 0, 0]
+            idx[ax], idx[others[0]], idx[others[1]] = i, j, k
+            row.append(faces[tuple(idx)][(ax, end)])
+        rows.append(np.concatenate(row, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def _shifted_pair(lo: np.ndarray, hi: np.ndarray, shift: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Views of ``lo`` at p and ``hi`` at p + shift over the positions where both exist."""
+    sl_lo, sl_hi = [], []
+    for s, n in zip(shift, lo.shape):
+        sl_lo.append(slice(max(0, -s), n - max(0, s)))
+        sl_hi.append(slice(max(0, s), n - max(0, -s)))
+    return lo[tuple(sl_lo)].ravel(), hi[tuple(sl_hi)].ravel()
+
+
+def _block_stats(lab: np.ndarray, tmask: np.ndarray, adj: np.ndarray, cmask, n: int):
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    tsizes = np.bincount(lab[tmask], minlength=n + 1)
+    perc = np.zeros(n + 1, dtype=bool)
+    perc[np.unique(lab[adj])] = True
+    perc[0] = False
+    ncoll = int(np.count_nonzero(cmask)) if cmask is not None else 0
+    return sizes, tsizes, perc, ncoll
+
+
+def _cluster_stats(lab, n: int, tmask, adj, cmask):
+    if not is_dask(lab):
+        adj = np.broadcast_to(np.asarray(adj), lab.shape)
+        return _block_stats(lab, np.asarray(tmask), adj, cmask, n)
+    tmask = tmask.rechunk(lab.chunks)
+    adj = da.broadcast_to(adj, lab.shape).rechunk(lab.chunks)
+    parts = [lab.to_delayed().ravel(), tmask.to_delayed().ravel(), adj.to_delayed().ravel()]
+    cparts = cmask.rechunk(lab.chunks).to_delayed().ravel() if cmask is not None else [None] * len(parts[0])
+    stats = dask.compute(*[dask.delayed(_block_stats)(a, b, c, d, n)
+                           for a, b, c, d in zip(*parts, cparts)])
+    sizes = np.sum([s[0] for s in stats], axis=0)
+    tsizes = np.sum([s[1] for s in stats], axis=0)
+    perc = np.any([s[2] for s in stats], axis=0)
+    return sizes, tsizes, perc, int(sum(s[3] for s in stats))
+
+
+def _log_histogram(volumes: np.ndarray, bins: int = 12) -> dict[str, list[float]]:
+    if volumes.size == 0:
+        return {"edges_um3": [], "counts": []}
+    lo, hi = float(volumes.min()), float(volumes.max())
+    edges = np.geomspace(lo, hi * (1 + 1e-9), bins + 1) if hi > lo else np.array([lo, hi * (1 + 1e-9) + 1e-12])
+    counts, _ = np.histogram(volumes, bins=edges)
+    return {"edges_um3": edges.tolist(), "counts": counts.astype(float).tolist()}
+
+
+def _fit_logistic(x: np.ndarray, a: np.ndarray) -> tuple[float | None, float | None]:
+    if len(x) < 4 or np.ptp(a) <= 0:
+        return None, None
+    span = float(np.ptp(x))
+
+    def f(xx, top, k, x0):
+        return top / (1.0 + np.exp(-np.clip(k * (xx - x0), -60, 60)))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", optimize.OptimizeWarning)
+            p, _ = optimize.curve_fit(f, x, a, p0=[max(a.max(), 1e-3), 8.0 / span, float(np.median(x))],
+                                      bounds=([0, 0, x.min() - span], [1.5, 1e4 / span, x.max() + span]),
+                                      maxfev=5000)
+    except (RuntimeError, ValueError, optimize.OptimizeWarning):
+        return None, None
+    if not (x.min() <= p[2] <= x.max()):
+        return None, None
+    return float(p[2]), float(p[1])
