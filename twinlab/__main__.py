@@ -1,0 +1,5 @@
+"""`python -m twinlab` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""`twinlab import` (raw data → twin, no processing), `twinlab info`, `twinlab analyze`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..analyses import ANALYSES, run_analysis
+from ..io import read_volume
+from ..twin import Step, Twin, create_twin, describe_sources
+from ._app import app, emit
+
+
+@app.command("import")
+def import_(
+    input: Annotated[Path, typer.Argument(help="TIFF stack, folder of slices, mha/nrrd/nii, raw+JSON, npy/npz or OME-Zarr.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Twin to write, e.g. sample.twin.zarr.")],
+    voxel_size: Annotated[Optional[str], typer.Option(help="DZ,DY,DX (or one number); overrides the file's.")] = None,
+    unit: Annotated[str, typer.Option(help="Unit of --voxel-size: um or nm.")] = "um",
+    thickness_axis: Annotated[str, typer.Option(help="Electrode through-plane axis: z, y or x.")] = "y",
+    collector_side: Annotated[str, typer.Option(help="Where the current collector sits on that axis: low or high.")] = "low",
+    key: Annotated[Optional[str], typer.Option(help="Array name inside an .npz file.")] = None,
+    chunks: Annotated[int, typer.Option(help="Chunk edge length in voxels.")] = 128,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing twin at --output.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the twin summary as JSON.")] = False,
+) -> None:
+    """Import raw data into a new twin without processing it."""
+    volume = read_volume(input, voxel_size=voxel_size, unit=unit, key=key, chunks=chunks)
+    params = {"input": str(input), "voxel_size_um": volume.voxel_size.to_dict(), "metadata": volume.metadata,
+              "chunks": chunks}
+    twin = create_twin(output, volume.data, voxel_size=volume.voxel_size, thickness_axis=thickness_axis,
+                       collector_side=collector_side, sources=describe_sources(list(volume.sources)),
+                       step=Step("import", params), overwrite=overwrite, chunks=chunks, progress=not json_)
+    emit(twin.summary(), as_json=json_, title=f"wrote {twin.path}")
+
+
+@app.command()
+def info(
+    twin: Annotated[Path, typer.Argument(help="A *.twin.zarr store.")],
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show a twin's shape, voxel size, phases, layers, results and provenance."""
+    emit(Twin.open(twin).summary(), as_json=json_)
+
+
+@app.command()
+def analyze(
+    twin: Annotated[Path, typer.Argument(help="A *.twin.zarr store with labels/phases.")],
+    only: Annotated[Optional[str], typer.Option(help=f"Comma-separated subset of: {', '.join(ANALYSES)}.")] = None,
+    axis: Annotated[Optional[str], typer.Option(help="Axis for transport (z, y, x); default the thickness axis.")] = None,
+    write_fields: Annotated[bool, typer.Option(help="Also store fields (e.g. concentration) in the twin.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Run analyses on a twin and store their results in it."""
+    opened = Twin.open(twin)
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else list(ANALYSES)
+    results = {name: run_analysis(name, opened, axis=axis, write_fields=write_fields or None) for name in names}
+    emit(results, as_json=json_)

@@ -1,0 +1,492 @@
+"""Readers: every supported format → a lazy dask volume + voxel size (µm) + metadata.
+
+Formats: multi-page TIFF (voxel size from ImageJ or OME metadata), a folder of 2D slices
+(TIFF/PNG, natural sort), the formats SimpleITK reads (mha/mhd, nrrd, nii/nii.gz), raw binary
+with a JSON header, npy/npz and OME-Zarr (incl. twins). EBAC maps and other 2D images:
+:func:`read_image2d`.
+
+Nothing is read until the dask array is computed: each reader wraps the file in a small
+array-like whose ``__getitem__`` reads only the requested block (contiguous TIFF and raw
+files with positioned reads, so peak memory is a few chunks, not the file). A voxel size
+given by the user overrides the file's; a volume with neither is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import dask.array as da
+import numpy as np
+
+from ._validation import VoxelSize, require_ndim
+from .errors import InputError, ReadError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+SLICE_SUFFIXES = (".tif", ".tiff", ".png")
+SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz")
+DEFAULT_CHUNK = 128
+_UNIT_TO_UM = {"micrometer": 1.0, "micron": 1.0, "um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "nanometer": 1e-3,
+               "nm": 1e-3, "millimeter": 1e3, "mm": 1e3, "centimeter": 1e4, "cm": 1e4, "meter": 1e6, "m": 1e6,
+               "angstrom": 1e-4}
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A lazily read volume: ``data`` is (z, y, x), z the milling/slice direction."""
+
+    data: da.Array
+    voxel_size: VoxelSize
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+
+
+def read_volume(
+    path: str | os.PathLike,
+    *,
+    voxel_size: VoxelSize | str | Sequence[float] | None = None,
+    unit: str = "um",
+    key: str | None = None,
+    chunks: int | None = None,
+) -> Volume:
+    """Open ``path`` lazily as a 3D volume.
+
+    Parameters
+    ----------
+    path
+        A file (``.tif/.tiff``, ``.mha/.mhd/.nrrd/.nii[.gz]``, ``.raw`` with a JSON header
+        ``NAME.json`` or ``NAME.raw.json``, ``.npy/.npz``), a folder of 2D slices, or an
+        OME-Zarr store.
+    voxel_size
+        (dz, dy, dx) in ``unit``; overrides any size stored in the file. Required when the
+        file states none.
+    unit
+        Unit of ``voxel_size`` and of unit-less spacings stored by SimpleITK formats.
+    key
+        Array name inside an ``.npz`` file.
+    chunks
+        Edge length of the dask chunks (default 128).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(f"{path} does not exist; check the path")
+    reader = _pick_reader(path)
+    data, file_voxel, metadata = reader(path, key=key, unit=unit, chunks=chunks or DEFAULT_CHUNK)
+    require_ndim(data, 3, name=f"image in {path.name}")
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"{path.name} holds {data.dtype} voxels; twinlab reads real-valued images only")
+    if voxel_size is not None:
+        vs = VoxelSize.parse(voxel_size, unit=unit)
+        metadata["voxel_size_source"] = "user"
+        if file_voxel is not None:
+            metadata["file_voxel_size_um"] = file_voxel.to_dict()
+    elif file_voxel is not None:
+        vs = file_voxel
+        metadata["voxel_size_source"] = "file"
+    else:
+        raise InputError(
+            f"{path.name} states no voxel size; pass it, e.g. --voxel-size 0.0325,0.03722,0.03722 "
+            "(DZ,DY,DX; --unit nm|um)")
+    sources = tuple(str(p) for p in metadata.pop("_files", [path]))
+    return Volume(data=data, voxel_size=vs, metadata=metadata, sources=sources)
+
+
+def read_image2d(path: str | os.PathLike, *, pixel_size_um: float | None = None) -> tuple[np.ndarray, float | None,
+                                                                                        dict[str, Any]]:
+    """Read a 2D image (an EBAC map, an SEM section): ``(image, pixel size µm or None, metadata)``.
+
+    RGB(A) images come back with their colour axis last; the caller decides how to reduce them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReadError(f"{path} is not a file; give a 2D image (TIFF or PNG)")
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                image = tif.asarray()
+                size = _tiff_voxel_size(tif)
+        except Exception as exc:  # tifffile raises many types for corrupt files
+            raise ReadError(f"cannot read {path.name} as TIFF ({exc}); is the file complete?") from None
+        pixel = size.dx if size is not None else None
+    else:
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                image = np.asarray(im)
+        except Exception as exc:
+            raise ReadError(f"cannot read {path.name} as an image ({exc})") from None
+        pixel = None
+    image = np.squeeze(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+        raise InputError(f"{path.name} has shape {image.shape}; expected a 2D image (or RGB/RGBA)")
+    return image, (pixel_size_um if pixel_size_um is not None else pixel), {"path": str(path)}
+
+
+# ====================================================================================== dispatch
+def _pick_reader(path: Path) -> Callable[..., tuple[da.Array, VoxelSize | None, dict[str, Any]]]:
+    name = path.name.lower()
+    if path.is_dir():
+        if (path / "zarr.json").is_file() or (path / ".zattrs").is_file() or (path / ".zgroup").is_file():
+            return _read_ome_zarr
+        return _read_slice_folder
+    if name.endswith(TIFF_SUFFIXES):
+        return _read_tiff
+    if name.endswith(SITK_SUFFIXES):
+        return _read_sitk
+    if name.endswith((".raw", ".bin", ".dat")):
+        return _read_raw
+    if name.endswith((".npy", ".npz")):
+        return _read_numpy
+    raise InputError(
+        f"unsupported file type {path.name!r}; twinlab reads TIFF, a folder of TIFF/PNG slices, "
+        "mha/mhd/nrrd/nii, raw + JSON header, npy/npz and OME-Zarr")
+
+
+def _from_arraylike(obj: Any, name: str, chunks: tuple[int, ...]) -> da.Array:
+    return da.from_array(obj, chunks=chunks, name=name, asarray=False, lock=False,
+                         meta=np.empty((0,) * len(obj.shape), dtype=obj.dtype))
+
+
+def _token(path: Path, *extra: Any) -> str:
+    stat = path.stat()
+    return "twinlab-read-" + str(abs(hash((str(path.resolve()), stat.st_size, stat.st_mtime_ns, *extra))))
+
+
+def _chunks_for(shape: tuple[int, ...], chunk: int, full_last: bool = True) -> tuple[int, ...]:
+    """Chunks (c, c, X): whole rows along x make each block one contiguous read per (z, y) run."""
+    out = [max(1, min(chunk, n)) for n in shape]
+    if full_last:
+        out[-1] = shape[-1]
+    return tuple(out)
+
+
+# ====================================================================================== raw blocks
+class _RawBlocks:
+    """A C-ordered (z, y, x) array stored contiguously at ``offset`` in a file, read by blocks."""
+
+    ndim = 3
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype):
+        self.path, self.offset, self.shape, self.dtype = path, int(offset), tuple(shape), np.dtype(dtype)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+        zs, ys, xs = (range(*s.indices(n)) for s, n in zip(_full_index(index), self.shape))
+        nz, ny, nx = self.shape
+        item = self.dtype.itemsize
+        out = np.empty((len(zs), len(ys), nx), dtype=self.dtype)
+        if len(ys) == 0 or len(zs) == 0:
+            return out[:, :, xs.start:xs.stop:xs.step]
+        with open(self.path, "rb") as fh:
+            for i, z in enumerate(zs):
+                start = self.offset + ((z * ny + ys.start) * nx) * item
+                count = len(ys) * nx  # ys is contiguous (dask asks for slices with step 1)
+                buf = os.pread(fh.fileno(), count * item, start)
+                if len(buf) != count * item:
+                    raise ReadError(f"{self.path.name} ends early (truncated?) at slice {z}; re-export the file")
+                out[i] = np.frombuffer(buf, dtype=self.dtype).reshape(len(ys), nx)
+        return out[:, :, xs.start:xs.stop:xs.step]
+
+
+def _full_index(index: Any) -> tuple[slice, ...]:
+    if not isinstance(index, tuple):
+        index = (index,)
+    index = tuple(i if isinstance(i, slice) else slice(int(i), int(i) + 1) for i in index)
+    return index + (slice(None),) * (3 - len(index))
+
+
+def _read_raw(path: Path, *, chunks: int, **_: Any):
+    header = next((h for h in (path.with_suffix(".json"), path.with_name(path.name + ".json")) if h.is_file()), None)
+    if header is None:
+        raise ReadError(f"raw file {path.name} needs a JSON header {path.stem}.json with shape, dtype "
+                        '(e.g. {"shape": [z, y, x], "dtype": "uint16", "byte_order": "little", '
+                        '"voxel_size_um": [dz, dy, dx]})')
+    try:
+        meta = json.loads(header.read_text())
+        shape = tuple(int(n) for n in meta["shape"])
+        dtype = np.dtype(meta["dtype"]).newbyteorder("<" if meta.get("byte_order", "little") == "little" else ">")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReadError(f"bad raw header {header.name} ({exc}); it needs 'shape' [z,y,x] and 'dtype'") from None
+    if len(shape) != 3:
+        raise InputError(f"raw header {header.name} gives shape {shape}; a 3D (z, y, x) shape is needed")
+    offset = int(meta.get("offset", 0))
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size < expected:
+        raise ReadError(f"{path.name} has {path.stat().st_size} bytes but its header needs {expected}; "
+                        "the file is truncated or the header is wrong")
+    vs = VoxelSize.parse(meta["voxel_size_um"]) if meta.get("voxel_size_um") is not None else None
+    blocks = _RawBlocks(path, offset, shape, dtype)
+    data = _from_arraylike(blocks, _token(path), _chunks_for(shape, chunks))
+    if dtype.byteorder == ">":
+        data = data.astype(dtype.newbyteorder("="))
+    return data, vs, {"format": "raw", "header": meta, "_files": [path, header]}
+
+
+# ====================================================================================== TIFF
+class _TiffPages:
+    """Pages of a (possibly compressed) TIFF series, decoded page by page on demand."""
+
+    ndim = 3
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype):
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+        import tifffile
+
+        zs, ys, xs = _full_index(index)
+        keys = list(range(*zs.indices(self.shape[0])))
+        if not keys:
+            return np.empty((0,) + self.shape[1:], self.dtype)[:, ys, xs]
+        try:
+            pages = tifffile.imread(self.path, key=keys, series=0)
+        except Exception as exc:
+            raise ReadError(f"cannot decode pages {keys[0]}–{keys[-1]} of {self.path.name} ({exc})") from None
+        return pages.reshape((len(keys),) + self.shape[1:])[:, ys, xs]
+
+
+def _read_tiff(path: Path, *, chunks: int, **_: Any):
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:
+        raise ReadError(f"cannot read {path.name} as TIFF ({exc}); the file is damaged or not a TIFF") from None
+    with tif:
+        try:
+            series = tif.series[0]
+            shape, dtype = tuple(series.shape), series.dtype
+            size = path.stat().st_size
+            for page in tif.pages:  # metadata only: every page's data must lie inside the file
+                ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
+                if ends and max(ends) > size:
+                    raise ReadError(f"{path.name} is truncated: page data extend past the end of the file "
+                                    f"({max(ends)} > {size} bytes); re-export or re-copy it")
+            contiguous_offset = series.dataoffset
+            n_planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+            truncated = len(tif.pages) < n_planes or (
+                contiguous_offset is not None and contiguous_offset + series.nbytes > size)
+            if truncated:
+                raise ReadError(f"{path.name} is truncated: it declares {n_planes} images of {shape[-2:]} but the "
+                                "file ends before their data; re-export or re-copy it")
+            voxel = _tiff_voxel_size(tif)
+            meta: dict[str, Any] = {"format": "tiff", "axes": series.axes,
+                                    "imagej": bool(tif.is_imagej), "ome": bool(tif.is_ome)}
+        except ReadError:
+            raise
+        except Exception as exc:
+            raise ReadError(f"cannot read {path.name} as TIFF ({exc}); the file is damaged") from None
+    squeezed = tuple(n for n in shape if n != 1) if len(shape) > 3 else shape
+    if len(squeezed) == 2:
+        raise InputError(f"{path.name} is a single 2D image {squeezed}; a 3D stack is needed "
+                         "(a multi-page TIFF or a folder of slices)")
+    if len(squeezed) != 3:
+        raise InputError(f"{path.name} has shape {shape} (axes {meta['axes']}); twinlab needs one (z, y, x) "
+                         "grey-value stack (split channels/time points first)")
+    shape = squeezed
+    if contiguous_offset is not None:
+        blocks: Any = _RawBlocks(path, contiguous_offset, shape, dtype)
+    else:
+        blocks = _TiffPages(path, shape, dtype)
+    data = _from_arraylike(blocks, _token(path), _chunks_for(shape, chunks))
+    if np.dtype(dtype).byteorder == ">":
+        data = data.astype(np.dtype(dtype).newbyteorder("="))
+    return data, voxel, meta
+
+
+def _tiff_voxel_size(tif: Any) -> VoxelSize | None:
+    """Voxel size from OME-XML (PhysicalSize*) or ImageJ (resolution tags + 'spacing')."""
+    if tif.is_ome and tif.ome_metadata:
+        found = {}
+        for ax in "XYZ":
+            m = re.search(rf'PhysicalSize{ax}="([0-9.eE+-]+)"', tif.ome_metadata)
+            u = re.search(rf'PhysicalSize{ax}Unit="([^"]+)"', tif.ome_metadata)
+            if m:
+                found[ax] = float(m.group(1)) * _UNIT_TO_UM.get((u.group(1) if u else "µm"), 1.0)
+        if {"X", "Y", "Z"} <= found.keys():
+            return VoxelSize(found["Z"], found["Y"], found["X"])
+    if tif.is_imagej:
+        ij = tif.imagej_metadata or {}
+        page = tif.pages[0]
+        try:
+            xres = page.tags["XResolution"].value
+            yres = page.tags["YResolution"].value
+        except KeyError:
+            return None
+        unit = str(ij.get("unit", "")).replace("\\u00B5", "µ")
+        scale = _UNIT_TO_UM.get(unit)
+        spacing = ij.get("spacing")
+        if scale is None or spacing is None or xres[0] == 0 or yres[0] == 0:
+            return None
+        dx = xres[1] / xres[0] * scale
+        dy = yres[1] / yres[0] * scale
+        return VoxelSize(float(spacing) * scale, dy, dx)
+    return None
+
+
+# ====================================================================================== slice folders
+def _natural_key(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+class _SliceFolder:
+    ndim = 3
+
+    def __init__(self, files: list[Path], shape: tuple[int, int, int], dtype: np.dtype):
+        self.files, self.shape, self.dtype = files, shape, np.dtype(dtype)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+        zs, ys, xs = _full_index(index)
+        picked = self.files[zs]
+        out = np.empty((len(picked),) + self.shape[1:], dtype=self.dtype)[:, ys, xs]
+        for i, f in enumerate(picked):
+            img = _read_slice(f)
+            if img.shape != self.shape[1:] or img.dtype != self.dtype:
+                raise ReadError(f"slice {f.name} is {img.shape} {img.dtype}, the others "
+                                f"{self.shape[1:]} {self.dtype}; all slices must match")
+            out[i] = img[ys, xs]
+        return out
+
+
+def _read_slice(f: Path) -> np.ndarray:
+    try:
+        if f.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            return tifffile.imread(f)
+        from PIL import Image
+
+        with Image.open(f) as im:
+            return np.asarray(im)
+    except Exception as exc:
+        raise ReadError(f"cannot read slice {f.name} ({exc})") from None
+
+
+def _slice_header(f: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the file header, without decoding pixels."""
+    try:
+        if f.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(f) as tif:
+                s = tif.series[0]
+                return tuple(s.shape), np.dtype(s.dtype)
+        from PIL import Image
+
+        with Image.open(f) as im:
+            arr = np.asarray(im.crop((0, 0, 1, 1)))
+            return (im.size[1], im.size[0]) + tuple(arr.shape[2:]), arr.dtype
+    except Exception as exc:
+        raise ReadError(f"cannot read slice {f.name} ({exc}); is it a complete TIFF/PNG?") from None
+
+
+def _read_slice_folder(path: Path, *, chunks: int, **_: Any):
+    files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() in SLICE_SUFFIXES),
+                   key=lambda f: _natural_key(f.name))
+    if not files:
+        raise InputError(f"{path} is a folder without TIFF/PNG slices (and not an OME-Zarr store)")
+    first_shape, first_dtype = _slice_header(files[0])
+    for f in files[1:]:
+        shape, dtype = _slice_header(f)
+        if shape != first_shape or dtype != first_dtype:
+            raise InputError(f"slices differ: {files[0].name} is {first_shape} {first_dtype} but {f.name} is "
+                             f"{shape} {dtype}; all slices of a stack must have one shape and dtype")
+    if len(first_shape) != 2:
+        raise InputError(f"slices are {first_shape}; grey-value 2D slices are needed (convert RGB to grey)")
+    shape = (len(files),) + first_shape
+    blocks = _SliceFolder(files, shape, first_dtype)
+    token = _token(path, tuple(f.name for f in files))
+    data = _from_arraylike(blocks, token, (min(chunks, len(files)),) + first_shape)
+    return data, None, {"format": "slices", "n_slices": len(files), "_files": files}
+
+
+# ====================================================================================== SimpleITK
+def _read_sitk(path: Path, *, unit: str, chunks: int, **_: Any):
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ReadError(f"cannot read {path.name} with SimpleITK ({str(exc).strip().splitlines()[-1]})") from None
+    size_xyz = reader.GetSize()
+    if len(size_xyz) != 3 or reader.GetNumberOfComponents() != 1:
+        raise InputError(f"{path.name} has size {size_xyz} with {reader.GetNumberOfComponents()} components; "
+                         "a 3D single-channel image is needed")
+    spacing = reader.GetSpacing()
+    # ITK files store spacing without a unit: read it in `unit`. All-ones is ITK's default
+    # for "not set", so it is treated as missing rather than trusted as 1 µm.
+    voxel = None if all(abs(s - 1.0) < 1e-12 for s in spacing) else VoxelSize.parse(spacing[::-1], unit=unit)
+    image = sitk.ReadImage(str(path))  # ITK streams only some formats; read once, keep as dask
+    array = sitk.GetArrayFromImage(image)  # (z, y, x)
+    data = da.from_array(array, chunks=_chunks_for(array.shape, chunks, full_last=False))
+    return data, voxel, {"format": "sitk", "itk_spacing": list(spacing), "itk_origin": list(reader.GetOrigin())}
+
+
+# ====================================================================================== numpy
+def _read_numpy(path: Path, *, key: str | None, chunks: int, **_: Any):
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            used = None
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                names = list(npz.files)
+                if key is None:
+                    if len(names) != 1:
+                        raise InputError(f"{path.name} holds arrays {names}; choose one with --key")
+                    key = names[0]
+                if key not in names:
+                    raise InputError(f"{path.name} has no array {key!r}; it holds {names}")
+                array = npz[key]
+                used = key
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        raise ReadError(f"cannot read {path.name} as numpy data ({exc})") from None
+    if array.dtype == bool:
+        array = array.view(np.uint8) if array.flags.c_contiguous else array.astype(np.uint8)
+    data = da.from_array(array, chunks=_chunks_for(array.shape, chunks, full_last=False)) \
+        if array.ndim == 3 else da.from_array(array)
+    return data, None, {"format": "numpy", "key": used}
+
+
+# ====================================================================================== OME-Zarr
+def _read_ome_zarr(path: Path, **_: Any):
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as exc:
+        raise ReadError(f"cannot open {path} as a zarr group ({exc})") from None
+    ome = attrs.get("ome", attrs)  # NGFF 0.5 nests under "ome"; 0.4 keeps multiscales at the top
+    multiscales = ome.get("multiscales")
+    if not multiscales:
+        raise InputError(f"{path} is a zarr store without OME multiscales metadata")
+    ms = multiscales[0]
+    axes = [a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])]
+    dataset = ms["datasets"][0]
+    array = zarr.open_array(str(path / dataset["path"]), mode="r")
+    data = da.from_zarr(array)
+    spatial = [i for i, a in enumerate(axes) if a in ("z", "y", "x")] if axes else list(range(data.ndim))
+    if data.ndim > 3:  # drop singleton channel/time axes
+        drop = tuple(i for i in range(data.ndim) if i not in spatial)
+        if any(data.shape[i] != 1 for i in drop):
+            raise InputError(f"{path} has axes {axes} with more than one channel/time point; export one")
+        data = data[tuple(0 if i in drop else slice(None) for i in range(data.ndim))]
+    scale = next((t["scale"] for t in dataset.get("coordinateTransformations", []) if t["type"] == "scale"), None)
+    voxel = None
+    if scale is not None and len(spatial) == 3:
+        units = [(ms["axes"][i].get("unit") if isinstance(ms["axes"][i], dict) else None) for i in spatial]
+        factors = [_UNIT_TO_UM.get(u or "micrometer", 1.0) for u in units]
+        voxel = VoxelSize(*(scale[i] * f for i, f in zip(spatial, factors)))
+    return data, voxel, {"format": "ome-zarr", "axes": axes, "is_twin": "twinlab" in attrs}
