@@ -1,0 +1,691 @@
+"""Image simulators: render phase labels as a FIB-SEM stack or an EBAC map, with the truth kept.
+
+Both simulators are forward models of the artefacts listed in SCIENCE.md §2, so every
+preprocessing, segmentation and EBAC-analysis step can be scored against a known answer.
+
+Conventions
+-----------
+- Volumes are (z, y, x); z is the FIB milling (slice) direction, each slice image is (y, x),
+  the ion beam enters the cut face from the top of the image (y = 0) and runs along +y.
+- The phase geometry is given *on the voxel grid*: ``labels[z, y, x]`` is the phase of one voxel
+  of size ``voxel_size_um`` (dz, dy, dx). Anisotropy (e.g. 32.5 nm slices, 37.22 nm pixels) is
+  therefore metadata of the labels grid; nothing is resampled here. Length parameters that act
+  on images (stripe width, blur, drift) are in pixels; depths (shine-through) are in µm.
+- Grey levels and noise amplitudes are fractions of the output full scale (65535 for uint16,
+  255 for uint8, 1.0 for float32).
+- Every artefact draws from its own random stream spawned from ``seed``: switching one artefact
+  on or off leaves the realisation of the others unchanged, so the effect of one filter can be
+  scored by rendering twice (e.g. with and without ``curtaining``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage as ndi
+
+from .._results import Result
+from .._validation import VoxelSize, axis_index, require_integer_labels
+from ..errors import InputError
+from ..materials import MATERIALS
+from ..phases import DEFAULT_PHASES, PhaseTable
+
+__all__ = ["FibsemStack", "EbacMap", "render_fibsem", "render_ebac", "NO_ARTEFACTS",
+           "DEFAULT_GREY_LEVELS", "FIB_VOXEL_SIZE"]
+
+#: Typical FIB-SEM voxel (SCIENCE.md §2): 32.5 nm slice step, 37.22 nm pixel.
+FIB_VOXEL_SIZE = VoxelSize(0.0325, 0.03722, 0.03722)
+
+#: Grey level of each default phase, fraction of full scale. All distinct, so an artefact-free
+#: rendering segments exactly by thresholds half-way between neighbouring levels.
+DEFAULT_GREY_LEVELS: dict[str, float] = {
+    "pore": 0.10, "lithium": 0.28, "binder": 0.38, "cbd": 0.46,
+    "shell": 0.55, "active": 0.66, "collector": 0.78,
+}
+
+#: Keyword arguments that switch every artefact and all noise off: ``render_fibsem(l, **NO_ARTEFACTS)``.
+NO_ARTEFACTS: dict[str, float] = {
+    "noise_sigma": 0.0, "shot_noise": 0.0, "curtaining": 0.0, "shading": 0.0,
+    "drift_px_rms": 0.0, "shine_through": 0.0, "blur_sigma_px": 0.0,
+}
+
+_FULL_SCALE = {np.dtype(np.uint16): 65535.0, np.dtype(np.uint8): 255.0, np.dtype(np.float32): 1.0}
+_SLAB = 16  # slices per processing slab: bounds temporaries to ~16 float32 slice copies
+_STREAMS = ("drift", "curtain", "shading", "shot", "gauss")
+
+
+@dataclasses.dataclass(frozen=True)
+class FibsemStack(Result):
+    """A rendered FIB-SEM stack and its truth. Arrays are (z, y, x) unless stated.
+
+    Attributes
+    ----------
+    raw : ndarray (dtype as requested)
+        The simulated acquisition: content drifted per slice, with curtains, shading and noise.
+    clean : ndarray (same dtype)
+        Ideal rendering: ``grey_levels[phase]`` per voxel, no blur, shine-through, artefact or noise,
+        in the drift-free geometry of ``labels``. The reference for PSNR/SSIM.
+    labels : ndarray
+        The input phase labels (read-only view), the geometry of ``clean`` and of ``raw`` once
+        the drift is undone.
+    shifts : ndarray, shape (nz, 2), float64
+        ``(dy, dx)`` in pixels by which each slice's content was displaced (``shifts[0] = (0, 0)``):
+        ``raw[z](y, x) ≈ content[z](y - dy, x - dx)``, as ``scipy.ndimage.shift(content[z], shifts[z])``.
+        Undo with ``scipy.ndimage.shift(raw[z], -shifts[z])``. A cumulative random walk: the
+        slice-to-slice step an aligner finds is ``np.diff(shifts, axis=0)``.
+    stripes : ndarray float32 or None
+        Additive curtain field in output grey units, in the labels' geometry (it drifts with
+        the content); ``None`` when ``curtaining == 0``.
+    shading : ndarray float32 or None
+        Multiplicative low-frequency shading/charging field (mean ≈ 1) in the image frame;
+        ``None`` when ``shading == 0``.
+    grey_levels : dict
+        Phase name → grey value in output units, for every phase of the table.
+    voxel_size : VoxelSize
+        (dz, dy, dx) in µm of the labels grid (and of ``raw``).
+    clipped_fraction : float
+        Fraction of ``raw`` voxels clipped at 0 or full scale (0 for float32 output).
+    params : dict
+        Every parameter used (JSON-able), for provenance.
+    """
+
+    raw: np.ndarray
+    clean: np.ndarray
+    labels: np.ndarray
+    shifts: np.ndarray
+    stripes: np.ndarray | None
+    shading: np.ndarray | None
+    grey_levels: dict[str, float]
+    voxel_size: VoxelSize
+    clipped_fraction: float
+    params: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON summary without the large arrays (shapes and dtypes instead)."""
+        return {"shape": list(self.raw.shape), "dtype": str(self.raw.dtype),
+                "shifts": self.shifts.tolist(), "grey_levels": dict(self.grey_levels),
+                "voxel_size": self.voxel_size.to_dict(), "clipped_fraction": self.clipped_fraction,
+                "params": dict(self.params)}
+
+
+@dataclasses.dataclass(frozen=True)
+class EbacMap(Result):
+    """A simulated EBAC map (2D, (rows, cols)) and its truth.
+
+    Attributes
+    ----------
+    image : ndarray
+        Noisy map, float32 fraction of full scale (or uint16 when requested).
+    clean : ndarray
+        The same map without noise.
+    conductive_truth : ndarray bool
+        Pixels electrically connected to the current collector (through the 3D network when a
+        volume was given). ``clean > threshold`` equals it exactly.
+    threshold : float
+        A grey value (in ``image`` units) half-way between the darkest connected and the brightest
+        non-connected pixel of ``clean``.
+    profile_truth : ndarray float64
+        Mean of ``clean`` per line parallel to the collector, ordered by depth from the collector.
+    connected_fraction_profile : ndarray float64
+        Fraction of connected pixels per line, same order.
+    depth_um : ndarray float64
+        Depth of each profile line from the collector side (pixel centres), µm.
+    labels : ndarray
+        The 2D phase section that was rendered.
+    thickness_axis : int
+        Axis of the map (0 rows, 1 cols) along which depth from the collector runs.
+    pixel_size_um : tuple of float
+        (row, col) pixel size, µm.
+    params : dict
+        Every parameter used (JSON-able).
+    """
+
+    image: np.ndarray
+    clean: np.ndarray
+    conductive_truth: np.ndarray
+    threshold: float
+    profile_truth: np.ndarray
+    connected_fraction_profile: np.ndarray
+    depth_um: np.ndarray
+    labels: np.ndarray
+    thickness_axis: int
+    pixel_size_um: tuple[float, float]
+    params: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON summary without the 2D arrays (profiles are kept)."""
+        return {"shape": list(self.image.shape), "dtype": str(self.image.dtype), "threshold": self.threshold,
+                "profile_truth": self.profile_truth.tolist(), "depth_um": self.depth_um.tolist(),
+                "connected_fraction_profile": self.connected_fraction_profile.tolist(),
+                "thickness_axis": self.thickness_axis, "pixel_size_um": list(self.pixel_size_um),
+                "params": dict(self.params)}
+
+
+def render_fibsem(
+    labels: np.ndarray,
+    *,
+    phases: PhaseTable = DEFAULT_PHASES,
+    voxel_size_um: VoxelSize | Any = FIB_VOXEL_SIZE,
+    grey_levels: Mapping[str, float] | None = None,
+    noise_sigma: float = 0.02,
+    shot_noise: float = 0.02,
+    curtaining: float = 0.03,
+    curtain_period_px: float = 12.0,
+    curtain_width_px: float = 2.5,
+    curtain_shadowing: float = 0.5,
+    curtain_coherence_slices: float = 30.0,
+    shading: float = 0.08,
+    drift_px_rms: float = 0.3,
+    shine_through: float = 0.5,
+    shine_depth_um: float = 0.3,
+    blur_sigma_px: float = 0.7,
+    pore_phase: str = "pore",
+    dtype: Any = np.uint16,
+    seed: int = 0,
+) -> FibsemStack:
+    """Render a (z, y, x) phase-label volume as a FIB-SEM stack with known artefacts.
+
+    Forward model, per slice z (image (y, x)), in this order:
+
+    1. phase grey levels ``grey_levels[name]``;
+    2. shine-through: in pore voxels, the first solid voxel behind the cut face (at z' > z) shows
+       through, ``+= shine_through * (g_solid - g_pore) * exp(-(z' - z) * dz / shine_depth_um)``
+       (an unfilled sample; pores look partly solid);
+    3. Gaussian PSF blur, in-plane, ``blur_sigma_px``;
+    4. curtaining: additive stripes constant along y (the ion-beam direction), varying along x:
+       Gaussian stripes (FWHM ``curtain_width_px``, one per ``curtain_period_px`` on average) of
+       random signed amplitude, an AR(1) process along z with correlation length
+       ``curtain_coherence_slices``, rms ``curtaining``; the fraction ``curtain_shadowing`` of each
+       stripe's amplitude appears only below (larger y than) the first bright feature of its column;
+    5. drift: the slice content (with its curtains) is displaced by ``shifts[z]``, a random walk of
+       N(0, ``drift_px_rms``) steps per slice and axis (Fourier shift on a reflect-padded slice);
+    6. shading/charging: multiplication by ``1 + shading * f`` with f a smooth random field
+       (cosine modes of at most one period per axis, max |f| = 1), fixed to the image frame;
+    7. shot noise, Poisson with relative std ``shot_noise`` at full scale
+       (``shot_noise * sqrt(I)`` at intensity I), then Gaussian read noise of std ``noise_sigma``;
+    8. scaling to ``dtype`` and clipping.
+
+    Parameters
+    ----------
+    labels : ndarray of int, (z, y, x)
+        Phase labels whose values are in ``phases``. Dask arrays are computed.
+    phases : PhaseTable
+        Value ↔ name table.
+    voxel_size_um : VoxelSize or "dz,dy,dx" or sequence
+        Voxel size of the labels grid in µm (default 32.5 nm slices, 37.22 nm pixels).
+    grey_levels : mapping name → float in [0, 1], optional
+        Grey level of each phase as a fraction of full scale; missing names use
+        ``DEFAULT_GREY_LEVELS``. Every phase present in ``labels`` needs one.
+    noise_sigma, shot_noise : float ≥ 0
+        Gaussian std and Poisson relative std at full scale, fractions of full scale.
+    curtaining : float ≥ 0
+        Rms stripe amplitude, fraction of full scale.
+    curtain_period_px, curtain_width_px, curtain_coherence_slices : float > 0
+        Mean stripe spacing and stripe FWHM (pixels, along x); slices over which a stripe's
+        amplitude decorrelates (1/e).
+    curtain_shadowing : float in [0, 1]
+        Share of stripe amplitude that needs bright material above (0: stripes run the full height).
+    shading : float in [0, 1)
+        Peak relative amplitude of the multiplicative shading field.
+    drift_px_rms : float ≥ 0
+        Rms per-slice drift step, pixels (per axis).
+    shine_through : float in [0, 1]
+        Contrast fraction of the material just behind a pore; ``shine_depth_um`` > 0 is its
+        attenuation length in µm along z.
+    blur_sigma_px : float ≥ 0
+        In-plane Gaussian PSF sigma, pixels.
+    pore_phase : str
+        Name of the phase that shows shine-through (needed only when ``shine_through > 0``).
+    dtype : uint16, uint8 or float32
+        Output type; float32 is in fractions of full scale and never clipped.
+    seed : int
+        Seed of ``numpy.random.default_rng`` streams; the same seed gives the same stack.
+
+    Returns
+    -------
+    FibsemStack
+        ``raw``, ``clean``, ``labels``, ``shifts`` and the artefact fields; see its docstring.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lab = np.zeros((4, 8, 8), np.uint8); lab[:, 2:6, 2:6] = 1
+    >>> s = render_fibsem(lab, **NO_ARTEFACTS)
+    >>> bool((s.raw == s.clean).all()), int(s.raw[0, 3, 3]) == s.grey_levels["active"]
+    (True, True)
+    """
+    lab = _check_labels(labels, ndim=3)
+    out_dtype = np.dtype(dtype)
+    if out_dtype not in _FULL_SCALE:
+        raise InputError(f"dtype {out_dtype} is not supported; use numpy.uint16, numpy.uint8 or numpy.float32")
+    full = _FULL_SCALE[out_dtype]
+    vox = VoxelSize.parse(voxel_size_um)
+    for name, v in (("noise_sigma", noise_sigma), ("shot_noise", shot_noise), ("curtaining", curtaining),
+                    ("drift_px_rms", drift_px_rms), ("blur_sigma_px", blur_sigma_px)):
+        _nonneg(v, name)
+    for name, v in (("curtain_period_px", curtain_period_px), ("curtain_width_px", curtain_width_px),
+                    ("curtain_coherence_slices", curtain_coherence_slices), ("shine_depth_um", shine_depth_um)):
+        if not (_nonneg(v, name) > 0):
+            raise InputError(f"{name} must be > 0, got {v!r}")
+    _in_range(curtain_shadowing, "curtain_shadowing", 0.0, 1.0)
+    _in_range(shine_through, "shine_through", 0.0, 1.0)
+    if not _nonneg(shading, "shading") < 1:
+        raise InputError(f"shading must lie in [0, 1) so the shading field stays positive, got {shading!r}")
+    levels = _grey_levels(phases, grey_levels)
+    lut, known = _lookup(phases, levels)
+    _check_values(lab, known, phases)
+    if shine_through > 0 and pore_phase not in phases:
+        raise InputError(f"shine_through needs the pore phase {pore_phase!r}, which is not in the phase table "
+                         f"{phases.names}; pass pore_phase=... or shine_through=0")
+
+    nz, ny, nx = lab.shape
+    rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(_STREAMS)))))
+    shifts = _random_walk(rngs["drift"], nz, drift_px_rms)
+    amp = _curtain_amplitudes(rngs["curtain"], nz, nx, curtaining, curtain_period_px, curtain_width_px,
+                              curtain_coherence_slices) if curtaining > 0 else None
+    shade = _shading_field(rngs["shading"], (nz, ny, nx), shading) if shading > 0 else None
+    g_lo, g_hi = float(lut[known].min()), float(lut[known].max())
+    pad = int(math.ceil(np.abs(shifts).max())) + 4 if drift_px_rms > 0 else 0
+
+    raw = np.empty(lab.shape, out_dtype)
+    clean = np.empty(lab.shape, out_dtype)
+    stripes = np.empty(lab.shape, np.float32) if amp is not None else None
+    pore_val = phases.value(pore_phase) if shine_through > 0 else -1
+    g_pore = float(lut[pore_val]) if shine_through > 0 else 0.0
+    next_grey = np.zeros((ny, nx), np.float32)  # grey of the first solid voxel behind (z' > z)
+    next_dist = np.full((ny, nx), np.inf, np.float32)  # its distance in slices
+    clipped = 0
+    # back to front, so the shine-through scan carries its state from slab to slab
+    for stop in range(nz, 0, -_SLAB):
+        sl = slice(max(stop - _SLAB, 0), stop)
+        ideal = lut[lab[sl]]
+        clean[sl] = _quantise(ideal, full, out_dtype)[0]
+        img = ideal.copy()
+        if shine_through > 0:
+            is_pore = lab[sl] == pore_val
+            dist, behind, next_grey, next_dist = _next_solid(is_pore, ideal, next_grey, next_dist)
+            gain = shine_through * np.exp(-dist * np.float32(vox.dz / shine_depth_um))
+            img = np.where(is_pore, g_pore + gain * (behind - g_pore), img)
+        if blur_sigma_px > 0:
+            img = ndi.gaussian_filter(img, (0, blur_sigma_px, blur_sigma_px), mode="nearest")
+        if amp is not None:
+            bright = (ideal - g_lo) / max(g_hi - g_lo, 1e-12)
+            above = np.maximum.accumulate(bright, axis=1)  # brightest material above, per column
+            st = amp[sl, None, :] * ((1.0 - curtain_shadowing) + curtain_shadowing * above)
+            stripes[sl] = st * full
+            img += st
+        if pad:
+            img = _fourier_shift(img, shifts[sl], pad)
+        if shade is not None:
+            img *= shade[sl]
+        if shot_noise > 0:
+            img = _shot_noise(rngs["shot"], img, 1.0 / shot_noise**2)
+        if noise_sigma > 0:
+            img += noise_sigma * rngs["gauss"].standard_normal(img.shape, dtype=np.float32)
+        raw[sl], n_clip = _quantise(img, full, out_dtype)
+        clipped += n_clip
+
+    params = {"phases": phases.to_list(), "voxel_size_um": vox.to_dict(), "grey_levels": dict(levels),
+              "noise_sigma": noise_sigma, "shot_noise": shot_noise, "curtaining": curtaining,
+              "curtain_period_px": curtain_period_px, "curtain_width_px": curtain_width_px,
+              "curtain_shadowing": curtain_shadowing, "curtain_coherence_slices": curtain_coherence_slices,
+              "shading": shading, "drift_px_rms": drift_px_rms, "shine_through": shine_through,
+              "shine_depth_um": shine_depth_um, "blur_sigma_px": blur_sigma_px, "pore_phase": pore_phase,
+              "dtype": str(out_dtype), "seed": seed}
+    view = lab.view()
+    view.flags.writeable = False
+    out_levels = {p.name: float(_quantise(np.float32(levels[p.name]), full, out_dtype)[0])
+                  for p in phases if p.name in levels}
+    return FibsemStack(raw=raw, clean=clean, labels=view, shifts=shifts, stripes=stripes,
+                       shading=shade, grey_levels=out_levels, voxel_size=vox,
+                       clipped_fraction=clipped / raw.size, params=_plain(params))
+
+
+def render_ebac(
+    labels: np.ndarray,
+    conductive_mask: np.ndarray | None = None,
+    *,
+    phases: PhaseTable = DEFAULT_PHASES,
+    axis: int | str = "z",
+    index: int | None = None,
+    thickness_axis: int | str = "y",
+    collector_side: str = "low",
+    pixel_size_um: float | tuple[float, float] = 0.05,
+    isolated_level: float = 0.25,
+    pore_level: float = 0.05,
+    decay_length_um: float | None = None,
+    noise_sigma: float = 0.03,
+    dtype: Any = np.float32,
+    seed: int = 0,
+) -> EbacMap:
+    """Render an EBAC (electron-beam absorbed current) map of one cross-section.
+
+    The absorbed current reaching the collector is what an EBAC map shows (SCIENCE.md §2):
+
+    - solids electrically connected to the collector (through the 3D network when ``labels`` is a
+      volume, so a particle that looks isolated in the section may be bright) are bright, with
+      intensity ``1 - η(Z̄)``: the backscatter coefficient η (Reuter's fit, mass-mean atomic
+      number of the phase's material) makes Cu darker than Li;
+    - other solids (isolated conductors, insulating binder or shells) are dim, not black:
+      ``isolated_level * (1 - η)`` (capacitive / leakage signal);
+    - pores (the phase named ``pore``) are ``pore_level``;
+    - optional resistive decay: connected intensity × ``exp(-depth / decay_length_um)``, depth the
+      straight distance from the collector side along ``thickness_axis`` (not the geodesic path);
+    - Gaussian noise of std ``noise_sigma`` (fraction of full scale).
+
+    Parameters
+    ----------
+    labels : ndarray of int, (z, y, x) or (rows, cols)
+        Phase labels. A volume is cut at ``index`` along ``axis``; a 2D array is the section.
+    conductive_mask : ndarray of bool, same shape as ``labels``, optional
+        Electronically conducting voxels. Default: phases whose material conducts at ≥ 1e-6 S/m
+        (active, CBD, collector, Li; not binder, Li2CO3 shell, pore). Must not mark pore voxels.
+    phases : PhaseTable
+        Value ↔ name/material table.
+    axis, index : axis name/int, int
+        For a volume: the section is ``labels.take(index, axis)`` (index default: the middle).
+    thickness_axis : "z", "y", "x" or int
+        Through-plane axis of the volume (for 2D input: "y"/0 rows, "x"/1 cols); must not be
+        ``axis``. ``collector_side`` ("low" or "high") is where the collector is along it.
+    pixel_size_um : float or (row, col)
+        Pixel size of the map, µm (used for ``depth_um`` and the decay).
+    isolated_level, pore_level : float in [0, 1)
+        Relative brightness of non-connected solids and grey value of pores.
+    decay_length_um : float > 0 or None
+        Resistive decay length; ``None`` for no decay.
+    noise_sigma : float ≥ 0
+        Gaussian noise std, fraction of full scale.
+    dtype : float32 or uint16
+        Output type of ``image`` and ``clean`` (uint16: full scale 65535).
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    EbacMap
+    """
+    lab = _check_labels(labels, ndim=None)
+    out_dtype = np.dtype(dtype)
+    if out_dtype not in (np.dtype(np.float32), np.dtype(np.uint16)):
+        raise InputError(f"dtype {out_dtype} is not supported for EBAC maps; use numpy.float32 or numpy.uint16")
+    _nonneg(noise_sigma, "noise_sigma")
+    _in_range(isolated_level, "isolated_level", 0.0, 0.999)
+    _in_range(pore_level, "pore_level", 0.0, 0.999)
+    if decay_length_um is not None and not _nonneg(decay_length_um, "decay_length_um") > 0:
+        raise InputError(f"decay_length_um must be > 0 or None, got {decay_length_um!r}")
+    if collector_side not in ("low", "high"):
+        raise InputError(f"collector_side must be 'low' or 'high', got {collector_side!r}")
+    if lab.ndim == 2:
+        t_axis = {"y": 0, "x": 1, 0: 0, 1: 1}.get(thickness_axis)
+        if t_axis is None:
+            raise InputError(f"thickness_axis {thickness_axis!r} of a 2D map must be 'y' (rows) or 'x' (cols)")
+    else:
+        t_axis = axis_index(thickness_axis)
+    known = np.zeros(256, bool)
+    known[[p.value for p in phases]] = True
+    _check_values(lab, known, phases)
+    if conductive_mask is None:
+        cond_lut = np.zeros(256, bool)
+        for p in phases:
+            mat = MATERIALS.get(p.material or "")
+            cond_lut[p.value] = bool(mat and mat.conductivity_s_m and mat.conductivity_s_m >= 1e-6)
+        cond = cond_lut[lab]
+    else:
+        cond = np.asarray(conductive_mask)
+        if cond.shape != lab.shape or cond.dtype != bool:
+            raise InputError(f"conductive_mask must be a bool array of the labels' shape {lab.shape}, got "
+                             f"{cond.dtype} {cond.shape}; build it e.g. as numpy.isin(labels, [1, 2, 3])")
+    pore_val = phases.value("pore") if "pore" in phases else -1
+    if pore_val >= 0 and (cond & (lab == pore_val)).any():
+        raise InputError("conductive_mask marks pore voxels as conducting; pores carry no beam current — "
+                         "mask them out (conductive_mask & (labels != pore))")
+
+    # connected = conducting components that reach the collector (3D components for a volume)
+    seeds = lab == phases.value("collector") if "collector" in phases else np.zeros_like(cond)
+    seeds &= cond
+    if not seeds.any():  # no collector voxels: the collector is the face of the domain
+        face = [slice(None)] * lab.ndim
+        face[t_axis] = 0 if collector_side == "low" else -1
+        seeds[tuple(face)] = cond[tuple(face)]
+    comp, _ = ndi.label(cond)
+    hit = np.unique(comp[seeds])
+    connected = np.isin(comp, hit[hit > 0])
+
+    if lab.ndim == 3:
+        a = axis_index(axis)
+        if a == t_axis:
+            raise InputError(f"the section axis {axis!r} is the thickness axis; cut across it (e.g. axis='z')")
+        idx = lab.shape[a] // 2 if index is None else int(index)
+        if not -lab.shape[a] <= idx < lab.shape[a]:
+            raise InputError(f"index {idx} is outside the volume's {lab.shape[a]} positions along axis {a}")
+        lab, connected = lab.take(idx, axis=a), connected.take(idx, axis=a)
+        t_axis = t_axis - (t_axis > a)
+    else:
+        a, idx = None, None
+    py, px = (pixel_size_um, pixel_size_um) if np.isscalar(pixel_size_um) else tuple(pixel_size_um)
+    pix = (_nonneg(py, "pixel_size_um"), _nonneg(px, "pixel_size_um"))
+    if min(pix) <= 0:
+        raise InputError(f"pixel_size_um must be > 0, got {pixel_size_um!r}")
+
+    absorbed = np.ones(256, np.float32)
+    for p in phases:
+        absorbed[p.value] = 1.0 - _backscatter(p.material)
+    n = lab.shape[t_axis]
+    depth_um = (np.arange(n) + 0.5) * pix[t_axis]
+    depth = depth_um if collector_side == "low" else depth_um[::-1]
+    shape = [1, 1]
+    shape[t_axis] = n
+    decay = np.ones(n) if decay_length_um is None else np.exp(-depth / decay_length_um)
+    bright = absorbed[lab] * decay.reshape(shape).astype(np.float32)
+    dim = isolated_level * absorbed[lab]
+    img = np.where(connected, bright, dim).astype(np.float32)
+    if pore_val >= 0:
+        img[lab == pore_val] = pore_level
+    lo = float(img[~connected].max()) if (~connected).any() else pore_level
+    hi = float(img[connected].min()) if connected.any() else 1.0
+    if hi <= lo:
+        raise InputError(f"connected regions would be as dark as non-connected ones (darkest connected {hi:.3f}, "
+                         f"brightest other {lo:.3f}); raise decay_length_um or lower isolated_level/pore_level")
+    noisy = img + noise_sigma * np.random.default_rng(seed).standard_normal(img.shape, dtype=np.float32)
+    full = 65535.0 if out_dtype == np.uint16 else 1.0
+    clean = _quantise(img, full, out_dtype)[0] if full > 1 else img
+    image = _quantise(noisy, full, out_dtype)[0] if full > 1 else noisy
+    order = slice(None) if collector_side == "low" else slice(None, None, -1)
+    other = 1 - t_axis
+    params = {"phases": phases.to_list(), "axis": a, "index": idx, "thickness_axis": t_axis,
+              "collector_side": collector_side, "pixel_size_um": list(pix), "isolated_level": isolated_level,
+              "pore_level": pore_level, "decay_length_um": decay_length_um, "noise_sigma": noise_sigma,
+              "dtype": str(out_dtype), "seed": seed, "conductive_mask_given": conductive_mask is not None}
+    return EbacMap(image=image, clean=clean, conductive_truth=connected,
+                   threshold=0.5 * (lo + hi) * full, profile_truth=img.mean(axis=other)[order].astype(np.float64) * full,
+                   connected_fraction_profile=connected.mean(axis=other)[order].astype(np.float64),
+                   depth_um=depth_um, labels=lab, thickness_axis=t_axis, pixel_size_um=pix,
+                   params=_plain(params))
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _check_labels(labels: Any, ndim: int | None) -> np.ndarray:
+    lab = np.asarray(labels)
+    if ndim is not None and lab.ndim != ndim:
+        hint = "; stack slices into a (z, y, x) volume, or render one slice as labels[None]" if lab.ndim == 2 else ""
+        raise InputError(f"labels must be {ndim}D (z, y, x), got shape {lab.shape}{hint}")
+    if ndim is None and lab.ndim not in (2, 3):
+        raise InputError(f"labels must be a 2D section or a 3D (z, y, x) volume, got shape {lab.shape}")
+    require_integer_labels(lab)
+    if lab.dtype == bool:
+        lab = lab.view(np.uint8)
+    if lab.size == 0:
+        raise InputError(f"labels are empty (shape {lab.shape}); give at least one voxel")
+    return lab
+
+
+def _check_values(lab: np.ndarray, known: np.ndarray, phases: PhaseTable) -> None:
+    lo, hi = int(lab.min()), int(lab.max())
+    if lo < 0 or hi > 255:
+        raise InputError(f"labels hold values {lo}..{hi}; phase values are 0–255 (see the phase table {phases.names})")
+    bad = ~known[lab]
+    if bad.any():
+        values = sorted(int(v) for v in np.unique(lab[bad]))
+        raise InputError(f"label values {values} have no phase/grey level; known phases "
+                         f"{[(p.value, p.name) for p in phases]}. Add them to `phases` (and `grey_levels`)")
+
+
+def _grey_levels(phases: PhaseTable, given: Mapping[str, float] | None) -> dict[str, float]:
+    given = dict(given or {})
+    unknown = [n for n in given if n not in phases]
+    if unknown:
+        raise InputError(f"grey_levels names {unknown} are not phases of the table {phases.names}")
+    levels = {}
+    for p in phases:
+        if p.name in given:
+            levels[p.name] = _in_range(given[p.name], f"grey level of {p.name!r}", 0.0, 1.0)
+        elif p.name in DEFAULT_GREY_LEVELS:
+            levels[p.name] = DEFAULT_GREY_LEVELS[p.name]
+    return levels
+
+
+def _lookup(phases: PhaseTable, levels: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    lut = np.zeros(256, np.float32)
+    known = np.zeros(256, bool)
+    for p in phases:
+        if p.name in levels:
+            lut[p.value], known[p.value] = levels[p.name], True
+    return lut, known
+
+
+def _nonneg(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
+            or value < 0:
+        raise InputError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    return float(value)
+
+
+def _in_range(value: Any, name: str, lo: float, hi: float) -> float:
+    v = _nonneg(value, name) if lo >= 0 else value
+    if not lo <= v <= hi:
+        raise InputError(f"{name} must lie in [{lo}, {hi}], got {value!r}")
+    return float(v)
+
+
+def _quantise(img: np.ndarray, full: float, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """Scale fractions of full scale to ``dtype``; return the array and the number of clipped values."""
+    if dtype.kind == "f":
+        return np.asarray(img, dtype), 0
+    scaled = np.rint(np.asarray(img, np.float32) * np.float32(full))
+    n_clip = int(np.count_nonzero((scaled < 0) | (scaled > full)))
+    return np.clip(scaled, 0, full).astype(dtype), n_clip
+
+
+def _next_solid(is_pore: np.ndarray, grey: np.ndarray, carry_grey: np.ndarray,
+                carry_dist: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For each voxel of a slab, distance (slices) to and grey of the first solid voxel at z' > z.
+
+    ``carry_*`` describe, for the slab's last slice, the first solid behind the slab (distance
+    counted from that slice; inf if none). Returns (dist, grey_behind, carry_grey, carry_dist),
+    the last two for the slab in front of this one.
+    """
+    m = is_pore.shape[0]
+    big = np.int32(1 << 30)
+    k = np.arange(m, dtype=np.int32)[:, None, None]
+    idx = np.where(is_pore, big, k)
+    after = np.minimum.accumulate(idx[::-1], axis=0)[::-1]  # first solid at j >= k
+    nxt = np.concatenate([after[1:], np.full((1,) + is_pore.shape[1:], big, np.int32)])  # j > k
+    inside = nxt < big
+    safe = np.where(inside, nxt, 0)
+    dist = np.where(inside, (nxt - k).astype(np.float32), carry_dist + (m - 1 - k).astype(np.float32))
+    behind = np.where(inside, np.take_along_axis(grey, safe, axis=0), carry_grey)
+    first = after[0]
+    has = first < big
+    new_grey = np.where(has, np.take_along_axis(grey, np.where(has, first, 0)[None], axis=0)[0], carry_grey)
+    new_dist = np.where(has, first + 1, carry_dist + m).astype(np.float32)
+    return dist, behind, new_grey, new_dist
+
+
+def _shot_noise(rng: np.random.Generator, img: np.ndarray, n_full: float) -> np.ndarray:
+    """Poisson counts with ``n_full`` electrons at full scale, back in fractions of full scale.
+
+    Exact Poisson draws below 30 electrons; above, the Gaussian limit (mean = variance = count,
+    skewness < 0.2), which is ~10x faster than numpy's large-mean Poisson sampler.
+    """
+    lam = np.clip(img, 0, None) * np.float32(n_full)
+    counts = lam + np.sqrt(lam) * rng.standard_normal(lam.shape, dtype=np.float32)
+    small = lam < 30
+    if small.any():
+        counts[small] = rng.poisson(lam[small])
+    return (counts / np.float32(n_full)).astype(np.float32)
+
+
+def _random_walk(rng: np.random.Generator, nz: int, rms: float) -> np.ndarray:
+    steps = rng.normal(0.0, 1.0, (nz, 2)) * rms
+    steps[0] = 0.0
+    return np.cumsum(steps, axis=0)
+
+
+def _curtain_amplitudes(rng: np.random.Generator, nz: int, nx: int, rms: float, period: float,
+                        width: float, coherence: float) -> np.ndarray:
+    """(nz, nx) stripe amplitude: Gaussian stripes with AR(1) amplitudes along z, scaled to ``rms``."""
+    n = max(1, int(round(nx / period)))
+    centres = rng.uniform(0, nx, n)
+    sigma = width / 2.3548  # FWHM → sigma
+    profiles = np.exp(-0.5 * ((np.arange(nx)[None, :] - centres[:, None]) / sigma) ** 2)
+    rho = math.exp(-1.0 / coherence)
+    innov = rng.standard_normal((nz, n))
+    amps = np.empty((nz, n))
+    amps[0] = innov[0]
+    for z in range(1, nz):  # AR(1): stripes persist over ~coherence slices
+        amps[z] = rho * amps[z - 1] + math.sqrt(1 - rho**2) * innov[z]
+    field = amps @ profiles
+    rms_now = float(np.sqrt(np.mean(field**2)))
+    return (field * (rms / rms_now) if rms_now > 0 else field).astype(np.float32)
+
+
+def _shading_field(rng: np.random.Generator, shape: tuple[int, int, int], amplitude: float) -> np.ndarray:
+    """1 + amplitude * f, f = random sum of cos(pi*i*u) products (i ≤ 2 per axis), max |f| = 1."""
+    coef = rng.standard_normal((3, 3, 3)) / (1.0 + np.add.outer(np.add.outer(np.arange(3), np.arange(3)),
+                                                                  np.arange(3)))
+    coef[0, 0, 0] = 0.0
+    basis = [np.cos(np.pi * np.arange(3)[None, :] * (np.arange(n)[:, None] + 0.5) / n).astype(np.float32)
+             for n in shape]
+    f = np.einsum("ijk,zi,yj,xk->zyx", coef.astype(np.float32), *basis, optimize=True)
+    peak = float(np.abs(f).max())
+    return (1.0 + (amplitude / peak if peak > 0 else 0.0) * f).astype(np.float32)
+
+
+def _fourier_shift(img: np.ndarray, shifts: np.ndarray, pad: int) -> np.ndarray:
+    """Shift each (y, x) slice by ``shifts[k]`` (sub-pixel, sinc) after reflect padding, then crop."""
+    _, ny0, nx0 = img.shape
+    # pad to FFT-friendly sizes: a prime-sized axis would make the transform several times slower
+    hy = sfft.next_fast_len(ny0 + 2 * pad, real=True) - ny0 - pad
+    hx = sfft.next_fast_len(nx0 + 2 * pad, real=True) - nx0 - pad
+    padded = np.pad(img, ((0, 0), (pad, hy), (pad, hx)), mode="reflect")
+    ny, nx = padded.shape[1:]
+    spec = sfft.rfft2(padded, axes=(1, 2), workers=-1)
+    ramp_y = np.exp(-2j * np.pi * sfft.fftfreq(ny)[None, :] * shifts[:, 0, None]).astype(spec.dtype)
+    ramp_x = np.exp(-2j * np.pi * sfft.rfftfreq(nx)[None, :] * shifts[:, 1, None]).astype(spec.dtype)
+    spec *= ramp_y[:, :, None]
+    spec *= ramp_x[:, None, :]
+    out = sfft.irfft2(spec, s=(ny, nx), axes=(1, 2), workers=-1)
+    return out[:, pad:pad + ny0, pad:pad + nx0].astype(np.float32)
+
+
+# Mass-mean atomic number Z̄ of the library's materials (from their formulae), for backscatter.
+_MEAN_Z = {"Li": 3.0, "Cu": 29.0, "Al": 13.0, "NCM622": 19.1, "NCM811": 19.5, "CBD": 6.3, "carbon_black": 6.0,
+           "PVDF": 7.6, "PVdF-HFP": 7.6, "PTFE": 8.3, "Li2CO3": 6.7, "LLZO": 39.0}
+
+
+def _backscatter(material: str | None) -> float:
+    """Backscatter coefficient η(Z̄) by Reuter's fit (Z ≤ ~80); 0.1 for unknown materials."""
+    z = _MEAN_Z.get(material or "")
+    if z is None:
+        return 0.1
+    return float(-0.0254 + 0.016 * z - 1.86e-4 * z**2 + 8.3e-7 * z**3)
+
+
+def _plain(obj: Any) -> Any:
+    from .._results import to_jsonable
+    return to_jsonable(obj)
