@@ -1,0 +1,318 @@
+"""Crack volume in active-material particles, and its comparison with the crackable volume (SCIENCE.md §7).
+
+Definition used here. A **crack voxel** is a pore voxel inside the closed envelope of an
+active-material particle. The envelope of one particle is computed on that particle alone
+(so the gap between two neighbouring particles is never counted):
+
+1. morphological closing of the particle mask with an ellipsoidal structuring element of
+   semi-axes ``crack_width_um / 2`` in µm (converted per axis with the voxel size, at least
+   one voxel), which bridges gaps up to ``crack_width_um`` wide — cracks that open to the
+   particle surface;
+2. 3D hole filling of the closed mask — internal voids of any size fully enclosed by the
+   particle.
+
+Cracks wider than ``crack_width_um`` that reach the surface are treated as surface
+concavities, not cracks: set ``crack_width_um`` to the widest crack you want to count.
+
+Particles: pass instance labels (``particles``, e.g. from watershed) when particles touch.
+Without them, particles are the connected components of the active phase after the same
+closing (so a crack that splits a particle does not split it in two); two particles closer
+than ``crack_width_um`` are then merged, and the pore neck between them counts as a crack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .._chunked import is_dask
+from .._results import Result
+from .._validation import VoxelSize, axis_index, require_integer_labels, require_ndim, require_positive
+from ..errors import InputError
+from ..phases import DEFAULT_PHASES, PhaseTable
+
+__all__ = ["CrackResult", "ProfileComparison", "crack_volume", "compare_crack_profiles", "analyze_twin"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CrackResult(Result):
+    """Crack statistics of one volume; ``crack_mask`` (bool, like the input) is not in :meth:`to_dict`.
+
+    Profile convention: ``depth_um`` is the bin centre measured from the collector side
+    (index 0 for ``collector_side='low'``) along the thickness axis. ``profile_percent`` is the
+    share of the total crack volume in each bin (sums to 100, the *normalised* profile);
+    ``local_percent`` is the crack volume in the bin as % of the particle-envelope volume there.
+    """
+
+    crack_volume_um3: float
+    envelope_volume_um3: float
+    crack_volume_percent: float  # of the particle envelope volume
+    n_particles: int
+    particle_ids: tuple[int, ...]
+    particle_crack_fraction: tuple[float, ...]  # crack voxels / envelope voxels per particle (0–1)
+    cracked_particles: int  # particles with crack fraction > 0.5 %
+    depth_um: tuple[float, ...]
+    profile_percent: tuple[float, ...]
+    local_percent: tuple[float, ...]
+    crack_width_um: float
+    structuring_radius_vox: tuple[int, int, int]
+    thickness_axis: str
+    collector_side: str
+    method: str
+    crack_mask: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.pop("crack_mask", None)
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileComparison(Result):
+    """Observed crack profile beside a simulated crackable-volume profile on a common depth grid."""
+
+    depth: tuple[float, ...]  # common grid (relative 0–1 from the collector, or µm)
+    depth_unit: str
+    crack: tuple[float, ...]  # both normalised to unit area over ``depth``
+    crackable: tuple[float, ...]
+    pearson_r: float
+    l1_distance: float  # ½∫|a−b| of the unit-area profiles: 0 identical shape, 1 disjoint
+    crack_peak_depth: float
+    crackable_peak_depth: float
+    note: str
+
+
+# ============================================================================ public functions
+def crack_volume(
+    labels: Any,
+    *,
+    particles: Any = None,
+    phase: str = "active",
+    pore: str = "pore",
+    phases: PhaseTable = DEFAULT_PHASES,
+    thickness_axis: int | str = "y",
+    collector_side: str = "low",
+    crack_width_um: float = 1.0,
+    voxel_size_um: Any = 1.0,
+    bin_um: float | None = None,
+) -> CrackResult:
+    """Crack voxels (pore inside a particle's closed envelope), total and per-particle crack fraction
+    and the normalised crack-volume profile along the thickness.
+
+    Parameters
+    ----------
+    labels : (z, y, x) integer array (numpy, or dask — computed, the analysis works in memory)
+        Phase labels.
+    particles : integer array like ``labels``, optional
+        Instance labels of the particles (0 = none). Recommended when particles touch.
+    phase, pore : phase names of the cracking material and of the void.
+    thickness_axis, collector_side : axis of the electrode thickness and where the collector sits
+        ('low' or 'high' index end); depths are measured from it.
+    crack_width_um : float
+        Widest surface-opening crack to count (µm); sets the closing element (see module doc).
+    voxel_size_um : float, (dz, dy, dx) or VoxelSize
+    bin_um : float, optional
+        Bin width of the profile along the thickness (default: one voxel layer).
+
+    Raises
+    ------
+    InputError
+        No voxel of ``phase``; shapes that differ; non-positive sizes.
+    """
+    require_ndim(labels, 3, name="labels")
+    require_integer_labels(labels)
+    labels = np.asarray(labels.compute() if is_dask(labels) else labels)
+    voxel = VoxelSize.parse(voxel_size_um)
+    width = require_positive(crack_width_um, "crack_width_um")
+    ax = axis_index(thickness_axis)
+    if collector_side not in ("low", "high"):
+        raise InputError(f"collector_side must be 'low' or 'high', got {collector_side!r}")
+    solid = labels == phases.value(phase)
+    void = labels == phases.value(pore)
+    if not solid.any():
+        raise InputError(f"no {phase!r} voxels (phase value {phases.value(phase)}) in the volume; cracks are "
+                         "measured inside active particles — check the phase table or pass phase=")
+    # +1 voxel: an oblique crack of width w is up to ~w·√3 wide along the grid axes once digitised
+    radius = tuple(int(math.ceil(width / (2.0 * s) - 1e-9)) + 1 for s in voxel.as_tuple())
+    selem = _ellipsoid(radius)
+    if particles is None:
+        closed = _close(solid, selem, radius)
+        particles, _ = ndi.label(closed | solid)
+        particles[~solid] = 0  # a particle is its own active voxels; the closing only grouped them
+        method = "closing+fill per connected component of the closed active phase"
+    else:
+        require_ndim(particles, 3, name="particles")
+        require_integer_labels(particles, name="particles")
+        particles = np.asarray(particles.compute() if is_dask(particles) else particles)
+        if particles.shape != labels.shape:
+            raise InputError(f"particles have shape {particles.shape}, labels {labels.shape}; pass the "
+                             "instance labels of the same twin")
+        particles = np.where(solid, particles, 0)
+        method = "closing+fill per given particle"
+
+    crack = np.zeros(labels.shape, dtype=bool)
+    envelope = np.zeros(labels.shape, dtype=bool)
+    ids, fractions = [], []
+    for pid, sl in enumerate(ndi.find_objects(particles), start=1):
+        if sl is None:
+            continue
+        box = tuple(slice(max(0, s.start - r - 1), min(n, s.stop + r + 1))
+                    for s, r, n in zip(sl, radius, labels.shape))
+        own = particles[box] == pid
+        env = ndi.binary_fill_holes(_close(own, selem, radius))
+        c = env & void[box]
+        crack[box] |= c
+        envelope[box] |= env
+        ids.append(pid)
+        fractions.append(float(c.sum()) / float(env.sum()))
+
+    vox = voxel.volume_um3
+    n_crack, n_env = int(crack.sum()), int(envelope.sum())
+    depth, prof, local = _profile(crack, envelope, ax, voxel.along(ax), collector_side, bin_um)
+    return CrackResult(
+        crack_volume_um3=n_crack * vox, envelope_volume_um3=n_env * vox,
+        crack_volume_percent=100.0 * n_crack / n_env, n_particles=len(ids), particle_ids=tuple(ids),
+        particle_crack_fraction=tuple(fractions), cracked_particles=int(sum(f > 0.005 for f in fractions)),
+        depth_um=tuple(depth), profile_percent=tuple(prof), local_percent=tuple(local),
+        crack_width_um=width, structuring_radius_vox=radius, thickness_axis="zyx"[ax],
+        collector_side=collector_side, method=method, crack_mask=crack,
+    )
+
+
+def compare_crack_profiles(crack_profile: Any, crackable_profile: Any, *, relative_depth: bool = True,
+                           n_points: int = 50) -> ProfileComparison:
+    """Set an observed crack profile beside the simulated crackable-volume profile.
+
+    Parameters
+    ----------
+    crack_profile : CrackResult or (depth, values)
+        Observed crack volume along the thickness.
+    crackable_profile : (depth, values) or an object with ``positions_um``/``depth_um`` and
+        ``values``/``percent``/``profile_percent``
+        Simulated % of active volume above the stress threshold along the thickness (compression solver).
+    relative_depth : bool
+        Map each profile's depth to 0–1 of its own extent (0 = collector side) before comparing,
+        so a calendered twin and a simulation of different thickness line up. Else compare in µm
+        over the overlapping range.
+    n_points : number of points of the common grid.
+
+    Both profiles are normalised to unit area on the common grid; the similarity is Pearson's r
+    and the L1 distance ½∫|a−b| (0 = same shape, 1 = no overlap).
+    """
+    d1, v1 = _as_profile(crack_profile, "crack_profile")
+    d2, v2 = _as_profile(crackable_profile, "crackable_profile")
+    if relative_depth:
+        d1, d2 = _relative(d1), _relative(d2)
+        lo, hi, unit = 0.0, 1.0, "fraction of thickness from the collector"
+    else:
+        lo, hi, unit = max(d1.min(), d2.min()), min(d1.max(), d2.max()), "um from the collector"
+        if hi <= lo:
+            raise InputError(f"the profiles do not overlap in depth ({d1.min():.3g}–{d1.max():.3g} vs "
+                             f"{d2.min():.3g}–{d2.max():.3g} µm); use relative_depth=True")
+    grid = np.linspace(lo, hi, int(n_points))
+    a = _unit_area(grid, np.interp(grid, d1, v1), "crack_profile")
+    b = _unit_area(grid, np.interp(grid, d2, v2), "crackable_profile")
+    r = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+    l1 = float(0.5 * np.trapezoid(np.abs(a - b), grid))
+    note = ("Different quantities: the crack profile is void observed inside particles of the calendered "
+            "sample (cracks that happened); the crackable-volume profile is the simulated share of active "
+            "material whose von Mises stress exceeds the threshold (where cracking can start). Only their "
+            "shapes along the thickness are compared (both normalised to unit area), not their magnitudes.")
+    return ProfileComparison(
+        depth=tuple(grid.tolist()), depth_unit=unit, crack=tuple(a.tolist()), crackable=tuple(b.tolist()),
+        pearson_r=r, l1_distance=l1, crack_peak_depth=float(grid[np.argmax(a)]),
+        crackable_peak_depth=float(grid[np.argmax(b)]), note=note)
+
+
+def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None = None,
+                 crackable_profile: Any = None, write_labels: bool = True) -> CrackResult:
+    """Crack volume of a twin (labels ``phases``, and ``particles`` when present); stores result ``cracks``
+    (with the comparison to ``crackable_profile`` when one is given) and labels ``cracks`` (1 = crack)."""
+    from ..twin import Step
+
+    labels = twin.labels("phases")
+    particles = twin.labels("particles") if twin.has_labels("particles") else None
+    result = crack_volume(labels, particles=particles, phases=twin.phases, thickness_axis=twin.thickness_axis,
+                          collector_side=twin.collector_side, crack_width_um=crack_width_um,
+                          voxel_size_um=twin.voxel_size, bin_um=bin_um)
+    params = {"crack_width_um": crack_width_um, "bin_um": bin_um, "particles": particles is not None}
+    if write_labels:
+        twin.write_labels("cracks", result.crack_mask.astype(np.uint8), step=Step("crack_volume", params))
+    stored: Any = result
+    if crackable_profile is not None:
+        comparison = compare_crack_profiles(result, crackable_profile)
+        stored = {**result.to_dict(), "comparison": comparison.to_dict()}
+    twin.save_result("cracks", stored, step=Step("cracks", params))
+    return result
+
+
+# ============================================================================ helpers
+def _ellipsoid(radius: Sequence[int]) -> np.ndarray:
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    return sum((g / r) ** 2 for g, r in zip(grids, radius)) <= 1.0 + 1e-9
+
+
+def _close(mask: np.ndarray, selem: np.ndarray, radius: Sequence[int]) -> np.ndarray:
+    # pad so the dilation has room and the erosion sees background outside the volume
+    pad = [(r + 1, r + 1) for r in radius]
+    m = np.pad(mask, pad)
+    closed = ndi.binary_erosion(ndi.binary_dilation(m, structure=selem), structure=selem)
+    return closed[tuple(slice(r + 1, -(r + 1)) for r in radius)] | mask
+
+
+def _profile(crack: np.ndarray, envelope: np.ndarray, ax: int, step_um: float, side: str,
+             bin_um: float | None) -> tuple[list[float], list[float], list[float]]:
+    others = tuple(a for a in range(3) if a != ax)
+    c = crack.sum(axis=others).astype(float)
+    e = envelope.sum(axis=others).astype(float)
+    if side == "high":
+        c, e = c[::-1], e[::-1]
+    per = 1 if bin_um is None else max(1, int(round(require_positive(bin_um, "bin_um") / step_um)))
+    nb = int(math.ceil(len(c) / per))
+    cb = np.array([c[i * per:(i + 1) * per].sum() for i in range(nb)])
+    eb = np.array([e[i * per:(i + 1) * per].sum() for i in range(nb)])
+    depth = [((i * per + min((i + 1) * per, len(c))) / 2.0) * step_um for i in range(nb)]
+    total = cb.sum()
+    prof = (100.0 * cb / total) if total > 0 else np.zeros(nb)
+    local = np.divide(100.0 * cb, eb, out=np.zeros(nb), where=eb > 0)
+    return depth, prof.tolist(), local.tolist()
+
+
+def _as_profile(obj: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(obj, CrackResult):
+        d, v = obj.depth_um, obj.profile_percent
+    elif isinstance(obj, dict) or hasattr(obj, "__dict__") and not isinstance(obj, (tuple, list)):
+        get = obj.get if isinstance(obj, dict) else (lambda k: getattr(obj, k, None))
+        d = next((get(k) for k in ("depth_um", "positions_um", "positions", "depth") if get(k) is not None), None)
+        v = next((get(k) for k in ("profile_percent", "values", "percent", "profile") if get(k) is not None), None)
+        if d is None or v is None:
+            raise InputError(f"{name} needs depths and values: give (depth, values) arrays")
+    else:
+        try:
+            d, v = obj
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be a CrackResult or a (depth, values) pair") from None
+    d = np.asarray(d, dtype=float).ravel()
+    v = np.asarray(v, dtype=float).ravel()
+    if d.size != v.size or d.size < 2:
+        raise InputError(f"{name}: depth and values must have the same length ≥ 2, got {d.size} and {v.size}")
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(v))):
+        raise InputError(f"{name} contains NaN/Inf")
+    order = np.argsort(d)
+    return d[order], v[order]
+
+
+def _relative(d: np.ndarray) -> np.ndarray:
+    span = d.max() - d.min()
+    return (d - d.min()) / span if span > 0 else np.zeros_like(d)
+
+
+def _unit_area(grid: np.ndarray, v: np.ndarray, name: str) -> np.ndarray:
+    area = float(np.trapezoid(v, grid))
+    if not area > 0:
+        raise InputError(f"{name} is zero everywhere (no cracks / no crackable volume); nothing to compare")
+    return v / area
