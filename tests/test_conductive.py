@@ -1,0 +1,290 @@
+"""Conductive clusters, activation and the chunked labelling (twinlab.analyses.conductive)."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from twinlab.analyses.conductive import activation_curve, conductive_clusters, label_network
+from twinlab.errors import InputError
+
+PORE, ACTIVE, CBD, COLLECTOR, SHELL, LI = 0, 1, 2, 3, 4, 5
+
+
+# ------------------------------------------------------------------------------ constructed volumes
+def _box_chain(gaps: dict[int, int]) -> tuple[np.ndarray, list[int]]:
+    """Five 6×7×6 active boxes stacked along y on a 3-voxel collector; ``gaps[k]`` = phase of the
+    one-voxel layer between box k and k+1 (absent: the boxes touch face to face)."""
+    lab = np.zeros((12, 3 + 5 * 8 + 2, 12), np.uint8)
+    lab[:, :3, :] = COLLECTOR
+    sizes = []
+    y = 3
+    for k in range(5):
+        lab[3:9, y:y + 7, 3:9] = ACTIVE
+        sizes.append(6 * 7 * 6)
+        if k in gaps:
+            lab[3:9, y + 7, 3:9] = gaps[k]
+            y += 8
+        else:
+            y += 7
+    return lab, sizes
+
+
+def test_chain_touching_collector_is_fully_connected():
+    lab, _ = _box_chain({})
+    r = conductive_clusters(lab)
+    assert r.n_clusters == 1 and r.n_percolating == 1
+    assert r.activation == 1.0
+    assert r.mode == "composite"
+
+
+def test_chain_with_one_broken_link_gives_exact_fraction():
+    lab, sizes = _box_chain({2: PORE})  # boxes 0,1,2 connected; 3,4 cut off by a pore layer
+    r = conductive_clusters(lab, voxel_size_um=(0.5, 0.5, 0.5))
+    assert r.n_clusters == 2 and r.n_percolating == 1
+    assert r.activation == pytest.approx(sum(sizes[:3]) / sum(sizes), abs=1e-15)
+    assert r.connected_target_volume_um3 == pytest.approx(sum(sizes[:3]) * 0.125)
+    # labelled field: the cut-off boxes carry the non-percolating id
+    assert set(np.unique(r.labels[lab == ACTIVE])) == {1, 2}
+
+
+def test_cbd_bridges_a_gap_and_counts_as_network_not_target():
+    lab, sizes = _box_chain({2: CBD, 3: PORE})
+    r = conductive_clusters(lab)
+    assert r.activation == pytest.approx(sum(sizes[:4]) / sum(sizes), abs=1e-15)
+    # the cluster volume includes the CBD layer, the target volume does not
+    big = int(np.argmax(r.cluster_volume_um3))
+    assert r.cluster_volume_um3[big] == r.cluster_target_volume_um3[big] + 36
+    # without CBD as a conductor the bridge is gone
+    r2 = conductive_clusters(lab, conducting=("active",))
+    assert r2.activation == pytest.approx(sum(sizes[:3]) / sum(sizes), abs=1e-15)
+
+
+def test_connectivity_edge_contact():
+    lab = np.zeros((5, 8, 5), np.uint8)
+    lab[:, 0, :] = COLLECTOR
+    lab[2, 1:4, 2] = ACTIVE
+    lab[3, 4:7, 3] = ACTIVE  # touches the first rod only along an edge (diagonal in z-x)
+    lab[2, 4, 2] = PORE
+    assert conductive_clusters(lab, connectivity=6).activation == pytest.approx(0.5)
+    assert conductive_clusters(lab, connectivity=26).activation == pytest.approx(1.0)
+
+
+def _lmp_chain(broken_links: set[int], one_sided: set[int] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+    """Four Li boxes (5×5×5) each wrapped in a 1-voxel shell, stacked on a collector. Link k joins
+    particle k−1 and k (link 0: particle 0 and the collector). Broken links get broken-shell
+    voxels on both facing shells (only the lower one for links in ``one_sided``)."""
+    lab = np.zeros((9, 2 + 4 * 7 + 1, 9), np.uint8)
+    broken = np.zeros(lab.shape, np.uint8)
+    lab[:, :2, :] = COLLECTOR
+    for k in range(4):
+        y0 = 2 + 7 * k
+        lab[1:8, y0:y0 + 7, 1:8] = SHELL
+        lab[2:7, y0 + 1:y0 + 6, 2:7] = LI
+    for k in broken_links:
+        y0 = 2 + 7 * k
+        broken[3:6, y0, 3:6] = 1  # bottom shell of particle k
+        if k > 0 and k not in one_sided:
+            broken[3:6, y0 - 1, 3:6] = 1  # top shell of particle k−1
+    return lab, broken
+
+
+def test_lmp_chain_all_broken_and_one_intact_link():
+    lab, broken = _lmp_chain({0, 1, 2, 3})
+    r = conductive_clusters(lab, broken_shell=broken)
+    assert r.mode == "lmp" and r.target == "lithium"
+    assert r.activation == 1.0
+    lab, broken = _lmp_chain({0, 1, 3})  # link 2 intact: particles 2, 3 isolated
+    r = conductive_clusters(lab, broken_shell=broken)
+    assert r.activation == pytest.approx(0.5, abs=1e-15)
+    assert r.n_clusters == 2 and r.n_percolating == 1
+
+
+def test_lmp_shell_broken_on_one_side_only_still_insulates():
+    lab, broken = _lmp_chain({0, 1, 2, 3}, one_sided={2})
+    assert conductive_clusters(lab, broken_shell=broken).activation == pytest.approx(0.5, abs=1e-15)
+    # and without any broken shell nothing is connected: intact shells insulate
+    assert conductive_clusters(lab, broken_shell=np.zeros_like(broken)).activation == 0.0
+    assert conductive_clusters(lab, conducting=("lithium",)).activation == 0.0
+
+
+# ------------------------------------------------------------------------------ LMP calendering series
+def _lmp_lattice(seed: int = 7, n=(3, 5, 4), radius: int = 5):
+    """Li spheres (radius−1) in 1-voxel shells on a simple-cubic lattice whose shells touch, collector
+    at y = 0..1. Returns labels, the contacts (voxel patches of both shells) with their particle
+    pairs (−1 = collector), Li voxel count per particle and a uniform random number per contact."""
+    s = 2 * radius + 1
+    shape = (n[0] * s, 2 + n[1] * s, n[2] * s)
+    lab = np.zeros(shape, np.uint8)
+    lab[:, :2, :] = COLLECTOR
+    zz, yy, xx = np.indices(shape)
+    centres, li_voxels = {}, {}
+    pid = 0
+    for i in range(n[0]):
+        for j in range(n[1]):
+            for k in range(n[2]):
+                c = (radius + i * s, 2 + radius + j * s, radius + k * s)
+                d2 = (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2
+                lab[d2 <= radius**2] = SHELL
+                lab[d2 <= (radius - 1) ** 2] = LI
+                centres[(i, j, k)] = (pid, np.array(c))
+                li_voxels[pid] = int((d2 <= (radius - 1) ** 2).sum())
+                pid += 1
+    contacts = []
+    for (i, j, k), (p, c) in centres.items():
+        if j == 0:
+            contacts.append((p, -1, c - np.array([0, radius, 0]) - np.array([0, 0.5, 0])))
+        for d in ((1, 0, 0), (0, 1, 0), (0, 0, 1)):
+            q = centres.get((i + d[0], j + d[1], k + d[2]))
+            if q is not None:
+                contacts.append((p, q[0], (c + q[1]) / 2.0))
+    u = np.random.default_rng(seed).random(len(contacts))
+    return lab, contacts, li_voxels, u
+
+
+def _broken_for(lab, contacts, u, p):
+    broken = np.zeros(lab.shape, np.uint8)
+    zz, yy, xx = np.indices(lab.shape)
+    for (a, b, mid), ui in zip(contacts, u):
+        if ui < p:
+            near = (zz - mid[0]) ** 2 + (yy - mid[1]) ** 2 + (xx - mid[2]) ** 2 <= 2.6**2
+            broken[near & (lab == SHELL)] = 1
+    return broken
+
+
+def _expected_activation(contacts, li_voxels, u, p) -> float:
+    parent = {k: k for k in [*li_voxels, -1]}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for (a, b, _), ui in zip(contacts, u):
+        if ui < p:
+            parent[find(a)] = find(b)
+    root = find(-1)
+    return sum(v for k, v in li_voxels.items() if find(k) == root) / sum(li_voxels.values())
+
+
+def test_lmp_series_gives_monotone_nonlinear_activation_with_threshold():
+    lab, contacts, li_voxels, u = _lmp_lattice()
+    ratios = np.linspace(0.0, 1.0, 11)  # share of contacts whose shells broke, grows with calendering
+    series = []
+    for p in ratios:
+        r = conductive_clusters(lab, broken_shell=_broken_for(lab, contacts, u, p))
+        # voxel clusters reproduce the particle-graph percolation exactly
+        assert r.activation == pytest.approx(_expected_activation(contacts, li_voxels, u, p), abs=1e-12)
+        series.append((p * 45.0, r))  # as calendering ratio in %, 0–45 %
+    curve = activation_curve(series, x_name="calendering ratio (%)")
+    assert curve.activation[0] == 0.0 and curve.activation[-1] == 1.0
+    assert curve.monotone
+    assert curve.linear_r2 < 0.95  # not a straight line
+    a = np.array(curve.activation)
+    assert np.max(np.diff(a)) > 2.5 * (a[-1] - a[0]) / (len(a) - 1)  # a steep step, not a ramp
+    assert 0 < curve.threshold < 45
+    k = int(np.argmax(np.diff(a)))
+    assert curve.slope_threshold == pytest.approx((curve.x[k] + curve.x[k + 1]) / 2)
+
+
+def test_activation_curve_locates_logistic_midpoint():
+    x = np.linspace(0, 40, 9)
+    a = 1.0 / (1.0 + np.exp(-(x - 22.0) / 3.0))
+    c = activation_curve(zip(x, a), method="logistic")
+    assert c.threshold == pytest.approx(22.0, abs=0.05)
+    assert c.slope_threshold == pytest.approx(22.5)  # midpoint of the 20–25 interval
+    with pytest.raises(InputError, match="at least 3"):
+        activation_curve([(0, 0.1), (1, 0.2)])
+    with pytest.raises(InputError, match="repeated"):
+        activation_curve([(0, 0.1), (0, 0.2), (1, 0.3)])
+
+
+# ------------------------------------------------------------------------------ chunked == whole
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_chunked_labelling_equals_whole(connectivity, rng):
+    mask = rng.random((23, 31, 37)) < (0.32 if connectivity == 6 else 0.15)
+    whole, n = label_network(mask, connectivity=connectivity)
+    ref, nref = ndi.label(mask, structure=ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity]))
+    assert n == nref and np.array_equal(whole, ref)
+    lazy, nc = label_network(da.from_array(mask, chunks=(7, 11, 9)), connectivity=connectivity)
+    assert isinstance(lazy, da.Array)
+    chunked = lazy.compute()
+    assert nc == n
+    assert np.array_equal(chunked > 0, mask)
+    pairs = set(zip(whole[mask].tolist(), chunked[mask].tolist()))
+    assert len(pairs) == n  # a bijection between the two numberings
+    assert len({a for a, _ in pairs}) == n and len({b for _, b in pairs}) == n
+
+
+def test_chunked_clusters_equal_whole(rng):
+    lab = rng.choice([PORE, ACTIVE, CBD], size=(21, 29, 19), p=[0.55, 0.3, 0.15]).astype(np.uint8)
+    lab[:, :2, :] = COLLECTOR
+    whole = conductive_clusters(lab)
+    chunked = conductive_clusters(da.from_array(lab, chunks=(5, 8, 7)))
+    assert isinstance(chunked.labels, da.Array)
+    assert chunked.activation == pytest.approx(whole.activation, abs=1e-15)
+    assert chunked.n_clusters == whole.n_clusters and chunked.n_percolating == whole.n_percolating
+    assert sorted(chunked.cluster_volume_um3) == sorted(whole.cluster_volume_um3)
+    # collector as the face: same on chunks
+    wf = conductive_clusters(lab, collector="face", thickness_axis="y", collector_side="low")
+    cf = conductive_clusters(da.from_array(lab, chunks=(5, 8, 7)), collector="face")
+    assert cf.activation == pytest.approx(wf.activation, abs=1e-15)
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_no_active_phase_is_a_clear_error():
+    lab = np.zeros((6, 6, 6), np.uint8)
+    lab[:, 0] = COLLECTOR
+    lab[2:4, 2:4, 2:4] = CBD
+    with pytest.raises(InputError, match="no 'active' voxels"):
+        conductive_clusters(lab)
+
+
+def test_no_collector_is_a_clear_error_and_face_works():
+    lab, _ = _box_chain({})
+    lab[lab == COLLECTOR] = PORE
+    with pytest.raises(InputError, match="collector is needed for percolation"):
+        conductive_clusters(lab)
+    # the volume's low-y face as collector: the chain starts 3 voxels above it, so nothing touches it
+    assert conductive_clusters(lab, collector="face").activation == 0.0
+    lab[:, :3, :] = ACTIVE
+    assert conductive_clusters(lab, collector="face").activation == 1.0
+
+
+def test_bad_options():
+    lab, _ = _box_chain({})
+    with pytest.raises(InputError, match="connectivity"):
+        conductive_clusters(lab, connectivity=8)
+    with pytest.raises(InputError, match="broken_shell has shape"):
+        conductive_clusters(lab, broken_shell=np.zeros((2, 2, 2), np.uint8))
+    with pytest.raises(InputError, match="unknown phase"):
+        conductive_clusters(lab, conducting=("graphite",))
+    with pytest.raises(InputError, match="cannot also be a conducting"):
+        conductive_clusters(lab, conducting=("active", "collector"))
+    with pytest.raises(InputError, match="collector_side"):
+        conductive_clusters(lab, collector="face", collector_side="bottom")
+    with pytest.raises(InputError, match="3D"):
+        conductive_clusters(lab[0])
+
+
+# ------------------------------------------------------------------------------ twin
+def test_analyze_twin_stores_result_and_cluster_labels(make_twin):
+    from twinlab.analyses import run_analysis
+
+    lab, broken = _lmp_chain({0, 1, 3})
+    twin = make_twin(lab.astype(np.uint16), labels={"phases": lab, "broken_shell": broken})
+    r = run_analysis("conductive", twin)
+    assert r.activation == pytest.approx(0.5)
+    twin = twin.reload()
+    assert twin.load_result("conductive")["activation"] == pytest.approx(0.5)
+    stored = twin.labels("clusters").compute()
+    assert np.array_equal(stored > 0, np.isin(lab, [LI]) | ((lab == SHELL) & (broken == 1)))
+    # a composite twin without foil: the collector face is used (auto) and the result says so
+    lab2, _ = _box_chain({})
+    lab2[:, :3, :] = ACTIVE
+    twin2 = make_twin(lab2.astype(np.uint16), labels={"phases": lab2})
+    r2 = run_analysis("conductive", twin2)
+    assert r2.collector == "face:low" and r2.activation == 1.0
