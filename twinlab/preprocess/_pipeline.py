@@ -1,0 +1,207 @@
+"""The preprocessing chain (align → destripe → flatten → denoise → resample) and its twin step."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Sequence
+
+import dask.array as da
+import numpy as np
+
+from .._chunked import is_dask
+from .._results import Result
+from .._validation import VoxelSize, require_ndim
+from ..errors import InputError
+from ._align import align_slices
+from ._common import SLAB_BYTES, as_float32, even_chunks, sample_blocks
+from ._denoise import denoise, estimate_noise_sigma, nlm_parameters
+from ._destripe import flatten_background, remove_curtaining
+from ._resample import resample_isotropic
+
+STEPS = ("align", "destripe", "flatten", "denoise", "resample")
+DEFAULT_CHUNK = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessResult(Result):
+    """What :func:`preprocess_volume` did. ``image`` is lazy for dask input (not in ``to_dict``)."""
+
+    image: Any
+    voxel_size: VoxelSize
+    input_voxel_size: VoxelSize
+    steps: tuple[str, ...]
+    params: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.image.shape), "dtype": str(self.image.dtype),
+                "voxel_size_um": self.voxel_size.to_dict(), "input_voxel_size_um": self.input_voxel_size.to_dict(),
+                "steps": list(self.steps), "params": self.params}
+
+
+def parse_steps(steps: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'align,denoise' or a list → the steps in canonical order (the order of :data:`STEPS`)."""
+    if steps is None:
+        return STEPS
+    items = [s.strip().lower() for s in (steps.split(",") if isinstance(steps, str) else steps) if s.strip()]
+    aliases = {"curtaining": "destripe", "background": "flatten", "nlm": "denoise", "rescale": "resample"}
+    items = [aliases.get(s, s) for s in items]
+    unknown = [s for s in items if s not in STEPS]
+    if unknown:
+        raise InputError(f"unknown preprocessing step(s) {unknown}; choose from {','.join(STEPS)}")
+    return tuple(s for s in STEPS if s in items)
+
+
+def preprocess_volume(
+    stack: Any,
+    *,
+    voxel_size: Any,
+    steps: str | Sequence[str] | None = None,
+    chunks: int | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    dtype: Any = "input",
+) -> PreprocessResult:
+    """Run the preprocessing chain on a (z, y, x) FIB-SEM stack.
+
+    Parameters
+    ----------
+    stack : numpy or dask array
+        The raw stack (z = milling direction). numpy input is processed in memory; dask input
+        stays lazy, except for the global estimates (drift shifts: one streaming pass over the
+        input; noise level and background reference: a few fixed sample cubes).
+    voxel_size : VoxelSize or (dz, dy, dx) in µm
+    steps : subset of ``align,destripe,flatten,denoise,resample`` (run in that order)
+    chunks : int
+        Chunk edge (voxels) for dask: 2D steps run on slabs of whole slices, 3D steps on cubes.
+    options : {step: {option: value}}
+        Keyword options of each step's function (:func:`align_slices`,
+        :func:`remove_curtaining`, :func:`flatten_background`, :func:`denoise`,
+        :func:`resample_isotropic`).
+    dtype : "input", "float32" or a numpy dtype
+        Output type; "input" rounds and clips back to the input's integer type.
+
+    Returns
+    -------
+    PreprocessResult
+        ``image``, the new ``voxel_size`` and every parameter used (incl. the estimated noise
+        sigma, NLM h and the drift shifts) in ``params``.
+    """
+    require_ndim(stack, 3, name="stack")
+    vs = VoxelSize.parse(voxel_size)
+    todo = parse_steps(steps)
+    opts = {k: dict(v) for k, v in (options or {}).items()}
+    bad = [k for k in opts if k not in STEPS]
+    if bad:
+        raise InputError(f"options given for unknown step(s) {bad}; steps are {','.join(STEPS)}")
+    in_dtype = np.dtype(stack.dtype)
+    out_dtype = in_dtype if (isinstance(dtype, str) and dtype == "input") else np.dtype(dtype)
+    chunk = int(chunks or DEFAULT_CHUNK)
+    if chunk < 1:
+        raise InputError(f"chunks must be a positive number of voxels, got {chunks}")
+    data = stack
+    if is_dask(data):
+        plane = data.shape[1] * data.shape[2] * 4
+        cz = max(1, min(chunk, SLAB_BYTES // max(plane, 1)))
+        data = data.rechunk({0: cz, 1: -1, 2: -1})  # slabs of whole slices for the 2D steps
+    params: dict[str, Any] = {"steps": list(todo), "chunks": chunk, "input_dtype": str(in_dtype),
+                              "output_dtype": str(out_dtype), "input_voxel_size_um": vs.to_dict()}
+    if "align" in todo:
+        o = opts.get("align", {})
+        data, shifts = align_slices(data, **o)
+        params["align"] = {**_plain(o), "shifts_px": shifts.tolist(),
+                           "drift_rms_step_px": float(np.sqrt(np.mean(np.diff(shifts, axis=0) ** 2)))
+                           if len(shifts) > 1 else 0.0}
+    if "destripe" in todo:
+        o = {"sigma": 2.0, "wavelet": "db5", "orientation": "vertical", **opts.get("destripe", {})}
+        data = remove_curtaining(data, **o)
+        params["destripe"] = _plain(o)
+    if "flatten" in todo:
+        o = dict(opts.get("flatten", {}))
+        if "sigma_um" not in o and "sigma" not in o:
+            o["sigma_um"] = 2.0
+        if "sigma_um" in o:
+            o.setdefault("voxel_size", vs.as_tuple())
+        if o.get("reference") is None:
+            o["reference"] = float(np.mean([b.mean() for b in sample_blocks(as_float32(data))]))
+        data = flatten_background(data, **o)
+        params["flatten"] = _plain(o)
+    if "denoise" in todo:
+        o = {"method": "nlm", "voxel_size": vs.as_tuple(), **opts.get("denoise", {})}
+        if is_dask(data):
+            data = data.rechunk(even_chunks(data.shape, chunk))
+        if o.get("sigma") is None and o["method"] in ("nlm", "bilateral"):
+            o["sigma"] = estimate_noise_sigma(data)
+        if o["method"] == "nlm":
+            patch, dist = nlm_parameters(**{k: o[k] for k in ("voxel_size", "patch_size", "patch_distance",
+                                                            "patch_size_um", "patch_distance_um") if k in o})
+            o["patch_size"], o["patch_distance"] = list(patch), list(dist)
+            o.pop("patch_size_um", None)
+            o.pop("patch_distance_um", None)
+            if o.get("h") is None:
+                o["h"] = 0.8 * float(o["sigma"])
+        data = denoise(data, **o)
+        params["denoise"] = _plain(o)
+    out_vs = vs
+    if "resample" in todo:
+        o = {"order": 1, **opts.get("resample", {})}
+        if is_dask(data) and len(data.chunks[1]) == 1 and data.shape[1] > chunk:
+            data = data.rechunk(even_chunks(data.shape, chunk))
+        data, out_vs = resample_isotropic(data, voxel_size=vs, **o)
+        params["resample"] = {**_plain(o), "voxel_size_um": out_vs.to_dict()}
+    data = _cast(data, out_dtype)
+    params["voxel_size_um"] = out_vs.to_dict()
+    return PreprocessResult(image=data, voxel_size=out_vs, input_voxel_size=vs, steps=todo, params=params)
+
+
+def preprocess_to_twin(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    voxel_size: Any = None,
+    unit: str = "um",
+    key: str | None = None,
+    steps: str | Sequence[str] | None = None,
+    chunks: int | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    dtype: Any = "input",
+    overwrite: bool = False,
+    progress: bool = False,
+    thickness_axis: str = "y",
+    collector_side: str = "low",
+):
+    """Read a stack lazily, preprocess it and stream it chunk by chunk into a new twin.
+
+    Returns ``(twin, result)``; the twin's provenance holds a ``preprocess`` step with every
+    parameter (estimated noise sigma, h, drift shifts, voxel sizes in and out).
+    """
+    from ..io import read_volume
+    from ..twin import Step, create_twin, describe_sources
+
+    vol = read_volume(source, voxel_size=voxel_size, unit=unit, key=key, chunks=chunks)
+    result = preprocess_volume(vol.data, voxel_size=vol.voxel_size, steps=steps, chunks=chunks,
+                               options=options, dtype=dtype)
+    params = {"source": os.fspath(source), **result.params}
+    sources = describe_sources(list(vol.sources)) if vol.sources else None
+    twin = create_twin(output, result.image, voxel_size=result.voxel_size, chunks=chunks,
+                       thickness_axis=thickness_axis, collector_side=collector_side, sources=sources,
+                       step=Step("preprocess", params), overwrite=overwrite, progress=progress)
+    return twin, result
+
+
+def _cast(data: Any, dtype: np.dtype) -> Any:
+    if np.dtype(data.dtype) == dtype:
+        return data
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lib = da if is_dask(data) else np
+        return lib.clip(lib.round(data), info.min, info.max).astype(dtype)
+    return data.astype(dtype)
+
+
+def _plain(o: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in o.items():
+        if isinstance(v, VoxelSize):
+            v = v.as_tuple()
+        out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+    return out
