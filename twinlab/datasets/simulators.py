@@ -43,8 +43,8 @@ FIB_VOXEL_SIZE = VoxelSize(0.0325, 0.03722, 0.03722)
 #: Grey level of each default phase, fraction of full scale. All distinct, so an artefact-free
 #: rendering segments exactly by thresholds half-way between neighbouring levels.
 DEFAULT_GREY_LEVELS: dict[str, float] = {
-    "pore": 0.10, "lithium": 0.28, "binder": 0.38, "cbd": 0.46,
-    "shell": 0.55, "active": 0.66, "collector": 0.78,
+    "pore": 0.18, "lithium": 0.30, "binder": 0.38, "cbd": 0.46,
+    "shell": 0.54, "active": 0.63, "collector": 0.74,
 }
 
 #: Keyword arguments that switch every artefact and all noise off: ``render_fibsem(l, **NO_ARTEFACTS)``.
@@ -173,12 +173,12 @@ def render_fibsem(
     grey_levels: Mapping[str, float] | None = None,
     noise_sigma: float = 0.02,
     shot_noise: float = 0.02,
-    curtaining: float = 0.03,
+    curtaining: float = 0.02,
     curtain_period_px: float = 12.0,
     curtain_width_px: float = 2.5,
     curtain_shadowing: float = 0.5,
     curtain_coherence_slices: float = 30.0,
-    shading: float = 0.08,
+    shading: float = 0.06,
     drift_px_rms: float = 0.3,
     shine_through: float = 0.5,
     shine_depth_um: float = 0.3,
@@ -198,8 +198,8 @@ def render_fibsem(
     3. Gaussian PSF blur, in-plane, ``blur_sigma_px``;
     4. curtaining: additive stripes constant along y (the ion-beam direction), varying along x:
        Gaussian stripes (FWHM ``curtain_width_px``, one per ``curtain_period_px`` on average) of
-       random signed amplitude, an AR(1) process along z with correlation length
-       ``curtain_coherence_slices``, rms ``curtaining``; the fraction ``curtain_shadowing`` of each
+       random signed peak amplitude, N(0, ``curtaining``) and an AR(1) process along z with
+       correlation length ``curtain_coherence_slices`` (overlapping stripes add); the fraction ``curtain_shadowing`` of each
        stripe's amplitude appears only below (larger y than) the first bright feature of its column;
     5. drift: the slice content (with its curtains) is displaced by ``shifts[z]``, a random walk of
        N(0, ``drift_px_rms``) steps per slice and axis (Fourier shift on a reflect-padded slice);
@@ -223,7 +223,7 @@ def render_fibsem(
     noise_sigma, shot_noise : float ≥ 0
         Gaussian std and Poisson relative std at full scale, fractions of full scale.
     curtaining : float ≥ 0
-        Rms stripe amplitude, fraction of full scale.
+        Standard deviation of a stripe's peak amplitude, fraction of full scale.
     curtain_period_px, curtain_width_px, curtain_coherence_slices : float > 0
         Mean stripe spacing and stripe FWHM (pixels, along x); slices over which a stripe's
         amplitude decorrelates (1/e).
@@ -626,9 +626,9 @@ def _random_walk(rng: np.random.Generator, nz: int, rms: float) -> np.ndarray:
     return np.cumsum(steps, axis=0)
 
 
-def _curtain_amplitudes(rng: np.random.Generator, nz: int, nx: int, rms: float, period: float,
+def _curtain_amplitudes(rng: np.random.Generator, nz: int, nx: int, std: float, period: float,
                         width: float, coherence: float) -> np.ndarray:
-    """(nz, nx) stripe amplitude: Gaussian stripes with AR(1) amplitudes along z, scaled to ``rms``."""
+    """(nz, nx) stripe amplitude: Gaussian stripes whose N(0, std²) peaks follow an AR(1) along z."""
     n = max(1, int(round(nx / period)))
     centres = rng.uniform(0, nx, n)
     sigma = width / 2.3548  # FWHM → sigma
@@ -639,9 +639,7 @@ def _curtain_amplitudes(rng: np.random.Generator, nz: int, nx: int, rms: float, 
     amps[0] = innov[0]
     for z in range(1, nz):  # AR(1): stripes persist over ~coherence slices
         amps[z] = rho * amps[z - 1] + math.sqrt(1 - rho**2) * innov[z]
-    field = amps @ profiles
-    rms_now = float(np.sqrt(np.mean(field**2)))
-    return (field * (rms / rms_now) if rms_now > 0 else field).astype(np.float32)
+    return (std * (amps @ profiles)).astype(np.float32)
 
 
 def _shading_field(rng: np.random.Generator, shape: tuple[int, int, int], amplitude: float) -> np.ndarray:
