@@ -1,0 +1,357 @@
+"""The one module that chains the stages: reconstruct → checks → analyses → calendering → report.
+
+A run is described by a validated :class:`SampleConfig` (TOML or YAML, see
+:func:`load_config`). :func:`run_sample` executes it and writes one twin; every parameter goes
+into the twin's provenance (the whole config as the final ``pipeline`` step), so a run can be
+reproduced from the twin alone. The twin is built under a temporary name and renamed into
+place only when every stage has finished: a twin at the output path is always complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._results import Result
+from ._validation import VoxelSize
+from .errors import InputError, OutputExistsError, ReadError, TwinlabError
+from .twin import Step, Twin, create_twin, describe_sources
+
+PIPELINE_STEP = "pipeline"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputConfig(_Model):
+    """Where the grey values come from: a file/folder, or a bundled/synthetic dataset by name."""
+
+    path: Path | None = None
+    dataset: str | None = None
+    voxel_size: str | list[float] | float | None = None
+    unit: str = "um"
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "InputConfig":
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of input.path or input.dataset")
+        return self
+
+
+class PreprocessConfig(_Model):
+    enabled: bool = True
+    steps: list[str] = Field(default_factory=lambda: ["align", "destripe", "flatten", "denoise"])
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class SegmentConfig(_Model):
+    method: Literal["multiotsu", "gmm"] = "multiotsu"
+    phases: list[str] = Field(default_factory=lambda: ["pore", "cbd", "active"])
+    particles: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnalysesConfig(_Model):
+    run: list[str] = Field(default_factory=lambda: ["rev", "morphology", "network", "transport", "cracks",
+                                                     "conductive"])
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class CalenderConfig(_Model):
+    ratios: list[float] | None = None
+    densities: list[float] | None = None
+    steps: int = 4
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "CalenderConfig":
+        if (self.ratios is None) == (self.densities is None):
+            raise ValueError("give exactly one of calender.ratios or calender.densities")
+        return self
+
+
+class SampleConfig(_Model):
+    """Everything one sample's run needs. Paths are relative to the config file's folder."""
+
+    name: str
+    input: InputConfig
+    output: Path
+    thickness_axis: Literal["z", "y", "x"] = "y"
+    collector_side: Literal["low", "high"] = "low"
+    design: str | dict[str, Any] | None = None  # preset name ("ncm622", "lmp"), a TOML path, or a table
+    chunks: int = 128
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    analyses: AnalysesConfig = Field(default_factory=AnalysesConfig)
+    calender: CalenderConfig | None = None
+    report: bool = True
+
+
+@dataclass(frozen=True)
+class StageTiming(Result):
+    stage: str
+    seconds: float
+    peak_rss_gib: float
+
+
+@dataclass(frozen=True)
+class SampleRun(Result):
+    """What :func:`run_sample` did: the twin, the calendered series, the report, stage timings."""
+
+    name: str
+    twin: str
+    series: str | None
+    report: str | None
+    stages: tuple[StageTiming, ...]
+    summary: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+
+# ====================================================================================== configs
+def load_config(path: str | os.PathLike, **overrides: Any) -> SampleConfig:
+    """Read a TOML or YAML sample config; relative paths are resolved against its folder."""
+    path = Path(path)
+    data = _read_mapping(path)
+    data.update(overrides)
+    return parse_config(data, base=path.parent)
+
+
+def parse_config(data: dict[str, Any], *, base: Path | None = None) -> SampleConfig:
+    try:
+        config = SampleConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"invalid pipeline config: {problems}") from None
+    if base is not None:
+        config = _resolve_paths(config, base)
+    return config
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ReadError(f"config {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = tomllib.loads(text)
+    except Exception as exc:
+        raise InputError(f"cannot parse {path.name} ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path.name} must hold a table of settings")
+    return data
+
+
+def _resolve_paths(config: SampleConfig, base: Path) -> SampleConfig:
+    def rel(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p)
+
+    updates: dict[str, Any] = {"output": rel(config.output),
+                               "input": config.input.model_copy(update={"path": rel(config.input.path)})}
+    if isinstance(config.design, str) and config.design.endswith(".toml"):
+        updates["design"] = str(rel(Path(config.design)))
+    return config.model_copy(update=updates)
+
+
+def resolve_design(spec: str | dict[str, Any] | None):
+    """A design preset name, TOML path or inline table → ElectrodeDesign (or None)."""
+    from . import design as designs
+
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        return designs.ElectrodeDesign.from_dict(spec)
+    presets = {"ncm622": designs.ncm622_cathode, "ncm622_cathode": designs.ncm622_cathode,
+               "lmp": designs.lmp_anode, "lmp_anode": designs.lmp_anode}
+    if spec in presets:
+        return presets[spec]()
+    if spec.endswith(".toml"):
+        return designs.load_design(spec)
+    raise InputError(f"unknown design {spec!r}; use a preset ({', '.join(presets)}), a .toml file or a table")
+
+
+# ====================================================================================== running
+def is_complete(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a twin whose pipeline run finished (the last step written)."""
+    try:
+        twin = Twin.open(path)
+    except TwinlabError:
+        return False
+    return any(p["step"] == PIPELINE_STEP for p in twin.provenance)
+
+
+def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool = False) -> SampleRun:
+    """Run one sample end to end into ``config.output`` (and ``<output>.series/``, ``<output>.report/``)."""
+    final = Path(config.output)
+    if final.exists() and not overwrite:
+        if is_complete(final):
+            return SampleRun(name=config.name, twin=str(final), series=None, report=None, stages=(), skipped=True)
+        raise OutputExistsError(f"{final} exists but is not a finished pipeline twin; pass --overwrite to redo it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.run-{uuid.uuid4().hex[:8]}"
+    timer = _StageTimer()
+    try:
+        with timer("reconstruct"):
+            twin = _reconstruct(config, staging, progress=progress)
+        with timer("segment"):
+            _segment(twin, config.segment)
+        for name in config.analyses.run:
+            with timer(name):
+                _analyze(twin, name, config.analyses.options.get(name, {}))
+        series_path = None
+        if config.calender is not None:
+            with timer("calender"):
+                series_path = _calender(twin, config.calender, staging.with_name(staging.name + ".series"))
+        twin.update_metadata(step=Step(PIPELINE_STEP, {"config": config.model_dump(mode="json"),
+                                                       "stages": [s.to_dict() for s in timer.stages]}))
+        outputs = _publish(staging, final, series_path, overwrite=overwrite)
+        report = None
+        if config.report:
+            with timer("report"):
+                report = _report(Twin.open(final), outputs.get("series"), final.with_suffix("").with_suffix(".report"))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging.with_name(staging.name + ".series"), ignore_errors=True)
+        raise
+    return SampleRun(name=config.name, twin=str(final), series=outputs.get("series"), report=report,
+                     stages=tuple(timer.stages), summary=summarize(Twin.open(final)))
+
+
+class _StageTimer:
+    def __init__(self) -> None:
+        self.stages: list[StageTiming] = []
+
+    def __call__(self, stage: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.start = time.perf_counter()
+                return self
+
+            def __exit__(self, *exc: Any) -> None:
+                rss = psutil.Process().memory_info().rss / 2**30
+                timer.stages.append(StageTiming(stage, round(time.perf_counter() - self.start, 3), round(rss, 3)))
+
+        return _Ctx()
+
+
+def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin:
+    from .preprocess import preprocess_volume
+
+    data, voxel, sources, meta = _load_input(config.input, chunks=config.chunks)
+    design = resolve_design(config.design) if config.design is not None else meta.get("design")
+    params: dict[str, Any] = {"input": config.input.model_dump(mode="json"), "voxel_size_um": voxel.to_dict()}
+    if config.preprocess.enabled and config.preprocess.steps:
+        result = preprocess_volume(data, voxel_size=voxel, steps=config.preprocess.steps, chunks=config.chunks,
+                                   options=config.preprocess.options)
+        data, voxel = result.image, result.voxel_size
+        step = Step("preprocess", {**params, **result.params})
+    else:
+        step = Step("import", params)
+    return create_twin(staging, data, voxel_size=voxel, thickness_axis=config.thickness_axis,
+                       collector_side=config.collector_side, design=design.to_dict() if design is not None else None,
+                       sources=sources, step=step, chunks=config.chunks, progress=progress)
+
+
+def _load_input(cfg: InputConfig, *, chunks: int):
+    import dask.array as da
+
+    if cfg.path is not None:
+        from .io import read_volume
+
+        vol = read_volume(cfg.path, voxel_size=cfg.voxel_size, unit=cfg.unit, key=cfg.key, chunks=chunks)
+        return vol.data, vol.voxel_size, describe_sources(list(vol.sources)), vol.metadata
+    from .datasets import load
+
+    sample = load(cfg.dataset)
+    voxel = VoxelSize.parse(cfg.voxel_size, unit=cfg.unit) if cfg.voxel_size is not None else sample.voxel_size
+    if voxel is None:
+        raise InputError(f"dataset {cfg.dataset!r} states no voxel size; set input.voxel_size")
+    meta = dict(sample.metadata)
+    design = meta.get("design")
+    if isinstance(design, dict):
+        meta["design"] = resolve_design(design)
+    array = da.from_array(sample.array, chunks=chunks)
+    return array, voxel, [{"dataset": cfg.dataset, **{k: v for k, v in meta.items() if k in ("licence", "source")}}], meta
+
+
+def _segment(twin: Twin, cfg: SegmentConfig) -> None:
+    from .phases import PhaseTable
+    from .segment import segment_phases, split_particles
+
+    phases = twin.phases
+    labels = segment_phases(twin.image(), method=cfg.method, phases=cfg.phases, phase_table=phases, **cfg.options)
+    twin.write_labels("phases", labels, phases=phases if isinstance(phases, PhaseTable) else None,
+                      step=Step("segment", cfg.model_dump(mode="json")))
+    if cfg.particles:
+        particles = split_particles(twin.labels("phases"), phase="active", phases=phases,
+                                    voxel_size_um=twin.voxel_size)
+        twin.write_labels("particles", particles, step=Step("split_particles", {"phase": "active"}))
+
+
+def _analyze(twin: Twin, name: str, options: dict[str, Any]) -> Any:
+    from .analyses import run_analysis
+
+    return run_analysis(name, twin, **options)
+
+
+def _calender(twin: Twin, cfg: CalenderConfig, series_dir: Path) -> Path:
+    from .analyses.mechanics import calender
+
+    calender(twin, ratios=cfg.ratios, densities=cfg.densities, steps=cfg.steps, output=series_dir, **cfg.options)
+    return series_dir
+
+
+def _publish(staging: Path, final: Path, series: Path | None, *, overwrite: bool) -> dict[str, str]:
+    """Rename the finished outputs into place; the twin last, because it marks completion."""
+    outputs: dict[str, str] = {}
+    if series is not None:
+        target = final.with_suffix("").with_suffix(".series.zarr")
+        _swap(series, target, overwrite=overwrite)
+        outputs["series"] = str(target)
+    _swap(staging, final, overwrite=overwrite)
+    return outputs
+
+
+def _swap(new: Path, target: Path, *, overwrite: bool) -> None:
+    if target.exists():
+        if not overwrite and is_complete(target):
+            raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+        new.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(target)
+
+
+def _report(twin: Twin, series: str | None, folder: Path) -> str:
+    from .report import write_report
+
+    return str(write_report(twin, folder / "report.html", series=series))
+
+
+def summarize(twin: Twin) -> dict[str, Any]:
+    """A short, flat table of headline numbers from the results stored in a twin."""
+    out: dict[str, Any] = {"shape": list(twin.shape), "voxel_size_um": list(twin.voxel_size.as_tuple())}
+    for name in twin.result_names:
+        result = twin.load_result(name)
+        for key, value in result.items():
+            if isinstance(value, (int, float, str, bool)) and not isinstance(value, bool) and len(out) < 60:
+                out[f"{name}.{key}"] = value
+    return out
