@@ -94,6 +94,7 @@ class EbacComparison(Result):
     profiles: dict[str, list[float]]  # label → mean intensity on ``depth_um`` (NaN beyond a map's extent)
     connected_profiles: dict[str, list[float]]
     increasing_connected_fraction: bool  # in the order given
+    increasing_conductive_area: bool
     note: str
 
 
@@ -245,6 +246,7 @@ def compare_ebac(results: Sequence[EbacResult], labels: Sequence[str] | None = N
         penetration_depth_um=tuple(r.penetration_depth_um for r in results), depth_um=tuple(grid.tolist()),
         profiles=profiles, connected_profiles=cprofiles,
         increasing_connected_fraction=bool(np.all(np.diff(cf) >= 0)),
+        increasing_conductive_area=bool(np.all(np.diff([r.conductive_area_fraction for r in results]) >= 0)),
         note="intensities are compared as measured: maps taken with different beam current or detector "
              "gain are only comparable through their area and connected fractions",
     )
