@@ -189,6 +189,19 @@ def test_shine_through_follows_the_attenuation_law():
     assert coarse.raw[10, 0, 0] < s.raw[10, 0, 0]  # the slice step (dz) sets the depth
 
 
+def test_shine_through_matches_brute_force_across_slabs():
+    lab = (np.random.default_rng(1).random((37, 9, 7)) < 0.3).astype(np.uint8)  # 37 slices: 3 slabs
+    lab[30:] = 0
+    s = render_fibsem(lab, **_only(shine_through=0.6), dtype=np.float32)
+    gp, ga = DEFAULT_GREY_LEVELS["pore"], DEFAULT_GREY_LEVELS["active"]
+    ref = np.where(lab == 1, ga, gp).astype(np.float32)
+    for z, y, x in np.argwhere(lab == 0):
+        behind = np.flatnonzero(lab[z + 1:, y, x])
+        if behind.size:
+            ref[z, y, x] = gp + 0.6 * (ga - gp) * np.exp(-(behind[0] + 1) * 0.0325 / 0.3)
+    np.testing.assert_allclose(s.raw, ref, rtol=1e-6)
+
+
 def test_shine_through_changes_only_pore_voxels_and_makes_them_look_partly_solid(all_phase_labels):
     s = render_fibsem(all_phase_labels, **_only(shine_through=0.5), dtype=np.float32)
     changed = s.raw != s.clean

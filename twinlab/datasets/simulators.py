@@ -289,6 +289,7 @@ def render_fibsem(
                               curtain_coherence_slices) if curtaining > 0 else None
     shade = _shading_field(rngs["shading"], (nz, ny, nx), shading) if shading > 0 else None
     g_lo, g_hi = float(lut[known].min()), float(lut[known].max())
+    rank = np.rint(255 * np.clip((lut - g_lo) / max(g_hi - g_lo, 1e-12), 0, 1)).astype(np.uint8)  # 0 darkest
     pad = int(math.ceil(np.abs(shifts).max())) + 4 if drift_px_rms > 0 else 0
 
     raw = np.empty(lab.shape, out_dtype)
@@ -307,15 +308,14 @@ def render_fibsem(
         img = ideal.copy()
         if shine_through > 0:
             is_pore = lab[sl] == pore_val
-            dist, behind, next_grey, next_dist = _next_solid(is_pore, ideal, next_grey, next_dist)
+            dist, behind, next_grey, next_dist = _next_solid(lab[sl], is_pore, lut, next_grey, next_dist)
             gain = shine_through * np.exp(-dist * np.float32(vox.dz / shine_depth_um))
             img = np.where(is_pore, g_pore + gain * (behind - g_pore), img)
         if blur_sigma_px > 0:
             img = ndi.gaussian_filter(img, (0, blur_sigma_px, blur_sigma_px), mode="nearest")
         if amp is not None:
-            bright = (ideal - g_lo) / max(g_hi - g_lo, 1e-12)
-            above = np.maximum.accumulate(bright, axis=1)  # brightest material above, per column
-            st = amp[sl, None, :] * ((1.0 - curtain_shadowing) + curtain_shadowing * above)
+            above = np.maximum.accumulate(rank[lab[sl]], axis=1)  # brightest material above, per column
+            st = amp[sl, None, :] * ((1.0 - curtain_shadowing) + (curtain_shadowing / 255) * above)
             stripes[sl] = st * full
             img += st
         if pad:
@@ -581,7 +581,7 @@ def _quantise(img: np.ndarray, full: float, dtype: np.dtype) -> tuple[np.ndarray
     return np.clip(scaled, 0, full).astype(dtype), n_clip
 
 
-def _next_solid(is_pore: np.ndarray, grey: np.ndarray, carry_grey: np.ndarray,
+def _next_solid(lab: np.ndarray, is_pore: np.ndarray, lut: np.ndarray, carry_grey: np.ndarray,
                 carry_dist: np.ndarray) -> tuple[np.ndarray, ...]:
     """For each voxel of a slab, distance (slices) to and grey of the first solid voxel at z' > z.
 
@@ -589,20 +589,21 @@ def _next_solid(is_pore: np.ndarray, grey: np.ndarray, carry_grey: np.ndarray,
     counted from that slice; inf if none). Returns (dist, grey_behind, carry_grey, carry_dist),
     the last two for the slab in front of this one.
     """
-    m = is_pore.shape[0]
+    m = lab.shape[0]
     big = np.int32(1 << 30)
     k = np.arange(m, dtype=np.int32)[:, None, None]
-    idx = np.where(is_pore, big, k)
-    after = np.minimum.accumulate(idx[::-1], axis=0)[::-1]  # first solid at j >= k
-    nxt = np.concatenate([after[1:], np.full((1,) + is_pore.shape[1:], big, np.int32)])  # j > k
+    # slice index and label packed in one key, so one reverse min-scan finds both
+    key = np.where(is_pore, big, k * 256 + lab)
+    after = np.minimum.accumulate(key[::-1], axis=0)[::-1]  # first solid at j >= k
+    nxt = np.empty_like(after)
+    nxt[:-1], nxt[-1] = after[1:], big  # first solid at j > k
     inside = nxt < big
-    safe = np.where(inside, nxt, 0)
-    dist = np.where(inside, (nxt - k).astype(np.float32), carry_dist + (m - 1 - k).astype(np.float32))
-    behind = np.where(inside, np.take_along_axis(grey, safe, axis=0), carry_grey)
+    dist = np.where(inside, (nxt >> 8) - k, carry_dist + (m - 1 - k).astype(np.float32)).astype(np.float32)
+    behind = np.where(inside, lut[nxt & 255], carry_grey)
     first = after[0]
     has = first < big
-    new_grey = np.where(has, np.take_along_axis(grey, np.where(has, first, 0)[None], axis=0)[0], carry_grey)
-    new_dist = np.where(has, first + 1, carry_dist + m).astype(np.float32)
+    new_grey = np.where(has, lut[first & 255], carry_grey)
+    new_dist = np.where(has, (first >> 8) + 1, carry_dist + m).astype(np.float32)
     return dist, behind, new_grey, new_dist
 
 
