@@ -66,7 +66,7 @@ def denoise(
     method : {"nlm", "gaussian", "median", "bilateral"}
         ``nlm``: fast non-local means (scikit-image ``fast_mode=True`` conventions, so ``h``
         and ``sigma`` mean the same; see ``twinlab.preprocess._nlm``). ``gaussian``: Gaussian of
-        standard deviation ``size``; ``median``: median over a box of ``size`` voxels;
+        standard deviation ``size``; ``median``: median over a box of edge ``size`` (rounded to odd);
         ``bilateral``: spatial Gaussian ``size`` × range Gaussian ``sigma_color``.
     voxel_size : (dz, dy, dx) in µm, optional
         Needed for the ``*_um`` parameters (anisotropic voxels: lengths in µm become a
@@ -114,7 +114,7 @@ def denoise(
         return apply_kernel(_gaussian_kernel, data, depth=depth, dtype=np.float32, what="Gaussian filter",
                             sigma=scale)
     if method == "median":
-        box = tuple(max(1, 2 * int(round(s / 2.0)) + 1) if s > 1 else 1 for s in scale)
+        box = tuple(max(1, 2 * int(round((s - 1) / 2.0)) + 1) for s in scale)  # odd box edge
         return apply_kernel(_median_kernel, data, depth=tuple(b // 2 for b in box), dtype=np.float32,
                             what="median filter", size=box)
     if sigma_color is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from ._common import as_float32, full_slices, sample_blocks
 def remove_curtaining(
     stack: Any,
     *,
-    sigma: float = 2.0,
+    sigma: float = 1.0,
     wavelet: str = "db5",
     level: int | None = None,
     orientation: str = "vertical",
@@ -40,7 +41,7 @@ def remove_curtaining(
         A PyWavelets wavelet name; longer wavelets (db5–db20) separate orientations better.
     level : int, optional
         Decomposition depth; stripes up to about ``2**level`` px wide are removed. Default
-        ``min(5, log2(min(ny, nx)) - 3)``.
+        ``min(6, log2(min(ny, nx)) - 2)`` (deeper levels reach wider stripes).
     orientation : {"vertical", "horizontal"}
         Stripes constant along y ("vertical", FIB curtaining in SEM cross-sections) or along x.
 
@@ -62,7 +63,7 @@ def remove_curtaining(
         raise InputError(f"unknown wavelet {wavelet!r}; see pywt.wavelist(kind='discrete')") from None
     data = as_float32(stack)
     if level is None:
-        level = max(1, min(5, int(np.log2(max(2, min(data.shape[1:])))) - 3))
+        level = max(1, min(6, int(np.log2(max(2, min(data.shape[1:])))) - 2))
     if int(level) < 1:
         raise InputError(f"level must be ≥ 1, got {level}")
     kwargs = dict(sigma=float(sigma), wavelet=wavelet, level=int(level), vertical=orientation == "vertical")
@@ -132,11 +133,12 @@ def _destripe_slice(img: np.ndarray, sigma: float, wavelet: str, level: int) -> 
     """Vertical stripes of one 2D slice (axis 0 = along the stripes)."""
     import pywt
 
-    max_level = pywt.dwtn_max_level(img.shape, wavelet)
-    lev = max(1, min(level, max_level)) if max_level >= 1 else 0
-    if lev == 0:
-        return img
-    coeffs = pywt.wavedec2(img, wavelet, level=lev, mode="symmetric")
+    # the stripes' coarse part sits in deep levels, deeper than pywt's "no boundary effect"
+    # limit for small slices; the symmetric extension keeps those boundary effects mild
+    lev = max(1, min(level, int(np.log2(max(2, min(img.shape))))))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Level value of", category=UserWarning)
+        coeffs = pywt.wavedec2(img, wavelet, level=lev, mode="symmetric")
     new = [coeffs[0]]
     for c_h, c_v, c_d in coeffs[1:]:
         # c_v: high-pass along x, low-pass along y → vertical stripes live here

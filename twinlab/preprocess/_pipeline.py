@@ -112,7 +112,7 @@ def preprocess_volume(
                            "drift_rms_step_px": float(np.sqrt(np.mean(np.diff(shifts, axis=0) ** 2)))
                            if len(shifts) > 1 else 0.0}
     if "destripe" in todo:
-        o = {"sigma": 2.0, "wavelet": "db5", "orientation": "vertical", **opts.get("destripe", {})}
+        o = {"sigma": 1.0, "wavelet": "db5", "orientation": "vertical", **opts.get("destripe", {})}
         data = remove_curtaining(data, **o)
         params["destripe"] = _plain(o)
     if "flatten" in todo:
