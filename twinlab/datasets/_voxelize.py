@@ -1,0 +1,110 @@
+"""Voxelise ellipsoidal particles and place filler phases (private numba/scipy kernels)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def draw_ellipsoids(shape: tuple[int, int, int], centres_vox: np.ndarray, semi_vox: np.ndarray, *,
+                    periodic: tuple[bool, bool, bool], kmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-particle map of axis-aligned ellipsoids.
+
+    For every voxel (centre at integer index) returns ``s2`` = min over particles of the squared
+    normalised distance ``Σ ((x − c)/a)²`` (float32, ``kmax²`` where no particle reaches) and the
+    1-based index of that particle (int32, 0 where none). A voxel belongs to particle p grown by
+    factor k iff ``s2 ≤ k²``; overlaps go to the particle with the smaller normalised distance
+    (a multiplicatively weighted Voronoi split — flat contact facets between equal particles).
+    """
+    s2 = np.full(shape, kmax * kmax, dtype=np.float32)
+    lab = np.zeros(shape, dtype=np.int32)
+    _draw(np.ascontiguousarray(centres_vox, dtype=np.float64), np.ascontiguousarray(semi_vox, dtype=np.float64),
+          np.array(periodic, dtype=np.bool_), float(kmax), s2, lab)
+    return s2, lab
+
+
+@numba.njit(cache=True)
+def _draw(centres, semi, periodic, kmax, s2, lab):
+    n0, n1, n2 = s2.shape
+    k2 = kmax * kmax
+    for p in range(centres.shape[0]):
+        c0, c1, c2 = centres[p, 0], centres[p, 1], centres[p, 2]
+        a0, a1, a2 = semi[p, 0] * kmax, semi[p, 1] * kmax, semi[p, 2] * kmax
+        for i in range(int(np.ceil(c0 - a0)), int(np.floor(c0 + a0)) + 1):
+            ii = i
+            if periodic[0]:
+                ii = i % n0
+            elif i < 0 or i >= n0:
+                continue
+            d0 = (i - c0) / semi[p, 0]
+            d0 *= d0
+            if d0 > k2:
+                continue
+            for j in range(int(np.ceil(c1 - a1)), int(np.floor(c1 + a1)) + 1):
+                jj = j
+                if periodic[1]:
+                    jj = j % n1
+                elif j < 0 or j >= n1:
+                    continue
+                d1 = (j - c1) / semi[p, 1]
+                d1 = d0 + d1 * d1
+                if d1 > k2:
+                    continue
+                for k in range(int(np.ceil(c2 - a2)), int(np.floor(c2 + a2)) + 1):
+                    kk = k
+                    if periodic[2]:
+                        kk = k % n2
+                    elif k < 0 or k >= n2:
+                        continue
+                    d2 = (k - c2) / semi[p, 2]
+                    d2 = d1 + d2 * d2
+                    if d2 < s2[ii, jj, kk]:
+                        s2[ii, jj, kk] = d2
+                        lab[ii, jj, kk] = p + 1
+
+
+def select_lowest(score: np.ndarray, mask: np.ndarray, count: int) -> np.ndarray:
+    """Boolean array: the ``count`` voxels inside ``mask`` with the lowest ``score`` (ties by index)."""
+    out = np.zeros(score.shape, dtype=bool)
+    idx = np.flatnonzero(mask)
+    count = int(min(max(count, 0), idx.size))
+    if count == 0:
+        return out
+    values = score.ravel()[idx]
+    if count < idx.size:
+        part = np.argpartition(values, count - 1)[:count]
+        idx = idx[part]
+    out.ravel()[idx] = True
+    return out
+
+
+def neck_score(solid: np.ndarray, sigma_vox: tuple[float, float, float], *,
+               periodic: tuple[bool, bool, bool], rng: np.random.Generator) -> np.ndarray:
+    """Negative local solid density: lowest in crevices and necks between solids (float32).
+
+    A Gaussian-smoothed solid indicator is highest in pore voxels surrounded by much solid —
+    the contact necks between particles and the corners against the collector — which is where
+    carbon-binder bridges and binder menisci sit. A tiny random term breaks ties.
+    """
+    modes = tuple("wrap" if p else "nearest" for p in periodic)
+    smooth = ndi.gaussian_filter(solid.astype(np.float32), sigma=sigma_vox, mode=modes, truncate=3.0)
+    smooth -= rng.random(solid.shape, dtype=np.float32) * np.float32(1e-3)
+    return -smooth
+
+
+def outer_layer(particles: np.ndarray, thickness_vox: int, *, periodic: tuple[bool, bool, bool]) -> np.ndarray:
+    """Voxels of each particle within ``thickness_vox`` (6-connected steps) of any other label."""
+    inner = particles.copy()
+    for _ in range(max(1, int(thickness_vox))):
+        keep = inner > 0
+        for ax in range(3):
+            for shift in (1, -1):
+                nb = np.roll(inner, shift, axis=ax)
+                if not periodic[ax]:
+                    edge = [slice(None)] * 3
+                    edge[ax] = slice(0, 1) if shift == 1 else slice(-1, None)
+                    nb[tuple(edge)] = 0
+                keep &= nb == inner
+        inner = np.where(keep, inner, 0)
+    return (particles > 0) & (inner == 0)

@@ -1,0 +1,449 @@
+"""Design-driven synthetic electrodes with ground truth (phase and particle instance labels).
+
+Each generator turns an :class:`~twinlab.design.ElectrodeDesign` into a voxel volume whose
+phase fractions match the design's theoretical ones, and returns the particle list (centres,
+radii) and instance labels as the truth for segmentation and watershed tests.
+
+How a volume is built
+---------------------
+1. **Domain.** ``shape`` (z, y, x voxels) or ``domain_um`` at ``voxel_size_um``. Along the
+   thickness axis (default y, as in FIB-SEM cross-sections) the collector slab sits on
+   ``collector_side``, then the coating (at most the design thickness; if the domain is thinner
+   the coating is cut there, if thicker the rest is empty pore space outside the coating). The
+   two in-plane axes are periodic (a piece of a wide sheet).
+2. **Particles.** Diameters are drawn per mode from truncated log-normals until each mode
+   holds its weight share of the active volume, then packed by collective rearrangement
+   (``_packing.pack_spheres``: no overlap deeper than 5 % of the smaller radius) in a box
+   that is ``c`` times taller than the coating.
+3. **Calendered (dense) designs.** Spheres cannot reach active fractions above random close
+   packing (~0.64; 0.73 at 3.6 g cm⁻³). When the target exceeds ``max_pack_fraction`` the
+   packing is made at that fraction in a box c = φ_target/φ_pack taller, compressed affinely
+   along the thickness by c (spheres → oblate ellipsoids, aspect 1/c), and each particle is
+   grown isotropically by c^(1/3) back to its drawn volume. The extra volume shows up as
+   flattened contact facets between neighbours (overlaps are split by nearest normalised
+   distance), which is how calendered secondary particles look; ``flattening`` reports c.
+4. **Exact fractions.** Voxels are assigned to the nearest particle by normalised distance;
+   all particles are then grown or shrunk by one common factor (``growth``, close to 1) chosen
+   so the active voxel count equals the target, and the filler phases (CBD, binder) take the
+   pore voxels with the highest local solid density — the necks between particles and against
+   the collector (bridges and films) — in exactly the target number. Realised fractions thus
+   equal the design's up to one voxel; ``fractions`` holds the measured values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .._results import Result, to_jsonable
+from .._validation import AXES, VoxelSize, axis_index
+from ..design import ElectrodeDesign, lmp_anode, ncm622_cathode
+from ..errors import InputError
+from ..phases import DEFAULT_PHASES
+from ._packing import LogNormalMode, check_modes, draw_population, pack_spheres_best
+from ._voxelize import draw_ellipsoids, neck_score, outer_layer, select_lowest
+
+__all__ = ["GeneratedElectrode", "LogNormalMode", "make_cathode", "make_lmp_anode",
+           "NCM_MODES", "LMP_MODES"]
+
+#: NCM622 bimodal powder (SCIENCE.md §1): 8:2 by weight of 14 µm and 3 µm mean secondary particles;
+#: log_sigma 0.25 is a typical spread for a classified powder (assumption).
+NCM_MODES = (LogNormalMode(14.0, 0.25, 0.8), LogNormalMode(3.0, 0.25, 0.2))
+#: LMP powder: D50 = 50 µm (the median of a log-normal is exp μ, so mean = 50·exp(σ²/2)), σ = 0.2 assumed.
+LMP_MODES = (LogNormalMode(50.0 * math.exp(0.5 * 0.2 ** 2), 0.2, 1.0),)
+
+_KMAX = 1.35  # particles are drawn out to 1.35× their size so the common growth factor has room
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedElectrode(Result):
+    """A synthetic electrode volume with its ground truth.
+
+    Attributes
+    ----------
+    phases : ndarray (z, y, x) uint8
+        Phase labels (values of ``DEFAULT_PHASES``: 0 pore, 1 active, 2 cbd, 3 collector,
+        4 shell, 5 lithium, 6 binder).
+    particles : ndarray (z, y, x) int32
+        Particle instance labels, 0 = no particle; label p is row p − 1 of the particle arrays
+        (a particle hidden entirely by its neighbours has no voxels).
+    voxel_size : VoxelSize
+    design : ElectrodeDesign
+        The design the volume realises (at its density / calendering ratio).
+    thickness_axis : int
+        Through-plane axis (0 z, 1 y, 2 x); ``collector_side`` "low" or "high" end of it.
+    coating_range : (int, int)
+        Voxel index range [start, stop) of the coating along the thickness axis.
+    centres_um, radii_um, semi_axes_um, mode : ndarrays
+        Per particle: centre (z, y, x) in µm (voxel i spans [i·d, (i+1)·d)), drawn sphere
+        radius (volume-equivalent, before the common ``growth``), ellipsoid semi-axes as drawn
+        (after flattening and growth), and the index of its size mode.
+    fractions, target_fractions : dict
+        Realised (measured over the coating) and design phase volume fractions.
+    cbd_as : str
+        "solid" or "domain": which CBD volume the target used (``ElectrodeDesign.volume_fractions``).
+    flattening, growth, max_overlap : float
+        Thickness compression factor c (1 = spheres), common size factor, largest packing overlap
+        (depth / smaller radius) before flattening.
+    seed : int
+    notes : dict
+        Generator-specific facts (e.g. the LMP shell representation).
+    """
+
+    phases: np.ndarray
+    particles: np.ndarray
+    voxel_size: VoxelSize
+    design: ElectrodeDesign
+    thickness_axis: int
+    collector_side: str
+    coating_range: tuple[int, int]
+    centres_um: np.ndarray
+    radii_um: np.ndarray
+    semi_axes_um: np.ndarray
+    mode: np.ndarray
+    fractions: dict[str, float]
+    target_fractions: dict[str, float]
+    cbd_as: str
+    flattening: float
+    growth: float
+    max_overlap: float
+    seed: int
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def diameters_um(self) -> np.ndarray:
+        """Drawn (volume-equivalent) particle diameters, µm."""
+        return 2.0 * self.radii_um
+
+    @property
+    def thickness_axis_name(self) -> str:
+        return AXES[self.thickness_axis]
+
+    def equivalent_diameters_um(self) -> np.ndarray:
+        """Volume-equivalent diameter (µm) of every particle label with voxels, from the labels."""
+        counts = np.bincount(self.particles.ravel())[1:]
+        counts = counts[counts > 0]
+        return np.cbrt(6.0 * counts * self.voxel_size.volume_um3 / np.pi)
+
+    def to_twin(self, path: Any, *, image: Any = None, overwrite: bool = False) -> Any:
+        """Write a twin store: ``image`` (default: the phase labels as grey values) + both label layers."""
+        from ..twin import Step, create_twin
+        return create_twin(path, self.phases if image is None else image, voxel_size=self.voxel_size,
+                           labels={"phases": self.phases, "particles": self.particles},
+                           thickness_axis=self.thickness_axis, collector_side=self.collector_side,
+                           design=self.design.to_dict(), overwrite=overwrite,
+                           step=Step("generate", {"seed": self.seed, "cbd_as": self.cbd_as}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary without the arrays (shape, fractions, particle statistics)."""
+        d = self.diameters_um
+        return to_jsonable({
+            "shape": list(self.phases.shape), "voxel_size": self.voxel_size.to_dict(),
+            "thickness_axis": self.thickness_axis_name, "collector_side": self.collector_side,
+            "coating_range": list(self.coating_range), "design": self.design.to_dict(),
+            "cbd_as": self.cbd_as, "fractions": self.fractions, "target_fractions": self.target_fractions,
+            "n_particles": int(d.size), "mean_diameter_um": float(d.mean()) if d.size else None,
+            "flattening": self.flattening, "growth": self.growth, "max_overlap": self.max_overlap,
+            "seed": self.seed, "notes": self.notes,
+        })
+
+
+def make_cathode(
+    design: ElectrodeDesign | None = None, *,
+    density_g_cm3: float | None = None,
+    porosity: float | None = None,
+    shape: Sequence[int] | None = None,
+    domain_um: Sequence[float] | None = None,
+    voxel_size_um: Any = 0.5,
+    modes: Sequence[LogNormalMode] = NCM_MODES,
+    cbd_as: str = "solid",
+    cbd_smoothing_um: float = 1.0,
+    thickness_axis: int | str = "y",
+    collector_side: str = "low",
+    collector_um: float | None = None,
+    max_pack_fraction: float = 0.6,
+    seed: int = 0,
+) -> GeneratedElectrode:
+    """A composite cathode: packed active particles, CBD at necks, pores, collector slab.
+
+    Parameters
+    ----------
+    design : ElectrodeDesign, optional
+        Default :func:`twinlab.design.ncm622_cathode` (uncalendered, 2.3 g cm⁻³). Its phases must
+        be "active" (the particles) plus filler phases such as "cbd".
+    density_g_cm3, porosity : float, optional
+        Shortcut: the design at this electrode density or porosity (constant loading).
+    shape : (nz, ny, nx), optional
+        Volume size in voxels, collector included. Or ``domain_um`` (z, y, x) in µm. Default: 64 µm
+        in-plane and collector + design thickness through-plane.
+    voxel_size_um : float, "dz,dy,dx" or VoxelSize
+        Voxel edge lengths in µm (anisotropic allowed).
+    modes : sequence of LogNormalMode
+        Particle size distribution; weight fractions sum to 1. Default :data:`NCM_MODES`.
+    cbd_as : {"solid", "domain"}
+        Whether the CBD phase takes the solid carbon + binder volume or the nanoporous domain
+        volume (see :meth:`ElectrodeDesign.volume_fractions`).
+    cbd_smoothing_um : float
+        Length scale (Gaussian σ, µm) of the neck score that places CBD (larger → thicker films).
+    thickness_axis, collector_side
+        Through-plane axis ("z", "y", "x") and the end ("low"/"high") where the collector sits.
+    collector_um : float, optional
+        Collector slab thickness; default the design's (15 µm Al); 0 for none.
+    max_pack_fraction : float
+        Highest active fraction packed as spheres; denser designs are flattened (module docs).
+    seed : int
+        Random seed; the same arguments and seed give the same volume.
+    """
+    design = _pick_design(design, ncm622_cathode, density_g_cm3, porosity)
+    target = design.volume_fractions(cbd_as)
+    extra = sorted(set(target) - {"active", "pore"} - set(DEFAULT_PHASES.names))
+    if "active" not in target or extra:
+        raise InputError(f"make_cathode needs a design with an 'active' phase and default filler phases; got "
+                         f"{sorted(target)}. Map components to phases of DEFAULT_PHASES ({DEFAULT_PHASES.names})")
+    return _generate(design, target, particle_phase="active", modes=check_modes(modes), shape=shape,
+                     domain_um=domain_um, voxel_size_um=voxel_size_um, thickness_axis=thickness_axis,
+                     collector_side=collector_side, collector_um=collector_um, cbd_as=cbd_as,
+                     smoothing_um=cbd_smoothing_um, flattening=None, max_pack_fraction=max_pack_fraction,
+                     seed=seed)
+
+
+def make_lmp_anode(
+    design: ElectrodeDesign | None = None, *,
+    ratio: float = 0.0,
+    shape: Sequence[int] | None = None,
+    domain_um: Sequence[float] | None = None,
+    voxel_size_um: Any = 2.0,
+    modes: Sequence[LogNormalMode] = LMP_MODES,
+    shell_voxels: int | None = None,
+    binder_smoothing_um: float = 3.0,
+    thickness_axis: int | str = "y",
+    collector_side: str = "low",
+    collector_um: float | None = None,
+    seed: int = 0,
+) -> GeneratedElectrode:
+    """A lithium-metal-powder anode: Li spheres with Li2CO3 shells, PVdF-HFP binder, Cu collector.
+
+    The particles (Li + shell) fill the design's lithium + shell fraction. The shell is the outer
+    voxel layer of each particle, ``shell_voxels`` thick (default: the design's 100 nm rounded up
+    to whole voxels, at least 1). A 100 nm shell on a 50 µm sphere is 1.2 % of its volume; one
+    2 µm voxel is ~25 %: the realised shell fraction is therefore much larger than the design's
+    and the lithium fraction smaller by the same amount (their sum matches). Both are reported
+    in ``notes``. Calendering (``ratio`` = 1 − h/h0 at constant loading) flattens the packing
+    of the uncalendered design by c = 1/(1 − ratio) — lithium is soft and plastic — and grows
+    the particles back to their volume (module docs, step 3).
+
+    Parameters
+    ----------
+    design : ElectrodeDesign, optional
+        Default :func:`twinlab.design.lmp_anode` (84 µm on 11 µm Cu, porosity 0.5 uncalendered);
+        phases "lithium", "shell", "binder". Treated as the uncalendered design.
+    ratio : float
+        Calendering ratio in [0, 1).
+    voxel_size_um : default 2 µm
+        2–4 µm keeps a full-thickness anode small (≈50 voxels through-plane).
+    Other parameters as :func:`make_cathode` (default in-plane extent 200 µm).
+    """
+    base = _pick_design(design, lmp_anode, None, None)
+    targets0 = base.volume_fractions("solid")
+    if not {"lithium", "shell"} <= set(targets0):
+        raise InputError(f"make_lmp_anode needs a design with 'lithium' and 'shell' phases, got {sorted(targets0)}")
+    calendered = base.at_ratio(ratio) if ratio else base
+    target = calendered.volume_fractions("solid")
+    vs = VoxelSize.parse(voxel_size_um)
+    t = axis_index(thickness_axis)
+    if shell_voxels is None:
+        shell_um = 0.1  # LMP_SHELL_NM
+        shell_voxels = max(1, math.ceil(shell_um / vs[t] - 1e-9))
+    if int(shell_voxels) < 1:
+        raise InputError(f"shell_voxels must be >= 1 (the shell is drawn explicitly), got {shell_voxels}")
+    if domain_um is None and shape is None:
+        coll = base.collector_thickness_um if collector_um is None else collector_um
+        domain_um = [200.0, 200.0, 200.0]
+        domain_um[t] = coll + calendered.thickness_um
+    gen = _generate(calendered, target, particle_phase="lithium", modes=check_modes(modes), shape=shape,
+                    domain_um=domain_um, voxel_size_um=vs, thickness_axis=t, collector_side=collector_side,
+                    collector_um=collector_um, cbd_as="solid", smoothing_um=binder_smoothing_um,
+                    flattening=1.0 / (1.0 - ratio), max_pack_fraction=1.0, seed=seed,
+                    merged={"lithium": ("lithium", "shell")})
+    periodic = tuple(i != t for i in range(3))
+    shell = outer_layer(gen.particles, int(shell_voxels), periodic=periodic)
+    phases = gen.phases.copy()
+    phases[shell] = DEFAULT_PHASES.value("shell")
+    fractions = _measure(phases, gen.coating_range, t, names=list(target))
+    notes = {
+        "shell_voxels": int(shell_voxels), "shell_thickness_um": int(shell_voxels) * vs[t],
+        "design_shell_thickness_nm": 100.0,
+        "shell_fraction": {"realised": fractions["shell"], "design": target["shell"]},
+        "lithium_fraction": {"realised": fractions["lithium"], "design": target["lithium"]},
+        "particles_fraction": {"realised": fractions["lithium"] + fractions["shell"],
+                               "design": target["lithium"] + target["shell"]},
+        "calendering_ratio": float(ratio),
+        "representation": "each particle's outer voxel layer is the Li2CO3 shell (thicker than 100 nm at "
+                          "this resolution); lithium + shell together match the design",
+    }
+    return dataclasses.replace(gen, phases=phases, fractions=fractions, notes=notes)
+
+
+# ====================================================================================== internals
+def _pick_design(design, default_factory, density, porosity) -> ElectrodeDesign:
+    if design is None:
+        design = default_factory()
+    elif not isinstance(design, ElectrodeDesign):
+        raise InputError(f"design must be an ElectrodeDesign (twinlab.design), got {type(design).__name__}")
+    if density is not None and porosity is not None:
+        raise InputError("give density_g_cm3 or porosity, not both")
+    if density is not None:
+        design = design.at_density(density)
+    elif porosity is not None:
+        design = design.at_porosity(porosity)
+    return design
+
+
+def _domain(shape, domain_um, vs: VoxelSize, t: int, collector_vox: int, coat_um: float | None,
+            default_inplane_um: float) -> tuple[int, int, int]:
+    if shape is not None and domain_um is not None:
+        raise InputError("give shape (voxels) or domain_um (µm), not both")
+    if shape is not None:
+        try:
+            dims = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise InputError(f"shape must be three integers (z, y, x), got {shape!r}") from None
+    elif domain_um is not None:
+        try:
+            ext = [float(v) for v in domain_um]
+        except (TypeError, ValueError):
+            raise InputError(f"domain_um must be three lengths (z, y, x) in µm, got {domain_um!r}") from None
+        if len(ext) != 3 or not all(math.isfinite(e) and e > 0 for e in ext):
+            raise InputError(f"domain_um must be three positive lengths (z, y, x) in µm, got {domain_um!r}")
+        dims = tuple(max(1, round(e / d)) for e, d in zip(ext, vs))
+    else:
+        ext = [default_inplane_um] * 3
+        ext[t] = collector_vox * vs[t] + (coat_um if coat_um else default_inplane_um)
+        dims = tuple(max(1, round(e / d)) for e, d in zip(ext, vs))
+    if len(dims) != 3 or any(n <= 0 for n in dims):
+        raise InputError(f"shape must be three positive voxel counts (z, y, x), got {dims}")
+    return dims  # type: ignore[return-value]
+
+
+def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_phase: str,
+              modes: tuple[LogNormalMode, ...], shape, domain_um, voxel_size_um, thickness_axis,
+              collector_side: str, collector_um, cbd_as: str, smoothing_um: float, flattening: float | None,
+              max_pack_fraction: float, seed: int, merged: dict[str, tuple[str, ...]] | None = None
+              ) -> GeneratedElectrode:
+    vs = VoxelSize.parse(voxel_size_um)
+    t = axis_index(thickness_axis)
+    if collector_side not in ("low", "high"):
+        raise InputError(f"collector_side must be 'low' or 'high', got {collector_side!r}")
+    coll_um = design.collector_thickness_um if collector_um is None else float(collector_um)
+    if not (math.isfinite(coll_um) and coll_um >= 0):
+        raise InputError(f"collector_um must be >= 0 µm, got {collector_um!r}")
+    if not (math.isfinite(smoothing_um) and smoothing_um > 0):
+        raise InputError(f"the neck-score smoothing length must be a positive number of µm, got {smoothing_um!r}")
+    if not 0 < max_pack_fraction <= 1:
+        raise InputError(f"max_pack_fraction must lie in (0, 1], got {max_pack_fraction!r}")
+    seed = int(seed)
+    rng = np.random.default_rng(seed)
+    n_coll = int(round(coll_um / vs[t]))
+    dims = _domain(shape, domain_um, vs, t, n_coll, design.thickness_um,
+                   default_inplane_um=max(64.0, 4 * max(m.mean_diameter_um for m in modes)))
+    n_coat = dims[t] - n_coll
+    if design.thickness_um is not None:
+        n_coat = min(n_coat, max(1, int(round(design.thickness_um / vs[t]))))
+    extent = np.array([n * d for n, d in zip(dims, vs)])
+    extent[t] = n_coat * vs[t]
+    particle_names = merged.get(particle_phase, (particle_phase,)) if merged else (particle_phase,)
+    phi = sum(target[n] for n in particle_names)
+    if flattening is None:
+        flattening = max(1.0, phi / max_pack_fraction)
+    c = float(flattening)
+    box = extent.copy()
+    box[t] *= c  # the packing box (before compression along the thickness)
+    biggest_mode = max(m.mean_diameter_um for m in modes)
+    if n_coat <= 0 or min(box) < biggest_mode:
+        raise InputError(
+            f"the coating domain {np.round(extent, 3).tolist()} µm (z, y, x; collector {n_coll} voxels removed) is "
+            f"smaller than one particle of the {biggest_mode:g} µm mode; enlarge shape/domain_um or the voxel size")
+    v_coat = float(np.prod(extent))
+
+    # --- particle population and packing (µm, coating frame: thickness coordinate from the collector)
+    # packed at the drawn radius r in a box c× taller (fraction φ/c); affine compression by c keeps
+    # that fraction, then growing each ellipsoid by c^(1/3) restores its drawn volume:
+    # semi-axes (r c^⅓, r c^⅓ / c, r c^⅓), aspect 1/c
+    grow = c ** (1.0 / 3.0)
+    cap = 0.98 * min(box[t], *(extent[i] / grow for i in range(3) if i != t))
+    diam, which = draw_population(rng, modes, phi * v_coat, max_diameter_um=cap)
+    packing = pack_spheres_best(0.5 * diam, tuple(box), thickness_axis=t, rng=rng)
+    centres = packing.centres_um.copy()
+    centres[:, t] /= c
+    semi = np.repeat((0.5 * diam * grow)[:, None], 3, axis=1)
+    semi[:, t] /= c
+
+    # --- voxelise in the coating frame, then place it in the full volume
+    coat_shape = list(dims)
+    coat_shape[t] = n_coat
+    centre_vox = centres / np.array(vs.as_tuple()) - 0.5
+    semi_vox = semi / np.array(vs.as_tuple())
+    periodic = tuple(i != t for i in range(3))
+    s2, lab = draw_ellipsoids(tuple(coat_shape), centre_vox, semi_vox, periodic=periodic, kmax=_KMAX)
+    n_vox = s2.size
+    n_particle = int(round(phi * n_vox))
+    chosen = select_lowest(s2, np.ones(s2.shape, dtype=bool), n_particle)
+    growth = float(np.sqrt(s2[chosen].max())) if n_particle else 1.0
+    if growth >= _KMAX * 0.999:
+        raise InputError("could not reach the particle volume fraction with the packed particles; "
+                         "lower the density or use a larger domain")
+    lab[~chosen] = 0
+    del s2
+    phase_of = DEFAULT_PHASES
+    coat = np.zeros(coat_shape, dtype=np.uint8)  # pore = 0
+    coat[chosen] = phase_of.value(particle_phase)
+
+    # --- full volume with the collector, so the neck score also sees the collector surface
+    phases = np.zeros(dims, dtype=np.uint8)
+    particles = np.zeros(dims, dtype=np.int32)
+    sl = [slice(None)] * 3
+    sl[t] = slice(n_coll, n_coll + n_coat)
+    csl = [slice(None)] * 3
+    csl[t] = slice(0, n_coll)
+    phases[tuple(sl)] = coat
+    particles[tuple(sl)] = lab
+    phases[tuple(csl)] = phase_of.value("collector")
+    fillers = [n for n in target if n not in particle_names and n != "pore"]
+    if fillers:
+        sigma = tuple(smoothing_um / d for d in vs)
+        score = neck_score(phases > 0, sigma, periodic=periodic, rng=rng)
+        pore_in_coat = np.zeros(dims, dtype=bool)
+        pore_in_coat[tuple(sl)] = coat == 0
+        for name in fillers:  # in the design's phase order: the first filler takes the tightest necks
+            pick = select_lowest(score, pore_in_coat, int(round(target[name] * n_vox)))
+            phases[pick] = phase_of.value(name)
+            pore_in_coat &= ~pick
+    coating_range = (n_coll, n_coll + n_coat)
+    centres_full = centres.copy()
+    centres_full[:, t] += n_coll * vs[t]
+    if collector_side == "high":
+        phases = np.flip(phases, axis=t).copy()
+        particles = np.flip(particles, axis=t).copy()
+        centres_full[:, t] = dims[t] * vs[t] - centres_full[:, t]
+        coating_range = (dims[t] - coating_range[1], dims[t] - coating_range[0])
+    names = list(dict.fromkeys([*target, *particle_names]))
+    fractions = _measure(phases, coating_range, t, names=names)
+    return GeneratedElectrode(
+        phases=phases, particles=particles, voxel_size=vs, design=design, thickness_axis=t,
+        collector_side=collector_side, coating_range=coating_range, centres_um=centres_full,
+        radii_um=0.5 * diam, semi_axes_um=semi * growth, mode=which, fractions=fractions,
+        target_fractions=dict(target), cbd_as=cbd_as, flattening=c, growth=growth,
+        max_overlap=packing.max_overlap, seed=seed,
+        notes={"packing_sweeps": packing.iterations, "packing_mean_overlap": packing.mean_overlap},
+    )
+
+
+def _measure(phases: np.ndarray, coating_range: tuple[int, int], t: int, *, names: list[str]) -> dict[str, float]:
+    sl = [slice(None)] * 3
+    sl[t] = slice(*coating_range)
+    counts = np.bincount(phases[tuple(sl)].ravel(), minlength=256)
+    total = counts.sum()
+    return {n: float(counts[DEFAULT_PHASES.value(n)] / total) for n in names}
