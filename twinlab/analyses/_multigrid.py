@@ -1,0 +1,293 @@
+"""Conjugate gradients preconditioned by aggregation multigrid on the voxel grid.
+
+The operator is the 7-point finite-volume stencil of :mod:`._stencil` (transport axis = axis 0,
+Dirichlet planes half a voxel outside the first and last layers). The preconditioner is one
+symmetric V-cycle:
+
+* coarse grids aggregate 2×2×2 voxels (1 along an axis that is already 1–2 voxels thin);
+* coarse face conductances are the fine faces crossing each coarse face, summed (Galerkin
+  ``Pᵀ A P`` with piecewise-constant ``P``) and divided by the aggregation factor: this keeps
+  every coarse operator a 7-point M-matrix, keeps connectivity (a coarse voxel is active iff one
+  of its fine voxels is) and is exact for layered media;
+* red-black Gauss–Seidel smoothing (red→black before, black→red after: symmetric) in float32;
+* a sparse LU solve on the coarsest grid (≤ ``coarse_cells`` unknowns).
+
+The outer iteration is flexible (Polak–Ribière) preconditioned CG in float64, so the float32
+V-cycle only has to be a good approximate inverse. It stops on the physical criterion: the
+relative spread of the flux through every plane normal to the axis (inlet, all inner planes,
+outlet; TauFactor's criterion plus the two boundary planes).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ..errors import ConvergenceError
+from . import _stencil as st
+
+
+#: grids smaller than this run their kernels on one thread
+PARALLEL_MIN_CELLS = 1 << 18
+
+
+@dataclass
+class _Level:
+    g0: np.ndarray
+    g1: np.ndarray
+    g2: np.ndarray
+    bclo: np.ndarray
+    bchi: np.ndarray
+    factors: tuple[int, int, int] = (1, 1, 1)  # aggregation to the next level
+    x: np.ndarray | None = None  # correction on this level (float32)
+    b: np.ndarray | None = None  # right-hand side on this level (float32; None on the finest)
+    work: list = field(default_factory=list)  # K-cycle vectors
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.g0.shape
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.g0, self.g1, self.g2, self.bclo, self.bchi, self.x, self.b, *self.work]
+        return sum(a.nbytes for a in arrays if a is not None)
+
+
+@dataclass
+class SolveInfo:
+    iterations: int
+    flux_error: float
+    residual_ratio: float
+    layer_fluxes: np.ndarray
+    levels: int
+    setup_s: float
+    solve_s: float
+    hierarchy_bytes: int
+    history: list[float] = field(default_factory=list)
+
+
+class MultigridPreconditioner:
+    """A V-cycle hierarchy built from the fine face conductances (kept by reference)."""
+
+    def __init__(self, g0, g1, g2, bclo, bchi, *, coarse_cells: int = 4096, smoothing_steps: int = 1,
+                 kcycle: bool = True):
+        self.smoothing_steps = int(smoothing_steps)
+        self.kcycle = bool(kcycle)
+        self.threads = numba.get_num_threads()
+        self.levels = [_Level(g0, g1, g2, bclo, bchi)]
+        while True:
+            fine = self.levels[-1]
+            n = fine.shape
+            if math.prod(n) <= coarse_cells:
+                break
+            f = tuple(2 if s > 2 else 1 for s in n)
+            if f == (1, 1, 1):
+                break
+            nc = tuple(-(-s // fa) for s, fa in zip(n, f))
+            coarse = _Level(*(np.empty(nc, np.float32) for _ in range(3)),
+                            np.empty(nc[1:], np.float32), np.empty(nc[1:], np.float32))
+            st.coarsen_faces(fine.g0, fine.g1, fine.g2, fine.bclo, fine.bchi, *f,
+                             coarse.g0, coarse.g1, coarse.g2, coarse.bclo, coarse.bchi)
+            fine.factors = f
+            coarse.x = np.zeros(nc, np.float32)
+            coarse.b = np.zeros(nc, np.float32)
+            coarse.work = [np.zeros(nc, np.float32) for _ in range(5)] if kcycle else []
+            self.levels.append(coarse)
+        self._factor_coarsest()
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the coarse levels (the finest level's arrays belong to the caller)."""
+        return sum(level.nbytes for level in self.levels[1:])
+
+    def _factor_coarsest(self) -> None:
+        last = self.levels[-1]
+        a = _assemble(last.g0, last.g1, last.g2, last.bclo, last.bchi)
+        diag = a.diagonal()
+        self._active = np.flatnonzero(diag > 0)
+        sub = a[self._active][:, self._active].tocsc()
+        self._lu = spla.splu(sub) if sub.shape[0] else None
+
+    def _solve_coarsest(self, level: _Level) -> None:
+        level.x[...] = 0
+        if self._lu is not None:
+            flat = level.x.reshape(-1)
+            flat[self._active] = self._lu.solve(level.b.reshape(-1)[self._active].astype(np.float64))
+
+    def apply(self, r: np.ndarray, z: np.ndarray) -> None:
+        """z ≈ A⁻¹ r by one cycle (z is overwritten)."""
+        if len(self.levels) == 1:
+            self._direct_finest(r, z)
+        else:
+            self._vcycle(0, r, z)
+        numba.set_num_threads(self.threads)
+
+    def _vcycle(self, index: int, b: np.ndarray, x: np.ndarray) -> None:
+        level = self.levels[index]
+        # waking a second thread costs more than a small grid's sweep (milliseconds on a loaded
+        # machine): coarse levels run on the calling thread only
+        numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
+        ops = (level.g0, level.g1, level.g2, level.bclo, level.bchi)
+        x[...] = 0
+        for _ in range(self.smoothing_steps):
+            st.gauss_seidel(*ops, x, b, 0, False)
+            st.gauss_seidel(*ops, x, b, 1, False)
+        coarse = self.levels[index + 1]
+        st.residual_restrict(*ops, x, b, coarse.b, *level.factors)
+        if index + 1 == len(self.levels) - 1:
+            self._solve_coarsest(coarse)
+        elif self.kcycle:
+            self._kcycle(index + 1)
+        else:
+            self._vcycle(index + 1, coarse.b, coarse.x)
+        numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
+        st.prolong_add(x, coarse.x, *level.factors)
+        for _ in range(self.smoothing_steps):
+            st.gauss_seidel(*ops, x, b, 1, True)
+            st.gauss_seidel(*ops, x, b, 0, True)
+
+    def _kcycle(self, index: int) -> None:
+        """Two flexible-CG steps on a coarse level, preconditioned by the cycle below it.
+
+        Notay & Vassilevski's K-cycle: it restores level-independent convergence that plain
+        aggregation V-cycles lose (piecewise-constant transfer is too low order for a V-cycle).
+        """
+        level = self.levels[index]
+        ops = (level.g0, level.g1, level.g2, level.bclo, level.bchi)
+        r = level.b
+        c1, v1, c2, v2, rt = level.work
+        self._vcycle(index, r, c1)
+        numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
+        st.matvec(*ops, c1, v1)
+        rho1 = st.dot(c1, v1)
+        a1 = st.dot(c1, r)
+        if not rho1 > 0:
+            level.x[...] = 0
+            return
+        np.multiply(v1, np.float32(a1 / rho1), out=rt)
+        np.subtract(r, rt, out=rt)
+        if st.dot(rt, rt) <= 0.0625 * st.dot(r, r):  # residual reduced ≥ 4×: one step suffices
+            np.multiply(c1, np.float32(a1 / rho1), out=level.x)
+            return
+        self._vcycle(index, rt, c2)
+        numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
+        st.matvec(*ops, c2, v2)
+        gamma = st.dot(c2, v1)
+        beta = st.dot(c2, v2)
+        a2 = st.dot(c2, rt)
+        rho2 = beta - gamma * gamma / rho1
+        if not rho2 > 0:
+            np.multiply(c1, np.float32(a1 / rho1), out=level.x)
+            return
+        np.multiply(c1, np.float32(a1 / rho1 - gamma * a2 / (rho1 * rho2)), out=level.x)
+        level.x += np.float32(a2 / rho2) * c2
+
+    def _direct_finest(self, b: np.ndarray, x: np.ndarray) -> None:
+        # the whole problem is small enough for the coarsest-grid LU
+        x[...] = 0
+        if self._lu is not None:
+            flat = x.reshape(-1)
+            flat[self._active] = self._lu.solve(b.reshape(-1)[self._active].astype(np.float64))
+
+
+def _assemble(g0, g1, g2, bclo, bchi) -> sp.csr_matrix:
+    """The operator as a scipy sparse matrix (small grids only: the coarsest level, tests)."""
+    n0, n1, n2 = g0.shape
+    idx = np.arange(n0 * n1 * n2).reshape(n0, n1, n2)
+    rows, cols, vals = [], [], []
+    diag = np.zeros((n0, n1, n2), np.float64)
+    diag[0] += bclo
+    diag[-1] += bchi
+    for axis, g in enumerate((g0, g1, g2)):
+        g = g.astype(np.float64)
+        if axis == 0:
+            g = g.copy()
+            g[-1] = 0  # axis 0 never wraps
+        nb = np.roll(idx, -1, axis=axis)
+        diag += g
+        diag += np.roll(g, 1, axis=axis)
+        mask = g > 0
+        rows += [idx[mask], nb[mask]]
+        cols += [nb[mask], idx[mask]]
+        vals += [-g[mask], -g[mask]]
+    rows.append(idx.reshape(-1))
+    cols.append(idx.reshape(-1))
+    vals.append(diag.reshape(-1))
+    n = idx.size
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+
+
+def solve_potential(g0, g1, g2, bclo, bchi, *, rtol: float = 1e-4, max_iterations: int = 200,
+                    x0: np.ndarray | None = None, coarse_cells: int = 4096,
+                    smoothing_steps: int = 1, kcycle: bool = True) -> tuple[np.ndarray, SolveInfo]:
+    """Solve A x = b (C = 1 at the inlet plane, 0 at the outlet plane) to a flux-balance ``rtol``.
+
+    Returns the float64 potential on the grid (inactive voxels hold meaningless values: mask
+    them) and a :class:`SolveInfo`. Raises :class:`ConvergenceError` past ``max_iterations``.
+    """
+    t0 = time.perf_counter()
+    n0 = g0.shape[0]
+    pre = MultigridPreconditioner(g0, g1, g2, bclo, bchi, coarse_cells=coarse_cells,
+                                  smoothing_steps=smoothing_steps, kcycle=kcycle)
+    setup = time.perf_counter() - t0
+    if x0 is None:
+        # linear profile between the Dirichlet planes: exact for straight channels
+        x = np.empty(g0.shape, np.float64)
+        x[...] = (1.0 - (np.arange(n0, dtype=np.float64) + 0.5) / n0)[:, None, None]
+    else:
+        x = np.array(x0, dtype=np.float64, copy=True)
+    r = np.empty_like(x)
+    st.matvec(g0, g1, g2, bclo, bchi, x, r)
+    np.negative(r, out=r)
+    r[0] += bclo  # b = bclo · 1 on the inlet layer
+    z = np.empty(x.shape, np.float32)
+    q = np.empty_like(x)
+    fluxes = np.empty(n0 + 1, np.float64)
+    r0 = math.sqrt(st.dot(r, r))
+    history: list[float] = []
+
+    def flux_error() -> float:
+        st.layer_fluxes(g0, bclo, bchi, x, fluxes)
+        top = np.max(np.abs(fluxes))
+        return float((fluxes.max() - fluxes.min()) / top) if top > 0 else 0.0
+
+    err = flux_error()
+    it = 0
+    if err > rtol and r0 > 0:
+        pre.apply(r, z)
+        p = z.astype(np.float64)
+        rz = st.dot(r, z)
+        while True:
+            st.matvec(g0, g1, g2, bclo, bchi, p, q)
+            pq = st.dot(p, q)
+            if not pq > 0:
+                break
+            alpha = rz / pq
+            st.axpy_pair(x, r, p, q, alpha)
+            it += 1
+            err = flux_error()
+            history.append(err)
+            if err <= rtol:
+                break
+            if it >= max_iterations:
+                raise ConvergenceError(
+                    f"transport solve did not reach a flux balance of {rtol:g} in {max_iterations} "
+                    f"iterations (reached {err:.2e}); raise max_iterations or loosen rtol"
+                )
+            pre.apply(r, z)
+            rz_new = st.dot(r, z)
+            beta = -alpha * st.dot(z, q) / rz  # Polak–Ribière: robust to the float32 V-cycle
+            rz = rz_new
+            st.update_direction(p, z, max(beta, 0.0))
+    rres = math.sqrt(st.dot(r, r)) / r0 if r0 > 0 else 0.0
+    info = SolveInfo(iterations=it, flux_error=err, residual_ratio=rres, layer_fluxes=fluxes.copy(),
+                     levels=len(pre.levels), setup_s=setup, solve_s=time.perf_counter() - t0 - setup,
+                     hierarchy_bytes=pre.nbytes + x.nbytes + r.nbytes + z.nbytes + 2 * q.nbytes,
+                     history=history)
+    return x, info
