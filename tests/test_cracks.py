@@ -173,7 +173,7 @@ def test_bad_input():
         crack_volume(lab, collector_side="bottom")
 
 
-def test_analyze_twin(make_twin, cracked):
+def test_analyze_twin_writes_labels_and_result(make_twin, cracked):
     from twinlab.analyses import run_analysis
 
     lab, part, truth = cracked
@@ -183,3 +183,45 @@ def test_analyze_twin(make_twin, cracked):
     twin = twin.reload()
     assert twin.load_result("cracks")["crack_volume_um3"] == r.crack_volume_um3
     assert int(twin.labels("cracks").sum().compute()) == int(r.crack_mask.sum())
+
+
+def test_foil_is_left_out_of_the_profile_and_solver_profiles_compare(cracked):
+    lab, part, truth = cracked
+    foil = np.full((SHAPE[0], 8, SHAPE[2]), 3, np.uint8)  # 8 collector layers below the coating
+    with_foil = np.concatenate([foil, lab], axis=1)
+    part_foil = np.concatenate([np.zeros(foil.shape, np.int32), part], axis=1)
+    # bins of 16 µm = 32 voxels: the same 5 bins as the solver's profile below
+    r = crack_volume(with_foil, particles=part_foil, crack_width_um=1.0, bin_um=16.0, voxel_size_um=0.5)
+    ref = crack_volume(lab, particles=part, crack_width_um=1.0, bin_um=16.0, voxel_size_um=0.5)
+    assert r.foil_thickness_um == pytest.approx(4.0)
+    assert r.profile_percent == pytest.approx(ref.profile_percent)
+    assert r.depth_um == pytest.approx(ref.depth_um)
+    # the compression solver's record: threshold (MPa) → % per equal bin of the coating
+    counts = truth.sum(axis=(0, 2)).astype(float)
+    bins = [counts[i:i + 32].sum() for i in range(0, SHAPE[1], 32)]  # 5 bins
+    step = {"crackable_profile_pct": {"150": [0, 0, 0, 0, 1.0], "100": bins}}
+    near = compare_crack_profiles(r, step)  # default: the lowest threshold (100 MPa)
+    assert near.pearson_r > 0.98 and near.l1_distance < 0.06
+    far = compare_crack_profiles(r, step, threshold_mpa=150)
+    assert far.l1_distance > near.l1_distance
+    with pytest.raises(InputError, match="no profile for 120"):
+        compare_crack_profiles(r, step, threshold_mpa=120)
+    with pytest.raises(InputError, match="relative_depth=True"):
+        compare_crack_profiles(r, bins, relative_depth=False)
+
+
+def test_analyze_twin_compares_with_the_calender_result(make_twin, cracked):
+    lab, part, truth = cracked
+    twin = make_twin(lab.astype(np.uint16), voxel_size=1.0, labels={"phases": lab, "particles": part})
+    from twinlab.twin import Step
+
+    counts = truth.sum(axis=(0, 2)).astype(float)
+    twin.save_result("calender", {"crackable_profile_pct": {"100": [counts[i:i + 32].sum() for i in
+                                                                    range(0, SHAPE[1], 32)]}},
+                     step=Step("calender", {}))
+    from twinlab.analyses.cracks import analyze_twin
+
+    analyze_twin(twin, crack_width_um=2.0, bin_um=32.0, write_labels=False)
+    stored = twin.reload().load_result("cracks")
+    assert stored["comparison"]["pearson_r"] > 0.98
+    assert "Different quantities" in stored["comparison"]["note"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -43,7 +44,9 @@ class CrackResult(Result):
     """Crack statistics of one volume; ``crack_mask`` (bool, like the input) is not in :meth:`to_dict`.
 
     Profile convention: ``depth_um`` is the bin centre measured from the collector side
-    (index 0 for ``collector_side='low'``) along the thickness axis. ``profile_percent`` is the
+    (index 0 for ``collector_side='low'``) along the thickness axis, starting at the foil surface:
+    leading layers that are mostly (≥ 50 %) ``collector`` are left out of the profile, so it
+    covers the coating only, like the compression solver's crackable-volume profile. ``profile_percent`` is the
     share of the total crack volume in each bin (sums to 100, the *normalised* profile);
     ``local_percent`` is the crack volume in the bin as % of the particle-envelope volume there.
     """
@@ -62,6 +65,7 @@ class CrackResult(Result):
     structuring_radius_vox: tuple[int, int, int]
     thickness_axis: str
     collector_side: str
+    foil_thickness_um: float  # collector layers skipped before depth 0 (0 when the volume holds no foil)
     method: str
     crack_mask: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -172,41 +176,49 @@ def crack_volume(
 
     vox = voxel.volume_um3
     n_crack, n_env = int(crack.sum()), int(envelope.sum())
-    depth, prof, local = _profile(crack, envelope, ax, voxel.along(ax), collector_side, bin_um)
+    n_foil = _foil_layers(labels, ax, collector_side, phases)
+    depth, prof, local = _profile(crack, envelope, ax, voxel.along(ax), collector_side, bin_um, n_foil)
     return CrackResult(
         crack_volume_um3=n_crack * vox, envelope_volume_um3=n_env * vox,
         crack_volume_percent=100.0 * n_crack / n_env, n_particles=len(ids), particle_ids=tuple(ids),
         particle_crack_fraction=tuple(fractions), cracked_particles=int(sum(f > 0.005 for f in fractions)),
         depth_um=tuple(depth), profile_percent=tuple(prof), local_percent=tuple(local),
         crack_width_um=width, structuring_radius_vox=radius, thickness_axis="zyx"[ax],
-        collector_side=collector_side, method=method, crack_mask=crack,
+        collector_side=collector_side, foil_thickness_um=n_foil * voxel.along(ax), method=method,
+        crack_mask=crack,
     )
 
 
 def compare_crack_profiles(crack_profile: Any, crackable_profile: Any, *, relative_depth: bool = True,
-                           n_points: int = 50) -> ProfileComparison:
+                           threshold_mpa: float | None = None, n_points: int = 50) -> ProfileComparison:
     """Set an observed crack profile beside the simulated crackable-volume profile.
 
     Parameters
     ----------
     crack_profile : CrackResult or (depth, values)
         Observed crack volume along the thickness.
-    crackable_profile : (depth, values) or an object with ``positions_um``/``depth_um`` and
-        ``values``/``percent``/``profile_percent``
-        Simulated % of active volume above the stress threshold along the thickness (compression solver).
+    crackable_profile : the compression solver's step (``CalenderStep`` or its dict, with
+        ``crackable_profile_pct``), a sequence of values in equal bins from the collector, or
+        (depth, values)
+        Simulated % of active volume above the stress threshold along the thickness.
     relative_depth : bool
         Map each profile's depth to 0–1 of its own extent (0 = collector side) before comparing,
-        so a calendered twin and a simulation of different thickness line up. Else compare in µm
-        over the overlapping range.
+        so a calendered twin and a simulation of different thickness line up; depths are taken as
+        centres of equal bins, so the extent is last + first centre. Else compare in µm over the
+        overlapping range (values without depths need ``relative_depth=True``).
+    threshold_mpa : float, optional
+        Which stress threshold of a ``crackable_profile_pct`` record (default: the lowest).
     n_points : number of points of the common grid.
 
     Both profiles are normalised to unit area on the common grid; the similarity is Pearson's r
     and the L1 distance ½∫|a−b| (0 = same shape, 1 = no overlap).
     """
-    d1, v1 = _as_profile(crack_profile, "crack_profile")
-    d2, v2 = _as_profile(crackable_profile, "crackable_profile")
+    d1, v1 = _as_profile(crack_profile, "crack_profile", threshold_mpa)
+    d2, v2 = _as_profile(crackable_profile, "crackable_profile", threshold_mpa)
+    if not relative_depth and (d1 is None or d2 is None):
+        raise InputError("a profile given without depths can only be compared with relative_depth=True")
     if relative_depth:
-        d1, d2 = _relative(d1), _relative(d2)
+        d1, d2 = _relative(d1, v1.size), _relative(d2, v2.size)
         lo, hi, unit = 0.0, 1.0, "fraction of thickness from the collector"
     else:
         lo, hi, unit = max(d1.min(), d2.min()), min(d1.max(), d2.max()), "um from the collector"
@@ -229,10 +241,17 @@ def compare_crack_profiles(crack_profile: Any, crackable_profile: Any, *, relati
 
 
 def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None = None,
-                 crackable_profile: Any = None, write_labels: bool = True) -> CrackResult:
+                 crackable_profile: Any = None, threshold_mpa: float | None = None,
+                 write_labels: bool = True) -> CrackResult:
     """Crack volume of a twin (labels ``phases``, and ``particles`` when present); stores result ``cracks``
-    (with the comparison to ``crackable_profile`` when one is given) and labels ``cracks`` (1 = crack)."""
-    from ..twin import Step
+    and labels ``cracks`` (1 = crack voxel).
+
+    The stored result also holds the comparison with a crackable-volume profile when one is
+    available: ``crackable_profile`` (a profile, a ``CalenderStep``, or the path of a simulated
+    twin whose ``calender`` result is read), else this twin's own ``calender`` result. The
+    comparison is skipped (and the result says why) when the twin shows no cracks.
+    """
+    from ..twin import Step, Twin
 
     labels = twin.labels("phases")
     particles = twin.labels("particles") if twin.has_labels("particles") else None
@@ -242,10 +261,19 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
     params = {"crack_width_um": crack_width_um, "bin_um": bin_um, "particles": particles is not None}
     if write_labels:
         twin.write_labels("cracks", result.crack_mask.astype(np.uint8), step=Step("crack_volume", params))
-    stored: Any = result
+    source = None
+    if isinstance(crackable_profile, (str, Path)):
+        source, crackable_profile = str(crackable_profile), Twin.open(crackable_profile).load_result("calender")
+    elif crackable_profile is None and "calender" in twin.result_names:
+        source, crackable_profile = "this twin's calender result", twin.load_result("calender")
+    stored: dict[str, Any] = result.to_dict()
     if crackable_profile is not None:
-        comparison = compare_crack_profiles(result, crackable_profile)
-        stored = {**result.to_dict(), "comparison": comparison.to_dict()}
+        if result.crack_volume_um3 > 0:
+            cmp = compare_crack_profiles(result, crackable_profile, threshold_mpa=threshold_mpa)
+            stored["comparison"] = {**cmp.to_dict(), "crackable_source": source or "given profile"}
+        else:
+            stored["comparison"] = {"skipped": "no crack voxels in this twin (a simulated twin has no cracks; "
+                                               "compare a reconstructed calendered twin)"}
     twin.save_result("cracks", stored, step=Step("cracks", params))
     return result
 
@@ -264,13 +292,27 @@ def _close(mask: np.ndarray, selem: np.ndarray, radius: Sequence[int]) -> np.nda
     return closed[tuple(slice(r + 1, -(r + 1)) for r in radius)] | mask
 
 
+def _foil_layers(labels: np.ndarray, ax: int, side: str, phases: PhaseTable) -> int:
+    if "collector" not in phases:
+        return 0
+    others = tuple(a for a in range(3) if a != ax)
+    frac = (labels == phases.value("collector")).mean(axis=others)
+    if side == "high":
+        frac = frac[::-1]
+    mostly = frac >= 0.5
+    return int(np.argmin(mostly)) if not mostly.all() else len(frac)
+
+
 def _profile(crack: np.ndarray, envelope: np.ndarray, ax: int, step_um: float, side: str,
-             bin_um: float | None) -> tuple[list[float], list[float], list[float]]:
+             bin_um: float | None, n_foil: int) -> tuple[list[float], list[float], list[float]]:
     others = tuple(a for a in range(3) if a != ax)
     c = crack.sum(axis=others).astype(float)
     e = envelope.sum(axis=others).astype(float)
     if side == "high":
         c, e = c[::-1], e[::-1]
+    c, e = c[n_foil:], e[n_foil:]
+    if c.size == 0:
+        raise InputError("the volume is all collector along the thickness; no coating to profile")
     per = 1 if bin_um is None else max(1, int(round(require_positive(bin_um, "bin_um") / step_um)))
     nb = int(math.ceil(len(c) / per))
     cb = np.array([c[i * per:(i + 1) * per].sum() for i in range(nb)])
@@ -282,9 +324,23 @@ def _profile(crack: np.ndarray, envelope: np.ndarray, ax: int, step_um: float, s
     return depth, prof.tolist(), local.tolist()
 
 
-def _as_profile(obj: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _as_profile(obj: Any, name: str, threshold_mpa: float | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    record = obj.get("crackable_profile_pct") if isinstance(obj, dict) else getattr(obj, "crackable_profile_pct", None)
+    if record is not None:  # the compression solver's step: threshold → % per equal thickness bin
+        if not record:
+            raise InputError(f"{name} has no crackable-volume profile")
+        keys = sorted(record, key=float)
+        key = keys[0] if threshold_mpa is None else next((k for k in keys if float(k) == float(threshold_mpa)), None)
+        if key is None:
+            raise InputError(f"{name} has no profile for {threshold_mpa} MPa; it has {', '.join(keys)} MPa")
+        obj = record[key]
     if isinstance(obj, CrackResult):
         d, v = obj.depth_um, obj.profile_percent
+    elif isinstance(obj, (list, tuple, np.ndarray)) and len(obj) > 0 and np.ndim(obj[0]) == 0:
+        v = np.asarray(obj, dtype=float).ravel()  # values only: centres of equal bins from the collector
+        if v.size < 2 or not np.all(np.isfinite(v)):
+            raise InputError(f"{name} needs at least 2 finite values")
+        return None, v
     elif isinstance(obj, dict) or hasattr(obj, "__dict__") and not isinstance(obj, (tuple, list)):
         get = obj.get if isinstance(obj, dict) else (lambda k: getattr(obj, k, None))
         d = next((get(k) for k in ("depth_um", "positions_um", "positions", "depth") if get(k) is not None), None)
@@ -306,9 +362,11 @@ def _as_profile(obj: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     return d[order], v[order]
 
 
-def _relative(d: np.ndarray) -> np.ndarray:
-    span = d.max() - d.min()
-    return (d - d.min()) / span if span > 0 else np.zeros_like(d)
+def _relative(d: np.ndarray | None, n: int) -> np.ndarray:
+    if d is None:
+        return (np.arange(n) + 0.5) / n
+    extent = d.max() + d.min()  # centres of equal bins: first centre = half a bin
+    return d / extent if extent > 0 else np.zeros_like(d)
 
 
 def _unit_area(grid: np.ndarray, v: np.ndarray, name: str) -> np.ndarray:
