@@ -288,3 +288,11 @@ def test_analyze_twin_stores_result_and_cluster_labels(make_twin):
     twin2 = make_twin(lab2.astype(np.uint16), labels={"phases": lab2})
     r2 = run_analysis("conductive", twin2)
     assert r2.collector == "face:low" and r2.activation == 1.0
+
+
+def test_lmp_mode_is_detected_from_the_content():
+    lab, broken = _lmp_chain({0, 1, 2, 3})
+    r = conductive_clusters(lab)  # no broken-shell record: an uncalendered LMP anode, all shells intact
+    assert r.mode == "lmp" and r.activation == 0.0
+    r = conductive_clusters(da.from_array(lab, chunks=9), broken_shell=da.from_array(broken, chunks=9))
+    assert r.mode == "lmp" and r.activation == 1.0

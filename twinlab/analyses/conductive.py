@@ -121,8 +121,9 @@ def conductive_clusters(
     labels : (z, y, x) integer array, numpy or dask
         Phase labels (values from ``phases``).
     conducting : phase names, optional
-        Phases of the network. Default: ``("active", "cbd")`` if the table has ``active`` and
-        the volume is not an LMP anode (``target="lithium"``), else ``("lithium",)``.
+        Phases of the network. Default: ``("lithium",)`` for an LMP anode (``target="lithium"``,
+        a ``broken_shell`` mask given, or a volume that holds lithium and no active material),
+        else ``("active", "cbd")``.
     target : phase name, optional
         Phase whose connected share is the activation: ``"active"`` or ``"lithium"`` by default.
     broken_shell : array like ``labels``, optional
@@ -155,13 +156,13 @@ def conductive_clusters(
     voxel = VoxelSize.parse(voxel_size_um)
     if connectivity not in _STRUCTURES:
         raise InputError(f"connectivity must be 6, 18 or 26 (voxel neighbours), got {connectivity!r}")
-    conducting, target, mode = _resolve_phases(conducting, target, broken_shell, phases)
     structure = ndi.generate_binary_structure(3, _STRUCTURES[connectivity])
     lazy = is_dask(labels) or is_dask(broken_shell)
     if lazy:
         labels = labels if is_dask(labels) else da.from_array(np.asarray(labels))
     else:
         labels = np.asarray(labels)
+    conducting, target, mode = _resolve_phases(conducting, target, broken_shell, phases, labels)
     network = _isin(labels, phases.values(conducting))
     if broken_shell is not None:
         if tuple(broken_shell.shape) != tuple(labels.shape):
@@ -329,14 +330,23 @@ def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int = 6,
 
 
 # ============================================================================ helpers
-def _resolve_phases(conducting, target, broken_shell, phases: PhaseTable) -> tuple[list[str], str, str]:
+def _resolve_phases(conducting, target, broken_shell, phases: PhaseTable, labels: Any) -> tuple[list[str], str, str]:
     if isinstance(conducting, str):
         conducting = [conducting]
     if conducting is None:
-        lmp = target == "lithium" or (target is None and "active" not in phases) or \
-            (target is None and broken_shell is not None and "lithium" in phases)
+        if target is not None:
+            lmp = target == "lithium"
+        elif broken_shell is not None and "lithium" in phases:
+            lmp = True
+        elif "active" not in phases:
+            lmp = True
+        elif "lithium" in phases:  # decide by content: an LMP anode holds lithium and no active material
+            has = _any_values(labels, [phases.value("active"), phases.value("lithium")])
+            lmp = has[1] and not has[0]
+        else:
+            lmp = False
         conducting = ["lithium"] if lmp else ["active", "cbd"]
-    conducting = [c for c in conducting]
+    conducting = list(conducting)
     for name in conducting:
         phases.value(name)  # raises a clear InputError for an unknown phase
     if target is None:
@@ -345,6 +355,13 @@ def _resolve_phases(conducting, target, broken_shell, phases: PhaseTable) -> tup
         raise InputError(f"target phase {target!r} must be one of the conducting phases {conducting}")
     mode = "lmp" if target == "lithium" else "composite"
     return conducting, target, mode
+
+
+def _any_values(labels: Any, values: list[int]) -> list[bool]:
+    flags = [(labels == v).any() for v in values]
+    if is_dask(labels):
+        flags = list(dask.compute(*flags))
+    return [bool(f) for f in flags]
 
 
 def _check_side(side: str) -> str:
