@@ -28,7 +28,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
-from .._results import Result
+from .._results import Result, to_jsonable
 from .._validation import VoxelSize, axis_index, require_integer_labels
 from ..errors import InputError
 from ..materials import MATERIALS
@@ -258,19 +258,17 @@ def render_fibsem(
     >>> bool((s.raw == s.clean).all()), int(s.raw[0, 3, 3]) == s.grey_levels["active"]
     (True, True)
     """
+    params = {k: v for k, v in locals().items() if k not in ("labels", "phases", "grey_levels", "voxel_size_um")}
     lab = _check_labels(labels, ndim=3)
     out_dtype = np.dtype(dtype)
     if out_dtype not in _FULL_SCALE:
         raise InputError(f"dtype {out_dtype} is not supported; use numpy.uint16, numpy.uint8 or numpy.float32")
     full = _FULL_SCALE[out_dtype]
     vox = VoxelSize.parse(voxel_size_um)
-    for name, v in (("noise_sigma", noise_sigma), ("shot_noise", shot_noise), ("curtaining", curtaining),
-                    ("drift_px_rms", drift_px_rms), ("blur_sigma_px", blur_sigma_px)):
-        _nonneg(v, name)
-    for name, v in (("curtain_period_px", curtain_period_px), ("curtain_width_px", curtain_width_px),
-                    ("curtain_coherence_slices", curtain_coherence_slices), ("shine_depth_um", shine_depth_um)):
-        if not (_nonneg(v, name) > 0):
-            raise InputError(f"{name} must be > 0, got {v!r}")
+    for name in ("noise_sigma", "shot_noise", "curtaining", "drift_px_rms", "blur_sigma_px"):
+        _nonneg(params[name], name)
+    for name in ("curtain_period_px", "curtain_width_px", "curtain_coherence_slices", "shine_depth_um"):
+        _positive(params[name], name)
     _in_range(curtain_shadowing, "curtain_shadowing", 0.0, 1.0)
     _in_range(shine_through, "shine_through", 0.0, 1.0)
     if not _nonneg(shading, "shading") < 1:
@@ -329,20 +327,14 @@ def render_fibsem(
         raw[sl], n_clip = _quantise(img, full, out_dtype)
         clipped += n_clip
 
-    params = {"phases": phases.to_list(), "voxel_size_um": vox.to_dict(), "grey_levels": dict(levels),
-              "noise_sigma": noise_sigma, "shot_noise": shot_noise, "curtaining": curtaining,
-              "curtain_period_px": curtain_period_px, "curtain_width_px": curtain_width_px,
-              "curtain_shadowing": curtain_shadowing, "curtain_coherence_slices": curtain_coherence_slices,
-              "shading": shading, "drift_px_rms": drift_px_rms, "shine_through": shine_through,
-              "shine_depth_um": shine_depth_um, "blur_sigma_px": blur_sigma_px, "pore_phase": pore_phase,
-              "dtype": str(out_dtype), "seed": seed}
+    params.update(phases=phases.to_list(), voxel_size_um=vox.to_dict(), grey_levels=dict(levels), dtype=str(out_dtype))
     view = lab.view()
     view.flags.writeable = False
     out_levels = {p.name: float(_quantise(np.float32(levels[p.name]), full, out_dtype)[0])
                   for p in phases if p.name in levels}
     return FibsemStack(raw=raw, clean=clean, labels=view, shifts=shifts, stripes=stripes,
                        shading=shade, grey_levels=out_levels, voxel_size=vox,
-                       clipped_fraction=clipped / raw.size, params=_plain(params))
+                       clipped_fraction=clipped / raw.size, params=to_jsonable(params))
 
 
 def render_ebac(
@@ -415,16 +407,22 @@ def render_ebac(
     _nonneg(noise_sigma, "noise_sigma")
     _in_range(isolated_level, "isolated_level", 0.0, 0.999)
     _in_range(pore_level, "pore_level", 0.0, 0.999)
-    if decay_length_um is not None and not _nonneg(decay_length_um, "decay_length_um") > 0:
-        raise InputError(f"decay_length_um must be > 0 or None, got {decay_length_um!r}")
+    if decay_length_um is not None:
+        _positive(decay_length_um, "decay_length_um")
     if collector_side not in ("low", "high"):
         raise InputError(f"collector_side must be 'low' or 'high', got {collector_side!r}")
+    a = idx = None
     if lab.ndim == 2:
         t_axis = {"y": 0, "x": 1, 0: 0, 1: 1}.get(thickness_axis)
         if t_axis is None:
             raise InputError(f"thickness_axis {thickness_axis!r} of a 2D map must be 'y' (rows) or 'x' (cols)")
     else:
-        t_axis = axis_index(thickness_axis)
+        t_axis, a = axis_index(thickness_axis), axis_index(axis)
+        if a == t_axis:
+            raise InputError(f"the section axis {axis!r} is the thickness axis; cut across it (e.g. axis='z')")
+        idx = lab.shape[a] // 2 if index is None else int(index)
+        if not -lab.shape[a] <= idx < lab.shape[a]:
+            raise InputError(f"index {idx} is outside the volume's {lab.shape[a]} positions along axis {a}")
     known = np.zeros(256, bool)
     known[[p.value for p in phases]] = True
     _check_values(lab, known, phases)
@@ -443,33 +441,13 @@ def render_ebac(
     if pore_val >= 0 and (cond & (lab == pore_val)).any():
         raise InputError("conductive_mask marks pore voxels as conducting; pores carry no beam current — "
                          "mask them out (conductive_mask & (labels != pore))")
-
-    # connected = conducting components that reach the collector (3D components for a volume)
-    seeds = lab == phases.value("collector") if "collector" in phases else np.zeros_like(cond)
-    seeds &= cond
-    if not seeds.any():  # no collector voxels: the collector is the face of the domain
-        face = [slice(None)] * lab.ndim
-        face[t_axis] = 0 if collector_side == "low" else -1
-        seeds[tuple(face)] = cond[tuple(face)]
-    comp, _ = ndi.label(cond)
-    hit = np.unique(comp[seeds])
-    connected = np.isin(comp, hit[hit > 0])
-
-    if lab.ndim == 3:
-        a = axis_index(axis)
-        if a == t_axis:
-            raise InputError(f"the section axis {axis!r} is the thickness axis; cut across it (e.g. axis='z')")
-        idx = lab.shape[a] // 2 if index is None else int(index)
-        if not -lab.shape[a] <= idx < lab.shape[a]:
-            raise InputError(f"index {idx} is outside the volume's {lab.shape[a]} positions along axis {a}")
+    coll = phases.value("collector") if "collector" in phases else -1
+    connected = _connected_to_collector(cond, lab == coll, t_axis, collector_side)
+    if a is not None:
         lab, connected = lab.take(idx, axis=a), connected.take(idx, axis=a)
         t_axis = t_axis - (t_axis > a)
-    else:
-        a, idx = None, None
     py, px = (pixel_size_um, pixel_size_um) if np.isscalar(pixel_size_um) else tuple(pixel_size_um)
-    pix = (_nonneg(py, "pixel_size_um"), _nonneg(px, "pixel_size_um"))
-    if min(pix) <= 0:
-        raise InputError(f"pixel_size_um must be > 0, got {pixel_size_um!r}")
+    pix = (_positive(py, "pixel_size_um"), _positive(px, "pixel_size_um"))
 
     absorbed = np.ones(256, np.float32)
     for p in phases:
@@ -504,7 +482,7 @@ def render_ebac(
                    threshold=0.5 * (lo + hi) * full, profile_truth=img.mean(axis=other)[order].astype(np.float64) * full,
                    connected_fraction_profile=connected.mean(axis=other)[order].astype(np.float64),
                    depth_um=depth_um, labels=lab, thickness_axis=t_axis, pixel_size_um=pix,
-                   params=_plain(params))
+                   params=to_jsonable(params))
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -558,10 +536,29 @@ def _lookup(phases: PhaseTable, levels: Mapping[str, float]) -> tuple[np.ndarray
     return lut, known
 
 
+def _connected_to_collector(cond: np.ndarray, collector: np.ndarray, t_axis: int, side: str) -> np.ndarray:
+    """Face-connected components of ``cond`` holding a collector voxel (or, with none, touching the
+    collector-side face along ``t_axis``)."""
+    seeds = collector & cond
+    if not seeds.any():
+        face = [slice(None)] * cond.ndim
+        face[t_axis] = 0 if side == "low" else -1
+        seeds[tuple(face)] = cond[tuple(face)]
+    comp, _ = ndi.label(cond)
+    hit = np.unique(comp[seeds])
+    return np.isin(comp, hit[hit > 0])
+
+
 def _nonneg(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
             or value < 0:
         raise InputError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    return float(value)
+
+
+def _positive(value: Any, name: str) -> float:
+    if not _nonneg(value, name) > 0:
+        raise InputError(f"{name} must be > 0, got {value!r}")
     return float(value)
 
 
@@ -683,8 +680,3 @@ def _backscatter(material: str | None) -> float:
     if z is None:
         return 0.1
     return float(-0.0254 + 0.016 * z - 1.86e-4 * z**2 + 8.3e-7 * z**3)
-
-
-def _plain(obj: Any) -> Any:
-    from .._results import to_jsonable
-    return to_jsonable(obj)
