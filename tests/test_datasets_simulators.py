@@ -12,7 +12,6 @@ from scipy.fft import dctn
 from twinlab.datasets.simulators import (
     DEFAULT_GREY_LEVELS, NO_ARTEFACTS, EbacMap, FibsemStack, render_ebac, render_fibsem,
 )
-from twinlab.datasets.simulators import _fourier_shift
 from twinlab.errors import InputError
 from twinlab.phases import DEFAULT_PHASES, Phase, PhaseTable
 
@@ -143,7 +142,7 @@ def test_drift_shifts_are_the_applied_ones():
     ref = render_fibsem(lab, **{**kw, "drift_px_rms": 0.0}, dtype=np.float32).raw
     assert s.shifts.shape == (40, 2) and np.all(s.shifts[0] == 0)
     m = int(np.ceil(np.abs(s.shifts).max())) + 3
-    undone = _fourier_shift(s.raw, -s.shifts, m + 1)
+    undone = s.undo_drift()
     err = np.abs(undone - ref)[:, m:-m, m:-m]
     before = np.abs(s.raw - ref)[:, m:-m, m:-m]
     assert err.mean() < 0.003 and err.mean() < before.mean() / 20
@@ -235,6 +234,16 @@ def test_defaults_do_not_clip_the_dtype_range():
     assert s.raw.max() < 65535 and s.raw.min() > 0
     s8 = render_fibsem(lab, dtype=np.uint8)
     assert s8.clipped_fraction < 1e-5 and s8.raw.dtype == np.uint8
+
+
+def test_dask_and_bool_labels_are_accepted(all_phase_labels):
+    import dask.array as da
+
+    lazy = da.from_array(all_phase_labels, chunks=(7, 20, 20))
+    np.testing.assert_array_equal(render_fibsem(lazy, seed=3).raw, render_fibsem(all_phase_labels, seed=3).raw)
+    mask = all_phase_labels > 2
+    s = render_fibsem(mask, **NO_ARTEFACTS)
+    np.testing.assert_array_equal(s.raw == s.grey_levels["active"], mask)
 
 
 def test_to_dict_is_json_without_arrays(all_phase_labels):

@@ -104,6 +104,17 @@ class FibsemStack(Result):
     clipped_fraction: float
     params: dict[str, Any]
 
+    def undo_drift(self, image: np.ndarray | None = None) -> np.ndarray:
+        """Shift each slice of ``image`` (default ``raw``) back by ``-shifts`` → float32, labels' geometry.
+
+        The exact inverse of the applied Fourier shift away from the borders (within
+        ``max |shifts|`` + 2 px of an edge the content came from reflect padding).
+        """
+        img = np.asarray(self.raw if image is None else image, np.float32)
+        if not self.shifts.any():
+            return img.copy()
+        return _fourier_shift(img, -self.shifts, int(math.ceil(np.abs(self.shifts).max())) + 4)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON summary without the large arrays (shapes and dtypes instead)."""
         return {"shape": list(self.raw.shape), "dtype": str(self.raw.dtype),
