@@ -301,6 +301,7 @@ def render_fibsem(
     rank = np.rint(255 * np.clip((lut - g_lo) / max(g_hi - g_lo, 1e-12), 0, 1)).astype(np.uint8)  # 0 darkest
     pad = int(math.ceil(np.abs(shifts).max())) + 4 if drift_px_rms > 0 else 0
 
+    clean_lut = _quantise(lut, full, out_dtype)[0]
     raw = np.empty(lab.shape, out_dtype)
     clean = np.empty(lab.shape, out_dtype)
     stripes = np.empty(lab.shape, np.float32) if amp is not None else None
@@ -313,7 +314,7 @@ def render_fibsem(
     for stop in range(nz, 0, -_SLAB):
         sl = slice(max(stop - _SLAB, 0), stop)
         ideal = lut[lab[sl]]
-        clean[sl] = _quantise(ideal, full, out_dtype)[0]
+        clean[sl] = clean_lut[lab[sl]]
         img = ideal.copy()
         if shine_through > 0:
             is_pore = lab[sl] == pore_val
@@ -341,8 +342,7 @@ def render_fibsem(
     params.update(phases=phases.to_list(), voxel_size_um=vox.to_dict(), grey_levels=dict(levels), dtype=str(out_dtype))
     view = lab.view()
     view.flags.writeable = False
-    out_levels = {p.name: float(_quantise(np.float32(levels[p.name]), full, out_dtype)[0])
-                  for p in phases if p.name in levels}
+    out_levels = {p.name: float(clean_lut[p.value]) for p in phases if p.name in levels}
     return FibsemStack(raw=raw, clean=clean, labels=view, shifts=shifts, stripes=stripes,
                        shading=shade, grey_levels=out_levels, voxel_size=vox,
                        clipped_fraction=clipped / raw.size, params=to_jsonable(params))
@@ -584,9 +584,11 @@ def _quantise(img: np.ndarray, full: float, dtype: np.dtype) -> tuple[np.ndarray
     """Scale fractions of full scale to ``dtype``; return the array and the number of clipped values."""
     if dtype.kind == "f":
         return np.asarray(img, dtype), 0
-    scaled = np.rint(np.asarray(img, np.float32) * np.float32(full))
-    n_clip = int(np.count_nonzero((scaled < 0) | (scaled > full)))
-    return np.clip(scaled, 0, full).astype(dtype), n_clip
+    scaled = np.multiply(img, np.float32(full), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    n_clip = int(np.count_nonzero(scaled < 0)) + int(np.count_nonzero(scaled > full))
+    np.clip(scaled, 0, full, out=scaled)
+    return scaled.astype(dtype), n_clip
 
 
 def _next_solid(lab: np.ndarray, is_pore: np.ndarray, lut: np.ndarray, carry_grey: np.ndarray,
