@@ -10,7 +10,9 @@ import numpy as np
 from numba import njit, prange
 from scipy import ndimage
 
-from .._chunked import apply_kernel, is_dask
+import dask.array as da
+
+from .._chunked import apply_kernel, check_chunks_cover_halo, is_dask
 from ..errors import InputError
 from ._common import as_float32, per_axis, sample_blocks, um_to_voxels
 from ._nlm import nlm_block, nlm_reach
@@ -106,8 +108,7 @@ def denoise(
             raise InputError(f"h={h!r} and sigma={sigma!r} must be non-negative finite gray levels")
         if h == 0:
             return data.copy() if not is_dask(data) else data
-        return apply_kernel(_nlm_kernel, data, depth=nlm_reach(patch, dist), dtype=np.float32,
-                            what="non-local means", patch=patch, distance=dist, h=float(h), sigma=float(sigma))
+        return _nlm_chunked(data, patch=patch, distance=dist, h=float(h), sigma=float(sigma))
     scale = um_to_voxels(size_um, voxel_size, "size_um") if size_um is not None else per_axis(size, "size")
     if method == "gaussian":
         depth = tuple(int(4.0 * s + 0.5) for s in scale)
@@ -146,9 +147,38 @@ def nlm_parameters(*, voxel_size: Any = None, patch_size: Any = 5, patch_distanc
 
 
 # ====================================================================================== kernels
-def _nlm_kernel(block: np.ndarray, *, patch, distance, h, sigma) -> np.ndarray:
+def _nlm_chunked(data: Any, *, patch, distance, h, sigma) -> Any:
+    """NLM on numpy, or per dask chunk with halos equal to the reach and no wasted work.
+
+    ``apply_kernel`` would pad every block face (halo faces too) and compute outputs for the
+    halo that are then thrown away; at 64³ chunks with reach 8 that is ~2× the work. Here the
+    volume's outer faces along chunked axes are reflect-padded once (numpy 'reflect', as
+    scikit-image), chunk borders get a halo of real data, and each block computes only its
+    own voxels. Axes held in one chunk are padded inside the kernel.
+    """
+    reach = nlm_reach(patch, distance)
+    if not is_dask(data):
+        return _nlm_kernel(data, patch=patch, distance=distance, h=h, sigma=sigma, pad_axes=(True,) * 3)
+    check_chunks_cover_halo(data, reach, what="non-local means")
+    multi = tuple(len(c) > 1 and r > 0 for c, r in zip(data.chunks, reach))
+    if not any(multi):
+        return data.map_blocks(_nlm_kernel, dtype=np.float32, patch=patch, distance=distance, h=h, sigma=sigma,
+                               pad_axes=(True,) * 3, meta=np.empty((0, 0, 0), np.float32))
+    widths = [(r, r) if m else (0, 0) for r, m in zip(reach, multi)]
+    padded = da.pad(data, widths, mode="reflect")
+    chunks = tuple((c[0] + r,) + tuple(c[1:-1]) + (c[-1] + r,) if m else c
+                   for c, r, m in zip(data.chunks, reach, multi))
+    padded = padded.rechunk(chunks)
+    depth = {ax: (r if m else 0) for ax, (r, m) in enumerate(zip(reach, multi))}
+    over = da.overlap.overlap(padded, depth=depth, boundary="none")
+    return over.map_blocks(_nlm_kernel, dtype=np.float32, chunks=data.chunks, patch=patch, distance=distance,
+                           h=h, sigma=sigma, pad_axes=tuple(not m for m in multi),
+                           meta=np.empty((0, 0, 0), np.float32))
+
+
+def _nlm_kernel(block: np.ndarray, *, patch, distance, h, sigma, pad_axes) -> np.ndarray:
     with _NLM_LOCK:
-        return nlm_block(block, patch=patch, distance=distance, h=h, sigma=sigma)
+        return nlm_block(block, patch=patch, distance=distance, h=h, sigma=sigma, pad_axes=pad_axes)
 
 
 def _gaussian_kernel(block: np.ndarray, *, sigma) -> np.ndarray:

@@ -41,24 +41,29 @@ def half_offsets(distance: tuple[int, int, int]) -> np.ndarray:
 
 
 def nlm_block(block: np.ndarray, *, patch: tuple[int, int, int], distance: tuple[int, int, int],
-              h: float, sigma: float, n_slabs: int | None = None) -> np.ndarray:
-    """Non-local means of a whole block (reflect padding at its faces), float32 out.
+              h: float, sigma: float, pad_axes: tuple[bool, bool, bool] = (True, True, True),
+              n_slabs: int | None = None) -> np.ndarray:
+    """Non-local means of a block, float32 out.
 
-    Used both on a whole volume and on a dask block carrying a halo of ``nlm_reach``
-    voxels: voxels further than the reach from a block face never see the padding.
+    Along axes in ``pad_axes`` the block is reflect-padded by the reach (a whole volume, as in
+    scikit-image) and the output has the block's size; along the other axes the block already
+    carries ``reach`` voxels of real (or pre-padded) data on each side and the output is the
+    block without them. Voxels never see data beyond the reach, so chunked == whole.
     """
     data = np.ascontiguousarray(block, dtype=np.float32)
     reach = nlm_reach(patch, distance)
-    padded = np.ascontiguousarray(np.pad(data, [(r, r) for r in reach], mode="reflect"))
+    padding = [(r, r) if p else (0, 0) for r, p in zip(reach, pad_axes)]
+    padded = np.ascontiguousarray(np.pad(data, padding, mode="reflect")) if any(pad_axes) else data
     offs = np.array([s // 2 for s in patch], dtype=np.int64)
     lo = np.where(offs > 0, offs - 1, 0)
     hi = offs.copy()
     norm = float(h) ** 2 * float(np.prod(patch))
     inv_norm = np.float32(1.0 / norm)
     var2 = np.float32(2.0 * float(sigma) ** 2)
+    nz = padded.shape[0] - 2 * reach[0]
     if n_slabs is None:
         n_slabs = numba.get_num_threads()
-    n_slabs = max(1, min(int(n_slabs), data.shape[0]))
+    n_slabs = max(1, min(int(n_slabs), nz))
     return _nlm_core(padded, np.asarray(reach, dtype=np.int64), lo, hi, half_offsets(distance),
                      inv_norm, var2, n_slabs)
 
