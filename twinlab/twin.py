@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,7 +282,7 @@ class Twin:
             arr = zarr.create_array(store=str(tmp), shape=array.shape, chunks=_chunk_shape(array.shape, chunks),
                                     dtype=array.dtype, zarr_format=3,
                                     attributes={"unit": unit, "step": step.to_dict()})
-            da.store(_rechunk_like(array, arr.chunks), arr, lock=False)
+            _store(_rechunk_like(array, arr.chunks), arr)
             _replace_dir(tmp, parent / name)
         self.update_metadata(step=step)
 
@@ -546,14 +547,28 @@ def _downsample(array: da.Array, factor: tuple[int, int, int], *, labels: bool) 
     return out.astype(array.dtype)
 
 
-def _store(array: da.Array, target: zarr.Array, *, progress: bool) -> None:
-    if progress:
-        from dask.diagnostics import ProgressBar
+def _store(array: da.Array, target: Any, *, progress: bool = False) -> None:
+    """``da.store`` that, on the local threaded scheduler, waits for in-flight chunk writes when a
+    chunk fails or Ctrl-C arrives, so the caller's clean-up cannot race with late writes."""
+    import dask
+    from dask.base import get_scheduler
 
-        with ProgressBar():
-            da.store(array, target, lock=False)
-    else:
-        da.store(array, target, lock=False)
+    kwargs: dict[str, Any] = {"lock": False}
+    pool = None
+    if get_scheduler(collections=[array]) is dask.threaded.get:
+        pool = ThreadPoolExecutor(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+        kwargs.update(scheduler="threads", pool=pool)
+    try:
+        if progress:
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar():
+                da.store(array, target, **kwargs)
+        else:
+            da.store(array, target, **kwargs)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _multiscales_meta(name: str, datasets: list[dict[str, Any]]) -> dict[str, Any]:

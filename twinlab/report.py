@@ -1,0 +1,211 @@
+"""Figures and a self-contained HTML report, rebuilt from what a twin (and its series) stores.
+
+Each figure builder reads results from the twin (``twin.load_result``) and returns a matplotlib
+figure, or ``None`` when the analysis it shows was not run (the report then lists it as not
+computed). :func:`write_report` saves every figure as PNG beside the HTML and embeds the same
+PNGs (base64) so the HTML file alone is complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")  # the report never needs a display  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .twin import Twin  # noqa: E402
+
+FigureBuilder = Callable[[Twin, list[Twin]], "Figure | None"]
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    key: str
+    title: str
+    png: bytes | None  # None: not computed for this twin
+
+
+def build_figures(twin: Twin, series: list[Twin] | None = None) -> list[ReportFigure]:
+    series = series or []
+    out = []
+    for key, title, builder in FIGURES:
+        fig = builder(twin, series)
+        out.append(ReportFigure(key, title, _png(fig) if fig is not None else None))
+    return out
+
+
+def write_report(twin: Twin | str | os.PathLike, path: str | os.PathLike, *,
+                 series: str | os.PathLike | list[Twin] | None = None) -> Path:
+    """Write ``path`` (HTML, self-contained) and ``<path's folder>/figures/*.png``; return the HTML path."""
+    twin = twin if isinstance(twin, Twin) else Twin.open(twin)
+    members = open_series(series) if series is not None and not isinstance(series, list) else (series or [])
+    path = Path(path)
+    folder = path.parent
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    figures = build_figures(twin, members)
+    for f in figures:
+        if f.png is not None:
+            _write_atomic(folder / "figures" / f"{f.key}.png", f.png)
+    _write_atomic(path, _html(twin, figures, members).encode())
+    return path
+
+
+def open_series(folder: str | os.PathLike) -> list[Twin]:
+    """The twins of a calendering series folder, in calendering order (as the solver wrote them)."""
+    folder = Path(folder)
+    twins = [Twin.open(p) for p in sorted(folder.glob("*.twin.zarr"))]
+    return sorted(twins, key=lambda t: _series_position(t))
+
+
+def _series_position(twin: Twin) -> float:
+    for name in ("calender",):
+        if name in twin.result_names:
+            r = twin.load_result(name)
+            for key in ("ratio", "calendering_ratio", "density_g_cm3"):
+                if isinstance(r.get(key), (int, float)):
+                    return float(r[key])
+    return 0.0
+
+
+# ====================================================================================== figures
+def _fig(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def fig_slices(twin: Twin, series: list[Twin]) -> Figure | None:
+    """Middle slice (along z) of the stored raw slice, the processed image and the phases."""
+    panels: list[tuple[str, np.ndarray, dict[str, Any]]] = []
+    z = twin.shape[0] // 2
+    if "slices" in twin.result_names:
+        raw = twin.load_result_arrays("slices").get("raw")
+        if raw is not None:
+            panels.append(("raw", raw, {"cmap": "gray"}))
+    panels.append(("processed" if any(p["step"] == "preprocess" for p in twin.provenance) else "image",
+                   np.asarray(twin.image()[z]), {"cmap": "gray"}))
+    if "phases" in twin.label_names:
+        from matplotlib.colors import ListedColormap
+
+        phases = twin.phases
+        lut = np.zeros((max(p.value for p in phases) + 1, 4))
+        for p in phases:
+            lut[p.value] = np.asarray(p.color) / 255
+            lut[p.value, 3] = 1.0
+        panels.append(("segmented", np.asarray(twin.labels("phases")[z]),
+                       {"cmap": ListedColormap(lut), "vmin": 0, "vmax": len(lut) - 1, "interpolation": "nearest"}))
+    fig, axes = _fig(len(panels), 3.6, 3.6)
+    for ax, (title, img, kw) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(img, **kw)
+        ax.set_title(f"{title} (z = {z})")
+        ax.set_axis_off()
+    return fig
+
+
+def fig_fractions(twin: Twin, series: list[Twin]) -> Figure | None:
+    check = _result(twin, "rev", "design")
+    if not check:
+        return None
+    names = list(check["phases"])
+    x = np.arange(len(names))
+    fig, ax = _fig()
+    ax.bar(x - 0.2, [check["segmented"][n] for n in names], 0.4, label="segmented")
+    ax.bar(x + 0.2, [check["theoretical"][n] for n in names], 0.4, label=f"design (CBD as {check['cbd_as']})")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("volume fraction")
+    ax.set_title(f"volume fractions vs design — {'pass' if check['passed'] else 'FAIL'} at ±{check['tolerance']:g}")
+    ax.legend()
+    return fig
+
+
+def fig_rev(twin: Twin, series: list[Twin]) -> Figure | None:
+    stats = _result(twin, "rev", "statistical")
+    if not stats:
+        return None
+    fig, ax = _fig()
+    for s in stats:
+        ax.plot(s["sizes_um"], [float(v) for v in s["relative_spread"]], marker="o", label=s["property"])
+    ax.axhline(stats[0]["tolerance"], color="k", ls="--", lw=1, label="tolerance")
+    ax.set_xlabel("sub-volume edge (µm)")
+    ax.set_ylabel("relative spread (std/mean)")
+    ratio = _result(twin, "rev", "size_ratio")
+    title = "statistical REV"
+    if ratio:
+        title += f"; size ratio {min(ratio['ratio']):.1f} (criterion > {ratio['criterion']:g})"
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+#: (key, title, builder) in report order; later issues append their figures here.
+FIGURES: list[tuple[str, str, FigureBuilder]] = [
+    ("slices", "Slices: raw, processed, segmented", fig_slices),
+    ("fractions", "Volume fractions vs design", fig_fractions),
+    ("rev", "REV curves", fig_rev),
+]
+
+
+# ====================================================================================== helpers
+def _result(twin: Twin, name: str, key: str | None = None) -> Any:
+    if name not in twin.result_names:
+        return None
+    result = twin.load_result(name)
+    return result.get(key) if key is not None else result
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _html(twin: Twin, figures: list[ReportFigure], series: list[Twin]) -> str:
+    from .pipeline import summarize
+
+    esc = html.escape
+    rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(v))}</td></tr>" for k, v in summarize(twin).items())
+    blocks = []
+    for f in figures:
+        if f.png is None:
+            blocks.append(f'<section id="{f.key}"><h2>{esc(f.title)}</h2><p class="missing">not computed '
+                          "for this twin</p></section>")
+        else:
+            data = base64.b64encode(f.png).decode()
+            blocks.append(f'<section id="{f.key}"><h2>{esc(f.title)}</h2>'
+                          f'<img alt="{esc(f.title)}" src="data:image/png;base64,{data}"></section>')
+    steps = "".join(f"<li>{esc(p['step'])} <small>{esc(p.get('time', ''))}</small></li>" for p in twin.provenance)
+    members = "".join(f"<li>{esc(t.name)}</li>" for t in series)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>twinlab report — {esc(twin.name)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}}
+img{{max-width:100%}}.missing{{color:#888}}</style></head>
+<body><h1>twinlab report — {esc(twin.name)}</h1>
+<p>twin <code>{esc(str(twin.path))}</code>, twinlab {esc(__version__)}</p>
+<h2>Summary</h2><table>{rows}</table>
+{''.join(blocks)}
+<h2>Calendering series</h2><ul>{members or '<li>none</li>'}</ul>
+<h2>Provenance</h2><ol>{steps}</ol>
+</body></html>
+"""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
