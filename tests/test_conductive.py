@@ -296,3 +296,60 @@ def test_lmp_mode_is_detected_from_the_content():
     assert r.mode == "lmp" and r.activation == 0.0
     r = conductive_clusters(da.from_array(lab, chunks=9), broken_shell=da.from_array(broken, chunks=9))
     assert r.mode == "lmp" and r.activation == 1.0
+
+
+# ------------------------------------------------------------------------------ generated electrodes
+def test_generated_cathode_chunked_equals_whole():
+    from twinlab.datasets.generators import make_cathode
+
+    g = make_cathode(shape=(40, 96, 64), voxel_size_um=0.5, seed=1)
+    whole = conductive_clusters(g.phases, voxel_size_um=g.voxel_size)
+    chunked = conductive_clusters(da.from_array(g.phases, chunks=(13, 29, 23)), voxel_size_um=g.voxel_size)
+    assert chunked.activation == pytest.approx(whole.activation, abs=1e-15)
+    assert sorted(chunked.cluster_volume_um3) == sorted(whole.cluster_volume_um3)
+    assert whole.activation > 0.9  # a packed cathode on its foil is nearly all connected
+    assert whole.activation < 1.0 or whole.n_clusters == 1
+
+
+def _break_contacts(phases: np.ndarray, particles: np.ndarray, min_contact_voxels: int) -> np.ndarray:
+    """Shell voxels at a contact (face neighbour of another particle or of the collector) break when
+    the contact's shell area (voxels, both sides) reaches ``min_contact_voxels``: calendering
+    flattens the particles, contacts grow, and the stress they carry breaks the shell."""
+    shell = phases == SHELL
+    codes, voxel_idx = [], []
+    n = int(particles.max()) + 2
+    for ax in range(3):
+        for step in (1, -1):
+            nb_part = np.roll(particles, step, axis=ax)
+            nb_phase = np.roll(phases, step, axis=ax)
+            other = np.where(nb_phase == COLLECTOR, n - 1, nb_part)
+            m = shell & (((nb_part != particles) & (nb_part > 0)) | (nb_phase == COLLECTOR))
+            edge = [slice(None)] * 3
+            edge[ax] = 0 if step == 1 else -1
+            m[tuple(edge)] = False  # no wrap-around contacts
+            idx = np.flatnonzero(m)
+            a, b = particles.ravel()[idx], other.ravel()[idx]
+            codes.append(np.minimum(a, b) * n + np.maximum(a, b))
+            voxel_idx.append(idx)
+    codes_all = np.concatenate(codes)
+    uniq, inverse, counts = np.unique(codes_all, return_inverse=True, return_counts=True)
+    broken = np.zeros(phases.size, np.uint8)
+    broken[np.concatenate(voxel_idx)[counts[inverse] >= min_contact_voxels]] = 1
+    return broken.reshape(phases.shape)
+
+
+def test_generated_lmp_calendering_series():
+    """make_lmp_anode at growing calendering ratio, shells broken where contacts grow large: the
+    predicted activation rises from 0 to 1 in a step, monotone, and the threshold is reported."""
+    from twinlab.datasets.generators import make_lmp_anode
+
+    series = []
+    for ratio in (0.0, 0.1, 0.2, 0.25, 0.3, 0.4):
+        g = make_lmp_anode(ratio=ratio, voxel_size_um=3.0, seed=1)
+        broken = _break_contacts(g.phases, g.particles, 120)
+        series.append((100 * ratio, conductive_clusters(g.phases, broken_shell=broken)))
+    curve = activation_curve(series, x_name="calendering ratio (%)")
+    assert curve.monotone
+    assert curve.activation[0] < 0.05 and curve.activation[-1] > 0.95
+    assert curve.linear_r2 < 0.9
+    assert 10 < curve.threshold < 40
