@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -38,6 +39,7 @@ class InputConfig(_Model):
 
     path: Path | None = None
     dataset: str | None = None
+    kind: Literal["image", "labels"] = "image"  # "labels": the input already holds phase labels
     voxel_size: str | list[float] | float | None = None
     unit: str = "um"
     key: str | None = None
@@ -72,6 +74,7 @@ class CalenderConfig(_Model):
     ratios: list[float] | None = None
     densities: list[float] | None = None
     steps: int = 4
+    analyses: list[str] = Field(default_factory=lambda: ["conductive"])  # run on every calendered twin
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -207,27 +210,27 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
     try:
         with timer("reconstruct"):
             twin = _reconstruct(config, staging, progress=progress)
-        with timer("segment"):
-            _segment(twin, config.segment)
+        if config.input.kind == "image":
+            with timer("segment"):
+                _segment(twin, config.segment)
         for name in config.analyses.run:
             with timer(name):
                 _analyze(twin, name, config.analyses.options.get(name, {}))
         series_path = None
         if config.calender is not None:
-            with timer("calender"):
-                series_path = _calender(twin, config.calender, staging.with_name(staging.name + ".series"))
+            with timer("calender"):  # written atomically by the solver, straight to its final name
+                series_path = _calender(twin, config.calender, series_dir(final))
         twin.update_metadata(step=Step(PIPELINE_STEP, {"config": config.model_dump(mode="json"),
                                                        "stages": [s.to_dict() for s in timer.stages]}))
-        outputs = _publish(staging, final, series_path, overwrite=overwrite)
+        _swap(staging, final, overwrite=overwrite)
         report = None
         if config.report:
             with timer("report"):
-                report = _report(Twin.open(final), outputs.get("series"), final.with_suffix("").with_suffix(".report"))
+                report = str(write_report_for(final, series_path))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(staging.with_name(staging.name + ".series"), ignore_errors=True)
         raise
-    return SampleRun(name=config.name, twin=str(final), series=outputs.get("series"), report=report,
+    return SampleRun(name=config.name, twin=str(final), series=str(series_path) if series_path else None, report=report,
                      stages=tuple(timer.stages), summary=summarize(Twin.open(final)))
 
 
@@ -254,18 +257,27 @@ def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin
     from .preprocess import preprocess_volume
 
     data, voxel, sources, meta = _load_input(config.input, chunks=config.chunks)
+    raw = data
     design = resolve_design(config.design) if config.design is not None else meta.get("design")
     params: dict[str, Any] = {"input": config.input.model_dump(mode="json"), "voxel_size_um": voxel.to_dict()}
-    if config.preprocess.enabled and config.preprocess.steps:
+    labels = None
+    if config.input.kind == "labels":  # a segmented volume: it is both the image and the phases
+        labels = {"phases": data.astype("uint8")}
+        step = Step("import_labels", params)
+    elif config.preprocess.enabled and config.preprocess.steps:
         result = preprocess_volume(data, voxel_size=voxel, steps=config.preprocess.steps, chunks=config.chunks,
                                    options=config.preprocess.options)
         data, voxel = result.image, result.voxel_size
         step = Step("preprocess", {**params, **result.params})
     else:
         step = Step("import", params)
-    return create_twin(staging, data, voxel_size=voxel, thickness_axis=config.thickness_axis,
+    twin = create_twin(staging, data, voxel_size=voxel, thickness_axis=config.thickness_axis,
                        collector_side=config.collector_side, design=design.to_dict() if design is not None else None,
-                       sources=sources, step=step, chunks=config.chunks, progress=progress)
+                       labels=labels, sources=sources, step=step, chunks=config.chunks, progress=progress)
+    middle = data.shape[0] // 2
+    twin.save_result("slices", {"z": middle}, step=Step("slices", {"z": middle}),
+                     arrays={"raw": np.asarray(raw[middle])})
+    return twin
 
 
 def _load_input(cfg: InputConfig, *, chunks: int):
@@ -310,22 +322,27 @@ def _analyze(twin: Twin, name: str, options: dict[str, Any]) -> Any:
     return run_analysis(name, twin, **options)
 
 
-def _calender(twin: Twin, cfg: CalenderConfig, series_dir: Path) -> Path:
+def _calender(twin: Twin, cfg: CalenderConfig, out: Path) -> Path:
     from .analyses.mechanics import calender
+    from .report import open_series
 
-    calender(twin, ratios=cfg.ratios, densities=cfg.densities, steps=cfg.steps, output=series_dir, **cfg.options)
-    return series_dir
+    calender(twin, ratios=cfg.ratios, densities=cfg.densities, steps=cfg.steps, output=out, overwrite=True,
+             **cfg.options)
+    for member in open_series(out):
+        for name in cfg.analyses:
+            _analyze(member, name, {})
+    return out
 
 
-def _publish(staging: Path, final: Path, series: Path | None, *, overwrite: bool) -> dict[str, str]:
-    """Rename the finished outputs into place; the twin last, because it marks completion."""
-    outputs: dict[str, str] = {}
-    if series is not None:
-        target = final.with_suffix("").with_suffix(".series.zarr")
-        _swap(series, target, overwrite=overwrite)
-        outputs["series"] = str(target)
-    _swap(staging, final, overwrite=overwrite)
-    return outputs
+def series_dir(twin_path: Path) -> Path:
+    """Where a sample's calendering series lives: ``X.twin.zarr`` → ``X.series.zarr``."""
+    return twin_path.with_name(twin_path.name.removesuffix(".twin.zarr").removesuffix(".zarr") + ".series.zarr")
+
+
+def report_path(twin_path: Path) -> Path:
+    """``X.twin.zarr`` → ``X.report/report.html`` (figures beside it)."""
+    return twin_path.with_name(twin_path.name.removesuffix(".twin.zarr").removesuffix(".zarr") + ".report") \
+        / "report.html"
 
 
 def _swap(new: Path, target: Path, *, overwrite: bool) -> None:
@@ -340,10 +357,10 @@ def _swap(new: Path, target: Path, *, overwrite: bool) -> None:
         new.rename(target)
 
 
-def _report(twin: Twin, series: str | None, folder: Path) -> str:
+def write_report_for(twin_path: Path, series: Path | None) -> Path:
     from .report import write_report
 
-    return str(write_report(twin, folder / "report.html", series=series))
+    return write_report(Twin.open(twin_path), report_path(twin_path), series=series)
 
 
 def summarize(twin: Twin) -> dict[str, Any]:
@@ -355,3 +372,75 @@ def summarize(twin: Twin) -> dict[str, Any]:
             if isinstance(value, (int, float, str, bool)) and not isinstance(value, bool) and len(out) < 60:
                 out[f"{name}.{key}"] = value
     return out
+
+
+# ====================================================================================== demo
+@dataclass(frozen=True)
+class DemoRun(Result):
+    cathode: SampleRun
+    anode: SampleRun
+    ebac: dict[str, Any]
+    seconds: float
+
+
+def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:
+    """The embedded default: a synthetic NCM622 FIB-SEM stack through the whole chain, and a
+    lithium-metal-powder anode calendered 10–40 % for the activation curve."""
+    cathode = parse_config({
+        "name": "demo_cathode", "output": str(out / "demo_cathode.twin.zarr"),
+        "input": {"dataset": "demo_cathode_fibsem"},
+        "design": "ncm622", "thickness_axis": "y", "collector_side": "low", "chunks": 64,
+        "preprocess": {"steps": ["align", "destripe", "flatten", "denoise"]},
+        "segment": {"phases": ["pore", "cbd", "active", "collector"]},
+        "calender": {"densities": [3.0, 3.6], "steps": 4, "analyses": ["conductive"]},
+    })
+    anode = parse_config({
+        "name": "demo_lmp_anode", "output": str(out / "demo_lmp_anode.twin.zarr"),
+        "input": {"dataset": "demo_lmp_anode", "kind": "labels"},
+        "design": "lmp", "thickness_axis": "y", "collector_side": "low", "chunks": 64,
+        "analyses": {"run": ["rev", "morphology", "transport", "conductive"]},
+        "calender": {"ratios": [0.1, 0.2, 0.3, 0.4], "steps": 8, "analyses": ["conductive"]},
+    })
+    return cathode, anode
+
+
+def run_demo(out: str | os.PathLike = "out/demo", *, progress: bool = False) -> DemoRun:
+    """Run the demo end to end into ``out`` (overwriting a previous demo there)."""
+    start = time.perf_counter()
+    out = Path(out)
+    cathode_cfg, anode_cfg = demo_configs(out)
+    cathode = run_sample(cathode_cfg, overwrite=True, progress=progress)
+    anode = run_sample(anode_cfg, overwrite=True, progress=progress)
+    ebac = _demo_ebac(Path(anode.series)) if anode.series else {}
+    if anode.report:  # the EBAC results are part of the anode's story: rebuild its report with them
+        write_report_for(Path(anode.twin), Path(anode.series) if anode.series else None)
+    return DemoRun(cathode=cathode, anode=anode, ebac=ebac, seconds=round(time.perf_counter() - start, 1))
+
+
+def _demo_ebac(series: Path) -> dict[str, Any]:
+    """EBAC maps of the calendered anode: simulated from each step's conductive clusters (a stand-in
+    for measured maps, which the same analysis reads from TIFF), analysed and compared."""
+    from .analyses.ebac import analyze_ebac, compare_ebac
+    from .datasets.simulators import render_ebac
+    from .report import open_series
+
+    results, labels = [], []
+    for member in open_series(series):
+        phases = np.asarray(member.labels("phases"))
+        clusters = np.asarray(member.labels("clusters"))
+        percolating = member.load_result_arrays("conductive")["percolating_ids"]
+        conductive = np.isin(clusters, percolating) & (clusters > 0)
+        z = phases.shape[0] // 2
+        vs = member.voxel_size
+        ebac_map = render_ebac(phases, conductive, phases=member.phases, axis="z", index=z,
+                               thickness_axis=member.thickness_axis, collector_side=member.collector_side,
+                               pixel_size_um=(vs.dy, vs.dx), seed=z)
+        # in a (y, x) section the thickness axis y runs down the image: collector "low" = top edge
+        edge = "top" if member.collector_side == "low" else "bottom"
+        result = analyze_ebac(ebac_map.image, pixel_size_um=vs.dy, collector_side=edge)
+        member.save_result("ebac", result, step=Step("ebac", {"source": "simulated from clusters", "slice_z": z}))
+        results.append(result)
+        labels.append(f"{member.load_result('calender')['ratio']:.2f}")
+    if len(results) < 2:
+        return {}
+    return compare_ebac(results, labels).to_dict()

@@ -148,11 +148,168 @@ def fig_rev(twin: Twin, series: list[Twin]) -> Figure | None:
     return fig
 
 
+def fig_network(twin: Twin, series: list[Twin]) -> Figure | None:
+    metrics = _result(twin, "network", "metrics")
+    if not metrics:
+        return None
+    fig, (ax1, ax2) = _fig(2, 4.5)
+    edges = np.asarray(metrics["radius_bins_um"], dtype=float)
+    counts = np.asarray(metrics["radius_hist"], dtype=float)
+    ax1.bar(edges[:-1], counts, width=np.diff(edges), align="edge", edgecolor="k", lw=0.3)
+    ax1.axvline(metrics["mean_equivalent_radius_um"], color="r", ls="--", label="mean")
+    ax1.set_xlabel("equivalent pore radius (µm)")
+    ax1.set_ylabel("pores")
+    ax1.legend()
+    hist = np.asarray(metrics["coordination_hist"], dtype=float)
+    ax2.bar(np.arange(hist.size), hist, edgecolor="k", lw=0.3)
+    ax2.set_xlabel("coordination number")
+    ax2.set_ylabel("internal pores")
+    ax2.set_title(f"mean {metrics['mean_coordination']:.2f}")
+    return fig
+
+
+def fig_connectivity(twin: Twin, series: list[Twin]) -> Figure | None:
+    conn = _result(twin, "network", "connectivity")
+    if not conn or "std" not in conn:
+        return None
+    arrays = twin.load_result_arrays("network")
+    fig, (ax1, ax2) = _fig(2, 4.5, 4.0)
+    ax1.scatter(arrays["connectivity.rows"], arrays["connectivity.cols"], s=1, c="k")
+    ax1.set_xlabel("pore i (Cartesian order)")
+    ax1.set_ylabel("pore j")
+    ax1.set_aspect("equal")
+    ax1.invert_yaxis()
+    ax1.set_title(f"connectivity matrix ({conn['num_pores']} pores)")
+    ax2.plot(arrays["connectivity.pdf_x"], arrays["connectivity.pdf_y"])
+    ax2.set_xlabel("normalised projection normal to the diagonal")
+    ax2.set_ylabel("probability density")
+    ax2.set_title(f"band std {conn['std']:.3f}")
+    return fig
+
+
+def fig_transport(twin: Twin, series: list[Twin]) -> Figure | None:
+    members = [t for t in [twin, *series] if "transport" in t.result_names]
+    if not members:
+        return None
+    fig, (ax1, ax2) = _fig(2, 4.5)
+    for t in members:
+        tort = t.load_result("transport")["tortuosity"]
+        if "per_axis" in tort:
+            axes_, values = ["z", "y", "x"], [_num(v) for v in tort["tortuosity_factor"]]
+        else:
+            axes_, values = [tort["axis"]], [_num(tort["tortuosity_factor"])]
+        ax1.plot(axes_, values, marker="o", ls="none" if len(values) == 1 else "-", label=t.name)
+    ax1.set_ylabel("tortuosity factor τ² (D_eff = ε D / τ²)")
+    ax1.set_xlabel("axis")
+    ax1.legend(fontsize=7)
+    conds = [(t.name, t.load_result("transport").get("conductivity")) for t in members]
+    conds = [(n, c) for n, c in conds if c]
+    if conds:
+        ax2.bar([n for n, _ in conds], [_num(c["effective_conductivity_s_m"]) for _, c in conds])
+        ax2.set_ylabel("effective electronic conductivity (S/m)")
+        ax2.tick_params(axis="x", labelrotation=30, labelsize=7)
+    else:
+        ax2.set_axis_off()
+    return fig
+
+
+def fig_stress(twin: Twin, series: list[Twin]) -> Figure | None:
+    steps = [(t, t.load_result("calender")) for t in series if "calender" in t.result_names]
+    if not steps:
+        return None
+    fig, (ax1, ax2) = _fig(2, 4.5)
+    for t, step in steps:
+        if "von_mises_mpa" in t.field_names:
+            vm = np.asarray(t.read_field("von_mises_mpa"), dtype=np.float64)
+            phases = np.asarray(t.labels("phases"))
+            solid = vm[phases != t.phases.value("pore")] if "pore" in t.phases else vm.ravel()
+            solid = solid[np.isfinite(solid) & (solid > 0)]
+            if solid.size:
+                ax1.hist(solid, bins=np.logspace(np.log10(max(solid.min(), 1e-3)), np.log10(solid.max() + 1e-9), 40),
+                         histtype="step", label=f"{step['density_g_cm3']:.2f} g/cm³")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("von Mises stress in the solid (MPa)")
+    ax1.set_ylabel("voxels")
+    ax1.legend(fontsize=7)
+    density = [s["density_g_cm3"] for _, s in steps]
+    for threshold in steps[0][1]["crackable_volume_pct"]:
+        ax2.plot(density, [s["crackable_volume_pct"][threshold] for _, s in steps], marker="o",
+                 label=f"> {threshold} MPa")
+    ax2.set_xlabel("electrode density (g/cm³)")
+    ax2.set_ylabel("crackable active volume (%)")
+    ax2.legend(fontsize=8)
+    return fig
+
+
+def fig_crack_profiles(twin: Twin, series: list[Twin]) -> Figure | None:
+    cracks = _result(twin, "cracks")
+    steps = [t.load_result("calender") for t in series if "calender" in t.result_names]
+    if not cracks and not steps:
+        return None
+    fig, ax = _fig()
+    if cracks and cracks["crack_volume_um3"] > 0:
+        ax.plot(_rel(cracks["depth_um"]), cracks["profile_percent"], marker="o", label="crack volume (observed)")
+    if steps:
+        last = steps[-1]
+        threshold = next(iter(last["crackable_profile_pct"]))
+        prof = np.asarray(last["crackable_profile_pct"][threshold], dtype=float)
+        share = 100 * prof / prof.sum() if prof.sum() > 0 else prof
+        ax.plot((np.arange(prof.size) + 0.5) / prof.size, share, marker="s",
+                label=f"crackable > {threshold} MPa (simulated, {last['density_g_cm3']:.2f} g/cm³)")
+    ax.set_xlabel("relative depth from the collector")
+    ax.set_ylabel("share of volume per bin (%)")
+    ax.set_title("cracks vs crackable volume — different quantities: observed cracks vs where cracking can start",
+                 fontsize=8)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def fig_activation(twin: Twin, series: list[Twin]) -> Figure | None:
+    points = [(t.load_result("calender"), t.load_result("conductive")) for t in series
+              if "calender" in t.result_names and "conductive" in t.result_names]
+    if len(points) < 2:
+        return None
+    from .analyses.conductive import activation_curve
+
+    x = [c["ratio"] for c, _ in points]
+    curve = activation_curve([(xi, r["activation"]) for xi, (_, r) in zip(x, points)])
+    fig, ax = _fig()
+    ax.plot(curve.x, curve.activation, marker="o")
+    ax.axvline(curve.threshold, color="r", ls="--", label=f"steepest rise at {curve.threshold:.2f}")
+    ax.set_xlabel("calendering ratio")
+    ax.set_ylabel("predicted activation (collector-connected fraction)")
+    ax.legend()
+    return fig
+
+
+def fig_ebac(twin: Twin, series: list[Twin]) -> Figure | None:
+    members = [t for t in [twin, *series] if "ebac" in t.result_names]
+    if not members:
+        return None
+    fig, ax = _fig()
+    for t in members:
+        r = t.load_result("ebac")
+        depth, mean, std = (np.asarray(r[k], dtype=float) for k in ("depth_um", "profile_mean", "profile_std"))
+        ax.plot(depth, mean, label=t.name)
+        ax.fill_between(depth, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("depth from the collector (µm)")
+    ax.set_ylabel("EBAC intensity (mean ± std over the width)")
+    ax.legend(fontsize=7)
+    return fig
+
+
 #: (key, title, builder) in report order; later issues append their figures here.
 FIGURES: list[tuple[str, str, FigureBuilder]] = [
     ("slices", "Slices: raw, processed, segmented", fig_slices),
     ("fractions", "Volume fractions vs design", fig_fractions),
     ("rev", "REV curves", fig_rev),
+    ("network", "Pore radius and coordination number", fig_network),
+    ("connectivity", "Connectivity matrix and band PDF", fig_connectivity),
+    ("transport", "Tortuosity and conductivity", fig_transport),
+    ("stress", "von Mises stress and crackable volume vs density", fig_stress),
+    ("crack_profiles", "Crack vs crackable profiles", fig_crack_profiles),
+    ("activation", "Activation curve", fig_activation),
+    ("ebac", "EBAC line scans", fig_ebac),
 ]
 
 
@@ -162,6 +319,15 @@ def _result(twin: Twin, name: str, key: str | None = None) -> Any:
         return None
     result = twin.load_result(name)
     return result.get(key) if key is not None else result
+
+
+def _num(value: Any) -> float:
+    return float(value)  # stored inf/nan come back as strings; float() reads them
+
+
+def _rel(depth: Any) -> np.ndarray:
+    d = np.asarray(depth, dtype=float)
+    return d / (d[-1] + (d[1] - d[0]) / 2 if d.size > 1 else 1.0)
 
 
 def _png(fig: Figure) -> bytes:
