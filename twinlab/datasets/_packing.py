@@ -21,9 +21,20 @@ import numpy as np
 import math
 
 import numba
-from scipy.stats import norm as _norm
 
 from ..errors import InputError
+
+
+class _norm:
+    """Standard normal pdf/cdf (scipy.stats costs seconds to import)."""
+
+    @staticmethod
+    def pdf(x: float) -> float:
+        return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+    @staticmethod
+    def cdf(x: float) -> float:
+        return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
 @dataclass(frozen=True)

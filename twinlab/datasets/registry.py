@@ -24,7 +24,7 @@ from .._results import Result, to_jsonable
 from .._validation import VoxelSize
 from ..errors import InputError, ReadError
 
-__all__ = ["Sample", "load", "list_samples", "datasets_dir", "DEMO_VOXEL_SIZE", "DEMO_SHAPE"]
+__all__ = ["Sample", "load", "list_samples", "save_sample", "datasets_dir", "DEMO_VOXEL_SIZE", "DEMO_SHAPE"]
 
 #: The embedded demo cathode's grid: FIB-SEM-like anisotropy (slice/pixel = 32.5/37.22 nm, SCIENCE.md §2)
 #: scaled up so a whole NCM622 coating cross-section fits in 96 × 128 × 128 voxels.
@@ -46,7 +46,8 @@ class Sample(Result):
     voxel_size : VoxelSize or None
         µm; ``None`` where the source states none (give one when importing).
     metadata : dict
-        ``description``, ``kind`` ("real" or "synthetic"), ``licence``, ``provenance``,
+        ``description``, ``kind`` ("real" or "synthetic"), ``licence``, ``provenance`` (also as
+        ``source``),
         ``values`` (meaning of label values), ``files`` and, for synthetic samples, the design
         and realised fractions.
     extras : dict of ndarrays
@@ -91,7 +92,8 @@ class _Entry:
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "shape": list(self.shape), "dtype": self.dtype, "axes": self.axes,
                 "voxel_size": self.voxel_size.to_dict() if self.voxel_size else None,
-                "licence": self.licence, "provenance": self.provenance, "values": dict(self.values),
+                "licence": self.licence, "provenance": self.provenance, "source": self.provenance,
+                "values": dict(self.values),
                 "files": [f"{self.folder}/{f}" for f in self.files] if self.folder else []}
 
 
@@ -120,6 +122,34 @@ def load(name: str) -> Sample:
         raise InputError(f"no sample named {name!r}; available: {', '.join(_REGISTRY)} "
                          "(twinlab datasets list)") from None
     return entry.loader(entry)
+
+
+def save_sample(name: str, path: Any, *, voxel_size: Any = None, overwrite: bool = False) -> Any:
+    """Write a 3D sample as a twin store: the array as the image, ground truth as label layers.
+
+    Synthetic phase samples also get ``labels/phases`` (the array itself) and ``labels/particles``;
+    the FIB-SEM demo gets its truth ``phases`` and ``particles``. ``voxel_size`` (µm, "DZ,DY,DX")
+    is required where the source states none.
+    """
+    from ..twin import Step, create_twin
+
+    sample = load(name)
+    if sample.array.ndim != 3 or "independent" in str(sample.metadata.get("axes", "")):
+        raise InputError(f"sample {name!r} is not a 3D volume ({sample.metadata.get('axes')}); load it with "
+                         "twinlab.datasets.load and treat its images one by one")
+    vs = VoxelSize.parse(voxel_size) if voxel_size is not None else sample.voxel_size
+    if vs is None:
+        raise InputError(f"sample {name!r} states no voxel size; give one (--voxel-size DZ,DY,DX in µm)")
+    labels = {k: v for k, v in sample.extras.items() if k in ("phases", "particles")}
+    image = sample.array.astype(np.uint8) if sample.array.dtype == bool else sample.array
+    if sample.metadata.get("kind") == "synthetic" and sample.array.dtype == np.uint8:
+        labels = {"phases": sample.array, **labels}
+    meta = sample.metadata
+    return create_twin(path, image, voxel_size=vs, labels=labels or None,
+                       thickness_axis=meta.get("thickness_axis", "y"), collector_side=meta.get("collector_side", "low"),
+                       design=meta.get("design"), sources=[{"dataset": name, "licence": meta.get("licence"),
+                                                            "source": meta.get("provenance")}],
+                       step=Step("datasets.save_sample", {"name": name}), overwrite=overwrite)
 
 
 # ====================================================================================== loaders
