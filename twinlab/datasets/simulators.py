@@ -284,8 +284,7 @@ def render_fibsem(
     _in_range(shine_through, "shine_through", 0.0, 1.0)
     if not _nonneg(shading, "shading") < 1:
         raise InputError(f"shading must lie in [0, 1) so the shading field stays positive, got {shading!r}")
-    levels = _grey_levels(phases, grey_levels)
-    lut, known = _lookup(phases, levels)
+    levels, lut, known = _grey_levels(phases, grey_levels)
     _check_values(lab, known, phases)
     if shine_through > 0 and pore_phase not in phases:
         raise InputError(f"shine_through needs the pore phase {pore_phase!r}, which is not in the phase table "
@@ -293,7 +292,9 @@ def render_fibsem(
 
     nz, ny, nx = lab.shape
     rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(_STREAMS)))))
-    shifts = _random_walk(rngs["drift"], nz, drift_px_rms)
+    steps = rngs["drift"].normal(0.0, 1.0, (nz, 2)) * drift_px_rms
+    steps[0] = 0.0
+    shifts = np.cumsum(steps, axis=0)  # random walk; slice 0 is the reference
     amp = _curtain_amplitudes(rngs["curtain"], nz, nx, curtaining, curtain_period_px, curtain_width_px,
                               curtain_coherence_slices) if curtaining > 0 else None
     shade = _shading_field(rngs["shading"], (nz, ny, nx), shading) if shading > 0 else None
@@ -411,6 +412,7 @@ def render_ebac(
     -------
     EbacMap
     """
+    params = {k: v for k, v in locals().items() if k not in ("labels", "conductive_mask", "phases")}
     lab = _check_labels(labels, ndim=None)
     out_dtype = np.dtype(dtype)
     if out_dtype not in (np.dtype(np.float32), np.dtype(np.uint16)):
@@ -485,10 +487,8 @@ def render_ebac(
     image = _quantise(noisy, full, out_dtype)[0] if full > 1 else noisy
     order = slice(None) if collector_side == "low" else slice(None, None, -1)
     other = 1 - t_axis
-    params = {"phases": phases.to_list(), "axis": a, "index": idx, "thickness_axis": t_axis,
-              "collector_side": collector_side, "pixel_size_um": list(pix), "isolated_level": isolated_level,
-              "pore_level": pore_level, "decay_length_um": decay_length_um, "noise_sigma": noise_sigma,
-              "dtype": str(out_dtype), "seed": seed, "conductive_mask_given": conductive_mask is not None}
+    params.update(phases=phases.to_list(), axis=a, index=idx, map_thickness_axis=t_axis, pixel_size_um=list(pix),
+                  dtype=str(out_dtype), conductive_mask_given=conductive_mask is not None)
     return EbacMap(image=image, clean=clean, conductive_truth=connected,
                    threshold=0.5 * (lo + hi) * full, profile_truth=img.mean(axis=other)[order].astype(np.float64) * full,
                    connected_fraction_profile=connected.mean(axis=other)[order].astype(np.float64),
@@ -524,7 +524,8 @@ def _check_values(lab: np.ndarray, known: np.ndarray, phases: PhaseTable) -> Non
                          f"{[(p.value, p.name) for p in phases]}. Add them to `phases` (and `grey_levels`)")
 
 
-def _grey_levels(phases: PhaseTable, given: Mapping[str, float] | None) -> dict[str, float]:
+def _grey_levels(phases: PhaseTable, given: Mapping[str, float] | None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Resolved levels per phase name, and the value → level LUT with its 'has a level' mask."""
     given = dict(given or {})
     unknown = [n for n in given if n not in phases]
     if unknown:
@@ -535,16 +536,11 @@ def _grey_levels(phases: PhaseTable, given: Mapping[str, float] | None) -> dict[
             levels[p.name] = _in_range(given[p.name], f"grey level of {p.name!r}", 0.0, 1.0)
         elif p.name in DEFAULT_GREY_LEVELS:
             levels[p.name] = DEFAULT_GREY_LEVELS[p.name]
-    return levels
-
-
-def _lookup(phases: PhaseTable, levels: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    lut = np.zeros(256, np.float32)
-    known = np.zeros(256, bool)
+    lut, known = np.zeros(256, np.float32), np.zeros(256, bool)
     for p in phases:
         if p.name in levels:
             lut[p.value], known[p.value] = levels[p.name], True
-    return lut, known
+    return levels, lut, known
 
 
 def _connected_to_collector(cond: np.ndarray, collector: np.ndarray, t_axis: int, side: str) -> np.ndarray:
@@ -574,10 +570,9 @@ def _positive(value: Any, name: str) -> float:
 
 
 def _in_range(value: Any, name: str, lo: float, hi: float) -> float:
-    v = _nonneg(value, name) if lo >= 0 else value
-    if not lo <= v <= hi:
+    if not lo <= _nonneg(value, name) <= hi:
         raise InputError(f"{name} must lie in [{lo}, {hi}], got {value!r}")
-    return float(v)
+    return float(value)
 
 
 def _quantise(img: np.ndarray, full: float, dtype: np.dtype) -> tuple[np.ndarray, int]:
@@ -629,12 +624,6 @@ def _shot_noise(rng: np.random.Generator, img: np.ndarray, n_full: float) -> np.
     if small.any():
         counts[small] = rng.poisson(lam[small])
     return (counts / np.float32(n_full)).astype(np.float32)
-
-
-def _random_walk(rng: np.random.Generator, nz: int, rms: float) -> np.ndarray:
-    steps = rng.normal(0.0, 1.0, (nz, 2)) * rms
-    steps[0] = 0.0
-    return np.cumsum(steps, axis=0)
 
 
 def _curtain_amplitudes(rng: np.random.Generator, nz: int, nx: int, std: float, period: float,
