@@ -356,6 +356,13 @@ def test_ebac_explicit_mask_and_profiles(lmp_volume):
     np.testing.assert_allclose(high.profile_truth, e.profile_truth)  # ordered from the collector
 
 
+def test_ebac_mask_without_the_collector_still_connects_through_it(lmp_volume):
+    particles_only = lmp_volume == 5  # e.g. percolating clusters of the active phase only
+    e = render_ebac(lmp_volume, particles_only, phases=CU_PHASES, index=2, noise_sigma=0.0)
+    ref = render_ebac(lmp_volume, phases=CU_PHASES, index=2, noise_sigma=0.0)
+    np.testing.assert_array_equal(e.conductive_truth, ref.conductive_truth)
+
+
 def test_ebac_decay_with_depth_and_too_strong_decay(lmp_volume):
     e = render_ebac(lmp_volume, phases=CU_PHASES, decay_length_um=20.0, pixel_size_um=0.5, noise_sigma=0.0)
     col = e.clean[4:20, 5]  # connected Li, moving away from the collector

@@ -388,6 +388,7 @@ def render_ebac(
     conductive_mask : ndarray of bool, same shape as ``labels``, optional
         Electronically conducting voxels. Default: phases whose material conducts at ≥ 1e-6 S/m
         (active, CBD, collector, Li; not binder, Li2CO3 shell, pore). Must not mark pore voxels.
+        Voxels of the ``collector`` phase always conduct (added when the mask leaves them out).
     phases : PhaseTable
         Value ↔ name/material table.
     axis, index : axis name/int, int
@@ -544,9 +545,10 @@ def _grey_levels(phases: PhaseTable, given: Mapping[str, float] | None) -> tuple
 
 
 def _connected_to_collector(cond: np.ndarray, collector: np.ndarray, t_axis: int, side: str) -> np.ndarray:
-    """Face-connected components of ``cond`` holding a collector voxel (or, with none, touching the
-    collector-side face along ``t_axis``)."""
-    seeds = collector & cond
+    """Face-connected components of ``cond | collector`` holding a collector voxel (or, with no
+    collector voxels, touching the collector-side face along ``t_axis``)."""
+    cond = cond | collector  # the foil always conducts, even when a mask leaves it out
+    seeds = collector.copy()
     if not seeds.any():
         face = [slice(None)] * cond.ndim
         face[t_axis] = 0 if side == "low" else -1
