@@ -42,6 +42,7 @@ def split_particles(
     h_um: float | None = None,
     min_distance_um: float | None = None,
     smooth_voxels: float = 0.0,
+    saddle_ratio: float | None = None,
     depth: int | Sequence[int] = DEFAULT_DEPTH,
     threads: int = 1,
     scratch: str | Path | None = None,
@@ -55,11 +56,14 @@ def split_particles(
     voxel_size_um : VoxelSize, "dz,dy,dx" or a number; default isotropic 1 µm. The distance
         transform uses it, so anisotropic voxels give round particles in µm, not in voxels.
     h_um : marker dynamic in µm: a distance maximum becomes a marker only if it rises at least
-        ``h_um`` above the saddle joining it to a higher one. Default: 1.5 × the largest voxel edge.
+        ``h_um`` above the saddle joining it to a higher one. Default: half the largest voxel edge.
     min_distance_um : if given, markers are instead local maxima of the distance map within an
         (anisotropic) ball of this radius (the footprint parameter).
     smooth_voxels : Gaussian σ (voxels) applied to the distance map before finding markers
         (0 = none); damps voxelisation ripples on rough surfaces.
+    saddle_ratio : if given (e.g. 0.85), neighbouring regions are merged when the highest
+        distance on their shared boundary is at least this fraction of the lower peak (a
+        spurious maximum on one particle's rough surface, not a neck between two particles).
     depth : halo in voxels for dask volumes; at least the largest particle diameter for labels
         equal to the whole-volume ones.
     threads : threads of the distance transform.
@@ -75,13 +79,15 @@ def split_particles(
     vs = VoxelSize.parse(voxel_size_um if voxel_size_um is not None else 1.0)
     anis = vs.as_tuple()[-mask.ndim:]
     if h_um is None and min_distance_um is None:
-        h_um = 1.5 * max(anis)
+        h_um = 0.5 * max(anis)
     if h_um is not None and not (math.isfinite(h_um) and h_um >= 0):
         raise InputError(f"h_um must be a non-negative number of micrometres, got {h_um!r}")
     if min_distance_um is not None and not (math.isfinite(min_distance_um) and min_distance_um > 0):
         raise InputError(f"min_distance_um must be a positive number of micrometres, got {min_distance_um!r}")
+    if saddle_ratio is not None and not (0 < saddle_ratio <= 1):
+        raise InputError(f"saddle_ratio must lie in (0, 1], got {saddle_ratio!r}")
     kw = dict(anisotropy=anis, h_um=h_um, min_distance_um=min_distance_um, smooth=float(smooth_voxels),
-              threads=int(threads))
+              threads=int(threads), saddle_ratio=saddle_ratio)
     if not is_dask(mask):
         return _watershed_block(np.asarray(mask), **kw).astype(np.uint32)
     return _split_chunked(mask, depth=depth, scratch=scratch, kernel_kwargs=kw)
@@ -111,7 +117,7 @@ def _phase_mask(labels: Any, phase: str | Sequence[str], phases: PhaseTable) -> 
 
 def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: float | None,
                      min_distance_um: float | None, smooth: float, threads: int,
-                     origin: Sequence[int] | None = None) -> np.ndarray:
+                     saddle_ratio: float | None = None, origin: Sequence[int] | None = None) -> np.ndarray:
     """Watershed of one block; returns int64 labels 1..n (0 outside the mask).
 
     ``origin`` is the block's position in the whole volume: equal distances are ordered by a
@@ -148,7 +154,51 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
     if orphans.any():
         extra, n_extra = ndi.label(orphans, structure=structure)
         out[orphans] = extra[orphans] + out.max()
+    if saddle_ratio is not None and out.max() > 1:
+        out = _merge_high_saddles(out, dist, saddle_ratio)
     return out
+
+
+def _merge_high_saddles(labels: np.ndarray, dist: np.ndarray, ratio: float) -> np.ndarray:
+    """Merge neighbouring regions whose shared boundary is nearly as high (in distance) as the
+    lower of their two peaks: ``saddle ≥ ratio · min(peak_i, peak_j)``. Two touching spheres
+    meet at a neck (saddle well below both peaks) and stay apart; a spurious maximum on the
+    rough surface of one particle sits barely above its saddle and is merged back."""
+    n = int(labels.max())
+    peak = ndi.maximum(dist, labels, index=np.arange(n + 1)).astype(np.float64)
+    keys, saddles = [], []
+    for ax in range(labels.ndim):
+        lo = [slice(None)] * labels.ndim
+        hi = [slice(None)] * labels.ndim
+        lo[ax] = slice(0, -1)
+        hi[ax] = slice(1, None)
+        a, b = labels[tuple(lo)], labels[tuple(hi)]
+        m = (a > 0) & (b > 0) & (a != b)
+        if not m.any():
+            continue
+        la, lb = np.minimum(a[m], b[m]), np.maximum(a[m], b[m])
+        keys.append(la * (n + 1) + lb)
+        saddles.append(np.minimum(dist[tuple(lo)][m], dist[tuple(hi)][m]))
+    if not keys:
+        return labels
+    key = np.concatenate(keys)
+    sad = np.concatenate(saddles).astype(np.float64)
+    order = np.lexsort((sad, key))
+    key, sad = key[order], sad[order]
+    last = np.r_[key[1:] != key[:-1], True]  # the largest saddle per pair
+    key, sad = key[last], sad[last]
+    i, j = key // (n + 1), key % (n + 1)
+    merge = sad >= ratio * np.minimum(peak[i], peak[j])
+    if not merge.any():
+        return labels
+    graph = coo_matrix((np.ones(int(merge.sum()), np.int8), (i[merge], j[merge])), shape=(n + 1, n + 1))
+    _, comp = connected_components(graph, directed=False)
+    _, first, inverse = np.unique(comp[1:], return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(1, first.size + 1)
+    lut = np.zeros(n + 1, dtype=np.int64)
+    lut[1:] = rank[inverse]
+    return lut[labels]
 
 
 def _position_hash(shape: Sequence[int], origin: Sequence[int] | None) -> np.ndarray:
@@ -225,7 +275,7 @@ def _split_chunked(mask: da.Array, *, depth: int | Sequence[int], scratch: str |
             if idx[ax] + 1 >= grid[ax] or depth_t[ax] == 0:
                 continue
             stop = core[ax].stop
-            n = min(depth_t[ax], ext[ax].stop - stop)
+            n = min(depth_t[ax], ext[ax].stop - stop, int(mask.chunks[ax][idx[ax] + 1]))
             region = tuple(slice(stop - ext[a].start, stop - ext[a].start + n) if a == ax else inner[a]
                            for a in range(ndim))
             nb = tuple(i + (1 if a == ax else 0) for a, i in enumerate(idx))

@@ -1,0 +1,52 @@
+"""`twinlab segment` (image → labels/phases, labels/particles) and `twinlab check` (REV + design)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..analyses import run_analysis
+from ..twin import Twin
+from ._app import app, emit
+
+
+@app.command()
+def segment(
+    twin: Annotated[Path, typer.Argument(help="A *.twin.zarr store (preprocessed image).")],
+    method: Annotated[str, typer.Option(help="multiotsu, gmm or classifier.")] = "multiotsu",
+    phases: Annotated[str, typer.Option(help="Phase names, dark → bright (classifier: scribble order).")]
+    = "pore,cbd,active",
+    scribbles: Annotated[Optional[Path], typer.Option(
+        help="Classifier training labels (npy/npz/tif, image shape): 0 unlabelled, k = k-th phase.")] = None,
+    particles: Annotated[bool, typer.Option(help="Also split the active phase into particles (watershed).")]
+    = True,
+    h_um: Annotated[Optional[float], typer.Option(help="Watershed marker dynamic in µm (default half a voxel).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fit's sampling.")] = 0,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Segment the twin's image into named phases (and particles); writes labels/phases, labels/particles."""
+    from ..segment import segment_twin
+
+    report = segment_twin(Twin.open(twin), method=method, phases=phases, scribbles=scribbles, particles=particles,
+                          h_um=h_um, seed=seed)
+    emit(report, as_json=json_)
+
+
+@app.command()
+def check(
+    twin: Annotated[Path, typer.Argument(help="A *.twin.zarr store with labels/phases.")],
+    design: Annotated[Optional[Path], typer.Option(help="Design TOML; default: the design stored in the twin.")]
+    = None,
+    tolerance: Annotated[float, typer.Option(help="Design check tolerance (absolute fraction).")] = 0.02,
+    cbd_as: Annotated[str, typer.Option(help="Compare CBD as 'domain' (nanoporous) or 'solid'.")] = "domain",
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """REV checks (size ratio, statistical REV) and the design check; stored as result 'rev'."""
+    from ..design import load_design
+
+    result = run_analysis("rev", Twin.open(twin), design=load_design(design) if design else None,
+                          design_tolerance=tolerance, cbd_as=cbd_as)
+    emit(result, as_json=json_)
