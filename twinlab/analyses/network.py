@@ -254,6 +254,9 @@ def extract_network(
     n_pore, n_all = _count(mask_t)
     if n_pore == 0:
         raise InputError(f"the volume holds no {phase!r} voxels; check the phase name/table or the segmentation")
+    if n_pore == n_all:
+        raise InputError(f"the {phase!r} phase fills the whole volume: a pore network needs solid walls; "
+                         "check the segmentation or the phase name")
     if min(mask.shape) < 3:
         raise InputError(f"volume {tuple(mask.shape)} is too small for a network; it needs ≥ 3 voxels per axis")
     if chunks is None and is_dask(mask_t):
