@@ -182,6 +182,7 @@ def test_analyze_twin_writes_labels_and_result(make_twin, cracked):
     assert r.crack_volume_um3 == pytest.approx(truth.sum(), rel=0.10)
     twin = twin.reload()
     assert twin.load_result("cracks")["crack_volume_um3"] == r.crack_volume_um3
+    assert "crack_mask" not in twin.load_result("cracks")  # the mask is the labels layer, not JSON
     assert int(twin.labels("cracks").sum().compute()) == int(r.crack_mask.sum())
 
 

@@ -133,7 +133,9 @@ def test_real_sem_sections(page):
     assert abs(r.conductive_area_fraction - brightest.mean()) < 0.03
     assert 0.0 <= r.connected_fraction <= 1.0 and r.n_regions >= 1
     assert len(r.depth_um) == img.shape[0] and r.depth_um[-1] == pytest.approx((img.shape[0] - 0.5) * 0.1)
-    json.dumps(r.to_dict())
+    d = r.to_dict()
+    assert "conductive_map" not in d and "connected_map" not in d  # maps stay out of the JSON
+    json.dumps(d)
 
 
 def test_rgb_map_is_converted_with_a_note(sim_map):

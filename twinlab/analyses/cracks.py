@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .._chunked import is_dask
-from .._results import Result
+from .._results import Result, to_jsonable
 from .._validation import VoxelSize, axis_index, require_integer_labels, require_ndim, require_positive
 from ..errors import InputError
 from ..phases import DEFAULT_PHASES, PhaseTable
@@ -70,9 +70,7 @@ class CrackResult(Result):
     crack_mask: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d.pop("crack_mask", None)
-        return d
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "crack_mask"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters
 
-from .._results import Result
+from .._results import Result, to_jsonable
 from .._validation import require_positive
 from ..errors import InputError
 
@@ -75,10 +75,8 @@ class EbacResult(Result):
     connected_map: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d.pop("conductive_map", None)
-        d.pop("connected_map", None)
-        return d
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name not in ("conductive_map", "connected_map")}
 
 
 @dataclasses.dataclass(frozen=True)
