@@ -1,0 +1,10 @@
+"""Mechanics of the twin: an FFT-based small-strain solver and virtual calendering.
+
+Public API: :func:`solve_mechanics`, :class:`MechanicsSolver` (the voxel solver) and
+:func:`calender` (strain-controlled compression of an electrode twin, SCIENCE.md §6).
+"""
+
+from ._fft_solver import IncrementSolution, MechanicsSolver, solve_mechanics
+from ._laws import lame_from_young, von_mises
+
+__all__ = ["IncrementSolution", "MechanicsSolver", "solve_mechanics", "lame_from_young", "von_mises"]

@@ -1,0 +1,167 @@
+"""Per-step stress metrics of a calendered electrode (SCIENCE.md §6) and the result records."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..._results import Result
+
+
+@dataclasses.dataclass(frozen=True)
+class CalenderStep(Result):
+    """The state of the electrode at one calendering target.
+
+    Thickness is the coating's (without collector), along the thickness axis; the ratio is
+    ``1 − h/h0`` and the density ``ρ0 h0 / h`` (constant loading); both are the *achieved* values
+    (the thickness is a whole number of voxel layers). Profiles run from the collector side
+    (bin 0) to the roll side, in ``len(profile)`` equal bins of the coating thickness.
+
+    Attributes
+    ----------
+    crackable_volume_pct : dict
+        threshold (MPa, as a string) → % of active-material voxels whose von Mises stress exceeds it.
+    crackable_profile_pct : dict
+        threshold → list of the same percentage per thickness bin.
+    shell_intact_fraction : float or None
+        Fraction of shell voxels not broken (None when the twin has no shell phase).
+    contact_collector_rel, contact_electrolyte_rel : float or None
+        Relative contact area particle (lithium)–collector and particle–electrolyte through broken
+        shell: voxel faces between lithium (or broken shell touching lithium) and the collector /
+        the pore space, divided by all such faces lithium or shell present to the collector / pore
+        space (0 = fully passivated, 1 = fully exposed).
+    solid_voxels : dict
+        phase name → voxel count (conserved exactly by the remap).
+    """
+
+    target: str
+    ratio: float
+    density_g_cm3: float
+    thickness_um: float
+    thickness_voxels: int
+    porosity: float
+    solid_voxels: dict
+    increments: int
+    cg_iterations: int
+    newton_iterations: int
+    electrode_strain_share: float
+    von_mises_active_mean_mpa: float | None
+    von_mises_active_max_mpa: float | None
+    von_mises_solid_mean_mpa: float
+    crackable_volume_pct: dict
+    crackable_profile_pct: dict
+    shell_intact_fraction: float | None
+    shell_broken_voxels: int
+    contact_collector_rel: float | None
+    contact_electrolyte_rel: float | None
+    twin_path: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CalenderSeries(Result):
+    """A calendering run: the starting state, one :class:`CalenderStep` per target, and (in memory)
+    the fields of each target in ``states`` (not part of ``to_dict()``)."""
+
+    thickness0_um: float
+    density0_g_cm3: float
+    solid_density_g_cm3: float
+    porosity0: float
+    steps: tuple
+    settings: dict
+    output: str | None = None
+    states: tuple = dataclasses.field(default=(), repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out.pop("states", None)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CalenderState:
+    """Fields of the electrode at one target, in the input's axes and orientation.
+
+    ``labels`` are the compressed phase labels (coating + collector, cropped at the new top);
+    ``broken_shell`` is True on broken shell voxels; ``von_mises_mpa``; ``stress_mpa`` and
+    ``strain`` are (6, …) in the order (zz, yy, xx, yx, zx, zy) of the array axes (0, 1, 2) —
+    i.e. (00, 11, 22, 12, 02, 01), tensor shear — accumulated over the increments and carried with
+    the material; ``displacement_um`` (3, …) is each voxel's accumulated displacement since the
+    start, per array axis; ``image`` is the gray image moved with the material (or None).
+    """
+
+    labels: np.ndarray
+    broken_shell: np.ndarray
+    von_mises_mpa: np.ndarray
+    stress_mpa: np.ndarray | None
+    strain: np.ndarray | None
+    displacement_um: np.ndarray | None
+    image: np.ndarray | None = None
+
+
+def crackable(vms: np.ndarray, active: np.ndarray, thresholds, *, n_coll: int, bins: int):
+    """Overall and per-thickness-bin % of active voxels above each threshold (axis 0 = thickness)."""
+    n_act = int(active.sum())
+    overall, profile = {}, {}
+    depth = vms.shape[0] - n_coll
+    edges = np.linspace(0, depth, bins + 1).round().astype(int) + n_coll
+    for thr in thresholds:
+        key = f"{float(thr):g}"
+        above = active & (vms > thr)
+        overall[key] = 100.0 * int(above.sum()) / n_act if n_act else 0.0
+        prof = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            a = int(active[lo:hi].sum())
+            prof.append(100.0 * int(above[lo:hi].sum()) / a if a else 0.0)
+        profile[key] = prof
+    return overall, profile
+
+
+def shell_contacts(labels: np.ndarray, broken: np.ndarray, *, pore: int, shell: int | None, lithium: int | None,
+                   collector: int | None):
+    """Relative particle–collector and particle–electrolyte contact through broken shell.
+
+    Axes 1, 2 are not wrapped (faces at the array border are ignored).
+    """
+    if shell is None or lithium is None:
+        return None, None
+    li = labels == lithium
+    sh = labels == shell
+    open_shell = sh & broken
+    # broken shell voxels that touch lithium conduct/expose it
+    touching = open_shell & _touches(li)
+    exposed = li | touching
+    cover = li | sh
+
+    def faces(a, b):
+        n = 0
+        for ax in range(3):
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[ax] = slice(None, -1)
+            hi[ax] = slice(1, None)
+            n += int((a[tuple(lo)] & b[tuple(hi)]).sum()) + int((b[tuple(lo)] & a[tuple(hi)]).sum())
+        return n
+
+    pores = labels == pore
+    total_e = faces(cover, pores)
+    rel_e = faces(exposed, pores) / total_e if total_e else None
+    rel_c = None
+    if collector is not None:
+        coll = labels == collector
+        total_c = faces(cover, coll)
+        rel_c = faces(exposed, coll) / total_c if total_c else None
+    return rel_c, rel_e
+
+
+def _touches(mask: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(mask)
+    for ax in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[ax] = slice(None, -1)
+        hi[ax] = slice(1, None)
+        out[tuple(lo)] |= mask[tuple(hi)]
+        out[tuple(hi)] |= mask[tuple(lo)]
+    return out

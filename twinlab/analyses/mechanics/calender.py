@@ -1,0 +1,528 @@
+"""Virtual calendering: strain-controlled uniaxial compression of an electrode twin (SCIENCE.md §6).
+
+The periodic cell, along the thickness axis, holds ``[collector | coating | roll]``: the current
+collector (if the labels have one) on its side, the coating up to its highest solid voxel, and an
+added stiff roll layer on top (removed afterwards). Through periodicity the roll also backs the
+collector, so the cell is a stack of stiff plates squeezing the coating: the average strain imposed
+on the cell, ``ΔE_tt = −Δh / L_cell`` with all other average strain components zero (uniaxial
+strain, a wide sheet), goes almost entirely into the compliant coating. The share that does is
+reported (``electrode_strain_share``); the geometry update then places the coating exactly into
+its new thickness.
+
+Each increment: solve the FFT mechanics problem (Newton–CG, :mod:`._fft_solver`), break shell
+voxels whose von Mises stress exceeds the fracture strength (stiffness and stress → 0, applied
+*between* increments), move every solid coating voxel by its displacement (voxel-centre average of
+its corner displacements) scaled so the coating fits the new thickness, and resolve collisions with
+the volume-conserving remap (:mod:`._remap`): every phase keeps exactly its voxel count and the
+pores absorb the change. Stress, strain, accumulated displacement and the broken-shell mask travel
+with the material (an updated-Lagrangian, hypo-elastic state: no spring-back — the known limit of
+strain-controlled calendering models).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..._validation import VoxelSize, axis_index
+from ...errors import InputError, OutputExistsError
+from ...materials import Material, get_material
+from ...phases import DEFAULT_PHASES, PhaseTable
+from ._fft_solver import MechanicsSolver
+from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
+from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
+from ._remap import remap_voxels
+
+_PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+
+
+def calender(
+    twin_or_labels: Any,
+    *,
+    ratios: Sequence[float] | None = None,
+    densities: Sequence[float] | None = None,
+    steps: int = 10,
+    design: Any = None,
+    phases: PhaseTable | None = None,
+    voxel_size_um: Any = None,
+    thickness_axis: int | str | None = None,
+    collector_side: str | None = None,
+    materials: Mapping[str, Material | str] | None = None,
+    crack_thresholds_mpa: Sequence[float] = (100.0, 150.0),
+    shell_strength_mpa: float | None = None,
+    profile_bins: int = 10,
+    roll_layers: int = 2,
+    roll_stiffness_factor: float = 2.0,
+    dtype: str = "float32",
+    tol: float = 1e-4,
+    maxiter: int = 5000,
+    output: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    keep_fields: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+    workers: int = 2,
+    seed: int = 0,
+) -> CalenderSeries:
+    """Compress an electrode to target calendering ratios or densities.
+
+    Parameters
+    ----------
+    twin_or_labels : Twin or (n0, n1, n2) integer array
+        A twin (its ``phases`` labels, voxel size, thickness axis, collector side, phase table and
+        design are used) or a phase-label array (then give ``voxel_size_um``, ``thickness_axis``,
+        ``collector_side``).
+    ratios : sequence of float in [0, 1)
+        Calendering ratios ``r = 1 − h/h0`` relative to the input's coating thickness ``h0``.
+    densities : sequence of float, g cm⁻³
+        Target electrode densities; ``h = h0 ρ0/ρ`` (constant loading), where ``ρ0 = ρ_s (1 − ε)``
+        is the input's density from its voxel solid fraction and the solid density ``ρ_s`` of the
+        design (or, without one, the volume-weighted density of the phases' materials).
+    steps : int
+        Load increments for the whole compression (to the last target); every target is an
+        increment boundary.
+    materials : mapping phase name → Material or material name, optional
+        Overrides of the phase table's materials. Every phase present needs E and ν; a yield stress
+        makes it J2 perfectly plastic, a fracture strength makes it brittle.
+    crack_thresholds_mpa : von Mises thresholds of the crackable volume (NCM yield range).
+    shell_strength_mpa : override of the shell material's fracture strength (default 200 MPa).
+    profile_bins : bins of the crackable-volume profile along the thickness.
+    roll_layers, roll_stiffness_factor : thickness (voxels) of the added roll and its Young's modulus
+        as a multiple of the stiffest phase's.
+    dtype : "float32" or "float64" for the solver.
+    tol : Newton tolerance on the out-of-balance force (relative).
+    output : path, optional
+        Write a series folder (``<output>/ratio_0.10.twin.zarr`` …, one twin per target, plus
+        ``index.json``), atomically: it appears only when complete. Default: none.
+    keep_fields : keep each target's fields in ``result.states``.
+    progress : callable(done, total, message), optional
+
+    Returns
+    -------
+    CalenderSeries
+    """
+    t_start = time.perf_counter()
+    labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
+        twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
+    if output is not None:
+        output = Path(output)
+        if output.exists() and not overwrite:
+            raise OutputExistsError(f"{output} already exists; choose another output or pass overwrite=True")
+    if int(steps) < 1:
+        raise InputError(f"steps must be a positive number of load increments, got {steps}")
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+
+    # internal orientation: thickness axis first, collector at index 0
+    lab = np.moveaxis(labels, t_axis, 0)
+    img = None if image is None else np.moveaxis(image, t_axis, 0)
+    if side == "high":
+        lab = lab[::-1]
+        img = None if img is None else img[::-1]
+    lab = np.ascontiguousarray(lab)
+    img = None if img is None else np.ascontiguousarray(img)
+    perm = [t_axis] + [a for a in range(3) if a != t_axis]
+    h = tuple(voxel.as_tuple()[a] for a in perm)
+
+    lut = _material_tables(lab, phases, materials, shell_strength_mpa)
+    pore_v = phases.value("pore") if "pore" in phases else 0
+    coll_v = phases.value("collector") if "collector" in phases else None
+    present = set(np.unique(lab).tolist())
+    has_coll = coll_v is not None and coll_v in present
+    fixed = (lab == coll_v) if has_coll else np.zeros(lab.shape, bool)
+    moving = (lab != pore_v) & ~fixed
+    if not moving.any():
+        raise InputError("the labels contain no coating solid to compress (only pore/collector)")
+    n_coll = int(np.flatnonzero(fixed.any(axis=(1, 2))).max()) + 1 if has_coll else 0
+    if moving[:n_coll].any():
+        raise InputError("coating solid lies between collector layers; is collector_side right?")
+    top = int(np.flatnonzero(moving.any(axis=(1, 2))).max()) + 1
+    m0 = top - n_coll
+    area = lab.shape[1] * lab.shape[2]
+    n_solid = int(moving.sum())
+    eps0 = 1.0 - n_solid / (area * m0)
+    rho_s = _solid_density(lab[n_coll:top], moving[n_coll:top], phases, lut, design)
+    rho0 = rho_s * (1.0 - eps0)
+
+    targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
+    schedule = _schedule(m0, [t[2] for t in targets], int(steps))
+    total = len(schedule)
+
+    # state carried with the material
+    lab = lab[:top].copy()
+    img = None if img is None else img[:top].copy()
+    pore_gray = None if img is None else _pore_gray(img, lab == pore_v)
+    dt = np.dtype(dtype)
+    stress = np.zeros((6, *lab.shape), dt)
+    strain = np.zeros((6, *lab.shape), dt)
+    disp = np.zeros((3, *lab.shape), dt)
+    broken = np.zeros(lab.shape, bool)
+    m_cur = m0
+    done = 0
+    stats = {"cg": 0, "newton": 0, "increments": 0, "share": []}
+    step_results: list[CalenderStep] = []
+    states: list[CalenderState] = []
+    staging = None
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+    try:
+        ti = 0
+        for m_next in schedule:
+            if m_next < m_cur:
+                lab, img, stress, strain, disp, broken, share, cg, nw = _increment(
+                    lab, img, stress, strain, disp, broken,
+                    moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True),
+                    lut=lut, h=h, n_coll=n_coll, m_cur=m_cur, m_next=m_next, roll_layers=roll_layers,
+                    roll_factor=roll_stiffness_factor, dtype=dt, tol=tol, maxiter=maxiter, workers=workers,
+                    seed=seed + done, pore_gray=pore_gray)
+                stats["cg"] += cg
+                stats["newton"] += nw
+                stats["increments"] += 1
+                stats["share"].append(share)
+                m_cur = m_next
+            done += 1
+            if progress is not None:
+                progress(done, total, f"thickness {m_cur * h[0]:.4g} µm")
+            while ti < len(targets) and targets[ti][3] == m_cur:
+                kind, value, _, _ = targets[ti]
+                res, state = _record(kind, value, lab, img, stress, strain, disp, broken, phases=phases,
+                                     lut=lut, n_coll=n_coll, m0=m0, m_cur=m_cur, h=h, rho0=rho0, area=area,
+                                     thresholds=crack_thresholds_mpa, bins=profile_bins, stats=stats,
+                                     perm=perm, side=side, keep=keep_fields or staging is not None,
+                                     pore_v=pore_v, coll_v=coll_v if has_coll else None)
+                if staging is not None:
+                    name = f"{kind}_{value:.2f}.twin.zarr"
+                    _write_step_twin(staging / name, res, state, voxel=voxel, t_axis=t_axis, side=side,
+                                     phases=phases, design=design, kind=kind, base_meta=base_meta,
+                                     settings={"steps": steps, "tol": tol, "dtype": dtype})
+                    res = _replace(res, twin_path=str(output / name))
+                step_results.append(res)
+                if keep_fields:
+                    states.append(state)
+                ti += 1
+        settings = {"steps": int(steps), "increments": stats["increments"], "tol": tol, "dtype": dtype,
+                    "roll_layers": roll_layers, "roll_stiffness_factor": roll_stiffness_factor,
+                    "crack_thresholds_mpa": list(crack_thresholds_mpa), "profile_bins": profile_bins,
+                    "materials": {n: m.to_dict() for n, m in lut["materials"].items()},
+                    "time_s": time.perf_counter() - t_start}
+        series = CalenderSeries(m0 * h[0], rho0, rho_s, eps0, tuple(step_results), settings,
+                                str(output) if output is not None else None, tuple(states))
+        if staging is not None:
+            (staging / "index.json").write_text(json.dumps(series.to_dict(), indent=2))
+            if output.exists():
+                shutil.rmtree(output)
+            staging.rename(output)
+            staging = None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return series
+
+
+# ====================================================================== helpers
+def _resolve_input(obj, phases, voxel_size_um, thickness_axis, collector_side, design):
+    from ...twin import Twin
+
+    image = None
+    meta: dict[str, Any] = {}
+    if isinstance(obj, (str, os.PathLike)):
+        obj = Twin.open(obj)
+    if isinstance(obj, Twin):
+        labels = np.asarray(obj.labels("phases").compute())
+        img = obj.image(0)
+        if tuple(img.shape) == labels.shape:
+            image = np.asarray(img.compute())
+        phases = phases or obj.phases
+        voxel = VoxelSize.parse(voxel_size_um) if voxel_size_um is not None else obj.voxel_size
+        t_axis = axis_index(thickness_axis) if thickness_axis is not None else obj.thickness_axis
+        side = collector_side or obj.collector_side
+        if design is None and obj.design:
+            design = obj.design
+        meta = {"source_twin": str(obj.path)}
+    else:
+        labels = np.asarray(obj)
+        if voxel_size_um is None or thickness_axis is None or collector_side is None:
+            raise InputError("calender on a label array needs voxel_size_um, thickness_axis and collector_side "
+                             "(or pass a Twin, which carries them)")
+        voxel = VoxelSize.parse(voxel_size_um)
+        t_axis = axis_index(thickness_axis)
+        side = collector_side
+        phases = phases or DEFAULT_PHASES
+    if labels.ndim != 3:
+        raise InputError(f"labels must be 3D, got shape {labels.shape}")
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 255:
+        raise InputError(f"labels must be integers 0–255 (phase values), got dtype {labels.dtype}")
+    labels = labels.astype(np.uint8, copy=False)
+    if side not in ("low", "high"):
+        raise InputError(f"collector_side must be 'low' or 'high', got {side!r}")
+    if design is not None and not hasattr(design, "solid_density_g_cm3"):
+        from ...design import ElectrodeDesign
+
+        design = ElectrodeDesign.from_dict(design)
+    return labels, image, voxel, t_axis, side, phases, design, meta
+
+
+def _material_tables(lab, phases, overrides, shell_strength):
+    """Per-label-value lookup tables of λ, μ (MPa), yield, fracture strength and law code."""
+    lut = {k: np.zeros(256) for k in ("lam", "mu", "sy", "frac", "e")}
+    lut["code"] = np.zeros(256, np.uint8)
+    lut["sy"][:] = np.inf
+    lut["frac"][:] = np.inf
+    lut["materials"] = {}
+    lut["names"] = {}
+    overrides = dict(overrides or {})
+    for v in np.unique(lab).tolist():
+        try:
+            name = phases.name(v)
+        except InputError:
+            raise InputError(f"label value {v} is not in the phase table {phases.names}; relabel or pass phases=") from None
+        lut["names"][v] = name
+        if name == "pore":
+            continue
+        mat = overrides.get(name, phases[name].material)
+        if isinstance(mat, str):
+            mat = get_material(mat)
+        if mat is None or mat.youngs_modulus_gpa is None or mat.poisson_ratio is None:
+            raise InputError(f"phase {name!r} has no mechanical properties (Young's modulus and Poisson ratio); "
+                             f"give them with materials={{{name!r}: Material(...)}} or set the phase's material")
+        e = mat.youngs_modulus_gpa * 1e3
+        nu = mat.poisson_ratio
+        if e < 0 or not -1 < nu < 0.5:
+            raise InputError(f"phase {name!r}: E must be ≥ 0 and ν in (-1, 0.5); got E={e} MPa, ν={nu}")
+        lam, mu = lame_from_young(e, nu)
+        lut["lam"][v], lut["mu"][v], lut["e"][v] = lam, mu, e
+        if mat.fracture_strength_mpa is not None:
+            lut["code"][v] = BRITTLE
+            lut["frac"][v] = shell_strength if (shell_strength is not None and name == "shell") \
+                else mat.fracture_strength_mpa
+        elif mat.yield_strength_mpa is not None:
+            lut["code"][v] = PLASTIC
+            lut["sy"][v] = mat.yield_strength_mpa
+        lut["materials"][name] = mat
+    if shell_strength is not None and not shell_strength > 0:
+        raise InputError(f"shell_strength_mpa must be positive, got {shell_strength}")
+    return lut
+
+
+def _solid_density(lab, moving, phases, lut, design):
+    if design is not None:
+        return float(design.solid_density_g_cm3)
+    vals, counts = np.unique(lab[moving], return_counts=True)
+    tot = 0.0
+    for v, c in zip(vals.tolist(), counts.tolist()):
+        mat = lut["materials"].get(lut["names"][v])
+        if mat is None or mat.density_g_cm3 is None:
+            raise InputError(f"phase {lut['names'][v]!r} has no density; pass design= to fix the solid density")
+        tot += c * mat.density_g_cm3
+    return tot / counts.sum()
+
+
+def _targets(ratios, densities, m0, rho0, rho_s, area, n_solid):
+    if (ratios is None) == (densities is None):
+        raise InputError("give exactly one of ratios=[…] (thickness reduction 1 − h/h0) or densities=[…] (g/cm³)")
+    out = []
+    if ratios is not None:
+        for r in ratios:
+            r = float(r)
+            if not np.isfinite(r) or r >= 1:
+                raise InputError(f"calendering ratio {r} must be below 1 (it is 1 − h/h0); e.g. 0.3 for 30 %")
+            if r < 0:
+                raise InputError(f"calendering ratio {r} < 0 means a target thickness larger than the current "
+                                 f"{m0} voxels; calendering only compresses")
+            out.append(("ratio", r, m0 * (1 - r)))
+    else:
+        for rho in densities:
+            rho = float(rho)
+            if not np.isfinite(rho) or rho <= 0:
+                raise InputError(f"density {rho} must be a positive number of g/cm³")
+            if rho < rho0 * (1 - 1e-9):
+                raise InputError(f"target density {rho} g/cm³ is below the current {rho0:.3f} g/cm³: its thickness "
+                                 f"{m0 * rho0 / rho:.1f} voxels is larger than the current {m0}; calendering only "
+                                 "compresses")
+            if rho >= rho_s:
+                raise InputError(f"target density {rho} g/cm³ reaches the solid density {rho_s:.3f} g/cm³ "
+                                 "(zero porosity); choose a lower density")
+            out.append(("density", rho, m0 * rho0 / rho))
+    res = []
+    for kind, value, hf in sorted(out, key=lambda t: -t[2]):
+        m = int(round(hf))
+        if m * area < n_solid:
+            raise InputError(f"{kind} {value}: {m} layers cannot hold the coating's {n_solid} solid voxels "
+                             "(porosity would be < 0); choose a smaller ratio/density")
+        res.append((kind, value, hf, m))
+    return res
+
+
+def _schedule(m0, target_layers, steps):
+    """Integer thickness after each increment: uniform in thickness, every target included."""
+    final = min(round(t) for t in target_layers)
+    grid = set(np.linspace(m0, final, steps + 1).round().astype(int).tolist()[1:])
+    grid |= {int(round(t)) for t in target_layers}
+    return sorted(grid, reverse=True)
+
+
+def _pore_gray(img, pore):
+    return img[pore].mean().astype(img.dtype) if pore.any() else img.dtype.type(0)
+
+
+def _take(arr, src, fill=0):
+    """Gather voxel data (…, n0, n1, n2) by flat source indices; ``fill`` where src < 0."""
+    lead = arr.shape[:-3]
+    flat = arr.reshape(*lead, -1)
+    out = np.full((*lead, *src.shape), fill, arr.dtype)
+    ok = src >= 0
+    out[..., ok] = flat[..., src[ok]]
+    return out
+
+
+def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
+               roll_layers, roll_factor, dtype, tol, maxiter, workers, seed, pore_gray):
+    nt = n_coll + m_cur
+    shape_c = (nt + roll_layers, *lab.shape[1:])
+    lam = np.empty(shape_c, dtype)
+    mu = np.empty(shape_c, dtype)
+    lam[:nt] = lut["lam"][lab]
+    mu[:nt] = lut["mu"][lab]
+    lam[:nt][broken] = 0
+    mu[:nt][broken] = 0
+    e_roll = roll_factor * max(lut["e"].max(), 1.0)
+    lr, mr = lame_from_young(e_roll, 0.3)
+    lam[nt:], mu[nt:] = lr, mr
+    code = np.zeros(shape_c, np.uint8)
+    code[:nt] = lut["code"][lab]
+    code[:nt][broken] = ELASTIC
+    sy = np.full(shape_c, np.inf, dtype)
+    sy[:nt] = lut["sy"][lab]
+    s_old = np.zeros((6, *shape_c), dtype)
+    s_old[:, :nt] = stress
+    solver = MechanicsSolver(lam, mu, voxel_size=h, yield_mpa=sy, code=code, dtype=dtype, workers=workers)
+    d_e = np.zeros(6)
+    d_e[0] = -(m_cur - m_next) / shape_c[0]
+    sol = solver.solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
+    sig = sol.stress[:, :nt]
+    # brittle shell: break where the von Mises stress exceeds the strength (between increments)
+    vms = von_mises(sig)
+    frac = lut["frac"][lab]
+    newly = (code[:nt] == BRITTLE) & ~broken & (vms > frac)
+    broken = broken | newly
+    sig[:, broken] = 0
+    # voxel-centre displacement = mean of the 8 corner nodes, plus the affine part of ΔE
+    un = sol.displacement
+    uc = un.copy()
+    for ax in (1, 2, 3):
+        uc = 0.5 * (uc + np.roll(uc, -1, axis=ax))
+    anchor = un[:, 0].mean(axis=(1, 2))  # node plane at the cell bottom (inside stiff material)
+    uc -= anchor[:, None, None, None]
+    x_t = (np.arange(shape_c[0]) + 0.5) * h[0]
+    uc[0] += d_e[0] * x_t[:, None, None]
+    z_bot = n_coll + (un[0, n_coll].mean() - anchor[0] + d_e[0] * n_coll * h[0]) / h[0]
+    z_top = nt + (un[0, nt % shape_c[0]].mean() - anchor[0] + d_e[0] * nt * h[0]) / h[0]
+    share = float((m_cur - (z_top - z_bot)) / (m_cur - m_next))
+    uc = uc[:, :nt]
+    mov = moving_value(lab)
+    idx = np.nonzero(mov)
+    pos_t = idx[0] + 0.5 + uc[0][idx] / h[0]
+    target = np.empty((3, idx[0].size))
+    target[0] = n_coll + (pos_t - z_bot) * (m_next / (z_top - z_bot))
+    target[1] = idx[1] + 0.5 + uc[1][idx] / h[1]
+    target[2] = idx[2] + 0.5 + uc[2][idx] / h[2]
+    new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed)
+    stress = _take(sig, src)
+    strain = _take(strain + sol.strain[:, :nt], src)
+    disp = _take(disp + uc.astype(dtype), src)
+    broken = _take(broken, src, False)
+    img = None if img is None else _take(img, src, pore_gray)
+    return new_lab, img, stress, strain, disp, broken, share, sol.cg_iterations, sol.newton_iterations
+
+
+def _to_input_axes(arr, perm, side, kind):
+    """Internal (thickness first, collector low) → the input's axes; kind: scalar|vector|tensor."""
+    t_axis = perm[0]
+    if kind == "scalar":
+        a = arr[::-1] if side == "high" else arr
+        return np.ascontiguousarray(np.moveaxis(a, 0, t_axis))
+    a = arr[:, ::-1] if side == "high" else arr
+    a = np.moveaxis(a, 1, 1 + t_axis)
+    out = np.empty_like(a)
+    if kind == "vector":
+        for c in range(3):
+            out[perm[c]] = -a[c] if (side == "high" and c == 0) else a[c]
+        return out
+    for c, (i, j) in enumerate(_PAIRS):
+        oi, oj = sorted((perm[i], perm[j]))
+        flip = side == "high" and ((i == 0) != (j == 0))
+        out[_PAIRS.index((oi, oj))] = -a[c] if flip else a[c]
+    return out
+
+
+def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut, n_coll, m0, m_cur, h, rho0,
+            area, thresholds, bins, stats, perm, side, keep, pore_v, coll_v):
+    vms = von_mises(stress).astype(np.float32)
+    names = lut["names"]
+    val = {n: v for v, n in names.items()}
+    active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
+    overall, profile = crackable(vms, active, thresholds, n_coll=n_coll, bins=bins)
+    shell_v = val.get("shell")
+    sh = lab == shell_v if shell_v is not None else None
+    n_sh = int(sh.sum()) if sh is not None else 0
+    n_broken = int((broken & sh).sum()) if sh is not None else 0
+    rel_c, rel_e = shell_contacts(lab, broken, pore=pore_v, shell=shell_v, lithium=val.get("lithium"),
+                                  collector=coll_v)
+    solid = lab[n_coll:] != pore_v
+    counts = {names[v]: int(c) for v, c in zip(*np.unique(lab, return_counts=True)) if v != pore_v}
+    res = CalenderStep(
+        target=kind, ratio=1.0 - m_cur / m0, density_g_cm3=rho0 * m0 / m_cur, thickness_um=m_cur * h[0],
+        thickness_voxels=m_cur, porosity=1.0 - int(solid.sum()) / (area * m_cur), solid_voxels=counts,
+        increments=stats["increments"], cg_iterations=stats["cg"], newton_iterations=stats["newton"],
+        electrode_strain_share=float(np.mean(stats["share"])) if stats["share"] else 1.0,
+        von_mises_active_mean_mpa=float(vms[active].mean()) if active.any() else None,
+        von_mises_active_max_mpa=float(vms[active].max()) if active.any() else None,
+        von_mises_solid_mean_mpa=float(vms[lab != pore_v].mean()),
+        crackable_volume_pct=overall, crackable_profile_pct=profile,
+        shell_intact_fraction=(1.0 - n_broken / n_sh) if n_sh else None, shell_broken_voxels=n_broken,
+        contact_collector_rel=rel_c, contact_electrolyte_rel=rel_e)
+    state = None
+    if keep:
+        state = CalenderState(
+            labels=_to_input_axes(lab, perm, side, "scalar"),
+            broken_shell=_to_input_axes(broken, perm, side, "scalar"),
+            von_mises_mpa=_to_input_axes(vms, perm, side, "scalar"),
+            stress_mpa=_to_input_axes(stress, perm, side, "tensor"),
+            strain=_to_input_axes(strain, perm, side, "tensor"),
+            displacement_um=_to_input_axes(disp, perm, side, "vector"),
+            image=None if img is None else _to_input_axes(img, perm, side, "scalar"))
+    return res, state
+
+
+def _replace(res, **changes):
+    import dataclasses
+
+    return dataclasses.replace(res, **changes)
+
+
+def _write_step_twin(path, res, state, *, voxel, t_axis, side, phases, design, kind, base_meta, settings):
+    from ...twin import Step, create_twin
+
+    params = {"target": kind, "ratio": res.ratio, "density_g_cm3": res.density_g_cm3, **settings, **base_meta}
+    image = state.image if state.image is not None else (state.labels.astype(np.uint8) * 40)
+    new_design = None
+    if design is not None:
+        new_design = design.at_density(res.density_g_cm3).to_dict() if design.loading_mg_cm2 is not None \
+            else design.to_dict()
+    twin = create_twin(path, image, voxel_size=voxel, phases=phases, thickness_axis=t_axis, collector_side=side,
+                       labels={"phases": state.labels, "broken_shell": state.broken_shell.astype(np.uint8)},
+                       design=new_design, step=Step("calender", params))
+    step = Step("calender", params)
+    twin.write_field("von_mises_mpa", state.von_mises_mpa, unit="MPa", step=step)
+    twin.write_field("stress_mpa", state.stress_mpa.astype(np.float32), unit="MPa", step=step)
+    twin.write_field("strain", state.strain.astype(np.float32), unit="1", step=step)
+    twin.write_field("displacement_um", state.displacement_um.astype(np.float32), unit="um", step=step)
+    twin.save_result("calender", res, step=step)
