@@ -353,3 +353,22 @@ def test_generated_lmp_calendering_series():
     assert curve.activation[0] < 0.05 and curve.activation[-1] > 0.95
     assert curve.linear_r2 < 0.9
     assert 10 < curve.threshold < 40
+
+
+def test_cli_analyze_only_cracks_and_conductive(make_twin):
+    import json
+
+    from typer.testing import CliRunner
+
+    from twinlab.cli import app
+
+    lab, sizes = _box_chain({2: PORE})
+    lab[5, 20, 5] = PORE  # one crack voxel inside box 2 (an enclosed void)
+    particles = ndi.label(lab == ACTIVE)[0].astype(np.int32)  # two particles: boxes 0–2 and 3–4
+    twin = make_twin(lab.astype(np.uint16), voxel_size=1.0, labels={"phases": lab, "particles": particles})
+    res = CliRunner().invoke(app, ["analyze", str(twin.path), "--only", "cracks,conductive", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["conductive"]["activation"] == pytest.approx((sum(sizes[:3]) - 1) / (sum(sizes) - 1))
+    assert out["cracks"]["crack_volume_um3"] == 1.0
+    assert "labels" not in out["conductive"] and "crack_mask" not in out["cracks"]
