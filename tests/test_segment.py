@@ -7,7 +7,6 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
-from scipy import ndimage as ndi
 
 from twinlab.errors import InputError
 from twinlab.segment import (
