@@ -335,9 +335,8 @@ def compute_particle_sizes(instances: Any, *, voxel_size_um: Any = 1.0, weightin
     vs = VoxelSize.parse(voxel_size_um)
     if is_dask(instances):
         n = int(instances.max().compute()) + 1
-        counts = da.map_blocks(lambda b: np.bincount(b.ravel().astype(np.int64), minlength=n)[None, None, :n],
-                               instances, dtype=np.int64, chunks=(1, 1, n), drop_axis=None,
-                               new_axis=None).sum(axis=(0, 1)).compute()
+        count = dask.delayed(lambda b: np.bincount(np.asarray(b).ravel().astype(np.int64), minlength=n))
+        counts = np.sum(dask.compute(*[count(b) for b in instances.to_delayed().ravel()]), axis=0)
     else:
         counts = np.bincount(np.asarray(instances).ravel().astype(np.int64))
     counts = counts[1:]
