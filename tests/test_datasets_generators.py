@@ -79,6 +79,35 @@ def test_instance_labels_are_the_active_phase(cathodes):
     assert gen.particles.max() <= gen.radii_um.size
 
 
+def test_cbd_sits_at_particle_contacts_and_collector(cathodes):
+    """CBD forms bridges/films against solids: nearly every CBD voxel touches active or collector,
+    and CBD voxels are far more surrounded by solid than the remaining pores are."""
+    from scipy import ndimage as ndi
+
+    gen = cathodes[3.0]
+    solid = np.isin(gen.phases, [1, 3])
+    touching = ndi.binary_dilation(solid, structure=np.ones((3, 3, 3), bool))
+    cbd = gen.phases == 2
+    pore = gen.phases == 0
+    pore[:, gen.coating_range[1]:, :] = False
+    assert touching[cbd].mean() > 0.9
+    density = ndi.uniform_filter(solid.astype(np.float32), size=3)
+    assert density[cbd].mean() > 1.5 * density[pore].mean()
+
+
+def test_anisotropic_voxels_keep_fractions_and_sizes():
+    mode = LogNormalMode(10.0, 0.15, 1.0)
+    gen = make_cathode(density_g_cm3=3.0, shape=(80, 60, 60), voxel_size_um=(0.75, 1.0, 1.0), collector_um=0,
+                       modes=(mode,), seed=7)
+    for name, phi in ncm622_cathode(3.0).volume_fractions().items():
+        assert abs(gen.fractions[name] - phi) < 0.01
+    counts = np.bincount(gen.particles.ravel(), minlength=gen.radii_um.size + 1)[1:]
+    eq = np.cbrt(6 * counts * 0.75 / np.pi)
+    ok = counts > 0
+    assert np.median(np.abs(eq[ok] / gen.diameters_um[ok] - 1)) < 0.05
+    assert gen.voxel_size.as_tuple() == (0.75, 1.0, 1.0)
+
+
 # -- packing quality ------------------------------------------------------------------------------------
 def _pair_overlaps(centres, radii, box, periodic):
     """Largest overlap depth / smaller radius over all pairs (brute force, minimum image in-plane)."""
