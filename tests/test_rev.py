@@ -212,3 +212,13 @@ def test_cli_check(make_twin, tmp_path):
     assert out["design"]["passed"] is False and "active" in out["design"]["message"]
     res = CliRunner().invoke(app, ["check", str(tmp_path / "missing.twin.zarr")])
     assert res.exit_code == 2
+
+
+def test_rev_on_2d_slices():
+    lab = _sphere_lattice()[20]  # a slice through the middle row of spheres: 9 disks
+    r = rev_size_ratio(lab, (1.0, 0.5, 0.5))
+    assert r.axes == ("y", "x") and r.n_particles == 9
+    d = math.sqrt(4 * np.count_nonzero(lab == lab.max()) * 0.25 / math.pi)
+    assert r.ratio[0] == pytest.approx(42 * 0.5 / d, rel=1e-12)
+    s = statistical_rev(_correlated(1.0, shape=(1, 96, 96))[0], n_samples=8)
+    assert len(s.sizes_voxels) >= 4 and np.isfinite(s.relative_spread[0])

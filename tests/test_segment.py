@@ -281,3 +281,25 @@ def test_cli_segment_classifier_with_scribble_file(make_twin, noisy, electrode, 
     lab = np.asarray(Twin.open(twin.path).labels("phases"))
     d = dice(lab, phases)
     assert d[0] > 0.9 and d[1] > 0.9
+
+
+def test_2d_classifier_and_chunked_equals_whole():
+    """2D images (one slice, a radiograph, an EBAC map) go through the same functions."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.indices((60, 70))
+    truth = np.zeros((60, 70), np.uint8)
+    for cy, cx, r in ((15, 15, 9), (40, 30, 12), (20, 52, 8), (48, 60, 7)):
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+    img = np.where(truth == 1, 180.0, 60.0) + rng.normal(0, 25, truth.shape)
+    scr = np.zeros_like(truth)
+    scr[::10][truth[::10] == 0] = 1
+    scr[::10][truth[::10] == 1] = 2
+    model = train_classifier(img, scr, phases=("pore", "active"), sigmas=(1.0, 2.0), n_estimators=20)
+    lab = segment_phases(img, classifier=model)
+    assert dice(lab, truth)[1] >= 0.9
+    lazy = segment_phases(da.from_array(img, chunks=(23, 31)), classifier=model)
+    np.testing.assert_array_equal(lazy.compute(), lab)
+    otsu = segment_phases(img, method="gmm", phases=("pore", "active"))
+    assert dice(otsu, truth)[1] >= 0.9
+    inst = split_particles(truth, voxel_size_um=(1.0, 0.5, 0.5))
+    assert inst.max() == 4
