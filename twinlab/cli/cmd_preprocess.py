@@ -25,7 +25,7 @@ def preprocess(
     patch_distance: Annotated[int, typer.Option(help="NLM search distance in voxels.")] = 6,
     h: Annotated[Optional[float], typer.Option(help="NLM strength in gray levels; default 0.8 × estimated noise sigma.")] = None,
     destripe_sigma: Annotated[float, typer.Option(help="Curtaining filter damping width (frequency indices).")] = 1.0,
-    flatten_sigma_um: Annotated[float, typer.Option(help="Background scale in µm.")] = 2.0,
+    flatten_sigma_um: Annotated[float, typer.Option(help="Background (shading) scale in µm.")] = 5.0,
     target_um: Annotated[Optional[float], typer.Option(help="Isotropic voxel edge in µm; default the pixel size.")] = None,
     dtype: Annotated[str, typer.Option(help="Output type: input (round/clip back) or float32.")] = "input",
     key: Annotated[Optional[str], typer.Option(help="Array name inside an .npz file.")] = None,

@@ -40,8 +40,11 @@ def remove_curtaining(
     wavelet : str
         A PyWavelets wavelet name; longer wavelets (db5–db20) separate orientations better.
     level : int, optional
-        Decomposition depth; stripes up to about ``2**level`` px wide are removed. Default
-        ``min(6, log2(min(ny, nx)) - 2)`` (deeper levels reach wider stripes).
+        Decomposition depth; deeper levels also remove the broad (low x-frequency) part of
+        stripes. Default ``floor(log2(n_along / 32))`` clipped to 1..6, with ``n_along`` the slice
+        length along the stripes: the coarsest level then still has ≥ 32 samples along the
+        stripes, so what is "constant along the stripe" is not confused with the column mean of
+        a few particles (on short slices deep levels remove real structure too).
     orientation : {"vertical", "horizontal"}
         Stripes constant along y ("vertical", FIB curtaining in SEM cross-sections) or along x.
 
@@ -63,7 +66,8 @@ def remove_curtaining(
         raise InputError(f"unknown wavelet {wavelet!r}; see pywt.wavelist(kind='discrete')") from None
     data = as_float32(stack)
     if level is None:
-        level = max(1, min(6, int(np.log2(max(2, min(data.shape[1:])))) - 2))
+        n_along = data.shape[1] if orientation == "vertical" else data.shape[2]
+        level = int(np.clip(np.floor(np.log2(max(n_along, 1) / 32.0)), 1, 6))
     if int(level) < 1:
         raise InputError(f"level must be ≥ 1, got {level}")
     kwargs = dict(sigma=float(sigma), wavelet=wavelet, level=int(level), vertical=orientation == "vertical")
@@ -80,7 +84,7 @@ def flatten_background(
     voxel_size: Any = None,
     sigma: Any = 50.0,
     mode: str = "subtract",
-    reference: float | None = None,
+    reference: float | str = "slice",
 ) -> Any:
     """Remove low-frequency shading/charging from every slice.
 
@@ -88,8 +92,11 @@ def flatten_background(
     (µm, with ``voxel_size``) or ``sigma`` (px), scalar or (y, x); it is computed on a
     block-averaged copy (factor ``sigma/4``) and interpolated back, so large scales stay cheap.
     ``mode="subtract"``: ``I - B + reference``; ``mode="divide"``: ``I * reference / B``
-    (multiplicative shading; B must stay positive). ``reference`` defaults to the mean gray
-    value of fixed sample cubes of the volume (chunk-independent), so the overall level is kept.
+    (multiplicative shading; B must stay positive). ``reference="slice"`` (default) is the mean
+    of each slice's own background, so only in-plane shading is removed and every slice keeps
+    its mean (slice means differ with the phase fractions they cut; forcing them equal costs
+    accuracy). ``reference="global"`` uses the mean gray value of fixed sample cubes of the
+    volume (chunk-independent), also levelling slice-to-slice brightness; or give a number.
 
     Per slice: z chunks need no halo; dask input is rechunked to whole (y, x) slices.
     Returns float32.
@@ -108,9 +115,14 @@ def flatten_background(
         sig = (float(s[0]), float(s[1]))
     if not all(np.isfinite(v) and v > 0 for v in sig):
         raise InputError(f"background sigma must be positive, got {sig} px")
-    if reference is None:
-        reference = float(np.mean([b.mean() for b in sample_blocks(data)]))
-    kwargs = dict(sigma=sig, mode=mode, reference=float(reference))
+    if isinstance(reference, str):
+        if reference not in ("slice", "global"):
+            raise InputError(f"reference must be 'slice', 'global' or a number, got {reference!r}")
+        if reference == "global":
+            reference = float(np.mean([b.mean() for b in sample_blocks(data)]))
+    else:
+        reference = float(reference)
+    kwargs = dict(sigma=sig, mode=mode, reference=reference)
     if not is_dask(data):
         return _flatten_block(data, **kwargs)
     data = full_slices(data)
@@ -151,18 +163,19 @@ def _destripe_slice(img: np.ndarray, sigma: float, wavelet: str, level: int) -> 
     return rec[: img.shape[0], : img.shape[1]]
 
 
-def _flatten_block(block: np.ndarray, *, sigma: tuple[float, float], mode: str, reference: float) -> np.ndarray:
+def _flatten_block(block: np.ndarray, *, sigma: tuple[float, float], mode: str, reference: Any) -> np.ndarray:
     out = np.empty(block.shape, dtype=np.float32)
     for i in range(block.shape[0]):
         img = np.asarray(block[i], dtype=np.float32)
         bg = _background(img, sigma)
+        ref = np.float32(bg.mean(dtype=np.float64)) if reference == "slice" else np.float32(reference)
         if mode == "subtract":
-            out[i] = img - bg + reference
+            out[i] = img - bg + ref
         else:
             if np.any(bg <= 0):
                 raise InputError("flatten_background(mode='divide') met a background ≤ 0; use mode='subtract' "
                                  "or offset the gray values to be positive")
-            out[i] = img * (reference / bg)
+            out[i] = img * (ref / bg)
     return out
 
 

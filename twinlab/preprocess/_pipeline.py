@@ -118,10 +118,10 @@ def preprocess_volume(
     if "flatten" in todo:
         o = dict(opts.get("flatten", {}))
         if "sigma_um" not in o and "sigma" not in o:
-            o["sigma_um"] = 2.0
+            o["sigma_um"] = 5.0
         if "sigma_um" in o:
             o.setdefault("voxel_size", vs.as_tuple())
-        if o.get("reference") is None:
+        if o.get("reference") == "global":  # estimate once here, so provenance records the number
             o["reference"] = float(np.mean([b.mean() for b in sample_blocks(as_float32(data))]))
         data = flatten_background(data, **o)
         params["flatten"] = _plain(o)
