@@ -186,6 +186,10 @@ def test_analyze_twin_stores_rev_result(make_twin):
     assert report.size_ratio is not None and report.size_ratio.n_particles == int(g.particles.max())
     names = [s.property for s in report.statistical]
     assert names[0] == "porosity" and "active" in names and "cbd" in names
+    from twinlab.analyses import run_analysis
+
+    again = run_analysis("rev", twin, axis="y", write_fields=True, n_samples=6)  # shared CLI flags ignored
+    assert again.size_ratio.ratio == report.size_ratio.ratio
     stored = twin.reload().load_result("rev")
     assert stored["design"]["passed"] is True and stored["size_ratio"]["ratio"] == list(report.size_ratio.ratio)
 

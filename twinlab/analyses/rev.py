@@ -320,9 +320,14 @@ class RevReport(Result):
 def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", properties: Sequence[str] | None = None,
                  sizes: Sequence[int] | None = None, n_samples: int = 20, tolerance: float = 0.05,
                  design_tolerance: float = 0.02, cbd_as: str = "domain", seed: int = 0,
-                 **split_options: Any) -> RevReport:
+                 h_um: float | None = None, min_distance_um: float | None = None,
+                 depth: int = 24) -> RevReport:
     """REV size ratio, statistical REV (porosity and each phase fraction) and, when the twin has a
-    design (or ``design`` is given), the design check; stored as result "rev"."""
+    design (or ``design`` is given), the design check; stored as result "rev".
+
+    The size ratio uses ``labels/particles`` when the twin has them, else splits ``phase`` of
+    ``labels/phases`` with the watershed (``h_um``, ``min_distance_um``, ``depth``).
+    """
     from ..twin import Step
 
     labels = twin.labels("phases")
@@ -331,7 +336,8 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
     ratio = None
     try:
         particles = twin.labels("particles") if "particles" in twin.label_names else labels
-        ratio = rev_size_ratio(particles, vs, phase=phase, phases=phases, **split_options)
+        ratio = rev_size_ratio(particles, vs, phase=phase, phases=phases, h_um=h_um,
+                               min_distance_um=min_distance_um, depth=depth)
     except InputError:
         if phase in phases and "particles" not in twin.label_names:
             ratio = None  # no particles of that phase: reported as missing, not an error
