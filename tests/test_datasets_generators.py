@@ -36,6 +36,28 @@ def test_fractions_match_design_within_one_percent(cathodes, rho):
     assert set(np.unique(coat)) <= {0, 1, 2}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("cbd_as", ["solid", "domain"])
+@pytest.mark.parametrize("rho", [2.4, 2.8, 3.2, 3.6, 4.0])
+def test_fractions_over_the_calendering_range(rho, cbd_as):
+    """The publication's whole calendering range, 2.4–4.0 g/cm³ (SCIENCE.md §1)."""
+    gen = make_cathode(density_g_cm3=rho, cbd_as=cbd_as, seed=11, **SMALL)
+    for name, phi in ncm622_cathode(rho).volume_fractions(cbd_as).items():
+        assert abs(gen.fractions[name] - phi) < 0.01
+    assert gen.growth < 1.05  # the common size correction stays small
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ratio", [0.1, 0.2, 0.3, 0.45])
+def test_lmp_fractions_over_the_calendering_range(ratio):
+    gen = make_lmp_anode(ratio=ratio, seed=3)
+    design = lmp_anode(ratio).volume_fractions()
+    f = gen.fractions
+    assert abs(f["lithium"] + f["shell"] - design["lithium"] - design["shell"]) < 0.01
+    assert abs(f["pore"] - design["pore"]) < 0.01 and abs(f["binder"] - design["binder"]) < 0.01
+    assert gen.flattening == pytest.approx(1 / (1 - ratio))
+
+
 def test_fractions_cbd_as_domain():
     gen = make_cathode(density_g_cm3=3.0, cbd_as="domain", seed=2, **SMALL)
     design = ncm622_cathode(3.0).volume_fractions("domain")

@@ -59,7 +59,8 @@ def run_case(kind: str, size: int, voxel: float, rho: float) -> dict:
     out = subprocess.run([sys.executable, "-c", CASE, kind, str(size), str(voxel), str(rho)],
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        return {"kind": kind, "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+        last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
+        return {"kind": kind, "error": f"exit {out.returncode} {last}".strip()}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
