@@ -372,3 +372,42 @@ def test_cli_analyze_only_cracks_and_conductive(make_twin):
     assert out["conductive"]["activation"] == pytest.approx((sum(sizes[:3]) - 1) / (sum(sizes) - 1))
     assert out["cracks"]["crack_volume_um3"] == 1.0
     assert "labels" not in out["conductive"] and "crack_mask" not in out["cracks"]
+
+
+def test_activation_from_a_calendering_series(tmp_path):
+    """The compression solver's output shapes: an in-memory CalenderSeries (steps + states) and a
+    series folder of step twins (index.json + one twin per target)."""
+    from types import SimpleNamespace
+
+    from twinlab.analyses.conductive import activation_from_calender
+    from twinlab.twin import Step, create_twin
+
+    lab, contacts, li_voxels, u = _lmp_lattice()
+    ratios = [0.1, 0.2, 0.3, 0.4]
+    shares = [0.1, 0.3, 0.5, 0.9]  # broken contacts grow with the calendering ratio
+    steps = [SimpleNamespace(ratio=r, density_g_cm3=0.3 + r, twin_path=None) for r in ratios]
+    states = [SimpleNamespace(labels=lab, broken_shell=_broken_for(lab, contacts, u, p).astype(bool))
+              for p in shares]
+    curve = activation_from_calender(SimpleNamespace(steps=steps, states=states))
+    expected = [_expected_activation(contacts, li_voxels, u, p) for p in shares]
+    assert curve.x == pytest.approx(ratios)
+    assert curve.activation == pytest.approx(expected, abs=1e-12)
+    # the same as step twins on disk
+    folder = tmp_path / "series"
+    folder.mkdir()
+    index = {"steps": []}
+    for r, st in zip(ratios, states):
+        path = folder / f"ratio_{r:.2f}.twin.zarr"
+        twin = create_twin(path, lab.astype(np.uint16), voxel_size=2.0,
+                           labels={"phases": lab, "broken_shell": st.broken_shell.astype(np.uint8)},
+                           step=Step("calender", {"ratio": r}))
+        twin.save_result("calender", {"ratio": r, "density_g_cm3": 0.3 + r}, step=Step("calender", {}))
+        index["steps"].append({"ratio": r, "twin_path": str(path)})
+    (folder / "index.json").write_text(__import__("json").dumps(index))
+    on_disk = activation_from_calender(folder, x="density")
+    assert on_disk.x == pytest.approx([0.3 + r for r in ratios])
+    assert on_disk.activation == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(InputError, match="no fields"):
+        activation_from_calender(SimpleNamespace(steps=steps, states=()))
+    with pytest.raises(InputError, match="index.json"):
+        activation_from_calender(tmp_path)

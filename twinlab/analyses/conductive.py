@@ -49,7 +49,7 @@ from ..errors import InputError
 from ..phases import DEFAULT_PHASES, PhaseTable
 
 __all__ = ["ClusterResult", "ActivationCurve", "conductive_clusters", "label_network", "activation_curve",
-           "analyze_twin"]
+           "activation_from_calender", "analyze_twin"]
 
 _STRUCTURES = {6: 1, 18: 2, 26: 3}
 
@@ -299,6 +299,34 @@ def activation_curve(series: Iterable[Any], *, x_name: str = "calendering ratio"
     )
 
 
+def activation_from_calender(series: Any, *, x: str = "ratio", collector: str = "auto",
+                             connectivity: int = 6, phases: PhaseTable | None = None,
+                             thickness_axis: int | str = "y", collector_side: str = "low") -> ActivationCurve:
+    """Predicted activation along a virtual-calendering series (the compression solver's output).
+
+    Parameters
+    ----------
+    series : CalenderSeries (with ``states`` kept in memory), or the path of its output folder
+        (``index.json`` + one twin per target), or a list of step-twin paths
+        Each target's ``labels`` and ``broken_shell`` give one :func:`conductive_clusters` run.
+    x : "ratio" or "density"
+        The calendering variable of the curve (``ratio`` = 1 − h/h0, ``density`` in g cm⁻³).
+    collector : "auto", a phase name or "face" (see :func:`analyze_twin`)
+    phases, thickness_axis, collector_side : for an in-memory series (step twins carry their own)
+    """
+    if x not in ("ratio", "density"):
+        raise InputError(f"x must be 'ratio' or 'density', got {x!r}")
+    key = "ratio" if x == "ratio" else "density_g_cm3"
+    points = []
+    targets = _calender_targets(series, key, phases, thickness_axis, collector_side)
+    for value, labels, broken, table, axis, side in targets:
+        chosen = _auto_collector(labels, table) if collector == "auto" else collector
+        r = conductive_clusters(labels, broken_shell=broken, phases=table, collector=chosen, thickness_axis=axis,
+                                collector_side=side, connectivity=connectivity)
+        points.append((value, r))
+    return activation_curve(points, x_name="calendering ratio" if x == "ratio" else "density (g/cm3)")
+
+
 def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int = 6,
                  conducting: Sequence[str] | None = None, target: str | None = None,
                  write_labels: bool = True) -> ClusterResult:
@@ -312,10 +340,7 @@ def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int = 6,
     labels = twin.labels("phases")
     phases = twin.phases
     broken = twin.labels("broken_shell") if twin.has_labels("broken_shell") else None
-    chosen = collector
-    if collector == "auto":
-        has_foil = "collector" in phases and bool((labels == phases.value("collector")).any().compute())
-        chosen = "collector" if has_foil else "face"
+    chosen = _auto_collector(labels, phases) if collector == "auto" else collector
     result = conductive_clusters(
         labels, conducting=conducting, target=target, broken_shell=broken, phases=phases,
         collector=chosen, thickness_axis=twin.thickness_axis, collector_side=twin.collector_side,
@@ -330,6 +355,50 @@ def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int = 6,
 
 
 # ============================================================================ helpers
+def _auto_collector(labels: Any, phases: PhaseTable) -> str:
+    """The collector phase when the volume holds it, else the collector face of the volume."""
+    if "collector" not in phases:
+        return "face"
+    return "collector" if _any_values(labels, [phases.value("collector")])[0] else "face"
+
+
+def _calender_targets(series: Any, key: str, phases: PhaseTable | None, axis: Any, side: str):
+    """Yield (x, labels, broken_shell, phases, thickness_axis, collector_side) per calendering target."""
+    import json
+    from pathlib import Path
+
+    from ..twin import Twin
+
+    if isinstance(series, (str, Path)):
+        index = Path(series) / "index.json"
+        if not index.is_file():
+            raise InputError(f"{series} is not a calendering series folder (no index.json); give the "
+                             "CalenderSeries or the folder written with output=")
+        steps = json.loads(index.read_text())["steps"]
+        series = [Path(series) / Path(st["twin_path"]).name for st in steps]
+    if isinstance(series, (list, tuple)):
+        for path in series:
+            twin = Twin.open(path)
+            if not twin.has_labels("broken_shell"):
+                raise InputError(f"{twin.name} has no broken_shell labels; is it a step of a calendering series?")
+            value = twin.provenance[0]["params"].get(key) if twin.provenance else None
+            result = twin.load_result("calender") if "calender" in twin.result_names else {}
+            value = result.get(key, value)
+            if value is None:
+                raise InputError(f"{twin.name} does not record its calendering {key}")
+            yield (float(value), twin.labels("phases"), twin.labels("broken_shell"), twin.phases,
+                   twin.thickness_axis, twin.collector_side)
+        return
+    steps, states = getattr(series, "steps", None), getattr(series, "states", None)
+    if not steps or not states or len(states) != len(steps):
+        raise InputError("the calendering series holds no fields (run calender(..., keep_fields=True)) "
+                         "or give the output folder of the series")
+    table = phases or DEFAULT_PHASES
+    for st, state in zip(steps, states):
+        yield (float(getattr(st, key)), state.labels, np.asarray(state.broken_shell).astype(np.uint8), table,
+               axis, side)
+
+
 def _resolve_phases(conducting, target, broken_shell, phases: PhaseTable, labels: Any) -> tuple[list[str], str, str]:
     if isinstance(conducting, str):
         conducting = [conducting]
