@@ -131,3 +131,17 @@ def test_cli_save(tmp_path):
     res = runner.invoke(app, ["datasets", "save", "superres_nmc", str(out), "--voxel-size", "0.1,0.1,0.1", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["shape"] == [128, 128, 128]
+
+
+def test_cli_generate(tmp_path):
+    out = tmp_path / "lmp.twin.zarr"
+    res = runner.invoke(app, ["datasets", "generate", "lmp", str(out), "--ratio", "0.3", "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert abs(info["fractions"]["pore"] - info["target_fractions"]["pore"]) < 0.01
+    from twinlab.twin import Twin
+    assert set(Twin.open(out).label_names) >= {"phases", "particles"}
+    res = runner.invoke(app, ["datasets", "generate", "cathode", str(tmp_path / "c.twin.zarr"), "--shape", "4x4"])
+    assert res.exit_code == 2 and "--shape" in res.output
+    res = runner.invoke(app, ["datasets", "generate", "anode", str(tmp_path / "a.twin.zarr")])
+    assert res.exit_code == 2 and "unknown electrode kind" in res.output

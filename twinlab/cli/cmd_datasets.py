@@ -1,4 +1,4 @@
-"""``twinlab datasets``: list the bundled and synthetic samples, show one, save one as a twin."""
+"""``twinlab datasets``: list the samples, show one, save one as a twin, generate a synthetic electrode."""
 
 from __future__ import annotations
 
@@ -53,6 +53,43 @@ def save_cmd(name: str = typer.Argument(..., help="Sample name (see `twinlab dat
 
     twin = save_sample(name, out, voxel_size=voxel_size, overwrite=overwrite)
     emit({"twin": str(twin.path), "shape": list(twin.shape), "labels": twin.label_names}, as_json=as_json)
+
+
+@datasets_app.command("generate")
+def generate_cmd(
+    kind: str = typer.Argument(..., help="cathode (NCM622 composite) or lmp (lithium metal powder anode)."),
+    out: Path = typer.Argument(..., help="Output twin store, e.g. cathode.twin.zarr."),
+    density: float = typer.Option(None, "--density", help="Cathode electrode density, g/cm³ (default 2.3)."),
+    ratio: float = typer.Option(0.0, "--ratio", help="LMP calendering ratio 1 − h/h0 (0–0.45)."),
+    design: Path = typer.Option(None, "--design", help="Design TOML (twinlab.design.load_design) instead of the preset."),
+    shape: str = typer.Option(None, "--shape", help="NZ,NY,NX voxels (collector included)."),
+    voxel_size: str = typer.Option(None, "--voxel-size", help="DZ,DY,DX or one value, µm (cathode 0.5, lmp 2)."),
+    cbd_as: str = typer.Option("solid", "--cbd-as", help="Cathode CBD volume: solid or domain (nanoporous)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Generate a synthetic electrode with ground truth and write it as a twin (labels phases + particles)."""
+    from ..datasets import make_cathode, make_lmp_anode
+    from ..design import load_design
+    from ..errors import InputError
+
+    opts = {"seed": seed, "design": load_design(design) if design else None}
+    if shape:
+        try:
+            opts["shape"] = [int(v) for v in shape.split(",")]
+        except ValueError:
+            raise InputError(f"--shape must be NZ,NY,NX integers, got {shape!r}") from None
+    if voxel_size:
+        opts["voxel_size_um"] = voxel_size
+    if kind == "cathode":
+        gen = make_cathode(density_g_cm3=density, cbd_as=cbd_as, **opts)
+    elif kind == "lmp":
+        gen = make_lmp_anode(ratio=ratio, **opts)
+    else:
+        raise InputError(f"unknown electrode kind {kind!r}; use cathode or lmp")
+    twin = gen.to_twin(out, overwrite=overwrite)
+    emit({"twin": str(twin.path), **gen.to_dict()}, as_json=as_json)
 
 
 def _value_counts(array: np.ndarray) -> dict[str, int] | None:
