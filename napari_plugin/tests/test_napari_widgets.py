@@ -87,7 +87,7 @@ def test_clusters_and_ebac_functions(anode_twin, tmp_path):
 # ============================================================================ in a real viewer
 def _run(qtbot, widget, **params):
     for name, value in params.items():
-        getattr(widget, name).value = value
+        widget[name].value = value
     widget()
     qtbot.waitUntil(lambda: widget.job.status.value not in ("",) and not widget.job.status.value.endswith("…"),
                     timeout=240_000)
@@ -97,7 +97,7 @@ def _run(qtbot, widget, **params):
 def test_widgets_in_a_viewer(make_napari_viewer, qtbot, anode_twin, tmp_path):
     from twinlab_napari import _widgets
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # a shown window on the virtual display: real rendering
     for data, kwargs, kind in twin_layers(anode_twin):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     labels_layer = viewer.layers["anode phases"]
@@ -118,6 +118,9 @@ def test_widgets_in_a_viewer(make_napari_viewer, qtbot, anode_twin, tmp_path):
     _run(qtbot, calender, labels=labels_layer, ratios="0.2", steps=2)
     assert "von Mises stress (MPa)" in viewer.layers
     assert any(name.startswith("anode calendered") for name in (layer.name for layer in viewer.layers))
+    for layer in viewer.layers:
+        layer.visible = layer.name == "von Mises stress (MPa)" or layer.name.startswith("anode calendered")
+    viewer.reset_view()
     shot = viewer.screenshot(canvas_only=True, flash=False)
     out = Path(tmp_path) / "after_calender.png"
     import imageio.v3 as iio

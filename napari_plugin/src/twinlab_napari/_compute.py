@@ -112,20 +112,31 @@ def network_layers(twin_path: str) -> tuple[list[LayerData], dict[str, Any]]:
 
 
 # ============================================================================ transport
-def transport_per_axis(twin_path: str, *, axes: Sequence[str] = ("z", "y", "x")) -> dict[str, dict[str, float]]:
-    """Tortuosity factor and effective conductivity per axis (not stored: a quick look)."""
-    from twinlab.analyses.transport import compute_conductivity, compute_tortuosity
+def transport_per_axis(twin_path: str, *, axes: Sequence[str] = ("z", "y", "x")) -> dict[str, dict[str, Any]]:
+    """Tortuosity factor and effective conductivity per axis (a quick look, not stored). The current
+    collector's planes are left out, as in ``twinlab analyze``; an axis along which the pore does not
+    percolate gets a note instead of numbers."""
+    from twinlab.analyses.transport import _collector_crop, compute_conductivity, compute_tortuosity
+    from twinlab.errors import TwinlabError
 
     twin = Twin.open(twin_path)
     labels = np.asarray(twin.labels("phases"))
-    out: dict[str, dict[str, float]] = {}
+    start, stop = _collector_crop(labels, twin.thickness_axis, twin.collector_side, twin.phases)
+    index = [slice(None)] * 3
+    index[twin.thickness_axis] = slice(start, stop)
+    labels = np.ascontiguousarray(labels[tuple(index)])
+    common = {"phases": twin.phases, "voxel_size_um": twin.voxel_size}
+    out: dict[str, dict[str, Any]] = {}
     for axis in axes:
-        tort = compute_tortuosity(labels, axis=axis, phases=twin.phases, voxel_size_um=twin.voxel_size)
-        row = {"porosity": tort.porosity, "tortuosity_factor": tort.tortuosity_factor, "tortuosity": tort.tortuosity}
         try:
-            cond = compute_conductivity(labels, axis=axis, phases=twin.phases, voxel_size_um=twin.voxel_size)
-            row["conductivity_s_m"] = cond.effective_conductivity_s_m
-        except Exception as exc:  # shown to the user beside the numbers
+            tort = compute_tortuosity(labels, axis=axis, **common)
+            row: dict[str, Any] = {"porosity": tort.porosity, "tortuosity_factor": tort.tortuosity_factor}
+        except TwinlabError as exc:
+            out[axis] = {"note": str(exc)}
+            continue
+        try:
+            row["conductivity_s_m"] = compute_conductivity(labels, axis=axis, **common).effective_conductivity_s_m
+        except TwinlabError as exc:
             row["conductivity_note"] = str(exc)
         out[axis] = row
     return out
@@ -148,10 +159,12 @@ def calender_layers(twin_path: str, *, ratios: Sequence[float], steps: int = 4, 
     series = calender(twin, ratios=list(ratios), steps=steps, output=out, overwrite=True, progress=progress)
     last = series.states[-1]
     scale = twin.voxel_size.as_tuple()
+    units = ("micrometer",) * 3
     layers: list[LayerData] = [
-        (last.labels, {"name": f"{twin.name} calendered r={series.steps[-1].ratio:.2f}", "scale": scale}, "labels"),
-        (last.von_mises_mpa, {"name": "von Mises stress (MPa)", "scale": scale, "colormap": "inferno",
-                              "blending": "additive"}, "image"),
+        (last.labels, {"name": f"{twin.name} calendered r={series.steps[-1].ratio:.2f}", "scale": scale,
+                       "units": units}, "labels"),
+        (last.von_mises_mpa, {"name": "von Mises stress (MPa)", "scale": scale, "units": units,
+                              "colormap": "inferno", "blending": "additive"}, "image"),
     ]
     return layers, [s.to_dict() for s in series.steps]
 

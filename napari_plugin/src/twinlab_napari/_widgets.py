@@ -91,8 +91,8 @@ def _make(viewer: "napari.Viewer", func: Callable[..., None], **options: Any) ->
     """A magicgui widget for ``func(job, **params)`` with a Cancel button and a status line."""
     holder: dict[str, Job] = {}
 
-    def call(**params: Any) -> None:
-        func(holder["job"], viewer, **params)
+    def call(*args: Any, **params: Any) -> None:
+        func(holder["job"], viewer, *args, **params)
 
     call.__signature__ = _signature_without_job(func)  # type: ignore[attr-defined]
     call.__name__ = func.__name__
@@ -168,6 +168,7 @@ def _transport(job: Job, viewer: Any, labels: "napari.layers.Labels") -> None:
         job.status.value = "; ".join(
             f"{a}: τ²={float(row['tortuosity_factor']):.3g}"
             + (f", σ={row['conductivity_s_m']:.3g} S/m" if "conductivity_s_m" in row else "")
+            if "tortuosity_factor" in row else f"{a}: {row['note'][:60]}"
             for a, row in table.items())
 
     job.start(lambda: _compute.transport_per_axis(path), done, "transport")
