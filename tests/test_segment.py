@@ -143,6 +143,15 @@ def test_split_chunked_equals_whole_up_to_renumbering(electrode):
     assert len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
 
 
+def test_split_chunked_scratch_on_disk(electrode, tmp_path):
+    phases, _ = electrode
+    lazy = da.from_array(phases, chunks=(12, 20, 22))
+    in_memory = split_particles(lazy, depth=14).compute()
+    on_disk = split_particles(lazy, depth=14, scratch=tmp_path).compute()
+    np.testing.assert_array_equal(in_memory, on_disk)
+    assert (tmp_path / "instances.zarr").is_dir()
+
+
 def test_two_touching_spheres_anisotropic():
     """Two equal balls (radius 6 µm) overlapping a little, voxels 1 × 0.5 × 0.5 µm: two particles."""
     vs = (1.0, 0.5, 0.5)
