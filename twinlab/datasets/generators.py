@@ -397,9 +397,8 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
                          "lower the density or use a larger domain")
     lab[~chosen] = 0
     del s2
-    phase_of = DEFAULT_PHASES
     coat = np.zeros(coat_shape, dtype=np.uint8)  # pore = 0
-    coat[chosen] = phase_of.value(particle_phase)
+    coat[chosen] = DEFAULT_PHASES.value(particle_phase)
 
     # --- full volume with the collector, so the neck score also sees the collector surface
     phases = np.zeros(dims, dtype=np.uint8)
@@ -410,7 +409,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
     csl[t] = slice(0, n_coll)
     phases[tuple(sl)] = coat
     particles[tuple(sl)] = lab
-    phases[tuple(csl)] = phase_of.value("collector")
+    phases[tuple(csl)] = DEFAULT_PHASES.value("collector")
     fillers = [n for n in target if n not in particle_names and n != "pore"]
     if fillers:
         sigma = tuple(smoothing_um / d for d in vs)
@@ -419,7 +418,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
         pore_in_coat[tuple(sl)] = coat == 0
         for name in fillers:  # in the design's phase order: the first filler takes the tightest necks
             pick = select_lowest(score, pore_in_coat, int(round(target[name] * n_vox)))
-            phases[pick] = phase_of.value(name)
+            phases[pick] = DEFAULT_PHASES.value(name)
             pore_in_coat &= ~pick
     coating_range = (n_coll, n_coll + n_coat)
     centres_full = centres.copy()
