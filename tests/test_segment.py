@@ -56,10 +56,13 @@ def _scribbles(phases: np.ndarray, zs=(4, 12, 20)) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- phase segmentation
-@pytest.mark.parametrize("method", ["multiotsu", "gmm"])
+@pytest.mark.parametrize("method", ["multiotsu", "gmm", "gmm-full"])
 def test_threshold_methods_recover_phases(noisy, electrode, method):
     phases, _ = electrode
-    labels = segment_phases(noisy, method=method)
+    if method == "gmm-full":
+        labels = apply_phase_model(noisy, fit_gmm(noisy, covariance="full"))
+    else:
+        labels = segment_phases(noisy, method=method)
     assert labels.dtype == np.uint8 and labels.shape == phases.shape
     d = dice(labels, phases)
     assert d[0] >= 0.95 and d[1] >= 0.95, d
@@ -240,6 +243,10 @@ def test_bad_options():
         segment_phases(img, phases=("pore",))
     with pytest.raises(InputError, match="integer phase labels"):
         split_particles(img)
+    with pytest.raises(InputError, match="covariance"):
+        fit_gmm(img, covariance="diag")
+    with pytest.raises(InputError, match="saddle_ratio"):
+        split_particles(img > 0.5, saddle_ratio=1.5)
 
 
 def test_classifier_chunks_thinner_than_halo(noisy, electrode):
