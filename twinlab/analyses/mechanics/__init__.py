@@ -6,5 +6,8 @@ Public API: :func:`solve_mechanics`, :class:`MechanicsSolver` (the voxel solver)
 
 from ._fft_solver import IncrementSolution, MechanicsSolver, solve_mechanics
 from ._laws import lame_from_young, von_mises
+from ._metrics import CalenderSeries, CalenderState, CalenderStep
+from .calender import calender
 
-__all__ = ["IncrementSolution", "MechanicsSolver", "solve_mechanics", "lame_from_young", "von_mises"]
+__all__ = ["calender", "CalenderSeries", "CalenderState", "CalenderStep", "IncrementSolution", "MechanicsSolver",
+           "solve_mechanics", "lame_from_young", "von_mises"]

@@ -39,13 +39,15 @@ def von_mises(stress: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
-def update_stress(strain_inc, stress_old, lam, mu, sy, code, stress_out, normal, theta):
+def update_stress(strain_inc, stress_old, lam, mu, sy, code, stress_out, normal, theta, reg):
     """Stress after a strain increment from the converged state ``stress_old`` (flat arrays).
 
     ``strain_inc``, ``stress_old``, ``stress_out``, ``normal``: (6, n); ``lam``, ``mu``, ``sy``,
     ``theta``: (n,); ``code``: (n,) uint8. For plastic voxels that yield, ``normal`` receives the
     unit deviatoric flow direction and ``theta = σ_y / q_trial`` (the consistent tangent's factor);
-    ``theta = 1`` marks an elastic response.
+    ``theta = 1`` marks an elastic response. ``reg`` ≥ 0 adds, in plastic voxels, a parallel viscous
+    shear spring ``2 reg μ dev(Δε)`` on the increment (a regularisation that keeps the tangent
+    positive definite where perfectly plastic material meets free surfaces; 0 = pure J2).
     """
     n = strain_inc.shape[1]
     for i in numba.prange(n):
@@ -84,6 +86,15 @@ def update_stress(strain_inc, stress_old, lam, mu, sy, code, stress_out, normal,
                 s3 = f * s3
                 s4 = f * s4
                 s5 = f * s5
+            if reg > 0.0:
+                g = 2.0 * reg * m
+                t3 = tr / 3.0
+                s0 += g * (e0 - t3)
+                s1 += g * (e1 - t3)
+                s2 += g * (e2 - t3)
+                s3 += g * strain_inc[3, i]
+                s4 += g * strain_inc[4, i]
+                s5 += g * strain_inc[5, i]
         stress_out[0, i] = s0
         stress_out[1, i] = s1
         stress_out[2, i] = s2

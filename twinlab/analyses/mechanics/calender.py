@@ -60,6 +60,7 @@ def calender(
     profile_bins: int = 10,
     roll_layers: int = 2,
     roll_stiffness_factor: float = 2.0,
+    plastic_regularization: float = 1e-3,
     dtype: str = "float32",
     tol: float = 1e-4,
     maxiter: int = 5000,
@@ -95,6 +96,9 @@ def calender(
     profile_bins : bins of the crackable-volume profile along the thickness.
     roll_layers, roll_stiffness_factor : thickness (voxels) of the added roll and its Young's modulus
         as a multiple of the stiffest phase's.
+    plastic_regularization : shear stiffness fraction of a viscous spring added to perfectly plastic
+        voxels on each increment (lithium: 1e-3 μ ≈ 2 MPa per unit strain increment, ≪ the 200 MPa
+        shell strength); keeps each increment well posed where yielded lithium meets open pores.
     dtype : "float32" or "float64" for the solver.
     tol : Newton tolerance on the out-of-balance force (relative).
     output : path, optional
@@ -181,7 +185,7 @@ def calender(
                     lab, img, stress, strain, disp, broken,
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True),
                     lut=lut, h=h, n_coll=n_coll, m_cur=m_cur, m_next=m_next, roll_layers=roll_layers,
-                    roll_factor=roll_stiffness_factor, dtype=dt, tol=tol, maxiter=maxiter, workers=workers,
+                    roll_factor=roll_stiffness_factor, reg=plastic_regularization, dtype=dt, tol=tol, maxiter=maxiter, workers=workers,
                     seed=seed + done, pore_gray=pore_gray)
                 stats["cg"] += cg
                 stats["newton"] += nw
@@ -210,6 +214,7 @@ def calender(
                 ti += 1
         settings = {"steps": int(steps), "increments": stats["increments"], "tol": tol, "dtype": dtype,
                     "roll_layers": roll_layers, "roll_stiffness_factor": roll_stiffness_factor,
+                    "plastic_regularization": plastic_regularization,
                     "crack_thresholds_mpa": list(crack_thresholds_mpa), "profile_bins": profile_bins,
                     "materials": {n: m.to_dict() for n, m in lut["materials"].items()},
                     "time_s": time.perf_counter() - t_start}
@@ -384,7 +389,7 @@ def _take(arr, src, fill=0):
 
 
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
-               roll_layers, roll_factor, dtype, tol, maxiter, workers, seed, pore_gray):
+               roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray):
     nt = n_coll + m_cur
     shape_c = (nt + roll_layers, *lab.shape[1:])
     lam = np.empty(shape_c, dtype)
@@ -403,7 +408,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     sy[:nt] = lut["sy"][lab]
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
-    solver = MechanicsSolver(lam, mu, voxel_size=h, yield_mpa=sy, code=code, dtype=dtype, workers=workers)
+    solver = MechanicsSolver(lam, mu, voxel_size=h, yield_mpa=sy, code=code, dtype=dtype, workers=workers,
+                             plastic_regularization=reg)
     d_e = np.zeros(6)
     d_e[0] = -(m_cur - m_next) / shape_c[0]
     sol = solver.solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)

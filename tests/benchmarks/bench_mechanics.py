@@ -1,0 +1,110 @@
+"""Benchmark of the FFT mechanics solver and of virtual calendering (not collected by pytest).
+
+Run:  .venv/bin/python tests/benchmarks/bench_mechanics.py [--n 128] [--skip-calender]
+
+Prints, measured in the same run (the machine is shared: ratios matter, not absolute times):
+* the peer: a forward + inverse real 3D FFT of all 6 independent strain components (scipy.fft,
+  workers=2), float64 and float32, at the solver's grid size;
+* CG iterations to a relative residual of 1e-5 for a porous electrode with zero-stiffness pores,
+  the time per iteration and its ratio to the peer (target ≤ 1.5×);
+* a 128³ electrode compressed to 40 % in ten increments (target ≤ 10 min on 2 cores);
+* `uptime` load before and after, peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.fft as sfft
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_mechanics import synth_electrode  # noqa: E402
+
+from twinlab.analyses.mechanics import MechanicsSolver, calender, lame_from_young  # noqa: E402
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fft_pair_time(shape, dtype, comps=6, reps=3, workers=2) -> float:
+    x = np.random.default_rng(0).random((comps, *shape)).astype(dtype)
+    sfft.irfftn(sfft.rfftn(x, axes=(1, 2, 3), workers=workers), s=shape, axes=(1, 2, 3), workers=workers)
+    best = np.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        sfft.irfftn(sfft.rfftn(x, axes=(1, 2, 3), workers=workers), s=shape, axes=(1, 2, 3), workers=workers)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def electrode_cell(n: int, seed=0):
+    lab = synth_electrode((n, n, n), n_coll=max(2, n // 20), fraction=0.55, radius=(n / 16, n / 9), seed=seed)
+    e = np.array([0, 100e3, 2e3, 70e3]); nu = np.array([0.3, 0.3, 0.3, 0.33])
+    cell = np.concatenate([lab, np.full((2, n, n), 4, np.uint8)])  # + roll
+    e = np.append(e, 200e3)[cell]; nu = np.append(nu, 0.3)[cell]
+    lam, mu = lame_from_young(e, nu)
+    return lab, lam, mu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--skip-calender", action="store_true")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    print("load before:", uptime(), flush=True)
+    lab, lam, mu = electrode_cell(args.n)
+    shape = lam.shape
+    print(f"grid {shape}, porosity {np.mean(lab[2:] == 0):.3f}, pores have zero stiffness", flush=True)
+    for dt in ("float32", "float64"):
+        peer6 = fft_pair_time(shape, dt, 6, workers=args.workers)
+        peer3 = fft_pair_time(shape, dt, 3, workers=args.workers)
+        solver = MechanicsSolver(lam, mu, voxel_size=(1, 1, 1), dtype=dt, workers=args.workers)
+        solver.solve_linear([-0.01, 0, 0, 0, 0, 0], rtol=1e-1)  # warm-up (numba compile / caches)
+        peer6b = fft_pair_time(shape, dt, 6, workers=args.workers)
+        t = time.perf_counter()
+        _, its = solver.solve_linear([-0.01, 0, 0, 0, 0, 0], rtol=1e-5, maxiter=20000)
+        el = time.perf_counter() - t
+        peer6c = fft_pair_time(shape, dt, 6, workers=args.workers)
+        peer = float(np.median([peer6, peer6b, peer6c]))
+        per_it = el / its
+        print(f"[{dt}] FFT peer (6 fwd + 6 inv, workers={args.workers}): {peer * 1e3:.1f} ms "
+              f"(samples {peer6 * 1e3:.1f}/{peer6b * 1e3:.1f}/{peer6c * 1e3:.1f}); 3+3: {peer3 * 1e3:.1f} ms", flush=True)
+        print(f"[{dt}] CG to rel. residual 1e-5: {its} iterations, {el:.1f} s, {per_it * 1e3:.1f} ms/iteration = "
+              f"{per_it / peer:.2f}× the 6+6 FFT peer (target ≤ 1.5×)", flush=True)
+    print("load:", uptime(), f"peak RSS {rss_mib():.0f} MiB", flush=True)
+    if args.skip_calender:
+        return
+    n = 128
+    lab = synth_electrode((n, n, n), n_coll=6, fraction=0.55, radius=(8.0, 14.0), seed=1, cbd=0.3)
+    t = time.perf_counter()
+
+    def progress(done, total, msg):
+        print(f"  increment {done}/{total} {msg} at {time.perf_counter() - t:.0f} s | {uptime()}", flush=True)
+
+    series = calender(lab, ratios=[0.1, 0.2, 0.3, 0.4], steps=10, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0,
+                      collector_side="low", workers=args.workers, keep_fields=False, progress=progress)
+    el = time.perf_counter() - t
+    for st in series.steps:
+        print(f"  ratio {st.ratio:.3f} porosity {st.porosity:.3f} crackable>100MPa {st.crackable_volume_pct['100']:.1f}% "
+              f"CG so far {st.cg_iterations} share {st.electrode_strain_share:.3f}")
+    print(f"128³ calendered to 40 % in {series.settings['increments']} increments: {el:.0f} s "
+          f"(target ≤ 600 s on 2 cores); peak RSS {rss_mib():.0f} MiB", flush=True)
+    print("load after:", uptime())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    main()

@@ -1,0 +1,350 @@
+"""Mechanics: FFT solver against analytic answers, calendering conservation, trends and errors.
+
+Small grids (≤ 32³) and one thread so the suite stays fast on a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from twinlab.analyses.mechanics import calender, lame_from_young, solve_mechanics
+from twinlab.errors import ConvergenceError, InputError, OutputExistsError
+from twinlab.materials import Material
+
+W = 1  # threads
+
+
+# ------------------------------------------------------------------ synthetic volumes
+def synth_electrode(shape=(26, 20, 20), *, n_coll=2, fraction=0.4, radius=(2.5, 4.0), seed=0, lmp=False,
+                    cbd=0.3):
+    """Labels with the thickness along axis 0, collector (3) at the low end, overlapping spheres of
+    active material (1) with some CBD (2) on their surface — or, with ``lmp``, lithium spheres (5)
+    wrapped in a one-voxel Li2CO3 shell (4). Periodic in-plane."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.uint8)
+    lab[:n_coll] = 3
+    zz, yy, xx = np.indices(shape)
+    for _ in range(400):
+        if (lab[n_coll:] != 0).mean() >= fraction:
+            break
+        r = rng.uniform(*radius)
+        c = [rng.uniform(n_coll + 0.8 * r, shape[0] - r), rng.uniform(0, shape[1]), rng.uniform(0, shape[2])]
+        dy = np.minimum(abs(yy - c[1]), shape[1] - abs(yy - c[1]))
+        dx = np.minimum(abs(xx - c[2]), shape[2] - abs(xx - c[2]))
+        d = np.sqrt((zz - c[0]) ** 2 + dy ** 2 + dx ** 2)
+        if lmp:
+            lab[(d < r) & (lab == 0)] = 4
+            lab[(d < r - 1.0) & (lab != 3)] = 5
+        else:
+            lab[(d < r) & (lab != 3)] = 1
+    if not lmp and cbd:
+        near = np.zeros(shape, bool)
+        act = lab == 1
+        for ax in range(3):
+            near |= np.roll(act, 1, ax) | np.roll(act, -1, ax)
+        lab[near & (lab == 0) & (rng.random(shape) < cbd)] = 2
+    return lab
+
+
+# ------------------------------------------------------------------ analytic checks
+def test_homogeneous_uniaxial_strain_exact():
+    e, nu, eps = 10e3, 0.3, -0.01
+    sol = solve_mechanics(np.full((8, 10, 12), e), nu, [0, 0, eps, 0, 0, 0], workers=W)
+    lam, mu = lame_from_young(e, nu)
+    np.testing.assert_allclose(sol.stress[2], (lam + 2 * mu) * eps, rtol=1e-12)
+    np.testing.assert_allclose(sol.stress[0], lam * eps, rtol=1e-12)
+    np.testing.assert_allclose(sol.stress[3:], 0, atol=1e-9)
+
+
+def test_laminate_normal_reuss_and_uniform_stress():
+    n = 16
+    e = np.full((n, n, n), 10e3)
+    e[:, :, :5] = 1e3  # layers stacked along axis 2, 5 of 16 soft
+    eps = -0.01
+    sol = solve_mechanics(e, 0.3, [0, 0, eps, 0, 0, 0], workers=W)
+    lam, mu = lame_from_young(np.array([10e3, 1e3]), 0.3)
+    m = lam + 2 * mu
+    reuss = 1.0 / (11 / 16 / m[0] + 5 / 16 / m[1])
+    s = sol.stress[2]
+    assert np.ptp(s) <= 1e-3 * abs(s.mean())  # uniform σ_zz
+    assert abs(s.mean() / eps - reuss) <= 5e-3 * reuss
+
+
+def test_laminate_along_layers_voigt():
+    n = 16
+    e = np.full((n, n, n), 10e3)
+    e[:, :, :5] = 1e3
+    eps = -0.01
+    # ν = 0: the exact laminate answer along the layers is the Voigt average of the moduli
+    sol = solve_mechanics(e, 0.0, [eps, 0, 0, 0, 0, 0], workers=W)
+    voigt = (11 * 10e3 + 5 * 1e3) / 16
+    assert abs(sol.stress[0].mean() / eps - voigt) <= 5e-3 * voigt
+    # ν ≠ 0: exact laminate solution (σ_22 uniform, Σ f ε_22 = 0)
+    nu = 0.3
+    sol = solve_mechanics(e, nu, [eps, 0, 0, 0, 0, 0], workers=W)
+    lam, mu = lame_from_young(np.array([10e3, 1e3]), nu)
+    m = lam + 2 * mu
+    f = np.array([11, 5]) / 16
+    s22 = eps * np.sum(f * lam / m) / np.sum(f / m)
+    e22 = (s22 - lam * eps) / m
+    c_eff = np.sum(f * (m * eps + lam * e22)) / eps
+    assert abs(sol.stress[0].mean() / eps - c_eff) <= 5e-3 * c_eff
+    assert np.ptp(sol.stress[2]) <= 1e-3 * abs(sol.stress[0].mean())
+
+
+def _eshelby_inclusion_stress(k0, g0, k1, g1, strain):
+    """Uniform stress in a dilute spherical inclusion (k1, g1) in a matrix (k0, g0) under far-field strain."""
+    strain = np.asarray(strain, float)
+    ev = strain[:3].sum()
+    a_vol = (3 * k0 + 4 * g0) / (3 * k1 + 4 * g0)
+    gs = g0 * (9 * k0 + 8 * g0) / (6 * (k0 + 2 * g0))
+    a_dev = (g0 + gs) / (g1 + gs)
+    dev = strain.copy()
+    dev[:3] -= ev / 3
+    e1 = a_dev * dev
+    e1[:3] += a_vol * ev / 3
+    tr = e1[:3].sum()
+    s = 2 * g1 * e1
+    s[:3] += (k1 - 2 * g1 / 3) * tr
+    return s
+
+
+def test_dilute_spherical_inclusion_eshelby():
+    n, r = 36, 5.0
+    z, y, x = np.indices((n, n, n)) - (n - 1) / 2
+    dist = np.sqrt(z ** 2 + y ** 2 + x ** 2)
+    inc = dist <= r
+    e0, e1, nu = 10e3, 50e3, 0.3
+    strain = [0, 0, -0.01, 0, 0, 0.004]
+    sol = solve_mechanics(np.where(inc, e1, e0), nu, strain, workers=W)
+    k = lambda e: e / (3 * (1 - 2 * nu))  # noqa: E731
+    g = lambda e: e / (2 * (1 + nu))  # noqa: E731
+    expect = _eshelby_inclusion_stress(k(e0), g(e0), k(e1), g(e1), strain)
+    # Eshelby: the stress is uniform inside; average over the voxels off the staircase surface
+    got = sol.stress[:, dist <= r - 1].mean(axis=1)
+    for c in (0, 2, 5):
+        # discretisation (staircase sphere, one-point hexahedra, hourglass control), 1 % volume fraction
+        assert abs(got[c] - expect[c]) <= 0.05 * abs(expect[c]), (c, got[c], expect[c])
+
+
+def test_perfect_plasticity_homogeneous_path():
+    e, nu, sy = 5e3, 0.4, 1.0  # lithium-like: yield 1 MPa
+    lam, mu = lame_from_young(e, nu)
+    k = lam + 2 * mu / 3
+    shape = (6, 6, 6)
+    total = -0.002
+    n_inc = 8
+    sol = None
+    stress = None
+    from twinlab.analyses.mechanics import MechanicsSolver
+
+    solver = MechanicsSolver(np.full(shape, lam), np.full(shape, mu), yield_mpa=sy,
+                             code=np.ones(shape, np.uint8), workers=W)
+    for i in range(1, n_inc + 1):
+        sol = solver.solve_increment([0, 0, total / n_inc, 0, 0, 0], stress_old=stress)
+        stress = sol.stress
+        eps = total * i / n_inc
+        ey = sy / (2 * mu)
+        if abs(eps) <= ey:
+            szz, sxx = (lam + 2 * mu) * eps, lam * eps
+        else:  # on the yield surface: σ_zz − σ_xx = −σ_y, mean stress elastic
+            p = k * eps
+            szz, sxx = p - 2 * sy / 3, p + sy / 3
+        np.testing.assert_allclose(stress[2], szz, rtol=1e-6)
+        np.testing.assert_allclose(stress[0], sxx, rtol=1e-6)
+    vm = sol.von_mises
+    np.testing.assert_allclose(vm, sy, rtol=1e-6)  # capped at yield
+
+
+def _hs_upper_bulk(k, g, phi_pore):
+    return k + phi_pore / (-1.0 / k + (1 - phi_pore) / (k + 4 * g / 3))
+
+
+def test_periodic_pores_within_hs_bound_and_converge():
+    e, nu = 10e3, 0.3
+    lam, mu = lame_from_young(e, nu)
+    k = lam + 2 * mu / 3
+    vals = []
+    for n in (8, 16, 24):
+        z, y, x = (np.indices((n, n, n)) + 0.5) / n - 0.5
+        pore = np.sqrt(z ** 2 + y ** 2 + x ** 2) < 0.36  # ≈ 0.195 porosity
+        sol = solve_mechanics(np.where(pore, 0.0, e), nu, [-0.001, -0.001, -0.001, 0, 0, 0], workers=W)
+        keff = sol.stress[:3].mean() / (-0.003)
+        bound = _hs_upper_bulk(k, mu, pore.mean())
+        assert 0 < keff <= bound, (n, keff, bound)
+        vals.append(keff)
+    assert abs(vals[2] - vals[1]) < abs(vals[1] - vals[0])
+
+
+# ------------------------------------------------------------------ calendering
+@pytest.fixture(scope="module")
+def cathode():
+    # 54 layers of coating: a whole number of layers then matches each target density to < 1 % porosity
+    return synth_electrode((56, 16, 16), fraction=0.38, seed=2)
+
+
+@pytest.fixture(scope="module")
+def cathode_series(cathode):
+    from twinlab.design import ncm622_cathode
+
+    design = ncm622_cathode()
+    n_solid = ((cathode != 0) & (cathode != 3)).sum()
+    eps0 = 1 - n_solid / (cathode[2:].size)
+    rho0 = design.solid_density_g_cm3 * (1 - eps0)
+    dens = [rho0 / (1 - r) for r in (0.1, 0.2, 0.3, 0.4)]
+    series = calender(cathode, densities=dens, steps=4, design=design, voxel_size_um=(0.5, 0.5, 0.5),
+                      thickness_axis="z", collector_side="low", workers=W)
+    return series, dens, design
+
+
+def test_calender_conserves_every_phase_and_porosity(cathode, cathode_series):
+    series, dens, design = cathode_series
+    before = {n: int((cathode == v).sum()) for v, n in ((1, "active"), (2, "cbd"), (3, "collector"))}
+    assert len(series.steps) == 4
+    for st, rho in zip(series.steps, dens):
+        assert st.solid_voxels == before
+        assert abs(st.porosity - (1 - rho / design.solid_density_g_cm3)) <= 0.01
+    state = series.states[-1]
+    assert state.labels.shape[0] == 2 + series.steps[-1].thickness_voxels  # cropped at the new top
+    assert abs(series.steps[-1].ratio - 0.4) < 0.03
+
+
+def test_calender_crackable_volume_grows_with_density(cathode_series):
+    series, _, _ = cathode_series
+    c100 = [st.crackable_volume_pct["100"] for st in series.steps]
+    c150 = [st.crackable_volume_pct["150"] for st in series.steps]
+    assert all(b >= a for a, b in zip(c100, c100[1:])) and c100[-1] > c100[0]
+    assert all(b >= a for a, b in zip(c150, c150[1:]))
+    assert all(a >= b for a, b in zip(c100, c150))
+    assert len(series.steps[0].crackable_profile_pct["100"]) == 10
+
+
+def test_calender_stress_concentrates_at_contacts_and_collector(cathode_series):
+    series, _, _ = cathode_series
+    st = series.states[0]
+    lab, vms = st.labels, st.von_mises_mpa
+    act = lab == 1
+    # contacts: active voxels next to the collector or where a pore-free neck joins particles is hard to
+    # label on fused spheres, so compare the contact layer on the collector with the bulk of the coating
+    near = np.zeros_like(act)
+    near[2:4] = act[2:4]
+    assert vms[near].mean() > vms[act].mean()
+    # surface voxels (touching pore) carry less than the interior load paths/contacts overall
+    pore = lab == 0
+    touching_pore = np.zeros_like(act)
+    for ax in range(3):
+        touching_pore |= np.roll(pore, 1, ax) | np.roll(pore, -1, ax)
+    assert vms[act].max() > 3 * np.median(vms[act])
+
+
+def test_calender_lmp_shell_breaks_with_ratio():
+    lab = synth_electrode((24, 18, 18), lmp=True, fraction=0.5, radius=(3.0, 4.5), seed=3)
+    series = calender(lab, ratios=[0.05, 0.2, 0.4], steps=4, voxel_size_um=(1.0, 1.0, 1.0), thickness_axis=0,
+                      collector_side="low", workers=W)
+    intact = [st.shell_intact_fraction for st in series.steps]
+    assert intact[0] > 0.8
+    assert intact[-1] < intact[0]
+    assert all(b <= a for a, b in zip(intact, intact[1:]))
+    rel_e = [st.contact_electrolyte_rel for st in series.steps]
+    assert rel_e[-1] > rel_e[0]
+    br = series.states[-1].broken_shell
+    assert br.dtype == bool and br.any() and (series.states[-1].labels[br] == 4).all()
+    n5 = int((lab == 5).sum())
+    assert all(st.solid_voxels["lithium"] == n5 for st in series.steps)
+
+
+def test_calender_collector_high_and_other_axis(cathode):
+    flipped = np.ascontiguousarray(np.moveaxis(cathode[::-1], 0, 1))  # thickness along y, collector high
+    a = calender(cathode, ratios=[0.2], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0,
+                 collector_side="low", workers=W)
+    b = calender(flipped, ratios=[0.2], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis="y",
+                 collector_side="high", workers=W)
+    np.testing.assert_array_equal(np.moveaxis(b.states[0].labels, 1, 0)[::-1], a.states[0].labels)
+    assert a.steps[0].porosity == pytest.approx(b.steps[0].porosity)
+
+
+# ------------------------------------------------------------------ twins and CLI
+def test_calender_twin_series_written(tmp_path, make_twin, cathode):
+    twin = make_twin(cathode * 40, voxel_size=(0.5, 0.5, 0.5), labels={"phases": cathode}, thickness_axis="z",
+                     collector_side="low")
+    out = tmp_path / "series.zarr"
+    series = calender(twin, ratios=[0.1, 0.3], steps=2, output=out, workers=W, keep_fields=False)
+    from twinlab.twin import Twin
+
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["index.json", "ratio_0.10.twin.zarr", "ratio_0.30.twin.zarr"]
+    t = Twin.open(out / "ratio_0.30.twin.zarr")
+    assert set(t.label_names) == {"phases", "broken_shell"}
+    assert t.labels("broken_shell").dtype == np.uint8
+    assert {"von_mises_mpa", "stress_mpa", "strain", "displacement_um"} <= set(t.field_names)
+    res = t.load_result("calender")
+    assert res["ratio"] == pytest.approx(series.steps[1].ratio)
+    lab = t.labels("phases").compute()
+    assert int((lab == 1).sum()) == int((cathode == 1).sum())
+    assert json.loads((out / "index.json").read_text())["steps"][1]["twin_path"].endswith("ratio_0.30.twin.zarr")
+    with pytest.raises(OutputExistsError):
+        calender(twin, ratios=[0.1], steps=1, output=out, workers=W)
+
+
+def test_cli_calender(tmp_path, make_twin, cathode):
+    from typer.testing import CliRunner
+
+    from twinlab.cli import app
+
+    twin = make_twin(cathode * 40, voxel_size=(0.5, 0.5, 0.5), labels={"phases": cathode}, thickness_axis="z",
+                     collector_side="low")
+    out = tmp_path / "s.zarr"
+    r = CliRunner().invoke(app, ["calender", str(twin.path), "--ratio", "0.1,0.2", "-o", str(out), "--steps", "2",
+                                 "--json", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout[r.stdout.index("{"):])
+    assert [round(s["ratio"], 1) for s in data["steps"]] == [0.1, 0.2]
+    assert (out / "ratio_0.20.twin.zarr").is_dir()
+    r = CliRunner().invoke(app, ["calender", str(twin.path), "--ratio", "1.2", "-o", str(tmp_path / "x.zarr")])
+    assert r.exit_code == 2 and "below 1" in r.output
+
+
+# ------------------------------------------------------------------ bad input
+def _kw():
+    return dict(voxel_size_um=(1, 1, 1), thickness_axis=0, collector_side="low", workers=W)
+
+
+def test_ratio_at_least_one_is_rejected(cathode):
+    with pytest.raises(InputError, match="below 1"):
+        calender(cathode, ratios=[1.0], **_kw())
+
+
+def test_target_thickness_larger_than_current_is_rejected(cathode):
+    with pytest.raises(InputError, match="larger than the current"):
+        calender(cathode, ratios=[-0.1], **_kw())
+    with pytest.raises(InputError, match="larger than the current"):
+        calender(cathode, densities=[0.5], **_kw())
+
+
+def test_phase_without_material_is_rejected(cathode):
+    with pytest.raises(InputError, match="no mechanical properties"):
+        calender(cathode, ratios=[0.1], materials={"cbd": Material("mystery", 1.0)}, **_kw())
+
+
+def test_overcompression_is_rejected(cathode):
+    with pytest.raises(InputError, match="porosity would be < 0"):
+        calender(cathode, ratios=[0.8], **_kw())
+
+
+def test_divergence_is_reported_not_returned(cathode):
+    with pytest.raises(ConvergenceError, match="conjugate gradients did not reach"):
+        calender(cathode, ratios=[0.1], maxiter=3, **_kw())
+    e = np.full((8, 8, 8), 1e4)
+    e[2:6, 2:6, 2:6] = 0
+    with pytest.raises(ConvergenceError):
+        solve_mechanics(e, 0.3, [0, 0, -0.01, 0, 0, 0], maxiter=2, workers=W)
+
+
+def test_nonfinite_or_empty_material_is_rejected():
+    with pytest.raises(InputError):
+        solve_mechanics(np.zeros((4, 4, 4)), 0.3, [0, 0, -0.01, 0, 0, 0], workers=W)
+    with pytest.raises(InputError):
+        solve_mechanics(np.ones((4, 4, 4)), 0.5, [0, 0, -0.01, 0, 0, 0], workers=W)
