@@ -211,3 +211,16 @@ def test_cli(tmp_path, sim_map):
     tifffile.imwrite(flat, np.zeros((30, 30), np.float32))
     res = runner.invoke(app, ["ebac", str(flat), "--pixel-size", "0.05"])
     assert res.exit_code == 2 and "no contrast" in res.output
+
+
+def test_uint16_map_and_8_connectivity():
+    em = render_ebac(_electrode(300), thickness_axis="y", collector_side="low", pixel_size_um=PIXEL,
+                     noise_sigma=0.03, dtype=np.uint16, seed=3)
+    r = analyze_ebac(em.image, pixel_size_um=PIXEL, collector_side="top")
+    assert _dice(r.conductive_map, em.conductive_truth) >= 0.95
+    assert np.corrcoef(r.profile_mean, em.profile_truth)[0, 1] > 0.99  # profile in the map's own units
+    r8 = analyze_ebac(em.image, pixel_size_um=PIXEL, collector_side="top", connectivity=8)
+    assert np.array_equal(r8.conductive_map, r.conductive_map)
+    assert r8.n_regions <= r.n_regions and r8.connected_fraction >= r.connected_fraction
+    with pytest.raises(InputError, match="connectivity"):
+        analyze_ebac(em.image, pixel_size_um=PIXEL, connectivity=6)
