@@ -183,9 +183,11 @@ def test_psd_of_particle_list_matches_request():
     assert vol[gen.mode == 0].sum() / vol.sum() == pytest.approx(0.8, abs=0.02)  # 8:2 by weight
 
 
-def test_psd_from_instance_labels_matches_request():
+@pytest.mark.parametrize("rho", [2.3, 3.6])
+def test_psd_from_instance_labels_matches_request(rho):
+    """Also at 3.6 g/cm³, where particles are flattened and pressed together: volumes are kept."""
     mode = LogNormalMode(10.0, 0.2, 1.0)
-    gen = make_cathode(density_g_cm3=2.3, shape=(64, 56, 64), voxel_size_um=1.0, collector_um=0,
+    gen = make_cathode(density_g_cm3=rho, shape=(64, 56, 64), voxel_size_um=1.0, collector_um=0,
                        modes=(mode,), seed=4)
     counts = np.bincount(gen.particles.ravel(), minlength=gen.radii_um.size + 1)[1:]
     eq = np.cbrt(6 * counts / np.pi)  # 1 µm³ voxels

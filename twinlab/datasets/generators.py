@@ -365,7 +365,8 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
     if n_coat <= 0 or min(box) < biggest_mode:
         raise InputError(
             f"the coating domain {np.round(extent, 3).tolist()} µm (z, y, x; collector {n_coll} voxels removed) is "
-            f"smaller than one particle of the {biggest_mode:g} µm mode; enlarge shape/domain_um or the voxel size")
+            f"smaller than one particle of the {biggest_mode:g} µm mode; enlarge shape/domain_um or the voxel size, "
+            "or pass smaller particles (modes=...)")
     v_coat = float(np.prod(extent))
 
     # --- particle population and packing (µm, coating frame: thickness coordinate from the collector)
