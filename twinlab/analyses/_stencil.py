@@ -10,6 +10,8 @@ Conventions shared by every kernel (the caller moves the transport axis to axis 
   slot is unused (axis 0 carries the Dirichlet condition and is never periodic);
 * ``bclo[j, k]`` / ``bchi[j, k]`` are the conductances from the first / last layer to the
   Dirichlet planes (half a voxel away);
+* sums of conductances (the diagonal) are formed in float64: in float32 their rounding breaks the
+  exact flux conservation between planes at the 1e-4 level for non-integer conductances;
 * a voxel whose conductances all vanish is inactive: the operator row is zero there and the
   smoothers leave it alone, so the kernels need no mask.
 """
@@ -139,24 +141,24 @@ def matvec(g0, g1, g2, bclo, bchi, x, y):
             for k in range(n2):
                 km = k - 1 if k > 0 else n2 - 1
                 kp = k + 1 if k < n2 - 1 else 0
-                a2p = g2[i, j, k]
-                a2m = g2[i, j, km]
-                a1p = g1[i, j, k]
-                a1m = g1[i, jm, k]
+                a2p = np.float64(g2[i, j, k])
+                a2m = np.float64(g2[i, j, km])
+                a1p = np.float64(g1[i, j, k])
+                a1m = np.float64(g1[i, jm, k])
                 d = a2p + a2m + a1p + a1m
                 s = a2p * x[i, j, kp] + a2m * x[i, j, km] + a1p * x[i, jp, k] + a1m * x[i, jm, k]
                 if i > 0:
-                    a = g0[i - 1, j, k]
+                    a = np.float64(g0[i - 1, j, k])
                     d += a
                     s += a * x[i - 1, j, k]
                 else:
-                    d += bclo[j, k]
+                    d += np.float64(bclo[j, k])
                 if i < n0 - 1:
-                    a = g0[i, j, k]
+                    a = np.float64(g0[i, j, k])
                     d += a
                     s += a * x[i + 1, j, k]
                 else:
-                    d += bchi[j, k]
+                    d += np.float64(bchi[j, k])
                 y[i, j, k] = d * x[i, j, k] - s
 
 
@@ -181,24 +183,24 @@ def gauss_seidel(g0, g1, g2, bclo, bchi, x, b, parity, backward):
                 k = n2 - 1 - kk if backward else kk
                 km = k - 1 if k > 0 else n2 - 1
                 kp = k + 1 if k < n2 - 1 else 0
-                a2p = g2[i, j, k]
-                a2m = g2[i, j, km]
-                a1p = g1[i, j, k]
-                a1m = g1[i, jm, k]
+                a2p = np.float64(g2[i, j, k])
+                a2m = np.float64(g2[i, j, km])
+                a1p = np.float64(g1[i, j, k])
+                a1m = np.float64(g1[i, jm, k])
                 d = a2p + a2m + a1p + a1m
                 s = a2p * x[i, j, kp] + a2m * x[i, j, km] + a1p * x[i, jp, k] + a1m * x[i, jm, k]
                 if i > 0:
-                    a = g0[i - 1, j, k]
+                    a = np.float64(g0[i - 1, j, k])
                     d += a
                     s += a * x[i - 1, j, k]
                 else:
-                    d += bclo[j, k]
+                    d += np.float64(bclo[j, k])
                 if i < n0 - 1:
-                    a = g0[i, j, k]
+                    a = np.float64(g0[i, j, k])
                     d += a
                     s += a * x[i + 1, j, k]
                 else:
-                    d += bchi[j, k]
+                    d += np.float64(bchi[j, k])
                 if d > 0:
                     x[i, j, k] = (b[i, j, k] + s) / d
 
@@ -218,24 +220,24 @@ def residual_restrict(g0, g1, g2, bclo, bchi, x, b, rc, f0, f1, f2):
                 for k in range(n2):
                     km = k - 1 if k > 0 else n2 - 1
                     kp = k + 1 if k < n2 - 1 else 0
-                    a2p = g2[i, j, k]
-                    a2m = g2[i, j, km]
-                    a1p = g1[i, j, k]
-                    a1m = g1[i, jm, k]
+                    a2p = np.float64(g2[i, j, k])
+                    a2m = np.float64(g2[i, j, km])
+                    a1p = np.float64(g1[i, j, k])
+                    a1m = np.float64(g1[i, jm, k])
                     d = a2p + a2m + a1p + a1m
                     s = a2p * x[i, j, kp] + a2m * x[i, j, km] + a1p * x[i, jp, k] + a1m * x[i, jm, k]
                     if i > 0:
-                        a = g0[i - 1, j, k]
+                        a = np.float64(g0[i - 1, j, k])
                         d += a
                         s += a * x[i - 1, j, k]
                     else:
-                        d += bclo[j, k]
+                        d += np.float64(bclo[j, k])
                     if i < n0 - 1:
-                        a = g0[i, j, k]
+                        a = np.float64(g0[i, j, k])
                         d += a
                         s += a * x[i + 1, j, k]
                     else:
-                        d += bchi[j, k]
+                        d += np.float64(bchi[j, k])
                     rc[ci, cj, k // f2] += b[i, j, k] - (d * x[i, j, k] - s)
 
 
