@@ -150,7 +150,7 @@ def test_split_chunked_scratch_on_disk(electrode, tmp_path):
     phases, _ = electrode
     lazy = da.from_array(phases, chunks=(12, 20, 22))
     in_memory = split_particles(lazy, depth=14).compute()
-    on_disk = split_particles(lazy, depth=14, scratch=tmp_path).compute()
+    on_disk = split_particles(lazy, depth=14, scratch=tmp_path, workers=2).compute()  # 2 threads
     np.testing.assert_array_equal(in_memory, on_disk)
     assert (tmp_path / "instances.zarr").is_dir()
 

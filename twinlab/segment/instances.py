@@ -45,6 +45,7 @@ def split_particles(
     saddle_ratio: float | None = None,
     depth: int | Sequence[int] = DEFAULT_DEPTH,
     threads: int = 1,
+    workers: int = 1,
     scratch: str | Path | None = None,
 ) -> Any:
     """Split a phase into instances (particles) with a distance-transform watershed.
@@ -67,6 +68,9 @@ def split_particles(
     depth : halo in voxels for dask volumes; at least the largest particle diameter for labels
         equal to the whole-volume ones.
     threads : threads of the distance transform.
+    workers : dask only: chunks watershedded at the same time (threads; scikit-image's watershed
+        is single-threaded, so the chunks are where the parallelism is). The result does not
+        depend on it; memory grows with it (about 2 × workers chunks plus halos in flight).
     scratch : dask only: a folder for the intermediate labels (zarr, 4 bytes per voxel); by
         default they are held in memory.
 
@@ -90,7 +94,7 @@ def split_particles(
               threads=int(threads), saddle_ratio=saddle_ratio)
     if not is_dask(mask):
         return _watershed_block(np.asarray(mask), **kw).astype(np.uint32)
-    return _split_chunked(mask, depth=depth, scratch=scratch, kernel_kwargs=kw)
+    return _split_chunked(mask, depth=depth, scratch=scratch, kernel_kwargs=kw, workers=int(workers))
 
 
 def split_pores(labels: Any, *, phase: str | Sequence[str] = "pore", **options: Any) -> Any:
@@ -226,8 +230,31 @@ def _edt(mask: np.ndarray, anisotropy: Sequence[float], threads: int) -> np.ndar
 
 
 # ============================================================================ chunked + stitching
+def _ordered_map(func, items, workers: int):
+    """``(item, func(item))`` in input order, computed by ``workers`` threads with a bounded window
+    (at most 2 × workers results waiting), so memory stays at a few chunks plus halos."""
+    items = iter(items)
+    if workers <= 1:
+        for item in items:
+            yield item, func(item)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        window: deque = deque()
+        for item in items:
+            window.append((item, pool.submit(func, item)))
+            if len(window) >= 2 * workers:
+                head, fut = window.popleft()
+                yield head, fut.result()
+        while window:
+            head, fut = window.popleft()
+            yield head, fut.result()
+
+
 def _split_chunked(mask: da.Array, *, depth: int | Sequence[int], scratch: str | Path | None,
-                   kernel_kwargs: dict[str, Any]) -> da.Array:
+                   kernel_kwargs: dict[str, Any], workers: int = 1) -> da.Array:
     ndim = mask.ndim
     depth_t = (int(depth),) * ndim if np.isscalar(depth) else tuple(int(d) for d in depth)
     if len(depth_t) != ndim or min(depth_t) < 0:
@@ -247,11 +274,14 @@ def _split_chunked(mask: da.Array, *, depth: int | Sequence[int], scratch: str |
     slabs: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
     pairs_a: list[np.ndarray] = []
     pairs_b: list[np.ndarray] = []
-    for idx in np.ndindex(*grid):
+    def local_watershed(idx: tuple[int, ...]):
         core = tuple(slice(int(bounds[a][i]), int(bounds[a][i + 1])) for a, i in enumerate(idx))
         ext = tuple(slice(max(0, s.start - d), min(n, s.stop + d)) for s, d, n in zip(core, depth_t, shape))
         inner = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(core, ext))
-        local = _watershed_block(np.asarray(mask[ext]), origin=[e.start for e in ext], **kernel_kwargs)
+        block = np.asarray(mask[ext].compute(scheduler="synchronous") if is_dask(mask) else mask[ext])
+        return core, ext, inner, _watershed_block(block, origin=[e.start for e in ext], **kernel_kwargs)
+
+    for idx, (core, ext, inner, local) in _ordered_map(local_watershed, np.ndindex(*grid), workers):
         core_local = local[inner]
         present = np.unique(core_local)
         present = present[present > 0]
