@@ -257,6 +257,13 @@ def test_volume_too_small_is_an_error():
         extract_network(np.array([[[True, False]] * 2] * 2))
 
 
+def test_pore_space_too_thin_for_one_pore_is_an_error():
+    im = np.zeros((20, 20, 20), bool)
+    im[10, :, 10] = True  # a one-voxel-wide channel: no distance-transform peak survives
+    with pytest.raises(InputError, match="no pore was found"):
+        extract_network(im, thickness_axis="y")
+
+
 def test_non_spanning_pore_phase_gives_documented_empty_transport():
     im = lattice(axes=(2,), through=2)  # channels along x only: nothing crosses y
     net = extract_network(im, thickness_axis="y")

@@ -35,8 +35,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
+
+
+def hwm_mb():
+    # VmHWM after clear_refs: ru_maxrss would carry the parent's high-water mark over execve
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+
+
+def reset_hwm():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 mode, path = sys.argv[1], sys.argv[2]
 extra = json.loads(sys.argv[3])
 if mode.startswith("snow2"):
@@ -46,7 +60,10 @@ else:
     import dask.array as da
     import zarr
     from twinlab.analyses.network import extract_network
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if mode == "ours":  # load the numba cache outside the timing
+    extract_network(np.pad(np.ones((6, 6, 6), bool), 3), thickness_axis="y")
+reset_hwm()
+base = hwm_mb()
 if path.endswith(".zarr"):
     im = da.from_zarr(zarr.open_array(path, mode="r"))
     if extra.get("chunks") is None:
@@ -55,7 +72,10 @@ else:
     im = np.load(path)
 t = time.perf_counter()
 if mode == "ours":
+    report_halo = extra.pop("report_halo", False)
     net = extract_network(im, voxel_size_um=1.0, thickness_axis="y", threads=2, **extra)
+    if report_halo:
+        print("halo", net.params["halo"], file=sys.stderr)
     conns, np_ = net["throat.conns"], net.num_pores
     req = net["pore.equivalent_diameter"] / 2
     internal = net["pore.internal"]
@@ -68,7 +88,7 @@ else:
     req = pn["pore.equivalent_diameter"] / 2
     internal = ~pn["pore.boundary"]
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = hwm_mb()
 cn = np.bincount(np.asarray(conns).ravel(), minlength=np_)
 print(json.dumps({"mode": mode, "time_s": dt, "peak_rss_mb": peak, "baseline_rss_mb": base,
                   "working_mb": peak - base, "num_pores": int(np_), "num_internal": int(internal.sum()),
@@ -83,7 +103,27 @@ def run_child(mode: str, path: str, **extra) -> dict:
                          text=True, env=env, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    for line in out.stderr.splitlines():
+        if line.startswith("halo "):
+            res["halo"] = int(line.split()[1])
+    return res
+
+
+def make_volume(path: Path, shape, porosity: float, seed: int) -> float:
+    """Generate blobs in a subprocess (keeps this process small) and save as .npy or zarr."""
+    code = (
+        "import sys, numpy as np, porespy as ps, zarr\n"
+        f"im = ps.generators.blobs(shape={list(shape)}, porosity={porosity}, blobiness=1, seed={seed})\n"
+        f"p = {str(path)!r}\n"
+        "if p.endswith('.zarr'):\n"
+        "    z = zarr.create_array(store=p, shape=im.shape, chunks=(64, 64, 64), dtype=bool, zarr_format=3)\n"
+        "    z[...] = im\n"
+        "else:\n"
+        "    np.save(p, im)\n"
+        "print(im.mean())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def load() -> str:
@@ -101,22 +141,27 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--porosity", type=float, default=0.4)
     ap.add_argument("--with-default-snow2", action="store_true")
-    ap.add_argument("--ooc-shape", default="400,256,256")
-    ap.add_argument("--ooc-cap-mb", type=float, default=600)
+    ap.add_argument("--ooc-shape", default="600,256,256")
+    ap.add_argument("--ooc-cap-mb", type=float, default=500)
     ap.add_argument("--ooc-chunks", type=int, default=48)
-    ap.add_argument("--ooc-halo", type=int, default=40)
+    ap.add_argument("--ooc-halo", type=int, default=None, help="default: extract_network's (2·max dt + 32)")
     ap.add_argument("--skip-ooc", action="store_true")
+    ap.add_argument("--skip-whole", action="store_true", help="only the out-of-core part")
     args = ap.parse_args()
     import numpy as np
-    import porespy as ps
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_network_"))
     print("load before:", load())
-    im = ps.generators.blobs(shape=[args.size] * 3, porosity=args.porosity, blobiness=1, seed=1)
+    if not args.skip_whole:
+        whole_volume(args, tmp)
+    if not args.skip_ooc:
+        out_of_core(args, tmp)
+
+
+def whole_volume(args, tmp: Path) -> None:
     vol = tmp / "blobs.npy"
-    np.save(vol, im)
-    print(f"volume blobs {args.size}³ porosity {im.mean():.3f}")
-    ours = run_child("ours", str(vol))  # first call also warms the numba cache
+    porosity = make_volume(vol, [args.size] * 3, args.porosity, 1)
+    print(f"volume blobs {args.size}³ porosity {porosity:.3f}")
     ours = run_child("ours", str(vol))
     print(row(ours))
     peer = run_child("snow2", str(vol))
@@ -129,23 +174,22 @@ def main() -> None:
         print(f"  {k}: ours {ours[k]:.4f} snow2 {peer[k]:.4f} rel diff {ours[k] / peer[k] - 1:+.4%}")
     print("load after whole-volume runs:", load())
 
-    if args.skip_ooc:
-        return
+
+def out_of_core(args, tmp: Path) -> None:
+    import numpy as np
     import zarr
 
     shape = tuple(int(s) for s in args.ooc_shape.split(","))
     # thickness axis y is the long one: the chunked path slabs along it
-    big = ps.generators.blobs(shape=[shape[1], shape[0], shape[2]], porosity=args.porosity, blobiness=1, seed=2)
     store = tmp / "big.zarr"
-    z = zarr.create_array(store=str(store), shape=big.shape, chunks=(64, 64, 64), dtype=bool, zarr_format=3)
-    z[...] = big
-    del big
+    make_volume(store, [shape[1], shape[0], shape[2]], args.porosity, 2)
+    z = zarr.open_array(str(store), mode="r")
     print(f"\nout of core: blobs {z.shape} ({np.prod(z.shape) / 1e6:.1f} M voxels) in zarr, cap {args.ooc_cap_mb:.0f} MB"
           " working memory (peak RSS − RSS after imports)")
     whole = run_child("ours", str(store))
     print(row(whole) + "   [whole volume]")
-    chunked = run_child("ours", str(store), chunks=args.ooc_chunks, halo=args.ooc_halo)
-    print(row(chunked) + f"   [chunks={args.ooc_chunks}, halo={args.ooc_halo}]")
+    chunked = run_child("ours", str(store), chunks=args.ooc_chunks, halo=args.ooc_halo, report_halo=True)
+    print(row(chunked) + f"   [chunks={args.ooc_chunks}, halo={chunked.get('halo')}]")
     print(f"whole-volume working memory / cap = {whole['working_mb'] / args.ooc_cap_mb:.2f} (must be ≥ 2);"
           f" chunked working memory / cap = {chunked['working_mb'] / args.ooc_cap_mb:.2f} (must be ≤ 1)")
     for k in ("num_pores", "num_throats", "mean_cn", "mean_req"):

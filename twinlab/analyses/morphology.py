@@ -101,7 +101,6 @@ def compute_phase_fractions(labels: Any, *, phases: PhaseTable = DEFAULT_PHASES,
     require_integer_labels(labels)
     ax = axis_index(thickness_axis)
     other = tuple(i for i in range(3) if i != ax)
-    xp = da if is_dask(labels) else np
     prof = [(labels == p.value).sum(axis=other) for p in phases]
     if is_dask(labels):
         prof = dask.compute(*prof)
@@ -113,7 +112,6 @@ def compute_phase_fractions(labels: Any, *, phases: PhaseTable = DEFAULT_PHASES,
         unknown = 1 - sum(fractions.values())
         raise InputError(f"{unknown:.2%} of the voxels hold values not in the phase table {phases.names}; "
                          "give the matching table (phases=...) or relabel the volume")
-    del xp
     d = VoxelSize.parse(voxel_size_um).along(ax)
     return PhaseFractions(fractions=fractions, porosity=fractions.get(pore, 0.0), thickness_axis=AXES[ax],
                           profiles=profiles, position_um=(np.arange(n) + 0.5) * d)
@@ -174,15 +172,19 @@ def _interface_block(lab: np.ndarray, *, core, values, spacing, sigma) -> np.nda
         bad = np.unique(lab[idx < 0])[:5]
         raise InputError(f"labels hold values {bad.tolist()} that are not in the phase table; give phases=...")
     present = np.unique(idx)
-    # smoothed indicators of the phases present here, float32 (the normal only needs ~1e-3)
-    smooth = np.zeros((len(values),) + lab.shape, np.float32)
+    # smoothed indicators of the phases present here only, float32 (the normal needs ~1e-3)
+    slot = np.full(len(values), -1, np.int64)
+    slot[present] = np.arange(len(present))
+    smooth = np.empty((len(present),) + lab.shape, np.float32)
     for k in present:
-        smooth[k] = ndi.gaussian_filter((idx == k).astype(np.float32), sigma, mode="nearest")
+        smooth[slot[k]] = ndi.gaussian_filter((idx == k).astype(np.float32), sigma, mode="nearest")
     area = np.zeros((len(values), len(values)))
     c = np.array(core, np.int64)
     fa = np.array([spacing[1] * spacing[2], spacing[0] * spacing[2], spacing[0] * spacing[1]])
-    _face_kernel(idx.astype(np.int32), smooth, c, spacing.astype(np.float64), fa, area)
-    return area + area.T
+    _face_kernel(slot[idx].astype(np.int32), smooth, c, spacing.astype(np.float64), fa, area)
+    out = np.zeros_like(area)
+    out[np.ix_(present, present)] = area[:len(present), :len(present)]
+    return out + out.T
 
 
 @numba.njit(cache=True)
