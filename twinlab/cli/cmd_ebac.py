@@ -44,13 +44,31 @@ def ebac(
                for p in maps]
     if map_out is not None:
         _write_map(map_out, results)
+    view = (lambda r: r.to_dict()) if as_json else _summary
     if len(results) == 1:
-        emit({"map": str(maps[0]), **results[0].to_dict()}, as_json=as_json)
+        emit({"map": str(maps[0]), **view(results[0])}, as_json=as_json)
         return
     names = labels.split(",") if labels else [p.stem for p in maps]
-    comparison = compare_ebac(results, names)
-    emit({"maps": {n: r.to_dict() for n, r in zip(names, results)}, "comparison": comparison.to_dict()},
-         as_json=as_json)
+    comparison = compare_ebac(results, names).to_dict()
+    if not as_json:
+        comparison = {k: v for k, v in comparison.items() if k not in ("depth_um", "profiles", "connected_profiles")}
+    emit({"maps": {n: view(r) for n, r in zip(names, results)}, "comparison": comparison}, as_json=as_json)
+
+
+_PROFILES = ("depth_um", "profile_mean", "profile_std", "conductive_fraction_profile", "connected_fraction_profile")
+
+
+def _summary(result) -> dict:
+    """The human-readable view: scalars, and the line scan as a few depths (``--json`` has all lines)."""
+    d = result.to_dict()
+    depth = d["depth_um"]
+    picks = sorted({round(i * (len(depth) - 1) / 4) for i in range(5)})
+    scan = {f"{depth[i]:.3g} um": f"{d['profile_mean'][i]:.4g} ± {d['profile_std'][i]:.3g}, "
+                                  f"conductive {d['conductive_fraction_profile'][i]:.2f}" for i in picks}
+    out = {k: v for k, v in d.items() if k not in _PROFILES}
+    out["line_scan"] = scan
+    out["line_scan_lines"] = f"{len(depth)} lines (all of them with --json)"
+    return out
 
 
 def _write_map(path: Path, results: list) -> None:
