@@ -16,6 +16,7 @@ import numpy as np
 from twinlab.twin import Step, Twin
 
 LayerData = tuple[Any, dict[str, Any], str]
+_UNITS = ("micrometer",) * 3
 CancelCheck = Callable[[], None]
 
 
@@ -51,7 +52,7 @@ def preprocess_twin(twin_path: str, *, steps: Sequence[str], options: dict[str, 
     image = np.asarray(result.image)  # computed before the write, so a cancel here changes nothing
     check_cancel()
     twin.write_image(image, voxel_size=result.voxel_size, step=Step("preprocess", result.params))
-    return image, {"name": f"{twin.name} image", "scale": result.voxel_size.as_tuple(),
+    return image, {"name": f"{twin.name} image", "scale": result.voxel_size.as_tuple(), "units": _UNITS,
                    "metadata": {"twin_path": str(twin.path)}}, "image"
 
 
@@ -76,7 +77,7 @@ def save_labels(twin_path: str, name: str, labels: np.ndarray, params: dict[str,
     twin = Twin.open(twin_path)
     twin.write_labels(name, labels, step=Step(f"napari:{name}", params))
     twin = twin.reload()
-    return labels, {"name": f"{twin.name} {name}", "scale": twin.voxel_size.as_tuple(),
+    return labels, {"name": f"{twin.name} {name}", "scale": twin.voxel_size.as_tuple(), "units": _UNITS,
                     "metadata": {"twin_path": str(twin.path), "labels": name}}, "labels"
 
 
@@ -105,9 +106,10 @@ def network_layers(twin_path: str) -> tuple[list[LayerData], dict[str, Any]]:
     vectors = np.stack([coords[conns[:, 0]], coords[conns[:, 1]] - coords[conns[:, 0]]], axis=1)
     metrics = twin.load_result("network")["metrics"]
     return [
-        (coords, {"name": f"{twin.name} pores", "size": diameter, "face_color": "orange",
+        (coords, {"name": f"{twin.name} pores", "size": diameter, "face_color": "orange", "units": _UNITS,
                   "features": {"diameter_um": diameter}}, "points"),
-        (vectors, {"name": f"{twin.name} throats", "edge_width": 0.2, "edge_color": "cyan"}, "vectors"),
+        (vectors, {"name": f"{twin.name} throats", "edge_width": 0.2, "edge_color": "cyan", "units": _UNITS},
+         "vectors"),
     ], metrics
 
 
@@ -159,11 +161,10 @@ def calender_layers(twin_path: str, *, ratios: Sequence[float], steps: int = 4, 
     series = calender(twin, ratios=list(ratios), steps=steps, output=out, overwrite=True, progress=progress)
     last = series.states[-1]
     scale = twin.voxel_size.as_tuple()
-    units = ("micrometer",) * 3
     layers: list[LayerData] = [
         (last.labels, {"name": f"{twin.name} calendered r={series.steps[-1].ratio:.2f}", "scale": scale,
-                       "units": units}, "labels"),
-        (last.von_mises_mpa, {"name": "von Mises stress (MPa)", "scale": scale, "units": units,
+                       "units": _UNITS}, "labels"),
+        (last.von_mises_mpa, {"name": "von Mises stress (MPa)", "scale": scale, "units": _UNITS,
                               "colormap": "inferno", "blending": "additive"}, "image"),
     ]
     return layers, [s.to_dict() for s in series.steps]
@@ -180,8 +181,8 @@ def cluster_layers(twin_path: str) -> tuple[list[LayerData], dict[str, Any]]:
     percolating = np.isin(clusters, np.asarray(result.percolating_ids)) & (clusters > 0)
     scale = twin.voxel_size.as_tuple()
     return [
-        (clusters, {"name": f"{twin.name} clusters", "scale": scale}, "labels"),
-        (percolating.astype(np.uint8), {"name": f"{twin.name} collector-connected", "scale": scale,
+        (clusters, {"name": f"{twin.name} clusters", "scale": scale, "units": _UNITS}, "labels"),
+        (percolating.astype(np.uint8), {"name": f"{twin.name} collector-connected", "scale": scale, "units": _UNITS,
                                          "colormap": {0: (0, 0, 0, 0), 1: (1, 0.2, 0.2, 1), None: (0, 0, 0, 0)}},
          "labels"),
     ], result.to_dict()
