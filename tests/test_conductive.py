@@ -196,6 +196,8 @@ def test_activation_curve_locates_logistic_midpoint():
     c = activation_curve(zip(x, a), method="logistic")
     assert c.threshold == pytest.approx(22.0, abs=0.05)
     assert c.slope_threshold == pytest.approx(22.5)  # midpoint of the 20–25 interval
+    flat = activation_curve([(0, 0.0), (1, 0.0), (2, 0.0)])
+    assert np.isnan(flat.threshold) and "does not rise" in flat.note
     with pytest.raises(InputError, match="at least 3"):
         activation_curve([(0, 0.1), (1, 0.2)])
     with pytest.raises(InputError, match="repeated"):

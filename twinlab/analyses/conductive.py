@@ -235,7 +235,8 @@ def label_network(mask: Any, *, connectivity: int = 6) -> tuple[Any, int]:
     """
     if connectivity not in _STRUCTURES:
         raise InputError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
-    structure = ndi.generate_binary_structure(mask.ndim, _STRUCTURES[connectivity])
+    require_ndim(mask, 3, name="mask")
+    structure = ndi.generate_binary_structure(3, _STRUCTURES[connectivity])
     if not is_dask(mask):
         out, n = ndi.label(np.asarray(mask, dtype=bool), structure=structure, output=np.int32)
         return out, int(n)
@@ -283,7 +284,10 @@ def activation_curve(series: Iterable[Any], *, x_name: str = "calendering ratio"
     x0, rate = _fit_logistic(x, a)
     note = "threshold = midpoint of the steepest finite-difference rise"
     threshold = slope_thr
-    if method == "logistic":
+    if slopes[k] <= 0:
+        slope_thr = threshold = float("nan")
+        note = "the activation does not rise over this series: no threshold"
+    elif method == "logistic":
         if x0 is not None:
             threshold, note = x0, "threshold = midpoint of a fitted logistic curve"
         else:
