@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from twinlab.datasets import LogNormalMode, make_cathode, make_lmp_anode
+from twinlab.datasets.generators import make_dry_film
 from twinlab.datasets.generators import NCM_MODES
-from twinlab.design import Component, ElectrodeDesign, lmp_anode, ncm622_cathode
+from twinlab.design import Component, ElectrodeDesign, dry_film_cathode, lmp_anode, ncm622_cathode
 from twinlab.errors import InputError
 from twinlab.phases import DEFAULT_PHASES
 
@@ -236,6 +237,26 @@ def test_lmp_anode_fractions_and_shell(ratio):
     assert gen.collector_side == "low"
     assert np.all(gen.phases[:, : gen.coating_range[0], :] == DEFAULT_PHASES.value("collector"))
     assert gen.coating_range[1] - gen.coating_range[0] == round(lmp_anode(ratio).thickness_um / 2.0)
+
+
+def test_dry_film_fractions_and_fibrils():
+    from scipy import ndimage as ndi
+
+    gen = make_dry_film(shape=(48, 72, 48), voxel_size_um=0.5, collector_um=2.0, seed=0)
+    design = dry_film_cathode().volume_fractions()
+    for name, phi in design.items():
+        assert abs(gen.fractions[name] - phi) < 0.01, name
+    fib = gen.phases == DEFAULT_PHASES.value("binder")
+    assert fib.sum() == gen.notes["fibril_voxels"] > 0
+    # fibrils are thin: a 6-connected erosion removes (almost) all of them
+    assert ndi.binary_erosion(fib).sum() < 0.01 * fib.sum()
+    # and they hang between particles: nearly every fibril voxel's component touches a solid
+    lab, n = ndi.label(fib, structure=np.ones((3, 3, 3), bool))
+    solid = ndi.binary_dilation(np.isin(gen.phases, [1, 2, 3]), structure=np.ones((3, 3, 3), bool))
+    touching = np.unique(lab[fib & solid])
+    assert np.isin(lab[fib], touching).mean() > 0.95
+    with pytest.raises(InputError, match="'binder'"):
+        make_dry_film(ncm622_cathode(), shape=(48, 72, 48), voxel_size_um=0.5)
 
 
 def test_to_dict_and_to_twin(tmp_path):

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from twinlab.design import (
-    Component, ElectrodeDesign, lmp_anode, load_design, ncm622_cathode, shell_mass_fraction,
+    Component, ElectrodeDesign, dry_film_cathode, lmp_anode, load_design, ncm622_cathode, shell_mass_fraction,
 )
 from twinlab.errors import InputError, ReadError
 
@@ -110,6 +110,16 @@ def test_lmp_anode_shell_and_calendering():
     assert b.loading_mg_cm2 == pytest.approx(a.loading_mg_cm2, rel=1e-12)
     assert b.porosity == pytest.approx(1 - 0.5 / 0.6, rel=1e-12)  # solid volume per area conserved
     assert set(b.volume_fractions()) == {"lithium", "shell", "binder", "pore"}
+
+
+def test_dry_film_preset():
+    d = dry_film_cathode()
+    assert d.thickness_um == pytest.approx(500 / 3.0, rel=1e-12)  # 50 mg/cm² at 3.0 g/cm³
+    f = d.volume_fractions()
+    # φ_i = ρ_el w_i / ρ_i for each component
+    assert f["active"] == pytest.approx(3.0 * 0.96 / 4.75, rel=1e-12)
+    assert f["cbd"] == pytest.approx(3.0 * 0.02 / 1.9, rel=1e-12)
+    assert f["binder"] == pytest.approx(3.0 * 0.02 / 2.2, rel=1e-12)
 
 
 def test_dict_and_toml_round_trip(tmp_path):

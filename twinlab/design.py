@@ -38,7 +38,8 @@ from .errors import InputError, ReadError
 from .materials import get_material
 
 __all__ = [
-    "Component", "ElectrodeDesign", "load_design", "ncm622_cathode", "lmp_anode", "shell_mass_fraction",
+    "Component", "ElectrodeDesign", "load_design", "ncm622_cathode", "lmp_anode", "dry_film_cathode",
+    "shell_mass_fraction",
     "CBD_PHASE", "PORE_PHASE",
 ]
 
@@ -358,6 +359,19 @@ def ncm622_cathode(density_g_cm3: float = 2.3) -> ElectrodeDesign:
              Component("PVDF", 2.0, "cbd"))
     return ElectrodeDesign(comps, loading_mg_cm2=19.8, density_g_cm3=density_g_cm3, collector_material="Al",
                            collector_thickness_um=15.0, name="NCM622 cathode")
+
+
+def dry_film_cathode(density_g_cm3: float = 3.0, *, loading_mg_cm2: float = 50.0) -> ElectrodeDesign:
+    """Dry-film (PTFE-fibrillated) thick cathode: NCM811 : carbon black : PTFE = 96 : 2 : 2 wt%.
+
+    SCIENCE.md §1 names the ingredients and loadings up to ~50 mg cm⁻² but no recipe: the 96:2:2
+    split, the 50 mg cm⁻² loading and the 3.0 g cm⁻³ density (→ 167 µm) are assumptions typical of
+    dry-processed cathodes. Phases: NCM811 "active", carbon "cbd", PTFE "binder" (fibrils). Al 15 µm.
+    """
+    comps = (Component("NCM811", 96.0, "active"), Component("carbon_black", 2.0, "cbd"),
+             Component("PTFE", 2.0, "binder"))
+    return ElectrodeDesign(comps, loading_mg_cm2=loading_mg_cm2, density_g_cm3=density_g_cm3, collector_material="Al",
+                           collector_thickness_um=15.0, name="dry-film NCM811 cathode")
 
 
 #: Uncalendered porosity assumed for the LMP anode (not stated by the source): a loose random

@@ -57,9 +57,10 @@ def save_cmd(name: str = typer.Argument(..., help="Sample name (see `twinlab dat
 
 @datasets_app.command("generate")
 def generate_cmd(
-    kind: str = typer.Argument(..., help="cathode (NCM622 composite) or lmp (lithium metal powder anode)."),
+    kind: str = typer.Argument(..., help="cathode (NCM622 composite), lmp (lithium metal powder anode) or "
+                               "dry (PTFE-fibrillated dry-film cathode)."),
     out: Path = typer.Argument(..., help="Output twin store, e.g. cathode.twin.zarr."),
-    density: float = typer.Option(None, "--density", help="Cathode electrode density, g/cm³ (default 2.3)."),
+    density: float = typer.Option(None, "--density", help="Cathode electrode density, g/cm³ (default: the preset's)."),
     ratio: float = typer.Option(0.0, "--ratio", help="LMP calendering ratio 1 − h/h0 (0–0.45)."),
     design: Path = typer.Option(None, "--design", help="Design TOML (twinlab.design.load_design) instead of the preset."),
     shape: str = typer.Option(None, "--shape", help="NZ,NY,NX voxels (collector included)."),
@@ -70,7 +71,7 @@ def generate_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Generate a synthetic electrode with ground truth and write it as a twin (labels phases + particles)."""
-    from ..datasets import make_cathode, make_lmp_anode
+    from ..datasets import make_cathode, make_dry_film, make_lmp_anode
     from ..design import load_design
     from ..errors import InputError
 
@@ -86,8 +87,10 @@ def generate_cmd(
         gen = make_cathode(density_g_cm3=density, cbd_as=cbd_as, **opts)
     elif kind == "lmp":
         gen = make_lmp_anode(ratio=ratio, **opts)
+    elif kind == "dry":
+        gen = make_dry_film(density_g_cm3=density, **opts)
     else:
-        raise InputError(f"unknown electrode kind {kind!r}; use cathode or lmp")
+        raise InputError(f"unknown electrode kind {kind!r}; use cathode, lmp or dry")
     twin = gen.to_twin(out, overwrite=overwrite)
     emit({"twin": str(twin.path), **gen.to_dict()}, as_json=as_json)
 

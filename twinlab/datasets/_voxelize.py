@@ -108,3 +108,80 @@ def outer_layer(particles: np.ndarray, thickness_vox: int, *, periodic: tuple[bo
                 keep &= nb == inner
         inner = np.where(keep, inner, 0)
     return (particles > 0) & (inner == 0)
+
+
+def draw_fibrils(phases: np.ndarray, centres_vox: np.ndarray, semi_vox: np.ndarray, *, free: np.ndarray,
+                 count: int, value: int, periodic: tuple[bool, bool, bool], rng: np.random.Generator,
+                 max_gap: float, batch: int = 512) -> int:
+    """Draw 1-voxel-thick straight fibrils between neighbouring particles into ``free`` voxels.
+
+    Each fibril joins random points on the surfaces of two particles whose centres are closer than
+    their semi-axes sum plus ``max_gap`` voxels, so it spans the pore between them (a web of PTFE
+    fibrils). Voxels along the segment (sampled every half voxel) that are ``free`` become ``value``
+    until exactly ``count`` voxels are set (the last fibril is cut short). Returns the number set.
+    """
+    from scipy.spatial import cKDTree
+
+    n = centres_vox.shape[0]
+    if n < 2 or count <= 0:
+        return 0
+    shape = np.array(phases.shape)
+    reach = semi_vox.max(axis=1)
+    box = np.where(periodic, shape, shape * 4 + 4 * reach.max()).astype(float)
+    pos = np.where(periodic, np.mod(centres_vox, shape), centres_vox + shape + 2 * reach.max())
+    tree = cKDTree(pos, boxsize=box)
+    pairs = tree.query_pairs(2 * reach.max() + max_gap, output_type="ndarray")
+    if pairs.size == 0:
+        return 0
+    vec = centres_vox[pairs[:, 1]] - centres_vox[pairs[:, 0]]
+    for ax in range(3):
+        if periodic[ax]:
+            vec[:, ax] -= shape[ax] * np.round(vec[:, ax] / shape[ax])
+    dist = np.sqrt((vec ** 2).sum(axis=1))
+    pairs = pairs[dist < reach[pairs[:, 0]] + reach[pairs[:, 1]] + max_gap]
+    if pairs.size == 0:
+        return 0
+    flat_free = free.ravel()
+    flat = phases.ravel()
+    done = 0
+    for _ in range(10_000):
+        pick = pairs[rng.integers(0, len(pairs), batch)]
+        towards = centres_vox[pick[:, 1]] - centres_vox[pick[:, 0]]
+        for ax in range(3):
+            if periodic[ax]:
+                towards[:, ax] -= shape[ax] * np.round(towards[:, ax] / shape[ax])
+        a = _surface_points(centres_vox[pick[:, 0]], semi_vox[pick[:, 0]], towards, rng)
+        b = _surface_points(centres_vox[pick[:, 1]], semi_vox[pick[:, 1]], -towards, rng)
+        d = b - a
+        for ax in range(3):  # shortest periodic image of the partner point
+            if periodic[ax]:
+                d[:, ax] -= shape[ax] * np.round(d[:, ax] / shape[ax])
+        steps = np.maximum(2, np.ceil(2 * np.sqrt((d ** 2).sum(axis=1))).astype(int))
+        for k in range(len(pick)):
+            u = np.linspace(0.0, 1.0, steps[k])[:, None]
+            idx = np.rint(a[k] + u * d[k]).astype(np.int64)
+            ok = np.ones(len(idx), bool)
+            for ax in range(3):
+                if periodic[ax]:
+                    idx[:, ax] %= shape[ax]
+                else:
+                    ok &= (idx[:, ax] >= 0) & (idx[:, ax] < shape[ax])
+            lin = np.ravel_multi_index(tuple(idx[ok].T), phases.shape)
+            lin = lin[flat_free[lin]]
+            lin = lin[np.sort(np.unique(lin, return_index=True)[1])]  # keep order along the fibril
+            lin = lin[: count - done]
+            flat[lin] = value
+            flat_free[lin] = False
+            done += lin.size
+            if done >= count:
+                return done
+    return done
+
+
+def _surface_points(centres: np.ndarray, semi: np.ndarray, facing: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Uniform random directions on the hemisphere facing ``facing``, mapped onto each ellipsoid."""
+    v = rng.normal(size=centres.shape)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v *= np.where((v * facing).sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
+    return centres + v * semi
