@@ -85,7 +85,7 @@ def sample_blocks(stack: Any, *, n_samples: int = 8, size: int = 64) -> list[np.
     shape = stack.shape
     edge = [min(size, n) for n in shape]
     n = max(1, int(n_samples))
-    out = []
+    blocks = []
     seen = set()
     for k in range(n):
         frac = 0.5 if n == 1 else k / (n - 1)
@@ -93,9 +93,11 @@ def sample_blocks(stack: Any, *, n_samples: int = 8, size: int = 64) -> list[np.
         if start in seen:
             continue
         seen.add(start)
-        block = stack[tuple(slice(s0, s0 + e) for s0, e in zip(start, edge))]
-        out.append(np.asarray(block.compute() if is_dask(block) else block, dtype=np.float32))
-    return out
+        blocks.append(stack[tuple(slice(s0, s0 + e) for s0, e in zip(start, edge))])
+    if is_dask(stack):
+        # one compute: chunks shared by several samples (and their upstream steps) run once
+        blocks = list(da.compute(*blocks))
+    return [np.asarray(b, dtype=np.float32) for b in blocks]
 
 
 def normalise_sizes(values: Sequence[float]) -> tuple[int, int, int]:
