@@ -79,6 +79,11 @@ def test_inserted_crack_volume_recovered(cracked, given_particles):
     assert truth.sum() > 3000
     assert r.crack_volume_um3 == pytest.approx(truth.sum(), rel=0.10)
     assert not (r.crack_mask & ~truth).any()  # every detected crack voxel is a true one
+    if given_particles:  # with the crack-mouth completion (default with particles): within 5 %
+        assert r.crack_volume_um3 == pytest.approx(truth.sum(), rel=0.05)
+        closing_only = crack_volume(lab, particles=part, crack_width_um=2.0, mouth_voxels=0)
+        assert closing_only.crack_volume_um3 < r.crack_volume_um3
+        assert not (closing_only.crack_mask & ~r.crack_mask).any()
     assert r.n_particles == 10
     assert sum(r.profile_percent) == pytest.approx(100.0)
     # envelope = original particle volume within the mouth voxels the closing cannot recover
@@ -261,6 +266,6 @@ def test_generated_cathode_cracks(generated_cathode):
     lab[truth] = PORE
     r = crack_volume(lab, particles=g.particles, crack_width_um=1.0, voxel_size_um=vs,
                      thickness_axis=g.thickness_axis, collector_side=g.collector_side)
-    assert r.crack_volume_um3 == pytest.approx(truth.sum() * vs**3, rel=0.10)
-    assert not (r.crack_mask & ~truth).any()
+    assert r.crack_volume_um3 == pytest.approx(truth.sum() * vs**3, rel=0.05)
+    assert (r.crack_mask & ~truth).sum() <= 0.01 * truth.sum()  # the mouth step may leak a few voxels
     assert r.foil_thickness_um == pytest.approx(g.coating_range[0] * vs)

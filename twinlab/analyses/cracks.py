@@ -9,7 +9,12 @@ active-material particle. The envelope of one particle is computed on that parti
    one voxel), which bridges gaps up to ``crack_width_um`` wide — cracks that open to the
    particle surface;
 2. 3D hole filling of the closed mask — internal voids of any size fully enclosed by the
-   particle.
+   particle;
+3. crack mouths: where a crack cuts through the particle's convex surface, the outermost crack
+   voxels have no particle wall on either side (the digitised surface curves away), so no
+   closing recovers them (≈ 8 % of a crack through a 26-voxel particle). For particles with a
+   crack, void voxels inside the particle's convex hull (voxel centres) and within
+   ``mouth_voxels`` face steps of a crack voxel are added. Intact particles are untouched.
 
 Cracks wider than ``crack_width_um`` that reach the surface are treated as surface
 concavities, not cracks: set ``crack_width_um`` to the widest crack you want to count.
@@ -24,11 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import QhullError
+from skimage.morphology import convex_hull_image
 
 from .._chunked import is_dask
 from .._results import Result, to_jsonable
@@ -101,6 +109,7 @@ def crack_volume(
     crack_width_um: float = 1.0,
     voxel_size_um: Any = 1.0,
     bin_um: float | None = None,
+    mouth_voxels: int | None = None,
 ) -> CrackResult:
     """Crack voxels (pore inside a particle's closed envelope), total and per-particle crack fraction
     and the normalised crack-volume profile along the thickness.
@@ -119,6 +128,10 @@ def crack_volume(
     voxel_size_um : float, (dz, dy, dx) or VoxelSize
     bin_um : float, optional
         Bin width of the profile along the thickness (default: one voxel layer).
+    mouth_voxels : int, optional
+        Depth (face steps) of the crack-mouth completion (module doc, step 3); 0 switches it off.
+        Default 1 with ``particles`` given, 0 without (the hull of merged particles spans the
+        pores between them).
 
     Raises
     ------
@@ -146,6 +159,7 @@ def crack_volume(
         particles, _ = ndi.label(closed | solid)
         particles[~solid] = 0  # a particle is its own active voxels; the closing only grouped them
         method = "closing+fill per connected component of the closed active phase"
+        mouth_voxels = 0 if mouth_voxels is None else mouth_voxels
     else:
         require_ndim(particles, 3, name="particles")
         require_integer_labels(particles, name="particles")
@@ -155,6 +169,9 @@ def crack_volume(
                              "instance labels of the same twin")
         particles = np.where(solid, particles, 0)
         method = "closing+fill per given particle"
+        mouth_voxels = 1 if mouth_voxels is None else mouth_voxels
+    if mouth_voxels:
+        method += f" + crack mouths ({int(mouth_voxels)} voxel inside the convex hull)"
 
     crack = np.zeros(labels.shape, dtype=bool)
     envelope = np.zeros(labels.shape, dtype=bool)
@@ -167,6 +184,10 @@ def crack_volume(
         own = particles[box] == pid
         env = ndi.binary_fill_holes(_close(own, selem, radius))
         c = env & void[box]
+        if mouth_voxels and c.any():
+            grown = _add_mouth(own, c, void[box], mouth_voxels)
+            env |= grown
+            c = grown
         crack[box] |= c
         envelope[box] |= env
         ids.append(pid)
@@ -256,7 +277,8 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
     result = crack_volume(labels, particles=particles, phases=twin.phases, thickness_axis=twin.thickness_axis,
                           collector_side=twin.collector_side, crack_width_um=crack_width_um,
                           voxel_size_um=twin.voxel_size, bin_um=bin_um)
-    params = {"crack_width_um": crack_width_um, "bin_um": bin_um, "particles": particles is not None}
+    params = {"crack_width_um": crack_width_um, "bin_um": bin_um, "particles": particles is not None,
+              "method": result.method}
     if write_labels:
         twin.write_labels("cracks", result.crack_mask.astype(np.uint8), step=Step("crack_volume", params))
     source = None
@@ -277,6 +299,25 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
 
 
 # ============================================================================ helpers
+def _add_mouth(own: np.ndarray, crack: np.ndarray, void: np.ndarray, steps: int) -> np.ndarray:
+    if int(own.sum()) < 4:
+        return crack
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hull = convex_hull_image(own, offset_coordinates=False)
+    except (ValueError, QhullError):  # a flat particle has no 3D hull
+        return crack
+    allowed = void & hull
+    out = crack.copy()
+    for _ in range(int(steps)):
+        grown = ndi.binary_dilation(out) & allowed
+        if not (grown & ~out).any():
+            break
+        out |= grown
+    return out
+
+
 def _ellipsoid(radius: Sequence[int]) -> np.ndarray:
     grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
     return sum((g / r) ** 2 for g, r in zip(grids, radius)) <= 1.0 + 1e-9
