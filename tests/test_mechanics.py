@@ -241,11 +241,12 @@ def test_calender_stress_concentrates_at_contacts_and_collector(cathode_series):
 
 
 def test_calender_lmp_shell_breaks_with_ratio():
-    lab = synth_electrode((24, 18, 18), lmp=True, fraction=0.5, radius=(3.0, 4.5), seed=3)
-    series = calender(lab, ratios=[0.05, 0.2, 0.4], steps=4, voxel_size_um=(1.0, 1.0, 1.0), thickness_axis=0,
+    lab = synth_electrode((22, 14, 14), lmp=True, fraction=0.45, radius=(3.0, 4.5), seed=3)
+    series = calender(lab, ratios=[0.05, 0.2, 0.4], steps=3, voxel_size_um=(1.0, 1.0, 1.0), thickness_axis=0,
                       collector_side="low", workers=W)
     intact = [st.shell_intact_fraction for st in series.steps]
-    assert intact[0] > 0.8
+    assert intact[0] > 0.8  # ~0 broken at a light touch
+    assert series.steps[-1].newton_iterations > series.steps[0].newton_iterations  # plastic lithium needs Newton
     assert intact[-1] < intact[0]
     assert all(b <= a for a, b in zip(intact, intact[1:]))
     rel_e = [st.contact_electrolyte_rel for st in series.steps]

@@ -60,9 +60,9 @@ def calender(
     profile_bins: int = 10,
     roll_layers: int = 2,
     roll_stiffness_factor: float = 2.0,
-    plastic_regularization: float = 1e-3,
+    plastic_regularization: float = 1e-2,
     dtype: str = "float32",
-    tol: float = 1e-4,
+    tol: float = 1e-3,
     maxiter: int = 5000,
     output: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -97,7 +97,8 @@ def calender(
     roll_layers, roll_stiffness_factor : thickness (voxels) of the added roll and its Young's modulus
         as a multiple of the stiffest phase's.
     plastic_regularization : shear stiffness fraction of a viscous spring added to perfectly plastic
-        voxels on each increment (lithium: 1e-3 μ ≈ 2 MPa per unit strain increment, ≪ the 200 MPa
+        voxels on each increment (lithium: 1e-2 μ ≈ 18 MPa per unit strain increment, i.e. ≈ 1 MPa on a
+        5 % increment, ≪ the 200 MPa
         shell strength); keeps each increment well posed where yielded lithium meets open pores.
     dtype : "float32" or "float64" for the solver.
     tol : Newton tolerance on the out-of-balance force (relative).
