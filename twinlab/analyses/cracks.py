@@ -5,16 +5,18 @@ active-material particle. The envelope of one particle is computed on that parti
 (so the gap between two neighbouring particles is never counted):
 
 1. morphological closing of the particle mask with an ellipsoidal structuring element of
-   semi-axes ``crack_width_um / 2`` in µm (converted per axis with the voxel size, at least
-   one voxel), which bridges gaps up to ``crack_width_um`` wide — cracks that open to the
-   particle surface;
+   semi-axes ``ceil(crack_width_um / (2·voxel)) + 1`` voxels per axis (anisotropic voxels
+   allowed; the extra voxel covers the digitised width of oblique cracks), which bridges gaps
+   up to ``crack_width_um`` wide — cracks that open to the particle surface;
 2. 3D hole filling of the closed mask — internal voids of any size fully enclosed by the
    particle;
 3. crack mouths: where a crack cuts through the particle's convex surface, the outermost crack
    voxels have no particle wall on either side (the digitised surface curves away), so no
    closing recovers them (≈ 8 % of a crack through a 26-voxel particle). For particles with a
    crack, void voxels inside the particle's convex hull (voxel centres) and within
-   ``mouth_voxels`` face steps of a crack voxel are added. Intact particles are untouched.
+   ``mouth_voxels`` face steps (default 1) of a crack voxel are added. Intact particles are
+   untouched. On by default only with ``particles`` given (the hull of merged particles would
+   span the pores between them).
 
 Cracks wider than ``crack_width_um`` that reach the surface are treated as surface
 concavities, not cracks: set ``crack_width_um`` to the widest crack you want to count.
