@@ -84,6 +84,7 @@ def test_global_noise_estimate_does_not_depend_on_chunks(textured):
 
 
 # ---------------------------------------------------------------------------------------- NLM quality
+@pytest.mark.slow  # scikit-image's NLM alone takes ~5–10 s here
 def test_nlm_matches_scikit_image_within_0p1_db():
     from skimage.restoration import denoise_nl_means
 

@@ -9,6 +9,9 @@ simulators = pytest.importorskip("twinlab.datasets.simulators")
 
 from twinlab.preprocess import align_slices, preprocess_volume, remove_curtaining  # noqa: E402
 
+# 10–25 s each on the shared 2-core machine: opt-in with --runslow
+pytestmark = pytest.mark.slow
+
 
 def _particles(shape, n, seed, radii=(5, 11)):
     rng = np.random.default_rng(seed)

@@ -26,21 +26,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import machine, measure  # noqa: E402
 
 
-def write_stack(path: Path, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+def write_stack(path: Path, shape: tuple[int, int, int], seed: int = 0, slab: int = 32) -> np.ndarray:
+    """Blobs (a smooth random 3D field, thresholded: structure evolves along z without moving),
+    drifted per slice, plus vertical curtains and noise; written slab by slab."""
+    from scipy import ndimage
+
     nz, ny, nx = shape
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:ny, :nx].astype(np.float32)
+    cell = 8.0
+    coarse = rng.normal(size=(int(nz / cell) + 3, int(ny / cell) + 3, int(nx / cell) + 3)).astype(np.float32)
     drift = np.cumsum(rng.normal(0, 0.3, (nz, 2)), axis=0)
     drift[0] = 0
     stripes = np.zeros(nx, np.float32)
     stripes[rng.choice(nx, nx // 12, replace=False)] = rng.normal(0, 25, nx // 12)
+    yy, xx = np.mgrid[:ny, :nx].astype(np.float32)
     with open(path, "wb") as fh:
-        for z in range(nz):
-            dy, dx = drift[z]
-            phase = 0.21 * z
-            img = 110.0 + 70.0 * (np.sin((xx - dx) / 6.0 + phase) * np.sin((yy - dy) / 7.0 - 0.7 * phase) > 0.3)
-            img += stripes[None, :] + rng.normal(0, 12, (ny, nx)).astype(np.float32)
-            fh.write(np.clip(img, 0, 255).astype(np.uint8).tobytes())
+        for z0 in range(0, nz, slab):
+            for z in range(z0, min(nz, z0 + slab)):
+                dy, dx = drift[z]
+                coords = [np.full_like(yy, z / cell), (yy - dy) / cell, (xx - dx) / cell]
+                field = ndimage.map_coordinates(coarse, coords, order=3, mode="nearest")
+                img = 110.0 + 70.0 * (field > 0.3) + stripes[None, :]
+                img += rng.normal(0, 12, (ny, nx)).astype(np.float32)
+                fh.write(np.clip(img, 0, 255).astype(np.uint8).tobytes())
     (path.with_name(path.name + ".json")).write_text(json.dumps(
         {"shape": list(shape), "dtype": "uint8", "voxel_size_um": [0.0325, 0.03722, 0.03722]}))
     return drift
