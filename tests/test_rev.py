@@ -36,6 +36,7 @@ def test_size_ratio_exact_for_sphere_lattice():
     d = (6 * v_um3 / math.pi) ** (1 / 3)
     assert r.n_particles == 27
     assert r.mean_equivalent_diameter_um == pytest.approx(d, rel=1e-12)
+    assert r.volume_weighted_diameter_um == pytest.approx(d, rel=1e-12)  # equal spheres
     for axis, s in enumerate(vs):
         assert r.ratio[axis] == pytest.approx(42 * s / d, rel=1e-12)
     # the voxelised sphere is close to the analytic one: d ≈ 2 r (in voxels of a cubic grid)
@@ -75,7 +76,7 @@ def test_statistical_rev_grows_with_correlation_length():
     assert sp_s[0] > sp_s[-1] and sp_l[0] > sp_l[-1]
     assert math.isnan(short.relative_spread[-1])  # one position: no spread measured
     assert short.mean[3] == pytest.approx(0.5, abs=0.05)
-    assert len(short.values[0]) == 16
+    assert len(short.values[0]) == 16 and "values" not in short.to_dict()
 
 
 def test_statistical_rev_dask_equals_numpy_and_properties():

@@ -38,7 +38,8 @@ class SizeRatio(Result):
 
     axes: tuple[str, ...]
     edge_um: tuple[float, ...]
-    mean_equivalent_diameter_um: float
+    mean_equivalent_diameter_um: float  # number mean: the criterion's feature size
+    volume_weighted_diameter_um: float  # Σ V d / Σ V: what a bimodal powder's big mode looks like
     n_particles: int
     ratio: tuple[float, ...]
     passed_axes: tuple[bool, ...]
@@ -85,6 +86,7 @@ def rev_size_ratio(particles: Any, voxel_size_um: Any, *, criterion: float = SIZ
         d = np.sqrt(4.0 * volumes / math.pi)
         sizes = vs.as_tuple()[1:]
     mean_d = float(d.mean())
+    vol_d = float((volumes * d).sum() / volumes.sum())
     edge = tuple(float(n * s) for n, s in zip(particles.shape, sizes))
     ratio = tuple(e / mean_d for e in edge)
     passed = tuple(bool(r > criterion) for r in ratio)
@@ -93,7 +95,8 @@ def rev_size_ratio(particles: Any, voxel_size_um: Any, *, criterion: float = SIZ
     msg = (f"size ratio above {criterion:g} on every axis (min {min(ratio):.2f})" if all(passed) else
            f"size ratio not above {criterion:g} along {', '.join(failing)}: the domain is too small "
            f"for particles of mean equivalent diameter {mean_d:.3g} µm; image a larger volume")
-    return SizeRatio(tuple(axes), edge, mean_d, int(volumes.size), ratio, passed, all(passed), criterion, msg)
+    return SizeRatio(tuple(axes), edge, mean_d, vol_d, int(volumes.size), ratio, passed, all(passed), criterion,
+                     msg)
 
 
 # ============================================================================ statistical REV
@@ -112,8 +115,13 @@ class StatisticalRev(Result):
     rev_um: float | None  # smallest size from which on the spread stays under tolerance
     rev_voxels: int | None
     converged: bool
-    values: tuple[tuple[float, ...], ...]  # per size, the sampled values
+    values: tuple[tuple[float, ...], ...]  # per size, the sampled values (not in to_dict: stored as arrays)
     message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.pop("values")
+        return d
 
 
 def statistical_rev(
@@ -359,6 +367,11 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
     report = RevReport(ratio, stats, check, bool(passed), " | ".join(parts))
     arrays = {f"{s.property}_sizes_um": np.asarray(s.sizes_um) for s in stats}
     arrays.update({f"{s.property}_relative_spread": np.asarray(s.relative_spread, dtype=np.float64) for s in stats})
+    for s in stats:  # the sampled values, one row per size (NaN-padded)
+        table = np.full((len(s.values), max(len(v) for v in s.values)), np.nan)
+        for i, v in enumerate(s.values):
+            table[i, :len(v)] = v
+        arrays[f"{s.property}_values"] = table
     params = dict(phase=phase, properties=props, sizes=sizes, n_samples=n_samples, tolerance=tolerance,
                   design_tolerance=design_tolerance, cbd_as=cbd_as, seed=seed, design_given=design is not None)
     twin.save_result("rev", report, step=Step("rev", params), arrays=arrays)
