@@ -222,22 +222,42 @@ def test_calender_crackable_volume_grows_with_density(cathode_series):
     assert len(series.steps[0].crackable_profile_pct["100"]) == 10
 
 
-def test_calender_stress_concentrates_at_contacts_and_collector(cathode_series):
+def test_calender_stress_higher_near_collector_with_hot_spots(cathode_series):
     series, _, _ = cathode_series
     st = series.states[0]
     lab, vms = st.labels, st.von_mises_mpa
     act = lab == 1
-    # contacts: active voxels next to the collector or where a pore-free neck joins particles is hard to
-    # label on fused spheres, so compare the contact layer on the collector with the bulk of the coating
     near = np.zeros_like(act)
-    near[2:4] = act[2:4]
+    near[2:4] = act[2:4]  # the first two coating layers: particles resting on the collector
     assert vms[near].mean() > vms[act].mean()
-    # surface voxels (touching pore) carry less than the interior load paths/contacts overall
-    pore = lab == 0
-    touching_pore = np.zeros_like(act)
-    for ax in range(3):
-        touching_pore |= np.roll(pore, 1, ax) | np.roll(pore, -1, ax)
-    assert vms[act].max() > 3 * np.median(vms[act])
+    assert vms[act].max() > 3 * np.median(vms[act])  # concentrated, not uniform
+    prof = series.steps[0].crackable_profile_pct["100"]
+    assert prof[0] >= np.mean(prof)  # crackable volume highest at the collector side
+
+
+def test_calender_stress_peaks_at_a_particle_contact():
+    # two spheres stacked on the collector: the load path runs collector → contact → neck → contact → roll
+    shape = (26, 14, 14)
+    lab = np.zeros(shape, np.uint8)
+    lab[:2] = 3
+    z, y, x = np.indices(shape)
+    r = 5.5
+    c1, c2 = 2 + r - 0.6, 2 + 3 * r - 1.6  # slight overlaps: small contact necks
+    d1 = np.sqrt((z - c1) ** 2 + (y - 6.5) ** 2 + (x - 6.5) ** 2)
+    d2 = np.sqrt((z - c2) ** 2 + (y - 6.5) ** 2 + (x - 6.5) ** 2)
+    lab[((d1 < r) | (d2 < r)) & (z >= 2)] = 1
+    series = calender(lab, ratios=[0.04], steps=1, voxel_size_um=(1, 1, 1), thickness_axis=0, collector_side="low",
+                      workers=W)
+    st = series.states[0]
+    vms, act = st.von_mises_mpa, st.labels == 1
+    area = act.sum(axis=(1, 2))
+    layer_vms = np.array([vms[k][act[k]].mean() if area[k] else 0.0 for k in range(len(area))])
+    equator = 3 + int(np.argmax(area[3:10]))
+    neck = 8 + int(np.argmin(area[8:16]))
+    # the same force passes every layer: the narrow contacts carry it on less area
+    assert layer_vms[neck] > 1.3 * layer_vms[equator]
+    assert layer_vms[2] > 2.0 * layer_vms[equator]  # particle–collector contact
+    assert series.steps[0].solid_voxels["active"] == int((lab == 1).sum())
 
 
 def test_calender_lmp_shell_breaks_with_ratio():
