@@ -145,3 +145,20 @@ def test_segment_and_network_widgets(make_napari_viewer, qtbot, gray_twin):
     preprocess = _widgets.preprocess_widget(viewer)
     _run(qtbot, preprocess, image=viewer.layers["gray image"], steps="denoise")
     assert "preview" in viewer.layers
+
+    network = _widgets.network_widget(viewer)
+    _run(qtbot, network, labels=viewer.layers["gray phases"])
+    assert "gray pores" in viewer.layers and "gray throats" in viewer.layers
+    assert len(viewer.layers["gray pores"].data) >= 1
+
+
+def test_ebac_widget(make_napari_viewer, qtbot, tmp_path):
+    from twinlab_napari import _widgets
+
+    image = np.full((40, 60), 0.1, np.float32)
+    image[25:, :] = 1.0
+    tifffile.imwrite(tmp_path / "map.tif", image + np.random.default_rng(1).normal(0, 0.02, image.shape))
+    viewer = make_napari_viewer()
+    widget = _widgets.ebac_widget(viewer)
+    _run(qtbot, widget, path=tmp_path / "map.tif", pixel_size_um=0.1, collector_side="bottom")
+    assert "map EBAC" in viewer.layers and widget.job.plot is not None
