@@ -245,6 +245,8 @@ def test_bad_options():
         split_particles(img)
     with pytest.raises(InputError, match="covariance"):
         fit_gmm(img, covariance="diag")
+    with pytest.raises(InputError, match="footprint is too large"):
+        split_particles(img > 0.5, voxel_size_um=0.01, min_distance_um=5.0)
     with pytest.raises(InputError, match="saddle_ratio"):
         split_particles(img > 0.5, saddle_ratio=1.5)
 
@@ -266,7 +268,7 @@ def test_cli_segment_writes_labels(make_twin, noisy, tmp_path):
 
     img = np.clip(noisy * 100, 0, 65535).astype(np.uint16)
     twin = make_twin(img)
-    res = CliRunner().invoke(app, ["segment", str(twin.path), "--json"])
+    res = CliRunner().invoke(app, ["segment", str(twin.path), "--min-distance-um", "0.15", "--json"])
     assert res.exit_code == 0, res.output
     import json
 

@@ -24,6 +24,8 @@ def segment(
     = True,
     h_um: Annotated[Optional[float], typer.Option(help="Watershed marker dynamic in µm (default half a voxel).")]
     = None,
+    min_distance_um: Annotated[Optional[float], typer.Option(
+        help="Markers = distance maxima at least this far apart (µm) instead of h-maxima.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fit's sampling.")] = 0,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -31,7 +33,7 @@ def segment(
     from ..segment import segment_twin
 
     report = segment_twin(Twin.open(twin), method=method, phases=phases, scribbles=scribbles, particles=particles,
-                          h_um=h_um, seed=seed)
+                          h_um=h_um, min_distance_um=min_distance_um, seed=seed)
     emit(report, as_json=json_)
 
 

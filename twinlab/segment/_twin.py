@@ -26,7 +26,8 @@ class SegmentReport(Result):
 
 def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] | str = DEFAULT_SEGMENT_PHASES,
                  scribbles: Any = None, particles: bool = True, particle_phase: str = "active",
-                 h_um: float | None = None, depth: int = 24, seed: int = 0) -> SegmentReport:
+                 h_um: float | None = None, min_distance_um: float | None = None, depth: int = 24,
+                 seed: int = 0) -> SegmentReport:
     """Segment a twin's image into ``labels/phases`` and (optionally) ``labels/particles``.
 
     ``scribbles`` (classifier only): an integer array or a file readable by
@@ -63,9 +64,9 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     n_particles = None
     if particles and particle_phase in fractions:
         inst = split_particles(stored, phase=particle_phase, phases=table, voxel_size_um=twin.voxel_size,
-                               h_um=h_um, depth=depth)
+                               h_um=h_um, min_distance_um=min_distance_um, depth=depth)
         twin.write_labels("particles", inst, step=Step("split_particles", {
-            "phase": particle_phase, "h_um": h_um, "depth": depth}))
+            "phase": particle_phase, "h_um": h_um, "min_distance_um": min_distance_um, "depth": depth}))
         n_particles = int(twin.labels("particles").max().compute())
         written.append("particles")
     return SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written))

@@ -139,6 +139,9 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         from skimage.feature import peak_local_max
 
         radius = [max(1, int(round(min_distance_um / a))) for a in anisotropy]
+        if np.prod([2 * r + 1 for r in radius]) > 2_000_000:
+            raise InputError(f"min_distance_um={min_distance_um} µm is {radius} voxels per axis: the footprint is "
+                             "too large; give a distance of a few voxels or use h_um markers instead")
         grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
         footprint = sum((g / r) ** 2 for g, r in zip(grids, radius)) <= 1.0
         coords = peak_local_max(peaks_on, footprint=footprint, labels=mask.astype(np.int32), exclude_border=False)
