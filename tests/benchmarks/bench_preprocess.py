@@ -45,7 +45,7 @@ def write_stack(path: Path, shape: tuple[int, int, int], seed: int = 0, slab: in
             for z in range(z0, min(nz, z0 + slab)):
                 dy, dx = drift[z]
                 coords = [np.full_like(yy, z / cell), (yy - dy) / cell, (xx - dx) / cell]
-                field = ndimage.map_coordinates(coarse, coords, order=3, mode="nearest")
+                field = ndimage.map_coordinates(coarse, coords, order=1, mode="nearest")
                 img = 110.0 + 70.0 * (field > 0.3) + stripes[None, :]
                 img += rng.normal(0, 12, (ny, nx)).astype(np.float32)
                 fh.write(np.clip(img, 0, 255).astype(np.uint8).tobytes())
