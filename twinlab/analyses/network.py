@@ -17,7 +17,6 @@ Conventions
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
