@@ -110,11 +110,11 @@ def run_child(mode: str, path: str, **extra) -> dict:
     return res
 
 
-def make_volume(path: Path, shape, porosity: float, seed: int) -> float:
+def make_volume(path: Path, shape, porosity: float, seed: int, blobiness: float = 1.0) -> float:
     """Generate blobs in a subprocess (keeps this process small) and save as .npy or zarr."""
     code = (
         "import sys, numpy as np, porespy as ps, zarr\n"
-        f"im = ps.generators.blobs(shape={list(shape)}, porosity={porosity}, blobiness=1, seed={seed})\n"
+        f"im = ps.generators.blobs(shape={list(shape)}, porosity={porosity}, blobiness={blobiness}, seed={seed})\n"
         f"p = {str(path)!r}\n"
         "if p.endswith('.zarr'):\n"
         "    z = zarr.create_array(store=p, shape=im.shape, chunks=(64, 64, 64), dtype=bool, zarr_format=3)\n"
@@ -182,7 +182,9 @@ def out_of_core(args, tmp: Path) -> None:
     shape = tuple(int(s) for s in args.ooc_shape.split(","))
     # thickness axis y is the long one: the chunked path slabs along it
     store = tmp / "big.zarr"
-    make_volume(store, [shape[1], shape[0], shape[2]], args.porosity, 2)
+    # porespy's blob size grows with the mean edge; scale blobiness so the features (and so the
+    # halo the chunked path needs) match the size³ volume above
+    make_volume(store, [shape[1], shape[0], shape[2]], args.porosity, 2, blobiness=float(np.mean(shape)) / args.size)
     z = zarr.open_array(str(store), mode="r")
     print(f"\nout of core: blobs {z.shape} ({np.prod(z.shape) / 1e6:.1f} M voxels) in zarr, cap {args.ooc_cap_mb:.0f} MB"
           " working memory (peak RSS − RSS after imports)")
