@@ -24,8 +24,14 @@ method linearises with the consistent tangent and solves each linear system
 operator for a homogeneous isotropic reference medium, applied in Fourier space (a 3×3 closed form
 per frequency). This is the displacement form of the CG-accelerated Lippmann–Schwinger schemes
 (Zeman et al. 2010; Brisard & Dormieux 2010; de Geus et al. 2017): one iteration costs 3 forward +
-3 inverse real FFTs plus two fused numba stencil sweeps — less than the 6 + 6 FFTs a strain-based
-scheme needs.
+3 inverse real FFTs plus two fused numba stencil sweeps (half the FFTs of a strain-based scheme).
+Measured (tests/benchmarks/bench_mechanics.py, 48³ porous electrode, load ≈ 10 on 2 cores): the
+stencil sweeps — mostly the hourglass-force gather in :func:`_div` — make an iteration 4.9× (f64)
+to 6.4× (f32) the 6 + 6 FFT peer, not yet the ≤ 1.5× target; factorising that gather into
+separable differences is the known next step.
+
+The one-point hexahedron's hourglass modes are controlled by a small stiffness on each mode
+(:data:`HOURGLASS_COEFF`), which cuts CG iterations ~8–10× on porous electrodes.
 
 All stencil and update kernels are numba ``prange`` loops; FFTs go through ``scipy.fft`` with
 ``workers``. ``float32`` halves memory and time (dot products are still accumulated in float64).
