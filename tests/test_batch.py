@@ -99,7 +99,7 @@ def test_kill_9_mid_run_then_restart_completes_everything(tmp_path, rng):
     while time.time() < deadline and not any(is_complete(p) for p in out.glob("*.twin.zarr")):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the batch and its workers, as a scheduler would
-    proc.wait()
+    proc.communicate()  # reap it and close its pipes
     finished_before = [p for p in out.glob("*.twin.zarr") if is_complete(p)]
     assert 1 <= len(finished_before) < 4, "kill landed after the whole batch"
     for p in out.iterdir():  # whatever is at a final name is a valid, complete twin

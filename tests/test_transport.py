@@ -345,6 +345,38 @@ def test_analyze_twin_crops_collector_and_stores(make_twin):
     assert field.shape == lab.shape and np.isnan(field[:, :4]).all()
 
 
+def test_analyze_twin_drops_pore_free_interface_planes(make_twin):
+    """A segmented collector interface (solid, no pore) next to the collector is cropped, not an error."""
+    lab = np.zeros((10, 18, 12), np.uint8)
+    lab[:, 6:16, :] = sphere_packing(12)[:10, :10, :12]
+    lab[:, :4, :] = 3  # collector
+    lab[:, 4:6, :] = 1  # two planes of active material on it: no pore touches them
+    lab[:, 16:, :] = 2  # a CBD cap over the top face
+    twin = make_twin(lab.astype(np.uint16), labels={"phases": lab}, thickness_axis="y", collector_side="low")
+    res = analyze_twin(twin)
+    assert res.cropped_planes == (6, 16)
+    direct = compute_tortuosity(lab[:, 6:16, :], axis="y", voxel_size_um=twin.voxel_size)
+    assert res.tortuosity.tortuosity_factor == pytest.approx(direct.tortuosity_factor, rel=1e-9)
+
+
+def test_analyze_twin_without_any_pore_is_an_input_error(make_twin):
+    lab = np.ones((6, 8, 6), np.uint8)
+    lab[:, :2] = 3
+    twin = make_twin(lab.astype(np.uint16), labels={"phases": lab}, thickness_axis="y", collector_side="low")
+    with pytest.raises(InputError, match="fewer than two planes with phase 'pore'"):
+        analyze_twin(twin)
+
+
+def test_analyze_twin_conductivity_failure_is_a_note(make_twin):
+    lab = np.zeros((10, 10, 12), np.uint8)
+    lab[:, :, :] = sphere_packing(12)[:10, :10, :12]
+    lab[:, 5, 3:9] = 2
+    twin = make_twin(lab.astype(np.uint16), labels={"phases": lab}, thickness_axis="y", collector_side="low")
+    res = analyze_twin(twin, conductivity_max_iterations=1)
+    assert res.conductivity is None and res.tortuosity.percolates
+    assert any("did not reach a flux balance" in n for n in res.notes)
+
+
 # -- heavier ------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow

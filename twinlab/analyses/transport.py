@@ -35,7 +35,7 @@ import numpy as np
 
 from .._results import Result
 from .._validation import VoxelSize, axis_index, require_ndim, require_positive, AXES
-from ..errors import InputError
+from ..errors import ConvergenceError, InputError
 from ..materials import get_material
 from ..phases import DEFAULT_PHASES, PhaseTable
 from . import _multigrid, _stencil
@@ -295,7 +295,7 @@ def default_conductivities(names: Sequence[str], phases: PhaseTable = DEFAULT_PH
 def compute_conductivity(labels: Any, *, conductivities: Mapping[str, float] | None = None,
                          phases: PhaseTable = DEFAULT_PHASES, axis: int | str = 0,
                          voxel_size_um: Any = 1.0, periodic: bool = False, rtol: float = 1e-4,
-                         max_iterations: int = 300, return_field: bool = False) -> ConductivityResult:
+                         max_iterations: int = 2000, return_field: bool = False) -> ConductivityResult:
     """Effective electronic conductivity (S/m) of a multi-phase volume along ``axis``.
 
     ``conductivities`` maps phase names to S/m and overrides the defaults of the phases'
@@ -407,48 +407,61 @@ def fit_bruggeman(porosities: Sequence[float], tortuosity_factors: Sequence[floa
 
 # -- the twin analysis ----------------------------------------------------------------------------
 
-def _collector_crop(labels: np.ndarray, axis: int, side: str, phases: PhaseTable) -> tuple[int, int]:
-    """Planes along ``axis`` without the current collector: those more than half collector on the
-    collector side are dropped (the pore never touches the collector face)."""
+def _thickness_crop(labels: np.ndarray, axis: int, side: str, phases: PhaseTable,
+                    phase: str) -> tuple[int, int]:
+    """Planes along the thickness ``axis`` that the solve uses: current-collector planes (more than
+    half collector) on the collector side are dropped, then any end planes without a voxel of
+    ``phase`` (a segmented collector interface or a cap of solid above the electrode): the phase
+    could neither enter nor leave through them."""
     n = labels.shape[axis]
-    if "collector" not in phases:
-        return 0, n
-    value = phases.value("collector")
     other = tuple(i for i in range(3) if i != axis)
-    frac = (labels == value).mean(axis=other)
     start, stop = 0, n
-    if side == "low":
-        while start < n and frac[start] > 0.5:
-            start += 1
-    else:
-        while stop > 0 and frac[stop - 1] > 0.5:
-            stop -= 1
-    if stop - start < 2:
-        raise InputError("the twin is (almost) all current collector along its thickness axis; nothing to solve")
+    if "collector" in phases:
+        frac = (labels == phases.value("collector")).mean(axis=other)
+        if side == "low":
+            while start < n and frac[start] > 0.5:
+                start += 1
+        else:
+            while stop > 0 and frac[stop - 1] > 0.5:
+                stop -= 1
+    present = np.flatnonzero((labels == phases.value(phase)).any(axis=other)[start:stop])
+    if present.size:
+        start, stop = start + int(present[0]), start + int(present[-1]) + 1
+    if present.size == 0 or stop - start < 2:
+        raise InputError(f"the twin has fewer than two planes with phase {phase!r} outside the current "
+                         "collector along its thickness axis; nothing to solve")
     return start, stop
+
+
+def transport_volume(twin: Any, phase: str = "pore") -> tuple[np.ndarray, tuple[int, int]]:
+    """The twin's phase labels as the transport solves see them (see :func:`_thickness_crop`), with
+    the (start, stop) of the planes kept along the thickness axis."""
+    labels = np.asarray(twin.labels("phases").compute())
+    start, stop = _thickness_crop(labels, twin.thickness_axis, twin.collector_side, twin.phases, phase)
+    index = [slice(None)] * 3
+    index[twin.thickness_axis] = slice(start, stop)
+    return np.ascontiguousarray(labels[tuple(index)]), (start, stop)
 
 
 def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool = False,
                  phase: str = "pore", all_axes: bool = False, periodic: bool = False,
-                 rtol: float = 1e-4, conductivity: bool = True, **options: Any) -> TransportResult:
+                 rtol: float = 1e-4, conductivity: bool = True, conductivity_max_iterations: int = 2000,
+                 **options: Any) -> TransportResult:
     """Tortuosity of ``phase`` (default along the twin's thickness axis; ``all_axes`` for the
     diagonal of the tensor) and, when every phase present has a conductivity, the effective
     electronic conductivity; stores the result as "transport" and, with ``write_fields``, the
     concentration as the field "transport_concentration" (NaN outside the percolating pore).
 
-    Planes of the current collector at the collector side are left out (reported as
-    ``cropped_planes``): the pore phase cannot enter through the collector.
+    Planes of the current collector at the collector side, and end planes without ``phase``, are
+    left out (reported as ``cropped_planes``): the phase cannot enter through them. A conductivity
+    solve that fails (missing conductivities, no convergence) becomes a note; the tortuosity stays.
     """
     from ..twin import Step
 
-    labels = np.asarray(twin.labels("phases").compute())
     phases = twin.phases
     thick = twin.thickness_axis
     a = thick if axis is None else axis_index(axis)
-    start, stop = _collector_crop(labels, thick, twin.collector_side, phases)
-    sl = [slice(None)] * 3
-    sl[thick] = slice(start, stop)
-    work = np.ascontiguousarray(labels[tuple(sl)])
+    work, (start, stop) = transport_volume(twin, phase)
     voxel = twin.voxel_size
     common = dict(phases=phases, voxel_size_um=voxel, periodic=periodic, rtol=rtol)
     notes: list[str] = []
@@ -461,8 +474,8 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     cond = None
     if conductivity:
         try:
-            cond = compute_conductivity(work, axis=a, **common)
-        except InputError as exc:
+            cond = compute_conductivity(work, axis=a, max_iterations=conductivity_max_iterations, **common)
+        except (InputError, ConvergenceError) as exc:
             notes.append(f"conductivity skipped: {exc}")
     result = TransportResult(tortuosity=tort, conductivity=cond, cropped_planes=(start, stop), notes=tuple(notes))
     params = {"axis": AXES[a], "phase": phase, "all_axes": all_axes, "periodic": periodic, "rtol": rtol,
@@ -470,7 +483,9 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     step = Step("transport", params)
     twin.save_result("transport", result, step=step)
     if write_fields and field is not None:
-        full = np.full(labels.shape, np.nan, np.float32)
-        full[tuple(sl)] = field
+        full = np.full(twin.labels("phases").shape, np.nan, np.float32)
+        index = [slice(None)] * 3
+        index[thick] = slice(start, stop)
+        full[tuple(index)] = field
         twin.write_field("transport_concentration", full, unit="1", step=step)
     return result

@@ -116,17 +116,13 @@ def network_layers(twin_path: str) -> tuple[list[LayerData], dict[str, Any]]:
 # ============================================================================ transport
 def transport_per_axis(twin_path: str, *, axes: Sequence[str] = ("z", "y", "x")) -> dict[str, dict[str, Any]]:
     """Tortuosity factor and effective conductivity per axis (a quick look, not stored). The current
-    collector's planes are left out, as in ``twinlab analyze``; an axis along which the pore does not
-    percolate gets a note instead of numbers."""
-    from twinlab.analyses.transport import _collector_crop, compute_conductivity, compute_tortuosity
+    collector's planes (and end planes without pore) are left out, as in ``twinlab analyze``; an
+    axis along which the pore does not percolate gets a note instead of numbers."""
+    from twinlab.analyses.transport import compute_conductivity, compute_tortuosity, transport_volume
     from twinlab.errors import TwinlabError
 
     twin = Twin.open(twin_path)
-    labels = np.asarray(twin.labels("phases"))
-    start, stop = _collector_crop(labels, twin.thickness_axis, twin.collector_side, twin.phases)
-    index = [slice(None)] * 3
-    index[twin.thickness_axis] = slice(start, stop)
-    labels = np.ascontiguousarray(labels[tuple(index)])
+    labels, _ = transport_volume(twin)
     common = {"phases": twin.phases, "voxel_size_um": twin.voxel_size}
     out: dict[str, dict[str, Any]] = {}
     for axis in axes:

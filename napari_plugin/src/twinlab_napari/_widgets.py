@@ -7,11 +7,10 @@ at its next check, before anything is written, so a cancelled job leaves the twi
 
 from __future__ import annotations
 
+import inspect
+import pathlib
 import threading
 from typing import TYPE_CHECKING, Any, Callable
-
-import inspect
-from pathlib import Path
 
 import numpy as np
 from magicgui import magicgui
@@ -204,7 +203,7 @@ def _clusters(job: Job, viewer: Any, labels: "napari.layers.Labels") -> None:
     job.start(lambda: _compute.cluster_layers(path), done, "clusters")
 
 
-def _ebac(job: Job, viewer: Any, path: Path = Path("."), pixel_size_um: float = 0.05,
+def _ebac(job: Job, viewer: Any, path: pathlib.Path = pathlib.Path("."), pixel_size_um: float = 0.05,
           collector_side: str = "bottom") -> None:
     """Load an EBAC map: conductive map, collector-connected fraction and the line scan."""
 
