@@ -321,3 +321,47 @@ def test_2d_classifier_and_chunked_equals_whole():
     assert dice(otsu, truth)[1] >= 0.9
     inst = split_particles(truth, voxel_size_um=(1.0, 0.5, 0.5))
     assert inst.max() == 4
+
+
+def test_segment_twin_confines_the_collector_to_its_foil(make_twin, electrode):
+    """Bright stray voxels in the coating are not collector; the foil's planes are wholly collector."""
+    from twinlab.segment import segment_twin
+
+    phases, _ = electrode
+    rng = np.random.default_rng(11)
+    levels = np.array([50.0, 200.0, 125.0])  # pore, active, cbd
+    img = levels[phases]
+    img[:, :4, :] = 300.0  # Al foil on the low-y side
+    img[5, 20, 20] = img[9, 30, 10] = 300.0  # two bright specks inside the coating
+    img = img + rng.normal(0, 8, img.shape)
+    twin = make_twin(np.clip(img * 100, 0, 65535).astype(np.uint16), thickness_axis="y", collector_side="low")
+    report = segment_twin(twin, phases="pore,cbd,active,collector", particles=False)
+    lab = np.asarray(twin.reload().labels("phases"))
+    assert report.collector.found and (report.collector.start, report.collector.stop) == (0, 4)
+    assert (lab[:, :4] == 3).all() and not (lab[:, 4:] == 3).any()
+    assert lab[5, 20, 20] == 1 and lab[9, 30, 10] == 1  # the specks became the next darker phase
+    assert twin.reload().provenance[-1]["params"]["collector"]["stop"] == 4
+
+
+def test_confine_collector_without_a_foil_keeps_no_collector(electrode):
+    """Collector-classed voxels that form no end slab (bright specks, a slab mid-coating) all go."""
+    from twinlab.phases import DEFAULT_PHASES
+    from twinlab.segment import confine_collector
+
+    phases, _ = electrode
+    lab = phases.copy()
+    lab[3, 10:12, 10:12] = 3
+    lab[:, 20:23, :] = 3  # a collector-like slab in the middle of the thickness axis: no foil
+    out, info = confine_collector(da.from_array(lab, chunks=9), ("pore", "cbd", "active", "collector"),
+                                  DEFAULT_PHASES, 1, "low")
+    out = np.asarray(out)
+    assert not info.found and not (out == 3).any()
+    assert (out[lab == 3] == 1).all() and (out[lab != 3] == lab[lab != 3]).all()
+
+
+def test_collector_listed_darkest_is_refused(make_twin, noisy):
+    from twinlab.segment import segment_twin
+
+    twin = make_twin(np.clip(noisy * 100, 0, 65535).astype(np.uint16))
+    with pytest.raises(InputError, match="darkest phase"):
+        segment_twin(twin, phases="collector,pore,active", particles=False)

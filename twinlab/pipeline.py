@@ -53,7 +53,9 @@ class InputConfig(_Model):
 
 class PreprocessConfig(_Model):
     enabled: bool = True
-    steps: list[str] = Field(default_factory=lambda: ["align", "destripe", "flatten", "denoise"])
+    # "flatten" is opt-in: on fields with real large-scale structure (collector, free space above the coating)
+    # a background estimate takes structure for shading (demo pore/active Dice 0.61/0.55 with it, 0.88/0.86 without)
+    steps: list[str] = Field(default_factory=lambda: ["align", "destripe", "denoise"])
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -390,7 +392,7 @@ def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:
         "name": "demo_cathode", "output": str(out / "demo_cathode.twin.zarr"),
         "input": {"dataset": "demo_cathode_fibsem"},
         "design": "ncm622", "thickness_axis": "y", "collector_side": "low", "chunks": 64,
-        "preprocess": {"steps": ["align", "destripe", "flatten", "denoise"]},
+        "preprocess": {"steps": ["align", "destripe", "denoise"]},
         "segment": {"phases": ["pore", "cbd", "active", "collector"]},
         "calender": {"densities": [3.0, 3.6], "steps": 4, "analyses": ["conductive"]},
     })

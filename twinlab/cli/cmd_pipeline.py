@@ -25,7 +25,7 @@ def run(
 
 @app.command()
 def batch(
-    manifest: Annotated[Path, typer.Argument(help="Manifest (TOML/YAML): output_dir, [defaults], [[samples]].")],
+    manifest: Annotated[Path, typer.Argument(help="Manifest (TOML/YAML): output_dir, \\[defaults], \\[\\[samples]] (see README).")],
     scheduler: Annotated[Optional[str], typer.Option(help="Address of a running dask scheduler "
                                                      "(e.g. from dask-jobqueue/dask-gateway); default: a LocalCluster.")] = None,
     workers: Annotated[int, typer.Option(help="LocalCluster worker processes.")] = 2,

@@ -11,6 +11,7 @@ import numpy as np
 from .._results import Result
 from ..errors import InputError
 from .classify import DEFAULT_SEGMENT_PHASES, METHODS, fit_gmm, fit_multiotsu, apply_phase_model, train_classifier
+from .cleanup import CollectorInfo, detect_collector
 from .instances import split_particles
 
 
@@ -22,6 +23,7 @@ class SegmentReport(Result):
     fractions: dict[str, float]
     n_particles: int | None
     labels_written: tuple[str, ...]
+    collector: CollectorInfo | None = None
 
 
 def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] | str = DEFAULT_SEGMENT_PHASES,
@@ -54,7 +56,11 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     else:
         raise InputError(f"unknown segmentation method {method!r}; choose one of {', '.join(METHODS)}")
     labels = apply_phase_model(image, model)
-    params = {"method": method, "phases": list(phases), "model": model.to_dict(), "seed": seed}
+    collector = None
+    if "collector" in phases:
+        labels, collector = confine_collector(labels, phases, table, twin.thickness_axis, twin.collector_side)
+    params = {"method": method, "phases": list(phases), "model": model.to_dict(), "seed": seed,
+              "collector": None if collector is None else collector.to_dict()}
     twin.write_labels("phases", labels, phases=table, step=Step("segment", params))
     written = ["phases"]
     stored = twin.labels("phases")
@@ -69,7 +75,38 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
             "phase": particle_phase, "h_um": h_um, "min_distance_um": min_distance_um, "depth": depth}))
         n_particles = int(twin.labels("particles").max().compute())
         written.append("particles")
-    return SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written))
+    return SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written), collector)
+
+
+def confine_collector(labels: Any, phases: Sequence[str], table: Any, axis: int,
+                      side: str | None) -> tuple[Any, CollectorInfo]:
+    """The current collector is a dense foil at one end of the thickness axis: planes of the
+    detected slab become wholly ``collector``; voxels classed ``collector`` elsewhere (bright
+    noise, edge glow on particles) take the next darker phase of ``phases``. Without a slab at
+    the collector side no voxel stays ``collector``. Lazy for dask labels (one pass to detect)."""
+    import dask.array as da
+
+    coll = table.value("collector")
+    order = list(phases)
+    k = order.index("collector")
+    if k == 0:
+        raise InputError("'collector' is the darkest phase in --phases; list the phases dark → bright "
+                         "with the collector (metal foil) last or after the coating phases")
+    fallback = table.value(order[k - 1])
+    info = detect_collector(labels, thickness_axis=axis, side=side, phases=table)
+    n = labels.shape[axis]
+    in_slab = np.zeros(n, bool)
+    if info.found and info.side == side:
+        in_slab[info.start:info.stop] = True
+    else:
+        info = CollectorInfo(False, axis, None, 0, 0, 0, info.method)
+    shape = [1, 1, 1]
+    shape[axis] = n
+    in_slab = in_slab.reshape(shape)
+    xp = da if isinstance(labels, da.Array) else np
+    dtype = labels.dtype
+    out = xp.where(in_slab, dtype.type(coll), xp.where(labels == coll, dtype.type(fallback), labels))
+    return out.astype(dtype), info
 
 
 def _counts(labels: Any) -> np.ndarray:

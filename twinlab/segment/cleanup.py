@@ -85,8 +85,9 @@ def detect_collector(
 ) -> CollectorInfo:
     """Find the current-collector slab at one end of the thickness axis.
 
-    On phase labels: if the ``collector`` phase is present, its extent along the axis; otherwise
-    the run of end slices that are at least ``min_solid_fraction`` non-pore (a dense metal foil).
+    On phase labels: the run of end slices that are more than half ``collector`` phase when that
+    phase occurs, otherwise the run of end slices that are at least ``min_solid_fraction``
+    non-pore (a dense metal foil).
     On a grayscale image: the run of end slices whose in-plane spread of gray values is below a
     quarter of the electrode's median spread while their mean differs from the electrode's
     (a homogeneous foil against a porous mixture).
@@ -102,21 +103,18 @@ def detect_collector(
     is_labels = np.issubdtype(np.dtype(volume.dtype), np.integer) and np.dtype(volume.dtype).itemsize == 1
     xp = da if is_dask(volume) else np
     if is_labels:
-        values = [p.value for p in phases]
-        if phase in phases and phases.value(phase) in values:
+        prof = np.zeros(1)
+        if phase in phases:
             prof = xp.mean(volume == phases.value(phase), axis=other)
             prof = np.asarray(prof.compute() if is_dask(prof) else prof)
-            if prof.max() > 0:
-                hit = np.flatnonzero(prof > 0.5)
-                if hit.size:
-                    lo, hi = int(hit.min()), int(hit.max()) + 1
-                    s = "low" if lo == 0 else ("high" if hi == volume.shape[axis] else None)
-                    return CollectorInfo(True, axis, s, lo, hi, hi - lo, "collector phase")
-        pore = phases.value("pore") if "pore" in phases else 0
-        solid = xp.mean(volume != pore, axis=other)
-        solid = np.asarray(solid.compute() if is_dask(solid) else solid)
-        flag = solid >= min_solid_fraction
-        method = "solid slices"
+        if prof.max() > 0:
+            flag = prof > 0.5
+            method = "collector phase"
+        else:
+            pore = phases.value("pore") if "pore" in phases else 0
+            solid = xp.mean(volume != pore, axis=other)
+            flag = np.asarray(solid.compute() if is_dask(solid) else solid) >= min_solid_fraction
+            method = "solid slices"
     else:
         v = volume.astype(np.float32)
         mean = xp.mean(v, axis=other)
