@@ -305,17 +305,9 @@ def _load_input(cfg: InputConfig, *, chunks: int):
 
 
 def _segment(twin: Twin, cfg: SegmentConfig) -> None:
-    from .phases import PhaseTable
-    from .segment import segment_phases, split_particles
+    from .segment import segment_twin
 
-    phases = twin.phases
-    labels = segment_phases(twin.image(), method=cfg.method, phases=cfg.phases, phase_table=phases, **cfg.options)
-    twin.write_labels("phases", labels, phases=phases if isinstance(phases, PhaseTable) else None,
-                      step=Step("segment", cfg.model_dump(mode="json")))
-    if cfg.particles:
-        particles = split_particles(twin.labels("phases"), phase="active", phases=phases,
-                                    voxel_size_um=twin.voxel_size)
-        twin.write_labels("particles", particles, step=Step("split_particles", {"phase": "active"}))
+    segment_twin(twin, method=cfg.method, phases=cfg.phases, particles=cfg.particles, **cfg.options)
 
 
 def _analyze(twin: Twin, name: str, options: dict[str, Any]) -> Any:
