@@ -13,6 +13,7 @@ import pytest
 from twinlab.analyses.mechanics import calender, lame_from_young, solve_mechanics
 from twinlab.errors import ConvergenceError, InputError, OutputExistsError
 from twinlab.materials import Material
+from twinlab.twin import Twin
 
 W = 1  # threads
 
@@ -326,6 +327,31 @@ def test_cli_calender(tmp_path, make_twin, cathode):
     assert (out / "ratio_0.20.twin.zarr").is_dir()
     r = CliRunner().invoke(app, ["calender", str(twin.path), "--ratio", "1.2", "-o", str(tmp_path / "x.zarr")])
     assert r.exit_code == 2 and "below 1" in r.output
+
+
+def test_window_equals_calendering_the_cropped_volume(cathode):
+    """A lateral window is exactly the calendering of the centred crop, and it is recorded."""
+    kw = dict(ratios=[0.1], steps=1, design=None, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis="z",
+              collector_side="low", workers=W)
+    windowed = calender(cathode, window=10, **kw)
+    cropped = calender(np.ascontiguousarray(cathode[:, 3:13, 3:13]), **kw)
+    a, b = windowed.steps[0], cropped.steps[0]
+    assert a.von_mises_solid_mean_mpa == b.von_mises_solid_mean_mpa and a.porosity == b.porosity
+    assert np.array_equal(windowed.states[0].labels, cropped.states[0].labels)
+
+
+def test_window_recorded_in_member_provenance(cathode, tmp_path):
+    out = tmp_path / "s.zarr"
+    calender(cathode, ratios=[0.1], steps=1, window=12, output=out, voxel_size_um=(0.5, 0.5, 0.5),
+             thickness_axis="z", collector_side="low", workers=W)
+    member = Twin.open(out / "ratio_0.10.twin.zarr")
+    assert member.provenance[-1]["params"]["window"] == {"y": [2, 14], "x": [2, 14]}
+    assert member.shape[1:] == (12, 12)
+
+
+def test_tiny_window_is_rejected(cathode):
+    with pytest.raises(InputError, match="window must be at least 8"):
+        calender(cathode, ratios=[0.1], window=4, **_kw())
 
 
 # ------------------------------------------------------------------ bad input

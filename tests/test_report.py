@@ -69,3 +69,18 @@ def test_report_opens_in_headless_chromium(analysed, tmp_path):
 
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10  # figures and text, not a blank page
+
+
+def test_cli_report(analysed, tmp_path):
+    from typer.testing import CliRunner
+
+    from twinlab.cli import app
+
+    out = tmp_path / "cli" / "report.html"
+    res = CliRunner().invoke(app, ["report", analysed.twin, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES)  # the series was found beside the twin
+    assert (out.parent / "figures" / "activation.png").is_file()
+    res = CliRunner().invoke(app, ["report", analysed.twin, "--series", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "does not exist" in res.output

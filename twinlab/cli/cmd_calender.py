@@ -29,6 +29,8 @@ def calender_cmd(
     steps: int = typer.Option(10, "--steps", help="Load increments for the whole compression."),
     dtype: str = typer.Option("float32", "--dtype", help="Solver precision: float32 or float64."),
     workers: int = typer.Option(2, "--workers", help="Threads for FFTs and kernels."),
+    window: Optional[int] = typer.Option(None, "--window", help="Compress only a centred in-plane window of "
+                                         "N×N voxels (full thickness): faster, recorded in provenance."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -48,7 +50,8 @@ def calender_cmd(
             bar.update(1)
 
         series = calender(twin, ratios=ratios, densities=densities, steps=steps, output=out, overwrite=overwrite,
-                          dtype=dtype, workers=workers, keep_fields=False, progress=progress)
+                          dtype=dtype, workers=workers, window=window, keep_fields=False,
+                          progress=progress)
     emit(series, as_json=as_json, title=None if as_json else f"calendered series written to {out}")
 
 

@@ -59,3 +59,24 @@ def demo(
 
     result = run_demo(out, progress=not json_)
     emit(result, as_json=json_, title=f"demo finished: {out}")
+
+
+@app.command()
+def report(
+    twin: Annotated[Path, typer.Argument(help="A *.twin.zarr store with analysis results.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file to write; figures go to "
+                                                   "figures/*.png beside it. Default: <twin>.report/report.html")] = None,
+    series: Annotated[Optional[Path], typer.Option(help="Calendering series folder (default: <twin>.series.zarr "
+                                                   "when it exists).")] = None,
+) -> None:
+    """A self-contained HTML report of a twin (and its calendering series) with every figure as PNG."""
+    from ..errors import InputError
+    from ..pipeline import report_path, series_dir
+    from ..report import write_report
+
+    if series is None and series_dir(twin).is_dir():
+        series = series_dir(twin)
+    if series is not None and not series.is_dir():
+        raise InputError(f"series folder {series} does not exist; pass the folder `twinlab calender -o` wrote")
+    path = write_report(twin, output or report_path(twin), series=series)
+    typer.echo(str(path))
