@@ -413,3 +413,13 @@ def test_activation_from_a_calendering_series(tmp_path):
         activation_from_calender(SimpleNamespace(steps=steps, states=()))
     with pytest.raises(InputError, match="index.json"):
         activation_from_calender(tmp_path)
+
+
+def test_broken_shell_mask_on_a_cathode_keeps_the_composite_network():
+    """Every calendered twin carries a broken-shell mask; a cathode (no lithium) stays active ∪ CBD."""
+    lab = np.zeros((6, 10, 6), np.uint8)
+    lab[:, :2] = 3  # collector at low y
+    lab[:, 2:8, 2:4] = 1  # an active column on the collector
+    res = conductive_clusters(lab, broken_shell=np.zeros_like(lab), thickness_axis="y", collector_side="low")
+    assert res.target == "active" and list(res.conducting) == ["active", "cbd"]
+    assert res.activation == 1.0

@@ -207,7 +207,9 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
             return SampleRun(name=config.name, twin=str(final), series=None, report=None, stages=(), skipped=True)
         raise OutputExistsError(f"{final} exists but is not a finished pipeline twin; pass --overwrite to redo it")
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{final.name}.run-{uuid.uuid4().hex[:8]}"
+    run_id = uuid.uuid4().hex[:8]
+    staging = final.parent / f".{final.name}.run-{run_id}"
+    series_staging = final.parent / f".{series_dir(final).name}.run-{run_id}"
     timer = _StageTimer()
     try:
         with timer("reconstruct"):
@@ -220,17 +222,21 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
                 _analyze(twin, name, config.analyses.options.get(name, {}))
         series_path = None
         if config.calender is not None:
-            with timer("calender"):  # written atomically by the solver, straight to its final name
-                series_path = _calender(twin, config.calender, series_dir(final))
+            with timer("calender"):  # staged beside the twin; both reach their final names only when all is done
+                _calender(twin, config.calender, series_staging)
         twin.update_metadata(step=Step(PIPELINE_STEP, {"config": config.model_dump(mode="json"),
                                                        "stages": [s.to_dict() for s in timer.stages]}))
         _swap(staging, final, overwrite=overwrite)
+        if config.calender is not None:
+            series_path = series_dir(final)
+            _swap(series_staging, series_path, overwrite=True)
         report = None
         if config.report:
             with timer("report"):
                 report = str(write_report_for(final, series_path))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(series_staging, ignore_errors=True)
         raise
     return SampleRun(name=config.name, twin=str(final), series=str(series_path) if series_path else None, report=report,
                      stages=tuple(timer.stages), summary=summarize(Twin.open(final)))

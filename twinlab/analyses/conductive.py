@@ -122,7 +122,8 @@ def conductive_clusters(
         Phase labels (values from ``phases``).
     conducting : phase names, optional
         Phases of the network. Default: ``("lithium",)`` for an LMP anode (``target="lithium"``,
-        a ``broken_shell`` mask given, or a volume that holds lithium and no active material),
+        or a volume that holds lithium and no active material; every calendered twin carries a
+        ``broken_shell`` mask, so the mask alone decides nothing),
         else ``("active", "cbd")``.
     target : phase name, optional
         Phase whose connected share is the activation: ``"active"`` or ``"lithium"`` by default.
@@ -409,8 +410,6 @@ def _resolve_phases(conducting, target, broken_shell, phases: PhaseTable, labels
     if conducting is None:
         if target is not None:
             lmp = target == "lithium"
-        elif broken_shell is not None and "lithium" in phases:
-            lmp = True
         elif "active" not in phases:
             lmp = True
         elif "lithium" in phases:  # decide by content: an LMP anode holds lithium and no active material
