@@ -265,14 +265,15 @@ def fig_crack_profiles(twin: Twin, series: list[Twin]) -> Figure | None:
 
 
 def fig_activation(twin: Twin, series: list[Twin]) -> Figure | None:
-    points = [(t.load_result("calender"), t.load_result("conductive")) for t in series
+    points = [(t.load_result("calender")["ratio"], t.load_result("conductive")["activation"]) for t in series
               if "calender" in t.result_names and "conductive" in t.result_names]
-    if len(points) < 2:
+    if points and "conductive" in twin.result_names:  # the uncalendered twin is the curve's ratio-0 point
+        points.insert(0, (0.0, twin.load_result("conductive")["activation"]))
+    if len(points) < 3:
         return None
     from .analyses.conductive import activation_curve
 
-    x = [c["ratio"] for c, _ in points]
-    curve = activation_curve([(xi, r["activation"]) for xi, (_, r) in zip(x, points)])
+    curve = activation_curve(points)
     fig, ax = _fig()
     ax.plot(curve.x, curve.activation, marker="o")
     ax.axvline(curve.threshold, color="r", ls="--", label=f"steepest rise at {curve.threshold:.2f}")

@@ -1,0 +1,80 @@
+"""`twinlab run`: configs validated, one sample end to end, reruns skipped, failures leave nothing behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from twinlab.cli import app
+from twinlab.datasets import make_cathode
+from twinlab.design import ncm622_cathode
+from twinlab.errors import InputError
+from twinlab.pipeline import PIPELINE_STEP, load_config, parse_config, run_sample, series_dir
+from twinlab.twin import Twin
+
+
+@pytest.fixture(scope="module")
+def cathode_npy(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipe")
+    electrode = make_cathode(ncm622_cathode(2.3), shape=(16, 60, 32), voxel_size_um=1.0, collector_um=3.0, seed=5)
+    np.save(folder / "c.npy", electrode.phases)
+    return folder / "c.npy"
+
+
+def _config(npy, out, **more):
+    return {"name": "c", "output": str(out), "design": "ncm622", "chunks": 32, "report": False,
+            "input": {"path": str(npy), "kind": "labels", "voxel_size": 1.0},
+            "analyses": {"run": ["morphology", "conductive"]}, **more}
+
+
+def test_run_then_rerun_is_skipped(cathode_npy, tmp_path):
+    out = tmp_path / "c.twin.zarr"
+    cfg = parse_config(_config(cathode_npy, out, calender={"ratios": [0.15], "steps": 1, "options": {"window": 16}}))
+    run = run_sample(cfg)
+    twin = Twin.open(out)
+    assert {"morphology", "conductive"} <= set(twin.result_names)
+    step = next(p for p in twin.provenance if p["step"] == PIPELINE_STEP)
+    assert step["params"]["config"]["calender"]["ratios"] == [0.15]  # reproducible from the twin alone
+    assert [s.stage for s in run.stages] == ["reconstruct", "morphology", "conductive", "calender"]
+    member = Twin.open(series_dir(out) / "ratio_0.15.twin.zarr")
+    assert "conductive" in member.result_names and member.shape[2] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.series.zarr", "c.twin.zarr"]  # no staging left
+    again = run_sample(cfg)
+    assert again.skipped and Twin.open(out).provenance == twin.provenance
+
+
+def test_failure_after_calendering_leaves_nothing(cathode_npy, tmp_path):
+    out = tmp_path / "c.twin.zarr"
+    cfg = parse_config(_config(cathode_npy, out, calender={"ratios": [0.15], "steps": 1, "options": {"window": 16},
+                                                           "analyses": ["no_such_analysis"]}))
+    with pytest.raises(InputError, match="unknown analysis 'no_such_analysis'"):
+        run_sample(cfg)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_configs_name_the_field(cathode_npy, tmp_path):
+    with pytest.raises(InputError, match="input: .*exactly one of input.path or input.dataset"):
+        parse_config({"name": "x", "output": "x.twin.zarr", "input": {}})
+    with pytest.raises(InputError, match="calender: .*exactly one of calender.ratios or calender.densities"):
+        parse_config(_config(cathode_npy, tmp_path / "x", calender={"steps": 2}))
+    with pytest.raises(InputError, match="segment.method"):
+        parse_config(_config(cathode_npy, tmp_path / "x", segment={"method": "magic"}))
+
+
+def test_yaml_config_with_relative_paths(cathode_npy, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.npy").write_bytes(cathode_npy.read_bytes())
+    path = tmp_path / "sample.yaml"
+    path.write_text("name: c\noutput: out/c.twin.zarr\ninput: {path: data/c.npy, kind: labels, voxel_size: 1.0}\n")
+    cfg = load_config(path)
+    assert cfg.input.path == tmp_path / "data" / "c.npy" and cfg.output == tmp_path / "out" / "c.twin.zarr"
+
+
+def test_cli_run_bad_config_exits_2(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\noutput = "x.twin.zarr"\n[input]\npath = "a.tif"\ndataset = "berea"\n')
+    res = CliRunner().invoke(app, ["run", str(path)])
+    assert res.exit_code == 2 and "exactly one of input.path or input.dataset" in res.output
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "missing.toml")])
+    assert res.exit_code == 2 and "does not exist" in res.output
