@@ -295,3 +295,27 @@ def test_analyze_twin_stores_network(make_twin):
     arrays = twin.load_result_arrays("network")
     assert arrays["pore.coords"].shape == (stored["network"]["num_pores"], 3)
     assert "throat.conns" in arrays and "connectivity.pdf_y" in arrays
+
+
+def test_analyze_twin_leaves_out_the_collector(make_twin):
+    """With a collector foil on the low-y face the network still spans the electrode, and stored
+    positions stay in the twin's frame (shifted by the foil)."""
+    im = lattice(n=3)
+    body = np.where(im, DEFAULT_PHASES.value("pore"), DEFAULT_PHASES.value("active")).astype(np.uint8)
+    foil = 5
+    labels = np.concatenate([np.full((body.shape[0], foil, body.shape[2]), DEFAULT_PHASES.value("collector"),
+                                     np.uint8), body], axis=1)
+    twin = make_twin(labels.astype(np.uint16), voxel_size=(1.0, 1.0, 1.0), labels={"phases": labels},
+                     thickness_axis="y", collector_side="low")
+    res = analyze_twin(twin)
+    bare_twin = make_twin(body.astype(np.uint16), voxel_size=(1.0, 1.0, 1.0), labels={"phases": body},
+                          thickness_axis="y")
+    bare = analyze_twin(bare_twin)
+    assert res.metrics.spanning_volume_fraction > 0.99 and np.isfinite(res.tortuosity.tortuosity_factor)
+    assert res.tortuosity.tortuosity_factor == pytest.approx(bare.tortuosity.tortuosity_factor, rel=1e-9)
+    crop = twin.provenance[-1]["params"]["cropped_planes"]
+    first = int(np.flatnonzero((body == 0).any(axis=(0, 2)))[0])
+    assert crop[0] == foil + first
+    shifted = twin.load_result_arrays("network")["pore.coords"]
+    plain = bare_twin.load_result_arrays("network")["pore.coords"]
+    np.testing.assert_allclose(shifted - plain, np.broadcast_to([0.0, foil, 0.0], plain.shape))

@@ -364,13 +364,21 @@ def write_report_for(twin_path: Path, series: Path | None) -> Path:
 
 
 def summarize(twin: Twin) -> dict[str, Any]:
-    """A short, flat table of headline numbers from the results stored in a twin."""
+    """A short, flat table of headline numbers from the results stored in a twin: numbers and
+    short strings of each result and of its nested tables (``transport.tortuosity.tau``), no arrays."""
     out: dict[str, Any] = {"shape": list(twin.shape), "voxel_size_um": list(twin.voxel_size.as_tuple())}
+
+    def walk(prefix: str, value: Any, depth: int) -> None:
+        if isinstance(value, dict) and depth < 2:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}", item, depth + 1)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[prefix] = value
+        elif isinstance(value, str) and len(value) <= 80:
+            out[prefix] = value
+
     for name in twin.result_names:
-        result = twin.load_result(name)
-        for key, value in result.items():
-            if isinstance(value, (int, float, str, bool)) and not isinstance(value, bool) and len(out) < 60:
-                out[f"{name}.{key}"] = value
+        walk(name, twin.load_result(name), 0)
     return out
 
 
@@ -415,7 +423,9 @@ def run_demo(out: str | os.PathLike = "out/demo", *, progress: bool = False) -> 
     ebac = _demo_ebac(Path(anode.series)) if anode.series else {}
     if anode.report:  # the EBAC results are part of the anode's story: rebuild its report with them
         write_report_for(Path(anode.twin), Path(anode.series) if anode.series else None)
-    return DemoRun(cathode=cathode, anode=anode, ebac=ebac, seconds=round(time.perf_counter() - start, 1))
+    headline = {k: v for k, v in ebac.items() if k in ("labels", "connected_fraction", "conductive_area_fraction",
+                                                          "penetration_depth_um")}
+    return DemoRun(cathode=cathode, anode=anode, ebac=headline, seconds=round(time.perf_counter() - start, 1))
 
 
 def _demo_ebac(series: Path) -> dict[str, Any]:

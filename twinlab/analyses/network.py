@@ -503,10 +503,13 @@ def analyze_twin(twin, *, phase: str = "pore", labels: str = "phases", sigma: fl
                  **_: Any) -> NetworkAnalysis:
     """Extract the network of ``twin``'s ``labels`` layer, compute metrics, tortuosity and the
     connectivity matrix, and store them as result ``network`` (arrays ``pore.*``, ``throat.*``,
-    ``connectivity.*``)."""
+    ``connectivity.*``). The network spans the electrode planes of :mod:`twinlab.analyses.electrode`
+    (no current collector: the boundary pores sit on the collector-side and top faces of the pore
+    space); stored positions are in the twin's frame."""
     from ..twin import Step
+    from .electrode import electrode_labels
 
-    lab = twin.labels(labels)
+    lab, (start, stop) = electrode_labels(twin, phase, labels)
     net = extract_network(lab, phase=phase, phases=twin.phases, voxel_size_um=twin.voxel_size,
                           thickness_axis=twin.thickness_axis, sigma=sigma, r_max=r_max, chunks=chunks,
                           fragments=fragments)
@@ -523,6 +526,12 @@ def analyze_twin(twin, *, phase: str = "pore", labels: str = "phases", sigma: fl
         conn_d, conn_arrays = {"error": str(exc)}, {}
     result = NetworkAnalysis(network=net.to_dict(), metrics=metrics, tortuosity=tort, connectivity=conn_d)
     params = {"phase": phase, "labels": labels, "sigma": sigma, "r_max": r_max, "chunks": chunks,
-              "fragments": fragments, "diffusivity_m2_s": diffusivity_m2_s}
-    twin.save_result("network", result, step=Step("network", params), arrays={**net.arrays, **conn_arrays})
+              "fragments": fragments, "diffusivity_m2_s": diffusivity_m2_s, "cropped_planes": [start, stop]}
+    offset = np.zeros(3)
+    offset[twin.thickness_axis] = start * twin.voxel_size.as_tuple()[twin.thickness_axis]
+    arrays = {k: (v + offset if k in _POSITIONS else v) for k, v in net.arrays.items()}
+    twin.save_result("network", result, step=Step("network", params), arrays={**arrays, **conn_arrays})
     return result
+
+
+_POSITIONS = ("pore.coords", "pore.local_peak", "throat.global_peak")  # (n, 3) µm, shifted into the twin's frame

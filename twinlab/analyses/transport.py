@@ -39,6 +39,7 @@ from ..errors import ConvergenceError, InputError
 from ..materials import get_material
 from ..phases import DEFAULT_PHASES, PhaseTable
 from . import _multigrid, _stencil
+from .electrode import electrode_labels
 
 __all__ = [
     "TortuosityResult", "TortuosityTensorResult", "ConductivityResult", "BruggemanFit", "TransportResult",
@@ -407,42 +408,6 @@ def fit_bruggeman(porosities: Sequence[float], tortuosity_factors: Sequence[floa
 
 # -- the twin analysis ----------------------------------------------------------------------------
 
-def _thickness_crop(labels: np.ndarray, axis: int, side: str, phases: PhaseTable,
-                    phase: str) -> tuple[int, int]:
-    """Planes along the thickness ``axis`` that the solve uses: current-collector planes (more than
-    half collector) on the collector side are dropped, then any end planes without a voxel of
-    ``phase`` (a segmented collector interface or a cap of solid above the electrode): the phase
-    could neither enter nor leave through them."""
-    n = labels.shape[axis]
-    other = tuple(i for i in range(3) if i != axis)
-    start, stop = 0, n
-    if "collector" in phases:
-        frac = (labels == phases.value("collector")).mean(axis=other)
-        if side == "low":
-            while start < n and frac[start] > 0.5:
-                start += 1
-        else:
-            while stop > 0 and frac[stop - 1] > 0.5:
-                stop -= 1
-    present = np.flatnonzero((labels == phases.value(phase)).any(axis=other)[start:stop])
-    if present.size:
-        start, stop = start + int(present[0]), start + int(present[-1]) + 1
-    if present.size == 0 or stop - start < 2:
-        raise InputError(f"the twin has fewer than two planes with phase {phase!r} outside the current "
-                         "collector along its thickness axis; nothing to solve")
-    return start, stop
-
-
-def transport_volume(twin: Any, phase: str = "pore") -> tuple[np.ndarray, tuple[int, int]]:
-    """The twin's phase labels as the transport solves see them (see :func:`_thickness_crop`), with
-    the (start, stop) of the planes kept along the thickness axis."""
-    labels = np.asarray(twin.labels("phases").compute())
-    start, stop = _thickness_crop(labels, twin.thickness_axis, twin.collector_side, twin.phases, phase)
-    index = [slice(None)] * 3
-    index[twin.thickness_axis] = slice(start, stop)
-    return np.ascontiguousarray(labels[tuple(index)]), (start, stop)
-
-
 def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool = False,
                  phase: str = "pore", all_axes: bool = False, periodic: bool = False,
                  rtol: float = 1e-4, conductivity: bool = True, conductivity_max_iterations: int = 2000,
@@ -453,7 +418,7 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     concentration as the field "transport_concentration" (NaN outside the percolating pore).
 
     Planes of the current collector at the collector side, and end planes without ``phase``, are
-    left out (reported as ``cropped_planes``): the phase cannot enter through them. A conductivity
+    left out (:mod:`twinlab.analyses.electrode`; reported as ``cropped_planes``). A conductivity
     solve that fails (missing conductivities, no convergence) becomes a note; the tortuosity stays.
     """
     from ..twin import Step
@@ -461,7 +426,8 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     phases = twin.phases
     thick = twin.thickness_axis
     a = thick if axis is None else axis_index(axis)
-    work, (start, stop) = transport_volume(twin, phase)
+    cropped, (start, stop) = electrode_labels(twin, phase)
+    work = np.ascontiguousarray(cropped.compute())
     voxel = twin.voxel_size
     common = dict(phases=phases, voxel_size_um=voxel, periodic=periodic, rtol=rtol)
     notes: list[str] = []

@@ -118,11 +118,12 @@ def transport_per_axis(twin_path: str, *, axes: Sequence[str] = ("z", "y", "x"))
     """Tortuosity factor and effective conductivity per axis (a quick look, not stored). The current
     collector's planes (and end planes without pore) are left out, as in ``twinlab analyze``; an
     axis along which the pore does not percolate gets a note instead of numbers."""
-    from twinlab.analyses.transport import compute_conductivity, compute_tortuosity, transport_volume
+    from twinlab.analyses.electrode import electrode_labels
+    from twinlab.analyses.transport import compute_conductivity, compute_tortuosity
     from twinlab.errors import TwinlabError
 
     twin = Twin.open(twin_path)
-    labels, _ = transport_volume(twin)
+    labels = np.ascontiguousarray(electrode_labels(twin)[0].compute())
     common = {"phases": twin.phases, "voxel_size_um": twin.voxel_size}
     out: dict[str, dict[str, Any]] = {}
     for axis in axes:
