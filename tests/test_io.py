@@ -199,3 +199,24 @@ def test_read_image2d_rgb_and_pixel_size(tmp_path, rng):
     tifffile.imwrite(tmp_path / "map.tif", rgb, photometric="rgb")
     image, pixel, _ = read_image2d(tmp_path / "map.tif", pixel_size_um=0.05)
     assert image.shape == (20, 30, 3) and pixel == 0.05
+
+
+def _write_each_lazy_format(tmp_path, vol):
+    tifffile.imwrite(tmp_path / "contiguous.tif", vol)
+    tifffile.imwrite(tmp_path / "zlib.tif", vol, compression="zlib")
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for i, sl in enumerate(vol):
+        tifffile.imwrite(folder / f"s_{i}.tif", sl)
+    vol.tofile(tmp_path / "v.raw")
+    (tmp_path / "v.json").write_text(json.dumps({"shape": list(vol.shape), "dtype": str(vol.dtype)}))
+    return [tmp_path / "contiguous.tif", tmp_path / "zlib.tif", folder, tmp_path / "v.raw"]
+
+
+def test_integer_and_negative_indexing_of_lazy_readers(tmp_path, gray_volume):
+    """dask pushes integer indices into the block source (x[k] of a file-backed array): they must
+    drop their axis as in numpy, negative ones included."""
+    for path in _write_each_lazy_format(tmp_path, gray_volume):
+        data = read_volume(path, voxel_size="1", chunks=5).data
+        for index in (7, -1, (3, slice(2, 9)), (slice(None), 4), (2, 5, 6), (slice(1, 9), slice(None), -2)):
+            np.testing.assert_array_equal(np.asarray(data[index]), gray_volume[index], err_msg=f"{path.name} {index}")

@@ -169,16 +169,35 @@ def _chunks_for(shape: tuple[int, ...], chunk: int, full_last: bool = True) -> t
 
 
 # ====================================================================================== raw blocks
-class _RawBlocks:
-    """A C-ordered (z, y, x) array stored contiguously at ``offset`` in a file, read by blocks."""
+class _BlockSource:
+    """A lazily read (z, y, x) volume for ``da.from_array``: dask asks for slices, and (after its
+    getitem optimisation) for integers, which drop their axis as in numpy."""
 
     ndim = 3
+    shape: tuple[int, int, int]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if not isinstance(index, tuple):
+            index = (index,)
+        index = index + (slice(None),) * (3 - len(index))
+        ints = tuple(a for a, i in enumerate(index) if not isinstance(i, slice))
+        slices = tuple(slice(int(i) % n, int(i) % n + 1) if a in ints else i
+                       for a, (i, n) in enumerate(zip(index, self.shape)))
+        out = self._read(slices)
+        return out.squeeze(axis=ints) if ints else out
+
+    def _read(self, index: tuple[slice, slice, slice]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _RawBlocks(_BlockSource):
+    """A C-ordered (z, y, x) array stored contiguously at ``offset`` in a file, read by blocks."""
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype):
         self.path, self.offset, self.shape, self.dtype = path, int(offset), tuple(shape), np.dtype(dtype)
 
-    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
-        zs, ys, xs = (range(*s.indices(n)) for s, n in zip(_full_index(index), self.shape))
+    def _read(self, index: tuple[slice, slice, slice]) -> np.ndarray:
+        zs, ys, xs = (range(*s.indices(n)) for s, n in zip(index, self.shape))
         nz, ny, nx = self.shape
         item = self.dtype.itemsize
         out = np.empty((len(zs), len(ys), nx), dtype=self.dtype)
@@ -193,13 +212,6 @@ class _RawBlocks:
                     raise ReadError(f"{self.path.name} ends early (truncated?) at slice {z}; re-export the file")
                 out[i] = np.frombuffer(buf, dtype=self.dtype).reshape(len(ys), nx)
         return out[:, :, xs.start:xs.stop:xs.step]
-
-
-def _full_index(index: Any) -> tuple[slice, ...]:
-    if not isinstance(index, tuple):
-        index = (index,)
-    index = tuple(i if isinstance(i, slice) else slice(int(i), int(i) + 1) for i in index)
-    return index + (slice(None),) * (3 - len(index))
 
 
 def _read_raw(path: Path, *, chunks: int, **_: Any):
@@ -230,18 +242,16 @@ def _read_raw(path: Path, *, chunks: int, **_: Any):
 
 
 # ====================================================================================== TIFF
-class _TiffPages:
+class _TiffPages(_BlockSource):
     """Pages of a (possibly compressed) TIFF series, decoded page by page on demand."""
-
-    ndim = 3
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype):
         self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
 
-    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+    def _read(self, index: tuple[slice, slice, slice]) -> np.ndarray:
         import tifffile
 
-        zs, ys, xs = _full_index(index)
+        zs, ys, xs = index
         keys = list(range(*zs.indices(self.shape[0])))
         if not keys:
             return np.empty((0,) + self.shape[1:], self.dtype)[:, ys, xs]
@@ -336,14 +346,14 @@ def _natural_key(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-class _SliceFolder:
-    ndim = 3
+class _SliceFolder(_BlockSource):
+    """A folder of 2D slices, one file per z, read on demand."""
 
     def __init__(self, files: list[Path], shape: tuple[int, int, int], dtype: np.dtype):
         self.files, self.shape, self.dtype = files, shape, np.dtype(dtype)
 
-    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
-        zs, ys, xs = _full_index(index)
+    def _read(self, index: tuple[slice, slice, slice]) -> np.ndarray:
+        zs, ys, xs = index
         picked = self.files[zs]
         out = np.empty((len(picked),) + self.shape[1:], dtype=self.dtype)[:, ys, xs]
         for i, f in enumerate(picked):
