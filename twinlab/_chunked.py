@@ -70,3 +70,18 @@ def apply_kernel(
         meta=np.empty((0,) * array.ndim, dtype=out_dtype),
         **kwargs,
     )
+
+
+def label_counts(labels: Any, minlength: int = 0) -> np.ndarray:
+    """Voxel count per label value (``np.bincount``), chunk by chunk for dask: never ravel a
+    chunked volume (dask would rechunk it into whole rows and hold them)."""
+    if not is_dask(labels):
+        return np.bincount(np.asarray(labels).ravel().astype(np.int64), minlength=minlength)
+    import dask
+
+    count = dask.delayed(lambda b: np.bincount(np.asarray(b).ravel().astype(np.int64), minlength=minlength))
+    parts = dask.compute(*[count(b) for b in labels.to_delayed().ravel()])
+    out = np.zeros(max([minlength, *(len(p) for p in parts)]), np.int64)
+    for p in parts:
+        out[:len(p)] += p
+    return out

@@ -9,8 +9,10 @@ place only when every stage has finished: a twin at the output path is always co
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import threading
 import time
 import tomllib
 import uuid
@@ -235,14 +237,16 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
             with timer("report"):
                 report = str(write_report_for(final, series_path))
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(series_staging, ignore_errors=True)
+        for folder in (staging, _scratch(staging), series_staging):
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     return SampleRun(name=config.name, twin=str(final), series=str(series_path) if series_path else None, report=report,
                      stages=tuple(timer.stages), summary=summarize(Twin.open(final)))
 
 
 class _StageTimer:
+    """Wall time and peak RSS (sampled every 20 ms in a thread: this process, children included) per stage."""
+
     def __init__(self) -> None:
         self.stages: list[StageTiming] = []
 
@@ -252,17 +256,48 @@ class _StageTimer:
         class _Ctx:
             def __enter__(self):
                 self.start = time.perf_counter()
+                self.peak = _rss_gib()
+                self.done = threading.Event()
+                self.thread = threading.Thread(target=self._sample, daemon=True)
+                self.thread.start()
                 return self
 
+            def _sample(self) -> None:
+                while not self.done.wait(0.02):
+                    self.peak = max(self.peak, _rss_gib())
+
             def __exit__(self, *exc: Any) -> None:
-                rss = psutil.Process().memory_info().rss / 2**30
-                timer.stages.append(StageTiming(stage, round(time.perf_counter() - self.start, 3), round(rss, 3)))
+                self.done.set()
+                self.thread.join()
+                peak = max(self.peak, _rss_gib())
+                _release_free_memory()
+                timer.stages.append(StageTiming(stage, round(time.perf_counter() - self.start, 3), round(peak, 3)))
 
         return _Ctx()
 
 
+def _release_free_memory() -> None:
+    """Hand freed heap back to the OS between stages (glibc keeps it in per-thread arenas, so a
+    long run would otherwise hold every stage's peak)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def _rss_gib() -> float:
+    proc = psutil.Process()
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**30
+
+
 def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin:
-    from .preprocess import preprocess_volume
+    from .preprocess import preprocess_volume, stream_to_zarr
 
     data, voxel, sources, meta = _load_input(config.input, chunks=config.chunks)
     raw = data
@@ -275,17 +310,25 @@ def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin
     elif config.preprocess.enabled and config.preprocess.steps:
         result = preprocess_volume(data, voxel_size=voxel, steps=config.preprocess.steps, chunks=config.chunks,
                                    options=config.preprocess.options)
-        data, voxel = result.image, result.voxel_size
+        # computed layer by layer into a scratch store first: one store of the whole graph lets the
+        # scheduler run ahead and hold many float32 intermediates (see preprocess.stream_to_zarr)
+        data = stream_to_zarr(result.image, _scratch(staging), progress=progress)
+        voxel = result.voxel_size
         step = Step("preprocess", {**params, **result.params})
     else:
         step = Step("import", params)
     twin = create_twin(staging, data, voxel_size=voxel, thickness_axis=config.thickness_axis,
                        collector_side=config.collector_side, design=design.to_dict() if design is not None else None,
                        labels=labels, sources=sources, step=step, chunks=config.chunks, progress=progress)
+    shutil.rmtree(_scratch(staging), ignore_errors=True)
     middle = data.shape[0] // 2
     twin.save_result("slices", {"z": middle}, step=Step("slices", {"z": middle}),
                      arrays={"raw": np.asarray(raw[middle])})
     return twin
+
+
+def _scratch(staging: Path) -> Path:
+    return staging.with_name(staging.name + ".stream")
 
 
 def _load_input(cfg: InputConfig, *, chunks: int):

@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--cap-gib", type=float, default=None)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/twinlab-bench-pipeline"))
+    parser.add_argument("--chunks", type=int, default=64, help="chunk edge: the working set scales with it")
     args = parser.parse_args()
     cap = args.cap_gib or args.gib / 2
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -55,7 +56,7 @@ def main() -> None:
     write_stack(raw, (nz, ny, nx))
     config = parse_config({
         "name": "big", "output": str(args.workdir / "big.twin.zarr"),
-        "input": {"path": str(raw), "voxel_size": "0.0325,0.03722,0.03722"}, "chunks": 128,
+        "input": {"path": str(raw), "voxel_size": "0.0325,0.03722,0.03722"}, "chunks": args.chunks,
         "preprocess": {"steps": ["denoise"], "options": {"denoise": {"method": "gaussian", "size": 1.0}}},
         "segment": {"phases": ["pore", "cbd", "active"], "particles": False},
         "analyses": {"run": ["conductive"], "options": {"conductive": {"collector": "face"}}},
@@ -64,9 +65,10 @@ def main() -> None:
     with measure() as m:
         run = run_sample(config)
     print(f"machine: {machine()}")
-    print(f"stack: {raw.stat().st_size / 2**30:.2f} GiB uint8 {nz}x{ny}x{nx}; memory cap {cap:.2f} GiB")
+    print(f"stack: {raw.stat().st_size / 2**30:.2f} GiB uint8 {nz}x{ny}x{nx}; chunks {args.chunks}; "
+          f"memory cap {cap:.2f} GiB")
     for stage in run.stages:
-        print(f"  {stage.stage:12s} {stage.seconds:8.1f} s   RSS at end {stage.peak_rss_gib:.3f} GiB")
+        print(f"  {stage.stage:12s} {stage.seconds:8.1f} s   peak RSS {stage.peak_rss_gib:.3f} GiB")
     voxels = nz * ny * nx
     print(f"total {m.seconds:.1f} s ({voxels / m.seconds / 1e6:.2f} Mvoxel/s); peak RSS {m.peak_rss_gib:.3f} GiB "
           f"-> {'PASS' if m.peak_rss_gib < cap else 'FAIL'} (cap {cap:.2f} GiB, stack {args.gib:.2f} GiB)")

@@ -499,8 +499,10 @@ def _label_dask(mask: da.Array, structure: np.ndarray) -> tuple[da.Array, int]:
                 shift = [int(off[a]) - 1 for a in others]
                 a, b = _shifted_pair(lo, hi, shift)
                 keep = (a > 0) & (b > 0)
-                rows.append(a[keep])
-                cols.append(b[keep])
+                # one edge per label pair: a face holds ~area voxel pairs but few distinct labels
+                code = np.unique(a[keep].astype(np.int64) * (total + 1) + b[keep])
+                rows.append(code // (total + 1))
+                cols.append(code % (total + 1))
     mapping = np.zeros(total + 1, dtype=np.int64)
     n_final = 0
     if total:
@@ -547,11 +549,15 @@ def _shifted_pair(lo: np.ndarray, hi: np.ndarray, shift: list[int]) -> tuple[np.
 
 
 def _block_stats(lab: np.ndarray, tmask: np.ndarray, adj: np.ndarray, cmask, n: int):
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    tsizes = np.bincount(lab[tmask], minlength=n + 1)
-    perc = np.zeros(n + 1, dtype=bool)
-    perc[np.unique(lab[adj])] = True
-    perc[0] = False
+    """One block's cluster sizes, target sizes and collector-touching ids, as compact (ids, counts):
+    a dense n+1 array per block would cost n × blocks memory once gathered."""
+    def compact(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.flatnonzero(counts)
+        return ids, counts[ids]
+
+    sizes = compact(np.bincount(lab.ravel(), minlength=n + 1))
+    tsizes = compact(np.bincount(lab[tmask], minlength=n + 1))
+    perc = np.unique(lab[adj])
     ncoll = int(np.count_nonzero(cmask)) if cmask is not None else 0
     return sizes, tsizes, perc, ncoll
 
@@ -559,16 +565,21 @@ def _block_stats(lab: np.ndarray, tmask: np.ndarray, adj: np.ndarray, cmask, n: 
 def _cluster_stats(lab, n: int, tmask, adj, cmask):
     if not is_dask(lab):
         adj = np.broadcast_to(np.asarray(adj), lab.shape)
-        return _block_stats(lab, np.asarray(tmask), adj, cmask, n)
-    tmask = tmask.rechunk(lab.chunks)
-    adj = da.broadcast_to(adj, lab.shape).rechunk(lab.chunks)
-    parts = [lab.to_delayed().ravel(), tmask.to_delayed().ravel(), adj.to_delayed().ravel()]
-    cparts = cmask.rechunk(lab.chunks).to_delayed().ravel() if cmask is not None else [None] * len(parts[0])
-    stats = dask.compute(*[dask.delayed(_block_stats)(a, b, c, d, n)
-                           for a, b, c, d in zip(*parts, cparts)])
-    sizes = np.sum([s[0] for s in stats], axis=0)
-    tsizes = np.sum([s[1] for s in stats], axis=0)
-    perc = np.any([s[2] for s in stats], axis=0)
+        stats = [_block_stats(lab, np.asarray(tmask), adj, cmask, n)]
+    else:
+        tmask = tmask.rechunk(lab.chunks)
+        adj = da.broadcast_to(adj, lab.shape).rechunk(lab.chunks)
+        parts = [lab.to_delayed().ravel(), tmask.to_delayed().ravel(), adj.to_delayed().ravel()]
+        cparts = cmask.rechunk(lab.chunks).to_delayed().ravel() if cmask is not None else [None] * len(parts[0])
+        stats = dask.compute(*[dask.delayed(_block_stats)(a, b, c, d, n) for a, b, c, d in zip(*parts, cparts)])
+    sizes = np.zeros(n + 1, np.int64)
+    tsizes = np.zeros(n + 1, np.int64)
+    perc = np.zeros(n + 1, dtype=bool)
+    for (ids, counts), (tids, tcounts), pids, _ in stats:
+        np.add.at(sizes, ids, counts)
+        np.add.at(tsizes, tids, tcounts)
+        perc[pids] = True
+    perc[0] = False
     return sizes, tsizes, perc, int(sum(s[3] for s in stats))
 
 

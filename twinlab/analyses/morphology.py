@@ -30,7 +30,7 @@ import numba
 import numpy as np
 import scipy.ndimage as ndi
 
-from .._chunked import is_dask
+from .._chunked import is_dask, label_counts
 from .._results import Result
 from .._validation import AXES, VoxelSize, axis_index, require_integer_labels, require_ndim, require_positive
 from ..errors import InputError
@@ -335,13 +335,7 @@ def compute_particle_sizes(instances: Any, *, voxel_size_um: Any = 1.0, weightin
     require_ndim(instances, 3, name="instances")
     require_integer_labels(instances, name="instances")
     vs = VoxelSize.parse(voxel_size_um)
-    if is_dask(instances):
-        n = int(instances.max().compute()) + 1
-        count = dask.delayed(lambda b: np.bincount(np.asarray(b).ravel().astype(np.int64), minlength=n))
-        counts = np.sum(dask.compute(*[count(b) for b in instances.to_delayed().ravel()]), axis=0)
-    else:
-        counts = np.bincount(np.asarray(instances).ravel().astype(np.int64))
-    counts = counts[1:]
+    counts = label_counts(instances)[1:]
     vol = counts[counts > 0] * vs.volume_um3
     d = (6 * vol / np.pi) ** (1 / 3)
     return compute_size_distribution(d, weights=vol if weighting == "volume" else None, kind="particle",

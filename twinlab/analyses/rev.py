@@ -18,10 +18,9 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-import dask.array as da
 import numpy as np
 
-from .._chunked import is_dask
+from .._chunked import is_dask, label_counts
 from .._results import Result
 from .._validation import AXES, VoxelSize
 from ..errors import InputError
@@ -382,9 +381,7 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
 def _bincount(labels: Any) -> np.ndarray:
     """Label histogram; dask arrays are counted chunk by chunk."""
     if is_dask(labels):
-        n = int(labels.max().compute()) + 1
-        flat = labels.ravel().astype(np.int64)
-        return np.asarray(da.bincount(flat, minlength=n).compute())
+        return label_counts(labels)
     arr = np.asarray(labels)
     if arr.size and arr.min() < 0:
         raise InputError("labels must be non-negative")

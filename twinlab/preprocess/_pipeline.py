@@ -192,7 +192,7 @@ def preprocess_to_twin(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.stream-{uuid.uuid4().hex[:8]}"
     try:
-        image = _stream_to_zarr(result.image, staging, progress=progress)
+        image = stream_to_zarr(result.image, staging, progress=progress)
         twin = create_twin(out, image, voxel_size=result.voxel_size, chunks=chunks,
                            thickness_axis=thickness_axis, collector_side=collector_side, sources=sources,
                            step=Step("preprocess", params), overwrite=overwrite, progress=progress)
@@ -201,13 +201,15 @@ def preprocess_to_twin(
     return twin, result
 
 
-def _stream_to_zarr(image: Any, folder: Path, *, progress: bool) -> Any:
-    """Compute ``image`` one z-layer of chunks at a time into a zarr array; return it (dask).
+def stream_to_zarr(image: Any, folder: Path, *, progress: bool) -> Any:
+    """Compute ``image`` one row of chunks (one z-chunk × one y-chunk, all x) at a time into a
+    zarr array; return it (dask).
 
     One ``da.store`` over the whole graph lets dask's scheduler run ahead and hold many
     float32 intermediates (measured: peak memory grew with the stack, ~2.4× its float32
-    size). Storing layer by layer bounds the working set to a layer plus the halos the
-    steps need, whatever the stack length.
+    size); a whole z-layer of chunks is still a quarter of a 512-slice stack. Storing row by
+    row bounds the working set to a row plus the halos the steps need, whatever the stack's
+    size; neighbouring halos are recomputed (a few % for the usual halo/chunk ratios).
     """
     import zarr
 
@@ -216,9 +218,12 @@ def _stream_to_zarr(image: Any, folder: Path, *, progress: bool) -> Any:
     chunks = tuple(max(c) for c in image.chunks)
     arr = zarr.create_array(store=str(folder), shape=image.shape, chunks=chunks, dtype=image.dtype,
                             zarr_format=3)
-    bounds = np.cumsum((0,) + image.chunks[0])
-    for i, (z0, z1) in enumerate(zip(bounds[:-1], bounds[1:])):
-        da.store(image[z0:z1], arr, regions=(slice(int(z0), int(z1)),), lock=False)
+    zb = np.cumsum((0,) + image.chunks[0])
+    yb = np.cumsum((0,) + image.chunks[1])
+    for z0, z1 in zip(zb[:-1], zb[1:]):
+        for y0, y1 in zip(yb[:-1], yb[1:]):
+            region = (slice(int(z0), int(z1)), slice(int(y0), int(y1)))
+            da.store(image[region], arr, regions=region, lock=False)
         if progress:
             print(f"\rpreprocess: {int(z1)}/{image.shape[0]} slices", end="", file=sys.stderr, flush=True)
     if progress:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._chunked import label_counts
 from .._results import Result
 from ..errors import InputError
 from .classify import DEFAULT_SEGMENT_PHASES, METHODS, fit_gmm, fit_multiotsu, apply_phase_model, train_classifier
@@ -64,7 +65,7 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     twin.write_labels("phases", labels, phases=table, step=Step("segment", params))
     written = ["phases"]
     stored = twin.labels("phases")
-    counts = _counts(stored)
+    counts = label_counts(stored, 256)
     total = float(counts.sum())
     fractions = {table.name(v): float(c) / total for v, c in enumerate(counts) if c > 0}
     n_particles = None
@@ -107,12 +108,6 @@ def confine_collector(labels: Any, phases: Sequence[str], table: Any, axis: int,
     dtype = labels.dtype
     out = xp.where(in_slab, dtype.type(coll), xp.where(labels == coll, dtype.type(fallback), labels))
     return out.astype(dtype), info
-
-
-def _counts(labels: Any) -> np.ndarray:
-    import dask.array as da
-
-    return np.asarray(da.bincount(labels.ravel().astype(np.int64), minlength=256).compute())
 
 
 def _load_scribbles(scribbles: Any) -> np.ndarray:

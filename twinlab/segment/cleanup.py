@@ -9,7 +9,7 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 
-from .._chunked import is_dask
+from .._chunked import is_dask, label_counts
 from .._results import Result
 from .._validation import axis_index
 from ..errors import InputError
@@ -40,8 +40,7 @@ def clean_labels(labels: Any, *, min_size_voxels: int = 0, fill_holes: bool = Fa
                              "call clean_labels(labels.compute(), fill_holes=True) or leave fill_holes off")
         if min_size_voxels == 0:
             return labels
-        n = int(labels.max().compute()) + 1
-        sizes = da.bincount(labels.ravel().astype(np.int64), minlength=n).compute()
+        sizes = label_counts(labels)
         keep = (sizes >= min_size_voxels).astype(labels.dtype)
         keep[0] = 0
         return labels.map_blocks(lambda b, k=keep: b * k[b], dtype=labels.dtype)
