@@ -466,48 +466,47 @@ def _face_mask(labels: Any, axis: int, side: str) -> Any:
 
 
 def _label_dask(mask: da.Array, structure: np.ndarray) -> tuple[da.Array, int]:
-    ndim = mask.ndim
+    """Chunk labels merged across chunk faces. Streams one slab of chunks (one index along axis 0)
+    at a time: only that slab's faces and the previous slab's high plane are held, so memory is
+    bounded by a slab's faces however large the volume (all faces at once were ~1/10 of the
+    volume in int64 at 64³ chunks)."""
     blocks = mask.to_delayed()
     grid = blocks.shape
+    sub = (1,) + grid[1:]
 
     def first_pass(block: np.ndarray):
         lab, n = ndi.label(block, structure=structure)
-        faces = {(ax, end): np.take(lab, 0 if end == 0 else -1, axis=ax) for ax in range(ndim) for end in (0, 1)}
+        faces = {(ax, end): np.take(lab, 0 if end == 0 else -1, axis=ax) for ax in range(3) for end in (0, 1)}
         return int(n), faces
 
-    outs = dask.compute(*[dask.delayed(first_pass)(b) for b in blocks.ravel()])
-    counts = np.array([o[0] for o in outs], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).reshape(grid)
-    total = int(counts.sum())
-    faces = np.empty(grid, dtype=object)
-    for flat, (_, f) in enumerate(outs):
-        idx = np.unravel_index(flat, grid)
-        off = offsets[idx]
-        faces[idx] = {k: np.where(v > 0, v + off, 0) for k, v in f.items()}
-
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    for ax in range(ndim):
-        others = [a for a in range(ndim) if a != ax]
-        for i in range(grid[ax] - 1):
-            lo = _assemble_plane(faces, ax, i, 1, others, grid)
-            hi = _assemble_plane(faces, ax, i + 1, 0, others, grid)
-            # structure offsets crossing the face: +1 along ax, any allowed in-plane shift
-            for off in np.argwhere(structure):
-                if off[ax] != 2:
-                    continue
-                shift = [int(off[a]) - 1 for a in others]
-                a, b = _shifted_pair(lo, hi, shift)
-                keep = (a > 0) & (b > 0)
-                # one edge per label pair: a face holds ~area voxel pairs but few distinct labels
-                code = np.unique(a[keep].astype(np.int64) * (total + 1) + b[keep])
-                rows.append(code // (total + 1))
-                cols.append(code % (total + 1))
+    offsets = np.zeros(grid, dtype=np.int64)
+    total = 0
+    edges: list[np.ndarray] = []
+    previous_high = None
+    for iz in range(grid[0]):
+        outs = dask.compute(*[dask.delayed(first_pass)(b) for b in blocks[iz].ravel()])
+        faces = np.empty(sub, dtype=object)
+        for flat, (n, f) in enumerate(outs):
+            idx = (0,) + np.unravel_index(flat, grid[1:])
+            offsets[(iz,) + idx[1:]] = total
+            faces[idx] = {k: np.where(v > 0, v.astype(np.int64) + total, 0) for k, v in f.items()}
+            total += n
+        del outs
+        for ax in (1, 2):  # faces between chunks inside the slab
+            others = [a for a in range(3) if a != ax]
+            for i in range(grid[ax] - 1):
+                edges.append(_face_edges(_assemble_plane(faces, ax, i, 1, others, sub),
+                                         _assemble_plane(faces, ax, i + 1, 0, others, sub), ax, others, structure))
+        low = _assemble_plane(faces, 0, 0, 0, [1, 2], sub)
+        if previous_high is not None:  # the face to the previous slab
+            edges.append(_face_edges(previous_high, low, 0, [1, 2], structure))
+        previous_high = _assemble_plane(faces, 0, 0, 1, [1, 2], sub)
+        del faces
     mapping = np.zeros(total + 1, dtype=np.int64)
     n_final = 0
     if total:
-        r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        code = np.unique(np.concatenate(edges)) if edges else np.zeros(0, np.int64)
+        r, c = code // _PAIR_BASE, code % _PAIR_BASE
         graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r - 1, c - 1)), shape=(total, total))
         n_final, comp = connected_components(graph, directed=False)
         # number clusters by first appearance (block order), for a stable display
@@ -524,6 +523,22 @@ def _label_dask(mask: da.Array, structure: np.ndarray) -> tuple[da.Array, int]:
         return mapping[lab].astype(out_dtype)
 
     return mask.map_blocks(relabel, dtype=out_dtype), int(n_final)
+
+
+_PAIR_BASE = 2**31  # a label pair (a, b) is coded a * base + b
+
+
+def _face_edges(lo: np.ndarray, hi: np.ndarray, ax: int, others: list[int], structure: np.ndarray) -> np.ndarray:
+    """Distinct label pairs (coded) joined across a face: +1 along ``ax`` and any in-plane shift the
+    structure allows; a face holds ~area voxel pairs but few distinct labels."""
+    codes = []
+    for off in np.argwhere(structure):
+        if off[ax] != 2:
+            continue
+        a, b = _shifted_pair(lo, hi, [int(off[a]) - 1 for a in others])
+        keep = (a > 0) & (b > 0)
+        codes.append(np.unique(a[keep] * _PAIR_BASE + b[keep]))
+    return np.concatenate(codes) if codes else np.zeros(0, np.int64)
 
 
 def _assemble_plane(faces, ax: int, i: int, end: int, others: list[int], grid) -> np.ndarray:
