@@ -397,3 +397,16 @@ def test_agrees_with_porespy_on_berea_crop():
     im = np.load(Path(__file__).parents[1] / "datasets" / "berea" / "berea_100_to_300.npz")["im"][:100, :100, :100]
     theirs = ps.simulations.tortuosity_fd(im, axis=0, ftol=1e-4).tortuosity
     assert compute_tortuosity(im, axis=0).tortuosity_factor == pytest.approx(theirs, rel=0.01)
+
+
+def test_extreme_contrast_breakdown_is_a_note_not_a_result(make_twin):
+    """LMP anode: Li 1.1e7 S/m in 1e-8 S/m shells and 1e-12 S/m binder breaks the float32 solver
+    down; the twin analysis must say so instead of storing an unbalanced conductivity."""
+    from twinlab.datasets import make_lmp_anode
+
+    g = make_lmp_anode(shape=(30, 40, 30), seed=0)  # the top face inside the coating
+    twin = make_twin(g.phases.astype(np.uint16), voxel_size=(2.0, 2.0, 2.0), labels={"phases": g.phases},
+                     thickness_axis="y", collector_side="low")
+    res = analyze_twin(twin)
+    assert res.tortuosity.percolates and res.conductivity is None
+    assert any("broke down" in n for n in res.notes), res.notes

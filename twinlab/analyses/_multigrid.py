@@ -283,7 +283,15 @@ def _solve_potential(g0, g1, g2, bclo, bchi, *, rtol, max_iterations, x0, coarse
             st.matvec(g0, g1, g2, bclo, bchi, p, q)
             pq = st.dot(p, q)
             if not pq > 0:
-                break
+                # a non-positive curvature: the float32 preconditioner lost definiteness (extreme
+                # coefficient contrast). Converged only if the balance already holds; never return
+                # an unbalanced field as a result.
+                if err <= rtol and math.sqrt(st.dot(r, r)) <= rtol * bnorm:
+                    break
+                raise ConvergenceError(
+                    f"transport solve broke down after {it} iterations at a flux balance of {err:.2e} "
+                    f"(target {rtol:g}): the coefficient contrast is too extreme for the solver "
+                    "(e.g. 1e7 vs 1e-12 S/m); give the insulating phases 0 S/m or a milder contrast")
             alpha = rz / pq
             st.axpy_pair(x, r, p, q, alpha)
             it += 1
