@@ -310,7 +310,7 @@ def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin
     elif config.preprocess.enabled and config.preprocess.steps:
         result = preprocess_volume(data, voxel_size=voxel, steps=config.preprocess.steps, chunks=config.chunks,
                                    options=config.preprocess.options)
-        # computed layer by layer into a scratch store first: one store of the whole graph lets the
+        # computed row of chunks by row into a scratch store first: one store of the whole graph lets the
         # scheduler run ahead and hold many float32 intermediates (see preprocess.stream_to_zarr)
         data = stream_to_zarr(result.image, _scratch(staging), progress=progress)
         voxel = result.voxel_size
