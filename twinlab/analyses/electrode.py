@@ -43,11 +43,16 @@ def electrode_planes(labels: Any, *, axis: int, side: str, phases: PhaseTable, p
     return start + int(hits[0]), start + int(hits[-1]) + 1
 
 
-def electrode_labels(twin: Any, phase: str = "pore", name: str = "phases") -> tuple[Any, tuple[int, int]]:
-    """The twin's ``name`` labels (lazy dask) cropped to :func:`electrode_planes`, with the planes."""
+def electrode_labels(twin: Any, phase: str = "pore", name: str = "phases", *,
+                     in_memory: bool = False) -> tuple[Any, tuple[int, int]]:
+    """The twin's ``name`` labels cropped to :func:`electrode_planes`, with the planes: lazy dask,
+    or (``in_memory``, for solvers that need the whole volume) one contiguous numpy array read once."""
     labels = twin.labels(name)
+    if in_memory:
+        labels = np.asarray(labels.compute())
     axis = twin.thickness_axis
     start, stop = electrode_planes(labels, axis=axis, side=twin.collector_side, phases=twin.phases, phase=phase)
     index = [slice(None)] * 3
     index[axis] = slice(start, stop)
-    return labels[tuple(index)], (start, stop)
+    cropped = labels[tuple(index)]
+    return (np.ascontiguousarray(cropped) if in_memory else cropped), (start, stop)

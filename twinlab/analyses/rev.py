@@ -379,13 +379,10 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
 
 # ============================================================================ helpers
 def _bincount(labels: Any) -> np.ndarray:
-    """Label histogram; dask arrays are counted chunk by chunk."""
-    if is_dask(labels):
-        return label_counts(labels)
-    arr = np.asarray(labels)
-    if arr.size and arr.min() < 0:
+    """Label histogram (at least one bin); dask arrays are counted chunk by chunk."""
+    if not is_dask(labels) and np.size(labels) and np.min(labels) < 0:
         raise InputError("labels must be non-negative")
-    return np.bincount(arr.ravel().astype(np.int64)) if arr.size else np.zeros(1, np.int64)
+    return label_counts(labels, 1)
 
 
 def _property(prop: Any, phases: PhaseTable, exclude_collector: bool) -> tuple[str, Callable[[np.ndarray], float]]:

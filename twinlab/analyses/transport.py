@@ -426,8 +426,7 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     phases = twin.phases
     thick = twin.thickness_axis
     a = thick if axis is None else axis_index(axis)
-    cropped, (start, stop) = electrode_labels(twin, phase)
-    work = np.ascontiguousarray(cropped.compute())
+    work, (start, stop) = electrode_labels(twin, phase, in_memory=True)
     voxel = twin.voxel_size
     common = dict(phases=phases, voxel_size_um=voxel, periodic=periodic, rtol=rtol)
     notes: list[str] = []

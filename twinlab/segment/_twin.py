@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._chunked import label_counts
+from .._chunked import is_dask, label_counts
 from .._results import Result
 from ..errors import InputError
 from .classify import DEFAULT_SEGMENT_PHASES, METHODS, fit_gmm, fit_multiotsu, apply_phase_model, train_classifier
@@ -104,7 +104,7 @@ def confine_collector(labels: Any, phases: Sequence[str], table: Any, axis: int,
     shape = [1, 1, 1]
     shape[axis] = n
     in_slab = in_slab.reshape(shape)
-    xp = da if isinstance(labels, da.Array) else np
+    xp = da if is_dask(labels) else np
     dtype = labels.dtype
     out = xp.where(in_slab, dtype.type(coll), xp.where(labels == coll, dtype.type(fallback), labels))
     return out.astype(dtype), info

@@ -46,7 +46,7 @@ def clean_labels(labels: Any, *, min_size_voxels: int = 0, fill_holes: bool = Fa
         return labels.map_blocks(lambda b, k=keep: b * k[b], dtype=labels.dtype)
     out = np.array(labels, copy=True)
     if min_size_voxels > 0 and out.size:
-        sizes = np.bincount(out.ravel().astype(np.int64))
+        sizes = label_counts(out)
         small = sizes < min_size_voxels
         small[0] = False
         out[small[out]] = 0

@@ -123,7 +123,7 @@ def transport_per_axis(twin_path: str, *, axes: Sequence[str] = ("z", "y", "x"))
     from twinlab.errors import TwinlabError
 
     twin = Twin.open(twin_path)
-    labels = np.ascontiguousarray(electrode_labels(twin)[0].compute())
+    labels, _ = electrode_labels(twin, in_memory=True)
     common = {"phases": twin.phases, "voxel_size_um": twin.voxel_size}
     out: dict[str, dict[str, Any]] = {}
     for axis in axes:
