@@ -196,6 +196,46 @@ def test_periodic_sides_join_paths():
     assert wrapped.percolates and 1 < wrapped.tortuosity_factor < 5
 
 
+def _flood_percolating(conducting, periodic):
+    """Reference: breadth-first floods from the inlet plane and from the outlet plane."""
+    from collections import deque
+
+    n = conducting.shape
+
+    def flood(start_plane):
+        seen = np.zeros(n, bool)
+        queue = deque((start_plane, j, k) for j in range(n[1]) for k in range(n[2])
+                      if conducting[start_plane, j, k])
+        for v in queue:
+            seen[v] = True
+        while queue:
+            i, j, k = queue.popleft()
+            for di, dj, dk in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+                a, b, c = i + di, j + dj, k + dk
+                if not 0 <= a < n[0]:
+                    continue
+                if periodic:
+                    b, c = b % n[1], c % n[2]
+                elif not (0 <= b < n[1] and 0 <= c < n[2]):
+                    continue
+                if conducting[a, b, c] and not seen[a, b, c]:
+                    seen[a, b, c] = True
+                    queue.append((a, b, c))
+        return seen
+
+    return flood(0) & flood(n[0] - 1)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_percolating_voxels_equal_a_flood_fill(periodic):
+    from twinlab.analyses.transport import _percolating
+
+    rng = np.random.default_rng(11)
+    for fill in (0.3, 0.45, 0.6):
+        conducting = rng.random((14, 11, 9)) < fill
+        np.testing.assert_array_equal(_percolating(conducting, periodic), _flood_percolating(conducting, periodic))
+
+
 def test_iterations_do_not_grow_with_size():
     its = [compute_tortuosity(sphere_packing(n), axis=0).iterations for n in (24, 48)]
     assert max(its) <= 15

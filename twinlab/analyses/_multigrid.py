@@ -35,7 +35,7 @@ from . import _stencil as st
 
 
 #: grids smaller than this run their kernels on one thread
-PARALLEL_MIN_CELLS = 1 << 18
+PARALLEL_MIN_CELLS = 1 << 15
 
 
 @dataclass
@@ -45,7 +45,7 @@ class _Level:
     g2: np.ndarray
     bclo: np.ndarray
     bchi: np.ndarray
-    factors: tuple[int, int, int] = (1, 1, 1)  # aggregation to the next level
+    shifts: tuple[int, int, int] = (0, 0, 0)  # aggregation to the next level: factors 2**shift
     x: np.ndarray | None = None  # correction on this level (float32)
     b: np.ndarray | None = None  # right-hand side on this level (float32; None on the finest)
     work: list = field(default_factory=list)  # K-cycle vectors
@@ -96,7 +96,7 @@ class MultigridPreconditioner:
             numba.set_num_threads(self.threads if fine.g0.size >= PARALLEL_MIN_CELLS else 1)
             st.coarsen_faces(fine.g0, fine.g1, fine.g2, fine.bclo, fine.bchi, *f,
                              coarse.g0, coarse.g1, coarse.g2, coarse.bclo, coarse.bchi)
-            fine.factors = f
+            fine.shifts = tuple(fa.bit_length() - 1 for fa in f)
             coarse.x = np.zeros(nc, np.float32)
             coarse.b = np.zeros(nc, np.float32)
             coarse.work = [np.zeros(nc, np.float32) for _ in range(5)] if kcycle else []
@@ -133,8 +133,8 @@ class MultigridPreconditioner:
 
     def _vcycle(self, index: int, b: np.ndarray, x: np.ndarray) -> None:
         level = self.levels[index]
-        # waking a second thread costs more than a small grid's sweep (milliseconds on a loaded
-        # machine): coarse levels run on the calling thread only
+        # waking a second thread costs more than a tiny grid's sweep: levels under
+        # PARALLEL_MIN_CELLS run on the calling thread (a 50³ level still sweeps 2.7× faster on two)
         numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
         ops = (level.g0, level.g1, level.g2, level.bclo, level.bchi)
         x[...] = 0
@@ -142,7 +142,7 @@ class MultigridPreconditioner:
             st.gauss_seidel(*ops, x, b, 0, False)
             st.gauss_seidel(*ops, x, b, 1, False)
         coarse = self.levels[index + 1]
-        st.residual_restrict(*ops, x, b, coarse.b, *level.factors)
+        st.residual_restrict(*ops, x, b, coarse.b, *level.shifts)
         if index + 1 == len(self.levels) - 1:
             self._solve_coarsest(coarse)
         elif self.kcycle:
@@ -150,7 +150,7 @@ class MultigridPreconditioner:
         else:
             self._vcycle(index + 1, coarse.b, coarse.x)
         numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
-        st.prolong_add(x, coarse.x, *level.factors)
+        st.prolong_add(x, coarse.x, *level.shifts)
         for _ in range(self.smoothing_steps):
             st.gauss_seidel(*ops, x, b, 1, True)
             st.gauss_seidel(*ops, x, b, 0, True)
@@ -167,29 +167,24 @@ class MultigridPreconditioner:
         c1, v1, c2, v2, rt = level.work
         self._vcycle(index, r, c1)
         numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
-        st.matvec(*ops, c1, v1)
-        rho1 = st.dot(c1, v1)
+        rho1 = st.matvec(*ops, c1, v1)
         a1 = st.dot(c1, r)
         if not rho1 > 0:
             level.x[...] = 0
             return
-        np.multiply(v1, np.float32(a1 / rho1), out=rt)
-        np.subtract(r, rt, out=rt)
-        if st.dot(rt, rt) <= 0.0625 * st.dot(r, r):  # residual reduced ≥ 4×: one step suffices
-            np.multiply(c1, np.float32(a1 / rho1), out=level.x)
+        # residual after the first step; reduced ≥ 4×: one step suffices
+        if st.lincomb(rt, 1.0, r, -a1 / rho1, v1) <= 0.0625 * st.dot(r, r):
+            st.lincomb(level.x, a1 / rho1, c1, 0.0, c1)
             return
         self._vcycle(index, rt, c2)
         numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
-        st.matvec(*ops, c2, v2)
-        gamma = st.dot(c2, v1)
-        beta = st.dot(c2, v2)
-        a2 = st.dot(c2, rt)
+        beta = st.matvec(*ops, c2, v2)
+        gamma, a2 = st.dot2(v1, c2, rt)
         rho2 = beta - gamma * gamma / rho1
         if not rho2 > 0:
-            np.multiply(c1, np.float32(a1 / rho1), out=level.x)
+            st.lincomb(level.x, a1 / rho1, c1, 0.0, c1)
             return
-        np.multiply(c1, np.float32(a1 / rho1 - gamma * a2 / (rho1 * rho2)), out=level.x)
-        level.x += np.float32(a2 / rho2) * c2
+        st.lincomb(level.x, a1 / rho1 - gamma * a2 / (rho1 * rho2), c1, a2 / rho2, c2)
 
     def _direct_finest(self, b: np.ndarray, x: np.ndarray) -> None:
         # the whole problem is small enough for the coarsest-grid LU
@@ -264,7 +259,8 @@ def _solve_potential(g0, g1, g2, bclo, bchi, *, rtol, max_iterations, x0, coarse
     z = np.empty(x.shape, np.float32)
     q = np.empty_like(x)
     fluxes = np.empty(n0 + 1, np.float64)
-    r0 = math.sqrt(st.dot(r, r))
+    rr = st.dot(r, r)
+    r0 = math.sqrt(rr)
     history: list[float] = []
 
     def flux_error() -> float:
@@ -280,26 +276,25 @@ def _solve_potential(g0, g1, g2, bclo, bchi, *, rtol, max_iterations, x0, coarse
         p = z.astype(np.float64)
         rz = st.dot(r, z)
         while True:
-            st.matvec(g0, g1, g2, bclo, bchi, p, q)
-            pq = st.dot(p, q)
+            pq = st.matvec(g0, g1, g2, bclo, bchi, p, q)
             if not pq > 0:
                 # a non-positive curvature: the float32 preconditioner lost definiteness (extreme
                 # coefficient contrast). Converged only if the balance already holds; never return
                 # an unbalanced field as a result.
-                if err <= rtol and math.sqrt(st.dot(r, r)) <= rtol * bnorm:
+                if err <= rtol and math.sqrt(rr) <= rtol * bnorm:
                     break
                 raise ConvergenceError(
                     f"transport solve broke down after {it} iterations at a flux balance of {err:.2e} "
                     f"(target {rtol:g}): the coefficient contrast is too extreme for the solver "
                     "(e.g. 1e7 vs 1e-12 S/m); give the insulating phases 0 S/m or a milder contrast")
             alpha = rz / pq
-            st.axpy_pair(x, r, p, q, alpha)
+            rr = st.axpy_pair(x, r, p, q, alpha)
             it += 1
             err = flux_error()
             history.append(err)
             # the plane fluxes alone are blind to imbalance inside a plane (a detour that runs
             # within one layer), so the residual must be small as well
-            if err <= rtol and math.sqrt(st.dot(r, r)) <= rtol * bnorm:
+            if err <= rtol and math.sqrt(rr) <= rtol * bnorm:
                 break
             if it >= max_iterations:
                 raise ConvergenceError(
@@ -307,11 +302,11 @@ def _solve_potential(g0, g1, g2, bclo, bchi, *, rtol, max_iterations, x0, coarse
                     f"iterations (reached {err:.2e}); raise max_iterations or loosen rtol"
                 )
             pre.apply(r, z)
-            rz_new = st.dot(r, z)
-            beta = -alpha * st.dot(z, q) / rz  # Polak–Ribière: robust to the float32 V-cycle
+            rz_new, zq = st.dot2(r, z, q)
+            beta = -alpha * zq / rz  # Polak–Ribière: robust to the float32 V-cycle
             rz = rz_new
             st.update_direction(p, z, max(beta, 0.0))
-    rres = math.sqrt(st.dot(r, r)) / r0 if r0 > 0 else 0.0
+    rres = math.sqrt(rr) / r0 if r0 > 0 else 0.0
     info = SolveInfo(iterations=it, flux_error=err, residual_ratio=rres, layer_fluxes=fluxes.copy(),
                      levels=len(pre.levels), setup_s=setup, solve_s=time.perf_counter() - t0 - setup,
                      hierarchy_bytes=pre.nbytes + x.nbytes + r.nbytes + z.nbytes + 2 * q.nbytes,

@@ -65,101 +65,113 @@ def build_faces(labels, keep, lut, w0, w1, w2, periodic1, periodic2, g0, g1, g2,
                     bchi[j, k] = np.float32(2.0 * w0 * a)
 
 
-@njit(**_OPTS)
-def percolating_mask(conducting, periodic1, periodic2, queue):
-    """Voxels of ``conducting`` face-connected to both planes i = 0 and i = n0 - 1.
+@njit(inline="always", **_OPTS)
+def _axis0_rows(g0, bclo, bchi, x, zero, i, j):
+    """Conductances and values of the two axis-0 neighbours of row (i, j), as rows.
 
-    Two breadth-first floods: from the inlet plane, then from the outlet plane through the
-    voxels the first flood reached. ``queue`` is scratch of at least ``conducting.sum()`` ints.
-    Returns (uint8 state array: 3 = percolating, count of percolating voxels).
+    On the first/last layer the neighbour is the Dirichlet plane: its conductance row is
+    ``bclo``/``bchi`` and its value row ``zero`` (the boundary value enters the right-hand side,
+    not the operator). This makes every row kernel branch-free, so LLVM vectorises it.
     """
-    n0, n1, n2 = conducting.shape
-    state = np.zeros((n0, n1, n2), np.uint8)
-    for p in range(2):
-        start_i = 0 if p == 0 else n0 - 1
-        need = np.uint8(0) if p == 0 else np.uint8(1)
-        mark = np.uint8(1) if p == 0 else np.uint8(3)
-        head = 0
-        tail = 0
-        for j in range(n1):
-            for k in range(n2):
-                if conducting[start_i, j, k] and state[start_i, j, k] == need:
-                    state[start_i, j, k] = mark
-                    queue[tail] = (start_i * n1 + j) * n2 + k
-                    tail += 1
-        while head < tail:
-            idx = queue[head]
-            head += 1
-            k = idx % n2
-            j = (idx // n2) % n1
-            i = idx // (n1 * n2)
-            for d in range(6):
-                ii, jj, kk = i, j, k
-                if d == 0:
-                    ii = i - 1
-                elif d == 1:
-                    ii = i + 1
-                elif d == 2:
-                    jj = j - 1
-                elif d == 3:
-                    jj = j + 1
-                elif d == 4:
-                    kk = k - 1
-                else:
-                    kk = k + 1
-                if ii < 0 or ii >= n0:
-                    continue
-                if jj < 0 or jj >= n1:
-                    if not periodic1:
-                        continue
-                    jj = jj % n1
-                if kk < 0 or kk >= n2:
-                    if not periodic2:
-                        continue
-                    kk = kk % n2
-                if conducting[ii, jj, kk] and state[ii, jj, kk] == need:
-                    state[ii, jj, kk] = mark
-                    queue[tail] = (ii * n1 + jj) * n2 + kk
-                    tail += 1
-    count = 0
-    for i in range(n0):
-        for j in range(n1):
-            for k in range(n2):
-                if state[i, j, k] == 3:
-                    count += 1
-    return state, count
+    n0 = x.shape[0]
+    if i > 0:
+        gm = g0[i - 1, j]
+        xm = x[i - 1, j]
+    else:
+        gm = bclo[j]
+        xm = zero
+    if i < n0 - 1:
+        gp = g0[i, j]
+        xp = x[i + 1, j]
+    else:
+        gp = bchi[j]
+        xp = zero
+    return gm, xm, gp, xp
+
+
+@njit(inline="always", **_OPTS)
+def _apply_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, k, km, kp):
+    c2p = np.float64(h[k])
+    c2m = np.float64(h[km])
+    c1p = np.float64(a1p[k])
+    c1m = np.float64(a1m[k])
+    c0m = np.float64(gm[k])
+    c0p = np.float64(gp[k])
+    d = (c2p + c2m) + (c1p + c1m) + (c0m + c0p)
+    s = (c2p * xr[kp] + c2m * xr[km]) + (c1p * xjp[k] + c1m * xjm[k]) + (c0m * xm[k] + c0p * xp[k])
+    return d * xr[k] - s
+
+
+@njit(inline="always", **_OPTS)
+def _apply_row(g0, g1, g2, bclo, bchi, x, zero, i, j, out):
+    """``out[k] = (A x)[i, j, k]`` for one row (float64)."""
+    n1, n2 = x.shape[1], x.shape[2]
+    jm = j - 1 if j > 0 else n1 - 1
+    jp = j + 1 if j < n1 - 1 else 0
+    gm, xm, gp, xp = _axis0_rows(g0, bclo, bchi, x, zero, i, j)
+    h = g2[i, j]
+    a1p = g1[i, j]
+    a1m = g1[i, jm]
+    xr = x[i, j]
+    xjp = x[i, jp]
+    xjm = x[i, jm]
+    # the row's two ends wrap along axis 2 (conductance 0 there unless the axis is periodic);
+    # the interior is a plain loop that vectorises
+    out[0] = _apply_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, 0, n2 - 1, 1 % n2)
+    for k in range(1, n2 - 1):
+        out[k] = _apply_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, k, k - 1, k + 1)
+    if n2 > 1:
+        out[n2 - 1] = _apply_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, n2 - 1, n2 - 2, 0)
 
 
 @njit(parallel=True, **_OPTS)
 def matvec(g0, g1, g2, bclo, bchi, x, y):
-    """``y = A x`` for the finite-volume operator (Dirichlet terms on the diagonal only)."""
+    """``y = A x`` for the finite-volume operator (Dirichlet terms on the diagonal only);
+    returns ``x · y`` (the curvature CG needs, without a second pass over both arrays)."""
     n0, n1, n2 = x.shape
+    total = 0.0
     for i in prange(n0):
+        zero = np.zeros(n2, x.dtype)
+        row = np.empty(n2, np.float64)
+        part = 0.0
         for j in range(n1):
-            jm = j - 1 if j > 0 else n1 - 1
-            jp = j + 1 if j < n1 - 1 else 0
+            _apply_row(g0, g1, g2, bclo, bchi, x, zero, i, j, row)
+            xr = x[i, j]
+            yr = y[i, j]
             for k in range(n2):
-                km = k - 1 if k > 0 else n2 - 1
-                kp = k + 1 if k < n2 - 1 else 0
-                a2p = np.float64(g2[i, j, k])
-                a2m = np.float64(g2[i, j, km])
-                a1p = np.float64(g1[i, j, k])
-                a1m = np.float64(g1[i, jm, k])
-                d = a2p + a2m + a1p + a1m
-                s = a2p * x[i, j, kp] + a2m * x[i, j, km] + a1p * x[i, jp, k] + a1m * x[i, jm, k]
-                if i > 0:
-                    a = np.float64(g0[i - 1, j, k])
-                    d += a
-                    s += a * x[i - 1, j, k]
-                else:
-                    d += np.float64(bclo[j, k])
-                if i < n0 - 1:
-                    a = np.float64(g0[i, j, k])
-                    d += a
-                    s += a * x[i + 1, j, k]
-                else:
-                    d += np.float64(bchi[j, k])
-                y[i, j, k] = d * x[i, j, k] - s
+                yr[k] = row[k]
+                part += np.float64(xr[k]) * row[k]
+        total += part
+    return total
+
+
+@njit(inline="always", **_OPTS)
+def _relax_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, br, k, km, kp, backward, carry):
+    """Gauss–Seidel update of one voxel; ``carry`` is the row neighbour updated just before.
+
+    Only that neighbour's term sits on the row's dependency chain (one multiply-add and one
+    multiply, the diagonal is inverted off the chain): the sweep runs ~2× faster than with the
+    division and all terms on it (measured).
+    """
+    c2p = np.float64(h[k])
+    c2m = np.float64(h[km])
+    c1p = np.float64(a1p[k])
+    c1m = np.float64(a1m[k])
+    c0m = np.float64(gm[k])
+    c0p = np.float64(gp[k])
+    d = (c2p + c2m) + (c1p + c1m) + (c0m + c0p)
+    s = np.float64(br[k]) + (c1p * xjp[k] + c1m * xjm[k]) + (c0m * xm[k] + c0p * xp[k])
+    if backward:
+        s += c2m * xr[km]
+        chained = c2p
+    else:
+        s += c2p * xr[kp]
+        chained = c2m
+    if d > 0:
+        v = (s + chained * carry) * (1.0 / d)
+        xr[k] = v
+        return v
+    return np.float64(xr[k])
 
 
 @njit(parallel=True, **_OPTS)
@@ -175,82 +187,63 @@ def gauss_seidel(g0, g1, g2, bclo, bchi, x, b, parity, backward):
     nplanes = (n0 - parity + 1) // 2
     for p in prange(nplanes):
         i = parity + 2 * p
+        zero = np.zeros(n2, x.dtype)
         for jj in range(n1):
             j = n1 - 1 - jj if backward else jj
             jm = j - 1 if j > 0 else n1 - 1
             jp = j + 1 if j < n1 - 1 else 0
+            gm, xm, gp, xp = _axis0_rows(g0, bclo, bchi, x, zero, i, j)
+            h = g2[i, j]
+            a1p = g1[i, j]
+            a1m = g1[i, jm]
+            xr = x[i, j]
+            xjp = x[i, jp]
+            xjm = x[i, jm]
+            br = b[i, j]
+            carry = np.float64(xr[0] if backward else xr[n2 - 1])  # the wrap-around neighbour
             for kk in range(n2):
                 k = n2 - 1 - kk if backward else kk
                 km = k - 1 if k > 0 else n2 - 1
                 kp = k + 1 if k < n2 - 1 else 0
-                a2p = np.float64(g2[i, j, k])
-                a2m = np.float64(g2[i, j, km])
-                a1p = np.float64(g1[i, j, k])
-                a1m = np.float64(g1[i, jm, k])
-                d = a2p + a2m + a1p + a1m
-                s = a2p * x[i, j, kp] + a2m * x[i, j, km] + a1p * x[i, jp, k] + a1m * x[i, jm, k]
-                if i > 0:
-                    a = np.float64(g0[i - 1, j, k])
-                    d += a
-                    s += a * x[i - 1, j, k]
-                else:
-                    d += np.float64(bclo[j, k])
-                if i < n0 - 1:
-                    a = np.float64(g0[i, j, k])
-                    d += a
-                    s += a * x[i + 1, j, k]
-                else:
-                    d += np.float64(bchi[j, k])
-                if d > 0:
-                    x[i, j, k] = (b[i, j, k] + s) / d
+                carry = _relax_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, br, k, km, kp, backward, carry)
 
 
 @njit(parallel=True, **_OPTS)
-def residual_restrict(g0, g1, g2, bclo, bchi, x, b, rc, f0, f1, f2):
-    """``rc = Pᵀ (b − A x)``: the residual summed over each f0×f1×f2 block (no fine residual array)."""
+def residual_restrict(g0, g1, g2, bclo, bchi, x, b, rc, s0, s1, s2):
+    """``rc = Pᵀ (b − A x)``: the residual summed over each 2^s0 × 2^s1 × 2^s2 block (aggregation
+    factors 1 or 2 as bit shifts: an integer division per voxel costs more than the stencil)."""
     n0, n1, n2 = x.shape
-    nc0 = rc.shape[0]
+    nc0, nc1, nc2 = rc.shape
     for ci in prange(nc0):
-        rc[ci, :, :] = 0
-        for i in range(ci * f0, min(ci * f0 + f0, n0)):
+        zero = np.zeros(n2, x.dtype)
+        row = np.empty(n2, np.float64)
+        acc = np.zeros((nc1, nc2), np.float64)
+        for i in range(ci << s0, min((ci + 1) << s0, n0)):
             for j in range(n1):
-                jm = j - 1 if j > 0 else n1 - 1
-                jp = j + 1 if j < n1 - 1 else 0
-                cj = j // f1
+                _apply_row(g0, g1, g2, bclo, bchi, x, zero, i, j, row)
+                br = b[i, j]
+                out = acc[j >> s1]
                 for k in range(n2):
-                    km = k - 1 if k > 0 else n2 - 1
-                    kp = k + 1 if k < n2 - 1 else 0
-                    a2p = np.float64(g2[i, j, k])
-                    a2m = np.float64(g2[i, j, km])
-                    a1p = np.float64(g1[i, j, k])
-                    a1m = np.float64(g1[i, jm, k])
-                    d = a2p + a2m + a1p + a1m
-                    s = a2p * x[i, j, kp] + a2m * x[i, j, km] + a1p * x[i, jp, k] + a1m * x[i, jm, k]
-                    if i > 0:
-                        a = np.float64(g0[i - 1, j, k])
-                        d += a
-                        s += a * x[i - 1, j, k]
-                    else:
-                        d += np.float64(bclo[j, k])
-                    if i < n0 - 1:
-                        a = np.float64(g0[i, j, k])
-                        d += a
-                        s += a * x[i + 1, j, k]
-                    else:
-                        d += np.float64(bchi[j, k])
-                    rc[ci, cj, k // f2] += b[i, j, k] - (d * x[i, j, k] - s)
+                    out[k >> s2] += br[k] - row[k]
+        for cj in range(nc1):
+            for ck in range(nc2):
+                rc[ci, cj, ck] = acc[cj, ck]
 
 
 @njit(parallel=True, **_OPTS)
-def prolong_add(x, xc, f0, f1, f2):
-    """``x += P xc`` with piecewise-constant prolongation."""
+def prolong_add(x, xc, s0, s1, s2):
+    """``x += P xc`` with piecewise-constant prolongation (aggregation factors as bit shifts)."""
     n0, n1, n2 = x.shape
-    for i in prange(n0):
-        ci = i // f0
-        for j in range(n1):
-            cj = j // f1
+    nc0, nc1, nc2 = xc.shape
+    for ci in prange(nc0):
+        row = np.empty(n2, x.dtype)  # a coarse row expanded to the fine row length
+        for cj in range(nc1):
             for k in range(n2):
-                x[i, j, k] += xc[ci, cj, k // f2]
+                row[k] = xc[ci, cj, k >> s2]
+            for i in range(ci << s0, min((ci + 1) << s0, n0)):
+                for j in range(cj << s1, min((cj + 1) << s1, n1)):
+                    for k in range(n2):
+                        x[i, j, k] += row[k]
 
 
 @njit(parallel=True, **_OPTS)
@@ -327,13 +320,54 @@ def dot(a, b):
 
 @njit(parallel=True, **_OPTS)
 def axpy_pair(x, r, p, q, alpha):
-    """x += α p and r −= α q in one pass."""
+    """x += α p and r −= α q in one pass; returns r · r."""
     n0 = x.shape[0]
+    total = 0.0
     for i in prange(n0):
+        part = 0.0
         for j in range(x.shape[1]):
             for k in range(x.shape[2]):
                 x[i, j, k] += alpha * p[i, j, k]
-                r[i, j, k] -= alpha * q[i, j, k]
+                v = r[i, j, k] - alpha * q[i, j, k]
+                r[i, j, k] = v
+                part += v * v
+        total += part
+    return total
+
+
+@njit(parallel=True, **_OPTS)
+def dot2(a, b, c):
+    """(a · b, b · c) in float64 in one pass."""
+    n0 = a.shape[0]
+    s1 = 0.0
+    s2 = 0.0
+    for i in prange(n0):
+        t1 = 0.0
+        t2 = 0.0
+        for j in range(a.shape[1]):
+            for k in range(a.shape[2]):
+                bv = np.float64(b[i, j, k])
+                t1 += np.float64(a[i, j, k]) * bv
+                t2 += bv * np.float64(c[i, j, k])
+        s1 += t1
+        s2 += t2
+    return s1, s2
+
+
+@njit(parallel=True, **_OPTS)
+def lincomb(out, a, x, b, y):
+    """out = a x + b y (any float arrays of one shape); returns out · out."""
+    n0 = out.shape[0]
+    total = 0.0
+    for i in prange(n0):
+        part = 0.0
+        for j in range(out.shape[1]):
+            for k in range(out.shape[2]):
+                v = a * np.float64(x[i, j, k]) + b * np.float64(y[i, j, k])
+                out[i, j, k] = v
+                part += v * v
+        total += part
+    return total
 
 
 @njit(parallel=True, **_OPTS)
