@@ -203,6 +203,7 @@ def is_complete(path: str | os.PathLike) -> bool:
 
 def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool = False) -> SampleRun:
     """Run one sample end to end into ``config.output`` (and ``<output>.series/``, ``<output>.report/``)."""
+    _return_freed_heap_promptly()
     final = Path(config.output)
     if final.exists() and not overwrite:
         if is_complete(final):
@@ -281,6 +282,20 @@ def _release_free_memory() -> None:
     long run would otherwise hold every stage's peak)."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+_M_TRIM_THRESHOLD = -1  # glibc mallopt parameter
+
+
+def _return_freed_heap_promptly() -> None:
+    """Let glibc give freed heap back to the OS once 64 KiB is free at an arena's top, as
+    dask.distributed does for its workers (MALLOC_TRIM_THRESHOLD_=65536): by default the
+    threshold grows with the largest freed block, so chunk-sized buffers freed by worker
+    threads stay resident (measured: the conductive stage of bench_pipeline 0.34 → 0.24 GiB)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_TRIM_THRESHOLD, 65536)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
 

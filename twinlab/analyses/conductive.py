@@ -578,24 +578,38 @@ def _block_stats(lab: np.ndarray, tmask: np.ndarray, adj: np.ndarray, cmask, n: 
 
 
 def _cluster_stats(lab, n: int, tmask, adj, cmask):
-    if not is_dask(lab):
-        adj = np.broadcast_to(np.asarray(adj), lab.shape)
-        stats = [_block_stats(lab, np.asarray(tmask), adj, cmask, n)]
-    else:
-        tmask = tmask.rechunk(lab.chunks)
-        adj = da.broadcast_to(adj, lab.shape).rechunk(lab.chunks)
-        parts = [lab.to_delayed().ravel(), tmask.to_delayed().ravel(), adj.to_delayed().ravel()]
-        cparts = cmask.rechunk(lab.chunks).to_delayed().ravel() if cmask is not None else [None] * len(parts[0])
-        stats = dask.compute(*[dask.delayed(_block_stats)(a, b, c, d, n) for a, b, c, d in zip(*parts, cparts)])
+    """Per-cluster voxel and target counts, collector-touching clusters, collector voxels.
+
+    The dask path computes one slab of blocks (one index along axis 0) at a time and folds its
+    stats in before the next: all blocks' stats at once held a few integers per cluster per
+    block, which grew with the volume (measured: +0.1 GiB at 1 GiB of noisy labels).
+    """
     sizes = np.zeros(n + 1, np.int64)
     tsizes = np.zeros(n + 1, np.int64)
     perc = np.zeros(n + 1, dtype=bool)
-    for (ids, counts), (tids, tcounts), pids, _ in stats:
-        np.add.at(sizes, ids, counts)
-        np.add.at(tsizes, tids, tcounts)
-        perc[pids] = True
+    ncoll = 0
+
+    def fold(stats) -> None:
+        nonlocal ncoll
+        for (ids, counts), (tids, tcounts), pids, nc in stats:
+            np.add.at(sizes, ids, counts)
+            np.add.at(tsizes, tids, tcounts)
+            perc[pids] = True
+            ncoll += nc
+
+    if not is_dask(lab):
+        adj = np.broadcast_to(np.asarray(adj), lab.shape)
+        fold([_block_stats(lab, np.asarray(tmask), adj, cmask, n)])
+    else:
+        tmask = tmask.rechunk(lab.chunks)
+        adj = da.broadcast_to(adj, lab.shape).rechunk(lab.chunks)
+        parts = [lab.to_delayed(), tmask.to_delayed(), adj.to_delayed()]
+        cparts = cmask.rechunk(lab.chunks).to_delayed() if cmask is not None else np.full(parts[0].shape, None)
+        for iz in range(parts[0].shape[0]):
+            slab = [p[iz].ravel() for p in (*parts, cparts)]
+            fold(dask.compute(*[dask.delayed(_block_stats)(a, b, c, d, n) for a, b, c, d in zip(*slab)]))
     perc[0] = False
-    return sizes, tsizes, perc, int(sum(s[3] for s in stats))
+    return sizes, tsizes, perc, ncoll
 
 
 def _log_histogram(volumes: np.ndarray, bins: int = 12) -> dict[str, list[float]]:

@@ -103,7 +103,7 @@ def preprocess_volume(
     if chunk < 1:
         raise InputError(f"chunks must be a positive number of voxels, got {chunks}")
     data = stack
-    if is_dask(data):
+    if is_dask(data) and {"align", "destripe", "flatten"} & set(todo):
         plane = data.shape[1] * data.shape[2] * 4
         cz = max(1, min(chunk, SLAB_BYTES // max(plane, 1)))
         data = data.rechunk({0: cz, 1: -1, 2: -1})  # slabs of whole slices for the 2D steps
