@@ -9,7 +9,6 @@ place only when every stage has finished: a twin at the output path is always co
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import threading
@@ -24,6 +23,7 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ._memory import release_free_memory, return_freed_heap_promptly
 from ._results import Result
 from ._validation import VoxelSize
 from .errors import InputError, OutputExistsError, ReadError, TwinlabError
@@ -203,7 +203,7 @@ def is_complete(path: str | os.PathLike) -> bool:
 
 def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool = False) -> SampleRun:
     """Run one sample end to end into ``config.output`` (and ``<output>.series/``, ``<output>.report/``)."""
-    _return_freed_heap_promptly()
+    return_freed_heap_promptly()
     final = Path(config.output)
     if final.exists() and not overwrite:
         if is_complete(final):
@@ -271,33 +271,10 @@ class _StageTimer:
                 self.done.set()
                 self.thread.join()
                 peak = max(self.peak, _rss_gib())
-                _release_free_memory()
+                release_free_memory()
                 timer.stages.append(StageTiming(stage, round(time.perf_counter() - self.start, 3), round(peak, 3)))
 
         return _Ctx()
-
-
-def _release_free_memory() -> None:
-    """Hand freed heap back to the OS between stages (glibc keeps it in per-thread arenas, so a
-    long run would otherwise hold every stage's peak)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
-_M_TRIM_THRESHOLD = -1  # glibc mallopt parameter
-
-
-def _return_freed_heap_promptly() -> None:
-    """Let glibc give freed heap back to the OS once 64 KiB is free at an arena's top, as
-    dask.distributed does for its workers (MALLOC_TRIM_THRESHOLD_=65536): by default the
-    threshold grows with the largest freed block, so chunk-sized buffers freed by worker
-    threads stay resident (measured: the conductive stage of bench_pipeline 0.34 → 0.24 GiB)."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(_M_TRIM_THRESHOLD, 65536)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _rss_gib() -> float:
@@ -324,10 +301,10 @@ def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin
         step = Step("import_labels", params)
     elif config.preprocess.enabled and config.preprocess.steps:
         result = preprocess_volume(data, voxel_size=voxel, steps=config.preprocess.steps, chunks=config.chunks,
-                                   options=config.preprocess.options)
+                                   options=config.preprocess.options, scratch=_scratch(staging) / "slices")
         # computed row of chunks by row into a scratch store first: one store of the whole graph lets the
         # scheduler run ahead and hold many float32 intermediates (see preprocess.stream_to_zarr)
-        data = stream_to_zarr(result.image, _scratch(staging), progress=progress)
+        data = stream_to_zarr(result.image, _scratch(staging) / "image", progress=progress)
         voxel = result.voxel_size
         step = Step("preprocess", {**params, **result.params})
     else:

@@ -101,6 +101,8 @@ def main() -> None:
           f"added {added / 2**20:.0f} MiB = {added / stack_bytes:.2f} × the uint8 stack "
           f"({added / (4 * stack_bytes):.3f} × float32)")
     print(f"load after: {os.getloadavg()}")
+    print(f"whole process: peak RSS {m.peak_rss_bytes / 2**20:.0f} MiB = stack / {stack_bytes / m.peak_rss_bytes:.2f} "
+          f"({'within' if m.peak_rss_bytes <= cap else 'above'} the cap for a stack ≥ 2× the memory used)")
     assert added <= cap, f"peak RSS above baseline {added / 2**20:.0f} MiB exceeds the cap {cap / 2**20:.0f} MiB"
     print(f"OK: stack is {stack_bytes / max(added, 1):.1f}× the memory actually added "
           f"(cap {cap / 2**20:.0f} MiB = stack/2)")

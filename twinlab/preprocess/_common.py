@@ -13,7 +13,7 @@ from .._validation import VoxelSize, check_finite_block, require_ndim
 from ..errors import InputError
 
 # Full (y, x) slices of at most this many bytes per chunk when a 2D step needs whole slices.
-SLAB_BYTES = 64 * 2**20
+SLAB_BYTES = 16 * 2**20
 
 
 def as_float32(stack: Any, *, name: str = "stack") -> Any:

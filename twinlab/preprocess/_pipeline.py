@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 
 from .._chunked import is_dask
+from .._memory import return_freed_heap_promptly
 from .._results import Result
 from .._validation import VoxelSize, require_ndim
 from ..errors import InputError, OutputExistsError
@@ -64,6 +65,7 @@ def preprocess_volume(
     chunks: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     dtype: Any = "input",
+    scratch: str | os.PathLike | None = None,
 ) -> PreprocessResult:
     """Run the preprocessing chain on a (z, y, x) FIB-SEM stack.
 
@@ -83,6 +85,11 @@ def preprocess_volume(
         :func:`resample_isotropic`).
     dtype : "input", "float32" or a numpy dtype
         Output type; "input" rounds and clips back to the input's integer type.
+    scratch : folder, optional
+        For dask input: where the output of the 2D steps (align, destripe, flatten) is written,
+        slab by slab, before the 3D steps read it back in cubes. Without it the 3D steps'
+        cubes recompute the whole-slice slabs they overlap (once per row of cubes), which
+        costs time and holds several slabs per cube. The caller removes the folder.
 
     Returns
     -------
@@ -129,6 +136,8 @@ def preprocess_volume(
             o["reference"] = float(np.mean([b.mean() for b in sample_blocks(as_float32(data))]))
         data = flatten_background(data, **o)
         params["flatten"] = _plain(o)
+    if scratch is not None and is_dask(data) and {"align", "destripe", "flatten"} & set(todo):
+        data = stream_to_zarr(data, Path(scratch), progress=False, chunks=(data.chunksize[0], chunk, chunk))
     if "denoise" in todo:
         o = {"method": "nlm", "voxel_size": vs.as_tuple(), **opts.get("denoise", {})}
         if is_dask(data):
@@ -181,18 +190,19 @@ def preprocess_to_twin(
     from ..io import read_volume
     from ..twin import Step, create_twin, describe_sources
 
+    return_freed_heap_promptly()
     vol = read_volume(source, voxel_size=voxel_size, unit=unit, key=key, chunks=chunks)
-    result = preprocess_volume(vol.data, voxel_size=vol.voxel_size, steps=steps, chunks=chunks,
-                               options=options, dtype=dtype)
-    params = {"source": os.fspath(source), **result.params}
-    sources = describe_sources(list(vol.sources)) if vol.sources else None
     out = Path(output)
     if out.exists() and not overwrite:  # fail before the long computation, not after it
         raise OutputExistsError(f"{out} already exists; choose another output or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.stream-{uuid.uuid4().hex[:8]}"
     try:
-        image = stream_to_zarr(result.image, staging, progress=progress)
+        result = preprocess_volume(vol.data, voxel_size=vol.voxel_size, steps=steps, chunks=chunks,
+                                   options=options, dtype=dtype, scratch=staging / "slices")
+        params = {"source": os.fspath(source), **result.params}
+        sources = describe_sources(list(vol.sources)) if vol.sources else None
+        image = stream_to_zarr(result.image, staging / "image", progress=progress)
         twin = create_twin(out, image, voxel_size=result.voxel_size, chunks=chunks,
                            thickness_axis=thickness_axis, collector_side=collector_side, sources=sources,
                            step=Step("preprocess", params), overwrite=overwrite, progress=progress)
@@ -201,9 +211,9 @@ def preprocess_to_twin(
     return twin, result
 
 
-def stream_to_zarr(image: Any, folder: Path, *, progress: bool) -> Any:
+def stream_to_zarr(image: Any, folder: Path, *, progress: bool, chunks: tuple[int, int, int] | None = None) -> Any:
     """Compute ``image`` one row of chunks (one z-chunk × one y-chunk, all x) at a time into a
-    zarr array; return it (dask).
+    zarr array (stored in ``chunks``, default the image's) and return it (dask).
 
     One ``da.store`` over the whole graph lets dask's scheduler run ahead and hold many
     float32 intermediates (measured: peak memory grew with the stack, ~2.4× its float32
@@ -215,7 +225,7 @@ def stream_to_zarr(image: Any, folder: Path, *, progress: bool) -> Any:
 
     if not is_dask(image):
         return image
-    chunks = tuple(max(c) for c in image.chunks)
+    chunks = chunks or tuple(max(c) for c in image.chunks)
     arr = zarr.create_array(store=str(folder), shape=image.shape, chunks=chunks, dtype=image.dtype,
                             zarr_format=3)
     zb = np.cumsum((0,) + image.chunks[0])
