@@ -180,6 +180,178 @@ def test_periodic_pores_within_hs_bound_and_converge():
     assert abs(vals[2] - vals[1]) < abs(vals[1] - vals[0])
 
 
+# ------------------------------------------------------------------ the fused stiffness operator
+def _corners():
+    return [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+
+
+def _reference_tangent_stress(eps, lam, mu, theta, normal, code, reg):
+    """Textbook tangent of the J2 radial return with viscous regularisation, voxel by voxel."""
+    tr = eps[0] + eps[1] + eps[2]
+    dev = eps.copy()
+    dev[:3] -= tr / 3
+    kap = lam + 2 * mu / 3
+    sig = np.empty_like(eps)
+    ela = code == 0
+    for c in range(6):
+        iso = lam * tr if c < 3 else 0.0
+        sig[c] = np.where(ela, iso + 2 * mu * eps[c], 0.0)
+    ne = (normal[:3] * dev[:3]).sum(0) + 2 * (normal[3:] * dev[3:]).sum(0)
+    yielded = (code == 1) & (theta < 1)
+    th = np.where(yielded, theta, 1.0)
+    for c in range(6):
+        vol = kap * tr if c < 3 else 0.0
+        plastic = vol + 2 * mu * th * (dev[c] - np.where(yielded, normal[c] * ne, 0.0)) + 2 * mu * reg * dev[c]
+        sig[c] = np.where(code == 1, plastic, sig[c])
+    return sig
+
+
+def _reference_operator(u, h, khg, stress_of):
+    """Node forces Bᵀσ(Bu) + hourglass forces, assembled corner by corner with np.roll."""
+    shifted = {abc: np.roll(u, (-abc[0], -abc[1], -abc[2]), axis=(1, 2, 3)) for abc in _corners()}
+    sgn = lambda t: 2.0 * t - 1.0  # noqa: E731
+    grad = np.zeros((3, 3, *u.shape[1:]))
+    modes = np.zeros((4, 3, *u.shape[1:]))
+    weights = lambda a, b, c: (sgn(a) * sgn(b), sgn(a) * sgn(c), sgn(b) * sgn(c), sgn(a) * sgn(b) * sgn(c))  # noqa: E731
+    for (a, b, c), v in shifted.items():
+        for n, t in enumerate((a, b, c)):
+            grad[:, n] += sgn(t) * v / (4 * h[n])
+        for al, w in enumerate(weights(a, b, c)):
+            modes[al] += w * v
+    eps = np.stack([grad[0, 0], grad[1, 1], grad[2, 2], (grad[1, 2] + grad[2, 1]) / 2,
+                    (grad[0, 2] + grad[2, 0]) / 2, (grad[0, 1] + grad[1, 0]) / 2])
+    sig = stress_of(eps)
+    full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
+    out = np.zeros_like(u, dtype=float)
+    for a, b, c in _corners():
+        f = np.zeros_like(out)
+        for m in range(3):
+            for n, t in enumerate((a, b, c)):
+                f[m] += sgn(t) * sig[full[m][n]] / (4 * h[n])
+            for al, w in enumerate(weights(a, b, c)):
+                f[m] += w * khg * modes[al, m]
+        out += np.roll(f, (a, b, c), axis=(1, 2, 3))
+    return out
+
+
+def _random_material(rng, shape, dtype):
+    lam = rng.uniform(1e3, 3e3, shape)
+    mu = rng.uniform(1e3, 2e3, shape)
+    pore = rng.random(shape) < 0.45
+    lam[pore] = mu[pore] = 0.0
+    code = np.where(~pore & (rng.random(shape) < 0.5), 1, 0).astype(np.uint8)
+    theta = np.where(rng.random(shape) < 0.7, rng.uniform(0.05, 0.95, shape), 1.0)
+    normal = rng.standard_normal((6, *shape))
+    normal[:3] -= normal[:3].mean(0)
+    normal /= np.sqrt((normal[:3] ** 2).sum(0) + 2 * (normal[3:] ** 2).sum(0))
+    return lam.astype(dtype), mu.astype(dtype), code, theta.astype(dtype), normal.astype(dtype)
+
+
+# odd sizes, a size 1 (self-periodic), and rows longer than one 64-element block (2 and 3 blocks)
+@pytest.mark.parametrize("shape", [(5, 6, 7), (1, 3, 4), (2, 1, 5), (3, 4, 1), (3, 2, 130), (4, 3, 65)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_operator_matches_reference(shape, dtype):
+    from twinlab.analyses.mechanics._operator import active_rows, apply_tangent, internal_force, tangent_coefficients
+
+    rng = np.random.default_rng(sum(shape))
+    h = np.array([1.0, 0.7, 1.3])  # anisotropic voxels
+    q = (0.25 / h).astype(dtype)
+    lam, mu, code, theta, normal = _random_material(rng, shape, dtype)
+    khg = (mu / 96 / np.mean(h ** 2)).astype(dtype)
+    u = rng.standard_normal((3, *shape)).astype(dtype)
+    rtol = 1e-12 if dtype == np.float64 else 2e-6
+    out = np.empty_like(u)
+    for plastic, reg in ((False, 0.0), (True, 0.0), (True, 0.05)):
+        c = code if plastic else np.zeros_like(code)
+        coef, pvec = tangent_coefficients(lam, mu, khg, theta=theta.reshape(-1), normal=normal.reshape(6, -1),
+                                          code=c.reshape(-1), reg=reg)
+        assert (pvec is not None) == bool(((c == 1) & (theta < 1)).any())
+        apply_tangent(u, coef, pvec, active_rows(coef, pvec), q, out)
+        ref = _reference_operator(u.astype(float), h, khg.astype(float), lambda e: _reference_tangent_stress(
+            e, lam.astype(float), mu.astype(float), theta.astype(float), normal.astype(float), c, reg))
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(out, ref, rtol=0, atol=rtol * scale)
+    # given stresses (zero in pores) plus the hourglass forces of u
+    sig = rng.standard_normal((6, *shape)).astype(dtype) * 100
+    sig[:, mu == 0] = 0
+    internal_force(sig, u, khg, active_rows(np.concatenate([sig, khg[None]])), q, out)
+    ref = _reference_operator(u.astype(float), h, khg.astype(float), lambda e: sig.astype(float))
+    np.testing.assert_allclose(out, ref, rtol=0, atol=rtol * np.abs(ref).max())
+
+
+def test_fused_operator_nodes_inside_pores_get_no_force():
+    from twinlab.analyses.mechanics._operator import active_rows, apply_tangent, tangent_coefficients
+
+    n = 12
+    lam = np.full((n, n, n), 2e3)
+    mu = np.full((n, n, n), 1e3)
+    lam[3:9, 3:9, 3:9] = mu[3:9, 3:9, 3:9] = 0.0  # a 6³ pore: nodes 4..8 touch only pore voxels
+    coef, _ = tangent_coefficients(lam, mu, mu / 96)
+    u = np.random.default_rng(0).standard_normal((3, n, n, n))
+    out = apply_tangent(u, coef, None, active_rows(coef), np.full(3, 0.25), np.empty_like(u))
+    assert np.all(out[:, 4:9, 4:9, 4:9] == 0.0)
+    assert np.abs(out[:, :3]).min() > 0
+
+
+def test_tangent_is_the_derivative_of_the_internal_force():
+    """K(u) δu = d/dt [Bᵀσ(ε(u + t δu)) + k_hg H Hᵀ(u + t δu)] at t = 0, with yielded and elastic
+    plastic voxels and the viscous regularisation (central differences, float64)."""
+    from twinlab.analyses.mechanics import MechanicsSolver
+
+    rng = np.random.default_rng(4)
+    shape = (6, 5, 7)
+    lam, mu = lame_from_young(rng.uniform(3e3, 6e3, shape), 0.35)
+    lam[0, 0, :3] = mu[0, 0, :3] = 0.0
+    code = (rng.random(shape) < 0.6).astype(np.uint8)
+    solver = MechanicsSolver(lam, mu, voxel_size=(1.0, 0.8, 1.2), yield_mpa=rng.uniform(5, 20, shape), code=code,
+                             plastic_regularization=0.05, workers=W)
+    sol = solver.solve_increment([0, 0, -0.004, 0.001, 0, 0])
+    n = lam.size
+    eps = np.empty((6, *shape))
+    sig = np.empty((6, n))
+    normal = np.zeros((6, n))
+    theta = np.ones(n)
+
+    def force(u):
+        from twinlab.analyses.mechanics._fft_solver import _grad
+        from twinlab.analyses.mechanics._laws import update_stress
+
+        _grad(u, solver.ih, np.array([0, 0, -0.004, 0.001, 0, 0.0]), eps)
+        update_stress(eps.reshape(6, n), np.zeros((6, n)), solver.lam.reshape(-1), solver.mu.reshape(-1),
+                      solver.sy, solver.code, sig, normal, theta, solver.reg)
+        out = np.empty_like(u)
+        from twinlab.analyses.mechanics._operator import internal_force
+        internal_force(sig.reshape(6, *shape), u, solver.khg, np.ones(shape[:2], bool), solver._q, out)
+        return out
+
+    u = sol.displacement
+    force(u)
+    yielded = (solver.code == 1) & (theta < 1)
+    assert 0.1 < yielded.mean() and ((solver.code == 1) & (theta == 1)).any()
+    coef, pvec, active = solver._tangent(theta.copy(), normal.copy())
+    du = rng.standard_normal(u.shape) * 1e-7
+    k_du = np.empty_like(u)
+    from twinlab.analyses.mechanics._operator import apply_tangent
+    apply_tangent(du, coef, pvec, active, solver._q, k_du)
+    fd = (force(u + du) - force(u - du)) / 2
+    np.testing.assert_allclose(fd, k_du, rtol=0, atol=1e-5 * np.abs(k_du).max())
+
+
+def test_initial_guess_keeps_the_tolerance_relative_to_zero_displacement():
+    """A converged solution as the guess needs no further work: the tolerance refers to the
+    out-of-balance force at Δu = 0, not at the guess."""
+    from twinlab.analyses.mechanics import MechanicsSolver
+
+    rng = np.random.default_rng(1)
+    lam, mu = lame_from_young(np.where(rng.random((10, 9, 8)) < 0.3, 0.0, 10e3), 0.3)
+    solver = MechanicsSolver(lam, mu, workers=W)
+    first = solver.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-4)
+    again = solver.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-4, u0=first.displacement)
+    assert first.cg_iterations > 0 and again.cg_iterations == 0 and again.newton_iterations == 0
+    assert again.residual <= 1e-4
+    np.testing.assert_allclose(again.stress, first.stress)
+
+
 # ------------------------------------------------------------------ calendering
 @pytest.fixture(scope="module")
 def cathode():

@@ -24,11 +24,14 @@ method linearises with the consistent tangent and solves each linear system
 operator for a homogeneous isotropic reference medium, applied in Fourier space (a 3×3 closed form
 per frequency). This is the displacement form of the CG-accelerated Lippmann–Schwinger schemes
 (Zeman et al. 2010; Brisard & Dormieux 2010; de Geus et al. 2017): one iteration costs 3 forward +
-3 inverse real FFTs plus two fused numba stencil sweeps (half the FFTs of a strain-based scheme).
-Measured (tests/benchmarks/bench_mechanics.py, 48³ porous electrode, load ≈ 10 on 2 cores): the
-stencil sweeps — mostly the hourglass-force gather in :func:`_div` — make an iteration 4.9× (f64)
-to 6.4× (f32) the 6 + 6 FFT peer, not yet the ≤ 1.5× target; factorising that gather into
-separable differences is the known next step.
+3 inverse real FFTs (half the FFTs of a strain-based scheme), one fused element-by-element sweep
+of the stiffness operator (:mod:`._operator`: strain, tangent stress, hourglass and node forces
+in one pass, no stored stress fields) and a few vector passes.
+Measured (tests/benchmarks/bench_mechanics.py --n 128: 130 × 128 × 128 porous electrode with
+zero-stiffness pores, 2 cores, peer in the same run): float32 65 ms per iteration = 0.86× the
+forward + inverse FFTs of all 6 strain components (75 ms), float64 136 ms = 1.0× (136 ms); the
+solver's own 3 + 3 FFTs are ~80 % (f32) / ~55 % (f64) of that. CG needs ~1090 iterations to a
+relative residual of 1e-5 on that electrode (porosity 0.58), for either precision.
 
 The one-point hexahedron's hourglass modes are controlled by a small stiffness on each mode
 (:data:`HOURGLASS_COEFF`), which cuts CG iterations ~8–10× on porous electrodes.
@@ -47,6 +50,7 @@ import scipy.fft as sfft
 
 from ...errors import ConvergenceError, InputError
 from ._laws import BRITTLE, ELASTIC, PLASTIC, update_stress, von_mises
+from ._operator import active_rows, apply_tangent, internal_force, tangent_coefficients
 
 HOURGLASS_COEFF = 1.0 / 96.0
 
@@ -153,6 +157,10 @@ class MechanicsSolver:
         # the iterations ~8×, small enough to keep the Eshelby inclusion stress within ~5 %.
         self._hg_factor = HOURGLASS_COEFF / float(np.mean(h ** 2))
         self.khg = (self._hg_factor * mu).astype(dtype)
+        self._q = (0.25 * self.ih).astype(dtype)  # gradient weights 1/(4 h_j) of the one-point hexahedron
+        # elastic tangent coefficients and the element rows that carry stiffness (pores skipped)
+        self._coef, _ = tangent_coefficients(lam, mu, self.khg)
+        self._active = active_rows(self._coef)
         self._build_preconditioner(float(reference_nu))
 
     # ------------------------------------------------------------------ public
@@ -167,7 +175,8 @@ class MechanicsSolver:
         stress_old : (6, *shape) array, optional
             Converged stress at the start of the increment (MPa); zero if omitted.
         u0 : (3, *shape) array, optional
-            Initial guess for Δu (e.g. the previous increment's solution).
+            Initial guess for Δu (e.g. the previous increment's solution mapped to this grid); the
+            tolerance stays relative to the out-of-balance force at Δu = 0.
         tol : float
             Newton stops when ‖Bᵀσ‖ ≤ tol · ‖Bᵀσ‖ at Δu = 0 (the increment's initial out-of-balance
             force); each CG solve runs to the relative residual the Newton step needs.
@@ -203,7 +212,8 @@ class MechanicsSolver:
                           self.mu.reshape(-1), np.full(n, np.inf, self.dtype), np.zeros(n, np.uint8), sig, normal,
                           theta, 0.0)
             b = np.empty((3, *shp), self.dtype)
-            _div(sig.reshape(6, *shp), np.zeros((12, *shp), self.dtype), self.ih, b)
+            internal_force(sig.reshape(6, *shp), np.zeros((3, *shp), self.dtype), self.khg,
+                           self._force_rows(sig), self._q, b)
             du, its = self._cg(b, theta, normal, rtol=rtol, maxiter=maxiter)
             return -du, its
         finally:
@@ -218,26 +228,29 @@ class MechanicsSolver:
             raise InputError(f"strain_inc_macro must be 6 finite numbers, got {strain_inc_macro}")
         s_old = (np.zeros((6, n), dt) if stress_old is None
                  else np.ascontiguousarray(stress_old, dtype=dt).reshape(6, n))
-        u = np.zeros((3, *shp), dt) if u0 is None else np.array(u0, dtype=dt).reshape(3, *shp)
+        u = np.zeros((3, *shp), dt)
         eps = np.empty((6, *shp), dt)
         sig = np.empty((6, n), dt)
         normal = np.zeros((6, n), dt)
         theta = np.ones(n, dt)
         res = np.empty((3, *shp), dt)
-        qhg = np.empty((12, *shp), dt)
 
         def evaluate():
             _grad(u, self.ih, e_mac, eps)
             update_stress(eps.reshape(6, n), s_old, self.lam.reshape(-1), self.mu.reshape(-1), self.sy,
                           self.code, sig, normal, theta, self.reg)
-            _hourglass(u, self.khg, qhg)
-            _div(sig.reshape(6, *shp), qhg, self.ih, res)
+            internal_force(sig.reshape(6, *shp), u, self.khg, self._force_rows(sig), self._q, res)
             return _norm(res)
 
         r_norm = evaluate()
         # scale below which an out-of-balance force is round-off: |σ| · |B|
         floor = (1e-12 if dt == np.float64 else 2e-6) * (_norm(sig) + 1e-30) * float(np.abs(self.ih).max())
+        # the reference is the out-of-balance force at Δu = 0 even when a guess is given, so that a good
+        # guess saves iterations instead of tightening the target
         r_ref = max(r_norm, floor)
+        if u0 is not None:
+            u[...] = np.asarray(u0, dtype=dt).reshape(3, *shp)
+            r_norm = evaluate()
         total_cg = 0
         newton = 0
         while r_norm > tol * r_ref and r_norm > floor:
@@ -251,6 +264,15 @@ class MechanicsSolver:
             total_cg += its
             u -= du
             r_new = evaluate()
+            # backtracking: the stress of perfectly plastic voxels is only piecewise smooth (the tangent
+            # jumps on the yield surface), and a full Newton step can then raise the residual step after
+            # step without converging (lithium at tol 1e-4 stalled near 3e-4); halving the step until the
+            # residual drops restores a monotone descent (an elastic step always lowers it).
+            step = 1.0
+            while r_new > r_norm and step > 1.0 / 16 and np.isfinite(r_new):
+                step *= 0.5
+                u += dt.type(step) * du
+                r_new = evaluate()
             if not np.isfinite(r_new):
                 raise ConvergenceError("the solution became non-finite (NaN/inf); check the material constants")
             newton += 1
@@ -286,6 +308,20 @@ class MechanicsSolver:
         self._g = g.astype(self.dtype)
         self._pc = cc.astype(self.dtype)
 
+    def _force_rows(self, sig):
+        """Element rows with stiffness or with a non-zero stress (a zero-stiffness voxel may carry an
+        old stress)."""
+        return self._active | (sig.reshape(6, *self.shape) != 0).any(axis=(0, 3))
+
+    def _tangent(self, theta, normal):
+        """Coefficients of the tangent operator at the current plastic state (see
+        :func:`._operator.tangent_coefficients`)."""
+        if not self.has_plastic:
+            return self._coef, None, self._active
+        coef, pvec = tangent_coefficients(self.lam, self.mu, self.khg, theta=theta, normal=normal, code=self.code,
+                                          reg=self.reg)
+        return coef, pvec, active_rows(coef, pvec)
+
     def _precondition(self, r):
         rh = sfft.rfftn(r, axes=(1, 2, 3), workers=self.workers)
         _apply_reference_inverse(rh, self._avec, self._g, self._pc)
@@ -302,15 +338,10 @@ class MechanicsSolver:
         z = self._precondition(r).astype(self.dtype, copy=False)
         p = z.copy()
         rz = _dot(r, z)
-        sig = np.empty((6, *shp), self.dtype)
         q = np.empty_like(b)
-        qhg = np.empty((12, *shp), self.dtype)
-        lam, mu = self.lam, self.mu
-        th = theta.reshape(shp)
-        nrm = normal.reshape(6, *shp)
+        coef, pvec, active = self._tangent(theta, normal)
         for it in range(1, maxiter + 1):
-            _tangent_stress(p, self.ih, lam, mu, th, nrm, self.has_plastic, sig, self.khg, qhg, self.reg)
-            _div(sig, qhg, self.ih, q)
+            apply_tangent(p, coef, pvec, active, self._q, q)
             pq = _dot(p, q)
             if not (pq > 0):
                 if not np.isfinite(pq):
@@ -319,14 +350,14 @@ class MechanicsSolver:
                     f"conjugate gradients broke down (pᵀAp = {pq:.3g} ≤ 0 at iteration {it}); the tangent "
                     "is not positive: check for negative moduli")
             alpha = rz / pq
-            r_norm = _axpy2(x, p, r, q, alpha)
+            r_norm = _axpy2(x, p, r, q, self.dtype.type(alpha))  # a float64 α would promote the loop
             if r_norm <= rtol * b_norm:
                 return x, it
             if not np.isfinite(r_norm):
                 raise ConvergenceError("conjugate gradients produced NaN/inf; check the material constants")
             z = self._precondition(r).astype(self.dtype, copy=False)
             rz_new = _dot(r, z)
-            _xpby(z, p, rz_new / rz)
+            _xpby(z, p, self.dtype.type(rz_new / rz))
             rz = rz_new
         raise ConvergenceError(
             f"conjugate gradients did not reach relative residual {rtol:.2g} in {maxiter} iterations "
@@ -415,149 +446,6 @@ def _grad(u, ih, e_mac, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def _tangent_stress(u, ih, lam, mu, theta, normal, has_plastic, out, khg, q, reg):
-    """out = C_t : sym grad(u) — the linearised stress of a displacement direction; q = the
-    hourglass generalised stresses (see :func:`_hourglass`)."""
-    n0, n1, n2 = u.shape[1], u.shape[2], u.shape[3]
-    q0, q1, q2 = 0.25 * ih[0], 0.25 * ih[1], 0.25 * ih[2]
-    for i in numba.prange(n0):
-        i1 = i + 1 if i + 1 < n0 else 0
-        d = np.empty((3, 3), dtype=u.dtype)
-        for j in range(n1):
-            j1 = j + 1 if j + 1 < n1 else 0
-            for k in range(n2):
-                k1 = k + 1 if k + 1 < n2 else 0
-                m_ = mu[i, j, k]
-                l_ = lam[i, j, k]
-                if m_ == 0.0 and l_ == 0.0:
-                    for c in range(6):
-                        out[c, i, j, k] = 0.0
-                    for c in range(12):
-                        q[c, i, j, k] = 0.0
-                    continue
-                kh = khg[i, j, k]
-                for m in range(3):
-                    v000 = u[m, i, j, k]
-                    v001 = u[m, i, j, k1]
-                    v010 = u[m, i, j1, k]
-                    v011 = u[m, i, j1, k1]
-                    v100 = u[m, i1, j, k]
-                    v101 = u[m, i1, j, k1]
-                    v110 = u[m, i1, j1, k]
-                    v111 = u[m, i1, j1, k1]
-                    d[m, 0] = q0 * (v100 + v101 + v110 + v111 - v000 - v001 - v010 - v011)
-                    d[m, 1] = q1 * (v010 + v011 + v110 + v111 - v000 - v001 - v100 - v101)
-                    d[m, 2] = q2 * (v001 + v011 + v101 + v111 - v000 - v010 - v100 - v110)
-                    q[4 * m, i, j, k] = kh * (v000 + v001 + v110 + v111 - v010 - v011 - v100 - v101)
-                    q[4 * m + 1, i, j, k] = kh * (v000 + v010 + v101 + v111 - v001 - v011 - v100 - v110)
-                    q[4 * m + 2, i, j, k] = kh * (v000 + v100 + v011 + v111 - v001 - v010 - v101 - v110)
-                    q[4 * m + 3, i, j, k] = kh * (v001 + v010 + v100 + v111 - v000 - v011 - v101 - v110)
-                e0 = d[0, 0]
-                e1 = d[1, 1]
-                e2 = d[2, 2]
-                e3 = 0.5 * (d[1, 2] + d[2, 1])
-                e4 = 0.5 * (d[0, 2] + d[2, 0])
-                e5 = 0.5 * (d[0, 1] + d[1, 0])
-                tr = e0 + e1 + e2
-                th = theta[i, j, k] if has_plastic else 1.0
-                if th >= 1.0:
-                    out[0, i, j, k] = l_ * tr + 2.0 * m_ * e0
-                    out[1, i, j, k] = l_ * tr + 2.0 * m_ * e1
-                    out[2, i, j, k] = l_ * tr + 2.0 * m_ * e2
-                    out[3, i, j, k] = 2.0 * m_ * e3
-                    out[4, i, j, k] = 2.0 * m_ * e4
-                    out[5, i, j, k] = 2.0 * m_ * e5
-                else:
-                    # perfect plasticity: C_t = κ 1⊗1 + 2μθ (I_dev − n⊗n)  (Simo & Hughes 1998)
-                    kap = l_ + 2.0 * m_ / 3.0
-                    t3 = tr / 3.0
-                    n0_ = normal[0, i, j, k]
-                    n1_ = normal[1, i, j, k]
-                    n2_ = normal[2, i, j, k]
-                    n3_ = normal[3, i, j, k]
-                    n4_ = normal[4, i, j, k]
-                    n5_ = normal[5, i, j, k]
-                    ne = n0_ * e0 + n1_ * e1 + n2_ * e2 + 2.0 * (n3_ * e3 + n4_ * e4 + n5_ * e5)
-                    g = 2.0 * m_ * th
-                    gr = 2.0 * m_ * reg
-                    out[0, i, j, k] = kap * tr + g * (e0 - t3 - n0_ * ne) + gr * (e0 - t3)
-                    out[1, i, j, k] = kap * tr + g * (e1 - t3 - n1_ * ne) + gr * (e1 - t3)
-                    out[2, i, j, k] = kap * tr + g * (e2 - t3 - n2_ * ne) + gr * (e2 - t3)
-                    out[3, i, j, k] = g * (e3 - n3_ * ne) + gr * e3
-                    out[4, i, j, k] = g * (e4 - n4_ * ne) + gr * e4
-                    out[5, i, j, k] = g * (e5 - n5_ * ne) + gr * e5
-
-
-@numba.njit(parallel=True, cache=True)
-def _div(s, q, ih, out):
-    """out = Bᵀ s + B_hgᵀ q: node forces from voxel stresses (adjoint of :func:`_grad`) and from the
-    hourglass generalised stresses ``q`` (adjoint of :func:`_hourglass`)."""
-    n0, n1, n2 = s.shape[1], s.shape[2], s.shape[3]
-    q0, q1, q2 = 0.25 * ih[0], 0.25 * ih[1], 0.25 * ih[2]
-    for i in numba.prange(n0):
-        ii = np.int64(i)  # the prange index may be unsigned; keep index arithmetic in int64
-        im = ii - 1 if ii > 0 else n0 - 1
-        for j in range(n1):
-            jm = j - 1 if j > 0 else n1 - 1
-            for k in range(n2):
-                km = k - 1 if k > 0 else n2 - 1
-                for m in range(3):
-                    # columns of σ for force component m: (σ_m0, σ_m1, σ_m2)
-                    if m == 0:
-                        c0, c1, c2 = 0, 5, 4
-                    elif m == 1:
-                        c0, c1, c2 = 5, 1, 3
-                    else:
-                        c0, c1, c2 = 4, 3, 2
-                    # elements around node (i,j,k): (i-a, j-b, k-c); the node is their corner (a,b,c)
-                    f = q0 * (s[c0, im, j, k] + s[c0, im, jm, k] + s[c0, im, j, km] + s[c0, im, jm, km]
-                              - s[c0, i, j, k] - s[c0, i, jm, k] - s[c0, i, j, km] - s[c0, i, jm, km])
-                    f += q1 * (s[c1, i, jm, k] + s[c1, im, jm, k] + s[c1, i, jm, km] + s[c1, im, jm, km]
-                               - s[c1, i, j, k] - s[c1, im, j, k] - s[c1, i, j, km] - s[c1, im, j, km])
-                    f += q2 * (s[c2, i, j, km] + s[c2, im, j, km] + s[c2, i, jm, km] + s[c2, im, jm, km]
-                               - s[c2, i, j, k] - s[c2, im, j, k] - s[c2, i, jm, k] - s[c2, im, jm, k])
-                    # hourglass: node is corner (a,b,c) of element (i-a, j-b, k-c); weights s0s1, s0s2, s1s2, s0s1s2
-                    for ca in range(2):
-                        ea = im if ca == 1 else ii
-                        sa = 2.0 * ca - 1.0
-                        for cb in range(2):
-                            eb = jm if cb == 1 else j
-                            sb = 2.0 * cb - 1.0
-                            for cc in range(2):
-                                ec = km if cc == 1 else k
-                                sc = 2.0 * cc - 1.0
-                                f += (sa * sb * q[4 * m, ea, eb, ec] + sa * sc * q[4 * m + 1, ea, eb, ec]
-                                      + sb * sc * q[4 * m + 2, ea, eb, ec] + sa * sb * sc * q[4 * m + 3, ea, eb, ec])
-                    out[m, i, j, k] = f
-
-
-@numba.njit(parallel=True, cache=True)
-def _hourglass(u, khg, q):
-    """q[4m+α] = k_e (h_α · u_m over the element's 8 corners), h_α = s0s1, s0s2, s1s2, s0s1s2 (s = ±1)."""
-    n0, n1, n2 = u.shape[1], u.shape[2], u.shape[3]
-    for i in numba.prange(n0):
-        i1 = i + 1 if i + 1 < n0 else 0
-        for j in range(n1):
-            j1 = j + 1 if j + 1 < n1 else 0
-            for k in range(n2):
-                k1 = k + 1 if k + 1 < n2 else 0
-                kh = khg[i, j, k]
-                for m in range(3):
-                    v000 = u[m, i, j, k]
-                    v001 = u[m, i, j, k1]
-                    v010 = u[m, i, j1, k]
-                    v011 = u[m, i, j1, k1]
-                    v100 = u[m, i1, j, k]
-                    v101 = u[m, i1, j, k1]
-                    v110 = u[m, i1, j1, k]
-                    v111 = u[m, i1, j1, k1]
-                    q[4 * m, i, j, k] = kh * (v000 + v001 + v110 + v111 - v010 - v011 - v100 - v101)
-                    q[4 * m + 1, i, j, k] = kh * (v000 + v010 + v101 + v111 - v001 - v011 - v100 - v110)
-                    q[4 * m + 2, i, j, k] = kh * (v000 + v100 + v011 + v111 - v001 - v010 - v101 - v110)
-                    q[4 * m + 3, i, j, k] = kh * (v001 + v010 + v100 + v111 - v000 - v011 - v101 - v110)
-
-
-@numba.njit(parallel=True, cache=True)
 def _apply_reference_inverse(rh, nvec, g, c):
     """In place: r̂ ← g (r̂ − c a (a·r̂)), the reference operator's inverse per frequency."""
     n0, n1, n2 = rh.shape[1], rh.shape[2], rh.shape[3]
@@ -575,7 +463,9 @@ def _apply_reference_inverse(rh, nvec, g, c):
                 rh[2, i, j, k] = gg * (rh[2, i, j, k] - d * cw)
 
 
-@numba.njit(parallel=True, cache=True)
+# reductions: "reassoc" lets LLVM vectorise the float64 accumulation (the sum order changes, the
+# accuracy does not: partial sums are still float64)
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _axpy2(x, p, r, q, alpha):
     """x += αp; r −= αq; returns ‖r‖ (accumulated in float64)."""
     xf = x.reshape(-1)
@@ -601,7 +491,7 @@ def _xpby(z, p, beta):
         pf[i] = zf[i] + beta * pf[i]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _dot_kernel(a, b):
     af = a.reshape(-1)
     bf = b.reshape(-1)

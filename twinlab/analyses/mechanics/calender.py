@@ -62,7 +62,7 @@ def calender(
     roll_stiffness_factor: float = 2.0,
     plastic_regularization: float = 1e-2,
     dtype: str = "float32",
-    tol: float = 1e-3,
+    tol: float = 1e-4,
     maxiter: int = 5000,
     output: str | os.PathLike | None = None,
     overwrite: bool = False,

@@ -1,0 +1,422 @@
+"""Fused element-by-element kernels of the one-point hexahedron (the solver's stiffness operator).
+
+Why a separate module: these kernels are the hot path of every CG iteration, written so that LLVM
+vectorises their inner loops (no branches on components, no float64 literals in float32 code).
+
+Structure of the operator
+-------------------------
+For component ``m`` the 8 corner values ``v_abc`` (``a, b, c ∈ {0, 1}`` along axes 0, 1, 2) of an
+element are mapped by a 3-D Walsh–Hadamard butterfly — 1-D forward sums ``S v = v_1 + v_0`` and
+differences ``D v = v_1 − v_0`` along each axis — onto the 8 products ``XYZ`` (X, Y, Z ∈ {S, D}):
+
+* ``DSS, SDS, SSD`` are the three gradient components times ``4 h_j`` (the one-point strain);
+* ``DDS, DSD, SDD, DDD`` are the four hourglass modes (stiffness ``k_hg`` each);
+* ``SSS`` (the mean) carries no energy.
+
+The node forces of an element are the transpose: the same butterfly run backwards on the
+generalised forces (``q_j σ_mj`` for the gradient products, ``k_hg · mode`` for the hourglass
+products, 0 for ``SSS``). Sums and differences along axes 0 and 1 are computed once per node
+column of an element row and shared by all elements of the row; the axis-2 step is the element loop.
+
+Parallelism: the element planes ``i`` of one parity never share nodes (element plane ``i`` touches
+node planes ``i`` and ``i + 1``), so each parity is a race-free ``prange`` whose elements scatter-add
+into their 8 nodes; a periodic grid with an odd number of planes finishes its last plane alone.
+Rows of elements that all have zero stiffness (pores, broken shell) are skipped: they contribute
+exactly nothing, as before.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["apply_tangent", "internal_force", "tangent_coefficients", "active_rows"]
+
+
+def tangent_coefficients(lam, mu, khg, *, theta=None, normal=None, code=None, reg=0.0):
+    """Per-voxel coefficients of the tangent operator for :func:`apply_tangent`.
+
+    The tangent stress of a strain ``ε`` is written as ``σ = L tr(ε) 1 + 2 M ε − (p : ε) p`` with
+    ``p = √(2 μ θ) n`` the scaled flow direction of yielded J2 voxels (``θ < 1``): elastic voxels
+    have ``L = λ, M = μ, p = 0``; plastic voxels ``M = μ (θ + reg)``, ``L = κ − 2M/3`` (Simo & Hughes
+    1998, consistent tangent of the radial return plus the viscous regularisation of
+    :func:`._laws.update_stress`, which acts on every voxel with the plastic code).
+
+    Parameters
+    ----------
+    lam, mu, khg : (n0, n1, n2) arrays
+        Lamé constants and hourglass stiffness per voxel (MPa, MPa, MPa/length²).
+    theta : (n,) array, optional
+        ``σ_y / q_trial`` from the return mapping (1 = elastic response).
+    normal : (6, n) array, optional
+        Unit deviatoric flow direction, (00, 11, 22, 12, 02, 01), tensor components.
+    code : (n,) uint8 array, optional
+        Law codes; voxels with code 1 (PLASTIC) get the regularised tangent.
+    reg : float
+        Viscous regularisation of plastic voxels (fraction of μ).
+
+    Returns
+    -------
+    coef : (3, n0, n1, n2) array
+        ``L, M, k_hg`` stacked (one array: fewer streams for the kernel).
+    pvec : (6, n0, n1, n2) array or None
+        ``p`` (None when no voxel has yielded: the kernel then skips the rank-one term).
+    """
+    dt = lam.dtype
+    shp = lam.shape
+    coef = np.empty((3, *shp), dt)
+    coef[0] = lam
+    coef[1] = mu
+    coef[2] = khg
+    if code is None or theta is None:
+        return coef, None
+    plastic = (code.reshape(shp) == 1)
+    if not plastic.any():
+        return coef, None
+    th = theta.reshape(shp)
+    mt = mu * (np.where(plastic, th, 1.0) + np.where(plastic, reg, 0.0))
+    kap = lam + 2.0 * mu / 3.0
+    coef[0] = np.where(plastic, kap - 2.0 * mt / 3.0, lam)
+    coef[1] = np.where(plastic, mt, mu)
+    yielded = plastic & (th < 1.0)
+    if not yielded.any():
+        return coef, None
+    scale = np.where(yielded, np.sqrt(np.maximum(2.0 * mu * th, 0.0)), 0.0).astype(dt)
+    pvec = (normal.reshape(6, *shp) * scale).astype(dt)
+    return coef, pvec
+
+
+def active_rows(coef, pvec=None):
+    """(n0, n1) mask of element rows (i, j, :) with any non-zero stiffness coefficient."""
+    act = (coef != 0).any(axis=(0, 3))
+    if pvec is not None:
+        act |= (pvec != 0).any(axis=(0, 3))
+    return np.ascontiguousarray(act)
+
+
+def apply_tangent(u, coef, pvec, active, q, out):
+    """``out = K u``: the tangent stiffness (gradient part and hourglass control) applied to ``u``.
+
+    Parameters
+    ----------
+    u, out : (3, n0, n1, n2) arrays of the solver dtype (node displacements and forces)
+    coef, pvec : from :func:`tangent_coefficients`
+    active : (n0, n1) bool, from :func:`active_rows`
+    q : (3,) array of the solver dtype
+        ``1/(4 h_j)``: the gradient weights of the one-point hexahedron.
+    """
+    if pvec is None:
+        _tangent_elastic(u, coef, active, q, out)
+    else:
+        _tangent_plastic(u, coef, pvec, active, q, out)
+    return out
+
+
+def internal_force(sig, u, khg, active, q, out):
+    """``out = Bᵀ σ + k_hg H Hᵀ u``: node forces of given voxel stresses plus the hourglass forces of ``u``.
+
+    ``sig`` is (6, n0, n1, n2) in the order (00, 11, 22, 12, 02, 01); ``active`` must cover every
+    row with a non-zero stress or hourglass stiffness.
+    """
+    _internal_force(sig, u, khg, active, q, out)
+    return out
+
+
+# ====================================================================== kernels
+# An element row (i, j, :) is processed in blocks of NB elements through small flat scratch buffers
+# whose row stride W is a compile-time constant. That is what lets LLVM vectorise the loops: every
+# access to a buffer is then a constant offset from one base pointer, so its runtime alias checks
+# merge into one (with per-row views of runtime stride LLVM gives up: "too many memory checks").
+NB = 64
+W = NB + 16
+# buffer rows: F[4m + t] (t = SS, SD, DS, DD: axis-0/axis-1 sums and differences of component m per
+# node column); E[4m + t] each element's share for its c = 0 corner, E[12 + 4m + t] at index kk + 1
+# its share for the c = 1 corner; P holds the 9 per-element tangent coefficients of plastic rows.
+_NF, _NE, _NP = 12, 24, 9
+
+
+@numba.njit(cache=True)
+def _forward(u, i, i1, j, j1, kb, nb, n2, F):
+    """F for node columns kb … kb + nb of element row (i, j) (column n2 wraps to 0)."""
+    kw = kb + nb if kb + nb < n2 else 0
+    for m in range(3):
+        # views starting at kb: a non-negative loop index lets LLVM drop numba's wraparound select
+        A = u[m, i, j, kb:]
+        B = u[m, i, j1, kb:]
+        C = u[m, i1, j, kb:]
+        D = u[m, i1, j1, kb:]
+        o = 4 * m * W
+        for kk in range(nb):
+            s0 = C[kk] + A[kk]
+            d0 = C[kk] - A[kk]
+            s1 = D[kk] + B[kk]
+            d1 = D[kk] - B[kk]
+            F[o + kk] = s1 + s0
+            F[o + W + kk] = s1 - s0
+            F[o + 2 * W + kk] = d1 + d0
+            F[o + 3 * W + kk] = d1 - d0
+        a = u[m, i, j, kw]
+        b = u[m, i, j1, kw]
+        c = u[m, i1, j, kw]
+        d = u[m, i1, j1, kw]
+        s0 = c + a
+        d0 = c - a
+        s1 = d + b
+        d1 = d - b
+        F[o + nb] = s1 + s0
+        F[o + W + nb] = s1 - s0
+        F[o + 2 * W + nb] = d1 + d0
+        F[o + 3 * W + nb] = d1 - d0
+
+
+@numba.njit(cache=True, inline="always")
+def _c_forward(F, m, kk):
+    """The 7 energy-carrying butterfly products of component m at block element kk:
+    DSS, SDS, SSD (gradients × 4h) and DDS, DSD, SDD, DDD (hourglass modes)."""
+    o = 4 * m * W + kk
+    ss0 = F[o]
+    ss1 = F[o + 1]
+    sd0 = F[o + W]
+    sd1 = F[o + W + 1]
+    ds0 = F[o + 2 * W]
+    ds1 = F[o + 2 * W + 1]
+    dd0 = F[o + 3 * W]
+    dd1 = F[o + 3 * W + 1]
+    return ds1 + ds0, sd1 + sd0, ss1 - ss0, dd1 + dd0, ds1 - ds0, sd1 - sd0, dd1 - dd0
+
+
+@numba.njit(cache=True, inline="always")
+def _c_backward(E, m, kk, g_dss, g_sds, g_ssd, g_dds, g_dsd, g_sdd, g_ddd):
+    """Transpose of :func:`_c_forward`: the generalised forces onto the c = 0 / c = 1 corners."""
+    o = 4 * m * W + kk
+    n = o + 12 * W + 1
+    E[o] = -g_ssd
+    E[n] = g_ssd
+    E[o + W] = g_sds - g_sdd
+    E[n + W] = g_sds + g_sdd
+    E[o + 2 * W] = g_dss - g_dsd
+    E[n + 2 * W] = g_dss + g_dsd
+    E[o + 3 * W] = g_dds - g_ddd
+    E[n + 3 * W] = g_dds + g_ddd
+
+
+@numba.njit(cache=True)
+def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2):
+    """Isotropic elastic elements: σ = L tr(ε) 1 + 2 M ε, hourglass stiffness KH (rows from kb on)."""
+    for kk in range(nb):
+        a0, b0, c0, h00, h01, h02, h03 = _c_forward(F, 0, kk)
+        a1, b1, c1, h10, h11, h12, h13 = _c_forward(F, 1, kk)
+        a2, b2, c2, h20, h21, h22, h23 = _c_forward(F, 2, kk)
+        # displacement gradient d[m, n] = q_n · (component m's n-th gradient product)
+        d00 = q0 * a0
+        d01 = q1 * b0
+        d02 = q2 * c0
+        d10 = q0 * a1
+        d11 = q1 * b1
+        d12 = q2 * c1
+        d20 = q0 * a2
+        d21 = q1 * b2
+        d22 = q2 * c2
+        l_ = L[kk]
+        m_ = M[kk]
+        kh = KH[kk]
+        ltr = l_ * (d00 + d11 + d22)
+        m2 = m_ + m_
+        s0 = ltr + m2 * d00
+        s1 = ltr + m2 * d11
+        s2 = ltr + m2 * d22
+        s3 = m_ * (d12 + d21)
+        s4 = m_ * (d02 + d20)
+        s5 = m_ * (d01 + d10)
+        # generalised forces of component m: q_n σ_mn for the gradients, KH · mode for the hourglass
+        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+
+
+@numba.njit(cache=True)
+def _elements_plastic(F, E, P, nb, q0, q1, q2):
+    """Elements with the J2 tangent σ = L tr(ε) 1 + 2 M ε − (p : ε) p; coefficients copied into P
+    (rows L, M, KH, p0 … p5)."""
+    for kk in range(nb):
+        a0, b0, c0, h00, h01, h02, h03 = _c_forward(F, 0, kk)
+        a1, b1, c1, h10, h11, h12, h13 = _c_forward(F, 1, kk)
+        a2, b2, c2, h20, h21, h22, h23 = _c_forward(F, 2, kk)
+        d00 = q0 * a0
+        d01 = q1 * b0
+        d02 = q2 * c0
+        d10 = q0 * a1
+        d11 = q1 * b1
+        d12 = q2 * c1
+        d20 = q0 * a2
+        d21 = q1 * b2
+        d22 = q2 * c2
+        l_ = P[kk]
+        m_ = P[W + kk]
+        kh = P[2 * W + kk]
+        p0 = P[3 * W + kk]
+        p1 = P[4 * W + kk]
+        p2 = P[5 * W + kk]
+        p3 = P[6 * W + kk]
+        p4 = P[7 * W + kk]
+        p5 = P[8 * W + kk]
+        g12 = d12 + d21  # twice the tensor shear strains
+        g02 = d02 + d20
+        g01 = d01 + d10
+        pe = p0 * d00 + p1 * d11 + p2 * d22 + p3 * g12 + p4 * g02 + p5 * g01  # p : ε
+        ltr = l_ * (d00 + d11 + d22)
+        m2 = m_ + m_
+        s0 = ltr + m2 * d00 - p0 * pe
+        s1 = ltr + m2 * d11 - p1 * pe
+        s2 = ltr + m2 * d22 - p2 * pe
+        s3 = m_ * g12 - p3 * pe
+        s4 = m_ * g02 - p4 * pe
+        s5 = m_ * g01 - p5 * pe
+        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+
+
+@numba.njit(cache=True)
+def _elements_stress(F, E, P, nb, q0, q1, q2):
+    """Given stresses (P rows σ_0 … σ_5, KH) and the hourglass forces of the displacement."""
+    for kk in range(nb):
+        _, _, _, h00, h01, h02, h03 = _c_forward(F, 0, kk)
+        _, _, _, h10, h11, h12, h13 = _c_forward(F, 1, kk)
+        _, _, _, h20, h21, h22, h23 = _c_forward(F, 2, kk)
+        s0 = P[kk]
+        s1 = P[W + kk]
+        s2 = P[2 * W + kk]
+        s3 = P[3 * W + kk]
+        s4 = P[4 * W + kk]
+        s5 = P[5 * W + kk]
+        kh = P[6 * W + kk]
+        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+
+
+@numba.njit(cache=True)
+def _copy_rows(src, i, j, kb, nb, P, first):
+    """P[first + r] ← src[r, i, j, kb : kb + nb] (coefficient rows into the constant-stride buffer)."""
+    for r in range(src.shape[0]):
+        row = src[r, i, j, kb:]
+        o = (first + r) * W
+        for kk in range(nb):
+            P[o + kk] = row[kk]
+
+
+@numba.njit(cache=True)
+def _backward(out, i, i1, j, j1, kb, nb, E):
+    """Scatter-add the block's node forces: node column kb + kk receives E[c = 0 share of element kk]
+    + E[c = 1 share of element kk − 1] (index 0 of the latter holds the previous block's carry).
+    Two loops per component (rows j and j1, each with planes i and i1) keep LLVM's alias checks few."""
+    for m in range(3):
+        o = 4 * m * W
+        n = o + 12 * W
+        oA = out[m, i, j, kb:]
+        oC = out[m, i1, j, kb:]
+        for kk in range(nb):
+            rss = E[o + kk] + E[n + kk]
+            rsd = E[o + W + kk] + E[n + W + kk]
+            rds = E[o + 2 * W + kk] + E[n + 2 * W + kk]
+            rdd = E[o + 3 * W + kk] + E[n + 3 * W + kk]
+            ts0 = rss - rsd
+            td0 = rds - rdd
+            oA[kk] += ts0 - td0
+            oC[kk] += ts0 + td0
+        oB = out[m, i, j1, kb:]
+        oD = out[m, i1, j1, kb:]
+        for kk in range(nb):
+            rss = E[o + kk] + E[n + kk]
+            rsd = E[o + W + kk] + E[n + W + kk]
+            rds = E[o + 2 * W + kk] + E[n + 2 * W + kk]
+            rdd = E[o + 3 * W + kk] + E[n + 3 * W + kk]
+            ts1 = rss + rsd
+            td1 = rds + rdd
+            oB[kk] += ts1 - td1
+            oD[kk] += ts1 + td1
+
+
+@numba.njit(cache=True)
+def _start_block(E, prev_nb):
+    """Index 0 of the c = 1 shares ← the previous block's overflow (its last element's share for the
+    first node column of this block); zero for a row's first block (``prev_nb = 0``)."""
+    for r in range(12):
+        o = (12 + r) * W
+        E[o] = E[o + prev_nb] if prev_nb > 0 else 0.0
+
+
+@numba.njit(cache=True)
+def _wrap_column(E, nb):
+    """Leave in column 0 of E only the last block's overflow: the row's last element's c = 1 share,
+    which belongs to node column n2 ≡ 0 (periodic), for a one-column :func:`_backward`."""
+    for r in range(12):
+        E[r * W] = 0.0
+        o = (12 + r) * W
+        E[o] = E[o + nb]
+
+
+@numba.njit(cache=True)
+def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P):
+    """All element rows of element plane i. kind 0: elastic tangent (aux = L, M, KH); 1: plastic
+    tangent (aux = L, M, KH; pvec = p); 2: given stresses aux (6) and hourglass stiffness pvec[0]."""
+    n0, n1, n2 = u.shape[1], u.shape[2], u.shape[3]
+    i1 = i + 1 if i + 1 < n0 else 0
+    q0, q1, q2 = q[0], q[1], q[2]
+    for j in range(n1):
+        if not active[i, j]:
+            continue
+        j1 = j + 1 if j + 1 < n1 else 0
+        kb = 0
+        nb = 0
+        while kb < n2:
+            _start_block(E, nb)
+            nb = min(NB, n2 - kb)
+            _forward(u, i, i1, j, j1, kb, nb, n2, F)
+            if kind == 0:
+                _elements_elastic(F, E, aux[0, i, j, kb:], aux[1, i, j, kb:], aux[2, i, j, kb:], nb, q0, q1, q2)
+            elif kind == 1:
+                _copy_rows(aux, i, j, kb, nb, P, 0)
+                _copy_rows(pvec, i, j, kb, nb, P, 3)
+                _elements_plastic(F, E, P, nb, q0, q1, q2)
+            else:
+                _copy_rows(aux, i, j, kb, nb, P, 0)
+                _copy_rows(pvec, i, j, kb, nb, P, 6)
+                _elements_stress(F, E, P, nb, q0, q1, q2)
+            _backward(out, i, i1, j, j1, kb, nb, E)
+            kb += nb
+        _wrap_column(E, nb)
+        _backward(out, i, i1, j, j1, 0, 1, E)
+
+
+@numba.njit(parallel=True, cache=True)
+def _sweep(kind, u, aux, pvec, active, q, out):
+    n0 = u.shape[1]
+    for i in numba.prange(n0):
+        for m in range(3):
+            out[m, i] = 0.0
+    half = n0 // 2
+    for parity in range(2):
+        for ip in numba.prange(half):
+            F = np.empty(_NF * W, u.dtype)
+            E = np.empty(_NE * W, u.dtype)
+            P = np.empty(_NP * W, u.dtype)
+            _plane(kind, u, aux, pvec, active, q, out, np.int64(2 * ip + parity), F, E, P)
+    if n0 % 2 == 1:  # odd periodic count: the last plane shares node plane 0 with plane 0
+        F = np.empty(_NF * W, u.dtype)
+        E = np.empty(_NE * W, u.dtype)
+        P = np.empty(_NP * W, u.dtype)
+        _plane(kind, u, aux, pvec, active, q, out, np.int64(n0 - 1), F, E, P)
+
+
+def _tangent_elastic(u, coef, active, q, out):
+    _sweep(0, u, coef, coef[:1], active, q, out)
+
+
+def _tangent_plastic(u, coef, pvec, active, q, out):
+    _sweep(1, u, coef, pvec, active, q, out)
+
+
+def _internal_force(sig, u, khg, active, q, out):
+    _sweep(2, u, sig, khg[None], active, q, out)
