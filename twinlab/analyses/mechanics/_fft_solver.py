@@ -130,7 +130,6 @@ class MechanicsSolver:
         self.shape = lam.shape
         self.dtype = dtype
         self.workers = int(workers)
-        self.lam, self.mu = lam, mu
         h = np.asarray(voxel_size, dtype=float)
         if h.shape != (3,) or (h <= 0).any():
             raise InputError(f"voxel_size must be three positive lengths, got {voxel_size}")
@@ -156,10 +155,11 @@ class MechanicsSolver:
         # the full-integration trilinear element's shear-type bending stiffness (1/24): enough to cut
         # the iterations ~8×, small enough to keep the Eshelby inclusion stress within ~5 %.
         self._hg_factor = HOURGLASS_COEFF / float(np.mean(h ** 2))
-        self.khg = (self._hg_factor * mu).astype(dtype)
         self._q = (0.25 * self.ih).astype(dtype)  # gradient weights 1/(4 h_j) of the one-point hexahedron
-        # elastic tangent coefficients and the element rows that carry stiffness (pores skipped)
-        self._coef, _ = tangent_coefficients(lam, mu, self.khg)
+        # elastic tangent coefficients (λ, μ, k_hg stacked for the kernel; the attributes are views, so
+        # no copy is kept) and the element rows that carry stiffness (all-pore rows are skipped)
+        self._coef, _ = tangent_coefficients(lam, mu, (self._hg_factor * mu).astype(dtype))
+        self.lam, self.mu, self.khg = self._coef
         self._active = active_rows(self._coef)
         self._build_preconditioner(float(reference_nu))
 
