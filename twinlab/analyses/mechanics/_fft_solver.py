@@ -28,10 +28,12 @@ per frequency). This is the displacement form of the CG-accelerated Lippmann–S
 of the stiffness operator (:mod:`._operator`: strain, tangent stress, hourglass and node forces
 in one pass, no stored stress fields) and a few vector passes.
 Measured (tests/benchmarks/bench_mechanics.py --n 128: 130 × 128 × 128 porous electrode with
-zero-stiffness pores, 2 cores, peer in the same run): float32 65 ms per iteration = 0.86× the
-forward + inverse FFTs of all 6 strain components (75 ms), float64 136 ms = 1.0× (136 ms); the
-solver's own 3 + 3 FFTs are ~80 % (f32) / ~55 % (f64) of that. CG needs ~1090 iterations to a
-relative residual of 1e-5 on that electrode (porosity 0.58), for either precision.
+zero-stiffness pores, 2 cores, peer in the same run, load 0.9–2.5 from other work): float32
+65–69 ms per iteration = 0.86–0.98× the forward + inverse FFTs of all 6 strain components
+(71–76 ms), float64 136–149 ms = 1.0–1.14× (130–136 ms) — the old per-component gather kernels
+made it 3.4× / 2.6×. The solver's own 3 + 3 FFTs are most of an iteration; the operator sweep is
+~12 ms (f32) / ~23 ms (f64) of it. CG needs 1090 iterations to a relative residual of 1e-5 on that
+electrode (porosity 0.58) in either precision.
 
 The one-point hexahedron's hourglass modes are controlled by a small stiffness on each mode
 (:data:`HOURGLASS_COEFF`), which cuts CG iterations ~8–10× on porous electrodes.
