@@ -182,6 +182,48 @@ def test_multigrid_solution_equals_direct_solve(periodic):
     assert np.max(np.abs(x - ref)) < 1e-6
 
 
+def _faces(lab, periodic, lut=(1.0, 0.05)):
+    table = np.zeros(256, np.float32)
+    table[0], table[1] = lut
+    keep = np.ones(lab.shape, bool)
+    g = [np.empty(lab.shape, np.float32) for _ in range(3)]
+    lo, hi = np.empty(lab.shape[1:], np.float32), np.empty(lab.shape[1:], np.float32)
+    _stencil.build_faces(lab, keep, table, 1.0, 0.7, 1.3, periodic, periodic, *g, lo, hi)
+    return g, lo, hi
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_stencil_kernels_equal_the_assembled_operator(periodic):
+    """matvec, the restricted residual and one Gauss–Seidel sweep against the sparse matrix, on
+    a grid with inactive (zero-conductance) voxels, odd sizes and, periodic, wrap-around rows."""
+    rng = np.random.default_rng(9)
+    lab = (rng.random((9, 7, 5)) < 0.3).astype(np.uint8)  # 1 = insulating below
+    g, lo, hi = _faces(lab, periodic, lut=(1.0, 0.0))
+    a = _multigrid._assemble(*g, lo, hi).tocsr()
+    x = rng.random(lab.shape)
+    y = np.empty_like(x)
+    assert _stencil.matvec(*g, lo, hi, x, y) == pytest.approx(float(x.ravel() @ (a @ x.ravel())), rel=1e-12)
+    np.testing.assert_allclose(y.ravel(), a @ x.ravel(), rtol=1e-12, atol=1e-12)
+    b = (a @ rng.random(x.size)).reshape(x.shape)  # zero on inactive voxels, as in the solver
+    rc = np.empty((5, 4, 3), np.float32)
+    _stencil.residual_restrict(*g, lo, hi, x.astype(np.float32), b, rc, 1, 1, 1)
+    res = np.pad(b - (a @ x.astype(np.float32).ravel()).reshape(x.shape), ((0, 1), (0, 1), (0, 1)))
+    np.testing.assert_allclose(rc, res.reshape(5, 2, 4, 2, 3, 2).sum(axis=(1, 3, 5)), rtol=1e-5, atol=1e-5)
+    # Gauss–Seidel on the even planes, lexicographic within each plane, active voxels only
+    starts, runs = _stencil.active_runs(*g, lo, hi)
+    active = a.diagonal().reshape(x.shape) > 0
+    assert sum(k1 - k0 for k0, k1 in runs) == active.sum()
+    x32 = x.astype(np.float32)
+    ref = x32.astype(np.float64).ravel()
+    for flat in np.flatnonzero(active.ravel()):
+        if (flat // (7 * 5)) % 2 == 0:
+            row = a.getrow(flat)
+            off = row.toarray().ravel()
+            ref[flat] = (b.ravel()[flat] - (off @ ref - off[flat] * ref[flat])) / off[flat]
+    _stencil.gauss_seidel(*g, lo, hi, starts, runs, x32, b, 0, False)
+    np.testing.assert_allclose(x32.ravel(), ref, rtol=1e-5, atol=1e-6)
+
+
 def test_periodic_sides_join_paths():
     """A channel that leaves through the high-y side and re-enters at low y percolates only
     with periodic sides."""

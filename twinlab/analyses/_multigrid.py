@@ -49,6 +49,16 @@ class _Level:
     x: np.ndarray | None = None  # correction on this level (float32)
     b: np.ndarray | None = None  # right-hand side on this level (float32; None on the finest)
     work: list = field(default_factory=list)  # K-cycle vectors
+    runs: tuple[np.ndarray, np.ndarray] | None = None  # the active voxels (see _stencil.active_runs)
+
+    def __post_init__(self) -> None:
+        if self.runs is None:
+            self.runs = st.active_runs(self.g0, self.g1, self.g2, self.bclo, self.bchi)
+
+    @property
+    def ops(self) -> tuple:
+        """The operator's arguments to the stencil kernels."""
+        return (self.g0, self.g1, self.g2, self.bclo, self.bchi)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -56,7 +66,7 @@ class _Level:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.g0, self.g1, self.g2, self.bclo, self.bchi, self.x, self.b, *self.work]
+        arrays = [self.g0, self.g1, self.g2, self.bclo, self.bchi, self.x, self.b, *self.work, *self.runs]
         return sum(a.nbytes for a in arrays if a is not None)
 
 
@@ -91,11 +101,10 @@ class MultigridPreconditioner:
             if f == (1, 1, 1):
                 break
             nc = tuple(-(-s // fa) for s, fa in zip(n, f))
-            coarse = _Level(*(np.empty(nc, np.float32) for _ in range(3)),
-                            np.empty(nc[1:], np.float32), np.empty(nc[1:], np.float32))
+            faces = [np.empty(nc, np.float32) for _ in range(3)] + [np.empty(nc[1:], np.float32) for _ in range(2)]
             numba.set_num_threads(self.threads if fine.g0.size >= PARALLEL_MIN_CELLS else 1)
-            st.coarsen_faces(fine.g0, fine.g1, fine.g2, fine.bclo, fine.bchi, *f,
-                             coarse.g0, coarse.g1, coarse.g2, coarse.bclo, coarse.bchi)
+            st.coarsen_faces(fine.g0, fine.g1, fine.g2, fine.bclo, fine.bchi, *f, *faces)
+            coarse = _Level(*faces)
             fine.shifts = tuple(fa.bit_length() - 1 for fa in f)
             coarse.x = np.zeros(nc, np.float32)
             coarse.b = np.zeros(nc, np.float32)
@@ -106,8 +115,8 @@ class MultigridPreconditioner:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the coarse levels (the finest level's arrays belong to the caller)."""
-        return sum(level.nbytes for level in self.levels[1:])
+        """Memory held by the hierarchy (the finest level's conductances belong to the caller)."""
+        return sum(level.nbytes for level in self.levels[1:]) + sum(a.nbytes for a in self.levels[0].runs)
 
     def _factor_coarsest(self) -> None:
         last = self.levels[-1]
@@ -136,11 +145,11 @@ class MultigridPreconditioner:
         # waking a second thread costs more than a tiny grid's sweep: levels under
         # PARALLEL_MIN_CELLS run on the calling thread (a 50³ level still sweeps 2.7× faster on two)
         numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
-        ops = (level.g0, level.g1, level.g2, level.bclo, level.bchi)
+        ops = level.ops
         x[...] = 0
         for _ in range(self.smoothing_steps):
-            st.gauss_seidel(*ops, x, b, 0, False)
-            st.gauss_seidel(*ops, x, b, 1, False)
+            st.gauss_seidel(*ops, *level.runs, x, b, 0, False)
+            st.gauss_seidel(*ops, *level.runs, x, b, 1, False)
         coarse = self.levels[index + 1]
         st.residual_restrict(*ops, x, b, coarse.b, *level.shifts)
         if index + 1 == len(self.levels) - 1:
@@ -152,8 +161,8 @@ class MultigridPreconditioner:
         numba.set_num_threads(self.threads if level.g0.size >= PARALLEL_MIN_CELLS else 1)
         st.prolong_add(x, coarse.x, *level.shifts)
         for _ in range(self.smoothing_steps):
-            st.gauss_seidel(*ops, x, b, 1, True)
-            st.gauss_seidel(*ops, x, b, 0, True)
+            st.gauss_seidel(*ops, *level.runs, x, b, 1, True)
+            st.gauss_seidel(*ops, *level.runs, x, b, 0, True)
 
     def _kcycle(self, index: int) -> None:
         """Two flexible-CG steps on a coarse level, preconditioned by the cycle below it.
@@ -162,7 +171,7 @@ class MultigridPreconditioner:
         aggregation V-cycles lose (piecewise-constant transfer is too low order for a V-cycle).
         """
         level = self.levels[index]
-        ops = (level.g0, level.g1, level.g2, level.bclo, level.bchi)
+        ops = level.ops
         r = level.b
         c1, v1, c2, v2, rt = level.work
         self._vcycle(index, r, c1)
@@ -253,7 +262,8 @@ def _solve_potential(g0, g1, g2, bclo, bchi, *, rtol, max_iterations, x0, coarse
     else:
         x = np.array(x0, dtype=np.float64, copy=True)
     r = np.empty_like(x)
-    st.matvec(g0, g1, g2, bclo, bchi, x, r)
+    fine = pre.levels[0].ops
+    st.matvec(*fine, x, r)
     np.negative(r, out=r)
     r[0] += bclo  # b = bclo · 1 on the inlet layer
     z = np.empty(x.shape, np.float32)
@@ -276,7 +286,7 @@ def _solve_potential(g0, g1, g2, bclo, bchi, *, rtol, max_iterations, x0, coarse
         p = z.astype(np.float64)
         rz = st.dot(r, z)
         while True:
-            pq = st.matvec(g0, g1, g2, bclo, bchi, p, q)
+            pq = st.matvec(*fine, p, q)
             if not pq > 0:
                 # a non-positive curvature: the float32 preconditioner lost definiteness (extreme
                 # coefficient contrast). Converged only if the balance already holds; never return

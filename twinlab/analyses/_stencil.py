@@ -124,6 +124,57 @@ def _apply_row(g0, g1, g2, bclo, bchi, x, zero, i, j, out):
         out[n2 - 1] = _apply_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, n2 - 1, n2 - 2, 0)
 
 
+def active_runs(g0, g1, g2, bclo, bchi) -> tuple[np.ndarray, np.ndarray]:
+    """The active voxels (any conductance > 0) as runs along axis 2, row by row (for the smoother).
+
+    Returns ``(starts, runs)``: the runs of row (i, j) are ``runs[starts[r]:starts[r + 1]]`` with
+    ``r = i * n1 + j``, each ``(k0, k1)`` half-open. Gauss–Seidel visits only these: an
+    inactive voxel's row of the operator is zero, and at the porosities of electrodes and rocks
+    (20–50 % percolating) most of the grid is inactive.
+    """
+    n0, n1, _ = g0.shape
+    counts = np.zeros(n0 * n1 + 1, np.int64)
+    runs = np.empty((0, 2), np.int32)
+    _scan_runs(g0, g1, g2, bclo, bchi, counts, runs, False)
+    starts = np.cumsum(counts)
+    runs = np.empty((int(starts[-1]), 2), np.int32)
+    _scan_runs(g0, g1, g2, bclo, bchi, starts, runs, True)
+    return starts, runs
+
+
+@njit(parallel=True, **_OPTS)
+def _scan_runs(g0, g1, g2, bclo, bchi, index, runs, fill):
+    """Count the runs of every row into ``index[row + 1]`` or, with ``fill``, write them at
+    ``runs[index[row]:]``."""
+    n0, n1, n2 = g0.shape
+    for i in prange(n0):
+        zero = np.zeros(n2, g0.dtype)
+        for j in range(n1):
+            jm = j - 1 if j > 0 else n1 - 1
+            gm, xm, gp, xp = _axis0_rows(g0, bclo, bchi, g0, zero, i, j)
+            h = g2[i, j]
+            a1p = g1[i, j]
+            a1m = g1[i, jm]
+            row = i * n1 + j
+            c = 0
+            inside = False
+            for k in range(n2):
+                km = k - 1 if k > 0 else n2 - 1
+                active = (h[k] + h[km] + a1p[k] + a1m[k] + gm[k] + gp[k]) > 0
+                if active and not inside:
+                    if fill:
+                        runs[index[row] + c, 0] = k
+                    c += 1
+                elif inside and not active and fill:
+                    runs[index[row] + c - 1, 1] = k
+                inside = active
+            if fill:
+                if inside:
+                    runs[index[row] + c - 1, 1] = n2
+            else:
+                index[row + 1] = c
+
+
 @njit(parallel=True, **_OPTS)
 def matvec(g0, g1, g2, bclo, bchi, x, y):
     """``y = A x`` for the finite-volume operator (Dirichlet terms on the diagonal only);
@@ -175,13 +226,13 @@ def _relax_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, br, k, km, kp, backw
 
 
 @njit(parallel=True, **_OPTS)
-def gauss_seidel(g0, g1, g2, bclo, bchi, x, b, parity, backward):
+def gauss_seidel(g0, g1, g2, bclo, bchi, starts, runs, x, b, parity, backward):
     """Gauss–Seidel on the planes i with i % 2 == parity, lexicographic within each plane.
 
     Planes of one parity do not touch each other, so they run in parallel; ``backward`` runs
     each plane in reverse order, which makes (even, odd forward) followed by (odd, even backward)
     a symmetric smoother. Each call reads half of the grid (red-black point colouring would
-    stream all of it twice).
+    stream all of it twice). Only the active runs are visited.
     """
     n0, n1, n2 = x.shape
     nplanes = (n0 - parity + 1) // 2
@@ -190,6 +241,11 @@ def gauss_seidel(g0, g1, g2, bclo, bchi, x, b, parity, backward):
         zero = np.zeros(n2, x.dtype)
         for jj in range(n1):
             j = n1 - 1 - jj if backward else jj
+            r = i * n1 + j
+            first = starts[r]
+            count = starts[r + 1] - first
+            if count == 0:
+                continue
             jm = j - 1 if j > 0 else n1 - 1
             jp = j + 1 if j < n1 - 1 else 0
             gm, xm, gp, xp = _axis0_rows(g0, bclo, bchi, x, zero, i, j)
@@ -200,12 +256,20 @@ def gauss_seidel(g0, g1, g2, bclo, bchi, x, b, parity, backward):
             xjp = x[i, jp]
             xjm = x[i, jm]
             br = b[i, j]
-            carry = np.float64(xr[0] if backward else xr[n2 - 1])  # the wrap-around neighbour
-            for kk in range(n2):
-                k = n2 - 1 - kk if backward else kk
-                km = k - 1 if k > 0 else n2 - 1
-                kp = k + 1 if k < n2 - 1 else 0
-                carry = _relax_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, br, k, km, kp, backward, carry)
+            for qq in range(count):
+                q = first + (count - 1 - qq if backward else qq)
+                k0 = runs[q, 0]
+                k1 = runs[q, 1]
+                # the neighbour before the run's start (inactive, or the wrap-around voxel)
+                if backward:
+                    carry = np.float64(xr[k1 if k1 < n2 else 0])
+                else:
+                    carry = np.float64(xr[k0 - 1 if k0 > 0 else n2 - 1])
+                for kk in range(k1 - k0):
+                    k = k1 - 1 - kk if backward else k0 + kk
+                    km = k - 1 if k > 0 else n2 - 1
+                    kp = k + 1 if k < n2 - 1 else 0
+                    carry = _relax_point(h, a1p, a1m, gm, gp, xr, xjp, xjm, xm, xp, br, k, km, kp, backward, carry)
 
 
 @njit(parallel=True, **_OPTS)
