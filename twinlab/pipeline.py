@@ -23,7 +23,7 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ._memory import release_free_memory, return_freed_heap_promptly
+from ._memory import release_free_memory, return_freed_heap_promptly, reuse_large_buffers
 from ._results import Result
 from ._validation import VoxelSize
 from .errors import InputError, OutputExistsError, ReadError, TwinlabError
@@ -226,7 +226,11 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
         series_path = None
         if config.calender is not None:
             with timer("calender"):  # staged beside the twin; both reach their final names only when all is done
-                _calender(twin, config.calender, series_staging)
+                reuse_large_buffers()  # an in-memory solver: its FFT buffers are reused, not re-faulted
+                try:
+                    _calender(twin, config.calender, series_staging)
+                finally:
+                    return_freed_heap_promptly()
         twin.update_metadata(step=Step(PIPELINE_STEP, {"config": config.model_dump(mode="json"),
                                                        "stages": [s.to_dict() for s in timer.stages]}))
         _swap(staging, final, overwrite=overwrite)
