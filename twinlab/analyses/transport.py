@@ -118,6 +118,7 @@ class ConductivityResult(_FieldResult):
     iterations: int
     solve_seconds: float
     field: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    notes: tuple[str, ...] = ()  # phases neglected or capped to keep the contrast solvable (see _conduct)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,13 +344,11 @@ def compute_conductivity(labels: Any, *, conductivities: Mapping[str, float] | N
     top = max(used.values())
     if top <= 0:
         raise InputError(f"every phase present ({names}) has zero conductivity; nothing conducts")
-    lut = np.zeros(256, np.float32)
-    for v, n in zip(present, names):
-        lut[v] = used[n] / top
     conducting_values = np.array([v for v, n in zip(present, names) if used[n] > 0], np.uint8)
     _check_faces(arr, conducting_values, a, "the conducting phases")
-    s = _solve(arr, lut, a, voxel, periodic, rtol, max_iterations, return_field)
-    sigma = s["ratio"] * top
+    counts = dict(zip(names, np.bincount(arr.reshape(-1), minlength=256)[present].tolist()))
+    sigma, s, notes = _conduct(arr, dict(zip(present, names)), used, counts, a, voxel, periodic, rtol,
+                               max_iterations, return_field)
     length_m = arr.shape[a] * voxel.as_tuple()[a] * 1e-6
     return ConductivityResult(
         axis=AXES[a], shape=tuple(arr.shape), voxel_size_um=voxel.as_tuple(),
@@ -358,7 +357,82 @@ def compute_conductivity(labels: Any, *, conductivities: Mapping[str, float] | N
         effective_conductivity_s_m=sigma, current_density_a_m2=sigma / length_m,
         conducting_fraction=s["n_conducting"] / arr.size,
         percolating_fraction=s["n_percolating"] / max(s["n_conducting"], 1), percolates=sigma > 0,
-        flux_error=s["flux_error"], iterations=s["iterations"], solve_seconds=s["seconds"], field=s["field"])
+        flux_error=s["flux_error"], iterations=s["iterations"], solve_seconds=s["seconds"], field=s["field"],
+        notes=tuple(notes))
+
+
+#: the widest gap between two consecutive conductivity levels the solver is given: on a generated LMP
+#: anode (Li 1.1e7 S/m particles in 1e-8 S/m Li2CO3 shells, 1e-12 S/m binder) it converges with the
+#: lithium gap at 1e6 (1016 PCG iterations) and fails at 1e8 (in float64 too: the aggregation
+#: hierarchy, not the precision, loses the coated particles)
+MAX_CONTRAST = 1e6
+
+
+def _conduct(arr, value_names, used, counts, axis, voxel, periodic, rtol, max_iterations, return_field):
+    """Solve within the solver's contrast range; returns (S/m, solve bookkeeping, notes).
+
+    The conductivity levels fall into groups separated by gaps wider than :data:`MAX_CONTRAST`
+    (within a group the solver takes them as they are). From the best group down, groups join
+    until the included phases percolate:
+
+    * the groups left out are set to 0. By Rayleigh monotonicity the true value is not lower, and
+      by the Dirichlet principle (the solved potential on the network, any value in [0, 1]
+      elsewhere) it exceeds the result by at most the summed conductances of every face of a
+      left-out voxel (each ≤ 2σ · area/distance, |ΔV| ≤ 1 V): that bound is stated;
+    * a gap between included groups (e.g. lithium particles that connect only through 1e-8 S/m
+      shells) is narrowed to MAX_CONTRAST by scaling the groups above it down: they stay
+      near-perfect conductors in series with the poorer phase, and the result is a lower bound
+      that converges like 1/gap (measured on an LMP anode: relative change 4.5e-4 between gaps of
+      1e4 and 1e6).
+    """
+    h = voxel.as_tuple()
+    others = [i for i in range(3) if i != axis]
+    length_over_area = arr.shape[axis] * h[axis] / math.prod(arr.shape[i] * h[i] for i in others)
+    face_weights = h[1] * h[2] / h[0] + h[0] * h[2] / h[1] + h[0] * h[1] / h[2]  # Σ area/distance, µm
+    levels = sorted({v for v in used.values() if v > 0}, reverse=True)
+    groups = [[levels[0]]]
+    for hi, lo in zip(levels, levels[1:]):
+        if hi / lo > MAX_CONTRAST:
+            groups.append([])
+        groups[-1].append(lo)
+    for k in range(1, len(groups) + 1):
+        # every level keeps its ratio to the next lower included one, up to MAX_CONTRAST
+        included = [v for g in groups[:k] for v in g]
+        scaled = {included[-1]: included[-1]}
+        for i in range(len(included) - 2, -1, -1):
+            scaled[included[i]] = scaled[included[i + 1]] * min(included[i] / included[i + 1], MAX_CONTRAST)
+        regime = {n: scaled.get(v, 0.0) for n, v in used.items()}
+        top = max(regime.values())
+        lut = np.zeros(256, np.float32)
+        for v, n in value_names.items():
+            lut[v] = regime[n] / top
+        if _touches_both_faces(arr, lut, axis):
+            s = _solve(arr, lut, axis, voxel, periodic, rtol, max_iterations, return_field)
+            sigma = s["ratio"] * top
+        else:
+            s = {"n_conducting": int(np.count_nonzero(lut[arr] > 0)), "n_percolating": 0, "iterations": 0,
+                 "flux_error": 0.0, "field": None, "seconds": 0.0}
+            sigma = 0.0
+        if sigma > 0:
+            break
+    notes = []
+    neglected = [n for n, v in used.items() if v > 0 and regime[n] == 0]
+    if neglected and sigma > 0:
+        bound = sum(counts[n] * 4.0 * used[n] for n in neglected) * face_weights * length_over_area
+        notes.append(f"phases {neglected} (≤ {max(used[n] for n in neglected):.3g} S/m, over {MAX_CONTRAST:g}× "
+                     f"poorer than the percolating network) set to 0: they add at most {bound:.3g} S/m "
+                     f"({bound / sigma:.2g} of the result)")
+    scaled_down = [n for n in used if 0 < regime[n] < used[n]]
+    if scaled_down:
+        notes.append(f"phases {scaled_down} scaled to {', '.join(f'{regime[n]:.3g}' for n in scaled_down)} S/m "
+                     f"(conductivity gaps narrowed to {MAX_CONTRAST:g}, the solver's limit): near-perfect "
+                     "conductors in series with the poorer phases; the value is a lower bound, converging "
+                     "like 1/gap")
+    return sigma, s, notes
+
+
+def _touches_both_faces(arr: np.ndarray, lut: np.ndarray, axis: int) -> bool:
+    return all((lut[np.take(arr, end, axis=axis)] > 0).any() for end in (0, -1))
 
 
 # -- thick-electrode numbers (SCIENCE.md §5) ------------------------------------------------------
