@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -10,7 +12,7 @@ from twinlab.cli import app
 from twinlab.datasets import make_cathode
 from twinlab.design import ncm622_cathode
 from twinlab.errors import InputError
-from twinlab.pipeline import PIPELINE_STEP, load_config, parse_config, run_sample, series_dir
+from twinlab.pipeline import PIPELINE_STEP, DemoRun, load_config, parse_config, run_sample, series_dir
 from twinlab.twin import Twin
 
 
@@ -39,9 +41,21 @@ def test_run_then_rerun_is_skipped(cathode_npy, tmp_path):
     assert [s.stage for s in run.stages] == ["reconstruct", "morphology", "conductive", "calender"]
     member = Twin.open(series_dir(out) / "ratio_0.15.twin.zarr")
     assert "conductive" in member.result_names and member.shape[2] == 16
+    # the series names its source and members by their final places, not the staging folders
+    assert next(p for p in member.provenance if p["step"] == "calender")["params"]["source_twin"] == str(out)
+    index = json.loads((series_dir(out) / "index.json").read_text())
+    assert [st["twin_path"] for st in index["steps"]] == ["ratio_0.15.twin.zarr"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.series.zarr", "c.twin.zarr"]  # no staging left
     again = run_sample(cfg)
     assert again.skipped and Twin.open(out).provenance == twin.provenance
+    # the headline rows of the series, as the demo prints them
+    (row,) = run.series_summary
+    stored = member.load_result("calender")
+    assert row["ratio"] == stored["ratio"] and row["crackable_100_mpa_pct"] == stored["crackable_volume_pct"]["100"]
+    assert row["activation"] == member.load_result("conductive")["activation"]
+    table = DemoRun(cathode=run, anode=run, ebac={}, seconds=1.0).table()
+    assert str(series_dir(out)) in table and "c calendering series" in table
+    assert f"{row['ratio']:.4g}" in table and f"{row['crackable_100_mpa_pct']:.4g}" in table
 
 
 def test_failure_after_calendering_leaves_nothing(cathode_npy, tmp_path):

@@ -441,6 +441,20 @@ def test_analyze_twin_drops_pore_free_interface_planes(make_twin):
     assert res.tortuosity.tortuosity_factor == pytest.approx(direct.tortuosity_factor, rel=1e-9)
 
 
+def test_analyze_twin_conductivity_on_the_planes_holding_solid(make_twin):
+    """Electrolyte above the coating (planes of pore only, as in a FIB-SEM stack): the tortuosity
+    keeps them, the conductivity crops them (no electron can leave through them) instead of a note."""
+    lab = np.zeros((10, 20, 12), np.uint8)
+    lab[:, 3:15, :] = sphere_packing(12)[:10, :12, :12]
+    lab[:, :3, :] = 3  # collector; planes 15-19: electrolyte only
+    twin = make_twin(lab.astype(np.uint16), labels={"phases": lab}, thickness_axis="y", collector_side="low")
+    res = analyze_twin(twin)
+    assert res.cropped_planes == (3, 20) and res.conductivity_planes == (3, 15)
+    assert not res.notes
+    direct = compute_conductivity(lab[:, 3:15, :], axis="y", voxel_size_um=twin.voxel_size)
+    assert res.conductivity.effective_conductivity_s_m == pytest.approx(direct.effective_conductivity_s_m, rel=1e-9)
+
+
 def test_analyze_twin_without_any_pore_is_an_input_error(make_twin):
     lab = np.ones((6, 8, 6), np.uint8)
     lab[:, :2] = 3

@@ -46,3 +46,13 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def text_table(rows: list[tuple[str, ...]]) -> str:
+    """Rows of strings (the first is the header) as aligned plain-text columns; the last column is
+    left ragged so long paths or messages do not widen the others."""
+    if not rows:
+        return ""
+    n = len(rows[0])
+    widths = [max(len(r[i]) for r in rows) for i in range(n - 1)]
+    return "\n".join("  ".join([r[i].ljust(widths[i]) for i in range(n - 1)] + [r[-1]]).rstrip() for r in rows)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ._results import Result
+from ._results import Result, text_table
 from .errors import InputError, TwinlabError
 from .pipeline import _read_mapping, is_complete, parse_config, run_sample
 
@@ -60,8 +60,7 @@ class BatchSummary(Result):
         rows = [("sample", "status", "seconds", "detail")]
         for o in self.outcomes:
             rows.append((o.name, o.status, f"{o.seconds:.1f}", o.error or o.twin or ""))
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows)
+        return text_table(rows)
 
 
 @dataclass(frozen=True)

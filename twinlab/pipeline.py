@@ -24,7 +24,7 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._memory import release_free_memory, return_freed_heap_promptly, reuse_large_buffers
-from ._results import Result
+from ._results import Result, text_table
 from ._validation import VoxelSize
 from .errors import InputError, OutputExistsError, ReadError, TwinlabError
 from .twin import Step, Twin, create_twin, describe_sources
@@ -122,6 +122,7 @@ class SampleRun(Result):
     report: str | None
     stages: tuple[StageTiming, ...]
     summary: dict[str, Any] = field(default_factory=dict)
+    series_summary: tuple[dict[str, Any], ...] = ()  # one row per calendered member, in calendering order
     skipped: bool = False
 
 
@@ -228,7 +229,7 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
             with timer("calender"):  # staged beside the twin; both reach their final names only when all is done
                 reuse_large_buffers()  # an in-memory solver: its FFT buffers are reused, not re-faulted
                 try:
-                    _calender(twin, config.calender, series_staging)
+                    _calender(twin, config.calender, series_staging, final)
                 finally:
                     return_freed_heap_promptly()
         twin.update_metadata(step=Step(PIPELINE_STEP, {"config": config.model_dump(mode="json"),
@@ -246,7 +247,8 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
             shutil.rmtree(folder, ignore_errors=True)
         raise
     return SampleRun(name=config.name, twin=str(final), series=str(series_path) if series_path else None, report=report,
-                     stages=tuple(timer.stages), summary=summarize(Twin.open(final)))
+                     stages=tuple(timer.stages), summary=summarize(Twin.open(final)),
+                     series_summary=tuple(summarize_series(series_path)) if series_path else ())
 
 
 class _StageTimer:
@@ -361,12 +363,12 @@ def _analyze(twin: Twin, name: str, options: dict[str, Any]) -> Any:
     return run_analysis(name, twin, **options)
 
 
-def _calender(twin: Twin, cfg: CalenderConfig, out: Path) -> Path:
+def _calender(twin: Twin, cfg: CalenderConfig, out: Path, final_twin: Path) -> Path:
     from .analyses.mechanics import calender
     from .report import open_series
 
     calender(twin, ratios=cfg.ratios, densities=cfg.densities, steps=cfg.steps, output=out, overwrite=True,
-             **cfg.options)
+             source_twin=str(final_twin), **cfg.options)
     for member in open_series(out):
         for name in cfg.analyses:
             _analyze(member, name, {})
@@ -421,6 +423,25 @@ def summarize(twin: Twin) -> dict[str, Any]:
     return out
 
 
+def summarize_series(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """Headline numbers of each member of a calendering series: target, ratio, density, porosity,
+    active-material von Mises mean, crackable volume per threshold, intact shell fraction and,
+    where the member was analysed, the conductive activation."""
+    from .report import open_series
+
+    rows = []
+    for member in open_series(folder):
+        cal = member.load_result("calender")
+        row = {key: cal.get(key) for key in ("target", "ratio", "density_g_cm3", "porosity",
+                                             "von_mises_active_mean_mpa", "shell_intact_fraction")}
+        if row["von_mises_active_mean_mpa"] is not None:  # no active material: nothing can crack
+            row.update({f"crackable_{t}_mpa_pct": v for t, v in (cal.get("crackable_volume_pct") or {}).items()})
+        if "conductive" in member.result_names:
+            row["activation"] = member.load_result("conductive").get("activation")
+        rows.append(row)
+    return rows
+
+
 # ====================================================================================== demo
 @dataclass(frozen=True)
 class DemoRun(Result):
@@ -428,6 +449,49 @@ class DemoRun(Result):
     anode: SampleRun
     ebac: dict[str, Any]
     seconds: float
+
+    def table(self) -> str:
+        """The demo's story in a few aligned tables: where everything is, stage times, the headline
+        analyses of each twin and its calendering series (``--json`` prints everything)."""
+        runs = (self.cathode, self.anode)
+        parts = [text_table([("sample", "twin", "series", "report")]
+                            + [(r.name, r.twin, r.series or "-", r.report or "-") for r in runs])]
+        for r in runs:
+            stages = ", ".join(f"{s.stage} {s.seconds:.1f}" for s in r.stages)
+            peak = max((s.peak_rss_gib for s in r.stages), default=float("nan"))
+            parts.append(f"{r.name} stages (s): {stages}; peak RSS {peak:.2f} GiB")
+        parts.append(text_table([tuple(h for h, _ in _TWIN_HEADLINE)]
+                                + [tuple(_fmt(r.summary.get(k)) if k else r.name for _, k in _TWIN_HEADLINE)
+                                   for r in runs]))
+        for r in runs:
+            if r.series_summary:
+                keys = [k for k in _SERIES_HEADLINE if any(k in row for row in r.series_summary)]
+                keys += [k for k in r.series_summary[0] if k.startswith("crackable_")]
+                parts.append(f"{r.name} calendering series")
+                parts.append(text_table([tuple(keys)] + [tuple(_fmt(row.get(k)) for k in keys)
+                                                         for row in r.series_summary]))
+        if self.ebac:
+            parts.append("EBAC maps (simulated) of the anode series: "
+                         + "; ".join(f"{k} {', '.join(_fmt(v) for v in vals)}" for k, vals in self.ebac.items()))
+        parts.append(f"demo finished in {self.seconds:.1f} s")
+        return "\n\n".join(parts)
+
+
+_TWIN_HEADLINE = (("sample", None), ("porosity", "morphology.fractions.porosity"),
+                  ("tau2", "transport.tortuosity.tortuosity_factor"),
+                  ("sigma_S/m", "transport.conductivity.effective_conductivity_s_m"),
+                  ("pores", "network.network.num_pores"), ("coordination", "network.metrics.mean_coordination"),
+                  ("crack_%", "cracks.crack_volume_percent"), ("activation", "conductive.activation"))
+_SERIES_HEADLINE = ("ratio", "density_g_cm3", "porosity", "von_mises_active_mean_mpa", "shell_intact_fraction",
+                    "activation")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:

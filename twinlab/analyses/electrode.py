@@ -5,7 +5,9 @@ solve or a network that included them would report a blocked electrode."""
 
 from __future__ import annotations
 
-from typing import Any
+import operator
+from functools import reduce
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -14,13 +16,16 @@ from ..errors import InputError
 from ..phases import PhaseTable
 
 
-def electrode_planes(labels: Any, *, axis: int, side: str, phases: PhaseTable, phase: str) -> tuple[int, int]:
+def electrode_planes(labels: Any, *, axis: int, side: str, phases: PhaseTable,
+                     phase: str | Sequence[str]) -> tuple[int, int]:
     """(start, stop) of the planes along the thickness ``axis`` kept: collector planes (more than
-    half collector) on the collector ``side`` dropped, then end planes without ``phase``.
+    half collector) on the collector ``side`` dropped, then end planes without ``phase`` (or without
+    any of several phases: the solid a conduction path may use).
     Per-plane reductions only, so a dask volume is read once, chunk by chunk."""
+    names = (phase,) if isinstance(phase, str) else tuple(phase)
     other = tuple(i for i in range(3) if i != axis)
     coll = (labels == phases.value("collector")).mean(axis=other) if "collector" in phases else None
-    present = (labels == phases.value(phase)).any(axis=other)
+    present = reduce(operator.or_, [labels == phases.value(n) for n in names]).any(axis=other)
     if is_dask(labels):
         import dask
 
@@ -38,7 +43,7 @@ def electrode_planes(labels: Any, *, axis: int, side: str, phases: PhaseTable, p
                 stop -= 1
     hits = np.flatnonzero(present[start:stop])
     if hits.size == 0 or hits[-1] - hits[0] < 1:
-        raise InputError(f"the twin has fewer than two planes with phase {phase!r} outside the current "
+        raise InputError(f"the twin has fewer than two planes with phase {' or '.join(names)!r} outside the current "
                          "collector along its thickness axis; nothing to analyse through the thickness")
     return start + int(hits[0]), start + int(hits[-1]) + 1
 
@@ -50,9 +55,14 @@ def electrode_labels(twin: Any, phase: str = "pore", name: str = "phases", *,
     labels = twin.labels(name)
     if in_memory:
         labels = np.asarray(labels.compute())
-    axis = twin.thickness_axis
-    start, stop = electrode_planes(labels, axis=axis, side=twin.collector_side, phases=twin.phases, phase=phase)
+    planes = electrode_planes(labels, axis=twin.thickness_axis, side=twin.collector_side, phases=twin.phases,
+                              phase=phase)
+    cropped = crop_planes(labels, twin.thickness_axis, planes)
+    return (np.ascontiguousarray(cropped) if in_memory else cropped), planes
+
+
+def crop_planes(labels: Any, axis: int, planes: tuple[int, int]) -> Any:
+    """``labels`` restricted to the planes ``(start, stop)`` along ``axis`` (a view)."""
     index = [slice(None)] * 3
-    index[axis] = slice(start, stop)
-    cropped = labels[tuple(index)]
-    return (np.ascontiguousarray(cropped) if in_memory else cropped), (start, stop)
+    index[axis] = slice(*planes)
+    return labels[tuple(index)]

@@ -42,7 +42,7 @@ from ..errors import ConvergenceError, InputError
 from ..materials import get_material
 from ..phases import DEFAULT_PHASES, PhaseTable
 from . import _multigrid, _stencil
-from .electrode import electrode_labels
+from .electrode import crop_planes, electrode_planes
 
 __all__ = [
     "TortuosityResult", "TortuosityTensorResult", "ConductivityResult", "BruggemanFit", "TransportResult",
@@ -142,6 +142,7 @@ class TransportResult(Result):
     conductivity: ConductivityResult | None
     cropped_planes: tuple[int, int]  # (first, stop) of the planes along the thickness axis used
     notes: tuple[str, ...]
+    conductivity_planes: tuple[int, int] | None = None  # the conductivity's planes: those holding solid
 
 
 # -- the shared solve -------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def _check_faces(labels: np.ndarray, mask_values: np.ndarray, axis: int, what: s
     for side, plane in (("low", lo), ("high", hi)):
         if not np.isin(plane, mask_values).any():
             raise InputError(
-                f"{what} does not touch the {side}-{AXES[axis]} face, so nothing can enter or leave along "
+                f"no voxel of {what} lies on the {side}-{AXES[axis]} face, so nothing can enter or leave along "
                 f"{AXES[axis]}; crop away the layer covering that face (e.g. the current collector) or "
                 "choose another axis")
 
@@ -511,15 +512,20 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     concentration as the field "transport_concentration" (NaN outside the percolating pore).
 
     Planes of the current collector at the collector side, and end planes without ``phase``, are
-    left out (:mod:`twinlab.analyses.electrode`; reported as ``cropped_planes``). A conductivity
-    solve that fails (missing conductivities, no convergence) becomes a note; the tortuosity stays.
+    left out (:mod:`twinlab.analyses.electrode`; reported as ``cropped_planes``); the conductivity
+    sees the planes between the collector and the last plane holding solid (``conductivity_planes``:
+    the electrolyte above a coating carries no electrons). A conductivity solve that fails (missing
+    conductivities, no convergence) becomes a note; the tortuosity stays.
     """
     from ..twin import Step
 
     phases = twin.phases
     thick = twin.thickness_axis
     a = thick if axis is None else axis_index(axis)
-    work, (start, stop) = electrode_labels(twin, phase, in_memory=True)
+    labels = np.asarray(twin.labels("phases").compute())
+    planes = electrode_planes(labels, axis=thick, side=twin.collector_side, phases=phases, phase=phase)
+    start, stop = planes
+    work = np.ascontiguousarray(crop_planes(labels, thick, planes))
     voxel = twin.voxel_size
     common = dict(phases=phases, voxel_size_um=voxel, periodic=periodic, rtol=rtol)
     notes: list[str] = []
@@ -529,15 +535,19 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     else:
         tort = compute_tortuosity(work, phase=phase, axis=a, return_field=write_fields, **common)
         field = tort.field
-    cond = None
+    cond = solid_planes = None
     if conductivity:
         try:
-            cond = compute_conductivity(work, axis=a, max_iterations=conductivity_max_iterations, **common)
+            solids = [p.name for p in phases if p.name != phase]
+            solid_planes = electrode_planes(labels, axis=thick, side=twin.collector_side, phases=phases, phase=solids)
+            cond = compute_conductivity(np.ascontiguousarray(crop_planes(labels, thick, solid_planes)), axis=a,
+                                        max_iterations=conductivity_max_iterations, **common)
         except (InputError, ConvergenceError) as exc:
             notes.append(f"conductivity skipped: {exc}")
-    result = TransportResult(tortuosity=tort, conductivity=cond, cropped_planes=(start, stop), notes=tuple(notes))
+    result = TransportResult(tortuosity=tort, conductivity=cond, cropped_planes=planes, notes=tuple(notes),
+                             conductivity_planes=solid_planes)
     params = {"axis": AXES[a], "phase": phase, "all_axes": all_axes, "periodic": periodic, "rtol": rtol,
-              "cropped_planes": [start, stop]}
+              "cropped_planes": [start, stop], "conductivity_planes": solid_planes and list(solid_planes)}
     step = Step("transport", params)
     twin.save_result("transport", result, step=step)
     if write_fields and field is not None:

@@ -58,7 +58,10 @@ def demo(
     from ..pipeline import run_demo
 
     result = run_demo(out, progress=not json_)
-    emit(result, as_json=json_, title=f"demo finished: {out}")
+    if json_:
+        emit(result, as_json=True)
+    else:
+        typer.echo(result.table())
 
 
 @app.command()

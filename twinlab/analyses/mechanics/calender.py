@@ -71,6 +71,7 @@ def calender(
     workers: int = 2,
     seed: int = 0,
     window: int | None = None,
+    source_twin: str | None = None,
 ) -> CalenderSeries:
     """Compress an electrode to target calendering ratios or densities.
 
@@ -117,6 +118,9 @@ def calender(
         the solver's cost grows with the volume, and the lateral boundaries are periodic, so a
         window a few particles wide keeps the through-thickness physics at a fraction of the cost.
         The window is recorded in every member's provenance (``window``).
+    source_twin : str, optional
+        The input twin as every member's provenance names it (default: its path). The pipeline,
+        which calenders a staged copy of the twin, passes the twin's final path.
 
     Returns
     -------
@@ -127,6 +131,8 @@ def calender(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
     if window is not None:
         labels, image, base_meta["window"] = _lateral_window(labels, image, t_axis, int(window))
+    if source_twin is not None:
+        base_meta["source_twin"] = str(source_twin)
     if output is not None:
         output = Path(output)
         if output.exists() and not overwrite:
@@ -234,7 +240,10 @@ def calender(
         series = CalenderSeries(m0 * h[0], rho0, rho_s, eps0, tuple(step_results), settings,
                                 str(output) if output is not None else None, tuple(states))
         if staging is not None:
-            (staging / "index.json").write_text(json.dumps(series.to_dict(), indent=2))
+            index = series.to_dict()
+            for st in index["steps"]:  # members named relative to the folder, which may be moved or renamed
+                st["twin_path"] = Path(st["twin_path"]).name
+            (staging / "index.json").write_text(json.dumps(index, indent=2))
             if output.exists():
                 shutil.rmtree(output)
             staging.rename(output)
