@@ -524,7 +524,6 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     a = thick if axis is None else axis_index(axis)
     labels = np.asarray(twin.labels("phases").compute())
     planes = electrode_planes(labels, axis=thick, side=twin.collector_side, phases=phases, phase=phase)
-    start, stop = planes
     work = np.ascontiguousarray(crop_planes(labels, thick, planes))
     voxel = twin.voxel_size
     common = dict(phases=phases, voxel_size_um=voxel, periodic=periodic, rtol=rtol)
@@ -547,13 +546,12 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     result = TransportResult(tortuosity=tort, conductivity=cond, cropped_planes=planes, notes=tuple(notes),
                              conductivity_planes=solid_planes)
     params = {"axis": AXES[a], "phase": phase, "all_axes": all_axes, "periodic": periodic, "rtol": rtol,
-              "cropped_planes": [start, stop], "conductivity_planes": solid_planes and list(solid_planes)}
+              "cropped_planes": list(planes),
+              "conductivity_planes": list(solid_planes) if solid_planes else None}
     step = Step("transport", params)
     twin.save_result("transport", result, step=step)
     if write_fields and field is not None:
-        full = np.full(twin.labels("phases").shape, np.nan, np.float32)
-        index = [slice(None)] * 3
-        index[thick] = slice(start, stop)
-        full[tuple(index)] = field
+        full = np.full(labels.shape, np.nan, np.float32)
+        crop_planes(full, thick, planes)[...] = field
         twin.write_field("transport_concentration", full, unit="1", step=step)
     return result
