@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..analyses import ANALYSES, run_analysis
+from ..analyses import ANALYSES, check_analysis_names, run_analysis
 from ..io import read_volume
 from ..twin import Step, Twin, create_twin, describe_sources
 from ._app import app, emit
@@ -55,6 +55,6 @@ def analyze(
 ) -> None:
     """Run analyses on a twin and store their results in it."""
     opened = Twin.open(twin)
-    names = [n.strip() for n in only.split(",") if n.strip()] if only else list(ANALYSES)
+    names = check_analysis_names([n.strip() for n in only.split(",") if n.strip()] if only else ANALYSES, where="--only")
     results = {name: run_analysis(name, opened, axis=axis, write_fields=write_fields or None) for name in names}
     emit(results, as_json=json_)
