@@ -158,7 +158,12 @@ def publish(new: str | os.PathLike, target: str | os.PathLike) -> None:
         return
     trash = make_staging(target.parent, target.name, "old")
     target.rename(trash / target.name)
-    new.rename(target)
+    try:
+        new.rename(target)
+    except BaseException:
+        (trash / target.name).rename(target)  # the old output stays where it was
+        shutil.rmtree(trash, ignore_errors=True)
+        raise
     shutil.rmtree(trash, ignore_errors=True)
 
 

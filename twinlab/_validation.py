@@ -170,14 +170,15 @@ def check_options(func: Any, options: Any, where: str, *, reserved: Iterable[str
 
     ``options`` is a mapping of keyword options for ``func``; its first parameter (the data) and
     the ``reserved`` names (set by the caller itself) are not options. Functions taking
-    ``**kwargs`` accept anything.
+    ``**kwargs`` accept anything; ``**_`` (options shared by all analyses, ignored where unused)
+    does not make an unknown name valid.
     """
     import inspect
 
     if not isinstance(options, dict):
         raise InputError(f"{where} must be a table of option = value, got {options!r}")
     params = list(inspect.signature(func).parameters.values())
-    if any(p.kind is p.VAR_KEYWORD for p in params):
+    if any(p.kind is p.VAR_KEYWORD and p.name != "_" for p in params):
         return
     allowed = {p.name for p in params[1:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - set(reserved)
     unknown = sorted(str(k) for k in options if k not in allowed)

@@ -86,21 +86,20 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         raise InputError(f"[defaults] in {path.name} must be a table of settings")
     base = resolve_path(".", path.parent)
     output_dir = resolve_path(data.get("output_dir", "batch-out"), base)
-    merged = []
     names = set()
     for i, sample in enumerate(samples):
         if not isinstance(sample, dict) or "name" not in sample:
             raise InputError(f"sample #{i + 1} in {path.name} has no name")
-        twin_path = sample_twin_path(output_dir, sample["name"])
+        sample_twin_path(output_dir, sample["name"])
         if sample["name"] in names:
             raise InputError(f"sample name {sample['name']!r} appears twice in {path.name}")
         names.add(sample["name"])
-        sample = _deep_merge(defaults, sample)
+    merged = [_deep_merge(defaults, sample) for sample in samples]
+    for sample in merged:
         try:
-            parse_config({**sample, "output": str(twin_path)}, base=base)
+            parse_config({**sample, "output": str(sample_twin_path(output_dir, sample["name"]))}, base=base)
         except InputError as exc:
             raise InputError(f"sample {sample['name']!r} in {path.name}: {exc}") from None
-        merged.append(sample)
     return Manifest(output_dir=output_dir, samples=tuple(merged), base=base)
 
 

@@ -127,19 +127,9 @@ def calender(
     CalenderSeries
     """
     t_start = time.perf_counter()
-    # cheap checks first: a bad target, setting or output is refused before the labels are read
-    if int(steps) < 1:
-        raise InputError(f"steps must be a positive number of load increments, got {steps}")
-    if dtype not in ("float32", "float64"):
-        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    _check_targets(ratios, densities)
-    if output is not None:
-        output = Path(output)
-        clean_stale(output)
-        if output.exists() or output.is_symlink():
-            if not overwrite:
-                raise OutputExistsError(f"{output} already exists; choose another output or pass overwrite=True")
-            check_replaceable(output)
+    check_calender_request(ratios=ratios, densities=densities, steps=steps, dtype=dtype, output=output,
+                           overwrite=overwrite)
+    output = Path(output) if output is not None else None
     labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
     if window is not None:
@@ -253,6 +243,26 @@ def calender(
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return series
+
+
+def check_calender_request(*, ratios: Sequence[float] | None = None, densities: Sequence[float] | None = None,
+                           steps: int = 10, dtype: str = "float32", output: str | os.PathLike | None = None,
+                           overwrite: bool = False) -> None:
+    """The checks that need no electrode: targets, steps, precision and the output (which may only
+    replace a calendering series or twin; stale staging folders of killed runs are removed).
+    :func:`calender` runs them first; front ends call them before showing progress."""
+    if int(steps) < 1:
+        raise InputError(f"steps must be a positive number of load increments, got {steps}")
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    _check_targets(ratios, densities)
+    if output is not None:
+        output = Path(output)
+        clean_stale(output)
+        if output.exists() or output.is_symlink():
+            if not overwrite:
+                raise OutputExistsError(f"{output} already exists; choose another output or pass overwrite=True")
+            check_replaceable(output)
 
 
 # ====================================================================== helpers
