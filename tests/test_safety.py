@@ -81,7 +81,8 @@ def test_run_overwrite_replaces_its_own_twin(labels_npy, tmp_path):
     stamp = Twin.open(first.twin).provenance[-1]["time"]
     again = run_sample(cfg, overwrite=True)
     assert not again.skipped and is_complete(again.twin)
-    assert [p["step"] for p in Twin.open(again.twin).provenance] == [p["step"] for p in Twin.open(first.twin).provenance]
+    steps = [p["step"] for p in Twin.open(first.twin).provenance]
+    assert [p["step"] for p in Twin.open(again.twin).provenance] == steps
     assert Twin.open(again.twin).provenance[-1]["time"] >= stamp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "c.twin.zarr"]  # old twin and staging gone
 
@@ -190,18 +191,16 @@ def test_batch_run_from_another_folder_writes_where_the_manifest_says_and_skips_
         name = "c"
         input = { path = "data/c.npy", kind = "labels", voxel_size = 1.0 }
         """))
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    summary = run_batch(Path("../project/batch.toml"), workers=1)
+    monkeypatch.chdir(tmp_path)  # run from the manifest's parent folder: `twinlab batch project/batch.toml`
+    summary = run_batch(Path("project/batch.toml"), workers=1)
     assert [o.status for o in summary.outcomes] == ["done"]
     twin = project / "out" / "c.twin.zarr"
-    assert is_complete(twin) and summary.outcomes[0].twin == str(twin)
+    assert is_complete(twin) and summary.outcomes[0].twin == str(twin)  # a real, absolute path
     assert Path(summary.output_dir) == project / "out" and (project / "out" / "batch-summary.json").is_file()
-    assert list(elsewhere.iterdir()) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "project"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+    assert sorted(p.name for p in project.iterdir()) == ["batch.toml", "data", "out"]  # not project/project/out
     stamp = (twin / "zarr.json").stat().st_mtime_ns
-    again = run_batch(Path("../project/batch.toml"), workers=1)
+    again = run_batch(Path("project/batch.toml"), workers=1)
     assert [o.status for o in again.outcomes] == ["skipped"] and again.outcomes[0].twin == str(twin)
     assert (twin / "zarr.json").stat().st_mtime_ns == stamp
 

@@ -346,14 +346,12 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
     for target in targets:  # staging folders of killed runs on this output
         clean_stale(target)
     if not overwrite and is_complete(final):
-        report = None
-        if config.report:
-            report = report_path(final)
-            if not report.is_file():
-                series = series_dir(final)
-                report = write_report_for(final, series if series.is_dir() else None)
-        return SampleRun(name=config.name, twin=str(final), series=None, report=str(report) if report else None,
-                         stages=(), skipped=True)
+        series = series_final if series_final is not None and series_final.is_dir() else None
+        report = report_path(final) if config.report else None
+        if report is not None and not report.is_file():  # e.g. killed while writing the report
+            report = write_report_for(final, series)
+        return SampleRun(name=config.name, twin=str(final), series=str(series) if series else None,
+                         report=str(report) if report else None, stages=(), skipped=True)
     if (final.exists() or final.is_symlink()) and not overwrite:
         raise OutputExistsError(f"{final} exists but is not a finished pipeline twin; pass --overwrite to redo it")
     for target in targets:  # before any work: --overwrite replaces only what twinlab wrote

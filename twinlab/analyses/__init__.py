@@ -29,7 +29,8 @@ def check_analysis_names(names: Any, *, where: str = "analyses") -> list[str]:
     names = list(names)
     unknown = [n for n in names if n not in ANALYSES]
     if unknown:
-        raise InputError(f"{where}: unknown analysis {', '.join(map(repr, unknown))}; choose from {', '.join(ANALYSES)}")
+        raise InputError(f"{where}: unknown analysis {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(ANALYSES)}")
     return names
 
 

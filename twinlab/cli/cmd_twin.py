@@ -55,6 +55,7 @@ def analyze(
 ) -> None:
     """Run analyses on a twin and store their results in it."""
     opened = Twin.open(twin)
-    names = check_analysis_names([n.strip() for n in only.split(",") if n.strip()] if only else ANALYSES, where="--only")
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else list(ANALYSES)
+    check_analysis_names(names, where="--only")  # all of them before the first one runs
     results = {name: run_analysis(name, opened, axis=axis, write_fields=write_fields or None) for name in names}
     emit(results, as_json=json_)

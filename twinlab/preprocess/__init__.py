@@ -22,6 +22,6 @@ from ._resample import resample_isotropic
 
 __all__ = [
     "STEPS", "PreprocessResult", "align_slices", "check_step_options", "denoise", "estimate_drift",
-    "estimate_noise_sigma", "flatten_background", "nlm_parameters", "output_dtype", "parse_steps", "preprocess_to_twin", "preprocess_volume",
-    "remove_curtaining", "resample_isotropic", "stream_to_zarr",
+    "estimate_noise_sigma", "flatten_background", "nlm_parameters", "output_dtype", "parse_steps",
+    "preprocess_to_twin", "preprocess_volume", "remove_curtaining", "resample_isotropic", "stream_to_zarr",
 ]
