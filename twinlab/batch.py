@@ -34,7 +34,8 @@ from typing import Any, Callable
 from ._outputs import check_replaceable, owner_stamp, stamp_is_stale
 from ._results import Result, text_table
 from .errors import InputError, TwinlabError
-from .pipeline import is_complete, is_finished, parse_config, read_settings, resolve_path, run_sample, series_dir
+from ._settings import read_settings, resolve_path
+from .pipeline import is_complete, is_finished, parse_config, run_sample, series_dir
 
 CLAIMS = ".claims"
 #: a sample name is a plain file name: it cannot leave the output folder or hide in it
