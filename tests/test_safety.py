@@ -117,7 +117,7 @@ def test_calender_series_is_recognised_and_a_user_folder_is_not(tmp_path, make_t
     electrode = make_cathode(ncm622_cathode(2.3), shape=(16, 40, 24), voxel_size_um=1.0, collector_um=2.0, seed=1)
     twin = make_twin(electrode.phases, voxel_size=1.0, labels={"phases": electrode.phases})
     series = tmp_path / "s.series.zarr"
-    args = ["calender", str(twin.path), "--ratio", "0.1", "--steps", "1", "-o", str(series)]
+    args = ["calender", str(twin.path), "--ratio", "0.1", "--steps", "1", "--window", "8", "-o", str(series)]
     assert runner.invoke(app, args).exit_code == 0
     first = (series / "index.json").stat().st_mtime_ns
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0  # its own series: replaced
