@@ -69,8 +69,9 @@ def _one_line_error(res, *fragments: str) -> None:
 def test_run_overwrite_refuses_a_user_folder_and_keeps_it(labels_npy, tmp_path):
     out = _user_folder(tmp_path / "c.twin.zarr")
     cfg = _toml(tmp_path / "c.toml", labels_npy, "c.twin.zarr")
-    res = runner.invoke(app, ["run", str(cfg), "--overwrite"])
-    _one_line_error(res, "not a twinlab twin", "refusing to replace")
+    for flags in ([], ["--overwrite"]):  # the refusal says why, instead of suggesting --overwrite
+        res = runner.invoke(app, ["run", str(cfg), *flags])
+        _one_line_error(res, "not a twinlab twin", "refusing to replace")
     assert (out / "thesis.txt").read_text() == "four years of work"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "c.twin.zarr"]  # no work started
 

@@ -256,10 +256,10 @@ def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool 
             report = write_report_for(final, series)
         return SampleRun(name=config.name, twin=str(final), series=str(series) if series else None,
                          report=str(report) if report else None, stages=(), skipped=True)
-    if (final.exists() or final.is_symlink()) and not overwrite:
-        raise OutputExistsError(f"{final} exists but is not a finished pipeline twin; pass --overwrite to redo it")
-    for target in targets:  # before any work: --overwrite replaces only what twinlab wrote
+    for target in targets:  # before any work: even --overwrite replaces only what twinlab wrote
         check_replaceable(target)
+    if final.exists() and not overwrite:
+        raise OutputExistsError(f"{final} exists but is not a finished pipeline twin; pass --overwrite to redo it")
     staging = make_staging(final.parent, final.name, "run")
     staged_twin = staging / final.name
     staged_series = staging / series_final.name if series_final is not None else None
