@@ -58,11 +58,20 @@ def test_run_then_rerun_is_skipped(cathode_npy, tmp_path):
     assert f"{row['ratio']:.4g}" in table and f"{row['crackable_100_mpa_pct']:.4g}" in table
 
 
-def test_failure_after_calendering_leaves_nothing(cathode_npy, tmp_path):
+def test_failure_after_calendering_leaves_nothing(cathode_npy, tmp_path, monkeypatch):
+    import twinlab.pipeline as pipeline
+
     out = tmp_path / "c.twin.zarr"
-    cfg = parse_config(_config(cathode_npy, out, calender={"ratios": [0.15], "steps": 1, "options": {"window": 16},
-                                                           "analyses": ["no_such_analysis"]}))
-    with pytest.raises(InputError, match="unknown analysis 'no_such_analysis'"):
+    cfg = parse_config(_config(cathode_npy, out, calender={"ratios": [0.15], "steps": 1, "options": {"window": 16}}))
+    analyze = pipeline._analyze
+
+    def fail_on_members(twin, name, options):  # the members' analyses run after the compression
+        if "series" in str(twin.path):
+            raise InputError("member analysis failed")
+        return analyze(twin, name, options)
+
+    monkeypatch.setattr(pipeline, "_analyze", fail_on_members)
+    with pytest.raises(InputError, match="member analysis failed"):
         run_sample(cfg)
     assert list(tmp_path.iterdir()) == []
 

@@ -86,7 +86,7 @@ def test_refuses_to_overwrite_a_non_zarr_directory(tmp_path, gray_volume):
     folder = tmp_path / "precious.twin.zarr"
     folder.mkdir()
     (folder / "thesis.tex").write_text("do not delete")
-    with pytest.raises(OutputExistsError, match="not a zarr store"):
+    with pytest.raises(OutputExistsError, match="not a twinlab twin"):
         create_twin(folder, gray_volume, voxel_size=1, overwrite=True)
     assert (folder / "thesis.tex").exists()
 

@@ -154,3 +154,33 @@ def as_tuple_of_ints(values: Iterable[Any], name: str) -> tuple[int, ...]:
         return tuple(int(v) for v in values)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be integers, got {values!r}") from None
+
+
+def require_chunks(chunks: Any) -> int | None:
+    """A chunk edge in voxels: None (the default) or a positive integer; 0 is not "the default"."""
+    if chunks is None:
+        return None
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or int(chunks) < 1:
+        raise InputError(f"chunks must be a positive number of voxels per chunk edge (e.g. 128), got {chunks!r}")
+    return int(chunks)
+
+
+def check_options(func: Any, options: Any, where: str, *, reserved: Iterable[str] = ()) -> None:
+    """Refuse option names ``func`` does not take (checked against its signature, before any work).
+
+    ``options`` is a mapping of keyword options for ``func``; its first parameter (the data) and
+    the ``reserved`` names (set by the caller itself) are not options. Functions taking
+    ``**kwargs`` accept anything; ``**_`` (options shared by all analyses, ignored where unused)
+    does not make an unknown name valid.
+    """
+    import inspect
+
+    if not isinstance(options, dict):
+        raise InputError(f"{where} must be a table of option = value, got {options!r}")
+    params = list(inspect.signature(func).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD and p.name != "_" for p in params):
+        return
+    allowed = {p.name for p in params[1:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - set(reserved)
+    unknown = sorted(str(k) for k in options if k not in allowed)
+    if unknown:
+        raise InputError(f"{where}: unknown option(s) {', '.join(unknown)}; it takes {', '.join(sorted(allowed))}")

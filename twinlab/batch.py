@@ -25,17 +25,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ._outputs import check_replaceable, owner_stamp, stamp_is_stale
 from ._results import Result, text_table
 from .errors import InputError, TwinlabError
-from .pipeline import _read_mapping, is_complete, parse_config, run_sample
+from ._settings import read_settings, resolve_path
+from .pipeline import is_complete, is_finished, parse_config, run_sample, series_dir
 
 CLAIMS = ".claims"
+#: a sample name is a plain file name: it cannot leave the output folder or hide in it
+SAMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -71,24 +75,42 @@ class Manifest:
 
 
 def load_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and check a manifest: names, paths (relative ones against the manifest's folder) and
+    every sample's config, so that a mistake stops the batch before any work."""
     path = Path(path)
-    data = _read_mapping(path)
+    data = read_settings(path)
     samples = data.get("samples")
-    if not samples:
+    if not samples or not isinstance(samples, list):
         raise InputError(f"{path.name} lists no [[samples]]")
     defaults = data.get("defaults", {})
-    out = Path(data.get("output_dir", "batch-out"))
-    output_dir = out if out.is_absolute() else path.parent / out
-    merged = []
+    if not isinstance(defaults, dict):
+        raise InputError(f"[defaults] in {path.name} must be a table of settings")
+    base = resolve_path(".", path.parent)
+    output_dir = resolve_path(data.get("output_dir", "batch-out"), base)
     names = set()
     for i, sample in enumerate(samples):
-        if "name" not in sample:
+        if not isinstance(sample, dict) or "name" not in sample:
             raise InputError(f"sample #{i + 1} in {path.name} has no name")
+        sample_twin_path(output_dir, sample["name"])
         if sample["name"] in names:
             raise InputError(f"sample name {sample['name']!r} appears twice in {path.name}")
         names.add(sample["name"])
-        merged.append(_deep_merge(defaults, sample))
-    return Manifest(output_dir=output_dir, samples=tuple(merged), base=path.parent)
+    merged = [_deep_merge(defaults, sample) for sample in samples]
+    for sample in merged:
+        try:
+            parse_config({**sample, "output": str(sample_twin_path(output_dir, sample["name"]))}, base=base)
+        except InputError as exc:
+            raise InputError(f"sample {sample['name']!r} in {path.name}: {exc}") from None
+    return Manifest(output_dir=output_dir, samples=tuple(merged), base=base)
+
+
+def sample_twin_path(output_dir: str | os.PathLike, name: Any) -> Path:
+    """``<output_dir>/<name>.twin.zarr`` for a valid sample name (letters, digits, ``.``, ``_``, ``-``;
+    starting with a letter or digit): never a path outside ``output_dir``, never a hidden one."""
+    if not isinstance(name, str) or not SAMPLE_NAME.fullmatch(name):
+        raise InputError(f"sample name {name!r} is not a plain file name; use letters, digits, '.', '_' and '-' "
+                         "(starting with a letter or digit, at most 128 characters)")
+    return Path(output_dir) / f"{name}.twin.zarr"
 
 
 def run_batch(
@@ -105,6 +127,11 @@ def run_batch(
     from distributed import Client, LocalCluster, as_completed
 
     man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    for sample in man.samples:  # before any work: a sample's outputs may only replace twinlab outputs
+        twin_path = sample_twin_path(man.output_dir, sample["name"])
+        check_replaceable(twin_path)
+        if sample.get("calender") is not None:
+            check_replaceable(series_dir(twin_path))
     man.output_dir.mkdir(parents=True, exist_ok=True)
     (man.output_dir / CLAIMS).mkdir(exist_ok=True)
     cluster = None
@@ -155,9 +182,13 @@ def process_sample(sample: dict[str, Any], output_dir: str, base: str) -> Sample
 
     name = sample["name"]
     out = Path(output_dir)
-    twin_path = out / f"{name}.twin.zarr"
+    twin_path = sample_twin_path(out, name)
     source = str(sample.get("input", {}).get("path") or sample.get("input", {}).get("dataset"))
-    if is_complete(twin_path):
+    try:
+        config = parse_config({**sample, "output": str(twin_path)}, base=base)
+    except TwinlabError as exc:
+        return SampleOutcome(name=name, status="failed", input=source, error=str(exc))
+    if is_finished(config):
         return SampleOutcome(name=name, status="skipped", twin=str(twin_path), input=source)
     claim = out / CLAIMS / f"{name}.claim"
     claim.parent.mkdir(parents=True, exist_ok=True)
@@ -166,12 +197,12 @@ def process_sample(sample: dict[str, Any], output_dir: str, base: str) -> Sample
                              error=f"being processed by another batch ({claim.read_text(errors='replace').strip()})")
     start = time.perf_counter()
     try:
-        if is_complete(twin_path):  # finished by another process between our check and our claim
+        if is_finished(config):  # finished by another process between our check and our claim
             return SampleOutcome(name=name, status="skipped", twin=str(twin_path), input=source)
-        config = parse_config({**sample, "output": str(twin_path)}, base=Path(base))
-        # inside a worker, array work runs on the worker's own threads, not back on the cluster
+        # inside a worker, array work runs on the worker's own threads, not back on the cluster;
+        # a complete twin is kept (only its missing report is written), anything else of ours redone
         with dask.config.set(scheduler="threads"):
-            run_sample(config, overwrite=True)
+            run_sample(config, overwrite=not is_complete(twin_path))
         return SampleOutcome(name=name, status="done", twin=str(twin_path), input=source,
                              seconds=round(time.perf_counter() - start, 2))
     except TwinlabError as exc:
@@ -186,7 +217,7 @@ def process_sample(sample: dict[str, Any], output_dir: str, base: str) -> Sample
 
 def _claim(path: Path) -> bool:
     """Create the claim file exclusively; take over a stale claim whose process is gone."""
-    me = f"{socket.gethostname()} {os.getpid()} {time.time():.0f}"
+    me = owner_stamp()
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -208,18 +239,9 @@ def _claim(path: Path) -> bool:
 
 def _stale(path: Path) -> bool:
     try:
-        host, pid, _ = path.read_text().split()
-    except (OSError, ValueError):
+        return stamp_is_stale(path.read_text())
+    except OSError:
         return False  # being written right now
-    if host != socket.gethostname():
-        return False  # another machine's claim: cannot check, respect it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -250,4 +272,5 @@ def _progress_bar(total: int) -> Callable[[SampleOutcome], None]:
     return update
 
 
-__all__ = ["BatchSummary", "Manifest", "SampleOutcome", "load_manifest", "process_sample", "run_batch"]
+__all__ = ["BatchSummary", "Manifest", "SampleOutcome", "load_manifest", "process_sample", "run_batch",
+           "sample_twin_path"]

@@ -13,20 +13,20 @@ import os
 import shutil
 import threading
 import time
-import tomllib
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._memory import release_free_memory, return_freed_heap_promptly, reuse_large_buffers
+from ._outputs import check_replaceable, clean_stale, make_staging, publish
 from ._results import Result, text_table
-from ._validation import VoxelSize
-from .errors import InputError, OutputExistsError, ReadError, TwinlabError
+from ._settings import read_settings, resolve_path
+from ._validation import VoxelSize, check_options
+from .errors import InputError, OutputExistsError, TwinlabError
 from .twin import Step, Twin, create_twin, describe_sources
 
 PIPELINE_STEP = "pipeline"
@@ -75,9 +75,9 @@ class AnalysesConfig(_Model):
 
 
 class CalenderConfig(_Model):
-    ratios: list[float] | None = None
-    densities: list[float] | None = None
-    steps: int = 4
+    ratios: list[Annotated[float, Field(ge=0, lt=1)]] | None = None
+    densities: list[Annotated[float, Field(gt=0)]] | None = None
+    steps: int = Field(4, ge=1)
     analyses: list[str] = Field(default_factory=lambda: ["conductive"])  # run on every calendered twin
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -97,7 +97,7 @@ class SampleConfig(_Model):
     thickness_axis: Literal["z", "y", "x"] = "y"
     collector_side: Literal["low", "high"] = "low"
     design: str | dict[str, Any] | None = None  # preset name ("ncm622", "lmp"), a TOML path, or a table
-    chunks: int = 128
+    chunks: int = Field(128, ge=1)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     analyses: AnalysesConfig = Field(default_factory=AnalysesConfig)
@@ -130,12 +130,16 @@ class SampleRun(Result):
 def load_config(path: str | os.PathLike, **overrides: Any) -> SampleConfig:
     """Read a TOML or YAML sample config; relative paths are resolved against its folder."""
     path = Path(path)
-    data = _read_mapping(path)
+    data = read_settings(path)
     data.update(overrides)
     return parse_config(data, base=path.parent)
 
 
-def parse_config(data: dict[str, Any], *, base: Path | None = None) -> SampleConfig:
+def parse_config(data: dict[str, Any], *, base: str | os.PathLike | None = None) -> SampleConfig:
+    """Validate a config mapping: every field, name and option is checked here, before any work.
+
+    ``base`` is the folder relative paths are resolved against (:func:`resolve_path`).
+    """
     try:
         config = SampleConfig.model_validate(data)
     except ValidationError as exc:
@@ -143,36 +147,58 @@ def parse_config(data: dict[str, Any], *, base: Path | None = None) -> SampleCon
         raise InputError(f"invalid pipeline config: {problems}") from None
     if base is not None:
         config = _resolve_paths(config, base)
+    _check_config(config)
     return config
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ReadError(f"config {path} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = tomllib.loads(text)
-    except Exception as exc:
-        raise InputError(f"cannot parse {path.name} ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path.name} must hold a table of settings")
-    return data
-
-
-def _resolve_paths(config: SampleConfig, base: Path) -> SampleConfig:
+def _resolve_paths(config: SampleConfig, base: str | os.PathLike) -> SampleConfig:
     def rel(p: Path | None) -> Path | None:
-        return p if p is None or p.is_absolute() else (base / p)
+        return None if p is None else resolve_path(p, base)
 
     updates: dict[str, Any] = {"output": rel(config.output),
                                "input": config.input.model_copy(update={"path": rel(config.input.path)})}
     if isinstance(config.design, str) and config.design.endswith(".toml"):
         updates["design"] = str(rel(Path(config.design)))
     return config.model_copy(update=updates)
+
+
+def _check_config(config: SampleConfig) -> None:
+    """What the field types cannot say: names of analyses, phases, designs and steps, and the
+    options of every step, checked against the functions that will receive them."""
+    from .analyses import ANALYSES, check_analysis_names
+    from .phases import DEFAULT_PHASES
+    from .preprocess import check_step_options, parse_steps
+    from .segment import segment_twin
+
+    if config.input.voxel_size is not None:
+        VoxelSize.parse(config.input.voxel_size, unit=config.input.unit)
+    if config.design is not None:
+        resolve_design(config.design)
+    if config.preprocess.enabled:
+        parse_steps(config.preprocess.steps)
+        check_step_options(config.preprocess.options)
+    unknown = [p for p in config.segment.phases if p not in DEFAULT_PHASES]
+    if unknown:
+        raise InputError(f"segment.phases: unknown phase(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(DEFAULT_PHASES.names)}")
+    check_options(segment_twin, config.segment.options, "segment.options",
+                  reserved=("method", "phases", "particles"))
+    check_analysis_names(config.analyses.run, where="analyses.run")
+    check_analysis_names(list(config.analyses.options), where="analyses.options")
+    for name, options in config.analyses.options.items():
+        check_options(_analysis_function(ANALYSES[name]), options, f"analyses.options.{name}")
+    if config.calender is not None:
+        from .analyses.mechanics import calender
+
+        check_analysis_names(config.calender.analyses, where="calender.analyses")
+        check_options(calender, config.calender.options, "calender.options",
+                      reserved=("ratios", "densities", "steps", "output", "overwrite", "source_twin", "progress"))
+
+
+def _analysis_function(module: str) -> Any:
+    import importlib
+
+    return importlib.import_module(module).analyze_twin
 
 
 def resolve_design(spec: str | dict[str, Any] | None):
@@ -202,53 +228,74 @@ def is_complete(path: str | os.PathLike) -> bool:
     return any(p["step"] == PIPELINE_STEP for p in twin.provenance)
 
 
+def is_finished(config: SampleConfig) -> bool:
+    """True if every output of ``config`` is there: a complete twin and, if asked for, its report."""
+    final = Path(config.output)
+    return is_complete(final) and (not config.report or report_path(final).is_file())
+
+
 def run_sample(config: SampleConfig, *, overwrite: bool = False, progress: bool = False) -> SampleRun:
-    """Run one sample end to end into ``config.output`` (and ``<output>.series/``, ``<output>.report/``)."""
+    """Run one sample end to end into ``config.output`` (and ``<output>.series/``, ``<output>.report/``).
+
+    Everything is built inside one marked staging folder beside the output and published when
+    complete (series first, then the twin, whose pipeline step marks the run finished; the report
+    last). A finished twin is not recomputed without ``overwrite``: a rerun only writes what is
+    missing (the report of a run killed while writing it). ``overwrite`` replaces only twinlab
+    outputs (:func:`twinlab._outputs.check_replaceable`), never a user's folder.
+    """
     return_freed_heap_promptly()
     final = Path(config.output)
+    series_final = series_dir(final) if config.calender is not None else None
+    targets = [t for t in (final, series_final) if t is not None]
+    for target in targets:  # staging folders of killed runs on this output
+        clean_stale(target)
+    if not overwrite and is_complete(final):
+        series = series_final if series_final is not None and series_final.is_dir() else None
+        report = report_path(final) if config.report else None
+        if report is not None and not report.is_file():  # e.g. killed while writing the report
+            report = write_report_for(final, series)
+        return SampleRun(name=config.name, twin=str(final), series=str(series) if series else None,
+                         report=str(report) if report else None, stages=(), skipped=True)
+    for target in targets:  # before any work: even --overwrite replaces only what twinlab wrote
+        check_replaceable(target)
     if final.exists() and not overwrite:
-        if is_complete(final):
-            return SampleRun(name=config.name, twin=str(final), series=None, report=None, stages=(), skipped=True)
         raise OutputExistsError(f"{final} exists but is not a finished pipeline twin; pass --overwrite to redo it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex[:8]
-    staging = final.parent / f".{final.name}.run-{run_id}"
-    series_staging = final.parent / f".{series_dir(final).name}.run-{run_id}"
+    staging = make_staging(final.parent, final.name, "run")
+    staged_twin = staging / final.name
+    staged_series = staging / series_final.name if series_final is not None else None
     timer = _StageTimer()
     try:
         with timer("reconstruct"):
-            twin = _reconstruct(config, staging, progress=progress)
+            twin = _reconstruct(config, staged_twin, scratch=staging / "stream", progress=progress)
         if config.input.kind == "image":
             with timer("segment"):
                 _segment(twin, config.segment)
         for name in config.analyses.run:
             with timer(name):
                 _analyze(twin, name, config.analyses.options.get(name, {}))
-        series_path = None
         if config.calender is not None:
-            with timer("calender"):  # staged beside the twin; both reach their final names only when all is done
+            with timer("calender"):
                 reuse_large_buffers()  # an in-memory solver: its FFT buffers are reused, not re-faulted
                 try:
-                    _calender(twin, config.calender, series_staging, final)
+                    _calender(twin, config.calender, staged_series, final)
                 finally:
                     return_freed_heap_promptly()
         twin.update_metadata(step=Step(PIPELINE_STEP, {"config": config.model_dump(mode="json"),
                                                        "stages": [s.to_dict() for s in timer.stages]}))
-        _swap(staging, final, overwrite=overwrite)
-        if config.calender is not None:
-            series_path = series_dir(final)
-            _swap(series_staging, series_path, overwrite=True)
-        report = None
-        if config.report:
-            with timer("report"):
-                report = str(write_report_for(final, series_path))
+        if staged_series is not None:  # the twin last: a complete twin at `final` means the run finished
+            publish(staged_series, series_final)
+        publish(staged_twin, final)
     except BaseException:
-        for folder in (staging, _scratch(staging), series_staging):
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
-    return SampleRun(name=config.name, twin=str(final), series=str(series_path) if series_path else None, report=report,
-                     stages=tuple(timer.stages), summary=summarize(Twin.open(final)),
-                     series_summary=tuple(summarize_series(series_path)) if series_path else ())
+    shutil.rmtree(staging, ignore_errors=True)
+    report = None
+    if config.report:
+        with timer("report"):
+            report = str(write_report_for(final, series_final))
+    return SampleRun(name=config.name, twin=str(final), series=str(series_final) if series_final else None,
+                     report=report, stages=tuple(timer.stages), summary=summarize(Twin.open(final)),
+                     series_summary=tuple(summarize_series(series_final)) if series_final else ())
 
 
 class _StageTimer:
@@ -294,7 +341,7 @@ def _rss_gib() -> float:
     return total / 2**30
 
 
-def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin:
+def _reconstruct(config: SampleConfig, staging: Path, *, scratch: Path, progress: bool) -> Twin:
     from .preprocess import preprocess_volume, stream_to_zarr
 
     data, voxel, sources, meta = _load_input(config.input, chunks=config.chunks)
@@ -307,10 +354,10 @@ def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin
         step = Step("import_labels", params)
     elif config.preprocess.enabled and config.preprocess.steps:
         result = preprocess_volume(data, voxel_size=voxel, steps=config.preprocess.steps, chunks=config.chunks,
-                                   options=config.preprocess.options, scratch=_scratch(staging) / "slices")
+                                   options=config.preprocess.options, scratch=scratch / "slices")
         # computed row of chunks by row into a scratch store first: one store of the whole graph lets the
         # scheduler run ahead and hold many float32 intermediates (see preprocess.stream_to_zarr)
-        data = stream_to_zarr(result.image, _scratch(staging) / "image", progress=progress)
+        data = stream_to_zarr(result.image, scratch / "image", progress=progress)
         voxel = result.voxel_size
         step = Step("preprocess", {**params, **result.params})
     else:
@@ -318,15 +365,11 @@ def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin
     twin = create_twin(staging, data, voxel_size=voxel, thickness_axis=config.thickness_axis,
                        collector_side=config.collector_side, design=design.to_dict() if design is not None else None,
                        labels=labels, sources=sources, step=step, chunks=config.chunks, progress=progress)
-    shutil.rmtree(_scratch(staging), ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     middle = data.shape[0] // 2
     twin.save_result("slices", {"z": middle}, step=Step("slices", {"z": middle}),
                      arrays={"raw": np.asarray(raw[middle])})
     return twin
-
-
-def _scratch(staging: Path) -> Path:
-    return staging.with_name(staging.name + ".stream")
 
 
 def _load_input(cfg: InputConfig, *, chunks: int):
@@ -384,18 +427,6 @@ def report_path(twin_path: Path) -> Path:
     """``X.twin.zarr`` → ``X.report/report.html`` (figures beside it)."""
     return twin_path.with_name(twin_path.name.removesuffix(".twin.zarr").removesuffix(".zarr") + ".report") \
         / "report.html"
-
-
-def _swap(new: Path, target: Path, *, overwrite: bool) -> None:
-    if target.exists():
-        if not overwrite and is_complete(target):
-            raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        target.rename(old)
-        new.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(target)
 
 
 def write_report_for(twin_path: Path, series: Path | None) -> Path:

@@ -37,7 +37,9 @@ import zarr
 from . import __version__
 from ._chunked import is_dask
 from ._results import to_jsonable
-from ._validation import AXES, VoxelSize, axis_index, check_finite_block, require_integer_labels, require_ndim
+from ._outputs import check_replaceable, clean_stale, is_foreign_staging, make_staging, publish
+from ._validation import (AXES, VoxelSize, axis_index, check_finite_block, require_chunks, require_integer_labels,
+                          require_ndim)
 from .errors import InputError, OutputExistsError, TwinStoreError
 from .phases import DEFAULT_PHASES, PhaseTable
 
@@ -75,6 +77,9 @@ class Twin:
         path = Path(path)
         if not path.exists():
             raise TwinStoreError(f"{path} does not exist; create a twin with `twinlab import` first")
+        if is_foreign_staging(path):
+            raise TwinStoreError(f"{path} is a staging folder of an unfinished twinlab write, not a twin; "
+                                 "open the output it was writing (a rerun of that command cleans it up)")
         meta_file = path / "zarr.json"
         if not path.is_dir() or not meta_file.is_file():
             raise TwinStoreError(f"{path} is not a zarr v3 store (no zarr.json); is it the right path?")
@@ -352,6 +357,7 @@ def create_twin(
     """
     path = Path(path)
     voxel_size = VoxelSize.parse(voxel_size)
+    chunks = require_chunks(chunks)
     image = _as_dask(image, chunks)
     require_ndim(image, 3, name="image")
     if image.dtype.kind not in "biuf":
@@ -360,16 +366,14 @@ def create_twin(
         image = image.map_blocks(check_finite_block, dtype=image.dtype)
     thickness = AXES[axis_index(thickness_axis)]
     side = _check_side(collector_side)
-    if path.exists():
+    clean_stale(path)
+    if path.exists() or path.is_symlink():
         if not overwrite:
             raise OutputExistsError(f"{path} already exists; choose another output or pass --overwrite")
-        if path.is_dir() and not (path / "zarr.json").is_file() and any(path.iterdir()):
-            raise OutputExistsError(f"{path} exists and is not a zarr store; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        check_replaceable(path)
     phases = phases or DEFAULT_PHASES
-    tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp = make_staging(path.parent, path.name, "partial")
     try:
-        tmp.mkdir()
         datasets = _write_pyramid(tmp, image, voxel_size, chunks=chunks, labels=False, progress=progress)
         block = {
             "schema_version": SCHEMA_VERSION, "complete": False, "voxel_size_um": voxel_size.to_dict(),
@@ -386,10 +390,7 @@ def create_twin(
                               step=Step("add_labels", {"name": name}), progress=progress)
         block = dict(twin._block, complete=True)
         _write_group_json(tmp, dict(twin._attrs, twinlab=block))
-        if path.exists():
-            _replace_dir(tmp, path)
-        else:
-            tmp.rename(path)
+        publish(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -424,6 +425,9 @@ def _check_side(side: str) -> str:
     if side not in ("low", "high"):
         raise InputError(f"collector side {side!r} must be 'low' or 'high' (index end of the thickness axis)")
     return side
+
+
+check_collector_side = _check_side  # public: front ends check it before any work
 
 
 def _write_group_json(folder: Path, attributes: Mapping[str, Any]) -> None:

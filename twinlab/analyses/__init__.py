@@ -24,6 +24,16 @@ ANALYSES: dict[str, str] = {
 }
 
 
+def check_analysis_names(names: Any, *, where: str = "analyses") -> list[str]:
+    """Refuse unknown analysis names up front (before the first analysis runs)."""
+    names = list(names)
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        raise InputError(f"{where}: unknown analysis {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(ANALYSES)}")
+    return names
+
+
 def run_analysis(name: str, twin: Any, **options: Any) -> Any:
     """Run analysis ``name`` on ``twin``; options it does not accept are ignored (shared CLI flags)."""
     if name not in ANALYSES:

@@ -18,6 +18,13 @@ from ..errors import TwinlabError
 class _TwinlabGroup(TyperGroup):
     """Turns TwinlabError into one stderr line and exit code 2 for every command."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug is a global option but people type it anywhere: `twinlab run cfg.toml --debug`
+        cut = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:cut]:
+            args = ["--debug", *[a for a in args[:cut] if a != "--debug"], *args[cut:]]
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

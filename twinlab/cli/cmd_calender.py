@@ -37,8 +37,11 @@ def calender_cmd(
     """Compress a twin along its thickness axis (FFT mechanics, volume-conserving voxel move) and write
     one compressed twin per target with von Mises stress, broken-shell mask and the step result."""
     from ..analyses.mechanics import calender
+    from ..analyses.mechanics.calender import check_calender_request
 
     ratios, densities = _floats(ratio, "ratio"), _floats(density, "density")
+    check_calender_request(ratios=ratios, densities=densities, steps=steps, dtype=dtype, output=out,
+                           overwrite=overwrite)  # before the progress bar: a refusal is one line
     with typer.progressbar(length=1, label="calendering", file=None if not as_json else _Null()) as bar:
         state = {"total": None}
 

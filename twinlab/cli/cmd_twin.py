@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..analyses import ANALYSES, run_analysis
+from ..analyses import ANALYSES, check_analysis_names, run_analysis
 from ..io import read_volume
 from ..twin import Step, Twin, create_twin, describe_sources
 from ._app import app, emit
@@ -56,5 +56,6 @@ def analyze(
     """Run analyses on a twin and store their results in it."""
     opened = Twin.open(twin)
     names = [n.strip() for n in only.split(",") if n.strip()] if only else list(ANALYSES)
+    check_analysis_names(names, where="--only")  # all of them before the first one runs
     results = {name: run_analysis(name, opened, axis=axis, write_fields=write_fields or None) for name in names}
     emit(results, as_json=json_)

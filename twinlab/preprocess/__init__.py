@@ -16,11 +16,12 @@ level, background reference) are estimated once for the whole volume, never per 
 from ._align import align_slices, estimate_drift
 from ._denoise import denoise, estimate_noise_sigma, nlm_parameters
 from ._destripe import flatten_background, remove_curtaining
-from ._pipeline import STEPS, PreprocessResult, parse_steps, preprocess_to_twin, preprocess_volume, stream_to_zarr
+from ._pipeline import (STEPS, PreprocessResult, check_step_options, output_dtype, parse_steps, preprocess_to_twin,
+                        preprocess_volume, stream_to_zarr)
 from ._resample import resample_isotropic
 
 __all__ = [
-    "STEPS", "PreprocessResult", "align_slices", "denoise", "estimate_drift", "estimate_noise_sigma",
-    "flatten_background", "nlm_parameters", "parse_steps", "preprocess_to_twin", "preprocess_volume",
-    "remove_curtaining", "resample_isotropic", "stream_to_zarr",
+    "STEPS", "PreprocessResult", "align_slices", "check_step_options", "denoise", "estimate_drift",
+    "estimate_noise_sigma", "flatten_background", "nlm_parameters", "output_dtype", "parse_steps",
+    "preprocess_to_twin", "preprocess_volume", "remove_curtaining", "resample_isotropic", "stream_to_zarr",
 ]

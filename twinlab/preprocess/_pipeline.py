@@ -6,7 +6,6 @@ import dataclasses
 import os
 import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,7 +15,8 @@ import numpy as np
 from .._chunked import is_dask
 from .._memory import return_freed_heap_promptly
 from .._results import Result
-from .._validation import VoxelSize, require_ndim
+from .._outputs import check_replaceable, clean_stale, make_staging
+from .._validation import VoxelSize, axis_index, check_options, require_chunks, require_ndim
 from ..errors import InputError, OutputExistsError
 from ._align import align_slices
 from ._common import SLAB_BYTES, as_float32, even_chunks, sample_blocks
@@ -55,6 +55,42 @@ def parse_steps(steps: str | Sequence[str] | None) -> tuple[str, ...]:
     if unknown:
         raise InputError(f"unknown preprocessing step(s) {unknown}; choose from {','.join(STEPS)}")
     return tuple(s for s in STEPS if s in items)
+
+
+def check_step_options(options: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """Refuse options for unknown steps and option names a step's function does not take."""
+    funcs = {"align": align_slices, "destripe": remove_curtaining, "flatten": flatten_background,
+             "denoise": denoise, "resample": resample_isotropic}
+    if options is None:
+        return
+    if not isinstance(options, Mapping):
+        raise InputError(f"preprocessing options must be a table per step, got {options!r}")
+    bad = [k for k in options if k not in STEPS]
+    if bad:
+        raise InputError(f"options given for unknown step(s) {bad}; steps are {','.join(STEPS)}")
+    for step, opts in options.items():
+        # resample's voxel size is the input's, set here; the others may override theirs
+        check_options(funcs[step], dict(opts) if isinstance(opts, Mapping) else opts, f"options of step {step!r}",
+                      reserved=("voxel_size",) if step == "resample" else ())
+
+
+def output_dtype(dtype: Any, input_dtype: Any = None) -> np.dtype | None:
+    """The output type of :func:`preprocess_volume`: "input", a float type, or an integer type that
+    holds every value of the input type (a narrower one would clip the grey values)."""
+    if isinstance(dtype, str) and dtype == "input":
+        if input_dtype is None:
+            return None
+        return np.dtype(input_dtype)
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"unknown output dtype {dtype!r}; use input, float32 or float64") from None
+    if out.kind not in "fiu":
+        raise InputError(f"output dtype {out} is not a number type; use input, float32 or float64")
+    if input_dtype is not None and out.kind in "iu" and not np.can_cast(np.dtype(input_dtype), out, "safe"):
+        raise InputError(f"output dtype {out} cannot hold the input's {np.dtype(input_dtype)} grey values (they "
+                         "would be clipped); use input, float32 or a wider integer type")
+    return out
 
 
 def preprocess_volume(
@@ -100,15 +136,11 @@ def preprocess_volume(
     require_ndim(stack, 3, name="stack")
     vs = VoxelSize.parse(voxel_size)
     todo = parse_steps(steps)
+    check_step_options(options)
     opts = {k: dict(v) for k, v in (options or {}).items()}
-    bad = [k for k in opts if k not in STEPS]
-    if bad:
-        raise InputError(f"options given for unknown step(s) {bad}; steps are {','.join(STEPS)}")
     in_dtype = np.dtype(stack.dtype)
-    out_dtype = in_dtype if (isinstance(dtype, str) and dtype == "input") else np.dtype(dtype)
-    chunk = int(chunks or DEFAULT_CHUNK)
-    if chunk < 1:
-        raise InputError(f"chunks must be a positive number of voxels, got {chunks}")
+    out_dtype = output_dtype(dtype, in_dtype)
+    chunk = require_chunks(chunks) or DEFAULT_CHUNK
     data = stack
     if is_dask(data) and {"align", "destripe", "flatten"} & set(todo):
         plane = data.shape[1] * data.shape[2] * 4
@@ -190,13 +222,25 @@ def preprocess_to_twin(
     from ..io import read_volume
     from ..twin import Step, create_twin, describe_sources
 
+    from ..twin import check_collector_side
+
     return_freed_heap_promptly()
-    vol = read_volume(source, voxel_size=voxel_size, unit=unit, key=key, chunks=chunks)
+    # every option is checked before the input is read or anything computed
+    parse_steps(steps)
+    check_step_options(options)
+    require_chunks(chunks)
+    output_dtype(dtype)
+    axis_index(thickness_axis)
+    check_collector_side(collector_side)
     out = Path(output)
-    if out.exists() and not overwrite:  # fail before the long computation, not after it
-        raise OutputExistsError(f"{out} already exists; choose another output or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.stream-{uuid.uuid4().hex[:8]}"
+    clean_stale(out)
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise OutputExistsError(f"{out} already exists; choose another output or pass --overwrite")
+        check_replaceable(out)
+    vol = read_volume(source, voxel_size=voxel_size, unit=unit, key=key, chunks=chunks)
+    output_dtype(dtype, vol.data.dtype)
+    staging = make_staging(out.parent, out.name, "stream")
     try:
         result = preprocess_volume(vol.data, voxel_size=vol.voxel_size, steps=steps, chunks=chunks,
                                    options=options, dtype=dtype, scratch=staging / "slices")

@@ -25,13 +25,13 @@ import json
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..._validation import AXES, VoxelSize, axis_index
+from ..._outputs import check_replaceable, clean_stale, make_staging, publish
 from ...errors import InputError, OutputExistsError
 from ...materials import Material, get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
@@ -127,20 +127,15 @@ def calender(
     CalenderSeries
     """
     t_start = time.perf_counter()
+    check_calender_request(ratios=ratios, densities=densities, steps=steps, dtype=dtype, output=output,
+                           overwrite=overwrite)
+    output = Path(output) if output is not None else None
     labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
     if window is not None:
         labels, image, base_meta["window"] = _lateral_window(labels, image, t_axis, int(window))
     if source_twin is not None:
         base_meta["source_twin"] = str(source_twin)
-    if output is not None:
-        output = Path(output)
-        if output.exists() and not overwrite:
-            raise OutputExistsError(f"{output} already exists; choose another output or pass overwrite=True")
-    if int(steps) < 1:
-        raise InputError(f"steps must be a positive number of load increments, got {steps}")
-    if dtype not in ("float32", "float64"):
-        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
 
     # internal orientation: thickness axis first, collector at index 0
     lab = np.moveaxis(labels, t_axis, 0)
@@ -193,9 +188,7 @@ def calender(
     states: list[CalenderState] = []
     staging = None
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        staging = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
+        staging = make_staging(output.parent, output.name, "partial")
     try:
         ti = 0
         for m_next in schedule:
@@ -244,14 +237,32 @@ def calender(
             for st in index["steps"]:  # members named relative to the folder, which may be moved or renamed
                 st["twin_path"] = Path(st["twin_path"]).name
             (staging / "index.json").write_text(json.dumps(index, indent=2))
-            if output.exists():
-                shutil.rmtree(output)
-            staging.rename(output)
+            publish(staging, output)  # the old series (if any) is deleted only once the new one is in place
             staging = None
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return series
+
+
+def check_calender_request(*, ratios: Sequence[float] | None = None, densities: Sequence[float] | None = None,
+                           steps: int = 10, dtype: str = "float32", output: str | os.PathLike | None = None,
+                           overwrite: bool = False) -> None:
+    """The checks that need no electrode: targets, steps, precision and the output (which may only
+    replace a calendering series or twin; stale staging folders of killed runs are removed).
+    :func:`calender` runs them first; front ends call them before showing progress."""
+    if int(steps) < 1:
+        raise InputError(f"steps must be a positive number of load increments, got {steps}")
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    _check_targets(ratios, densities)
+    if output is not None:
+        output = Path(output)
+        clean_stale(output)
+        if output.exists() or output.is_symlink():
+            if not overwrite:
+                raise OutputExistsError(f"{output} already exists; choose another output or pass overwrite=True")
+            check_replaceable(output)
 
 
 # ====================================================================== helpers
@@ -369,24 +380,35 @@ def _solid_density(lab, moving, phases, lut, design):
     return tot / counts.sum()
 
 
-def _targets(ratios, densities, m0, rho0, rho_s, area, n_solid):
+def _check_targets(ratios, densities):
+    """The checks a target passes whatever the electrode (run before the labels are read)."""
     if (ratios is None) == (densities is None):
         raise InputError("give exactly one of ratios=[…] (thickness reduction 1 − h/h0) or densities=[…] (g/cm³)")
+    if len(ratios if ratios is not None else densities) == 0:
+        raise InputError("give at least one calendering target (a ratio or a density)")
+    for r in ratios or ():
+        r = float(r)
+        if not np.isfinite(r) or r >= 1:
+            raise InputError(f"calendering ratio {r} must be below 1 (it is 1 − h/h0); e.g. 0.3 for 30 %")
+        if r < 0:
+            raise InputError(f"calendering ratio {r} < 0 means a target thickness larger than the current one; "
+                             "calendering only compresses")
+    for rho in densities or ():
+        rho = float(rho)
+        if not np.isfinite(rho) or rho <= 0:
+            raise InputError(f"density {rho} must be a positive number of g/cm³")
+
+
+def _targets(ratios, densities, m0, rho0, rho_s, area, n_solid):
+    _check_targets(ratios, densities)
     out = []
     if ratios is not None:
         for r in ratios:
             r = float(r)
-            if not np.isfinite(r) or r >= 1:
-                raise InputError(f"calendering ratio {r} must be below 1 (it is 1 − h/h0); e.g. 0.3 for 30 %")
-            if r < 0:
-                raise InputError(f"calendering ratio {r} < 0 means a target thickness larger than the current "
-                                 f"{m0} voxels; calendering only compresses")
             out.append(("ratio", r, m0 * (1 - r)))
     else:
         for rho in densities:
             rho = float(rho)
-            if not np.isfinite(rho) or rho <= 0:
-                raise InputError(f"density {rho} must be a positive number of g/cm³")
             if rho < rho0 * (1 - 1e-9):
                 raise InputError(f"target density {rho} g/cm³ is below the current {rho0:.3f} g/cm³: its thickness "
                                  f"{m0 * rho0 / rho:.1f} voxels is larger than the current {m0}; calendering only "
