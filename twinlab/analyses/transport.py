@@ -39,7 +39,7 @@ from scipy.sparse import csgraph
 from .._results import Result
 from .._validation import VoxelSize, axis_index, require_ndim, require_positive, AXES
 from ..errors import ConvergenceError, InputError
-from ..materials import get_material
+from ..materials import MATERIALS
 from ..phases import DEFAULT_PHASES, PhaseTable
 from . import _multigrid, _stencil
 from .electrode import crop_planes, electrode_planes
@@ -301,13 +301,17 @@ def tortuosity_tensor(labels: Any, **options: Any) -> TortuosityTensorResult:
 
 def default_conductivities(names: Sequence[str], phases: PhaseTable = DEFAULT_PHASES
                            ) -> tuple[dict[str, float], dict[str, str]]:
-    """Electronic conductivities (S/m) and their sources from the phases' materials."""
+    """Electronic conductivities (S/m) and their sources from the phases' materials.
+
+    Only a phase whose material is known to :mod:`twinlab.materials` gets a default; a user's
+    own phase (no material, or one twinlab does not know) needs its conductivity given.
+    """
     values, sources = {}, {}
     for name in names:
         material = phases[name].material
-        if material is None:
+        if material not in MATERIALS:
             continue
-        m = get_material(material)
+        m = MATERIALS[material]
         if m.conductivity_s_m is not None:
             values[name] = float(m.conductivity_s_m)
             sources[name] = f"twinlab.materials {m.name}: {m.source}"
@@ -505,7 +509,7 @@ def fit_bruggeman(porosities: Sequence[float], tortuosity_factors: Sequence[floa
 def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool = False,
                  phase: str = "pore", all_axes: bool = False, periodic: bool = False,
                  rtol: float = 1e-4, conductivity: bool = True, conductivity_max_iterations: int = 2000,
-                 **options: Any) -> TransportResult:
+                 conductivities: Mapping[str, float] | None = None, **options: Any) -> TransportResult:
     """Tortuosity of ``phase`` (default along the twin's thickness axis; ``all_axes`` for the
     diagonal of the tensor) and, when every phase present has a conductivity, the effective
     electronic conductivity; stores the result as "transport" and, with ``write_fields``, the
@@ -515,11 +519,15 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     left out (:mod:`twinlab.analyses.electrode`; reported as ``cropped_planes``); the conductivity
     sees the planes between the collector and the last plane holding solid (``conductivity_planes``:
     the electrolyte above a coating carries no electrons). A conductivity solve that fails (missing
-    conductivities, no convergence) becomes a note; the tortuosity stays.
+    conductivities, no convergence) becomes a note; the tortuosity stays. ``conductivities``
+    (phase name → S/m) override the defaults of the phases' materials.
     """
     from ..twin import Step
 
     phases = twin.phases
+    unknown = sorted(set(conductivities or {}) - set(phases.names))
+    if unknown:  # a typo must not become a silent "conductivity skipped" note
+        raise InputError(f"conductivity given for unknown phase(s) {unknown}; this twin has phases {phases.names}")
     thick = twin.thickness_axis
     a = thick if axis is None else axis_index(axis)
     labels = np.asarray(twin.labels("phases").compute())
@@ -540,13 +548,14 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
             solids = [p.name for p in phases if p.name != phase]
             solid_planes = electrode_planes(labels, axis=thick, side=twin.collector_side, phases=phases, phase=solids)
             cond = compute_conductivity(np.ascontiguousarray(crop_planes(labels, thick, solid_planes)), axis=a,
-                                        max_iterations=conductivity_max_iterations, **common)
+                                        conductivities=conductivities, max_iterations=conductivity_max_iterations,
+                                        **common)
         except (InputError, ConvergenceError) as exc:
             notes.append(f"conductivity skipped: {exc}")
     result = TransportResult(tortuosity=tort, conductivity=cond, cropped_planes=planes, notes=tuple(notes),
                              conductivity_planes=solid_planes)
     params = {"axis": AXES[a], "phase": phase, "all_axes": all_axes, "periodic": periodic, "rtol": rtol,
-              "cropped_planes": list(planes),
+              "cropped_planes": list(planes), "conductivities_s_m": dict(conductivities or {}),
               "conductivity_planes": list(solid_planes) if solid_planes else None}
     step = Step("transport", params)
     twin.save_result("transport", result, step=step)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..._validation import AXES, VoxelSize, axis_index
+from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
 from ...errors import InputError, OutputExistsError
 from ...materials import Material, get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
@@ -129,6 +129,7 @@ def calender(
     t_start = time.perf_counter()
     labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
+    require_3d_volume(labels.shape, analysis="calendering")
     if window is not None:
         labels, image, base_meta["window"] = _lateral_window(labels, image, t_axis, int(window))
     if source_twin is not None:
