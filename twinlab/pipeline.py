@@ -406,7 +406,7 @@ def write_report_for(twin_path: Path, series: Path | None) -> Path:
 
 def summarize(twin: Twin) -> dict[str, Any]:
     """A short, flat table of headline numbers from the results stored in a twin: numbers and
-    short strings of each result and of its nested tables (``transport.tortuosity.tau``), no arrays."""
+    short strings of each result and of its nested tables (``transport.tortuosity.tortuosity_factor``), no arrays."""
     out: dict[str, Any] = {"shape": list(twin.shape), "voxel_size_um": list(twin.voxel_size.as_tuple())}
 
     def walk(prefix: str, value: Any, depth: int) -> None:
@@ -478,7 +478,8 @@ class DemoRun(Result):
 
 
 _TWIN_HEADLINE = (("sample", None), ("porosity", "morphology.fractions.porosity"),
-                  ("tau2", "transport.tortuosity.tortuosity_factor"),
+                  ("tau2_voxel", "transport.tortuosity.tortuosity_factor"),
+                  ("tau2_network_est", "network.tortuosity.tortuosity_factor"),
                   ("sigma_S/m", "transport.conductivity.effective_conductivity_s_m"),
                   ("pores", "network.network.num_pores"), ("coordination", "network.metrics.mean_coordination"),
                   ("crack_%", "cracks.crack_volume_percent"), ("activation", "conductive.activation"))

@@ -52,8 +52,8 @@ __all__ = [
 
 FARADAY_C_MOL = 96485.33212
 
-_CONVENTION = ("D_eff = eps * D_e / tau^2; tau^2 = tortuosity factor, tau = tortuosity; "
-               "eps = volume fraction of all voxels of the phase (TauFactor)")
+_CONVENTION = ("D_eff = eps * D_e / tau^2; tortuosity_factor = tau^2, tortuosity_tau = tau; "
+               "eps = porosity = volume fraction of all voxels of the phase (TauFactor); voxel finite-volume solve")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +78,8 @@ class TortuosityResult(_FieldResult):
     percolating_fraction: float  # voxels of the phase connected to both faces / voxels of the phase
     percolates: bool
     d_eff_ratio: float  # D_eff / D_e
-    tortuosity_factor: float  # τ² = ε / (D_eff/D_e)
-    tortuosity: float  # τ
+    tortuosity_factor: float  # τ² = ε / (D_eff/D_e)  (porespy's ``.tortuosity`` is this τ²)
+    tortuosity_tau: float  # τ = √τ²
     tortuosity_factor_percolating: float  # ε_percolating / (D_eff/D_e)
     flux_error: float  # (max − min) / max of the flux through every plane normal to the axis
     iterations: int
@@ -93,8 +93,8 @@ class TortuosityTensorResult(Result):
     """Tortuosity along z, y and x (the diagonal of the tortuosity-factor tensor)."""
 
     phase: str
-    tortuosity_factor: tuple[float, float, float]  # (z, y, x)
-    tortuosity: tuple[float, float, float]
+    tortuosity_factor: tuple[float, float, float]  # τ² along (z, y, x)
+    tortuosity_tau: tuple[float, float, float]  # τ
     d_eff_ratio: tuple[float, float, float]
     per_axis: tuple[TortuosityResult, TortuosityResult, TortuosityResult]
 
@@ -281,7 +281,7 @@ def compute_tortuosity(labels: Any, *, phase: str = "pore", phases: PhaseTable =
         phase=phase if name.startswith("phase") else "True", axis=AXES[a], shape=tuple(arr.shape),
         voxel_size_um=voxel.as_tuple(), boundary=_boundary_text(a, periodic), convention=_CONVENTION,
         porosity=porosity, percolating_fraction=s["n_percolating"] / n_phase, percolates=ratio > 0,
-        d_eff_ratio=ratio, tortuosity_factor=tf, tortuosity=math.sqrt(tf),
+        d_eff_ratio=ratio, tortuosity_factor=tf, tortuosity_tau=math.sqrt(tf),
         tortuosity_factor_percolating=eps_perc / ratio if ratio > 0 else math.inf,
         flux_error=s["flux_error"], iterations=s["iterations"], solve_seconds=s["seconds"],
         solver_bytes_per_voxel=s["bytes"], field=s["field"])
@@ -295,7 +295,7 @@ def tortuosity_tensor(labels: Any, **options: Any) -> TortuosityTensorResult:
     per = tuple(compute_tortuosity(arr, axis=a, **options) for a in range(3))
     return TortuosityTensorResult(phase=per[0].phase,
                                   tortuosity_factor=tuple(r.tortuosity_factor for r in per),
-                                  tortuosity=tuple(r.tortuosity for r in per),
+                                  tortuosity_tau=tuple(r.tortuosity_tau for r in per),
                                   d_eff_ratio=tuple(r.d_eff_ratio for r in per), per_axis=per)
 
 
