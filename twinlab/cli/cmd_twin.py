@@ -87,4 +87,6 @@ def analyze(
                                           given=parse_conductivities(conductivity))
     results = {name: run_analysis(name, opened, axis=axis, write_fields=write_fields or None,
                                   conductivities=conductivities or None) for name in names}
-    emit(results, as_json=json_)
+    single = 1 in opened.shape  # say so: a slice's numbers are per area, not per volume
+    emit(results, as_json=json_, title=f"2D twin (single slice {list(opened.shape)}): results per slice area"
+         if single else None)
