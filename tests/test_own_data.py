@@ -132,9 +132,8 @@ def test_phase_map_without_labels_flag_is_refused(tmp_path):
     _one_line_error(res, "--labels")
 
 
-def test_python_api_and_napari_reader_map_labels(tmp_path):
+def test_python_api_maps_labels(tmp_path):
     from twinlab.labelmap import import_labels, map_labels
-    from twinlab_napari._reader import napari_get_reader
 
     lab = fibre_mat()
     mapped = map_labels(lab, "0=pore,1=fiber", materials={"fiber": "carbon_fiber"})
@@ -142,16 +141,8 @@ def test_python_api_and_napari_reader_map_labels(tmp_path):
     assert mapped.fractions["fiber"] == pytest.approx(float(lab.mean()))
     twin = import_labels(_save_tif(tmp_path / "mat.tif", lab), tmp_path / "mat.twin.zarr", voxel_size=1.0,
                          phase_map={0: "pore", 1: "fiber"}, materials={"fiber": "carbon_fiber"})
+    assert twin.phases["fiber"].material == "carbon_fiber"
     assert np.array_equal(np.asarray(twin.labels("phases")) == twin.phases.value("fiber"), lab == 1)
-
-    path = _save_tif(tmp_path / "mat.labels.tif", lab)
-    (tmp_path / "mat.labels.tif.phase-map").write_text("0=pore,1=fiber\n")
-    reader = napari_get_reader(str(path))
-    assert reader is not None and napari_get_reader(str(tmp_path / "mat.tif")) is None
-    [(data, kwargs, kind)] = reader(str(path))
-    assert kind == "labels" and "fiber" in kwargs["features"]["phase"]
-    fiber = kwargs["features"]["index"][kwargs["features"]["phase"].index("fiber")]
-    assert np.array_equal(np.asarray(data) == fiber, lab == 1)
 
 
 def _save_tif(path: Path, array: np.ndarray) -> Path:
