@@ -64,7 +64,7 @@ class PreprocessConfig(_Model):
 class SegmentConfig(_Model):
     method: Literal["multiotsu", "gmm"] = "multiotsu"
     phases: list[str] = Field(default_factory=lambda: ["pore", "cbd", "active"])
-    particles: bool = True
+    particles: bool | None = None  # None: split only a particulate phase (NCM, Li powder; not fibres)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
