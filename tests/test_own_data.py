@@ -145,6 +145,20 @@ def test_python_api_maps_labels(tmp_path):
     assert np.array_equal(np.asarray(twin.labels("phases")) == twin.phases.value("fiber"), lab == 1)
 
 
+def test_map_labels_chunked_equals_whole():
+    import dask.array as da
+
+    from twinlab.labelmap import map_labels
+
+    lab = np.choose(sphere_cathode(23), [0, 1000, 70000]).astype(np.int32)  # any integer range
+    spec = "0=pore,1000=active,70000=cbd"
+    whole = map_labels(lab, spec)
+    chunked = map_labels(da.from_array(lab, chunks=(5, 7, 6)), spec)
+    np.testing.assert_array_equal(np.asarray(chunked.labels), np.asarray(whole.labels))
+    assert chunked.fractions == whole.fractions
+    assert whole.fractions["cbd"] == pytest.approx(float((lab == 70000).mean()))
+
+
 def _save_tif(path: Path, array: np.ndarray) -> Path:
     tifffile.imwrite(path, array)
     return path

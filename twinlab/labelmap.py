@@ -83,7 +83,7 @@ def map_labels(data: Any, phase_map: Mapping[int, str] | str | None = None, *,
     mapping = parse_phase_map(phase_map) if isinstance(phase_map, str) else phase_map
     mapping = dict(mapping) if mapping is not None else {p.value: p.name for p in base}
     table = base.with_phases(list(dict.fromkeys(mapping.values())), materials)
-    present = np.asarray(da.unique(data).compute())
+    present, n = _value_counts(data)  # the one pass over the data before the write
     unmapped = [int(v) for v in present if int(v) not in mapping]
     if unmapped:
         hint = "add them to --phase-map" if phase_map is not None else \
@@ -93,11 +93,9 @@ def map_labels(data: Any, phase_map: Mapping[int, str] | str | None = None, *,
     targets = np.array([table.value(mapping[int(k)]) for k in keys], dtype=np.uint8)
     labels = data.map_blocks(_remap_block, keys=keys, targets=targets, dtype=np.uint8)
     counts = {k: 0 for k in dict.fromkeys(mapping.values())}
-    values, n = _value_counts(labels)
-    total = float(labels.size)
-    for v, c in zip(values, n):
-        counts[table.name(int(v))] += int(c)
-    fractions = {k: c / total for k, c in counts.items()}
+    for v, c in zip(present, n):
+        counts[mapping[int(v)]] += int(c)
+    fractions = {k: c / float(data.size) for k, c in counts.items()}
     return LabelVolume(labels=labels, phases=table, phase_map={int(k): v for k, v in mapping.items()},
                        fractions=fractions)
 
@@ -129,9 +127,12 @@ def _remap_block(block: np.ndarray, *, keys: np.ndarray, targets: np.ndarray) ->
     return targets[np.searchsorted(keys, block.astype(np.int64, copy=False))]
 
 
-def _value_counts(labels: da.Array) -> tuple[np.ndarray, np.ndarray]:
-    from ._chunked import label_counts
+def _value_counts(data: da.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and their voxel counts, chunk by chunk (any integer range: no bincount)."""
+    import dask
 
-    counts = label_counts(labels, 256)
-    values = np.flatnonzero(counts)
-    return values, counts[values]
+    parts = dask.compute(*[dask.delayed(np.unique)(b, return_counts=True) for b in data.to_delayed().ravel()])
+    values = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    counts = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    keys, inverse = np.unique(values, return_inverse=True)
+    return keys, np.bincount(inverse, weights=counts, minlength=keys.size).astype(np.int64)
