@@ -199,7 +199,8 @@ def fig_transport(twin: Twin, series: list[Twin]) -> Figure | None:
         else:
             axes_, values = [tort["axis"]], [_num(tort["tortuosity_factor"])]
         eps = tort["per_axis"][0]["porosity"] if "per_axis" in tort else tort["porosity"]
-        ax1.plot(axes_, values, marker="o", ls="none" if len(values) == 1 else "-", label=f"{t.name} (ε={_num(eps):.3g})")
+        ax1.plot(axes_, values, marker="o", ls="none" if len(values) == 1 else "-",
+                 label=f"{t.name} (ε={_num(eps):.3g})")
     ax1.set_ylabel("tortuosity factor τ² (voxel solve; D_eff = ε D / τ²)")
     ax1.set_xlabel("axis")
     ax1.legend(fontsize=7)

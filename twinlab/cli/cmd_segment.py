@@ -17,7 +17,8 @@ from ._app import app, emit, warn
 def segment(
     twin: Annotated[Path, typer.Argument(help="A *.twin.zarr store (preprocessed image).")],
     method: Annotated[str, typer.Option(help="multiotsu, gmm or classifier.")] = "multiotsu",
-    phases: Annotated[str, typer.Option(help="Phase names, dark → bright (classifier: scribble order).")]
+    phases: Annotated[str, typer.Option(
+        help="Phase names, dark → bright (classifier: scribble order); your own names are fine.")]
     = "pore,cbd,active",
     scribbles: Annotated[Optional[Path], typer.Option(
         help="Classifier training labels (npy/npz/tif, image shape): 0 unlabelled, k = k-th phase.")] = None,
