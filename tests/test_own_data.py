@@ -122,7 +122,7 @@ def test_import_labels_refuses_grey_values(tmp_path):
     np.save(tmp_path / "grey.npy", np.random.default_rng(0).random((8, 8, 8)).astype(np.float32))
     res = _run("import", tmp_path / "grey.npy", "-o", tmp_path / "x.twin.zarr", "--voxel-size", "1", "--labels",
                ok=False)
-    _one_line_error(res, "integer labels")
+    _one_line_error(res, "non-integer values", "without --labels")
 
 
 def test_phase_map_without_labels_flag_is_refused(tmp_path):
@@ -143,6 +143,32 @@ def test_python_api_maps_labels(tmp_path):
                          phase_map={0: "pore", 1: "fiber"}, materials={"fiber": "carbon_fiber"})
     assert twin.phases["fiber"].material == "carbon_fiber"
     assert np.array_equal(np.asarray(twin.labels("phases")) == twin.phases.value("fiber"), lab == 1)
+
+
+DATASETS = Path(__file__).parents[1] / "datasets"
+
+
+def test_real_published_label_volumes_import(tmp_path):
+    """Real volumes from other labs (datasets/): SuperRes' NMC sections are float32 labels in one
+    multi-sample TIFF page (was refused as "truncated"); the XCT cell's hand mask is one 2D slice."""
+    out = tmp_path / "sections.twin.zarr"
+    res = _run("import", DATASETS / "superres_nmc" / "sem_image_stack.tif", "-o", out, "--voxel-size", "0.1",
+               "--labels", "--phase-map", "0=phase0,1=phase1,2=phase2", "--json")
+    assert json.loads(res.stdout)["shape"] == [4, 427, 427]
+    fractions = Twin.open(out).provenance[0]["params"]["fractions"]
+    assert fractions == pytest.approx({"phase0": 0.148, "phase1": 0.555, "phase2": 0.297}, abs=0.0006)  # source's
+    mask = tmp_path / "mask.twin.zarr"
+    res = _run("import", DATASETS / "xct_cell" / "mask_1.tif", "-o", mask, "--voxel-size", "1", "--labels",
+               "--phase-map", "0=pore,255=cell", "--json")
+    assert json.loads(res.stdout)["dimensionality"] == "2D (single slice)"
+    assert Twin.open(mask).provenance[0]["params"]["fractions"]["cell"] == pytest.approx(0.22, abs=0.03)
+
+
+def test_map_labels_refuses_a_grey_float_volume():
+    from twinlab.labelmap import map_labels
+
+    with pytest.raises(InputError, match="non-integer values"):
+        map_labels(np.array([[[0.0, 0.5], [1.0, 2.0]]], np.float32))
 
 
 def test_map_labels_chunked_equals_whole():

@@ -288,7 +288,9 @@ def _read_tiff(path: Path, *, chunks: int, **_: Any):
                                     f"({max(ends)} > {size} bytes); re-export or re-copy it")
             contiguous_offset = series.dataoffset
             n_planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-            truncated = len(tif.pages) < n_planes or (
+            # planes may be samples of one page (axes "SYX", e.g. SuperRes' sem_image_stack.tif):
+            # a contiguous series is checked by its byte range, only a paged one by its page count
+            truncated = (contiguous_offset is None and len(tif.pages) < n_planes) or (
                 contiguous_offset is not None and contiguous_offset + series.nbytes > size)
             if truncated:
                 raise ReadError(f"{path.name} is truncated: it declares {n_planes} images of {shape[-2:]} but the "

@@ -68,7 +68,7 @@ def map_labels(data: Any, phase_map: Mapping[int, str] | str | None = None, *,
 
     Parameters
     ----------
-    data : integer array (numpy or dask), any shape
+    data : integer array (numpy or dask), any shape; floats are accepted when every value is whole
     phase_map : label value → phase name; default: the values of ``base`` (0 pore, 1 active, …)
     materials : phase name → material name for phases of the map (``{"fiber": "carbon_fiber"}``)
     base : the phase table the map extends
@@ -76,14 +76,20 @@ def map_labels(data: Any, phase_map: Mapping[int, str] | str | None = None, *,
     Raises
     ------
     InputError
-        Non-integer data; a value present in the data that the map does not name.
+        Non-integer values; a value present in the data that the map does not name.
     """
-    require_integer_labels(data, name="label volume")
     data = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+    if np.dtype(data.dtype).kind != "f":
+        require_integer_labels(data, name="label volume")
     mapping = parse_phase_map(phase_map) if isinstance(phase_map, str) else phase_map
     mapping = dict(mapping) if mapping is not None else {p.value: p.name for p in base}
     table = base.with_phases(list(dict.fromkeys(mapping.values())), materials)
     present, n = _value_counts(data)  # the one pass over the data before the write
+    if present.dtype.kind == "f":  # labels saved as floats (common in exports): whole numbers only
+        odd = present[~np.isfinite(present) | (present != np.round(present))]
+        if odd.size:
+            raise InputError(f"label volume holds non-integer values (e.g. {odd[0]:g}); it looks like a grey image: "
+                             "import it without --labels and run `twinlab segment`")
     unmapped = [int(v) for v in present if int(v) not in mapping]
     if unmapped:
         hint = "add them to --phase-map" if phase_map is not None else \
@@ -95,7 +101,8 @@ def map_labels(data: Any, phase_map: Mapping[int, str] | str | None = None, *,
     counts = {k: 0 for k in dict.fromkeys(mapping.values())}
     for v, c in zip(present, n):
         counts[mapping[int(v)]] += int(c)
-    fractions = {k: c / float(data.size) for k, c in counts.items()}
+    # a default map names every default phase: report those present; an explicit map, all it names
+    fractions = {k: c / float(data.size) for k, c in counts.items() if c or phase_map is not None}
     return LabelVolume(labels=labels, phases=table, phase_map={int(k): v for k, v in mapping.items()},
                        fractions=fractions)
 
@@ -123,7 +130,7 @@ def import_labels(path: str | os.PathLike, output: str | os.PathLike, *,
 
 
 def _remap_block(block: np.ndarray, *, keys: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    # every value is in keys (checked above), so searchsorted finds its exact position
+    # every value is in keys and whole (checked above), so searchsorted finds its exact position
     return targets[np.searchsorted(keys, block.astype(np.int64, copy=False))]
 
 
@@ -132,7 +139,8 @@ def _value_counts(data: da.Array) -> tuple[np.ndarray, np.ndarray]:
     import dask
 
     parts = dask.compute(*[dask.delayed(np.unique)(b, return_counts=True) for b in data.to_delayed().ravel()])
-    values = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    values = np.concatenate([p[0] for p in parts])
+    values = values.astype(np.int64) if values.dtype.kind in "biu" else values
     counts = np.concatenate([p[1] for p in parts]).astype(np.int64)
     keys, inverse = np.unique(values, return_inverse=True)
     return keys, np.bincount(inverse, weights=counts, minlength=keys.size).astype(np.int64)
