@@ -164,6 +164,22 @@ def test_real_published_label_volumes_import(tmp_path):
     assert Twin.open(mask).provenance[0]["params"]["fractions"]["cell"] == pytest.approx(0.22, abs=0.03)
 
 
+def test_pipeline_label_input_uses_the_phase_map(tmp_path):
+    from twinlab.pipeline import parse_config, run_sample
+
+    lab = fibre_mat()
+    np.save(tmp_path / "mat.npy", (lab * 255).astype(np.uint8))
+    config = parse_config({"name": "mat", "output": str(tmp_path / "mat.twin.zarr"),
+                           "input": {"path": str(tmp_path / "mat.npy"), "kind": "labels", "voxel_size": 1.0,
+                                     "phase_map": "0=pore,255=fiber", "phases": ["fiber:carbon_fiber"]},
+                           "analyses": {"run": ["transport"]}, "report": False})
+    run = run_sample(config)
+    twin = Twin.open(run.twin)
+    assert twin.phases["fiber"].material == "carbon_fiber"
+    cond = twin.load_result("transport")["conductivity"]
+    assert cond["effective_conductivity_s_m"] == pytest.approx(float(lab.mean()) * 5.9e4, rel=1e-3)
+
+
 def test_map_labels_refuses_a_grey_float_volume():
     from twinlab.labelmap import map_labels
 

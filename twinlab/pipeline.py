@@ -42,6 +42,8 @@ class InputConfig(_Model):
     path: Path | None = None
     dataset: str | None = None
     kind: Literal["image", "labels"] = "image"  # "labels": the input already holds phase labels
+    phase_map: str | dict[int, str] | None = None  # kind "labels": VALUE=PHASE pairs (twinlab.labelmap)
+    phases: list[str] = Field(default_factory=list)  # kind "labels": NAME:MATERIAL of your own phases
     voxel_size: str | list[float] | float | None = None
     unit: str = "um"
     key: str | None = None
@@ -301,10 +303,14 @@ def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin
     raw = data
     design = resolve_design(config.design) if config.design is not None else meta.get("design")
     params: dict[str, Any] = {"input": config.input.model_dump(mode="json"), "voxel_size_um": voxel.to_dict()}
-    labels = None
+    labels = phases = None
     if config.input.kind == "labels":  # a segmented volume: it is both the image and the phases
-        labels = {"phases": data.astype("uint8")}
-        step = Step("import_labels", params)
+        from .labelmap import map_labels
+        from .phases import parse_phase_materials
+
+        mapped = map_labels(data, config.input.phase_map, materials=parse_phase_materials(config.input.phases))
+        labels, phases = {"phases": mapped.labels}, mapped.phases
+        step = Step("import_labels", {**params, "fractions": mapped.fractions})
     elif config.preprocess.enabled and config.preprocess.steps:
         result = preprocess_volume(data, voxel_size=voxel, steps=config.preprocess.steps, chunks=config.chunks,
                                    options=config.preprocess.options, scratch=_scratch(staging) / "slices")
@@ -317,7 +323,8 @@ def _reconstruct(config: SampleConfig, staging: Path, *, progress: bool) -> Twin
         step = Step("import", params)
     twin = create_twin(staging, data, voxel_size=voxel, thickness_axis=config.thickness_axis,
                        collector_side=config.collector_side, design=design.to_dict() if design is not None else None,
-                       labels=labels, sources=sources, step=step, chunks=config.chunks, progress=progress)
+                       labels=labels, phases=phases, sources=sources, step=step, chunks=config.chunks,
+                       progress=progress)
     shutil.rmtree(_scratch(staging), ignore_errors=True)
     middle = data.shape[0] // 2
     twin.save_result("slices", {"z": middle}, step=Step("slices", {"z": middle}),
