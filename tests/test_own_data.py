@@ -354,6 +354,19 @@ def test_single_slice_imports_as_2d_and_3d_analyses_refuse_it(tmp_path):
     _one_line_error(res, "calendering needs a 3D volume")
 
 
+def test_single_png_slice_imports_as_2d(tmp_path):
+    from PIL import Image
+
+    grey = np.array([40, 200, 120], np.uint8)[disc_with_crack()]
+    Image.fromarray(grey).save(tmp_path / "sem.png")
+    res = _run("import", tmp_path / "sem.png", "-o", tmp_path / "sem.twin.zarr", "--voxel-size", "0.05", "--json")
+    assert json.loads(res.stdout)["shape"] == [1, 96, 96]
+    np.testing.assert_array_equal(np.asarray(Twin.open(tmp_path / "sem.twin.zarr").image())[0], grey)
+    Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "rgb.png")
+    _one_line_error(_run("import", tmp_path / "rgb.png", "-o", tmp_path / "rgb.twin.zarr", "--voxel-size", "1",
+                         ok=False), "colour image")
+
+
 def test_cracks_run_on_a_2d_twin_through_the_cli(tmp_path):
     """The CLI/twin path accepts the 2D twin and runs the crack analysis (results labelled 2D)."""
     lab = disc_with_crack()

@@ -351,7 +351,7 @@ def _tiff_voxel_size(tif: Any) -> VoxelSize | None:
 
 def _read_png(path: Path, **_: Any):
     """One grey-value PNG: a single slice (1, y, x)."""
-    image, _, meta = read_image2d(path)
+    image, _, _ = read_image2d(path)
     if image.ndim != 2:
         raise InputError(f"{path.name} is a colour image {image.shape}; convert it to grey values first")
     return da.from_array(image[None]), None, {"format": "png"}
