@@ -80,11 +80,13 @@ def test_garbage_tiff(tmp_path):
         read_volume(path, voxel_size=1)
 
 
-def test_2d_tiff_where_3d_is_needed(tmp_path, gray_volume):
+def test_2d_tiff_reads_as_one_slice(tmp_path, gray_volume):
+    """Issue 22: a single SEM slice is 2D data, read as a (1, y, x) volume marked single_slice."""
     path = tmp_path / "slice.tif"
     tifffile.imwrite(path, gray_volume[0])
-    with pytest.raises(InputError, match="3D"):
-        read_volume(path, voxel_size=1)
+    vol = read_volume(path, voxel_size=1)
+    assert vol.data.shape == (1, 31, 37) and vol.metadata["single_slice"] is True
+    np.testing.assert_array_equal(vol.data.compute()[0], gray_volume[0])
 
 
 def test_slice_folder_natural_sort(tmp_path, gray_volume):

@@ -183,11 +183,11 @@ def test_network_tortuosity_lattice_and_openpnm_network():
     assert pn.Np == net.num_pores and pn.Nt == net.num_throats
     assert pn["pore.coords"].max() < 1e-3  # metres
     res = compute_network_tortuosity(net, diffusivity_m2_s=2e-9)
-    assert np.isfinite(res.tortuosity) and res.tortuosity_factor == pytest.approx(res.tortuosity ** 2)
+    assert np.isfinite(res.tortuosity_tau) and res.tortuosity_factor == pytest.approx(res.tortuosity_tau ** 2)
     assert res.num_pores_trimmed == 0
     # removing the x/z cylinders leaves parallel straight channels: same flux path, same τ
     straight = compute_network_tortuosity(extract_network(lattice(axes=(1,)), thickness_axis="y"))
-    assert straight.tortuosity == pytest.approx(res.tortuosity * np.sqrt(
+    assert straight.tortuosity_tau == pytest.approx(res.tortuosity_tau * np.sqrt(
         straight.porosity / res.porosity), rel=0.05)
 
 
@@ -199,7 +199,7 @@ def test_tortuosity_trims_isolated_clusters():
     m = compute_network_metrics(net)
     assert m.num_isolated_clusters >= 1
     res = compute_network_tortuosity(net)
-    assert res.num_pores_trimmed >= 1 and np.isfinite(res.tortuosity)
+    assert res.num_pores_trimmed >= 1 and np.isfinite(res.tortuosity_tau)
 
 
 # ------------------------------------------------------------------------------------------ connectivity

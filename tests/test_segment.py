@@ -276,7 +276,7 @@ def test_cli_segment_writes_labels(make_twin, noisy, tmp_path):
     assert set(out["fractions"]) == {"pore", "cbd", "active"} and out["n_particles"] >= 5
     t = Twin.open(twin.path)
     assert {"phases", "particles"} <= set(t.label_names)
-    assert t.provenance[-2]["step"] == "segment" and t.provenance[-1]["step"] == "split_particles"
+    assert [p["step"] for p in t.provenance][-3:] == ["segment", "split_particles", "segment_check"]
     # classifier without scribbles: one-line error, exit 2
     res = CliRunner().invoke(app, ["segment", str(twin.path), "--method", "classifier"])
     assert res.exit_code == 2 and "scribbles" in res.output
@@ -340,7 +340,8 @@ def test_segment_twin_confines_the_collector_to_its_foil(make_twin, electrode):
     assert report.collector.found and (report.collector.start, report.collector.stop) == (0, 4)
     assert (lab[:, :4] == 3).all() and not (lab[:, 4:] == 3).any()
     assert lab[5, 20, 20] == 1 and lab[9, 30, 10] == 1  # the specks became the next darker phase
-    assert twin.reload().provenance[-1]["params"]["collector"]["stop"] == 4
+    step = next(p for p in reversed(twin.reload().provenance) if p["step"] == "segment")
+    assert step["params"]["collector"]["stop"] == 4
 
 
 def test_confine_collector_without_a_foil_keeps_no_collector(electrode):

@@ -51,7 +51,7 @@ def test_straight_channels_have_unit_tortuosity(axis):
     eps = np.mean(lab == 0)
     assert r.porosity == pytest.approx(eps, abs=0)
     assert r.tortuosity_factor == pytest.approx(1.0, abs=1e-6)
-    assert r.tortuosity == pytest.approx(1.0, abs=1e-6)
+    assert r.tortuosity_tau == pytest.approx(1.0, abs=1e-6)
     assert r.d_eff_ratio == pytest.approx(eps, rel=1e-6)
     assert r.percolates and r.percolating_fraction == 1.0
     assert r.flux_error <= 1e-4
@@ -86,7 +86,7 @@ def test_blocked_volume_gives_zero_flux_and_infinite_tortuosity():
     r = compute_tortuosity(lab, axis=0, return_field=True)
     assert not r.percolates
     assert r.d_eff_ratio == 0.0
-    assert r.tortuosity_factor == math.inf and r.tortuosity == math.inf
+    assert r.tortuosity_factor == math.inf and r.tortuosity_tau == math.inf
     assert r.percolating_fraction == 0.0
     assert r.to_dict()["tortuosity_factor"] == "inf"
     assert r.field is None or np.isnan(r.field).all()

@@ -118,6 +118,20 @@ def require_ndim(array: Any, ndim: int = 3, *, name: str = "volume") -> None:
         raise InputError(f"{name} must be {ndim}D, got shape {getattr(array, 'shape', None)}{hint}")
 
 
+def single_slice_axis(shape: Iterable[int]) -> int | None:
+    """The axis of a one-slice (2D) volume such as (1, Y, X), or None for a real 3D volume."""
+    ones = [a for a, n in enumerate(shape) if int(n) == 1]
+    return ones[0] if ones else None
+
+
+def require_3d_volume(shape: Iterable[int], *, analysis: str) -> None:
+    """Refuse a one-slice (2D) volume for an analysis that needs 3D (network, transport, REV, …)."""
+    shape = tuple(int(n) for n in shape)
+    if single_slice_axis(shape) is not None:
+        raise InputError(f"{analysis} needs a 3D volume, but this one is a single 2D slice {shape}; run it on a "
+                         "stack of slices (2D data supports segment, particles, cracks and EBAC)")
+
+
 def require_integer_labels(array: Any, *, name: str = "labels") -> None:
     dtype = np.dtype(getattr(array, "dtype", None))
     if not (np.issubdtype(dtype, np.integer) or dtype == bool):

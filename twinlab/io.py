@@ -53,7 +53,8 @@ def read_volume(
     key: str | None = None,
     chunks: int | None = None,
 ) -> Volume:
-    """Open ``path`` lazily as a 3D volume.
+    """Open ``path`` lazily as a 3D volume; a single 2D image comes back as one slice (1, y, x)
+    with ``metadata["single_slice"] = True``.
 
     Parameters
     ----------
@@ -76,6 +77,10 @@ def read_volume(
         raise ReadError(f"{path} does not exist; check the path")
     reader = _pick_reader(path)
     data, file_voxel, metadata = reader(path, key=key, unit=unit, chunks=chunks or DEFAULT_CHUNK)
+    if data.ndim == 2:  # one SEM / nano-CT slice: a (1, y, x) volume, marked as 2D
+        data = data[None]
+    if data.shape[0] == 1:
+        metadata["single_slice"] = True
     require_ndim(data, 3, name=f"image in {path.name}")
     if data.dtype.kind not in "biuf":
         raise InputError(f"{path.name} holds {data.dtype} voxels; twinlab reads real-valued images only")
@@ -145,9 +150,11 @@ def _pick_reader(path: Path) -> Callable[..., tuple[da.Array, VoxelSize | None, 
         return _read_raw
     if name.endswith((".npy", ".npz")):
         return _read_numpy
+    if name.endswith(".png"):
+        return _read_png
     raise InputError(
         f"unsupported file type {path.name!r}; twinlab reads TIFF, a folder of TIFF/PNG slices, "
-        "mha/mhd/nrrd/nii, raw + JSON header, npy/npz and OME-Zarr")
+        "mha/mhd/nrrd/nii, raw + JSON header, npy/npz, PNG (one slice) and OME-Zarr")
 
 
 def _from_arraylike(obj: Any, name: str, chunks: tuple[int, ...]) -> da.Array:
@@ -281,7 +288,9 @@ def _read_tiff(path: Path, *, chunks: int, **_: Any):
                                     f"({max(ends)} > {size} bytes); re-export or re-copy it")
             contiguous_offset = series.dataoffset
             n_planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-            truncated = len(tif.pages) < n_planes or (
+            # planes may be samples of one page (axes "SYX", e.g. SuperRes' sem_image_stack.tif):
+            # a contiguous series is checked by its byte range, only a paged one by its page count
+            truncated = (contiguous_offset is None and len(tif.pages) < n_planes) or (
                 contiguous_offset is not None and contiguous_offset + series.nbytes > size)
             if truncated:
                 raise ReadError(f"{path.name} is truncated: it declares {n_planes} images of {shape[-2:]} but the "
@@ -294,9 +303,8 @@ def _read_tiff(path: Path, *, chunks: int, **_: Any):
         except Exception as exc:
             raise ReadError(f"cannot read {path.name} as TIFF ({exc}); the file is damaged") from None
     squeezed = tuple(n for n in shape if n != 1) if len(shape) > 3 else shape
-    if len(squeezed) == 2:
-        raise InputError(f"{path.name} is a single 2D image {squeezed}; a 3D stack is needed "
-                         "(a multi-page TIFF or a folder of slices)")
+    if len(squeezed) == 2:  # a single 2D image: one slice
+        squeezed = (1, *squeezed)
     if len(squeezed) != 3:
         raise InputError(f"{path.name} has shape {shape} (axes {meta['axes']}); twinlab needs one (z, y, x) "
                          "grey-value stack (split channels/time points first)")
@@ -339,6 +347,14 @@ def _tiff_voxel_size(tif: Any) -> VoxelSize | None:
         dy = yres[1] / yres[0] * scale
         return VoxelSize(float(spacing) * scale, dy, dx)
     return None
+
+
+def _read_png(path: Path, **_: Any):
+    """One grey-value PNG: a single slice (1, y, x)."""
+    image, _, _ = read_image2d(path)
+    if image.ndim != 2:
+        raise InputError(f"{path.name} is a colour image {image.shape}; convert it to grey values first")
+    return da.from_array(image[None]), None, {"format": "png"}
 
 
 # ====================================================================================== slice folders

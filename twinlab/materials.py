@@ -8,8 +8,12 @@ user has measured their own.
 
 from __future__ import annotations
 
+import math
+import os
+import tomllib
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 from .errors import InputError
 
@@ -24,6 +28,8 @@ class Material:
     fracture_strength_mpa: float | None = None  # brittle: stiffness lost above this von Mises stress
     conductivity_s_m: float | None = None  # electronic conductivity
     source: str = ""
+    particulate: bool = False  # comes as discrete particles (a powder): particle splitting makes sense
+
 
     def with_(self, **changes: Any) -> "Material":
         return replace(self, **changes)
@@ -38,8 +44,8 @@ _S6 = "SCIENCE.md §6 (typical mechanical properties)"
 
 MATERIALS: dict[str, Material] = {m.name: m for m in (
     Material("NCM622", 4.75, 100.0, 0.3, None, None, 5e-3,
-             f"{_S1}: 4.7–4.8; {_S6}: secondary particle E 10–150 GPa, ν≈0.3; {_S5}: 1e-3–1e-2 S/m"),
-    Material("NCM811", 4.75, 100.0, 0.3, None, None, 5e-3, f"{_S1}: 4.7–4.8; as NCM622 otherwise"),
+             f"{_S1}: 4.7–4.8; {_S6}: secondary particle E 10–150 GPa, ν≈0.3; {_S5}: 1e-3–1e-2 S/m", True),
+    Material("NCM811", 4.75, 100.0, 0.3, None, None, 5e-3, f"{_S1}: 4.7–4.8; as NCM622 otherwise", True),
     Material("carbon_black", 1.9, 10.0, 0.3, None, None, 1e3, f"{_S1}: 1.8–2.0"),
     Material("PVDF", 1.78, 2.0, 0.35, None, None, 1e-12, f"{_S1}: 1.78; {_S6}: E 1–3 GPa"),
     Material("PVdF-HFP", 1.77, 1.0, 0.35, None, None, 1e-12, f"{_S1}: 1.77; {_S6}: binder, E ~1 GPa"),
@@ -52,12 +58,82 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     Material("Cu", 8.96, 120.0, 0.34, 200.0, None, 5.8e7,
              f"{_S6}: Cu E 110–130 GPa, foil yield 100–300 MPa; conductivity handbook 5.8e7 S/m"),
     Material("Li", 0.534, 5.0, 0.4, 1.0, None, 1.1e7,
-             f"{_S1}: 0.534; {_S6}: perfectly plastic, elastic limit ~1 MPa, E≈5 GPa, ν 0.36–0.42; {_S5}: 1.1e7 S/m"),
+             f"{_S1}: 0.534; {_S6}: perfectly plastic, elastic limit ~1 MPa, E≈5 GPa, ν 0.36–0.42; {_S5}: 1.1e7 S/m",
+             True),  # lithium-metal *powder*
     Material("Li2CO3", 2.11, 60.0, 0.3, None, 200.0, 1e-8,
              f"{_S1}: 2.11; {_S6}: brittle, fracture strength 200 MPa, E 50–70 GPa; {_S5}: ~1e-8 S/m"),
     Material("LLZO", 5.1, 150.0, 0.26, None, None, 1e-8, f"{_S1}: 5.1"),
+    # PAN-based standard-modulus fibre (gas-diffusion layers, fibre mats); axial values
+    Material("carbon_fiber", 1.76, 230.0, 0.2, None, 3530.0, 5.9e4,
+             "Toray T300 data sheet: 1.76 g/cm³, tensile modulus 230 GPa, strength 3530 MPa, "
+             "resistivity 1.7e-3 Ω·cm (5.9e4 S/m)"),
     Material("electrolyte", None, 0.0, 0.0, None, None, 0.0, "pore space: no stiffness, no electronic conduction"),
 )}
+
+
+def is_particulate(material: str | None) -> bool:
+    """Whether a phase of this material comes as particles (unknown or no material: no)."""
+    return bool(material in MATERIALS and MATERIALS[material].particulate)
+
+
+def parse_conductivities(text: str | None) -> dict[str, float]:
+    """``"fiber=5e4,pore=0"`` → ``{"fiber": 50000.0, "pore": 0.0}`` (S/m per phase name)."""
+    out: dict[str, float] = {}
+    for item in (t.strip() for t in (text or "").split(",")):
+        if not item:
+            continue
+        name, sep, value = (t.strip() for t in item.partition("="))
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not sep or not name or not math.isfinite(number) or number < 0:
+            raise InputError(f"cannot read conductivity {item!r}; give PHASE=S_PER_M pairs ≥ 0, e.g. "
+                             "--conductivity fiber=5e4,pore=0")
+        out[name] = number
+    return out
+
+
+def load_phase_materials(path: str | os.PathLike) -> tuple[dict[str, str | None], dict[str, float]]:
+    """Read a materials TOML: one table per phase, with an optional known ``material`` and/or a
+    ``conductivity_s_m`` (S/m) that overrides the material's::
+
+        [fiber]
+        material = "carbon_fiber"
+        conductivity_s_m = 5e4
+
+    Returns ``({phase: material}, {phase: conductivity S/m})``.
+    """
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read materials file {path} ({exc.strerror}); check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"materials file {path.name} is not valid TOML ({exc})") from None
+    materials: dict[str, str | None] = {}
+    conductivities: dict[str, float] = {}
+    for phase, table in doc.items():
+        unknown = set(table) - {"material", "conductivity_s_m"} if isinstance(table, dict) else {"(not a table)"}
+        if unknown:
+            raise InputError(f"materials file {path.name}: [{phase}] has {sorted(unknown)}; each phase table "
+                             "takes material = \"NAME\" and/or conductivity_s_m = NUMBER")
+        if "material" in table:
+            materials[phase] = str(table["material"])
+        if "conductivity_s_m" in table:
+            conductivities.update(parse_conductivities(f"{phase}={table['conductivity_s_m']}"))
+    return materials, conductivities
+
+
+def phase_conductivities(materials: Mapping[str, str | None], conductivities: Mapping[str, float] | None = None,
+                         *, given: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Conductivity overrides (S/m per phase): a named known material's value, then a file's
+    ``conductivities``, then ``given`` (e.g. the command line) — later ones win."""
+    out = {phase: float(MATERIALS[m].conductivity_s_m) for phase, m in materials.items()
+           if m in MATERIALS and MATERIALS[m].conductivity_s_m is not None}
+    out.update(conductivities or {})
+    out.update(given or {})
+    return out
 
 
 def get_material(name: str) -> Material:

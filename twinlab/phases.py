@@ -86,6 +86,27 @@ class PhaseTable:
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed phase table entry ({exc}); each needs value, name, color") from None
 
+    def with_phases(self, names: Iterable[str], materials: Mapping[str, str | None] | None = None) -> "PhaseTable":
+        """This table plus any phase of ``names`` (or of ``materials``) it lacks, with materials set.
+
+        A user's own phase (``fiber``) gets the next free label value and a fallback colour;
+        ``materials`` maps phase names to material names (``{"fiber": "carbon_fiber"}``) and
+        replaces the material of a phase already in the table. A phase without a known material
+        gets no default properties (:func:`twinlab.materials.material_of`).
+        """
+        materials = dict(materials or {})
+        out = list(self.phases)
+        for name in [*names, *materials]:
+            _check_name(name)
+            if name in [p.name for p in out]:
+                continue
+            value = max((p.value for p in out), default=-1) + 1
+            known = next((p for p in DEFAULT_PHASES if p.name == name), None)
+            color = known.color if known else _FALLBACK_COLORS[value % len(_FALLBACK_COLORS)]
+            out.append(Phase(value, name, color, known.material if known else None))
+        out = [Phase(p.value, p.name, p.color, materials[p.name]) if materials.get(p.name) else p for p in out]
+        return PhaseTable(tuple(out))
+
     @classmethod
     def from_names(cls, names: Iterable[str]) -> "PhaseTable":
         """Phases numbered 0, 1, 2, … in the order given, colours and materials from the defaults."""
@@ -95,6 +116,33 @@ class PhaseTable:
             color = known.color if known else _FALLBACK_COLORS[value % len(_FALLBACK_COLORS)]
             out.append(Phase(value, name, color, known.material if known else None))
         return cls(tuple(out))
+
+
+def parse_phase_materials(specs: Iterable[str] | str | None) -> dict[str, str | None]:
+    """``"fiber:carbon_fiber,binder:PVDF"`` (or a list of ``name:material``) → ``{phase: material}``.
+
+    A bare ``name`` declares a phase without a material (no default properties).
+    """
+    if specs is None:
+        return {}
+    if isinstance(specs, str):
+        specs = [specs]
+    out: dict[str, str | None] = {}
+    for spec in (part.strip() for item in specs for part in item.split(",")):
+        if not spec:
+            continue
+        name, _, material = (t.strip() for t in spec.partition(":"))
+        _check_name(name)
+        if name in out:
+            raise InputError(f"phase {name!r} is given twice in {spec!r}; give each phase once as NAME:MATERIAL")
+        out[name] = material or None
+    return out
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise InputError(f"phase name {name!r} must be a non-empty word (letters, digits, _ or -), "
+                         "e.g. --phase fiber:carbon_fiber")
 
 
 _FALLBACK_COLORS = [(31, 119, 180, 255), (255, 127, 14, 255), (44, 160, 44, 255), (214, 39, 40, 255),

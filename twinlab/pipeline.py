@@ -42,6 +42,8 @@ class InputConfig(_Model):
     path: Path | None = None
     dataset: str | None = None
     kind: Literal["image", "labels"] = "image"  # "labels": the input already holds phase labels
+    phase_map: str | dict[int, str] | None = None  # kind "labels": VALUE=PHASE pairs (twinlab.labelmap)
+    phases: list[str] = Field(default_factory=list)  # kind "labels": NAME:MATERIAL of your own phases
     voxel_size: str | list[float] | float | None = None
     unit: str = "um"
     key: str | None = None
@@ -64,7 +66,7 @@ class PreprocessConfig(_Model):
 class SegmentConfig(_Model):
     method: Literal["multiotsu", "gmm"] = "multiotsu"
     phases: list[str] = Field(default_factory=lambda: ["pore", "cbd", "active"])
-    particles: bool = True
+    particles: bool | None = None  # None: split only a particulate phase (NCM, Li powder; not fibres)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -348,10 +350,14 @@ def _reconstruct(config: SampleConfig, staging: Path, *, scratch: Path, progress
     raw = data
     design = resolve_design(config.design) if config.design is not None else meta.get("design")
     params: dict[str, Any] = {"input": config.input.model_dump(mode="json"), "voxel_size_um": voxel.to_dict()}
-    labels = None
+    labels = phases = None
     if config.input.kind == "labels":  # a segmented volume: it is both the image and the phases
-        labels = {"phases": data.astype("uint8")}
-        step = Step("import_labels", params)
+        from .labelmap import map_labels
+        from .phases import parse_phase_materials
+
+        mapped = map_labels(data, config.input.phase_map, materials=parse_phase_materials(config.input.phases))
+        labels, phases = {"phases": mapped.labels}, mapped.phases
+        step = Step("import_labels", {**params, "fractions": mapped.fractions})
     elif config.preprocess.enabled and config.preprocess.steps:
         result = preprocess_volume(data, voxel_size=voxel, steps=config.preprocess.steps, chunks=config.chunks,
                                    options=config.preprocess.options, scratch=scratch / "slices")
@@ -364,7 +370,8 @@ def _reconstruct(config: SampleConfig, staging: Path, *, scratch: Path, progress
         step = Step("import", params)
     twin = create_twin(staging, data, voxel_size=voxel, thickness_axis=config.thickness_axis,
                        collector_side=config.collector_side, design=design.to_dict() if design is not None else None,
-                       labels=labels, sources=sources, step=step, chunks=config.chunks, progress=progress)
+                       labels=labels, phases=phases, sources=sources, step=step, chunks=config.chunks,
+                       progress=progress)
     shutil.rmtree(scratch, ignore_errors=True)
     middle = data.shape[0] // 2
     twin.save_result("slices", {"z": middle}, step=Step("slices", {"z": middle}),
@@ -437,7 +444,7 @@ def write_report_for(twin_path: Path, series: Path | None) -> Path:
 
 def summarize(twin: Twin) -> dict[str, Any]:
     """A short, flat table of headline numbers from the results stored in a twin: numbers and
-    short strings of each result and of its nested tables (``transport.tortuosity.tau``), no arrays."""
+    short strings of each result and of its nested tables (``transport.tortuosity.tortuosity_factor``), no arrays."""
     out: dict[str, Any] = {"shape": list(twin.shape), "voxel_size_um": list(twin.voxel_size.as_tuple())}
 
     def walk(prefix: str, value: Any, depth: int) -> None:
@@ -509,7 +516,8 @@ class DemoRun(Result):
 
 
 _TWIN_HEADLINE = (("sample", None), ("porosity", "morphology.fractions.porosity"),
-                  ("tau2", "transport.tortuosity.tortuosity_factor"),
+                  ("tau2_voxel", "transport.tortuosity.tortuosity_factor"),
+                  ("tau2_network_est", "network.tortuosity.tortuosity_factor"),
                   ("sigma_S/m", "transport.conductivity.effective_conductivity_s_m"),
                   ("pores", "network.network.num_pores"), ("coordination", "network.metrics.mean_coordination"),
                   ("crack_%", "cracks.crack_volume_percent"), ("activation", "conductive.activation"))

@@ -198,8 +198,10 @@ def fig_transport(twin: Twin, series: list[Twin]) -> Figure | None:
             axes_, values = ["z", "y", "x"], [_num(v) for v in tort["tortuosity_factor"]]
         else:
             axes_, values = [tort["axis"]], [_num(tort["tortuosity_factor"])]
-        ax1.plot(axes_, values, marker="o", ls="none" if len(values) == 1 else "-", label=t.name)
-    ax1.set_ylabel("tortuosity factor τ² (D_eff = ε D / τ²)")
+        eps = tort["per_axis"][0]["porosity"] if "per_axis" in tort else tort["porosity"]
+        ax1.plot(axes_, values, marker="o", ls="none" if len(values) == 1 else "-",
+                 label=f"{t.name} (ε={_num(eps):.3g})")
+    ax1.set_ylabel("tortuosity factor τ² (voxel solve; D_eff = ε D / τ²)")
     ax1.set_xlabel("axis")
     ax1.legend(fontsize=7)
     conds = [(t.name, t.load_result("transport").get("conductivity")) for t in members]
@@ -357,6 +359,7 @@ def _html(twin: Twin, figures: list[ReportFigure], series: list[Twin]) -> str:
             data = base64.b64encode(f.png).decode()
             blocks.append(f'<section id="{f.key}"><h2>{esc(f.title)}</h2>'
                           f'<img alt="{esc(f.title)}" src="data:image/png;base64,{data}"></section>')
+    notes = "".join(f"<li>{esc(n)}</li>" for n in report_notes(twin))
     steps = "".join(f"<li>{esc(p['step'])} <small>{esc(p.get('time', ''))}</small></li>" for p in twin.provenance)
     members = "".join(f"<li>{esc(t.name)}</li>" for t in series)
     return f"""<!DOCTYPE html>
@@ -367,6 +370,7 @@ img{{max-width:100%}}.missing{{color:#888}}</style></head>
 <body><h1>twinlab report — {esc(twin.name)}</h1>
 <p>twin <code>{esc(str(twin.path))}</code>, twinlab {esc(__version__)}</p>
 <h2>Summary</h2><table>{rows}</table>
+<h2>Warnings and notes</h2><ul class="notes">{notes or '<li>none</li>'}</ul>
 {''.join(blocks)}
 <h2>Calendering series</h2><ul>{members or '<li>none</li>'}</ul>
 <h2>Provenance</h2><ol>{steps}</ol>
@@ -376,3 +380,22 @@ img{{max-width:100%}}.missing{{color:#888}}</style></head>
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def report_notes(twin: Twin) -> list[str]:
+    """Warnings (a likely phase swap, a 2D twin) and notes the numbers need beside them (the
+    network τ² is an estimate with a known bias; skipped or bounded solves)."""
+    out = []
+    if 1 in twin.shape:
+        out.append(f"2D data: a single slice {list(twin.shape)}; fractions are area fractions and 3D analyses "
+                   "(network, transport, REV, calendering) were not run")
+    if "segment" in twin.result_names:
+        out += [f"warning: {w}" for w in twin.load_result("segment").get("warnings", [])]
+    if "network" in twin.result_names:
+        tort = twin.load_result("network").get("tortuosity") or {}
+        if "bias_note" in tort:
+            out.append(f"network tortuosity factor τ² = {_fmt(_num(tort['tortuosity_factor']))} "
+                       f"({tort.get('estimate', 'network estimate')}): {tort['bias_note']}")
+    if "transport" in twin.result_names:
+        out += [f"transport: {n}" for n in twin.load_result("transport").get("notes", [])]
+    return out

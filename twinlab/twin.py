@@ -156,6 +156,8 @@ class Twin:
         img = self.image(0)
         return {
             "path": str(self.path), "name": self.name, "shape": list(img.shape), "dtype": str(img.dtype),
+            # a one-slice twin is 2D data: 3D-only analyses refuse it (twinlab.analyses.NEEDS_3D)
+            "dimensionality": "2D (single slice)" if 1 in img.shape else "3D",
             "voxel_size_um": self.voxel_size.to_dict(),
             "size_um": [n * s for n, s in zip(img.shape, self.voxel_size.as_tuple())],
             "levels": self.levels, "chunks": list(img.chunksize),

@@ -54,6 +54,38 @@ def test_viewer_opens_a_twin(make_napari_viewer, twin):
         assert str(layer.units[0]) == "micrometer"
 
 
+@pytest.fixture
+def label_file(tmp_path):
+    """A fibre mat segmented elsewhere (0 pore, 1 fibre) with its phase map in a sidecar (issue 22)."""
+    import tifffile
+
+    lab = np.zeros((6, 20, 24), np.uint8)
+    lab[:, :, ::4] = 1
+    path = tmp_path / "mat.labels.tif"
+    tifffile.imwrite(path, lab)
+    (tmp_path / "mat.labels.tif.phase-map").write_text("0=pore,1=fiber\n")
+    return path, lab
+
+
+def test_reader_maps_a_label_volume_to_phases(label_file, tmp_path):
+    path, lab = label_file
+    assert napari_get_reader(str(tmp_path / "mat.tif")) is None  # only *.labels.* files are claimed
+    [(data, kwargs, kind)] = napari_get_reader(str(path))(str(path))
+    assert kind == "labels" and "fiber" in kwargs["features"]["phase"]
+    fiber = kwargs["features"]["index"][kwargs["features"]["phase"].index("fiber")]
+    assert np.array_equal(np.asarray(data) == fiber, lab == 1)
+    assert kwargs["metadata"]["phase_map"] == {0: "pore", 1: "fiber"}
+    assert kwargs["metadata"]["note"] == "no voxel size in the file: shown in voxels"
+
+
+def test_viewer_opens_a_label_volume(make_napari_viewer, label_file):
+    path, lab = label_file
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="twinlab-napari")
+    assert [layer.name for layer in viewer.layers] == ["mat.labels.tif phases"]
+    assert "fiber" in list(viewer.layers[0].features["phase"])
+
+
 def test_manifest_validates():
     manifest = Path(__file__).parents[1] / "src" / "twinlab_napari" / "napari.yaml"
     result = subprocess.run([sys.executable, "-m", "npe2", "validate", str(manifest)],

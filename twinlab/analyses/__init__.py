@@ -11,6 +11,7 @@ import importlib
 import inspect
 from typing import Any
 
+from .._validation import require_3d_volume
 from ..errors import InputError
 
 #: analysis name → module that defines ``analyze_twin``
@@ -22,6 +23,10 @@ ANALYSES: dict[str, str] = {
     "cracks": "twinlab.analyses.cracks",
     "conductive": "twinlab.analyses.conductive",
 }
+
+#: analyses that need a 3D volume: a one-slice (2D) twin is refused with a one-line error
+#: (paths, surfaces and sampling windows have no 2D meaning); cracks per particle work on a slice
+NEEDS_3D = frozenset({"rev", "morphology", "network", "transport", "conductive"})
 
 
 def check_analysis_names(names: Any, *, where: str = "analyses") -> list[str]:
@@ -38,6 +43,8 @@ def run_analysis(name: str, twin: Any, **options: Any) -> Any:
     """Run analysis ``name`` on ``twin``; options it does not accept are ignored (shared CLI flags)."""
     if name not in ANALYSES:
         raise InputError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}")
+    if name in NEEDS_3D:
+        require_3d_volume(twin.shape, analysis=f"analysis {name!r}")
     func = importlib.import_module(ANALYSES[name]).analyze_twin
     params = inspect.signature(func).parameters
     accepts_all = any(p.kind is p.VAR_KEYWORD for p in params.values())

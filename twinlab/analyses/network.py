@@ -12,7 +12,9 @@ Conventions
   and ``r_max`` are in voxels of the *finest* axis, and all geometry is converted with the
   per-axis voxel size. An isotropic volume gives exactly porespy's ``snow2`` network.
 * Network tortuosity uses the field's convention ``D_eff = (ε / τ²) D`` with ε the pore volume
-  fraction of the image: ``tortuosity`` is τ, ``tortuosity_factor`` is τ².
+  fraction of the image: ``tortuosity_tau`` is τ, ``tortuosity_factor`` is τ². It is a
+  *network estimate* (``estimate``, ``bias_note``): the voxel solve of
+  :mod:`twinlab.analyses.transport` is the reference.
 """
 
 from __future__ import annotations
@@ -141,6 +143,14 @@ class NetworkMetrics(Result):
     spanning_volume_fraction: float  # internal pore volume in clusters touching both faces
 
 
+NETWORK_BIAS_NOTE = (
+    "network estimate, not the reference: each throat carries the conductance of its narrowest "
+    "(inscribed) cross-section over the conduit, and pore bodies are idealised, so the network "
+    "under-estimates diffusive conductance and its tau^2 reads higher than the voxel solve's "
+    "(transport.tortuosity.tortuosity_factor) on the same pore space; compare network values "
+    "with each other and quote the voxel value")
+
+
 @dataclass(frozen=True)
 class NetworkTortuosity(Result):
     """Fickian diffusion through the network between the two thickness faces (ΔC = 1).
@@ -151,13 +161,16 @@ class NetworkTortuosity(Result):
     diffusivity_m2_s: float
     effective_diffusivity_m2_s: float
     formation_factor: float  # D / D_eff
-    tortuosity_factor: float  # τ²
-    tortuosity: float  # τ
-    porosity: float
+    tortuosity_factor: float  # τ² (network estimate)
+    tortuosity_tau: float  # τ
+    porosity: float  # ε used in τ² = ε D / D_eff: the pore volume fraction of the image
     rate_mol_s: float
     num_pores_solved: int
     num_pores_trimmed: int
     faces: str
+    estimate: str = "pore-network model (SNOW network, OpenPNM Fickian diffusion)"
+    convention: str = "D_eff = porosity * D / tau^2; tortuosity_factor = tau^2, tortuosity_tau = tau"
+    bias_note: str = NETWORK_BIAS_NOTE
 
 
 @dataclass(frozen=True)
@@ -417,7 +430,7 @@ def compute_network_tortuosity(net: PoreNetwork, *, diffusivity_m2_s: float = 1e
     tau2 = net.porosity * diffusivity_m2_s / d_eff if d_eff > 0 else float("inf")
     return NetworkTortuosity(diffusivity_m2_s=diffusivity_m2_s, effective_diffusivity_m2_s=d_eff,
                              formation_factor=diffusivity_m2_s / d_eff if d_eff > 0 else float("inf"),
-                             tortuosity_factor=tau2, tortuosity=float(np.sqrt(tau2)), porosity=net.porosity,
+                             tortuosity_factor=tau2, tortuosity_tau=float(np.sqrt(tau2)), porosity=net.porosity,
                              rate_mol_s=rate, num_pores_solved=int(pn.Np), num_pores_trimmed=int(n_all - pn.Np),
                              faces=_faces(net))
 

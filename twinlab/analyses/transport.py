@@ -39,7 +39,7 @@ from scipy.sparse import csgraph
 from .._results import Result
 from .._validation import VoxelSize, axis_index, require_ndim, require_positive, AXES
 from ..errors import ConvergenceError, InputError
-from ..materials import get_material
+from ..materials import MATERIALS
 from ..phases import DEFAULT_PHASES, PhaseTable
 from . import _multigrid, _stencil
 from .electrode import crop_planes, electrode_planes
@@ -52,8 +52,8 @@ __all__ = [
 
 FARADAY_C_MOL = 96485.33212
 
-_CONVENTION = ("D_eff = eps * D_e / tau^2; tau^2 = tortuosity factor, tau = tortuosity; "
-               "eps = volume fraction of all voxels of the phase (TauFactor)")
+_CONVENTION = ("D_eff = eps * D_e / tau^2; tortuosity_factor = tau^2, tortuosity_tau = tau; "
+               "eps = porosity = volume fraction of all voxels of the phase (TauFactor); voxel finite-volume solve")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +78,8 @@ class TortuosityResult(_FieldResult):
     percolating_fraction: float  # voxels of the phase connected to both faces / voxels of the phase
     percolates: bool
     d_eff_ratio: float  # D_eff / D_e
-    tortuosity_factor: float  # τ² = ε / (D_eff/D_e)
-    tortuosity: float  # τ
+    tortuosity_factor: float  # τ² = ε / (D_eff/D_e)  (porespy's ``.tortuosity`` is this τ²)
+    tortuosity_tau: float  # τ = √τ²
     tortuosity_factor_percolating: float  # ε_percolating / (D_eff/D_e)
     flux_error: float  # (max − min) / max of the flux through every plane normal to the axis
     iterations: int
@@ -93,8 +93,8 @@ class TortuosityTensorResult(Result):
     """Tortuosity along z, y and x (the diagonal of the tortuosity-factor tensor)."""
 
     phase: str
-    tortuosity_factor: tuple[float, float, float]  # (z, y, x)
-    tortuosity: tuple[float, float, float]
+    tortuosity_factor: tuple[float, float, float]  # τ² along (z, y, x)
+    tortuosity_tau: tuple[float, float, float]  # τ
     d_eff_ratio: tuple[float, float, float]
     per_axis: tuple[TortuosityResult, TortuosityResult, TortuosityResult]
 
@@ -281,7 +281,7 @@ def compute_tortuosity(labels: Any, *, phase: str = "pore", phases: PhaseTable =
         phase=phase if name.startswith("phase") else "True", axis=AXES[a], shape=tuple(arr.shape),
         voxel_size_um=voxel.as_tuple(), boundary=_boundary_text(a, periodic), convention=_CONVENTION,
         porosity=porosity, percolating_fraction=s["n_percolating"] / n_phase, percolates=ratio > 0,
-        d_eff_ratio=ratio, tortuosity_factor=tf, tortuosity=math.sqrt(tf),
+        d_eff_ratio=ratio, tortuosity_factor=tf, tortuosity_tau=math.sqrt(tf),
         tortuosity_factor_percolating=eps_perc / ratio if ratio > 0 else math.inf,
         flux_error=s["flux_error"], iterations=s["iterations"], solve_seconds=s["seconds"],
         solver_bytes_per_voxel=s["bytes"], field=s["field"])
@@ -295,19 +295,23 @@ def tortuosity_tensor(labels: Any, **options: Any) -> TortuosityTensorResult:
     per = tuple(compute_tortuosity(arr, axis=a, **options) for a in range(3))
     return TortuosityTensorResult(phase=per[0].phase,
                                   tortuosity_factor=tuple(r.tortuosity_factor for r in per),
-                                  tortuosity=tuple(r.tortuosity for r in per),
+                                  tortuosity_tau=tuple(r.tortuosity_tau for r in per),
                                   d_eff_ratio=tuple(r.d_eff_ratio for r in per), per_axis=per)
 
 
 def default_conductivities(names: Sequence[str], phases: PhaseTable = DEFAULT_PHASES
                            ) -> tuple[dict[str, float], dict[str, str]]:
-    """Electronic conductivities (S/m) and their sources from the phases' materials."""
+    """Electronic conductivities (S/m) and their sources from the phases' materials.
+
+    Only a phase whose material is known to :mod:`twinlab.materials` gets a default; a user's
+    own phase (no material, or one twinlab does not know) needs its conductivity given.
+    """
     values, sources = {}, {}
     for name in names:
         material = phases[name].material
-        if material is None:
+        if material not in MATERIALS:
             continue
-        m = get_material(material)
+        m = MATERIALS[material]
         if m.conductivity_s_m is not None:
             values[name] = float(m.conductivity_s_m)
             sources[name] = f"twinlab.materials {m.name}: {m.source}"
@@ -505,7 +509,7 @@ def fit_bruggeman(porosities: Sequence[float], tortuosity_factors: Sequence[floa
 def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool = False,
                  phase: str = "pore", all_axes: bool = False, periodic: bool = False,
                  rtol: float = 1e-4, conductivity: bool = True, conductivity_max_iterations: int = 2000,
-                 **options: Any) -> TransportResult:
+                 conductivities: Mapping[str, float] | None = None, **options: Any) -> TransportResult:
     """Tortuosity of ``phase`` (default along the twin's thickness axis; ``all_axes`` for the
     diagonal of the tensor) and, when every phase present has a conductivity, the effective
     electronic conductivity; stores the result as "transport" and, with ``write_fields``, the
@@ -515,11 +519,15 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
     left out (:mod:`twinlab.analyses.electrode`; reported as ``cropped_planes``); the conductivity
     sees the planes between the collector and the last plane holding solid (``conductivity_planes``:
     the electrolyte above a coating carries no electrons). A conductivity solve that fails (missing
-    conductivities, no convergence) becomes a note; the tortuosity stays.
+    conductivities, no convergence) becomes a note; the tortuosity stays. ``conductivities``
+    (phase name → S/m) override the defaults of the phases' materials.
     """
     from ..twin import Step
 
     phases = twin.phases
+    unknown = sorted(set(conductivities or {}) - set(phases.names))
+    if unknown:  # a typo must not become a silent "conductivity skipped" note
+        raise InputError(f"conductivity given for unknown phase(s) {unknown}; this twin has phases {phases.names}")
     thick = twin.thickness_axis
     a = thick if axis is None else axis_index(axis)
     labels = np.asarray(twin.labels("phases").compute())
@@ -540,13 +548,14 @@ def analyze_twin(twin: Any, *, axis: int | str | None = None, write_fields: bool
             solids = [p.name for p in phases if p.name != phase]
             solid_planes = electrode_planes(labels, axis=thick, side=twin.collector_side, phases=phases, phase=solids)
             cond = compute_conductivity(np.ascontiguousarray(crop_planes(labels, thick, solid_planes)), axis=a,
-                                        max_iterations=conductivity_max_iterations, **common)
+                                        conductivities=conductivities, max_iterations=conductivity_max_iterations,
+                                        **common)
         except (InputError, ConvergenceError) as exc:
             notes.append(f"conductivity skipped: {exc}")
     result = TransportResult(tortuosity=tort, conductivity=cond, cropped_planes=planes, notes=tuple(notes),
                              conductivity_planes=solid_planes)
     params = {"axis": AXES[a], "phase": phase, "all_axes": all_axes, "periodic": periodic, "rtol": rtol,
-              "cropped_planes": list(planes),
+              "cropped_planes": list(planes), "conductivities_s_m": dict(conductivities or {}),
               "conductivity_planes": list(solid_planes) if solid_planes else None}
     step = Step("transport", params)
     twin.save_result("transport", result, step=step)

@@ -74,6 +74,12 @@ def emit(data: Any, *, as_json: bool, title: str | None = None) -> None:
     _print_tree(plain, indent=0)
 
 
+def warn(messages: Any) -> None:
+    """Print each warning as one ``twinlab: warning: …`` line on stderr (after the result)."""
+    for message in messages or ():
+        typer.echo(f"twinlab: warning: {message}", err=True)
+
+
 def _print_tree(obj: Any, indent: int) -> None:
     pad = "  " * indent
     if isinstance(obj, dict):

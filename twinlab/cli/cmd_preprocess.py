@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..preprocess import STEPS, preprocess_to_twin
-from ._app import app, emit
+from ._app import app, emit, warn
 
 
 @app.command()
@@ -50,3 +50,4 @@ def preprocess(
     if not json_:  # the shift list is long; the twin's provenance keeps it
         summary["params"].get("align", {}).pop("shifts_px", None)
     emit(summary, as_json=json_, title=f"wrote {twin.path}")
+    warn(result.warnings)

@@ -8,20 +8,26 @@ from typing import Annotated, Optional
 import typer
 
 from ..analyses import run_analysis
+from ..phases import parse_phase_materials
 from ..twin import Twin
-from ._app import app, emit
+from ._app import app, emit, warn
 
 
 @app.command()
 def segment(
     twin: Annotated[Path, typer.Argument(help="A *.twin.zarr store (preprocessed image).")],
     method: Annotated[str, typer.Option(help="multiotsu, gmm or classifier.")] = "multiotsu",
-    phases: Annotated[str, typer.Option(help="Phase names, dark → bright (classifier: scribble order).")]
+    phases: Annotated[str, typer.Option(
+        help="Phase names, dark → bright (classifier: scribble order); your own names are fine.")]
     = "pore,cbd,active",
     scribbles: Annotated[Optional[Path], typer.Option(
         help="Classifier training labels (npy/npz/tif, image shape): 0 unlabelled, k = k-th phase.")] = None,
-    particles: Annotated[bool, typer.Option(help="Also split the active phase into particles (watershed).")]
-    = True,
+    phase: Annotated[Optional[list[str]], typer.Option(
+        "--phase", help="A phase's material, NAME:MATERIAL (e.g. fiber:carbon_fiber); repeatable. Names are free; "
+        "defaults (conductivity, …) only for a material twinlab knows.")] = None,
+    particles: Annotated[Optional[bool], typer.Option(
+        "--particles/--no-particles", help="Split a particulate phase into particles (watershed); default: only "
+        "when a phase's material is particulate (NCM, Li powder), never for fibres.")] = None,
     h_um: Annotated[Optional[float], typer.Option(help="Watershed marker dynamic in µm (default half a voxel).")]
     = None,
     min_distance_um: Annotated[Optional[float], typer.Option(
@@ -33,8 +39,10 @@ def segment(
     from ..segment import segment_twin
 
     report = segment_twin(Twin.open(twin), method=method, phases=phases, scribbles=scribbles, particles=particles,
-                          h_um=h_um, min_distance_um=min_distance_um, seed=seed)
+                          materials=parse_phase_materials(phase), h_um=h_um, min_distance_um=min_distance_um,
+                          seed=seed)
     emit(report, as_json=json_)
+    warn(report.warnings)
 
 
 @app.command()

@@ -30,14 +30,15 @@ def estimate_noise_sigma(stack: Any, *, n_samples: int = 8, sample_size: int = 6
     ``skimage.restoration.estimate_sigma`` on ``n_samples`` cubes of ``sample_size`` voxels at
     fixed positions along the volume's diagonal; the median over the cubes is returned. Only
     those cubes are computed for a dask array, and the result does not depend on its chunks.
-    Returns 0.0 for a constant volume. Units: gray levels of the input.
+    Returns 0.0 for a constant volume; a one-slice volume is estimated in 2D. Units: gray levels of the input.
     """
     from skimage.restoration import estimate_sigma
 
     stack = as_float32(stack)
     sigmas = []
     for block in sample_blocks(stack, n_samples=n_samples, size=sample_size):
-        if min(block.shape) < 2 or float(block.max() - block.min()) == 0.0:
+        block = np.squeeze(block)  # a single slice (1, y, x) is estimated as the 2D image it is
+        if block.ndim < 2 or min(block.shape) < 2 or float(block.max() - block.min()) == 0.0:
             sigmas.append(0.0)
             continue
         sigmas.append(float(estimate_sigma(block.astype(np.float64))))

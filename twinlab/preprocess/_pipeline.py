@@ -37,11 +37,12 @@ class PreprocessResult(Result):
     input_voxel_size: VoxelSize
     steps: tuple[str, ...]
     params: dict[str, Any]
+    warnings: tuple[str, ...] = ()  # e.g. a noise estimate of 0 (denoising did nothing)
 
     def to_dict(self) -> dict[str, Any]:
         return {"shape": list(self.image.shape), "dtype": str(self.image.dtype),
                 "voxel_size_um": self.voxel_size.to_dict(), "input_voxel_size_um": self.input_voxel_size.to_dict(),
-                "steps": list(self.steps), "params": self.params}
+                "steps": list(self.steps), "params": self.params, "warnings": list(self.warnings)}
 
 
 def parse_steps(steps: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -148,6 +149,7 @@ def preprocess_volume(
         data = data.rechunk({0: cz, 1: -1, 2: -1})  # slabs of whole slices for the 2D steps
     params: dict[str, Any] = {"steps": list(todo), "chunks": chunk, "input_dtype": str(in_dtype),
                               "output_dtype": str(out_dtype), "input_voxel_size_um": vs.to_dict()}
+    warnings: list[str] = []
     if "align" in todo:
         o = opts.get("align", {})
         data, shifts = align_slices(data, **o)
@@ -176,6 +178,9 @@ def preprocess_volume(
             data = data.rechunk(even_chunks(data.shape, chunk))
         if o.get("sigma") is None and o["method"] in ("nlm", "bilateral"):
             o["sigma"] = estimate_noise_sigma(data)
+            if o["sigma"] == 0 and o.get("h" if o["method"] == "nlm" else "sigma_color") is None:
+                warnings.append("denoise: the noise estimate is 0 (constant or too thin sample blocks), so "
+                                f"{o['method']} left the image unchanged; give h= (nlm) or sigma= explicitly")
         if o["method"] == "nlm":
             patch, dist = nlm_parameters(**{k: o[k] for k in ("voxel_size", "patch_size", "patch_distance",
                                                             "patch_size_um", "patch_distance_um") if k in o})
@@ -195,7 +200,10 @@ def preprocess_volume(
         params["resample"] = {**_plain(o), "voxel_size_um": out_vs.to_dict()}
     data = _cast(data, out_dtype)
     params["voxel_size_um"] = out_vs.to_dict()
-    return PreprocessResult(image=data, voxel_size=out_vs, input_voxel_size=vs, steps=todo, params=params)
+    if warnings:
+        params["warnings"] = list(warnings)
+    return PreprocessResult(image=data, voxel_size=out_vs, input_voxel_size=vs, steps=todo, params=params,
+                            warnings=tuple(warnings))
 
 
 def preprocess_to_twin(

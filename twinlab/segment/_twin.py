@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -25,10 +25,14 @@ class SegmentReport(Result):
     n_particles: int | None
     labels_written: tuple[str, ...]
     collector: CollectorInfo | None = None
+    warnings: tuple[str, ...] = ()  # e.g. a likely swap of two phases (order check)
+    particle_phase: str | None = None
+    single_slice: bool = False  # a 2D twin (one slice): fractions are area fractions
 
 
 def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] | str = DEFAULT_SEGMENT_PHASES,
-                 scribbles: Any = None, particles: bool = True, particle_phase: str = "active",
+                 scribbles: Any = None, particles: bool | None = None, particle_phase: str | None = None,
+                 materials: Mapping[str, str | None] | None = None,
                  h_um: float | None = None, min_distance_um: float | None = None, depth: int = 24,
                  seed: int = 0) -> SegmentReport:
     """Segment a twin's image into ``labels/phases`` and (optionally) ``labels/particles``.
@@ -37,13 +41,33 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     :func:`twinlab.io.read_volume` (npy, npz, tif, …) of the image's shape, 0 = unlabelled and
     ``k`` marking ``phases[k-1]``. The phase labels are written first and read back from the
     store for the particle watershed, so the segmentation is not recomputed per chunk halo.
+
+    Phase names are free: a name the twin's table lacks becomes a new phase, and ``materials``
+    (phase → material name, e.g. ``{"fiber": "carbon_fiber"}``) attach materials. Particles are
+    split (``particles=None``) only when ``particle_phase`` — by default the first segmented phase
+    whose material is particulate (NCM, Li metal powder) — exists; never for fibres. The phase
+    fractions are checked against the design (:mod:`.order`): a likely swap is in ``warnings``
+    and in the stored result ``segment``.
     """
+    from ..materials import is_particulate
     from ..twin import Step
+    from .order import check_phase_order, expected_fractions
 
     if isinstance(phases, str):
         phases = [p.strip() for p in phases.split(",") if p.strip()]
     phases = tuple(phases)
-    table = twin.phases
+    table = twin.phases.with_phases(phases, materials)
+    if particle_phase is None:
+        particle_phase = next((p for p in phases if is_particulate(table[p].material)), None)
+        if particle_phase is None and particles:
+            particle_phase = "active" if "active" in phases else None
+        if particle_phase is None and particles:
+            raise InputError(f"no phase of {list(phases)} is particulate; name the phase to split with "
+                             "particle_phase= (or pass --no-particles)")
+    elif particle_phase not in phases:
+        raise InputError(f"particle phase {particle_phase!r} is not one of the segmented phases {list(phases)}")
+    if particles is None:
+        particles = particle_phase is not None
     image = twin.image(0)
     if method == "classifier":
         if scribbles is None:
@@ -68,6 +92,9 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     counts = label_counts(stored, 256)
     total = float(counts.sum())
     fractions = {table.name(v): float(c) / total for v, c in enumerate(counts) if c > 0}
+    expected = expected_fractions(twin.design, phases, table)
+    warnings = () if expected is None else check_phase_order(
+        fractions, phases, expected=expected[0], source=expected[1], ordered=model.method != "classifier")
     n_particles = None
     if particles and particle_phase in fractions:
         inst = split_particles(stored, phase=particle_phase, phases=table, voxel_size_um=twin.voxel_size,
@@ -76,7 +103,10 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
             "phase": particle_phase, "h_um": h_um, "min_distance_um": min_distance_um, "depth": depth}))
         n_particles = int(twin.labels("particles").max().compute())
         written.append("particles")
-    return SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written), collector)
+    report = SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written), collector,
+                           warnings, particle_phase if particles else None, twin.shape[0] == 1)
+    twin.save_result("segment", report, step=Step("segment_check", {"warnings": list(warnings)}))
+    return report
 
 
 def confine_collector(labels: Any, phases: Sequence[str], table: Any, axis: int,

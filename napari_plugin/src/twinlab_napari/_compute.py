@@ -115,7 +115,8 @@ def network_layers(twin_path: str) -> tuple[list[LayerData], dict[str, Any]]:
 
 # ============================================================================ transport
 def transport_per_axis(twin_path: str, *, axes: Sequence[str] = ("z", "y", "x")) -> dict[str, dict[str, Any]]:
-    """Tortuosity factor and effective conductivity per axis (a quick look, not stored). The current
+    """Tortuosity factor τ² (voxel solve; ``tortuosity_tau`` = τ, ``porosity`` = the ε of D_eff = ε D/τ²)
+    and effective conductivity per axis (a quick look, not stored). The current
     collector's planes (and end planes without pore) are left out, as in ``twinlab analyze``; an
     axis along which the pore does not percolate gets a note instead of numbers."""
     from twinlab.analyses.electrode import electrode_labels
@@ -129,7 +130,8 @@ def transport_per_axis(twin_path: str, *, axes: Sequence[str] = ("z", "y", "x"))
     for axis in axes:
         try:
             tort = compute_tortuosity(labels, axis=axis, **common)
-            row: dict[str, Any] = {"porosity": tort.porosity, "tortuosity_factor": tort.tortuosity_factor}
+            row: dict[str, Any] = {"porosity": tort.porosity, "tortuosity_factor": tort.tortuosity_factor,
+                                   "tortuosity_tau": tort.tortuosity_tau}
         except TwinlabError as exc:
             out[axis] = {"note": str(exc)}
             continue

@@ -165,7 +165,7 @@ def _transport(job: Job, viewer: Any, labels: "napari.layers.Labels") -> None:
 
     def done(table: dict[str, Any]) -> None:
         job.status.value = "; ".join(
-            f"{a}: τ²={float(row['tortuosity_factor']):.3g}"
+            f"{a}: τ² (factor)={float(row['tortuosity_factor']):.3g} at ε={float(row['porosity']):.3g}"
             + (f", σ={row['conductivity_s_m']:.3g} S/m" if "conductivity_s_m" in row else "")
             if "tortuosity_factor" in row else f"{a}: {row['note'][:60]}"
             for a, row in table.items())

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..._validation import AXES, VoxelSize, axis_index
+from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
 from ..._outputs import check_replaceable, clean_stale, make_staging, publish
 from ...errors import InputError, OutputExistsError
 from ...materials import Material, get_material
@@ -132,6 +132,7 @@ def calender(
     output = Path(output) if output is not None else None
     labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
+    require_3d_volume(labels.shape, analysis="calendering")
     if window is not None:
         labels, image, base_meta["window"] = _lateral_window(labels, image, t_axis, int(window))
     if source_twin is not None:
