@@ -4,6 +4,19 @@ The distance transform is anisotropic (``edt`` with the voxel size in µm), mark
 h-maxima of the distance map (``h_um``) or its local maxima within a footprint
 (``min_distance_um``), and the watershed floods ``-distance`` inside the phase mask.
 
+Cracked particles stay whole (``crack_width_um``, on by default for particles). The distance
+map is taken of each particle's *envelope*: the phase closed by an ellipsoid that bridges gaps up
+to ``crack_width_um`` (through distance transforms, so the cost does not depend on the radius;
+``twinlab._morphology``) with its enclosed holes filled (hollow cores, internal voids). The
+watershed floods that envelope, so the pieces of a cracked or shattered particle fall into the
+basin of one marker; fragments that still get their own marker (a crack mouth the closing leaves
+open dents the envelope) are merged when they meet along a long boundary made of crack voxels
+(:func:`merge_cracked_fragments`, a region-adjacency graph on boundary area and crack share).
+The labels are then cut back to the phase (crack voxels are 0) and objects below
+``min_volume_um3`` are dropped. Two touching uncracked particles meet on solid contact and keep
+their own markers; two particles closer than ``crack_width_um`` are bridged in the envelope but
+merged only if the bridge is long and deep (a crack through one particle, not a neck).
+
 Dask volumes are processed chunk by chunk with a halo of ``depth`` voxels (bounded memory:
 one chunk plus halo at a time). Each chunk's labels inside its core get globally unique ids;
 a particle crossing a chunk face is seen by both chunks in the halo slab, and two labels are
@@ -25,12 +38,16 @@ from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .. import _morphology as morph
 from .._chunked import is_dask
 from .._validation import VoxelSize
 from ..errors import InputError
 from ..phases import DEFAULT_PHASES, PhaseTable
 
 DEFAULT_DEPTH = 24  # halo in voxels for chunked watershed
+DEFAULT_CRACK_WIDTH_UM = 1.0  # widest crack inside a particle that still keeps it whole (NCM: 0.1–1 µm)
+MERGE_RULE = (0.5, 0.5, 0.6)  # crack share, boundary ratio, saddle ratio (merge_cracked_fragments)
+DEFAULT_MIN_VOLUME_UM3 = 0.1  # specks below this are not particles (a 0.58 µm sphere)
 
 
 def split_particles(
@@ -43,12 +60,17 @@ def split_particles(
     min_distance_um: float | None = None,
     smooth_voxels: float = 0.0,
     saddle_ratio: float | None = None,
+    crack_width_um: float | None = DEFAULT_CRACK_WIDTH_UM,
+    max_hole_um: float | None = None,
+    merge_cracked: bool = True,
+    min_volume_um3: float = DEFAULT_MIN_VOLUME_UM3,
     depth: int | Sequence[int] = DEFAULT_DEPTH,
     threads: int = 1,
     workers: int = 1,
     scratch: str | Path | None = None,
 ) -> Any:
-    """Split a phase into instances (particles) with a distance-transform watershed.
+    """Split a phase into instances (particles) with a distance-transform watershed; cracked
+    particles stay one particle (module docs).
 
     Parameters
     ----------
@@ -65,6 +87,16 @@ def split_particles(
     saddle_ratio : if given (e.g. 0.85), neighbouring regions are merged when the highest
         distance on their shared boundary is at least this fraction of the lower peak (a
         spurious maximum on one particle's rough surface, not a neck between two particles).
+    crack_width_um : widest crack or gap (µm) inside a particle that keeps it one particle: the
+        envelope closing bridges it (module docs). ``None`` or 0: the watershed of the phase
+        itself (each crack-separated piece its own object).
+    max_hole_um : holes of the closed phase up to this equivalent diameter (µm) are filled into the
+        envelope; default every enclosed hole (hollow cores). Give it for 2D slices of dense
+        electrodes, where the pore between particles is often enclosed in the section.
+    merge_cracked : merge fragments meeting on a long boundary of crack voxels
+        (:func:`merge_cracked_fragments`); only with ``crack_width_um``.
+    min_volume_um3 : objects with less of the phase are not particles (label 0). In 2D the area
+        of the disc of the same diameter as that sphere.
     depth : halo in voxels for dask volumes; at least the largest particle diameter for labels
         equal to the whole-volume ones.
     threads : threads of the distance transform.
@@ -90,19 +122,138 @@ def split_particles(
         raise InputError(f"min_distance_um must be a positive number of micrometres, got {min_distance_um!r}")
     if saddle_ratio is not None and not (0 < saddle_ratio <= 1):
         raise InputError(f"saddle_ratio must lie in (0, 1], got {saddle_ratio!r}")
+    closing = None
+    if crack_width_um:
+        if not (math.isfinite(crack_width_um) and crack_width_um > 0):
+            raise InputError(f"crack_width_um must be a positive number of micrometres or None, got {crack_width_um!r}")
+        closing = morph.closing_radius_vox(crack_width_um, anis)
+    max_hole = None
+    if max_hole_um is not None:
+        if not (math.isfinite(max_hole_um) and max_hole_um > 0):
+            raise InputError(f"max_hole_um must be a positive number of micrometres, got {max_hole_um!r}")
+        max_hole = _equivalent_voxels(math.pi / 6.0 * max_hole_um ** 3, anis)
+    if not (math.isfinite(min_volume_um3) and min_volume_um3 >= 0):
+        raise InputError(f"min_volume_um3 must be a non-negative volume in µm³, got {min_volume_um3!r}")
     kw = dict(anisotropy=anis, h_um=h_um, min_distance_um=min_distance_um, smooth=float(smooth_voxels),
-              threads=int(threads), saddle_ratio=saddle_ratio)
+              threads=int(threads), saddle_ratio=saddle_ratio, closing_vox=closing, max_hole_voxels=max_hole,
+              merge_cracked=bool(merge_cracked and closing is not None),
+              min_voxels=_equivalent_voxels(min_volume_um3, anis))
     if not is_dask(mask):
         return _watershed_block(np.asarray(mask), **kw).astype(np.uint32)
     return _split_chunked(mask, depth=depth, scratch=scratch, kernel_kwargs=kw, workers=int(workers))
 
 
 def split_pores(labels: Any, *, phase: str | Sequence[str] = "pore", **options: Any) -> Any:
-    """Split the pore space into pores (same algorithm and options as :func:`split_particles`)."""
+    """Split the pore space into pores (same algorithm and options as :func:`split_particles`, but no
+    envelope closing and no minimum size by default: pores have no cracks to bridge)."""
+    options.setdefault("crack_width_um", None)
+    options.setdefault("min_volume_um3", 0.0)
     return split_particles(labels, phase=phase, **options)
 
 
+def merge_cracked_fragments(
+    labels: np.ndarray,
+    crack: np.ndarray,
+    *,
+    voxel_size_um: Any = None,
+    min_crack_share: float = 0.5,
+    min_boundary_ratio: float = 0.5,
+    min_saddle_ratio: float = 0.6,
+) -> np.ndarray:
+    """Merge neighbouring regions that meet along a long boundary made of crack voxels.
+
+    A region-adjacency graph over face-neighbouring voxels of different labels: for each pair,
+    the boundary area A (µm²), the crack area C (faces with a crack voxel on either side) and
+    the saddle s (the largest envelope depth on the boundary, from the distance transform of
+    ``labels > 0``). Two regions are one particle cut by a crack when
+
+    * ``C ≥ min_crack_share · A`` — they meet across a crack, not on solid contact;
+    * ``A ≥ min_boundary_ratio · V^(2/3)`` with V the smaller region's volume — the crack runs
+      across it, rather than a crack mouth grazing a neighbour;
+    * ``s ≥ min_saddle_ratio · min(peak)`` — the crack is deep inside one envelope, not a neck
+      that the closing bridged between two particles.
+
+    Parameters
+    ----------
+    labels : (z, y, x) or (y, x) int array covering the particle envelopes (crack voxels labelled).
+    crack : bool array of the same shape: crack voxels (envelope voxels that are not solid).
+    voxel_size_um : voxel size (µm), default 1.
+
+    Returns
+    -------
+    int64 labels 1..n (0 stays 0), merged components numbered by their smallest member.
+    """
+    labels = np.asarray(labels)
+    crack = np.asarray(crack, dtype=bool)
+    if labels.shape != crack.shape:
+        raise InputError(f"crack has shape {crack.shape}, labels {labels.shape}; give masks of the same volume")
+    vs = VoxelSize.parse(voxel_size_um if voxel_size_um is not None else 1.0)
+    anis = vs.as_tuple()[-labels.ndim:]
+    dist = _edt(labels > 0, anis, 1)
+    return _merge_cracked(labels.astype(np.int64), crack, dist, anis, min_crack_share, min_boundary_ratio,
+                          min_saddle_ratio)
+
+
 # ============================================================================ kernels
+def _equivalent_voxels(volume_um3: float, anisotropy: Sequence[float]) -> float:
+    """Voxel count of a sphere of ``volume_um3`` (3D) or of the disc of the same diameter (2D)."""
+    if len(anisotropy) == 3:
+        return volume_um3 / float(np.prod(anisotropy))
+    d = (6.0 * volume_um3 / math.pi) ** (1.0 / 3.0)
+    return math.pi / 4.0 * d * d / float(np.prod(anisotropy))
+
+
+def _merge_cracked(labels: np.ndarray, crack: np.ndarray, dist: np.ndarray, anis: Sequence[float],
+                   share: float, boundary_ratio: float, saddle_ratio: float) -> np.ndarray:
+    n = int(labels.max())
+    if n < 2:
+        return labels
+    keys, areas, cracked, saddles = [], [], [], []
+    for ax in range(labels.ndim):
+        lo = [slice(None)] * labels.ndim
+        hi = [slice(None)] * labels.ndim
+        lo[ax] = slice(0, -1)
+        hi[ax] = slice(1, None)
+        a, b = labels[tuple(lo)], labels[tuple(hi)]
+        m = (a > 0) & (b > 0) & (a != b)
+        if not m.any():
+            continue
+        keys.append(np.minimum(a[m], b[m]) * (n + 1) + np.maximum(a[m], b[m]))
+        face = float(np.prod([s for k, s in enumerate(anis) if k != ax]))
+        areas.append(np.full(int(m.sum()), face))
+        cracked.append(face * (crack[tuple(lo)][m] | crack[tuple(hi)][m]))
+        saddles.append(np.minimum(dist[tuple(lo)][m], dist[tuple(hi)][m]))
+    if not keys:
+        return labels
+    key = np.concatenate(keys)
+    pairs, inv = np.unique(key, return_inverse=True)
+    area = np.bincount(inv, weights=np.concatenate(areas))
+    crack_area = np.bincount(inv, weights=np.concatenate(cracked))
+    saddle = np.zeros(pairs.size)
+    np.maximum.at(saddle, inv, np.concatenate(saddles))
+    i, j = pairs // (n + 1), pairs % (n + 1)
+    volume = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(anis))
+    peak = ndi.maximum(dist, labels, index=np.arange(n + 1)).astype(np.float64)
+    merge = ((crack_area >= share * area)
+             & (area >= boundary_ratio * np.minimum(volume[i], volume[j]) ** (2.0 / 3.0))
+             & (saddle >= saddle_ratio * np.minimum(peak[i], peak[j])))
+    if not merge.any():
+        return labels
+    return _relabel_components(labels, n, i[merge], j[merge])
+
+
+def _relabel_components(labels: np.ndarray, n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Labels of the connected components of the graph with edges (i, j), numbered by first member."""
+    graph = coo_matrix((np.ones(i.size, np.int8), (i, j)), shape=(n + 1, n + 1))
+    _, comp = connected_components(graph, directed=False)
+    _, first, inverse = np.unique(comp[1:], return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(1, first.size + 1)
+    lut = np.zeros(n + 1, dtype=np.int64)
+    lut[1:] = rank[inverse]
+    return lut[labels]
+
+
 def _phase_mask(labels: Any, phase: str | Sequence[str], phases: PhaseTable) -> Any:
     if np.ndim(labels) not in (2, 3):
         raise InputError(f"labels must be 2D or 3D, got shape {np.shape(labels)}")
@@ -121,8 +272,13 @@ def _phase_mask(labels: Any, phase: str | Sequence[str], phases: PhaseTable) -> 
 
 def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: float | None,
                      min_distance_um: float | None, smooth: float, threads: int,
-                     saddle_ratio: float | None = None, origin: Sequence[int] | None = None) -> np.ndarray:
+                     saddle_ratio: float | None = None, origin: Sequence[int] | None = None,
+                     closing_vox: Sequence[int] | None = None, max_hole_voxels: float | None = None,
+                     merge_cracked: bool = False, min_voxels: float = 0.0) -> np.ndarray:
     """Watershed of one block; returns int64 labels 1..n (0 outside the mask).
+
+    With ``closing_vox`` the flooded region is the envelope (closed, holes filled) and the labels
+    are cut back to ``mask`` at the end (module docs).
 
     ``origin`` is the block's position in the whole volume: equal distances are ordered by a
     hash of the global voxel position, so flooding ties are broken the same way in a chunk as
@@ -130,10 +286,19 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
     """
     from skimage.segmentation import watershed
 
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    if not mask.any():
-        return np.zeros(mask.shape, dtype=np.int64)
-    dist = _edt(mask, anisotropy, threads)
+    solid = np.ascontiguousarray(mask, dtype=bool)
+    if not solid.any():
+        return np.zeros(solid.shape, dtype=np.int64)
+    mask = solid
+    if closing_vox is not None:
+        # markers and relief from the solid with its holes filled (hollow cores, enclosed cracks):
+        # a crack open to the surface stays a valley, so the basins meet along it; the flooding
+        # then covers the closed envelope, so crack voxels join a basin and fragments touch
+        filled = morph.fill_holes(solid, max_hole_voxels=max_hole_voxels)
+        mask = morph.fill_holes(morph.close(solid, closing_vox, threads=threads), max_hole_voxels=max_hole_voxels)
+        dist = _edt(filled, anisotropy, threads)
+    else:
+        dist = _edt(mask, anisotropy, threads)
     peaks_on = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
     if min_distance_um is not None:
         from skimage.feature import peak_local_max
@@ -161,9 +326,24 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
     if orphans.any():
         extra, n_extra = ndi.label(orphans, structure=structure)
         out[orphans] = extra[orphans] + out.max()
+    if merge_cracked and out.max() > 1:
+        out = _merge_cracked(out, mask & ~solid, _edt(mask, anisotropy, threads), anisotropy, *MERGE_RULE)
     if saddle_ratio is not None and out.max() > 1:
         out = _merge_high_saddles(out, dist, saddle_ratio)
+    if closing_vox is not None or min_voxels > 0:
+        out[~solid] = 0
+        out = _drop_small(out, min_voxels)
     return out
+
+
+def _drop_small(labels: np.ndarray, min_voxels: float) -> np.ndarray:
+    """Labels with fewer than ``min_voxels`` voxels → 0; the rest renumbered 1..n in order."""
+    counts = np.bincount(labels.ravel())
+    keep = counts >= max(min_voxels, 1)
+    keep[0] = False
+    lut = np.zeros(counts.size, dtype=np.int64)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    return lut[labels]
 
 
 def _merge_high_saddles(labels: np.ndarray, dist: np.ndarray, ratio: float) -> np.ndarray:
@@ -198,14 +378,7 @@ def _merge_high_saddles(labels: np.ndarray, dist: np.ndarray, ratio: float) -> n
     merge = sad >= ratio * np.minimum(peak[i], peak[j])
     if not merge.any():
         return labels
-    graph = coo_matrix((np.ones(int(merge.sum()), np.int8), (i[merge], j[merge])), shape=(n + 1, n + 1))
-    _, comp = connected_components(graph, directed=False)
-    _, first, inverse = np.unique(comp[1:], return_index=True, return_inverse=True)
-    rank = np.empty(first.size, dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(1, first.size + 1)
-    lut = np.zeros(n + 1, dtype=np.int64)
-    lut[1:] = rank[inverse]
-    return lut[labels]
+    return _relabel_components(labels, n, i[merge], j[merge])
 
 
 def _position_hash(shape: Sequence[int], origin: Sequence[int] | None) -> np.ndarray:
