@@ -116,7 +116,7 @@ def test_no_false_cracks_in_intact_particles(ellipsoids):
         r = crack_volume(lab, particles=part, crack_width_um=width)
         assert r.crack_volume_percent <= 0.5
         if width <= 2.0:  # particles found by the function: only while the closing (radius 2) cannot
-            r2 = crack_volume(lab, crack_width_um=width)  # bridge the ≥ 5-voxel gaps between them
+            r2 = crack_volume(lab, particles="components", crack_width_um=width)  # bridge the ≥ 5-voxel gaps between them
             assert r2.crack_volume_percent <= 0.5
             assert r2.cracked_particles == 0
 
@@ -132,7 +132,7 @@ def test_touching_particles_need_instance_labels():
     part[lab != ACTIVE] = 0
     assert crack_volume(lab, particles=part, crack_width_um=2.0).crack_volume_um3 == 0
     # without instance labels the slit between the two cubes reads as a crack (documented limit)
-    merged = crack_volume(lab, crack_width_um=2.0)
+    merged = crack_volume(lab, particles="components", crack_width_um=2.0)
     assert merged.n_particles == 1 and 0.6 * 144 <= merged.crack_volume_um3 <= 144  # slit is 12 × 12 × 1
 
 
