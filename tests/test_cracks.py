@@ -269,3 +269,99 @@ def test_generated_cathode_cracks(generated_cathode):
     assert r.crack_volume_um3 == pytest.approx(truth.sum() * vs**3, rel=0.05)
     assert (r.crack_mask & ~truth).sum() <= 0.01 * truth.sum()  # the mouth step may leak a few voxels
     assert r.foil_thickness_um == pytest.approx(g.coating_range[0] * vs)
+
+
+# ---------------------------------------------------------------------------- issue 18/20 additions
+@pytest.mark.parametrize("radius", [(1, 1, 1), (2, 3, 3), (3, 5, 4)])
+def test_edt_closing_equals_scipy_ellipsoid_closing(radius):
+    """The distance-transform closing is exactly scipy's closing by the Σ(k/r)² ≤ 1 ellipsoid
+    (array embedded in empty space), and the labelling hole fill equals binary_fill_holes."""
+    from scipy import ndimage as ndi
+
+    from twinlab import _morphology as morph
+
+    rng = np.random.default_rng(0)
+    mask = ndi.gaussian_filter(rng.random((30, 34, 38)), 2) > 0.52
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    selem = sum((g / r) ** 2 for g, r in zip(grids, radius)) <= 1.0
+    pad = [(r + 1, r + 1) for r in radius]
+    ref = ndi.binary_closing(np.pad(mask, pad), structure=selem)[tuple(slice(r + 1, -(r + 1)) for r in radius)]
+    assert np.array_equal(morph.close(mask, radius), ref | mask)
+    assert np.array_equal(morph.fill_holes(mask), ndi.binary_fill_holes(mask))
+    small = morph.fill_holes(mask, max_hole_voxels=5)
+    assert (small >= mask).all() and (small <= ndi.binary_fill_holes(mask)).all()
+
+
+def test_uncracked_generated_electrode_has_no_cracks_at_collector_crop_or_top(generated_cathode):
+    """Issue 18 item 4: an intact generated cathode (collector at y = 0, periodic particles cut by
+    the lateral faces, free top surface): ≤ 0.5 % crack in every thickness bin, the one at the
+    collector included, with the true instances; the same on a lateral crop. (With the instances
+    found by split_particles at these 0.5 µm voxels merged neighbours add false cracks: see the
+    issue-20 report.)"""
+    g = generated_cathode
+    crop = (slice(3, 37), slice(None), slice(7, 50))
+    for lab, part in ((g.phases, g.particles), (g.phases[crop], g.particles[crop])):
+        r = crack_volume(lab, particles=part, crack_width_um=1.0, voxel_size_um=0.5, thickness_axis="y", bin_um=2.0)
+        assert max(r.local_percent) <= 0.5, r.local_percent
+        assert r.crack_volume_percent <= 0.5
+
+
+def test_collector_gap_is_not_a_crack():
+    """A hemisphere-capped particle resting on the foil with a thin pore wedge beneath it: the
+    wedge touches the collector and is not counted; a void inside the particle is."""
+    lab = np.zeros((30, 30, 30), np.uint8)
+    lab[:, :3, :] = 3  # collector layers at y < 3
+    zz, yy, xx = np.indices(lab.shape)
+    ball = (zz - 15) ** 2 + (yy - 15) ** 2 + (xx - 15) ** 2 <= 11 ** 2
+    lab[ball] = ACTIVE
+    lab[ball & (yy < 5)] = PORE  # the flattened underside leaves a 1-voxel gap above the foil
+    lab[13:17, 14:16, 13:17] = PORE  # an internal void of 32 voxels
+    r = crack_volume(lab, crack_width_um=3.0, thickness_axis="y")
+    assert r.crack_volume_um3 == 32
+
+
+def test_2d_slice_gives_crack_areas(cracked):
+    lab, part, truth = cracked
+    z = 15  # through the particle centres
+    r = crack_volume(lab[z], particles=part[z], crack_width_um=2.0, thickness_axis="y")
+    assert r.dimensions == "2D" and "2D slice" in r.method and len(r.structuring_radius_vox) == 2
+    # a crack plane at a grazing angle to the slice has a wide section, wider than the closing
+    # bridges: a section recovers less than the 3D crack, and nothing that is not a crack
+    assert 0.6 * truth[z].sum() <= r.crack_volume_um3 <= truth[z].sum()
+    assert not (r.crack_mask & ~truth[z]).any()
+    default = crack_volume(lab[z], crack_width_um=2.0, thickness_axis="y")  # instances found on the slice
+    assert default.dimensions == "2D" and default.n_particles >= 10  # wide crack sections may split a disc
+    with pytest.raises(InputError, match="2D slice has axes"):
+        crack_volume(lab[z], thickness_axis="z")
+    with pytest.raises(InputError, match="3D volume"):
+        crack_volume(lab[z, 0])
+
+
+@pytest.fixture(scope="module")
+def damaged_cathode():
+    from twinlab.datasets.generators import Damage, LogNormalMode, make_cathode
+
+    return make_cathode(domain_um=(6, 8, 6), voxel_size_um=0.1, modes=(LogNormalMode(3.0, 0.2, 1.0),),
+                        collector_um=0.5, damage=Damage(cracked=0.6, hollow=0.2, shattered=0.1), seed=2)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 not met: split_particles merges neighbouring 3 µm particles "
+                   "bridged by the 1 µm envelope closing, and their gap counts as a crack")
+def test_damaged_generated_cathode_crack_volume_with_found_instances(damaged_cathode):
+    g = damaged_cathode
+    own = crack_volume(g.phases, voxel_size_um=0.1, crack_width_um=1.0, thickness_axis="y")
+    assert own.crack_volume_um3 == pytest.approx(g.cracks.sum() * 1e-3, rel=0.15)
+
+
+def test_damaged_generated_cathode_crack_volume(damaged_cathode):
+    """Generated damaged cathode (0.1 µm voxels: radial and core cracks, hollow cores): crack
+    volume within 5 % of the truth and per-particle crack fractions r ≥ 0.9, given the true particles."""
+    g = damaged_cathode
+    assert g.cracks.sum() > 0.01 * (g.particles > 0).sum()
+    truth = g.cracks.sum() * 1e-3
+    given = crack_volume(g.phases, particles=g.particles, voxel_size_um=0.1, crack_width_um=1.0, thickness_axis="y")
+    assert given.crack_volume_um3 == pytest.approx(truth, rel=0.05)
+    ids, true_frac = g.particle_crack_fractions()
+    found = dict(zip(given.particle_ids, given.particle_crack_fraction))
+    r = np.corrcoef([found.get(int(i), 0.0) for i in ids], true_frac)[0, 1]
+    assert r >= 0.9
