@@ -27,7 +27,7 @@ Cracks wider than ``crack_width_um`` that reach the surface are treated as surfa
 concavities, not cracks: set ``crack_width_um`` to the widest crack you want to count.
 
 Particles: by default the instances of :func:`twinlab.segment.split_particles` with the same
-``crack_width_um``, which keeps a cracked particle one particle (its cracks are inside its
+``crack_width_um`` and its crack-fragment merge (``merge_cracked=True``), which keeps a cracked particle one particle (its cracks are inside its
 envelope, not boundaries between fragments). Pass your own instance labels (``particles``), or
 ``particles="components"`` for the connected components of the closed active phase (two
 particles closer than ``crack_width_um`` then merge and the pore neck between them counts).
@@ -175,8 +175,8 @@ def crack_volume(
         from ..segment import split_particles
 
         particles = split_particles(labels, phase=phase, phases=phases, voxel_size_um=voxel,
-                                    crack_width_um=width)
-        method = "closing+fill per particle of split_particles (cracked particles kept whole)"
+                                    crack_width_um=width, merge_cracked=True)
+        method = "closing+fill per particle of split_particles (crack fragments merged)"
         mouth_voxels = 1 if mouth_voxels is None else mouth_voxels
     elif isinstance(particles, str):
         if particles != "components":
