@@ -189,6 +189,10 @@ def test_analyze_twin_writes_labels_and_result(make_twin, cracked):
     assert twin.load_result("cracks")["crack_volume_um3"] == r.crack_volume_um3
     assert "crack_mask" not in twin.load_result("cracks")  # the mask is the labels layer, not JSON
     assert int(twin.labels("cracks").sum().compute()) == int(r.crack_mask.sum())
+    from twinlab.report import fig_crack_fractions
+
+    fig = fig_crack_fractions(twin, [])  # the damage histogram of the report
+    assert fig is not None and sum(p.get_height() for p in fig.axes[0].patches) == r.n_particles
 
 
 def test_foil_is_left_out_of_the_profile_and_solver_profiles_compare(cracked):
