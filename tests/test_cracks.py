@@ -369,3 +369,25 @@ def test_damaged_generated_cathode_crack_volume(damaged_cathode):
     found = dict(zip(given.particle_ids, given.particle_crack_fraction))
     r = np.corrcoef([found.get(int(i), 0.0) for i in ids], true_frac)[0, 1]
     assert r >= 0.9
+
+
+def test_generator_damage_truth(damaged_cathode):
+    """The damage option cuts cracks and hollow cores inside particles only: truth cracks are pore,
+    lie in a particle's envelope, hold no CBD; the same seed gives the same volume; bad ranges raise."""
+    from twinlab.datasets.generators import Damage, LogNormalMode, make_cathode
+
+    g = damaged_cathode
+    assert g.cracks.any() and (g.phases[g.cracks] == PORE).all() and (g.particles[g.cracks] > 0).all()
+    assert sum(g.notes["damaged_particles"].values()) >= 2
+    ids, frac = g.particle_crack_fractions()
+    assert (frac >= 0).all() and (frac < 0.6).all() and (frac > 0).sum() >= 2
+    intact = make_cathode(domain_um=(6, 8, 6), voxel_size_um=0.1, modes=(LogNormalMode(3.0, 0.2, 1.0),),
+                          collector_um=0.5, seed=2)
+    assert intact.cracks is None and (intact.particles == g.particles).all()  # same packing, then cut
+    assert ((intact.phases != g.phases) == g.cracks).all()
+    with pytest.raises(InputError, match="sum to <= 1"):
+        Damage(cracked=0.8, hollow=0.5)
+    with pytest.raises(InputError, match="width_um"):
+        Damage(width_um=(1.0, 0.2))
+    with pytest.raises(InputError, match="damage must be"):
+        make_cathode(shape=(20, 20, 20), voxel_size_um=1.0, damage={"cracked": 1})

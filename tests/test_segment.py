@@ -418,7 +418,7 @@ def test_split_particles_keeps_a_cracked_particle_whole():
     assert sl.max() == 2
     tiny = lab.copy()
     tiny[0:2, 0:2, 0:2] = 1  # an 8 µm³ speck
-    assert split_particles(tiny, voxel_size_um=1.0, min_volume_um3=10.0, merge_cracked=True).max() == 2
+    assert split_particles(tiny, voxel_size_um=1.0, crack_width_um=1.0, min_volume_um3=10.0, merge_cracked=True).max() == 2
     with pytest.raises(InputError, match="crack_width_um"):
         split_particles(lab, crack_width_um=-1.0)
     with pytest.raises(InputError, match="min_volume_um3"):

@@ -20,8 +20,9 @@ active-material particle. The envelope of one particle is computed on that parti
    untouched.
 
 What is not a crack: a pocket of pore that touches the current collector (the wedge between a
-particle and the foil) is left out, and the volume's faces (lateral crop, top surface) are open
-space to the closing, so a particle cut by them gains no envelope there.
+particle and the foil) is left out, and the closing ends at the volume's faces (lateral crop, top
+surface): nothing within the closing radius of a face is closed, so a particle cut by a face
+gains no envelope there (a crack reaching a face is counted only beyond that radius from it).
 
 Cracks wider than ``crack_width_um`` that reach the surface are treated as surface
 concavities, not cracks: set ``crack_width_um`` to the widest crack you want to count.
@@ -173,9 +174,11 @@ def crack_volume(
     radius = morph.closing_radius_vox(width, step)
     if particles is None:
         from ..segment import split_particles
+        from ..segment.instances import DEFAULT_MIN_VOLUME_UM3
 
         particles = split_particles(labels, phase=phase, phases=phases, voxel_size_um=voxel,
-                                    crack_width_um=width, merge_cracked=True)
+                                    crack_width_um=width, merge_cracked=True,
+                                    min_volume_um3=DEFAULT_MIN_VOLUME_UM3)
         method = "closing+fill per particle of split_particles (crack fragments merged)"
         mouth_voxels = 1 if mouth_voxels is None else mouth_voxels
     elif isinstance(particles, str):
@@ -205,11 +208,17 @@ def crack_volume(
         if sl is None:
             continue
         # the closing lies in the particle's convex hull, hence in its box: one voxel of margin for
-        # the hole filling and the mouth step. morph.close sees the particle alone in open space
-        # (beyond the box, and beyond the volume's faces: a crop or the top surface adds nothing)
+        # the hole filling and the mouth step. The transforms need the radius beyond the box, but
+        # only inside the volume: at the volume's faces (lateral crop, top surface, a cut through a
+        # particle) the dilation ends, so nothing within the radius of a face is closed, and a
+        # twin whose particles are cut by its faces (FIB-SEM crops) pays little for a large radius
         box = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(sl, labels.shape))
+        grown = tuple(slice(max(0, b.start - r - 1), min(n, b.stop + r + 1))
+                      for b, r, n in zip(box, radius, labels.shape))
+        inner = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))
         own = particles[box] == pid
-        env = morph.fill_holes(morph.close(own, radius))
+        closed = morph.close(particles[grown] == pid, radius, pad=False)[inner]
+        env = morph.fill_holes(closed)
         c = env & void[box]
         if collector is not None and c.any():
             c = _drop_collector_gaps(c, collector[box])
@@ -293,9 +302,13 @@ def compare_crack_profiles(crack_profile: Any, crackable_profile: Any, *, relati
 
 def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None = None,
                  crackable_profile: Any = None, threshold_mpa: float | None = None,
-                 write_labels: bool = True) -> CrackResult:
-    """Crack volume of a twin (labels ``phases``, and ``particles`` when present); stores result ``cracks``
-    and labels ``cracks`` (1 = crack voxel).
+                 write_labels: bool = True, particles: str = "found") -> CrackResult:
+    """Crack volume of a twin (labels ``phases``); stores result ``cracks`` and labels ``cracks``
+    (1 = crack voxel).
+
+    ``particles``: "found" (default) — instances found for the crack analysis (cracked particles
+    kept whole, see :func:`crack_volume`); "stored" — the twin's ``particles`` labels (a plain
+    watershed cuts cracked particles along their cracks, which then do not count); "components".
 
     The stored result also holds the comparison with a crackable-volume profile when one is
     available: ``crackable_profile`` (a profile, a ``CalenderStep``, or the path of a simulated
@@ -305,12 +318,16 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
     from ..twin import Step, Twin
 
     labels = twin.labels("phases")
-    particles = twin.labels("particles") if twin.has_labels("particles") else None
-    result = crack_volume(labels, particles=particles, phases=twin.phases, thickness_axis=twin.thickness_axis,
+    if particles not in ("found", "stored", "components"):
+        raise InputError(f"particles must be 'found', 'stored' or 'components', got {particles!r}")
+    if particles == "stored" and not twin.has_labels("particles"):
+        raise InputError("the twin has no 'particles' labels; segment with particles or use particles='found'")
+    given = {"found": None, "components": "components"}.get(particles) if particles != "stored" else \
+        twin.labels("particles")
+    result = crack_volume(labels, particles=given, phases=twin.phases, thickness_axis=twin.thickness_axis,
                           collector_side=twin.collector_side, crack_width_um=crack_width_um,
                           voxel_size_um=twin.voxel_size, bin_um=bin_um)
-    params = {"crack_width_um": crack_width_um, "bin_um": bin_um, "particles": particles is not None,
-              "method": result.method}
+    params = {"crack_width_um": crack_width_um, "bin_um": bin_um, "particles": particles, "method": result.method}
     if write_labels:
         twin.write_labels("cracks", result.crack_mask.astype(np.uint8), step=Step("crack_volume", params))
     source = None

@@ -4,7 +4,9 @@ The distance transform is anisotropic (``edt`` with the voxel size in µm), mark
 h-maxima of the distance map (``h_um``) or its local maxima within a footprint
 (``min_distance_um``), and the watershed floods ``-distance`` inside the phase mask.
 
-Cracked particles (``crack_width_um``, on by default for particles). The markers and the relief
+Cracked particles (``crack_width_um``; :func:`twinlab.analyses.cracks.crack_volume` uses it by
+default, the plain watershed stays the default here so that segmentations keep their
+numbers). The markers and the relief
 come from the distance map of the phase with its enclosed holes filled (hollow cores, internal
 voids); the watershed floods the *envelope*: the phase closed by an ellipsoid that bridges gaps
 up to ``crack_width_um`` (through distance transforms, so the cost does not depend on the
@@ -61,10 +63,10 @@ def split_particles(
     min_distance_um: float | None = None,
     smooth_voxels: float = 0.0,
     saddle_ratio: float | None = None,
-    crack_width_um: float | None = DEFAULT_CRACK_WIDTH_UM,
+    crack_width_um: float | None = None,
     max_hole_um: float | None = None,
     merge_cracked: bool = False,
-    min_volume_um3: float = DEFAULT_MIN_VOLUME_UM3,
+    min_volume_um3: float = 0.0,
     depth: int | Sequence[int] = DEFAULT_DEPTH,
     threads: int = 1,
     workers: int = 1,
@@ -89,8 +91,9 @@ def split_particles(
         distance on their shared boundary is at least this fraction of the lower peak (a
         spurious maximum on one particle's rough surface, not a neck between two particles).
     crack_width_um : widest crack or gap (µm) inside a particle that keeps it one particle: the
-        envelope closing bridges it (module docs). ``None`` or 0: the watershed of the phase
-        itself (each crack-separated piece its own object).
+        envelope closing bridges it (module docs); e.g. ``DEFAULT_CRACK_WIDTH_UM`` (1 µm) for
+        cycled NCM. ``None`` (default) or 0: the watershed of the phase itself (each
+        crack-separated piece its own object), as before.
     max_hole_um : holes of the closed phase up to this equivalent diameter (µm) are filled into the
         envelope; default every enclosed hole (hollow cores). Give it for 2D slices of dense
         electrodes, where the pore between particles is often enclosed in the section.
@@ -98,8 +101,9 @@ def split_particles(
         (:func:`merge_cracked_fragments`); only with ``crack_width_um``. Off by default: on the
         generated electrodes (damaged at 0.1 µm, intact at 0.3 µm) the envelope markers already
         keep cracked particles whole and the merge joined more touching pairs than fragments.
-    min_volume_um3 : objects with less of the phase are not particles (label 0). In 2D the area
-        of the disc of the same diameter as that sphere.
+    min_volume_um3 : objects with less of the phase are not particles (label 0); e.g.
+        ``DEFAULT_MIN_VOLUME_UM3`` (0.1 µm³) for NCM. In 2D the area of the disc of the same
+        diameter as that sphere.
     depth : halo in voxels for dask volumes; at least the largest particle diameter for labels
         equal to the whole-volume ones.
     threads : threads of the distance transform.
