@@ -44,21 +44,15 @@ def erode(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1) ->
     return _distance(mask, radius_vox, threads, black_border=True) > 1.0 + _TOL
 
 
-def close(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1, pad: bool = True) -> np.ndarray:
-    """Closing (dilation then erosion) by the ellipsoid of semi-axes ``radius_vox``; always ⊇ ``mask``.
-
-    ``pad=True``: as if the array were embedded in empty space (exact; the transforms run on the
-    array grown by the radius). ``pad=False``: the array's edge is where the dilation ends too, so
-    nothing within the radius of the edge is closed (no growth: for a region already holding a
-    radius of margin, or where the edge must not close anything).
-    """
+def close(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1) -> np.ndarray:
+    """Closing (dilation then erosion) by the ellipsoid of semi-axes ``radius_vox``, as if the
+    array were embedded in empty space (no wall is invented at its edge); always ⊇ ``mask``.
+    The transforms run on the array grown by the radius (the only cost that grows with it)."""
     mask = np.asarray(mask, dtype=bool)
-    if not pad:
-        return erode(dilate(mask, radius_vox, threads=threads), radius_vox, threads=threads) | mask
-    width = [(int(np.ceil(r)) + 1,) * 2 for r in radius_vox]
-    padded = np.pad(mask, width)
+    pad = [(int(np.ceil(r)) + 1,) * 2 for r in radius_vox]
+    padded = np.pad(mask, pad)
     closed = erode(dilate(padded, radius_vox, threads=threads), radius_vox, threads=threads)
-    return closed[tuple(slice(p, -p) for p, _ in width)] | mask
+    return closed[tuple(slice(p, -p) for p, _ in pad)] | mask
 
 
 def fill_holes(mask: np.ndarray, *, max_hole_voxels: float | None = None) -> np.ndarray:

@@ -57,11 +57,12 @@ def main() -> None:
     ap.add_argument("--voxel", type=float, default=0.1)
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--fibsem-domain", default="6,7,7", help="µm (z, y, x) of the radius-scaling twin")
+    ap.add_argument("--fibsem-domain", default="8.5,8.5,8.5", help="µm (z, y, x) of the radius-scaling twin")
+    ap.add_argument("--fibsem-particle-um", type=float, default=8.0)
     ap.add_argument("--only-radius", action="store_true")
     a = ap.parse_args()
     if a.only_radius:
-        radius_scaling(a.fibsem_domain)
+        radius_scaling(a.fibsem_domain, a.fibsem_particle_um)
         return
     modes = (LogNormalMode(5.0, 0.2, 0.7), LogNormalMode(3.0, 0.2, 0.3))
     t = time.perf_counter()
@@ -73,26 +74,29 @@ def main() -> None:
     for z in (g.phases.shape[0] // 4, g.phases.shape[0] // 2, 3 * g.phases.shape[0] // 4):
         s = score(g.phases[z], g.particles[z], g.cracks[z], a.voxel, a.width)
         print(f"2D z={z} " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()))
-    radius_scaling(a.fibsem_domain)
+    radius_scaling(a.fibsem_domain, a.fibsem_particle_um)
 
 
-def radius_scaling(domain: str) -> None:
+def radius_scaling(domain: str, particle_um: float) -> None:
     """Crack analysis time for closing radii 3 → 30 voxels on one twin at the seeds' FIB-SEM voxel
     size (32.5 × 37.2 × 37.2 nm), its true particles given (the analysis alone is timed)."""
     vs = (0.0325, 0.03722, 0.03722)
     t = time.perf_counter()
     g = make_cathode(domain_um=tuple(float(v) for v in domain.split(",")), voxel_size_um=vs,
-                     modes=(LogNormalMode(4.0, 0.2, 1.0),), collector_um=0.0, damage=Damage(), seed=3)
-    print(f"FIB-SEM twin {g.phases.shape} at {vs} µm generated in {time.perf_counter() - t:.1f} s")
-    times = {}
-    for r in (3, 10, 30):
+                     modes=(LogNormalMode(particle_um, 0.2, 1.0),), collector_um=0.0, damage=Damage(), seed=3)
+    print(f"FIB-SEM twin {g.phases.shape} at {vs} µm ({particle_um} µm particles) generated in "
+          f"{time.perf_counter() - t:.1f} s; true crack volume "
+          f"{100 * g.cracks.sum() / (g.particles > 0).sum():.2f} % of the particles")
+    times: dict[int, float] = {}
+    for r in (3, 30, 10, 3, 30):  # interleaved, best of two: robust to load on a shared machine
         w = 2 * vs[1] * (r - 1)  # radius ceil(w / 2 voxel) + 1 along y and x
         t = time.perf_counter()
         res = crack_volume(g.phases, particles=g.particles, voxel_size_um=vs, crack_width_um=w, thickness_axis="y")
-        times[r] = time.perf_counter() - t
-        print(f"crack analysis, closing radius {res.structuring_radius_vox} voxels: {times[r]:.2f} s "
+        dt = time.perf_counter() - t
+        times[r] = min(dt, times.get(r, dt))
+        print(f"crack analysis, closing radius {res.structuring_radius_vox} voxels: {dt:.2f} s "
               f"(crack {res.crack_volume_percent:.2f} %)")
-    print(f"time ratio radius 30 / radius 3: {times[30] / times[3]:.2f}")
+    print(f"time ratio radius 30 / radius 3 (best of two each): {times[30] / times[3]:.2f}")
 
 
 if __name__ == "__main__":

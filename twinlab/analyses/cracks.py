@@ -20,9 +20,8 @@ active-material particle. The envelope of one particle is computed on that parti
    untouched.
 
 What is not a crack: a pocket of pore that touches the current collector (the wedge between a
-particle and the foil) is left out, and the closing ends at the volume's faces (lateral crop, top
-surface): nothing within the closing radius of a face is closed, so a particle cut by a face
-gains no envelope there (a crack reaching a face is counted only beyond that radius from it).
+particle and the foil) is left out, and beyond the volume's faces (lateral crop, top surface) is
+open space to the closing, so a particle cut by a face gains no envelope along it.
 
 Cracks wider than ``crack_width_um`` that reach the surface are treated as surface
 concavities, not cracks: set ``crack_width_um`` to the widest crack you want to count.
@@ -208,17 +207,12 @@ def crack_volume(
         if sl is None:
             continue
         # the closing lies in the particle's convex hull, hence in its box: one voxel of margin for
-        # the hole filling and the mouth step. The transforms need the radius beyond the box, but
-        # only inside the volume: at the volume's faces (lateral crop, top surface, a cut through a
-        # particle) the dilation ends, so nothing within the radius of a face is closed, and a
-        # twin whose particles are cut by its faces (FIB-SEM crops) pays little for a large radius
+        # the hole filling and the mouth step. morph.close sees the particle alone in open space
+        # (beyond the box and beyond the volume's faces: a crop or the top surface closes nothing);
+        # its transforms run on the box grown by the radius, the one cost that grows with it
         box = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(sl, labels.shape))
-        grown = tuple(slice(max(0, b.start - r - 1), min(n, b.stop + r + 1))
-                      for b, r, n in zip(box, radius, labels.shape))
-        inner = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))
         own = particles[box] == pid
-        closed = morph.close(particles[grown] == pid, radius, pad=False)[inner]
-        env = morph.fill_holes(closed)
+        env = morph.fill_holes(morph.close(own, radius))
         c = env & void[box]
         if collector is not None and c.any():
             c = _drop_collector_gaps(c, collector[box])
