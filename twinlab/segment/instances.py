@@ -49,7 +49,7 @@ from ..phases import DEFAULT_PHASES, PhaseTable
 
 DEFAULT_DEPTH = 24  # halo in voxels for chunked watershed
 DEFAULT_CRACK_WIDTH_UM = 1.0  # widest crack inside a particle that still keeps it whole (NCM: 0.1–1 µm)
-MERGE_RULE = (0.5, 0.98)  # crack share, solidity ratio (merge_cracked_fragments)
+MERGE_RULE = (0.6, 0.98)  # crack share, solidity ratio (merge_cracked_fragments)
 DEFAULT_MIN_VOLUME_UM3 = 0.1  # specks below this are not particles (a 0.58 µm sphere)
 
 
@@ -163,7 +163,7 @@ def merge_cracked_fragments(
     crack: np.ndarray,
     *,
     voxel_size_um: Any = None,
-    min_crack_share: float = 0.5,
+    min_crack_share: float = 0.6,
     solidity_ratio: float = 0.98,
 ) -> np.ndarray:
     """Merge neighbouring regions that meet across cracks and together form one convex body.
