@@ -391,3 +391,21 @@ def test_generator_damage_truth(damaged_cathode):
         Damage(width_um=(1.0, 0.2))
     with pytest.raises(InputError, match="damage must be"):
         make_cathode(shape=(20, 20, 20), voxel_size_um=1.0, damage={"cracked": 1})
+
+
+def test_analyze_twin_ignores_a_plain_watershed_layer(make_twin, cracked):
+    """Issue 20's report: a plain watershed cuts cracked particles along their cracks, so its layer
+    hides them; "auto" then finds crack-aware instances, "stored" shows the loss."""
+    from twinlab.analyses.cracks import analyze_twin
+    from twinlab.segment import split_particles
+    from twinlab.twin import Step
+
+    lab, part, truth = cracked
+    twin = make_twin(lab.astype(np.uint16), voxel_size=1.0, labels={"phases": lab})
+    twin.write_labels("particles", split_particles(lab, voxel_size_um=1.0), step=Step("split_particles", {}))
+    auto = analyze_twin(twin, crack_width_um=2.0, write_labels=False)
+    stored = analyze_twin(twin, crack_width_um=2.0, write_labels=False, particles="stored")
+    assert auto.crack_volume_um3 == pytest.approx(truth.sum(), rel=0.10)
+    assert stored.crack_volume_um3 < 0.8 * truth.sum()
+    with pytest.raises(InputError, match="particles must be"):
+        analyze_twin(twin, particles="truth")

@@ -296,13 +296,15 @@ def compare_crack_profiles(crack_profile: Any, crackable_profile: Any, *, relati
 
 def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None = None,
                  crackable_profile: Any = None, threshold_mpa: float | None = None,
-                 write_labels: bool = True, particles: str = "found") -> CrackResult:
+                 write_labels: bool = True, particles: str = "auto") -> CrackResult:
     """Crack volume of a twin (labels ``phases``); stores result ``cracks`` and labels ``cracks``
     (1 = crack voxel).
 
-    ``particles``: "found" (default) — instances found for the crack analysis (cracked particles
-    kept whole, see :func:`crack_volume`); "stored" — the twin's ``particles`` labels (a plain
-    watershed cuts cracked particles along their cracks, which then do not count); "components".
+    ``particles``: "found" — instances found for the crack analysis (cracked particles kept
+    whole, see :func:`crack_volume`); "stored" — the twin's ``particles`` labels; "components";
+    "auto" (default) — the stored labels unless they come from a plain watershed
+    (``split_particles`` without ``crack_width_um``, which cuts cracked particles along their
+    cracks, so the cracks would not count), else "found".
 
     The stored result also holds the comparison with a crackable-volume profile when one is
     available: ``crackable_profile`` (a profile, a ``CalenderStep``, or the path of a simulated
@@ -312,8 +314,10 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
     from ..twin import Step, Twin
 
     labels = twin.labels("phases")
-    if particles not in ("found", "stored", "components"):
-        raise InputError(f"particles must be 'found', 'stored' or 'components', got {particles!r}")
+    if particles not in ("auto", "found", "stored", "components"):
+        raise InputError(f"particles must be 'auto', 'found', 'stored' or 'components', got {particles!r}")
+    if particles == "auto":
+        particles = "stored" if twin.has_labels("particles") and _crack_aware(twin.provenance) else "found"
     if particles == "stored" and not twin.has_labels("particles"):
         raise InputError("the twin has no 'particles' labels; segment with particles or use particles='found'")
     given = {"found": None, "components": "components"}.get(particles) if particles != "stored" else \
@@ -342,6 +346,18 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
 
 
 # ============================================================================ helpers
+def _crack_aware(provenance: list[dict[str, Any]]) -> bool:
+    """Whether the twin's ``particles`` layer keeps cracked particles whole: written as given
+    labels (e.g. truth), or by ``split_particles`` with a crack width."""
+    for step in reversed(provenance):
+        params = step.get("params") or {}
+        if step.get("step") == "split_particles":
+            return bool(params.get("crack_width_um"))
+        if step.get("step") in ("add_labels", "create") and params.get("name") == "particles":
+            return True
+    return True  # labels given at creation
+
+
 def _add_mouth(own: np.ndarray, crack: np.ndarray, void: np.ndarray, steps: int) -> np.ndarray:
     """Grow ``crack`` by up to ``steps`` face steps into void voxels inside the convex hull of the
     particle (voxel centres). Only the few candidate voxels beside the crack are tested against the
