@@ -116,7 +116,7 @@ def test_no_false_cracks_in_intact_particles(ellipsoids):
         r = crack_volume(lab, particles=part, crack_width_um=width)
         assert r.crack_volume_percent <= 0.5
         if width <= 2.0:  # particles found by the function: only while the closing (radius 2) cannot
-            r2 = crack_volume(lab, crack_width_um=width)  # bridge the ≥ 5-voxel gaps between them
+            r2 = crack_volume(lab, particles="components", crack_width_um=width)  # bridge the ≥ 5-voxel gaps between them
             assert r2.crack_volume_percent <= 0.5
             assert r2.cracked_particles == 0
 
@@ -132,7 +132,7 @@ def test_touching_particles_need_instance_labels():
     part[lab != ACTIVE] = 0
     assert crack_volume(lab, particles=part, crack_width_um=2.0).crack_volume_um3 == 0
     # without instance labels the slit between the two cubes reads as a crack (documented limit)
-    merged = crack_volume(lab, crack_width_um=2.0)
+    merged = crack_volume(lab, particles="components", crack_width_um=2.0)
     assert merged.n_particles == 1 and 0.6 * 144 <= merged.crack_volume_um3 <= 144  # slit is 12 × 12 × 1
 
 
@@ -189,6 +189,10 @@ def test_analyze_twin_writes_labels_and_result(make_twin, cracked):
     assert twin.load_result("cracks")["crack_volume_um3"] == r.crack_volume_um3
     assert "crack_mask" not in twin.load_result("cracks")  # the mask is the labels layer, not JSON
     assert int(twin.labels("cracks").sum().compute()) == int(r.crack_mask.sum())
+    from twinlab.report import fig_crack_fractions
+
+    fig = fig_crack_fractions(twin, [])  # the damage histogram of the report
+    assert fig is not None and sum(p.get_height() for p in fig.axes[0].patches) == r.n_particles
 
 
 def test_foil_is_left_out_of_the_profile_and_solver_profiles_compare(cracked):
@@ -269,3 +273,139 @@ def test_generated_cathode_cracks(generated_cathode):
     assert r.crack_volume_um3 == pytest.approx(truth.sum() * vs**3, rel=0.05)
     assert (r.crack_mask & ~truth).sum() <= 0.01 * truth.sum()  # the mouth step may leak a few voxels
     assert r.foil_thickness_um == pytest.approx(g.coating_range[0] * vs)
+
+
+# ---------------------------------------------------------------------------- issue 18/20 additions
+@pytest.mark.parametrize("radius", [(1, 1, 1), (2, 3, 3), (3, 5, 4)])
+def test_edt_closing_equals_scipy_ellipsoid_closing(radius):
+    """The distance-transform closing is exactly scipy's closing by the Σ(k/r)² ≤ 1 ellipsoid
+    (array embedded in empty space), and the labelling hole fill equals binary_fill_holes."""
+    from scipy import ndimage as ndi
+
+    from twinlab import _morphology as morph
+
+    rng = np.random.default_rng(0)
+    mask = ndi.gaussian_filter(rng.random((30, 34, 38)), 2) > 0.52
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    selem = sum((g / r) ** 2 for g, r in zip(grids, radius)) <= 1.0
+    pad = [(r + 1, r + 1) for r in radius]
+    ref = ndi.binary_closing(np.pad(mask, pad), structure=selem)[tuple(slice(r + 1, -(r + 1)) for r in radius)]
+    assert np.array_equal(morph.close(mask, radius), ref | mask)
+    assert np.array_equal(morph.fill_holes(mask), ndi.binary_fill_holes(mask))
+    small = morph.fill_holes(mask, max_hole_voxels=5)
+    assert (small >= mask).all() and (small <= ndi.binary_fill_holes(mask)).all()
+
+
+def test_uncracked_generated_electrode_has_no_cracks_at_collector_crop_or_top(generated_cathode):
+    """Issue 18 item 4: an intact generated cathode (collector at y = 0, periodic particles cut by
+    the lateral faces, free top surface): ≤ 0.5 % crack in every thickness bin, the one at the
+    collector included, with the true instances; the same on a lateral crop. (With the instances
+    found by split_particles at these 0.5 µm voxels merged neighbours add false cracks: see the
+    issue-20 report.)"""
+    g = generated_cathode
+    crop = (slice(3, 37), slice(None), slice(7, 50))
+    for lab, part in ((g.phases, g.particles), (g.phases[crop], g.particles[crop])):
+        r = crack_volume(lab, particles=part, crack_width_um=1.0, voxel_size_um=0.5, thickness_axis="y", bin_um=2.0)
+        assert max(r.local_percent) <= 0.5, r.local_percent
+        assert r.crack_volume_percent <= 0.5
+
+
+def test_collector_gap_is_not_a_crack():
+    """A hemisphere-capped particle resting on the foil with a thin pore wedge beneath it: the
+    wedge touches the collector and is not counted; a void inside the particle is."""
+    lab = np.zeros((30, 30, 30), np.uint8)
+    lab[:, :3, :] = 3  # collector layers at y < 3
+    zz, yy, xx = np.indices(lab.shape)
+    ball = (zz - 15) ** 2 + (yy - 15) ** 2 + (xx - 15) ** 2 <= 11 ** 2
+    lab[ball] = ACTIVE
+    lab[ball & (yy < 5)] = PORE  # the flattened underside leaves a 1-voxel gap above the foil
+    lab[13:17, 14:16, 13:17] = PORE  # an internal void of 32 voxels
+    r = crack_volume(lab, crack_width_um=3.0, thickness_axis="y")
+    assert r.crack_volume_um3 == 32
+
+
+def test_2d_slice_gives_crack_areas(cracked):
+    lab, part, truth = cracked
+    z = 15  # through the particle centres
+    r = crack_volume(lab[z], particles=part[z], crack_width_um=2.0, thickness_axis="y")
+    assert r.dimensions == "2D" and "2D slice" in r.method and len(r.structuring_radius_vox) == 2
+    # a crack plane at a grazing angle to the slice has a wide section, wider than the closing
+    # bridges: a section recovers less than the 3D crack, and nothing that is not a crack
+    assert 0.6 * truth[z].sum() <= r.crack_volume_um3 <= truth[z].sum()
+    assert not (r.crack_mask & ~truth[z]).any()
+    default = crack_volume(lab[z], crack_width_um=2.0, thickness_axis="y")  # instances found on the slice
+    assert default.dimensions == "2D" and default.n_particles >= 10  # wide crack sections may split a disc
+    with pytest.raises(InputError, match="2D slice has axes"):
+        crack_volume(lab[z], thickness_axis="z")
+    with pytest.raises(InputError, match="3D volume"):
+        crack_volume(lab[z, 0])
+
+
+@pytest.fixture(scope="module")
+def damaged_cathode():
+    from twinlab.datasets.generators import Damage, LogNormalMode, make_cathode
+
+    return make_cathode(domain_um=(6, 8, 6), voxel_size_um=0.1, modes=(LogNormalMode(3.0, 0.2, 1.0),),
+                        collector_um=0.5, damage=Damage(cracked=0.6, hollow=0.2, shattered=0.1), seed=2)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 not met: split_particles merges neighbouring 3 µm particles "
+                   "bridged by the 1 µm envelope closing, and their gap counts as a crack")
+def test_damaged_generated_cathode_crack_volume_with_found_instances(damaged_cathode):
+    g = damaged_cathode
+    own = crack_volume(g.phases, voxel_size_um=0.1, crack_width_um=1.0, thickness_axis="y")
+    assert own.crack_volume_um3 == pytest.approx(g.cracks.sum() * 1e-3, rel=0.15)
+
+
+def test_damaged_generated_cathode_crack_volume(damaged_cathode):
+    """Generated damaged cathode (0.1 µm voxels: radial and core cracks, hollow cores): crack
+    volume within 5 % of the truth and per-particle crack fractions r ≥ 0.9, given the true particles."""
+    g = damaged_cathode
+    assert g.cracks.sum() > 0.01 * (g.particles > 0).sum()
+    truth = g.cracks.sum() * 1e-3
+    given = crack_volume(g.phases, particles=g.particles, voxel_size_um=0.1, crack_width_um=1.0, thickness_axis="y")
+    assert given.crack_volume_um3 == pytest.approx(truth, rel=0.05)
+    ids, true_frac = g.particle_crack_fractions()
+    found = dict(zip(given.particle_ids, given.particle_crack_fraction))
+    r = np.corrcoef([found.get(int(i), 0.0) for i in ids], true_frac)[0, 1]
+    assert r >= 0.9
+
+
+def test_generator_damage_truth(damaged_cathode):
+    """The damage option cuts cracks and hollow cores inside particles only: truth cracks are pore,
+    lie in a particle's envelope, hold no CBD; the same seed gives the same volume; bad ranges raise."""
+    from twinlab.datasets.generators import Damage, LogNormalMode, make_cathode
+
+    g = damaged_cathode
+    assert g.cracks.any() and (g.phases[g.cracks] == PORE).all() and (g.particles[g.cracks] > 0).all()
+    assert sum(g.notes["damaged_particles"].values()) >= 2
+    ids, frac = g.particle_crack_fractions()
+    assert (frac >= 0).all() and (frac < 0.6).all() and (frac > 0).sum() >= 2
+    intact = make_cathode(domain_um=(6, 8, 6), voxel_size_um=0.1, modes=(LogNormalMode(3.0, 0.2, 1.0),),
+                          collector_um=0.5, seed=2)
+    assert intact.cracks is None and (intact.particles == g.particles).all()  # same packing, then cut
+    assert ((intact.phases != g.phases) == g.cracks).all()
+    with pytest.raises(InputError, match="sum to <= 1"):
+        Damage(cracked=0.8, hollow=0.5)
+    with pytest.raises(InputError, match="width_um"):
+        Damage(width_um=(1.0, 0.2))
+    with pytest.raises(InputError, match="damage must be"):
+        make_cathode(shape=(20, 20, 20), voxel_size_um=1.0, damage={"cracked": 1})
+
+
+def test_analyze_twin_ignores_a_plain_watershed_layer(make_twin, cracked):
+    """Issue 20's report: a plain watershed cuts cracked particles along their cracks, so its layer
+    hides them; "auto" then finds crack-aware instances, "stored" shows the loss."""
+    from twinlab.analyses.cracks import analyze_twin
+    from twinlab.segment import split_particles
+    from twinlab.twin import Step
+
+    lab, part, truth = cracked
+    twin = make_twin(lab.astype(np.uint16), voxel_size=1.0, labels={"phases": lab})
+    twin.write_labels("particles", split_particles(lab, voxel_size_um=1.0), step=Step("split_particles", {}))
+    auto = analyze_twin(twin, crack_width_um=2.0, write_labels=False)
+    stored = analyze_twin(twin, crack_width_um=2.0, write_labels=False, particles="stored")
+    assert auto.crack_volume_um3 == pytest.approx(truth.sum(), rel=0.10)
+    assert stored.crack_volume_um3 < 0.8 * truth.sum()
+    with pytest.raises(InputError, match="particles must be"):
+        analyze_twin(twin, particles="truth")

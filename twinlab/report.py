@@ -266,6 +266,22 @@ def fig_crack_profiles(twin: Twin, series: list[Twin]) -> Figure | None:
     return fig
 
 
+def fig_crack_fractions(twin: Twin, series: list[Twin]) -> Figure | None:
+    """Histogram of per-particle crack fractions (particle damage), from the ``cracks`` result."""
+    cracks = _result(twin, "cracks")
+    if not cracks or not cracks.get("particle_crack_fraction"):
+        return None
+    frac = 100 * np.asarray(cracks["particle_crack_fraction"], dtype=float)
+    fig, ax = _fig()
+    ax.hist(frac, bins=np.linspace(0, max(5.0, float(frac.max())), 21))
+    area = " (2D section: area %)" if cracks.get("dimensions") == "2D" else ""
+    ax.set_xlabel(f"crack fraction of the particle envelope (%){area}")
+    ax.set_ylabel("particles")
+    ax.set_title(f"particle damage: {cracks['cracked_particles']} of {cracks['n_particles']} particles cracked "
+                 "(> 0.5 %)", fontsize=8)
+    return fig
+
+
 def fig_activation(twin: Twin, series: list[Twin]) -> Figure | None:
     points = [(t.load_result("calender")["ratio"], t.load_result("conductive")["activation"]) for t in series
               if "calender" in t.result_names and "conductive" in t.result_names]
@@ -311,6 +327,7 @@ FIGURES: list[tuple[str, str, FigureBuilder]] = [
     ("transport", "Tortuosity and conductivity", fig_transport),
     ("stress", "von Mises stress and crackable volume vs density", fig_stress),
     ("crack_profiles", "Crack vs crackable profiles", fig_crack_profiles),
+    ("crack_fractions", "Per-particle crack fraction", fig_crack_fractions),
     ("activation", "Activation curve", fig_activation),
     ("ebac", "EBAC line scans", fig_ebac),
 ]

@@ -185,3 +185,56 @@ def _surface_points(centres: np.ndarray, semi: np.ndarray, facing: np.ndarray,
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     v *= np.where((v * facing).sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
     return centres + v * semi
+
+
+def carve_damage(particles: np.ndarray, centres_vox: np.ndarray, voxel_um: np.ndarray,
+                 plans: dict[int, list[tuple]], *, periodic: tuple[bool, bool, bool]) -> np.ndarray:
+    """Boolean mask of the voxels that ``plans`` cut out of their particles (the cracks' truth).
+
+    ``plans`` maps a particle label p (row p − 1 of ``centres_vox``) to a list of cuts, each a tuple
+    whose first item names it; lengths in µm, positions relative to the particle centre:
+
+    * ``("slab", normal, half_width, origin, axis, reach)``: voxels within ``half_width`` of the plane
+      through ``origin`` with unit ``normal`` whose coordinate along the in-plane unit ``axis`` is at
+      least ``reach`` (−inf: the whole plane) — a radial crack from the surface inwards;
+    * ``("disc", normal, half_width, radius)``: within ``half_width`` of the plane through the centre
+      and within ``radius`` of the centre in that plane — a core crack;
+    * ``("core", semi_um, scale)``: inside the ellipsoid ``Σ (x / (scale·a))² ≤ 1`` — a hollow core.
+
+    Only voxels of particle p are cut, so a crack never leaves its particle. Periodic axes are
+    measured with the minimum image.
+    """
+    out = np.zeros(particles.shape, dtype=bool)
+    if not plans:
+        return out
+    flat = particles.ravel()
+    idx = np.flatnonzero(np.isin(flat, np.fromiter(plans, dtype=flat.dtype)))
+    order = np.argsort(flat[idx], kind="stable")
+    idx = idx[order]
+    labels = flat[idx]
+    starts = np.searchsorted(labels, list(plans))
+    stops = np.searchsorted(labels, list(plans), side="right")
+    shape = np.array(particles.shape)
+    for (pid, cuts), a, b in zip(plans.items(), starts, stops):
+        own = idx[a:b]
+        rel = np.stack(np.unravel_index(own, particles.shape), axis=1).astype(np.float64) - centres_vox[pid - 1]
+        for ax in range(3):
+            if periodic[ax]:
+                rel[:, ax] -= shape[ax] * np.round(rel[:, ax] / shape[ax])
+        rel *= voxel_um
+        cut = np.zeros(own.size, dtype=bool)
+        for kind, *args in cuts:
+            if kind == "slab":
+                normal, half, origin, axis, reach = args
+                cut |= (np.abs((rel - origin) @ normal) < half) & ((rel - origin) @ axis >= reach)
+            elif kind == "disc":
+                normal, half, radius = args
+                along = rel @ normal
+                cut |= (np.abs(along) < half) & ((rel ** 2).sum(axis=1) - along ** 2 <= radius ** 2)
+            elif kind == "core":
+                semi, scale = args
+                cut |= ((rel / (scale * np.asarray(semi))) ** 2).sum(axis=1) <= 1.0
+            else:  # pragma: no cover - plans are built by the generator
+                raise ValueError(f"unknown cut {kind!r}")
+        out.ravel()[own[cut]] = True
+    return out

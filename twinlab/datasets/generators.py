@@ -44,9 +44,9 @@ from ..design import ElectrodeDesign, dry_film_cathode, lmp_anode, ncm622_cathod
 from ..errors import InputError
 from ..phases import DEFAULT_PHASES
 from ._packing import LogNormalMode, check_modes, draw_population, pack_spheres_best
-from ._voxelize import draw_ellipsoids, draw_fibrils, neck_score, outer_layer, select_lowest
+from ._voxelize import carve_damage, draw_ellipsoids, draw_fibrils, neck_score, outer_layer, select_lowest
 
-__all__ = ["GeneratedElectrode", "LogNormalMode", "make_cathode", "make_lmp_anode", "make_dry_film",
+__all__ = ["Damage", "GeneratedElectrode", "LogNormalMode", "make_cathode", "make_lmp_anode", "make_dry_film",
            "NCM_MODES", "LMP_MODES"]
 
 #: NCM622 bimodal powder (SCIENCE.md §1): 8:2 by weight of 14 µm and 3 µm mean secondary particles;
@@ -56,6 +56,44 @@ NCM_MODES = (LogNormalMode(14.0, 0.25, 0.8), LogNormalMode(3.0, 0.25, 0.2))
 LMP_MODES = (LogNormalMode(50.0 * math.exp(0.5 * 0.2 ** 2), 0.2, 1.0),)
 
 _KMAX = 1.35  # particles are drawn out to 1.35× their size so the common growth factor has room
+
+
+@dataclasses.dataclass(frozen=True)
+class Damage:
+    """Cracks and voids of cycled / calendered secondary particles (``make_cathode(damage=...)``).
+
+    Every particle of at least ``min_diameter_um`` is, at random, *cracked* (``cracks`` radial or
+    core cracks), *hollow* (a hollow core, plus one radial crack half the time), *shattered*
+    (``shatter_planes`` cracks right through it: the pieces stay in place) or left intact, with
+    the probabilities below. A radial crack runs from the surface inwards across ``crossing`` of
+    the particle's extent along its direction; a core crack is a disc through the centre whose
+    diameter is ``crossing`` of the particle's; widths are drawn uniformly from ``width_um``. All
+    cuts stay inside their particle; the cut voxels become pore and form the truth ``cracks``. A
+    crack is at most a tenth of its particle's diameter wide (a 3 µm particle: ≤ 0.3 µm).
+
+    Defaults follow cross-sections of cycled NCM secondary particles: cracks 0.2–1 µm wide across
+    20–60 % of a particle, hollow cores of 20–45 % of the diameter, a few shattered particles.
+    """
+
+    cracked: float = 0.5
+    hollow: float = 0.15
+    shattered: float = 0.05
+    width_um: tuple[float, float] = (0.2, 1.0)
+    crossing: tuple[float, float] = (0.2, 0.6)
+    cracks: tuple[int, int] = (1, 3)
+    core_scale: tuple[float, float] = (0.2, 0.45)
+    shatter_planes: tuple[int, int] = (3, 4)
+    min_diameter_um: float = 2.0
+
+    def __post_init__(self) -> None:
+        p = (self.cracked, self.hollow, self.shattered)
+        if not all(math.isfinite(v) and v >= 0 for v in p) or sum(p) > 1 + 1e-9:
+            raise InputError(f"damage probabilities (cracked, hollow, shattered) must be >= 0 and sum to <= 1, got {p}")
+        for name in ("width_um", "crossing", "core_scale", "cracks", "shatter_planes"):
+            lo, hi = getattr(self, name)
+            if not (0 < lo <= hi) or (name in ("crossing", "core_scale") and hi > 1):
+                raise InputError(f"damage {name} must be a range (low, high) with 0 < low <= high"
+                                 f"{' <= 1' if name in ('crossing', 'core_scale') else ''}, got {(lo, hi)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +150,7 @@ class GeneratedElectrode(Result):
     max_overlap: float
     seed: int
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cracks: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     @property
     def diameters_um(self) -> np.ndarray:
@@ -127,6 +166,18 @@ class GeneratedElectrode(Result):
         counts = np.bincount(self.particles.ravel())[1:]
         counts = counts[counts > 0]
         return np.cbrt(6.0 * counts * self.voxel_size.volume_um3 / np.pi)
+
+    def particle_crack_fractions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Truth per particle: (labels with voxels, crack voxels / particle voxels). ``particles``
+        is each particle's whole envelope (cracks and hollow cores included); without damage the
+        fractions are 0."""
+        counts = np.bincount(self.particles.ravel())
+        ids = np.flatnonzero(counts)
+        ids = ids[ids > 0]
+        if self.cracks is None:
+            return ids, np.zeros(ids.size)
+        cracked = np.bincount(self.particles[self.cracks].ravel(), minlength=counts.size)
+        return ids, cracked[ids] / counts[ids]
 
     def to_twin(self, path: Any, *, image: Any = None, overwrite: bool = False) -> Any:
         """Write a twin store: ``image`` (default: the phase labels as grey values) + both label layers."""
@@ -165,6 +216,7 @@ def make_cathode(
     collector_side: str = "low",
     collector_um: float | None = None,
     max_pack_fraction: float = 0.6,
+    damage: Damage | None = None,
     seed: int = 0,
 ) -> GeneratedElectrode:
     """A composite cathode: packed active particles, CBD at necks, pores, collector slab.
@@ -194,9 +246,16 @@ def make_cathode(
         Collector slab thickness; default the design's (15 µm Al); 0 for none.
     max_pack_fraction : float
         Highest active fraction packed as spheres; denser designs are flattened (module docs).
+    damage : Damage, optional
+        Crack the particles (radial and core cracks, hollow cores, shattered particles; see
+        :class:`Damage`) after the fillers are placed, so no CBD enters a crack. ``particles``
+        then keeps each particle's whole envelope, ``cracks`` is the truth crack mask, and
+        ``fractions`` are measured after cracking (less active, more pore than the design).
     seed : int
         Random seed; the same arguments and seed give the same volume.
     """
+    if damage is not None and not isinstance(damage, Damage):
+        raise InputError(f"damage must be a twinlab.datasets.generators.Damage, got {type(damage).__name__}")
     design = _pick_design(design, ncm622_cathode, density_g_cm3, porosity)
     target = design.volume_fractions(cbd_as)
     extra = sorted(set(target) - {"active", "pore"} - set(DEFAULT_PHASES.names))
@@ -207,7 +266,7 @@ def make_cathode(
                      domain_um=domain_um, voxel_size_um=voxel_size_um, thickness_axis=thickness_axis,
                      collector_side=collector_side, collector_um=collector_um, cbd_as=cbd_as,
                      smoothing_um=cbd_smoothing_um, flattening=None, max_pack_fraction=max_pack_fraction,
-                     seed=seed)
+                     seed=seed, damage=damage)
 
 
 def make_lmp_anode(
@@ -398,8 +457,8 @@ def _domain(shape, domain_um, vs: VoxelSize, t: int, collector_vox: int, coat_um
 def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_phase: str,
               modes: tuple[LogNormalMode, ...], shape, domain_um, voxel_size_um, thickness_axis,
               collector_side: str, collector_um, cbd_as: str, smoothing_um: float, flattening: float | None,
-              max_pack_fraction: float, seed: int, merged: dict[str, tuple[str, ...]] | None = None
-              ) -> GeneratedElectrode:
+              max_pack_fraction: float, seed: int, merged: dict[str, tuple[str, ...]] | None = None,
+              damage: Damage | None = None) -> GeneratedElectrode:
     vs = VoxelSize.parse(voxel_size_um)
     t = axis_index(thickness_axis)
     if collector_side not in ("low", "high"):
@@ -488,12 +547,20 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
             pick = select_lowest(score, pore_in_coat, int(round(target[name] * n_vox)))
             phases[pick] = DEFAULT_PHASES.value(name)
             pore_in_coat &= ~pick
+    cracks = None
+    if damage is not None:
+        centre_full_vox = centre_vox.copy()
+        centre_full_vox[:, t] += n_coll
+        plans, kinds = _damage_plans(damage, semi * growth, np.random.default_rng([seed, 11]))
+        cracks = carve_damage(particles, centre_full_vox, np.array(vs.as_tuple()), plans, periodic=periodic)
+        phases[cracks] = DEFAULT_PHASES.value("pore")
     coating_range = (n_coll, n_coll + n_coat)
     centres_full = centres.copy()
     centres_full[:, t] += n_coll * vs[t]
     if collector_side == "high":
         phases = np.flip(phases, axis=t).copy()
         particles = np.flip(particles, axis=t).copy()
+        cracks = None if cracks is None else np.flip(cracks, axis=t).copy()
         centres_full[:, t] = dims[t] * vs[t] - centres_full[:, t]
         coating_range = (dims[t] - coating_range[1], dims[t] - coating_range[0])
     names = list(dict.fromkeys([*target, *particle_names]))
@@ -504,8 +571,73 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
         radii_um=0.5 * diam, semi_axes_um=semi * growth, mode=which, fractions=fractions,
         target_fractions=dict(target), cbd_as=cbd_as, flattening=c, growth=growth,
         max_overlap=packing.max_overlap, seed=seed,
-        notes={"packing_sweeps": packing.iterations, "packing_mean_overlap": packing.mean_overlap},
+        notes={"packing_sweeps": packing.iterations, "packing_mean_overlap": packing.mean_overlap,
+               **({} if damage is None else {"damage": dataclasses.asdict(damage),
+                                             "damaged_particles": kinds})},
+        cracks=cracks,
     )
+
+
+def _damage_plans(damage: Damage, semi_um: np.ndarray,
+                  rng: np.random.Generator) -> tuple[dict[int, list[tuple]], dict[str, int]]:
+    """Cuts per particle label (see ``_voxelize.carve_damage``) drawn with ``rng``, and how many
+    particles fell into each damage class."""
+    plans: dict[int, list[tuple]] = {}
+    kinds: dict[str, int] = {}
+    p = np.array([damage.cracked, damage.hollow, damage.shattered])
+    p = np.append(p, max(0.0, 1.0 - p.sum()))
+    for i, a in enumerate(semi_um):
+        if 2.0 * float(np.cbrt(np.prod(a))) < damage.min_diameter_um:
+            continue
+        kind = ("cracked", "hollow", "shattered", None)[rng.choice(4, p=p / p.sum())]
+        if kind is None:
+            continue
+        cuts: list[tuple] = []
+        if kind == "cracked":
+            for _ in range(rng.integers(damage.cracks[0], damage.cracks[1] + 1)):
+                cuts.append(_crack(damage, a, rng, core=bool(rng.random() < 0.3)))
+        elif kind == "hollow":
+            cuts.append(("core", tuple(a), float(rng.uniform(*damage.core_scale))))
+            if rng.random() < 0.5:
+                cuts.append(_crack(damage, a, rng, core=False))
+        else:
+            for _ in range(rng.integers(damage.shatter_planes[0], damage.shatter_planes[1] + 1)):
+                n = _unit(rng)
+                origin = rng.uniform(-0.3, 0.3, 3) * a
+                half = 0.5 * _width(damage, a, rng)
+                cuts.append(("slab", n, half, origin, _perpendicular(n, rng), -np.inf))
+        plans[i + 1] = cuts
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return plans, kinds
+
+
+def _crack(damage: Damage, a: np.ndarray, rng: np.random.Generator, *, core: bool) -> tuple:
+    n = _unit(rng)
+    half = 0.5 * _width(damage, a, rng)
+    f = float(rng.uniform(*damage.crossing))
+    u = _perpendicular(n, rng)
+    reach = 1.0 / math.sqrt(float(((u / a) ** 2).sum()))  # the particle's extent along u
+    if core:
+        return ("disc", n, half, f * reach)
+    return ("slab", n, half, np.zeros(3), u, reach * (1.0 - 2.0 * f))
+
+
+def _width(damage: Damage, a: np.ndarray, rng: np.random.Generator) -> float:
+    """Crack width (µm) from ``damage.width_um``, at most a tenth of the particle's diameter:
+    a crack opens in proportion to the particle that strains around it."""
+    lo, hi = damage.width_um
+    return float(rng.uniform(lo, max(lo, min(hi, 0.2 * float(np.cbrt(np.prod(a)))))))
+
+
+def _unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
+
+
+def _perpendicular(n: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=3)
+    v -= (v @ n) * n
+    return v / np.linalg.norm(v)
 
 
 def _measure(phases: np.ndarray, coating_range: tuple[int, int], t: int, *, names: list[str]) -> dict[str, float]:

@@ -25,7 +25,7 @@ from .classify import (
 )
 from .cleanup import CollectorInfo, clean_labels, detect_collector
 from .features import compute_features, feature_halo, feature_names
-from .instances import split_particles, split_pores
+from .instances import merge_cracked_fragments, split_particles, split_pores
 from .scores import InstanceMatch, dice, match_instances
 from ._twin import SegmentReport, confine_collector, segment_twin
 
@@ -33,5 +33,5 @@ __all__ = [
     "DEFAULT_SEGMENT_PHASES", "METHODS", "PhaseModel", "apply_phase_model", "fit_gmm", "fit_multiotsu",
     "model_from_thresholds", "sample_values", "segment_phases", "train_classifier", "CollectorInfo",
     "clean_labels", "detect_collector", "compute_features", "feature_halo", "feature_names",
-    "split_particles", "split_pores", "InstanceMatch", "dice", "match_instances", "SegmentReport", "confine_collector", "segment_twin",
+    "split_particles", "split_pores", "merge_cracked_fragments", "InstanceMatch", "dice", "match_instances", "SegmentReport", "confine_collector", "segment_twin",
 ]

@@ -1,0 +1,82 @@
+"""Binary morphology whose cost does not grow with the structuring-element radius.
+
+A dilation by an ellipsoid of semi-axes ``r`` (voxels per axis) is a threshold of the distance to
+the mask, and an erosion a threshold of the distance to the complement, both measured with the
+metric ``Σ (k_i / r_i)²`` (the Euclidean distance transform of the ``edt`` package with per-axis
+``anisotropy = 1/r``). Two linear-time transforms replace a scipy dilation whose cost is the
+element's volume (∝ r³) per voxel, so a 30-voxel closing costs what a 3-voxel one does. The
+element is exactly scipy's ``Σ (k_i/r_i)² ≤ 1`` ellipsoid (tested against ``binary_closing``).
+
+Hole filling labels the complement once (``scipy.ndimage.label``, linear) instead of scipy's
+iterated ``binary_fill_holes``, and may keep holes larger than a given size.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+_TOL = 1e-5  # float32 distances; lattice points nearest to the unit ellipsoid differ by ≥ 1/r² ≫ this
+
+
+def closing_radius_vox(width_um: float, voxel_um: Sequence[float]) -> tuple[int, ...]:
+    """Semi-axes (voxels per axis) of the element that bridges gaps up to ``width_um`` wide.
+
+    Half the width rounded up, plus one voxel: an oblique gap of width w is up to ~w·√3 wide
+    along the grid axes once digitised.
+    """
+    return tuple(int(np.ceil(width_um / (2.0 * s) - 1e-9)) + 1 for s in voxel_um)
+
+
+def dilate(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1) -> np.ndarray:
+    """Dilation by the ellipsoid of semi-axes ``radius_vox`` (the array's edge is open space)."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return mask.copy()
+    return _distance(~mask, radius_vox, threads, black_border=False) <= 1.0 + _TOL
+
+
+def erode(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1) -> np.ndarray:
+    """Erosion by the ellipsoid of semi-axes ``radius_vox``; outside the array counts as background."""
+    mask = np.asarray(mask, dtype=bool)
+    return _distance(mask, radius_vox, threads, black_border=True) > 1.0 + _TOL
+
+
+def close(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1) -> np.ndarray:
+    """Closing (dilation then erosion) by the ellipsoid of semi-axes ``radius_vox``, as if the
+    array were embedded in empty space (no wall is invented at its edge); always ⊇ ``mask``.
+    The transforms run on the array grown by the radius (the only cost that grows with it)."""
+    mask = np.asarray(mask, dtype=bool)
+    pad = [(int(np.ceil(r)) + 1,) * 2 for r in radius_vox]
+    padded = np.pad(mask, pad)
+    closed = erode(dilate(padded, radius_vox, threads=threads), radius_vox, threads=threads)
+    return closed[tuple(slice(p, -p) for p, _ in pad)] | mask
+
+
+def fill_holes(mask: np.ndarray, *, max_hole_voxels: float | None = None) -> np.ndarray:
+    """``mask`` with its holes filled: background components that do not touch the array's edge
+    (face connectivity), all of them or only those of at most ``max_hole_voxels`` voxels."""
+    mask = np.asarray(mask, dtype=bool)
+    holes, n = ndi.label(~mask)
+    if n == 0:
+        return mask.copy()
+    keep = np.ones(n + 1, dtype=bool)  # True = stays background
+    edge = np.zeros(n + 1, dtype=bool)
+    for ax in range(mask.ndim):
+        for end in (0, -1):
+            edge[np.unique(np.take(holes, end, axis=ax))] = True
+    keep[1:] = edge[1:]
+    if max_hole_voxels is not None:
+        keep |= np.bincount(holes.ravel(), minlength=n + 1) > max_hole_voxels
+    keep[0] = False
+    return ~keep[holes]
+
+
+def _distance(mask: np.ndarray, radius_vox: Sequence[float], threads: int, *, black_border: bool) -> np.ndarray:
+    import edt
+
+    anis = tuple(1.0 / float(r) for r in radius_vox)
+    return edt.edt(np.ascontiguousarray(mask, dtype=np.uint8), anisotropy=anis, black_border=black_border,
+                   parallel=max(1, int(threads)))
