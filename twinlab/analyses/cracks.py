@@ -156,6 +156,15 @@ def crack_volume(
         raise InputError(f"labels must be a 3D volume (z, y, x) or a 2D slice (y, x), got shape {np.shape(labels)}")
     require_integer_labels(labels)
     labels = np.asarray(labels.compute() if is_dask(labels) else labels)
+    if labels.ndim == 3 and labels.shape[0] == 1:
+        # a single slice stored as a (1, y, x) twin is a 2D section: a 3D closing would see a
+        # one-voxel-thick sheet and close nothing across it
+        flat = particles[0] if isinstance(particles, np.ndarray) or is_dask(particles) else particles
+        res = crack_volume(labels[0], particles=flat, phase=phase, pore=pore, phases=phases,
+                           thickness_axis=thickness_axis, collector_side=collector_side,
+                           crack_width_um=crack_width_um, voxel_size_um=voxel_size_um, bin_um=bin_um,
+                           mouth_voxels=mouth_voxels)
+        return dataclasses.replace(res, crack_mask=res.crack_mask[None])
     ndim = labels.ndim
     voxel = VoxelSize.parse(voxel_size_um)
     step = voxel.as_tuple()[-ndim:]
