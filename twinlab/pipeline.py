@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ._memory import release_free_memory, return_freed_heap_promptly, reuse_large_buffers
 from ._results import Result, text_table
+from .quantities import summarize  # noqa: F401  (the flat key table; re-exported for callers)
 from ._validation import VoxelSize
 from .errors import InputError, OutputExistsError, ReadError, TwinlabError
 from .twin import Step, Twin, create_twin, describe_sources
@@ -365,7 +366,7 @@ def _analyze(twin: Twin, name: str, options: dict[str, Any]) -> Any:
 
 def _calender(twin: Twin, cfg: CalenderConfig, out: Path, final_twin: Path) -> Path:
     from .analyses.mechanics import calender
-    from .report import open_series
+    from .series import open_series
 
     calender(twin, ratios=cfg.ratios, densities=cfg.densities, steps=cfg.steps, output=out, overwrite=True,
              source_twin=str(final_twin), **cfg.options)
@@ -404,30 +405,11 @@ def write_report_for(twin_path: Path, series: Path | None) -> Path:
     return write_report(Twin.open(twin_path), report_path(twin_path), series=series)
 
 
-def summarize(twin: Twin) -> dict[str, Any]:
-    """A short, flat table of headline numbers from the results stored in a twin: numbers and
-    short strings of each result and of its nested tables (``transport.tortuosity.tau``), no arrays."""
-    out: dict[str, Any] = {"shape": list(twin.shape), "voxel_size_um": list(twin.voxel_size.as_tuple())}
-
-    def walk(prefix: str, value: Any, depth: int) -> None:
-        if isinstance(value, dict) and depth < 2:
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item, depth + 1)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[prefix] = value
-        elif isinstance(value, str) and len(value) <= 80:
-            out[prefix] = value
-
-    for name in twin.result_names:
-        walk(name, twin.load_result(name), 0)
-    return out
-
-
 def summarize_series(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Headline numbers of each member of a calendering series: target, ratio, density, porosity,
     active-material von Mises mean, crackable volume per threshold, intact shell fraction and,
     where the member was analysed, the conductive activation."""
-    from .report import open_series
+    from .series import open_series
 
     rows = []
     for member in open_series(folder):
@@ -536,7 +518,7 @@ def _demo_ebac(series: Path) -> dict[str, Any]:
     for measured maps, which the same analysis reads from TIFF), analysed and compared."""
     from .analyses.ebac import analyze_ebac, compare_ebac
     from .datasets.simulators import render_ebac
-    from .report import open_series
+    from .series import open_series
 
     results, labels = [], []
     for member in open_series(series):
