@@ -245,6 +245,7 @@ def run_study(
     reserved = {"ratios", "densities", "output", "overwrite", "crack_thresholds_mpa", "steps", "keep_fields"}
     if reserved & set(options):
         raise InputError(f"calender option(s) {sorted(reserved & set(options))} are set by the study itself")
+    _check_calender_options(options)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     series = out / "series.zarr"
@@ -404,6 +405,17 @@ def _run_members(paths: list[str], analyses: list[str], *, scheduler: str | None
         futures = [client.submit(analyse_member, p, analyses, pure=False,
                                  key=f"twinlab-member-{Path(p).name}-{uuid.uuid4().hex[:8]}") for p in paths]
         return client.gather(futures)
+
+
+def _check_calender_options(options: Mapping[str, Any]) -> None:
+    import inspect
+
+    from .analyses.mechanics import calender
+
+    known = set(inspect.signature(calender).parameters) - {"twin_or_labels", "progress"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(f"unknown calender option {unknown[0]!r}; calender takes {', '.join(sorted(known))}")
 
 
 def _capacity(twin: Twin, electro: Electrochemistry) -> dict[str, Any] | None:
