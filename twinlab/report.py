@@ -238,7 +238,7 @@ def fig_transport(twin: Twin, series: list[Twin]) -> Figure | None:
     if conds:
         ax2.bar([n for n, _ in conds], [_num(c["effective_conductivity_s_m"]) for _, c in conds])
         ax2.set_ylabel("effective electronic conductivity (S/m)")
-        ax2.set_xlabel("twin")
+        ax2.set_xlabel("twin (name)")
         ax2.tick_params(axis="x", labelrotation=30, labelsize=7)
     else:
         ax2.set_axis_off()
