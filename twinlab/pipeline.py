@@ -431,6 +431,7 @@ class DemoRun(Result):
     anode: SampleRun
     ebac: dict[str, Any]
     seconds: float
+    study: Any = None  # twinlab.study.Study of the cathode: the design window
 
     def table(self) -> str:
         """The demo's story in a few aligned tables: where everything is, stage times, the headline
@@ -455,6 +456,10 @@ class DemoRun(Result):
         if self.ebac:
             parts.append("EBAC maps (simulated) of the anode series: "
                          + "; ".join(f"{k} {', '.join(_fmt(v) for v in vals)}" for k, vals in self.ebac.items()))
+        if self.study is not None:
+            parts.append(f"{self.cathode.name} calendering design study ({len(self.study.rows)} densities, "
+                         f"{self.study.seconds:.1f} s; {self.study.report})")
+            parts.append(self.study.table())  # ends with the design window in one line
         parts.append(f"demo finished in {self.seconds:.1f} s")
         return "\n\n".join(parts)
 
@@ -505,12 +510,40 @@ def run_demo(out: str | os.PathLike = "out/demo", *, progress: bool = False) -> 
     cathode_cfg, anode_cfg = demo_configs(out)
     cathode = run_sample(cathode_cfg, overwrite=True, progress=progress)
     anode = run_sample(anode_cfg, overwrite=True, progress=progress)
+    study = _demo_study(out)
     ebac = _demo_ebac(Path(anode.series)) if anode.series else {}
     if anode.report:  # the EBAC results are part of the anode's story: rebuild its report with them
         write_report_for(Path(anode.twin), Path(anode.series) if anode.series else None)
     headline = {k: v for k, v in ebac.items() if k in ("labels", "connected_fraction", "conductive_area_fraction",
                                                           "penetration_depth_um")}
-    return DemoRun(cathode=cathode, anode=anode, ebac=headline, seconds=round(time.perf_counter() - start, 1))
+    return DemoRun(cathode=cathode, anode=anode, ebac=headline, seconds=round(time.perf_counter() - start, 1),
+                   study=study)
+
+
+#: The demo's design study: a small generated NCM622 cathode (the demo cathode's recipe, 16 × 32 × 16
+#: voxels of 2 µm: the compression solver's cost grows with the volume and `make demo` must stay within
+#: minutes; ~20 s CPU), six densities, and criteria a cathode maker might set. A real study:
+#: ``twinlab study X.twin.zarr --densities 2.5:4.0:0.1 --max-crackable 5 --min-q-eff-fraction 0.9 --c-rate 2``.
+DEMO_STUDY = {"densities": [2.4, 2.5, 2.6, 2.7, 2.8, 2.9], "analyses": ["morphology", "network", "transport", "conductive"],
+              "c_rates": [1.0, 2.0], "criteria": ["q_eff_fraction_1C>=0.6", "electronic_conductivity>=1.5e-3 S/m"]}
+
+
+def _demo_study(out: Path):
+    from .datasets import make_cathode
+    from .design import ncm622_cathode
+    from .design_window import parse_criterion
+    from .study import run_study, study_quantities
+
+    cfg = DEMO_STUDY
+    e = make_cathode(ncm622_cathode(2.3), shape=(16, 32, 16), voxel_size_um=2.0, collector_um=4.0, seed=3)
+    twin = create_twin(out / "demo_study_cathode.twin.zarr", e.phases * 60, voxel_size=2.0, labels={"phases": e.phases},
+                       design=e.design.to_dict(), thickness_axis="y", collector_side="low", overwrite=True,
+                       step=Step("generate", {"generator": "make_cathode", "design": "ncm622", "seed": 3}))
+    units = {k: q.unit for k, q in study_quantities(cfg["analyses"], strengths_mpa=(100.0, 150.0),
+                                                    c_rates=cfg["c_rates"]).items()}
+    return run_study(twin, output=out / "demo_study", densities=cfg["densities"], analyses=cfg["analyses"],
+                     c_rates=cfg["c_rates"], overwrite=True,
+                     criteria=[parse_criterion(c, units) for c in cfg["criteria"]])
 
 
 def _demo_ebac(series: Path) -> dict[str, Any]:

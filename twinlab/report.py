@@ -29,16 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import matplotlib
+import numpy as np
+# Figure objects, never pyplot: no display and no global backend switch (a notebook that imports the
+# report keeps its inline backend)
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # the report never needs a display  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from . import __version__  # noqa: E402
-from .quantities import QUANTITIES, quantity, summarize, twin_quantities  # noqa: E402
-from .series import open_series  # noqa: E402,F401  (re-exported: older callers import it from here)
-from .twin import Twin  # noqa: E402
+from . import __version__
+from .quantities import QUANTITIES, summarize, twin_quantities
+from .series import open_series  # noqa: F401  (re-exported: older callers import it from here)
+from .twin import Twin
 
 FigureBuilder = Callable[[Twin, list[Twin]], "Figure | None"]
 
@@ -154,6 +153,7 @@ def fig_fractions(twin: Twin, series: list[Twin]) -> Figure | None:
     ax.bar(x - 0.2, [check["segmented"][n] for n in names], 0.4, label="segmented")
     ax.bar(x + 0.2, [check["theoretical"][n] for n in names], 0.4, label=f"design (CBD as {check['cbd_as']})")
     ax.set_xticks(x, names)
+    ax.set_xlabel("phase (name)")
     ax.set_ylabel("volume fraction (–)")
     ax.set_title(f"volume fractions vs design — {'pass' if check['passed'] else 'FAIL'} at ±{check['tolerance']:g}")
     ax.legend()

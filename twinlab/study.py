@@ -252,7 +252,9 @@ def run_study(
     x_key, x_unit = ("density", "g/cm³") if densities is not None else ("ratio", "1")
 
     # 1. one incremental calendering run through every target (skipped when already done)
-    request = to_jsonable({"source": str(twin.path), "kind": x_key, "targets": targets,
+    # the source's last provenance entry dates its labels: a rebuilt source twin makes the series stale
+    source_state = twin.provenance[-1].get("time") if twin.provenance else None
+    request = to_jsonable({"source": str(twin.path), "source_state": source_state, "kind": x_key, "targets": targets,
                            "steps": int(steps or len(targets)), "crack_thresholds_mpa": strengths,
                            "options": options})
     request_path = out / "calender-request.json"
