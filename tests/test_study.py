@@ -212,3 +212,27 @@ def test_bad_criteria_are_one_line_errors(cathode, tmp_path, args, message):
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("twinlab: error:") and message in lines[0], res.output
     assert not (tmp_path / "s" / "series.zarr").exists()  # nothing calendered
+
+
+def test_study_report_from_real_members(study):
+    """The study report of the real run: every study figure computed, as PNG and SVG, window on top."""
+    from twinlab.report import STUDY_FIGURES
+
+    result, _ = study
+    html = Path(result.report).read_text()
+    figures = Path(result.report).parent / "figures"
+    for key, _, _ in STUDY_FIGURES:
+        assert f'<section id="{key}"><h2>' in html and (figures / f"{key}.png").is_file(), key
+        assert (figures / f"{key}.svg").is_file(), key
+    assert html.count("data:image/png;base64,") == len(STUDY_FIGURES)
+    assert html.index(result.window.line().split(";")[0]) < html.index('<section id="quantities">')
+
+
+def test_demo_table_ends_with_the_window(study):
+    from twinlab.pipeline import DemoRun, SampleRun
+
+    result, _ = study
+    run = SampleRun(name="c", twin="c.twin.zarr", series=None, report=None, stages=())
+    table = DemoRun(cathode=run, anode=run, ebac={}, seconds=1.0, study=result).table()
+    lines = table.splitlines()
+    assert lines[lines.index(result.window.line()) + 2].startswith("demo finished")  # the study closes the story

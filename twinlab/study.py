@@ -26,13 +26,11 @@ import math
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
-
-from ._results import Result, to_jsonable
+from ._results import Result, text_table, to_jsonable
 from .design_window import Criterion, DesignWindow, design_window
 from .errors import InputError, OutputExistsError
 from .quantities import QUANTITIES, Quantity, crackable_quantity, twin_quantities
@@ -113,14 +111,12 @@ class Study(Result):
     calender_skipped: bool = False
 
     def table(self) -> str:
-        """The study table as aligned text (the headline columns), then the window line."""
-        from ._results import text_table
-
-        keys = [c["key"] for c in self.columns if c["key"] in _TEXT_COLUMNS or c["key"].startswith("q_eff_fraction")
-                or c["key"].startswith("crackable_")]
-        head = [tuple(f"{k} [{_unit(c)}]" for k in keys for c in self.columns if c["key"] == k)]
-        body = [tuple(_fmt(row.get(k)) for k in keys) for row in self.rows]
-        return text_table(head + body) + "\n" + self.window.line()
+        """The headline columns as aligned text (every column: ``study.csv``), then the window line."""
+        cols = [c for c in self.columns if c["key"] in _TEXT_COLUMNS or c["key"].startswith(("q_eff_fraction_",
+                                                                                             "crackable_"))]
+        head = tuple(f"{c['key']} [{c['unit']}]" for c in cols)
+        body = [tuple(_fmt(row.get(c["key"])) for c in cols) for row in self.rows]
+        return text_table([head, *body]) + "\n" + self.window.line()
 
 
 _TEXT_COLUMNS = ("density", "ratio", "porosity", "tortuosity_factor", "electronic_conductivity", "activation",
@@ -491,10 +487,6 @@ def _replace(obj: Any, **changes: Any) -> Any:
     import dataclasses
 
     return dataclasses.replace(obj, **changes)
-
-
-def _unit(column: Mapping[str, str]) -> str:
-    return column["unit"]
 
 
 def _fmt(value: Any) -> str:
