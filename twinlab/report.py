@@ -515,6 +515,7 @@ h1{font-size:20px;margin:.2em 0}h2{font-size:16px;margin:1em 0 .3em}p.meta{color
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:1px 7px;text-align:left;font-size:12px}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.headline{border:3px solid #1f6fb2}table.headline th{background:#e4eef8}
+table.headline td:last-child{min-width:18em}
 .first{display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap}
 .pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}
 .window{font-size:15px;padding:.4em .6em;background:#eef7ee;border-left:4px solid #2ca02c;margin:.4em 0}
@@ -608,8 +609,8 @@ def _study_html(data: StudyReportData, figures: list[ReportFigure]) -> str:
     crit_keys = [c["key"] for c in data.window.get("criteria", ())]
     qeff = sorted((k for k in units if k.startswith("q_eff_fraction_")), key=lambda k: float(k.split("_")[-1][:-1]))
     crack = [k for k in units if k.startswith("crackable_")][:1]
-    wanted = ["porosity", "tortuosity_factor", "electronic_conductivity", "ionic_conductivity", *qeff[-1:], *crack,
-              "activation", "shell_intact_fraction", *crit_keys]
+    wanted = ["porosity", "tortuosity_factor", "electronic_conductivity", *qeff[-1:], *crack, "activation",
+              "shell_intact_fraction", *crit_keys]
     keys = [data.x_key] + list(dict.fromkeys(k for k in wanted if k in units and k != data.x_key))
     checks = {round(float(c["x"]), 9): c for c in data.window.get("checks", ())}
     inside = {round(float(x), 9) for x in data.window.get("members", ())}
@@ -645,8 +646,10 @@ def _check_cell(check: Mapping[str, Any] | None, in_window: bool) -> str:
     fails = []
     for r in check["results"]:
         if not r["holds"]:
-            dev = "not computed" if r["deviation"] is None else f"{_fmt(r['value'])}, off by {r['deviation']:.3g}"
-            fails.append(f"{r['text']} ({dev})")
+            need = r["text"].split(" ", 1)[1]  # "≥ 1 S/m"
+            got = "not computed" if r["deviation"] is None else f"{_fmt(r['value'])}"
+            off = "" if r["deviation"] is None else f" (off by {r['deviation']:.2g})"
+            fails.append(f"{r['key']} {got}, needs {need}{off}")
     return f"<span class='fail'>fail</span>: {esc('; '.join(fails))}"
 
 
