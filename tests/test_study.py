@@ -236,3 +236,27 @@ def test_demo_table_ends_with_the_window(study):
     table = DemoRun(cathode=run, anode=run, ebac={}, seconds=1.0, study=result).table()
     lines = table.splitlines()
     assert lines[lines.index(result.window.line()) + 2].startswith("demo finished")  # the study closes the story
+
+
+def test_cli_resumes_the_study_and_prints_the_window(study, cathode):
+    """The CLI on the same twin and targets reuses the series and the analysed members (no recomputation)
+    and prints the table and the design window in one line."""
+    result, _ = study
+    index = Path(result.output) / "series.zarr" / "index.json"
+    stamp = index.stat().st_mtime_ns
+    res = CliRunner().invoke(app, ["study", str(cathode.path), "-o", result.output, "--densities", "2.6:3.4:0.2",
+                                   "--c-rate", "1,2", "--min-q-eff-fraction", "80%", "--min-porosity", "0.3",
+                                   "--no-report"])
+    assert res.exit_code == 0, res.output
+    assert index.stat().st_mtime_ns == stamp
+    window_lines = [line for line in res.output.splitlines() if line.startswith("design window:")]
+    assert len(window_lines) == 1
+    data = json.loads(Path(result.table_json).read_text())
+    from twinlab.design_window import design_window, make_criterion
+
+    units = {c["key"]: c["unit"] for c in data["columns"]}
+    crit = [make_criterion("porosity", "min", 0.3, units), make_criterion("q_eff_fraction_1C", "min", 0.8, units),
+            make_criterion("q_eff_fraction_2C", "min", 0.8, units)]
+    assert window_lines[0] == design_window(result.rows, crit, x_key="density", x_unit="g/cm³").line()
+    assert [m["status"] for m in data["members"]] == ["skipped"] * 5
+    assert [c["key"] for c in data["window"]["criteria"]] == ["porosity", "q_eff_fraction_1C", "q_eff_fraction_2C"]
