@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ._memory import release_free_memory, return_freed_heap_promptly, reuse_large_buffers
 from ._results import Result, text_table
-from .quantities import summarize  # noqa: F401  (the flat key table; re-exported for callers)
 from ._validation import VoxelSize
 from .errors import InputError, OutputExistsError, ReadError, TwinlabError
+from .quantities import summarize  # noqa: F401  (the flat key table; re-exported for callers)
 from .twin import Step, Twin, create_twin, describe_sources
 
 PIPELINE_STEP = "pipeline"
@@ -457,8 +457,8 @@ class DemoRun(Result):
             parts.append("EBAC maps (simulated) of the anode series: "
                          + "; ".join(f"{k} {', '.join(_fmt(v) for v in vals)}" for k, vals in self.ebac.items()))
         if self.study is not None:
-            parts.append(f"{self.cathode.name} calendering design study ({len(self.study.rows)} densities, "
-                         f"{self.study.seconds:.1f} s; {self.study.report})")
+            parts.append(f"calendering design study of a generated NCM622 cathode ({len(self.study.rows)} densities, "
+                         f"{self.study.seconds:.1f} s; report {self.study.report})")
             parts.append(self.study.table())  # ends with the design window in one line
         parts.append(f"demo finished in {self.seconds:.1f} s")
         return "\n\n".join(parts)
