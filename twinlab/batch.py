@@ -124,7 +124,9 @@ def run_batch(
     on_update: Callable[[SampleOutcome], None] | None = None,
 ) -> BatchSummary:
     """Run every sample of ``manifest`` on dask.distributed and write ``batch-summary.json`` + ``.txt``."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
+
+    from ._cluster import cluster_client
 
     man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     for sample in man.samples:  # before any work: a sample's outputs may only replace twinlab outputs
@@ -134,15 +136,9 @@ def run_batch(
             check_replaceable(series_dir(twin_path))
     man.output_dir.mkdir(parents=True, exist_ok=True)
     (man.output_dir / CLAIMS).mkdir(exist_ok=True)
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
-                               processes=True, dashboard_address=":0")
-        client = Client(cluster)
     outcomes: list[SampleOutcome] = []
-    try:
+    with cluster_client(scheduler, workers=workers, threads_per_worker=threads_per_worker,
+                        memory_limit=memory_limit) as client:
         dashboard = client.dashboard_link
         futures = {client.submit(process_sample, sample, str(man.output_dir), str(man.base), pure=False,
                                  key=f"twinlab-sample-{sample['name']}-{time.time_ns()}"): sample["name"]
@@ -159,10 +155,6 @@ def run_batch(
                 on_update(outcome)
             if bar:
                 bar(outcome)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     order = {s["name"]: i for i, s in enumerate(man.samples)}
     outcomes.sort(key=lambda o: order[o.name])
     counts: dict[str, int] = {}

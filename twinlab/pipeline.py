@@ -27,6 +27,7 @@ from ._results import Result, text_table
 from ._settings import read_settings, resolve_path
 from ._validation import VoxelSize, check_options
 from .errors import InputError, OutputExistsError, TwinlabError
+from .quantities import summarize  # noqa: F401  (the flat key table; re-exported for callers)
 from .twin import Step, Twin, create_twin, describe_sources
 
 PIPELINE_STEP = "pipeline"
@@ -415,7 +416,7 @@ def _analyze(twin: Twin, name: str, options: dict[str, Any]) -> Any:
 
 def _calender(twin: Twin, cfg: CalenderConfig, out: Path, final_twin: Path) -> Path:
     from .analyses.mechanics import calender
-    from .report import open_series
+    from .series import open_series
 
     calender(twin, ratios=cfg.ratios, densities=cfg.densities, steps=cfg.steps, output=out, overwrite=True,
              source_twin=str(final_twin), **cfg.options)
@@ -442,30 +443,11 @@ def write_report_for(twin_path: Path, series: Path | None) -> Path:
     return write_report(Twin.open(twin_path), report_path(twin_path), series=series)
 
 
-def summarize(twin: Twin) -> dict[str, Any]:
-    """A short, flat table of headline numbers from the results stored in a twin: numbers and
-    short strings of each result and of its nested tables (``transport.tortuosity.tortuosity_factor``), no arrays."""
-    out: dict[str, Any] = {"shape": list(twin.shape), "voxel_size_um": list(twin.voxel_size.as_tuple())}
-
-    def walk(prefix: str, value: Any, depth: int) -> None:
-        if isinstance(value, dict) and depth < 2:
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item, depth + 1)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[prefix] = value
-        elif isinstance(value, str) and len(value) <= 80:
-            out[prefix] = value
-
-    for name in twin.result_names:
-        walk(name, twin.load_result(name), 0)
-    return out
-
-
 def summarize_series(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Headline numbers of each member of a calendering series: target, ratio, density, porosity,
     active-material von Mises mean, crackable volume per threshold, intact shell fraction and,
     where the member was analysed, the conductive activation."""
-    from .report import open_series
+    from .series import open_series
 
     rows = []
     for member in open_series(folder):
@@ -487,6 +469,7 @@ class DemoRun(Result):
     anode: SampleRun
     ebac: dict[str, Any]
     seconds: float
+    study: Any = None  # twinlab.study.Study of the cathode: the design window
 
     def table(self) -> str:
         """The demo's story in a few aligned tables: where everything is, stage times, the headline
@@ -511,6 +494,10 @@ class DemoRun(Result):
         if self.ebac:
             parts.append("EBAC maps (simulated) of the anode series: "
                          + "; ".join(f"{k} {', '.join(_fmt(v) for v in vals)}" for k, vals in self.ebac.items()))
+        if self.study is not None:
+            parts.append(f"calendering design study of a generated NCM622 cathode ({len(self.study.rows)} densities, "
+                         f"{self.study.seconds:.1f} s; report {self.study.report})")
+            parts.append(self.study.table())  # ends with the design window in one line
         parts.append(f"demo finished in {self.seconds:.1f} s")
         return "\n\n".join(parts)
 
@@ -562,12 +549,40 @@ def run_demo(out: str | os.PathLike = "out/demo", *, progress: bool = False) -> 
     cathode_cfg, anode_cfg = demo_configs(out)
     cathode = run_sample(cathode_cfg, overwrite=True, progress=progress)
     anode = run_sample(anode_cfg, overwrite=True, progress=progress)
+    study = _demo_study(out)
     ebac = _demo_ebac(Path(anode.series)) if anode.series else {}
     if anode.report:  # the EBAC results are part of the anode's story: rebuild its report with them
         write_report_for(Path(anode.twin), Path(anode.series) if anode.series else None)
     headline = {k: v for k, v in ebac.items() if k in ("labels", "connected_fraction", "conductive_area_fraction",
                                                           "penetration_depth_um")}
-    return DemoRun(cathode=cathode, anode=anode, ebac=headline, seconds=round(time.perf_counter() - start, 1))
+    return DemoRun(cathode=cathode, anode=anode, ebac=headline, seconds=round(time.perf_counter() - start, 1),
+                   study=study)
+
+
+#: The demo's design study: a small generated NCM622 cathode (the demo cathode's recipe, 16 × 32 × 16
+#: voxels of 2 µm: the compression solver's cost grows with the volume and `make demo` must stay within
+#: minutes; ~20 s CPU), six densities, and criteria a cathode maker might set. A real study:
+#: ``twinlab study X.twin.zarr --densities 2.5:4.0:0.1 --max-crackable 5 --min-q-eff-fraction 0.9 --c-rate 2``.
+DEMO_STUDY = {"densities": [2.4, 2.5, 2.6, 2.7, 2.8, 2.9], "analyses": ["morphology", "network", "transport", "conductive"],
+              "c_rates": [1.0, 2.0], "criteria": ["q_eff_fraction_1C>=0.6", "electronic_conductivity>=1.5e-3 S/m"]}
+
+
+def _demo_study(out: Path):
+    from .datasets import make_cathode
+    from .design import ncm622_cathode
+    from .design_window import parse_criterion
+    from .study import run_study, study_quantities
+
+    cfg = DEMO_STUDY
+    e = make_cathode(ncm622_cathode(2.3), shape=(16, 32, 16), voxel_size_um=2.0, collector_um=4.0, seed=3)
+    twin = create_twin(out / "demo_study_cathode.twin.zarr", e.phases * 60, voxel_size=2.0, labels={"phases": e.phases},
+                       design=e.design.to_dict(), thickness_axis="y", collector_side="low", overwrite=True,
+                       step=Step("generate", {"generator": "make_cathode", "design": "ncm622", "seed": 3}))
+    units = {k: q.unit for k, q in study_quantities(cfg["analyses"], strengths_mpa=(100.0, 150.0),
+                                                    c_rates=cfg["c_rates"]).items()}
+    return run_study(twin, output=out / "demo_study", densities=cfg["densities"], analyses=cfg["analyses"],
+                     c_rates=cfg["c_rates"], overwrite=True,
+                     criteria=[parse_criterion(c, units) for c in cfg["criteria"]])
 
 
 def _demo_ebac(series: Path) -> dict[str, Any]:
@@ -575,7 +590,7 @@ def _demo_ebac(series: Path) -> dict[str, Any]:
     for measured maps, which the same analysis reads from TIFF), analysed and compared."""
     from .analyses.ebac import analyze_ebac, compare_ebac
     from .datasets.simulators import render_ebac
-    from .report import open_series
+    from .series import open_series
 
     results, labels = [], []
     for member in open_series(series):
