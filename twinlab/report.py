@@ -306,9 +306,9 @@ def fig_crack_fractions(twin: Twin, series: list[Twin]) -> Figure | None:
     frac = 100 * np.asarray(cracks["particle_crack_fraction"], dtype=float)
     fig, ax = _fig()
     ax.hist(frac, bins=np.linspace(0, max(5.0, float(frac.max())), 21))
-    area = " (2D section: area %)" if cracks.get("dimensions") == "2D" else ""
-    ax.set_xlabel(f"crack fraction of the particle envelope (%){area}")
-    ax.set_ylabel("particles")
+    unit = "(2D section: area %)" if cracks.get("dimensions") == "2D" else "(%)"
+    ax.set_xlabel(f"crack fraction of the particle envelope {unit}")
+    ax.set_ylabel("particles (count)")
     ax.set_title(f"particle damage: {cracks['cracked_particles']} of {cracks['n_particles']} particles cracked "
                  "(> 0.5 %)", fontsize=8)
     return fig
