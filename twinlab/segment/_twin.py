@@ -13,6 +13,7 @@ from .._results import Result
 from ..errors import InputError
 from .classify import DEFAULT_SEGMENT_PHASES, METHODS, fit_gmm, fit_multiotsu, apply_phase_model, train_classifier
 from .cleanup import CollectorInfo, detect_collector
+from .fibsem import correct_shine_through, resolve_partial_volume
 from .instances import split_particles
 
 
@@ -25,18 +26,26 @@ class SegmentReport(Result):
     n_particles: int | None
     labels_written: tuple[str, ...]
     collector: CollectorInfo | None = None
+    refinement: dict[str, Any] | None = None  # FIB-SEM shine-through / partial-volume fixes (segment.fibsem)
+    empty_phases: tuple[str, ...] = ()  # requested phases that got no voxel: reported, never passed silently
+    warnings: tuple[str, ...] = ()
 
 
 def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] | str = DEFAULT_SEGMENT_PHASES,
                  scribbles: Any = None, particles: bool = True, particle_phase: str = "active",
                  h_um: float | None = None, min_distance_um: float | None = None, depth: int = 24,
-                 seed: int = 0) -> SegmentReport:
+                 seed: int = 0, refine: bool = True) -> SegmentReport:
     """Segment a twin's image into ``labels/phases`` and (optionally) ``labels/particles``.
 
     ``scribbles`` (classifier only): an integer array or a file readable by
     :func:`twinlab.io.read_volume` (npy, npz, tif, …) of the image's shape, 0 = unlabelled and
     ``k`` marking ``phases[k-1]``. The phase labels are written first and read back from the
     store for the particle watershed, so the segmentation is not recomputed per chunk halo.
+
+    ``refine`` (threshold methods, at least three phases): the three darkest phases (pore, CBD,
+    active by default) are corrected for FIB-SEM shine-through and partial-volume rims
+    (:func:`refine_fibsem_labels`); this holds the image and labels in memory once.
+    A requested phase that gets no voxel is listed in ``empty_phases`` and ``warnings``.
     """
     from ..twin import Step
 
@@ -57,11 +66,14 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     else:
         raise InputError(f"unknown segmentation method {method!r}; choose one of {', '.join(METHODS)}")
     labels = apply_phase_model(image, model)
+    refinement = None
+    if refine and method != "classifier" and len(phases) >= 3 and "collector" not in phases[:3]:
+        labels, refinement = refine_fibsem_labels(image, labels, [table.value(p) for p in phases[:3]])
     collector = None
     if "collector" in phases:
         labels, collector = confine_collector(labels, phases, table, twin.thickness_axis, twin.collector_side)
     params = {"method": method, "phases": list(phases), "model": model.to_dict(), "seed": seed,
-              "collector": None if collector is None else collector.to_dict()}
+              "collector": None if collector is None else collector.to_dict(), "refinement": refinement}
     twin.write_labels("phases", labels, phases=table, step=Step("segment", params))
     written = ["phases"]
     stored = twin.labels("phases")
@@ -76,7 +88,25 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
             "phase": particle_phase, "h_um": h_um, "min_distance_um": min_distance_um, "depth": depth}))
         n_particles = int(twin.labels("particles").max().compute())
         written.append("particles")
-    return SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written), collector)
+    empty = tuple(p for p in phases if fractions.get(p, 0.0) == 0.0)
+    warnings = tuple(f"phase {p!r} is empty after segmentation: check the phase list, its dark → bright order "
+                     "and the image contrast" for p in empty)
+    return SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written), collector,
+                         refinement, empty, warnings)
+
+
+def refine_fibsem_labels(image: Any, labels: Any, values: Sequence[int]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Shine-through then partial-volume correction of threshold labels (:mod:`twinlab.segment.fibsem`).
+
+    ``values``: label values of the dark (pore), mid (CBD) and bright (active) phases. Image and
+    labels are computed into memory (float32 + uint8 per voxel, plus a few temporaries).
+    """
+    dark, mid, bright = (int(v) for v in values)
+    img = np.asarray(image.compute() if is_dask(image) else image, dtype=np.float32)
+    lab = np.asarray(labels.compute() if is_dask(labels) else labels)
+    lab, shine = correct_shine_through(img, lab, dark=dark, mid=mid, bright=bright)
+    lab, pv = resolve_partial_volume(img, lab, dark=dark, mid=mid, bright=bright)
+    return lab, {"shine_through": shine.to_dict(), "partial_volume": pv.to_dict()}
 
 
 def confine_collector(labels: Any, phases: Sequence[str], table: Any, axis: int,
