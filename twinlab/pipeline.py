@@ -354,7 +354,11 @@ def _load_input(cfg: InputConfig, *, chunks: int):
 def _segment(twin: Twin, cfg: SegmentConfig) -> None:
     from .segment import segment_twin
 
-    segment_twin(twin, method=cfg.method, phases=cfg.phases, particles=cfg.particles, **cfg.options)
+    report = segment_twin(twin, method=cfg.method, phases=cfg.phases, particles=cfg.particles, **cfg.options)
+    # stored as a result so the run's summary and report show empty phases and the FIB-SEM corrections
+    twin.save_result("segment", {"fractions": report.fractions, "empty_phases": list(report.empty_phases),
+                                 "warnings": " | ".join(report.warnings) or "none",
+                                 "refinement": report.refinement or {}}, step=Step("segment_summary", {}))
 
 
 def _analyze(twin: Twin, name: str, options: dict[str, Any]) -> Any:
