@@ -140,3 +140,23 @@ def test_refinement_refuses_mismatched_shapes():
 
     with pytest.raises(InputError, match="one shape"):
         resolve_partial_volume(np.zeros((4, 5, 6)), np.zeros((4, 5, 5), np.uint8), dark=0, mid=2, bright=1)
+
+
+def test_failed_checks_are_listed_in_the_result_and_the_report(make_twin, tmp_path):
+    from twinlab.analyses.rev import check_design
+    from twinlab.design import ncm622_cathode
+    from twinlab.report import check_failures, write_report
+    from twinlab.twin import Step
+
+    phases, _ = make_electrode((16, 32, 32), seed=8)
+    twin = make_twin(phases, labels={"phases": phases})
+    assert check_failures(twin) == []
+    twin.save_result("segment", {"empty_phases": ["collector"], "warnings": "phase 'collector' is empty"},
+                     step=Step("segment_summary", {}))
+    design = check_design(phases, ncm622_cathode())  # a random sphere packing is not the NCM622 design
+    assert not design.passed
+    twin.save_result("rev", {"design": design.to_dict()}, step=Step("rev", {}))
+    failed = check_failures(twin)
+    assert len(failed) == 2 and "collector" in failed[0] and "FAILED" in failed[1]
+    html = write_report(twin, tmp_path / "r" / "report.html").read_text()
+    assert "empty phase(s) collector" in html and "design check FAILED" in html

@@ -358,6 +358,7 @@ def _html(twin: Twin, figures: list[ReportFigure], series: list[Twin]) -> str:
             blocks.append(f'<section id="{f.key}"><h2>{esc(f.title)}</h2>'
                           f'<img alt="{esc(f.title)}" src="data:image/png;base64,{data}"></section>')
     steps = "".join(f"<li>{esc(p['step'])} <small>{esc(p.get('time', ''))}</small></li>" for p in twin.provenance)
+    checks = "".join(f"<li>{esc(c)}</li>" for c in check_failures(twin))
     members = "".join(f"<li>{esc(t.name)}</li>" for t in series)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>twinlab report — {esc(twin.name)}</title>
@@ -366,12 +367,26 @@ table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 8px;te
 img{{max-width:100%}}.missing{{color:#888}}</style></head>
 <body><h1>twinlab report — {esc(twin.name)}</h1>
 <p>twin <code>{esc(str(twin.path))}</code>, twinlab {esc(__version__)}</p>
+<h2>Checks</h2><ul class="checks">{checks or '<li>no failed check</li>'}</ul>
 <h2>Summary</h2><table>{rows}</table>
 {''.join(blocks)}
 <h2>Calendering series</h2><ul>{members or '<li>none</li>'}</ul>
 <h2>Provenance</h2><ol>{steps}</ol>
 </body></html>
 """
+
+
+def check_failures(twin: Twin) -> list[str]:
+    """Every failed check stored in a twin, one line each: empty segmented phases (result "segment")
+    and a failed design check (result "rev"). Shown at the top of the report, never left out."""
+    out = []
+    seg = _result(twin, "segment")
+    if seg and seg.get("empty_phases"):
+        out.append(f"segmentation: empty phase(s) {', '.join(seg['empty_phases'])} — {seg.get('warnings', '')}")
+    design = _result(twin, "rev", "design")
+    if design and not design.get("passed", True):
+        out.append(design.get("message") or "design check FAILED")
+    return out
 
 
 def _fmt(value: Any) -> str:

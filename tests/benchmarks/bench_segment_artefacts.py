@@ -56,9 +56,11 @@ def score(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return out
 
 
-def run(truth: np.ndarray, voxel, seed: int) -> None:
+def run(truth: np.ndarray, voxel, seed: int, registrations: list[str]) -> None:
     stack = render_fibsem(truth, voxel_size_um=voxel, seed=seed)  # every artefact at its default
-    for name, shifts in (("aligner", None), ("none", np.zeros_like(stack.shifts)), ("true-shifts", stack.shifts)):
+    choices = {"aligner": None, "none": np.zeros_like(stack.shifts), "true-shifts": stack.shifts}
+    for name in registrations:
+        shifts = choices[name]
         t0 = time.perf_counter()
         aligned, _ = align_slices(stack.raw, shifts=shifts)
         img = preprocess_volume(aligned, voxel_size=voxel, steps=["destripe", "denoise"], dtype="float32").image
@@ -75,6 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--edge", type=int, default=256)
     ap.add_argument("--coarse", action="store_true", help="0.3 µm voxels instead of the FIB voxel size")
+    ap.add_argument("--registrations", default="aligner,none,true-shifts")
     args = ap.parse_args()
     for density in (3.0, 3.6):
         t0 = time.perf_counter()
@@ -89,7 +92,7 @@ def main() -> None:
         print(f"NCM622 {density} g/cm³, voxel {voxel.as_tuple()} µm, shape {truth.shape}, truth fractions "
               f"{ {n: round(float((truth == v).mean()), 4) for n, v in VALUES.items()} } "
               f"(generated in {time.perf_counter() - t0:.0f} s)", flush=True)
-        run(truth, voxel, seed=3)
+        run(truth, voxel, seed=3, registrations=args.registrations.split(","))
 
 
 if __name__ == "__main__":
