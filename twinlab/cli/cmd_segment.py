@@ -27,13 +27,15 @@ def segment(
     min_distance_um: Annotated[Optional[float], typer.Option(
         help="Markers = distance maxima at least this far apart (µm) instead of h-maxima.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fit's sampling.")] = 0,
+    refine: Annotated[bool, typer.Option(
+        help="Correct FIB-SEM shine-through and partial-volume rims of the three darkest phases.")] = True,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Segment the twin's image into named phases (and particles); writes labels/phases, labels/particles."""
     from ..segment import segment_twin
 
     report = segment_twin(Twin.open(twin), method=method, phases=phases, scribbles=scribbles, particles=particles,
-                          h_um=h_um, min_distance_um=min_distance_um, seed=seed)
+                          h_um=h_um, min_distance_um=min_distance_um, seed=seed, refine=refine)
     emit(report, as_json=json_)
 
 
