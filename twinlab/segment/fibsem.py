@@ -15,7 +15,9 @@ systematic FIB-SEM errors that no global threshold can avoid:
      wall) and that wall's grey value ``g_w``;
   2. the shine-through law is *fitted on the stack itself*: for pore-labelled voxels at each depth
      ``d``, the median of ``(g - g_pore) / (g_w - g_pore)``, fitted by ``s · exp(-d / λ)``
-     (least squares on the logarithm) — no instrument parameter is assumed;
+     (least squares on the logarithm) — no instrument parameter is assumed; a fit that does not
+     decay, or with ``s > 1`` (brighter than the wall: partial volume at coarse voxels, not shine),
+     changes nothing;
   3. a mid-labelled voxel in front of a wall becomes pore when its grey value is closer to the
      shine-through prediction ``g_pore + s · exp(-d / λ) · (g_w - g_pore)`` than to the mid phase's
      level (a local, depth-dependent threshold half-way between the two).
@@ -142,6 +144,9 @@ def correct_shine_through(image: np.ndarray, labels: np.ndarray, *, dark: int, m
         return lab.copy(), ShineThroughFit(False, 0.0, 0.0, len(depths), 0.0,
                                            "pore grey does not decay with depth: no shine-through seen")
     amp, lam = float(np.exp(intercept)), float(-1.0 / slope)
+    if amp > 1.0:  # a pore cannot show more than its wall's contrast: the decay is partial volume, not shine
+        return lab.copy(), ShineThroughFit(False, amp, lam, len(depths), 0.0,
+                                           f"fitted amplitude {amp:.2f} > 1 is unphysical: no correction")
     predicted = g_dark + np.float32(amp) * np.exp(-depth.astype(np.float32) / np.float32(lam)) * (g_wall - g_dark)
     flip = (lab == mid) & (depth <= _MAX_DEPTH) & (np.abs(img - predicted) < np.abs(img - np.float32(g_mid)))
     out = lab.copy()
