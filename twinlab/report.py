@@ -596,6 +596,8 @@ def _twin_html(twin: Twin, figures: list[ReportFigure], series: list[Twin]) -> s
              f"{esc(str(twin.voxel_size.as_tuple()))} µm · twinlab {esc(__version__)}</p>"
              f'<div class="first"><div><h2>Headline</h2>{headline}</div>'
              f"<div><h2>Design check</h2>{_design_check_html(_result(twin, 'rev', 'design'))}</div></div>")
+    checks = "".join(f"<li>{esc(c)}</li>" for c in check_failures(twin))
+    first += f'<h2>Checks</h2><ul class="checks">{checks or "<li>no failed check</li>"}</ul>'
     notes = "".join(f"<li>{esc(n)}</li>" for n in report_notes(twin))
     if notes:  # a likely phase swap or a 2D twin must be seen before any number is trusted
         first += f'<h2>Warnings and notes</h2><ul class="notes">{notes}</ul>'
@@ -673,6 +675,19 @@ def _check_cell(check: Mapping[str, Any] | None, in_window: bool) -> str:
             off = "" if r["deviation"] is None else f" (off by {r['deviation']:.2g})"
             fails.append(f"{r['key']} {got}, needs {need}{off}")
     return f"<span class='fail'>fail</span>: {esc('; '.join(fails))}"
+
+
+def check_failures(twin: Twin) -> list[str]:
+    """Every failed check stored in a twin, one line each: empty segmented phases (result "segment")
+    and a failed design check (result "rev"). Shown at the top of the report, never left out."""
+    out = []
+    seg = _result(twin, "segment")
+    if seg and seg.get("empty_phases"):
+        out.append(f"segmentation: empty phase(s) {', '.join(seg['empty_phases'])}")
+    design = _result(twin, "rev", "design")
+    if design and not design.get("passed", True):
+        out.append(design.get("message") or "design check FAILED")
+    return out
 
 
 def _fmt(value: Any) -> str:

@@ -33,6 +33,8 @@ def segment(
     min_distance_um: Annotated[Optional[float], typer.Option(
         help="Markers = distance maxima at least this far apart (µm) instead of h-maxima.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fit's sampling.")] = 0,
+    refine: Annotated[bool, typer.Option(
+        help="Correct FIB-SEM shine-through and partial-volume rims of the three darkest phases.")] = True,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Segment the twin's image into named phases (and particles); writes labels/phases, labels/particles."""
@@ -40,7 +42,7 @@ def segment(
 
     report = segment_twin(Twin.open(twin), method=method, phases=phases, scribbles=scribbles, particles=particles,
                           materials=parse_phase_materials(phase), h_um=h_um, min_distance_um=min_distance_um,
-                          seed=seed)
+                          seed=seed, refine=refine)
     emit(report, as_json=json_)
     warn(report.warnings)
 

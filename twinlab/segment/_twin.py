@@ -13,6 +13,7 @@ from .._results import Result
 from ..errors import InputError
 from .classify import DEFAULT_SEGMENT_PHASES, METHODS, fit_gmm, fit_multiotsu, apply_phase_model, train_classifier
 from .cleanup import CollectorInfo, detect_collector
+from .fibsem import correct_shine_through, resolve_partial_volume
 from .instances import split_particles
 
 
@@ -25,16 +26,18 @@ class SegmentReport(Result):
     n_particles: int | None
     labels_written: tuple[str, ...]
     collector: CollectorInfo | None = None
-    warnings: tuple[str, ...] = ()  # e.g. a likely swap of two phases (order check)
+    warnings: tuple[str, ...] = ()  # a likely swap of two phases (order check), empty phases
     particle_phase: str | None = None
     single_slice: bool = False  # a 2D twin (one slice): fractions are area fractions
+    refinement: dict[str, Any] | None = None  # FIB-SEM shine-through / partial-volume fixes (segment.fibsem)
+    empty_phases: tuple[str, ...] = ()  # requested phases that got no voxel: reported, never passed silently
 
 
 def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] | str = DEFAULT_SEGMENT_PHASES,
                  scribbles: Any = None, particles: bool | None = None, particle_phase: str | None = None,
                  materials: Mapping[str, str | None] | None = None,
                  h_um: float | None = None, min_distance_um: float | None = None, depth: int = 24,
-                 seed: int = 0) -> SegmentReport:
+                 seed: int = 0, refine: bool = True) -> SegmentReport:
     """Segment a twin's image into ``labels/phases`` and (optionally) ``labels/particles``.
 
     ``scribbles`` (classifier only): an integer array or a file readable by
@@ -48,6 +51,11 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     whose material is particulate (NCM, Li metal powder) — exists; never for fibres. The phase
     fractions are checked against the design (:mod:`.order`): a likely swap is in ``warnings``
     and in the stored result ``segment``.
+
+    ``refine`` (threshold methods, at least three phases): the three darkest phases (pore, CBD,
+    active by default) are corrected for FIB-SEM shine-through and partial-volume rims
+    (:func:`refine_fibsem_labels`); this holds the image and labels in memory once.
+    A requested phase that gets no voxel is listed in ``empty_phases`` and ``warnings``.
     """
     from ..materials import is_particulate
     from ..twin import Step
@@ -81,11 +89,16 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     else:
         raise InputError(f"unknown segmentation method {method!r}; choose one of {', '.join(METHODS)}")
     labels = apply_phase_model(image, model)
+    refinement = None
+    # the corrections model a pore/CBD/active stack milled along z: not for other phase sets or one slice
+    if refine and method != "classifier" and "cbd" in phases[:3] and "collector" not in phases[:3] \
+            and twin.shape[0] > 1:
+        labels, refinement = refine_fibsem_labels(image, labels, [table.value(p) for p in phases[:3]])
     collector = None
     if "collector" in phases:
         labels, collector = confine_collector(labels, phases, table, twin.thickness_axis, twin.collector_side)
     params = {"method": method, "phases": list(phases), "model": model.to_dict(), "seed": seed,
-              "collector": None if collector is None else collector.to_dict()}
+              "collector": None if collector is None else collector.to_dict(), "refinement": refinement}
     twin.write_labels("phases", labels, phases=table, step=Step("segment", params))
     written = ["phases"]
     stored = twin.labels("phases")
@@ -103,10 +116,28 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
             "phase": particle_phase, "h_um": h_um, "min_distance_um": min_distance_um, "depth": depth}))
         n_particles = int(twin.labels("particles").max().compute())
         written.append("particles")
+    empty = tuple(p for p in phases if fractions.get(p, 0.0) == 0.0)
+    warnings += tuple(f"phase {p!r} is empty after segmentation: check the phase list, its dark → bright order "
+                      "and the image contrast" for p in empty)
     report = SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written), collector,
-                           warnings, particle_phase if particles else None, twin.shape[0] == 1)
+                           warnings=warnings, particle_phase=particle_phase if particles else None,
+                           single_slice=twin.shape[0] == 1, refinement=refinement, empty_phases=empty)
     twin.save_result("segment", report, step=Step("segment_check", {"warnings": list(warnings)}))
     return report
+
+
+def refine_fibsem_labels(image: Any, labels: Any, values: Sequence[int]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Shine-through then partial-volume correction of threshold labels (:mod:`twinlab.segment.fibsem`).
+
+    ``values``: label values of the dark (pore), mid (CBD) and bright (active) phases. Image and
+    labels are computed into memory (float32 + uint8 per voxel, plus a few temporaries).
+    """
+    dark, mid, bright = (int(v) for v in values)
+    img = np.asarray(image.compute() if is_dask(image) else image, dtype=np.float32)
+    lab = np.asarray(labels.compute() if is_dask(labels) else labels)
+    lab, shine = correct_shine_through(img, lab, dark=dark, mid=mid, bright=bright)
+    lab, pv = resolve_partial_volume(img, lab, dark=dark, mid=mid, bright=bright)
+    return lab, {"shine_through": shine.to_dict(), "partial_volume": pv.to_dict()}
 
 
 def confine_collector(labels: Any, phases: Sequence[str], table: Any, axis: int,
