@@ -140,7 +140,7 @@ class _CheckedChunks:
 
 
 def _open(path: Path, label: str) -> zarr.Array:
-    if not (path / "zarr.json").is_file():
+    if not (path / "zarr.json").is_file() and not (path / ".zarray").is_file():  # zarr v3 / v2
         raise TwinStoreError(f"{label} has no zarr.json (looked in {path}); the twin is damaged: "
                              "restore it from a backup or re-create it")
     try:
@@ -230,7 +230,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _token(path: Path) -> str:
-    stat = (path / "zarr.json").stat()
+    meta = path / "zarr.json"
+    stat = (meta if meta.is_file() else path / ".zarray").stat()
     return tokenize(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
