@@ -164,7 +164,7 @@ def test_truncated_metaimage_refused_before_simpleitk_reads(metaimage, monkeypat
 
 
 # ============================================================================ fuzz
-FUZZ_CASES = 40  # per format in the default suite (about 10 s in all); --runslow runs 10x as many
+FUZZ_CASES = 30  # per format in the default suite (about 8 s on an idle machine); --runslow: 10x as many
 SHAPE = (6, 20, 24)
 
 
@@ -184,8 +184,22 @@ def _inputs(folder: Path) -> dict[str, tuple[Path, np.ndarray, dict]]:
                                                "offset": 0, "voxel_size_um": [0.05, 0.04, 0.04]}))
     out["raw"] = (folder / "v.raw", vol, {})
     create_twin(folder / "t.twin.zarr", vol, voxel_size=0.05, chunks=8)
-    out["ome-zarr"] = (folder / "t.twin.zarr", vol, {})
+    out["ome-zarr-twin"] = (folder / "t.twin.zarr", vol, {})
+    _foreign_ome_zarr(folder / "f.zarr", vol)
+    out["ome-zarr-v2-foreign"] = (folder / "f.zarr", vol, {})
     return out
+
+
+def _foreign_ome_zarr(path: Path, vol: np.ndarray) -> None:
+    """An NGFF 0.4 store on zarr v2 as other tools write it: no integrity record, no checksums."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a, "type": "space", "unit": "micrometer"}
+                                                             for a in "zyx"],
+                                   "datasets": [{"path": "0", "coordinateTransformations": [
+                                       {"type": "scale", "scale": [0.05, 0.04, 0.04]}]}]}]
+    group.create_array("0", shape=vol.shape, chunks=(3, 10, 12), dtype=vol.dtype)[...] = vol
 
 
 def _mutate(path: Path, rng: np.random.Generator) -> str:
@@ -227,6 +241,13 @@ def _reference(fmt: str, path: Path, original: np.ndarray) -> np.ndarray | None:
             dtype = np.dtype(header["dtype"]).newbyteorder("<" if header.get("byte_order") != "big" else ">")
             count = int(np.prod(shape))
             return np.frombuffer(path.read_bytes(), dtype, count=count, offset=offset).reshape(shape)
+        if fmt == "ome-zarr-v2-foreign":
+            # No checksums, so damage inside a chunk cannot be told from data; zarr's own read is
+            # not a reference either: a truncated blosc chunk decodes to uninitialised memory
+            # (different on every read). Only the shape is checked; exception hygiene is the point.
+            import zarr
+
+            return np.zeros(zarr.open_array(str(path / "0"), mode="r").shape, np.uint8)
     except Exception:
         return None
     return original  # a twin carries checksums: any read must give the written voxels
@@ -244,6 +265,8 @@ def _fuzz(tmp_path: Path, n_cases: int) -> dict[str, dict[str, int]]:
     pristine = tmp_path / "pristine"
     pristine.mkdir()
     inputs = _inputs(pristine)
+    for fmt, (path, vol, kwargs) in inputs.items():  # the unmutated inputs read back exactly
+        np.testing.assert_array_equal(read_volume(path, **kwargs).data.compute(), vol, err_msg=fmt)
     rng = np.random.default_rng(2026)
     outcomes: dict[str, dict[str, int]] = {fmt: {"error": 0, "read": 0} for fmt in inputs}
     previous = signal.signal(signal.SIGALRM, _alarm)
@@ -272,8 +295,9 @@ def _fuzz(tmp_path: Path, n_cases: int) -> dict[str, dict[str, int]]:
                     assert time.perf_counter() - start < 10
                     reference = _reference(fmt, target, vol)
                     assert reference is not None, f"{fmt} case {case} ({what}): read a file others refuse"
-                    np.testing.assert_array_equal(data, reference.reshape(data.shape),
-                                                  err_msg=f"{fmt} case {case} ({what})")
+                    assert data.shape == reference.shape, f"{fmt} case {case} ({what})"
+                    if fmt != "ome-zarr-v2-foreign":
+                        np.testing.assert_array_equal(data, reference, err_msg=f"{fmt} case {case} ({what})")
                     outcomes[fmt]["read"] += 1
     finally:
         signal.signal(signal.SIGALRM, previous)

@@ -148,8 +148,8 @@ def _open(path: Path, label: str) -> zarr.Array:
     except Exception as exc:  # zarr raises several types for unreadable metadata
         raise TwinStoreError(f"{label}: zarr.json cannot be read ({type(exc).__name__}: {_first_line(exc)}); "
                              "the twin is damaged: restore it from a backup or re-create it") from None
-    if not isinstance(array.chunks, tuple) or array.ndim == 0:
-        raise TwinStoreError(f"{label} is not a chunked array; the twin is damaged")
+    if not isinstance(array.chunks, tuple):
+        raise TwinStoreError(f"{label} is not a regularly chunked array; the twin is damaged")
     return array
 
 
@@ -172,11 +172,17 @@ def _grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
 
 def _expected_keys(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[str]:
     """Chunk file names (zarr v3 default encoding, ``c/i/j/k``) in C order of the grid."""
-    return ["c/" + "/".join(map(str, idx)) for idx in itertools.product(*(range(g) for g in _grid(shape, chunks)))]
+    return [_key(idx) for idx in itertools.product(*(range(g) for g in _grid(shape, chunks)))]
+
+
+def _key(idx: tuple[int, ...]) -> str:
+    return "/".join(["c", *map(str, idx)])  # a 0-d array's one chunk is "c"
 
 
 def _present_keys(folder: Path) -> set[str]:
     """Chunk files under ``folder/c`` (one directory listing per grid row, no file is opened)."""
+    if (folder / "c").is_file():
+        return {"c"}
     found: set[str] = set()
     stack = [(folder / "c", "c")]
     while stack:
@@ -213,7 +219,7 @@ def _chunks_in(index: Any, shape: tuple[int, ...], chunks: tuple[int, ...]) -> l
             ranges.append(range(start // c, max(start // c + 1, -(-stop // c))))
         else:
             ranges.append(range(int(i) % n // c, int(i) % n // c + 1))
-    return [("c/" + "/".join(map(str, idx)), tuple(slice(j * c, min((j + 1) * c, n))
+    return [(_key(idx), tuple(slice(j * c, min((j + 1) * c, n))
                                                    for j, c, n in zip(idx, chunks, shape)))
             for idx in itertools.product(*ranges)]
 
