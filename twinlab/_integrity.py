@@ -71,10 +71,11 @@ def open_checked(path: str | os.PathLike, label: str) -> da.Array:
     record = array.attrs.get(RECORD_KEY)
     if record is not None:
         _check_metadata(array, record, label)
-        missing = sorted(set(_expected_keys(array.shape, array.chunks)) - _present_keys(Path(path)))
+        missing = _missing_chunks(Path(path), _grid(array.shape, array.chunks))
         if missing:
-            raise TwinStoreError(f"{label} is missing {_name_chunks(missing)} of {record['chunks']}; the twin "
-                                 "is damaged (a file was deleted): restore it from a backup or re-create it")
+            raise TwinStoreError(f"{label} is missing {_name_chunks(missing)} ({len(missing)} of its "
+                                 f"{record['chunks']} chunk files); the twin is damaged: restore it from a "
+                                 "backup or re-create it")
     source = _CheckedChunks(array, label)
     token = _token(Path(path))
     return da.from_array(source, chunks=array.chunks, name=f"twinlab-array-{token}", asarray=False,
@@ -179,25 +180,25 @@ def _key(idx: tuple[int, ...]) -> str:
     return "/".join(["c", *map(str, idx)])  # a 0-d array's one chunk is "c"
 
 
-def _present_keys(folder: Path) -> set[str]:
-    """Chunk files under ``folder/c`` (one directory listing per grid row, no file is opened)."""
-    if (folder / "c").is_file():
-        return {"c"}
-    found: set[str] = set()
-    stack = [(folder / "c", "c")]
-    while stack:
-        directory, prefix = stack.pop()
+def _missing_chunks(folder: Path, grid: tuple[int, ...]) -> list[str]:
+    """Chunk files the grid needs but ``folder`` lacks: one ``listdir`` per row of the grid's last
+    axis (``c/i/j/``), names compared as a set; no file is opened or stat'ed."""
+    if not grid:
+        return [] if (folder / "c").is_file() else ["c"]
+    if 0 in grid:
+        return []
+    row = {str(k) for k in range(grid[-1])}
+    missing: list[str] = []
+    for idx in itertools.product(*(range(g) for g in grid[:-1])):
+        directory = os.path.join(folder, _key(idx))
         try:
-            entries = list(os.scandir(directory))
+            names = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
-            key = f"{prefix}/{entry.name}"
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((Path(entry.path), key))
-            else:
-                found.add(key)
-    return found
+            names = []
+        if len(names) < len(row) or not row.issubset(names):
+            present = set(names)
+            missing += [f"{_key(idx)}/{k}" for k in range(grid[-1]) if str(k) not in present]
+    return missing
 
 
 def _crc32(path: Path) -> int:

@@ -41,8 +41,8 @@ _OS_ERROR_FIXES = {
     errno.ENOSPC: "no space left on the device; free space or write to another folder",
     errno.EDQUOT: "disk quota exceeded; free space or write to another folder",
     errno.EROFS: "read-only file system; write to another folder",
-    errno.EACCES: "permission denied; use a folder you may write to, or fix its permissions",
-    errno.EPERM: "operation not permitted; use a folder you may write to, or fix its permissions",
+    errno.EACCES: "permission denied; fix the permissions or use a folder you may write to",
+    errno.EPERM: "operation not permitted; fix the permissions or use a folder you may write to",
 }
 
 

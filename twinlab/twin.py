@@ -354,7 +354,11 @@ class Twin:
         return out
 
     def __repr__(self) -> str:
-        return f"Twin({str(self.path)!r}, shape={self.shape}, voxel_size={self.voxel_size.as_tuple()})"
+        try:
+            shape: Any = self.shape
+        except TwinStoreError:  # a damaged twin still has a printable name
+            shape = "damaged"
+        return f"Twin({str(self.path)!r}, shape={shape}, voxel_size={self.voxel_size.as_tuple()})"
 
 
 # ====================================================================================== create
