@@ -279,3 +279,25 @@ def test_real_full_disk(tmp_path, small_tmpfs):
     _one_line_error(result, "no space left on the device")
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["s.twin.zarr"]
     np.testing.assert_array_equal(Twin.open(out).image().compute(), 5)
+
+
+def test_disk_full_while_replacing_the_image_puts_the_old_levels_back(segmented, monkeypatch):
+    """write_image moves the old levels aside before the metadata write; if that write fails they return."""
+    import os
+
+    before = segmented.image().compute()
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst) == segmented.path / "zarr.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="No space left"):
+        segmented.write_image(before[:, :, ::-1], step=Step("t", {}), chunks=CHUNK)
+    monkeypatch.undo()
+    twin = Twin.open(segmented.path)
+    np.testing.assert_array_equal(twin.image().compute(), before)
+    assert _hidden_leftovers(segmented.path) == []
+    twin.verify()

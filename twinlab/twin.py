@@ -203,19 +203,30 @@ class Twin:
                                  f"{self.labels(name).shape}; drop or recompute the labels first")
         with _staging_dir(self.path, "image") as tmp:
             datasets = _write_pyramid(tmp, image, voxel_size, chunks=chunks, labels=False, progress=progress)
-            old = [p for p in self.path.iterdir() if p.name.isdigit()]
-            # rename new levels in: first move the old ones aside, so readers never see a mix
+            block = dict(self._block, voxel_size_um=voxel_size.to_dict())
+            block["provenance"] = [*block.get("provenance", []), step.to_dict()]
+            attrs = dict(self._attrs, ome=_multiscales_meta(self.name, datasets), twinlab=block)
+            # rename new levels in: first move the old ones aside, so readers never see a mix;
+            # any failure (a full disk at the metadata write) puts the old levels back
             trash = self.path / f".old-image-{uuid.uuid4().hex[:8]}"
-            trash.mkdir()
-            for p in old:
-                p.rename(trash / p.name)
-            for p in tmp.iterdir():
-                p.rename(self.path / p.name)
-        ome = _multiscales_meta(self.name, datasets)
-        block = dict(self._block, voxel_size_um=voxel_size.to_dict())
-        block["provenance"] = [*block.get("provenance", []), step.to_dict()]
-        attrs = dict(self._attrs, ome=ome, twinlab=block)
-        _write_group_json(self.path, attrs)
+            moved_old: list[str] = []
+            moved_new: list[str] = []
+            try:
+                trash.mkdir()
+                for p in [p for p in self.path.iterdir() if p.name.isdigit()]:
+                    p.rename(trash / p.name)
+                    moved_old.append(p.name)
+                for p in list(tmp.iterdir()):
+                    p.rename(self.path / p.name)
+                    moved_new.append(p.name)
+                _write_group_json(self.path, attrs)
+            except BaseException:
+                for name in moved_new:
+                    (self.path / name).rename(tmp / name)
+                for name in moved_old:
+                    (trash / name).rename(self.path / name)
+                shutil.rmtree(trash, ignore_errors=True)
+                raise
         self._attrs = attrs
         shutil.rmtree(trash, ignore_errors=True)
 
