@@ -521,7 +521,11 @@ def _replace_dir(new: Path, target: Path) -> None:
     if target.exists():
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         target.rename(old)
-        new.rename(target)
+        try:
+            new.rename(target)
+        except BaseException:
+            old.rename(target)  # the old one stays in place when the new one cannot be put there
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         new.rename(target)
