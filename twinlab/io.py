@@ -19,9 +19,10 @@ import math
 import os
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import dask.array as da
 import numpy as np
@@ -368,25 +369,26 @@ def _read_tiff_series(path: Path, tif: Any, chunks: int):
     return data, voxel, meta
 
 
-class _quiet_tifffile:
-    """Hold back tifffile's log lines (\"invalid page offset\" …) while twinlab reads: a damaged
+_TIFF_LOG_LOCK = threading.Lock()
+_TIFF_LOG_USERS = [0]  # reads in progress, over all threads
+_TIFF_LOG_FILTER = logging.Filter("twinlab-silences-tifffile")  # a name no record has: drops them all
+
+
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Hold back tifffile's log lines ("invalid page offset" …) while twinlab reads: a damaged
     file then reports one error, ours, instead of log noise before it. Re-entrant across threads."""
-
-    _lock = threading.Lock()
-    _depth = 0
-    _filter = logging.Filter("twinlab-silences-tifffile")  # a name no record has: drops them all
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if type(self)._depth == 0:
-                logging.getLogger("tifffile").addFilter(self._filter)
-            type(self)._depth += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        with self._lock:
-            type(self)._depth -= 1
-            if type(self)._depth == 0:
-                logging.getLogger("tifffile").removeFilter(self._filter)
+    with _TIFF_LOG_LOCK:
+        if _TIFF_LOG_USERS[0] == 0:
+            logging.getLogger("tifffile").addFilter(_TIFF_LOG_FILTER)
+        _TIFF_LOG_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _TIFF_LOG_LOCK:
+            _TIFF_LOG_USERS[0] -= 1
+            if _TIFF_LOG_USERS[0] == 0:
+                logging.getLogger("tifffile").removeFilter(_TIFF_LOG_FILTER)
 
 
 def _tiff_voxel_size(tif: Any) -> VoxelSize | None:
