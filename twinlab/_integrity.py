@@ -126,10 +126,9 @@ class _CheckedChunks:
             raise
         except Exception as exc:  # codecs raise RuntimeError, ValueError, … for a garbled chunk
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
-        bad = [key for key, region in _chunks_in(index, self.array.shape, self.array.chunks)
-               if not self._decodes(region)] or [key for key, _ in _chunks_in(index, self.array.shape,
-                                                                              self.array.chunks)]
-        raise TwinStoreError(f"{self.label}: {_name_chunks(bad)} cannot be decoded ({reason}); the twin is "
+        touched = _chunks_in(index, self.array.shape, self.array.chunks)
+        bad = [key for key, region in touched if not self._decodes(region)] or [key for key, _ in touched]
+        raise TwinStoreError(f"{self.label}: {_name_chunks(bad)} cannot be decoded ({reason}); the store is "
                              "damaged: restore it from a backup or re-create it")
 
     def _decodes(self, region: tuple[slice, ...]) -> bool:
@@ -142,15 +141,15 @@ class _CheckedChunks:
 
 def _open(path: Path, label: str) -> zarr.Array:
     if not (path / "zarr.json").is_file() and not (path / ".zarray").is_file():  # zarr v3 / v2
-        raise TwinStoreError(f"{label} has no zarr.json (looked in {path}); the twin is damaged: "
+        raise TwinStoreError(f"{label} has no zarr.json (looked in {path}); the store is damaged: "
                              "restore it from a backup or re-create it")
     try:
         array = zarr.open_array(str(path), mode="r")
     except Exception as exc:  # zarr raises several types for unreadable metadata
         raise TwinStoreError(f"{label}: zarr.json cannot be read ({type(exc).__name__}: {_first_line(exc)}); "
-                             "the twin is damaged: restore it from a backup or re-create it") from None
+                             "the store is damaged: restore it from a backup or re-create it") from None
     if not isinstance(array.chunks, tuple):
-        raise TwinStoreError(f"{label} is not a regularly chunked array; the twin is damaged")
+        raise TwinStoreError(f"{label} is not a regularly chunked array; the store is damaged or not OME-Zarr")
     return array
 
 
