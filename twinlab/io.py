@@ -14,11 +14,15 @@ given by the user overrides the file's; a volume with neither is refused.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import re
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import dask.array as da
 import numpy as np
@@ -93,8 +97,10 @@ def read_volume(
         vs = file_voxel
         metadata["voxel_size_source"] = "file"
     else:
+        invalid = metadata.get("file_voxel_size_invalid")
+        states = f"states an unusable voxel size ({invalid})" if invalid else "states no voxel size"
         raise InputError(
-            f"{path.name} states no voxel size; pass it, e.g. --voxel-size 0.0325,0.03722,0.03722 "
+            f"{path.name} {states}; pass it, e.g. --voxel-size 0.0325,0.03722,0.03722 "
             "(DZ,DY,DX; --unit nm|um)")
     sources = tuple(str(p) for p in metadata.pop("_files", [path]))
     return Volume(data=data, voxel_size=vs, metadata=metadata, sources=sources)
@@ -227,25 +233,61 @@ def _read_raw(path: Path, *, chunks: int, **_: Any):
         raise ReadError(f"raw file {path.name} needs a JSON header {path.stem}.json with shape, dtype "
                         '(e.g. {"shape": [z, y, x], "dtype": "uint16", "byte_order": "little", '
                         '"voxel_size_um": [dz, dy, dx]})')
-    try:
-        meta = json.loads(header.read_text())
-        shape = tuple(int(n) for n in meta["shape"])
-        dtype = np.dtype(meta["dtype"]).newbyteorder("<" if meta.get("byte_order", "little") == "little" else ">")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ReadError(f"bad raw header {header.name} ({exc}); it needs 'shape' [z,y,x] and 'dtype'") from None
-    if len(shape) != 3:
-        raise InputError(f"raw header {header.name} gives shape {shape}; a 3D (z, y, x) shape is needed")
-    offset = int(meta.get("offset", 0))
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    meta, shape, dtype, offset, vs = _parse_raw_header(header)
+    expected = offset + math.prod(shape) * dtype.itemsize
     if path.stat().st_size < expected:
         raise ReadError(f"{path.name} has {path.stat().st_size} bytes but its header needs {expected}; "
                         "the file is truncated or the header is wrong")
-    vs = VoxelSize.parse(meta["voxel_size_um"]) if meta.get("voxel_size_um") is not None else None
     blocks = _RawBlocks(path, offset, shape, dtype)
     data = _from_arraylike(blocks, _token(path), _chunks_for(shape, chunks))
     if dtype.byteorder == ">":
         data = data.astype(dtype.newbyteorder("="))
     return data, vs, {"format": "raw", "header": meta, "_files": [path, header]}
+
+
+def _parse_raw_header(header: Path) -> tuple[dict[str, Any], tuple[int, int, int], np.dtype, int, VoxelSize | None]:
+    """Validate a raw file's JSON header strictly, before anything is allocated or read.
+
+    A header that is merely close (``"little-endian"``, a shape of 16.5) is refused rather than
+    guessed at: a wrong guess reads plausible-looking wrong voxels.
+    """
+    where = f"raw header {header.name}"
+    try:
+        meta = json.loads(header.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ReadError(f"cannot read {where} as JSON ({exc}); fix or re-write the header") from None
+    if not isinstance(meta, dict) or "shape" not in meta or "dtype" not in meta:
+        raise InputError(f'{where} needs at least "shape": [z, y, x] and "dtype", e.g. {{"shape": [100, 512, 512], '
+                         '"dtype": "uint16", "byte_order": "little", "voxel_size_um": [dz, dy, dx], "offset": 0}')
+    shape = meta["shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(n) and n > 0 for n in shape)):
+        raise InputError(f"{where} gives shape {shape!r}; it must be three positive whole numbers [z, y, x]")
+    byte_order = meta.get("byte_order", "little")
+    if byte_order not in ("little", "big"):
+        raise InputError(f'{where} gives byte_order {byte_order!r}; it must be exactly "little" or "big"')
+    try:
+        dtype = np.dtype(meta["dtype"]) if isinstance(meta["dtype"], str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf" or dtype.byteorder not in ("=", "|"):
+        raise InputError(f"{where} gives dtype {meta['dtype']!r}; use a numeric type name such as uint8, "
+                         'uint16, int16, float32 (and "byte_order" for the byte order)')
+    offset = meta.get("offset", 0)
+    if not (_is_int(offset) and offset >= 0):
+        raise InputError(f"{where} gives offset {offset!r}; it must be a whole number of bytes >= 0")
+    voxel = meta.get("voxel_size_um")
+    if voxel is not None:
+        if not (isinstance(voxel, (int, float)) and not isinstance(voxel, bool)
+                or isinstance(voxel, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in voxel)):
+            raise InputError(f"{where} gives voxel_size_um {voxel!r}; give [dz, dy, dx] in micrometres")
+        voxel = VoxelSize.parse(voxel)
+    dtype = dtype.newbyteorder("<" if byte_order == "little" else ">")
+    return meta, tuple(shape), dtype, offset, voxel
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # ====================================================================================== TIFF
@@ -263,7 +305,8 @@ class _TiffPages(_BlockSource):
         if not keys:
             return np.empty((0,) + self.shape[1:], self.dtype)[:, ys, xs]
         try:
-            pages = tifffile.imread(self.path, key=keys, series=0)
+            with _quiet_tifffile():
+                pages = tifffile.imread(self.path, key=keys, series=0)
         except Exception as exc:
             raise ReadError(f"cannot decode pages {keys[0]}–{keys[-1]} of {self.path.name} ({exc})") from None
         return pages.reshape((len(keys),) + self.shape[1:])[:, ys, xs]
@@ -272,14 +315,22 @@ class _TiffPages(_BlockSource):
 def _read_tiff(path: Path, *, chunks: int, **_: Any):
     import tifffile
 
-    try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:
-        raise ReadError(f"cannot read {path.name} as TIFF ({exc}); the file is damaged or not a TIFF") from None
+    with _quiet_tifffile():
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:
+            raise ReadError(f"cannot read {path.name} as TIFF ({exc}); the file is damaged or not a TIFF") from None
+        return _read_tiff_series(path, tif, chunks)
+
+
+def _read_tiff_series(path: Path, tif: Any, chunks: int):
     with tif:
         try:
             series = tif.series[0]
-            shape, dtype = tuple(series.shape), series.dtype
+            shape, dtype, axes = tuple(series.shape), series.dtype, str(series.axes)
+            if "S" in axes:  # colour samples: each plane is one page, not shape[-3] pages
+                raise InputError(f"{path.name} is a colour (RGB/RGBA) image, shape {shape} (axes {axes}); "
+                                 "save it as a grey-value stack first")
             size = path.stat().st_size
             for page in tif.pages:  # metadata only: every page's data must lie inside the file
                 ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
@@ -288,17 +339,24 @@ def _read_tiff(path: Path, *, chunks: int, **_: Any):
                                     f"({max(ends)} > {size} bytes); re-export or re-copy it")
             contiguous_offset = series.dataoffset
             n_planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+            # tifffile falls back to the pages it found when an ImageJ file is cut short
+            declared = (tif.imagej_metadata or {}).get("images", 1) if tif.is_imagej else 1
+            cut_short = isinstance(declared, int) and declared > n_planes
+            n_planes = max(n_planes, declared) if cut_short else n_planes
             # planes may be samples of one page (axes "SYX", e.g. SuperRes' sem_image_stack.tif):
             # a contiguous series is checked by its byte range, only a paged one by its page count
-            truncated = (contiguous_offset is None and len(tif.pages) < n_planes) or (
+            truncated = cut_short or (contiguous_offset is None and len(tif.pages) < n_planes) or (
                 contiguous_offset is not None and contiguous_offset + series.nbytes > size)
             if truncated:
                 raise ReadError(f"{path.name} is truncated: it declares {n_planes} images of {shape[-2:]} but the "
                                 "file ends before their data; re-export or re-copy it")
-            voxel = _tiff_voxel_size(tif)
             meta: dict[str, Any] = {"format": "tiff", "axes": series.axes,
                                     "imagej": bool(tif.is_imagej), "ome": bool(tif.is_ome)}
-        except ReadError:
+            try:
+                voxel = _tiff_voxel_size(tif)
+            except InputError as exc:  # e.g. an ImageJ spacing of 0: unusable, but the pixels are fine
+                voxel, meta["file_voxel_size_invalid"] = None, str(exc).split(";")[0]
+        except (ReadError, InputError):
             raise
         except Exception as exc:
             raise ReadError(f"cannot read {path.name} as TIFF ({exc}); the file is damaged") from None
@@ -317,6 +375,28 @@ def _read_tiff(path: Path, *, chunks: int, **_: Any):
     if np.dtype(dtype).byteorder == ">":
         data = data.astype(np.dtype(dtype).newbyteorder("="))
     return data, voxel, meta
+
+
+_TIFF_LOG_LOCK = threading.Lock()
+_TIFF_LOG_USERS = [0]  # reads in progress, over all threads
+_TIFF_LOG_FILTER = logging.Filter("twinlab-silences-tifffile")  # a name no record has: drops them all
+
+
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Hold back tifffile's log lines ("invalid page offset" …) while twinlab reads: a damaged
+    file then reports one error, ours, instead of log noise before it. Re-entrant across threads."""
+    with _TIFF_LOG_LOCK:
+        if _TIFF_LOG_USERS[0] == 0:
+            logging.getLogger("tifffile").addFilter(_TIFF_LOG_FILTER)
+        _TIFF_LOG_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _TIFF_LOG_LOCK:
+            _TIFF_LOG_USERS[0] -= 1
+            if _TIFF_LOG_USERS[0] == 0:
+                logging.getLogger("tifffile").removeFilter(_TIFF_LOG_FILTER)
 
 
 def _tiff_voxel_size(tif: Any) -> VoxelSize | None:
@@ -386,7 +466,8 @@ def _read_slice(f: Path) -> np.ndarray:
         if f.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
-            return tifffile.imread(f)
+            with _quiet_tifffile():
+                return tifffile.imread(f)
         from PIL import Image
 
         with Image.open(f) as im:
@@ -401,7 +482,7 @@ def _slice_header(f: Path) -> tuple[tuple[int, ...], np.dtype]:
         if f.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
-            with tifffile.TiffFile(f) as tif:
+            with _quiet_tifffile(), tifffile.TiffFile(f) as tif:
                 s = tif.series[0]
                 return tuple(s.shape), np.dtype(s.dtype)
         from PIL import Image
@@ -451,10 +532,56 @@ def _read_sitk(path: Path, *, unit: str, chunks: int, **_: Any):
     # ITK files store spacing without a unit: read it in `unit`. All-ones is ITK's default
     # for "not set", so it is treated as missing rather than trusted as 1 µm.
     voxel = None if all(abs(s - 1.0) < 1e-12 for s in spacing) else VoxelSize.parse(spacing[::-1], unit=unit)
-    image = sitk.ReadImage(str(path))  # ITK streams only some formats; read once, keep as dask
+    if path.name.lower().endswith((".mha", ".mhd")):
+        _check_metaimage_size(path, int(np.prod(size_xyz)) * _sitk_itemsize(reader.GetPixelID()))
+    try:
+        image = sitk.ReadImage(str(path))  # ITK streams only some formats; read once, keep as dask
+    except RuntimeError as exc:
+        raise ReadError(f"cannot read {path.name} with SimpleITK ({str(exc).strip().splitlines()[-1]}); "
+                        "is the file complete?") from None
     array = sitk.GetArrayFromImage(image)  # (z, y, x)
     data = da.from_array(array, chunks=_chunks_for(array.shape, chunks, full_last=False))
     return data, voxel, {"format": "sitk", "itk_spacing": list(spacing), "itk_origin": list(reader.GetOrigin())}
+
+
+def _sitk_itemsize(pixel_id: int) -> int:
+    import SimpleITK as sitk
+
+    return sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], pixel_id)).dtype.itemsize
+
+
+def _check_metaimage_size(path: Path, nbytes: int) -> None:
+    """Refuse a MetaImage whose (uncompressed) data is shorter than its header says, before
+    SimpleITK allocates the whole image and fails half-way through reading it."""
+    header: dict[str, str] = {}
+    with open(path, "rb") as fh:
+        for raw in fh:
+            key, _, value = raw.decode("latin-1").partition("=")
+            header[key.strip()] = value.strip()
+            if key.strip() == "ElementDataFile":
+                local_end = fh.tell()
+                break
+        else:
+            return  # no data file line: SimpleITK will refuse the header itself
+    if header.get("CompressedData", "False").lower() == "true":
+        return  # compressed size says nothing; SimpleITK's decoder reports a short stream
+    name = header["ElementDataFile"]
+    if name == "LOCAL":
+        data, start = path, local_end
+    elif name.startswith("LIST") or " " in name or "%" in name:
+        return  # one file per slice: SimpleITK checks each
+    else:
+        data, start = path.parent / name, 0
+    try:
+        skip = int(header.get("HeaderSize", "0"))
+        available = data.stat().st_size - start
+    except (ValueError, OSError):
+        return  # an odd header or a missing data file: SimpleITK's own message names it
+    if skip > 0:
+        available -= skip
+    if available < nbytes:
+        raise ReadError(f"{data.name} holds {max(available, 0)} bytes of image data but {path.name} declares "
+                        f"{nbytes}; the data file is truncated or the header is wrong")
 
 
 # ====================================================================================== numpy
@@ -489,11 +616,23 @@ def _read_numpy(path: Path, *, key: str | None, chunks: int, **_: Any):
 def _read_ome_zarr(path: Path, **_: Any):
     import zarr
 
+    from ._integrity import open_checked
+
     try:
         group = zarr.open_group(str(path), mode="r")
         attrs = dict(group.attrs)
     except Exception as exc:
         raise ReadError(f"cannot open {path} as a zarr group ({exc})") from None
+    try:
+        return _ome_zarr_level0(path, attrs, open_checked)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise ReadError(f"{path} has malformed OME-Zarr metadata ({type(exc).__name__}: {exc}); "
+                        "re-export the store") from None
+
+
+def _ome_zarr_level0(path: Path, attrs: dict[str, Any], open_checked: Callable[..., da.Array]):
     ome = attrs.get("ome", attrs)  # NGFF 0.5 nests under "ome"; 0.4 keeps multiscales at the top
     multiscales = ome.get("multiscales")
     if not multiscales:
@@ -501,8 +640,10 @@ def _read_ome_zarr(path: Path, **_: Any):
     ms = multiscales[0]
     axes = [a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])]
     dataset = ms["datasets"][0]
-    array = zarr.open_array(str(path / dataset["path"]), mode="r")
-    data = da.from_zarr(array)
+    level = str(dataset["path"])
+    if not level or level.startswith(("/", ".")) or "\\" in level or ".." in level.split("/"):
+        raise ReadError(f"{path} names dataset path {level!r}, which is not inside the store")
+    data = open_checked(path / level, f"{path.name}/{level}")  # chunk files checked, decode errors named
     spatial = [i for i, a in enumerate(axes) if a in ("z", "y", "x")] if axes else list(range(data.ndim))
     if data.ndim > 3:  # drop singleton channel/time axes
         drop = tuple(i for i in range(data.ndim) if i not in spatial)
@@ -514,5 +655,5 @@ def _read_ome_zarr(path: Path, **_: Any):
     if scale is not None and len(spatial) == 3:
         units = [(ms["axes"][i].get("unit") if isinstance(ms["axes"][i], dict) else None) for i in spatial]
         factors = [_UNIT_TO_UM.get(u or "micrometer", 1.0) for u in units]
-        voxel = VoxelSize(*(scale[i] * f for i, f in zip(spatial, factors)))
+        voxel = VoxelSize(*(float(scale[i]) * f for i, f in zip(spatial, factors)))
     return data, voxel, {"format": "ome-zarr", "axes": axes, "is_twin": "twinlab" in attrs}

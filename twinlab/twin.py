@@ -32,9 +32,8 @@ from typing import Any, Iterator, Mapping
 
 import dask.array as da
 import numpy as np
-import zarr
 
-from . import __version__
+from . import __version__, _integrity
 from ._chunked import is_dask
 from ._results import to_jsonable
 from ._outputs import check_replaceable, clean_stale, is_foreign_staging, make_staging, publish
@@ -191,7 +190,8 @@ class Twin:
         datasets = self._attrs["ome"]["multiscales"][0]["datasets"]
         if not 0 <= level < len(datasets):
             raise InputError(f"level {level} does not exist; this twin has levels 0..{len(datasets) - 1}")
-        return da.from_zarr(zarr.open_array(self.path / datasets[level]["path"], mode="r"))
+        path = datasets[level]["path"]
+        return _integrity.open_checked(self.path / path, f"image level {path}")
 
     def level_voxel_size(self, level: int) -> VoxelSize:
         ds = self._attrs["ome"]["multiscales"][0]["datasets"][level]
@@ -210,19 +210,30 @@ class Twin:
                                  f"{self.labels(name).shape}; drop or recompute the labels first")
         with _staging_dir(self.path, "image") as tmp:
             datasets = _write_pyramid(tmp, image, voxel_size, chunks=chunks, labels=False, progress=progress)
-            old = [p for p in self.path.iterdir() if p.name.isdigit()]
-            # rename new levels in: first move the old ones aside, so readers never see a mix
+            block = dict(self._block, voxel_size_um=voxel_size.to_dict())
+            block["provenance"] = [*block.get("provenance", []), step.to_dict()]
+            attrs = dict(self._attrs, ome=_multiscales_meta(self.name, datasets), twinlab=block)
+            # rename new levels in: first move the old ones aside, so readers never see a mix;
+            # any failure (a full disk at the metadata write) puts the old levels back
             trash = self.path / f".old-image-{uuid.uuid4().hex[:8]}"
-            trash.mkdir()
-            for p in old:
-                p.rename(trash / p.name)
-            for p in tmp.iterdir():
-                p.rename(self.path / p.name)
-        ome = _multiscales_meta(self.name, datasets)
-        block = dict(self._block, voxel_size_um=voxel_size.to_dict())
-        block["provenance"] = [*block.get("provenance", []), step.to_dict()]
-        attrs = dict(self._attrs, ome=ome, twinlab=block)
-        _write_group_json(self.path, attrs)
+            moved_old: list[str] = []
+            moved_new: list[str] = []
+            try:
+                trash.mkdir()
+                for p in [p for p in self.path.iterdir() if p.name.isdigit()]:
+                    p.rename(trash / p.name)
+                    moved_old.append(p.name)
+                for p in list(tmp.iterdir()):
+                    p.rename(self.path / p.name)
+                    moved_new.append(p.name)
+                _write_group_json(self.path, attrs)
+            except BaseException:
+                for name in moved_new:
+                    (self.path / name).rename(tmp / name)
+                for name in moved_old:
+                    (trash / name).rename(self.path / name)
+                shutil.rmtree(trash, ignore_errors=True)
+                raise
         self._attrs = attrs
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -241,7 +252,7 @@ class Twin:
         if name not in self.label_names:
             hint = " (run `twinlab segment` first)" if name == "phases" else ""
             raise InputError(f"twin {self.name!r} has no labels {name!r}; it has {self.label_names}{hint}")
-        return da.from_zarr(zarr.open_array(self.path / "labels" / name / str(level), mode="r"))
+        return _integrity.open_checked(self.path / "labels" / name / str(level), f"labels/{name}/{level}")
 
     def write_labels(self, name: str, labels: Any, *, step: Step, phases: PhaseTable | None = None,
                      chunks: int | None = None, progress: bool = False) -> None:
@@ -286,10 +297,10 @@ class Twin:
         array = _as_dask(array, chunks)
         parent = _ensure_group(self.path, "twinlab", "fields")
         with _staging_dir(parent, name) as tmp:
-            arr = zarr.create_array(store=str(tmp), shape=array.shape, chunks=_chunk_shape(array.shape, chunks),
-                                    dtype=array.dtype, zarr_format=3,
-                                    attributes={"unit": unit, "step": step.to_dict()})
+            arr = _integrity.create_array(tmp, shape=array.shape, chunks=_chunk_shape(array.shape, chunks),
+                                          dtype=array.dtype, attributes={"unit": unit, "step": step.to_dict()})
             _store(_rechunk_like(array, arr.chunks), arr)
+            _integrity.seal(arr)
             _replace_dir(tmp, parent / name)
         self.update_metadata(step=step)
 
@@ -297,7 +308,7 @@ class Twin:
         path = self.path / "twinlab" / "fields" / name
         if not path.is_dir():
             raise InputError(f"twin {self.name!r} has no field {name!r}; it has {self.field_names}")
-        return da.from_zarr(zarr.open_array(path, mode="r"))
+        return _integrity.open_checked(path, f"twinlab/fields/{name}")
 
     def save_result(self, name: str, result: Any, *, step: Step,
                     arrays: Mapping[str, np.ndarray] | None = None) -> None:
@@ -313,7 +324,7 @@ class Twin:
                 value = np.asarray(value)
                 if value.dtype == object:
                     raise InputError(f"result array {key!r} has dtype object; store numbers only")
-                zarr.create_array(store=str(tmp / key), data=value, zarr_format=3)
+                _integrity.seal(_integrity.create_array(tmp / key, data=value))
             _replace_dir(tmp, parent / name)
         self.update_metadata(step=step)
 
@@ -325,11 +336,47 @@ class Twin:
 
     def load_result_arrays(self, name: str) -> dict[str, np.ndarray]:
         folder = self.path / "twinlab" / "results" / name
-        return {p.name: np.asarray(zarr.open_array(p, mode="r")[...]) for p in sorted(folder.iterdir())
-                if p.is_dir() and not p.name.startswith(".")}
+        return {p.name: np.asarray(_integrity.open_checked(p, f"twinlab/results/{name}/{p.name}"))
+                for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+
+    def verify(self) -> dict[str, Any]:
+        """Re-read every chunk file of every array and compare it with the array's integrity record.
+
+        Returns ``{"arrays": n, "chunks": n verified, "without_record": [array, …]}`` (arrays
+        written before twinlab kept records); raises :class:`TwinStoreError` naming every missing
+        or damaged chunk.
+        """
+        checked, problems = [], []
+        for label, path in self._arrays():
+            try:
+                checked.append(_integrity.verify_array(path, label))
+            except TwinStoreError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise TwinStoreError(f"{self.path} is damaged: " + " | ".join(problems))
+        return {"arrays": len(checked), "chunks": sum(c["chunks"] or 0 for c in checked),
+                "without_record": [c["array"] for c in checked if c["status"] == "no record"]}
+
+    def _arrays(self) -> list[tuple[str, Path]]:
+        """Every array of the twin as ``(label, folder)``: image levels, labels, fields, result arrays."""
+        out = [(f"image level {d['path']}", self.path / d["path"])
+               for d in self._attrs["ome"]["multiscales"][0]["datasets"]]
+        for name in self.label_names:
+            out += [(f"labels/{name}/{p.name}", p) for p in sorted((self.path / "labels" / name).iterdir())
+                    if p.is_dir() and p.name.isdigit()]
+        out += [(f"twinlab/fields/{name}", self.path / "twinlab" / "fields" / name) for name in self.field_names]
+        for name in self.result_names:
+            folder = self.path / "twinlab" / "results" / name
+            out += [(f"twinlab/results/{name}/{p.name}", p) for p in sorted(folder.iterdir())
+                    if p.is_dir() and not p.name.startswith(".")]
+        return out
 
     def __repr__(self) -> str:
-        return f"Twin({str(self.path)!r}, shape={self.shape}, voxel_size={self.voxel_size.as_tuple()})"
+        try:
+            shape: Any = self.shape
+        except TwinStoreError:  # a damaged twin still has a printable name
+            shape = "damaged"
+        return f"Twin({str(self.path)!r}, shape={shape}, voxel_size={self.voxel_size.as_tuple()})"
 
 
 # ====================================================================================== create
@@ -437,9 +484,14 @@ def _write_group_json(folder: Path, attributes: Mapping[str, Any]) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     doc = {"zarr_format": 3, "node_type": "group", "attributes": to_jsonable(dict(attributes))}
+    text = json.dumps(doc, indent=1, allow_nan=False)
     tmp = folder / f".zarr.json.{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(doc, indent=1, allow_nan=False))
-    os.replace(tmp, folder / "zarr.json")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, folder / "zarr.json")
+    except BaseException:  # e.g. a full disk: leave no temp file in the store
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _ensure_group(root: Path, *parts: str) -> Path:
@@ -475,7 +527,11 @@ def _replace_dir(new: Path, target: Path) -> None:
     if target.exists():
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         target.rename(old)
-        new.rename(target)
+        try:
+            new.rename(target)
+        except BaseException:
+            old.rename(target)  # the old one stays in place when the new one cannot be put there
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         new.rename(target)
@@ -531,10 +587,10 @@ def _write_pyramid(folder: Path, image: da.Array, voxel: VoxelSize, *, chunks: i
             source = _downsample(source, factor, labels=labels)
             level_voxel = VoxelSize(*(s * f for s, f in zip(level_voxel.as_tuple(), factor)))
         chunk = _chunk_shape(source.shape, chunks)
-        arr = zarr.create_array(store=str(folder / str(level)), shape=source.shape, chunks=chunk,
-                                dtype=source.dtype, fill_value=0, zarr_format=3,
-                                dimension_names=list(AXES))
+        arr = _integrity.create_array(folder / str(level), shape=source.shape, chunks=chunk, dtype=source.dtype,
+                                      fill_value=0, dimension_names=list(AXES))
         _store(_rechunk_like(source, chunk), arr, progress=progress)
+        _integrity.seal(arr)
         source = da.from_zarr(arr)  # the next level reads what was written, not the whole graph again
         datasets.append({"path": str(level),
                          "coordinateTransformations": [{"type": "scale", "scale": list(level_voxel.as_tuple())}]})

@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from .._results import to_jsonable
-from ..errors import TwinlabError
+from ..errors import TwinlabError, describe_os_error
 
 
 class _TwinlabGroup(TyperGroup):
@@ -32,6 +32,12 @@ class _TwinlabGroup(TyperGroup):
             if (ctx.obj or {}).get("debug"):
                 raise
             click.echo(f"twinlab: error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # a full disk or an unwritable folder is the user's to fix, not a bug
+            message = describe_os_error(exc)
+            if message is None or (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(f"twinlab: error: {message}", err=True)
             raise typer.Exit(2) from None
 
 

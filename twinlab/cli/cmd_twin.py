@@ -61,10 +61,17 @@ def import_(
 @app.command()
 def info(
     twin: Annotated[Path, typer.Argument(help="A *.twin.zarr store.")],
+    verify: Annotated[bool, typer.Option(help="Also re-read every chunk and compare its checksum "
+                                               "(reads the whole store).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show a twin's shape, voxel size, phases, layers, results and provenance."""
-    emit(Twin.open(twin).summary(), as_json=json_)
+    opened = Twin.open(twin)
+    verified = opened.verify() if verify else None  # first: it names every damaged chunk, not only the first
+    summary = opened.summary()
+    if verified is not None:
+        summary["verified"] = verified
+    emit(summary, as_json=json_)
 
 
 @app.command()
