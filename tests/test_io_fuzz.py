@@ -295,6 +295,8 @@ def _fuzz(tmp_path: Path, n_cases: int) -> dict[str, dict[str, int]]:
                     assert time.perf_counter() - start < 10
                     reference = _reference(fmt, target, vol)
                     assert reference is not None, f"{fmt} case {case} ({what}): read a file others refuse"
+                    if reference.ndim == 2:  # a damaged stack that reads as one image is a (1, y, x) slice
+                        reference = reference[None]
                     assert data.shape == reference.shape, f"{fmt} case {case} ({what})"
                     if fmt != "ome-zarr-v2-foreign":
                         np.testing.assert_array_equal(data, reference, err_msg=f"{fmt} case {case} ({what})")

@@ -82,6 +82,11 @@ def open_checked(path: str | os.PathLike, label: str) -> da.Array:
                          lock=False, meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
 
+def array_shape(path: str | os.PathLike, label: str) -> tuple[int, ...]:
+    """The array's shape from its metadata alone: no chunk is listed or read."""
+    return tuple(_open(Path(path), label).shape)
+
+
 def verify_array(path: str | os.PathLike, label: str) -> dict[str, Any]:
     """Check every chunk file of the array at ``path`` against its record.
 

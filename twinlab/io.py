@@ -328,7 +328,9 @@ def _read_tiff_series(path: Path, tif: Any, chunks: int):
         try:
             series = tif.series[0]
             shape, dtype, axes = tuple(series.shape), series.dtype, str(series.axes)
-            if "S" in axes:  # colour samples: each plane is one page, not shape[-3] pages
+            # colour samples (interleaved, or integer RGB/RGBA planes) are no grey-value stack; float
+            # samples stored as separate planes (e.g. SuperRes' label sections, axes "SYX") are planes
+            if "S" in axes and (axes.endswith("S") or np.dtype(dtype).kind in "iub"):
                 raise InputError(f"{path.name} is a colour (RGB/RGBA) image, shape {shape} (axes {axes}); "
                                  "save it as a grey-value stack first")
             size = path.stat().st_size
