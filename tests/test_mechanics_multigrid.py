@@ -147,3 +147,100 @@ def test_vcycle_is_a_symmetric_positive_preconditioner():
     mg.apply(v, mv)
     assert abs(np.vdot(u, mv) - np.vdot(v, mu_)) <= 1e-10 * np.linalg.norm(u) * np.linalg.norm(mv)
     assert np.vdot(u, mu_) > 0
+
+
+# ------------------------------------------------------------------ the solver with the multigrid
+def test_calendered_stress_agrees_with_the_fft_solver():
+    """Same problem, equal tight tolerance, both preconditioners: the stress fields of a calendered
+    electrode agree to 1e-3 in the relative L2 norm (and the remapped labels are identical)."""
+    from test_mechanics import synth_electrode
+
+    from twinlab.analyses.mechanics import calender
+
+    lab = synth_electrode((30, 14, 14), fraction=0.38, seed=5)
+    kw = dict(ratios=[0.1, 0.2], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
+              workers=1, dtype="float64", tol=1e-8)
+    mg = calender(lab, preconditioner="multigrid", **kw)
+    fft = calender(lab, preconditioner="fft", **kw)
+    assert mg.steps[-1].cg_iterations < fft.steps[-1].cg_iterations / 3
+    for a, b in zip(mg.states, fft.states):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        err = np.linalg.norm(a.stress_mpa - b.stress_mpa) / np.linalg.norm(b.stress_mpa)
+        assert err <= 1e-3, err
+
+
+def _porous_solver(**kw):
+    from twinlab.analyses.mechanics import MechanicsSolver, lame_from_young
+
+    rng = np.random.default_rng(9)
+    lam, mu = lame_from_young(np.where(rng.random((12, 10, 11)) < 0.4, 0.0, 10e3), 0.3)
+    return MechanicsSolver(lam, mu, workers=1, **kw)
+
+
+def test_cg_stagnation_raises_with_the_residual_history(monkeypatch):
+    from twinlab.analyses.mechanics import _fft_solver
+    from twinlab.errors import ConvergenceError
+
+    monkeypatch.setattr(_fft_solver, "STAGNATION", 5)
+    solver = _porous_solver()
+    fixed = np.random.default_rng(0).standard_normal((3, *solver.shape))
+
+    def useless(coef, pvec):  # a preconditioner that ignores the residual: CG cannot progress
+        def apply(r, z):
+            z[...] = fixed
+        return apply
+
+    monkeypatch.setattr(solver, "_preconditioner_for", useless)
+    with pytest.raises(ConvergenceError, match=r"stagnated .*residual history \(iteration: relative residual\) 0: 1"):
+        solver.solve_increment([0, 0, -0.01, 0, 0, 0])
+
+
+def test_cg_nonfinite_raises_with_the_residual_history(monkeypatch):
+    from twinlab.errors import ConvergenceError
+
+    solver = _porous_solver()
+
+    def broken(coef, pvec):
+        def apply(r, z):
+            z[...] = np.nan
+        return apply
+
+    monkeypatch.setattr(solver, "_preconditioner_for", broken)
+    with pytest.raises(ConvergenceError, match="NaN/inf.*residual history"):
+        solver.solve_increment([0, 0, -0.01, 0, 0, 0])
+
+
+def test_newton_failure_raises_with_the_residual_history():
+    from twinlab.analyses.mechanics import MechanicsSolver, lame_from_young
+    from twinlab.errors import ConvergenceError
+
+    lam, mu = lame_from_young(np.full((6, 6, 6), 5e3), 0.4)
+    code = np.zeros((6, 6, 6), np.uint8)
+    code[:3] = 1  # a yielding half: Newton needs more than one step
+    solver = MechanicsSolver(lam, mu, yield_mpa=1.0, code=code, workers=1)
+    with pytest.raises(ConvergenceError, match="Newton did not converge in 1 .*residual history"):
+        solver.solve_increment([0, 0, -0.01, 0.002, 0, 0], max_newton=1, tol=1e-10)
+
+
+def test_unknown_preconditioner_is_rejected():
+    from twinlab.errors import InputError
+
+    with pytest.raises(InputError, match="preconditioner must be one of"):
+        _porous_solver(preconditioner="jacobi")
+
+
+def test_series_to_dict_never_converts_the_fields():
+    """keep_fields=True must not make serialising cost time: the per-voxel states are dropped
+    before any conversion (an array whose tolist() raises proves it is never touched)."""
+    from twinlab.analyses.mechanics import CalenderSeries, CalenderState
+
+    class Untouchable(np.ndarray):
+        def tolist(self):
+            raise AssertionError("a per-voxel field was converted to a list")
+
+    field = np.zeros((64, 64, 64), np.float32).view(Untouchable)
+    state = CalenderState(labels=field, broken_shell=field, von_mises_mpa=field, stress_mpa=field, strain=field,
+                          displacement_um=field)
+    series = CalenderSeries(10.0, 2.5, 4.7, 0.4, (), {"tol": 1e-4}, None, (state,) * 6)
+    out = series.to_dict()
+    assert "states" not in out and out["settings"] == {"tol": 1e-4}

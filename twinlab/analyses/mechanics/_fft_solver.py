@@ -269,11 +269,12 @@ class MechanicsSolver:
             r_norm = evaluate()
         total_cg = 0
         newton = 0
+        history = [r_norm / r_ref]
         while r_norm > tol * r_ref and r_norm > floor:
             if newton >= max_newton:
                 raise ConvergenceError(
                     f"Newton did not converge in {max_newton} iterations (residual {r_norm / r_ref:.3g} > {tol:g}); "
-                    "use smaller load increments (more steps) or a looser tolerance")
+                    "use smaller load increments (more steps) or a looser tolerance" + _history(history))
             # inexact Newton: ask CG only for what this step needs to reach tol overall
             eta = min(0.1, max(0.3 * tol * r_ref / r_norm, 0.3 * tol))
             du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter)
@@ -290,9 +291,11 @@ class MechanicsSolver:
                 u += dt.type(step) * du
                 r_new = evaluate()
             if not np.isfinite(r_new):
-                raise ConvergenceError("the solution became non-finite (NaN/inf); check the material constants")
+                raise ConvergenceError("the solution became non-finite (NaN/inf); check the material constants"
+                                       + _history(history))
             newton += 1
             r_norm = r_new
+            history.append(r_norm / r_ref)
         return IncrementSolution(u, eps, sig.reshape(6, *shp), total_cg, newton, float(r_norm / r_ref))
 
     # ------------------------------------------------------------------ internals
@@ -426,7 +429,7 @@ def _history(history, count: int = 12) -> str:
 
 def solve_mechanics(youngs_mpa, poisson, strain_macro, *, voxel_size=(1.0, 1.0, 1.0), yield_mpa=None,
                     plastic=None, increments: int = 1, tol: float = 1e-5, dtype=np.float64,
-                    maxiter: int = 5000, workers: int = 2) -> IncrementSolution:
+                    maxiter: int = 5000, workers: int = 2, preconditioner: str = "multigrid") -> IncrementSolution:
     """Solve a heterogeneous periodic cell under a prescribed average strain.
 
     Parameters
@@ -439,6 +442,8 @@ def solve_mechanics(youngs_mpa, poisson, strain_macro, *, voxel_size=(1.0, 1.0, 
         J2 yield stress and a boolean mask of perfectly plastic voxels.
     increments : int
         Number of equal load increments (needed for path-dependent plasticity).
+    preconditioner : "multigrid" (default) or "fft"
+        See :class:`MechanicsSolver`.
 
     Returns
     -------
@@ -455,7 +460,7 @@ def solve_mechanics(youngs_mpa, poisson, strain_macro, *, voxel_size=(1.0, 1.0, 
     if plastic is not None:
         code = np.where(np.broadcast_to(plastic, e.shape), PLASTIC, ELASTIC).astype(np.uint8)
     solver = MechanicsSolver(lam, mu, voxel_size=voxel_size, yield_mpa=yield_mpa, code=code, dtype=dtype,
-                             workers=workers)
+                             workers=workers, preconditioner=preconditioner)
     step = np.asarray(strain_macro, dtype=float) / int(increments)
     stress = None
     disp = None

@@ -23,11 +23,10 @@ periodic grid, 3 unknowns per node). The preconditioner is one symmetric V-cycle
 * **Smoother**: Chebyshev polynomial of degree ``degree`` in ``D⁻¹A`` with ``D`` the 3 × 3 node
   blocks of the operator (inverted per node; zero for nodes without stiffness). Chebyshev–Jacobi
   is symmetric, needs no colouring, copes with 10⁵ stiffness contrasts and void nodes, and its
-  target interval ``[λ_max/ratio, λ_max]`` comes from a few power iterations per level.
-* **Coarsest grid** (≤ ``coarse_nodes`` nodes): the operator assembled from the element matrices
-  (:func:`assemble`), restricted to the nodes with stiffness, factorised by dense Cholesky with a
-  tiny diagonal shift (rigid motions of the periodic cell and of floating pieces are its null
-  space); the cell translation is projected out of its right-hand side and solution.
+  target interval ``[λ_max/ratio, λ_max]`` uses the element bound ``λ_max(D⁻¹A) ≤ 8``.
+* **Coarsest grid** (≤ ``coarse_nodes`` nodes): the operator assembled from the element matrices,
+  restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
+  motions of the periodic cell and of pieces floating at that level are its null space).
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ import math
 
 import numba
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ._operator import active_rows, apply_tangent
@@ -48,6 +46,13 @@ PARALLEL_MIN_NODES = 1 << 14
 #: Chebyshev steps per smoothing and the part [λ_max/ratio, λ_max] of D⁻¹A's spectrum it damps
 DEGREE = 4
 SMOOTHING_RATIO = 100.0
+#: upper bound of D⁻¹A's spectrum: every element matrix K_e (8 node blocks, positive semi-definite)
+#: satisfies K_e ≤ 8 blockdiag(K_e), so A ≤ 8 D. A power-iteration estimate (≈ 4.6 on electrodes)
+#: is not safe: a voxel left floating by the remap has modes up to ≈ 8 that a random start misses,
+#: and the Chebyshev polynomial then amplifies them (the V-cycle turned indefinite and CG stalled)
+LMAX = 8.0
+#: coarsest-level eigenvalues below this fraction of the largest are treated as its null space
+COARSE_NULL = 1e-9
 
 
 # ====================================================================== transfer operators
@@ -639,17 +644,16 @@ class ElasticMultigrid:
         The smoother damps ``D⁻¹A``'s spectrum in ``[λ_max / ratio, λ_max]``.
 
     Call :meth:`update` with new coefficients (same grid) after the stiffness changes: it rebuilds
-    the Galerkin element matrices, node blocks, spectral bounds and the coarsest factorisation
+    the Galerkin element matrices, node blocks and the coarsest pseudo-inverse
     (reusing every buffer).
     """
 
-    def __init__(self, coef, pvec, q, *, degree: int = DEGREE, coarse_nodes: int = 512,
-                 smoothing_ratio: float = SMOOTHING_RATIO, power_iterations: int = 10):
+    def __init__(self, coef, pvec, q, *, degree: int = DEGREE, coarse_nodes: int = 256,
+                 smoothing_ratio: float = SMOOTHING_RATIO):
         self.dtype = coef.dtype
         self.q = np.asarray(q, float)
         self.degree = int(degree)
         self.ratio = float(smoothing_ratio)
-        self.power_iterations = int(power_iterations)
         self.threads = numba.get_num_threads()
         self._shapes = [tuple(coef.shape[1:])]
         while math.prod(self._shapes[-1]) > coarse_nodes:
@@ -705,30 +709,15 @@ class ElasticMultigrid:
                 lev.mask = np.ascontiguousarray(lev.dinv[0] != 0)
                 for name in ("r", "d", "t"):
                     setattr(lev, name, getattr(prev, name) if prev is not None else np.zeros((3, *shape), dt))
-                lev.lmax = self._power(lev)
+                lev.lmax = LMAX
         finally:
             numba.set_num_threads(self.threads)
         self.fine_mask = self.levels[0].mask if nlev > 1 else self._coarse_mask
 
-    def _power(self, lev: _Level) -> float:
-        """λ_max of D⁻¹A by power iterations (with a 10 % safety margin)."""
-        v = np.random.default_rng(0).standard_normal((3, *lev.shape)).astype(self.dtype)
-        v *= lev.mask
-        lam = 1.0
-        zero, one = self.dtype.type(0), self.dtype.type(1)
-        for _ in range(self.power_iterations):
-            lev.apply(v, lev.t)
-            lev.r[...] = 0
-            _cheb_step(lev.dinv, lev.t, lev.d, lev.r, zero, one)  # r = D⁻¹ A v
-            nv = math.sqrt(_dot(v, v))
-            nx = math.sqrt(_dot(lev.r, lev.r))
-            if nv == 0 or nx == 0:
-                return 1.0
-            lam = nx / nv
-            np.multiply(lev.r, self.dtype.type(1.0 / nx), out=v)
-        return 1.1 * lam
-
     def _factor(self, lev: _Level) -> None:
+        """Pseudo-inverse of the coarsest operator on its nodes with stiffness (eigendecomposition:
+        the restricted residual need not be consistent with the coarse null space — rigid motions
+        of the cell and of pieces that float at this level — which a factorisation would amplify)."""
         a = lev.assemble()
         diag = a.diagonal()
         act = np.flatnonzero(diag > 1e-12 * max(diag.max(), 1e-300))
@@ -736,31 +725,23 @@ class ElasticMultigrid:
         mask = np.zeros(3 * lev.nodes, bool)
         mask[act] = True
         self._coarse_mask = mask.reshape(3, *lev.shape)[0].copy()
-        self._chol = None
+        self._coarse_basis = None
         if act.size == 0:
             return
-        dense = a[act][:, act].toarray()
-        # rigid motions (cell translation, floating pieces) are the null space: a tiny shift keeps
-        # the factorisation definite; the translation is projected out in _solve_coarsest
-        dense[np.diag_indices_from(dense)] += 1e-7 * diag[act] + 1e-12 * diag.max()
-        self._chol = sla.cho_factor(dense, lower=True, check_finite=False)
-        self._comp = act // lev.nodes  # component of every active unknown
+        s = 1.0 / np.sqrt(diag[act])  # symmetric diagonal scaling: the threshold sees relative stiffness
+        dense = a[act][:, act].toarray() * s[:, None] * s[None, :]
+        w, v = np.linalg.eigh(dense)
+        keep = w > COARSE_NULL * w.max()
+        self._coarse_basis = v[:, keep] * s[:, None]
+        self._coarse_inv = 1.0 / w[keep]
 
     def _solve_coarsest(self, b, x) -> None:
         x[...] = 0
-        if self._chol is None:
+        if self._coarse_basis is None:
             return
+        v = self._coarse_basis
         rhs = b.reshape(-1)[self._coarse_active].astype(np.float64)
-        for m in range(3):
-            sel = self._comp == m
-            if sel.any():
-                rhs[sel] -= rhs[sel].mean()
-        sol = sla.cho_solve(self._chol, rhs, check_finite=False)
-        for m in range(3):
-            sel = self._comp == m
-            if sel.any():
-                sol[sel] -= sol[sel].mean()
-        x.reshape(-1)[self._coarse_active] = sol
+        x.reshape(-1)[self._coarse_active] = v @ (self._coarse_inv * (v.T @ rhs))
 
     # ------------------------------------------------------------------ the cycle
     def apply(self, r, z) -> None:
@@ -818,6 +799,6 @@ class ElasticMultigrid:
     def nbytes(self) -> int:
         """Memory of the hierarchy (the finest coefficients belong to the caller)."""
         total = sum(lev.nbytes for lev in self.levels)
-        if getattr(self, "_chol", None) is not None:
-            total += self._chol[0].nbytes
+        if getattr(self, "_coarse_basis", None) is not None:
+            total += self._coarse_basis.nbytes
         return total
