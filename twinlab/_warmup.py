@@ -27,10 +27,10 @@ def warm_up(folder: Path) -> float:
     from .pipeline import parse_config, run_sample
 
     start = time.perf_counter()
-    cathode = make_cathode(shape=(24, 40, 24), seed=0)
+    cathode = make_cathode(shape=(20, 60, 20), voxel_size_um=2.0, seed=0)
     stack = render_fibsem(cathode.phases, voxel_size_um=cathode.voxel_size, seed=0)
     tifffile.imwrite(folder / "cathode.tif", np.asarray(stack.raw))
-    anode = make_lmp_anode(shape=(24, 40, 24), seed=0)
+    anode = make_lmp_anode(shape=(28, 56, 28), seed=0)
     tifffile.imwrite(folder / "anode.tif", anode.phases)
     vs = list(cathode.voxel_size.as_tuple())
     runs = [
@@ -43,6 +43,7 @@ def warm_up(folder: Path) -> float:
          "input": {"path": str(folder / "anode.tif"), "kind": "labels",
                    "voxel_size": list(anode.voxel_size.as_tuple())},
          "design": "lmp", "thickness_axis": "y", "collector_side": "low", "chunks": 16,
+         "analyses": {"run": ["rev", "morphology", "transport", "conductive"]},
          "calender": {"ratios": [0.1], "steps": 1, "analyses": ["conductive"], "options": {"window": 16}}},
     ]
     for cfg in runs:
