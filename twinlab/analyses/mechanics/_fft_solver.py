@@ -1,4 +1,9 @@
-"""FFT-preconditioned Newton–CG solver for small-strain mechanics on a periodic voxel grid.
+"""Newton–CG solver for small-strain mechanics on a periodic voxel grid.
+
+Two preconditioners for the CG solves: the default geometric multigrid on the voxel hierarchy
+(:mod:`._multigrid`: Galerkin coarse operators, Chebyshev node-block Jacobi smoothing; tens of
+iterations on porous electrodes, float64) and the FFT (Lippmann–Schwinger type) reference
+preconditioner described below (``preconditioner="fft"``).
 
 Discretisation
 --------------

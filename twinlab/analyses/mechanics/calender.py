@@ -9,7 +9,8 @@ strain, a wide sheet), goes almost entirely into the compliant coating. The shar
 reported (``electrode_strain_share``); the geometry update then places the coating exactly into
 its new thickness.
 
-Each increment: solve the FFT mechanics problem (Newton–CG, :mod:`._fft_solver`), break shell
+Each increment: solve the mechanics problem (Newton–CG with a multigrid preconditioner,
+:mod:`._fft_solver`, :mod:`._multigrid`), break shell
 voxels whose von Mises stress exceeds the fracture strength (stiffness and stress → 0, applied
 *between* increments), move every solid coating voxel by its displacement (voxel-centre average of
 its corner displacements) scaled so the coating fits the new thickness, and resolve collisions with
