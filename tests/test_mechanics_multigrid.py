@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twinlab.analyses.mechanics._multigrid import (ElasticMultigrid, _Level, assemble, assemble_dense,
+from twinlab.analyses.mechanics._multigrid import (ElasticMultigrid, assemble, assemble_dense,
                                                    dense_apply, node_block_inverse, prolongation_matrix)
 from twinlab.analyses.mechanics._operator import active_rows, apply_tangent, tangent_coefficients
 

@@ -106,7 +106,6 @@ class _Axis:
         self.w0 = w0.astype(dtype)
         self.w1 = w1.astype(dtype)
         self.fw = fw.astype(dtype)
-        self.factor = 1 if n <= 2 else 2
 
 
 def prolongation_matrix(shape) -> sp.csr_matrix:
