@@ -124,9 +124,9 @@ class MechanicsSolver:
         ``"fft"`` (default): the exact inverse of a homogeneous reference medium (Lippmann–Schwinger
         type; ~1000 iterations on a porous electrode, each ≈ 1.1 FFT pairs). ``"multigrid"``: a
         geometric-multigrid V-cycle on the voxel hierarchy (:mod:`._multigrid`, rebuilt whenever the
-        tangent changes): 5–10× fewer iterations (142 vs ~1090 to 1e-5 at 64³), but each costs ~35
-        FFT pairs as measured (bench_mechanics, 64³, loaded machine) — its dense coarse-level kernel is
-        not yet fast, so the FFT stays the default until the benchmark says otherwise.
+        tangent changes): 5× fewer iterations, but slower overall as measured (bench_mechanics, same
+        run, 66 × 64², float64, to 1e-5: multigrid 142 iterations 18.7 s, FFT 748 iterations 10.1 s)
+        — its dense coarse-level kernel is not yet fast, so the FFT stays the default.
     """
 
     def __init__(self, lam_mpa, mu_mpa, *, voxel_size=(1.0, 1.0, 1.0), yield_mpa=None, code=None,
