@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml napari_plugin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[all,dev]" -e ./napari_plugin[testing]
+	$(BIN)/python -m twinlab._warmup  # compile every numba kernel once, into the on-disk caches
 	touch $(STAMP)
 
 system:

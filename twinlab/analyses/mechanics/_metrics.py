@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._results import Result
+from ..._results import Result, to_jsonable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +74,9 @@ class CalenderSeries(Result):
     states: tuple = dataclasses.field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out.pop("states", None)
-        return out
+        # the per-voxel states are not part of the JSON form: skip them before anything is
+        # converted (tolist() of every field made serialising take minutes and hundreds of MiB)
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "states"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,244 @@
+"""Kernel-level tests of the mechanics multigrid against the assembled operator (small grids), and
+the multigrid solver against the FFT reference solver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twinlab.analyses.mechanics._multigrid import (ElasticMultigrid, assemble, assemble_dense,
+                                                   dense_apply, node_block_inverse, prolongation_matrix)
+from twinlab.analyses.mechanics._operator import active_rows, apply_tangent, tangent_coefficients
+
+
+def _material(shape, seed=0, porosity=0.4, plastic=False):
+    rng = np.random.default_rng(seed)
+    lam = rng.uniform(1e3, 3e3, shape)
+    mu = rng.uniform(1e3, 2e3, shape)
+    pore = rng.random(shape) < porosity
+    pore[1:4, 1:4, 1:4] = True  # a void block: nodes 2, 3 inside it have no stiffness
+    lam[pore] = mu[pore] = 0.0
+    h = np.array([1.0, 0.7, 1.3])
+    q = 0.25 / h
+    khg = mu / 96 / np.mean(h ** 2)
+    if not plastic:
+        coef, pvec = tangent_coefficients(lam, mu, khg)
+        return coef, None, q
+    n = lam.size
+    code = np.where(~pore & (rng.random(shape) < 0.5), 1, 0).astype(np.uint8).reshape(-1)
+    theta = np.where(rng.random(n) < 0.7, rng.uniform(0.05, 0.95, n), 1.0)
+    normal = rng.standard_normal((6, n))
+    normal[:3] -= normal[:3].mean(0)
+    normal /= np.sqrt((normal[:3] ** 2).sum(0) + 2 * (normal[3:] ** 2).sum(0))
+    coef, pvec = tangent_coefficients(lam, mu, khg, theta=theta, normal=normal, code=code, reg=0.01)
+    return coef, pvec, q
+
+
+# odd periodic sizes (a single-child last coarse element), an uncoarsened axis of 2
+SHAPES = [(6, 5, 7), (4, 2, 9)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("plastic", [False, True])
+def test_assembled_operator_equals_fused_kernel(shape, plastic):
+    coef, pvec, q = _material(shape, plastic=plastic)
+    a = assemble(coef, pvec, q)
+    u = np.random.default_rng(1).standard_normal((3, *shape))
+    out = apply_tangent(u, coef, pvec, active_rows(coef, pvec), q, np.empty_like(u))
+    np.testing.assert_allclose(a @ u.reshape(-1), out.reshape(-1), rtol=0, atol=1e-12 * np.abs(out).max())
+    assert abs(a - a.T).max() <= 1e-12 * abs(a).max()  # symmetric
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_prolongation_is_trilinear_and_restriction_its_transpose(shape):
+    from twinlab.analyses.mechanics._multigrid import _Axis, _prolong_add, _restrict
+
+    p = prolongation_matrix(shape)
+    axes = [_Axis(n, np.float64) for n in shape]
+    nc = tuple(a.nc for a in axes)
+    rng = np.random.default_rng(2)
+    xc = rng.standard_normal((3, *nc))
+    x = np.zeros((3, *shape))
+    mask = np.ones(shape, bool)
+    args = [v for a in axes for v in (a.c0, a.c1, a.w0, a.w1)]
+    _prolong_add(x, xc, *args, mask)
+    np.testing.assert_allclose(x.reshape(-1), p @ xc.reshape(-1), rtol=1e-14)
+    r = rng.standard_normal((3, *shape))
+    rc = np.empty((3, *nc))
+    _restrict(r, rc, *[v for a in axes for v in (a.fi, a.fw)], mask)
+    np.testing.assert_allclose(rc.reshape(-1), p.T @ r.reshape(-1), rtol=1e-13)
+    # trilinear: a linear field (away from the periodic seam) is reproduced on the fine nodes
+    lin = np.zeros((3, *nc))
+    lin[1] = np.arange(nc[0])[:, None, None] * 2.0
+    xf = (p @ lin.reshape(-1)).reshape(3, *shape)
+    np.testing.assert_allclose(xf[1, : 2 * (nc[0] - 1) + 1], np.arange(2 * (nc[0] - 1) + 1)[:, None, None]
+                               * np.ones(shape[1:]))
+    # nodes without stiffness get no prolongated correction
+    mask[0] = False
+    x[...] = 0
+    _prolong_add(x, xc, *args, mask)
+    assert not x[:, 0].any() and x[:, 1:].any()
+
+
+@pytest.mark.parametrize("shape", [(10, 9, 12), (9, 2, 11)])
+@pytest.mark.parametrize("plastic", [False, True])
+def test_galerkin_coarse_operators_equal_rap_of_the_assembled_matrix(shape, plastic):
+    coef, pvec, q = _material(shape, seed=3, plastic=plastic)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8)
+    assert len(mg.levels) >= 3
+    a = assemble(coef, pvec, q)
+    shp = shape
+    for lev in mg.levels[1:]:
+        p = prolongation_matrix(shp)
+        a = (p.T @ a @ p).tocsr()
+        got = assemble_dense(lev.ke)
+        assert abs(got - a).max() <= 1e-10 * abs(a).max()
+        u = np.random.default_rng(4).standard_normal((3, *lev.shape))
+        out = dense_apply(lev.ke, u, np.empty_like(u))
+        np.testing.assert_allclose(out.reshape(-1), a @ u.reshape(-1), rtol=0, atol=1e-10 * np.abs(out).max())
+        shp = lev.shape
+
+
+@pytest.mark.parametrize("plastic", [False, True])
+def test_node_blocks_and_one_smoothing_sweep_equal_the_assembled_formula(plastic):
+    shape = (6, 5, 7)
+    coef, pvec, q = _material(shape, seed=5, plastic=plastic)
+    a = assemble(coef, pvec, q).tocsr()
+    n = np.prod(shape)
+    dinv = node_block_inverse(coef, pvec, q)
+    # the 3 × 3 diagonal blocks of the assembled matrix, inverted (zero where there is no stiffness)
+    blocks = np.zeros((n, 3, 3))
+    for m in range(3):
+        for mm in range(3):
+            blocks[:, m, mm] = a[m * n:(m + 1) * n, mm * n:(mm + 1) * n].diagonal()
+    full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
+    got = np.stack([np.stack([dinv[full[m][mm]].reshape(-1) for mm in range(3)], -1) for m in range(3)], -2)
+    live = np.trace(blocks, axis1=1, axis2=2) > 0
+    assert (~live).any()  # the random pores leave nodes without stiffness
+    np.testing.assert_allclose(got[live], np.linalg.inv(blocks[live]), rtol=1e-9, atol=0)
+    assert not got[~live].any()
+    # one Chebyshev–Jacobi smoothing of degree 1 from x = 0: x = D⁻¹ b / θ, r = b − A x
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, degree=1)
+    lev = mg.levels[0]
+    b = np.random.default_rng(6).standard_normal((3, *shape))
+    x = np.zeros_like(b)
+    r = b.copy()
+    mg.smooth(0, b, x, r)
+    theta = 0.5 * lev.lmax * (1 + 1 / mg.ratio)
+    bb = b.reshape(3, n).T
+    expect = np.einsum("nab,nb->na", np.where(live[:, None, None], got, 0.0), bb).T.reshape(-1) / theta
+    np.testing.assert_allclose(x.reshape(-1), expect, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(r.reshape(-1), b.reshape(-1) - a @ expect, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+
+
+def test_vcycle_is_a_symmetric_positive_preconditioner():
+    """CG needs a symmetric positive M⁻¹: uᵀ M⁻¹ v = vᵀ M⁻¹ u and uᵀ M⁻¹ u > 0 (float64)."""
+    shape = (10, 9, 12)
+    coef, pvec, q = _material(shape, seed=7)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8)
+    rng = np.random.default_rng(8)
+    live = np.broadcast_to(mg.fine_mask, (3, *shape))
+    u = rng.standard_normal((3, *shape)) * live
+    v = rng.standard_normal((3, *shape)) * live
+    mu_, mv = np.empty_like(u), np.empty_like(v)
+    mg.apply(u, mu_)
+    mg.apply(v, mv)
+    assert abs(np.vdot(u, mv) - np.vdot(v, mu_)) <= 1e-10 * np.linalg.norm(u) * np.linalg.norm(mv)
+    assert np.vdot(u, mu_) > 0
+
+
+# ------------------------------------------------------------------ the solver with the multigrid
+def test_calendered_stress_agrees_with_the_fft_solver():
+    """Same problem, equal tight tolerance, both preconditioners: the stress fields of a calendered
+    electrode agree to 1e-3 in the relative L2 norm (and the remapped labels are identical)."""
+    from test_mechanics import synth_electrode
+
+    from twinlab.analyses.mechanics import calender
+
+    lab = synth_electrode((30, 14, 14), fraction=0.38, seed=5)
+    kw = dict(ratios=[0.1, 0.2], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
+              workers=1, dtype="float64", tol=1e-8)
+    mg = calender(lab, preconditioner="multigrid", **kw)
+    fft = calender(lab, preconditioner="fft", **kw)
+    assert mg.steps[-1].cg_iterations < fft.steps[-1].cg_iterations / 3
+    for a, b in zip(mg.states, fft.states):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        err = np.linalg.norm(a.stress_mpa - b.stress_mpa) / np.linalg.norm(b.stress_mpa)
+        assert err <= 1e-3, err
+
+
+def _porous_solver(**kw):
+    from twinlab.analyses.mechanics import MechanicsSolver, lame_from_young
+
+    rng = np.random.default_rng(9)
+    lam, mu = lame_from_young(np.where(rng.random((12, 10, 11)) < 0.4, 0.0, 10e3), 0.3)
+    return MechanicsSolver(lam, mu, workers=1, **kw)
+
+
+def test_cg_stagnation_raises_with_the_residual_history(monkeypatch):
+    from twinlab.analyses.mechanics import _fft_solver
+    from twinlab.errors import ConvergenceError
+
+    monkeypatch.setattr(_fft_solver, "STAGNATION", 5)
+    solver = _porous_solver()
+    fixed = np.random.default_rng(0).standard_normal((3, *solver.shape))
+
+    def useless(coef, pvec):  # a preconditioner that ignores the residual: CG cannot progress
+        def apply(r, z):
+            z[...] = fixed
+        return apply
+
+    monkeypatch.setattr(solver, "_preconditioner_for", useless)
+    with pytest.raises(ConvergenceError, match=r"stagnated .*residual history \(iteration: relative residual\) 0: 1"):
+        solver.solve_increment([0, 0, -0.01, 0, 0, 0])
+
+
+def test_cg_nonfinite_raises_with_the_residual_history(monkeypatch):
+    from twinlab.errors import ConvergenceError
+
+    solver = _porous_solver()
+
+    def broken(coef, pvec):
+        def apply(r, z):
+            z[...] = np.nan
+        return apply
+
+    monkeypatch.setattr(solver, "_preconditioner_for", broken)
+    with pytest.raises(ConvergenceError, match="NaN/inf.*residual history"):
+        solver.solve_increment([0, 0, -0.01, 0, 0, 0])
+
+
+def test_newton_failure_raises_with_the_residual_history():
+    from twinlab.analyses.mechanics import MechanicsSolver, lame_from_young
+    from twinlab.errors import ConvergenceError
+
+    lam, mu = lame_from_young(np.full((6, 6, 6), 5e3), 0.4)
+    code = np.zeros((6, 6, 6), np.uint8)
+    code[:3] = 1  # a yielding half: Newton needs more than one step
+    solver = MechanicsSolver(lam, mu, yield_mpa=1.0, code=code, workers=1)
+    with pytest.raises(ConvergenceError, match="Newton did not converge in 1 .*residual history"):
+        solver.solve_increment([0, 0, -0.01, 0.002, 0, 0], max_newton=1, tol=1e-10)
+
+
+def test_unknown_preconditioner_is_rejected():
+    from twinlab.errors import InputError
+
+    with pytest.raises(InputError, match="preconditioner must be one of"):
+        _porous_solver(preconditioner="jacobi")
+
+
+def test_series_to_dict_never_converts_the_fields():
+    """keep_fields=True must not make serialising cost time: the per-voxel states are dropped
+    before any conversion (an array whose tolist() raises proves it is never touched)."""
+    from twinlab.analyses.mechanics import CalenderSeries, CalenderState
+
+    class Untouchable(np.ndarray):
+        def tolist(self):
+            raise AssertionError("a per-voxel field was converted to a list")
+
+    field = np.zeros((64, 64, 64), np.float32).view(Untouchable)
+    state = CalenderState(labels=field, broken_shell=field, von_mises_mpa=field, stress_mpa=field, strain=field,
+                          displacement_um=field)
+    series = CalenderSeries(10.0, 2.5, 4.7, 0.4, (), {"tol": 1e-4}, None, (state,) * 6)
+    out = series.to_dict()
+    assert "states" not in out and out["settings"] == {"tol": 1e-4}
