@@ -37,9 +37,11 @@ _S5 = "SCIENCE.md §5 (typical conductivities)"
 _S6 = "SCIENCE.md §6 (typical mechanical properties)"
 
 MATERIALS: dict[str, Material] = {m.name: m for m in (
-    Material("NCM622", 4.75, 100.0, 0.3, None, None, 5e-3,
-             f"{_S1}: 4.7–4.8; {_S6}: secondary particle E 10–150 GPa, ν≈0.3; {_S5}: 1e-3–1e-2 S/m"),
-    Material("NCM811", 4.75, 100.0, 0.3, None, None, 5e-3, f"{_S1}: 4.7–4.8; as NCM622 otherwise"),
+    Material("NCM622", 4.75, 20.0, 0.3, None, None, 5e-3,
+             f"{_S1}: 4.7–4.8; {_S6}: secondary particle E 10–150 GPa depending on its porosity, ν≈0.3 — 20 GPa: "
+             "a porous secondary particle (the 10–30 GPa the mechanics sensitivity study of issue 8 recommends; "
+             f"dense single crystals are stiffer); {_S5}: 1e-3–1e-2 S/m"),
+    Material("NCM811", 4.75, 20.0, 0.3, None, None, 5e-3, f"{_S1}: 4.7–4.8; as NCM622 otherwise"),
     Material("carbon_black", 1.9, 10.0, 0.3, None, None, 1e3, f"{_S1}: 1.8–2.0"),
     Material("PVDF", 1.78, 2.0, 0.35, None, None, 1e-12, f"{_S1}: 1.78; {_S6}: E 1–3 GPa"),
     Material("PVdF-HFP", 1.77, 1.0, 0.35, None, None, 1e-12, f"{_S1}: 1.77; {_S6}: binder, E ~1 GPa"),
@@ -57,6 +59,14 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              f"{_S1}: 2.11; {_S6}: brittle, fracture strength 200 MPa, E 50–70 GPa; {_S5}: ~1e-8 S/m"),
     Material("LLZO", 5.1, 150.0, 0.26, None, None, 1e-8, f"{_S1}: 5.1"),
     Material("electrolyte", None, 0.0, 0.0, None, None, 0.0, "pore space: no stiffness, no electronic conduction"),
+    # Contact interphase of NCM particles (mechanics/_contacts.py): the one-voxel layer on each side of a
+    # particle–particle / particle–collector face. A "crushable" layer: compliant (the contact flattens
+    # its asperities and the porous particle rim) and yielding in shear (sliding), no tension.
+    Material("NCM_contact", None, 0.5, 0.3, 40.0, None, None,
+             "mechanics sensitivity study (issue 8, stops.md): E ≈ 0.5 GPa, yield 30–50 MPa makes the coating a "
+             "packing instead of one bonded body; yield of the order of the 100–150 MPa crackable range of NCM "
+             "secondary particles (SCIENCE.md §6) reduced for contact rims (assumption, calibrated against "
+             "published calendering pressures: tests/benchmarks/bench_calender_physics.py)"),
 )}
 
 

@@ -38,6 +38,7 @@ from ...phases import DEFAULT_PHASES, PhaseTable
 from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
+from ._contacts import setup_state, shell_fracture, solve_with_contacts
 from ._remap import remap_voxels
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -72,6 +73,13 @@ def calender(
     seed: int = 0,
     window: int | None = None,
     source_twin: str | None = None,
+    particles: Any = None,
+    contacts: bool = True,
+    contact_materials: Mapping[str, Material | str] | None = None,
+    contact_tol: float = 0.02,
+    contact_passes: int = 3,
+    shells: str = "membrane",
+    edge_margin: int | None = None,
 ) -> CalenderSeries:
     """Compress an electrode to target calendering ratios or densities.
 
@@ -121,6 +129,29 @@ def calender(
     source_twin : str, optional
         The input twin as every member's provenance names it (default: its path). The pipeline,
         which calenders a staged copy of the twin, passes the twin's final path.
+    particles : (n0, n1, n2) integer array, optional
+        Particle instance labels (a twin's ``labels/particles`` is used when present); particles
+        without one are the connected components of the particle phases (lithium cores split
+        particles whose shells touch).
+    contacts : bool
+        Give particle–particle, particle–collector and particle–roll interfaces the unilateral
+        contact interphase (:mod:`._contacts`: no tension, compliant normal, yielding shear);
+        False welds touching particles into one elastic body (the model before issue 16).
+    contact_materials : mapping particle phase → Material or name, optional
+        Interphase law per particle phase (default: "NCM_contact" for active material, the
+        particle's own material — lithium — for LMP particles).
+    contact_tol, contact_passes : an increment is re-solved (at most ``contact_passes`` solves)
+        while more than ``contact_tol`` of the interphase voxels change between open and closed;
+        the rest is applied between increments.
+    shells : "membrane" (default) or "voxel"
+        "membrane": a shell phase is converted on input into a flag on the particle's surface
+        voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
+        strain or contact traction — exceeds its strength); "voxel": the shell voxels are brittle
+        elastic voxels (stress depends on the voxel size).
+    edge_margin : int, optional
+        Voxels next to the lateral faces excluded from the stress metrics (a cropped window joins
+        unrelated particles at its periodic faces). Default 3 when ``window`` crops or the input is
+        a twin (not periodic), else 0.
 
     Returns
     -------
@@ -129,8 +160,18 @@ def calender(
     t_start = time.perf_counter()
     labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
+    inst_in = _particle_labels(twin_or_labels, particles, labels.shape)
+    cropped = False
     if window is not None:
+        n_before = labels.shape
         labels, image, base_meta["window"] = _lateral_window(labels, image, t_axis, int(window))
+        cropped = labels.shape != n_before
+        if inst_in is not None:
+            inst_in, _, _ = _lateral_window(inst_in, None, t_axis, int(window))
+    if edge_margin is None:
+        edge_margin = 3 if (cropped or not isinstance(twin_or_labels, np.ndarray)) else 0
+    if shells not in ("membrane", "voxel"):
+        raise InputError(f"shells must be 'membrane' or 'voxel', got {shells!r}")
     if source_twin is not None:
         base_meta["source_twin"] = str(source_twin)
     if output is not None:
@@ -150,6 +191,9 @@ def calender(
         img = None if img is None else img[::-1]
     lab = np.ascontiguousarray(lab)
     img = None if img is None else np.ascontiguousarray(img)
+    if inst_in is not None:
+        inst_in = np.moveaxis(inst_in, t_axis, 0)
+        inst_in = np.ascontiguousarray(inst_in[::-1] if side == "high" else inst_in)
     perm = [t_axis] + [a for a in range(3) if a != t_axis]
     h = tuple(voxel.as_tuple()[a] for a in perm)
 
@@ -174,6 +218,7 @@ def calender(
     rho0 = rho_s * (1.0 - eps0)
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
+    cstate = _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells)
     schedule = _schedule(m0, [t[2] for t in targets], int(steps))
     total = len(schedule)
 
@@ -186,9 +231,11 @@ def calender(
     strain = np.zeros((6, *lab.shape), dt)
     disp = np.zeros((3, *lab.shape), dt)
     broken = np.zeros(lab.shape, bool)
+    if cstate is not None:
+        cstate.crop(top)
     m_cur = m0
     done = 0
-    stats = {"cg": 0, "newton": 0, "increments": 0, "share": []}
+    stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None}
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -205,7 +252,8 @@ def calender(
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True),
                     lut=lut, h=h, n_coll=n_coll, m_cur=m_cur, m_next=m_next, roll_layers=roll_layers,
                     roll_factor=roll_stiffness_factor, reg=plastic_regularization, dtype=dt, tol=tol, maxiter=maxiter, workers=workers,
-                    seed=seed + done, pore_gray=pore_gray)
+                    seed=seed + done, pore_gray=pore_gray, cstate=cstate, contact_tol=contact_tol,
+                    contact_passes=contact_passes, stats=stats)
                 stats["cg"] += cg
                 stats["newton"] += nw
                 stats["increments"] += 1
@@ -220,7 +268,8 @@ def calender(
                                      lut=lut, n_coll=n_coll, m0=m0, m_cur=m_cur, h=h, rho0=rho0, area=area,
                                      thresholds=crack_thresholds_mpa, bins=profile_bins, stats=stats,
                                      perm=perm, side=side, keep=keep_fields or staging is not None,
-                                     pore_v=pore_v, coll_v=coll_v if has_coll else None)
+                                     pore_v=pore_v, coll_v=coll_v if has_coll else None, cstate=cstate,
+                                     margin=int(edge_margin))
                 if staging is not None:
                     name = f"{kind}_{value:.2f}.twin.zarr"
                     _write_step_twin(staging / name, res, state, voxel=voxel, t_axis=t_axis, side=side,
@@ -235,6 +284,9 @@ def calender(
                     "roll_layers": roll_layers, "roll_stiffness_factor": roll_stiffness_factor,
                     "plastic_regularization": plastic_regularization,
                     "crack_thresholds_mpa": list(crack_thresholds_mpa), "profile_bins": profile_bins,
+                    "contacts": bool(cstate is not None and cstate.law is not None), "shells": shells,
+                    "edge_margin": int(edge_margin), "contact_tol": contact_tol, "contact_passes": contact_passes,
+                    "contact_materials": {} if cstate is None else cstate.law_names,
                     "materials": {n: m.to_dict() for n, m in lut["materials"].items()},
                     "time_s": time.perf_counter() - t_start}
         series = CalenderSeries(m0 * h[0], rho0, rho_s, eps0, tuple(step_results), settings,
@@ -255,6 +307,35 @@ def calender(
 
 
 # ====================================================================== helpers
+def _particle_labels(obj, particles, shape):
+    """Particle instance labels: ``particles`` if given, else a twin's ``labels/particles``, else None."""
+    from ...twin import Twin
+
+    if particles is None and isinstance(obj, (str, os.PathLike)):
+        obj = Twin.open(obj)
+    if particles is None and isinstance(obj, Twin) and obj.has_labels("particles"):
+        particles = obj.labels("particles").compute()
+    if particles is None:
+        return None
+    particles = np.asarray(particles)
+    if particles.shape != shape or particles.dtype.kind not in "iu":
+        raise InputError(f"particles must be integer instance labels of the labels' shape {shape}, got "
+                         f"{particles.dtype} {particles.shape}")
+    return particles.astype(np.int32, copy=False)
+
+
+def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells):
+    names = {v: n for v, n in lut["names"].items()}
+    for n, m in dict(contact_materials or {}).items():
+        if n not in ("active", "lithium", "shell"):
+            raise InputError(f"contact_materials keys must be particle phases (active, lithium, shell), got {n!r}")
+        mat = get_material(m) if isinstance(m, str) else m
+        if mat.youngs_modulus_gpa is None or mat.poisson_ratio is None or not mat.youngs_modulus_gpa > 0:
+            raise InputError(f"contact material for {n!r} needs a positive Young's modulus and a Poisson ratio")
+    return setup_state(lab, inst_in, names=names, materials=lut["materials"], contacts=contacts,
+                       contact_materials=contact_materials, shells=shells, get_material=get_material)
+
+
 def _lateral_window(labels, image, t_axis, window):
     """Centred ``window``-voxel crop of the two in-plane axes; returns the crop per axis name."""
     if window < 8:
@@ -428,15 +509,18 @@ def _take(arr, src, fill=0):
 
 
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
-               roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray):
+               roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray, cstate=None,
+               contact_tol=0.02, contact_passes=3, stats=None):
     nt = n_coll + m_cur
     shape_c = (nt + roll_layers, *lab.shape[1:])
     lam = np.empty(shape_c, dtype)
     mu = np.empty(shape_c, dtype)
     lam[:nt] = lut["lam"][lab]
     mu[:nt] = lut["mu"][lab]
-    lam[:nt][broken] = 0
-    mu[:nt][broken] = 0
+    membrane = cstate is not None and cstate.membrane
+    if not membrane:  # voxel shells: a broken shell voxel carries nothing
+        lam[:nt][broken] = 0
+        mu[:nt][broken] = 0
     e_roll = roll_factor * max(lut["e"].max(), 1.0)
     lr, mr = lame_from_young(e_roll, 0.3)
     lam[nt:], mu[nt:] = lr, mr
@@ -447,18 +531,40 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     sy[:nt] = lut["sy"][lab]
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
-    solver = MechanicsSolver(lam, mu, voxel_size=h, yield_mpa=sy, code=code, dtype=dtype, workers=workers,
-                             plastic_regularization=reg)
     d_e = np.zeros(6)
     d_e[0] = -(m_cur - m_next) / shape_c[0]
-    sol = solver.solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
+
+    def make_solver(lam_, mu_, sy_, code_):
+        return MechanicsSolver(lam_, mu_, voxel_size=h, yield_mpa=sy_, code=code_, dtype=dtype, workers=workers,
+                               plastic_regularization=reg)
+
+    if cstate is not None and cstate.law is not None:
+        fixed = np.zeros(shape_c, bool)
+        fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
+        sol, cstate.gap, _, info = solve_with_contacts(
+            make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
+            law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter)
+        cstate.last_info = info
+        cg_its, nw_its = info["cg"], info["newton"]
+    else:
+        sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
+        cg_its, nw_its = sol.cg_iterations, sol.newton_iterations
+    if stats is not None:  # macroscopic calendering pressure: mean normal stress on the roll
+        stats["pressure"] = -float(sol.stress[0, nt:].mean())
     sig = sol.stress[:, :nt]
-    # brittle shell: break where the von Mises stress exceeds the strength (between increments)
-    vms = von_mises(sig)
-    frac = lut["frac"][lab]
-    newly = (code[:nt] == BRITTLE) & ~broken & (vms > frac)
-    broken = broken | newly
-    sig[:, broken] = 0
+    if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
+        smat = cstate.shell_material
+        strength = lut["frac"][cstate.shell_value]
+        broken = shell_fracture(strain + sol.strain[:, :nt], sig, cstate.inst, cstate.shelled, broken,
+                                e_shell_mpa=smat.youngs_modulus_gpa * 1e3, nu_shell=smat.poisson_ratio,
+                                strength_mpa=strength)
+    else:
+        # brittle shell voxels: break where the von Mises stress exceeds the strength (between increments)
+        vms = von_mises(sig)
+        frac = lut["frac"][lab]
+        newly = (code[:nt] == BRITTLE) & ~broken & (vms > frac)
+        broken = broken | newly
+        sig[:, broken] = 0
     # voxel-centre displacement = mean of the 8 corner nodes, plus the affine part of ΔE
     un = sol.displacement
     uc = un.copy()
@@ -484,8 +590,10 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     strain = _take(strain + sol.strain[:, :nt], src)
     disp = _take(disp + uc.astype(dtype), src)
     broken = _take(broken, src, False)
+    if cstate is not None:
+        cstate.take(_take, src)
     img = None if img is None else _take(img, src, pore_gray)
-    return new_lab, img, stress, strain, disp, broken, share, sol.cg_iterations, sol.newton_iterations
+    return new_lab, img, stress, strain, disp, broken, share, cg_its, nw_its
 
 
 def _to_input_axes(arr, perm, side, kind):
@@ -509,12 +617,15 @@ def _to_input_axes(arr, perm, side, kind):
 
 
 def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut, n_coll, m0, m_cur, h, rho0,
-            area, thresholds, bins, stats, perm, side, keep, pore_v, coll_v):
+            area, thresholds, bins, stats, perm, side, keep, pore_v, coll_v, cstate=None, margin=0):
     vms = von_mises(stress).astype(np.float32)
     names = lut["names"]
     val = {n: v for v, n in names.items()}
+    if cstate is not None:
+        lab = cstate.output_labels(lab)
+    inner = _inner(lab.shape, margin)
     active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
-    overall, profile = crackable(vms, active, thresholds, n_coll=n_coll, bins=bins)
+    overall, profile = crackable(vms, active & inner, thresholds, n_coll=n_coll, bins=bins)
     shell_v = val.get("shell")
     sh = lab == shell_v if shell_v is not None else None
     n_sh = int(sh.sum()) if sh is not None else 0
@@ -528,12 +639,14 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
         thickness_voxels=m_cur, porosity=1.0 - int(solid.sum()) / (area * m_cur), solid_voxels=counts,
         increments=stats["increments"], cg_iterations=stats["cg"], newton_iterations=stats["newton"],
         electrode_strain_share=float(np.mean(stats["share"])) if stats["share"] else 1.0,
-        von_mises_active_mean_mpa=float(vms[active].mean()) if active.any() else None,
-        von_mises_active_max_mpa=float(vms[active].max()) if active.any() else None,
-        von_mises_solid_mean_mpa=float(vms[lab != pore_v].mean()),
+        von_mises_active_mean_mpa=float(vms[active & inner].mean()) if (active & inner).any() else None,
+        von_mises_active_max_mpa=float(vms[active & inner].max()) if (active & inner).any() else None,
+        von_mises_solid_mean_mpa=float(vms[(lab != pore_v) & inner].mean()),
         crackable_volume_pct=overall, crackable_profile_pct=profile,
         shell_intact_fraction=(1.0 - n_broken / n_sh) if n_sh else None, shell_broken_voxels=n_broken,
-        contact_collector_rel=rel_c, contact_electrolyte_rel=rel_e)
+        contact_collector_rel=rel_c, contact_electrolyte_rel=rel_e,
+        roll_pressure_mpa=stats["pressure"] if stats["increments"] else 0.0,
+        contacts_open_fraction=_open_fraction(cstate), edge_margin=int(margin))
     state = None
     if keep:
         state = CalenderState(
@@ -545,6 +658,27 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
             displacement_um=_to_input_axes(disp, perm, side, "vector"),
             image=None if img is None else _to_input_axes(img, perm, side, "scalar"))
     return res, state
+
+
+def _inner(shape, margin):
+    """Mask without ``margin`` voxels next to the lateral faces (axes 1, 2)."""
+    inner = np.ones(shape, bool)
+    if margin > 0:
+        for ax in (1, 2):
+            m = min(margin, (shape[ax] - 1) // 2)
+            sl = [slice(None)] * 3
+            sl[ax] = slice(0, m)
+            inner[tuple(sl)] = False
+            sl[ax] = slice(shape[ax] - m, None)
+            inner[tuple(sl)] = False
+    return inner
+
+
+def _open_fraction(cstate):
+    info = None if cstate is None else cstate.last_info
+    if not info or not info["interphase"]:
+        return None
+    return info["open"] / info["interphase"]
 
 
 def _replace(res, **changes):
