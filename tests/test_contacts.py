@@ -112,7 +112,7 @@ def test_hertz_small_spheres_contact_grows_and_no_tension():
 @pytest.mark.parametrize("R", [16, 20])
 def test_hertz_two_spheres(R):
     """Contact radius and peak pressure within 15 % of Hertz; no tension when pulled apart."""
-    res = _press(R, 0.012 * 16 / R * 2, pull=0.08)
+    res = _press(R, 0.64 / R, pull=0.05, passes=20)
     force, a_num, a_h, p0_num, p0_h = _hertz_numbers(R, res)
     print(f"R={R}: P={force:.4g}, a={a_num:.3f} vs Hertz {a_h:.3f}, p0={p0_num:.4g} vs {p0_h:.4g}, "
           f"passes {res['info']['passes']}")

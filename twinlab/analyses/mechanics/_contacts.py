@@ -12,10 +12,15 @@ crushable interphase layers of voxel models of granular compaction; the unilater
 the Signorini condition solved by a primal active set, Hüeber & Wohlmuth 2005). Per interphase
 voxel:
 
-* **compressive and closed**: J2 perfectly plastic with a low yield stress (tangential sliding
-  once the contact shears above it) and a compliant modulus (``twinlab.materials`` "NCM_contact",
-  with its sources); the hydrostatic part stays elastic, so the normal response is a compliant
-  elastic spring per unit area ``E_c/h``;
+* **compressive and closed**: elastic with a compliant modulus (``twinlab.materials``
+  "NCM_contact", with its sources) up to a low J2 yield stress, perfectly plastic above it
+  (tangential sliding); the hydrostatic part stays elastic, so the normal response is a compliant
+  spring per unit area ``E_c/h``. The plastic return is explicit, between solves (like the
+  brittle switch): a closed voxel whose von Mises stress exceeds the yield has its deviator scaled
+  back to it (the out-of-balance force enters the next solve through its old stress) and, while it
+  sits on the yield surface, a sliding shear modulus ``SLIDE_FACTOR × μ_c`` at constant bulk
+  modulus — so every solve is linear (no Newton iterations on thousands of yielding contact
+  voxels) and the solver's operator is unchanged;
 * **open** (the normal traction ``n·σ·n`` became tensile, or an initial gap has not closed yet):
   no stiffness and no stress — it transmits nothing, like a pore; it carries a normal gap (strain
   units, ``gap ≥ 0``) that each increment's normal strain changes, and it closes again when the gap
@@ -50,6 +55,8 @@ from ._laws import ELASTIC, PLASTIC, lame_from_young
 
 #: particle phases: the phases whose instances make contacts
 PARTICLE_PHASES = ("active", "lithium", "shell")
+#: shear modulus of a sliding (yielded) contact voxel as a fraction of its elastic one
+SLIDE_FACTOR = 0.05
 
 
 # ---------------------------------------------------------------------- instances
@@ -159,6 +166,11 @@ def normal_component(t: np.ndarray, n: np.ndarray) -> np.ndarray:
             + 2.0 * (n[1] * n[2] * t[3] + n[0] * n[2] * t[4] + n[0] * n[1] * t[5]))
 
 
+def _von_mises(s):
+    p = (s[0] + s[1] + s[2]) / 3.0
+    return np.sqrt(1.5 * ((s[0] - p) ** 2 + (s[1] - p) ** 2 + (s[2] - p) ** 2 + 2.0 * (s[3] ** 2 + s[4] ** 2 + s[5] ** 2)))
+
+
 def _isotropic(lam, mu, e_nn, n):
     """Stress (6, m) of the strain ``e_nn n⊗n`` in an isotropic material."""
     s = np.empty((6, n.shape[1]))
@@ -209,20 +221,25 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     g0 = np.where(is_open, g0, 0.0)
     # a contact formed by the remap (was bulk or pore before) starts closed with its carried stress
     base_stress = s_old[(slice(None),) + idx].astype(float)
+    c_sy = law.sy[vals]
+    sliding = _von_mises(base_stress) >= 0.99 * c_sy
+    k_c = c_lam + 2.0 * c_mu / 3.0
+    mu_eff = np.where(sliding, SLIDE_FACTOR * c_mu, c_mu)
+    lam_eff = k_c - 2.0 * mu_eff / 3.0
     passes = 0
     cg = newton = 0
     while True:
         passes += 1
-        lam[idx] = np.where(is_open, 0.0, c_lam)
-        mu[idx] = np.where(is_open, 0.0, c_mu)
-        sy[idx] = np.where(is_open, np.inf, law.sy[vals])
-        code[idx] = np.where(is_open, ELASTIC, law.code[vals])
+        lam[idx] = np.where(is_open, 0.0, lam_eff)
+        mu[idx] = np.where(is_open, 0.0, mu_eff)
+        sy[idx] = np.inf
+        code[idx] = ELASTIC
         # closed voxels that were open at the start close their gap first: eigenstress C:(g n⊗n)
         start = np.where(is_open, 0.0, base_stress)
         was_open = np.isfinite(gap[idx])
         shut = ~is_open & was_open
         if shut.any():
-            start[:, shut] = _isotropic(c_lam[shut], c_mu[shut], g0[shut], normal[:, shut])
+            start[:, shut] = _isotropic(lam_eff[shut], mu_eff[shut], g0[shut], normal[:, shut])
         s_old[(slice(None),) + idx] = start
         sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
         cg += sol.cg_iterations
@@ -236,13 +253,24 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         is_open = now_open
     # state after the increment: open voxels carry their gap (positive), closed ones NaN
     g_new = np.full(gap.shape, np.nan, np.float32)
-    opening = np.where(is_open, g0 + de_nn, s_nn / np.maximum(c_lam + 2 * c_mu, 1e-30))
+    opening = np.where(is_open, g0 + de_nn, s_nn / np.maximum(lam_eff + 2 * mu_eff, 1e-30))
     final_open = now_open
     g_new[idx] = np.where(final_open, np.maximum(opening, 0.0), np.nan)
-    # no traction across an open contact
+    # no traction across an open contact; closed ones return to the yield surface
     sig = sol.stress[:, :nt]
     sel = tuple(i[final_open] for i in idx)
     sig[(slice(None),) + sel] = 0
+    closed = ~final_open & np.isfinite(c_sy)
+    if closed.any():
+        cs = tuple(i[closed] for i in idx)
+        s_c = sig[(slice(None),) + cs].astype(float)
+        q = _von_mises(s_c)
+        f = np.where(q > c_sy[closed], c_sy[closed] / np.maximum(q, 1e-30), 1.0)
+        p = (s_c[0] + s_c[1] + s_c[2]) / 3.0
+        for k in range(3):
+            s_c[k] = p + f * (s_c[k] - p)
+        s_c[3:] *= f
+        sig[(slice(None),) + cs] = s_c
     info = {"interphase": int(mask.sum()), "open": int(final_open.sum()), "passes": passes, "cg": cg,
             "newton": newton}
     return sol, g_new, mask, info
