@@ -36,7 +36,10 @@ Sub-voxel shells
 ----------------
 A lithium particle's Li2CO3 passivation (~100 nm) is a state of its surface voxels, not a voxel
 phase: a shell phase on input is turned into lithium (its stiffness is that of a 100 nm film:
-negligible at the voxel scale) and each former shell voxel carries a flag "shell intact/broken".
+negligible in volume) and each former shell voxel carries a flag "shell intact/broken". An intact
+patch is a membrane smeared over its surface voxel: the voxel is elastic with
+``E_s t_s / h`` (film modulus × film thickness / voxel size), so the membrane force per unit
+length, ``E_s t_s ε``, does not depend on the voxel size; a broken patch is plain lithium.
 A surface patch breaks when the film's stress exceeds its strength (200 MPa): the membrane
 stress ``E_s/(1−ν_s) · ε_m`` from the largest in-plane (tangential) principal strain ``ε_m`` of
 the surface voxel, or the normal contact traction ``−n·σ·n`` pressing the film. Neither depends on
@@ -202,12 +205,15 @@ class ContactLaw:
 
 
 def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, fixed, gap, law: ContactLaw,
-                        nt: int, tol_active: float, max_passes: int, tol, maxiter, top_is_roll: bool = True):
+                        nt: int, tol_active: float, max_passes: int, tol, maxiter, top_is_roll: bool = True,
+                        override=None):
     """Solve one increment with the unilateral contact interphase (primal active set).
 
     ``lam``, ``mu``, ``sy``, ``code``, ``s_old`` are the cell arrays (the coating in the first ``nt``
     layers, the roll above); they are modified in place for the interphase voxels. ``gap`` (coating
     shape, float32) is the carried normal gap of open interphase voxels (≥ 0; NaN = closed).
+    ``override`` = (mask, λ, μ): interphase voxels in ``mask`` (coating grid) take these elastic
+    constants instead of the law's (intact membrane shells).
 
     Returns ``(solution, gap_new, info)``: ``gap_new`` is the gap after the increment (NaN where
     closed, on the coating grid), ``info`` counts interphase voxels, open ones and passes.
@@ -216,12 +222,17 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     idx = np.nonzero(mask)
     vals = lab[idx]
     c_lam, c_mu = law.lam[vals], law.mu[vals]
+    c_sy = law.sy[vals]
+    if override is not None:
+        om = override[0][idx]
+        c_lam = np.where(om, override[1], c_lam)
+        c_mu = np.where(om, override[2], c_mu)
+        c_sy = np.where(om, np.inf, c_sy)
     g0 = gap[idx].astype(float)
     is_open = np.isfinite(g0)  # carried state: open with a gap, or closed (NaN)
     g0 = np.where(is_open, g0, 0.0)
     # a contact formed by the remap (was bulk or pore before) starts closed with its carried stress
     base_stress = s_old[(slice(None),) + idx].astype(float)
-    c_sy = law.sy[vals]
     sliding = _von_mises(base_stress) >= 0.99 * c_sy
     k_c = c_lam + 2.0 * c_mu / 3.0
     mu_eff = np.where(sliding, SLIDE_FACTOR * c_mu, c_mu)

@@ -42,6 +42,7 @@ class CalenderStep(Result):
         Fraction of the contact interphase voxels open (no traction) after that increment.
     edge_margin : int
         Voxels next to the lateral faces left out of the stress statistics (VMS, crackable).
+        The contact interphase voxels are left out as well (their stress is the contact law's).
     """
 
     target: str

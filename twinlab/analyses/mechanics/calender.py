@@ -38,7 +38,7 @@ from ...phases import DEFAULT_PHASES, PhaseTable
 from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
-from ._contacts import setup_state, shell_fracture, solve_with_contacts
+from ._contacts import foreign_faces, setup_state, shell_fracture, solve_with_contacts
 from ._remap import remap_voxels
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -79,6 +79,7 @@ def calender(
     contact_tol: float = 0.02,
     contact_passes: int = 3,
     shells: str = "membrane",
+    shell_thickness_um: float = 0.1,
     edge_margin: int | None = None,
 ) -> CalenderSeries:
     """Compress an electrode to target calendering ratios or densities.
@@ -148,6 +149,7 @@ def calender(
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
         strain or contact traction — exceeds its strength); "voxel": the shell voxels are brittle
         elastic voxels (stress depends on the voxel size).
+    shell_thickness_um : thickness of the sub-voxel shell film (µm; LMP Li2CO3 ~0.1).
     edge_margin : int, optional
         Voxels next to the lateral faces excluded from the stress metrics (a cropped window joins
         unrelated particles at its periodic faces). Default 3 when ``window`` crops or the input is
@@ -253,7 +255,7 @@ def calender(
                     lut=lut, h=h, n_coll=n_coll, m_cur=m_cur, m_next=m_next, roll_layers=roll_layers,
                     roll_factor=roll_stiffness_factor, reg=plastic_regularization, dtype=dt, tol=tol, maxiter=maxiter, workers=workers,
                     seed=seed + done, pore_gray=pore_gray, cstate=cstate, contact_tol=contact_tol,
-                    contact_passes=contact_passes, stats=stats)
+                    contact_passes=contact_passes, stats=stats, shell_um=shell_thickness_um)
                 stats["cg"] += cg
                 stats["newton"] += nw
                 stats["increments"] += 1
@@ -510,7 +512,7 @@ def _take(arr, src, fill=0):
 
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
                roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray, cstate=None,
-               contact_tol=0.02, contact_passes=3, stats=None):
+               contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1):
     nt = n_coll + m_cur
     shape_c = (nt + roll_layers, *lab.shape[1:])
     lam = np.empty(shape_c, dtype)
@@ -531,6 +533,16 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     sy[:nt] = lut["sy"][lab]
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
+    override = None
+    if membrane:  # intact sub-voxel shells: the film's membrane stiffness smeared over the surface voxel
+        smat = cstate.shell_material
+        intact = cstate.shelled & ~broken
+        e_m = smat.youngs_modulus_gpa * 1e3 * shell_um / min(h)
+        lm, mm = lame_from_young(e_m, smat.poisson_ratio)
+        lam[:nt][intact], mu[:nt][intact] = lm, mm
+        code[:nt][intact] = ELASTIC
+        sy[:nt][intact] = np.inf
+        override = (intact, lm, mm)
     d_e = np.zeros(6)
     d_e[0] = -(m_cur - m_next) / shape_c[0]
 
@@ -543,7 +555,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
-            law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter)
+            law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
+            override=override)
         cstate.last_info = info
         cg_its, nw_its = info["cg"], info["newton"]
     else:
@@ -624,6 +637,10 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
     if cstate is not None:
         lab = cstate.output_labels(lab)
     inner = _inner(lab.shape, margin)
+    if cstate is not None and cstate.law is not None:
+        # the contact interphase carries the contact law's stress, not the particle's: left out
+        fixed = (lab == coll_v) if coll_v is not None else None
+        inner &= ~foreign_faces(cstate.inst, fixed, top_is_roll=True)[0]
     active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
     overall, profile = crackable(vms, active & inner, thresholds, n_coll=n_coll, bins=bins)
     shell_v = val.get("shell")
