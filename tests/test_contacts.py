@@ -157,3 +157,107 @@ def test_shell_breaks_on_membrane_strain_not_on_voxel_size():
         out = shell_fracture(strain, stress, inst, shelled, np.zeros(shape, bool), e_shell_mpa=60e3, nu_shell=0.3,
                              strength_mpa=200.0)
         assert out[3].all() == expect and not out[:3].any()
+
+
+# ------------------------------------------------------------------ calendering with contacts
+from twinlab.analyses.mechanics import calender  # noqa: E402
+from twinlab.errors import InputError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_cathode():
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.design import ncm622_cathode
+
+    design = ncm622_cathode()
+    gen = make_cathode(domain_um=(32, 4 + design.thickness_um, 32), voxel_size_um=2.0, collector_um=4, seed=1)
+    return gen, design
+
+
+def _kw(design):
+    return dict(design=design, voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=1)
+
+
+def test_generator_reports_initial_contacts(small_cathode):
+    from twinlab.datasets.generators import contact_statistics
+
+    gen, _ = small_cathode
+    c = gen.contacts
+    assert c["n_particles"] == len(np.unique(gen.particles[gen.particles > 0]))
+    assert 0 < c["touching_pairs_per_particle"] < 8 and 0 < c["contact_area_fraction"] < 0.3
+    assert c["collector_particles"] > 0
+    # known truth: three boxes in a row, 1–2 share a 2×3 face, 2–3 none (a gap), 3 on the collector
+    p = np.zeros((8, 6, 12), np.int32)
+    p[2:5, 1:4, 0:3] = 1
+    p[2:4, 1:4, 3:6] = 2
+    p[1:5, 1:4, 8:11] = 3
+    coll = np.zeros(p.shape, bool)
+    coll[0] = True
+    s = contact_statistics(p, (1.0, 1.0, 2.0), thickness_axis=0, collector=coll)
+    assert s["touching_pairs"] == 1 and s["touching_pairs_per_particle"] == pytest.approx(2 / 3)
+    assert s["contact_area_um2_mean"] == pytest.approx(6 * 1.0)  # 2 × 3 faces of 1 µm × 1 µm (normal to x)
+    assert s["isolated_fraction"] == pytest.approx(1 / 3) and s["collector_particles"] == 1
+
+
+def test_contacts_make_a_packing_not_a_bonded_body(small_cathode):
+    gen, design = small_cathode
+    dens = [2.6, 3.0]
+    kw = _kw(design)
+    loose = calender(gen.phases, particles=gen.particles, densities=dens, steps=2, **kw)
+    welded = calender(gen.phases, particles=gen.particles, densities=dens, steps=2, contacts=False, **kw)
+    p = [st.roll_pressure_mpa for st in loose.steps]
+    pw = [st.roll_pressure_mpa for st in welded.steps]
+    assert 0 < p[0] < p[1]  # the roll pressure is reported and rises with density
+    assert p[1] < 0.5 * pw[1]  # contacts that open and slide: far softer than the welded skeleton
+    assert loose.steps[1].crackable_volume_pct["100"] < welded.steps[1].crackable_volume_pct["100"]
+    assert 0 < loose.steps[1].contacts_open_fraction < 1
+    counts = {n: int((gen.phases == v).sum()) for v, n in ((1, "active"), (2, "cbd"), (3, "collector"))}
+    assert all(st.solid_voxels == counts for st in loose.steps)  # conservation with contacts
+    assert loose.settings["contacts"] and not welded.settings["contacts"]
+
+
+def test_edge_margin_leaves_the_window_edges_out(small_cathode):
+    gen, design = small_cathode
+    kw = _kw(design)
+    a = calender(gen.phases, particles=gen.particles, densities=[2.6], steps=1, window=12, **kw)
+    b = calender(gen.phases, particles=gen.particles, densities=[2.6], steps=1, window=12, edge_margin=0, **kw)
+    assert a.steps[0].edge_margin == 3 and b.steps[0].edge_margin == 0
+    st = a.states[0]
+    act = st.labels == 1
+    inner = np.zeros(act.shape, bool)
+    inner[:, :, 3:-3] = True
+    inner2 = np.zeros(act.shape, bool)
+    inner2[3:-3] = True
+    assert a.steps[0].roll_pressure_mpa == pytest.approx(b.steps[0].roll_pressure_mpa)
+    assert a.steps[0].von_mises_active_mean_mpa != pytest.approx(b.steps[0].von_mises_active_mean_mpa)
+
+
+def test_explicit_shell_phase_is_converted_to_a_surface_state():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_mechanics import synth_electrode
+
+    lab = synth_electrode((22, 14, 14), lmp=True, fraction=0.45, radius=(3.0, 4.5), seed=3)
+    s = calender(lab, ratios=[0.1, 0.3], steps=2, voxel_size_um=(1.0, 1.0, 1.0), thickness_axis=0,
+                 collector_side="low", workers=1)
+    assert s.settings["shells"] == "membrane"
+    for st, state in zip(s.steps, s.states):
+        # the shell comes back as the shell phase on the same number of surface voxels, broken ones marked
+        assert st.solid_voxels["shell"] == int((lab == 4).sum())
+        assert st.solid_voxels["lithium"] == int((lab == 5).sum())
+        assert (state.labels[state.broken_shell] == 4).all()
+    intact = [st.shell_intact_fraction for st in s.steps]
+    assert intact[1] <= intact[0]
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"shells": "paint"}, "shells must be"),
+    ({"particles": np.zeros((3, 3, 3), np.int32)}, "particles must be integer instance labels"),
+    ({"contact_materials": {"cbd": "NCM_contact"}}, "contact_materials keys"),
+])
+def test_bad_contact_inputs_are_rejected(small_cathode, kw, msg):
+    gen, design = small_cathode
+    with pytest.raises(InputError, match=msg):
+        calender(gen.phases, densities=[2.6], steps=1, **_kw(design), **kw)

@@ -59,7 +59,7 @@ from ._laws import ELASTIC, PLASTIC, lame_from_young
 #: particle phases: the phases whose instances make contacts
 PARTICLE_PHASES = ("active", "lithium", "shell")
 #: shear modulus of a sliding (yielded) contact voxel as a fraction of its elastic one
-SLIDE_FACTOR = 0.05
+SLIDE_FACTOR = 0.2
 
 
 # ---------------------------------------------------------------------- instances

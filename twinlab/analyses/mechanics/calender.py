@@ -17,6 +17,19 @@ the volume-conserving remap (:mod:`._remap`): every phase keeps exactly its voxe
 pores absorb the change. Stress, strain, accumulated displacement and the broken-shell mask travel
 with the material (an updated-Lagrangian, hypo-elastic state: no spring-back — the known limit of
 strain-controlled calendering models).
+
+Contacts (issue 16, :mod:`._contacts`): particle instances (the twin's ``labels/particles`` or
+connected components) touch through a unilateral contact interphase — no tension, a compliant
+normal, yielding shear — so a loose packing is a packing, not one bonded elastic body; the
+macroscopic calendering pressure (mean normal stress on the roll) is reported per target. Science
+notes: NCM cathodes are calendered to 3.0–3.6 g/cm³ with roll line loads of a few hundred to
+~2000 N/mm over nip lengths of a few mm, i.e. pressures of the order of 10¹–10³ MPa, rising
+exponentially with density (Meyer et al., J. Mater. Process. Technol. 249 (2017) 172; Schreiner
+et al., Energy Technol. 7 (2019) 1900840; DEM: Sangrós Giménez et al., Adv. Powder Technol. 30
+(2019); Primo et al., J. Power Sources 488 (2021) 229361; FEM with particle fracture: Guichard et
+al., arXiv:2601.02879 — rearrangement first, then fracture at moderate pressure, then crushing).
+There is no rearrangement stage (no DEM): particles move only as far as the small-strain
+increments with open and sliding contacts let them.
 """
 
 from __future__ import annotations
@@ -174,6 +187,8 @@ def calender(
         edge_margin = 3 if (cropped or not isinstance(twin_or_labels, np.ndarray)) else 0
     if shells not in ("membrane", "voxel"):
         raise InputError(f"shells must be 'membrane' or 'voxel', got {shells!r}")
+    if not (np.isfinite(shell_thickness_um) and shell_thickness_um > 0):
+        raise InputError(f"shell_thickness_um must be a positive thickness in µm, got {shell_thickness_um!r}")
     if source_twin is not None:
         base_meta["source_twin"] = str(source_twin)
     if output is not None:
@@ -565,10 +580,14 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     if stats is not None:  # macroscopic calendering pressure: mean normal stress on the roll
         stats["pressure"] = -float(sol.stress[0, nt:].mean())
     sig = sol.stress[:, :nt]
+    d_eps = sol.strain[:, :nt]
+    if cstate is not None and cstate.law is not None:
+        # an open contact voxel is a gap: its strain increment is the opening, not a strain of material
+        d_eps[:, np.isfinite(cstate.gap)] = 0
     if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
         smat = cstate.shell_material
         strength = lut["frac"][cstate.shell_value]
-        broken = shell_fracture(strain + sol.strain[:, :nt], sig, cstate.inst, cstate.shelled, broken,
+        broken = shell_fracture(strain + d_eps, sig, cstate.inst, cstate.shelled, broken,
                                 e_shell_mpa=smat.youngs_modulus_gpa * 1e3, nu_shell=smat.poisson_ratio,
                                 strength_mpa=strength)
     else:
@@ -600,7 +619,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     target[2] = idx[2] + 0.5 + uc[2][idx] / h[2]
     new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed)
     stress = _take(sig, src)
-    strain = _take(strain + sol.strain[:, :nt], src)
+    strain = _take(strain + d_eps, src)
     disp = _take(disp + uc.astype(dtype), src)
     broken = _take(broken, src, False)
     if cstate is not None:
