@@ -235,6 +235,7 @@ def calender(
     rho0 = rho_s * (1.0 - eps0)
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
+    lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
     cstate = _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells)
     schedule = _schedule(m0, [t[2] for t in targets], int(steps))
     total = len(schedule)
