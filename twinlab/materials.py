@@ -24,6 +24,7 @@ class Material:
     fracture_strength_mpa: float | None = None  # brittle: stiffness lost above this von Mises stress
     conductivity_s_m: float | None = None  # electronic conductivity
     source: str = ""
+    friction_coefficient: float | None = None  # contact laws: Drucker–Prager slope (Coulomb friction)
 
     def with_(self, **changes: Any) -> "Material":
         return replace(self, **changes)
@@ -62,11 +63,12 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     # Contact interphase of NCM particles (mechanics/_contacts.py): the one-voxel layer on each side of a
     # particle–particle / particle–collector face. A "crushable" layer: compliant (the contact flattens
     # its asperities and the porous particle rim) and yielding in shear (sliding), no tension.
-    Material("NCM_contact", None, 0.5, 0.3, 40.0, None, None,
-             "mechanics sensitivity study (issue 8, stops.md): E ≈ 0.5 GPa, yield 30–50 MPa makes the coating a "
-             "packing instead of one bonded body; yield of the order of the 100–150 MPa crackable range of NCM "
-             "secondary particles (SCIENCE.md §6) reduced for contact rims (assumption, calibrated against "
-             "published calendering pressures: tests/benchmarks/bench_calender_physics.py)"),
+    Material("NCM_contact", None, 0.5, 0.3, 1.0, None, None,
+             "compliant normal E ≈ 0.5 GPa from the mechanics sensitivity study (issue 8, stops.md); shear: "
+             "frictional (Drucker–Prager, von Mises limit 1 MPa + √3 μ × pressure) with the particle–particle "
+             "friction coefficient μ = 0.3 typical of DEM calendering models of NCM cathodes (Sangrós Giménez et "
+             "al. 2019; Ngandjong et al. 2021 use 0.3–0.4); 1 MPa cohesion from the binder (assumption)",
+             friction_coefficient=0.3),
 )}
 
 

@@ -51,17 +51,18 @@ def hertz():
               f"interphase voxels open; {time.perf_counter() - t:.0f} s", flush=True)
 
 
-def cathode(quick: bool):
+def cathode(quick: bool, runs=None):
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
+    from twinlab.errors import InputError
 
     design = ncm622_cathode()
     vs = 2.0 if quick else 1.0
     gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=vs, collector_um=4, seed=1)
     print("cathode:", gen.phases.shape, f"{vs} µm voxels, contacts", gen.contacts, flush=True)
-    runs = [(32, 4), (32, 8), (48, 4)] if not quick else [(16, 4), (16, 8), (24, 4)]
+    runs = runs or ([(32, 4), (32, 8), (48, 4)] if not quick else [(16, 4), (16, 8), (24, 4)])
     for window, steps in runs:
         t = time.perf_counter()
         s = calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
@@ -69,13 +70,15 @@ def cathode(quick: bool):
                      maxiter=20000)
         print(f"window {window} steps {steps} ({time.perf_counter() - t:.0f} s):", flush=True)
         for st, state in zip(s.steps, s.states):
-            net = extract_network(state.labels, voxel_size_um=vs, thickness_axis="y")
-            m = compute_network_metrics(net)
+            try:
+                m = compute_network_metrics(extract_network(state.labels, voxel_size_um=vs, thickness_axis="y"))
+                pores = f"pore radius {m.mean_equivalent_radius_um:.3f} µm, pore coordination {m.mean_coordination:.2f}"
+            except InputError as e:
+                pores = f"no pore network ({e})"
             print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure {st.roll_pressure_mpa:7.1f} MPa, "
                   f"active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, crackable >100 {st.crackable_volume_pct['100']:5.1f} %"
                   f" >150 {st.crackable_volume_pct['150']:5.1f} %, open contacts {st.contacts_open_fraction:.2f}, "
-                  f"pore radius {m.mean_equivalent_radius_um:.3f} µm, pore coordination {m.mean_coordination:.2f}, "
-                  f"CG {st.cg_iterations}", flush=True)
+                  f"{pores}, CG {st.cg_iterations}", flush=True)
 
 
 def lmp(quick: bool):
@@ -100,12 +103,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller windows / coarser voxels")
     ap.add_argument("--part", default="hertz,cathode,lmp")
+    ap.add_argument("--runs", default=None, help="cathode runs as WINDOWxSTEPS,… (default by --quick)")
     args = ap.parse_args()
     parts = args.part.split(",")
     if "hertz" in parts:
         hertz()
     if "cathode" in parts:
-        cathode(args.quick)
+        runs = [tuple(int(v) for v in r.split("x")) for r in args.runs.split(",")] if args.runs else None
+        cathode(args.quick, runs)
     if "lmp" in parts:
         lmp(args.quick)
 

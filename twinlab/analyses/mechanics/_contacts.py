@@ -13,8 +13,9 @@ the Signorini condition solved by a primal active set, Hüeber & Wohlmuth 2005).
 voxel:
 
 * **compressive and closed**: elastic with a compliant modulus (``twinlab.materials``
-  "NCM_contact", with its sources) up to a low J2 yield stress, perfectly plastic above it
-  (tangential sliding); the hydrostatic part stays elastic, so the normal response is a compliant
+  "NCM_contact", with its sources) up to a frictional limit, perfectly plastic above it
+  (tangential sliding): Drucker–Prager, von Mises stress ≤ c + √3 μ p (cohesion c, friction μ,
+  pressure p), the smooth cone that matches Coulomb friction in shear; the hydrostatic part stays elastic, so the normal response is a compliant
   spring per unit area ``E_c/h``. The plastic return is explicit, between solves (like the
   brittle switch): a closed voxel whose von Mises stress exceeds the yield has its deviator scaled
   back to it (the out-of-balance force enters the next solve through its old stress) and, while it
@@ -169,6 +170,12 @@ def normal_component(t: np.ndarray, n: np.ndarray) -> np.ndarray:
             + 2.0 * (n[1] * n[2] * t[3] + n[0] * n[2] * t[4] + n[0] * n[1] * t[5]))
 
 
+def _limit(s, sy, slope):
+    """Drucker–Prager von Mises limit ``sy + slope · p`` (p = pressure, compression positive, ≥ 0)."""
+    p = np.maximum(-(s[0] + s[1] + s[2]) / 3.0, 0.0)
+    return sy + slope * p
+
+
 def _von_mises(s):
     p = (s[0] + s[1] + s[2]) / 3.0
     return np.sqrt(1.5 * ((s[0] - p) ** 2 + (s[1] - p) ** 2 + (s[2] - p) ** 2 + 2.0 * (s[3] ** 2 + s[4] ** 2 + s[5] ** 2)))
@@ -189,19 +196,23 @@ class ContactLaw:
 
     lam: np.ndarray  # (256,) by label value
     mu: np.ndarray
-    sy: np.ndarray
+    sy: np.ndarray  # von Mises limit at zero pressure (cohesion)
     code: np.ndarray
+    slope: np.ndarray  # Drucker–Prager slope: the limit grows by slope × pressure (√3 × friction)
 
     @classmethod
     def from_materials(cls, by_value: dict[int, object]) -> "ContactLaw":
         lam, mu = np.zeros(256), np.zeros(256)
         sy = np.full(256, np.inf)
         code = np.zeros(256, np.uint8)
+        slope = np.zeros(256)
         for v, mat in by_value.items():
             lam[v], mu[v] = lame_from_young(mat.youngs_modulus_gpa * 1e3, mat.poisson_ratio)
             if mat.yield_strength_mpa is not None:
                 sy[v], code[v] = mat.yield_strength_mpa, PLASTIC
-        return cls(lam, mu, sy, code)
+            if getattr(mat, "friction_coefficient", None) is not None:
+                slope[v] = np.sqrt(3.0) * mat.friction_coefficient
+        return cls(lam, mu, sy, code, slope)
 
 
 def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, fixed, gap, law: ContactLaw,
@@ -223,6 +234,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     vals = lab[idx]
     c_lam, c_mu = law.lam[vals], law.mu[vals]
     c_sy = law.sy[vals]
+    c_slope = law.slope[vals]
     if override is not None:
         om = override[0][idx]
         c_lam = np.where(om, override[1], c_lam)
@@ -233,7 +245,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     g0 = np.where(is_open, g0, 0.0)
     # a contact formed by the remap (was bulk or pore before) starts closed with its carried stress
     base_stress = s_old[(slice(None),) + idx].astype(float)
-    sliding = _von_mises(base_stress) >= 0.99 * c_sy
+    sliding = _von_mises(base_stress) >= 0.99 * _limit(base_stress, c_sy, c_slope)
     k_c = c_lam + 2.0 * c_mu / 3.0
     mu_eff = np.where(sliding, SLIDE_FACTOR * c_mu, c_mu)
     lam_eff = k_c - 2.0 * mu_eff / 3.0
@@ -276,7 +288,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         cs = tuple(i[closed] for i in idx)
         s_c = sig[(slice(None),) + cs].astype(float)
         q = _von_mises(s_c)
-        f = np.where(q > c_sy[closed], c_sy[closed] / np.maximum(q, 1e-30), 1.0)
+        lim = _limit(s_c, c_sy[closed], c_slope[closed])
+        f = np.where(q > lim, lim / np.maximum(q, 1e-30), 1.0)
         p = (s_c[0] + s_c[1] + s_c[2]) / 3.0
         for k in range(3):
             s_c[k] = p + f * (s_c[k] - p)
