@@ -34,6 +34,30 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DENSITIES = (2.6, 3.0, 3.4, 3.8)
+#: published order of magnitude of the calendering pressure (MPa) per density (module docstring sources):
+#: wide bands — line loads of 250–2000 N/mm over nip lengths of 2–10 mm and uniaxial compaction curves
+PUBLISHED_MPA = {2.6: (2.0, 150.0), 3.0: (10.0, 400.0), 3.4: (30.0, 800.0), 3.8: (60.0, 1500.0)}
+
+
+def _verdicts(rows):
+    """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord)."""
+    p = [r[1] for r in rows]
+    c100 = [r[2] for r in rows]
+    rad = [r[4] for r in rows if r[4] is not None]
+    coo = [r[5] for r in rows if r[5] is not None]
+    d2 = np.diff(p, 2)
+    out = {
+        "pressure rises monotonically": all(b > a for a, b in zip(p, p[1:])),
+        "pressure steepens when jammed (convex)": bool(len(d2) and (d2 > 0).all()),
+        "pressure within published bands": all(PUBLISHED_MPA[round(r[0], 1)][0] <= r[1] <= PUBLISHED_MPA[round(r[0], 1)][1]
+                                               for r in rows if round(r[0], 1) in PUBLISHED_MPA),
+        "crackable >100 MPa a minority at ≤ 3.0 g/cm³": all(r[2] < 50 for r in rows if r[0] <= 3.05),
+        "crackable grows with density": all(b >= a for a, b in zip(c100, c100[1:])),
+        "pore radius falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
+        "pore coordination falls": len(coo) > 1 and all(b < a for a, b in zip(coo, coo[1:])),
+    }
+    for k, v in out.items():
+        print(f"    {'PASS' if v else 'FAIL'}: {k}", flush=True)
 
 
 def hertz():
@@ -69,16 +93,22 @@ def cathode(quick: bool, runs=None):
                      voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
                      maxiter=20000)
         print(f"window {window} steps {steps} ({time.perf_counter() - t:.0f} s):", flush=True)
+        rows = []
         for st, state in zip(s.steps, s.states):
+            rad = coo = None
             try:
                 m = compute_network_metrics(extract_network(state.labels, voxel_size_um=vs, thickness_axis="y"))
-                pores = f"pore radius {m.mean_equivalent_radius_um:.3f} µm, pore coordination {m.mean_coordination:.2f}"
+                rad, coo = m.mean_equivalent_radius_um, m.mean_coordination
+                pores = f"pore radius {rad:.3f} µm, pore coordination {coo:.2f}"
             except InputError as e:
                 pores = f"no pore network ({e})"
             print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure {st.roll_pressure_mpa:7.1f} MPa, "
                   f"active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, crackable >100 {st.crackable_volume_pct['100']:5.1f} %"
                   f" >150 {st.crackable_volume_pct['150']:5.1f} %, open contacts {st.contacts_open_fraction:.2f}, "
                   f"{pores}, CG {st.cg_iterations}", flush=True)
+            rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
+                         st.crackable_volume_pct["150"], rad, coo))
+        _verdicts(rows)
 
 
 def lmp(quick: bool):
