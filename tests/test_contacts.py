@@ -222,12 +222,7 @@ def test_edge_margin_leaves_the_window_edges_out(small_cathode):
     a = calender(gen.phases, particles=gen.particles, densities=[2.6], steps=1, window=12, **kw)
     b = calender(gen.phases, particles=gen.particles, densities=[2.6], steps=1, window=12, edge_margin=0, **kw)
     assert a.steps[0].edge_margin == 3 and b.steps[0].edge_margin == 0
-    st = a.states[0]
-    act = st.labels == 1
-    inner = np.zeros(act.shape, bool)
-    inner[:, :, 3:-3] = True
-    inner2 = np.zeros(act.shape, bool)
-    inner2[3:-3] = True
+    # the same solve (same pressure), statistics over fewer voxels
     assert a.steps[0].roll_pressure_mpa == pytest.approx(b.steps[0].roll_pressure_mpa)
     assert a.steps[0].von_mises_active_mean_mpa != pytest.approx(b.steps[0].von_mises_active_mean_mpa)
 
