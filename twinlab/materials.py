@@ -29,6 +29,7 @@ class Material:
     conductivity_s_m: float | None = None  # electronic conductivity
     source: str = ""
     particulate: bool = False  # comes as discrete particles (a powder): particle splitting makes sense
+    friction_coefficient: float | None = None  # contact laws: Drucker–Prager slope (Coulomb friction)
 
 
     def with_(self, **changes: Any) -> "Material":
@@ -43,9 +44,11 @@ _S5 = "SCIENCE.md §5 (typical conductivities)"
 _S6 = "SCIENCE.md §6 (typical mechanical properties)"
 
 MATERIALS: dict[str, Material] = {m.name: m for m in (
-    Material("NCM622", 4.75, 100.0, 0.3, None, None, 5e-3,
-             f"{_S1}: 4.7–4.8; {_S6}: secondary particle E 10–150 GPa, ν≈0.3; {_S5}: 1e-3–1e-2 S/m", True),
-    Material("NCM811", 4.75, 100.0, 0.3, None, None, 5e-3, f"{_S1}: 4.7–4.8; as NCM622 otherwise", True),
+    Material("NCM622", 4.75, 20.0, 0.3, None, None, 5e-3,
+             f"{_S1}: 4.7–4.8; {_S6}: secondary particle E 10–150 GPa depending on its porosity, ν≈0.3 — 20 GPa: "
+             "a porous secondary particle (the 10–30 GPa the mechanics sensitivity study of issue 8 recommends; "
+             f"dense single crystals are stiffer); {_S5}: 1e-3–1e-2 S/m", particulate=True),
+    Material("NCM811", 4.75, 20.0, 0.3, None, None, 5e-3, f"{_S1}: 4.7–4.8; as NCM622 otherwise", particulate=True),
     Material("carbon_black", 1.9, 10.0, 0.3, None, None, 1e3, f"{_S1}: 1.8–2.0"),
     Material("PVDF", 1.78, 2.0, 0.35, None, None, 1e-12, f"{_S1}: 1.78; {_S6}: E 1–3 GPa"),
     Material("PVdF-HFP", 1.77, 1.0, 0.35, None, None, 1e-12, f"{_S1}: 1.77; {_S6}: binder, E ~1 GPa"),
@@ -68,6 +71,15 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "Toray T300 data sheet: 1.76 g/cm³, tensile modulus 230 GPa, strength 3530 MPa, "
              "resistivity 1.7e-3 Ω·cm (5.9e4 S/m)"),
     Material("electrolyte", None, 0.0, 0.0, None, None, 0.0, "pore space: no stiffness, no electronic conduction"),
+    # Contact interphase of NCM particles (mechanics/_contacts.py): the one-voxel layer on each side of a
+    # particle–particle / particle–collector face. A "crushable" layer: compliant (the contact flattens
+    # its asperities and the porous particle rim) and yielding in shear (sliding), no tension.
+    Material("NCM_contact", None, 0.5, 0.3, 1.0, None, None,
+             "compliant normal E ≈ 0.5 GPa from the mechanics sensitivity study (issue 8, stops.md); shear: "
+             "frictional (Drucker–Prager, von Mises limit 1 MPa + √3 μ × pressure) with the particle–particle "
+             "friction coefficient μ = 0.3 typical of DEM calendering models of NCM cathodes (Sangrós Giménez et "
+             "al. 2019; Ngandjong et al. 2021 use 0.3–0.4); 1 MPa cohesion from the binder (assumption)",
+             friction_coefficient=0.3),
 )}
 
 

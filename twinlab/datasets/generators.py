@@ -129,6 +129,10 @@ class GeneratedElectrode(Result):
     seed : int
     notes : dict
         Generator-specific facts (e.g. the LMP shell representation).
+    contacts : dict
+        Initial contact statistics of the particle instances (:func:`contact_statistics`):
+        touching pairs per particle, contact area per pair and as a share of the particle surface,
+        particles touching the collector.
     """
 
     phases: np.ndarray
@@ -151,6 +155,7 @@ class GeneratedElectrode(Result):
     seed: int
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
     cracks: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    contacts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def diameters_um(self) -> np.ndarray:
@@ -198,7 +203,7 @@ class GeneratedElectrode(Result):
             "cbd_as": self.cbd_as, "fractions": self.fractions, "target_fractions": self.target_fractions,
             "n_particles": int(d.size), "mean_diameter_um": float(d.mean()) if d.size else None,
             "flattening": self.flattening, "growth": self.growth, "max_overlap": self.max_overlap,
-            "seed": self.seed, "notes": self.notes,
+            "seed": self.seed, "notes": self.notes, "contacts": self.contacts,
         })
 
 
@@ -575,6 +580,8 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
                **({} if damage is None else {"damage": dataclasses.asdict(damage),
                                              "damaged_particles": kinds})},
         cracks=cracks,
+        contacts=contact_statistics(particles, vs, thickness_axis=t,
+                                    collector=phases == DEFAULT_PHASES.value("collector")),
     )
 
 
@@ -638,6 +645,62 @@ def _perpendicular(n: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     v = rng.normal(size=3)
     v -= (v @ n) * n
     return v / np.linalg.norm(v)
+
+
+def contact_statistics(particles: np.ndarray, voxel_size: Any, *, thickness_axis: int,
+                       collector: np.ndarray | None = None) -> dict[str, Any]:
+    """Contacts between particle instances, counted on voxel faces (in-plane axes periodic).
+
+    Returns
+    -------
+    dict
+        ``n_particles``; ``touching_pairs`` (pairs of instances sharing at least one face);
+        ``touching_pairs_per_particle`` (mean coordination, 2 × pairs / particles);
+        ``isolated_fraction`` (particles touching no other particle); ``contact_area_um2_mean``
+        (shared face area per touching pair, µm²); ``contact_area_fraction`` (faces shared with
+        another particle / all faces of the particles with anything else: the share of the particle
+        surface in contact); ``collector_particles`` (particles touching the collector).
+    """
+    vs = VoxelSize.parse(voxel_size).as_tuple()
+    ids = np.unique(particles[particles > 0])
+    n = int(ids.size)
+    pair_faces: dict[tuple[int, int], float] = {}
+    surface = 0.0
+    coll_touch: set[int] = set()
+    for ax in range(3):
+        face = float(np.prod([vs[a] for a in range(3) if a != ax]))
+        a = particles
+        b = np.roll(particles, -1, axis=ax)
+        valid = np.ones(particles.shape, bool)
+        if ax == thickness_axis:
+            sl = [slice(None)] * 3
+            sl[ax] = slice(-1, None)
+            valid[tuple(sl)] = False
+        diff = valid & (a != b)
+        surface += face * (int(((a > 0) & diff).sum()) + int(((b > 0) & diff).sum()))
+        both = diff & (a > 0) & (b > 0)
+        lo = np.minimum(a[both], b[both]).astype(np.int64)
+        hi = np.maximum(a[both], b[both]).astype(np.int64)
+        keys, counts = np.unique(lo * (int(particles.max()) + 1) + hi, return_counts=True)
+        for k, c in zip(keys.tolist(), counts.tolist()):
+            pair = divmod(k, int(particles.max()) + 1)
+            pair_faces[pair] = pair_faces.get(pair, 0.0) + face * c
+        if collector is not None:
+            cb = np.roll(collector, -1, axis=ax)
+            ca = collector
+            for p_, c_ in ((a, cb), (b, ca)):
+                m = valid & (p_ > 0) & c_
+                coll_touch.update(np.unique(p_[m]).tolist())
+    touching = {i for pr in pair_faces for i in pr}
+    contact = 2.0 * sum(pair_faces.values())  # each shared face is surface of both particles
+    return {
+        "n_particles": n, "touching_pairs": len(pair_faces),
+        "touching_pairs_per_particle": 2.0 * len(pair_faces) / n if n else 0.0,
+        "isolated_fraction": 1.0 - len(touching) / n if n else 0.0,
+        "contact_area_um2_mean": float(np.mean(list(pair_faces.values()))) if pair_faces else 0.0,
+        "contact_area_fraction": contact / surface if surface else 0.0,
+        "collector_particles": len(coll_touch),
+    }
 
 
 def _measure(phases: np.ndarray, coating_range: tuple[int, int], t: int, *, names: list[str]) -> dict[str, float]:

@@ -34,6 +34,15 @@ class CalenderStep(Result):
         space (0 = fully passivated, 1 = fully exposed).
     solid_voxels : dict
         phase name → voxel count (conserved exactly by the remap).
+    roll_pressure_mpa : float
+        Macroscopic calendering pressure: mean normal stress on the roll (compression positive,
+        MPa) in the increment that reached this target (0 before any increment). Multiply by the
+        roll–electrode contact length for the press's line load.
+    contacts_open_fraction : float or None
+        Fraction of the contact interphase voxels open (no traction) after that increment.
+    edge_margin : int
+        Voxels next to the lateral faces left out of the stress statistics (VMS, crackable).
+        The contact interphase voxels are left out as well (their stress is the contact law's).
     """
 
     target: str
@@ -57,6 +66,9 @@ class CalenderStep(Result):
     contact_collector_rel: float | None
     contact_electrolyte_rel: float | None
     twin_path: str | None = None
+    roll_pressure_mpa: float | None = None
+    contacts_open_fraction: float | None = None
+    edge_margin: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

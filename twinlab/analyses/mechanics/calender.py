@@ -17,6 +17,19 @@ the volume-conserving remap (:mod:`._remap`): every phase keeps exactly its voxe
 pores absorb the change. Stress, strain, accumulated displacement and the broken-shell mask travel
 with the material (an updated-Lagrangian, hypo-elastic state: no spring-back — the known limit of
 strain-controlled calendering models).
+
+Contacts (issue 16, :mod:`._contacts`): particle instances (the twin's ``labels/particles`` or
+connected components) touch through a unilateral contact interphase — no tension, a compliant
+normal, yielding shear — so a loose packing is a packing, not one bonded elastic body; the
+macroscopic calendering pressure (mean normal stress on the roll) is reported per target. Science
+notes: NCM cathodes are calendered to 3.0–3.6 g/cm³ with roll line loads of a few hundred to
+~2000 N/mm over nip lengths of a few mm, i.e. pressures of the order of 10¹–10³ MPa, rising
+exponentially with density (Meyer et al., J. Mater. Process. Technol. 249 (2017) 172; Schreiner
+et al., Energy Technol. 7 (2019) 1900840; DEM: Sangrós Giménez et al., Adv. Powder Technol. 30
+(2019); Primo et al., J. Power Sources 488 (2021) 229361; FEM with particle fracture: Guichard et
+al., arXiv:2601.02879 — rearrangement first, then fracture at moderate pressure, then crushing).
+There is no rearrangement stage (no DEM): particles move only as far as the small-strain
+increments with open and sliding contacts let them.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from ...phases import DEFAULT_PHASES, PhaseTable
 from ._fft_solver import PRECONDITIONERS, MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
+from ._contacts import foreign_faces, setup_state, shell_fracture, solve_with_contacts
 from ._remap import remap_voxels
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -73,6 +87,14 @@ def calender(
     window: int | None = None,
     source_twin: str | None = None,
     preconditioner: str = "fft",
+    particles: Any = None,
+    contacts: bool = True,
+    contact_materials: Mapping[str, Material | str] | None = None,
+    contact_tol: float = 0.02,
+    contact_passes: int = 3,
+    shells: str = "membrane",
+    shell_thickness_um: float = 0.1,
+    edge_margin: int | None = None,
 ) -> CalenderSeries:
     """Compress an electrode to target calendering ratios or densities.
 
@@ -125,6 +147,30 @@ def calender(
     preconditioner : "fft" (default) or "multigrid"
         CG preconditioner of the mechanics solver (:class:`._fft_solver.MechanicsSolver`); both give
         the same answers to the tolerance (the multigrid needs 5–10× fewer iterations, each dearer).
+    particles : (n0, n1, n2) integer array, optional
+        Particle instance labels (a twin's ``labels/particles`` is used when present); particles
+        without one are the connected components of the particle phases (lithium cores split
+        particles whose shells touch).
+    contacts : bool
+        Give particle–particle, particle–collector and particle–roll interfaces the unilateral
+        contact interphase (:mod:`._contacts`: no tension, compliant normal, yielding shear);
+        False welds touching particles into one elastic body (the model before issue 16).
+    contact_materials : mapping particle phase → Material or name, optional
+        Interphase law per particle phase (default: "NCM_contact" for active material, the
+        particle's own material — lithium — for LMP particles).
+    contact_tol, contact_passes : an increment is re-solved (at most ``contact_passes`` solves)
+        while more than ``contact_tol`` of the interphase voxels change between open and closed;
+        the rest is applied between increments.
+    shells : "membrane" (default) or "voxel"
+        "membrane": a shell phase is converted on input into a flag on the particle's surface
+        voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
+        strain or contact traction — exceeds its strength); "voxel": the shell voxels are brittle
+        elastic voxels (stress depends on the voxel size).
+    shell_thickness_um : thickness of the sub-voxel shell film (µm; LMP Li2CO3 ~0.1).
+    edge_margin : int, optional
+        Voxels next to the lateral faces excluded from the stress metrics (a cropped window joins
+        unrelated particles at its periodic faces). Default 3 when ``window`` crops or the input is
+        a twin (not periodic), else 0.
 
     Returns
     -------
@@ -137,8 +183,20 @@ def calender(
     labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
     require_3d_volume(labels.shape, analysis="calendering")
+    inst_in = _particle_labels(twin_or_labels, particles, labels.shape)
+    cropped = False
     if window is not None:
+        n_before = labels.shape
         labels, image, base_meta["window"] = _lateral_window(labels, image, t_axis, int(window))
+        cropped = labels.shape != n_before
+        if inst_in is not None:
+            inst_in, _, _ = _lateral_window(inst_in, None, t_axis, int(window))
+    if edge_margin is None:
+        edge_margin = 3 if (cropped or not isinstance(twin_or_labels, np.ndarray)) else 0
+    if shells not in ("membrane", "voxel"):
+        raise InputError(f"shells must be 'membrane' or 'voxel', got {shells!r}")
+    if not (np.isfinite(shell_thickness_um) and shell_thickness_um > 0):
+        raise InputError(f"shell_thickness_um must be a positive thickness in µm, got {shell_thickness_um!r}")
     if source_twin is not None:
         base_meta["source_twin"] = str(source_twin)
 
@@ -150,6 +208,9 @@ def calender(
         img = None if img is None else img[::-1]
     lab = np.ascontiguousarray(lab)
     img = None if img is None else np.ascontiguousarray(img)
+    if inst_in is not None:
+        inst_in = np.moveaxis(inst_in, t_axis, 0)
+        inst_in = np.ascontiguousarray(inst_in[::-1] if side == "high" else inst_in)
     perm = [t_axis] + [a for a in range(3) if a != t_axis]
     h = tuple(voxel.as_tuple()[a] for a in perm)
 
@@ -174,6 +235,8 @@ def calender(
     rho0 = rho_s * (1.0 - eps0)
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
+    lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
+    cstate = _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells)
     schedule = _schedule(m0, [t[2] for t in targets], int(steps))
     total = len(schedule)
 
@@ -186,9 +249,11 @@ def calender(
     strain = np.zeros((6, *lab.shape), dt)
     disp = np.zeros((3, *lab.shape), dt)
     broken = np.zeros(lab.shape, bool)
+    if cstate is not None:
+        cstate.crop(top)
     m_cur = m0
     done = 0
-    stats = {"cg": 0, "newton": 0, "increments": 0, "share": []}
+    stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None}
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -203,7 +268,8 @@ def calender(
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True),
                     lut=lut, h=h, n_coll=n_coll, m_cur=m_cur, m_next=m_next, roll_layers=roll_layers,
                     roll_factor=roll_stiffness_factor, reg=plastic_regularization, dtype=dt, tol=tol, maxiter=maxiter, workers=workers,
-                    seed=seed + done, pore_gray=pore_gray, preconditioner=preconditioner)
+                    seed=seed + done, pore_gray=pore_gray, preconditioner=preconditioner, cstate=cstate, contact_tol=contact_tol,
+                    contact_passes=contact_passes, stats=stats, shell_um=shell_thickness_um)
                 stats["cg"] += cg
                 stats["newton"] += nw
                 stats["increments"] += 1
@@ -218,7 +284,8 @@ def calender(
                                      lut=lut, n_coll=n_coll, m0=m0, m_cur=m_cur, h=h, rho0=rho0, area=area,
                                      thresholds=crack_thresholds_mpa, bins=profile_bins, stats=stats,
                                      perm=perm, side=side, keep=keep_fields or staging is not None,
-                                     pore_v=pore_v, coll_v=coll_v if has_coll else None)
+                                     pore_v=pore_v, coll_v=coll_v if has_coll else None, cstate=cstate,
+                                     margin=int(edge_margin))
                 if staging is not None:
                     name = f"{kind}_{value:.2f}.twin.zarr"
                     _write_step_twin(staging / name, res, state, voxel=voxel, t_axis=t_axis, side=side,
@@ -234,6 +301,9 @@ def calender(
                     "roll_layers": roll_layers, "roll_stiffness_factor": roll_stiffness_factor,
                     "plastic_regularization": plastic_regularization,
                     "crack_thresholds_mpa": list(crack_thresholds_mpa), "profile_bins": profile_bins,
+                    "contacts": bool(cstate is not None and cstate.law is not None), "shells": shells,
+                    "edge_margin": int(edge_margin), "contact_tol": contact_tol, "contact_passes": contact_passes,
+                    "contact_materials": {} if cstate is None else cstate.law_names,
                     "materials": {n: m.to_dict() for n, m in lut["materials"].items()},
                     "time_s": time.perf_counter() - t_start}
         series = CalenderSeries(m0 * h[0], rho0, rho_s, eps0, tuple(step_results), settings,
@@ -274,6 +344,35 @@ def check_calender_request(*, ratios: Sequence[float] | None = None, densities: 
 
 
 # ====================================================================== helpers
+def _particle_labels(obj, particles, shape):
+    """Particle instance labels: ``particles`` if given, else a twin's ``labels/particles``, else None."""
+    from ...twin import Twin
+
+    if particles is None and isinstance(obj, (str, os.PathLike)):
+        obj = Twin.open(obj)
+    if particles is None and isinstance(obj, Twin) and obj.has_labels("particles"):
+        particles = obj.labels("particles").compute()
+    if particles is None:
+        return None
+    particles = np.asarray(particles)
+    if particles.shape != shape or particles.dtype.kind not in "iu":
+        raise InputError(f"particles must be integer instance labels of the labels' shape {shape}, got "
+                         f"{particles.dtype} {particles.shape}")
+    return particles.astype(np.int32, copy=False)
+
+
+def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells):
+    names = {v: n for v, n in lut["names"].items()}
+    for n, m in dict(contact_materials or {}).items():
+        if n not in ("active", "lithium", "shell"):
+            raise InputError(f"contact_materials keys must be particle phases (active, lithium, shell), got {n!r}")
+        mat = get_material(m) if isinstance(m, str) else m
+        if mat.youngs_modulus_gpa is None or mat.poisson_ratio is None or not mat.youngs_modulus_gpa > 0:
+            raise InputError(f"contact material for {n!r} needs a positive Young's modulus and a Poisson ratio")
+    return setup_state(lab, inst_in, names=names, materials=lut["materials"], contacts=contacts,
+                       contact_materials=contact_materials, shells=shells, get_material=get_material)
+
+
 def _lateral_window(labels, image, t_axis, window):
     """Centred ``window``-voxel crop of the two in-plane axes; returns the crop per axis name."""
     if window < 8:
@@ -458,15 +557,18 @@ def _take(arr, src, fill=0):
 
 
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
-               roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray, preconditioner):
+               roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray, preconditioner="fft", cstate=None,
+               contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1):
     nt = n_coll + m_cur
     shape_c = (nt + roll_layers, *lab.shape[1:])
     lam = np.empty(shape_c, dtype)
     mu = np.empty(shape_c, dtype)
     lam[:nt] = lut["lam"][lab]
     mu[:nt] = lut["mu"][lab]
-    lam[:nt][broken] = 0
-    mu[:nt][broken] = 0
+    membrane = cstate is not None and cstate.membrane
+    if not membrane:  # voxel shells: a broken shell voxel carries nothing
+        lam[:nt][broken] = 0
+        mu[:nt][broken] = 0
     e_roll = roll_factor * max(lut["e"].max(), 1.0)
     lr, mr = lame_from_young(e_roll, 0.3)
     lam[nt:], mu[nt:] = lr, mr
@@ -477,18 +579,55 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     sy[:nt] = lut["sy"][lab]
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
-    solver = MechanicsSolver(lam, mu, voxel_size=h, yield_mpa=sy, code=code, dtype=dtype, workers=workers,
-                             plastic_regularization=reg, preconditioner=preconditioner)
+    override = None
+    if membrane:  # intact sub-voxel shells: the film's membrane stiffness smeared over the surface voxel
+        smat = cstate.shell_material
+        intact = cstate.shelled & ~broken
+        e_m = smat.youngs_modulus_gpa * 1e3 * shell_um / min(h)
+        lm, mm = lame_from_young(e_m, smat.poisson_ratio)
+        lam[:nt][intact], mu[:nt][intact] = lm, mm
+        code[:nt][intact] = ELASTIC
+        sy[:nt][intact] = np.inf
+        override = (intact, lm, mm)
     d_e = np.zeros(6)
     d_e[0] = -(m_cur - m_next) / shape_c[0]
-    sol = solver.solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
+
+    def make_solver(lam_, mu_, sy_, code_):
+        return MechanicsSolver(lam_, mu_, voxel_size=h, yield_mpa=sy_, code=code_, dtype=dtype, workers=workers,
+                               plastic_regularization=reg, preconditioner=preconditioner)
+
+    if cstate is not None and cstate.law is not None:
+        fixed = np.zeros(shape_c, bool)
+        fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
+        sol, cstate.gap, _, info = solve_with_contacts(
+            make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
+            law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
+            override=override)
+        cstate.last_info = info
+        cg_its, nw_its = info["cg"], info["newton"]
+    else:
+        sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
+        cg_its, nw_its = sol.cg_iterations, sol.newton_iterations
+    if stats is not None:  # macroscopic calendering pressure: mean normal stress on the roll
+        stats["pressure"] = -float(sol.stress[0, nt:].mean())
     sig = sol.stress[:, :nt]
-    # brittle shell: break where the von Mises stress exceeds the strength (between increments)
-    vms = von_mises(sig)
-    frac = lut["frac"][lab]
-    newly = (code[:nt] == BRITTLE) & ~broken & (vms > frac)
-    broken = broken | newly
-    sig[:, broken] = 0
+    d_eps = sol.strain[:, :nt]
+    if cstate is not None and cstate.law is not None:
+        # an open contact voxel is a gap: its strain increment is the opening, not a strain of material
+        d_eps[:, np.isfinite(cstate.gap)] = 0
+    if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
+        smat = cstate.shell_material
+        strength = lut["frac"][cstate.shell_value]
+        broken = shell_fracture(strain + d_eps, sig, cstate.inst, cstate.shelled, broken,
+                                e_shell_mpa=smat.youngs_modulus_gpa * 1e3, nu_shell=smat.poisson_ratio,
+                                strength_mpa=strength)
+    else:
+        # brittle shell voxels: break where the von Mises stress exceeds the strength (between increments)
+        vms = von_mises(sig)
+        frac = lut["frac"][lab]
+        newly = (code[:nt] == BRITTLE) & ~broken & (vms > frac)
+        broken = broken | newly
+        sig[:, broken] = 0
     # voxel-centre displacement = mean of the 8 corner nodes, plus the affine part of ΔE
     un = sol.displacement
     uc = un.copy()
@@ -511,11 +650,13 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     target[2] = idx[2] + 0.5 + uc[2][idx] / h[2]
     new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed)
     stress = _take(sig, src)
-    strain = _take(strain + sol.strain[:, :nt], src)
+    strain = _take(strain + d_eps, src)
     disp = _take(disp + uc.astype(dtype), src)
     broken = _take(broken, src, False)
+    if cstate is not None:
+        cstate.take(_take, src)
     img = None if img is None else _take(img, src, pore_gray)
-    return new_lab, img, stress, strain, disp, broken, share, sol.cg_iterations, sol.newton_iterations
+    return new_lab, img, stress, strain, disp, broken, share, cg_its, nw_its
 
 
 def _to_input_axes(arr, perm, side, kind):
@@ -539,12 +680,19 @@ def _to_input_axes(arr, perm, side, kind):
 
 
 def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut, n_coll, m0, m_cur, h, rho0,
-            area, thresholds, bins, stats, perm, side, keep, pore_v, coll_v):
+            area, thresholds, bins, stats, perm, side, keep, pore_v, coll_v, cstate=None, margin=0):
     vms = von_mises(stress).astype(np.float32)
     names = lut["names"]
     val = {n: v for v, n in names.items()}
+    if cstate is not None:
+        lab = cstate.output_labels(lab)
+    inner = _inner(lab.shape, margin)
+    if cstate is not None and cstate.law is not None:
+        # the contact interphase carries the contact law's stress, not the particle's: left out
+        fixed = (lab == coll_v) if coll_v is not None else None
+        inner &= ~foreign_faces(cstate.inst, fixed, top_is_roll=True)[0]
     active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
-    overall, profile = crackable(vms, active, thresholds, n_coll=n_coll, bins=bins)
+    overall, profile = crackable(vms, active & inner, thresholds, n_coll=n_coll, bins=bins)
     shell_v = val.get("shell")
     sh = lab == shell_v if shell_v is not None else None
     n_sh = int(sh.sum()) if sh is not None else 0
@@ -558,12 +706,14 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
         thickness_voxels=m_cur, porosity=1.0 - int(solid.sum()) / (area * m_cur), solid_voxels=counts,
         increments=stats["increments"], cg_iterations=stats["cg"], newton_iterations=stats["newton"],
         electrode_strain_share=float(np.mean(stats["share"])) if stats["share"] else 1.0,
-        von_mises_active_mean_mpa=float(vms[active].mean()) if active.any() else None,
-        von_mises_active_max_mpa=float(vms[active].max()) if active.any() else None,
-        von_mises_solid_mean_mpa=float(vms[lab != pore_v].mean()),
+        von_mises_active_mean_mpa=float(vms[active & inner].mean()) if (active & inner).any() else None,
+        von_mises_active_max_mpa=float(vms[active & inner].max()) if (active & inner).any() else None,
+        von_mises_solid_mean_mpa=float(vms[(lab != pore_v) & inner].mean()),
         crackable_volume_pct=overall, crackable_profile_pct=profile,
         shell_intact_fraction=(1.0 - n_broken / n_sh) if n_sh else None, shell_broken_voxels=n_broken,
-        contact_collector_rel=rel_c, contact_electrolyte_rel=rel_e)
+        contact_collector_rel=rel_c, contact_electrolyte_rel=rel_e,
+        roll_pressure_mpa=stats["pressure"] if stats["increments"] else 0.0,
+        contacts_open_fraction=_open_fraction(cstate), edge_margin=int(margin))
     state = None
     if keep:
         state = CalenderState(
@@ -575,6 +725,27 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
             displacement_um=_to_input_axes(disp, perm, side, "vector"),
             image=None if img is None else _to_input_axes(img, perm, side, "scalar"))
     return res, state
+
+
+def _inner(shape, margin):
+    """Mask without ``margin`` voxels next to the lateral faces (axes 1, 2)."""
+    inner = np.ones(shape, bool)
+    if margin > 0:
+        for ax in (1, 2):
+            m = min(margin, (shape[ax] - 1) // 2)
+            sl = [slice(None)] * 3
+            sl[ax] = slice(0, m)
+            inner[tuple(sl)] = False
+            sl[ax] = slice(shape[ax] - m, None)
+            inner[tuple(sl)] = False
+    return inner
+
+
+def _open_fraction(cstate):
+    info = None if cstate is None else cstate.last_info
+    if not info or not info["interphase"]:
+        return None
+    return info["open"] / info["interphase"]
 
 
 def _replace(res, **changes):

@@ -1,0 +1,149 @@
+"""Calendering physics of issue 16: every must-show number in one run.
+
+Run (heavy: minutes to an hour on 2 shared cores; use the lock):
+
+    flock /tmp/twinlab-bench.lock .venv/bin/python tests/benchmarks/bench_calender_physics.py \
+        [--quick] [--part hertz,cathode,lmp]
+
+Prints
+------
+* Hertz: two elastic spheres (R = 16 and 20 voxels) pressed through the contact interphase —
+  contact radius and peak pressure against Hertz theory, and the force left when pulled apart.
+* Pressure–density: a generated NCM622 cathode (96:2:2, 2.3 g/cm³ uncalendered, 1 µm voxels)
+  calendered to 2.6 … 3.8 g/cm³ — roll pressure per density (compare: uniaxial/roll compaction
+  of NCM cathodes to 3.0–3.5 g/cm³ takes of the order of 10²–10³ MPa: Meyer et al., J. Mater.
+  Process. Technol. 249 (2017) 172 — line loads 250–2000 N/mm over nip lengths of a few mm;
+  Schreiner et al., Energy Technol. 7 (2019) 1900840; Sangrós Giménez et al., Adv. Powder
+  Technol. 30 (2019); Primo et al., J. Power Sources 488 (2021) 229361; Guichard et al.,
+  arXiv:2601.02879 (2026): rearrangement, then fracture, then crushing), crackable volume > 100
+  and > 150 MPa at two increment counts and two lateral windows, mean pore radius and mean pore
+  coordination of the pore network per density.
+* LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
+  two voxel sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DENSITIES = (2.6, 3.0, 3.4, 3.8)
+#: published order of magnitude of the calendering pressure (MPa) per density (module docstring sources):
+#: wide bands — line loads of 250–2000 N/mm over nip lengths of 2–10 mm and uniaxial compaction curves
+PUBLISHED_MPA = {2.6: (2.0, 150.0), 3.0: (10.0, 400.0), 3.4: (30.0, 800.0), 3.8: (60.0, 1500.0)}
+
+
+def _verdicts(rows):
+    """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord)."""
+    p = [r[1] for r in rows]
+    c100 = [r[2] for r in rows]
+    rad = [r[4] for r in rows if r[4] is not None]
+    coo = [r[5] for r in rows if r[5] is not None]
+    d2 = np.diff(p, 2)
+    out = {
+        "pressure rises monotonically": all(b > a for a, b in zip(p, p[1:])),
+        "pressure steepens when jammed (convex)": bool(len(d2) and (d2 > 0).all()),
+        "pressure within published bands": all(PUBLISHED_MPA[round(r[0], 1)][0] <= r[1] <= PUBLISHED_MPA[round(r[0], 1)][1]
+                                               for r in rows if round(r[0], 1) in PUBLISHED_MPA),
+        "crackable >100 MPa a minority at ≤ 3.0 g/cm³": all(r[2] < 50 for r in rows if r[0] <= 3.05),
+        "crackable grows with density": all(b >= a for a, b in zip(c100, c100[1:])),
+        "pore radius falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
+        "pore coordination falls": len(coo) > 1 and all(b < a for a, b in zip(coo, coo[1:])),
+    }
+    for k, v in out.items():
+        print(f"    {'PASS' if v else 'FAIL'}: {k}", flush=True)
+
+
+def hertz():
+    import test_contacts as T
+
+    for R in (16, 20):
+        t = time.perf_counter()
+        res = T._press(R, 0.64 / R, pull=0.05, passes=20)
+        f, a, ah, p, ph = T._hertz_numbers(R, res)
+        s2 = res["pull_sol"]
+        pull = float(s2.stress[0].mean()) * s2.stress.shape[2] * s2.stress.shape[3]
+        print(f"hertz R={R}: force {f:.4g} MPa·vox², contact radius {a:.3f} vs Hertz {ah:.3f} ({a / ah - 1:+.1%}), "
+              f"peak pressure {p:.4g} vs {ph:.4g} MPa ({p / ph - 1:+.1%}); pulled apart: force {pull:.2e} "
+              f"({abs(pull) / f:.1e} of the push), {res['pull_info']['open']}/{res['pull_info']['interphase']} "
+              f"interphase voxels open; {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def cathode(quick: bool, runs=None):
+    from twinlab.analyses.mechanics import calender
+    from twinlab.analyses.network import compute_network_metrics, extract_network
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.design import ncm622_cathode
+    from twinlab.errors import InputError
+
+    design = ncm622_cathode()
+    vs = 2.0 if quick else 1.0
+    gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=vs, collector_um=4, seed=1)
+    print("cathode:", gen.phases.shape, f"{vs} µm voxels, contacts", gen.contacts, flush=True)
+    runs = runs or ([(32, 4), (32, 8), (48, 4)] if not quick else [(16, 4), (16, 8), (24, 4)])
+    for window, steps in runs:
+        t = time.perf_counter()
+        s = calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
+                     voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
+                     maxiter=20000)
+        print(f"window {window} steps {steps} ({time.perf_counter() - t:.0f} s):", flush=True)
+        rows = []
+        for st, state in zip(s.steps, s.states):
+            rad = coo = None
+            try:
+                m = compute_network_metrics(extract_network(state.labels, voxel_size_um=vs, thickness_axis="y"))
+                rad, coo = m.mean_equivalent_radius_um, m.mean_coordination
+                pores = f"pore radius {rad:.3f} µm, pore coordination {coo:.2f}"
+            except InputError as e:
+                pores = f"no pore network ({e})"
+            print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure {st.roll_pressure_mpa:7.1f} MPa, "
+                  f"active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, crackable >100 {st.crackable_volume_pct['100']:5.1f} %"
+                  f" >150 {st.crackable_volume_pct['150']:5.1f} %, open contacts {st.contacts_open_fraction:.2f}, "
+                  f"{pores}, CG {st.cg_iterations}", flush=True)
+            rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
+                         st.crackable_volume_pct["150"], rad, coo))
+        _verdicts(rows)
+
+
+def lmp(quick: bool):
+    from twinlab.analyses.conductive import activation_from_calender
+    from twinlab.analyses.mechanics import calender
+    from twinlab.datasets.generators import make_lmp_anode
+
+    ratios = (0.05, 0.1, 0.2, 0.3, 0.4)
+    for vs in ((4.0, 5.0) if not quick else (5.0, 6.0)):
+        t = time.perf_counter()
+        g = make_lmp_anode(domain_um=(160, 11 + 84, 160), voxel_size_um=vs, collector_um=12, seed=3)
+        s = calender(g.phases, particles=g.particles, ratios=ratios, steps=5, voxel_size_um=vs, thickness_axis="y",
+                     collector_side="low", workers=2)
+        act = activation_from_calender(s, thickness_axis="y", collector_side="low")
+        print(f"LMP {vs} µm voxels ({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
+        for st, a in zip(s.steps, act.activation):
+            print(f"  ratio {st.ratio:.3f}: roll pressure {st.roll_pressure_mpa:6.2f} MPa, shell intact "
+                  f"{st.shell_intact_fraction:.3f}, activation {a:.3f}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller windows / coarser voxels")
+    ap.add_argument("--part", default="hertz,cathode,lmp")
+    ap.add_argument("--runs", default=None, help="cathode runs as WINDOWxSTEPS,… (default by --quick)")
+    args = ap.parse_args()
+    parts = args.part.split(",")
+    if "hertz" in parts:
+        hertz()
+    if "cathode" in parts:
+        runs = [tuple(int(v) for v in r.split("x")) for r in args.runs.split(",")] if args.runs else None
+        cathode(args.quick, runs)
+    if "lmp" in parts:
+        lmp(args.quick)
+
+
+if __name__ == "__main__":
+    main()
