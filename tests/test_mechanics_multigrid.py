@@ -193,6 +193,34 @@ def test_cg_stagnation_raises_with_the_residual_history(monkeypatch):
         solver.solve_increment([0, 0, -0.01, 0, 0, 0])
 
 
+def test_inexact_newton_cg_stops_on_a_plateau_near_its_target_but_a_linear_solve_raises(monkeypatch):
+    """A Newton step's CG may end on a plateau within INEXACT_ACCEPT × its forcing tolerance (the
+    Newton loop then checks equilibrium); a plain linear solve must reach its tolerance or raise."""
+    from twinlab.analyses.mechanics import _fft_solver
+    from twinlab.errors import ConvergenceError
+
+    monkeypatch.setattr(_fft_solver, "STAGNATION", 5)
+    solver = _porous_solver()
+    fixed = np.random.default_rng(0).standard_normal((3, *solver.shape))
+
+    def useless(coef, pvec):
+        def apply(r, z):
+            z[...] = fixed
+        return apply
+
+    monkeypatch.setattr(solver, "_preconditioner_for", useless)
+    b = np.random.default_rng(1).standard_normal((3, *solver.shape)).astype(solver.dtype)
+    n = b[0].size
+    theta, normal = np.ones(n, solver.dtype), np.zeros((6, n), solver.dtype)
+    with pytest.raises(ConvergenceError, match="stagnated"):
+        solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000)
+    with pytest.raises(ConvergenceError, match="stagnated"):  # a plateau far above the target is no answer
+        solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
+    monkeypatch.setattr(_fft_solver, "INEXACT_ACCEPT", 1e6)
+    x, its = solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
+    assert its < 1000 and np.isfinite(x).all()
+
+
 def test_cg_nonfinite_raises_with_the_residual_history(monkeypatch):
     from twinlab.errors import ConvergenceError
 
