@@ -150,14 +150,16 @@ def test_vcycle_is_a_symmetric_positive_preconditioner():
 # ------------------------------------------------------------------ the solver with the multigrid
 def test_calendered_stress_agrees_with_the_fft_solver():
     """Same problem, equal tight tolerance, both preconditioners: the stress fields of a calendered
-    electrode agree to 1e-3 in the relative L2 norm (and the remapped labels are identical)."""
+    electrode agree to 1e-3 in the relative L2 norm (and the remapped labels are identical). The
+    bonded skeleton (contacts=False): the contact active set is a discrete open/closed decision per
+    voxel, so two solvers may take another path through it near its tolerance."""
     from test_mechanics import synth_electrode
 
     from twinlab.analyses.mechanics import calender
 
     lab = synth_electrode((30, 14, 14), fraction=0.38, seed=5)
     kw = dict(ratios=[0.1, 0.2], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
-              workers=1, dtype="float64", tol=1e-8)
+              workers=1, dtype="float64", tol=1e-8, contacts=False)
     mg = calender(lab, preconditioner="multigrid", **kw)
     fft = calender(lab, preconditioner="fft", **kw)
     assert mg.steps[-1].cg_iterations < fft.steps[-1].cg_iterations / 3
