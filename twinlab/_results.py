@@ -48,6 +48,15 @@ class Result:
         return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
+def format_value(value: Any, *, missing: str = "-") -> str:
+    """A table cell: floats to 4 significant digits, ``missing`` for None, anything else as str."""
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def text_table(rows: list[tuple[str, ...]]) -> str:
     """Rows of strings (the first is the header) as aligned plain-text columns; the last column is
     left ragged so long paths or messages do not widen the others."""

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ._memory import release_free_memory, return_freed_heap_promptly, reuse_large_buffers
 from ._outputs import check_replaceable, clean_stale, make_staging, publish
-from ._results import Result, text_table
+from ._results import Result, format_value, text_table
 from ._settings import read_settings, resolve_path
 from ._validation import VoxelSize, check_options
 from .errors import InputError, OutputExistsError, TwinlabError
@@ -489,18 +489,18 @@ class DemoRun(Result):
             parts.append(f"{r.name} stages (s): {stages}; peak RSS {peak:.2f} GiB")
             parts += [f"{r.name} FAILED check: {c}" for c in r.failed_checks]
         parts.append(text_table([tuple(h for h, _ in _TWIN_HEADLINE)]
-                                + [tuple(_fmt(r.summary.get(k)) if k else r.name for _, k in _TWIN_HEADLINE)
+                                + [tuple(format_value(r.summary.get(k)) if k else r.name for _, k in _TWIN_HEADLINE)
                                    for r in runs]))
         for r in runs:
             if r.series_summary:
                 keys = [k for k in _SERIES_HEADLINE if any(k in row for row in r.series_summary)]
                 keys += [k for k in r.series_summary[0] if k.startswith("crackable_")]
                 parts.append(f"{r.name} calendering series")
-                parts.append(text_table([tuple(keys)] + [tuple(_fmt(row.get(k)) for k in keys)
+                parts.append(text_table([tuple(keys)] + [tuple(format_value(row.get(k)) for k in keys)
                                                          for row in r.series_summary]))
         if self.ebac:
             parts.append("EBAC maps (simulated) of the anode series: "
-                         + "; ".join(f"{k} {', '.join(_fmt(v) for v in vals)}" for k, vals in self.ebac.items()))
+                         + "; ".join(f"{k} {', '.join(format_value(v) for v in vals)}" for k, vals in self.ebac.items()))
         if self.study is not None:
             parts.append(f"calendering design study of a generated NCM622 cathode ({len(self.study.rows)} densities, "
                          f"{self.study.seconds:.1f} s; report {self.study.report})")
@@ -519,12 +519,6 @@ _SERIES_HEADLINE = ("ratio", "density_g_cm3", "porosity", "von_mises_active_mean
                     "activation")
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:

@@ -35,6 +35,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import __version__
+from ._results import format_value
 from .quantities import QUANTITIES, summarize, twin_quantities
 from .series import open_series  # noqa: F401  (re-exported: older callers import it from here)
 from .twin import Twin
@@ -576,7 +577,7 @@ def _figure_blocks(figures: list[ReportFigure]) -> str:
 
 def _raw_table(items: Mapping[str, Any]) -> str:
     esc = html.escape
-    rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(v))}</td></tr>" for k, v in items.items())
+    rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_cell(v))}</td></tr>" for k, v in items.items())
     return f'<table class="raw">{rows}</table>'
 
 
@@ -588,7 +589,7 @@ def _twin_html(twin: Twin, figures: list[ReportFigure], series: list[Twin]) -> s
         q = QUANTITIES[key]
         value = values.get(key)
         rows.append(f'<tr><th title="{esc(q.description)}">{esc(q.label)}</th>'
-                    f'<td class="num">{esc(_fmt(value) if value is not None else "not computed")}</td>'
+                    f'<td class="num">{esc(_cell(value) if value is not None else "not computed")}</td>'
                     f"<td>{esc(_unit_label(q.unit))}</td></tr>")
     headline = ('<table class="headline" id="headline"><tr><th>quantity</th><th>value</th><th>unit</th></tr>'
                 + "".join(rows) + "</table>")
@@ -642,7 +643,7 @@ def _study_html(data: StudyReportData, figures: list[ReportFigure]) -> str:
     body = []
     for row in data.rows:
         x = round(float(row[data.x_key]), 9)
-        cells = "".join(f"<td class='num'>{esc(_fmt(row.get(k)))}</td>" for k in keys)
+        cells = "".join(f"<td class='num'>{esc(_cell(row.get(k)))}</td>" for k in keys)
         body.append(f"<tr>{cells}<td>{_check_cell(checks.get(x), x in inside)}</td></tr>")
     headline = (f'<table class="headline" id="headline"><tr>{head}<th>design check</th></tr>'
                 + "".join(body) + "</table>")
@@ -651,7 +652,7 @@ def _study_html(data: StudyReportData, figures: list[ReportFigure]) -> str:
              f'<div class="window" id="window">{esc(data.window_line)}</div>'
              f"<h2>Headline</h2>{headline}")
     full_head = "".join(f"<th>{esc(c['key'])} ({esc(_unit_label(c['unit']))})</th>" for c in data.columns)
-    full_rows = "".join("<tr>" + "".join(f"<td class='num'>{esc(_fmt(r.get(c['key'])))}</td>" for c in data.columns)
+    full_rows = "".join("<tr>" + "".join(f"<td class='num'>{esc(_cell(r.get(c['key'])))}</td>" for c in data.columns)
                         + "</tr>" for r in data.rows)
     defs = "".join(f"<tr><th>{esc(c['key'])}</th><td>{esc(_unit_label(c['unit']))}</td><td>{esc(c['label'])}: "
                    f"{esc(c['description'])}</td></tr>" for c in data.columns)
@@ -671,7 +672,7 @@ def _check_cell(check: Mapping[str, Any] | None, in_window: bool) -> str:
     for r in check["results"]:
         if not r["holds"]:
             need = r["text"].split(" ", 1)[1]  # "≥ 1 S/m"
-            got = "not computed" if r["deviation"] is None else f"{_fmt(r['value'])}"
+            got = "not computed" if r["deviation"] is None else f"{_cell(r['value'])}"
             off = "" if r["deviation"] is None else f" (off by {r['deviation']:.2g})"
             fails.append(f"{r['key']} {got}, needs {need}{off}")
     return f"<span class='fail'>fail</span>: {esc('; '.join(fails))}"
@@ -690,12 +691,10 @@ def check_failures(twin: Twin) -> list[str]:
     return out
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+
+
+def _cell(value: Any) -> str:
+    return format_value(value, missing="–")
 
 
 def report_notes(twin: Twin) -> list[str]:
@@ -710,7 +709,7 @@ def report_notes(twin: Twin) -> list[str]:
     if "network" in twin.result_names:
         tort = twin.load_result("network").get("tortuosity") or {}
         if "bias_note" in tort:
-            out.append(f"network tortuosity factor τ² = {_fmt(_num(tort['tortuosity_factor']))} "
+            out.append(f"network tortuosity factor τ² = {_cell(_num(tort['tortuosity_factor']))} "
                        f"({tort.get('estimate', 'network estimate')}): {tort['bias_note']}")
     if "transport" in twin.result_names:
         out += [f"transport: {n}" for n in twin.load_result("transport").get("notes", [])]

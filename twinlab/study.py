@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ._results import Result, text_table, to_jsonable
+from ._results import Result, format_value, text_table, to_jsonable
 from .design_window import Criterion, DesignWindow, design_window
 from .errors import InputError, OutputExistsError
 from .quantities import QUANTITIES, Quantity, crackable_quantity, twin_quantities
@@ -115,7 +115,7 @@ class Study(Result):
         cols = [c for c in self.columns if c["key"] in _TEXT_COLUMNS or c["key"].startswith(("q_eff_fraction_",
                                                                                              "crackable_"))]
         head = tuple(f"{c['key']} [{c['unit']}]" for c in cols)
-        body = [tuple(_fmt(row.get(c["key"])) for c in cols) for row in self.rows]
+        body = [tuple(format_value(row.get(c["key"])) for c in cols) for row in self.rows]
         return text_table([head, *body]) + "\n" + self.window.line()
 
 
@@ -489,12 +489,6 @@ def _replace(obj: Any, **changes: Any) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 __all__ = ["DEFAULT_ANALYSES", "Electrochemistry", "SPECIFIC_CAPACITY_MAH_G", "STUDY_ANALYSES", "Study",
