@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ._results import Result, text_table, to_jsonable
 from .design_window import Criterion, DesignWindow, design_window
@@ -36,6 +36,9 @@ from .errors import InputError, OutputExistsError
 from .quantities import QUANTITIES, Quantity, crackable_quantity, twin_quantities
 from .series import open_series
 from .twin import Step, Twin
+
+if TYPE_CHECKING:
+    from .analyses.mechanics import CalenderOptions
 
 #: Analyses a study runs on every member by default (``cracks`` is opt-in: a simulated member has no
 #: cracks; its crackable volume comes from the calendering itself).
@@ -191,7 +194,7 @@ def run_study(
     electrochemistry: Electrochemistry | None = None,
     criteria: Sequence[Criterion] = (),
     steps: int | None = None,
-    calender_options: Mapping[str, Any] | None = None,
+    calender_options: CalenderOptions | Mapping[str, Any] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     report: bool = True,
@@ -402,7 +405,7 @@ def _run_members(paths: list[str], analyses: list[str], *, scheduler: str | None
         return client.gather(futures)
 
 
-def _calender_options(given: Any, strengths: list[float]) -> Any:
+def _calender_options(given: CalenderOptions | Mapping[str, Any] | None, strengths: list[float]) -> CalenderOptions:
     """The study's calender options: the user's (checked by CalenderOptions) with the study's own
     crack strengths and no fields kept in memory (members are read back from the series)."""
     from .analyses.mechanics import CalenderOptions

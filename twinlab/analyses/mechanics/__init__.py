@@ -11,5 +11,5 @@ from ._metrics import CalenderSeries, CalenderState, CalenderStep
 from ._options import CalenderOptions
 from .calender import calender
 
-__all__ = ["calender", "CalenderOptions", "CalenderSeries", "CalenderState", "CalenderStep", "IncrementSolution", "MechanicsSolver",
-           "solve_mechanics", "lame_from_young", "von_mises"]
+__all__ = ["calender", "CalenderOptions", "CalenderSeries", "CalenderState", "CalenderStep", "IncrementSolution",
+           "MechanicsSolver", "solve_mechanics", "lame_from_young", "von_mises"]

@@ -138,7 +138,8 @@ class CalenderOptions:
             if not _pos(getattr(self, name)):
                 raise InputError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         if not _num(self.plastic_regularization) or self.plastic_regularization < 0:
-            raise InputError(f"plastic_regularization must be ≥ 0 (a fraction of μ), got {self.plastic_regularization!r}")
+            raise InputError("plastic_regularization must be ≥ 0 (a fraction of μ), "
+                             f"got {self.plastic_regularization!r}")
         if self.dtype not in ("float32", "float64"):
             raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.preconditioner not in PRECONDITIONERS:
