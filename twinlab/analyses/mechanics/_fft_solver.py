@@ -290,7 +290,7 @@ class MechanicsSolver:
                     "use smaller load increments (more steps) or a looser tolerance" + _history(history))
             # inexact Newton: ask CG only for what this step needs to reach tol overall
             eta = min(0.1, max(0.3 * tol * r_ref / r_norm, 0.3 * tol))
-            du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter)
+            du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter, inexact=True)
             total_cg += its
             u -= du
             r_new = evaluate()
@@ -370,12 +370,14 @@ class MechanicsSolver:
         self._mg_coef = coef
         return self._mg.apply
 
-    def _cg(self, b, theta, normal, *, rtol, maxiter):
+    def _cg(self, b, theta, normal, *, rtol, maxiter, inexact=False):
         """Preconditioned CG for (Bᵀ C_t B) x = b; returns (x, iterations).
 
         Flexible (Polak–Ribière) β, so a float32 V-cycle may be slightly non-symmetric. Raises
         :class:`ConvergenceError` with the residual history on breakdown, divergence, stagnation
-        (no 1 % gain of the best residual in ``STAGNATION`` iterations) or after ``maxiter``.
+        (no 1 % gain of the best residual in ``STAGNATION`` iterations) or after ``maxiter``. With
+        ``inexact`` (a Newton step) a plateau within ``INEXACT_ACCEPT`` × ``rtol`` ends the solve instead:
+        the Newton loop then judges the step by the equilibrium residual.
         """
         x = np.zeros_like(b)
         r = b.copy()
@@ -413,6 +415,11 @@ class MechanicsSolver:
             if rel < 0.99 * best:
                 best, best_it = rel, it
             elif it - best_it >= STAGNATION:
+                if inexact and best <= INEXACT_ACCEPT * rtol:
+                    # an inexact Newton step needs only the order of its forcing tolerance; the Newton
+                    # loop accepts the step only if the out-of-balance force falls (a float32 plateau just
+                    # above the target stopped the demo cathode's contact solve at 3.15e-5 vs 3e-5)
+                    return x, it
                 raise ConvergenceError(
                     f"conjugate gradients stagnated at relative residual {best:.3g} (target {rtol:.2g}): no "
                     f"progress in {STAGNATION} iterations; check for extreme stiffness contrast or try the other "
@@ -429,6 +436,7 @@ class MechanicsSolver:
 
 #: CG gives up when the best residual has not improved by 1 % for this many iterations
 STAGNATION = 200
+INEXACT_ACCEPT = 10.0  # a Newton step's CG may stop on a plateau within this factor of its target
 #: … or when the residual grows this much above the right-hand side
 DIVERGENCE = 1e6
 
