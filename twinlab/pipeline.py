@@ -82,7 +82,7 @@ class CalenderConfig(_Model):
     densities: list[Annotated[float, Field(gt=0)]] | None = None
     steps: int = Field(4, ge=1)
     analyses: list[str] = Field(default_factory=lambda: ["conductive"])  # run on every calendered twin
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)  # CalenderOptions fields, checked by check_config
 
     @model_validator(mode="after")
     def _one_target(self) -> "CalenderConfig":
@@ -192,11 +192,10 @@ def _check_config(config: SampleConfig) -> None:
     for name, options in config.analyses.options.items():
         check_options(_analysis_function(ANALYSES[name]), options, f"analyses.options.{name}")
     if config.calender is not None:
-        from .analyses.mechanics import calender
+        from .analyses.mechanics import CalenderOptions
 
         check_analysis_names(config.calender.analyses, where="calender.analyses")
-        check_options(calender, config.calender.options, "calender.options",
-                      reserved=("ratios", "densities", "steps", "output", "overwrite", "source_twin", "progress"))
+        CalenderOptions.from_mapping(config.calender.options)  # names and values, before any work
 
 
 def _analysis_function(module: str) -> Any:
@@ -424,8 +423,8 @@ def _calender(twin: Twin, cfg: CalenderConfig, out: Path, final_twin: Path) -> P
     from .analyses.mechanics import calender
     from .series import open_series
 
-    calender(twin, ratios=cfg.ratios, densities=cfg.densities, steps=cfg.steps, output=out, overwrite=True,
-             source_twin=str(final_twin), **cfg.options)
+    calender(twin, ratios=cfg.ratios, densities=cfg.densities, steps=cfg.steps, options=cfg.options, output=out,
+             overwrite=True, source_twin=str(final_twin))
     for member in open_series(out):
         for name in cfg.analyses:
             _analyze(member, name, {})

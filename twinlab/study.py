@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ._results import Result, format_value, text_table, to_jsonable
 from .design_window import Criterion, DesignWindow, design_window
@@ -36,6 +36,9 @@ from .errors import InputError, OutputExistsError
 from .quantities import QUANTITIES, Quantity, crackable_quantity, twin_quantities
 from .series import open_series
 from .twin import Step, Twin
+
+if TYPE_CHECKING:
+    from .analyses.mechanics import CalenderOptions
 
 #: Analyses a study runs on every member by default (``cracks`` is opt-in: a simulated member has no
 #: cracks; its crackable volume comes from the calendering itself).
@@ -191,7 +194,7 @@ def run_study(
     electrochemistry: Electrochemistry | None = None,
     criteria: Sequence[Criterion] = (),
     steps: int | None = None,
-    calender_options: Mapping[str, Any] | None = None,
+    calender_options: CalenderOptions | Mapping[str, Any] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     report: bool = True,
@@ -208,8 +211,9 @@ def run_study(
     c_rates : C-rates (1/h) of L_d and Q_eff; the current density is ``C · Q0``.
     criteria : design criteria on the table's quantities (:func:`twinlab.design_window.parse_criterion`).
     steps : load increments of the whole compression (default: one per target).
-    calender_options : every other keyword of :func:`twinlab.analyses.mechanics.calender` (e.g.
-        ``window``, ``dtype``, ``tol``, ``materials``), passed through unchanged and recorded.
+    calender_options : :class:`~twinlab.analyses.mechanics.CalenderOptions` or a mapping of its
+        fields (e.g. ``window``, ``dtype``, ``tol``, ``materials``), recorded; the crack thresholds and
+        ``keep_fields`` are the study's own.
     scheduler, workers : run the members on dask.distributed: a running scheduler's address, or a
         LocalCluster of ``workers`` processes; neither → in this process, one member after another.
     overwrite : recalender even when ``output`` holds a series of another request.
@@ -237,11 +241,7 @@ def run_study(
             raise InputError(f"criterion {c.text()}: this study does not tabulate {c.key!r} (add the analysis that "
                              f"computes it); it tabulates {', '.join(columns)}")
     electro = electrochemistry or Electrochemistry()
-    options = dict(calender_options or {})
-    reserved = {"ratios", "densities", "output", "overwrite", "crack_thresholds_mpa", "steps", "keep_fields"}
-    if reserved & set(options):
-        raise InputError(f"calender option(s) {sorted(reserved & set(options))} are set by the study itself")
-    _check_calender_options(options)
+    options = _calender_options(calender_options, strengths)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     series = out / "series.zarr"
@@ -252,7 +252,7 @@ def run_study(
     source_state = twin.provenance[-1].get("time") if twin.provenance else None
     request = to_jsonable({"source": str(twin.path), "source_state": source_state, "kind": x_key, "targets": targets,
                            "steps": int(steps or len(targets)), "crack_thresholds_mpa": strengths,
-                           "options": options})
+                           "options": options.to_dict()})
     request_path = out / "calender-request.json"
     calender_skipped = False
     if (series / "index.json").is_file() and request_path.is_file():
@@ -268,7 +268,7 @@ def run_study(
         request_path.unlink(missing_ok=True)  # a series without its request is redone on a rerun
         calender(twin, ratios=targets if x_key == "ratio" else None,
                  densities=targets if x_key == "density" else None, steps=int(steps or len(targets)),
-                 output=series, overwrite=True, crack_thresholds_mpa=strengths, keep_fields=False, **options)
+                 options=options, output=series, overwrite=True)
         _write_atomic(request_path, json.dumps(request, indent=2))
 
     # 2. the analyses on every member: independent tasks
@@ -405,15 +405,17 @@ def _run_members(paths: list[str], analyses: list[str], *, scheduler: str | None
         return client.gather(futures)
 
 
-def _check_calender_options(options: Mapping[str, Any]) -> None:
-    import inspect
+def _calender_options(given: CalenderOptions | Mapping[str, Any] | None, strengths: list[float]) -> CalenderOptions:
+    """The study's calender options: the user's (checked by CalenderOptions) with the study's own
+    crack strengths and no fields kept in memory (members are read back from the series)."""
+    from .analyses.mechanics import CalenderOptions
 
-    from .analyses.mechanics import calender
-
-    known = set(inspect.signature(calender).parameters) - {"twin_or_labels", "progress"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise InputError(f"unknown calender option {unknown[0]!r}; calender takes {', '.join(sorted(known))}")
+    if given is not None and not isinstance(given, CalenderOptions):
+        own = {"crack_thresholds_mpa", "keep_fields"} & set(given)
+        if own:
+            raise InputError(f"calender option(s) {', '.join(sorted(own))} are set by the study itself "
+                             "(the crack strengths with --strengths)")
+    return CalenderOptions.from_mapping(given).replace(crack_thresholds_mpa=tuple(strengths), keep_fields=False)
 
 
 def _capacity(twin: Twin, electro: Electrochemistry) -> dict[str, Any] | None:

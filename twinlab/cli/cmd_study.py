@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,8 +32,8 @@ def study_cmd(
     steps: Annotated[Optional[int], typer.Option(help="Load increments of the whole compression "
                                                  "(default: one per target).")] = None,
     calender_option: Annotated[Optional[list[str]], typer.Option(
-        "--calender-option", help="KEY=VALUE passed to the calendering (twinlab calender's options), e.g. "
-        "window=32, dtype=float64, tol=1e-4; repeatable.")] = None,
+        "--calender-option", help="KEY=VALUE calendering option (twinlab calender's --option: any field of "
+        "twinlab.analyses.mechanics.CalenderOptions), e.g. window=32, dtype=float64, tol=1e-4; repeatable.")] = None,
     d0: Annotated[float, typer.Option("--d0", help="Electrolyte diffusivity D0 in m²/s (default: 1 M LiPF6, "
                                       "25 °C, Valøen & Reimers 2005).")] = 3.2e-10,
     c0: Annotated[float, typer.Option("--c0", help="Electrolyte concentration C0 in mol/m³.")] = 1000.0,
@@ -133,14 +132,7 @@ def _known(names: list[str]) -> list[str]:
 
 
 def _options(items: list[str]) -> dict:
-    """KEY=VALUE pairs → the calender options mapping (values read as JSON when they parse, else text)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--calender-option takes KEY=VALUE, e.g. window=32; got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+    """``--calender-option`` KEY=VALUE pairs → the calender options (parsed like ``twinlab calender --option``)."""
+    from .cmd_calender import parse_options
+
+    return parse_options(items, "--calender-option")

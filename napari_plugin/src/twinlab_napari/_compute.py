@@ -9,11 +9,14 @@ reaches its write and leaves the twin as it was.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from twinlab.twin import Step, Twin
+
+if TYPE_CHECKING:
+    from twinlab.analyses.mechanics import CalenderOptions
 
 LayerData = tuple[Any, dict[str, Any], str]
 _UNITS = ("micrometer",) * 3
@@ -145,10 +148,12 @@ def transport_per_axis(twin_path: str, *, axes: Sequence[str] = ("z", "y", "x"))
 
 # ============================================================================ calender
 def calender_layers(twin_path: str, *, ratios: Sequence[float], steps: int = 4, output: str | None = None,
+                    options: CalenderOptions | None = None,
                     check_cancel: CancelCheck = _never) -> tuple[list[LayerData], list[dict[str, Any]]]:
-    """Calender a twin; the series is written to ``output`` (default ``<twin>.series.zarr``) only when
-    every step finished. Returns the last step's labels and von Mises layers and all step results."""
-    from twinlab.analyses.mechanics.calender import calender
+    """Calender a twin with ``options`` (default: CalenderOptions()); the series is written to
+    ``output`` (default ``<twin>.series.zarr``) only when every step finished. Returns the last
+    step's labels and von Mises layers and all step results."""
+    from twinlab.analyses.mechanics import CalenderOptions, calender
     from twinlab.pipeline import series_dir
 
     twin = Twin.open(twin_path)
@@ -157,7 +162,9 @@ def calender_layers(twin_path: str, *, ratios: Sequence[float], steps: int = 4, 
     def progress(done: int, total: int, message: str) -> None:
         check_cancel()  # raising here aborts the solver before its atomic write
 
-    series = calender(twin, ratios=list(ratios), steps=steps, output=out, overwrite=True, progress=progress)
+    options = (options or CalenderOptions()).replace(keep_fields=True)  # the layers are the last step's fields
+    series = calender(twin, ratios=list(ratios), steps=steps, options=options, output=out, overwrite=True,
+                      progress=progress)
     last = series.states[-1]
     scale = twin.voxel_size.as_tuple()
     layers: list[LayerData] = [

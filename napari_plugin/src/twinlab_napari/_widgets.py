@@ -174,8 +174,11 @@ def _transport(job: Job, viewer: Any, labels: "napari.layers.Labels") -> None:
 
 
 def _calender(job: Job, viewer: Any, labels: "napari.layers.Labels", ratios: str = "0.1,0.2,0.3",
-              steps: int = 3) -> None:
-    """Compress to the ratios; show compressed labels, von Mises stress and the crackable volume."""
+              steps: int = 3, window: int = 0) -> None:
+    """Compress to the ratios; show compressed labels, von Mises stress and the crackable volume.
+    ``window``: compress only a centred in-plane window of that many voxels (0: the whole twin)."""
+    from twinlab.analyses.mechanics import CalenderOptions
+
     path = _twin_path(labels)
     values = [float(r) for r in ratios.split(",") if r.strip()]
 
@@ -186,8 +189,9 @@ def _calender(job: Job, viewer: Any, labels: "napari.layers.Labels", ratios: str
             f"r={s['ratio']:.2f}: crackable " + ", ".join(f">{k} MPa {v:.1f}%" for k, v in s["crackable_volume_pct"].items())
             for s in results)
 
-    job.start(lambda: _compute.calender_layers(path, ratios=values, steps=steps, check_cancel=job.check), done,
-              "calendering")
+    job.start(lambda: _compute.calender_layers(path, ratios=values, steps=steps,
+                                               options=CalenderOptions(window=window or None), check_cancel=job.check),
+              done, "calendering")
 
 
 def _clusters(job: Job, viewer: Any, labels: "napari.layers.Labels") -> None:

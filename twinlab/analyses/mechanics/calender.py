@@ -46,12 +46,13 @@ import numpy as np
 from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
 from ..._outputs import check_replaceable, clean_stale, make_staging, publish
 from ...errors import InputError, OutputExistsError
-from ...materials import Material, get_material
+from ...materials import get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
-from ._fft_solver import PRECONDITIONERS, MechanicsSolver
+from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
 from ._contacts import foreign_faces, setup_state, shell_fracture, solve_with_contacts
+from ._options import CalenderOptions
 from ._remap import remap_voxels
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -63,38 +64,18 @@ def calender(
     ratios: Sequence[float] | None = None,
     densities: Sequence[float] | None = None,
     steps: int = 10,
+    options: CalenderOptions | Mapping[str, Any] | None = None,
+    output: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+    source_twin: str | None = None,
     design: Any = None,
     phases: PhaseTable | None = None,
     voxel_size_um: Any = None,
     thickness_axis: int | str | None = None,
     collector_side: str | None = None,
-    materials: Mapping[str, Material | str] | None = None,
-    crack_thresholds_mpa: Sequence[float] = (100.0, 150.0),
-    shell_strength_mpa: float | None = None,
-    profile_bins: int = 10,
-    roll_layers: int = 2,
-    roll_stiffness_factor: float = 2.0,
-    plastic_regularization: float = 1e-2,
-    dtype: str = "float32",
-    tol: float = 1e-4,
-    maxiter: int = 5000,
-    output: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    keep_fields: bool = True,
-    progress: Callable[[int, int, str], None] | None = None,
-    workers: int = 2,
-    seed: int = 0,
-    window: int | None = None,
-    source_twin: str | None = None,
-    preconditioner: str = "fft",
     particles: Any = None,
-    contacts: bool = True,
-    contact_materials: Mapping[str, Material | str] | None = None,
-    contact_tol: float = 0.02,
-    contact_passes: int = 3,
-    shells: str = "membrane",
-    shell_thickness_um: float = 0.1,
-    edge_margin: int | None = None,
+    **overrides: Any,
 ) -> CalenderSeries:
     """Compress an electrode to target calendering ratios or densities.
 
@@ -113,72 +94,37 @@ def calender(
     steps : int
         Load increments for the whole compression (to the last target); every target is an
         increment boundary.
-    materials : mapping phase name → Material or material name, optional
-        Overrides of the phase table's materials. Every phase present needs E and ν; a yield stress
-        makes it J2 perfectly plastic, a fracture strength makes it brittle.
-    crack_thresholds_mpa : von Mises thresholds of the crackable volume (NCM yield range).
-    shell_strength_mpa : override of the shell material's fracture strength (default 200 MPa).
-    profile_bins : bins of the crackable-volume profile along the thickness.
-    roll_layers, roll_stiffness_factor : thickness (voxels) of the added roll and its Young's modulus
-        as a multiple of the stiffest phase's.
-    plastic_regularization : shear stiffness fraction of a viscous spring added to perfectly plastic
-        voxels on each increment (lithium: 1e-2 μ ≈ 18 MPa per unit strain increment, i.e. ≈ 1 MPa on a
-        5 % increment, ≪ the 200 MPa
-        shell strength); keeps each increment well posed where yielded lithium meets open pores.
-    dtype : "float32" or "float64" for the solver.
-    tol : Newton tolerance on the out-of-balance force, relative to the increment's initial one.
-        The default 1e-4 keeps the crackable-volume series of a small cathode within one voxel of
-        the converged (3e-5) series; at 1e-3 it scattered by up to three voxels and was not
-        monotone. The voxel remap amplifies small displacement differences, so on a 128³
-        electrode results still move by ~1–3 % in mean stress between tolerances.
+    options : CalenderOptions or mapping, optional
+        The physics and solver options (materials, crack thresholds, tolerance, window, contacts,
+        shells …), documented on :class:`~._options.CalenderOptions`; a mapping is read with
+        :meth:`~._options.CalenderOptions.from_mapping` (unknown keys refused). Recorded in the
+        series settings and every member's provenance (:meth:`~._options.CalenderOptions.to_dict`).
     output : path, optional
         Write a series folder (``<output>/ratio_0.10.twin.zarr`` …, one twin per target, plus
         ``index.json``), atomically: it appears only when complete. Default: none.
-    keep_fields : keep each target's fields in ``result.states``.
     progress : callable(done, total, message), optional
-    window : int, optional
-        Compress only a centred in-plane window of ``window`` × ``window`` voxels (full thickness):
-        the solver's cost grows with the volume, and the lateral boundaries are periodic, so a
-        window a few particles wide keeps the through-thickness physics at a fraction of the cost.
-        The window is recorded in every member's provenance (``window``).
     source_twin : str, optional
         The input twin as every member's provenance names it (default: its path). The pipeline,
         which calenders a staged copy of the twin, passes the twin's final path.
-    preconditioner : "fft" (default) or "multigrid"
-        CG preconditioner of the mechanics solver (:class:`._fft_solver.MechanicsSolver`); both give
-        the same answers to the tolerance (the multigrid needs 5–10× fewer iterations, each dearer).
+    design, phases, voxel_size_um, thickness_axis, collector_side : optional
+        The input's description, needed for a label array (a twin carries them; given, they
+        override the twin's).
     particles : (n0, n1, n2) integer array, optional
         Particle instance labels (a twin's ``labels/particles`` is used when present); particles
         without one are the connected components of the particle phases (lithium cores split
         particles whose shells touch).
-    contacts : bool
-        Give particle–particle, particle–collector and particle–roll interfaces the unilateral
-        contact interphase (:mod:`._contacts`: no tension, compliant normal, yielding shear);
-        False welds touching particles into one elastic body (the model before issue 16).
-    contact_materials : mapping particle phase → Material or name, optional
-        Interphase law per particle phase (default: "NCM_contact" for active material, the
-        particle's own material — lithium — for LMP particles).
-    contact_tol, contact_passes : an increment is re-solved (at most ``contact_passes`` solves)
-        while more than ``contact_tol`` of the interphase voxels change between open and closed;
-        the rest is applied between increments.
-    shells : "membrane" (default) or "voxel"
-        "membrane": a shell phase is converted on input into a flag on the particle's surface
-        voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
-        strain or contact traction — exceeds its strength); "voxel": the shell voxels are brittle
-        elastic voxels (stress depends on the voxel size).
-    shell_thickness_um : thickness of the sub-voxel shell film (µm; LMP Li2CO3 ~0.1).
-    edge_margin : int, optional
-        Voxels next to the lateral faces excluded from the stress metrics (a cropped window joins
-        unrelated particles at its periodic faces). Default 3 when ``window`` crops or the input is
-        a twin (not periodic), else 0.
+    **overrides
+        Single :class:`~._options.CalenderOptions` fields (e.g. ``tol=1e-5``) applied on top of
+        ``options`` and checked the same way.
 
     Returns
     -------
     CalenderSeries
     """
+    opts = CalenderOptions.from_mapping(options).replace(**overrides)
     t_start = time.perf_counter()
-    check_calender_request(ratios=ratios, densities=densities, steps=steps, dtype=dtype, output=output,
-                           overwrite=overwrite, preconditioner=preconditioner)
+    check_calender_request(ratios=ratios, densities=densities, steps=steps, output=output, overwrite=overwrite)
+    window, edge_margin, dtype = opts.window, opts.edge_margin, opts.dtype
     output = Path(output) if output is not None else None
     labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
@@ -193,10 +139,6 @@ def calender(
             inst_in, _, _ = _lateral_window(inst_in, None, t_axis, int(window))
     if edge_margin is None:
         edge_margin = 3 if (cropped or not isinstance(twin_or_labels, np.ndarray)) else 0
-    if shells not in ("membrane", "voxel"):
-        raise InputError(f"shells must be 'membrane' or 'voxel', got {shells!r}")
-    if not (np.isfinite(shell_thickness_um) and shell_thickness_um > 0):
-        raise InputError(f"shell_thickness_um must be a positive thickness in µm, got {shell_thickness_um!r}")
     if source_twin is not None:
         base_meta["source_twin"] = str(source_twin)
 
@@ -214,7 +156,7 @@ def calender(
     perm = [t_axis] + [a for a in range(3) if a != t_axis]
     h = tuple(voxel.as_tuple()[a] for a in perm)
 
-    lut = _material_tables(lab, phases, materials, shell_strength_mpa)
+    lut = _material_tables(lab, phases, opts.materials, opts.shell_strength_mpa)
     pore_v = phases.value("pore") if "pore" in phases else 0
     coll_v = phases.value("collector") if "collector" in phases else None
     present = set(np.unique(lab).tolist())
@@ -236,7 +178,7 @@ def calender(
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
-    cstate = _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells)
+    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells)
     schedule = _schedule(m0, [t[2] for t in targets], int(steps))
     total = len(schedule)
 
@@ -266,10 +208,11 @@ def calender(
                 lab, img, stress, strain, disp, broken, share, cg, nw = _increment(
                     lab, img, stress, strain, disp, broken,
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True),
-                    lut=lut, h=h, n_coll=n_coll, m_cur=m_cur, m_next=m_next, roll_layers=roll_layers,
-                    roll_factor=roll_stiffness_factor, reg=plastic_regularization, dtype=dt, tol=tol, maxiter=maxiter, workers=workers,
-                    seed=seed + done, pore_gray=pore_gray, preconditioner=preconditioner, cstate=cstate, contact_tol=contact_tol,
-                    contact_passes=contact_passes, stats=stats, shell_um=shell_thickness_um)
+                    lut=lut, h=h, n_coll=n_coll, m_cur=m_cur, m_next=m_next, roll_layers=opts.roll_layers,
+                    roll_factor=opts.roll_stiffness_factor, reg=opts.plastic_regularization, dtype=dt, tol=opts.tol,
+                    maxiter=opts.maxiter, workers=opts.workers, seed=opts.seed + done, pore_gray=pore_gray,
+                    preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
+                    contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um)
                 stats["cg"] += cg
                 stats["newton"] += nw
                 stats["increments"] += 1
@@ -282,27 +225,23 @@ def calender(
                 kind, value, _, _ = targets[ti]
                 res, state = _record(kind, value, lab, img, stress, strain, disp, broken, phases=phases,
                                      lut=lut, n_coll=n_coll, m0=m0, m_cur=m_cur, h=h, rho0=rho0, area=area,
-                                     thresholds=crack_thresholds_mpa, bins=profile_bins, stats=stats,
-                                     perm=perm, side=side, keep=keep_fields or staging is not None,
+                                     thresholds=opts.crack_thresholds_mpa, bins=opts.profile_bins, stats=stats,
+                                     perm=perm, side=side, keep=opts.keep_fields or staging is not None,
                                      pore_v=pore_v, coll_v=coll_v if has_coll else None, cstate=cstate,
                                      margin=int(edge_margin))
                 if staging is not None:
                     name = f"{kind}_{value:.2f}.twin.zarr"
                     _write_step_twin(staging / name, res, state, voxel=voxel, t_axis=t_axis, side=side,
                                      phases=phases, design=design, kind=kind, base_meta=base_meta,
-                                     settings={"steps": steps, "tol": tol, "dtype": dtype})
+                                     settings={"steps": int(steps), **opts.to_dict()})
                     res = _replace(res, twin_path=str(output / name))
                 step_results.append(res)
-                if keep_fields:
+                if opts.keep_fields:
                     states.append(state)
                 ti += 1
-        settings = {"steps": int(steps), "increments": stats["increments"], "tol": tol, "dtype": dtype,
-                    "preconditioner": preconditioner,
-                    "roll_layers": roll_layers, "roll_stiffness_factor": roll_stiffness_factor,
-                    "plastic_regularization": plastic_regularization,
-                    "crack_thresholds_mpa": list(crack_thresholds_mpa), "profile_bins": profile_bins,
-                    "contacts": bool(cstate is not None and cstate.law is not None), "shells": shells,
-                    "edge_margin": int(edge_margin), "contact_tol": contact_tol, "contact_passes": contact_passes,
+        # the options, with what contacts, edge margin and materials resolved to on this electrode
+        settings = {"steps": int(steps), "increments": stats["increments"], **opts.to_dict(),
+                    "contacts": bool(cstate is not None and cstate.law is not None), "edge_margin": int(edge_margin),
                     "contact_materials": {} if cstate is None else cstate.law_names,
                     "materials": {n: m.to_dict() for n, m in lut["materials"].items()},
                     "time_s": time.perf_counter() - t_start}
@@ -322,17 +261,13 @@ def calender(
 
 
 def check_calender_request(*, ratios: Sequence[float] | None = None, densities: Sequence[float] | None = None,
-                           steps: int = 10, dtype: str = "float32", output: str | os.PathLike | None = None,
-                           overwrite: bool = False, preconditioner: str = "fft") -> None:
-    """The checks that need no electrode: targets, steps, precision and the output (which may only
-    replace a calendering series or twin; stale staging folders of killed runs are removed).
-    :func:`calender` runs them first; front ends call them before showing progress."""
+                           steps: int = 10, output: str | os.PathLike | None = None, overwrite: bool = False) -> None:
+    """The checks that need no electrode: targets, steps and the output (which may only replace a
+    calendering series or twin; stale staging folders of killed runs are removed); the options are
+    checked when a :class:`CalenderOptions` is built. :func:`calender` runs them first; front ends
+    call them before showing progress."""
     if int(steps) < 1:
         raise InputError(f"steps must be a positive number of load increments, got {steps}")
-    if dtype not in ("float32", "float64"):
-        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if preconditioner not in PRECONDITIONERS:
-        raise InputError(f"preconditioner must be one of {PRECONDITIONERS}, got {preconditioner!r}")
     _check_targets(ratios, densities)
     if output is not None:
         output = Path(output)
@@ -363,9 +298,7 @@ def _particle_labels(obj, particles, shape):
 
 def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells):
     names = {v: n for v, n in lut["names"].items()}
-    for n, m in dict(contact_materials or {}).items():
-        if n not in ("active", "lithium", "shell"):
-            raise InputError(f"contact_materials keys must be particle phases (active, lithium, shell), got {n!r}")
+    for n, m in dict(contact_materials or {}).items():  # keys checked by CalenderOptions
         mat = get_material(m) if isinstance(m, str) else m
         if mat.youngs_modulus_gpa is None or mat.poisson_ratio is None or not mat.youngs_modulus_gpa > 0:
             raise InputError(f"contact material for {n!r} needs a positive Young's modulus and a Poisson ratio")
@@ -374,9 +307,8 @@ def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shell
 
 
 def _lateral_window(labels, image, t_axis, window):
-    """Centred ``window``-voxel crop of the two in-plane axes; returns the crop per axis name."""
-    if window < 8:
-        raise InputError(f"window must be at least 8 voxels (a few particles wide), got {window}")
+    """Centred ``window``-voxel crop of the two in-plane axes (``window`` ≥ 8, checked by
+    CalenderOptions); returns the crop per axis name."""
     index: list[slice] = []
     crop: dict[str, list[int]] = {}
     for a, n in enumerate(labels.shape):
@@ -469,8 +401,6 @@ def _material_tables(lab, phases, overrides, shell_strength):
             lut["code"][v] = PLASTIC
             lut["sy"][v] = mat.yield_strength_mpa
         lut["materials"][name] = mat
-    if shell_strength is not None and not shell_strength > 0:
-        raise InputError(f"shell_strength_mpa must be positive, got {shell_strength}")
     return lut
 
 

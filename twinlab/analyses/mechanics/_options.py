@@ -1,0 +1,212 @@
+"""The physics and solver options of :func:`~twinlab.analyses.mechanics.calender`, in one place.
+
+Every front end (the ``twinlab calender --option``/``twinlab study --calender-option`` flags, the
+pipeline's ``[calender.options]`` table, :func:`twinlab.study.run_study`'s ``calender_options``,
+the napari widget) builds a :class:`CalenderOptions`, so an option is added by adding a field here:
+its name, default, check and documentation. What describes the *input* (design, phases, voxel
+size, axes, particles) and the *request* (targets, steps, output) stays in calender's signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...errors import InputError
+from ...materials import Material
+from ._fft_solver import PRECONDITIONERS
+
+SHELL_MODELS = ("membrane", "voxel")
+CONTACT_PHASES = ("active", "lithium", "shell")
+
+
+@dataclass(frozen=True)
+class CalenderOptions:
+    """Physics and solver options of virtual calendering (checked on construction).
+
+    Attributes
+    ----------
+    materials : mapping phase name → Material or material name, optional
+        Overrides of the phase table's materials. Every phase present needs E and ν; a yield stress
+        makes it J2 perfectly plastic, a fracture strength makes it brittle.
+    crack_thresholds_mpa : tuple of float, MPa
+        von Mises thresholds of the crackable volume (NCM yield range 100–150 MPa).
+    shell_strength_mpa : float, MPa, optional
+        Override of the shell material's fracture strength (default: the material's, 200 MPa).
+    profile_bins : int
+        Bins of the crackable-volume profile along the thickness.
+    roll_layers : int, voxels
+        Thickness of the stiff roll layer added on top of the coating (removed afterwards).
+    roll_stiffness_factor : float
+        Young's modulus of the roll as a multiple of the stiffest phase's.
+    plastic_regularization : float, fraction of μ
+        Shear stiffness fraction of a viscous spring added to perfectly plastic voxels on each
+        increment (lithium: 1e-2 μ ≈ 18 MPa per unit strain increment, i.e. ≈ 1 MPa on a 5 %
+        increment, ≪ the 200 MPa shell strength); keeps each increment well posed where yielded
+        lithium meets open pores.
+    dtype : "float32" or "float64"
+        Precision of the solver.
+    tol : float, relative
+        Newton tolerance on the out-of-balance force, relative to the increment's initial one.
+        The default 1e-4 keeps the crackable-volume series of a small cathode within one voxel of
+        the converged (3e-5) series; at 1e-3 it scattered by up to three voxels and was not
+        monotone. The voxel remap amplifies small displacement differences, so on a 128³
+        electrode results still move by ~1–3 % in mean stress between tolerances.
+    maxiter : int
+        Most CG iterations per Newton step.
+    keep_fields : bool
+        Keep each target's fields (labels, stress, strain, displacement) in ``result.states``.
+    workers : int
+        Threads for FFTs and kernels.
+    seed : int
+        Seed of the voxel remap's random processing order (increment ``k`` uses ``seed + k``).
+    window : int, voxels, optional
+        Compress only a centred in-plane window of ``window`` × ``window`` voxels (full thickness,
+        at least 8): the solver's cost grows with the volume, and the lateral boundaries are
+        periodic, so a window a few particles wide keeps the through-thickness physics at a fraction
+        of the cost. Recorded in every member's provenance (``window``).
+    preconditioner : "fft" or "multigrid"
+        CG preconditioner of the mechanics solver (:class:`._fft_solver.MechanicsSolver`); both give
+        the same answers to the tolerance (the multigrid needs 5–10× fewer iterations, each dearer).
+    contacts : bool
+        Give particle–particle, particle–collector and particle–roll interfaces the unilateral
+        contact interphase (:mod:`._contacts`: no tension, compliant normal, yielding shear);
+        False welds touching particles into one elastic body (the model before issue 16).
+    contact_materials : mapping particle phase → Material or name, optional
+        Interphase law per particle phase (keys: active, lithium, shell; default: "NCM_contact" for
+        active material, the particle's own material — lithium — for LMP particles).
+    contact_tol : float, fraction in [0, 1]
+        An increment is re-solved while more than this fraction of the interphase voxels change
+        between open and closed …
+    contact_passes : int
+        … at most this many solves; the rest is applied between increments.
+    shells : "membrane" or "voxel"
+        "membrane": a shell phase is converted on input into a flag on the particle's surface
+        voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
+        strain or contact traction — exceeds its strength); "voxel": the shell voxels are brittle
+        elastic voxels (stress depends on the voxel size).
+    shell_thickness_um : float, µm
+        Thickness of the sub-voxel shell film (LMP Li2CO3 ~0.1 µm).
+    edge_margin : int, voxels, optional
+        Voxels next to the lateral faces excluded from the stress metrics (a cropped window joins
+        unrelated particles at its periodic faces). Default: 3 when ``window`` crops or the input
+        is a twin (not periodic), else 0.
+    """
+
+    materials: Mapping[str, Material | str] | None = None
+    crack_thresholds_mpa: tuple[float, ...] = (100.0, 150.0)
+    shell_strength_mpa: float | None = None
+    profile_bins: int = 10
+    roll_layers: int = 2
+    roll_stiffness_factor: float = 2.0
+    plastic_regularization: float = 1e-2
+    dtype: str = "float32"
+    tol: float = 1e-4
+    maxiter: int = 5000
+    keep_fields: bool = True
+    workers: int = 2
+    seed: int = 0
+    window: int | None = None
+    preconditioner: str = "fft"
+    contacts: bool = True
+    contact_materials: Mapping[str, Material | str] | None = field(default=None)
+    contact_tol: float = 0.02
+    contact_passes: int = 3
+    shells: str = "membrane"
+    shell_thickness_um: float = 0.1
+    edge_margin: int | None = None
+
+    def __post_init__(self) -> None:
+        thresholds = self.crack_thresholds_mpa
+        if isinstance(thresholds, (int, float)):
+            thresholds = (thresholds,)
+        object.__setattr__(self, "crack_thresholds_mpa", tuple(float(t) for t in thresholds))
+        if not self.crack_thresholds_mpa or not all(_pos(t) for t in self.crack_thresholds_mpa):
+            raise InputError(f"crack_thresholds_mpa must be positive von Mises stresses in MPa, got {thresholds!r}")
+        if self.shell_strength_mpa is not None and not _pos(self.shell_strength_mpa):
+            raise InputError(f"shell_strength_mpa must be positive, got {self.shell_strength_mpa}")
+        for name in ("profile_bins", "roll_layers", "maxiter", "workers", "contact_passes"):
+            value = getattr(self, name)
+            if not _int(value) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("roll_stiffness_factor", "tol"):
+            if not _pos(getattr(self, name)):
+                raise InputError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        if not _num(self.plastic_regularization) or self.plastic_regularization < 0:
+            raise InputError("plastic_regularization must be ≥ 0 (a fraction of μ), "
+                             f"got {self.plastic_regularization!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.preconditioner not in PRECONDITIONERS:
+            raise InputError(f"preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
+        if self.window is not None and (not _int(self.window) or self.window < 8):
+            raise InputError(f"window must be at least 8 voxels (a few particles wide), got {self.window!r}")
+        if not _num(self.contact_tol) or not 0 <= self.contact_tol <= 1:
+            raise InputError(f"contact_tol must be a fraction in [0, 1], got {self.contact_tol!r}")
+        for n in dict(self.contact_materials or {}):
+            if n not in CONTACT_PHASES:
+                raise InputError(f"contact_materials keys must be particle phases (active, lithium, shell), got {n!r}")
+        if self.shells not in SHELL_MODELS:
+            raise InputError(f"shells must be 'membrane' or 'voxel', got {self.shells!r}")
+        if not _pos(self.shell_thickness_um):
+            raise InputError(f"shell_thickness_um must be a positive thickness in µm, got {self.shell_thickness_um!r}")
+        if self.edge_margin is not None and (not _int(self.edge_margin) or self.edge_margin < 0):
+            raise InputError(f"edge_margin must be a number of voxels ≥ 0, got {self.edge_margin!r}")
+        for name in ("keep_fields", "contacts"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names: the dataclass fields, the one list every front end checks against."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "CalenderOptions":
+        """Options from a mapping (a config table, ``KEY=VALUE`` flags); unknown keys are refused."""
+        if mapping is None:
+            return cls()
+        if isinstance(mapping, cls):
+            return mapping
+        if not isinstance(mapping, Mapping):
+            raise InputError(f"calender options must be a table of option = value, got {mapping!r}")
+        cls.check_names(mapping)
+        return cls(**dict(mapping))
+
+    @classmethod
+    def check_names(cls, mapping: Mapping[str, Any]) -> None:
+        """Refuse keys that are not fields, in one line listing the valid ones."""
+        unknown = sorted(str(k) for k in mapping if k not in cls.names())
+        if unknown:
+            raise InputError(f"unknown calender option(s) {', '.join(unknown)}; valid options: {', '.join(cls.names())}")
+
+    def replace(self, **changes: Any) -> "CalenderOptions":
+        """A copy with ``changes`` (names checked like :meth:`from_mapping`, values by construction)."""
+        self.check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready options (materials as their property tables), as series settings record them."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["crack_thresholds_mpa"] = list(self.crack_thresholds_mpa)
+        for key in ("materials", "contact_materials"):
+            if out[key] is not None:
+                out[key] = {n: m if isinstance(m, str) else m.to_dict() for n, m in dict(out[key]).items()}
+        return out
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pos(value: Any) -> bool:
+    return _num(value) and value > 0
