@@ -127,6 +127,18 @@ def check_replaceable(path: str | os.PathLike) -> None:
                                 "(choose another output or move it away)")
 
 
+def check_output(path: str | os.PathLike, *, overwrite: bool, hint: str = "pass --overwrite") -> Path:
+    """The one check before writing ``path``: stale staging of dead runs removed, an existing output
+    refused unless ``overwrite``, and then only replaced if twinlab made it. Returns ``Path(path)``."""
+    path = Path(path)
+    clean_stale(path)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise OutputExistsError(f"{path} already exists; choose another output or {hint}")
+        check_replaceable(path)
+    return path
+
+
 # ====================================================================================== staging
 def make_staging(parent: str | os.PathLike, name: str, kind: str) -> Path:
     """Create the marked hidden folder ``<parent>/.<name>.<kind>-<id>`` owned by this process."""

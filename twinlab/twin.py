@@ -36,10 +36,10 @@ import numpy as np
 from . import __version__, _integrity
 from ._chunked import is_dask
 from ._results import to_jsonable
-from ._outputs import check_replaceable, clean_stale, is_foreign_staging, make_staging, publish
+from ._outputs import check_output, is_foreign_staging, make_staging, publish
 from ._validation import (AXES, VoxelSize, axis_index, check_finite_block, require_chunks, require_integer_labels,
                           require_ndim)
-from .errors import InputError, OutputExistsError, TwinStoreError
+from .errors import InputError, TwinStoreError
 from .phases import DEFAULT_PHASES, PhaseTable
 
 SCHEMA_VERSION = 1
@@ -417,11 +417,7 @@ def create_twin(
         image = image.map_blocks(check_finite_block, dtype=image.dtype)
     thickness = AXES[axis_index(thickness_axis)]
     side = _check_side(collector_side)
-    clean_stale(path)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise OutputExistsError(f"{path} already exists; choose another output or pass --overwrite")
-        check_replaceable(path)
+    check_output(path, overwrite=overwrite)
     phases = phases or DEFAULT_PHASES
     tmp = make_staging(path.parent, path.name, "partial")
     try:

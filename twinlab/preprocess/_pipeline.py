@@ -15,9 +15,9 @@ import numpy as np
 from .._chunked import is_dask
 from .._memory import return_freed_heap_promptly
 from .._results import Result
-from .._outputs import check_replaceable, clean_stale, make_staging
+from .._outputs import check_output, make_staging
 from .._validation import VoxelSize, axis_index, check_options, require_chunks, require_ndim
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ._align import align_slices
 from ._common import SLAB_BYTES, as_float32, even_chunks, sample_blocks
 from ._denoise import denoise, estimate_noise_sigma, nlm_parameters
@@ -240,12 +240,7 @@ def preprocess_to_twin(
     output_dtype(dtype)
     axis_index(thickness_axis)
     check_collector_side(collector_side)
-    out = Path(output)
-    clean_stale(out)
-    if out.exists() or out.is_symlink():
-        if not overwrite:
-            raise OutputExistsError(f"{out} already exists; choose another output or pass --overwrite")
-        check_replaceable(out)
+    out = check_output(output, overwrite=overwrite)
     vol = read_volume(source, voxel_size=voxel_size, unit=unit, key=key, chunks=chunks)
     output_dtype(dtype, vol.data.dtype)
     staging = make_staging(out.parent, out.name, "stream")

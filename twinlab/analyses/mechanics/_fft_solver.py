@@ -58,6 +58,7 @@ import scipy.fft as sfft
 from ...errors import ConvergenceError, InputError
 from ._laws import BRITTLE, ELASTIC, PLASTIC, update_stress, von_mises
 from ._multigrid import ElasticMultigrid
+from ._multigrid import _dot as _dot_kernel  # one float64-accumulating dot for both solvers
 from ._operator import active_rows, apply_tangent, internal_force, tangent_coefficients
 
 HOURGLASS_COEFF = 1.0 / 96.0
@@ -575,16 +576,6 @@ def _xpby(z, p, beta):
     pf = p.reshape(-1)
     for i in numba.prange(zf.size):
         pf[i] = zf[i] + beta * pf[i]
-
-
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _dot_kernel(a, b):
-    af = a.reshape(-1)
-    bf = b.reshape(-1)
-    acc = 0.0
-    for i in numba.prange(af.size):
-        acc += np.float64(af[i]) * np.float64(bf[i])
-    return acc
 
 
 def _dot(a, b) -> float:

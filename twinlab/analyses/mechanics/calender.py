@@ -44,8 +44,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
-from ..._outputs import check_replaceable, clean_stale, make_staging, publish
-from ...errors import InputError, OutputExistsError
+from ..._outputs import check_output, make_staging, publish
+from ...errors import InputError
 from ...materials import get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
 from ._fft_solver import MechanicsSolver
@@ -270,12 +270,7 @@ def check_calender_request(*, ratios: Sequence[float] | None = None, densities: 
         raise InputError(f"steps must be a positive number of load increments, got {steps}")
     _check_targets(ratios, densities)
     if output is not None:
-        output = Path(output)
-        clean_stale(output)
-        if output.exists() or output.is_symlink():
-            if not overwrite:
-                raise OutputExistsError(f"{output} already exists; choose another output or pass overwrite=True")
-            check_replaceable(output)
+        check_output(output, overwrite=overwrite, hint="pass overwrite=True")
 
 
 # ====================================================================== helpers
