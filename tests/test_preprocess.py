@@ -135,7 +135,9 @@ def test_align_recovers_known_shifts_and_reuses_them():
     true[0] = 0
     stack = np.stack([ndimage.shift(img, s, order=3, mode="nearest") for s in true]).astype(np.float32)
     stack += rng.normal(0, 2, stack.shape).astype(np.float32)
-    aligned, shifts = align_slices(stack, upsample=20)
+    # one static structure: accumulating slice-to-slice shifts recovers the whole random walk (the
+    # default without a fiducial, "detrended", keeps only its fast part: see the next test)
+    aligned, shifts = align_slices(stack, upsample=20, reference="previous")
     assert np.sqrt(np.mean((shifts - true) ** 2)) < 0.15
     again, same = align_slices(stack, shifts=shifts)
     np.testing.assert_array_equal(same, shifts)
@@ -154,8 +156,50 @@ def test_align_ignores_fixed_curtains():
     true[:, 1] = np.arange(6) * 0.7
     curtains = np.tile(rng.normal(0, 25, 96), (96, 1))  # strong stripes fixed in the image frame
     stack = np.stack([ndimage.shift(img, s, order=3, mode="nearest") + curtains for s in true]).astype(np.float32)
-    _, shifts = align_slices(stack)
+    _, shifts = align_slices(stack, reference="previous")  # a steady 0.7 px/slice drift: accumulate
     assert np.sqrt(np.mean((shifts - true) ** 2)) < 0.15
+
+
+def test_detrended_default_corrects_jitter_and_leaves_the_slow_trend():
+    # without a fiducial a slow apparent motion may be structure (a surface inclined to the milling
+    # direction): the default keeps it and corrects fast drift — a jump and its return here
+    rng = np.random.default_rng(5)
+    img = ndimage.gaussian_filter(_plane_image((96, 96), seed=1), 1.0)
+    n = 30
+    slow = np.stack([np.linspace(0, 6, n), np.zeros(n)], axis=1)  # 0.2 px/slice, taken for structure
+    jitter = np.zeros((n, 2))
+    jitter[12:15, 1] = 2.0  # a three-slice jump of 2 px in x, then back
+    stack = np.stack([ndimage.shift(img, s, order=3, mode="nearest")
+                      for s in slow + jitter]).astype(np.float32)
+    stack += rng.normal(0, 2, stack.shape).astype(np.float32)
+    _, shifts = align_slices(stack)
+    prev = align_slices(stack, reference="previous")[1]
+    assert np.abs(prev - slow - jitter).max() < 0.2  # the accumulated shifts follow both
+    # the jump is found against its neighbours (a Gaussian trend of sigma 4 slices takes ~30 % of a
+    # three-slice jump), the slow trend is left in
+    assert np.abs(shifts[12:15, 1] - np.median(shifts[5:10, 1]) - 2.0).max() < 0.7
+    assert np.abs(shifts[:, 0]).max() < 1.0  # the 6 px trend along y stays in the image
+
+
+def test_fiducial_registration_on_the_simulated_cap():
+    from twinlab.datasets.simulators import render_fibsem
+    from twinlab.preprocess import drift_reference, find_fiducial
+
+    lab = (_spheres((24, 96, 128), 12, 10, 30, seed=6) > 0).astype(np.uint8)  # large inclined surfaces
+    st = render_fibsem(lab, fiducial_px=32, drift_px_rms=0.5, seed=2)
+    fid = find_fiducial(st.raw[0])
+    assert fid is not None and fid.rows == st.fiducial_rows == 32
+    assert len(fid.marks_x) >= 4
+    aligned, shifts = align_slices(st.raw)  # the default registers on it and crops the cap
+    assert drift_reference(st.raw) == fid
+    assert aligned.shape == lab.shape
+    err = shifts - st.shifts
+    assert np.sqrt(np.mean(err ** 2)) < 0.08
+    # no fiducial in the frame: the default falls back; asking for one is refused
+    plain = render_fibsem(lab, seed=2)
+    assert find_fiducial(plain.raw[0]) is None
+    with pytest.raises(InputError, match="no fiducial"):
+        align_slices(plain.raw, reference="fiducial")
 
 
 def _striped(seed=0, shape=(2, 256, 192)):

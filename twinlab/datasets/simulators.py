@@ -35,7 +35,7 @@ from ..materials import MATERIALS
 from ..phases import DEFAULT_PHASES, PhaseTable
 
 __all__ = ["FibsemStack", "EbacMap", "render_fibsem", "render_ebac", "NO_ARTEFACTS",
-           "DEFAULT_GREY_LEVELS", "FIB_VOXEL_SIZE"]
+           "DEFAULT_GREY_LEVELS", "FIB_VOXEL_SIZE", "FIDUCIAL_LEVELS"]
 
 #: Typical FIB-SEM voxel (SCIENCE.md §2): 32.5 nm slice step, 37.22 nm pixel.
 FIB_VOXEL_SIZE = VoxelSize(0.0325, 0.03722, 0.03722)
@@ -55,7 +55,11 @@ NO_ARTEFACTS: dict[str, float] = {
 
 _FULL_SCALE = {np.dtype(np.uint16): 65535.0, np.dtype(np.uint8): 255.0, np.dtype(np.float32): 1.0}
 _SLAB = 16  # slices per processing slab: bounds temporaries to ~16 float32 slice copies
-_STREAMS = ("drift", "curtain", "shading", "shot", "gauss")
+_STREAMS = ("drift", "curtain", "shading", "shot", "gauss", "fiducial")  # append only: keeps old streams
+
+#: Grey levels of the fiducial cap (fractions of full scale): vacuum above the block, the carbon pad
+#: that fills the milled marks, and the platinum cap (Pt, Z = 78: far brighter than any electrode phase).
+FIDUCIAL_LEVELS: dict[str, float] = {"vacuum": 0.05, "carbon": 0.30, "platinum": 0.85}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +70,8 @@ class FibsemStack(Result):
     ----------
     raw : ndarray (dtype as requested)
         The simulated acquisition: content drifted per slice, with curtains, shading and noise.
+        With a fiducial (``fiducial_rows > 0``) it has that many extra rows on top (the cap);
+        ``raw[:, fiducial_rows:]`` is the labels' field.
     clean : ndarray (same dtype)
         Ideal rendering: ``grey_levels[phase]`` per voxel, no blur, shine-through, artefact or noise,
         in the drift-free geometry of ``labels``. The reference for PSNR/SSIM.
@@ -79,10 +85,10 @@ class FibsemStack(Result):
         slice-to-slice step an aligner finds is ``np.diff(shifts, axis=0)``.
     stripes : ndarray float32 or None
         Additive curtain field in output grey units, in the labels' geometry (it drifts with
-        the content); ``None`` when ``curtaining == 0``.
+        the content; shape of ``raw``); ``None`` when ``curtaining == 0``.
     shading : ndarray float32 or None
-        Multiplicative low-frequency shading/charging field (mean ≈ 1) in the image frame;
-        ``None`` when ``shading == 0``.
+        Multiplicative low-frequency shading/charging field (mean ≈ 1) in the image frame
+        (shape of ``raw``); ``None`` when ``shading == 0``.
     grey_levels : dict
         Phase name → grey value in output units, for every phase of the table.
     voxel_size : VoxelSize
@@ -91,6 +97,8 @@ class FibsemStack(Result):
         Fraction of ``raw`` voxels clipped at 0 or full scale (0 for float32 output).
     params : dict
         Every parameter used (JSON-able), for provenance.
+    fiducial_rows : int
+        Rows of the fiducial cap above the labels' field in ``raw`` (0: none rendered).
     """
 
     raw: np.ndarray
@@ -103,6 +111,7 @@ class FibsemStack(Result):
     voxel_size: VoxelSize
     clipped_fraction: float
     params: dict[str, Any]
+    fiducial_rows: int = 0
 
     def undo_drift(self, image: np.ndarray | None = None) -> np.ndarray:
         """Shift each slice of ``image`` (default ``raw``) back by ``-shifts`` → float32, labels' geometry.
@@ -120,7 +129,7 @@ class FibsemStack(Result):
         return {"shape": list(self.raw.shape), "dtype": str(self.raw.dtype),
                 "shifts": self.shifts.tolist(), "grey_levels": dict(self.grey_levels),
                 "voxel_size": self.voxel_size.to_dict(), "clipped_fraction": self.clipped_fraction,
-                "params": dict(self.params)}
+                "fiducial_rows": self.fiducial_rows, "params": dict(self.params)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +204,7 @@ def render_fibsem(
     shine_depth_um: float = 0.3,
     blur_sigma_px: float = 0.7,
     pore_phase: str = "pore",
+    fiducial_px: int = 0,
     dtype: Any = np.uint16,
     seed: int = 0,
 ) -> FibsemStack:
@@ -202,7 +212,8 @@ def render_fibsem(
 
     Forward model, per slice z (image (y, x)), in this order:
 
-    1. phase grey levels ``grey_levels[name]``;
+    1. phase grey levels ``grey_levels[name]``; with ``fiducial_px > 0`` a fiducial cap of that
+       many rows is put above the field (see below);
     2. shine-through: in pore voxels, the first solid voxel behind the cut face (at z' > z) shows
        through, ``+= shine_through * (g_solid - g_pore) * exp(-(z' - z) * dz / shine_depth_um)``
        (an unfilled sample; pores look partly solid);
@@ -252,6 +263,16 @@ def render_fibsem(
         In-plane Gaussian PSF sigma, pixels.
     pore_phase : str
         Name of the phase that shows shine-through (needed only when ``shine_through > 0``).
+    fiducial_px : int
+        0 (default): none. ≥ 16: rows of a fiducial cap rendered above the labels' field, as in
+        automated serial sectioning (Zeiss Atlas 3D, FEI/Thermo Auto Slice & View): the block
+        is capped with a deposited Pt pad, marks are milled into it along the milling direction
+        and covered with a carbon pad, so every cut face shows, from the top: vacuum (a quarter
+        of the rows), the carbon pad (a sixth), then the Pt cap with carbon-filled trenches
+        (4 px wide, 19–29 px apart, 60 % of the Pt depth) at the same x in every slice. Grey
+        levels :data:`FIDUCIAL_LEVELS`, a fixed Pt grain texture (2 % std). The cap is part of
+        the sample: it drifts with the content and gets the blur, curtains (under the bright
+        cap every column carries its stripes), shading and noise.
     dtype : uint16, uint8 or float32
         Output type; float32 is in fractions of full scale and never clipped.
     seed : int
@@ -289,6 +310,10 @@ def render_fibsem(
         _positive(params[name], name)
     _in_range(curtain_shadowing, "curtain_shadowing", 0.0, 1.0)
     _in_range(shine_through, "shine_through", 0.0, 1.0)
+    if isinstance(fiducial_px, bool) or not isinstance(fiducial_px, (int, np.integer)) \
+            or not (fiducial_px == 0 or fiducial_px >= 16):
+        raise InputError(f"fiducial_px must be 0 (no fiducial) or an integer ≥ 16 (rows of the cap), "
+                         f"got {fiducial_px!r}")
     if not _nonneg(shading, "shading") < 1:
         raise InputError(f"shading must lie in [0, 1) so the shading field stays positive, got {shading!r}")
     levels, lut, known = _grey_levels(phases, grey_levels)
@@ -298,21 +323,24 @@ def render_fibsem(
                          f"{phases.names}; pass pore_phase=... or shine_through=0")
 
     nz, ny, nx = lab.shape
+    h = int(fiducial_px)
     rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(_STREAMS)))))
     steps = rngs["drift"].normal(0.0, 1.0, (nz, 2)) * drift_px_rms
     steps[0] = 0.0
     shifts = np.cumsum(steps, axis=0)  # random walk; slice 0 is the reference
     amp = _curtain_amplitudes(rngs["curtain"], nz, nx, curtaining, curtain_period_px, curtain_width_px,
                               curtain_coherence_slices) if curtaining > 0 else None
-    shade = _shading_field(rngs["shading"], (nz, ny, nx), shading) if shading > 0 else None
+    shade = _shading_field(rngs["shading"], (nz, h + ny, nx), shading) if shading > 0 else None
     g_lo, g_hi = float(lut[known].min()), float(lut[known].max())
     rank = np.rint(255 * np.clip((lut - g_lo) / max(g_hi - g_lo, 1e-12), 0, 1)).astype(np.uint8)  # 0 darkest
+    cap = _fiducial_cap(rngs["fiducial"], h, nx) if h else None
+    cap_rank = np.rint(255 * np.clip((cap - g_lo) / max(g_hi - g_lo, 1e-12), 0, 1)).astype(np.uint8) if h else None
     pad = int(math.ceil(np.abs(shifts).max())) + 4 if drift_px_rms > 0 else 0
 
     clean_lut = _quantise(lut, full, out_dtype)[0]
-    raw = np.empty(lab.shape, out_dtype)
+    raw = np.empty((nz, h + ny, nx), out_dtype)
     clean = np.empty(lab.shape, out_dtype)
-    stripes = np.empty(lab.shape, np.float32) if amp is not None else None
+    stripes = np.empty(raw.shape, np.float32) if amp is not None else None
     pore_val = phases.value(pore_phase) if shine_through > 0 else -1
     g_pore = float(lut[pore_val]) if shine_through > 0 else 0.0
     next_grey = np.zeros((ny, nx), np.float32)  # grey of the first solid voxel behind (z' > z)
@@ -329,10 +357,14 @@ def render_fibsem(
             dist, behind, next_grey, next_dist = _next_solid(lab[sl], is_pore, lut, next_grey, next_dist)
             gain = shine_through * np.exp(-dist * np.float32(vox.dz / shine_depth_um))
             img = np.where(is_pore, g_pore + gain * (behind - g_pore), img)
+        ranks = rank[lab[sl]]
+        if h:
+            img = np.concatenate([np.broadcast_to(cap, (img.shape[0], h, nx)), img], axis=1)
+            ranks = np.concatenate([np.broadcast_to(cap_rank, (img.shape[0], h, nx)), ranks], axis=1)
         if blur_sigma_px > 0:
             img = ndi.gaussian_filter(img, (0, blur_sigma_px, blur_sigma_px), mode="nearest")
         if amp is not None:
-            above = np.maximum.accumulate(rank[lab[sl]], axis=1)  # brightest material above, per column
+            above = np.maximum.accumulate(ranks, axis=1)  # brightest material above, per column
             st = amp[sl, None, :] * ((1.0 - curtain_shadowing) + (curtain_shadowing / 255) * above)
             stripes[sl] = st * full
             img += st
@@ -353,7 +385,7 @@ def render_fibsem(
     out_levels = {p.name: float(clean_lut[p.value]) for p in phases if p.name in levels}
     return FibsemStack(raw=raw, clean=clean, labels=view, shifts=shifts, stripes=stripes,
                        shading=shade, grey_levels=out_levels, voxel_size=vox,
-                       clipped_fraction=clipped / raw.size, params=to_jsonable(params))
+                       clipped_fraction=clipped / raw.size, params=to_jsonable(params), fiducial_rows=h)
 
 
 def render_ebac(
@@ -661,6 +693,27 @@ def _curtain_amplitudes(rng: np.random.Generator, nz: int, nx: int, std: float, 
     for z in range(1, nz):  # AR(1): stripes persist over ~coherence slices
         amps[z] = rho * amps[z - 1] + math.sqrt(1 - rho**2) * innov[z]
     return (std * (amps @ profiles)).astype(np.float32)
+
+
+def _fiducial_cap(rng: np.random.Generator, h: int, nx: int) -> np.ndarray:
+    """(h, nx) grey image of the fiducial cap (see ``render_fibsem``'s ``fiducial_px``), fractions of full scale."""
+    lv = FIDUCIAL_LEVELS
+    cap = np.full((h, nx), lv["vacuum"], np.float32)
+    top_c = h // 4
+    top_pt = top_c + max(2, h // 6)
+    cap[top_c:top_pt] = lv["carbon"]
+    grain = ndi.gaussian_filter(rng.standard_normal((h - top_pt, nx)).astype(np.float32), 1.0)
+    cap[top_pt:] = lv["platinum"] * (1.0 + 0.02 * grain / max(float(grain.std()), 1e-12))
+    depth = top_pt + int(round(0.6 * (h - top_pt)))
+    # carbon-filled trenches, 24 px apart on average; unequal gaps (a barcode) so the pattern has no
+    # period an aligner could slip by
+    x0, gaps = 6, (19, 29, 23, 26, 21, 27)
+    for k in range(nx):
+        if x0 > nx - 4:
+            break
+        cap[top_pt:depth, x0:x0 + 4] = lv["carbon"]
+        x0 += gaps[k % len(gaps)]
+    return cap
 
 
 def _shading_field(rng: np.random.Generator, shape: tuple[int, int, int], amplitude: float) -> np.ndarray:

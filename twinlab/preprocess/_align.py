@@ -1,4 +1,4 @@
-"""Slice-to-slice drift correction by phase correlation with sub-pixel refinement."""
+"""Drift correction along z: on a fiducial when the frame has one, else by phase correlation of the slices."""
 
 from __future__ import annotations
 
@@ -11,16 +11,21 @@ from scipy import ndimage
 from .._chunked import is_dask
 from ..errors import InputError
 from ._common import as_float32, full_slices
+from ._fiducial import Fiducial, fiducial_drift, find_fiducial
+
+REFERENCES = ("auto", "fiducial", "detrended", "previous", "first")
 
 
 def align_slices(
     stack: Any,
     *,
-    reference: str = "previous",
+    reference: str = "auto",
     upsample: int = 20,
     max_shift_px: float | None = None,
     shifts: Any = None,
     order: int = 3,
+    crop_fiducial: bool = True,
+    trend_slices: float = 4.0,
 ) -> tuple[Any, np.ndarray]:
     """Register the slices of a FIB-SEM stack to each other (drift correction along z).
 
@@ -28,9 +33,26 @@ def align_slices(
     ----------
     stack : (z, y, x) array, numpy or dask
         The slices; z is the milling direction.
-    reference : {"previous", "first"}
-        Register each slice to the previous one and accumulate the shifts (default; follows
-        slowly changing structure) or every slice directly to the first one.
+    reference : {"auto", "fiducial", "detrended", "previous", "first"}
+        ``"fiducial"``: register every slice on the fiducial cap at the top of the frame (the
+        milled marks in the Pt cap of automated serial sectioning; :mod:`._fiducial`) — a static
+        reference, so nothing accumulates and the sample's structure does not enter; refused when
+        the first slice shows none. ``"previous"``: register each slice to the previous one and
+        accumulate the shifts (follows the structure too: surfaces inclined to the milling
+        direction make it wander: measured 13 and 70 px rms over 256 slices of 32.5 nm through
+        generated NCM622 cathodes of 3.0 and 3.6 g/cm³ without any drift). ``"detrended"``: the
+        ``"previous"`` shifts minus their Gaussian trend along z (``trend_slices``): slowly varying
+        apparent motion is taken for structure and left in, only the faster drift (jitter, jumps)
+        is corrected — the principle of aligning to a z-smoothed template (AMST, Hennies et al.,
+        Sci. Rep. 10, 2004 (2020)); on the same drift-free stacks it stays within 0.3–0.5 px rms,
+        with a 0.3 px/slice random-walk drift 2.7–3.5 px rms remain (its slow part, which no
+        content-based registration can tell from inclined surfaces: mill a fiducial). ``"first"``:
+        every slice directly to the first one. ``"auto"`` (default): the fiducial when
+        :func:`find_fiducial` finds one in the first slice, else ``"detrended"``.
+    trend_slices : float
+        Gaussian sigma (slices) of the trend removed by ``"detrended"``.
+    crop_fiducial : bool
+        When registered on a fiducial, return only the sample's field (rows below the cap).
     upsample : int
         Sub-pixel precision 1/``upsample`` px (``skimage.registration.phase_cross_correlation``).
     max_shift_px : float, optional
@@ -58,32 +80,58 @@ def align_slices(
     (bounded memory); applying them is lazy. Slices are shifted whole, so y and x are
     rechunked to single chunks when needed. A single slice gets shift (0, 0).
     """
-    if reference not in ("previous", "first"):
-        raise InputError(f"reference must be 'previous' or 'first', got {reference!r}")
     data = as_float32(stack)
+    fiducial = drift_reference(data, reference)
     if shifts is None:
-        shifts = estimate_drift(data, reference=reference, upsample=upsample, max_shift_px=max_shift_px)
+        shifts = estimate_drift(data, reference=reference, upsample=upsample, max_shift_px=max_shift_px,
+                                fiducial=fiducial, trend_slices=trend_slices)
     shifts = np.asarray(shifts, dtype=np.float64)
     if shifts.shape != (data.shape[0], 2) or not np.isfinite(shifts).all():
         raise InputError(f"shifts must be a finite ({data.shape[0]}, 2) array of (dy, dx) px, got shape "
                          f"{shifts.shape}; pass the shifts returned by align_slices on this stack")
+    crop = (slice(None), slice(fiducial.rows if fiducial is not None and crop_fiducial else 0, None))
     if not is_dask(data):
-        return _shift_block(data, shifts, order=order), shifts
+        return _shift_block(data, shifts, order=order)[crop], shifts
     data = full_slices(data)
     starts = np.concatenate([[0], np.cumsum(data.chunks[0])[:-1]]).astype(int)
     pieces = [da.from_array(shifts[s:s + n], chunks=(n, 2)) for s, n in zip(starts, data.chunks[0])]
     shift_arr = da.concatenate(pieces, axis=0)
     aligned = da.map_blocks(_shift_block_da, data, shift_arr[:, :, None], dtype=np.float32, order=order,
                             meta=np.empty((0, 0, 0), np.float32))
-    return aligned, shifts
+    return aligned[crop], shifts
 
 
-def estimate_drift(stack: Any, *, reference: str = "previous", upsample: int = 20,
-                   max_shift_px: float | None = None) -> np.ndarray:
-    """Cumulative (dy, dx) drift of every slice relative to slice 0, in px (see align_slices)."""
+def drift_reference(stack: Any, reference: str = "auto") -> Fiducial | None:
+    """The fiducial that ``align_slices(stack, reference=reference)`` registers on, or ``None``
+    when it registers on the image content (see :func:`align_slices`)."""
+    if reference not in REFERENCES:
+        raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+    if reference not in ("auto", "fiducial") or stack.ndim != 3 or stack.shape[0] < 2:
+        return None
+    first = stack[0]
+    fiducial = find_fiducial(np.asarray(first.compute() if is_dask(first) else first))
+    if fiducial is None and reference == "fiducial":
+        raise InputError("reference='fiducial' but the first slice shows no fiducial cap (a band brighter than "
+                         "the sample at the top of the frame, with dark milled marks); use reference='previous'")
+    return fiducial
+
+
+def estimate_drift(stack: Any, *, reference: str = "auto", upsample: int = 20,
+                   max_shift_px: float | None = None, fiducial: Fiducial | None = None,
+                   trend_slices: float = 4.0) -> np.ndarray:
+    """(dy, dx) drift of every slice relative to slice 0, in px (see align_slices).
+
+    ``fiducial`` (from :func:`drift_reference`) skips looking for it again.
+    """
     from skimage.registration import phase_cross_correlation
 
     data = as_float32(stack)
+    if fiducial is None and reference in ("auto", "fiducial"):
+        fiducial = drift_reference(data, reference)
+    if fiducial is not None:
+        return fiducial_drift(data, fiducial, upsample=upsample)
+    if not (isinstance(trend_slices, (int, float)) and trend_slices > 0):
+        raise InputError(f"trend_slices must be a number of slices > 0, got {trend_slices!r}")
     nz = data.shape[0]
     inc = np.zeros((nz, 2))
     window = None
@@ -112,7 +160,13 @@ def estimate_drift(stack: Any, *, reference: str = "previous", upsample: int = 2
                 s = np.zeros(2)
             inc[z] = s
             prev = cur
-    return inc if reference == "first" else np.cumsum(inc, axis=0)
+    if reference == "first":
+        return inc
+    shifts = np.cumsum(inc, axis=0)
+    if reference in ("auto", "detrended") and nz > 1:
+        shifts -= ndimage.gaussian_filter1d(shifts, float(trend_slices), axis=0, mode="nearest")
+        shifts -= shifts[0]
+    return shifts
 
 
 def _prepare_for_correlation(image: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from .._results import Result
 from .._outputs import check_output, make_staging
 from .._validation import VoxelSize, axis_index, check_options, require_chunks, require_ndim
 from ..errors import InputError
-from ._align import align_slices
+from ._align import align_slices, drift_reference
 from ._common import SLAB_BYTES, as_float32, even_chunks, sample_blocks
 from ._denoise import denoise, estimate_noise_sigma, nlm_parameters
 from ._destripe import flatten_background, remove_curtaining
@@ -152,8 +152,10 @@ def preprocess_volume(
     warnings: list[str] = []
     if "align" in todo:
         o = opts.get("align", {})
+        fiducial = drift_reference(data, o.get("reference", "auto"))  # for the record: what it registers on
         data, shifts = align_slices(data, **o)
         params["align"] = {**_plain(o), "shifts_px": shifts.tolist(),
+                           "fiducial": None if fiducial is None else fiducial.to_dict(),
                            "drift_rms_step_px": float(np.sqrt(np.mean(np.diff(shifts, axis=0) ** 2)))
                            if len(shifts) > 1 else 0.0}
     if "destripe" in todo:
