@@ -527,7 +527,9 @@ def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:
         "name": "demo_cathode", "output": str(out / "demo_cathode.twin.zarr"),
         "input": {"dataset": "demo_cathode_fibsem"},
         "design": "ncm622", "thickness_axis": "y", "collector_side": "low", "chunks": 64,
-        "preprocess": {"steps": ["align", "destripe", "denoise"]},
+        # the demo stack has no fiducial; at 0.745 µm slice-to-slice registration holds (1.1/0.45 px rms
+        # vs the true drift, Dice pore/active 0.90/0.86) better than the detrended default (1.4/0.9 px)
+        "preprocess": {"steps": ["align", "destripe", "denoise"], "options": {"align": {"reference": "previous"}}},
         "segment": {"phases": ["pore", "cbd", "active", "collector"]},
         # the demo cathode is generated with CBD as its solid volume (make_cathode's default), so its design
         # check compares like with like; at 0.745 µm the CBD is sub-voxel and the check may fail (README)

@@ -64,9 +64,10 @@ class Fiducial:
 def find_fiducial(image: Any) -> Fiducial | None:
     """The fiducial cap at the top of a (y, x) slice, or ``None`` when there is none.
 
-    A cap is a run of at least 4 rows, starting in the top third, whose median grey exceeds the
-    99.9th percentile of the lower two thirds (the sample) and whose column profile has at least
-    one dark mark (columns darker by a quarter of the cap–sample contrast, at least 2 px wide).
+    A cap is a run of at least 4 rows in the top third whose median grey is above half-way from
+    the 99.9th percentile of the lower two thirds (the sample) to the brightest row, and whose
+    column profile has at least one dark mark (columns darker by a quarter of the cap–sample
+    contrast, at least 2 px wide).
     """
     img = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), 1.0)
     ny, nx = img.shape
@@ -76,7 +77,9 @@ def find_fiducial(image: Any) -> Fiducial | None:
     sample_max = float(np.percentile(rest, 99.9))
     sample_mid = float(np.median(rest))
     rows = np.median(img, axis=1)
-    bright = rows > sample_max
+    # the cap is the brightest band; half-way up from the sample keeps a bright neighbour out of it
+    # (a collector foil at the top of the field is brighter than the rest of the sample, not than Pt)
+    bright = rows > 0.5 * (sample_max + float(rows[: ny // 3 + 1].max()))
     runs = _runs(bright[: ny // 3 + 1])
     runs = [(a, b) for a, b in runs if b - a >= 4]
     if not runs:
@@ -90,15 +93,11 @@ def find_fiducial(image: Any) -> Fiducial | None:
     marks = [0.5 * (s + e - 1) for s, e in _runs(dark) if e - s >= 2]
     if not marks:
         return None
-    # the cap's lower edge: where the row profile crosses half-way to the sample just below (a
-    # blurred step crosses its mid-level half a row before the first sample row)
-    below = float(np.median(img[b:min(ny, b + 8)])) if b < ny else sample_mid
-    level = 0.5 * (cap + below)
-    k = b - 1
-    while k + 1 < ny and rows[k + 1] >= level:
-        k += 1
-    edge = k + (rows[k] - level) / max(rows[k] - rows[k + 1], 1e-12) if k + 1 < ny else float(k)
-    start = int(np.clip(np.floor(edge + 1.0), b - 1, ny - 1))
+    # the cap's lower edge: the steepest fall of the row profile near the run's end (the step
+    # between the last cap row and the first sample row; smoothed along x only, so it stays put)
+    prof = np.median(ndimage.gaussian_filter1d(np.asarray(image, dtype=np.float32), 1.0, axis=1), axis=1)
+    lo_k, hi_k = max(a, b - 3), min(ny - 1, b + 3)
+    start = lo_k + 1 + int(np.argmin(np.diff(prof[lo_k:hi_k + 1])))
     return Fiducial(rows=start, band=(int(a), int(b)), marks_x=tuple(float(m) for m in marks),
                     sample_max=sample_max, cap_level=cap)
 
@@ -116,7 +115,7 @@ def fiducial_drift(stack: Any, fiducial: Fiducial, *, upsample: int = 20) -> np.
     # sample): shading/charging scales a slice's grey values, and must not move its edges
     for z in range(nz):
         lo = float(np.percentile(caps[z], 5))
-        bright = caps[z][caps[z] > fiducial.sample_max]
+        bright = caps[z][caps[z] > 0.5 * (fiducial.sample_max + fiducial.cap_level)]
         hi = float(np.median(bright)) if bright.size else fiducial.cap_level
         caps[z] = np.clip((caps[z] - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
     # the cap's lower edge meets changing sample content (its blurred profile shifts with what lies
