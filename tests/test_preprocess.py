@@ -194,7 +194,7 @@ def test_fiducial_registration_on_the_simulated_cap():
     assert drift_reference(st.raw) == fid
     assert aligned.shape == lab.shape
     err = shifts - st.shifts
-    assert np.sqrt(np.mean(err ** 2)) < 0.08
+    assert np.sqrt(np.mean(err ** 2)) < 0.08  # measured 0.032 px rms
     # no fiducial in the frame: the default falls back; asking for one is refused
     plain = render_fibsem(lab, seed=2)
     assert find_fiducial(plain.raw[0]) is None
