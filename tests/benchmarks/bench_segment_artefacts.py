@@ -27,9 +27,10 @@ density    registration             Dice pore/active/CBD   fraction error pore/a
 3.6        true-shifts              0.996 / 0.999 / 0.994  −0.001 / +0.000 / +0.000
 =========  =======================  =====================  ==============================
 
-(true-shifts rows: stacks without the cap, the previous measurement.) On the fiducial the drift (a 0.3 px/slice random walk, up to 6.5 px) is found within 0.021/0.022 px
-rms (y/x), max 0.06 px; without one the detrended shifts are off by 2.7–3.0/3.5 px rms (the slow part of
-the walk is left in, a smooth shear), and the former default (accumulated slice-to-slice shifts)
+(true-shifts rows: stacks without the cap, the previous measurement.) On the fiducial the drift
+(a 0.3 px/slice random walk, up to 6.5 px) is found within 0.021/0.022 px rms (y/x), max 0.06 px;
+without one the detrended shifts are off by 2.7–3.0/3.5 px rms (the slow part of the walk is left
+in, a smooth shear), and the former default (accumulated slice-to-slice shifts)
 wandered 13–70 px rms on drift-free stacks (Dice 0.895/0.927/0.634 and 0.447/0.813/0.312).
 
 At 0.3 µm (``--coarse``, 56 × 72 × 72, refine=on, aligner on the fiducial): 3.0 → 0.957 / 0.971 /

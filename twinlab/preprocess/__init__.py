@@ -24,6 +24,7 @@ from ._resample import resample_isotropic
 
 __all__ = [
     "STEPS", "Fiducial", "PreprocessResult", "align_slices", "check_step_options", "denoise", "drift_reference",
-    "estimate_drift", "estimate_noise_sigma", "find_fiducial", "flatten_background", "nlm_parameters", "output_dtype", "parse_steps",
-    "preprocess_to_twin", "preprocess_volume", "remove_curtaining", "resample_isotropic", "stream_to_zarr",
+    "estimate_drift", "estimate_noise_sigma", "find_fiducial", "flatten_background", "nlm_parameters",
+    "output_dtype", "parse_steps", "preprocess_to_twin", "preprocess_volume", "remove_curtaining",
+    "resample_isotropic", "stream_to_zarr",
 ]
