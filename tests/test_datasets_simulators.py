@@ -253,6 +253,28 @@ def test_to_dict_is_json_without_arrays(all_phase_labels):
     assert d["params"]["grey_levels"]["pore"] == DEFAULT_GREY_LEVELS["pore"]
 
 
+def test_fiducial_cap_sits_above_the_field_and_drifts_with_it(all_phase_labels):
+    from twinlab.datasets.simulators import FIDUCIAL_LEVELS
+
+    plain = render_fibsem(all_phase_labels, **NO_ARTEFACTS)
+    s = render_fibsem(all_phase_labels, **NO_ARTEFACTS, fiducial_px=24)
+    assert s.fiducial_rows == 24 and s.raw.shape == (20, 24 + 41, 37) and s.clean.shape == all_phase_labels.shape
+    np.testing.assert_array_equal(s.raw[:, 24:], plain.raw)  # the field is untouched
+    cap = s.raw[0, :24].astype(float) / 65535
+    assert abs(cap[0].mean() - FIDUCIAL_LEVELS["vacuum"]) < 1e-3  # vacuum on top
+    pt = cap[-1]  # the cap's last row: Pt below the marks' depth
+    assert abs(np.median(pt) - FIDUCIAL_LEVELS["platinum"]) < 0.03
+    marked = cap[12]  # a row through the marks: carbon-filled trenches 4 px wide
+    assert 2 <= (np.abs(marked - FIDUCIAL_LEVELS["carbon"]) < 1e-3).sum() // 4 <= 3
+    np.testing.assert_array_equal(s.raw[:, :24], np.broadcast_to(s.raw[0, :24], (20, 24, 37)))  # static along z
+    # drift moves the cap with the field (band-limited by the PSF, so the Fourier shift inverts)
+    still = render_fibsem(all_phase_labels, **{**NO_ARTEFACTS, "blur_sigma_px": 1.0}, fiducial_px=24)
+    d = render_fibsem(all_phase_labels, **{**NO_ARTEFACTS, "blur_sigma_px": 1.0, "drift_px_rms": 0.5}, fiducial_px=24)
+    inner = (slice(None), slice(4, 20), slice(5, -5))  # away from the frame's edges (reflect padding)
+    err = np.abs(d.undo_drift()[inner] - still.raw[inner].astype(np.float32)) / 65535
+    assert np.abs(d.shifts).max() > 1 and np.median(err) < 0.002 and err.max() < 0.05, (np.median(err), err.max())
+
+
 # -- FIB-SEM: bad input ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("labels, kwargs, match", [
@@ -269,6 +291,7 @@ def test_to_dict_is_json_without_arrays(all_phase_labels):
     (np.zeros((4, 5, 6), np.uint8), {"grey_levels": {"epoxy": 0.2}}, "epoxy"),
     (np.zeros((4, 5, 6), np.uint8), {"dtype": np.int32}, "dtype"),
     (np.zeros((0, 5, 6), np.uint8), {}, "empty"),
+    (np.zeros((4, 5, 6), np.uint8), {"fiducial_px": 8}, "fiducial_px"),
 ])
 def test_render_fibsem_bad_input(labels, kwargs, match):
     with pytest.raises(InputError, match=match):
