@@ -1,7 +1,8 @@
 """Geometric multigrid preconditioner for the element-by-element elasticity operator.
 
 The fine operator is the fused one-point hexahedron of :mod:`._operator` (nodes at voxel corners,
-periodic grid, 3 unknowns per node). The preconditioner is one symmetric V-cycle:
+periodic grid, 3 unknowns per node). The preconditioner is one cycle, in float32 inside the
+solver's float64 flexible CG (as the transport solver does):
 
 * **Coarse grids** halve every axis longer than 2 nodes (``ceil(n/2)`` nodes; on an odd periodic
   axis the last coarse element spans a single fine element). Coarse node ``I`` sits on fine node
@@ -9,32 +10,48 @@ periodic grid, 3 unknowns per node). The preconditioner is one symmetric V-cycle
   transpose ``R = Pᵀ`` — the same ideas as the transport solver's aggregation hierarchy
   (:mod:`twinlab.analyses._multigrid`), with linear instead of piecewise-constant transfer
   because elasticity needs the rigid rotations and linear fields represented on every level.
-* **Galerkin coarse operators** ``A_c = Pᵀ A P``: trilinear P is local, so the product is again
-  a sum of (dense, 24 × 24, stored packed) coarse element matrices, each the sum over its 8
-  children of ``P_posᵀ K_child P_pos`` (see the section below). Void children contribute nothing,
-  so a coarse element that is partly pore carries only its solid children's stiffness, where they
-  are; a coarse node whose elements are all void has no stiffness (left alone by the smoother,
-  dropped from the coarsest solve). Rediscretisation (one-point coarse elements with the children's
-  mean stiffness) was tried first: 61 → 119 iterations from 32³ to 48³ on the benchmark electrode,
+* **Galerkin coarse operators** ``A_c = Pᵀ A P``: trilinear P is local, so the product is a sum
+  of coarse element matrices (24 × 24, packed), each the sum over its 8 children of
+  ``P_posᵀ K_child P_pos`` (see the section below). Void children contribute nothing, so a coarse
+  element that is partly pore carries only its solid children's stiffness, where they are; a
+  coarse node whose elements are all void has no stiffness (left alone by the smoother, dropped
+  from the coarsest solve). Rediscretisation (one-point coarse elements with the children's mean
+  stiffness) was tried first: 61 → 119 iterations from 32³ to 48³ on the benchmark electrode,
   against 40 → 73 with Galerkin at the same smoother. The first coarse level comes from the fine
   ``L, M, k_hg`` by one matrix product with 81 constant matrices (plus the J2 rank-one terms of
-  yielded voxels), so rebuilding after the per-voxel stiffness changed (a Newton step, a contact
-  state) costs a few passes; memory is 300 floats per coarse element (≈ 37 floats per fine voxel).
-* **Smoother**: Chebyshev polynomial of degree ``degree`` in ``D⁻¹A`` with ``D`` the 3 × 3 node
-  blocks of the operator (inverted per node; zero for nodes without stiffness). Chebyshev–Jacobi
-  is symmetric, needs no colouring, copes with 10⁵ stiffness contrasts and void nodes, and its
-  target interval ``[λ_max/ratio, λ_max]`` uses the element bound ``λ_max(D⁻¹A) ≤ 8``.
-* **Coarsest grid** (≤ ``coarse_nodes`` nodes): the operator assembled from the element matrices,
+  yielded voxels). The element matrices exist only while the hierarchy is built: every coarse
+  level is **applied as an assembled 27-point stencil of 3 × 3 node blocks** (:func:`stencil_apply`,
+  a gather that vectorises along the last axis), ~4× faster per node than applying the 8 packed
+  element matrices around each node (scalar triangular loops with a scatter; 38 ms vs a 16 ms fine
+  sweep at 64³ before).
+* **Smoother**: Chebyshev polynomial of degree ``degree`` (fine) / ``coarse_degree`` in ``D⁻¹A``
+  with ``D`` the 3 × 3 node blocks of the operator (inverted per node; zero for nodes without
+  stiffness). Chebyshev–Jacobi is symmetric, needs no colouring, copes with 10⁵ stiffness
+  contrasts and void nodes, and its target interval ``[λ_max/ratio, λ_max]`` uses the element
+  bound ``λ_max(D⁻¹A) ≤ 8``.
+* **K-cycle** (Notay & Vassilevski 2008) on the coarse levels: each coarse problem gets two
+  flexible-CG steps preconditioned by the cycle below instead of one V-cycle. Measured at 66 × 64²:
+  the V-cycle needs 142 CG iterations, the K-cycle 81 (97 with coarse degree 2); with an almost
+  exact level-1 solve 37 at 48³ against 63 for the V-cycle, so most of the V-cycle's growth with
+  the number of levels is inexact coarse solves.
+* **Coarsest grid** (≤ ``coarse_nodes`` nodes): the operator assembled from its stencil,
   restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
   motions of the periodic cell and of pieces floating at that level are its null space).
 
-Status (measured, bench_mechanics.py, porous electrode with zero-stiffness pores, 2 loaded cores):
-CG iterations to 1e-5: 29 (34 × 32²), 142 (66 × 64², float64; 18.7 s) against 748 (10.1 s) with
-the FFT preconditioner in the same run — not yet size-independent (trilinear coarse spaces glue particles that a voxel gap
-separates: smoothed-aggregation-like, connectivity-aware coarse spaces are the known remedy). One
-iteration costs ~10 FFT-preconditioned ones (131 vs 13.5 ms at 64³): the packed dense
-coarse-element kernel (:func:`dense_apply`) dominates. Next steps: apply level 1 from its 81 child coefficients (no dense matrices), vectorise
-the dense kernel across elements, K-cycle on the coarse levels.
+Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine
+voxel, all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work
+vectors ≈ 110 B: ≈ 250 B per fine voxel besides the solver's own float64 CG vectors (5 × 24 B)
+and coefficients (24 B); while the hierarchy is built the packed level-1 element matrices add
+150 B per fine voxel.
+
+Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
+tests/benchmarks/bench_mechanics.py. The coarse spaces are still the limit: iterations grow with
+the grid (40 → 53 → 97 → 144 at 32³ / 48³ / 64³ / 128³ with the K-cycle) because trilinear coarse
+functions glue particles that a voxel gap separates. pyamg's smoothed aggregation (rigid-body
+near-null space, on the assembled fine matrix restricted to nodes with stiffness) needs 24 CG
+iterations at both 32³ and 48³ on the same electrode — size-independent — but its set-up on the
+assembled fine matrix (12–17 s there, ~500 M non-zeros at 128³) rules it out per Newton step: an
+aggregation-based, connectivity-aware first coarse level built from the voxel stencil is the next step.
 """
 
 from __future__ import annotations
