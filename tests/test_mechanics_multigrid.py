@@ -96,6 +96,14 @@ def test_galerkin_coarse_operators_equal_rap_of_the_assembled_matrix(shape, plas
         u = np.random.default_rng(4).standard_normal((3, *lev.shape))
         out = lev.apply(u, np.empty_like(u))  # the stencil kernel
         np.testing.assert_allclose(out.reshape(-1), a @ u.reshape(-1), rtol=0, atol=1e-10 * np.abs(out).max())
+        if lev.dinv is not None:  # the smoother's node blocks: the inverted 3 × 3 diagonal blocks of RAP
+            n = int(np.prod(lev.shape))
+            blocks = np.stack([np.stack([a[m * n:(m + 1) * n, mm * n:(mm + 1) * n].diagonal() for mm in range(3)], -1)
+                               for m in range(3)], -2)
+            live = np.trace(blocks, axis1=1, axis2=2) > 0
+            full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
+            got = np.stack([np.stack([lev.dinv[full[m][mm]].reshape(-1) for mm in range(3)], -1) for m in range(3)], -2)
+            np.testing.assert_allclose(got[live], np.linalg.inv(blocks[live]), rtol=1e-8, atol=0)
         shp = lev.shape
 
 

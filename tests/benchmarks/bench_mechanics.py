@@ -182,8 +182,8 @@ def scaling_part(args) -> None:
         hier = solver._mg.nbytes
         vectors = 5 * 3 * voxels * solver.dtype.itemsize + solver._coef.nbytes  # x, r, p, q, z and L, M, k_hg
         rows.append((n, its))
-        print(f"  {lam.shape}: multigrid {its} CG iterations to 1e-5 in {el:.1f} s ({el / its * 1e3:.0f} ms/iteration = "
-              f"{el / its / peer:.2f}× the 6+6 FFT pair {peer * 1e3:.0f} ms), hierarchy set-up ~{setup:.1f} s "
+        print(f"  {lam.shape}: multigrid {its} CG iterations to 1e-5 in {el:.1f} s "
+              f"({el / its * 1e3:.0f} ms/iteration = {el / its / peer:.2f}× the 6+6 FFT pair {peer * 1e3:.0f} ms), hierarchy set-up ~{setup:.1f} s "
               f"(incl. first-call compile), {len(solver._mg.levels)} levels, hierarchy {hier / 2**20:.0f} MiB, "
               f"solve {(hier + vectors) / voxels:.0f} B/voxel | peak RSS {rss_mib():.0f} MiB | {uptime()}",
               flush=True)
