@@ -131,7 +131,7 @@ class MechanicsSolver:
         electrode, same process, 2 heavily shared cores (load 4–8): 130 × 128², multigrid 144
         iterations 376 s against FFT (float32) 1092 iterations 410 s; 66 × 64² on one thread,
         multigrid 97 iterations 22.8 s against 751 iterations 23.5 s. Its iterations still grow
-        with the grid (40 / 53 / 97 / 144 at 32³ / 48³ / 64³ / 128³), so neither is clearly faster
+        with the grid (31 / 97 / 144 at 32³ / 64³ / 128³), so neither is clearly faster
         and the FFT stays the default.
     """
 

@@ -46,7 +46,7 @@ and coefficients (24 B); while the hierarchy is built the packed level-1 element
 
 Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
 tests/benchmarks/bench_mechanics.py. The coarse spaces are still the limit: iterations grow with
-the grid (40 → 53 → 97 → 144 at 32³ / 48³ / 64³ / 128³ with the K-cycle) because trilinear coarse
+the grid (31 → 97 → 144 at 32³ / 64³ / 128³ with the K-cycle) because trilinear coarse
 functions glue particles that a voxel gap separates. pyamg's smoothed aggregation (rigid-body
 near-null space, on the assembled fine matrix restricted to nodes with stiffness) needs 24 CG
 iterations at both 32³ and 48³ on the same electrode — size-independent — but its set-up on the
