@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twinlab.analyses.mechanics._multigrid import (ElasticMultigrid, assemble, assemble_dense,
-                                                   dense_apply, node_block_inverse, prolongation_matrix)
+from twinlab.analyses.mechanics._multigrid import (ElasticMultigrid, assemble, node_block_inverse,
+                                                   prolongation_matrix)
 from twinlab.analyses.mechanics._operator import active_rows, apply_tangent, tangent_coefficients
 
 
@@ -91,11 +91,19 @@ def test_galerkin_coarse_operators_equal_rap_of_the_assembled_matrix(shape, plas
     for lev in mg.levels[1:]:
         p = prolongation_matrix(shp)
         a = (p.T @ a @ p).tocsr()
-        got = assemble_dense(lev.ke)
+        got = lev.assemble()  # from the node stencil
         assert abs(got - a).max() <= 1e-10 * abs(a).max()
         u = np.random.default_rng(4).standard_normal((3, *lev.shape))
-        out = dense_apply(lev.ke, u, np.empty_like(u))
+        out = lev.apply(u, np.empty_like(u))  # the stencil kernel
         np.testing.assert_allclose(out.reshape(-1), a @ u.reshape(-1), rtol=0, atol=1e-10 * np.abs(out).max())
+        if lev.dinv is not None:  # the smoother's node blocks: the inverted 3 × 3 diagonal blocks of RAP
+            n = int(np.prod(lev.shape))
+            blocks = np.stack([np.stack([a[m * n:(m + 1) * n, mm * n:(mm + 1) * n].diagonal() for mm in range(3)], -1)
+                               for m in range(3)], -2)
+            live = np.trace(blocks, axis1=1, axis2=2) > 0
+            full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
+            got = np.stack([np.stack([lev.dinv[full[m][mm]].reshape(-1) for mm in range(3)], -1) for m in range(3)], -2)
+            np.testing.assert_allclose(got[live], np.linalg.inv(blocks[live]), rtol=1e-8, atol=0)
         shp = lev.shape
 
 
@@ -132,10 +140,11 @@ def test_node_blocks_and_one_smoothing_sweep_equal_the_assembled_formula(plastic
 
 
 def test_vcycle_is_a_symmetric_positive_preconditioner():
-    """CG needs a symmetric positive M⁻¹: uᵀ M⁻¹ v = vᵀ M⁻¹ u and uᵀ M⁻¹ u > 0 (float64)."""
+    """CG needs a symmetric positive M⁻¹: uᵀ M⁻¹ v = vᵀ M⁻¹ u and uᵀ M⁻¹ u > 0 (float64; the
+    V-cycle: the K-cycle is nonlinear in its argument, which the solver's flexible CG allows)."""
     shape = (10, 9, 12)
     coef, pvec, q = _material(shape, seed=7)
-    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, kcycle=False)
     rng = np.random.default_rng(8)
     live = np.broadcast_to(mg.fine_mask, (3, *shape))
     u = rng.standard_normal((3, *shape)) * live

@@ -7,7 +7,8 @@ Prints, measured in the same run (the machine is shared: ratios matter, not abso
 * multigrid scaling (``preconditioner="multigrid"``): CG iterations and time to a relative residual of
   1e-5 for the porous electrode at each of ``--sizes`` (target ≤ 80 at 128³, growth < 1.5× from
   the smallest to the largest), set-up time, hierarchy memory and bytes per voxel of the solve,
-  next to the same FFT-pair peer and to the FFT preconditioner's iteration count at ``--n``;
+  next to the FFT-pair peer and, up to ``--fft-peer-max``, the FFT-preconditioned solve of the same
+  cell in the same run (iterations, time and the multigrid/FFT time ratio);
 * one calendering increment at ``--increment-n``³ and its peak RSS (target: fits in 8 GiB);
 * the peer: a forward + inverse real 3D FFT of all 6 independent strain components (scipy.fft,
   workers=2), float64 and float32, at the solver's grid size;
@@ -91,6 +92,8 @@ def main() -> None:
     ap.add_argument("--calender-tol", type=float, default=None, help="Newton tolerance (default: calender's)")
     ap.add_argument("--repeat", type=int, default=3, help="fixed-count timing pairs (best is reported)")
     ap.add_argument("--sizes", default="64,128,256", help="multigrid scaling sizes ('' to skip)")
+    ap.add_argument("--fft-peer-max", type=int, default=128, help="largest size of the FFT peer solve in the "
+                    "scaling part")
     ap.add_argument("--increment-n", type=int, default=256, help="size of the one-increment memory check (0 skips)")
     ap.add_argument("--preconditioner", default="fft", help="preconditioner of the per-iteration FFT-ratio part, "
                     "the increment and the calendering parts")
@@ -148,33 +151,50 @@ def cg_part(args) -> None:
     print("load:", uptime(), f"peak RSS {rss_mib():.0f} MiB", flush=True)
 
 
+def _solve_to_1e5(lam, mu, preconditioner, dtype, args):
+    """(iterations, seconds, solver) of one solve to a relative residual of 1e-5 after a warm-up
+    solve (which builds the multigrid hierarchy and compiles, once); iterations None if it failed."""
+    t0 = time.perf_counter()
+    solver = MechanicsSolver(lam, mu, dtype=dtype, workers=args.workers, preconditioner=preconditioner)
+    solver.solve_linear([-0.01, 0, 0, 0, 0, 0], rtol=0.5)
+    setup = time.perf_counter() - t0
+    t = time.perf_counter()
+    try:
+        _, its = solver.solve_linear([-0.01, 0, 0, 0, 0, 0], rtol=1e-5, maxiter=args.maxiter)
+    except ConvergenceError as exc:
+        print(f"  {preconditioner}: {exc}", flush=True)
+        return None, time.perf_counter() - t, setup, solver
+    return its, time.perf_counter() - t, setup, solver
+
+
 def scaling_part(args) -> None:
-    """Multigrid-preconditioned CG to 1e-5 on the porous electrode at several sizes (float32)."""
+    """Multigrid-preconditioned CG to 1e-5 on the porous electrode at several sizes, and the FFT
+    preconditioner (float32, its faster precision) on the same cell in the same run up to
+    ``--fft-peer-max``."""
     rows = []
     for n in [int(v) for v in args.sizes.split(",")]:
         lab, lam, mu = electrode_cell(n)
         peer = fft_pair_time(lam.shape, "float32", 6, workers=args.workers)
-        t0 = time.perf_counter()
-        solver = MechanicsSolver(lam, mu, dtype="float32", workers=args.workers, preconditioner="multigrid")
-        solver.solve_linear([-0.01, 0, 0, 0, 0, 0], rtol=0.5)  # builds the hierarchy (and compiles, once)
-        setup = time.perf_counter() - t0
-        t = time.perf_counter()
-        try:
-            _, its = solver.solve_linear([-0.01, 0, 0, 0, 0, 0], rtol=1e-5, maxiter=args.maxiter)
-        except ConvergenceError as exc:
-            print(f"  {n}³: {exc}", flush=True)
+        its, el, setup, solver = _solve_to_1e5(lam, mu, "multigrid", "float64", args)
+        if its is None:
             continue
-        el = time.perf_counter() - t
         voxels = lam.size
         hier = solver._mg.nbytes
-        vectors = 5 * 3 * voxels * 4 + solver._coef.nbytes  # x, r, p, q, z and L, M, k_hg
+        vectors = 5 * 3 * voxels * solver.dtype.itemsize + solver._coef.nbytes  # x, r, p, q, z and L, M, k_hg
         rows.append((n, its))
-        print(f"  {lam.shape}: {its} CG iterations to 1e-5 in {el:.1f} s ({el / its * 1e3:.0f} ms/iteration = "
-              f"{el / its / peer:.2f}× the 6+6 FFT pair {peer * 1e3:.0f} ms), hierarchy set-up ~{setup:.1f} s "
+        print(f"  {lam.shape}: multigrid {its} CG iterations to 1e-5 in {el:.1f} s "
+              f"({el / its * 1e3:.0f} ms/iteration = {el / its / peer:.2f}× the 6+6 FFT pair {peer * 1e3:.0f} ms), hierarchy set-up ~{setup:.1f} s "
               f"(incl. first-call compile), {len(solver._mg.levels)} levels, hierarchy {hier / 2**20:.0f} MiB, "
               f"solve {(hier + vectors) / voxels:.0f} B/voxel | peak RSS {rss_mib():.0f} MiB | {uptime()}",
               flush=True)
         del solver
+        if n <= args.fft_peer_max:
+            fits, fel, _, fsolver = _solve_to_1e5(lam, mu, "fft", "float32", args)
+            del fsolver
+            if fits is not None:
+                print(f"  {lam.shape}: FFT (float32) {fits} CG iterations to 1e-5 in {fel:.1f} s "
+                      f"({fel / fits * 1e3:.0f} ms/iteration) → multigrid/FFT time {el / fel:.2f}×, iterations "
+                      f"{its / fits:.3f}× | {uptime()}", flush=True)
     if len(rows) >= 2:
         print(f"  iterations grow {rows[-1][1] / rows[0][1]:.2f}× from {rows[0][0]}³ to {rows[-1][0]}³ "
               "(target < 1.5×)", flush=True)

@@ -2,8 +2,9 @@
 
 Two preconditioners for the CG solves: the FFT (Lippmann–Schwinger type) one described below
 (default) and a geometric multigrid on the voxel hierarchy (``preconditioner="multigrid"``,
-:mod:`._multigrid`: Galerkin coarse operators, Chebyshev node-block Jacobi smoothing; 5–10× fewer
-iterations on porous electrodes, float64, but slower per iteration as measured so far).
+:mod:`._multigrid`: Galerkin coarse stencils, Chebyshev node-block Jacobi smoothing, K-cycle, a
+float32 cycle inside a float64 CG; 7.6× fewer iterations on the 128³ porous electrode, each ~7×
+dearer: about the same time as the float32 FFT solver, see :class:`MechanicsSolver`).
 
 Discretisation
 --------------
@@ -112,7 +113,8 @@ class MechanicsSolver:
         Law per voxel (``ELASTIC``, ``PLASTIC``, ``BRITTLE``); default all elastic.
     dtype : float32 or float64
         Precision of the FFT-preconditioned solver (float32 halves memory and time). The multigrid
-        solves in float64 regardless: in float32 its CG stalled near 1e-4 on late Newton steps.
+        CG runs in float64 regardless (in float32 it stalled near 1e-4 on late Newton steps); its
+        cycle runs in float32.
     workers : int
         Threads for ``scipy.fft`` and the numba kernels.
     plastic_regularization : float
@@ -124,10 +126,13 @@ class MechanicsSolver:
     preconditioner : "fft" or "multigrid"
         ``"fft"`` (default): the exact inverse of a homogeneous reference medium (Lippmann–Schwinger
         type; ~1000 iterations on a porous electrode, each ≈ 1.1 FFT pairs). ``"multigrid"``: a
-        geometric-multigrid V-cycle on the voxel hierarchy (:mod:`._multigrid`, rebuilt whenever the
-        tangent changes): 5× fewer iterations, but slower overall as measured (bench_mechanics, same
-        run, 66 × 64², float64, to 1e-5: multigrid 142 iterations 18.7 s, FFT 748 iterations 10.1 s)
-        — its dense coarse-level kernel is not yet fast, so the FFT stays the default.
+        geometric-multigrid K-cycle on the voxel hierarchy (:mod:`._multigrid`, rebuilt whenever the
+        tangent changes). Measured to a relative residual of 1e-5 on the benchmark's porous
+        electrode, same process, 2 heavily shared cores (load 4–8): 130 × 128², multigrid 144
+        iterations 376 s against FFT (float32) 1092 iterations 410 s; 66 × 64² on one thread,
+        multigrid 97 iterations 22.8 s against 751 iterations 23.5 s. Its iterations still grow
+        with the grid (31 / 97 / 144 at 32³ / 64³ / 128³), so neither is clearly faster
+        and the FFT stays the default.
     """
 
     def __init__(self, lam_mpa, mu_mpa, *, voxel_size=(1.0, 1.0, 1.0), yield_mpa=None, code=None,
@@ -365,7 +370,8 @@ class MechanicsSolver:
                 z[...] = sfft.irfftn(rh, s=self.shape, axes=(1, 2, 3), workers=self.workers)
             return fft
         if self._mg is None:
-            self._mg = ElasticMultigrid(coef, pvec, self._q)
+            # a float32 cycle inside the float64 CG (flexible β): half the memory traffic of the cycle
+            self._mg = ElasticMultigrid(coef, pvec, self._q, dtype=np.float32)
         elif coef is not self._mg_coef:
             self._mg.update(coef, pvec)
         self._mg_coef = coef
