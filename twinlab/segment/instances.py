@@ -49,7 +49,8 @@ from ..phases import DEFAULT_PHASES, PhaseTable
 
 DEFAULT_DEPTH = 24  # halo in voxels for chunked watershed
 DEFAULT_CRACK_WIDTH_UM = 1.0  # widest crack inside a particle that still keeps it whole (NCM: 0.1–1 µm)
-MERGE_RULE = (0.6, 0.98)  # crack share, solidity ratio (merge_cracked_fragments)
+MERGE_RULE = (0.6, 0.98)  # crack share, solidity ratio (merge_cracked_fragments, second stage)
+CUT_RULE = (0.3, 0.8, 1.5)  # crack share, saddle ratio, cut area / V^(2/3) (merge_cracked_fragments, first stage)
 DEFAULT_MIN_VOLUME_UM3 = 0.1  # specks below this are not particles (a 0.58 µm sphere)
 
 
@@ -163,29 +164,48 @@ def merge_cracked_fragments(
     crack: np.ndarray,
     *,
     voxel_size_um: Any = None,
-    min_crack_share: float = 0.6,
-    solidity_ratio: float = 0.98,
+    min_crack_share: float = MERGE_RULE[0],
+    solidity_ratio: float = MERGE_RULE[1],
+    cut_rule: tuple[float, float, float] | None = CUT_RULE,
 ) -> np.ndarray:
-    """Merge neighbouring regions that meet across cracks and together form one convex body.
+    """Merge neighbouring regions that meet across cracks: the pieces of one cracked particle.
 
-    A region-adjacency graph over face-neighbouring voxels of different labels: for each pair,
-    the boundary area A and the crack area C (faces with a crack voxel on either side). Pairs with
-    ``C ≥ min_crack_share · A`` — they meet across a crack, not on solid contact — are taken in
-    order of decreasing C and merged when the union is at least as convex as the less convex of the
-    two: its solidity (volume over the volume of its convex hull, voxel-centre hull grown by half a
-    voxel) is at least ``solidity_ratio`` times theirs. The pieces of a cracked or shattered
-    particle fit back into one round particle (two half balls of radius 12 voxels: 0.954 and 0.947,
-    0.942 together: the half-voxel hull growth is approximate, hence a ratio a little below 1),
-    two touching spheres do not (about 0.8 together; the pore around their contact, bridged by
-    the envelope closing, reads as crack). A merged region is tested again as a whole with its
-    next neighbour. On the generated damaged cathode (0.1 µm voxels) pairs of one particle
-    meeting across cracks had ratios ≥ 0.99, pairs of two particles ≤ 0.96 but for one in four.
+    Two stages on a region-adjacency graph (face-neighbouring voxels of different labels; for
+    each pair the boundary area A and the crack area C, faces with a crack voxel on either side).
+
+    1. *Cuts* (``cut_rule = (share, saddle, cut)``). A crack cuts a particle along a surface
+       that spans the piece it cuts off, and the particle with its crack filled is one round
+       body; a neck between two particles is small beside either of them and the envelope
+       narrows there. A pair is merged when (a) ``C ≥ share · A`` (they meet across void, not on
+       solid contact), (b) the largest distance to the envelope's surface on their boundary
+       (envelope = every labelled voxel, cracks included) is at least ``saddle`` times the
+       smaller of the two regions' largest distances (the envelope's distance map has no saddle
+       between them), and (c) ``A ≥ cut · V^(2/3)`` of the smaller region (``V^(1/2)`` in 2D;
+       a plane through a ball's centre: 1.9; a chip cut off at 30 % of the radius: 4; the
+       contact disc of two equal balls once the closing has bridged the pore wedge around it:
+       about 0.4). Pairs are merged greedily in order of decreasing ``A / V^(2/3)``; a merged
+       region's boundaries, volume and peak are the sums / maxima of its members', and its
+       pairs are scored again. ``None`` skips this stage.
+    2. *Convex bodies* (``min_crack_share``, ``solidity_ratio``). Pairs of the regions left with
+       ``C ≥ min_crack_share · A`` are taken in order of decreasing C and merged when the union
+       is at least as convex as the less convex of the two: its solidity (volume over the volume
+       of its convex hull, voxel-centre hull grown by half a voxel) is at least
+       ``solidity_ratio`` times theirs. The pieces of a cracked or shattered particle fit back
+       into one round particle (two half balls of radius 12 voxels: 0.954 and 0.947, 0.942
+       together: the half-voxel hull growth is approximate, hence a ratio a little below 1), two
+       touching spheres do not (about 0.8 together). A merged region is tested again as a whole
+       with its next neighbour.
+
+    On the generated damaged cathode of ``tests/benchmarks/bench_cracks.py`` (0.1 µm voxels) the
+    cut stage and the convex-body stage each leave pieces the other joins.
 
     Parameters
     ----------
     labels : (z, y, x) or (y, x) int array covering the particle envelopes (crack voxels labelled).
     crack : bool array of the same shape: crack voxels (envelope voxels that are not solid).
     voxel_size_um : voxel size (µm), default 1.
+    min_crack_share, solidity_ratio : the convex-body stage.
+    cut_rule : (share, saddle, cut) of the cut stage, or None.
 
     Returns
     -------
@@ -196,8 +216,11 @@ def merge_cracked_fragments(
     if labels.shape != crack.shape:
         raise InputError(f"crack has shape {crack.shape}, labels {labels.shape}; give masks of the same volume")
     vs = VoxelSize.parse(voxel_size_um if voxel_size_um is not None else 1.0)
-    return _merge_cracked(labels.astype(np.int64), crack, vs.as_tuple()[-labels.ndim:], min_crack_share,
-                          solidity_ratio)
+    anis = vs.as_tuple()[-labels.ndim:]
+    labels = labels.astype(np.int64)
+    if cut_rule is not None:
+        labels = _merge_cuts(labels, crack, anis, *cut_rule)
+    return _merge_cracked(labels, crack, anis, min_crack_share, solidity_ratio)
 
 
 # ============================================================================ kernels
@@ -207,6 +230,89 @@ def _equivalent_voxels(volume_um3: float, anisotropy: Sequence[float]) -> float:
         return volume_um3 / float(np.prod(anisotropy))
     d = (6.0 * volume_um3 / math.pi) ** (1.0 / 3.0)
     return math.pi / 4.0 * d * d / float(np.prod(anisotropy))
+
+
+def _pair_faces(labels: np.ndarray):
+    """Per axis: (lo view, hi view, mask of faces between two different non-zero labels)."""
+    for ax in range(labels.ndim):
+        lo = [slice(None)] * labels.ndim
+        hi = [slice(None)] * labels.ndim
+        lo[ax] = slice(0, -1)
+        hi[ax] = slice(1, None)
+        a, b = labels[tuple(lo)], labels[tuple(hi)]
+        yield ax, tuple(lo), tuple(hi), (a > 0) & (b > 0) & (a != b)
+
+
+def _merge_cuts(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float], share: float, saddle: float,
+                cut: float, *, threads: int = 1) -> np.ndarray:
+    """The cut stage of :func:`merge_cracked_fragments` (its docs)."""
+    import heapq
+
+    n = int(labels.max())
+    if n < 2:
+        return labels
+    dist = _edt(np.ascontiguousarray(labels > 0), anis, threads)  # the envelope's own distance map
+    keys, areas, cracked, saddles = [], [], [], []
+    for ax, lo, hi, m in _pair_faces(labels):
+        if not m.any():
+            continue
+        a, b = labels[lo][m], labels[hi][m]
+        keys.append(np.minimum(a, b) * (n + 1) + np.maximum(a, b))
+        face = float(np.prod([s for k, s in enumerate(anis) if k != ax]))
+        areas.append(np.full(a.size, face))
+        cracked.append(face * (crack[lo][m] | crack[hi][m]))
+        saddles.append(np.minimum(dist[lo][m], dist[hi][m]))
+    if not keys:
+        return labels
+    pairs, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    area = np.bincount(inv, weights=np.concatenate(areas))
+    crack_area = np.bincount(inv, weights=np.concatenate(cracked))
+    sad = np.full(pairs.size, -np.inf)
+    np.maximum.at(sad, inv, np.concatenate(saddles).astype(np.float64))
+    power = (labels.ndim - 1) / labels.ndim
+    volume = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(anis))
+    peak = ndi.maximum(dist, labels, index=np.arange(n + 1)).astype(np.float64)
+    edges: dict[int, dict[int, list[float]]] = {}  # region → neighbour → [area, crack area, saddle]
+    for k, i, j in zip(range(pairs.size), (pairs // (n + 1)).tolist(), (pairs % (n + 1)).tolist()):
+        e = [float(area[k]), float(crack_area[k]), float(sad[k])]
+        edges.setdefault(i, {})[j] = e
+        edges.setdefault(j, {})[i] = e
+
+    def score(i: int, j: int) -> float:
+        a, c, s = edges[i][j]
+        if c < share * a or s < saddle * min(peak[i], peak[j]):
+            return 0.0
+        return a / min(volume[i], volume[j]) ** power
+
+    heap = [(-score(i, j), i, j) for i in edges for j in edges[i] if i < j]
+    heap = [h for h in heap if -h[0] >= cut]
+    heapq.heapify(heap)
+    parent = np.arange(n + 1)
+    while heap:
+        neg, i, j = heapq.heappop(heap)
+        if parent[i] != i or parent[j] != j or j not in edges.get(i, {}):
+            continue  # stale: a member was merged since
+        if -neg != score(i, j):
+            continue  # stale: the pair's numbers changed; its new score was pushed
+        parent[j] = i
+        volume[i] += volume[j]
+        peak[i] = max(peak[i], peak[j])
+        for k, e in edges.pop(j).items():
+            del edges[k][j]
+            if k == i:
+                continue
+            if k in edges[i]:
+                f = edges[i][k]
+                e = [f[0] + e[0], f[1] + e[1], max(f[2], e[2])]
+            edges[i][k] = edges[k][i] = e
+        for k in edges[i]:
+            s = score(min(i, k), max(i, k))
+            if s >= cut:
+                heapq.heappush(heap, (-s, min(i, k), max(i, k)))
+    merged = np.flatnonzero(parent != np.arange(n + 1))
+    if merged.size == 0:
+        return labels
+    return _relabel_components(labels, n, merged, parent[merged])
 
 
 def _merge_cracked(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float], share: float,
@@ -396,6 +502,7 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         out[orphans] = extra[orphans] + out.max()
     if merge_cracked and out.max() > 1:
         crack = mask & (code == 0)  # pore inside the envelope; CBD in a gap marks a neck
+        out = _merge_cuts(out, crack, anisotropy, *CUT_RULE, threads=threads)
         out = _merge_cracked(out, crack, anisotropy, *MERGE_RULE)
     if saddle_ratio is not None and out.max() > 1:
         out = _merge_high_saddles(out, dist, saddle_ratio)
