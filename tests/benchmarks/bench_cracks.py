@@ -20,6 +20,7 @@ from skimage.measure import label as pieces
 from twinlab.analyses.cracks import crack_volume
 from twinlab.datasets.generators import Damage, LogNormalMode, make_cathode
 from twinlab.segment import match_instances, split_particles
+from twinlab.segment.instances import DEFAULT_MIN_VOLUME_UM3
 
 
 def per_particle_r(result, inst, truth_env, truth_cracks) -> float:
@@ -48,7 +49,8 @@ def found_envelopes(inst, crack_mask):
 
 def score(phases, truth_env, truth_cracks, voxel, width):
     t0 = time.perf_counter()
-    inst = split_particles(phases, voxel_size_um=voxel, crack_width_um=width, merge_cracked=True)
+    inst = split_particles(phases, voxel_size_um=voxel, crack_width_um=width, merge_cracked=True,
+                           min_volume_um3=DEFAULT_MIN_VOLUME_UM3)  # as crack_volume splits by default
     t1 = time.perf_counter()
     res = crack_volume(phases, particles=inst, voxel_size_um=voxel, crack_width_um=width, thickness_axis="y")
     t2 = time.perf_counter()
