@@ -24,7 +24,11 @@ from twinlab.segment.instances import DEFAULT_MIN_VOLUME_UM3
 
 
 def per_particle_r(result, inst, truth_env, truth_cracks) -> float:
-    """Pearson r of found vs true crack fractions, each found particle paired with its majority truth."""
+    """Pearson r of found vs true crack fractions, each found particle paired with its majority truth.
+
+    ``truth_env`` holds the true pieces in view (a particle cut by a periodic face is one piece
+    per side, as in the count): the true fraction of a piece is its own crack voxels over its own
+    envelope, the quantity the analysis can see."""
     count = np.bincount(truth_env.ravel())
     cracked = np.bincount(truth_env[truth_cracks].ravel(), minlength=count.size)
     found, true = [], []
@@ -59,7 +63,7 @@ def score(phases, truth_env, truth_cracks, voxel, width):
     vox = voxel ** phases.ndim
     return dict(n_true=int(truth.max()), n_found=int(inst.max()), matched=m.fraction_matched,
                 crack=res.crack_volume_um3, crack_true=float(truth_cracks.sum() * vox),
-                r=per_particle_r(res, inst, truth_env, truth_cracks), t_split=t1 - t0, t_cracks=t2 - t1)
+                r=per_particle_r(res, inst, truth, truth_cracks), t_split=t1 - t0, t_cracks=t2 - t1)
 
 
 def main() -> None:

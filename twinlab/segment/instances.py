@@ -12,13 +12,14 @@ voids); the watershed floods the *envelope*: the phase closed by an ellipsoid th
 up to ``crack_width_um`` (through distance transforms, so the cost does not depend on the
 radius; ``twinlab._morphology``), holes filled. Crack voxels thus join a basin and the pieces of
 a cracked particle touch along the crack. (Markers from the closed envelope's own distance map,
-as first planned, merged touching particles: 72–83 % matched on the simulated stacks.) Fragments that still get their own marker can be merged when they meet
-along a long boundary made of crack voxels (``merge_cracked``, :func:`merge_cracked_fragments`,
-a region-adjacency graph on boundary area, crack share and saddle depth).
-The labels are then cut back to the phase (crack voxels are 0) and objects below
-``min_volume_um3`` are dropped. Two touching uncracked particles meet on solid contact and keep
-their own markers; two particles closer than ``crack_width_um`` are bridged in the envelope but
-merged only if the bridge is long and deep (a crack through one particle, not a neck).
+as first planned, merged touching particles: 72–83 % matched on the simulated stacks.) The pieces
+of a cracked particle that get their own markers are merged (``merge_cracked``,
+:func:`merge_cracked_fragments`: a greedy region-adjacency-graph merge that joins pieces which
+meet across void or complete each other's shape, on a boundary that spans the smaller piece,
+with no saddle in the envelope's distance map between them, into one convex body). The labels
+are then cut back to the phase (crack voxels are 0) and objects below ``min_volume_um3`` are
+dropped. Two touching uncracked particles meet on a neck and together are not convex: they keep
+their own markers, also where the closing bridges the pore around their contact.
 
 Dask volumes are processed chunk by chunk with a halo of ``depth`` voxels (bounded memory:
 one chunk plus halo at a time). Each chunk's labels inside its core get globally unique ids;
