@@ -299,15 +299,27 @@ def test_edt_closing_equals_scipy_ellipsoid_closing(radius):
 def test_uncracked_generated_electrode_has_no_cracks_at_collector_crop_or_top(generated_cathode):
     """Issue 18 item 4: an intact generated cathode (collector at y = 0, periodic particles cut by
     the lateral faces, free top surface): ≤ 0.5 % crack in every thickness bin, the one at the
-    collector included, with the true instances; the same on a lateral crop. (With the instances
-    found by split_particles at these 0.5 µm voxels merged neighbours add false cracks: see the
-    issue-20 report.)"""
+    collector included, with the true instances; the same on a lateral crop. (For the instances
+    found by split_particles see the next test.)"""
     g = generated_cathode
     crop = (slice(3, 37), slice(None), slice(7, 50))
     for lab, part in ((g.phases, g.particles), (g.phases[crop], g.particles[crop])):
         r = crack_volume(lab, particles=part, crack_width_um=1.0, voxel_size_um=0.5, thickness_axis="y", bin_um=2.0)
         assert max(r.local_percent) <= 0.5, r.local_percent
         assert r.crack_volume_percent <= 0.5
+
+
+def test_uncracked_generated_electrode_with_found_instances_has_no_cracks():
+    """Issue 18 item 4 with the default particles (split_particles, crack-aware, fragment merge): an
+    intact generated cathode at 0.25 µm, collector at y = 0: ≤ 0.5 % crack in every 2 µm bin. (At
+    0.5 µm the 3 µm particles are 6 voxels across, a 1 µm closing is 2 voxels, and the watershed
+    itself gives a few pairs of small particles one marker: up to 1.7 % in one bin.)"""
+    from twinlab.datasets.generators import make_cathode
+
+    g = make_cathode(domain_um=(16, 48, 16), voxel_size_um=0.25, seed=1)
+    r = crack_volume(g.phases, crack_width_um=1.0, voxel_size_um=0.25, thickness_axis="y", bin_um=2.0)
+    assert r.foil_thickness_um > 0 and r.n_particles >= 30
+    assert max(r.local_percent) <= 0.5, r.local_percent
 
 
 def test_collector_gap_is_not_a_crack():
@@ -349,8 +361,9 @@ def damaged_cathode():
                         collector_um=0.5, damage=Damage(cracked=0.6, hollow=0.2, shattered=0.1), seed=2)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 not met: split_particles merges neighbouring 3 µm particles "
-                   "bridged by the 1 µm envelope closing, and their gap counts as a crack")
+@pytest.mark.xfail(strict=True, reason="issue 20 not met: a 0.35 µm³ sliver of a neighbour (cut by a periodic "
+                   "face) is merged with a particle like a chip of it, and the pore between them counts as "
+                   "crack: 2.00 µm³ vs 1.58 true (+27 %); 12 of 13 pieces matched")
 def test_damaged_generated_cathode_crack_volume_with_found_instances(damaged_cathode):
     g = damaged_cathode
     own = crack_volume(g.phases, voxel_size_um=0.1, crack_width_um=1.0, thickness_axis="y")

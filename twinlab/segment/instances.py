@@ -12,13 +12,14 @@ voids); the watershed floods the *envelope*: the phase closed by an ellipsoid th
 up to ``crack_width_um`` (through distance transforms, so the cost does not depend on the
 radius; ``twinlab._morphology``), holes filled. Crack voxels thus join a basin and the pieces of
 a cracked particle touch along the crack. (Markers from the closed envelope's own distance map,
-as first planned, merged touching particles: 72–83 % matched on the simulated stacks.) Fragments that still get their own marker can be merged when they meet
-along a long boundary made of crack voxels (``merge_cracked``, :func:`merge_cracked_fragments`,
-a region-adjacency graph on boundary area, crack share and saddle depth).
-The labels are then cut back to the phase (crack voxels are 0) and objects below
-``min_volume_um3`` are dropped. Two touching uncracked particles meet on solid contact and keep
-their own markers; two particles closer than ``crack_width_um`` are bridged in the envelope but
-merged only if the bridge is long and deep (a crack through one particle, not a neck).
+as first planned, merged touching particles: 72–83 % matched on the simulated stacks.) The pieces
+of a cracked particle that get their own markers are merged (``merge_cracked``,
+:func:`merge_cracked_fragments`: a greedy region-adjacency-graph merge that joins pieces which
+meet across void or complete each other's shape, on a boundary that spans the smaller piece,
+with no saddle in the envelope's distance map between them, into one convex body). The labels
+are then cut back to the phase (crack voxels are 0) and objects below ``min_volume_um3`` are
+dropped. Two touching uncracked particles meet on a neck and together are not convex: they keep
+their own markers, also where the closing bridges the pore around their contact.
 
 Dask volumes are processed chunk by chunk with a halo of ``depth`` voxels (bounded memory:
 one chunk plus halo at a time). Each chunk's labels inside its core get globally unique ids;
@@ -49,7 +50,8 @@ from ..phases import DEFAULT_PHASES, PhaseTable
 
 DEFAULT_DEPTH = 24  # halo in voxels for chunked watershed
 DEFAULT_CRACK_WIDTH_UM = 1.0  # widest crack inside a particle that still keeps it whole (NCM: 0.1–1 µm)
-MERGE_RULE = (0.6, 0.98)  # crack share, solidity ratio (merge_cracked_fragments)
+MERGE_RULE = dict(min_crack_share=0.3, saddle_ratio=0.9, min_cut=1.5, solidity_ratio=0.95,
+                  convex_gain=1.0)  # merge_cracked_fragments
 DEFAULT_MIN_VOLUME_UM3 = 0.1  # specks below this are not particles (a 0.58 µm sphere)
 
 
@@ -163,29 +165,49 @@ def merge_cracked_fragments(
     crack: np.ndarray,
     *,
     voxel_size_um: Any = None,
-    min_crack_share: float = 0.6,
-    solidity_ratio: float = 0.98,
+    min_crack_share: float = MERGE_RULE["min_crack_share"],
+    saddle_ratio: float = MERGE_RULE["saddle_ratio"],
+    min_cut: float = MERGE_RULE["min_cut"],
+    solidity_ratio: float = MERGE_RULE["solidity_ratio"],
+    convex_gain: float = MERGE_RULE["convex_gain"],
 ) -> np.ndarray:
-    """Merge neighbouring regions that meet across cracks and together form one convex body.
+    """Merge neighbouring regions that are pieces of one particle cut apart by cracks.
 
-    A region-adjacency graph over face-neighbouring voxels of different labels: for each pair,
-    the boundary area A and the crack area C (faces with a crack voxel on either side). Pairs with
-    ``C ≥ min_crack_share · A`` — they meet across a crack, not on solid contact — are taken in
-    order of decreasing C and merged when the union is at least as convex as the less convex of the
-    two: its solidity (volume over the volume of its convex hull, voxel-centre hull grown by half a
-    voxel) is at least ``solidity_ratio`` times theirs. The pieces of a cracked or shattered
-    particle fit back into one round particle (two half balls of radius 12 voxels: 0.954 and 0.947,
-    0.942 together: the half-voxel hull growth is approximate, hence a ratio a little below 1),
-    two touching spheres do not (about 0.8 together; the pore around their contact, bridged by
-    the envelope closing, reads as crack). A merged region is tested again as a whole with its
-    next neighbour. On the generated damaged cathode (0.1 µm voxels) pairs of one particle
-    meeting across cracks had ratios ≥ 0.99, pairs of two particles ≤ 0.96 but for one in four.
+    A region-adjacency graph over face-neighbouring voxels of different labels; for each pair
+    the boundary area A and the crack area C (faces with a crack voxel on either side). A crack
+    cuts a particle along a surface that spans the piece it cuts off, and the particle with its
+    cracks filled is one round, convex body; two particles meet on a neck that is small beside
+    either of them, the envelope narrows there, and together they are not convex. A pair is
+    merged when all of these hold:
+
+    * the largest distance to the envelope's surface on their boundary (envelope = every
+      labelled voxel, cracks included) is at least ``saddle_ratio`` times the smaller of the two
+      regions' largest distances: the envelope's distance map has no saddle between them;
+    * ``A ≥ min_cut · V^(2/3)`` of the smaller region (``V^(1/2)`` in 2D): the boundary spans
+      the piece (a plane through a ball's centre: 1.9; a chip cut off at 30 % of the radius: 4;
+      the contact disc of two equal balls once the closing has bridged the pore wedge around
+      it: about 0.4);
+    * they form one convex body: with solidity = volume over the volume of the convex hull
+      (voxel-centre hull grown by half a voxel), either they meet across void, ``C ≥
+      min_crack_share · A``, and the union's solidity is at least ``solidity_ratio`` times the
+      less convex one's (two half balls of radius 12 voxels: 0.954 and 0.947, 0.942 together:
+      the half-voxel growth is approximate, hence a ratio below 1; two touching spheres: about
+      0.8), or, wherever they meet, the union is at least ``convex_gain`` times as convex as the
+      more convex one (a particle that the watershed cut beside a radial crack's tip, across
+      solid: each piece is dented where the other one is, the union is not).
+
+    Pairs are merged greedily in order of decreasing ``A / V^(2/3)``; a merged region's
+    boundaries, volume, peak and hull are those of its members together, and its pairs are
+    scored again. Each test alone let pairs of two particles through on the generated electrodes
+    of ``tests/benchmarks/bench_cracks.py`` and ``tests/test_cracks.py`` (damaged at 0.1 µm,
+    intact at 0.25 and 0.3 µm); together they join none of the intact ones.
 
     Parameters
     ----------
     labels : (z, y, x) or (y, x) int array covering the particle envelopes (crack voxels labelled).
     crack : bool array of the same shape: crack voxels (envelope voxels that are not solid).
     voxel_size_um : voxel size (µm), default 1.
+    min_crack_share, saddle_ratio, min_cut, solidity_ratio, convex_gain : the tests above.
 
     Returns
     -------
@@ -196,8 +218,8 @@ def merge_cracked_fragments(
     if labels.shape != crack.shape:
         raise InputError(f"crack has shape {crack.shape}, labels {labels.shape}; give masks of the same volume")
     vs = VoxelSize.parse(voxel_size_um if voxel_size_um is not None else 1.0)
-    return _merge_cracked(labels.astype(np.int64), crack, vs.as_tuple()[-labels.ndim:], min_crack_share,
-                          solidity_ratio)
+    return _merge_fragments(labels.astype(np.int64), crack, vs.as_tuple()[-labels.ndim:], min_crack_share,
+                            saddle_ratio, min_cut, solidity_ratio, convex_gain)
 
 
 # ============================================================================ kernels
@@ -209,97 +231,115 @@ def _equivalent_voxels(volume_um3: float, anisotropy: Sequence[float]) -> float:
     return math.pi / 4.0 * d * d / float(np.prod(anisotropy))
 
 
-def _merge_cracked(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float], share: float,
-                   solidity_ratio: float) -> np.ndarray:
+def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float], share: float, saddle: float,
+                     cut: float, solidity_ratio: float, convex_gain: float, *, threads: int = 1) -> np.ndarray:
+    """The greedy region merge of :func:`merge_cracked_fragments` (its docs)."""
+    import heapq
+
     n = int(labels.max())
     if n < 2:
         return labels
-    keys, areas, cracked = [], [], []
-    surface = np.zeros(labels.shape, dtype=bool)  # voxels beside another label or the background
+    dist = _edt(np.ascontiguousarray(labels > 0), anis, threads)  # the envelope's own distance map
+    keys, areas, cracked, saddles = [], [], [], []
+    surface = np.zeros(labels.shape, dtype=bool)  # voxels beside another label, the background or a face
     for ax in range(labels.ndim):
         lo = [slice(None)] * labels.ndim
         hi = [slice(None)] * labels.ndim
-        lo[ax] = slice(0, -1)
-        hi[ax] = slice(1, None)
-        a, b = labels[tuple(lo)], labels[tuple(hi)]
-        differ = a != b
-        surface[tuple(lo)] |= differ
-        surface[tuple(hi)] |= differ
-        m = (a > 0) & (b > 0) & differ
+        lo[ax], hi[ax] = slice(0, -1), slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        differ = labels[lo] != labels[hi]
+        surface[lo] |= differ
+        surface[hi] |= differ
+        for end in (0, -1):
+            idx = [slice(None)] * labels.ndim
+            idx[ax] = end
+            surface[tuple(idx)] = True
+        m = differ & (labels[lo] > 0) & (labels[hi] > 0)
         if not m.any():
             continue
-        keys.append(np.minimum(a[m], b[m]) * (n + 1) + np.maximum(a[m], b[m]))
+        a, b = labels[lo][m], labels[hi][m]
+        keys.append(np.minimum(a, b) * (n + 1) + np.maximum(a, b))
         face = float(np.prod([s for k, s in enumerate(anis) if k != ax]))  # µm² (µm in 2D)
-        areas.append(np.full(int(m.sum()), face))
-        cracked.append(face * (crack[tuple(lo)][m] | crack[tuple(hi)][m]))
+        areas.append(np.full(a.size, face))
+        cracked.append(face * (crack[lo][m] | crack[hi][m]))
+        saddles.append(np.minimum(dist[lo][m], dist[hi][m]))
     if not keys:
         return labels
     pairs, inv = np.unique(np.concatenate(keys), return_inverse=True)
     area = np.bincount(inv, weights=np.concatenate(areas))
     crack_area = np.bincount(inv, weights=np.concatenate(cracked))
-    take = np.flatnonzero(crack_area >= share * area)
-    if take.size == 0:
-        return labels
-    take = take[np.argsort(-crack_area[take], kind="stable")]
-    # per label: its voxel count and its surface voxels (µm), enough for the hull of any union
-    volume = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
-    edge = labels.copy()
-    for ax in range(labels.ndim):  # the array's faces bound the region too
-        for end in (0, -1):
-            idx = [slice(None)] * labels.ndim
-            idx[ax] = end
-            surface[tuple(idx)] = True
-    flat = np.flatnonzero(surface & (edge > 0))
-    order = np.argsort(labels.ravel()[flat], kind="stable")
-    flat = flat[order]
-    starts = np.searchsorted(labels.ravel()[flat], np.arange(n + 2))
+    sad = np.full(pairs.size, -np.inf)
+    np.maximum.at(sad, inv, np.concatenate(saddles).astype(np.float64))
+    power = (labels.ndim - 1) / labels.ndim
     step = np.asarray(anis, dtype=np.float64)
-    points: dict[int, np.ndarray] = {}
-    solid: dict[int, float] = {}
     unit = float(np.prod(step))
+    volume = np.bincount(labels.ravel(), minlength=n + 1) * unit
+    peak = ndi.maximum(dist, labels, index=np.arange(n + 1)).astype(np.float64)
+    edges: dict[int, dict[int, list[float]]] = {}  # region → neighbour → [area, crack area, saddle]
+    for k, i, j in zip(range(pairs.size), (pairs // (n + 1)).tolist(), (pairs % (n + 1)).tolist()):
+        edges.setdefault(i, {})[j] = edges.setdefault(j, {})[i] = [float(area[k]), float(crack_area[k]), float(sad[k])]
+    # per region its surface voxels (µm), reduced to its hull's vertices once used: enough for any union's hull
+    flat = np.flatnonzero(surface & (labels > 0))
+    flat = flat[np.argsort(labels.ravel()[flat], kind="stable")]
+    starts = np.searchsorted(labels.ravel()[flat], np.arange(n + 2))
+    hulls: dict[int, tuple[np.ndarray, float]] = {}  # region → (hull vertices µm, solidity)
+
+    def hull(r: int) -> tuple[np.ndarray, float]:
+        if r not in hulls:
+            pts = np.stack(np.unravel_index(flat[starts[r]:starts[r + 1]], labels.shape), 1) * step
+            hulls[r] = _hull(pts, volume[r], step)
+        return hulls[r]
+
+    def score(i: int, j: int) -> float:
+        a, c, s = edges[i][j]
+        if s < saddle * min(peak[i], peak[j]):
+            return 0.0
+        return a / min(volume[i], volume[j]) ** power
+
+    heap = [(-sc, i, j) for i in edges for j in edges[i] if i < j and (sc := score(i, j)) >= cut]
+    heapq.heapify(heap)
     parent = np.arange(n + 1)
-
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def coords(lab: int) -> np.ndarray:
-        if lab not in points:
-            points[lab] = np.stack(np.unravel_index(flat[starts[lab]:starts[lab + 1]], labels.shape), 1) * step
-            solid[lab] = _solidity(points[lab], volume[lab] * unit, step)
-        return points[lab]
-
-    ii, jj = pairs[take] // (n + 1), pairs[take] % (n + 1)
-    for i, j in zip(ii.tolist(), jj.tolist()):
-        ri, rj = root(i), root(j)
-        if ri == rj:
-            continue
-        pts = np.concatenate([coords(ri), coords(rj)])
-        union = _solidity(pts, (volume[ri] + volume[rj]) * unit, step)
-        if union >= solidity_ratio * min(solid[ri], solid[rj]):
-            parent[rj] = ri
-            points[ri], solid[ri] = pts, union
-            volume[ri] += volume[rj]
-    roots = np.array([root(k) for k in range(n + 1)])
-    merged = np.flatnonzero(roots != np.arange(n + 1))
+    while heap:
+        neg, i, j = heapq.heappop(heap)
+        if parent[i] != i or parent[j] != j or j not in edges[i] or -neg != score(i, j):
+            continue  # stale: a member was merged, or the pair's numbers changed (its new score was pushed)
+        (pi, si), (pj, sj) = hull(i), hull(j)
+        union = _hull(np.concatenate([pi, pj]), volume[i] + volume[j], step)
+        across = edges[i][j][1] >= share * edges[i][j][0]
+        if not (across and union[1] >= solidity_ratio * min(si, sj) or union[1] >= convex_gain * max(si, sj)):
+            continue  # not one convex body; tried again only if a neighbour joins one of them
+        parent[j] = i
+        volume[i] += volume[j]
+        peak[i] = max(peak[i], peak[j])
+        hulls[i] = union
+        for k, e in edges.pop(j).items():
+            del edges[k][j]
+            if k == i:
+                continue
+            if k in edges[i]:
+                f = edges[i][k]
+                e = [f[0] + e[0], f[1] + e[1], max(f[2], e[2])]
+            edges[i][k] = edges[k][i] = e
+        for k in edges[i]:
+            if (sc := score(min(i, k), max(i, k))) >= cut:
+                heapq.heappush(heap, (-sc, min(i, k), max(i, k)))
+    merged = np.flatnonzero(parent != np.arange(n + 1))
     if merged.size == 0:
         return labels
-    return _relabel_components(labels, n, merged, roots[merged])
+    return _relabel_components(labels, n, merged, parent[merged])
 
 
-def _solidity(points_um: np.ndarray, volume_um3: float, step: np.ndarray) -> float:
-    """Volume over the convex-hull volume of voxel centres grown by half a voxel (area · step/2)."""
+def _hull(points_um: np.ndarray, volume_um3: float, step: np.ndarray) -> tuple[np.ndarray, float]:
+    """(the hull's vertices, the solidity) of a region given its surface points."""
     from scipy.spatial import ConvexHull, QhullError
 
     try:
-        hull = ConvexHull(points_um)
+        h = ConvexHull(points_um)
     except (QhullError, ValueError):  # flat or too few points: a sliver, not a convex body
-        return 0.0
-    # hull.volume is the area in 2D and hull.area the perimeter
-    grown = hull.volume + 0.5 * float(step.mean()) * hull.area
-    return volume_um3 / grown if grown > 0 else 0.0
+        return points_um, 0.0
+    # h.volume is the area in 2D and h.area the perimeter; the voxel-centre hull grown by half a voxel
+    grown = h.volume + 0.5 * float(step.mean()) * h.area
+    return points_um[h.vertices], (volume_um3 / grown if grown > 0 else 0.0)
 
 
 def _relabel_components(labels: np.ndarray, n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -396,7 +436,10 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         out[orphans] = extra[orphans] + out.max()
     if merge_cracked and out.max() > 1:
         crack = mask & (code == 0)  # pore inside the envelope; CBD in a gap marks a neck
-        out = _merge_cracked(out, crack, anisotropy, *MERGE_RULE)
+        rule = MERGE_RULE
+        out = _merge_fragments(out, crack, anisotropy, rule["min_crack_share"], rule["saddle_ratio"],
+                               rule["min_cut"], rule["solidity_ratio"], rule["convex_gain"],
+                               threads=threads)
     if saddle_ratio is not None and out.max() > 1:
         out = _merge_high_saddles(out, dist, saddle_ratio)
     if closing_vox is not None or min_voxels > 0:
