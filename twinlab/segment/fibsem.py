@@ -34,9 +34,17 @@ systematic FIB-SEM errors that no global threshold can avoid:
   2. minimum CBD thickness — it is not part of a mid-phase body that survives an in-plane opening
      by the 3 × 3 cross (a real CBD region is wider than the PSF; a PV rim is not);
   3. linear mixing — its grey value is closer to the mean of its neighbourhood's extremes (what a
-     blurred bright/dark step gives) than to the mid phase's level;
+     blurred bright/dark step gives) than to the mid phase's level. This test can only tell a
+     mid-phase voxel from a half-bright, half-dark mixture where the two grey levels differ by more
+     than the noise: when the mid level (the median of the mid voxels that are not rims) lies within
+     ``_MIN_SEPARATION`` noise standard deviations of the bright/dark midpoint — at voxels coarser
+     than the CBD (0.745 µm), where the "mid phase" is itself mostly rims — the grey value holds no
+     evidence either way and the test is skipped. Kept there, it would keep exactly the bright side of
+     every blurred edge (greys between the mid level and the mid/bright threshold) as CBD: on the demo
+     stack it moved 0.04 of the volume from active to CBD (active 0.437 vs 0.465 in the coating);
 
-  and gives it the bright phase if its grey is above the bright/dark midpoint, else the dark one.
+  and gives it the bright phase if its grey is above the bright/dark midpoint, else the dark one (a
+  blurred step's volume is preserved by the 50 % level).
 
 Every level (pore, mid, bright) is the median of the voxels of that label, so nothing is tuned per
 stack. Salzer, M., Spettl, A., Stenzel, O., Smått, J.-H., Lindén, M., Manke, I., Schmidt, V. (2012)
@@ -61,6 +69,7 @@ from ..errors import InputError
 _MIN_SAMPLES = 50  # pore voxels per depth for a depth to enter the shine-through fit
 _MIN_DEPTHS = 3  # depths needed for a two-parameter fit
 _MAX_DEPTH = 32  # slices searched behind a voxel for its back wall (the fit uses depths 1..32)
+_MIN_SEPARATION = 2.0  # noise std between the mid level and a 50/50 bright/dark mix for the mixing test to tell them apart
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +101,14 @@ class ShineThroughFit(Result):
 
 @dataclasses.dataclass(frozen=True)
 class PartialVolumeFix(Result):
-    """What :func:`resolve_partial_volume` changed (fractions of all voxels)."""
+    """What :func:`resolve_partial_volume` changed (fractions of all voxels) and whether the grey value
+    could tell a mid-phase voxel from a bright/dark mixture (``separation``: |mid level − bright/dark
+    midpoint| in noise standard deviations; the mixing test is used when ``mixing_test``)."""
 
     to_bright_fraction: float
     to_dark_fraction: float
+    separation: float = float("nan")
+    mixing_test: bool = True
 
 
 def correct_shine_through(image: np.ndarray, labels: np.ndarray, *, dark: int, mid: int, bright: int
@@ -176,16 +189,23 @@ def resolve_partial_volume(image: np.ndarray, labels: np.ndarray, *, dark: int, 
     g_mid = float(np.median(img[core] if core.any() else img[is_mid]))
     g_bright = float(np.median(img[lab == bright]))
     g_dark = float(np.median(img[lab == dark]))
-    hi = ndi.maximum_filter(img, footprint=square)
-    lo = ndi.minimum_filter(img, footprint=square)
-    mixed = cand & (np.abs(img - 0.5 * (hi + lo)) < np.abs(img - np.float32(g_mid)))
+    # noise of a pure phase: the robust spread (1.4826 · MAD) of the bright phase, the least affected by shine
+    noise = max(1.4826 * float(np.median(np.abs(img[lab == bright] - np.float32(g_bright)))), 1e-12)
+    separation = abs(g_mid - 0.5 * (g_bright + g_dark)) / noise
+    mixing_test = separation >= _MIN_SEPARATION
+    if mixing_test:
+        hi = ndi.maximum_filter(img, footprint=square)
+        lo = ndi.minimum_filter(img, footprint=square)
+        mixed = cand & (np.abs(img - 0.5 * (hi + lo)) < np.abs(img - np.float32(g_mid)))
+    else:
+        mixed = cand
     to_bright = mixed & (img >= np.float32(0.5 * (g_bright + g_dark)))
     out = lab.copy()
     out[to_bright] = bright
     out[mixed & ~to_bright] = dark
     n = lab.size
     return out, PartialVolumeFix(float(np.count_nonzero(to_bright) / n),
-                                 float(np.count_nonzero(mixed & ~to_bright) / n))
+                                 float(np.count_nonzero(mixed & ~to_bright) / n), float(separation), mixing_test)
 
 
 def _check(image: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
