@@ -151,6 +151,25 @@ def test_design_check_exact_fractions_without_generator():
     assert not with_coll.passed and "collector" in with_coll.message
 
 
+def test_design_check_leaves_out_the_air_above_the_coating():
+    """A field of view that shows the free surface: the empty planes above it are air, not porosity."""
+    gen = pytest.importorskip("twinlab.datasets.generators")
+    g = gen.make_cathode(ncm622_cathode(3.0), shape=(32, 48, 48), voxel_size_um=0.5, cbd_as="domain",
+                         collector_um=2.0, seed=4)
+    air = np.concatenate([g.phases, np.zeros((32, 8, 48), np.uint8)], axis=1)  # 8 planes of air above (y)
+    plain = check_design(g.phases, g.design, thickness_axis=1)
+    assert check_design(air, g.design, thickness_axis=1).segmented == pytest.approx(plain.segmented)
+    lazy = check_design(da.from_array(air, chunks=16), g.design, thickness_axis=1)
+    assert lazy.segmented == pytest.approx(plain.segmented)
+    counted = check_design(air, g.design)  # without the axis the air counts as pore
+    assert counted.segmented["pore"] > plain.segmented["pore"] + 0.05
+
+
+def test_design_check_refuses_a_bad_thickness_axis():
+    with pytest.raises(InputError, match="thickness_axis"):
+        check_design(np.zeros((4, 4, 4), np.uint8), ncm622_cathode(3.0), thickness_axis=3)
+
+
 def test_design_check_bad_inputs(tmp_path):
     design = ncm622_cathode(3.0)
     with pytest.raises(InputError, match="single phase"):

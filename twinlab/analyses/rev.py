@@ -240,6 +240,7 @@ def check_design(
     tolerance: float = 0.02,
     cbd_as: str = "domain",
     exclude_collector: bool = True,
+    thickness_axis: int | None = None,
 ) -> DesignCheck:
     """Compare segmented volume fractions with the design's theoretical ones.
 
@@ -253,6 +254,9 @@ def check_design(
         "solid" compares it with the solid carbon + binder volume from the weights.
     exclude_collector : leave collector voxels out of the counted volume (the design describes the
         coating only).
+    thickness_axis : the axis (0, 1, 2) across the coating; when given, the planes at either end of it
+        that hold no solid (only pore and collector: the air above the coating's top surface in the
+        field of view) are not counted — they are not coating porosity.
 
     Every phase of the design and every phase present in the labels is compared (a labelled phase
     the design lacks has theoretical fraction 0).
@@ -273,6 +277,8 @@ def check_design(
         raise InputError(f"tolerance must lie in (0, 1) (an absolute fraction, 0.02 = 2 %), got {tolerance}")
     if not np.issubdtype(np.dtype(labels.dtype), np.integer):
         raise InputError(f"labels must be integer phase labels, got {labels.dtype}; segment the image first")
+    if thickness_axis is not None:
+        labels = _without_empty_end_planes(labels, thickness_axis, phases)
     counts = _bincount(labels)
     present = {int(v): int(c) for v, c in enumerate(counts) if c > 0}
     unknown = [v for v in present if v not in [p.value for p in phases]]
@@ -358,7 +364,8 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
     design_obj = design if design is not None else twin.design
     check = None
     if design_obj is not None:
-        check = check_design(labels, design_obj, phases=phases, tolerance=design_tolerance, cbd_as=cbd_as)
+        check = check_design(labels, design_obj, phases=phases, tolerance=design_tolerance, cbd_as=cbd_as,
+                             thickness_axis=twin.thickness_axis)
     passed = (ratio is None or ratio.passed) and all(s.converged for s in stats) and (check is None or check.passed)
     parts = [ratio.message if ratio else "size ratio: no particles"] + [s.message for s in stats]
     if check:
@@ -378,6 +385,23 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
 
 
 # ============================================================================ helpers
+def _without_empty_end_planes(labels: Any, axis: int, phases: PhaseTable) -> Any:
+    """``labels`` without the planes across ``axis`` at either end that hold no solid voxel."""
+    if axis not in (0, 1, 2) or np.ndim(labels) != 3:
+        raise InputError(f"thickness_axis must be 0, 1 or 2 of a 3D label volume, got {axis} for shape "
+                         f"{np.shape(labels)}")
+    empty = [phases.value(n) for n in ("pore", COLLECTOR) if n in phases]
+    solid = ~np.isin(labels, empty) if not is_dask(labels) else ~labels.map_blocks(np.isin, empty, dtype=bool)
+    per_plane = solid.sum(axis=tuple(a for a in range(3) if a != axis))
+    per_plane = np.asarray(per_plane.compute() if is_dask(per_plane) else per_plane)
+    filled = np.flatnonzero(per_plane)
+    if filled.size == 0:
+        return labels
+    keep = [slice(None)] * 3
+    keep[axis] = slice(int(filled[0]), int(filled[-1]) + 1)
+    return labels[tuple(keep)]
+
+
 def _bincount(labels: Any) -> np.ndarray:
     """Label histogram (at least one bin); dask arrays are counted chunk by chunk."""
     if not is_dask(labels) and np.size(labels) and np.min(labels) < 0:
