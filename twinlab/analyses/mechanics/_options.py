@@ -22,6 +22,7 @@ from ...materials import Material
 from ._fft_solver import PRECONDITIONERS
 
 SHELL_MODELS = ("membrane", "voxel")
+REARRANGE = ("dem", "none")
 CONTACT_PHASES = ("active", "lithium", "shell")
 
 
@@ -96,6 +97,15 @@ class CalenderOptions:
         Voxels next to the lateral faces excluded from the stress metrics (a cropped window joins
         unrelated particles at its periodic faces). Default: 3 when ``window`` crops or the input
         is a twin (not periodic), else 0.
+    rearrange : "dem" or "none"
+        "dem": before each increment's stress solve, a discrete-element stage (LAMMPS granular,
+        :mod:`._rearrange`; the ``dem`` extra) lets the particles rearrange — spheres fitted to the
+        particles are pushed by the roll until the packing jams, the voxel particles follow rigidly —
+        and the stress solve compresses only the rest; "none": the stress solve takes the whole
+        increment (particles move only as far as their contacts deform).
+    jam_pressure_mpa : float, MPa
+        The DEM roll stops once the relaxed packing carries this pressure (the end of free
+        rearrangement; where it stops moves by about one voxel between 1 and 20 MPa).
     """
 
     materials: Mapping[str, Material | str] | None = None
@@ -120,6 +130,8 @@ class CalenderOptions:
     shells: str = "membrane"
     shell_thickness_um: float = 0.1
     edge_margin: int | None = None
+    rearrange: str = "none"
+    jam_pressure_mpa: float = 1.0
 
     def __post_init__(self) -> None:
         thresholds = self.crack_thresholds_mpa
@@ -134,7 +146,9 @@ class CalenderOptions:
             value = getattr(self, name)
             if not _int(value) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("roll_stiffness_factor", "tol"):
+        if self.rearrange not in REARRANGE:
+            raise InputError(f"rearrange must be 'dem' or 'none', got {self.rearrange!r}")
+        for name in ("roll_stiffness_factor", "tol", "jam_pressure_mpa"):
             if not _pos(getattr(self, name)):
                 raise InputError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         if not _num(self.plastic_regularization) or self.plastic_regularization < 0:

