@@ -103,9 +103,13 @@ class CalenderOptions:
         particles are pushed by the roll until the packing jams, the voxel particles follow rigidly —
         and the stress solve compresses only the rest; "none": the stress solve takes the whole
         increment (particles move only as far as their contacts deform).
-    jam_pressure_mpa : float, MPa
+    dem_jam_pressure_mpa : float, MPa
         The DEM roll stops once the relaxed packing carries this pressure (the end of free
-        rearrangement; where it stops moves by about one voxel between 1 and 20 MPa).
+        rearrangement; where it stops moves by about one voxel between 1 and 20 MPa) …
+    dem_collision_tol : float, fraction in [0, 1]
+        … or once more than this fraction of the particle voxels, moved rigidly with their
+        spheres, would land on another particle, the collector or beyond the roll (the fitted
+        spheres are smaller than the voxel particles; the remap squeezes what collides).
     """
 
     materials: Mapping[str, Material | str] | None = None
@@ -131,7 +135,8 @@ class CalenderOptions:
     shell_thickness_um: float = 0.1
     edge_margin: int | None = None
     rearrange: str = "none"
-    jam_pressure_mpa: float = 1.0
+    dem_jam_pressure_mpa: float = 1.0
+    dem_collision_tol: float = 0.05
 
     def __post_init__(self) -> None:
         thresholds = self.crack_thresholds_mpa
@@ -148,7 +153,7 @@ class CalenderOptions:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
         if self.rearrange not in REARRANGE:
             raise InputError(f"rearrange must be 'dem' or 'none', got {self.rearrange!r}")
-        for name in ("roll_stiffness_factor", "tol", "jam_pressure_mpa"):
+        for name in ("roll_stiffness_factor", "tol", "dem_jam_pressure_mpa"):
             if not _pos(getattr(self, name)):
                 raise InputError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         if not _num(self.plastic_regularization) or self.plastic_regularization < 0:
@@ -160,6 +165,8 @@ class CalenderOptions:
             raise InputError(f"preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
         if self.window is not None and (not _int(self.window) or self.window < 8):
             raise InputError(f"window must be at least 8 voxels (a few particles wide), got {self.window!r}")
+        if not _num(self.dem_collision_tol) or not 0 <= self.dem_collision_tol <= 1:
+            raise InputError(f"dem_collision_tol must be a fraction in [0, 1], got {self.dem_collision_tol!r}")
         if not _num(self.contact_tol) or not 0 <= self.contact_tol <= 1:
             raise InputError(f"contact_tol must be a fraction in [0, 1], got {self.contact_tol!r}")
         for n in dict(self.contact_materials or {}):

@@ -210,7 +210,7 @@ def calender(
             if m_next < m_cur and dem is not None:  # rearrangement first: the stress solve takes the rest
                 lab, img, stress, strain, disp, broken, m_dem = _rearrange_step(
                     lab, img, stress, strain, disp, broken, cstate=cstate, materials=dem, n_coll=n_coll, m_cur=m_cur,
-                    m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.jam_pressure_mpa,
+                    m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.dem_jam_pressure_mpa, collision_tol=opts.dem_collision_tol,
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True), stats=stats)
                 if m_dem == m_next:  # rearrangement took the whole increment
                     stats["increments"] += 1
@@ -499,7 +499,7 @@ def _dem_materials(lab, cstate, lut):
 
 
 def _rearrange_step(lab, img, stress, strain, disp, broken, *, cstate, materials, n_coll, m_cur, m_next, h, seed,
-                    pore_gray, jam, moving_value, stats):
+                    pore_gray, jam, collision_tol, moving_value, stats):
     """DEM rearrangement (:mod:`._rearrange`) from ``m_cur`` toward ``m_next`` layers; the voxels move
     rigidly with their particle's sphere (volume-conserving remap). Returns the moved state and the
     coating thickness where the roll stopped."""
@@ -507,7 +507,7 @@ def _rearrange_step(lab, img, stress, strain, disp, broken, *, cstate, materials
 
     mov = moving_value(lab)
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
-                     phase_of=lab, jam_pressure_mpa=jam)
+                     phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol)
     m_new = min(m_cur, max(m_next, move.layers))
     new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
     shift = np.zeros_like(disp)
