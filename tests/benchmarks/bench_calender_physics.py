@@ -108,7 +108,8 @@ def cathode(quick: bool, runs=None, rearrange="none"):
                 pores = f"no pore network ({e})"
             print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure {st.roll_pressure_mpa:7.1f} MPa, "
                   f"active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, crackable >100 {st.crackable_volume_pct['100']:5.1f} %"
-                  f" >150 {st.crackable_volume_pct['150']:5.1f} %, open contacts {st.contacts_open_fraction:.2f}, "
+                  f" >150 {st.crackable_volume_pct['150']:5.1f} %, open contacts "
+                  f"{'n/a' if st.contacts_open_fraction is None else f'{st.contacts_open_fraction:.2f}'}, "
                   f"{pores}, CG {st.cg_iterations}", flush=True)
             rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
                          st.crackable_volume_pct["150"], rad, coo))

@@ -106,10 +106,11 @@ class CalenderOptions:
     dem_jam_pressure_mpa : float, MPa
         The DEM roll stops once the relaxed packing carries this pressure (the end of free
         rearrangement; where it stops moves by about one voxel between 1 and 20 MPa) …
-    dem_collision_tol : float, fraction in [0, 1]
-        … or once more than this fraction of the particle voxels, moved rigidly with their
-        spheres, would land on another particle, the collector or beyond the roll (the fitted
-        spheres are smaller than the voxel particles; the remap squeezes what collides).
+    dem_collision_tol : float, fraction in [0, 1] per layer
+        … or once more than this fraction of the particle voxels per layer of the increment,
+        moved rigidly with their spheres, would land on another particle, the collector or beyond
+        the roll (the fitted spheres are smaller than the voxel particles; the remap squeezes what
+        collides, without stress).
     """
 
     materials: Mapping[str, Material | str] | None = None
@@ -136,7 +137,7 @@ class CalenderOptions:
     edge_margin: int | None = None
     rearrange: str = "none"
     dem_jam_pressure_mpa: float = 1.0
-    dem_collision_tol: float = 0.05
+    dem_collision_tol: float = 0.015
 
     def __post_init__(self) -> None:
         thresholds = self.crack_thresholds_mpa

@@ -21,10 +21,15 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector
    (a flat granular wall, or the coating base) and a flat granular roll wall that moves down in
    sub-steps of ``WALL_STEP`` voxels, each followed by a relaxation; no gravity. The roll stops
-   where the relaxed packing first carries the jamming pressure ``jam_pressure_mpa`` (roll force
-   per cell area), or at the target. Because Hertz contacts of 20 GPa particles stiffen within a
-   fraction of a voxel of overlap, where the roll stops hardly depends on that pressure once it
-   is a few MPa (the rearrangement regime of powder compaction).
+   at the last sub-step before either limit is passed: the relaxed packing carries the jamming
+   pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
+   stiffen within a fraction of a voxel of overlap, so where this stops hardly depends on the
+   pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres, would
+   interpenetrate: more than ``collision_tol`` of the particle voxels per layer of the increment
+   land on another particle, in the collector or beyond the roll (per layer, so the squeeze the
+   remap does without stress adds up to the same whatever the number of increments). The second limit is the one that acts on generated
+   electrodes: spheres shrunk to touch are smaller than the (non-spherical, necked) particles
+   they stand for, so the sphere packing alone would never jam.
 3. **Rigid move.** Every particle's voxels move by its sphere's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
@@ -33,7 +38,9 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
 The voxel stress solve of :func:`.calender` then compresses the rearranged coating from where
 the roll stopped to the increment's target: stress builds only for the compression that
 rearrangement could not take, i.e. where the particles are jammed. Each DEM stage starts from the
-current voxel geometry (spheres refitted, no carried contact history or prestress).
+current voxel geometry (spheres refitted, no carried contact history or prestress); a particle
+that moved by half a voxel or more left the contacts that loaded it and arrives unloaded (its
+carried stress is dropped), the others keep theirs.
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
@@ -187,7 +194,7 @@ def fit_spheres(inst: np.ndarray, *, z_bottom: float, z_top: float):
 # ---------------------------------------------------------------------- DEM stage
 def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, m_target: int,
               h: tuple[float, float, float], materials: dict[int, DemMaterial], phase_of: np.ndarray,
-              jam_pressure_mpa: float, collision_tol: float = 0.005) -> DemMove:
+              jam_pressure_mpa: float, collision_tol: float) -> DemMove:
     """One DEM rearrangement stage: compress the fitted spheres from ``m_cur`` toward ``m_target``.
 
     Parameters
@@ -205,10 +212,10 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
         Label value per voxel (the phase of each instance is its most common one).
     jam_pressure_mpa : float, MPa
         The roll stops once the relaxed packing carries this pressure …
-    collision_tol : float, fraction
+    collision_tol : float, fraction per layer
         … or once the particles, moved rigidly with their spheres, would interpenetrate: more than
-        this fraction of the particle voxels land in a cell another particle takes, in the
-        collector or beyond the roll (the fitted spheres are smaller than the particles they stand
+        this fraction of the particle voxels per layer of ``m_cur − m_target`` land in a cell
+        another particle takes, in the collector or beyond the roll (the fitted spheres are smaller than the particles they stand
         for); the roll then stays at its last sub-step below both limits.
     """
     z_bot = float(n_coll)
@@ -232,7 +239,7 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
 
     final, z_wall, pressure, overlap, coll = _run_lammps(
         centre, radius, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
-        collisions, collision_tol)
+        collisions, collision_tol * (m_cur - m_target))
     shift = _lateral_min_image(final - centre, inst.shape)
     # shift per voxel: a particle voxel by its sphere, a filler voxel by its nearest particle voxel
     part = np.isin(inst, ids)

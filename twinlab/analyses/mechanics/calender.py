@@ -519,7 +519,9 @@ def _rearrange_step(lab, img, stress, strain, disp, broken, *, cstate, materials
     disp, broken = _take(disp + shift, src), _take(broken, src, False)
     cstate.take(_take, src)
     img = None if img is None else _take(img, src, pore_gray)
-    stats["pressure"] = move.pressure_mpa
+    # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
+    # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
+    stats["pressure"] = max(move.pressure_mpa, -float(stress[0, n_coll:].mean()))
     stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres,
                          "max_overlap": move.max_overlap, "collisions": move.collisions})
