@@ -25,9 +25,10 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
    stiffen within a fraction of a voxel of overlap, so where this stops hardly depends on the
    pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres, would
-   interpenetrate: more than ``collision_tol`` of the particle voxels per layer of the increment
-   land on another particle, in the collector or beyond the roll (per layer, so the squeeze the
-   remap does without stress adds up to the same whatever the number of increments). The second limit is the one that acts on generated
+   interpenetrate: more than ``collision_tol`` of the particle voxels per layer the roll has
+   travelled land on another particle, in the collector or beyond the roll (per layer, so the
+   squeeze the remap does without stress adds up to the same whatever the number of increments;
+   rounding each body's shift to whole voxels alone makes touching particles collide). The second limit is the one that acts on generated
    electrodes: spheres shrunk to touch are smaller than the (non-spherical, necked) particles
    they stand for, so the sphere packing alone would never jam.
 3. **Rigid move.** Every particle's voxels move by its sphere's translation (rotations are not
@@ -73,6 +74,9 @@ DRAG_STEPS = 200
 #: Coulomb friction of particles whose contact material has none (lithium powder): the NCM
 #: particle–particle value of DEM calendering models (materials.NCM_contact; an assumption for Li)
 DEFAULT_FRICTION = 0.3
+#: most spheres per clump, and the fraction of a particle's voxels its clump covers before it stops
+MAX_SPHERES = 8
+COVERAGE = 0.9
 #: smallest sphere radius (voxels) of a DEM body: an instance whose sphere, shrunk to touch its
 #: neighbours and the walls, is smaller (a splinter a crop or the remap left, or squeezed between
 #: two particles) is not a body and moves with its nearest particle like a filler
@@ -146,49 +150,94 @@ def dem_available() -> bool:
     return True
 
 
-# ---------------------------------------------------------------------- sphere fit
-def fit_spheres(inst: np.ndarray, *, z_bottom: float, z_top: float):
-    """Spheres (voxel units) fitted to particle instances: ids, centres (3, n), radii (n,).
+# ---------------------------------------------------------------------- clump fit
+def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: int = MAX_SPHERES):
+    """Clumps of spheres (voxel units) inscribed in the particle instances.
 
-    Centres are instance centroids (voxel-centre coordinates, circular mean on the periodic axes
-    1, 2); radii the volume-equivalent ones, shrunk so no two spheres (minimum image laterally)
-    and no sphere and the planes ``z_bottom``/``z_top`` along axis 0 overlap.
+    Per particle, greedily: the largest inscribed sphere (centre at the voxel farthest from the
+    particle's surface, radius that distance + ½ voxel), then the largest one centred on a voxel
+    no sphere covers yet, until ``max_spheres``, ``COVERAGE`` of the voxels covered or spheres
+    under ``MIN_RADIUS``. Spheres of different particles that overlap (touching particles,
+    discretisation) shrink by a common factor until they just touch, and none crosses the planes
+    ``z_bottom``/``z_top``; a particle left without a sphere ≥ ``MIN_RADIUS`` is a splinter.
+
+    Returns
+    -------
+    ids : (b,) particle instance id of each body
+    centre : (3, s) float, sphere centres (voxel-centre coordinates)
+    radius : (s,) float
+    body : (s,) int, index into ``ids`` of each sphere's body
     """
+    n0, n1, n2 = inst.shape
+    inner = inst > 0
+    for ax in range(3):
+        for shift in (1, -1):
+            inner &= np.roll(inst, shift, axis=ax) == inst
+    depth = ndimage.distance_transform_edt(inner) + 0.5  # centre → particle surface, voxels
+    cen, rad, bod = [], [], []
     ids = np.unique(inst)
     ids = ids[ids > 0]
-    if ids.size == 0:
-        return ids, np.zeros((3, 0)), np.zeros(0)
-    n0, n1, n2 = inst.shape
-    vol = ndimage.sum_labels(np.ones(inst.shape), inst, ids)
-    grids = np.indices(inst.shape, dtype=np.float64) + 0.5
-    centre = np.empty((3, ids.size))
-    centre[0] = ndimage.sum_labels(grids[0], inst, ids) / vol
-    for ax, n in ((1, n1), (2, n2)):
-        ang = 2 * np.pi * grids[ax] / n
-        s = ndimage.sum_labels(np.sin(ang), inst, ids)
-        c = ndimage.sum_labels(np.cos(ang), inst, ids)
-        centre[ax] = (np.arctan2(s, c) * n / (2 * np.pi)) % n
-    r = (3.0 * vol / (4.0 * np.pi)) ** (1.0 / 3.0)
-    radius = r.copy()
-    if ids.size > 1:
-        # lateral axes periodic; axis 0 made effectively non-periodic by a box far larger than the slab
-        pts = np.stack([centre[0], centre[1] % n1, centre[2] % n2], axis=1)
-        tree = cKDTree(pts, boxsize=[4.0 * max(n0, z_top) + 1.0, n1, n2])
-        pairs = tree.query_pairs(2.0 * r.max(), output_type="ndarray")
-        if pairs.size:
-            i, j = pairs[:, 0], pairs[:, 1]
-            d = pts[j] - pts[i]
-            for ax, n in ((1, n1), (2, n2)):
-                d[:, ax] -= n * np.round(d[:, ax] / n)
-            dist = np.sqrt((d ** 2).sum(axis=1))
-            over = dist < r[i] + r[j]
-            f = dist[over] / (r[i][over] + r[j][over])  # both shrink by the same factor: they just touch
-            np.minimum.at(radius, i[over], r[i][over] * f)
-            np.minimum.at(radius, j[over], r[j][over] * f)
+    objects = ndimage.find_objects(inst)  # a particle cut by a periodic face spans the axis: fine
+    for b, pid in enumerate(ids.tolist()):
+        sl = objects[pid - 1]
+        mask = inst[sl] == pid
+        coords = np.argwhere(mask).astype(float) + 0.5
+        vals = depth[sl][mask]
+        covered = np.zeros(vals.size, bool)
+        n_spheres = 0
+        for k in np.argsort(-vals, kind="stable"):
+            if covered[k]:
+                continue
+            if vals[k] < MIN_RADIUS or n_spheres == max_spheres:
+                break
+            cen.append(coords[k] + [sl[0].start, sl[1].start, sl[2].start])
+            rad.append(vals[k])
+            bod.append(b)
+            n_spheres += 1
+            covered |= ((coords - coords[k]) ** 2).sum(axis=1) <= vals[k] ** 2
+            if covered.mean() >= COVERAGE:
+                break
+    if not rad:
+        return ids[:0], np.zeros((3, 0)), np.zeros(0), np.zeros(0, np.int64)
+    centre = np.array(cen).T
+    centre[1] %= n1
+    centre[2] %= n2
+    radius = np.array(rad)
+    body = np.array(bod, np.int64)
+    radius = _separate(centre, radius, body, inst.shape)
     radius = np.minimum(radius, centre[0] - z_bottom)
     radius = np.minimum(radius, z_top - centre[0])
-    body = radius >= MIN_RADIUS  # splinters (crop or remap debris) fit no sphere: they move as fillers
-    return ids[body], centre[:, body], radius[body]
+    keep = radius >= MIN_RADIUS
+    centre, radius, body = centre[:, keep], radius[keep], body[keep]
+    used = np.unique(body)
+    remap = np.full(ids.size, -1, np.int64)
+    remap[used] = np.arange(used.size)
+    return ids[used], centre, radius, remap[body]
+
+
+def _separate(centre, radius, body, shape):
+    """Radii shrunk so spheres of different bodies do not overlap (minimum image laterally)."""
+    n0, n1, n2 = shape
+    if radius.size < 2:
+        return radius
+    pts = centre.T.copy()
+    tree = cKDTree(pts, boxsize=[4.0 * (n0 + np.abs(pts[:, 0]).max()) + 1.0, n1, n2])
+    pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
+    out = radius.copy()
+    if not pairs.size:
+        return out
+    i, j = pairs[:, 0], pairs[:, 1]
+    other = body[i] != body[j]
+    i, j = i[other], j[other]
+    d = pts[j] - pts[i]
+    for ax, n in ((1, n1), (2, n2)):
+        d[:, ax] -= n * np.round(d[:, ax] / n)
+    dist = np.sqrt((d ** 2).sum(axis=1))
+    over = dist < radius[i] + radius[j]
+    f = dist[over] / (radius[i][over] + radius[j][over])  # both shrink by the same factor: they just touch
+    np.minimum.at(out, i[over], radius[i][over] * f)
+    np.minimum.at(out, j[over], radius[j][over] * f)
+    return out
 
 
 # ---------------------------------------------------------------------- DEM stage
@@ -214,33 +263,38 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
         The roll stops once the relaxed packing carries this pressure …
     collision_tol : float, fraction per layer
         … or once the particles, moved rigidly with their spheres, would interpenetrate: more than
-        this fraction of the particle voxels per layer of ``m_cur − m_target`` land in a cell
+        this fraction of the particle voxels per layer the roll travelled land in a cell
         another particle takes, in the collector or beyond the roll (the fitted spheres are smaller than the particles they stand
         for); the roll then stays at its last sub-step below both limits.
     """
     z_bot = float(n_coll)
     z_top = float(n_coll + m_cur)
-    ids, centre, radius = fit_spheres(inst, z_bottom=z_bot, z_top=z_top)
+    ids, centre, radius, body = fit_clumps(inst, z_bottom=z_bot, z_top=z_top)
     idx = np.nonzero(moving)
     n_mov = idx[0].size
     if ids.size == 0:
         tgt = np.stack([i + 0.5 for i in idx]).astype(float)
         return DemMove(tgt, np.zeros((3, n_mov)), m_cur, 0.0, 0, 0.0, z_top * h[0], 0.0)
-    phase = _majority_phase(inst, phase_of, ids)
+    phase = _majority_phase(inst, phase_of, ids)[body]
     # voxel-collision check of a rigid move: particle voxels and the sphere each one follows
     lookup = np.full(int(inst.max()) + 1, -1, np.int64)
     lookup[ids] = np.arange(ids.size)
     pvox = np.nonzero(np.isin(inst, ids))
     powner = lookup[inst[pvox]]
 
+    def body_shift(final):
+        """Translation of each body: the mean of its spheres' displacements (rotation not carried)."""
+        d = _lateral_min_image(final - centre, inst.shape)
+        count = np.bincount(body, minlength=ids.size)
+        return np.stack([np.bincount(body, weights=d[a], minlength=ids.size) / count for a in range(3)])
+
     def collisions(final, wall_layer):
-        return _collision_fraction(pvox, powner, _lateral_min_image(final - centre, inst.shape), inst.shape,
-                                   n_coll, wall_layer)
+        return _collision_fraction(pvox, powner, body_shift(final), inst.shape, n_coll, wall_layer)
 
     final, z_wall, pressure, overlap, coll = _run_lammps(
-        centre, radius, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
-        collisions, collision_tol * (m_cur - m_target))
-    shift = _lateral_min_image(final - centre, inst.shape)
+        centre, radius, body, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
+        collisions, collision_tol)
+    shift = body_shift(final)
     # shift per voxel: a particle voxel by its sphere, a filler voxel by its nearest particle voxel
     part = np.isin(inst, ids)
     _, near = ndimage.distance_transform_edt(~part, return_indices=True)
@@ -292,8 +346,8 @@ def _granular(mat: DemMaterial) -> str:
             f"tangential mindlin NULL 1.0 {mat.friction} damping tsuji")
 
 
-def _run_lammps(centre, radius, phase, shape, h, z_bot, z_top, z_target, materials, jam_pressure_mpa, collisions,
-                collision_tol):
+def _run_lammps(centre, radius, body, phase, shape, h, z_bot, z_top, z_target, materials, jam_pressure_mpa,
+                collisions, collision_tol):
     """Run the compression; returns the accepted centres (voxel units), roll position (voxel units
     from the cell bottom), its relaxed pressure (MPa), the largest relative sphere overlap and the
     voxel-collision fraction of the accepted sub-step."""
@@ -315,21 +369,30 @@ comm_modify vel yes
 newton off
 region box block 0 {lx:.9g} 0 {ly:.9g} {zb - pad:.9g} {zt + pad:.9g} units box
 create_box {len(values)} box
+fix body all property/atom i_body ghost yes
+thermo_style custom step
+thermo 0
 pair_style granular
 neighbor {0.2 * float(np.median(radius)) * max(h):.6g} bin
 neigh_modify every 1 delay 0 check yes
 """)
         for v in values:  # unlike types: LAMMPS mixes E, ν (effective Hertz modulus) and μ itself
             lmp.command(f"pair_coeff {types[v]} {types[v]} {_granular(materials[v])}")
-        # positions: LAMMPS x, y = the lateral axes 1, 2; z = the thickness axis 0
+        # positions: LAMMPS x, y = the lateral axes 1, 2; z = the thickness axis 0; clumps (bodies of
+        # two or more spheres) first, then the single spheres
         r_um = radius * min(h)
         r_med = float(np.median(r_um))
-        for k in range(radius.size):
+        size = np.bincount(body)
+        order = np.argsort(size[body] < 2, kind="stable")
+        lines = []
+        for n, k in enumerate(order.tolist()):
             x, y, z = centre[1, k] * hx, centre[2, k] * hy, centre[0, k] * hz
             mat = materials[int(phase[k])]
             rho = mat.density * max(1.0, (r_med / r_um[k]) ** 2)  # quasi-static mass scaling
-            lmp.command(f"create_atoms {types[int(phase[k])]} single {x % lx:.9g} {y % ly:.9g} {z:.9g} units box")
-            lmp.command(f"set atom {k + 1} diameter {2 * r_um[k]:.9g} density {rho:.9g}")
+            lines.append(f"create_atoms {types[int(phase[k])]} single {x % lx:.9g} {y % ly:.9g} {z:.9g} units box")
+            lines.append(f"set atom {n + 1} diameter {2 * r_um[k]:.9g} density {rho:.9g} i_body {body[k] + 1}")
+        lmp.commands_list(lines)
+        n_clumped = int((size[body] >= 2).sum())
         soft = min(materials[v].youngs_mpa / (2 * (1 + materials[v].poisson)) for v in values) * 1e3  # kPa
         dense = max(materials[v].density for v in values)
         t_rayleigh = np.pi * r_med * np.sqrt(dense / soft) / 0.8766
@@ -337,7 +400,10 @@ neigh_modify every 1 delay 0 check yes
         wall = _granular(materials[values[0]])
         lmp.commands_string(f"""
 timestep {0.15 * t_rayleigh:.6g}
-fix integrate all nve/sphere
+{f"group clumped id 1:{n_clumped}" if n_clumped else "group clumped empty"}
+group single subtract all clumped
+{"fix bodies clumped rigid/small custom i_body" if n_clumped else ""}
+{"fix integrate single nve/sphere" if n_clumped < radius.size else ""}
 fix drag all viscous {m_med / (DRAG_STEPS * 0.15 * t_rayleigh):.6g}
 fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
 """)
@@ -358,15 +424,16 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
             z = z_new
             lmp.command(f"run {RELAX_STEPS} post no")
             pressure = _wall_pressure(lmp, area)
-            final = _positions(lmp, radius.size, h)
+            final = np.empty_like(centre)
+            final[:, order] = _positions(lmp, radius.size, h)
             coll = collisions(final, int(np.ceil(z / hz - 1e-6)))
-            if pressure >= jam_pressure_mpa or coll > collision_tol:
+            if pressure >= jam_pressure_mpa or coll > collision_tol * (zt - z) / hz:  # per layer travelled
                 break
             accepted = (final, z / hz, pressure, coll)
     finally:
         lmp.close()
     final, zw, pressure, coll = accepted
-    return final, zw * hz, pressure, _max_overlap(final, radius, shape), coll
+    return final, zw * hz, pressure, _max_overlap(final, radius, body, shape), coll
 
 
 def _positions(lmp, n, h):
@@ -388,7 +455,8 @@ def _wall_pressure(lmp, area):
     return float(-np.asarray(c)[:, 3].sum()) / area * 1e-3  # kPa → MPa
 
 
-def _max_overlap(centre, radius, shape):
+def _max_overlap(centre, radius, body, shape):
+    """Largest overlap of two spheres of different bodies, relative to the smaller radius."""
     if radius.size < 2:
         return 0.0
     n0, n1, n2 = shape
@@ -398,6 +466,9 @@ def _max_overlap(centre, radius, shape):
     if not pairs.size:
         return 0.0
     i, j = pairs[:, 0], pairs[:, 1]
+    i, j = i[body[i] != body[j]], j[body[i] != body[j]]
+    if not i.size:
+        return 0.0
     d = pts[j] - pts[i]
     for ax, n in ((1, n1), (2, n2)):
         d[:, ax] -= n * np.round(d[:, ax] / n)
