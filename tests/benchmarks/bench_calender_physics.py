@@ -96,7 +96,7 @@ def cathode(quick: bool, runs=None, rearrange="none"):
         for d in s.settings.get("dem_stages", []):
             print(f"    DEM: {d['from_layers']} → {d['stopped_layers']} layers (target {d['target_layers']}), "
                   f"{d['pressure_mpa']:.2f} MPa, {d['spheres']} spheres, max overlap {d['max_overlap']:.3f} r, "
-                  f"voxel collisions {d['collisions']:.4f}", flush=True)
+                  f"voxel collisions {d['collisions']:.4f}; stopped by {d['stop']}", flush=True)
         rows = []
         for st, state in zip(s.steps, s.states):
             rad = coo = None

@@ -8,14 +8,15 @@ arXiv:2601.02879 — rearrangement, then fracture, then crushing). The voxel sol
 show that: in one small-strain increment a particle moves only as far as its contacts let it
 deform. This module gives each increment a DEM stage before the voxel stress solve:
 
-1. **Spheres fitted to the particles.** Each particle instance (the twin's ``labels/particles`` or
-   components; LMP lithium cores with their shells) becomes one sphere at its centroid (circular
-   mean on the periodic lateral axes) with the volume-equivalent radius, shrunk where two fitted
-   spheres — or a sphere and a wall — overlap so every packing starts force-free with the voxel
-   contacts as touching spheres (an instance whose sphere would shrink below ``MIN_RADIUS`` is a
-   splinter, not a body). The carbon–binder domain and other fillers are *not* DEM bodies: they
-   coat the particles and their necks, so each filler voxel moves with its nearest particle (no
-   cohesion is modelled: binder bridges neither pull nor break in the DEM).
+1. **Clumps fitted to the particles.** Each particle instance (the twin's ``labels/particles`` or
+   components; LMP lithium cores with their shells) becomes a rigid clump of up to
+   ``MAX_SPHERES`` spheres inscribed in it (:func:`fit_clumps`: the largest inscribed sphere, then
+   the largest ones centred on voxels not yet covered), so the clump has the particle's shape to
+   about a voxel; spheres of touching particles are shrunk until they just touch, so every
+   packing starts force-free (a particle left without a sphere of ``MIN_RADIUS`` is a splinter,
+   not a body). The carbon–binder domain and other fillers are *not* DEM bodies: they coat the
+   particles and their necks, so each filler voxel moves with its nearest particle (no cohesion
+   is modelled: binder bridges neither pull nor break in the DEM).
 2. **Compression in LAMMPS** (``pair_style granular``: Hertz normal contact with the particle
    material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
    contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector
@@ -28,10 +29,8 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    interpenetrate: more than ``collision_tol`` of the particle voxels per layer the roll has
    travelled land on another particle, in the collector or beyond the roll (per layer, so the
    squeeze the remap does without stress adds up to the same whatever the number of increments;
-   rounding each body's shift to whole voxels alone makes touching particles collide). The second limit is the one that acts on generated
-   electrodes: spheres shrunk to touch are smaller than the (non-spherical, necked) particles
-   they stand for, so the sphere packing alone would never jam.
-3. **Rigid move.** Every particle's voxels move by its sphere's translation (rotations are not
+   rounding each body's shift to whole voxels alone makes touching particles collide).
+3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
    voxel count.
@@ -39,7 +38,7 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
 The voxel stress solve of :func:`.calender` then compresses the rearranged coating from where
 the roll stopped to the increment's target: stress builds only for the compression that
 rearrangement could not take, i.e. where the particles are jammed. Each DEM stage starts from the
-current voxel geometry (spheres refitted, no carried contact history or prestress); a particle
+current voxel geometry (clumps refitted, no carried contact history or prestress); a particle
 that moved by half a voxel or more left the contacts that loaded it and arrives unloaded (its
 carried stress is dropped), the others keep theirs.
 
@@ -100,9 +99,10 @@ class DemMove:
     ``target`` (3, m): continuous target voxel-centre positions of the moving voxels (C order of
     ``np.flatnonzero(moving)``); ``shift_um`` (3, m): their displacement in µm; ``layers``: the
     coating thickness (voxels above the collector) where the roll stopped; ``pressure_mpa``: the
-    relaxed roll pressure there; ``spheres``: fitted spheres; ``max_overlap``: the largest sphere
+    relaxed roll pressure there; ``spheres``: DEM bodies (clumps); ``max_overlap``: the largest sphere
     overlap at the end, relative to the smaller radius; ``wall_um``: the roll's height above the
-    cell bottom; ``collisions``: the voxel-collision fraction of the rigid move.
+    cell bottom; ``collisions``: the voxel-collision fraction of the rigid move; ``stop``: what
+    stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values.
     """
 
     target: np.ndarray
@@ -113,6 +113,7 @@ class DemMove:
     max_overlap: float
     wall_um: float
     collisions: float
+    stop: dict
 
 
 def load_lammps():
@@ -200,10 +201,12 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     if not rad:
         return ids[:0], np.zeros((3, 0)), np.zeros(0), np.zeros(0, np.int64)
     centre = np.array(cen).T
-    centre[1] %= n1
-    centre[2] %= n2
     radius = np.array(rad)
     body = np.array(bod, np.int64)
+    # a particle cut by a periodic face: its spheres as one image, next to its first sphere
+    first = np.zeros(ids.size, np.int64)
+    first[body[::-1]] = np.arange(body.size)[::-1]
+    centre = centre[:, first[body]] + _lateral_min_image(centre - centre[:, first[body]], inst.shape)
     radius = _separate(centre, radius, body, inst.shape)
     radius = np.minimum(radius, centre[0] - z_bottom)
     radius = np.minimum(radius, z_top - centre[0])
@@ -220,7 +223,7 @@ def _separate(centre, radius, body, shape):
     n0, n1, n2 = shape
     if radius.size < 2:
         return radius
-    pts = centre.T.copy()
+    pts = np.stack([centre[0], centre[1] % n1, centre[2] % n2], axis=1)
     tree = cKDTree(pts, boxsize=[4.0 * (n0 + np.abs(pts[:, 0]).max()) + 1.0, n1, n2])
     pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
     out = radius.copy()
@@ -264,8 +267,8 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     collision_tol : float, fraction per layer
         … or once the particles, moved rigidly with their spheres, would interpenetrate: more than
         this fraction of the particle voxels per layer the roll travelled land in a cell
-        another particle takes, in the collector or beyond the roll (the fitted spheres are smaller than the particles they stand
-        for); the roll then stays at its last sub-step below both limits.
+        another particle takes, in the collector or beyond the roll; the roll then stays at its
+        last sub-step below both limits.
     """
     z_bot = float(n_coll)
     z_top = float(n_coll + m_cur)
@@ -274,7 +277,7 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     n_mov = idx[0].size
     if ids.size == 0:
         tgt = np.stack([i + 0.5 for i in idx]).astype(float)
-        return DemMove(tgt, np.zeros((3, n_mov)), m_cur, 0.0, 0, 0.0, z_top * h[0], 0.0)
+        return DemMove(tgt, np.zeros((3, n_mov)), m_cur, 0.0, 0, 0.0, z_top * h[0], 0.0, {"by": "no particles"})
     phase = _majority_phase(inst, phase_of, ids)[body]
     # voxel-collision check of a rigid move: particle voxels and the sphere each one follows
     lookup = np.full(int(inst.max()) + 1, -1, np.int64)
@@ -291,7 +294,7 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     def collisions(final, wall_layer):
         return _collision_fraction(pvox, powner, body_shift(final), inst.shape, n_coll, wall_layer)
 
-    final, z_wall, pressure, overlap, coll = _run_lammps(
+    final, z_wall, pressure, overlap, coll, stop = _run_lammps(
         centre, radius, body, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
         collisions, collision_tol)
     shift = body_shift(final)
@@ -304,7 +307,7 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     target = np.stack([i + 0.5 for i in idx]).astype(float) + shift_v
     shift_um = shift_v * np.asarray(h, float)[:, None]
     layers = max(int(np.ceil(z_wall / h[0] - 1e-6)), n_coll + m_target) - n_coll
-    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll)
+    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop)
 
 
 def _lateral_min_image(d, shape):
@@ -389,10 +392,16 @@ neigh_modify every 1 delay 0 check yes
             x, y, z = centre[1, k] * hx, centre[2, k] * hy, centre[0, k] * hz
             mat = materials[int(phase[k])]
             rho = mat.density * max(1.0, (r_med / r_um[k]) ** 2)  # quasi-static mass scaling
-            lines.append(f"create_atoms {types[int(phase[k])]} single {x % lx:.9g} {y % ly:.9g} {z:.9g} units box")
-            lines.append(f"set atom {n + 1} diameter {2 * r_um[k]:.9g} density {rho:.9g} i_body {body[k] + 1}")
+            ix, iy = int(np.floor(x / lx)), int(np.floor(y / ly))  # a clump cut by a face: its image flags
+            lines.append(f"create_atoms {types[int(phase[k])]} single {x - ix * lx:.9g} {y - iy * ly:.9g} {z:.9g} "
+                         "units box")
+            lines.append(f"set atom {n + 1} diameter {2 * r_um[k]:.9g} density {rho:.9g} i_body {body[k] + 1} "
+                         f"image {ix} {iy} 0")
         lmp.commands_list(lines)
         n_clumped = int((size[body] >= 2).sum())
+        # ghost atoms must reach across the largest clump (rigid/small builds bodies from them)
+        extent = _clump_extent(centre, radius, body) * max(h)
+        lmp.command(f"comm_modify vel yes cutoff {extent + 2.5 * float(r_um.max()):.6g}")
         soft = min(materials[v].youngs_mpa / (2 * (1 + materials[v].poisson)) for v in values) * 1e3  # kPa
         dense = max(materials[v].density for v in values)
         t_rayleigh = np.pi * r_med * np.sqrt(dense / soft) / 0.8766
@@ -411,6 +420,7 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
         ztarget = z_target * hz
         z = zt
         accepted = (centre.copy(), z_top, 0.0, 0.0)
+        stop = {"by": "target"}
         first = True
         while z > ztarget + 1e-9:
             z_new = max(ztarget, z - WALL_STEP * hz)
@@ -428,12 +438,14 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
             final[:, order] = _positions(lmp, radius.size, h)
             coll = collisions(final, int(np.ceil(z / hz - 1e-6)))
             if pressure >= jam_pressure_mpa or coll > collision_tol * (zt - z) / hz:  # per layer travelled
+                stop = {"pressure_mpa": pressure, "collisions": coll, "wall_layers": z / hz,
+                        "by": "pressure" if pressure >= jam_pressure_mpa else "collisions"}
                 break
             accepted = (final, z / hz, pressure, coll)
     finally:
         lmp.close()
     final, zw, pressure, coll = accepted
-    return final, zw * hz, pressure, _max_overlap(final, radius, body, shape), coll
+    return final, zw * hz, pressure, _max_overlap(final, radius, body, shape), coll, stop
 
 
 def _positions(lmp, n, h):
@@ -442,6 +454,18 @@ def _positions(lmp, n, h):
     ids = np.array(lmp.numpy.extract_atom("id")[:n], np.int64)
     x = x[np.argsort(ids)]
     return np.stack([x[:, 2] / h[0], x[:, 0] / h[1], x[:, 1] / h[2]])
+
+
+def _clump_extent(centre, radius, body):
+    """Largest clump size (voxels): the widest span of a body's spheres, radii included."""
+    out = 0.0
+    for a in range(3):
+        hi = np.full(body.max() + 1, -np.inf)
+        lo = np.full(body.max() + 1, np.inf)
+        np.maximum.at(hi, body, centre[a] + radius)
+        np.minimum.at(lo, body, centre[a] - radius)
+        out = max(out, float((hi - lo).max()))
+    return out
 
 
 def _wall_pressure(lmp, area):

@@ -210,7 +210,8 @@ def calender(
             if m_next < m_cur and dem is not None:  # rearrangement first: the stress solve takes the rest
                 lab, img, stress, strain, disp, broken, m_dem = _rearrange_step(
                     lab, img, stress, strain, disp, broken, cstate=cstate, materials=dem, n_coll=n_coll, m_cur=m_cur,
-                    m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.dem_jam_pressure_mpa, collision_tol=opts.dem_collision_tol,
+                    m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.dem_jam_pressure_mpa,
+                    collision_tol=opts.dem_collision_tol,
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True), stats=stats)
                 if m_dem == m_next:  # rearrangement took the whole increment
                     stats["increments"] += 1
@@ -514,7 +515,8 @@ def _rearrange_step(lab, img, stress, strain, disp, broken, *, cstate, materials
     shift[(slice(None), *np.nonzero(mov))] = move.shift_um
     # a particle that slid or rolled away left the contacts that loaded it: it arrives unloaded
     # (the DEM packing it joins is force-free below the jamming pressure)
-    stress = np.where((np.abs(shift / np.asarray(h, shift.dtype)[:, None, None, None]) >= 0.5).any(axis=0), 0, stress)
+    moved = (np.abs(shift / np.asarray(h, shift.dtype)[:, None, None, None]) >= 0.5).any(axis=0)
+    stress = np.where(moved, 0, stress)
     stress, strain = _take(stress, src), _take(strain, src)
     disp, broken = _take(disp + shift, src), _take(broken, src, False)
     cstate.take(_take, src)
@@ -524,7 +526,7 @@ def _rearrange_step(lab, img, stress, strain, disp, broken, *, cstate, materials
     stats["pressure"] = max(move.pressure_mpa, -float(stress[0, n_coll:].mean()))
     stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres,
-                         "max_overlap": move.max_overlap, "collisions": move.collisions})
+                         "max_overlap": move.max_overlap, "collisions": move.collisions, "stop": move.stop})
     return new_lab, img, stress, strain, disp, broken, m_new
 
 
