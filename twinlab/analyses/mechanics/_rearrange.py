@@ -60,6 +60,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ...errors import MissingDependencyError
+from ...materials import MATERIALS
+from ._remap import remap_voxels
 
 #: roll-wall sub-step (voxels) and LAMMPS steps to move it and to relax the packing after it
 WALL_STEP = 0.25
@@ -149,6 +151,57 @@ def dem_available() -> bool:
     except MissingDependencyError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------- calender state
+def dem_materials(lab, cstate, lut):
+    """DEM constants per particle phase value (None: no particles to rearrange). Hertz E, ν and the
+    density of the particle's material; friction μ of its contact law (NCM_contact: 0.3) or
+    ``DEFAULT_FRICTION``. Loads LAMMPS first, so a missing engine is refused at once. ``lut`` is
+    calender's per-label-value material table, ``cstate`` its :class:`._contacts.ContactState`."""
+    load_lammps().close()
+    if cstate is None:
+        return None
+    out = {}
+    for v in np.unique(lab[cstate.inst > 0]).tolist():
+        mat = lut["materials"][lut["names"][v]]
+        law = cstate.law_names.get(lut["names"][v])
+        mu = MATERIALS[law].friction_coefficient if law in MATERIALS else None
+        out[v] = DemMaterial(mat.youngs_modulus_gpa * 1e3, mat.poisson_ratio, mu or DEFAULT_FRICTION,
+                             mat.density_g_cm3 or 1.0)
+    return out or None
+
+
+def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, materials, n_coll, m_cur, m_next, h,
+                    seed, pore_gray, jam, collision_tol, moving_value, stats):
+    """One increment's DEM stage on calender's state (labels, image, stress, strain, displacement,
+    broken shells, contact state; thickness axis first): :func:`rearrange` from ``m_cur`` toward
+    ``m_next`` layers, then every voxel moves rigidly with its particle's clump through the
+    volume-conserving remap, its state gathered with ``take(arr, src, fill)``. Returns the moved
+    state and the coating thickness (layers) where the roll stopped; logs the stage in
+    ``stats["dem"]`` and the roll pressure in ``stats["pressure"]``."""
+    mov = moving_value(lab)
+    move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
+                     phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol)
+    m_new = min(m_cur, max(m_next, move.layers))
+    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
+    shift = np.zeros_like(disp)
+    shift[(slice(None), *np.nonzero(mov))] = move.shift_um
+    # a particle that slid or rolled away left the contacts that loaded it: it arrives unloaded
+    # (the DEM packing it joins is force-free below the jamming pressure)
+    moved = (np.abs(shift / np.asarray(h, shift.dtype)[:, None, None, None]) >= 0.5).any(axis=0)
+    stress = np.where(moved, 0, stress)
+    stress, strain = take(stress, src), take(strain, src)
+    disp, broken = take(disp + shift, src), take(broken, src, False)
+    cstate.take(take, src)
+    img = None if img is None else take(img, src, pore_gray)
+    # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
+    # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
+    stats["pressure"] = max(move.pressure_mpa, -float(stress[0, n_coll:].mean()))
+    stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
+                         "pressure_mpa": move.pressure_mpa, "spheres": move.spheres,
+                         "max_overlap": move.max_overlap, "collisions": move.collisions, "stop": move.stop})
+    return new_lab, img, stress, strain, disp, broken, m_new
 
 
 # ---------------------------------------------------------------------- clump fit

