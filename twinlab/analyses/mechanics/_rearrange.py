@@ -490,7 +490,9 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
             final = np.empty_like(centre)
             final[:, order] = _positions(lmp, radius.size, h)
             coll = collisions(final, int(np.ceil(z / hz - 1e-6)))
-            if pressure >= jam_pressure_mpa or coll > collision_tol * (zt - z) / hz:  # per layer travelled
+            # collisions per layer travelled, at least one layer's worth (one particle pushed off the
+            # roll's first quarter layer already rounds to a whole-voxel shift)
+            if pressure >= jam_pressure_mpa or coll > collision_tol * max(1.0, (zt - z) / hz):
                 stop = {"pressure_mpa": pressure, "collisions": coll, "wall_layers": z / hz,
                         "by": "pressure" if pressure >= jam_pressure_mpa else "collisions"}
                 break
