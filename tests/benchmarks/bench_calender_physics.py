@@ -116,13 +116,13 @@ def cathode(quick: bool, runs=None, rearrange="none"):
         _verdicts(rows)
 
 
-def lmp(quick: bool, rearrange="none"):
+def lmp(quick: bool, rearrange="none", voxels=None):
     from twinlab.analyses.conductive import activation_from_calender
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
     ratios = (0.05, 0.1, 0.2, 0.3, 0.4)
-    for vs in ((4.0, 5.0) if not quick else (5.0, 6.0)):
+    for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
         g = make_lmp_anode(domain_um=(160, 11 + 84, 160), voxel_size_um=vs, collector_um=12, seed=3)
         s = calender(g.phases, particles=g.particles, ratios=ratios, steps=5, voxel_size_um=vs, thickness_axis="y",
@@ -139,6 +139,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller windows / coarser voxels")
     ap.add_argument("--part", default="hertz,cathode,lmp")
     ap.add_argument("--runs", default=None, help="cathode runs as WINDOWxSTEPS,… (default by --quick)")
+    ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
     args = ap.parse_args()
     parts = args.part.split(",")
@@ -150,7 +151,7 @@ def main():
             cathode(args.quick, runs, rearrange)
     if "lmp" in parts:
         for rearrange in args.rearrange.split(","):
-            lmp(args.quick, rearrange)
+            lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None)
 
 
 if __name__ == "__main__":
