@@ -3,7 +3,7 @@
 Run (heavy: minutes to an hour on 2 shared cores; use the lock):
 
     flock /tmp/twinlab-bench.lock .venv/bin/python tests/benchmarks/bench_calender_physics.py \
-        [--quick] [--part hertz,cathode,lmp]
+        [--quick] [--part hertz,cathode,lmp] [--rearrange dem,none]
 
 Prints
 ------
@@ -75,7 +75,7 @@ def hertz():
               f"interphase voxels open; {time.perf_counter() - t:.0f} s", flush=True)
 
 
-def cathode(quick: bool, runs=None):
+def cathode(quick: bool, runs=None, rearrange="none"):
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
     from twinlab.datasets.generators import make_cathode
@@ -91,8 +91,12 @@ def cathode(quick: bool, runs=None):
         t = time.perf_counter()
         s = calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
                      voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
-                     maxiter=20000)
-        print(f"window {window} steps {steps} ({time.perf_counter() - t:.0f} s):", flush=True)
+                     maxiter=20000, rearrange=rearrange)
+        print(f"rearrange={rearrange} window {window} steps {steps} ({time.perf_counter() - t:.0f} s):", flush=True)
+        for d in s.settings.get("dem_stages", []):
+            print(f"    DEM: {d['from_layers']} → {d['stopped_layers']} layers (target {d['target_layers']}), "
+                  f"{d['pressure_mpa']:.2f} MPa, {d['spheres']} spheres, max overlap {d['max_overlap']:.3f} r, "
+                  f"voxel collisions {d['collisions']:.4f}; stopped by {d['stop']}", flush=True)
         rows = []
         for st, state in zip(s.steps, s.states):
             rad = coo = None
@@ -104,26 +108,27 @@ def cathode(quick: bool, runs=None):
                 pores = f"no pore network ({e})"
             print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure {st.roll_pressure_mpa:7.1f} MPa, "
                   f"active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, crackable >100 {st.crackable_volume_pct['100']:5.1f} %"
-                  f" >150 {st.crackable_volume_pct['150']:5.1f} %, open contacts {st.contacts_open_fraction:.2f}, "
+                  f" >150 {st.crackable_volume_pct['150']:5.1f} %, open contacts "
+                  f"{'n/a' if st.contacts_open_fraction is None else f'{st.contacts_open_fraction:.2f}'}, "
                   f"{pores}, CG {st.cg_iterations}", flush=True)
             rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
                          st.crackable_volume_pct["150"], rad, coo))
         _verdicts(rows)
 
 
-def lmp(quick: bool):
+def lmp(quick: bool, rearrange="none", voxels=None):
     from twinlab.analyses.conductive import activation_from_calender
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
     ratios = (0.05, 0.1, 0.2, 0.3, 0.4)
-    for vs in ((4.0, 5.0) if not quick else (5.0, 6.0)):
+    for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
         g = make_lmp_anode(domain_um=(160, 11 + 84, 160), voxel_size_um=vs, collector_um=12, seed=3)
         s = calender(g.phases, particles=g.particles, ratios=ratios, steps=5, voxel_size_um=vs, thickness_axis="y",
-                     collector_side="low", workers=2)
+                     collector_side="low", workers=2, rearrange=rearrange)
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
-        print(f"LMP {vs} µm voxels ({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
+        print(f"LMP rearrange={rearrange} {vs} µm voxels ({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
         for st, a in zip(s.steps, act.activation):
             print(f"  ratio {st.ratio:.3f}: roll pressure {st.roll_pressure_mpa:6.2f} MPa, shell intact "
                   f"{st.shell_intact_fraction:.3f}, activation {a:.3f}", flush=True)
@@ -134,15 +139,19 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller windows / coarser voxels")
     ap.add_argument("--part", default="hertz,cathode,lmp")
     ap.add_argument("--runs", default=None, help="cathode runs as WINDOWxSTEPS,… (default by --quick)")
+    ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
+    ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
     args = ap.parse_args()
     parts = args.part.split(",")
     if "hertz" in parts:
         hertz()
     if "cathode" in parts:
         runs = [tuple(int(v) for v in r.split("x")) for r in args.runs.split(",")] if args.runs else None
-        cathode(args.quick, runs)
+        for rearrange in args.rearrange.split(","):
+            cathode(args.quick, runs, rearrange)
     if "lmp" in parts:
-        lmp(args.quick)
+        for rearrange in args.rearrange.split(","):
+            lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None)
 
 
 if __name__ == "__main__":

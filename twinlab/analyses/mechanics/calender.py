@@ -28,8 +28,10 @@ exponentially with density (Meyer et al., J. Mater. Process. Technol. 249 (2017)
 et al., Energy Technol. 7 (2019) 1900840; DEM: Sangrós Giménez et al., Adv. Powder Technol. 30
 (2019); Primo et al., J. Power Sources 488 (2021) 229361; FEM with particle fracture: Guichard et
 al., arXiv:2601.02879 — rearrangement first, then fracture at moderate pressure, then crushing).
-There is no rearrangement stage (no DEM): particles move only as far as the small-strain
-increments with open and sliding contacts let them.
+With ``rearrange="none"`` particles move only as far as the small-strain increments with open and
+sliding contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
+(:mod:`._rearrange`, LAMMPS granular): the particles rearrange until the packing jams, and the
+stress solve compresses only the rest.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
 from ._contacts import foreign_faces, setup_state, shell_fracture, solve_with_contacts
 from ._options import CalenderOptions
+from ._rearrange import dem_materials, rearrange_state
 from ._remap import remap_voxels
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -195,7 +198,8 @@ def calender(
         cstate.crop(top)
     m_cur = m0
     done = 0
-    stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None}
+    stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None, "dem": []}
+    dem = dem_materials(lab, cstate, lut) if opts.rearrange == "dem" else None
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -204,6 +208,17 @@ def calender(
     try:
         ti = 0
         for m_next in schedule:
+            if m_next < m_cur and dem is not None:  # rearrangement first: the stress solve takes the rest
+                lab, img, stress, strain, disp, broken, m_dem = rearrange_state(
+                    lab, img, stress, strain, disp, broken, take=_take, cstate=cstate, materials=dem, n_coll=n_coll,
+                    m_cur=m_cur,
+                    m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.dem_jam_pressure_mpa,
+                    collision_tol=opts.dem_collision_tol,
+                    moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True), stats=stats)
+                if m_dem == m_next:  # rearrangement took the whole increment
+                    stats["increments"] += 1
+                    stats["share"].append(1.0)
+                m_cur = m_dem
             if m_next < m_cur:
                 lab, img, stress, strain, disp, broken, share, cg, nw = _increment(
                     lab, img, stress, strain, disp, broken,
@@ -244,7 +259,7 @@ def calender(
                     "contacts": bool(cstate is not None and cstate.law is not None), "edge_margin": int(edge_margin),
                     "contact_materials": {} if cstate is None else cstate.law_names,
                     "materials": {n: m.to_dict() for n, m in lut["materials"].items()},
-                    "time_s": time.perf_counter() - t_start}
+                    "dem_stages": stats["dem"], "time_s": time.perf_counter() - t_start}
         series = CalenderSeries(m0 * h[0], rho0, rho_s, eps0, tuple(step_results), settings,
                                 str(output) if output is not None else None, tuple(states))
         if staging is not None:

