@@ -555,6 +555,12 @@ def test_overcompression_is_rejected(cathode):
         calender(cathode, ratios=[0.8], **_kw())
 
 
+def test_targets_on_the_same_layer_count_are_rejected(cathode):
+    m0 = cathode.shape[0]
+    with pytest.raises(InputError, match="cannot tell them apart"):
+        calender(cathode, ratios=[0.2, 0.2 + 0.2 / m0], **_kw())
+
+
 def test_divergence_is_reported_not_returned(cathode):
     with pytest.raises(ConvergenceError, match="conjugate gradients did not reach"):
         calender(cathode, ratios=[0.1], maxiter=3, **_kw())

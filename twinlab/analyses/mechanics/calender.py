@@ -470,6 +470,10 @@ def _targets(ratios, densities, m0, rho0, rho_s, area, n_solid):
         if m * area < n_solid:
             raise InputError(f"{kind} {value}: {m} layers cannot hold the coating's {n_solid} solid voxels "
                              "(porosity would be < 0); choose a smaller ratio/density")
+        if res and res[-1][3] == m:
+            raise InputError(f"{kind}s {res[-1][1]} and {value} both give a coating of {m} voxel layers: this twin "
+                             f"({m0} layers) cannot tell them apart; choose targets at least one layer "
+                             f"(ratio {1 / m0:.3f}) apart, or a twin with a finer voxel size")
         res.append((kind, value, hf, m))
     return res
 
