@@ -240,8 +240,14 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
     if n < 2:
         return labels
     dist = _edt(np.ascontiguousarray(labels > 0), anis, threads)  # the envelope's own distance map
-    keys, areas, cracked, saddles = [], [], [], []
+    keys, areas, cracked, saddles, opened = [], [], [], [], []
     surface = np.zeros(labels.shape, dtype=bool)  # voxels beside another label, the background or a face
+    rim = np.zeros(labels.shape, dtype=bool)  # the volume's outer layer of voxels
+    for ax in range(labels.ndim):
+        for end in (0, -1):
+            idx = [slice(None)] * labels.ndim
+            idx[ax] = end
+            rim[tuple(idx)] = True
     for ax in range(labels.ndim):
         lo = [slice(None)] * labels.ndim
         hi = [slice(None)] * labels.ndim
@@ -263,6 +269,7 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
         areas.append(np.full(a.size, face))
         cracked.append(face * (crack[lo][m] | crack[hi][m]))
         saddles.append(np.minimum(dist[lo][m], dist[hi][m]))
+        opened.append(rim[lo][m] & rim[hi][m])  # both sides on a face: the boundary runs out of the volume
     if not keys:
         return labels
     pairs, inv = np.unique(np.concatenate(keys), return_inverse=True)
@@ -270,14 +277,16 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
     crack_area = np.bincount(inv, weights=np.concatenate(cracked))
     sad = np.full(pairs.size, -np.inf)
     np.maximum.at(sad, inv, np.concatenate(saddles).astype(np.float64))
+    open_ = np.bincount(inv, weights=np.concatenate(opened)) > 0
     power = (labels.ndim - 1) / labels.ndim
     step = np.asarray(anis, dtype=np.float64)
     unit = float(np.prod(step))
     volume = np.bincount(labels.ravel(), minlength=n + 1) * unit
     peak = ndi.maximum(dist, labels, index=np.arange(n + 1)).astype(np.float64)
-    edges: dict[int, dict[int, list[float]]] = {}  # region → neighbour → [area, crack area, saddle]
+    edges: dict[int, dict[int, list[float]]] = {}  # region → neighbour → [area, crack area, saddle, open]
     for k, i, j in zip(range(pairs.size), (pairs // (n + 1)).tolist(), (pairs % (n + 1)).tolist()):
-        edges.setdefault(i, {})[j] = edges.setdefault(j, {})[i] = [float(area[k]), float(crack_area[k]), float(sad[k])]
+        edges.setdefault(i, {})[j] = edges.setdefault(j, {})[i] = [float(area[k]), float(crack_area[k]), float(sad[k]),
+                                                                   float(open_[k])]
     # per region its surface voxels (µm), reduced to its hull's vertices once used: enough for any union's hull
     flat = np.flatnonzero(surface & (labels > 0))
     flat = flat[np.argsort(labels.ravel()[flat], kind="stable")]
@@ -290,9 +299,12 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
             hulls[r] = _hull(pts, volume[r], step)
         return hulls[r]
 
+    def saddled(i: int, j: int) -> bool:
+        return edges[i][j][2] < saddle * min(peak[i], peak[j])
+
     def score(i: int, j: int) -> float:
-        a, c, s = edges[i][j]
-        if s < saddle * min(peak[i], peak[j]):
+        a, c, s, opened = edges[i][j]
+        if saddled(i, j) and not opened:
             return 0.0
         return a / min(volume[i], volume[j]) ** power
 
@@ -306,7 +318,10 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
         (pi, si), (pj, sj) = hull(i), hull(j)
         union = _hull(np.concatenate([pi, pj]), volume[i] + volume[j], step)
         across = edges[i][j][1] >= share * edges[i][j][0]
-        if not (across and union[1] >= solidity_ratio * min(si, sj) or union[1] >= convex_gain * max(si, sj)):
+        if saddled(i, j):  # an open boundary: the saddle test is waived, the union must be convex outright
+            if not (across and union[1] >= convex_gain * max(si, sj)):
+                continue
+        elif not (across and union[1] >= solidity_ratio * min(si, sj) or union[1] >= convex_gain * max(si, sj)):
             continue  # not one convex body; tried again only if a neighbour joins one of them
         parent[j] = i
         volume[i] += volume[j]
@@ -318,7 +333,7 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
                 continue
             if k in edges[i]:
                 f = edges[i][k]
-                e = [f[0] + e[0], f[1] + e[1], max(f[2], e[2])]
+                e = [f[0] + e[0], f[1] + e[1], max(f[2], e[2]), max(f[3], e[3])]
             edges[i][k] = edges[k][i] = e
         for k in edges[i]:
             if (sc := score(min(i, k), max(i, k))) >= cut:
