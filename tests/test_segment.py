@@ -424,6 +424,11 @@ def test_split_particles_keeps_a_cracked_particle_whole():
     tiny = lab.copy()
     tiny[0:2, 0:2, 0:2] = 1  # an 8 µm³ speck
     assert split_particles(tiny, voxel_size_um=1.0, crack_width_um=1.0, min_volume_um3=10.0, merge_cracked=True).max() == 2
+    for y0 in (15, 17, 21):  # the volume's face cuts the cracked particle, the crack runs out through it
+        cut = lab[:, y0:]
+        assert split_particles(cut, voxel_size_um=1.0, crack_width_um=1.0, merge_cracked=True).max() == 2, y0
+        assert split_particles(np.where(a | b, 1, 0)[:, y0:].astype(np.uint8), voxel_size_um=1.0,
+                               crack_width_um=1.0, merge_cracked=True).max() == 2, y0  # intact pair apart
     with pytest.raises(InputError, match="crack_width_um"):
         split_particles(lab, crack_width_um=-1.0)
     with pytest.raises(InputError, match="min_volume_um3"):
