@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from twinlab.analyses.rev import analyze_twin, check_design, rev_size_ratio, statistical_rev
-from twinlab.design import ncm622_cathode
+from twinlab.design import Component, ElectrodeDesign, lmp_anode, ncm622_cathode
 from twinlab.errors import InputError
 
 
@@ -163,6 +163,47 @@ def test_design_check_leaves_out_the_air_above_the_coating():
     assert lazy.segmented == pytest.approx(plain.segmented)
     counted = check_design(air, g.design)  # without the axis the air counts as pore
     assert counted.segmented["pore"] > plain.segmented["pore"] + 0.05
+
+
+def _lmp_volume_with_voxel_film(factor=15.0, n=200_000):
+    """Exact LMP anode fractions, except that the shell holds ``factor`` × its design volume, taken from
+    the lithium — what drawing a 100 nm film one 2 µm voxel thick does."""
+    from twinlab.phases import DEFAULT_PHASES
+
+    frac = dict(lmp_anode().volume_fractions("domain"))
+    moved = (factor - 1.0) * frac["shell"]
+    frac["shell"] += moved
+    frac["lithium"] -= moved
+    parts = [np.full(int(round(v * n)), DEFAULT_PHASES.value(k)) for k, v in frac.items()]
+    return np.concatenate(parts).astype(np.uint8).reshape(-1, 1, 1)
+
+
+def test_design_check_counts_a_sub_voxel_film_with_its_host():
+    vol = _lmp_volume_with_voxel_film()
+    coarse = check_design(vol, lmp_anode(), voxel_size_um=2.0)  # 100 nm shell, 2 µm voxels
+    assert coarse.passed and "shell" not in coarse.phases and "counted with lithium" in coarse.message
+    assert coarse.segmented["lithium"] == pytest.approx(lmp_anode().volume_fractions("domain")["lithium"]
+                                                       + lmp_anode().volume_fractions("domain")["shell"], abs=1e-4)
+    fine = check_design(vol, lmp_anode(), voxel_size_um=0.05)  # 50 nm voxels resolve the film: compared alone
+    assert not fine.passed and "shell" in fine.message
+    assert not check_design(vol, lmp_anode()).passed  # no voxel size: every phase compared by its voxels
+
+
+def test_design_check_refuses_a_bad_voxel_size():
+    with pytest.raises(InputError, match="voxel_size_um"):
+        check_design(_lmp_volume_with_voxel_film(), lmp_anode(), voxel_size_um=0.0)
+
+
+def test_film_component_needs_thickness_and_a_host():
+    with pytest.raises(InputError, match="together"):
+        Component("Li2CO3", 5.0, "shell", film_on="lithium")
+    with pytest.raises(InputError, match="positive"):
+        Component("Li2CO3", 5.0, "shell", film_on="lithium", film_nm=-1.0)
+    with pytest.raises(InputError, match="no component"):
+        ElectrodeDesign([Component("Li2CO3", 5.0, "shell", film_on="lithium", film_nm=100.0),
+                         Component("PVdF-HFP", 95.0, "binder")], porosity=0.5)
+    again = ElectrodeDesign.from_dict(lmp_anode().to_dict())  # the film survives the twin's JSON
+    assert [(c.film_on, c.film_nm) for c in again.components if c.phase == "shell"] == [("lithium", 100.0)]
 
 
 def test_design_check_refuses_a_bad_thickness_axis():

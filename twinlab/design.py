@@ -68,12 +68,18 @@ class Component:
         Phase name it appears as in a segmented twin (e.g. "active", "cbd", "lithium").
     density_g_cm3 : float, optional
         True (skeletal) density; defaults to the material library's value.
+    film_on, film_nm : str and float, optional
+        The component is a surface film of ``film_nm`` nanometres on the particles of phase
+        ``film_on`` (e.g. the Li2CO3 passivation of lithium powder). A film thinner than a voxel
+        cannot be measured by counting voxels: the design check compares it together with its host.
     """
 
     material: str
     wt_percent: float
     phase: str
     density_g_cm3: float | None = None
+    film_on: str | None = None
+    film_nm: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.material, str) or not self.material:
@@ -94,10 +100,24 @@ class Component:
         if density <= 0:
             raise InputError(f"density of {self.material!r} is {density} g/cm³; it must be positive")
         object.__setattr__(self, "density_g_cm3", density)
+        if (self.film_on is None) != (self.film_nm is None):
+            raise InputError(f"component {self.material!r}: give film_on (the host phase) and film_nm (the film "
+                             "thickness) together, or neither")
+        if self.film_on is not None:
+            if not isinstance(self.film_on, str) or not self.film_on or self.film_on == self.phase:
+                raise InputError(f"component {self.material!r}: film_on must name another phase than its own "
+                                 f"({self.phase!r}), got {self.film_on!r}")
+            film = _finite(self.film_nm, f"film_nm of {self.material!r}")
+            if film <= 0:
+                raise InputError(f"film_nm of {self.material!r} is {film}; a film thickness must be positive (nm)")
+            object.__setattr__(self, "film_nm", film)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"material": self.material, "wt_percent": self.wt_percent, "phase": self.phase,
-                "density_g_cm3": self.density_g_cm3}
+        out = {"material": self.material, "wt_percent": self.wt_percent, "phase": self.phase,
+               "density_g_cm3": self.density_g_cm3}
+        if self.film_on is not None:
+            out.update(film_on=self.film_on, film_nm=self.film_nm)
+        return out
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -154,6 +174,11 @@ class ElectrodeDesign(Result):
             listing = ", ".join(f"{c.material} {c.wt_percent:g}" for c in comps)
             raise InputError(f"component wt% sum to {total:g}, not 100 ({listing}); fix the composition "
                              "so the weight percents add up to 100")
+        hosts = {c.phase for c in comps}
+        for c in comps:
+            if c.film_on is not None and c.film_on not in hosts:
+                raise InputError(f"component {c.material!r} is a film on phase {c.film_on!r}, which no component "
+                                 f"has (phases: {sorted(hosts)}); name the host particles' phase")
         nano = _finite(cbd_nanoporosity, "cbd_nanoporosity")
         if not 0 <= nano < 1:
             raise InputError(f"cbd_nanoporosity must lie in [0, 1), got {nano}")
@@ -408,7 +433,7 @@ def lmp_anode(ratio: float = 0.0, *, uncalendered_porosity: float = LMP_UNCALEND
     f_shell = shell_mass_fraction(LMP_D50_UM, LMP_SHELL_NM, core_density_g_cm3=li.density_g_cm3,
                                   shell_density_g_cm3=shell_mat.density_g_cm3)
     comps = (Component("Li", 95.0 * (1.0 - f_shell), "lithium"),
-             Component("Li2CO3", 95.0 * f_shell, "shell"),
+             Component("Li2CO3", 95.0 * f_shell, "shell", film_on="lithium", film_nm=LMP_SHELL_NM),
              Component("PVdF-HFP", 5.0, "binder"))
     base = ElectrodeDesign(comps, thickness_um=84.0, porosity=uncalendered_porosity, collector_material="Cu",
                            collector_thickness_um=11.0, cbd_nanoporosity=0.0, name="LMP anode")

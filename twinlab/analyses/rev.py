@@ -241,6 +241,7 @@ def check_design(
     cbd_as: str = "domain",
     exclude_collector: bool = True,
     thickness_axis: int | None = None,
+    voxel_size_um: float | None = None,
 ) -> DesignCheck:
     """Compare segmented volume fractions with the design's theoretical ones.
 
@@ -257,6 +258,10 @@ def check_design(
     thickness_axis : the axis (0, 1, 2) across the coating; when given, the planes at either end of it
         that hold no solid (only pore and collector: the air above the coating's top surface in the
         field of view) are not counted — they are not coating porosity.
+    voxel_size_um : the smallest voxel edge (µm); when given, a design component that is a surface
+        film thinner than it (``Component.film_nm``, e.g. the 100 nm Li2CO3 shell of lithium powder) is
+        compared together with its host phase — a voxel count cannot measure a sub-voxel film (a
+        generated or segmented twin draws it one voxel thick) — and the statement says so.
 
     Every phase of the design and every phase present in the labels is compared (a labelled phase
     the design lacks has theoretical fraction 0).
@@ -297,6 +302,11 @@ def check_design(
     names = list(dict.fromkeys([*theory, *by_name]))
     seg = {n: by_name.get(n, 0) / total for n in names}
     th = {n: float(theory.get(n, 0.0)) for n in names}
+    films = _sub_voxel_films(d, voxel_size_um)
+    for film, (host, _) in films.items():
+        seg[host] = seg.get(host, 0.0) + seg.pop(film, 0.0)
+        th[host] = th.get(host, 0.0) + th.pop(film, 0.0)
+    names = [n for n in names if n not in films]
     dev = {n: seg[n] - th[n] for n in names}
     ok = {n: bool(abs(dev[n]) <= tolerance + 1e-12) for n in names}
     has_cbd = "cbd" in theory
@@ -316,6 +326,9 @@ def check_design(
         msg = f"design check FAILED for phase(s) {', '.join(failing)} at ±{tolerance:g}: {details}"
     else:
         msg = f"design check passed: all phases within ±{tolerance:g} of the design"
+    for film, (host, nm) in films.items():
+        msg += (f" ({film}, a {nm:g} nm film on {host} thinner than the {voxel_size_um:g} µm voxel, is counted "
+                f"with {host})")
     return DesignCheck(tuple(names), seg, th, dev, ok, not failing, float(tolerance), cbd_as, statement,
                        solid, domain, msg)
 
@@ -365,7 +378,7 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
     check = None
     if design_obj is not None:
         check = check_design(labels, design_obj, phases=phases, tolerance=design_tolerance, cbd_as=cbd_as,
-                             thickness_axis=twin.thickness_axis)
+                             thickness_axis=twin.thickness_axis, voxel_size_um=min(twin.voxel_size.as_tuple()))
     passed = (ratio is None or ratio.passed) and all(s.converged for s in stats) and (check is None or check.passed)
     parts = [ratio.message if ratio else "size ratio: no particles"] + [s.message for s in stats]
     if check:
@@ -385,6 +398,16 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
 
 
 # ============================================================================ helpers
+def _sub_voxel_films(design: Any, voxel_size_um: float | None) -> dict[str, tuple[str, float]]:
+    """Film phase → (host phase, thickness in nm), for the design's films thinner than ``voxel_size_um``."""
+    if voxel_size_um is None:
+        return {}
+    if not np.isfinite(voxel_size_um) or voxel_size_um <= 0:
+        raise InputError(f"voxel_size_um must be a positive number of µm, got {voxel_size_um}")
+    return {c.phase: (c.film_on, c.film_nm) for c in design.components
+            if c.film_on is not None and c.film_nm * 1e-3 < voxel_size_um}
+
+
 def _without_empty_end_planes(labels: Any, axis: int, phases: PhaseTable) -> Any:
     """``labels`` without the planes across ``axis`` at either end that hold no solid voxel."""
     if axis not in (0, 1, 2) or np.ndim(labels) != 3:
