@@ -296,6 +296,31 @@ def test_edt_closing_equals_scipy_ellipsoid_closing(radius):
     assert (small >= mask).all() and (small <= ndi.binary_fill_holes(mask)).all()
 
 
+def test_closing_mirrored_across_named_edges():
+    """``mirror`` treats the named edges as cuts of a larger volume: a 2-voxel slot running out
+    through the low-x edge of a block is bridged up to that edge only when that edge is mirrored
+    (in open space its mouth stays open for about a radius); the result equals the open-space
+    closing of the array explicitly mirrored on those sides, cropped back."""
+    from twinlab import _morphology as morph
+
+    block = np.zeros((20, 20, 20), bool)
+    block[4:16, 4:16, :12] = True
+    block[6:14, 9:11, :8] = False  # the slot: 2 voxels wide, open to x = 0 only
+    slot = ~block[6:14, 9:11, :8]
+    radius = (3, 3, 3)
+    sides = [(False, False), (False, False), (True, False)]
+    assert not morph.close(block, radius)[6:14, 9:11, 0].all()  # open space: the mouth stays open
+    assert morph.close(block, radius, mirror=sides)[6:14, 9:11, :8][slot].all()
+    assert not morph.close(block, radius, mirror=[(False, False), (False, False), (False, True)])[6:14, 9:11, 0].all()
+    pads = [(0, 0), (0, 0), (4, 0)]
+    explicit = morph.close(np.pad(block, pads, mode="symmetric"), radius)[:, :, 4:]
+    assert np.array_equal(morph.close(block, radius, mirror=sides), explicit)
+    assert np.array_equal(morph.close(block, radius, mirror=True),
+                          morph.close(np.pad(block, 4, mode="symmetric"), radius)[4:-4, 4:-4, 4:-4])
+    with pytest.raises(ValueError, match="one \\(low, high\\) pair per axis"):
+        morph.close(block, radius, mirror=[(True, True)])
+
+
 def test_uncracked_generated_electrode_has_no_cracks_at_collector_crop_or_top(generated_cathode):
     """Issue 18 item 4: an intact generated cathode (collector at y = 0, periodic particles cut by
     the lateral faces, free top surface): ≤ 0.5 % crack in every thickness bin, the one at the

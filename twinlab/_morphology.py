@@ -44,15 +44,27 @@ def erode(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1) ->
     return _distance(mask, radius_vox, threads, black_border=True) > 1.0 + _TOL
 
 
-def close(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1) -> np.ndarray:
-    """Closing (dilation then erosion) by the ellipsoid of semi-axes ``radius_vox``, as if the
-    array were embedded in empty space (no wall is invented at its edge); always ⊇ ``mask``.
+def close(mask: np.ndarray, radius_vox: Sequence[float], *, threads: int = 1,
+          mirror: bool | Sequence[tuple[bool, bool]] = False) -> np.ndarray:
+    """Closing (dilation then erosion) by the ellipsoid of semi-axes ``radius_vox``; always ⊇ ``mask``.
+
+    By default the array is embedded in empty space (no wall is invented at its edge).
+    ``mirror`` — True, or per axis a (low, high) pair — names the edges that are cuts of a larger
+    volume: beyond them is unknown, not empty, so the array is mirrored across them first. A gap
+    that runs out through such an edge then has walls on both sides there and is bridged like
+    one inside (in open space its mouth stays open for a radius from the edge).
     The transforms run on the array grown by the radius (the only cost that grows with it)."""
     mask = np.asarray(mask, dtype=bool)
-    pad = [(int(np.ceil(r)) + 1,) * 2 for r in radius_vox]
-    padded = np.pad(mask, pad)
+    pads = [int(np.ceil(r)) + 1 for r in radius_vox]  # the closing reaches one radius beyond an edge
+    sides = [(bool(mirror),) * 2] * mask.ndim if isinstance(mirror, bool) else [tuple(map(bool, m)) for m in mirror]
+    if len(sides) != mask.ndim:
+        raise ValueError(f"mirror needs one (low, high) pair per axis ({mask.ndim}), got {len(sides)}")
+    mirrored = [(p * lo, p * hi) for p, (lo, hi) in zip(pads, sides)]
+    grown = np.pad(mask, mirrored, mode="symmetric") if any(map(any, sides)) else mask
+    padded = np.pad(grown, [(p, p) for p in pads])
     closed = erode(dilate(padded, radius_vox, threads=threads), radius_vox, threads=threads)
-    return closed[tuple(slice(p, -p) for p, _ in pad)] | mask
+    crop = tuple(slice(p + lo, p + lo + n) for p, (lo, _), n in zip(pads, mirrored, mask.shape))
+    return closed[crop] | mask
 
 
 def fill_holes(mask: np.ndarray, *, max_hole_voxels: float | None = None) -> np.ndarray:

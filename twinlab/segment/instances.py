@@ -430,7 +430,8 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         # the flooding covers the closed envelope, so crack voxels join a basin and the two sides
         # of a crack touch, ready for the fragment merge
         filled = morph.fill_holes(solid, max_hole_voxels=max_hole_voxels)
-        mask = morph.fill_holes(_close_mirrored(solid, closing_vox, threads), max_hole_voxels=max_hole_voxels)
+        mask = morph.fill_holes(morph.close(solid, closing_vox, threads=threads, mirror=True),
+                                 max_hole_voxels=max_hole_voxels)
         dist = _edt(filled, anisotropy, threads)
     else:
         dist = _edt(mask, anisotropy, threads)
@@ -473,16 +474,6 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         out[~solid] = 0
         out = _drop_small(out, min_voxels)
     return out
-
-
-def _close_mirrored(solid: np.ndarray, radius_vox: Sequence[int], threads: int) -> np.ndarray:
-    """The closing of ``solid`` with the volume mirrored across its faces: beyond a face is
-    unknown, not open space. A crack that runs out through a face has walls on both sides there,
-    and in open space the closing would leave its mouth open for a radius from the face, a notch
-    that splits the particle's envelope (and its distance map) exactly where the face cut it."""
-    pad = [(int(np.ceil(r)) + 1,) * 2 for r in radius_vox]  # the closing reaches one radius beyond
-    closed = morph.close(np.pad(solid, pad, mode="symmetric"), radius_vox, threads=threads)
-    return closed[tuple(slice(p, -p) for p, _ in pad)] | solid
 
 
 def _drop_small(labels: np.ndarray, min_voxels: float) -> np.ndarray:
