@@ -250,13 +250,13 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
         return labels
     dist = _edt(np.ascontiguousarray(labels > 0), anis, threads)  # the envelope's own distance map
     keys, areas, cracked, saddles, opened = [], [], [], [], []
-    surface = np.zeros(labels.shape, dtype=bool)  # voxels beside another label, the background or a face
     rim = np.zeros(labels.shape, dtype=bool)  # the volume's outer layer of voxels
     for ax in range(labels.ndim):
         for end in (0, -1):
             idx = [slice(None)] * labels.ndim
             idx[ax] = end
             rim[tuple(idx)] = True
+    surface = rim.copy()  # voxels beside another label, the background or a face
     for ax in range(labels.ndim):
         lo = [slice(None)] * labels.ndim
         hi = [slice(None)] * labels.ndim
@@ -265,10 +265,6 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
         differ = labels[lo] != labels[hi]
         surface[lo] |= differ
         surface[hi] |= differ
-        for end in (0, -1):
-            idx = [slice(None)] * labels.ndim
-            idx[ax] = end
-            surface[tuple(idx)] = True
         m = differ & (labels[lo] > 0) & (labels[hi] > 0)
         if not m.any():
             continue
