@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from twinlab.errors import InputError
-from twinlab.preprocess import (align_slices, denoise, estimate_drift, estimate_noise_sigma, flatten_background,
+from twinlab.preprocess import (align_slices, denoise, estimate_noise_sigma, flatten_background,
                                 nlm_parameters, preprocess_volume, remove_curtaining, resample_isotropic)
 
 
