@@ -624,10 +624,11 @@ def _design_check_html(check: Mapping[str, Any] | None) -> str:
                     f"<td class='num'>{float(check['theoretical'][name]):.3f}</td>"
                     f"<td class='num'>{float(check['deviation'][name]):+.3f}</td>{cell}</tr>")
     verdict = "pass" if check["passed"] else "fail"
+    # a check with phases it could not compare is never shown as a plain pass
+    badge = (f"<span class='missing'>NOT CHECKABLE: {esc(', '.join(skipped))}</span> · " if skipped else "")
     why = "".join(f"<p><b>{esc(n)} not checkable</b>: {esc(r)}</p>" for n, r in skipped.items())
-    return (f"<p><span class='{verdict}'>{verdict.upper()}</span>: volume fractions within ±{tol:g} of the "
-            f"design (CBD compared as {esc(str(check['cbd_as']))})"
-            f"{'; ' + esc(', '.join(skipped)) + ' not checkable' if skipped else ''}</p>{why}"
+    return (f"<p>{badge}<span class='{verdict}'>{verdict.upper()}</span>: {'the other ' if skipped else ''}volume "
+            f"fractions within ±{tol:g} of the design (CBD compared as {esc(str(check['cbd_as']))})</p>{why}"
             '<table id="design-check"><tr><th>phase</th><th>segmented (–)</th><th>design (–)</th>'
             f"<th>deviation (–)</th><th>±{tol:g}</th></tr>{''.join(rows)}</table>")
 

@@ -336,12 +336,15 @@ def check_design(
     if failing:
         details = "; ".join(f"{n}: segmented {seg[n]:.3f} vs design {th[n]:.3f} (deviation {dev[n]:+.3f})"
                             for n in failing)
-        msg = f"design check FAILED for phase(s) {', '.join(failing)} at ±{tolerance:g}: {details}"
+        verdict = f"FAILED for phase(s) {', '.join(failing)} at ±{tolerance:g}: {details}"
+    elif skipped:
+        verdict = f"the other phases within ±{tolerance:g} of the design"
     else:
-        msg = (f"design check passed: all {'checkable ' if skipped else ''}phases within ±{tolerance:g} of the "
-               "design")
-    for n, why in skipped.items():
-        msg += f"; {n} NOT CHECKABLE (segmented {seg[n]:.3f} vs design {th[n]:.3f}): {why}"
+        verdict = f"passed: all phases within ±{tolerance:g} of the design"
+    # phases not checked come first: a reader must not take the check for a pass
+    unchecked = "".join(f"NOT CHECKABLE for {n} (segmented {seg[n]:.3f} vs design {th[n]:.3f}): {why}; "
+                        for n, why in skipped.items())
+    msg = f"design check {unchecked}{verdict}"
     for film, (host, nm) in films.items():
         msg += (f" ({film}, a {nm:g} nm film on {host} thinner than the {voxel_size_um:g} µm voxel, is counted "
                 f"with {host})")
