@@ -127,7 +127,8 @@ class SampleRun(Result):
     summary: dict[str, Any] = field(default_factory=dict)
     series_summary: tuple[dict[str, Any], ...] = ()  # one row per calendered member, in calendering order
     skipped: bool = False
-    failed_checks: tuple[str, ...] = ()  # empty segmented phases, a failed or not checkable design check (report.check_failures)
+    # empty segmented phases, a failed or not checkable design check (report.check_failures)
+    failed_checks: tuple[str, ...] = ()
 
 
 # ====================================================================================== configs

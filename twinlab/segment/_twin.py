@@ -155,8 +155,9 @@ def _unresolved(fix: Mapping[str, Any], mid: str, voxel_um: Sequence[float]) -> 
         return {}
     size = " × ".join(f"{v:g}" for v in voxel_um)
     return {mid: (f"below the resolution of this image at {size} µm voxels: {fix['body_share']:.0%} of its "
-                  f"threshold voxels lie in bodies wider than the blur (a resolved phase has ≥ {_MIN_BODY_SHARE:.0%}); "
-                  "the rest are one-voxel films and partial-volume rims, so its voxel count is not a measurement")}
+                  "threshold voxels lie in bodies wider than the blur (a resolved phase has "
+                  f"≥ {_MIN_BODY_SHARE:.0%}); the rest are one-voxel films and partial-volume rims, so its voxel "
+                  "count is not a measurement")}
 
 
 def confine_collector(labels: Any, phases: Sequence[str], table: Any, axis: int,
