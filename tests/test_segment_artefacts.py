@@ -91,6 +91,7 @@ def test_fib_voxel_size_dense_cathode_every_artefact():
     assert np.abs(_fractions(refined) - _fractions(g.phases)).max() <= 0.02
     assert d[PORE] >= d0[PORE] + 0.005 and d[CBD] >= d0[CBD] + 0.005, (d0, d)
     assert info["shine_through"]["fitted"]
+    assert info["partial_volume"]["resolved"], info["partial_volume"]  # CBD resolved at the FIB voxel size
 
 
 def test_shine_through_law_is_recovered_and_pore_backs_returned_to_pore():
