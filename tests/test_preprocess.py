@@ -202,6 +202,33 @@ def test_fiducial_registration_on_the_simulated_cap():
         align_slices(plain.raw, reference="fiducial")
 
 
+@pytest.mark.parametrize("fiducial_px", [0, 32])
+def test_preprocess_looks_for_the_fiducial_once(monkeypatch, fiducial_px):
+    """The record, the aligner and the drift estimate share one search (each computes slice 0, a
+    whole z-chunk on dask input); with and without a cap, the shifts are those of align_slices."""
+    from twinlab.datasets.simulators import render_fibsem
+    from twinlab.preprocess import _align
+
+    lab = (_spheres((12, 80, 64), 8, 6, 14, seed=3) > 0).astype(np.uint8)
+    raw = render_fibsem(lab, fiducial_px=fiducial_px, drift_px_rms=0.5, seed=4).raw
+    direct = align_slices(raw)[1]
+    calls = []
+    real = _align.find_fiducial
+    monkeypatch.setattr(_align, "find_fiducial", lambda img: calls.append(1) or real(img))
+    res = preprocess_volume(da.from_array(raw, chunks=(4, -1, -1)), voxel_size=(0.03, 0.03, 0.03),
+                            steps="align")
+    assert len(calls) == 1
+    assert (res.params["align"]["fiducial"] is None) == (fiducial_px == 0)
+    assert np.allclose(res.params["align"]["shifts_px"], direct, atol=1e-9)
+    # a caller's answer is used as given: None registers on content; None with "fiducial" is refused
+    calls.clear()
+    assert np.allclose(align_slices(raw, fiducial=None, reference="detrended")[1],
+                       align_slices(raw, reference="detrended")[1])
+    assert not calls
+    with pytest.raises(InputError, match="fiducial=None"):
+        align_slices(raw, reference="fiducial", fiducial=None)
+
+
 def _striped(seed=0, shape=(2, 256, 192)):
     """Many small particles (stripes are long compared with structure, as in real slices) + stripes."""
     rng = np.random.default_rng(seed)

@@ -63,6 +63,8 @@ def test_refinement_fixes_the_cbd_fraction_that_thresholds_overestimate(cathode)
     assert before > 0.015 and after < 0.5 * before, (before, after)
     assert info["partial_volume"]["to_bright_fraction"] > 0
     assert info["partial_volume"]["mixing_test"]  # CBD resolved: its level 6.4 noise std from a 50/50 mix
+    # and wide enough to count: measured 0.60 of the threshold's CBD voxels in bodies wider than the blur
+    assert info["partial_volume"]["resolved"] and info["partial_volume"]["body_share"] >= 0.4
 
 
 def test_fib_voxel_size_dense_cathode_every_artefact():
@@ -89,6 +91,7 @@ def test_fib_voxel_size_dense_cathode_every_artefact():
     assert np.abs(_fractions(refined) - _fractions(g.phases)).max() <= 0.02
     assert d[PORE] >= d0[PORE] + 0.005 and d[CBD] >= d0[CBD] + 0.005, (d0, d)
     assert info["shine_through"]["fitted"]
+    assert info["partial_volume"]["resolved"], info["partial_volume"]  # CBD resolved at the FIB voxel size
 
 
 def test_shine_through_law_is_recovered_and_pore_backs_returned_to_pore():
@@ -155,6 +158,7 @@ def test_partial_volume_at_coarse_voxels_where_the_mid_level_is_a_half_mix():
     lab = model_from_thresholds([dark + 0.3 * (bright - dark), dark + 0.75 * (bright - dark)]).predict(img)
     out, fix = resolve_partial_volume(img, lab, dark=PORE, mid=CBD, bright=ACTIVE)
     assert not fix.mixing_test and fix.separation < 2.0, fix  # measured 0.96 noise std
+    assert not fix.resolved and fix.body_share < 0.25, fix  # the "mid phase" is only rims
     # measured: CBD 0.126 → 0.020 (0.032 with the mixing test); active 0.424 → 0.496, the 50 % level 0.505
     assert (out == CBD).mean() <= 0.025
     assert abs((out == ACTIVE).mean() - (img >= 0.5 * (dark + bright)).mean()) <= 0.015
@@ -208,3 +212,45 @@ def test_failed_checks_are_listed_in_the_result_and_the_report(make_twin, tmp_pa
     assert len(failed) == 2 and "collector" in failed[0] and "FAILED" in failed[1]
     html = write_report(twin, tmp_path / "r" / "report.html").read_text()
     assert "empty phase(s) collector" in html and "design check FAILED" in html
+
+
+def test_cbd_below_resolution_is_reported_not_checkable(make_twin, tmp_path):
+    """The demo's case: CBD as solid volume (films at necks) at 0.65/0.745 µm voxels, every artefact on.
+    Its films are one voxel thick, so no rule can measure the CBD fraction from voxel counts: the
+    segmentation records it as unresolved and the design check neither passes nor fails it."""
+    from twinlab.analyses.rev import analyze_twin
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.preprocess import align_slices
+    from twinlab.report import check_failures, write_report
+    from twinlab.segment import segment_twin
+
+    g = make_cathode(shape=(32, 128, 64), voxel_size_um=(0.65, 0.745, 0.745), collector_um=6.0, seed=0)
+    st = render_fibsem(g.phases, voxel_size_um=g.voxel_size, seed=0)
+    aligned, _ = align_slices(st.raw, shifts=st.shifts)  # the simulator's own shifts: the kindest registration
+    twin = make_twin(aligned, voxel_size=g.voxel_size.as_tuple(), thickness_axis="y", collector_side="low",
+                     design=g.design.to_dict())
+    report = segment_twin(twin, phases="pore,cbd,active,collector", particles=False)
+    assert set(report.unresolved_phases) == {"cbd"} and any("below the resolution" in w for w in report.warnings)
+    # the truth itself: 93 % of the demo's CBD voxels vanish under the in-plane 3 × 3 cross opening
+    check = analyze_twin(twin, cbd_as="solid", n_samples=4).design
+    assert "cbd" in check.not_checkable and "cbd" not in check.passed_phases
+    assert check.message.startswith("design check NOT CHECKABLE for cbd") and "below the resolution" in check.message
+    assert any("NOT CHECKABLE" in line for line in check_failures(twin))  # listed, never passed silently
+    html = write_report(twin, tmp_path / "r" / "report.html").read_text()
+    assert "cbd not checkable" in html
+
+
+def test_design_check_not_checkable_phases():
+    from twinlab.analyses.rev import check_design
+    from twinlab.design import ncm622_cathode
+    from twinlab.errors import InputError
+
+    phases, _ = make_electrode((16, 32, 32), seed=8)
+    plain = check_design(phases, ncm622_cathode(), tolerance=0.5)
+    skipped = check_design(phases, ncm622_cathode(), tolerance=0.5, unresolved={"cbd": "films one voxel thick"})
+    assert plain.passed_phases["cbd"] and "cbd" not in skipped.passed_phases
+    assert skipped.not_checkable == {"cbd": "films one voxel thick"} and skipped.segmented == plain.segmented
+    assert skipped.message.startswith("design check NOT CHECKABLE for cbd (segmented")
+    assert "films one voxel thick; the other phases within ±0.5" in skipped.message
+    with pytest.raises(InputError, match="unresolved must map phase names"):
+        check_design(phases, ncm622_cathode(), unresolved={"cbd": ""})

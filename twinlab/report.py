@@ -615,15 +615,20 @@ def _design_check_html(check: Mapping[str, Any] | None) -> str:
         return '<p class="missing">no design check stored (run <code>twinlab check --design …</code>)</p>'
     tol = float(check["tolerance"])
     rows = []
+    skipped = check.get("not_checkable") or {}
     for name in check["phases"]:
-        ok = check["passed_phases"][name]
+        ok = check["passed_phases"].get(name)
+        cell = ("<td class='missing'>not checkable</td>" if name in skipped
+                else f"<td class='{'pass' if ok else 'fail'}'>{'pass' if ok else 'FAIL'}</td>")
         rows.append(f"<tr><th>{esc(name)}</th><td class='num'>{float(check['segmented'][name]):.3f}</td>"
                     f"<td class='num'>{float(check['theoretical'][name]):.3f}</td>"
-                    f"<td class='num'>{float(check['deviation'][name]):+.3f}</td>"
-                    f"<td class='{'pass' if ok else 'fail'}'>{'pass' if ok else 'FAIL'}</td></tr>")
+                    f"<td class='num'>{float(check['deviation'][name]):+.3f}</td>{cell}</tr>")
     verdict = "pass" if check["passed"] else "fail"
-    return (f"<p><span class='{verdict}'>{verdict.upper()}</span>: volume fractions within ±{tol:g} of the "
-            f"design (CBD compared as {esc(str(check['cbd_as']))})</p>"
+    # a check with phases it could not compare is never shown as a plain pass
+    badge = (f"<span class='missing'>NOT CHECKABLE: {esc(', '.join(skipped))}</span> · " if skipped else "")
+    why = "".join(f"<p><b>{esc(n)} not checkable</b>: {esc(r)}</p>" for n, r in skipped.items())
+    return (f"<p>{badge}<span class='{verdict}'>{verdict.upper()}</span>: {'the other ' if skipped else ''}volume "
+            f"fractions within ±{tol:g} of the design (CBD compared as {esc(str(check['cbd_as']))})</p>{why}"
             '<table id="design-check"><tr><th>phase</th><th>segmented (–)</th><th>design (–)</th>'
             f"<th>deviation (–)</th><th>±{tol:g}</th></tr>{''.join(rows)}</table>")
 
@@ -680,13 +685,14 @@ def _check_cell(check: Mapping[str, Any] | None, in_window: bool) -> str:
 
 def check_failures(twin: Twin) -> list[str]:
     """Every failed check stored in a twin, one line each: empty segmented phases (result "segment")
-    and a failed design check (result "rev"). Shown at the top of the report, never left out."""
+    and a failed design check, or one with phases it could not check (result "rev"). Shown at the
+    top of the report, never left out."""
     out = []
     seg = _result(twin, "segment")
     if seg and seg.get("empty_phases"):
-        out.append(f"segmentation: empty phase(s) {', '.join(seg['empty_phases'])}")
+        out.append(f"segmentation FAILED: empty phase(s) {', '.join(seg['empty_phases'])}")
     design = _result(twin, "rev", "design")
-    if design and not design.get("passed", True):
+    if design and (not design.get("passed", True) or design.get("not_checkable")):
         out.append(design.get("message") or "design check FAILED")
     return out
 

@@ -230,6 +230,9 @@ class DesignCheck(Result):
     theoretical_cbd_solid: float | None
     theoretical_cbd_domain: float | None
     message: str
+    # phase → why its segmented fraction is not a measurement (below the image's resolution): neither
+    # passed nor failed, named in the message and the report
+    not_checkable: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def check_design(
@@ -242,6 +245,7 @@ def check_design(
     exclude_collector: bool = True,
     thickness_axis: int | None = None,
     voxel_size_um: float | None = None,
+    unresolved: Mapping[str, str] | None = None,
 ) -> DesignCheck:
     """Compare segmented volume fractions with the design's theoretical ones.
 
@@ -262,6 +266,11 @@ def check_design(
         film thinner than it (``Component.film_nm``, e.g. the 100 nm Li2CO3 shell of lithium powder) is
         compared together with its host phase — a voxel count cannot measure a sub-voxel film (a
         generated or segmented twin draws it one voxel thick) — and the statement says so.
+    unresolved : phase → reason, for phases the segmentation found below the image's resolution
+        (:attr:`twinlab.segment.SegmentReport.unresolved_phases`, e.g. CBD films one voxel thick at
+        0.745 µm): such a phase is listed in ``not_checkable`` with its reason and the message says
+        "NOT CHECKABLE" — it is neither passed nor failed; the other phases are compared as usual
+        (they hold the unresolved phase's voxels, so they carry up to its fraction of error).
 
     Every phase of the design and every phase present in the labels is compared (a labelled phase
     the design lacks has theoretical fraction 0).
@@ -282,6 +291,9 @@ def check_design(
         raise InputError(f"tolerance must lie in (0, 1) (an absolute fraction, 0.02 = 2 %), got {tolerance}")
     if not np.issubdtype(np.dtype(labels.dtype), np.integer):
         raise InputError(f"labels must be integer phase labels, got {labels.dtype}; segment the image first")
+    if unresolved is not None and not (isinstance(unresolved, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in unresolved.items())):
+        raise InputError(f"unresolved must map phase names to the reason each is below resolution, got {unresolved!r}")
     if thickness_axis is not None:
         labels = _without_empty_end_planes(labels, thickness_axis, phases)
     counts = _bincount(labels)
@@ -308,7 +320,8 @@ def check_design(
         th[host] = th.get(host, 0.0) + th.pop(film, 0.0)
     names = [n for n in names if n not in films]
     dev = {n: seg[n] - th[n] for n in names}
-    ok = {n: bool(abs(dev[n]) <= tolerance + 1e-12) for n in names}
+    skipped = {n: why for n, why in (unresolved or {}).items() if n in names}
+    ok = {n: bool(abs(dev[n]) <= tolerance + 1e-12) for n in names if n not in skipped}
     has_cbd = "cbd" in theory
     solid = d.volume_fractions("solid").get("cbd") if has_cbd else None
     domain = d.volume_fractions("domain").get("cbd") if has_cbd else None
@@ -319,18 +332,24 @@ def check_design(
         "CBD compared as solid carbon + binder volume (nanopores of the CBD counted as pore)")
     if not has_cbd:
         statement = "the design has no CBD phase; " + statement
-    failing = [n for n in names if not ok[n]]
+    failing = [n for n in ok if not ok[n]]
     if failing:
         details = "; ".join(f"{n}: segmented {seg[n]:.3f} vs design {th[n]:.3f} (deviation {dev[n]:+.3f})"
                             for n in failing)
-        msg = f"design check FAILED for phase(s) {', '.join(failing)} at ±{tolerance:g}: {details}"
+        verdict = f"FAILED for phase(s) {', '.join(failing)} at ±{tolerance:g}: {details}"
+    elif skipped:
+        verdict = f"the other phases within ±{tolerance:g} of the design"
     else:
-        msg = f"design check passed: all phases within ±{tolerance:g} of the design"
+        verdict = f"passed: all phases within ±{tolerance:g} of the design"
+    # phases not checked come first: a reader must not take the check for a pass
+    unchecked = "".join(f"NOT CHECKABLE for {n} (segmented {seg[n]:.3f} vs design {th[n]:.3f}): {why}; "
+                        for n, why in skipped.items())
+    msg = f"design check {unchecked}{verdict}"
     for film, (host, nm) in films.items():
         msg += (f" ({film}, a {nm:g} nm film on {host} thinner than the {voxel_size_um:g} µm voxel, is counted "
                 f"with {host})")
     return DesignCheck(tuple(names), seg, th, dev, ok, not failing, float(tolerance), cbd_as, statement,
-                       solid, domain, msg)
+                       solid, domain, msg, skipped)
 
 
 # ============================================================================ twin
@@ -377,8 +396,11 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
     design_obj = design if design is not None else twin.design
     check = None
     if design_obj is not None:
+        # phases the segmentation found below the image's resolution are reported, not compared
+        seg = twin.load_result("segment") if "segment" in twin.result_names else {}
         check = check_design(labels, design_obj, phases=phases, tolerance=design_tolerance, cbd_as=cbd_as,
-                             thickness_axis=twin.thickness_axis, voxel_size_um=min(twin.voxel_size.as_tuple()))
+                             thickness_axis=twin.thickness_axis, voxel_size_um=min(twin.voxel_size.as_tuple()),
+                             unresolved=seg.get("unresolved_phases") or None)
     passed = (ratio is None or ratio.passed) and all(s.converged for s in stats) and (check is None or check.passed)
     parts = [ratio.message if ratio else "size ratio: no particles"] + [s.message for s in stats]
     if check:

@@ -14,6 +14,7 @@ from ._common import as_float32, full_slices
 from ._fiducial import Fiducial, fiducial_drift, find_fiducial
 
 REFERENCES = ("auto", "fiducial", "detrended", "previous", "first")
+FIND = "find"  #: ``fiducial=`` default: look for the cap in the first slice (see :func:`drift_reference`)
 
 
 def align_slices(
@@ -26,6 +27,7 @@ def align_slices(
     order: int = 3,
     crop_fiducial: bool = True,
     trend_slices: float = 4.0,
+    fiducial: Fiducial | None | str = FIND,
 ) -> tuple[Any, np.ndarray]:
     """Register the slices of a FIB-SEM stack to each other (drift correction along z).
 
@@ -51,6 +53,10 @@ def align_slices(
         :func:`find_fiducial` finds one in the first slice, else ``"detrended"``.
     trend_slices : float
         Gaussian sigma (slices) of the trend removed by ``"detrended"``.
+    fiducial : Fiducial or None, optional
+        What :func:`drift_reference` returned for this stack and ``reference`` (``None``: it found
+        none), so a caller that already looked does not search (and, on dask input, compute the
+        first slice) again. Default: look for it here.
     crop_fiducial : bool
         When registered on a fiducial, return only the sample's field (rows below the cap).
     upsample : int
@@ -81,7 +87,7 @@ def align_slices(
     rechunked to single chunks when needed. A single slice gets shift (0, 0).
     """
     data = as_float32(stack)
-    fiducial = drift_reference(data, reference)
+    fiducial = _resolve_fiducial(data, reference, fiducial)
     if shifts is None:
         shifts = estimate_drift(data, reference=reference, upsample=upsample, max_shift_px=max_shift_px,
                                 fiducial=fiducial, trend_slices=trend_slices)
@@ -117,17 +123,17 @@ def drift_reference(stack: Any, reference: str = "auto") -> Fiducial | None:
 
 
 def estimate_drift(stack: Any, *, reference: str = "auto", upsample: int = 20,
-                   max_shift_px: float | None = None, fiducial: Fiducial | None = None,
+                   max_shift_px: float | None = None, fiducial: Fiducial | None | str = FIND,
                    trend_slices: float = 4.0) -> np.ndarray:
     """(dy, dx) drift of every slice relative to slice 0, in px (see align_slices).
 
-    ``fiducial`` (from :func:`drift_reference`) skips looking for it again.
+    ``fiducial``: what :func:`drift_reference` returned (``None``: no fiducial), so it is not
+    searched again; by default it is looked for here.
     """
     from skimage.registration import phase_cross_correlation
 
     data = as_float32(stack)
-    if fiducial is None and reference in ("auto", "fiducial"):
-        fiducial = drift_reference(data, reference)
+    fiducial = _resolve_fiducial(data, reference, fiducial)
     if fiducial is not None:
         return fiducial_drift(data, fiducial, upsample=upsample)
     if not (isinstance(trend_slices, (int, float)) and trend_slices > 0):
@@ -167,6 +173,19 @@ def estimate_drift(stack: Any, *, reference: str = "auto", upsample: int = 20,
         shifts -= ndimage.gaussian_filter1d(shifts, float(trend_slices), axis=0, mode="nearest")
         shifts -= shifts[0]
     return shifts
+
+
+def _resolve_fiducial(data: Any, reference: str, fiducial: Any) -> Fiducial | None:
+    """The fiducial to register on: searched for when ``fiducial`` is :data:`FIND`, else the caller's."""
+    if isinstance(fiducial, str) and fiducial == FIND:
+        return drift_reference(data, reference)
+    if reference not in REFERENCES:
+        raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+    if fiducial is not None and not isinstance(fiducial, Fiducial):
+        raise InputError(f"fiducial must be what drift_reference returned (a Fiducial or None), got {fiducial!r}")
+    if reference == "fiducial" and fiducial is None:
+        raise InputError("reference='fiducial' but fiducial=None (no cap found); use reference='previous'")
+    return fiducial if reference in ("auto", "fiducial") else None
 
 
 def _prepare_for_correlation(image: np.ndarray) -> np.ndarray:

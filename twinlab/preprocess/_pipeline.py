@@ -152,8 +152,9 @@ def preprocess_volume(
     warnings: list[str] = []
     if "align" in todo:
         o = opts.get("align", {})
-        fiducial = drift_reference(data, o.get("reference", "auto"))  # for the record: what it registers on
-        data, shifts = align_slices(data, **o)
+        # looked for once: recorded here and registered on by align_slices
+        fiducial = drift_reference(data, o.get("reference", "auto"))
+        data, shifts = align_slices(data, **{**o, "fiducial": fiducial})
         params["align"] = {**_plain(o), "shifts_px": shifts.tolist(),
                            "fiducial": None if fiducial is None else fiducial.to_dict(),
                            "drift_rms_step_px": float(np.sqrt(np.mean(np.diff(shifts, axis=0) ** 2)))

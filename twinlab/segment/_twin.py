@@ -13,7 +13,7 @@ from .._results import Result
 from ..errors import InputError
 from .classify import DEFAULT_SEGMENT_PHASES, METHODS, fit_gmm, fit_multiotsu, apply_phase_model, train_classifier
 from .cleanup import CollectorInfo, detect_collector
-from .fibsem import correct_shine_through, resolve_partial_volume
+from .fibsem import _MIN_BODY_SHARE, correct_shine_through, resolve_partial_volume
 from .instances import split_particles
 
 
@@ -31,6 +31,9 @@ class SegmentReport(Result):
     single_slice: bool = False  # a 2D twin (one slice): fractions are area fractions
     refinement: dict[str, Any] | None = None  # FIB-SEM shine-through / partial-volume fixes (segment.fibsem)
     empty_phases: tuple[str, ...] = ()  # requested phases that got no voxel: reported, never passed silently
+    # phase → why its voxel count is not a measurement (below the image's resolution); the design check
+    # reports such a phase as not checkable
+    unresolved_phases: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] | str = DEFAULT_SEGMENT_PHASES,
@@ -55,7 +58,9 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     ``refine`` (threshold methods, at least three phases): the three darkest phases (pore, CBD,
     active by default) are corrected for FIB-SEM shine-through and partial-volume rims
     (:func:`refine_fibsem_labels`); this holds the image and labels in memory once.
-    A requested phase that gets no voxel is listed in ``empty_phases`` and ``warnings``.
+    A requested phase that gets no voxel is listed in ``empty_phases`` and ``warnings``; a mid phase
+    that the refinement finds below the image's resolution (mostly one-voxel films and rims, e.g. CBD
+    at voxels coarser than its films) in ``unresolved_phases`` and ``warnings``.
     """
     from ..materials import is_particulate
     from ..twin import Step
@@ -94,6 +99,8 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     if refine and method != "classifier" and "cbd" in phases[:3] and "collector" not in phases[:3] \
             and twin.shape[0] > 1:
         labels, refinement = refine_fibsem_labels(image, labels, [table.value(p) for p in phases[:3]])
+    unresolved = {} if refinement is None else _unresolved(refinement["partial_volume"], phases[1],
+                                                            twin.voxel_size.as_tuple())
     collector = None
     if "collector" in phases:
         labels, collector = confine_collector(labels, phases, table, twin.thickness_axis, twin.collector_side)
@@ -119,9 +126,11 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
     empty = tuple(p for p in phases if fractions.get(p, 0.0) == 0.0)
     warnings += tuple(f"phase {p!r} is empty after segmentation: check the phase list, its dark → bright order "
                       "and the image contrast" for p in empty)
+    warnings += tuple(f"phase {p!r} is {why}" for p, why in unresolved.items())
     report = SegmentReport(model.method, phases, model.to_dict(), fractions, n_particles, tuple(written), collector,
                            warnings=warnings, particle_phase=particle_phase if particles else None,
-                           single_slice=twin.shape[0] == 1, refinement=refinement, empty_phases=empty)
+                           single_slice=twin.shape[0] == 1, refinement=refinement, empty_phases=empty,
+                           unresolved_phases=unresolved)
     twin.save_result("segment", report, step=Step("segment_check", {"warnings": list(warnings)}))
     return report
 
@@ -138,6 +147,17 @@ def refine_fibsem_labels(image: Any, labels: Any, values: Sequence[int]) -> tupl
     lab, shine = correct_shine_through(img, lab, dark=dark, mid=mid, bright=bright)
     lab, pv = resolve_partial_volume(img, lab, dark=dark, mid=mid, bright=bright)
     return lab, {"shine_through": shine.to_dict(), "partial_volume": pv.to_dict()}
+
+
+def _unresolved(fix: Mapping[str, Any], mid: str, voxel_um: Sequence[float]) -> dict[str, str]:
+    """``{mid: reason}`` when the partial-volume step found the mid phase below resolution, else ``{}``."""
+    if fix.get("resolved", True):
+        return {}
+    size = " × ".join(f"{v:g}" for v in voxel_um)
+    return {mid: (f"below the resolution of this image at {size} µm voxels: {fix['body_share']:.0%} of its "
+                  "threshold voxels lie in bodies wider than the blur (a resolved phase has "
+                  f"≥ {_MIN_BODY_SHARE:.0%}); the rest are one-voxel films and partial-volume rims, so its voxel "
+                  "count is not a measurement")}
 
 
 def confine_collector(labels: Any, phases: Sequence[str], table: Any, axis: int,
