@@ -30,6 +30,12 @@ class Material:
     source: str = ""
     particulate: bool = False  # comes as discrete particles (a powder): particle splitting makes sense
     friction_coefficient: float | None = None  # contact laws: Drucker–Prager slope (Coulomb friction)
+    # contact laws: compaction cap (mechanics/_contacts.py). A contact crushes (the particles flatten,
+    # slide and chip into the neighbouring pores) when its pressure exceeds the powder's compaction
+    # pressure at the local packing fraction φ: zero below the jamming fraction φ_j, Heckel's law
+    # 3 σ_c ln((1 − φ_j)/(1 − φ)) above it (σ_c: the particles' crushing/yield strength).
+    jamming_fraction: float | None = None
+    crush_strength_mpa: float | None = None
 
 
     def with_(self, **changes: Any) -> "Material":
@@ -78,8 +84,14 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "compliant normal E ≈ 0.5 GPa from the mechanics sensitivity study (issue 8, stops.md); shear: "
              "frictional (Drucker–Prager, von Mises limit 1 MPa + √3 μ × pressure) with the particle–particle "
              "friction coefficient μ = 0.3 typical of DEM calendering models of NCM cathodes (Sangrós Giménez et "
-             "al. 2019; Ngandjong et al. 2021 use 0.3–0.4); 1 MPa cohesion from the binder (assumption)",
-             friction_coefficient=0.3),
+             "al. 2019; Ngandjong et al. 2021 use 0.3–0.4); 1 MPa cohesion from the binder (assumption). "
+             "Compaction cap: jamming at the random-loose-packing fraction of frictional spheres φ_j = 0.555 "
+             "(Onoda & Liniger, Phys. Rev. Lett. 64 (1990) 2727; the DEM stage of issue 16 jams the generated "
+             "cathode's NCM skeleton at 2.55 g/cm³, φ ≈ 0.54), then Heckel's compaction law "
+             "ln(1/(1−φ)) = K P + A with K = 1/(3 σ_c) (Heckel, Trans. Metall. Soc. AIME 221 (1961) 671 and "
+             "1001) and A at φ_j (densification by rearrangement, the Heckel intercept); σ_c = 125 MPa, the "
+             f"middle of the 100–150 MPa yield/crushing range of NCM secondary particles ({_S6})",
+             friction_coefficient=0.3, jamming_fraction=0.555, crush_strength_mpa=125.0),
 )}
 
 

@@ -546,7 +546,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
-            override=override)
+            override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next))
         cstate.last_info = info
         cg_its, nw_its = info["cg"], info["newton"]
     else:
@@ -601,6 +601,13 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         cstate.take(_take, src)
     img = None if img is None else _take(img, src, pore_gray)
     return new_lab, img, stress, strain, disp, broken, share, cg_its, nw_its
+
+
+def _packing_after(cstate, lab, n_coll, m_cur, m_next):
+    """Local packing fraction of the contacts' skeleton at the end of the increment ``m_cur → m_next``
+    layers (the compaction cap's state): today's, compressed affinely (solid conserved)."""
+    phi = cstate.packing(lab, n_coll)
+    return None if phi is None else np.minimum(phi * (m_cur / m_next), 1.0)
 
 
 def _to_input_axes(arr, perm, side, kind):
