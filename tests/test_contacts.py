@@ -340,3 +340,29 @@ def test_contact_crushes_at_the_compaction_pressure_and_gives_way_below_jamming(
     # loose (below jamming): the contacts give way, the column transmits nothing
     _, p_l, s_l, _ = _column(0.5)
     assert abs(s_l) < 1e-6 * s_el and np.abs(p_l).max() < 1e-9
+
+
+def test_shell_patches_break_with_weibull_scatter():
+    # each surface patch draws its own strength from the film's Weibull distribution: under a uniform
+    # film stress σ the broken fraction is 1 − exp(−(σ/σ0)^m) (Weibull 1951), whatever the voxel size
+    from twinlab.analyses.mechanics._contacts import setup_state
+    from twinlab.materials import get_material
+
+    shell, li = get_material("Li2CO3"), get_material("Li")
+    m, s0 = shell.weibull_modulus, shell.fracture_strength_mpa
+    lab = np.full((40, 40, 40), 4, np.uint8)
+    lab[18:22, 18:22, 18:22] = 5  # a lithium core; every other voxel is a shell patch
+    st = setup_state(lab, None, names={4: "shell", 5: "lithium"}, materials={"shell": shell, "lithium": li},
+                     contacts=False, contact_materials=None, shells="membrane", get_material=get_material, seed=7)
+    n = int(st.shelled.sum())
+    assert n > 60000 and np.all(st.shell_scatter[~st.shelled] == 1)
+    for ratio in (0.7, 1.0, 1.3):
+        eps = ratio * s0 * (1 - shell.poisson_ratio) / (shell.youngs_modulus_gpa * 1e3)  # film stress ratio × σ0
+        strain = np.zeros((6, *lab.shape))
+        strain[:3] = eps  # isotropic: the same in-plane strain whatever the patch's normal
+        broken = shell_fracture(strain, np.zeros((6, *lab.shape)), st.inst, st.shelled, np.zeros(lab.shape, bool),
+                                e_shell_mpa=shell.youngs_modulus_gpa * 1e3, nu_shell=shell.poisson_ratio,
+                                strength_mpa=s0 * st.shell_scatter)
+        frac = broken[st.shelled].mean()
+        expect = 1 - np.exp(-ratio ** m)
+        assert abs(frac - expect) < 4 * np.sqrt(expect * (1 - expect) / n) + 1e-3

@@ -489,7 +489,8 @@ def shell_fracture(strain_total, stress, inst, shelled, broken, *, e_shell_mpa, 
 
     A shell patch (voxel with ``shelled``) breaks when its membrane stress
     ``E_s/(1−ν_s) · ε_m`` (``ε_m`` the largest principal strain in the surface plane) or the
-    contact traction ``−n·σ·n`` exceeds ``strength_mpa``. Patches without a surface normal (inner
+    contact traction ``−n·σ·n`` exceeds ``strength_mpa`` (MPa: one value, or one per voxel — a
+    patch's own strength drawn from the film's Weibull distribution). Patches without a surface normal (inner
     layers of a thick shell) use the largest principal strain.
     """
     cand = shelled & ~broken
@@ -512,7 +513,8 @@ def shell_fracture(strain_total, stress, inst, shelled, broken, *, e_shell_mpa, 
     traction = -normal_component(stress[(slice(None),) + idx].astype(float), n)
     has_n = (n ** 2).sum(axis=0) > 0
     traction = np.where(has_n, traction, 0.0)
-    brk = (membrane > strength_mpa) | (traction > strength_mpa)
+    strength = np.broadcast_to(np.asarray(strength_mpa, float), cand.shape)[idx]
+    brk = (membrane > strength) | (traction > strength)
     out = broken.copy()
     out[tuple(i[brk] for i in idx)] = True
     return out
@@ -538,6 +540,7 @@ class ContactState:
     shell_material: object = None
     last_info: dict | None = None
     jam_width: int = 3  # voxels: the neighbourhood of a contact's packing fraction (compaction cap)
+    shell_scatter: np.ndarray | None = None  # per shell patch: strength / characteristic strength (Weibull)
 
     def packing(self, lab: np.ndarray, n_coll: int) -> np.ndarray | None:
         """Local packing fraction of the capped phases' skeleton on the coating grid (None: no cap)."""
@@ -556,6 +559,8 @@ class ContactState:
         self.gap = self.gap[:top].copy()
         if self.shelled is not None:
             self.shelled = self.shelled[:top].copy()
+        if self.shell_scatter is not None:
+            self.shell_scatter = self.shell_scatter[:top].copy()
 
     def take(self, take, src) -> None:
         """Move the state with the material (``take(arr, src, fill)`` gathers by remap sources)."""
@@ -563,6 +568,8 @@ class ContactState:
         self.gap = take(self.gap, src, np.float32(np.nan))
         if self.shelled is not None:
             self.shelled = take(self.shelled, src, False)
+        if self.shell_scatter is not None:
+            self.shell_scatter = take(self.shell_scatter, src, np.float32(1.0))
 
     def output_labels(self, lab: np.ndarray) -> np.ndarray:
         """Labels with the sub-voxel shell shown as the shell phase on its surface voxels."""
@@ -574,7 +581,7 @@ class ContactState:
 
 
 def setup_state(lab, inst_in, *, names: dict, materials: dict, contacts: bool, contact_materials, shells: str,
-                get_material):
+                get_material, seed: int = 0):
     """The :class:`ContactState` of a coating (``lab`` is modified in place: membrane shells → lithium).
 
     ``names`` maps label value → phase name of the values present; ``materials`` phase name →
@@ -589,10 +596,15 @@ def setup_state(lab, inst_in, *, names: dict, materials: dict, contacts: bool, c
     inst = particle_instances(lab, pvals, instances=inst_in, core_values=core)
     shelled = None
     shell_mat = None
+    scatter = None
     if shells == "membrane" and shell_v is not None and li_v is not None:
         shelled = lab == shell_v
         lab[shelled] = li_v
         shell_mat = materials.get("shell")
+        m = getattr(shell_mat, "weibull_modulus", None)
+        if m:  # each surface patch its own strength: σ0 (−ln U)^(1/m), seeded (Weibull's distribution)
+            scatter = np.ones(lab.shape, np.float32)
+            scatter[shelled] = np.random.default_rng(seed).weibull(m, int(shelled.sum()))
     law = None
     law_names = {}
     if contacts:
@@ -611,4 +623,4 @@ def setup_state(lab, inst_in, *, names: dict, materials: dict, contacts: bool, c
     width = jamming_width(inst, lab, law.capped) if law is not None and law.capped.size else 3
     return ContactState(inst=inst, gap=np.full(lab.shape, np.nan, np.float32), shelled=shelled, law=law,
                         law_names=law_names, shell_value=shell_v, lithium_value=li_v, shell_material=shell_mat,
-                        jam_width=width)
+                        jam_width=width, shell_scatter=scatter)

@@ -181,7 +181,7 @@ def calender(
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
-    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells)
+    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed)
     schedule = _schedule(m0, [t[2] for t in targets], int(steps))
     total = len(schedule)
 
@@ -306,14 +306,14 @@ def _particle_labels(obj, particles, shape):
     return particles.astype(np.int32, copy=False)
 
 
-def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells):
+def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells, seed=0):
     names = {v: n for v, n in lut["names"].items()}
     for n, m in dict(contact_materials or {}).items():  # keys checked by CalenderOptions
         mat = get_material(m) if isinstance(m, str) else m
         if mat.youngs_modulus_gpa is None or mat.poisson_ratio is None or not mat.youngs_modulus_gpa > 0:
             raise InputError(f"contact material for {n!r} needs a positive Young's modulus and a Poisson ratio")
     return setup_state(lab, inst_in, names=names, materials=lut["materials"], contacts=contacts,
-                       contact_materials=contact_materials, shells=shells, get_material=get_material)
+                       contact_materials=contact_materials, shells=shells, get_material=get_material, seed=seed)
 
 
 def _lateral_window(labels, image, t_axis, window):
@@ -562,6 +562,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
         smat = cstate.shell_material
         strength = lut["frac"][cstate.shell_value]
+        if cstate.shell_scatter is not None:  # each patch its own strength (the film's Weibull scatter)
+            strength = strength * cstate.shell_scatter
         broken = shell_fracture(strain + d_eps, sig, cstate.inst, cstate.shelled, broken,
                                 e_shell_mpa=smat.youngs_modulus_gpa * 1e3, nu_shell=smat.poisson_ratio,
                                 strength_mpa=strength)
