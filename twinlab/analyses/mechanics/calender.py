@@ -28,8 +28,13 @@ exponentially with density (Meyer et al., J. Mater. Process. Technol. 249 (2017)
 et al., Energy Technol. 7 (2019) 1900840; DEM: Sangrós Giménez et al., Adv. Powder Technol. 30
 (2019); Primo et al., J. Power Sources 488 (2021) 229361; FEM with particle fracture: Guichard et
 al., arXiv:2601.02879 — rearrangement first, then fracture at moderate pressure, then crushing).
-With ``rearrange="none"`` particles move only as far as the small-strain increments with open and
-sliding contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
+Compaction cap (issue 16, :func:`._contacts.compaction_pressure`): a contact of a powder phase (NCM,
+lithium) and the pore-bridging CBD/binder crush at the compaction pressure of the packing around them —
+nothing below the skeleton's jamming fraction (random loose packing, 0.555: the particles rearrange
+into the pores), Heckel's law above it — judged on the local packing fraction expected at the end of
+the increment; so the pressure stays low while pores close and rises steeply once jammed.
+With ``rearrange="none"`` particles move only as far as the small-strain increments with open,
+sliding and crushing contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
 (:mod:`._rearrange`, LAMMPS granular): the particles rearrange until the packing jams, and the
 stress solve compresses only the rest.
 """
