@@ -216,12 +216,12 @@ def crack_volume(
         if sl is None:
             continue
         # the closing lies in the particle's convex hull, hence in its box: one voxel of margin for
-        # the hole filling and the mouth step. morph.close sees the particle alone in open space
-        # (beyond the box and beyond the volume's faces: a crop or the top surface closes nothing);
-        # its transforms run on the box grown by the radius, the one cost that grows with it
+        # the hole filling and the mouth step. The closing sees the particle alone, mirrored across
+        # the volume's lateral faces (a crop: a crack running out through it is bridged there)
+        # and in open space elsewhere (the collector side and the top surface close nothing)
         box = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(sl, labels.shape))
         own = particles[box] == pid
-        env = morph.fill_holes(morph.close(own, radius))
+        env = morph.fill_holes(_close_at_faces(own, radius, box, labels.shape, ax))
         c = env & void[box]
         if collector is not None and c.any():
             c = _drop_collector_gaps(c, collector[box])
@@ -367,20 +367,61 @@ def _crack_aware(provenance: list[dict[str, Any]]) -> bool:
     return True  # labels given at creation
 
 
+def _close_at_faces(own: np.ndarray, radius: tuple[int, ...], box: tuple[slice, ...], shape: tuple[int, ...],
+                    thickness_ax: int) -> np.ndarray:
+    """The particle's closing, mirrored across the lateral faces of the volume its box reaches.
+
+    A lateral face is a crop: beyond it is unknown, not empty, and a crack that runs out through
+    it has walls on both sides there. The thickness axis's ends are the collector and the top
+    surface (or above it), real ends of the particles: open space. Mirroring also closes the
+    waist where a particle cut short of its widest section meets its mirror image, a pocket
+    outside the particle's convex hull; only voxels inside the hull (voxel centres) are kept of
+    what the mirror adds to the open-space closing."""
+    sides = [(b.start == 0, b.stop == n) if a != thickness_ax else (False, False)
+             for a, (b, n) in enumerate(zip(box, shape))]
+    closed = morph.close(own, radius)
+    if not any(map(any, sides)):
+        return closed
+    mirrored = morph.close(own, radius, mirror=sides)
+    if not (mirrored & ~closed).any():
+        return closed
+    # the hull of each piece on its own: given labels may hold a particle wrapped round a
+    # periodic volume, one piece at each face, whose common hull spans the volume
+    pieces, _ = ndi.label(mirrored)
+    for i, sl in enumerate(ndi.find_objects(pieces), start=1):
+        extra = (pieces[sl] == i) & ~closed[sl]
+        if not extra.any():
+            continue
+        cells = _hull_cells(own[sl] & (pieces[sl] == i))
+        if cells is None:
+            continue
+        points = np.argwhere(extra)
+        inside = points[cells.find_simplex(points, tol=1e-9) >= 0]
+        closed[sl][tuple(inside.T)] = True
+    return closed
+
+
+def _hull_cells(own: np.ndarray) -> Delaunay | None:
+    """Delaunay tessellation of the convex hull of the particle's surface voxel centres (points
+    are located in it by a walk each; testing them against every facet costs points × facets);
+    None for a particle with no full-dimensional hull (flat)."""
+    points = np.argwhere(own & ~ndi.binary_erosion(own))
+    if len(points) <= own.ndim:
+        return None
+    try:
+        return Delaunay(points[ConvexHull(points).vertices])
+    except QhullError:
+        return None
+
+
 def _add_mouth(own: np.ndarray, crack: np.ndarray, void: np.ndarray, steps: int) -> np.ndarray:
     """Grow ``crack`` by up to ``steps`` face steps into void voxels inside the convex hull of the
     particle (voxel centres). Only the candidate voxels beside the crack are tested, by locating
     them in a Delaunay tessellation of the hull's vertices (a walk per point: testing them against
     every facet cost candidates × facets, seconds for wide cracks in a large particle, and a
     whole-box hull image voxels × facets)."""
-    surface = own & ~ndi.binary_erosion(own)
-    points = np.argwhere(surface)
-    if len(points) <= own.ndim:
-        return crack
-    try:
-        hull = ConvexHull(points)
-        cells = Delaunay(points[hull.vertices])
-    except QhullError:  # a flat particle has no full-dimensional hull
+    cells = _hull_cells(own)
+    if cells is None:
         return crack
     out = crack.copy()
     for _ in range(int(steps)):
