@@ -373,32 +373,34 @@ def _close_at_faces(own: np.ndarray, radius: tuple[int, ...], box: tuple[slice, 
 
     A lateral face is a crop: beyond it is unknown, not empty, and a crack that runs out through
     it has walls on both sides there. The thickness axis's ends are the collector and the top
-    surface (or above it), real ends of the particles: open space. Mirroring also closes the
-    waist where a particle cut short of its widest section meets its mirror image, a pocket
-    outside the particle's convex hull; only voxels inside the hull (voxel centres) are kept of
-    what the mirror adds to the open-space closing."""
+    surface (or above it), real ends of the particles: open space. Of what the mirror adds to the
+    open-space closing only the mouths of cracks are kept: voxels inside the convex hull of their
+    piece of the particle (mirroring also closes the waist where a particle cut short of its
+    widest section meets its image, outside the hull) in gaps that continue a crack the
+    open-space closing bridges inside the particle (a pocket at the face alone is a concavity)."""
     sides = [(b.start == 0, b.stop == n) if a != thickness_ax else (False, False)
              for a, (b, n) in enumerate(zip(box, shape))]
-    closed = morph.close(own, radius)
+    base = morph.close(own, radius)
     if not any(map(any, sides)):
-        return closed
+        return base
     mirrored = morph.close(own, radius, mirror=sides)
-    if not (mirrored & ~closed).any():
-        return closed
+    if not (mirrored & ~base).any():
+        return base
+    closed = base.copy()
     # the hull of each piece on its own: given labels may hold a particle wrapped round a
     # periodic volume, one piece at each face, whose common hull spans the volume
     pieces, _ = ndi.label(mirrored)
     for i, sl in enumerate(ndi.find_objects(pieces), start=1):
-        extra = (pieces[sl] == i) & ~closed[sl]
-        if not extra.any():
-            continue
-        cells = _hull_cells(own[sl] & (pieces[sl] == i))
+        extra = (pieces[sl] == i) & ~base[sl]
+        cells = _hull_cells(own[sl] & (pieces[sl] == i)) if extra.any() else None
         if cells is None:
             continue
         points = np.argwhere(extra)
         inside = points[cells.find_simplex(points, tol=1e-9) >= 0]
         closed[sl][tuple(inside.T)] = True
-    return closed
+    gaps, _ = ndi.label(closed & ~own)
+    inner = np.unique(gaps[base & ~own])
+    return base | np.isin(gaps, inner[inner > 0])
 
 
 def _hull_cells(own: np.ndarray) -> Delaunay | None:
