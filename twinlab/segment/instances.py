@@ -555,6 +555,10 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
     if orphans.any():
         extra, n_extra = ndi.label(orphans, structure=structure)
         out[orphans] = extra[orphans] + out.max()
+    if merge_cracked:
+        # a basin's solid pieces joined only through the gaps the closing bridged are judged by
+        # the merge like any other pair (the flood alone put neighbours' face-cut slivers there)
+        out = _split_at_gaps(out, solid, anisotropy)
     if merge_cracked and out.max() > 1:
         crack = mask & (code == 0)  # pore inside the envelope; CBD in a gap marks a neck
         rule = MERGE_RULE
@@ -568,6 +572,26 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
     if closing_vox is not None or min_voxels > 0:
         out[~solid] = 0
         out = _drop_small(out, min_voxels)
+    return out
+
+
+def _split_at_gaps(labels: np.ndarray, solid: np.ndarray, anisotropy: Sequence[float]) -> np.ndarray:
+    """Each region split into its solid's connected pieces (face connectivity), each piece with
+    the region's non-solid voxels nearest to it; regions of one piece keep their voxels."""
+    out = labels.copy()
+    nxt = int(labels.max())
+    for r, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        own = labels[box] == r
+        pieces, n = ndi.label(own & solid[box])
+        if n < 2:
+            continue
+        _, nearest = ndi.distance_transform_edt(pieces == 0, sampling=anisotropy, return_indices=True)
+        piece = pieces[tuple(nearest)]
+        ids = np.concatenate([[r], nxt + np.arange(1, n)])  # the first piece keeps the label
+        out[box][own] = ids[piece[own] - 1]
+        nxt += n - 1
     return out
 
 
