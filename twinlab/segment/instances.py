@@ -326,6 +326,8 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
     neck_area = np.bincount(inv, weights=np.concatenate(necked))
     cut_off = np.bincount(labels[rim], minlength=n + 1) > 0  # regions the volume's faces cut
     power = (labels.ndim - 1) / labels.ndim
+    if labels.ndim == 2:  # min_cut is stated in 3D (a plane through a ball's centre: π/(2π/3)^(2/3) = 1.92);
+        cut *= (2.0 / math.sqrt(math.pi / 2.0)) / (math.pi / (2.0 * math.pi / 3.0) ** (2.0 / 3.0))  # disc: 1.60
     step = np.asarray(anis, dtype=np.float64)
     unit = float(np.prod(step))
     volume = np.bincount(labels.ravel(), minlength=n + 1) * unit
@@ -380,7 +382,7 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
         if saddled(i, j):  # an open boundary: the saddle test is waived, the union must be convex outright
             if not (across and union[1] >= convex_gain * max(si, sj)):
                 continue
-        elif cut_off[i] and cut_off[j]:  # face-cut pieces: their solidity is noise, their outer surfaces are not
+        elif cut_off[i] and cut_off[j] or labels.ndim == 2:  # face-cut pieces, sections: by their outer surfaces
             small, big = (i, j) if volume[i] <= volume[j] else (j, i)
             off, ref = _off_surface(shell(big), shell(small)), _off_surface(shell(small), shell(big))
             own = _off_surface(shell(big)[:0], shell(big))  # the larger piece on its own ellipsoid
