@@ -388,7 +388,7 @@ def _merge_fragments(labels: np.ndarray, crack: np.ndarray, anis: Sequence[float
             own = _off_surface(shell(big)[:0], shell(big))  # the larger piece on its own ellipsoid
             fits = union[1] >= solidity_ratio * max(si, sj) if math.isnan(off) else \
                 off <= min(max(tol, fit_ratio * ref), 2.0 * tol) and off <= max(tol, own_ratio * own)
-            if not (across and fits or union[1] >= convex_gain * max(si, sj)):
+            if not ((across or labels.ndim == 2) and fits or union[1] >= convex_gain * max(si, sj)):
                 continue
         elif not (across and union[1] >= solidity_ratio * min(si, sj)
                   or union[1] >= convex_gain * max(si, sj)):
