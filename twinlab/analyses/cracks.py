@@ -20,8 +20,13 @@ active-material particle. The envelope of one particle is computed on that parti
    untouched.
 
 What is not a crack: a pocket of pore that touches the current collector (the wedge between a
-particle and the foil) is left out, and beyond the volume's faces (lateral crop, top surface) is
-open space to the closing, so a particle cut by a face gains no envelope along it.
+particle and the foil) is left out. The ends of the thickness axis (collector side, top surface)
+are open space to the closing. The lateral faces are crops, beyond which is unknown: each
+particle's closing is mirrored across the lateral faces its box reaches, so a crack that runs
+out through a face is bridged up to it; of what the mirror adds only crack mouths are kept
+(inside the convex hull of the particle's piece, continuing a crack the open-space closing
+bridges inside it), so a particle cut short of its widest section gains no envelope along the
+face.
 
 Cracks wider than ``crack_width_um`` that reach the surface are treated as surface
 concavities, not cracks: set ``crack_width_um`` to the widest crack you want to count.

@@ -19,7 +19,9 @@ of a cracked particle that get their own markers are merged (``merge_cracked``,
 :func:`merge_cracked_fragments`: a greedy region-adjacency-graph merge that joins pieces which
 meet across void or complete each other's shape, on a boundary that spans the smaller piece,
 with no saddle in the envelope's distance map between them, into one convex body; never across
-binder; face-cut pieces by the fit of their outer surfaces to one ellipsoid). The labels
+binder; face-cut pieces by the fit of their outer surfaces to one ellipsoid). Before it, a
+basin's solid pieces that touch only through gaps the closing bridged are split apart, so the
+merge judges them too (the flood alone gave face-cut caps slivers of their neighbours). The labels
 are then cut back to the phase (crack voxels are 0) and objects below ``min_volume_um3`` are
 dropped. Two touching uncracked particles meet on a neck and together are not convex: they keep
 their own markers, also where the closing bridges the pore around their contact.
@@ -231,6 +233,13 @@ def merge_cracked_fragments(
     smaller piece without an outer surface (enclosed by the other and the faces) sticks out
     nowhere; with too few points for a fit the solidity test applies (the union at least
     ``solidity_ratio`` times as convex as the more convex piece).
+
+    A 2D section is judged the same way for every pair, face-cut or not, and also where the
+    pieces meet across solid (a watershed cut of one section fits one ellipse; two sections in
+    contact do not): the convexity of a section's union says little once two neighbours'
+    sections lie a crack width apart. ``min_cut`` keeps its geometric meaning there (the cut
+    through a disc's centre scores 2/√(π/2) = 1.60 where a plane through a ball's scores 1.92, so
+    the threshold is scaled by 1.60/1.92).
 
     Pairs are merged greedily in order of decreasing ``A / V^(2/3)``; a merged region's
     boundaries, volume, peak and hull are those of its members together, and its pairs are
