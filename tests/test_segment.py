@@ -7,6 +7,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from twinlab.errors import InputError
 from twinlab.segment import (
@@ -403,6 +404,54 @@ def test_merge_cracked_fragments_joins_halves_keeps_touching_spheres():
         assert merge_cracked_fragments(halves, crack, **veto).max() == 2, veto
     with pytest.raises(InputError, match="same volume"):
         merge_cracked_fragments(halves, crack[:-1])
+
+
+def test_merge_cracked_fragments_binder_on_the_boundary_is_a_neck():
+    """Cracks open after the electrode is made: the halves of a ball meeting across a slab of CBD
+    are two particles in contact; across pore they are one cracked particle."""
+    from twinlab.segment import merge_cracked_fragments
+
+    shape = (32, 32, 32)
+    ball = _ball(shape, (16, 16, 16), 12)
+    xx = np.indices(shape)[2]
+    gap = ball & (np.abs(xx - 15.5) < 1.5)
+    halves = np.where(ball, np.where(xx < 16, 1, 2), 0)
+    assert merge_cracked_fragments(halves, gap).max() == 1
+    assert merge_cracked_fragments(halves, np.zeros(shape, bool), neck=gap).max() == 2
+    assert merge_cracked_fragments(halves, gap, neck=gap, max_neck_share=1.01).max() == 1
+    with pytest.raises(InputError, match="neck has shape"):
+        merge_cracked_fragments(halves, gap, neck=gap[:-1])
+
+
+def _outer_surface_pair(near_face_centre, cut=None):
+    """Labels and crack of a ball B (radius 20) cut by the z = 0 face, and either a chip of it cut
+    off by a 2-voxel crack at x = ``cut``, or a neighbour's cap A (radius 16, centre beyond the
+    face) touching B, the pore wedge between them within 12 voxels bridged (crack), as the
+    envelope closing of split_particles does."""
+    shape = (48, 64, 64)
+    xx = np.indices(shape)[2]
+    b = _ball(shape, (near_face_centre, 32, 26), 20)
+    if cut is not None:
+        crack = b & (np.abs(xx - cut) < 1.0)
+        return np.where(b, np.where(xx < cut, 1, 2), 0), crack
+    a = _ball(shape, (-6, 32, 50), 16) & ~b
+    da, db = ndi.distance_transform_edt(~a), ndi.distance_transform_edt(~b)
+    wedge = ~a & ~b & (da + db <= 12)
+    return np.where(a | b | wedge, np.where(da < db, 2, 1), 0), wedge
+
+
+def test_merge_cracked_fragments_face_cut_chip_vs_neighbours_cap():
+    """Two pieces on a volume face: a chip of a cracked particle continues the particle's outer
+    surface (merged, 3 depths of cut); a neighbour's cap touching it sticks out of the ellipsoid
+    that the two would share (kept apart). Without the outer-surface test (tolerances loosened)
+    the cap merges: it is that test, not another, that keeps the neighbour apart."""
+    from twinlab.segment import merge_cracked_fragments
+
+    for cut in (38, 40, 42):
+        assert merge_cracked_fragments(*_outer_surface_pair(14, cut)).max() == 1, cut
+    cap = _outer_surface_pair(20)
+    assert merge_cracked_fragments(*cap).max() == 2
+    assert merge_cracked_fragments(*cap, surface_tol=100.0, fit_ratio=100.0, own_ratio=100.0).max() == 1
 
 
 def test_split_particles_keeps_a_cracked_particle_whole():

@@ -14,6 +14,15 @@ closings of radius 3 and 30 voxels both bridge them and both runs find the same 
 generator's default 0.2–1 µm cracks the radius-3 closing (0.15 µm) finds none, and the crack-mouth
 step, whose cost grows with the crack voxels found (1.7 k vs 1.1 M there), is then timed at one radius
 only. The time spent in the closing itself (``twinlab._morphology.close``) is printed apart.
+
+2D slices (labelled ``2D``) print two more correlations, so that what a section cannot show is
+told apart from what the splitter gets wrong: ``r_whole`` scores only the found particles whose
+true particle's section is one piece once the closing for ``--width`` bridges its gaps (a section
+through a hollow core or along a crack shows a gap wider than the crack width: by the
+analysis's own definition of a crack those pieces are separate particles in the section, and
+nothing in the section ties them together), and ``r_true_inst`` is the crack analysis of the
+section given the true particles (the crack measure alone: an oblique crack is wider in a
+section than in the particle, beyond what the closing bridges).
 """
 
 from __future__ import annotations
@@ -24,18 +33,20 @@ import time
 import numpy as np
 from skimage.measure import label as pieces
 
+from twinlab import _morphology as morph
 from twinlab.analyses.cracks import crack_volume
 from twinlab.datasets.generators import Damage, LogNormalMode, make_cathode
 from twinlab.segment import match_instances, split_particles
 from twinlab.segment.instances import DEFAULT_MIN_VOLUME_UM3, _drop_small, _equivalent_voxels
 
 
-def per_particle_r(result, inst, truth_env, truth_cracks) -> float:
+def per_particle_r(result, inst, truth_env, truth_cracks, keep=None) -> float:
     """Pearson r of found vs true crack fractions, each found particle paired with its majority truth.
 
     ``truth_env`` holds the true pieces in view (a particle cut by a periodic face is one piece
     per side, as in the count): the true fraction of a piece is its own crack voxels over its own
-    envelope, the quantity the analysis can see."""
+    envelope, the quantity the analysis can see. ``keep``: only found particles whose majority
+    truth is in this set."""
     count = np.bincount(truth_env.ravel())
     cracked = np.bincount(truth_env[truth_cracks].ravel(), minlength=count.size)
     found, true = [], []
@@ -44,9 +55,26 @@ def per_particle_r(result, inst, truth_env, truth_cracks) -> float:
         v = v[v > 0]
         if v.size:
             t = np.bincount(v).argmax()
+            if keep is not None and t not in keep:
+                continue
             found.append(f)
             true.append(cracked[t] / count[t])
     return float(np.corrcoef(found, true)[0, 1])
+
+
+def whole_sections(truth, phases, voxel, width) -> set[int]:
+    """True pieces whose solid is one piece once closed for ``width`` (the analysis's closing)."""
+    from scipy import ndimage as ndi
+
+    radius = morph.closing_radius_vox(width, (voxel,) * phases.ndim)
+    whole = set()
+    for t, sl in enumerate(ndi.find_objects(truth), start=1):
+        if sl is not None:
+            box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in sl)
+            own = (truth[box] == t) & (phases[box] == 1)
+            if ndi.label(morph.close(own, radius, mirror=True))[1] == 1:
+                whole.add(t)
+    return whole
 
 
 def found_envelopes(inst, crack_mask):
@@ -70,9 +98,17 @@ def score(phases, truth_env, truth_cracks, voxel, width):
                         _equivalent_voxels(DEFAULT_MIN_VOLUME_UM3, (voxel,) * phases.ndim))
     m = match_instances(found_envelopes(inst, res.crack_mask), truth)
     vox = voxel ** phases.ndim
-    return dict(n_true=int(truth.max()), n_found=int(inst.max()), matched=m.fraction_matched,
-                crack=res.crack_volume_um3, crack_true=float(truth_cracks.sum() * vox),
-                r=per_particle_r(res, inst, truth, truth_cracks), t_split=t1 - t0, t_cracks=t2 - t1)
+    out = dict(n_true=int(truth.max()), n_found=int(inst.max()), matched=m.fraction_matched,
+               crack=res.crack_volume_um3, crack_true=float(truth_cracks.sum() * vox),
+               r=per_particle_r(res, inst, truth, truth_cracks), t_split=t1 - t0, t_cracks=t2 - t1)
+    if phases.ndim == 2:
+        whole = whole_sections(truth, phases, voxel, width)
+        given = np.where(phases == 1, truth, 0)
+        res_true = crack_volume(phases, particles=given, voxel_size_um=voxel, crack_width_um=width,
+                                thickness_axis="y")
+        out.update(n_whole=len(whole), r_whole=per_particle_r(res, inst, truth, truth_cracks, keep=whole),
+                   r_true_inst=per_particle_r(res_true, given, truth, truth_cracks))
+    return out
 
 
 def main() -> None:
@@ -85,6 +121,7 @@ def main() -> None:
     ap.add_argument("--fibsem-particle-um", type=float, default=8.0)
     ap.add_argument("--radius-crack-um", default="0.1,0.1", help="crack widths (low,high) µm of the radius-scaling twin")
     ap.add_argument("--only-radius", action="store_true")
+    ap.add_argument("--skip-radius", action="store_true", help="leave out the closing-radius timing")
     a = ap.parse_args()
     widths = tuple(float(v) for v in a.radius_crack_um.split(","))
     if a.only_radius:
@@ -100,7 +137,8 @@ def main() -> None:
     for z in (g.phases.shape[0] // 4, g.phases.shape[0] // 2, 3 * g.phases.shape[0] // 4):
         s = score(g.phases[z], g.particles[z], g.cracks[z], a.voxel, a.width)
         print(f"2D z={z} " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()))
-    radius_scaling(a.fibsem_domain, a.fibsem_particle_um, widths)
+    if not a.skip_radius:
+        radius_scaling(a.fibsem_domain, a.fibsem_particle_um, widths)
 
 
 def radius_scaling(domain: str, particle_um: float, crack_um: tuple[float, float] = (0.1, 0.1)) -> None:

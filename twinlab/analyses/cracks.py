@@ -20,8 +20,13 @@ active-material particle. The envelope of one particle is computed on that parti
    untouched.
 
 What is not a crack: a pocket of pore that touches the current collector (the wedge between a
-particle and the foil) is left out, and beyond the volume's faces (lateral crop, top surface) is
-open space to the closing, so a particle cut by a face gains no envelope along it.
+particle and the foil) is left out. The ends of the thickness axis (collector side, top surface)
+are open space to the closing. The lateral faces are crops, beyond which is unknown: each
+particle's closing is mirrored across the lateral faces its box reaches, so a crack that runs
+out through a face is bridged up to it; of what the mirror adds only crack mouths are kept
+(inside the convex hull of the particle's piece, continuing a crack the open-space closing
+bridges inside it), so a particle cut short of its widest section gains no envelope along the
+face.
 
 Cracks wider than ``crack_width_um`` that reach the surface are treated as surface
 concavities, not cracks: set ``crack_width_um`` to the widest crack you want to count.
@@ -216,12 +221,12 @@ def crack_volume(
         if sl is None:
             continue
         # the closing lies in the particle's convex hull, hence in its box: one voxel of margin for
-        # the hole filling and the mouth step. morph.close sees the particle alone in open space
-        # (beyond the box and beyond the volume's faces: a crop or the top surface closes nothing);
-        # its transforms run on the box grown by the radius, the one cost that grows with it
+        # the hole filling and the mouth step. The closing sees the particle alone, mirrored across
+        # the volume's lateral faces (a crop: a crack running out through it is bridged there)
+        # and in open space elsewhere (the collector side and the top surface close nothing)
         box = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(sl, labels.shape))
         own = particles[box] == pid
-        env = morph.fill_holes(morph.close(own, radius))
+        env = morph.fill_holes(_close_at_faces(own, radius, box, labels.shape, ax))
         c = env & void[box]
         if collector is not None and c.any():
             c = _drop_collector_gaps(c, collector[box])
@@ -367,20 +372,63 @@ def _crack_aware(provenance: list[dict[str, Any]]) -> bool:
     return True  # labels given at creation
 
 
+def _close_at_faces(own: np.ndarray, radius: tuple[int, ...], box: tuple[slice, ...], shape: tuple[int, ...],
+                    thickness_ax: int) -> np.ndarray:
+    """The particle's closing, mirrored across the lateral faces of the volume its box reaches.
+
+    A lateral face is a crop: beyond it is unknown, not empty, and a crack that runs out through
+    it has walls on both sides there. The thickness axis's ends are the collector and the top
+    surface (or above it), real ends of the particles: open space. Of what the mirror adds to the
+    open-space closing only the mouths of cracks are kept: voxels inside the convex hull of their
+    piece of the particle (mirroring also closes the waist where a particle cut short of its
+    widest section meets its image, outside the hull) in gaps that continue a crack the
+    open-space closing bridges inside the particle (a pocket at the face alone is a concavity)."""
+    sides = [(b.start == 0, b.stop == n) if a != thickness_ax else (False, False)
+             for a, (b, n) in enumerate(zip(box, shape))]
+    base = morph.close(own, radius)
+    if not any(map(any, sides)):
+        return base
+    mirrored = morph.close(own, radius, mirror=sides)
+    if not (mirrored & ~base).any():
+        return base
+    closed = base.copy()
+    # the hull of each piece on its own: given labels may hold a particle wrapped round a
+    # periodic volume, one piece at each face, whose common hull spans the volume
+    pieces, _ = ndi.label(mirrored)
+    for i, sl in enumerate(ndi.find_objects(pieces), start=1):
+        extra = (pieces[sl] == i) & ~base[sl]
+        cells = _hull_cells(own[sl] & (pieces[sl] == i)) if extra.any() else None
+        if cells is None:
+            continue
+        points = np.argwhere(extra)
+        inside = points[cells.find_simplex(points, tol=1e-9) >= 0]
+        closed[sl][tuple(inside.T)] = True
+    gaps, _ = ndi.label(closed & ~own)
+    inner = np.unique(gaps[base & ~own])
+    return base | np.isin(gaps, inner[inner > 0])
+
+
+def _hull_cells(own: np.ndarray) -> Delaunay | None:
+    """Delaunay tessellation of the convex hull of the particle's surface voxel centres (points
+    are located in it by a walk each; testing them against every facet costs points × facets);
+    None for a particle with no full-dimensional hull (flat)."""
+    points = np.argwhere(own & ~ndi.binary_erosion(own))
+    if len(points) <= own.ndim:
+        return None
+    try:
+        return Delaunay(points[ConvexHull(points).vertices])
+    except QhullError:
+        return None
+
+
 def _add_mouth(own: np.ndarray, crack: np.ndarray, void: np.ndarray, steps: int) -> np.ndarray:
     """Grow ``crack`` by up to ``steps`` face steps into void voxels inside the convex hull of the
     particle (voxel centres). Only the candidate voxels beside the crack are tested, by locating
     them in a Delaunay tessellation of the hull's vertices (a walk per point: testing them against
     every facet cost candidates × facets, seconds for wide cracks in a large particle, and a
     whole-box hull image voxels × facets)."""
-    surface = own & ~ndi.binary_erosion(own)
-    points = np.argwhere(surface)
-    if len(points) <= own.ndim:
-        return crack
-    try:
-        hull = ConvexHull(points)
-        cells = Delaunay(points[hull.vertices])
-    except QhullError:  # a flat particle has no full-dimensional hull
+    cells = _hull_cells(own)
+    if cells is None:
         return crack
     out = crack.copy()
     for _ in range(int(steps)):
