@@ -6,19 +6,29 @@ solver's float64 flexible CG (as the transport solver does):
 
 * **Coarse grids** halve every axis longer than 2 nodes (``ceil(n/2)`` nodes; on an odd periodic
   axis the last coarse element spans a single fine element). Coarse node ``I`` sits on fine node
-  ``2I``; the transfer is trilinear interpolation ``P`` (periodic) and the restriction its
-  transpose ``R = Pᵀ`` — the same ideas as the transport solver's aggregation hierarchy
-  (:mod:`twinlab.analyses._multigrid`), with linear instead of piecewise-constant transfer
-  because elasticity needs the rigid rotations and linear fields represented on every level.
-* **Galerkin coarse operators** ``A_c = Pᵀ A P``: trilinear P is local, so the product is a sum
-  of coarse element matrices (24 × 24, packed), each the sum over its 8 children of
-  ``P_posᵀ K_child P_pos`` (see the section below). Void children contribute nothing, so a coarse
+  ``2I``; every fine node is interpolated from the ≤ 8 coarse nodes of the coarse face, edge or
+  cell it lies in, and the restriction is the transpose ``R = Pᵀ`` — linear rather than the
+  transport solver's piecewise-constant transfer (:mod:`twinlab.analyses._multigrid`) because
+  elasticity needs the rigid rotations and linear fields represented on every level.
+* **Connectivity-aware interpolation** (:func:`transfer_weights`): trilinear weights, except that
+  a parent the fine node is not connected to gets none and the rest are rescaled to sum to one —
+  on the finest level "connected" means sharing an element with stiffness, on coarse levels a
+  coupling block of the Galerkin stencil stronger than ``STRENGTH`` × the diagonal blocks. Pure
+  trilinear interpolation glues particles that a voxel gap separates inside one coarse element
+  (their coarse space cannot move them apart); masking took the benchmark electrode from 31 / 47 /
+  97 to 21 / 32 / 56 CG iterations at 32³ / 48³ / 64³. The weights are stored per node (8 floats)
+  and drive the restriction, the prolongation and the Galerkin products.
+* **Galerkin coarse operators** ``A_c = Pᵀ A P``: P is local (a fine node's parents are corners of
+  every coarse element that holds it), so the product is a sum of coarse element matrices (24 × 24,
+  packed), each the sum over its 8 children of ``P8ᵀ K_child P8`` with P8 the child's corners'
+  weights (see the section below). Void children contribute nothing, so a coarse
   element that is partly pore carries only its solid children's stiffness, where they are; a
   coarse node whose elements are all void has no stiffness (left alone by the smoother, dropped
   from the coarsest solve). Rediscretisation (one-point coarse elements with the children's mean
   stiffness) was tried first: 61 → 119 iterations from 32³ to 48³ on the benchmark electrode,
-  against 40 → 73 with Galerkin at the same smoother. The first coarse level comes from the fine
-  ``L, M, k_hg`` by one matrix product with 81 constant matrices (plus the J2 rank-one terms of
+  against 40 → 73 with Galerkin at the same smoother. On the first coarse level a child whose
+  corners all keep trilinear weights adds 3 of 81 constant position products of the fine
+  ``L, M, k_hg`` (plus the J2 rank-one terms of
   yielded voxels). The element matrices exist only while the hierarchy is built: every coarse
   level is **applied as an assembled 27-point stencil of 3 × 3 node blocks** (:func:`stencil_apply`,
   a gather that vectorises along the last axis), ~4× faster per node than applying the 8 packed
@@ -40,18 +50,19 @@ solver's float64 flexible CG (as the transport solver does):
 
 Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine
 voxel, all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work
-vectors ≈ 110 B: ≈ 250 B per fine voxel besides the solver's own float64 CG vectors (5 × 24 B)
+vectors ≈ 110 B, the parent weights and their flags 33 B: ≈ 280 B per fine voxel besides the solver's own float64 CG vectors (5 × 24 B)
 and coefficients (24 B); while the hierarchy is built the packed level-1 element matrices add
 150 B per fine voxel.
 
 Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
-tests/benchmarks/bench_mechanics.py. The coarse spaces are still the limit: iterations grow with
-the grid (31 → 97 → 144 at 32³ / 64³ / 128³ with the K-cycle) because trilinear coarse
-functions glue particles that a voxel gap separates. pyamg's smoothed aggregation (rigid-body
-near-null space, on the assembled fine matrix restricted to nodes with stiffness) needs 24 CG
-iterations at both 32³ and 48³ on the same electrode — size-independent — but its set-up on the
-assembled fine matrix (12–17 s there, ~500 M non-zeros at 128³) rules it out per Newton step: an
-aggregation-based, connectivity-aware first coarse level built from the voxel stencil is the next step.
+tests/benchmarks/bench_mechanics.py. Iterations still grow with the grid (21 → 32 → 56 at 32³ /
+48³ / 64³): the masked interpolation keeps particles apart only where a gap crosses a coarse
+element; particles joined by a neck of a few voxels keep near-rigid-body modes that no level
+represents well. pyamg's smoothed aggregation (rigid-body near-null space, on the assembled
+fine matrix restricted to nodes with stiffness) needs 24 CG iterations at both 32³ and 48³ on the
+same electrode — size-independent — but its set-up on the assembled fine matrix (12–17 s there,
+~500 M non-zeros at 128³) rules it out per Newton step; aggregation with rigid-body modes per
+connected solid piece, built from the voxel stencil, is the next step.
 """
 
 from __future__ import annotations
@@ -480,13 +491,14 @@ def _dot(a, b):
 
 
 # ====================================================================== Galerkin element matrices
-# Trilinear P is local: the fine nodes inside a coarse element are interpolated from its 8 corners
-# only and every fine element lies in one coarse element, so Pᵀ A P is again a sum of element
-# matrices, K_E = Σ_children P_posᵀ K_child P_pos, with P_pos the 24 × 24 interpolation of the
-# child's corners from the coarse corners (it depends only on the child's position per axis:
-# lower half, upper half, or the whole coarse element on an axis that is not coarsened or on the
-# single-child last element of an odd periodic axis). Coarse element matrices are stored packed
-# (the 300 entries of the lower triangle, row-major: (r, c ≤ r) at r(r+1)/2 + c).
+# P is local: the fine nodes inside a coarse element are interpolated from its 8 corners only
+# (masked or not) and every fine element lies in one coarse element, so Pᵀ A P is again a sum of
+# element matrices, K_E = Σ_children P8ᵀ K_child P8, with P8 (⊗ I₃) the interpolation of the child's
+# corners from the coarse corners, read from the corners' parent weights (:func:`_child_p8`). Where
+# those are trilinear, P8 = P_pos depends only on the child's position per axis: lower half, upper
+# half, or the whole coarse element on an axis that is not coarsened or on the single-child last
+# element of an odd periodic axis. Coarse element matrices are stored packed (the 300 entries of
+# the lower triangle, row-major: (r, c ≤ r) at r(r+1)/2 + c).
 NPACK = 300
 _P1 = np.array([[[1.0, 0.0], [0.5, 0.5]], [[0.5, 0.5], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
 _CORNERS = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
