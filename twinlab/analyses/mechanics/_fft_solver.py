@@ -129,9 +129,11 @@ class MechanicsSolver:
         a homogeneous reference medium (Lippmann–Schwinger type; ~750–1100 iterations on a porous
         electrode, each ≈ 1.1 FFT pairs), the reference. Measured to a relative residual of 1e-5
         on the benchmark's porous electrode, same run, quiet 2 cores
-        (``bench_mechanics.py --sizes 32,64``): 34 × 32², multigrid 31 iterations 0.5 s against FFT
-        (float32) 376 iterations 0.6 s; 66 × 64², 97 iterations 4.1 s against 751 iterations 19.4 s.
-        Its iterations still grow with the grid (31 / 97 / 144 at 32³ / 64³ / 128³).
+        (``bench_mechanics.py --sizes 32,64``), with trilinear coarse spaces: 34 × 32², multigrid
+        31 iterations 0.5 s against FFT (float32) 376 iterations 0.6 s; 66 × 64², 97 iterations
+        4.1 s against 751 iterations 19.4 s. With the connectivity-aware coarse spaces the
+        multigrid needs 21 / 32 / 56 / 40 iterations at 32³ / 48³ / 64³ / 128³ (FFT: 376 / – /
+        751 / 1092).
     """
 
     def __init__(self, lam_mpa, mu_mpa, *, voxel_size=(1.0, 1.0, 1.0), yield_mpa=None, code=None,

@@ -16,7 +16,7 @@ solver's float64 flexible CG (as the transport solver does):
   coupling block of the Galerkin stencil stronger than ``STRENGTH`` × the diagonal blocks. Pure
   trilinear interpolation glues particles that a voxel gap separates inside one coarse element
   (their coarse space cannot move them apart); masking took the benchmark electrode from 31 / 47 /
-  97 to 21 / 32 / 56 CG iterations at 32³ / 48³ / 64³. The weights are stored per node (8 floats)
+  97 / 144 to 21 / 32 / 56 / 40 CG iterations at 32³ / 48³ / 64³ / 128³. The weights are stored per node (8 floats)
   and drive the restriction, the prolongation and the Galerkin products.
 * **Galerkin coarse operators** ``A_c = Pᵀ A P``: P is local (a fine node's parents are corners of
   every coarse element that holds it), so the product is a sum of coarse element matrices (24 × 24,
@@ -55,10 +55,10 @@ and coefficients (24 B); while the hierarchy is built the packed level-1 element
 150 B per fine voxel.
 
 Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
-tests/benchmarks/bench_mechanics.py. Iterations still grow with the grid (21 → 32 → 56 at 32³ /
-48³ / 64³): the masked interpolation keeps particles apart only where a gap crosses a coarse
-element; particles joined by a neck of a few voxels keep near-rigid-body modes that no level
-represents well. pyamg's smoothed aggregation (rigid-body near-null space, on the assembled
+tests/benchmarks/bench_mechanics.py. Iterations no longer grow steadily with the grid (21 / 32 /
+56 / 40 at 32³ / 48³ / 64³ / 128³; they depend on the electrode drawn at each size): the masked
+interpolation keeps particles apart only where a gap crosses a coarse element; particles joined by
+a neck of a few voxels keep near-rigid-body modes that no level represents well. pyamg's smoothed aggregation (rigid-body near-null space, on the assembled
 fine matrix restricted to nodes with stiffness) needs 24 CG iterations at both 32³ and 48³ on the
 same electrode — size-independent — but its set-up on the assembled fine matrix (12–17 s there,
 ~500 M non-zeros at 128³) rules it out per Newton step; aggregation with rigid-body modes per
