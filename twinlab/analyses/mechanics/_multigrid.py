@@ -10,13 +10,13 @@ solver's float64 flexible CG (as the transport solver does):
   cell it lies in, and the restriction is the transpose ``R = Pᵀ`` — linear rather than the
   transport solver's piecewise-constant transfer (:mod:`twinlab.analyses._multigrid`) because
   elasticity needs the rigid rotations and linear fields represented on every level.
-* **Connectivity-aware interpolation** (:func:`transfer_weights`): trilinear weights, except that
-  a parent the fine node is not connected to gets none and the rest are rescaled to sum to one —
-  on the finest level "connected" means sharing an element with stiffness, on coarse levels a
-  coupling block of the Galerkin stencil stronger than ``STRENGTH`` × the diagonal blocks. Pure
-  trilinear interpolation glues particles that a voxel gap separates inside one coarse element
-  (their coarse space cannot move them apart); masking took the benchmark electrode from 31 / 47 /
-  97 / 144 to 21 / 32 / 56 / 40 CG iterations at 32³ / 48³ / 64³ / 128³. The weights are stored per node (8 floats)
+* **Connectivity-aware interpolation** (:func:`transfer_weights`): trilinear weights, except that a
+  parent the fine node is not connected to gets none and the rest are rescaled to sum to one — on
+  the finest level "connected" means sharing an element with stiffness, on coarse levels a coupling
+  block of the Galerkin stencil stronger than ``STRENGTH`` × the diagonal blocks. Pure trilinear
+  interpolation glues particles that a voxel gap separates inside one coarse element (their coarse
+  space cannot move them apart); masking took the benchmark electrode from 31 / 47 / 97 / 144 to 21
+  / 32 / 56 / 40 CG iterations at 32³ / 48³ / 64³ / 128³. The weights are stored per node (8 floats)
   and drive the restriction, the prolongation and the Galerkin products.
 * **Galerkin coarse operators** ``A_c = Pᵀ A P``: P is local (a fine node's parents are corners of
   every coarse element that holds it), so the product is a sum of coarse element matrices (24 × 24,
@@ -48,21 +48,22 @@ solver's float64 flexible CG (as the transport solver does):
   restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
   motions of the periodic cell and of pieces floating at that level are its null space).
 
-Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine
-voxel, all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work
-vectors ≈ 110 B, the parent weights and their flags 33 B: ≈ 280 B per fine voxel besides the solver's own float64 CG vectors (5 × 24 B)
-and coefficients (24 B); while the hierarchy is built the packed level-1 element matrices add
-150 B per fine voxel.
+Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine voxel,
+all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work vectors ≈
+110 B, the parent weights and their flags 33 B: ≈ 280 B per fine voxel besides the solver's own
+float64 CG vectors (5 × 24 B) and coefficients (24 B); while the hierarchy is built the packed
+level-1 element matrices add 150 B per fine voxel.
 
 Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
-tests/benchmarks/bench_mechanics.py. Iterations no longer grow steadily with the grid (21 / 32 /
-56 / 40 at 32³ / 48³ / 64³ / 128³; they depend on the electrode drawn at each size): the masked
-interpolation keeps particles apart only where a gap crosses a coarse element; particles joined by
-a neck of a few voxels keep near-rigid-body modes that no level represents well. pyamg's smoothed aggregation (rigid-body near-null space, on the assembled
-fine matrix restricted to nodes with stiffness) needs 24 CG iterations at both 32³ and 48³ on the
-same electrode — size-independent — but its set-up on the assembled fine matrix (12–17 s there,
-~500 M non-zeros at 128³) rules it out per Newton step; aggregation with rigid-body modes per
-connected solid piece, built from the voxel stencil, is the next step.
+tests/benchmarks/bench_mechanics.py. Iterations no longer grow steadily with the grid (21 / 32 / 56
+/ 40 at 32³ / 48³ / 64³ / 128³; they depend on the electrode drawn at each size): the masked
+interpolation keeps particles apart only where a gap crosses a coarse element; particles joined by a
+neck of a few voxels keep near-rigid-body modes that no level represents well. pyamg's smoothed
+aggregation (rigid-body near-null space, on the assembled fine matrix restricted to nodes with
+stiffness) needs 24 CG iterations at both 32³ and 48³ on the same electrode — size-independent — but
+its set-up on the assembled fine matrix (12–17 s there, ~500 M non-zeros at 128³) rules it out per
+Newton step; aggregation with rigid-body modes per connected solid piece, built from the voxel
+stencil, is the next step.
 """
 
 from __future__ import annotations
