@@ -49,24 +49,35 @@ def test_assembled_operator_equals_fused_kernel(shape, plastic):
     assert abs(a - a.T).max() <= 1e-12 * abs(a).max()  # symmetric
 
 
+def _check_transfer_kernels(axes, w, p, seed):
+    """The prolongation and restriction kernels with weights ``w`` apply ``p`` and ``pᵀ``; returns
+    the coarse vector used."""
+    from twinlab.analyses.mechanics._multigrid import _prolong_add, _restrict
+
+    shape, nc = tuple(a.n for a in axes), tuple(a.nc for a in axes)
+    rng = np.random.default_rng(seed)
+    xc = rng.standard_normal((3, *nc))
+    x = np.zeros((3, *shape))
+    mask = np.ones(shape, bool)
+    _prolong_add(x, xc, *(a.cp for a in axes), w, mask)
+    np.testing.assert_allclose(x.reshape(-1), p @ xc.reshape(-1), rtol=1e-13)
+    r = rng.standard_normal((3, *shape))
+    rc = np.empty((3, *nc))
+    _restrict(r, rc, *[v for a in axes for v in (a.fi, a.fs)], w, mask)
+    np.testing.assert_allclose(rc.reshape(-1), p.T @ r.reshape(-1), rtol=1e-13)
+    return xc
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_prolongation_is_trilinear_and_restriction_its_transpose(shape):
-    from twinlab.analyses.mechanics._multigrid import _Axis, _prolong_add, _restrict
+    from twinlab.analyses.mechanics._multigrid import _Axis, _prolong_add, transfer_weights
 
     p = prolongation_matrix(shape)
     axes = [_Axis(n, np.float64) for n in shape]
     nc = tuple(a.nc for a in axes)
-    rng = np.random.default_rng(2)
-    xc = rng.standard_normal((3, *nc))
-    x = np.zeros((3, *shape))
-    mask = np.ones(shape, bool)
-    args = [v for a in axes for v in (a.c0, a.c1, a.w0, a.w1)]
-    _prolong_add(x, xc, *args, mask)
-    np.testing.assert_allclose(x.reshape(-1), p @ xc.reshape(-1), rtol=1e-14)
-    r = rng.standard_normal((3, *shape))
-    rc = np.empty((3, *nc))
-    _restrict(r, rc, *[v for a in axes for v in (a.fi, a.fw)], mask)
-    np.testing.assert_allclose(rc.reshape(-1), p.T @ r.reshape(-1), rtol=1e-13)
+    w, changed = transfer_weights(axes, np.float64)  # no solid given: trilinear everywhere
+    assert not changed.any()
+    xc = _check_transfer_kernels(axes, w, p, seed=2)
     # trilinear: a linear field (away from the periodic seam) is reproduced on the fine nodes
     lin = np.zeros((3, *nc))
     lin[1] = np.arange(nc[0])[:, None, None] * 2.0
@@ -74,22 +85,48 @@ def test_prolongation_is_trilinear_and_restriction_its_transpose(shape):
     np.testing.assert_allclose(xf[1, : 2 * (nc[0] - 1) + 1], np.arange(2 * (nc[0] - 1) + 1)[:, None, None]
                                * np.ones(shape[1:]))
     # nodes without stiffness get no prolongated correction
+    mask = np.ones(shape, bool)
     mask[0] = False
-    x[...] = 0
-    _prolong_add(x, xc, *args, mask)
+    x = np.zeros((3, *shape))
+    _prolong_add(x, xc, *(a.cp for a in axes), w, mask)
     assert not x[:, 0].any() and x[:, 1:].any()
+
+
+def test_masked_prolongation_does_not_interpolate_across_a_pore_gap():
+    """Two solid slabs separated by a one-voxel gap inside a coarse element: the fine nodes of each
+    slab take their coarse values only from coarse nodes of the same slab, rows still sum to one,
+    and the kernels apply the same matrix as :func:`prolongation_matrix` with those weights."""
+    from twinlab.analyses.mechanics._multigrid import _Axis, transfer_weights
+
+    shape = (8, 4, 4)
+    solid = np.ones(shape, bool)
+    solid[2] = False  # elements 2 (nodes 2–3) form the gap: nodes ≤ 2 in one slab, nodes ≥ 3 in the other
+    axes = [_Axis(n, np.float64) for n in shape]
+    w, changed = transfer_weights(axes, np.float64, solid=solid)
+    p = prolongation_matrix(shape, w)
+    n = int(np.prod(shape))
+    pm = p[:n, : p.shape[1] // 3].toarray().reshape(*shape, axes[0].nc, axes[1].nc, axes[2].nc)
+    np.testing.assert_allclose(pm.sum(axis=(3, 4, 5)), 1.0, rtol=1e-14)
+    # node 3 (odd, between coarse nodes 1 = fine 2 and 2 = fine 4) sees only coarse node 2 across axis 0
+    assert not pm[3, :, :, 1].any() and pm[3, :, :, 2].any()
+    assert changed[3].all() and not changed[1].any()
+    trilinear = prolongation_matrix(shape)[:n, : p.shape[1] // 3].toarray().reshape(pm.shape)
+    assert trilinear[3, :, :, 1].any()  # what the trilinear transfer did
+    _check_transfer_kernels(axes, w, p, seed=9)
 
 
 @pytest.mark.parametrize("shape", [(10, 9, 12), (9, 2, 11)])
 @pytest.mark.parametrize("plastic", [False, True])
-def test_galerkin_coarse_operators_equal_rap_of_the_assembled_matrix(shape, plastic):
+@pytest.mark.parametrize("masked", [True, False])
+def test_galerkin_coarse_operators_equal_rap_of_the_assembled_matrix(shape, plastic, masked):
     coef, pvec, q = _material(shape, seed=3, plastic=plastic)
-    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, masked=masked)
     assert len(mg.levels) >= 3
+    assert mg.levels[0].changed.any() == masked and mg.levels[1].changed.any() == masked
     a = assemble(coef, pvec, q)
     shp = shape
-    for lev in mg.levels[1:]:
-        p = prolongation_matrix(shp)
+    for fine, lev in zip(mg.levels, mg.levels[1:]):
+        p = prolongation_matrix(shp, fine.w)  # trilinear or connectivity-masked
         a = (p.T @ a @ p).tocsr()
         got = lev.assemble()  # from the node stencil
         assert abs(got - a).max() <= 1e-10 * abs(a).max()

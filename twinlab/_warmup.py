@@ -6,7 +6,7 @@ with is written next to its module (``__pycache__``; numba falls back to ``~/.ca
 ``$NUMBA_CACHE_DIR`` where that is not writable) and reused by later processes. Compiling happens
 on the first call of each signature, so the warm-up runs the demo's whole chain — reconstruct
 (align, destripe, NLM denoise), segment, every analysis, calendering of a composite cathode and of a
-plastic lithium-metal anode (the default FFT-preconditioned mechanics; the optional multigrid
+plastic lithium-metal anode (the default multigrid-preconditioned mechanics; the optional FFT
 preconditioner compiles on its first use) — on tiny synthetic volumes (~seconds of work, the rest
 is compilation).
 """

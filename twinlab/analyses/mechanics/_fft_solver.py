@@ -1,10 +1,10 @@
 """Newton–CG solver for small-strain mechanics on a periodic voxel grid.
 
-Two preconditioners for the CG solves: the FFT (Lippmann–Schwinger type) one described below
-(default) and a geometric multigrid on the voxel hierarchy (``preconditioner="multigrid"``,
-:mod:`._multigrid`: Galerkin coarse stencils, Chebyshev node-block Jacobi smoothing, K-cycle, a
-float32 cycle inside a float64 CG; 7.6× fewer iterations on the 128³ porous electrode, each ~7×
-dearer: about the same time as the float32 FFT solver, see :class:`MechanicsSolver`).
+Two preconditioners for the CG solves: a geometric multigrid on the voxel hierarchy (default,
+``preconditioner="multigrid"``, :mod:`._multigrid`: Galerkin coarse stencils, Chebyshev node-block
+Jacobi smoothing, K-cycle, a float32 cycle inside a float64 CG; 7–8× fewer iterations on the
+porous electrode, see :class:`MechanicsSolver`) and the FFT (Lippmann–Schwinger type) one
+described below (``preconditioner="fft"``, the reference).
 
 Discretisation
 --------------
@@ -123,21 +123,22 @@ class MechanicsSolver:
     reference_nu : float
         Poisson ratio of the reference medium of the FFT preconditioner (its modulus is irrelevant:
         CG is invariant to a scaling of the preconditioner).
-    preconditioner : "fft" or "multigrid"
-        ``"fft"`` (default): the exact inverse of a homogeneous reference medium (Lippmann–Schwinger
-        type; ~1000 iterations on a porous electrode, each ≈ 1.1 FFT pairs). ``"multigrid"``: a
-        geometric-multigrid K-cycle on the voxel hierarchy (:mod:`._multigrid`, rebuilt whenever the
-        tangent changes). Measured to a relative residual of 1e-5 on the benchmark's porous
-        electrode, same process, 2 heavily shared cores (load 4–8): 130 × 128², multigrid 144
-        iterations 376 s against FFT (float32) 1092 iterations 410 s; 66 × 64² on one thread,
-        multigrid 97 iterations 22.8 s against 751 iterations 23.5 s. Its iterations still grow
-        with the grid (31 / 97 / 144 at 32³ / 64³ / 128³), so neither is clearly faster
-        and the FFT stays the default.
+    preconditioner : "multigrid" or "fft"
+        ``"multigrid"`` (default): a geometric-multigrid K-cycle on the voxel hierarchy
+        (:mod:`._multigrid`, rebuilt whenever the tangent changes). ``"fft"``: the exact inverse of
+        a homogeneous reference medium (Lippmann–Schwinger type; ~750–1100 iterations on a porous
+        electrode, each ≈ 1.1 FFT pairs), the reference. Measured to a relative residual of 1e-5
+        on the benchmark's porous electrode, same run, quiet 2 cores
+        (``bench_mechanics.py --sizes 32,64``), with trilinear coarse spaces: 34 × 32², multigrid
+        31 iterations 0.5 s against FFT (float32) 376 iterations 0.6 s; 66 × 64², 97 iterations
+        4.1 s against 751 iterations 19.4 s. With the connectivity-aware coarse spaces the
+        multigrid needs 21 / 32 / 56 / 40 iterations at 32³ / 48³ / 64³ / 128³ (FFT: 376 / – /
+        751 / 1092).
     """
 
     def __init__(self, lam_mpa, mu_mpa, *, voxel_size=(1.0, 1.0, 1.0), yield_mpa=None, code=None,
                  dtype=np.float64, workers: int = 2, reference_nu: float = 0.3,
-                 plastic_regularization: float = 0.0, preconditioner: str = "fft"):
+                 plastic_regularization: float = 0.0, preconditioner: str = "multigrid"):
         if preconditioner not in PRECONDITIONERS:
             raise InputError(f"preconditioner must be one of {PRECONDITIONERS}, got {preconditioner!r}")
         self.preconditioner = preconditioner
@@ -457,7 +458,7 @@ def _history(history, count: int = 12) -> str:
 
 def solve_mechanics(youngs_mpa, poisson, strain_macro, *, voxel_size=(1.0, 1.0, 1.0), yield_mpa=None,
                     plastic=None, increments: int = 1, tol: float = 1e-5, dtype=np.float64,
-                    maxiter: int = 5000, workers: int = 2, preconditioner: str = "fft") -> IncrementSolution:
+                    maxiter: int = 5000, workers: int = 2, preconditioner: str = "multigrid") -> IncrementSolution:
     """Solve a heterogeneous periodic cell under a prescribed average strain.
 
     Parameters
@@ -470,7 +471,7 @@ def solve_mechanics(youngs_mpa, poisson, strain_macro, *, voxel_size=(1.0, 1.0, 
         J2 yield stress and a boolean mask of perfectly plastic voxels.
     increments : int
         Number of equal load increments (needed for path-dependent plasticity).
-    preconditioner : "fft" (default) or "multigrid"
+    preconditioner : "multigrid" (default) or "fft"
         See :class:`MechanicsSolver`.
 
     Returns

@@ -6,19 +6,29 @@ solver's float64 flexible CG (as the transport solver does):
 
 * **Coarse grids** halve every axis longer than 2 nodes (``ceil(n/2)`` nodes; on an odd periodic
   axis the last coarse element spans a single fine element). Coarse node ``I`` sits on fine node
-  ``2I``; the transfer is trilinear interpolation ``P`` (periodic) and the restriction its
-  transpose ``R = Pᵀ`` — the same ideas as the transport solver's aggregation hierarchy
-  (:mod:`twinlab.analyses._multigrid`), with linear instead of piecewise-constant transfer
-  because elasticity needs the rigid rotations and linear fields represented on every level.
-* **Galerkin coarse operators** ``A_c = Pᵀ A P``: trilinear P is local, so the product is a sum
-  of coarse element matrices (24 × 24, packed), each the sum over its 8 children of
-  ``P_posᵀ K_child P_pos`` (see the section below). Void children contribute nothing, so a coarse
+  ``2I``; every fine node is interpolated from the ≤ 8 coarse nodes of the coarse face, edge or
+  cell it lies in, and the restriction is the transpose ``R = Pᵀ`` — linear rather than the
+  transport solver's piecewise-constant transfer (:mod:`twinlab.analyses._multigrid`) because
+  elasticity needs the rigid rotations and linear fields represented on every level.
+* **Connectivity-aware interpolation** (:func:`transfer_weights`): trilinear weights, except that a
+  parent the fine node is not connected to gets none and the rest are rescaled to sum to one — on
+  the finest level "connected" means sharing an element with stiffness, on coarse levels a coupling
+  block of the Galerkin stencil stronger than ``STRENGTH`` × the diagonal blocks. Pure trilinear
+  interpolation glues particles that a voxel gap separates inside one coarse element (their coarse
+  space cannot move them apart); masking took the benchmark electrode from 31 / 47 / 97 / 144 to 21
+  / 32 / 56 / 40 CG iterations at 32³ / 48³ / 64³ / 128³. The weights are stored per node (8 floats)
+  and drive the restriction, the prolongation and the Galerkin products.
+* **Galerkin coarse operators** ``A_c = Pᵀ A P``: P is local (a fine node's parents are corners of
+  every coarse element that holds it), so the product is a sum of coarse element matrices (24 × 24,
+  packed), each the sum over its 8 children of ``P8ᵀ K_child P8`` with P8 the child's corners'
+  weights (see the section below). Void children contribute nothing, so a coarse
   element that is partly pore carries only its solid children's stiffness, where they are; a
   coarse node whose elements are all void has no stiffness (left alone by the smoother, dropped
   from the coarsest solve). Rediscretisation (one-point coarse elements with the children's mean
   stiffness) was tried first: 61 → 119 iterations from 32³ to 48³ on the benchmark electrode,
-  against 40 → 73 with Galerkin at the same smoother. The first coarse level comes from the fine
-  ``L, M, k_hg`` by one matrix product with 81 constant matrices (plus the J2 rank-one terms of
+  against 40 → 73 with Galerkin at the same smoother. On the first coarse level a child whose
+  corners all keep trilinear weights adds 3 of 81 constant position products of the fine
+  ``L, M, k_hg`` (plus the J2 rank-one terms of
   yielded voxels). The element matrices exist only while the hierarchy is built: every coarse
   level is **applied as an assembled 27-point stencil of 3 × 3 node blocks** (:func:`stencil_apply`,
   a gather that vectorises along the last axis), ~4× faster per node than applying the 8 packed
@@ -38,20 +48,22 @@ solver's float64 flexible CG (as the transport solver does):
   restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
   motions of the periodic cell and of pieces floating at that level are its null space).
 
-Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine
-voxel, all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work
-vectors ≈ 110 B: ≈ 250 B per fine voxel besides the solver's own float64 CG vectors (5 × 24 B)
-and coefficients (24 B); while the hierarchy is built the packed level-1 element matrices add
-150 B per fine voxel.
+Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine voxel,
+all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work vectors ≈
+110 B, the parent weights and their flags 33 B: ≈ 280 B per fine voxel besides the solver's own
+float64 CG vectors (5 × 24 B) and coefficients (24 B); while the hierarchy is built the packed
+level-1 element matrices add 150 B per fine voxel.
 
 Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
-tests/benchmarks/bench_mechanics.py. The coarse spaces are still the limit: iterations grow with
-the grid (31 → 97 → 144 at 32³ / 64³ / 128³ with the K-cycle) because trilinear coarse
-functions glue particles that a voxel gap separates. pyamg's smoothed aggregation (rigid-body
-near-null space, on the assembled fine matrix restricted to nodes with stiffness) needs 24 CG
-iterations at both 32³ and 48³ on the same electrode — size-independent — but its set-up on the
-assembled fine matrix (12–17 s there, ~500 M non-zeros at 128³) rules it out per Newton step: an
-aggregation-based, connectivity-aware first coarse level built from the voxel stencil is the next step.
+tests/benchmarks/bench_mechanics.py. Iterations no longer grow steadily with the grid (21 / 32 / 56
+/ 40 at 32³ / 48³ / 64³ / 128³; they depend on the electrode drawn at each size): the masked
+interpolation keeps particles apart only where a gap crosses a coarse element; particles joined by a
+neck of a few voxels keep near-rigid-body modes that no level represents well. pyamg's smoothed
+aggregation (rigid-body near-null space, on the assembled fine matrix restricted to nodes with
+stiffness) needs 24 CG iterations at both 32³ and 48³ on the same electrode — size-independent — but
+its set-up on the assembled fine matrix (12–17 s there, ~500 M non-zeros at 128³) rules it out per
+Newton step; aggregation with rigid-body modes per connected solid piece, built from the voxel
+stencil, is the next step.
 """
 
 from __future__ import annotations
@@ -83,6 +95,9 @@ SMOOTHING_RATIO = 100.0
 LMAX = 8.0
 #: a K-cycle step is enough when it reduced the coarse residual by this factor
 KCYCLE_REDUCTION = 0.25
+#: a coarse-level coupling block weaker than this × its diagonal blocks' (Frobenius) does not
+#: connect a node to a parent (:func:`transfer_weights`)
+STRENGTH = 0.05
 #: coarsest-level eigenvalues below this fraction of the largest are treated as its null space
 COARSE_NULL = 1e-9
 
@@ -122,34 +137,159 @@ def transfer_tables(n: int):
 
 
 class _Axis:
-    """Transfer tables of one axis in the kernels' dtype."""
+    """Transfer tables of one axis (weights in the kernels' dtype).
+
+    For every fine node ``i``: its two parent slots, coarse node ``cp[i, s]``, trilinear weight
+    ``wp[i, s]`` and the fine node the parent sits on, ``gp[i, s]``. For every coarse node ``I``:
+    its ≤ 3 fine children ``fi[I, t]`` and the slot ``fs[I, t]`` that ``I`` has among their
+    parents (−1 pads). For every coarse element ``I``: the fine nodes at its local positions
+    ``fl[I, l]``, l = 0 (its lower coarse node), 1 (the midpoint; −1 for a single-child element),
+    2 (its upper coarse node), and its ≤ 2 fine elements ``ch[I, :]`` (−1 pads) with their
+    positions ``pos[I, :]`` (0 lower half, 1 upper half, 2 the whole coarse element)."""
 
     def __init__(self, n: int, dtype):
         self.n = n
-        self.nc, self.c0, self.c1, w0, w1, self.fi, fw = transfer_tables(n)
-        self.w0 = w0.astype(dtype)
-        self.w1 = w1.astype(dtype)
-        self.fw = fw.astype(dtype)
+        self.nc, c0, c1, w0, w1, fi, fw = transfer_tables(n)
+        nc = self.nc
+        self.cp = np.ascontiguousarray(np.stack([c0, c1], 1))
+        self.wp = np.ascontiguousarray(np.stack([w0, w1], 1)).astype(dtype)
+        self.gp = self.cp * 2 % n if n > 2 else self.cp.copy()
+        self.fi = fi
+        self.fs = np.where(fw > 0, np.where(c0[fi] == np.arange(nc)[:, None], 0, 1), -1).astype(np.int64)
+        self.fl = np.full((nc, 3), -1, np.int64)
+        up = (np.arange(nc) + 1) % nc
+        self.fl[:, 0] = 2 * np.arange(nc) if n > 2 else np.arange(nc)
+        self.fl[:, 2] = up * 2 if n > 2 else up
+        if n > 2:
+            two = 2 * np.arange(nc) + 1 < n  # the last element of an odd axis has a single child
+            self.fl[two, 1] = 2 * np.arange(nc)[two] + 1
+        self.ch, self.pos = _children(n)  # fine elements of every coarse element and their positions
 
 
-def prolongation_matrix(shape) -> sp.csr_matrix:
-    """The trilinear prolongation of :class:`ElasticMultigrid` as a sparse matrix (3 components,
-    component-major unknowns like the (3, n0, n1, n2) arrays); for tests and the coarsest level."""
-    mats = []
-    for n in shape:
-        nc, c0, c1, w0, w1, _, _ = transfer_tables(n)
-        m = sp.coo_matrix((np.concatenate([w0, w1]), (np.tile(np.arange(n), 2), np.concatenate([c0, c1]))),
-                          shape=(n, nc)).tocsr()
-        m.eliminate_zeros()
-        mats.append(m)
-    p = sp.kron(sp.kron(mats[0], mats[1]), mats[2])
-    return sp.kron(sp.identity(3), p).tocsr()
+def prolongation_matrix(shape, weights=None) -> sp.csr_matrix:
+    """The prolongation of :class:`ElasticMultigrid` as a sparse matrix (3 components,
+    component-major unknowns like the (3, n0, n1, n2) arrays): trilinear, or from the per-node
+    parent weights of :func:`transfer_weights` (``weights``); for tests."""
+    axes = [_Axis(n, np.float64) for n in shape]
+    nc = tuple(a.nc for a in axes)
+    nf = math.prod(shape)
+    idx = np.arange(nf).reshape(shape)
+    rows, cols, vals = [], [], []
+    for s in range(8):
+        sl = (s >> 2, (s >> 1) & 1, s & 1)
+        w = (axes[0].wp[:, sl[0]][:, None, None] * axes[1].wp[:, sl[1]][None, :, None]
+             * axes[2].wp[:, sl[2]][None, None, :]) if weights is None else weights[s]
+        c = ((axes[0].cp[:, sl[0]][:, None, None] * nc[1] + axes[1].cp[:, sl[1]][None, :, None]) * nc[2]
+             + axes[2].cp[:, sl[2]][None, None, :])
+        c = np.broadcast_to(c, shape)
+        keep = w != 0
+        rows.append(idx[keep])
+        cols.append(c[keep])
+        vals.append(np.asarray(w, np.float64)[keep])
+    m = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(nf, math.prod(nc)))
+    return sp.kron(sp.identity(3), m).tocsr()
+
+
+def transfer_weights(axes, dtype=np.float32, *, solid=None, stencil=None, theta=STRENGTH):
+    """Per fine node, the weights of its 8 parent slots (8, n0, n1, n2) and whether they differ
+    from trilinear interpolation (n0, n1, n2).
+
+    With ``solid`` (the finest level: elements with stiffness) a parent whose fine node shares no
+    solid element with the node, and with ``stencil`` (a coarse level's node stencil) a parent
+    whose coupling block to the node is weak (Frobenius norm ≤ ``theta`` × the geometric mean of
+    the two diagonal blocks'), gets no weight, and the rest are rescaled to sum to one (rigid
+    translations stay in the coarse space); a node without a connected parent keeps the trilinear
+    weights, and without either argument all nodes do. So a node of one particle is not
+    interpolated from a coarse node across a pore gap in another particle: trilinear interpolation
+    glues the two, and the coarse space then cannot move them apart (measured on the benchmark
+    electrode: 31 → 25 → 22 CG iterations at 32³ and 47 → 39 → 33 at 48³, trilinear → masked
+    first level → every level masked, in a sparse-matrix experiment)."""
+    shp = tuple(a.n for a in axes)
+    w = np.empty((8, *shp), dtype)
+    changed = np.zeros(shp, np.bool_)
+    a0, a1, a2 = axes
+    mode = 0 if solid is None and stencil is None else (1 if stencil is None else 2)
+    solid = np.zeros((1, 1, 1), np.bool_) if solid is None else solid
+    stencil = np.zeros((1, 1, NST, 1), np.float32) if stencil is None else stencil
+    _weights(mode, solid, stencil, float(theta) ** 2, a0.cp, a0.wp, a0.gp, a1.cp, a1.wp, a1.gp, a2.cp, a2.wp,
+             a2.gp, w, changed)
+    return w, changed
+
+
+@numba.njit(cache=True, inline="always")
+def _sides(f, g, n):
+    """Which elements along one axis, (f − 1, f), hold both fine node f and fine node g (|f − g| ≤ 1)."""
+    d = (f - g) % n
+    return d == 0 or d == 1, d == 0 or d == n - 1
+
+
+@numba.njit(cache=True, inline="always")
+def _offset(f, g, n):
+    """g − f ∈ {−1, 0, 1} on a periodic axis of n nodes."""
+    d = (g - f) % n
+    return -1 if d == n - 1 and n > 2 else d
+
+
+@numba.njit(cache=True)
+def _block_norm2(st, i, j, k, o):
+    v = 0.0
+    for t in range(9):
+        x = np.float64(st[i, j, 9 * o + t, k])
+        v += x * x
+    return v
 
 
 @numba.njit(parallel=True, cache=True)
-def _restrict(r, rc, f0, w0, f1, w1, f2, w2, mask):
-    """rc = Pᵀ (mask ∘ r) (gather: every coarse node sums its ≤ 3 × 3 × 3 fine children; nodes
-    without stiffness are skipped, the transpose of :func:`_prolong_add`)."""
+def _weights(mode, solid, st, theta2, cp0, wp0, gp0, cp1, wp1, gp1, cp2, wp2, gp2, out, changed):
+    n0, n1, n2 = out.shape[1], out.shape[2], out.shape[3]
+    for i in numba.prange(n0):
+        for j in range(n1):
+            for k in range(n2):
+                total = 0.0
+                for s in range(8):
+                    s0, s1, s2 = s >> 2, (s >> 1) & 1, s & 1
+                    w = np.float64(wp0[i, s0]) * wp1[j, s1] * wp2[k, s2]
+                    g0, g1, g2 = gp0[i, s0], gp1[j, s1], gp2[k, s2]
+                    if w != 0 and mode == 1:  # a solid element holds both nodes
+                        lo0, hi0 = _sides(i, g0, n0)
+                        lo1, hi1 = _sides(j, g1, n1)
+                        lo2, hi2 = _sides(k, g2, n2)
+                        conn = False
+                        for e in range(8):
+                            e0, e1, e2 = e >> 2, (e >> 1) & 1, e & 1
+                            if not ((hi0 if e0 else lo0) and (hi1 if e1 else lo1) and (hi2 if e2 else lo2)):
+                                continue
+                            if solid[i - 1 + e0 if i - 1 + e0 >= 0 else n0 - 1,
+                                     j - 1 + e1 if j - 1 + e1 >= 0 else n1 - 1,
+                                     k - 1 + e2 if k - 1 + e2 >= 0 else n2 - 1]:
+                                conn = True
+                                break
+                        if not conn:
+                            w = 0.0
+                    elif w != 0 and mode == 2 and (g0 != i or g1 != j or g2 != k):  # a strong coupling
+                        o = 9 * (_offset(i, g0, n0) + 1) + 3 * (_offset(j, g1, n1) + 1) + _offset(k, g2, n2) + 1
+                        if _block_norm2(st, i, j, k, o) ** 2 <= (theta2 * theta2 * _block_norm2(st, i, j, k, 13)
+                                                                 * _block_norm2(st, g0, g1, g2, 13)):
+                            w = 0.0
+                    out[s, i, j, k] = w
+                    total += w
+                if mode == 0 or total == 1.0:
+                    continue
+                if total > 0:
+                    changed[i, j, k] = True
+                    for s in range(8):
+                        out[s, i, j, k] = out[s, i, j, k] / total
+                else:  # no connected parent: trilinear
+                    for s in range(8):
+                        out[s, i, j, k] = np.float64(wp0[i, s >> 2]) * wp1[j, (s >> 1) & 1] * wp2[k, s & 1]
+
+
+@numba.njit(parallel=True, cache=True)
+def _restrict(r, rc, f0, s0, f1, s1, f2, s2, w, mask):
+    """rc = Pᵀ (mask ∘ r) (gather: every coarse node sums its ≤ 3 × 3 × 3 fine children with the
+    weight it has among their parents; nodes without stiffness are skipped; the transpose of
+    :func:`_prolong_add`)."""
     nc0, nc1, nc2 = rc.shape[1], rc.shape[2], rc.shape[3]
     for I in numba.prange(nc0):
         for J in range(nc1):
@@ -158,59 +298,54 @@ def _restrict(r, rc, f0, w0, f1, w1, f2, w2, mask):
                 a1 = 0.0
                 a2 = 0.0
                 for t0 in range(3):
-                    v0 = w0[I, t0]
-                    if v0 == 0:
+                    if s0[I, t0] < 0:
                         continue
                     i = f0[I, t0]
                     for t1 in range(3):
-                        v1 = w1[J, t1]
-                        if v1 == 0:
+                        if s1[J, t1] < 0:
                             continue
                         j = f1[J, t1]
-                        v01 = v0 * v1
+                        slot01 = 4 * s0[I, t0] + 2 * s1[J, t1]
                         for t2 in range(3):
-                            v2 = w2[K, t2]
-                            if v2 == 0:
+                            if s2[K, t2] < 0:
                                 continue
                             k = f2[K, t2]
                             if not mask[i, j, k]:
                                 continue
-                            w = v01 * v2
-                            a0 += w * r[0, i, j, k]
-                            a1 += w * r[1, i, j, k]
-                            a2 += w * r[2, i, j, k]
+                            v = w[slot01 + s2[K, t2], i, j, k]
+                            a0 += v * r[0, i, j, k]
+                            a1 += v * r[1, i, j, k]
+                            a2 += v * r[2, i, j, k]
                 rc[0, I, J, K] = a0
                 rc[1, I, J, K] = a1
                 rc[2, I, J, K] = a2
 
 
 @numba.njit(parallel=True, cache=True)
-def _prolong_add(x, xc, c00, c01, w00, w01, c10, c11, w10, w11, c20, c21, w20, w21, mask):
+def _prolong_add(x, xc, cp0, cp1, cp2, w, mask):
     """x += P xc at nodes with stiffness (``mask``; other nodes are left at zero)."""
     n0, n1, n2 = x.shape[1], x.shape[2], x.shape[3]
     for i in numba.prange(n0):
-        I0 = c00[i]
-        I1 = c01[i]
-        a0 = w00[i]
-        a1 = w01[i]
         for j in range(n1):
-            J0 = c10[j]
-            J1 = c11[j]
-            b0 = w10[j]
-            b1 = w11[j]
             for k in range(n2):
                 if not mask[i, j, k]:
                     continue
-                K0 = c20[k]
-                K1 = c21[k]
-                g0 = w20[k]
-                g1 = w21[k]
-                for m in range(3):
-                    v = (a0 * (b0 * (g0 * xc[m, I0, J0, K0] + g1 * xc[m, I0, J0, K1])
-                               + b1 * (g0 * xc[m, I0, J1, K0] + g1 * xc[m, I0, J1, K1]))
-                         + a1 * (b0 * (g0 * xc[m, I1, J0, K0] + g1 * xc[m, I1, J0, K1])
-                                 + b1 * (g0 * xc[m, I1, J1, K0] + g1 * xc[m, I1, J1, K1])))
-                    x[m, i, j, k] += v
+                v0 = 0.0
+                v1 = 0.0
+                v2 = 0.0
+                for s in range(8):
+                    ws = w[s, i, j, k]
+                    if ws == 0:
+                        continue
+                    I = cp0[i, s >> 2]
+                    J = cp1[j, (s >> 1) & 1]
+                    K = cp2[k, s & 1]
+                    v0 += ws * xc[0, I, J, K]
+                    v1 += ws * xc[1, I, J, K]
+                    v2 += ws * xc[2, I, J, K]
+                x[0, i, j, k] += v0
+                x[1, i, j, k] += v1
+                x[2, i, j, k] += v2
 
 
 # ====================================================================== node blocks and smoother
@@ -357,13 +492,14 @@ def _dot(a, b):
 
 
 # ====================================================================== Galerkin element matrices
-# Trilinear P is local: the fine nodes inside a coarse element are interpolated from its 8 corners
-# only and every fine element lies in one coarse element, so Pᵀ A P is again a sum of element
-# matrices, K_E = Σ_children P_posᵀ K_child P_pos, with P_pos the 24 × 24 interpolation of the
-# child's corners from the coarse corners (it depends only on the child's position per axis:
-# lower half, upper half, or the whole coarse element on an axis that is not coarsened or on the
-# single-child last element of an odd periodic axis). Coarse element matrices are stored packed
-# (the 300 entries of the lower triangle, row-major: (r, c ≤ r) at r(r+1)/2 + c).
+# P is local: the fine nodes inside a coarse element are interpolated from its 8 corners only
+# (masked or not) and every fine element lies in one coarse element, so Pᵀ A P is again a sum of
+# element matrices, K_E = Σ_children P8ᵀ K_child P8, with P8 (⊗ I₃) the interpolation of the child's
+# corners from the coarse corners, read from the corners' parent weights (:func:`_child_p8`). Where
+# those are trilinear, P8 = P_pos depends only on the child's position per axis: lower half, upper
+# half, or the whole coarse element on an axis that is not coarsened or on the single-child last
+# element of an odd periodic axis. Coarse element matrices are stored packed (the 300 entries of
+# the lower triangle, row-major: (r, c ≤ r) at r(r+1)/2 + c).
 NPACK = 300
 _P1 = np.array([[[1.0, 0.0], [0.5, 0.5]], [[0.5, 0.5], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
 _CORNERS = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
@@ -431,52 +567,6 @@ def _first_coarse_gradients(q) -> np.ndarray:
     return np.stack([g @ np.kron(np.eye(3), _p8((c // 9, (c // 3) % 3, c % 3))) for c in range(27)])
 
 
-@numba.njit(parallel=True, cache=True)
-def _child_rank_one(pvec, ke, ch0, ps0, ch1, ps1, ch2, ps2, gpos):
-    """ke[E] −= Σ_children w wᵀ with w = (G P_pos)ᵀ p_child (p as the full 3 × 3 tensor, row-major)."""
-    nc0, nc1, nc2 = ke.shape[0], ke.shape[1], ke.shape[2]
-    for I in numba.prange(nc0):
-        w = np.empty(24)
-        pf = np.empty(9)
-        for J in range(nc1):
-            for K in range(nc2):
-                for a in range(2):
-                    i = ch0[I, a]
-                    if i < 0:
-                        continue
-                    for b in range(2):
-                        j = ch1[J, b]
-                        if j < 0:
-                            continue
-                        for cc in range(2):
-                            k = ch2[K, cc]
-                            if k < 0:
-                                continue
-                            p0 = pvec[0, i, j, k]
-                            p1 = pvec[1, i, j, k]
-                            p2 = pvec[2, i, j, k]
-                            p3 = pvec[3, i, j, k]
-                            p4 = pvec[4, i, j, k]
-                            p5 = pvec[5, i, j, k]
-                            if p0 == 0 and p1 == 0 and p2 == 0 and p3 == 0 and p4 == 0 and p5 == 0:
-                                continue
-                            pf[0], pf[1], pf[2] = p0, p5, p4
-                            pf[3], pf[4], pf[5] = p5, p1, p3
-                            pf[6], pf[7], pf[8] = p4, p3, p2
-                            g = gpos[ps0[I, a] * 9 + ps1[J, b] * 3 + ps2[K, cc]]
-                            for r in range(24):
-                                v = 0.0
-                                for t in range(9):
-                                    v += g[t, r] * pf[t]
-                                w[r] = v
-                            e = ke[I, J, K]
-                            o = 0
-                            for r in range(24):
-                                for c in range(r + 1):
-                                    e[o + c] -= w[r] * w[c]
-                                o += r + 1
-
-
 def _children(n: int):
     """Per coarse element of an axis: its ≤ 2 fine children (−1 pads) and their positions."""
     nc = n if n <= 2 else -(-n // 2)
@@ -492,15 +582,74 @@ def _children(n: int):
     return ch, pos
 
 
+#: E corner (0 lower, 1 upper; −1 none) of parent slot s of the fine node at local position l
+#: (0, 1, 2) of a coarse element along one axis
+_SLOT_CORNER = np.array([[0, -1], [0, 1], [1, -1]], np.int64)
+
+
+@numba.njit(cache=True, inline="always")
+def _local(pos, c):
+    """Local position (0, 1, 2) in its coarse element of corner c of a child at position pos."""
+    return pos + c if pos < 2 else 2 * c
+
+
+@numba.njit(cache=True, inline="always")
+def _child_p8(w, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8):
+    """p8 ← the 8 × 8 interpolation of a child's corners (at positions pa, pb, pc in coarse element
+    (I, J, K)) from the coarse element's corners, read from the fine nodes' parent weights."""
+    p8[:, :] = 0.0
+    for ci in range(8):
+        l0 = _local(pa, ci >> 2)
+        l1 = _local(pb, (ci >> 1) & 1)
+        l2 = _local(pc, ci & 1)
+        f0, f1, f2 = fl0[I, l0], fl1[J, l1], fl2[K, l2]
+        for s in range(8):
+            ws = w[s, f0, f1, f2]
+            if ws != 0:
+                p8[ci, 4 * corner_of[l0, s >> 2] + 2 * corner_of[l1, (s >> 1) & 1] + corner_of[l2, s & 1]] += ws
+
+
+@numba.njit(cache=True, inline="always")
+def _add_ptkp(k24, p8, tmp, e):
+    """e (packed lower triangle) += (I₃ ⊗ P8)ᵀ k24 (I₃ ⊗ P8), block by block."""
+    for m in range(3):
+        for n in range(m + 1):
+            for r in range(8):  # tmp = K_mn P8
+                for c in range(8):
+                    v = 0.0
+                    for t in range(8):
+                        v += k24[8 * m + r, 8 * n + t] * p8[t, c]
+                    tmp[r, c] = v
+            for r in range(8):  # += P8ᵀ tmp, lower triangle
+                row = 8 * m + r
+                for c in range(8 if m > n else r + 1):
+                    v = 0.0
+                    for t in range(8):
+                        v += p8[t, r] * tmp[t, c]
+                    e[row * (row + 1) // 2 + 8 * n + c] += v
+
+
 @numba.njit(parallel=True, cache=True)
-def _child_coefficients(coef, out, ch0, ps0, ch1, ps1, ch2, ps2):
-    """out[I, J, K, 3 combo + t] = coefficient t of the child at position ``combo`` (zero if none)."""
-    nc0, nc1, nc2 = out.shape[0], out.shape[1], out.shape[2]
+def _galerkin_first(coef, pvec, has_p, w, changed, ke, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2,
+                    basis, kmat, gmat, gpos, corner_of):
+    """ke[E] = Σ_children P8ᵀ K_child P8 for the first coarse level (packed).
+
+    A child whose 8 corner nodes all keep trilinear weights adds the precomputed products of its
+    position (``basis``, (81, 300): three coefficients, plus the J2 rank-one term through ``gpos``);
+    any other child builds its 8 × 8 interpolation from the node weights ``w`` and its 24 × 24
+    element matrix from ``kmat`` (unit L, M, k_hg) and ``gmat`` (gradient map), and adds P8ᵀ K P8
+    block by block."""
+    nc0, nc1, nc2 = ke.shape[0], ke.shape[1], ke.shape[2]
     for I in numba.prange(nc0):
+        p8 = np.empty((8, 8))
+        k24 = np.empty((24, 24))
+        tmp = np.empty((8, 8))
+        wv = np.empty(24)
+        pf = np.empty(9)
         for J in range(nc1):
             for K in range(nc2):
-                for c in range(81):
-                    out[I, J, K, c] = 0.0
+                e = ke[I, J, K]
+                e[:] = 0.0
                 for a in range(2):
                     i = ch0[I, a]
                     if i < 0:
@@ -513,23 +662,73 @@ def _child_coefficients(coef, out, ch0, ps0, ch1, ps1, ch2, ps2):
                             k = ch2[K, cc]
                             if k < 0:
                                 continue
-                            combo = ps0[I, a] * 9 + ps1[J, b] * 3 + ps2[K, cc]
-                            for t in range(3):
-                                out[I, J, K, 3 * combo + t] = coef[t, i, j, k]
+                            L = coef[0, i, j, k]
+                            M = coef[1, i, j, k]
+                            kh = coef[2, i, j, k]
+                            yielded = False
+                            if has_p:
+                                for t in range(6):
+                                    if pvec[t, i, j, k] != 0:
+                                        yielded = True
+                                p0, p1, p2 = pvec[0, i, j, k], pvec[1, i, j, k], pvec[2, i, j, k]
+                                p3, p4, p5 = pvec[3, i, j, k], pvec[4, i, j, k], pvec[5, i, j, k]
+                                pf[0], pf[1], pf[2] = p0, p5, p4
+                                pf[3], pf[4], pf[5] = p5, p1, p3
+                                pf[6], pf[7], pf[8] = p4, p3, p2
+                            if L == 0 and M == 0 and kh == 0 and not yielded:
+                                continue
+                            pa, pb, pc = ps0[I, a], ps1[J, b], ps2[K, cc]
+                            standard = True
+                            for ci in range(8):
+                                if changed[fl0[I, _local(pa, ci >> 2)], fl1[J, _local(pb, (ci >> 1) & 1)],
+                                           fl2[K, _local(pc, ci & 1)]]:
+                                    standard = False
+                            if standard:
+                                combo = pa * 9 + pb * 3 + pc
+                                for o in range(NPACK):
+                                    e[o] += (L * basis[3 * combo, o] + M * basis[3 * combo + 1, o]
+                                             + kh * basis[3 * combo + 2, o])
+                                if yielded:
+                                    g = gpos[combo]
+                                    for r in range(24):
+                                        v = 0.0
+                                        for t in range(9):
+                                            v += g[t, r] * pf[t]
+                                        wv[r] = v
+                                    o = 0
+                                    for r in range(24):
+                                        for c in range(r + 1):
+                                            e[o + c] -= wv[r] * wv[c]
+                                        o += r + 1
+                                continue
+                            _child_p8(w, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8)
+                            for r in range(24):
+                                for c in range(24):
+                                    k24[r, c] = L * kmat[0, r, c] + M * kmat[1, r, c] + kh * kmat[2, r, c]
+                            if yielded:
+                                for r in range(24):
+                                    v = 0.0
+                                    for t in range(9):
+                                        v += gmat[t, r] * pf[t]
+                                    wv[r] = v
+                                for r in range(24):
+                                    for c in range(24):
+                                        k24[r, c] -= wv[r] * wv[c]
+                            _add_ptkp(k24, p8, tmp, e)
 
 
 @numba.njit(parallel=True, cache=True)
-def _galerkin_dense(kf, kc, ch0, ps0, ch1, ps1, ch2, ps2, p1, pack):
-    """kc[E] = Σ_children P_posᵀ kf[child] P_pos (packed element matrices; P_pos = I₃ ⊗ P8)."""
+def _galerkin_dense(kf, kc, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2, w, corner_of, pack):
+    """kc[E] = Σ_children P8ᵀ kf[child] P8 (packed element matrices; P8 from the parent weights)."""
     nc0, nc1, nc2 = kc.shape[0], kc.shape[1], kc.shape[2]
     for I in numba.prange(nc0):
-        acc = np.empty((24, 24))
         f = np.empty((24, 24))
         p8 = np.empty((8, 8))
         tmp = np.empty((8, 8))
         for J in range(nc1):
             for K in range(nc2):
-                acc[:, :] = 0.0
+                e = kc[I, J, K]
+                e[:] = 0.0
                 for a in range(2):
                     i = ch0[I, a]
                     if i < 0:
@@ -542,33 +741,11 @@ def _galerkin_dense(kf, kc, ch0, ps0, ch1, ps1, ch2, ps2, p1, pack):
                             k = ch2[K, cc]
                             if k < 0:
                                 continue
-                            pa, pb, pc = ps0[I, a], ps1[J, b], ps2[K, cc]
-                            for fi in range(8):
-                                fa, fb, fc = fi >> 2, (fi >> 1) & 1, fi & 1
-                                for ci in range(8):
-                                    p8[fi, ci] = (p1[pa, fa, ci >> 2] * p1[pb, fb, (ci >> 1) & 1]
-                                                  * p1[pc, fc, ci & 1])
+                            _child_p8(w, fl0, fl1, fl2, I, J, K, ps0[I, a], ps1[J, b], ps2[K, cc], corner_of, p8)
                             for r in range(24):
                                 for c in range(24):
                                     f[r, c] = kf[i, j, k, pack[r, c]]
-                            for m in range(3):
-                                for n in range(3):
-                                    # tmp = F_mn P8; acc_mn += P8ᵀ tmp
-                                    for r in range(8):
-                                        for c in range(8):
-                                            v = 0.0
-                                            for t in range(8):
-                                                v += f[8 * m + r, 8 * n + t] * p8[t, c]
-                                            tmp[r, c] = v
-                                    for r in range(8):
-                                        for c in range(8):
-                                            v = 0.0
-                                            for t in range(8):
-                                                v += p8[t, r] * tmp[t, c]
-                                            acc[8 * m + r, 8 * n + c] += v
-                for r in range(24):
-                    for c in range(r + 1):
-                        kc[I, J, K, r * (r + 1) // 2 + c] = acc[r, c]
+                            _add_ptkp(f, p8, tmp, e)
 
 
 # ====================================================================== coarse levels as node stencils
@@ -722,9 +899,9 @@ class _Level:
         self.coef, self.pvec, self.q, self.st = coef, pvec, q, st
         self.nodes = math.prod(self.shape)
         self.axes = None  # transfer to the next level
-        self.children = None
         self.active = None if coef is None else active_rows(coef, pvec)
         self.dinv = self.mask = None
+        self.w = self.changed = None  # parent weights of every node (8, …) and where they are not trilinear
         self.lmax = 1.0
         self.b = self.x = self.r = self.d = self.t = None
         self.kvec = []  # K-cycle work vectors (coarse levels)
@@ -745,7 +922,8 @@ class _Level:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.st, self.dinv, self.mask, self.b, self.x, self.r, self.d, self.t, *self.kvec]
+        arrays = [self.st, self.dinv, self.mask, self.w, self.changed, self.b, self.x, self.r, self.d, self.t,
+                  *self.kvec]
         if self.copied:  # the fine coefficients in the hierarchy's precision
             arrays += [self.coef, self.pvec]
         return sum(a.nbytes for a in arrays if a is not None)
@@ -776,6 +954,9 @@ class ElasticMultigrid:
     kcycle : bool
         Coarse levels solved by two flexible-CG steps (K-cycle; a nonlinear preconditioner, for a
         flexible outer CG) instead of one V-cycle: 142 → 81 CG iterations at 64³.
+    masked : bool
+        Connectivity-aware first prolongation (:func:`transfer_weights`): a fine node is not
+        interpolated from coarse nodes it shares no solid element with. False: trilinear.
 
     Call :meth:`update` with new coefficients (same grid) after the stiffness changes: it rebuilds
     the Galerkin stencils, node blocks and the coarsest pseudo-inverse (reusing every buffer).
@@ -783,7 +964,7 @@ class ElasticMultigrid:
 
     def __init__(self, coef, pvec, q, *, degree: int = DEGREE, coarse_nodes: int = 256,
                  smoothing_ratio: float = SMOOTHING_RATIO, dtype=None, kcycle: bool = True,
-                 coarse_degree: int = COARSE_DEGREE):
+                 coarse_degree: int = COARSE_DEGREE, masked: bool = True):
         self.dtype = np.dtype(coef.dtype if dtype is None else dtype)
         self.q = np.asarray(q, float)
         self.degree = int(degree)
@@ -797,8 +978,12 @@ class ElasticMultigrid:
             if nshape == self._shapes[-1]:
                 break
             self._shapes.append(nshape)
-        self._basis = _first_coarse_basis(self.q).astype(self.dtype) if len(self._shapes) > 1 else None
+        self.masked = bool(masked)
+        self._basis = _first_coarse_basis(self.q) if len(self._shapes) > 1 else None
         self._gpos = _first_coarse_gradients(self.q)
+        g, k_l, k_m, k_h = _element_matrices(self.q)
+        self._kmat = np.stack([k_l, k_m, k_h])
+        self._gmat = g
         self._io = None  # (b, x) of the finest level when apply() gets vectors of another precision
         self.levels: list[_Level] = []
         self.update(coef, pvec)
@@ -827,16 +1012,17 @@ class ElasticMultigrid:
                     numba.set_num_threads(fine.threads(self.threads))
                     ke = np.empty((*shape, NPACK), dt)
                     if li == 1:
-                        # P₀ᵀ A P₀ from the fine coefficients: a matrix product with the 81 constant
-                        # position matrices, minus the rank-one J2 terms of yielded children
-                        cc = np.empty((*shape, 81), dt)
-                        _child_coefficients(coef, cc, *fine.children)
-                        np.matmul(cc.reshape(-1, 81), self._basis, out=ke.reshape(-1, NPACK))
-                        del cc
-                        if pvec is not None:
-                            _child_rank_one(pvec, ke, *fine.children, self._gpos)
+                        # P₀ᵀ A P₀ from the fine coefficients: the constant position products where
+                        # the interpolation is trilinear, explicit P8ᵀ K P8 where it is masked
+                        a0, a1, a2 = fine.axes
+                        _galerkin_first(coef, pvec if pvec is not None else coef[:1], pvec is not None,
+                                        fine.w, fine.changed, ke, a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl,
+                                        a2.ch, a2.pos, a2.fl,
+                                        self._basis, self._kmat, self._gmat, self._gpos, _SLOT_CORNER)
                     else:
-                        _galerkin_dense(ke_fine, ke, *fine.children, _P1, _PACK)
+                        a0, a1, a2 = fine.axes
+                        _galerkin_dense(ke_fine, ke, a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl, a2.ch, a2.pos,
+                                        a2.fl, fine.w, _SLOT_CORNER, _PACK)
                     ke_fine = ke
                     numba.set_num_threads(_threads(math.prod(shape), self.threads))
                     st = prev.st if prev is not None else np.empty((shape[0], shape[1], NST, shape[2]), dt)
@@ -849,14 +1035,17 @@ class ElasticMultigrid:
                 if li == nlev - 1:
                     self._factor(lev)
                     break
-                lev.axes = [_Axis(n, dt) for n in shape]
-                ch = [_children(n) for n in shape]
-                lev.children = (ch[0][0], ch[0][1], ch[1][0], ch[1][1], ch[2][0], ch[2][1])
+                lev.axes = prev.axes if prev is not None else [_Axis(n, dt) for n in shape]
                 lev.dinv = prev.dinv if prev is not None else np.empty((6, *shape), dt)
                 if li == 0:
                     node_block_inverse(coef, pvec, lev.q, lev.dinv)
+                    solid = (coef != 0).any(axis=0)
+                    if pvec is not None:
+                        solid |= (pvec != 0).any(axis=0)
+                    lev.w, lev.changed = transfer_weights(lev.axes, dt, solid=solid if self.masked else None)
                 else:
                     _stencil_node_blocks(lev.st, lev.dinv)
+                    lev.w, lev.changed = transfer_weights(lev.axes, dt, stencil=lev.st if self.masked else None)
                 lev.mask = np.ascontiguousarray(lev.dinv[0] != 0)
                 for name in ("r", "d", "t"):
                     setattr(lev, name, getattr(prev, name) if prev is not None else np.zeros((3, *shape), dt))
@@ -956,11 +1145,10 @@ class ElasticMultigrid:
         self.smooth(li, b, x, r)
         coarse = self.levels[li + 1]
         a0, a1, a2 = lev.axes
-        _restrict(r, coarse.b, a0.fi, a0.fw, a1.fi, a1.fw, a2.fi, a2.fw, lev.mask)
+        _restrict(r, coarse.b, a0.fi, a0.fs, a1.fi, a1.fs, a2.fi, a2.fs, lev.w, lev.mask)
         self._cycle(li + 1, coarse.b, coarse.x)
         numba.set_num_threads(lev.threads(self.threads))
-        _prolong_add(x, coarse.x, a0.c0, a0.c1, a0.w0, a0.w1, a1.c0, a1.c1, a1.w0, a1.w1,
-                     a2.c0, a2.c1, a2.w0, a2.w1, lev.mask)
+        _prolong_add(x, coarse.x, a0.cp, a1.cp, a2.cp, lev.w, lev.mask)
         lev.apply(x, lev.t)
         r[...] = b
         _sub(r, lev.t)
