@@ -1,4 +1,5 @@
-"""Mechanics: FFT solver against analytic answers, calendering conservation, trends and errors.
+"""Mechanics: the voxel elasticity solver (multigrid and FFT preconditioners) against analytic
+answers, calendering conservation, trends and errors.
 
 Small grids (≤ 32³) and one thread so the suite stays fast on a shared 2-core machine.
 """
@@ -51,21 +52,27 @@ def synth_electrode(shape=(26, 20, 20), *, n_coll=2, fraction=0.4, radius=(2.5, 
 
 
 # ------------------------------------------------------------------ analytic checks
-def test_homogeneous_uniaxial_strain_exact():
+# both preconditioners: multigrid is the default, the FFT reference medium stays an option
+both_preconditioners = pytest.mark.parametrize("pc", ["multigrid", "fft"])
+
+
+@both_preconditioners
+def test_homogeneous_uniaxial_strain_exact(pc):
     e, nu, eps = 10e3, 0.3, -0.01
-    sol = solve_mechanics(np.full((8, 10, 12), e), nu, [0, 0, eps, 0, 0, 0], workers=W)
+    sol = solve_mechanics(np.full((8, 10, 12), e), nu, [0, 0, eps, 0, 0, 0], workers=W, preconditioner=pc)
     lam, mu = lame_from_young(e, nu)
     np.testing.assert_allclose(sol.stress[2], (lam + 2 * mu) * eps, rtol=1e-12)
     np.testing.assert_allclose(sol.stress[0], lam * eps, rtol=1e-12)
     np.testing.assert_allclose(sol.stress[3:], 0, atol=1e-9)
 
 
-def test_laminate_normal_reuss_and_uniform_stress():
+@both_preconditioners
+def test_laminate_normal_reuss_and_uniform_stress(pc):
     n = 16
     e = np.full((n, n, n), 10e3)
     e[:, :, :5] = 1e3  # layers stacked along axis 2, 5 of 16 soft
     eps = -0.01
-    sol = solve_mechanics(e, 0.3, [0, 0, eps, 0, 0, 0], workers=W)
+    sol = solve_mechanics(e, 0.3, [0, 0, eps, 0, 0, 0], workers=W, preconditioner=pc)
     lam, mu = lame_from_young(np.array([10e3, 1e3]), 0.3)
     m = lam + 2 * mu
     reuss = 1.0 / (11 / 16 / m[0] + 5 / 16 / m[1])
@@ -74,18 +81,19 @@ def test_laminate_normal_reuss_and_uniform_stress():
     assert abs(s.mean() / eps - reuss) <= 5e-3 * reuss
 
 
-def test_laminate_along_layers_voigt():
+@both_preconditioners
+def test_laminate_along_layers_voigt(pc):
     n = 16
     e = np.full((n, n, n), 10e3)
     e[:, :, :5] = 1e3
     eps = -0.01
     # ν = 0: the exact laminate answer along the layers is the Voigt average of the moduli
-    sol = solve_mechanics(e, 0.0, [eps, 0, 0, 0, 0, 0], workers=W)
+    sol = solve_mechanics(e, 0.0, [eps, 0, 0, 0, 0, 0], workers=W, preconditioner=pc)
     voigt = (11 * 10e3 + 5 * 1e3) / 16
     assert abs(sol.stress[0].mean() / eps - voigt) <= 5e-3 * voigt
     # ν ≠ 0: exact laminate solution (σ_22 uniform, Σ f ε_22 = 0)
     nu = 0.3
-    sol = solve_mechanics(e, nu, [eps, 0, 0, 0, 0, 0], workers=W)
+    sol = solve_mechanics(e, nu, [eps, 0, 0, 0, 0, 0], workers=W, preconditioner=pc)
     lam, mu = lame_from_young(np.array([10e3, 1e3]), nu)
     m = lam + 2 * mu
     f = np.array([11, 5]) / 16
@@ -113,14 +121,15 @@ def _eshelby_inclusion_stress(k0, g0, k1, g1, strain):
     return s
 
 
-def test_dilute_spherical_inclusion_eshelby():
+@both_preconditioners
+def test_dilute_spherical_inclusion_eshelby(pc):
     n, r = 36, 5.0
     z, y, x = np.indices((n, n, n)) - (n - 1) / 2
     dist = np.sqrt(z ** 2 + y ** 2 + x ** 2)
     inc = dist <= r
     e0, e1, nu = 10e3, 50e3, 0.3
     strain = [0, 0, -0.01, 0, 0, 0.004]
-    sol = solve_mechanics(np.where(inc, e1, e0), nu, strain, workers=W)
+    sol = solve_mechanics(np.where(inc, e1, e0), nu, strain, workers=W, preconditioner=pc)
     k = lambda e: e / (3 * (1 - 2 * nu))  # noqa: E731
     g = lambda e: e / (2 * (1 + nu))  # noqa: E731
     expect = _eshelby_inclusion_stress(k(e0), g(e0), k(e1), g(e1), strain)
@@ -131,7 +140,8 @@ def test_dilute_spherical_inclusion_eshelby():
         assert abs(got[c] - expect[c]) <= 0.05 * abs(expect[c]), (c, got[c], expect[c])
 
 
-def test_perfect_plasticity_homogeneous_path():
+@both_preconditioners
+def test_perfect_plasticity_homogeneous_path(pc):
     e, nu, sy = 5e3, 0.4, 1.0  # lithium-like: yield 1 MPa
     lam, mu = lame_from_young(e, nu)
     k = lam + 2 * mu / 3
@@ -143,7 +153,7 @@ def test_perfect_plasticity_homogeneous_path():
     from twinlab.analyses.mechanics import MechanicsSolver
 
     solver = MechanicsSolver(np.full(shape, lam), np.full(shape, mu), yield_mpa=sy,
-                             code=np.ones(shape, np.uint8), workers=W)
+                             code=np.ones(shape, np.uint8), workers=W, preconditioner=pc)
     for i in range(1, n_inc + 1):
         sol = solver.solve_increment([0, 0, total / n_inc, 0, 0, 0], stress_old=stress)
         stress = sol.stress
@@ -164,7 +174,8 @@ def _hs_upper_bulk(k, g, phi_pore):
     return k + phi_pore / (-1.0 / k + (1 - phi_pore) / (k + 4 * g / 3))
 
 
-def test_periodic_pores_within_hs_bound_and_converge():
+@both_preconditioners
+def test_periodic_pores_within_hs_bound_and_converge(pc):
     e, nu = 10e3, 0.3
     lam, mu = lame_from_young(e, nu)
     k = lam + 2 * mu / 3
@@ -172,7 +183,8 @@ def test_periodic_pores_within_hs_bound_and_converge():
     for n in (8, 16, 24):
         z, y, x = (np.indices((n, n, n)) + 0.5) / n - 0.5
         pore = np.sqrt(z ** 2 + y ** 2 + x ** 2) < 0.36  # ≈ 0.195 porosity
-        sol = solve_mechanics(np.where(pore, 0.0, e), nu, [-0.001, -0.001, -0.001, 0, 0, 0], workers=W)
+        sol = solve_mechanics(np.where(pore, 0.0, e), nu, [-0.001, -0.001, -0.001, 0, 0, 0], workers=W,
+                              preconditioner=pc)
         keff = sol.stress[:3].mean() / (-0.003)
         bound = _hs_upper_bulk(k, mu, pore.mean())
         assert 0 < keff <= bound, (n, keff, bound)

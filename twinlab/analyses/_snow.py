@@ -615,7 +615,6 @@ def _face_with_gids(face, gids):
 
 def _assemble(m, faces, *, shape, vs, dmin, face_areas):
     n_int = len(m["ids"])
-    plane = shape[1] * shape[2]
     vox = float(np.prod(vs))
     coords = m["centroid"] * vs
     vol = m["count"] * vox
