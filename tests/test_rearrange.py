@@ -86,8 +86,11 @@ def test_loose_column_rearranges_instead_of_being_crushed():
     assert st["collisions"] <= CalenderOptions().dem_collision_tol * (st["from_layers"] - st["target_layers"])
     assert dem.steps[0].solid_voxels == none.steps[0].solid_voxels == {"active": int((labels == 1).sum())}
     assert dem.steps[0].thickness_voxels == none.steps[0].thickness_voxels
-    assert dem.steps[0].roll_pressure_mpa < 0.1 * none.steps[0].roll_pressure_mpa
-    assert dem.steps[0].von_mises_active_mean_mpa < 0.1 * none.steps[0].von_mises_active_mean_mpa
+    # the DEM carried the column to the target: nothing left for the stress solve to load
+    assert dem.steps[0].roll_pressure_mpa == 0 and dem.steps[0].von_mises_active_mean_mpa == 0
+    # no stress comparison with the peer: converged (tol 1e-5), the contact solve alone also leaves this
+    # column almost unloaded (von Mises ~0.04 MPa, roll ±0.004 MPa with either preconditioner); at the
+    # tol 1e-3 used here its values are unconverged (FFT 3.9 MPa / +0.003, multigrid 1.2 MPa / −0.26)
     # the particles moved as bodies: every instance is still one piece of its own voxels
     lab_out = dem.states[0].labels
     assert (lab_out == 1).sum() == (labels == 1).sum()
