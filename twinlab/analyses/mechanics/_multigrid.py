@@ -988,9 +988,17 @@ class ElasticMultigrid:
         self.levels: list[_Level] = []
         self.update(coef, pvec)
 
+    @property
+    def shape(self) -> tuple:
+        """Element grid of the finest level."""
+        return self._shapes[0]
+
     # ------------------------------------------------------------------ set-up
     def update(self, coef, pvec=None) -> None:
         """(Re)build every level for new fine coefficients (same grid)."""
+        self.lagged = False  # coarse levels built from the finest level's current coefficients
+        # CG's convergence rate right after this build and on the latest lagged solve (set by the solver)
+        self.rate = self.last_rate = None
         dt = self.dtype
         copied = coef.dtype != dt
         if copied:
@@ -1055,6 +1063,41 @@ class ElasticMultigrid:
         finally:
             numba.set_num_threads(self.threads)
         self.fine_mask = self.levels[0].mask if nlev > 1 else self._coarse_mask
+
+    def refresh_fine(self, coef, pvec=None) -> None:
+        """Bring only the finest level to new coefficients (same grid) and keep the coarse levels.
+
+        The fine operator, its node blocks (smoother) and the mask of nodes with stiffness follow
+        ``coef``; the interpolation weights and the Galerkin coarse operators stay those of the
+        coefficients of the last :meth:`update` (a *lagged* coarse correction: still a symmetric
+        positive preconditioner, only a less accurate one). O(voxels), a fraction of a rebuild: for
+        the small changes between Newton steps (a few yielded voxels) and between contact passes (a
+        few interphase voxels opening or closing). Nodes that gained stiffness are smoothed like any
+        other; whether the lagged coarse levels are still good enough is the caller's to judge
+        (:attr:`rate`: the solver rebuilds when CG converges markedly slower than right after a build).
+        """
+        if len(self._shapes) == 1:  # the coarsest solve is the fine one: nothing to keep
+            self.update(coef, pvec)
+            return
+        lev = self.levels[0]
+        dt = self.dtype
+        if lev.copied:
+            coef = _convert(coef, dt, lev.coef)
+            pvec = None if pvec is None else _convert(pvec, dt, lev.pvec)
+        elif coef.dtype != dt:  # the first build kept the caller's array; this one needs a copy
+            coef = coef.astype(dt)
+            pvec = None if pvec is None else pvec.astype(dt)
+            lev.copied = True
+        numba.set_num_threads(lev.threads(self.threads))
+        try:
+            lev.coef, lev.pvec = coef, pvec
+            lev.active = active_rows(coef, pvec)
+            node_block_inverse(coef, pvec, lev.q, lev.dinv)
+            lev.mask = np.ascontiguousarray(lev.dinv[0] != 0)
+        finally:
+            numba.set_num_threads(self.threads)
+        self.fine_mask = lev.mask
+        self.lagged = True
 
     def _factor(self, lev: _Level) -> None:
         """Pseudo-inverse of the coarsest operator on its nodes with stiffness (eigendecomposition:
