@@ -252,7 +252,7 @@ class MechanicsSolver:
             eps = np.empty((6, *shp), self.dtype)
             _grad(np.zeros((3, *shp), self.dtype), self.ih, e_mac, eps)
             sig = np.empty((6, n), self.dtype)
-            normal = np.zeros((6, n), self.dtype)
+            normal = np.zeros((6, 1), self.dtype)  # written for plastic voxels only: none here
             theta = np.ones(n, self.dtype)
             update_stress(eps.reshape(6, n), np.zeros((6, n), self.dtype), self.lam.reshape(-1),
                           self.mu.reshape(-1), np.full(n, np.inf, self.dtype), np.zeros(n, np.uint8), sig, normal,
@@ -272,12 +272,13 @@ class MechanicsSolver:
         e_mac = np.asarray(strain_inc_macro, dtype=dt)
         if e_mac.shape != (6,) or not np.isfinite(e_mac).all():
             raise InputError(f"strain_inc_macro must be 6 finite numbers, got {strain_inc_macro}")
+        # a float32 old stress (the calender's) is read as it is: a float64 copy would add 48 B/voxel
         s_old = (np.zeros((6, n), dt) if stress_old is None
-                 else np.ascontiguousarray(stress_old, dtype=dt).reshape(6, n))
+                 else np.ascontiguousarray(stress_old, dtype=np.result_type(stress_old, np.float32)).reshape(6, n))
         u = np.zeros((3, *shp), dt)
         eps = np.empty((6, *shp), dt)
         sig = np.empty((6, n), dt)
-        normal = np.zeros((6, n), dt)
+        normal = np.zeros((6, n if self.has_plastic else 1), dt)  # flow directions: plastic voxels only
         theta = np.ones(n, dt)
         res = np.empty((3, *shp), dt)
 
@@ -429,18 +430,31 @@ class MechanicsSolver:
         coef, pvec, active = self._tangent(theta, normal)
         existed = self._mg is not None  # a hierarchy from an earlier solve that may now lag
         precondition = self._preconditioner_for(coef, pvec)
+        mg = self._mg if existed else None
+        limit = None
+        if mg is not None and mg.lagged and mg.rate and REUSE_RATE > 0:
+            # lagged coarse levels get the iterations a fresh hierarchy would need at REUSE_RATE of its rate
+            limit = int(np.ceil(np.log(1.0 / rtol) / (REUSE_RATE * mg.rate))) + 2
         try:
-            return self._pcg(b, coef, pvec, active, precondition, rtol=rtol, maxiter=maxiter, inexact=inexact)
+            x, its, r = self._pcg(b, coef, pvec, active, precondition, rtol=rtol, maxiter=maxiter, inexact=inexact,
+                                  limit=limit)
         except ConvergenceError:
-            if not (existed and self._mg.lagged):
+            if not (mg is not None and mg.lagged):
                 raise
-            # the coarse levels lagged behind the operator (e.g. a contact that closed and joined two
-            # particles): rebuild them and solve once more before giving up
-            precondition = self._preconditioner_for(coef, pvec, rebuild=True)
-            return self._pcg(b, coef, pvec, active, precondition, rtol=rtol, maxiter=maxiter, inexact=inexact)
+            x, its, r = np.zeros_like(b), 0, b  # start again (e.g. a contact that closed joined two particles)
+        if r is None:
+            return x, its
+        # the lagged coarse levels were not good enough: rebuild them and solve for what is left
+        precondition = self._preconditioner_for(coef, pvec, rebuild=True)
+        left = _norm(r) / _norm(b)
+        dx, more, _ = self._pcg(r, coef, pvec, active, precondition, rtol=min(rtol / left, 0.5),
+                                maxiter=maxiter, inexact=inexact)
+        x += dx
+        return x, its + more
 
-    def _pcg(self, b, coef, pvec, active, precondition, *, rtol, maxiter, inexact):
-        """The CG iteration of :meth:`_cg` with a given preconditioner."""
+    def _pcg(self, b, coef, pvec, active, precondition, *, rtol, maxiter, inexact, limit=None):
+        """The CG iteration of :meth:`_cg` with a given preconditioner: ``(x, iterations, None)``, or
+        ``(x, limit, residual)`` when ``limit`` iterations did not reach ``rtol``."""
         x = np.zeros_like(b)
         r = b.copy()
         b_norm = _norm(b)
@@ -467,7 +481,9 @@ class MechanicsSolver:
             history.append(rel)
             if rel <= rtol:
                 self._record_rate(rel, it)
-                return x, it
+                return x, it, None
+            if limit is not None and it >= limit:
+                return x, it, r
             if not np.isfinite(r_norm) or rel > DIVERGENCE:
                 raise ConvergenceError(f"conjugate gradients diverged (relative residual {rel:.3g} at iteration "
                                        f"{it}); check the material constants" + _history(history))
@@ -479,7 +495,7 @@ class MechanicsSolver:
                     # loop accepts the step only if the out-of-balance force falls (a float32 plateau just
                     # above the target stopped the demo cathode's contact solve at 3.15e-5 vs 3e-5)
                     self._record_rate(best, it)
-                    return x, it
+                    return x, it, None
                 raise ConvergenceError(
                     f"conjugate gradients stagnated at relative residual {best:.3g} (target {rtol:.2g}): no "
                     f"progress in {STAGNATION} iterations; check for extreme stiffness contrast or try the other "
