@@ -321,22 +321,28 @@ def test_series_to_dict_never_converts_the_fields():
 
 
 # ------------------------------------------------------------------ reuse of the hierarchy
-def _two_materials(seed=11, changed=40):
-    """A porous cell and the same cell with ``changed`` voxels flipped between pore and solid (as
-    contact interphase voxels open and close between passes)."""
+def _two_materials(seed=11, changed=40, flip=False):
+    """A porous cell and the same cell with ``changed`` voxels altered: stiffer solid voxels (the
+    pattern of voxels with stiffness kept, as a yielding Newton step changes the tangent), or with
+    ``flip`` voxels turned between pore and solid (contact interphase voxels opening and closing)."""
     from twinlab.analyses.mechanics import lame_from_young
 
     rng = np.random.default_rng(seed)
     e = np.where(rng.random((14, 12, 13)) < 0.35, 0.0, 10e3)
-    e2 = e.copy()
-    flip = rng.choice(e.size, changed, replace=False)
-    e2.reshape(-1)[flip] = np.where(e.reshape(-1)[flip] > 0, 0.0, 10e3)
-    return lame_from_young(e, 0.3), lame_from_young(e2, 0.3)
+    e2 = e.copy().reshape(-1)
+    if flip:
+        idx = rng.choice(e.size, changed, replace=False)
+        e2[idx] = np.where(e2[idx] > 0, 0.0, 10e3)
+    else:
+        idx = rng.choice(np.flatnonzero(e2), changed, replace=False)
+        e2[idx] *= 3.0
+    return lame_from_young(e, 0.3), lame_from_young(e2.reshape(e.shape), 0.3)
 
 
 def test_reused_hierarchy_gives_the_same_solution():
-    """A solver that takes over the previous solver's hierarchy (a few voxels changed) refreshes only
-    its finest level, keeps the object, and solves to the same answer as a fresh hierarchy."""
+    """A solver that takes over the previous solver's hierarchy (stiffness values changed, the
+    pattern not) refreshes only its finest level, keeps the coarse levels, and solves to the same
+    answer as a fresh hierarchy."""
     from twinlab.analyses.mechanics import MechanicsSolver
 
     (lam, mu), (lam2, mu2) = _two_materials()
@@ -344,17 +350,39 @@ def test_reused_hierarchy_gives_the_same_solution():
     first.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
     built = first.hierarchy
     assert built is not None and not built.lagged and built.rate > 0
+    coarse = built.levels[1].st.copy()
     reused = MechanicsSolver(lam2, mu2, workers=1, hierarchy=built)
     fresh = MechanicsSolver(lam2, mu2, workers=1)
     a = reused.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
     b = fresh.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
     assert reused.hierarchy is built and built.lagged  # coarse levels kept, not rebuilt
+    np.testing.assert_array_equal(built.levels[1].st, coarse)
+    assert not np.array_equal(fresh.hierarchy.levels[1].st, coarse)  # … though the operator changed
     np.testing.assert_allclose(a.stress, b.stress, atol=1e-6 * np.abs(b.stress).max())
-    # the refreshed finest level is the new operator's: its mask is the fresh hierarchy's
-    np.testing.assert_array_equal(built.fine_mask, fresh.hierarchy.fine_mask)
     # another grid or voxel size: not taken over
     assert MechanicsSolver(lam2[:-1], mu2[:-1], workers=1, hierarchy=built).hierarchy is None
     assert MechanicsSolver(lam2, mu2, workers=1, voxel_size=(1, 1, 2), hierarchy=built).hierarchy is None
+
+
+def test_changed_pattern_rebuilds_the_taken_over_hierarchy():
+    """Voxels that gained or lost all stiffness (contacts opening and closing): the taken-over
+    hierarchy is rebuilt in its buffers — the same levels as a fresh build, and the same answer."""
+    from twinlab.analyses.mechanics import MechanicsSolver
+
+    (lam, mu), (lam2, mu2) = _two_materials(flip=True)
+    first = MechanicsSolver(lam, mu, workers=1)
+    first.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    built = first.hierarchy
+    buffer = built.levels[1].st
+    reused = MechanicsSolver(lam2, mu2, workers=1, hierarchy=built)
+    fresh = MechanicsSolver(lam2, mu2, workers=1)
+    a = reused.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    b = fresh.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    assert reused.hierarchy is built and not built.lagged and built.levels[1].st is buffer
+    for x, y in zip(built.levels[1:], fresh.hierarchy.levels[1:]):
+        np.testing.assert_array_equal(x.st, y.st)
+    np.testing.assert_array_equal(built.fine_mask, fresh.hierarchy.fine_mask)
+    np.testing.assert_allclose(a.stress, b.stress, atol=1e-6 * np.abs(b.stress).max())
 
 
 @pytest.mark.parametrize("reuse_rate, rebuilt", [(0.0, False), (1e9, True)])
@@ -414,7 +442,7 @@ def test_stalled_lagged_hierarchy_is_rebuilt_and_the_solve_repeated(monkeypatch)
 
 def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
     """Calendering with contacts: every contact pass of an increment starts from the previous
-    pass's hierarchy (one build per increment) and displacement (fewer CG iterations after the
+    pass's hierarchy (one allocated per increment) and displacement (fewer CG iterations after the
     first pass)."""
     from test_mechanics import synth_electrode
 

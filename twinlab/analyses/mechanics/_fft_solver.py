@@ -125,12 +125,15 @@ class MechanicsSolver:
         CG is invariant to a scaling of the preconditioner).
     hierarchy : ElasticMultigrid, optional
         The multigrid hierarchy of an earlier solver on the same grid (:attr:`hierarchy`), to start
-        from instead of building one: the next operator of a sequence that changes in a few voxels
-        (contact passes of one increment). Ignored for another grid or voxel size.
+        from instead of allocating one: the next operator of a sequence on one grid (contact passes
+        of an increment). Its levels follow the new tangent as described under ``preconditioner``;
+        ignored for another grid or voxel size.
     preconditioner : "multigrid" or "fft"
         ``"multigrid"`` (default): a geometric-multigrid K-cycle on the voxel hierarchy
-        (:mod:`._multigrid`; when the tangent changes only its finest level follows, and the
-        whole hierarchy is rebuilt once CG converges clearly slower than after the last build). ``"fft"``: the exact inverse of
+        (:mod:`._multigrid`; when only the stiffness values change — Newton steps of a yielding
+        solve — only its finest level follows, and the whole hierarchy is rebuilt once CG converges
+        clearly slower than after the last build; when voxels gain or lose all stiffness it is
+        rebuilt in its buffers). ``"fft"``: the exact inverse of
         a homogeneous reference medium (Lippmann–Schwinger type; ~750–1100 iterations on a porous
         electrode, each ≈ 1.1 FFT pairs), the reference. Measured to a relative residual of 1e-5
         on the benchmark's porous electrode, same run, quiet 2 cores
@@ -389,9 +392,10 @@ class MechanicsSolver:
 
         The multigrid hierarchy is built once; when the tangent changes (Newton steps of a yielding
         solve, a hierarchy taken over from the previous contact pass) only its finest level follows
-        (:meth:`ElasticMultigrid.refresh_fine`) as long as CG, with the coarse levels so lagged,
-        still converges at least ``REUSE_RATE`` × as fast per iteration as right after the last
-        build; otherwise (or with ``rebuild``) every level is rebuilt."""
+        (:meth:`ElasticMultigrid.refresh_fine`, which rebuilds every level itself when the pattern of
+        voxels with stiffness changed) as long as CG, with the coarse levels so lagged, still
+        converges at least ``REUSE_RATE`` × as fast per iteration as right after the last build;
+        otherwise (or with ``rebuild``) every level is rebuilt."""
         if self.preconditioner == "fft":
             def fft(r, z):
                 rh = sfft.rfftn(r, axes=(1, 2, 3), workers=self.workers)
