@@ -204,13 +204,57 @@ def scaling_part(args) -> None:
               "(target < 1.5×)", flush=True)
 
 
+class SolverCounters:
+    """Counts and times, while active, the linear solves, CG iterations, multigrid builds / fine-level
+    refreshes and preconditioner applications of every :class:`MechanicsSolver` (wraps the methods;
+    restored on exit): where the time of a calendering run goes."""
+
+    def __init__(self):
+        from twinlab.analyses.mechanics import _fft_solver
+        from twinlab.analyses.mechanics._multigrid import ElasticMultigrid
+
+        self.targets = [(_fft_solver.MechanicsSolver, "_cg", "solves"), (ElasticMultigrid, "update", "builds"),
+                        (ElasticMultigrid, "refresh_fine", "refreshes"), (ElasticMultigrid, "apply", "cycles")]
+        self.count = dict.fromkeys([t[2] for t in self.targets] + ["iterations"], 0)
+        self.seconds = dict.fromkeys(self.count, 0.0)
+
+    def __enter__(self):
+        self.saved = []
+        for owner, name, key in self.targets:
+            orig = getattr(owner, name)
+            self.saved.append((owner, name, orig))
+
+            def timed(*a, _orig=orig, _key=key, **k):
+                t = time.perf_counter()
+                try:
+                    out = _orig(*a, **k)
+                finally:
+                    self.seconds[_key] += time.perf_counter() - t
+                    self.count[_key] += 1
+                if _key == "solves":
+                    self.count["iterations"] += out[1]
+                return out
+            setattr(owner, name, timed)
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, orig in self.saved:
+            setattr(owner, name, orig)
+
+    def summary(self, total: float) -> str:
+        c, s = self.count, self.seconds
+        return (f"{c['solves']} CG solves, {c['iterations']} iterations; multigrid: {c['builds']} builds "
+                f"{s['builds']:.1f} s (refreshes {c['refreshes']}, {s['refreshes']:.1f} s incl. rebuilds on a changed "
+                f"pattern), {c['cycles']} cycles {s['cycles']:.1f} s; CG in all {s['solves']:.1f} s of {total:.1f} s")
+
+
 def increment_part(args) -> None:
     """One calendering increment (5 % compression) at --increment-n³: time and peak RSS (≤ 8 GiB)."""
     from _measure import measure
 
     n = args.increment_n
     lab = synth_electrode((n, n, n), n_coll=max(2, n // 20), fraction=0.38, radius=(n / 16, n / 9), seed=1, cbd=0.3)
-    with measure() as m:
+    with measure() as m, SolverCounters() as counters:
         series = calender(lab, ratios=[0.05], steps=1, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0,
                           collector_side="low", workers=args.workers, keep_fields=False,
                           preconditioner=args.preconditioner)
@@ -218,6 +262,7 @@ def increment_part(args) -> None:
     print(f"{n}³ calendering increment: {m.seconds:.0f} s, {st.cg_iterations} CG / {st.newton_iterations} Newton, "
           f"peak RSS {m.peak_rss_gib:.2f} GiB = {m.peak_rss_bytes / lab.size:.0f} B/voxel (target ≤ 8 GiB) | "
           f"{uptime()}", flush=True)
+    print(f"  {counters.summary(m.seconds)}", flush=True)
 
 
 def calender_part(args) -> None:
@@ -234,10 +279,12 @@ def calender_part(args) -> None:
             print(f"  [{pc}] increment {done}/{total} {msg} at {time.perf_counter() - t:.0f} s | {uptime()}",
                   flush=True)
 
-        series = calender(lab, ratios=[0.1, 0.2, 0.3, 0.4], steps=args.calender_steps,
-                          voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
-                          workers=args.workers, keep_fields=False, progress=progress, preconditioner=pc, **tol)
+        with SolverCounters() as counters:
+            series = calender(lab, ratios=[0.1, 0.2, 0.3, 0.4], steps=args.calender_steps,
+                              voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
+                              workers=args.workers, keep_fields=False, progress=progress, preconditioner=pc, **tol)
         el = time.perf_counter() - t
+        print(f"  [{pc}] {counters.summary(el)}", flush=True)
         runs[pc] = (el, series)
         for st in series.steps:
             print(f"  [{pc}] ratio {st.ratio:.3f} porosity {st.porosity:.3f} crackable>100MPa "
