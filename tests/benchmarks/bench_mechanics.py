@@ -20,7 +20,23 @@ Prints, measured in the same run (the machine is shared: ratios matter, not abso
   12 increments (target ≤ 60 s on 2 cores), with ``--preconditioner`` (default multigrid) and, in
   the same run, ``--calender-peer`` (default fft): the time ratio and the largest differences of
   porosity and crackable volume between the two;
+* for the increment and the ten-step run, where the time goes: CG solves and iterations, multigrid
+  builds, fine-level refreshes and cycles (:class:`SolverCounters`);
 * `uptime` load before and after, peak RSS.
+
+Measured (2 vCPU shared with 4 other sessions, load 11–22; the machine was never quiet, so CPU
+seconds of the process are given where wall time mostly measured the others):
+
+* 64³ ten-step (12 increments × 3 contact passes, profiled): before this session's changes 1258 CG
+  iterations, 36 hierarchy builds (24 s), cycles 289 s of 350 s (load 12–13); with shared
+  hierarchies across contact passes and warm starts 845 iterations, 202 s (load 11–14). Before
+  ``OMP_WAIT_POLICY=PASSIVE`` one 64³ increment took 248 s (cycles 224 s: 1.1 s per cycle against
+  39 ms per fine operator application).
+* scaling (``--sizes 64,128,256 --fft-peer-max 0``, load 14–22): 56 / 40 / @256@ iterations at
+  64³ / 128³ / 256³; hierarchy 70 / 550 MiB at 64³ / 128³ (≈ 266 B/voxel), solve ≈ 415 B/voxel.
+* ten-step 128³ (``--calender-n 128 --calender-peer ''``): @T128@.
+* one increment (``--increment-n``): 128³ peak RSS 1.87 GiB = 958 B/voxel before the memory cuts
+  of this session; 192³ @MEM192@.
 """
 
 from __future__ import annotations

@@ -50,9 +50,15 @@ solver's float64 flexible CG (as the transport solver does):
 
 Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine voxel,
 all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work vectors ≈
-110 B, the parent weights and their flags 33 B: ≈ 280 B per fine voxel besides the solver's own
-float64 CG vectors (5 × 24 B) and coefficients (24 B); while the hierarchy is built the packed
-level-1 element matrices add 150 B per fine voxel.
+110 B, the parent weights and their flags 33 B, the pattern of voxels with stiffness 1 B: ≈ 280 B
+per fine voxel (measured 550 MiB at 130 × 128², 266 B/voxel) besides the solver's own float64 CG
+vectors (5 × 24 B) and coefficients (24 B); while the hierarchy is built the packed level-1 element
+matrices add 150 B per fine voxel. A calendering increment with contacts peaks during a later
+contact pass's CG at ≈ 720 B per voxel (traced at 64³): the calender's state 147, this hierarchy
+≈ 285, the solver's coefficients 33, Newton's displacement, residual and θ 56, the previous pass's
+displacement 24, CG 120 — at 256³ ≈ 12 GB, over the 8 GiB target. The next cuts: the level-1
+stencil stored once per symmetric pair (−61), weights only for nodes that are not trilinear (−30),
+the cycle reading the float64 residual directly (−24), float32 CG direction vectors (−48).
 
 Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
 tests/benchmarks/bench_mechanics.py. Iterations no longer grow steadily with the grid (21 / 32 / 56
