@@ -30,13 +30,17 @@ seconds of the process are given where wall time mostly measured the others):
 * 64³ ten-step (12 increments × 3 contact passes, profiled): before this session's changes 1258 CG
   iterations, 36 hierarchy builds (24 s), cycles 289 s of 350 s (load 12–13); with shared
   hierarchies across contact passes and warm starts 845 iterations, 202 s (load 11–14). Before
-  ``OMP_WAIT_POLICY=PASSIVE`` one 64³ increment took 248 s (cycles 224 s: 1.1 s per cycle against
-  39 ms per fine operator application).
-* scaling (``--sizes 64,128,256 --fft-peer-max 0``, load 14–22): 56 / 40 / @256@ iterations at
-  64³ / 128³ / 256³; hierarchy 70 / 550 MiB at 64³ / 128³ (≈ 266 B/voxel), solve ≈ 415 B/voxel.
-* ten-step 128³ (``--calender-n 128 --calender-peer ''``): @T128@.
-* one increment (``--increment-n``): 128³ peak RSS 1.87 GiB = 958 B/voxel before the memory cuts
-  of this session; 192³ @MEM192@.
+  ``OMP_WAIT_POLICY=PASSIVE`` one 64³ increment took 248 s (cycles 224 s: 1.1 s per cycle against 39
+  ms per fine operator application).
+* scaling (``--sizes 64,128,256 --fft-peer-max 0``, load 14–22): 56 / 40 / – (not measured: stopped
+  while generating the 256³ electrode, > 25 min at load 17–22) iterations at 64³ / 128³ / 256³;
+  hierarchy 70 / 550 MiB at 64³ / 128³ (≈ 266 B/voxel), solve ≈ 415 B/voxel.
+* ten-step 128³ (``--calender-n 128 --calender-peer ''``): two of the 12 increments in 1000 s wall =
+  150 CPU-s of the process (load 16–22; stopped), the third not done after 64 more CPU-s: ≈ 70 CPU-s
+  per increment, ≈ 850 CPU-s for the run, ≥ 7× the 60 s target on 2 cores.
+* one increment (``--increment-n``): 128³ peak RSS 1.87 GiB = 958 B/voxel before the memory cuts of
+  this session; 192³ after them 4.69 GiB = 711 B/voxel (47 CG / 3 Newton, 1136 s at load 13–22) →
+  256³ ≈ 10.8 GiB, over the target.
 """
 
 from __future__ import annotations
