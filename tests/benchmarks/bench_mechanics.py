@@ -38,11 +38,14 @@ seconds of the process are given where wall time mostly measured the others):
 * ten-step 128³ (``--calender-n 128 --calender-peer ''``): two of the 12 increments in 1000 s wall =
   150 CPU-s of the process (load 16–22; stopped), the third not done after 64 more CPU-s: ≈ 70 CPU-s
   per increment, ≈ 850 CPU-s for the run, ≥ 7× the 60 s target on 2 cores.
-* one increment (``--increment-n``, 3 contact passes): 128³ peak RSS 1.87 GiB = 958 B/voxel, 67 CG
-  before this session's memory cuts; after them 1.73 GiB = 888 B/voxel, 57 CG, 184 s at load 16–18
-  (3 builds 45 s, 57 cycles 121 s); 192³ 4.69 GiB = 711 B/voxel (47 CG / 3 Newton, 1136 s at load
-  13–22). About 0.25 GiB of each is interpreter and libraries: ≈ 670 B per electrode voxel → 256³ ≈
-  10.8 GiB, over the target.
+* one increment (``--increment-n``, 3 contact passes). Traced numpy memory at 64³ (tracemalloc, per
+  electrode voxel): 1014 B at the start of this session → 816 B without a float64 copy of the old
+  stress, without flow directions where nothing is plastic and with the previous contact pass's
+  stress and strain freed → 723 B with Newton's strain and stress dropped while CG runs. Peak RSS at
+  128³: 1.87 GiB = 958 B/voxel, 67 CG after the first of these cuts; 1.73 GiB = 888 B/voxel, 57 CG
+  after all, 184 s at load 16–18 (3 builds 45 s, 57 cycles 121 s); 192³ 4.69 GiB = 711 B/voxel (47
+  CG / 3 Newton, 1136 s at load 13–22). About 0.25 GiB of each is interpreter and libraries: ≈ 670 B
+  per electrode voxel → 256³ ≈ 10.8 GiB, over the target.
 """
 
 from __future__ import annotations
