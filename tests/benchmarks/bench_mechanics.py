@@ -39,7 +39,7 @@ seconds of the process are given where wall time mostly measured the others):
   150 CPU-s of the process (load 16–22; stopped), the third not done after 64 more CPU-s: ≈ 70 CPU-s
   per increment, ≈ 850 CPU-s for the run, ≥ 7× the 60 s target on 2 cores.
 * one increment (``--increment-n``, 3 contact passes). Traced numpy memory at 64³ (tracemalloc, per
-  electrode voxel): 1014 B at the start of this session → 816 B without a float64 copy of the old
+  electrode voxel): 1014 B before the cuts → 816 B without a float64 copy of the old
   stress, without flow directions where nothing is plastic and with the previous contact pass's
   stress and strain freed → 723 B with Newton's strain and stress dropped while CG runs. Peak RSS at
   128³: 1.87 GiB = 958 B/voxel, 67 CG after the first of these cuts; 1.73 GiB = 888 B/voxel, 57 CG
