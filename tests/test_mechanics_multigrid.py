@@ -318,3 +318,156 @@ def test_series_to_dict_never_converts_the_fields():
     series = CalenderSeries(10.0, 2.5, 4.7, 0.4, (), {"tol": 1e-4}, None, (state,) * 6)
     out = series.to_dict()
     assert "states" not in out and out["settings"] == {"tol": 1e-4}
+
+
+# ------------------------------------------------------------------ reuse of the hierarchy
+def _two_materials(seed=11, changed=40, flip=False):
+    """A porous cell and the same cell with ``changed`` voxels altered: stiffer solid voxels (the
+    pattern of voxels with stiffness kept, as a yielding Newton step changes the tangent), or with
+    ``flip`` voxels turned between pore and solid (contact interphase voxels opening and closing)."""
+    from twinlab.analyses.mechanics import lame_from_young
+
+    rng = np.random.default_rng(seed)
+    e = np.where(rng.random((14, 12, 13)) < 0.35, 0.0, 10e3)
+    e2 = e.copy().reshape(-1)
+    if flip:
+        idx = rng.choice(e.size, changed, replace=False)
+        e2[idx] = np.where(e2[idx] > 0, 0.0, 10e3)
+    else:
+        idx = rng.choice(np.flatnonzero(e2), changed, replace=False)
+        e2[idx] *= 3.0
+    return lame_from_young(e, 0.3), lame_from_young(e2.reshape(e.shape), 0.3)
+
+
+def test_reused_hierarchy_gives_the_same_solution():
+    """A solver that takes over the previous solver's hierarchy (stiffness values changed, the
+    pattern not) refreshes only its finest level, keeps the coarse levels, and solves to the same
+    answer as a fresh hierarchy."""
+    from twinlab.analyses.mechanics import MechanicsSolver
+
+    (lam, mu), (lam2, mu2) = _two_materials()
+    first = MechanicsSolver(lam, mu, workers=1)
+    first.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    built = first.hierarchy
+    assert built is not None and not built.lagged and built.rate > 0
+    coarse = built.levels[1].st.copy()
+    reused = MechanicsSolver(lam2, mu2, workers=1, hierarchy=built)
+    fresh = MechanicsSolver(lam2, mu2, workers=1)
+    a = reused.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    b = fresh.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    assert reused.hierarchy is built and built.lagged  # coarse levels kept, not rebuilt
+    np.testing.assert_array_equal(built.levels[1].st, coarse)
+    assert not np.array_equal(fresh.hierarchy.levels[1].st, coarse)  # … though the operator changed
+    np.testing.assert_allclose(a.stress, b.stress, atol=1e-6 * np.abs(b.stress).max())
+    # another grid or voxel size: not taken over
+    assert MechanicsSolver(lam2[:-1], mu2[:-1], workers=1, hierarchy=built).hierarchy is None
+    assert MechanicsSolver(lam2, mu2, workers=1, voxel_size=(1, 1, 2), hierarchy=built).hierarchy is None
+
+
+def test_changed_pattern_rebuilds_the_taken_over_hierarchy():
+    """Voxels that gained or lost all stiffness (contacts opening and closing): the taken-over
+    hierarchy is rebuilt in its buffers — the same levels as a fresh build, and the same answer."""
+    from twinlab.analyses.mechanics import MechanicsSolver
+
+    (lam, mu), (lam2, mu2) = _two_materials(flip=True)
+    first = MechanicsSolver(lam, mu, workers=1)
+    first.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    built = first.hierarchy
+    buffer = built.levels[1].st
+    reused = MechanicsSolver(lam2, mu2, workers=1, hierarchy=built)
+    fresh = MechanicsSolver(lam2, mu2, workers=1)
+    a = reused.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    b = fresh.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    assert reused.hierarchy is built and not built.lagged and built.levels[1].st is buffer
+    for x, y in zip(built.levels[1:], fresh.hierarchy.levels[1:]):
+        np.testing.assert_array_equal(x.st, y.st)
+    np.testing.assert_array_equal(built.fine_mask, fresh.hierarchy.fine_mask)
+    np.testing.assert_allclose(a.stress, b.stress, atol=1e-6 * np.abs(b.stress).max())
+
+
+@pytest.mark.parametrize("reuse_rate, rebuilt", [(0.0, False), (1e9, True)])
+def test_lagged_hierarchy_is_rebuilt_when_cg_slows_down(monkeypatch, reuse_rate, rebuilt):
+    """A yielding solve changes the tangent every Newton step: the hierarchy follows with fine-level
+    refreshes while CG keeps REUSE_RATE of its fresh convergence rate, and is rebuilt otherwise
+    (REUSE_RATE 0: never; huge: after the first lagged solve)."""
+    from twinlab.analyses.mechanics import MechanicsSolver, _fft_solver
+    from twinlab.analyses.mechanics._multigrid import ElasticMultigrid
+
+    monkeypatch.setattr(_fft_solver, "REUSE_RATE", reuse_rate)
+    calls = {"update": 0, "refresh": 0}
+    for name, key in (("update", "update"), ("refresh_fine", "refresh")):
+        orig = getattr(ElasticMultigrid, name)
+
+        def spy(self, *a, _orig=orig, _key=key, **k):
+            calls[_key] += 1
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(ElasticMultigrid, name, spy)
+    (lam, mu), _ = _two_materials()
+    code = np.where(mu > 0, 1, 0).astype(np.uint8)  # perfectly plastic solid: Newton takes several steps
+    solver = MechanicsSolver(lam, mu, yield_mpa=20.0, code=code, workers=1)
+    sol = solver.solve_increment([0, 0, -0.01, 0.002, 0, 0], tol=1e-8)
+    assert sol.newton_iterations >= 3
+    ref = MechanicsSolver(lam, mu, yield_mpa=20.0, code=code, workers=1, preconditioner="fft")
+    np.testing.assert_allclose(sol.stress, ref.solve_increment([0, 0, -0.01, 0.002, 0, 0], tol=1e-8).stress,
+                               atol=1e-5 * np.abs(sol.stress).max())
+    # the first build is update() from __init__; every later Newton step refreshes or rebuilds
+    later = sol.newton_iterations - 1
+    if rebuilt:
+        assert calls["update"] > 1 and calls["refresh"] >= 1
+    else:
+        assert calls["update"] == 1 and calls["refresh"] == later
+
+
+def test_stalled_lagged_hierarchy_is_rebuilt_and_the_solve_repeated(monkeypatch):
+    """If CG with lagged coarse levels fails, the solver rebuilds the hierarchy and solves again
+    (once): a stale hierarchy never turns into a ConvergenceError by itself."""
+    from twinlab.analyses.mechanics import MechanicsSolver
+    from twinlab.errors import ConvergenceError
+
+    (lam, mu), (lam2, mu2) = _two_materials()
+    first = MechanicsSolver(lam, mu, workers=1)
+    first.solve_increment([0, 0, -0.01, 0, 0, 0])
+    solver = MechanicsSolver(lam2, mu2, workers=1, hierarchy=first.hierarchy)
+    orig, seen = solver._pcg, []
+
+    def fail_when_lagged(*a, **k):
+        seen.append(solver.hierarchy.lagged)
+        if solver.hierarchy.lagged:
+            raise ConvergenceError("stagnated (test)")
+        return orig(*a, **k)
+    monkeypatch.setattr(solver, "_pcg", fail_when_lagged)
+    sol = solver.solve_increment([0, 0, -0.01, 0, 0, 0])
+    assert seen == [True, False] and sol.residual <= 1e-5
+
+
+def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
+    """Calendering with contacts: every contact pass of an increment starts from the previous
+    pass's hierarchy (one allocated per increment) and displacement (fewer CG iterations after the
+    first pass)."""
+    from test_mechanics import synth_electrode
+
+    from twinlab.analyses.mechanics import _fft_solver, calender
+    from twinlab.analyses.mechanics._multigrid import ElasticMultigrid
+
+    builds, solves = [], []
+    orig_init, orig_solve = ElasticMultigrid.__init__, _fft_solver.MechanicsSolver.solve_increment
+
+    def count_init(self, *a, **k):
+        builds.append(1)
+        orig_init(self, *a, **k)
+
+    def count_solve(self, *a, **k):
+        sol = orig_solve(self, *a, **k)
+        solves.append((k.get("u0") is not None, sol.cg_iterations))
+        return sol
+    monkeypatch.setattr(ElasticMultigrid, "__init__", count_init)
+    monkeypatch.setattr(_fft_solver.MechanicsSolver, "solve_increment", count_solve)
+    lab = synth_electrode((30, 16, 16), fraction=0.38, seed=5)
+    series = calender(lab, ratios=[0.1], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0,
+                      collector_side="low", workers=1, contact_passes=3, contact_tol=0.0)
+    increments = series.settings["increments"]
+    assert len(solves) > increments  # more than one pass per increment happened
+    assert len(builds) == increments
+    warm = [its for u0, its in solves if u0]
+    cold = [its for u0, its in solves if not u0]
+    assert len(cold) == increments and np.mean(warm) < np.mean(cold)

@@ -20,7 +20,32 @@ Prints, measured in the same run (the machine is shared: ratios matter, not abso
   12 increments (target ≤ 60 s on 2 cores), with ``--preconditioner`` (default multigrid) and, in
   the same run, ``--calender-peer`` (default fft): the time ratio and the largest differences of
   porosity and crackable volume between the two;
+* for the increment and the ten-step run, where the time goes: CG solves and iterations, multigrid
+  builds, fine-level refreshes and cycles (:class:`SolverCounters`);
 * `uptime` load before and after, peak RSS.
+
+Measured (2 vCPU shared with 4 other sessions, load 11–22; the machine was never quiet, so CPU
+seconds of the process are given where wall time mostly measured the others):
+
+* 64³ ten-step (12 increments × 3 contact passes, profiled): before this session's changes 1258 CG
+  iterations, 36 hierarchy builds (24 s), cycles 289 s of 350 s (load 12–13); with shared
+  hierarchies across contact passes and warm starts 845 iterations, 202 s (load 11–14). Before
+  ``OMP_WAIT_POLICY=PASSIVE`` one 64³ increment took 248 s (cycles 224 s: 1.1 s per cycle against 39
+  ms per fine operator application).
+* scaling (``--sizes 64,128,256 --fft-peer-max 0``, load 14–22): 56 / 40 / – (not measured: stopped
+  while generating the 256³ electrode, > 25 min at load 17–22) iterations at 64³ / 128³ / 256³;
+  hierarchy 70 / 550 MiB at 64³ / 128³ (≈ 266 B/voxel), solve ≈ 415 B/voxel.
+* ten-step 128³ (``--calender-n 128 --calender-peer ''``): two of the 12 increments in 1000 s wall =
+  150 CPU-s of the process (load 16–22; stopped), the third not done after 64 more CPU-s: ≈ 70 CPU-s
+  per increment, ≈ 850 CPU-s for the run, ≥ 7× the 60 s target on 2 cores.
+* one increment (``--increment-n``, 3 contact passes). Traced numpy memory at 64³ (tracemalloc, per
+  electrode voxel): 1014 B before the cuts → 816 B without a float64 copy of the old
+  stress, without flow directions where nothing is plastic and with the previous contact pass's
+  stress and strain freed → 723 B with Newton's strain and stress dropped while CG runs. Peak RSS at
+  128³: 1.87 GiB = 958 B/voxel, 67 CG after the first of these cuts; 1.73 GiB = 888 B/voxel, 57 CG
+  after all, 184 s at load 16–18 (3 builds 45 s, 57 cycles 121 s); 192³ 4.69 GiB = 711 B/voxel (47
+  CG / 3 Newton, 1136 s at load 13–22). About 0.25 GiB of each is interpreter and libraries: ≈ 670 B
+  per electrode voxel → 256³ ≈ 10.8 GiB, over the target.
 """
 
 from __future__ import annotations
@@ -204,13 +229,57 @@ def scaling_part(args) -> None:
               "(target < 1.5×)", flush=True)
 
 
+class SolverCounters:
+    """Counts and times, while active, the linear solves, CG iterations, multigrid builds / fine-level
+    refreshes and preconditioner applications of every :class:`MechanicsSolver` (wraps the methods;
+    restored on exit): where the time of a calendering run goes."""
+
+    def __init__(self):
+        from twinlab.analyses.mechanics import _fft_solver
+        from twinlab.analyses.mechanics._multigrid import ElasticMultigrid
+
+        self.targets = [(_fft_solver.MechanicsSolver, "_cg", "solves"), (ElasticMultigrid, "update", "builds"),
+                        (ElasticMultigrid, "refresh_fine", "refreshes"), (ElasticMultigrid, "apply", "cycles")]
+        self.count = dict.fromkeys([t[2] for t in self.targets] + ["iterations"], 0)
+        self.seconds = dict.fromkeys(self.count, 0.0)
+
+    def __enter__(self):
+        self.saved = []
+        for owner, name, key in self.targets:
+            orig = getattr(owner, name)
+            self.saved.append((owner, name, orig))
+
+            def timed(*a, _orig=orig, _key=key, **k):
+                t = time.perf_counter()
+                try:
+                    out = _orig(*a, **k)
+                finally:
+                    self.seconds[_key] += time.perf_counter() - t
+                    self.count[_key] += 1
+                if _key == "solves":
+                    self.count["iterations"] += out[1]
+                return out
+            setattr(owner, name, timed)
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, orig in self.saved:
+            setattr(owner, name, orig)
+
+    def summary(self, total: float) -> str:
+        c, s = self.count, self.seconds
+        return (f"{c['solves']} CG solves, {c['iterations']} iterations; multigrid: {c['builds']} builds "
+                f"{s['builds']:.1f} s (refreshes {c['refreshes']}, {s['refreshes']:.1f} s incl. rebuilds on a changed "
+                f"pattern), {c['cycles']} cycles {s['cycles']:.1f} s; CG in all {s['solves']:.1f} s of {total:.1f} s")
+
+
 def increment_part(args) -> None:
     """One calendering increment (5 % compression) at --increment-n³: time and peak RSS (≤ 8 GiB)."""
     from _measure import measure
 
     n = args.increment_n
     lab = synth_electrode((n, n, n), n_coll=max(2, n // 20), fraction=0.38, radius=(n / 16, n / 9), seed=1, cbd=0.3)
-    with measure() as m:
+    with measure() as m, SolverCounters() as counters:
         series = calender(lab, ratios=[0.05], steps=1, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0,
                           collector_side="low", workers=args.workers, keep_fields=False,
                           preconditioner=args.preconditioner)
@@ -218,6 +287,7 @@ def increment_part(args) -> None:
     print(f"{n}³ calendering increment: {m.seconds:.0f} s, {st.cg_iterations} CG / {st.newton_iterations} Newton, "
           f"peak RSS {m.peak_rss_gib:.2f} GiB = {m.peak_rss_bytes / lab.size:.0f} B/voxel (target ≤ 8 GiB) | "
           f"{uptime()}", flush=True)
+    print(f"  {counters.summary(m.seconds)}", flush=True)
 
 
 def calender_part(args) -> None:
@@ -234,10 +304,12 @@ def calender_part(args) -> None:
             print(f"  [{pc}] increment {done}/{total} {msg} at {time.perf_counter() - t:.0f} s | {uptime()}",
                   flush=True)
 
-        series = calender(lab, ratios=[0.1, 0.2, 0.3, 0.4], steps=args.calender_steps,
-                          voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
-                          workers=args.workers, keep_fields=False, progress=progress, preconditioner=pc, **tol)
+        with SolverCounters() as counters:
+            series = calender(lab, ratios=[0.1, 0.2, 0.3, 0.4], steps=args.calender_steps,
+                              voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
+                              workers=args.workers, keep_fields=False, progress=progress, preconditioner=pc, **tol)
         el = time.perf_counter() - t
+        print(f"  [{pc}] {counters.summary(el)}", flush=True)
         runs[pc] = (el, series)
         for st in series.steps:
             print(f"  [{pc}] ratio {st.ratio:.3f} porosity {st.porosity:.3f} crackable>100MPa "

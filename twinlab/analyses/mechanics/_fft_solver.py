@@ -123,9 +123,17 @@ class MechanicsSolver:
     reference_nu : float
         Poisson ratio of the reference medium of the FFT preconditioner (its modulus is irrelevant:
         CG is invariant to a scaling of the preconditioner).
+    hierarchy : ElasticMultigrid, optional
+        The multigrid hierarchy of an earlier solver on the same grid (:attr:`hierarchy`), to start
+        from instead of allocating one: the next operator of a sequence on one grid (contact passes
+        of an increment). Its levels follow the new tangent as described under ``preconditioner``;
+        ignored for another grid or voxel size.
     preconditioner : "multigrid" or "fft"
         ``"multigrid"`` (default): a geometric-multigrid K-cycle on the voxel hierarchy
-        (:mod:`._multigrid`, rebuilt whenever the tangent changes). ``"fft"``: the exact inverse of
+        (:mod:`._multigrid`; when only the stiffness values change — Newton steps of a yielding
+        solve — only its finest level follows, and the whole hierarchy is rebuilt once CG converges
+        clearly slower than after the last build; when voxels gain or lose all stiffness it is
+        rebuilt in its buffers). ``"fft"``: the exact inverse of
         a homogeneous reference medium (Lippmann–Schwinger type; ~750–1100 iterations on a porous
         electrode, each ≈ 1.1 FFT pairs), the reference. Measured to a relative residual of 1e-5
         on the benchmark's porous electrode, same run, quiet 2 cores
@@ -138,7 +146,7 @@ class MechanicsSolver:
 
     def __init__(self, lam_mpa, mu_mpa, *, voxel_size=(1.0, 1.0, 1.0), yield_mpa=None, code=None,
                  dtype=np.float64, workers: int = 2, reference_nu: float = 0.3,
-                 plastic_regularization: float = 0.0, preconditioner: str = "multigrid"):
+                 plastic_regularization: float = 0.0, preconditioner: str = "multigrid", hierarchy=None):
         if preconditioner not in PRECONDITIONERS:
             raise InputError(f"preconditioner must be one of {PRECONDITIONERS}, got {preconditioner!r}")
         self.preconditioner = preconditioner
@@ -194,7 +202,12 @@ class MechanicsSolver:
         self._coef, _ = tangent_coefficients(lam, mu, (self._hg_factor * mu).astype(dtype))
         self.lam, self.mu, self.khg = self._coef
         self._active = active_rows(self._coef)
-        self._mg = None  # built on the first solve, updated when the tangent changes
+        # built on the first solve (or taken over from a solver of the same grid), brought to a changed
+        # tangent by a fine-level refresh or a rebuild (see _preconditioner_for)
+        self._mg = None
+        if (preconditioner == "multigrid" and hierarchy is not None and hierarchy.shape == self.shape
+                and np.allclose(hierarchy.q, self._q)):
+            self._mg = hierarchy
         self._mg_coef = None
         if preconditioner == "fft":
             self._build_preconditioner(float(reference_nu))
@@ -242,7 +255,7 @@ class MechanicsSolver:
             eps = np.empty((6, *shp), self.dtype)
             _grad(np.zeros((3, *shp), self.dtype), self.ih, e_mac, eps)
             sig = np.empty((6, n), self.dtype)
-            normal = np.zeros((6, n), self.dtype)
+            normal = np.zeros((6, 1), self.dtype)  # written for plastic voxels only: none here
             theta = np.ones(n, self.dtype)
             update_stress(eps.reshape(6, n), np.zeros((6, n), self.dtype), self.lam.reshape(-1),
                           self.mu.reshape(-1), np.full(n, np.inf, self.dtype), np.zeros(n, np.uint8), sig, normal,
@@ -262,16 +275,21 @@ class MechanicsSolver:
         e_mac = np.asarray(strain_inc_macro, dtype=dt)
         if e_mac.shape != (6,) or not np.isfinite(e_mac).all():
             raise InputError(f"strain_inc_macro must be 6 finite numbers, got {strain_inc_macro}")
+        # a float32 old stress (the calender's) is read as it is: a float64 copy would add 48 B/voxel
         s_old = (np.zeros((6, n), dt) if stress_old is None
-                 else np.ascontiguousarray(stress_old, dtype=dt).reshape(6, n))
+                 else np.ascontiguousarray(stress_old, dtype=np.result_type(stress_old, np.float32)).reshape(6, n))
         u = np.zeros((3, *shp), dt)
-        eps = np.empty((6, *shp), dt)
-        sig = np.empty((6, n), dt)
-        normal = np.zeros((6, n), dt)
+        # strain and stress are recomputed from u by every evaluation: they are dropped while CG runs
+        # (96 B/voxel less at the solve's peak) and allocated again by the next evaluation
+        fields = {}
+        normal = np.zeros((6, n if self.has_plastic else 1), dt)  # flow directions: plastic voxels only
         theta = np.ones(n, dt)
         res = np.empty((3, *shp), dt)
 
         def evaluate():
+            if not fields:
+                fields["eps"], fields["sig"] = np.empty((6, *shp), dt), np.empty((6, n), dt)
+            eps, sig = fields["eps"], fields["sig"]
             _grad(u, self.ih, e_mac, eps)
             update_stress(eps.reshape(6, n), s_old, self.lam.reshape(-1), self.mu.reshape(-1), self.sy,
                           self.code, sig, normal, theta, self.reg)
@@ -280,7 +298,7 @@ class MechanicsSolver:
 
         r_norm = evaluate()
         # scale below which an out-of-balance force is round-off: |σ| · |B|
-        floor = (1e-12 if dt == np.float64 else 2e-6) * (_norm(sig) + 1e-30) * float(np.abs(self.ih).max())
+        floor = (1e-12 if dt == np.float64 else 2e-6) * (_norm(fields["sig"]) + 1e-30) * float(np.abs(self.ih).max())
         # the reference is the out-of-balance force at Δu = 0 even when a guess is given, so that a good
         # guess saves iterations instead of tightening the target
         r_ref = max(r_norm, floor)
@@ -297,6 +315,7 @@ class MechanicsSolver:
                     "use smaller load increments (more steps) or a looser tolerance" + _history(history))
             # inexact Newton: ask CG only for what this step needs to reach tol overall
             eta = min(0.1, max(0.3 * tol * r_ref / r_norm, 0.3 * tol))
+            fields.clear()
             du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter, inexact=True)
             total_cg += its
             u -= du
@@ -316,7 +335,8 @@ class MechanicsSolver:
             newton += 1
             r_norm = r_new
             history.append(r_norm / r_ref)
-        return IncrementSolution(u, eps, sig.reshape(6, *shp), total_cg, newton, float(r_norm / r_ref))
+        return IncrementSolution(u, fields["eps"], fields["sig"].reshape(6, *shp), total_cg, newton,
+                                 float(r_norm / r_ref))
 
     # ------------------------------------------------------------------ internals
     def _build_preconditioner(self, nu0: float) -> None:
@@ -361,22 +381,50 @@ class MechanicsSolver:
                                           reg=self.reg)
         return coef, pvec, active_rows(coef, pvec)
 
-    def _preconditioner_for(self, coef, pvec):
-        """The z = M⁻¹ r callable for the current tangent (the multigrid hierarchy is rebuilt only
-        when the tangent coefficients changed: every Newton step of a yielding solve)."""
+    @property
+    def hierarchy(self):
+        """The multigrid hierarchy (None before the first solve or with the FFT preconditioner), to
+        hand to the next solver of a sequence (``MechanicsSolver(..., hierarchy=...)``)."""
+        return self._mg
+
+    def _preconditioner_for(self, coef, pvec, *, rebuild=False):
+        """The z = M⁻¹ r callable for the current tangent.
+
+        The multigrid hierarchy is built once; when the tangent changes (Newton steps of a yielding
+        solve, a hierarchy taken over from the previous contact pass) only its finest level follows
+        (:meth:`ElasticMultigrid.refresh_fine`, which rebuilds every level itself when the pattern of
+        voxels with stiffness changed) as long as CG, with the coarse levels so lagged, still
+        converges at least ``REUSE_RATE`` × as fast per iteration as right after the last build;
+        otherwise (or with ``rebuild``) every level is rebuilt."""
         if self.preconditioner == "fft":
             def fft(r, z):
                 rh = sfft.rfftn(r, axes=(1, 2, 3), workers=self.workers)
                 _apply_reference_inverse(rh, self._avec, self._g, self._pc)
                 z[...] = sfft.irfftn(rh, s=self.shape, axes=(1, 2, 3), workers=self.workers)
             return fft
-        if self._mg is None:
+        mg = self._mg
+        if mg is None:
             # a float32 cycle inside the float64 CG (flexible β): half the memory traffic of the cycle
-            self._mg = ElasticMultigrid(coef, pvec, self._q, dtype=np.float32)
+            mg = self._mg = ElasticMultigrid(coef, pvec, self._q, dtype=np.float32)
+        elif rebuild or (coef is not self._mg_coef and mg.lagged and mg.rate is not None
+                         and mg.last_rate < REUSE_RATE * mg.rate):
+            mg.update(coef, pvec)
         elif coef is not self._mg_coef:
-            self._mg.update(coef, pvec)
+            mg.refresh_fine(coef, pvec)
         self._mg_coef = coef
-        return self._mg.apply
+        return mg.apply
+
+    def _record_rate(self, rel, its):
+        """Note CG's mean convergence rate −ln(residual)/iteration on the hierarchy (the first solve
+        after a build sets the reference the lagged ones are judged by)."""
+        mg = self._mg
+        if mg is None or its == 0 or not rel > 0:
+            return
+        rate = -np.log(rel) / its
+        if mg.lagged:
+            mg.last_rate = rate
+        elif mg.rate is None:
+            mg.rate = mg.last_rate = rate
 
     def _cg(self, b, theta, normal, *, rtol, maxiter, inexact=False):
         """Preconditioned CG for (Bᵀ C_t B) x = b; returns (x, iterations).
@@ -387,13 +435,39 @@ class MechanicsSolver:
         ``inexact`` (a Newton step) a plateau within ``INEXACT_ACCEPT`` × ``rtol`` ends the solve instead:
         the Newton loop then judges the step by the equilibrium residual.
         """
+        if _norm(b) == 0:
+            return np.zeros_like(b), 0
+        coef, pvec, active = self._tangent(theta, normal)
+        existed = self._mg is not None  # a hierarchy from an earlier solve that may now lag
+        precondition = self._preconditioner_for(coef, pvec)
+        mg = self._mg if existed else None
+        limit = None
+        if mg is not None and mg.lagged and mg.rate and REUSE_RATE > 0:
+            # lagged coarse levels get the iterations a fresh hierarchy would need at REUSE_RATE of its rate
+            limit = int(np.ceil(np.log(1.0 / rtol) / (REUSE_RATE * mg.rate))) + 2
+        try:
+            x, its, r = self._pcg(b, coef, pvec, active, precondition, rtol=rtol, maxiter=maxiter, inexact=inexact,
+                                  limit=limit)
+        except ConvergenceError:
+            if not (mg is not None and mg.lagged):
+                raise
+            x, its, r = np.zeros_like(b), 0, b  # start again (e.g. a contact that closed joined two particles)
+        if r is None:
+            return x, its
+        # the lagged coarse levels were not good enough: rebuild them and solve for what is left
+        precondition = self._preconditioner_for(coef, pvec, rebuild=True)
+        left = _norm(r) / _norm(b)
+        dx, more, _ = self._pcg(r, coef, pvec, active, precondition, rtol=min(rtol / left, 0.5),
+                                maxiter=maxiter, inexact=inexact)
+        x += dx
+        return x, its + more
+
+    def _pcg(self, b, coef, pvec, active, precondition, *, rtol, maxiter, inexact, limit=None):
+        """The CG iteration of :meth:`_cg` with a given preconditioner: ``(x, iterations, None)``, or
+        ``(x, limit, residual)`` when ``limit`` iterations did not reach ``rtol``."""
         x = np.zeros_like(b)
         r = b.copy()
         b_norm = _norm(b)
-        if b_norm == 0:
-            return x, 0
-        coef, pvec, active = self._tangent(theta, normal)
-        precondition = self._preconditioner_for(coef, pvec)
         z = np.empty_like(b)
         precondition(r, z)
         p = z.copy()
@@ -416,7 +490,10 @@ class MechanicsSolver:
             rel = r_norm / b_norm
             history.append(rel)
             if rel <= rtol:
-                return x, it
+                self._record_rate(rel, it)
+                return x, it, None
+            if limit is not None and it >= limit:
+                return x, it, r
             if not np.isfinite(r_norm) or rel > DIVERGENCE:
                 raise ConvergenceError(f"conjugate gradients diverged (relative residual {rel:.3g} at iteration "
                                        f"{it}); check the material constants" + _history(history))
@@ -427,7 +504,8 @@ class MechanicsSolver:
                     # an inexact Newton step needs only the order of its forcing tolerance; the Newton
                     # loop accepts the step only if the out-of-balance force falls (a float32 plateau just
                     # above the target stopped the demo cathode's contact solve at 3.15e-5 vs 3e-5)
-                    return x, it
+                    self._record_rate(best, it)
+                    return x, it, None
                 raise ConvergenceError(
                     f"conjugate gradients stagnated at relative residual {best:.3g} (target {rtol:.2g}): no "
                     f"progress in {STAGNATION} iterations; check for extreme stiffness contrast or try the other "
@@ -444,6 +522,9 @@ class MechanicsSolver:
 
 #: CG gives up when the best residual has not improved by 1 % for this many iterations
 STAGNATION = 200
+#: a multigrid hierarchy whose coarse levels lag behind the tangent is rebuilt once CG's convergence
+#: rate per iteration falls below this fraction of the rate right after the last build
+REUSE_RATE = 0.7
 INEXACT_ACCEPT = 10.0  # a Newton step's CG may stop on a plateau within this factor of its target
 #: … or when the residual grows this much above the right-hand side
 DIVERGENCE = 1e6

@@ -50,9 +50,15 @@ solver's float64 flexible CG (as the transport solver does):
 
 Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine voxel,
 all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work vectors ≈
-110 B, the parent weights and their flags 33 B: ≈ 280 B per fine voxel besides the solver's own
-float64 CG vectors (5 × 24 B) and coefficients (24 B); while the hierarchy is built the packed
-level-1 element matrices add 150 B per fine voxel.
+110 B, the parent weights and their flags 33 B, the pattern of voxels with stiffness 1 B: ≈ 280 B
+per fine voxel (measured 550 MiB at 130 × 128², 266 B/voxel) besides the solver's own float64 CG
+vectors (5 × 24 B) and coefficients (24 B); while the hierarchy is built the packed level-1 element
+matrices add 150 B per fine voxel. A calendering increment with contacts peaks during a later
+contact pass's CG at ≈ 720 B per voxel (traced at 64³): the calender's state 147, this hierarchy
+≈ 285, the solver's coefficients 33, Newton's displacement, residual and θ 56, the previous pass's
+displacement 24, CG 120 — at 256³ ≈ 12 GB, over the 8 GiB target. The next cuts: the level-1
+stencil stored once per symmetric pair (−61), weights only for nodes that are not trilinear (−30),
+the cycle reading the float64 residual directly (−24), float32 CG direction vectors (−48).
 
 Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
 tests/benchmarks/bench_mechanics.py. Iterations no longer grow steadily with the grid (21 / 32 / 56
@@ -877,6 +883,14 @@ def assemble_stencil(st) -> sp.csr_matrix:
 
 
 # ====================================================================== the hierarchy
+def _solid(coef, pvec):
+    """Voxels with stiffness (the pattern the finest interpolation weights are built on)."""
+    solid = (coef != 0).any(axis=0)
+    if pvec is not None:
+        solid |= (pvec != 0).any(axis=0)
+    return solid
+
+
 def _threads(nodes: int, full: int) -> int:
     return full if nodes >= PARALLEL_MIN_NODES else 1
 
@@ -988,9 +1002,17 @@ class ElasticMultigrid:
         self.levels: list[_Level] = []
         self.update(coef, pvec)
 
+    @property
+    def shape(self) -> tuple:
+        """Element grid of the finest level."""
+        return self._shapes[0]
+
     # ------------------------------------------------------------------ set-up
     def update(self, coef, pvec=None) -> None:
         """(Re)build every level for new fine coefficients (same grid)."""
+        self.lagged = False  # coarse levels built from the finest level's current coefficients
+        # CG's convergence rate right after this build and on the latest lagged solve (set by the solver)
+        self.rate = self.last_rate = None
         dt = self.dtype
         copied = coef.dtype != dt
         if copied:
@@ -1039,9 +1061,8 @@ class ElasticMultigrid:
                 lev.dinv = prev.dinv if prev is not None else np.empty((6, *shape), dt)
                 if li == 0:
                     node_block_inverse(coef, pvec, lev.q, lev.dinv)
-                    solid = (coef != 0).any(axis=0)
-                    if pvec is not None:
-                        solid |= (pvec != 0).any(axis=0)
+                    solid = _solid(coef, pvec)
+                    self._solid = solid
                     lev.w, lev.changed = transfer_weights(lev.axes, dt, solid=solid if self.masked else None)
                 else:
                     _stencil_node_blocks(lev.st, lev.dinv)
@@ -1055,6 +1076,46 @@ class ElasticMultigrid:
         finally:
             numba.set_num_threads(self.threads)
         self.fine_mask = self.levels[0].mask if nlev > 1 else self._coarse_mask
+
+    def refresh_fine(self, coef, pvec=None) -> None:
+        """Bring only the finest level to new coefficients (same grid) and keep the coarse levels.
+
+        The fine operator, its node blocks (smoother) and the mask of nodes with stiffness follow
+        ``coef``; the interpolation weights and the Galerkin coarse operators stay those of the
+        coefficients of the last :meth:`update` (a *lagged* coarse correction: still a symmetric
+        positive preconditioner, only a less accurate one). O(voxels), a fraction of a rebuild: for
+        the tangent changes between Newton steps of a yielding solve. Whether the lagged coarse
+        levels are still good enough is the caller's to judge (:attr:`rate`: the solver rebuilds when
+        CG converges markedly slower than right after a build).
+
+        When the *pattern* changed — a voxel gained or lost all stiffness (a contact opening or
+        closing, a shell breaking) — every level is rebuilt instead (:meth:`update`, reusing the
+        buffers): lagged coarse levels then glue or split pieces wrongly, and on the 64³ ten-step
+        calendering CG with them reached in 38 iterations what a rebuilt hierarchy reached in 12,
+        while a rebuild costs about 4 iterations.
+        """
+        if len(self._shapes) == 1 or not np.array_equal(_solid(coef, pvec), self._solid):
+            self.update(coef, pvec)
+            return
+        lev = self.levels[0]
+        dt = self.dtype
+        if lev.copied:
+            coef = _convert(coef, dt, lev.coef)
+            pvec = None if pvec is None else _convert(pvec, dt, lev.pvec)
+        elif coef.dtype != dt:  # the first build kept the caller's array; this one needs a copy
+            coef = coef.astype(dt)
+            pvec = None if pvec is None else pvec.astype(dt)
+            lev.copied = True
+        numba.set_num_threads(lev.threads(self.threads))
+        try:
+            lev.coef, lev.pvec = coef, pvec
+            lev.active = active_rows(coef, pvec)
+            node_block_inverse(coef, pvec, lev.q, lev.dinv)
+            lev.mask = np.ascontiguousarray(lev.dinv[0] != 0)
+        finally:
+            numba.set_num_threads(self.threads)
+        self.fine_mask = lev.mask
+        self.lagged = True
 
     def _factor(self, lev: _Level) -> None:
         """Pseudo-inverse of the coarsest operator on its nodes with stiffness (eigendecomposition:

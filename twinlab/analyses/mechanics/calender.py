@@ -536,9 +536,14 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     d_e = np.zeros(6)
     d_e[0] = -(m_cur - m_next) / shape_c[0]
 
+    last = []  # the previous contact pass's solver: its multigrid hierarchy is the next pass's start
+
     def make_solver(lam_, mu_, sy_, code_):
-        return MechanicsSolver(lam_, mu_, voxel_size=h, yield_mpa=sy_, code=code_, dtype=dtype, workers=workers,
-                               plastic_regularization=reg, preconditioner=preconditioner)
+        hierarchy = last.pop().hierarchy if last else None  # drop the old solver before building the new
+        solver = MechanicsSolver(lam_, mu_, voxel_size=h, yield_mpa=sy_, code=code_, dtype=dtype, workers=workers,
+                                 plastic_regularization=reg, preconditioner=preconditioner, hierarchy=hierarchy)
+        last.append(solver)
+        return solver
 
     if cstate is not None and cstate.law is not None:
         fixed = np.zeros(shape_c, bool)
@@ -552,6 +557,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     else:
         sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
         cg_its, nw_its = sol.cg_iterations, sol.newton_iterations
+    last.clear()  # the hierarchy is not needed past the solve (free it before the remap)
     if stats is not None:  # macroscopic calendering pressure: mean normal stress on the roll
         stats["pressure"] = -float(sol.stress[0, nt:].mean())
     sig = sol.stress[:, :nt]
