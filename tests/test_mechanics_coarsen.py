@@ -100,3 +100,54 @@ def test_calender_runs_on_the_bins_and_records_them(tmp_path):
     rows = np.flatnonzero(solid.any(axis=(0, 2)))
     coating = solid[:, int(np.flatnonzero((e.phases == 3).any(axis=(0, 2))).max()) + 1: rows.max() + 1]
     assert abs(series.porosity0 - (1 - coating.mean())) < 0.01, (series.porosity0, 1 - coating.mean())
+
+
+def test_the_collector_stays_whole_layers_and_the_coating_keeps_its_shares(fine):
+    lab = fine.phases  # 10 layers of foil at low y: 3⅓ bins of 3
+    coarse, _, _ = coarsen_labels(lab, 3, majority=(3,))
+    foil = (coarse == 3).mean(axis=(0, 2))
+    assert set(np.round(foil, 6)) <= {0.0, 1.0} and foil.sum() == 3, foil  # 3 whole layers (9 of the 10)
+    share = lambda a: np.bincount(a[a != 3], minlength=3)[:3] / np.count_nonzero(a != 3)  # noqa: E731
+    assert np.abs(share(coarse) - share(lab)).max() <= 1 / np.count_nonzero(coarse != 3), (share(coarse), share(lab))
+
+
+def _density0(labels, design, **options) -> float:
+    with pytest.raises(InputError, match="below the current") as err:  # the check runs before any solve
+        calender(labels, densities=[0.1], steps=1, voxel_size_um=1.0, thickness_axis="y", collector_side="low",
+                 design=design, **options)
+    return float(str(err.value).split("below the current ")[1].split(" g/cm³")[0])
+
+
+def test_cbd_as_domain_weighs_the_cbd_voxels_by_their_solid_share(fine):
+    lab, design = fine.phases, fine.design
+    coating = lab[:, 10:]  # above the 10 foil layers, up to the highest solid layer
+    top = int(np.flatnonzero(((coating == 1) | (coating == 2)).any(axis=(0, 2))).max()) + 1
+    coating = coating[:, :top]
+    rho_s, nano = design.solid_density_g_cm3, design.cbd_nanoporosity
+    solid = _density0(lab, design)
+    domain = _density0(lab, design, cbd_as="domain")
+    assert solid == pytest.approx(rho_s * ((coating == 1) | (coating == 2)).mean(), abs=1e-3)
+    assert domain == pytest.approx(rho_s * ((coating == 1).mean() + (1 - nano) * (coating == 2).mean()), abs=1e-3)
+    assert domain < solid
+    with pytest.raises(InputError, match="needs the design"):
+        calender(lab, densities=[3.0], steps=1, voxel_size_um=1.0, thickness_axis="y", collector_side="low",
+                 cbd_as="domain")
+    with pytest.raises(InputError, match="cbd_as must be"):
+        CalenderOptions(cbd_as="film")
+
+
+def test_the_demo_cathode_weighed_as_a_domain_is_its_design_density():
+    """The demo cathode (CBD drawn as the domain of the 2.3 g/cm³ NCM622 design): weighed as such it is
+    at its design density, weighed as solid 0.23 g/cm³ denser, so every density target would compress less."""
+    from twinlab.datasets import load
+
+    s = load("demo_cathode")
+    design = ncm622_cathode(2.3)
+    kw = dict(voxel_size_um=s.voxel_size.as_tuple())
+    with pytest.raises(InputError, match="below the current") as err:
+        calender(s.array, densities=[0.1], steps=1, thickness_axis="y", collector_side="low", design=design,
+                 cbd_as="domain", **kw)
+    assert float(str(err.value).split("below the current ")[1].split(" g/cm³")[0]) == pytest.approx(2.3, abs=0.01)
+    with pytest.raises(InputError, match="below the current") as err:
+        calender(s.array, densities=[0.1], steps=1, thickness_axis="y", collector_side="low", design=design, **kw)
+    assert float(str(err.value).split("below the current ")[1].split(" g/cm³")[0]) > 2.5

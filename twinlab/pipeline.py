@@ -532,8 +532,10 @@ def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:
         # shine-through and partial-volume corrections) and the default design check (CBD as the nanoporous domain)
         "segment": {"phases": ["pore", "cbd", "active", "collector"]},
         # mechanics on 3 × 3 × 3 bins (0.78 × 0.89 × 0.89 µm, phase volumes kept): the solver's cost grows with
-        # the volume, and the 0.3 µm grid the CBD needs is finer than the calendering physics does
-        "calender": {"densities": [3.0, 3.6], "steps": 4, "analyses": ["conductive"], "options": {"voxel_um": 0.9}},
+        # the volume, and the 0.3 µm grid the CBD needs is finer than the calendering physics does; the segmented
+        # CBD is the nanoporous domain, weighed as such in the densities
+        "calender": {"densities": [3.0, 3.6], "steps": 4, "analyses": ["conductive"],
+                     "options": {"voxel_um": 0.9, "cbd_as": "domain"}},
     })
     anode = parse_config({
         "name": "demo_lmp_anode", "output": str(out / "demo_lmp_anode.twin.zarr"),

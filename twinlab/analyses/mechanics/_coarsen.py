@@ -5,10 +5,14 @@ than calendering needs, and the mechanics solver's cost grows with the voxel cou
 then runs on bins of ``f0 × f1 × f2`` voxels:
 
 * **phases**: each bin takes the phase that fills most of it, except that every phase keeps its
-  volume: the bins are assigned in order of how much of them a phase fills (fullest first), each
-  phase until it holds its voxel count / bin size (rounded, largest remainders). A plain majority
-  vote would drop thin phases — on the 0.3 µm demo cathode 3 × 3 × 3 bins took the CBD from 9.1 %
-  to 7.5 % and moved the electrode density by ~2 % — while the calendering targets are densities.
+  share of the volume: the bins are assigned in order of how much of them a phase fills (fullest
+  first), each phase until it holds its share of the bins (rounded, largest remainders). A plain
+  majority vote would drop thin phases — on the 0.3 µm demo cathode 3 × 3 × 3 bins took the CBD
+  from 9.1 % to 7.5 % and moved the electrode density by ~2 % — while the calendering targets are
+  densities. Phases named in ``majority`` (the mechanics: the current collector) take their bins
+  by plain majority first, so a foil stays whole layers (a foil of 20 layers binned by 3 is 6 or 7
+  layers, never 6⅔ with a ragged one); the others share the remaining bins in proportion to their
+  volumes, so their fractions within the coating — porosity, density — are kept.
 * **particles** (instance labels): a bin takes the most frequent instance among its voxels of the
   bin's phase (0 where it has none), so particle labels stay on their phase;
 * **image** (grey values): the bin mean.
@@ -19,12 +23,13 @@ A remainder of fewer than ``f`` voxels at the high end of an axis is dropped.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..._validation import VoxelSize
 from ...errors import InputError
+from ...phases import PhaseTable
 
 __all__ = ["bin_factors", "coarsen_labels", "coarsen_for_mechanics"]
 
@@ -53,18 +58,25 @@ def _check_factor(shape: tuple[int, ...], factor: Any) -> tuple[int, int, int]:
     return tuple(int(k) for k in f)
 
 
-def _quota_majority(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Assign each bin (rows of ``counts``: voxels of each value) one value, fullest first, with
-    every value's number of bins fixed at its voxel count / bin size (largest remainders)."""
+def _quota_majority(counts: np.ndarray, values: np.ndarray, majority: np.ndarray) -> np.ndarray:
+    """Assign each bin (rows of ``counts``: voxels of each value) one value: bins whose most frequent
+    value is in ``majority`` take it; the others fullest first, with every other value's number of
+    bins in proportion to its voxel count (largest remainders)."""
     n_bins, k = counts.shape
-    size = counts[0].sum()
-    exact = counts.sum(axis=0) / size
-    quota = np.floor(exact).astype(np.int64)
-    quota[np.argsort(-(exact - quota), kind="stable")[: n_bins - quota.sum()]] += 1
-    order = np.argsort(-counts.ravel(), kind="stable")  # (bin, value) pairs, fullest first
     out = np.full(n_bins, -1, np.int64)
+    vote = counts.argmax(axis=1)
+    fixed = np.isin(values[vote], majority)
+    out[fixed] = vote[fixed]
+    free = ~np.isin(values, majority)
+    total = counts[:, free].sum()
+    exact = np.zeros(k)
+    if total:
+        exact[free] = counts[:, free].sum(axis=0) / total * (n_bins - fixed.sum())
+    quota = np.floor(exact).astype(np.int64)
+    quota[np.argsort(-(exact - quota), kind="stable")[: n_bins - fixed.sum() - quota.sum()]] += 1
+    order = np.argsort(-counts.ravel(), kind="stable")  # (bin, value) pairs, fullest first
     left = quota.copy()
-    unassigned = n_bins
+    unassigned = n_bins - int(fixed.sum())
     for pair in order.tolist():  # one pass; stops once every bin has its value
         b, v = divmod(pair, k)
         if out[b] < 0 and left[v] > 0:
@@ -73,11 +85,14 @@ def _quota_majority(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
             unassigned -= 1
             if not unassigned:
                 break
+    if unassigned:  # only bins of majority values remain unfilled when every voxel is such a value
+        out[out < 0] = vote[out < 0]
     return values[out]
 
 
 def coarsen_labels(phases: np.ndarray, factor: Any, *, particles: np.ndarray | None = None,
-                   image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+                   image: np.ndarray | None = None, majority: Sequence[int] = ()
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Bin a phase-label volume (and its particle labels and grey image) by ``factor``.
 
     Parameters
@@ -90,12 +105,15 @@ def coarsen_labels(phases: np.ndarray, factor: Any, *, particles: np.ndarray | N
         Instance labels (0 = none) on the same grid.
     image : (n0, n1, n2) array, optional
         Grey values on the same grid (the bin mean, in the input's dtype).
+    majority : sequence of int
+        Phase values that take their bins by plain majority (layers that must stay whole, e.g. a
+        current collector).
 
     Returns
     -------
-    phases, particles, image : the binned arrays (``None`` where not given). Every phase's voxel
-    count times the bin size matches the input's (within half a bin per phase, less any dropped
-    remainder planes); see the module docstring for the rule.
+    phases, particles, image : the binned arrays (``None`` where not given). The other phases'
+    shares of the bins they fill match their shares of the input's voxels (within one bin each,
+    less any dropped remainder planes); see the module docstring for the rule.
     """
     phases = np.asarray(phases)
     if phases.ndim != 3 or phases.dtype.kind not in "iu":
@@ -109,7 +127,8 @@ def coarsen_labels(phases: np.ndarray, factor: Any, *, particles: np.ndarray | N
     blocks = _blocks(phases, f)
     values = np.unique(blocks)
     counts = np.stack([(blocks == v).sum(axis=-1, dtype=np.int32) for v in values], axis=-1)
-    coarse = _quota_majority(counts.reshape(-1, len(values)), values).reshape(blocks.shape[:3]).astype(phases.dtype)
+    coarse = _quota_majority(counts.reshape(-1, len(values)), values, np.asarray(majority, dtype=values.dtype))
+    coarse = coarse.reshape(blocks.shape[:3]).astype(phases.dtype)
     inst = None
     if particles is not None:
         ids = _blocks(np.asarray(particles), f)
@@ -139,11 +158,13 @@ def _mode_nonzero(ids: np.ndarray) -> np.ndarray:
 
 
 def coarsen_for_mechanics(labels: np.ndarray, image: np.ndarray | None, particles: np.ndarray | None,
-                          voxel: VoxelSize, voxel_um: float):
-    """:func:`coarsen_labels` by :func:`bin_factors` (``voxel_um``); returns the binned labels,
-    image, particles, the coarse voxel size and a provenance record (``factor``, voxel sizes)."""
+                          voxel: VoxelSize, voxel_um: float, phases: PhaseTable):
+    """:func:`coarsen_labels` by :func:`bin_factors` (``voxel_um``), the collector (if ``phases`` has
+    one) by plain majority; returns the binned labels, image, particles, the coarse voxel size and a
+    provenance record (``factor``, voxel sizes)."""
     f = bin_factors(voxel, voxel_um)
-    labels, particles, image = coarsen_labels(labels, f, particles=particles, image=image)
+    whole = (phases.value("collector"),) if "collector" in phases else ()
+    labels, particles, image = coarsen_labels(labels, f, particles=particles, image=image, majority=whole)
     coarse = VoxelSize(*(s * k for s, k in zip(voxel.as_tuple(), f)))
     record = {"voxel_um": float(voxel_um), "factor": list(f), "input_voxel_size_um": list(voxel.as_tuple()),
               "voxel_size_um": list(coarse.as_tuple()), "shape": list(labels.shape)}
