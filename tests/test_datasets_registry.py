@@ -148,3 +148,10 @@ def test_cli_generate(tmp_path):
     assert res.exit_code == 2 and "--shape" in res.output
     res = runner.invoke(app, ["datasets", "generate", "anode", str(tmp_path / "a.twin.zarr")])
     assert res.exit_code == 2 and "unknown electrode kind" in res.output
+
+
+def test_save_sample_of_the_fibsem_demo_pads_the_truth_over_its_fiducial_cap(tmp_path):
+    twin = save_sample("demo_cathode_fibsem", tmp_path / "c.twin.zarr")
+    phases = np.asarray(twin.labels("phases"))
+    assert twin.image(0).shape == phases.shape == (117, 350, 105)
+    assert not phases[:, :32].any() and np.array_equal(phases[:, 32:], load("demo_cathode").array)

@@ -133,8 +133,8 @@ def save_sample(name: str, path: Any, *, voxel_size: Any = None, overwrite: bool
     """Write a 3D sample as a twin store: the array as the image, ground truth as label layers.
 
     Synthetic phase samples also get ``labels/phases`` (the array itself) and ``labels/particles``;
-    the FIB-SEM demo gets its truth ``phases`` and ``particles``. ``voxel_size`` (µm, "DZ,DY,DX")
-    is required where the source states none.
+    the FIB-SEM demo gets its truth ``phases`` and ``particles`` (0 on the rows of its fiducial cap).
+    ``voxel_size`` (µm, "DZ,DY,DX") is required where the source states none.
     """
     from ..twin import Step, create_twin
 
@@ -146,6 +146,9 @@ def save_sample(name: str, path: Any, *, voxel_size: Any = None, overwrite: bool
     if vs is None:
         raise InputError(f"sample {name!r} states no voxel size; give one (--voxel-size DZ,DY,DX in µm)")
     labels = {k: v for k, v in sample.extras.items() if k in ("phases", "particles")}
+    cap = int((sample.metadata.get("fibsem") or {}).get("fiducial_rows") or 0)
+    if cap:  # the fiducial cap rendered above the field (rows of axis 1) has no truth: 0 there
+        labels = {k: np.pad(v, ((0, 0), (cap, 0), (0, 0))) for k, v in labels.items()}
     image = sample.array.astype(np.uint8) if sample.array.dtype == bool else sample.array
     if sample.metadata.get("kind") == "synthetic" and sample.array.dtype == np.uint8:
         labels = {"phases": sample.array, **labels}
