@@ -63,13 +63,16 @@ def test_demo_lmp_anode_is_deterministic():
 
 def test_demo_cathode_and_fibsem():
     s = load("demo_cathode")
-    assert s.array.shape == (96, 128, 128) and s.voxel_size.as_tuple() == (0.65, 0.745, 0.745)
-    design = ncm622_cathode(2.3).volume_fractions()
+    assert s.array.shape == (117, 318, 105) and s.voxel_size.as_tuple() == (0.26, 0.2978, 0.2978)
+    design = ncm622_cathode(2.3).volume_fractions(cbd_as="domain")  # the CBD a FIB-SEM image shows
     for name, phi in design.items():
         assert abs(s.metadata["fractions"][name] - phi) < 0.01
     f = load("demo_cathode_fibsem")
     assert f.array.dtype == np.uint16 and np.array_equal(f.extras["phases"], s.array)
-    assert f.extras["shifts"].shape == (96, 2)
+    assert f.array.shape == (117, 32 + 318, 105)  # the milled fiducial cap above the field
+    assert f.extras["shifts"].shape == (117, 2)
+    assert f.metadata["fibsem"]["params"]["fiducial_px"] == 32
+    assert [e["shape"] for e in list_samples() if e["name"] == "demo_cathode_fibsem"] == [[117, 350, 105]]
 
 
 def test_unknown_sample_names_the_available_ones():
@@ -145,3 +148,10 @@ def test_cli_generate(tmp_path):
     assert res.exit_code == 2 and "--shape" in res.output
     res = runner.invoke(app, ["datasets", "generate", "anode", str(tmp_path / "a.twin.zarr")])
     assert res.exit_code == 2 and "unknown electrode kind" in res.output
+
+
+def test_save_sample_of_the_fibsem_demo_pads_the_truth_over_its_fiducial_cap(tmp_path):
+    twin = save_sample("demo_cathode_fibsem", tmp_path / "c.twin.zarr")
+    phases = np.asarray(twin.labels("phases"))
+    assert twin.image(0).shape == phases.shape == (117, 350, 105)
+    assert not phases[:, :32].any() and np.array_equal(phases[:, 32:], load("demo_cathode").array)

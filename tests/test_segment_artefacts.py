@@ -215,7 +215,7 @@ def test_failed_checks_are_listed_in_the_result_and_the_report(make_twin, tmp_pa
 
 
 def test_cbd_below_resolution_is_reported_not_checkable(make_twin, tmp_path):
-    """The demo's case: CBD as solid volume (films at necks) at 0.65/0.745 µm voxels, every artefact on.
+    """The former demo's case: CBD as solid volume (films at necks) at 0.65/0.745 µm voxels, every artefact on.
     Its films are one voxel thick, so no rule can measure the CBD fraction from voxel counts: the
     segmentation records it as unresolved and the design check neither passes nor fails it."""
     from twinlab.analyses.rev import analyze_twin

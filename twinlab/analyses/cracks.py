@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.spatial import ConvexHull, Delaunay, QhullError
+from scipy.spatial import ConvexHull, QhullError
 
 from .. import _morphology as morph
 from .._chunked import is_dask
@@ -397,48 +397,62 @@ def _close_at_faces(own: np.ndarray, radius: tuple[int, ...], box: tuple[slice, 
     pieces, _ = ndi.label(mirrored)
     for i, sl in enumerate(ndi.find_objects(pieces), start=1):
         extra = (pieces[sl] == i) & ~base[sl]
-        cells = _hull_cells(own[sl] & (pieces[sl] == i)) if extra.any() else None
-        if cells is None:
+        hull = _hull_image(own[sl] & (pieces[sl] == i)) if extra.any() else None
+        if hull is None:
             continue
-        points = np.argwhere(extra)
-        inside = points[cells.find_simplex(points, tol=1e-9) >= 0]
-        closed[sl][tuple(inside.T)] = True
+        closed[sl] |= extra & hull
     gaps, _ = ndi.label(closed & ~own)
     inner = np.unique(gaps[base & ~own])
     return base | np.isin(gaps, inner[inner > 0])
 
 
-def _hull_cells(own: np.ndarray) -> Delaunay | None:
-    """Delaunay tessellation of the convex hull of the particle's surface voxel centres (points
-    are located in it by a walk each; testing them against every facet costs points × facets);
-    None for a particle with no full-dimensional hull (flat)."""
+def _hull_image(own: np.ndarray) -> np.ndarray | None:
+    """The voxel centres of ``own``'s box inside the convex hull of its surface voxel centres
+    (boundary included); None for a particle with no full-dimensional hull (flat).
+
+    Row by row along the last axis: every hull facet bounds the row's interval from one side, so
+    the cost is rows × facets plus the box's voxels (locating points by a walk in a Delaunay
+    tessellation of the hull cost ~1 s per large particle at 0.3 µm voxels; testing every voxel
+    against every facet, voxels × facets)."""
     points = np.argwhere(own & ~ndi.binary_erosion(own))
     if len(points) <= own.ndim:
         return None
     try:
-        return Delaunay(points[ConvexHull(points).vertices])
+        eq = ConvexHull(points).equations  # unit normal · x + offset ≤ 0 inside
     except QhullError:
         return None
+    tol = 1e-9
+    rows = np.indices(own.shape[:-1]).reshape(own.ndim - 1, -1).T.astype(float)
+    lo = np.full(len(rows), -np.inf)
+    hi = np.full(len(rows), np.inf)
+    ok = np.ones(len(rows), bool)
+    for part in range(0, len(eq), 256):  # (rows × 256) temporaries
+        e = eq[part:part + 256]
+        rest = rows @ e[:, :-2].T + e[:, -1]  # facet value at k = 0, per row and facet
+        n = e[:, -2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = (tol - rest) / n
+        lo = np.maximum(lo, np.where(n < -tol, bound, -np.inf).max(axis=1))
+        hi = np.minimum(hi, np.where(n > tol, bound, np.inf).min(axis=1))
+        ok &= (np.where(np.abs(n) <= tol, rest, -np.inf) <= tol).all(axis=1)
+    k = np.arange(own.shape[-1])
+    inside = ok[:, None] & (k >= lo[:, None]) & (k <= hi[:, None])
+    return inside.reshape(own.shape)
 
 
 def _add_mouth(own: np.ndarray, crack: np.ndarray, void: np.ndarray, steps: int) -> np.ndarray:
     """Grow ``crack`` by up to ``steps`` face steps into void voxels inside the convex hull of the
-    particle (voxel centres). Only the candidate voxels beside the crack are tested, by locating
-    them in a Delaunay tessellation of the hull's vertices (a walk per point: testing them against
-    every facet cost candidates × facets, seconds for wide cracks in a large particle, and a
-    whole-box hull image voxels × facets)."""
-    cells = _hull_cells(own)
-    if cells is None:
+    particle (voxel centres, :func:`_hull_image`)."""
+    hull = _hull_image(own)
+    if hull is None:
         return crack
+    allowed = void & hull
     out = crack.copy()
     for _ in range(int(steps)):
-        candidates = np.argwhere(ndi.binary_dilation(out) & void & ~out)
-        if not candidates.size:
+        grown = ndi.binary_dilation(out) & allowed & ~out
+        if not grown.any():
             break
-        inside = cells.find_simplex(candidates, tol=1e-9) >= 0
-        if not inside.any():
-            break
-        out[tuple(candidates[inside].T)] = True
+        out |= grown
     return out
 
 

@@ -70,7 +70,22 @@ class CalenderOptions:
         Compress only a centred in-plane window of ``window`` × ``window`` voxels (full thickness,
         at least 8): the solver's cost grows with the volume, and the lateral boundaries are
         periodic, so a window a few particles wide keeps the through-thickness physics at a fraction
-        of the cost. Recorded in every member's provenance (``window``).
+        of the cost. Counted in mechanics voxels (after ``voxel_um``). Recorded in every member's
+        provenance (``window``).
+    voxel_um : float, µm, optional
+        Calender a coarsened copy of the input: its phase labels (and particle labels, grey image)
+        binned by the largest whole factor per axis whose voxel edge stays ≤ ``voxel_um``
+        (:func:`._coarsen.coarsen_labels`: each bin takes its majority phase, with every phase's
+        volume kept), and the series written at that voxel size. The solver's cost grows with the
+        voxel count, and a grid fine enough to segment the CBD (~0.3 µm) is finer than the
+        calendering physics needs. Recorded in every member's provenance (``coarsened``).
+    cbd_as : "solid" or "domain"
+        What the CBD phase's voxels are: its solid carbon + binder ("solid", as generated twins draw
+        it by default) or the nanoporous carbon-binder domain a segmented FIB-SEM twin shows
+        ("domain", the design check's default): its voxels then weigh (1 − the design's
+        ``cbd_nanoporosity``) of a solid voxel in the electrode density the density targets are
+        relative to (needs a design). Porosities stay voxel counts (the domain's nanopores are not in
+        them).
     preconditioner : "multigrid" or "fft"
         CG preconditioner of the mechanics solver (:class:`._fft_solver.MechanicsSolver`); both give
         the same answers to the tolerance. "multigrid" (default) needs 7–8× fewer iterations, each
@@ -130,6 +145,8 @@ class CalenderOptions:
     workers: int = 2
     seed: int = 0
     window: int | None = None
+    voxel_um: float | None = None
+    cbd_as: str = "solid"
     preconditioner: str = "multigrid"
     contacts: bool = True
     contact_materials: Mapping[str, Material | str] | None = field(default=None)
@@ -169,6 +186,10 @@ class CalenderOptions:
             raise InputError(f"preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
         if self.window is not None and (not _int(self.window) or self.window < 8):
             raise InputError(f"window must be at least 8 voxels (a few particles wide), got {self.window!r}")
+        if self.cbd_as not in ("solid", "domain"):
+            raise InputError(f"cbd_as must be 'solid' or 'domain', got {self.cbd_as!r}")
+        if self.voxel_um is not None and not _pos(self.voxel_um):
+            raise InputError(f"voxel_um must be a positive voxel edge in µm (the mechanics grid), got {self.voxel_um!r}")
         if not _num(self.dem_collision_tol) or not 0 <= self.dem_collision_tol <= 1:
             raise InputError(f"dem_collision_tol must be a fraction in [0, 1], got {self.dem_collision_tol!r}")
         if not _num(self.contact_tol) or not 0 <= self.contact_tol <= 1:

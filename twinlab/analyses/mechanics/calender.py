@@ -53,6 +53,7 @@ from ...phases import DEFAULT_PHASES, PhaseTable
 from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
+from ._coarsen import coarsen_for_mechanics
 from ._contacts import foreign_faces, setup_state, shell_fracture, solve_with_contacts
 from ._options import CalenderOptions
 from ._rearrange import dem_materials, rearrange_state
@@ -133,6 +134,9 @@ def calender(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
     require_3d_volume(labels.shape, analysis="calendering")
     inst_in = _particle_labels(twin_or_labels, particles, labels.shape)
+    if opts.voxel_um is not None:  # mechanics on bins of the input (module _coarsen): the series is at their size
+        labels, image, inst_in, voxel, base_meta["coarsened"] = coarsen_for_mechanics(
+            labels, image, inst_in, voxel, opts.voxel_um, phases)
     cropped = False
     if window is not None:
         n_before = labels.shape
@@ -178,6 +182,10 @@ def calender(
     eps0 = 1.0 - n_solid / (area * m0)
     rho_s = _solid_density(lab[n_coll:top], moving[n_coll:top], phases, lut, design)
     rho0 = rho_s * (1.0 - eps0)
+    if opts.cbd_as == "domain" and "cbd" in phases:  # the CBD voxels are the nanoporous domain: only its solid weighs
+        if design is None:
+            raise InputError("cbd_as='domain' needs the design (its cbd_nanoporosity) to weigh the CBD; pass design=")
+        rho0 -= rho_s * design.cbd_nanoporosity * int((lab[n_coll:top] == phases.value("cbd")).sum()) / (area * m0)
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
