@@ -56,7 +56,7 @@ from ..phases import DEFAULT_PHASES, PhaseTable
 
 DEFAULT_DEPTH = 24  # halo in voxels for chunked watershed
 DEFAULT_CRACK_WIDTH_UM = 1.0  # widest crack inside a particle that still keeps it whole (NCM: 0.1–1 µm)
-MERGE_RULE = dict(min_cut=1.5, saddle_ratio=0.9, max_neck_share=0.5, sigmas=2.0)  # merge_cracked_fragments
+MERGE_RULE = dict(min_cut=1.5, saddle_ratio=0.9, max_neck_share=0.5, sigmas=2.5)  # merge_cracked_fragments
 CRACK_MARKER_H_UM = 0.125  # largest marker dynamic with the fragment merge (µm; 1/4 voxel at 0.5 µm)
 DEFAULT_MIN_VOLUME_UM3 = 0.1  # specks below this are not particles (a 0.58 µm sphere)
 
