@@ -398,9 +398,8 @@ def test_merge_cracked_fragments_joins_halves_keeps_touching_spheres():
     neck = (pair == 0) & ((zz - 16) ** 2 + (yy - 16) ** 2 <= 9) & (np.abs(xx2 - 27) <= 1)
     pair[neck] = 1
     assert merge_cracked_fragments(pair, neck).max() == 2
-    # each test can veto the merge of the halves (convexity: both of its alternatives)
-    for veto in (dict(saddle_ratio=1.5), dict(min_cut=10.0), dict(min_crack_share=1.01, convex_gain=2.0),
-                 dict(solidity_ratio=1.1, convex_gain=2.0)):
+    # each test can veto the merge of the halves
+    for veto in (dict(saddle_ratio=1.5), dict(min_cut=10.0), dict(sigmas=0.1)):
         assert merge_cracked_fragments(halves, crack, **veto).max() == 2, veto
     with pytest.raises(InputError, match="same volume"):
         merge_cracked_fragments(halves, crack[:-1])
@@ -451,7 +450,7 @@ def test_merge_cracked_fragments_face_cut_chip_vs_neighbours_cap():
         assert merge_cracked_fragments(*_outer_surface_pair(14, cut)).max() == 1, cut
     cap = _outer_surface_pair(20)
     assert merge_cracked_fragments(*cap).max() == 2
-    assert merge_cracked_fragments(*cap, surface_tol=100.0, fit_ratio=100.0, own_ratio=100.0).max() == 1
+    assert merge_cracked_fragments(*cap, sigmas=100.0).max() == 1
 
 
 def test_split_particles_keeps_a_cracked_particle_whole():
