@@ -324,6 +324,13 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
             shells[r] = np.stack(np.unravel_index(flat_out[starts_out[r]:starts_out[r + 1]], labels.shape), 1) * step
         return shells[r]
 
+    scatters: dict[int, float] = {}  # region → its surface's own scatter about an ellipsoid (µm)
+
+    def scatter(r: int) -> float:
+        if r not in scatters:
+            scatters[r] = _off_surface(shell(r)[:0], shell(r))
+        return scatters[r]
+
     def misfit(i: int, j: int) -> float:
         """How far the smaller piece lies off the ellipsoid the two would share, in units of the
         larger piece's own scatter about an ellipsoid (inf: the pair fails a precondition)."""
@@ -336,8 +343,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
         off = _off_surface(shell(big), shell(small))  # the small piece from the common ellipsoid
         if math.isnan(off):
             return 0.0  # too few surface points to tell a shape: a speck
-        own = _off_surface(shell(big)[:0], shell(big))  # the particle's own scatter about an ellipsoid
-        return off / max(own, floor)
+        return off / max(scatter(big), floor)  # in units of the particle's own scatter
 
     version = np.zeros(n + 1, dtype=np.int64)
     heap = [(m, i, j, 0, 0) for i in edges for j in edges[i] if i < j and (m := misfit(i, j)) <= sigmas]
@@ -352,6 +358,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
         volume[i] += volume[j]
         peak[i] = max(peak[i], peak[j])
         shells[i] = np.concatenate([shell(i), shell(j)])
+        scatters.pop(i, None)  # its surface grew: fitted again when next asked
         for k, e in edges.pop(j).items():
             del edges[k][j]
             if k == i:
