@@ -129,9 +129,6 @@ def test_cbd_as_domain_weighs_the_cbd_voxels_by_their_solid_share(fine):
     assert solid == pytest.approx(rho_s * ((coating == 1) | (coating == 2)).mean(), abs=1e-3)
     assert domain == pytest.approx(rho_s * ((coating == 1).mean() + (1 - nano) * (coating == 2).mean()), abs=1e-3)
     assert domain < solid
-    with pytest.raises(InputError, match="needs the design"):
-        calender(lab, densities=[3.0], steps=1, voxel_size_um=1.0, thickness_axis="y", collector_side="low",
-                 cbd_as="domain")
     with pytest.raises(InputError, match="cbd_as must be"):
         CalenderOptions(cbd_as="film")
 

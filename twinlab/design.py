@@ -40,7 +40,7 @@ from .materials import get_material
 __all__ = [
     "Component", "ElectrodeDesign", "load_design", "ncm622_cathode", "lmp_anode", "dry_film_cathode",
     "shell_mass_fraction",
-    "CBD_PHASE", "PORE_PHASE",
+    "CBD_PHASE", "PORE_PHASE", "CBD_REPRESENTATIONS", "DEFAULT_CBD_NANOPOROSITY", "check_cbd_as",
 ]
 
 #: Phase name whose solid volume ``cbd_as="domain"`` expands to the nanoporous domain.
@@ -52,6 +52,19 @@ PORE_PHASE = "pore"
 #: numbers such as 19.8 mg cm⁻², 85 µm, 2.3 g cm⁻³ agree to ~1.3 %).
 GEOMETRY_RTOL = 0.02
 _WT_SUM_TOL = 0.01
+
+#: What a twin's "cbd" voxels stand for: the solid carbon + binder ("solid", as generators draw it by
+#: default) or the nanoporous carbon-binder domain a FIB-SEM segmentation sees ("domain").
+CBD_REPRESENTATIONS = ("solid", "domain")
+#: Internal porosity of the carbon-binder domain when a design does not state it: about half solid.
+DEFAULT_CBD_NANOPOROSITY = 0.5
+
+
+def check_cbd_as(cbd_as: str) -> str:
+    """``cbd_as`` if it is one of :data:`CBD_REPRESENTATIONS`, else an InputError saying so."""
+    if cbd_as not in CBD_REPRESENTATIONS:
+        raise InputError(f"cbd_as must be 'solid' or 'domain', got {cbd_as!r}")
+    return cbd_as
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,14 +171,14 @@ class ElectrodeDesign(Result):
     porosity: float | None = None
     collector_material: str = "Al"
     collector_thickness_um: float = 15.0
-    cbd_nanoporosity: float = 0.5
+    cbd_nanoporosity: float = DEFAULT_CBD_NANOPOROSITY
     name: str = ""
 
     def __init__(self, components: Iterable[Component | Mapping[str, Any]], *,
                  loading_mg_cm2: float | None = None, thickness_um: float | None = None,
                  density_g_cm3: float | None = None, porosity: float | None = None,
                  collector_material: str = "Al", collector_thickness_um: float = 15.0,
-                 cbd_nanoporosity: float = 0.5, name: str = "") -> None:
+                 cbd_nanoporosity: float = DEFAULT_CBD_NANOPOROSITY, name: str = "") -> None:
         comps = tuple(c if isinstance(c, Component) else Component(**dict(c)) for c in components)
         if not comps:
             raise InputError("an electrode design needs at least one component")
@@ -251,8 +264,8 @@ class ElectrodeDesign(Result):
                         f"the CBD domain ({domain:.3f}) with nanoporosity {self.cbd_nanoporosity} does not fit "
                         f"in the pore space (porosity {self.porosity:.3f}); lower cbd_nanoporosity")
                 fractions[CBD_PHASE] = domain
-        elif cbd_as != "solid":
-            raise InputError(f"cbd_as must be 'solid' or 'domain', got {cbd_as!r}")
+        else:
+            check_cbd_as(cbd_as)
         fractions[PORE_PHASE] = pore
         return fractions
 

@@ -533,9 +533,8 @@ def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:
         "segment": {"phases": ["pore", "cbd", "active", "collector"]},
         # mechanics on 3 × 3 × 3 bins (0.78 × 0.89 × 0.89 µm, phase volumes kept): the solver's cost grows with
         # the volume, and the 0.3 µm grid the CBD needs is finer than the calendering physics does; the segmented
-        # CBD is the nanoporous domain, weighed as such in the densities
-        "calender": {"densities": [3.0, 3.6], "steps": 4, "analyses": ["conductive"],
-                     "options": {"voxel_um": 0.9, "cbd_as": "domain"}},
+        # twin records its CBD as the nanoporous domain, weighed as such in the densities
+        "calender": {"densities": [3.0, 3.6], "steps": 4, "analyses": ["conductive"], "options": {"voxel_um": 0.9}},
     })
     anode = parse_config({
         "name": "demo_lmp_anode", "output": str(out / "demo_lmp_anode.twin.zarr"),
@@ -581,7 +580,8 @@ def _demo_study(out: Path):
     cfg = DEMO_STUDY
     e = make_cathode(ncm622_cathode(2.3), shape=(16, 32, 16), voxel_size_um=2.0, collector_um=4.0, seed=3)
     twin = create_twin(out / "demo_study_cathode.twin.zarr", e.phases * 60, voxel_size=2.0, labels={"phases": e.phases},
-                       design=e.design.to_dict(), thickness_axis="y", collector_side="low", overwrite=True,
+                       design=e.design.to_dict(), cbd_as=e.cbd_as, thickness_axis="y", collector_side="low",
+                       overwrite=True,
                        step=Step("generate", {"generator": "make_cathode", "design": "ncm622", "seed": 3}))
     units = {k: q.unit for k, q in study_quantities(cfg["analyses"], strengths_mpa=(100.0, 150.0),
                                                     c_rates=cfg["c_rates"]).items()}

@@ -39,12 +39,14 @@ from ._results import to_jsonable
 from ._outputs import check_output, is_foreign_staging, make_staging, publish
 from ._validation import (AXES, VoxelSize, axis_index, check_finite_block, require_chunks, require_integer_labels,
                           require_ndim)
+from .design import check_cbd_as
 from .errors import InputError, TwinStoreError
 from .phases import DEFAULT_PHASES, PhaseTable
 
 SCHEMA_VERSION = 1
 TWIN_SUFFIX = ".twin.zarr"
 DEFAULT_CHUNK = 128
+_UNCHANGED = object()  # update_metadata: an argument not given
 _MIN_LEVEL_SIZE = 32  # stop the pyramid once a level would be smaller than this along any axis
 _MAX_LEVELS = 6
 
@@ -130,6 +132,14 @@ class Twin:
         return self._block.get("design")
 
     @property
+    def cbd_as(self) -> str | None:
+        """What the "cbd" voxels of ``labels/phases`` stand for: "domain" (the nanoporous carbon-binder
+        domain, as segmentation of a FIB-SEM image finds it), "solid" (its solid carbon + binder, as
+        generators draw it by default) or None (not known: labels imported from elsewhere). Set with
+        the phase labels; the design check and calendering read it as their default."""
+        return self._block.get("cbd_as")
+
+    @property
     def provenance(self) -> list[dict[str, Any]]:
         return list(self._block.get("provenance", []))
 
@@ -170,9 +180,14 @@ class Twin:
 
     def update_metadata(self, *, thickness_axis: int | str | None = None, collector_side: str | None = None,
                         design: Mapping[str, Any] | None = None, phases: PhaseTable | None = None,
-                        step: Step | None = None) -> None:
-        """Change twin-level metadata (atomically) and record the change in the provenance."""
+                        cbd_as: str | None | object = _UNCHANGED, step: Step | None = None) -> None:
+        """Change twin-level metadata (atomically) and record the change in the provenance.
+
+        Arguments left out (None; for ``cbd_as``, not given) keep their value; ``cbd_as=None``
+        records that the CBD representation is not known."""
         block = dict(self._block)
+        if cbd_as is not _UNCHANGED:
+            block["cbd_as"] = None if cbd_as is None else check_cbd_as(cbd_as)
         if thickness_axis is not None:
             block["thickness_axis"] = AXES[axis_index(thickness_axis)]
         if collector_side is not None:
@@ -257,8 +272,11 @@ class Twin:
         return _integrity.open_checked(self.path / "labels" / name / str(level), f"labels/{name}/{level}")
 
     def write_labels(self, name: str, labels: Any, *, step: Step, phases: PhaseTable | None = None,
-                     chunks: int | None = None, progress: bool = False) -> None:
-        """Write (or replace) ``labels/<name>``; ``phases`` gives colours/names for a phase image."""
+                     cbd_as: str | None | object = _UNCHANGED, chunks: int | None = None,
+                     progress: bool = False) -> None:
+        """Write (or replace) ``labels/<name>``; ``phases`` gives colours/names for a phase image and
+        ``cbd_as`` what its "cbd" voxels stand for (:attr:`cbd_as`; None: not known; not given: as
+        before, e.g. for a hand-corrected segmentation)."""
         if not name or "/" in name or name.startswith("."):
             raise InputError(f"invalid labels name {name!r}")
         labels = _as_dask(labels, chunks)
@@ -281,8 +299,10 @@ class Twin:
         if name not in names:
             _write_group_json(group, {"ome": {"version": "0.5", "labels": [*names, name]}})
         changes: dict[str, Any] = {"step": step}
-        if phases is not None and name == "phases":
-            changes["phases"] = phases
+        if name == "phases":
+            changes["cbd_as"] = cbd_as
+            if phases is not None:
+                changes["phases"] = phases
         self.update_metadata(**changes)
 
     # ------------------------------------------------------------------------------ fields and results
@@ -393,6 +413,7 @@ def create_twin(
     collector_side: str = "low",
     design: Mapping[str, Any] | None = None,
     sources: list[dict[str, Any]] | None = None,
+    cbd_as: str | None = None,
     step: Step | None = None,
     overwrite: bool = False,
     chunks: int | None = None,
@@ -404,7 +425,8 @@ def create_twin(
     is written under a temporary name and renamed to ``path`` only when complete.
     ``thickness_axis`` is the electrode's through-plane axis (in FIB-SEM cross-sections usually
     image y); ``collector_side`` says whether the current collector sits at the low or high
-    index end of that axis.
+    index end of that axis. ``cbd_as`` says what the "cbd" voxels of ``labels["phases"]`` stand for
+    (:attr:`Twin.cbd_as`).
     """
     path = Path(path)
     voxel_size = VoxelSize.parse(voxel_size)
@@ -433,8 +455,9 @@ def create_twin(
         _write_group_json(tmp, attrs)
         twin = Twin(tmp, attrs)
         for name, lab in (labels or {}).items():
-            twin.write_labels(name, lab, phases=phases if name == "phases" else None, chunks=chunks,
-                              step=Step("add_labels", {"name": name}), progress=progress)
+            is_phases = name == "phases"
+            twin.write_labels(name, lab, phases=phases if is_phases else None, cbd_as=cbd_as if is_phases else None,
+                              chunks=chunks, step=Step("add_labels", {"name": name}), progress=progress)
         block = dict(twin._block, complete=True)
         _write_group_json(tmp, dict(twin._attrs, twinlab=block))
         publish(tmp, path)

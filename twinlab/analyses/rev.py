@@ -275,7 +275,7 @@ def check_design(
     Every phase of the design and every phase present in the labels is compared (a labelled phase
     the design lacks has theoretical fraction 0).
     """
-    from ..design import ElectrodeDesign, load_design
+    from ..design import ElectrodeDesign, check_cbd_as, load_design
 
     if isinstance(design, ElectrodeDesign):
         d = design
@@ -285,8 +285,7 @@ def check_design(
         d = load_design(design)
     else:
         raise InputError(f"design must be an ElectrodeDesign, a dict or a TOML path, got {type(design).__name__}")
-    if cbd_as not in ("domain", "solid"):
-        raise InputError(f"cbd_as must be 'domain' or 'solid', got {cbd_as!r}")
+    check_cbd_as(cbd_as)
     if not (0 < tolerance < 1):
         raise InputError(f"tolerance must lie in (0, 1) (an absolute fraction, 0.02 = 2 %), got {tolerance}")
     if not np.issubdtype(np.dtype(labels.dtype), np.integer):
@@ -364,11 +363,14 @@ class RevReport(Result):
 
 def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", properties: Sequence[str] | None = None,
                  sizes: Sequence[int] | None = None, n_samples: int = 20, tolerance: float = 0.05,
-                 design_tolerance: float = 0.02, cbd_as: str = "domain", seed: int = 0,
+                 design_tolerance: float = 0.02, cbd_as: str | None = None, seed: int = 0,
                  h_um: float | None = None, min_distance_um: float | None = None,
                  depth: int = 24) -> RevReport:
     """REV size ratio, statistical REV (porosity and each phase fraction) and, when the twin has a
     design (or ``design`` is given), the design check; stored as result "rev".
+
+    ``cbd_as`` (how the design check compares the CBD, :func:`check_design`) defaults to what the
+    twin records (:attr:`twinlab.twin.Twin.cbd_as`), else "domain".
 
     The size ratio uses ``labels/particles`` when the twin has them, else splits ``phase`` of
     ``labels/phases`` with the watershed (``h_um``, ``min_distance_um``, ``depth``).
@@ -378,6 +380,7 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
     labels = twin.labels("phases")
     phases = twin.phases
     vs = twin.voxel_size
+    cbd_as = cbd_as or twin.cbd_as or "domain"
     ratio = None
     try:
         particles = twin.labels("particles") if "particles" in twin.label_names else labels

@@ -53,7 +53,8 @@ def check(
     design: Annotated[Optional[Path], typer.Option(help="Design TOML; default: the design stored in the twin.")]
     = None,
     tolerance: Annotated[float, typer.Option(help="Design check tolerance (absolute fraction).")] = 0.02,
-    cbd_as: Annotated[str, typer.Option(help="Compare CBD as 'domain' (nanoporous) or 'solid'.")] = "domain",
+    cbd_as: Annotated[Optional[str], typer.Option(
+        help="Compare CBD as 'domain' (nanoporous) or 'solid'; default: as the twin records, else domain.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """REV checks (size ratio, statistical REV) and the design check; stored as result 'rev'."""

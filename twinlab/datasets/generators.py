@@ -190,7 +190,7 @@ class GeneratedElectrode(Result):
         return create_twin(path, self.phases if image is None else image, voxel_size=self.voxel_size,
                            labels={"phases": self.phases, "particles": self.particles},
                            thickness_axis=self.thickness_axis, collector_side=self.collector_side,
-                           design=self.design.to_dict(), overwrite=overwrite,
+                           design=self.design.to_dict(), cbd_as=self.cbd_as, overwrite=overwrite,
                            step=Step("generate", {"seed": self.seed, "cbd_as": self.cbd_as}))
 
     def to_dict(self) -> dict[str, Any]:

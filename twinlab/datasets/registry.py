@@ -155,7 +155,8 @@ def save_sample(name: str, path: Any, *, voxel_size: Any = None, overwrite: bool
     meta = sample.metadata
     return create_twin(path, image, voxel_size=vs, labels=labels or None,
                        thickness_axis=meta.get("thickness_axis", "y"), collector_side=meta.get("collector_side", "low"),
-                       design=meta.get("design"), sources=[{"dataset": name, "licence": meta.get("licence"),
+                       design=meta.get("design"), cbd_as=meta.get("cbd_as") if "phases" in labels else None,
+                       sources=[{"dataset": name, "licence": meta.get("licence"),
                                                             "source": meta.get("provenance")}],
                        step=Step("datasets.save_sample", {"name": name}), overwrite=overwrite)
 

@@ -106,7 +106,8 @@ def segment_twin(twin: Any, *, method: str = "multiotsu", phases: Sequence[str] 
         labels, collector = confine_collector(labels, phases, table, twin.thickness_axis, twin.collector_side)
     params = {"method": method, "phases": list(phases), "model": model.to_dict(), "seed": seed,
               "collector": None if collector is None else collector.to_dict(), "refinement": refinement}
-    twin.write_labels("phases", labels, phases=table, step=Step("segment", params))
+    # a segmented image shows the CBD as its nanoporous domain (the mid-grey phase), not its solid
+    twin.write_labels("phases", labels, phases=table, cbd_as="domain", step=Step("segment", params))
     written = ["phases"]
     stored = twin.labels("phases")
     counts = label_counts(stored, 256)

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ...design import check_cbd_as
 from ...errors import InputError
 from ...materials import Material
 from ._fft_solver import PRECONDITIONERS
@@ -79,13 +80,14 @@ class CalenderOptions:
         volume kept), and the series written at that voxel size. The solver's cost grows with the
         voxel count, and a grid fine enough to segment the CBD (~0.3 µm) is finer than the
         calendering physics needs. Recorded in every member's provenance (``coarsened``).
-    cbd_as : "solid" or "domain"
+    cbd_as : "solid" or "domain", optional
         What the CBD phase's voxels are: its solid carbon + binder ("solid", as generated twins draw
         it by default) or the nanoporous carbon-binder domain a segmented FIB-SEM twin shows
-        ("domain", the design check's default): its voxels then weigh (1 − the design's
-        ``cbd_nanoporosity``) of a solid voxel in the electrode density the density targets are
-        relative to (needs a design). Porosities stay voxel counts (the domain's nanopores are not in
-        them).
+        ("domain"): its voxels then weigh (1 − the design's ``cbd_nanoporosity``, 0.5 without a
+        design) of a solid voxel in the electrode density the density targets are relative to.
+        Porosities stay voxel counts (the domain's nanopores are not in them). Default: what the
+        twin records (:attr:`twinlab.twin.Twin.cbd_as`: "domain" once segmented, a generator's
+        ``cbd_as``), else "solid"; the series records the value used.
     preconditioner : "multigrid" or "fft"
         CG preconditioner of the mechanics solver (:class:`._fft_solver.MechanicsSolver`); both give
         the same answers to the tolerance. "multigrid" (default) needs 7–8× fewer iterations, each
@@ -146,7 +148,7 @@ class CalenderOptions:
     seed: int = 0
     window: int | None = None
     voxel_um: float | None = None
-    cbd_as: str = "solid"
+    cbd_as: str | None = None
     preconditioner: str = "multigrid"
     contacts: bool = True
     contact_materials: Mapping[str, Material | str] | None = field(default=None)
@@ -186,8 +188,8 @@ class CalenderOptions:
             raise InputError(f"preconditioner must be one of {PRECONDITIONERS}, got {self.preconditioner!r}")
         if self.window is not None and (not _int(self.window) or self.window < 8):
             raise InputError(f"window must be at least 8 voxels (a few particles wide), got {self.window!r}")
-        if self.cbd_as not in ("solid", "domain"):
-            raise InputError(f"cbd_as must be 'solid' or 'domain', got {self.cbd_as!r}")
+        if self.cbd_as is not None:
+            check_cbd_as(self.cbd_as)
         if self.voxel_um is not None and not _pos(self.voxel_um):
             raise InputError(f"voxel_um must be a positive voxel edge in µm (the mechanics grid), got {self.voxel_um!r}")
         if not _num(self.dem_collision_tol) or not 0 <= self.dem_collision_tol <= 1:

@@ -47,6 +47,7 @@ import numpy as np
 
 from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
 from ..._outputs import check_output, make_staging, publish
+from ...design import DEFAULT_CBD_NANOPOROSITY
 from ...errors import InputError
 from ...materials import get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
@@ -133,6 +134,9 @@ def calender(
     labels, image, voxel, t_axis, side, phases, design, base_meta = _resolve_input(
         twin_or_labels, phases, voxel_size_um, thickness_axis, collector_side, design)
     require_3d_volume(labels.shape, analysis="calendering")
+    # what the CBD voxels stand for: as asked, else as the twin records (a segmented twin: the domain)
+    twin_cbd_as = base_meta.pop("cbd_as", None)
+    opts = opts.replace(cbd_as=opts.cbd_as or twin_cbd_as or "solid")
     inst_in = _particle_labels(twin_or_labels, particles, labels.shape)
     if opts.voxel_um is not None:  # mechanics on bins of the input (module _coarsen): the series is at their size
         labels, image, inst_in, voxel, base_meta["coarsened"] = coarsen_for_mechanics(
@@ -183,9 +187,9 @@ def calender(
     rho_s = _solid_density(lab[n_coll:top], moving[n_coll:top], phases, lut, design)
     rho0 = rho_s * (1.0 - eps0)
     if opts.cbd_as == "domain" and "cbd" in phases:  # the CBD voxels are the nanoporous domain: only its solid weighs
-        if design is None:
-            raise InputError("cbd_as='domain' needs the design (its cbd_nanoporosity) to weigh the CBD; pass design=")
-        rho0 -= rho_s * design.cbd_nanoporosity * int((lab[n_coll:top] == phases.value("cbd")).sum()) / (area * m0)
+        nano = design.cbd_nanoporosity if design is not None else DEFAULT_CBD_NANOPOROSITY
+        base_meta["cbd_nanoporosity"] = nano
+        rho0 -= rho_s * nano * int((lab[n_coll:top] == phases.value("cbd")).sum()) / (area * m0)
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
@@ -358,7 +362,7 @@ def _resolve_input(obj, phases, voxel_size_um, thickness_axis, collector_side, d
         side = collector_side or obj.collector_side
         if design is None and obj.design:
             design = obj.design
-        meta = {"source_twin": str(obj.path)}
+        meta = {"source_twin": str(obj.path), "cbd_as": obj.cbd_as}
     else:
         labels = np.asarray(obj)
         if voxel_size_um is None or thickness_axis is None or collector_side is None:
@@ -723,7 +727,7 @@ def _write_step_twin(path, res, state, *, voxel, t_axis, side, phases, design, k
             else design.to_dict()
     twin = create_twin(path, image, voxel_size=voxel, phases=phases, thickness_axis=t_axis, collector_side=side,
                        labels={"phases": state.labels, "broken_shell": state.broken_shell.astype(np.uint8)},
-                       design=new_design, step=Step("calender", params))
+                       design=new_design, cbd_as=settings["cbd_as"], step=Step("calender", params))
     step = Step("calender", params)
     twin.write_field("von_mises_mpa", state.von_mises_mpa, unit="MPa", step=step)
     twin.write_field("stress_mpa", state.stress_mpa.astype(np.float32), unit="MPa", step=step)
