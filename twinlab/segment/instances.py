@@ -343,8 +343,20 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
         off = _off_surface(shell(big), shell(small))  # the small piece from the common ellipsoid
         if math.isnan(off):
             return 0.0  # too few surface points to tell a shape: a speck
-        return off / max(scatter(big), floor)  # in units of the particle's own scatter
+        own = scatter(big)  # NaN: too few surface points of its own for a fit; the digitisation floor
+        return off / (own if own > floor else floor)  # in units of the particle's own scatter
 
+    import os
+    if os.environ.get("S19_DEBUG"):
+        for i in edges:
+            for j in edges[i]:
+                if i < j:
+                    a, s_, op, nk = edges[i][j]
+                    small, big = (i, j) if volume[i] <= volume[j] else (j, i)
+                    off = _off_surface(shell(big), shell(small))
+                    print(f"DBG {i}-{j} vol {volume[i]:.2f}/{volume[j]:.2f} cut {a / min(volume[i], volume[j]) ** power:.2f}/{cut:.2f}"
+                          f" saddle {s_ / min(peak[i], peak[j]):.2f} open {op} neck {nk / a:.2f} off {off:.3f} sc {scatter(big):.3f}"
+                          f" misfit {misfit(i, j):.2f} com {np.round(shell(small).mean(0),1)}")
     version = np.zeros(n + 1, dtype=np.int64)
     heap = [(m, i, j, 0, 0) for i in edges for j in edges[i] if i < j and (m := misfit(i, j)) <= sigmas]
     heapq.heapify(heap)
@@ -472,8 +484,12 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         # the flooding covers the closed envelope, so crack voxels join a basin and the two sides
         # of a crack touch, ready for the fragment merge
         filled = morph.fill_holes(solid, max_hole_voxels=max_hole_voxels)
-        mask = morph.fill_holes(morph.close(solid, closing_vox, threads=threads, mirror=True),
-                                 max_hole_voxels=max_hole_voxels)
+        closed = morph.close(solid, closing_vox, threads=threads, mirror=True)
+        import os
+        if solid.ndim == 3 or os.environ.get("S19_FILL2D"):
+            mask = morph.fill_holes(closed, max_hole_voxels=max_hole_voxels)
+        else:
+            mask = closed | filled
         dist = _edt(filled, anisotropy, threads)
     else:
         dist = _edt(mask, anisotropy, threads)
