@@ -260,9 +260,11 @@ def _equivalent_voxels(volume_um3: float, anisotropy: Sequence[float]) -> float:
 
 def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
                      neck: np.ndarray | None = None, rule: dict[str, float] = MERGE_RULE,
-                     threads: int = 1) -> np.ndarray:
+                     threads: int = 1, solid: np.ndarray | None = None,
+                     closing_vox: Sequence[int] | None = None) -> np.ndarray:
     """The greedy region merge of :func:`merge_cracked_fragments` (its docs)."""
     import heapq
+    import os
 
     n = int(labels.max())
     if n < 2:
@@ -306,6 +308,8 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     power = (labels.ndim - 1) / labels.ndim
     if labels.ndim == 2:  # min_cut is stated in 3D (a plane through a ball's centre: π/(2π/3)^(2/3) = 1.92);
         cut *= (2.0 / math.sqrt(math.pi / 2.0)) / (math.pi / (2.0 * math.pi / 3.0) ** (2.0 / 3.0))  # disc: 1.60
+        cut *= float(os.environ.get("S19_CUT2D", 1.0))
+        saddle = float(os.environ.get("S19_SAD2D", saddle))
     step = np.asarray(anis, dtype=np.float64)
     floor = 0.5 * float(step.mean())  # a digitised surface is known to half a voxel
     volume = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(step))
@@ -331,6 +335,37 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
             scatters[r] = _off_surface(shell(r)[:0], shell(r))
         return scatters[r]
 
+    own_closing = solid is not None and closing_vox is not None and labels.ndim == 2 and not os.environ.get("S19_NOPAIR")
+    boxes = {r: b for r, b in enumerate(ndi.find_objects(labels), start=1) if b is not None}
+    lut = np.arange(n + 1)  # region → the region it was merged into
+    pad = [int(np.ceil(c)) + 1 for c in closing_vox] if closing_vox is not None else []
+
+    def outline(regions: tuple[int, ...]):
+        """The outline of the regions' solid closed on its own (no other piece bridges to it):
+        (points µm, owning region per point; 0 = a bridged voxel)."""
+        box = tuple(slice(min(boxes[r][a].start for r in regions), max(boxes[r][a].stop for r in regions))
+                    for a in range(labels.ndim))
+        sub = lut[labels[box]]
+        own = np.isin(sub, regions) & solid[box]
+        closed = morph.close(own, closing_vox, mirror=[(b.start == 0, b.stop == labels.shape[a])
+                                                       for a, b in enumerate(box)])
+        edge = closed & ~ndi.binary_erosion(closed, border_value=1)
+        pts = np.argwhere(edge)
+        who = np.where(own[edge], sub[edge], 0)
+        return (pts + [b.start for b in box]) * step, who
+
+    own_scatters: dict[int, float] = {}
+
+    def own_scatter(r: int) -> float:
+        if r not in own_scatters:
+            pts, _ = outline((r,))
+            own_scatters[r] = _off_surface(pts[:0], pts)
+        return own_scatters[r]
+
+    def pair_outline(big: int, small: int):
+        pts, who = outline((big, small))
+        return pts[who == big], pts[who == small]
+
     def misfit(i: int, j: int) -> float:
         """How far the smaller piece lies off the ellipsoid the two would share, in units of the
         larger piece's own scatter about an ellipsoid (inf: the pair fails a precondition)."""
@@ -340,23 +375,50 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
         if s < saddle * min(peak[i], peak[j]) and not opened:
             return math.inf  # a saddle in the envelope's distance map: a neck between two bodies
         small, big = (i, j) if volume[i] <= volume[j] else (j, i)
+        if own_closing:
+            pts_big, pts_small = pair_outline(big, small)
+            own = own_scatter(big)
+            off = _off_surface(pts_big, pts_small)
+            if math.isnan(off):
+                return 0.0
+            return off / (own if own > floor else floor)
         off = _off_surface(shell(big), shell(small))  # the small piece from the common ellipsoid
         if math.isnan(off):
             return 0.0  # too few surface points to tell a shape: a speck
+        if os.environ.get("S19_BIAS") and (on_face[small] or not os.environ.get("S19_FACEONLY")):
+            out_ = _off_own(np.concatenate([shell(big), shell(small)]), shell(small), True)
+            if out_ > float(os.environ["S19_BIAS"]) * floor:
+                return math.inf
         own = scatter(big)  # NaN: too few surface points of its own for a fit; the digitisation floor
         return off / (own if own > floor else floor)  # in units of the particle's own scatter
 
     import os
     if os.environ.get("S19_DEBUG"):
+        global _DBG
+        truth = globals().get("_DBG_TRUTH")
         for i in edges:
             for j in edges[i]:
                 if i < j:
                     a, s_, op, nk = edges[i][j]
                     small, big = (i, j) if volume[i] <= volume[j] else (j, i)
+                    ok = not (a < cut * min(volume[i], volume[j]) ** power or nk >= neck_share * a or (s_ < saddle * min(peak[i], peak[j]) and not op))
+                    cutr = a / min(volume[i], volume[j]) ** power / cut
+                    sadr = s_ / min(peak[i], peak[j])
                     off = _off_surface(shell(big), shell(small))
-                    print(f"DBG {i}-{j} vol {volume[i]:.2f}/{volume[j]:.2f} cut {a / min(volume[i], volume[j]) ** power:.2f}/{cut:.2f}"
-                          f" saddle {s_ / min(peak[i], peak[j]):.2f} open {op} neck {nk / a:.2f} off {off:.3f} sc {scatter(big):.3f}"
-                          f" misfit {misfit(i, j):.2f} com {np.round(shell(small).mean(0),1)}")
+                    own = _off_own(shell(big), shell(small))
+                    tb = ts = -1
+                    if truth is not None:
+                        vb = truth[labels == big]; vs_ = truth[labels == small]
+                        tb = np.bincount(vb[vb > 0]).argmax() if (vb > 0).any() else 0
+                        ts = np.bincount(vs_[vs_ > 0]).argmax() if (vs_ > 0).any() else 0
+                    row = dict(vs=volume[small], vb=volume[big], off=off, own=own, sc=scatter(big), n=len(shell(small)),
+                               open=op, same=int(tb == ts), mis=misfit(i, j), ok=int(ok), cutr=cutr, sadr=sadr, neckr=nk / a, com=list(np.round(shell(small).mean(0), 1)) if len(shell(small)) else [], thick=2 * float(_edt(np.ascontiguousarray(labels == small), anis, 1).max()),
+                               face=int((rim & (labels == small)).any()), sown=_off_own(shell(big), shell(small), True),
+                               sjoint=_off_own(np.concatenate([shell(big), shell(small)]), shell(small), True))
+                    _DBG.append(row)
+    version = np.zeros(n + 1, dtype=np.int64)
+    on_face = np.zeros(n + 1, dtype=bool)
+    on_face[np.unique(labels[rim])] = True
     version = np.zeros(n + 1, dtype=np.int64)
     heap = [(m, i, j, 0, 0) for i in edges for j in edges[i] if i < j and (m := misfit(i, j)) <= sigmas]
     heapq.heapify(heap)
@@ -368,6 +430,10 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
         parent[j] = i
         version[i] += 1
         volume[i] += volume[j]
+        lut[lut == j] = i
+        boxes[i] = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(boxes[i], boxes[j]))
+        own_scatters.pop(i, None)
+        on_face[i] |= on_face[j]
         peak[i] = max(peak[i], peak[j])
         shells[i] = np.concatenate([shell(i), shell(j)])
         scatters.pop(i, None)  # its surface grew: fitted again when next asked
@@ -386,6 +452,41 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     if merged.size == 0:
         return labels
     return _relabel_components(labels, n, merged, parent[merged])
+
+
+_DBG = []
+
+
+def _off_own(big_um, small_um, signed=False):
+    """debug: RMS distance of small from the quadric fitted to big alone"""
+    pts = big_um
+    nd = pts.shape[1]
+    nq = 9 if nd == 3 else 5
+    if len(small_um) == 0 or len(pts) < 2 * nq:
+        return math.nan
+    c = pts.mean(0)
+    sc = float(np.sqrt(((pts - c) ** 2).sum(1).mean())) or 1.0
+
+    def design(p):
+        x = (p - c) / sc
+        sq = [x[:, a] * x[:, b] * (1.0 if a == b else 2.0) for a in range(nd) for b in range(a, nd)]
+        return np.stack(sq + [2.0 * x[:, a] for a in range(nd)], 1), x
+
+    d, _ = design(pts)
+    coef, *_ = np.linalg.lstsq(d, np.ones(len(pts)), rcond=None)
+    ds, x = design(small_um)
+    q = ds @ coef - 1.0
+    m = np.zeros((nd, nd))
+    k = 0
+    for a in range(nd):
+        for b in range(a, nd):
+            m[a, b] = m[b, a] = coef[k]
+            k += 1
+    grad = 2.0 * (x @ m) + 2.0 * coef[k:]
+    dist = q / np.maximum(np.linalg.norm(grad, axis=1), 1e-12) * sc
+    if signed:
+        return float(np.mean(dist))
+    return float(np.sqrt(np.mean(dist ** 2)))
 
 
 def _off_surface(big_um: np.ndarray, small_um: np.ndarray) -> float:
@@ -526,7 +627,7 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         out = _split_at_gaps(out, solid, anisotropy)
     if merge_cracked and out.max() > 1:
         out = _merge_fragments(out, anisotropy, neck=mask & (code == 2) if code.dtype != bool else None,
-                               threads=threads)
+                               threads=threads, solid=solid, closing_vox=closing_vox)
     if saddle_ratio is not None and out.max() > 1:
         out = _merge_high_saddles(out, dist, saddle_ratio)
     if closing_vox is not None or min_voxels > 0:
