@@ -448,9 +448,14 @@ def test_merge_cracked_fragments_face_cut_chip_vs_neighbours_cap():
 
     for cut in (38, 40, 42):
         assert merge_cracked_fragments(*_outer_surface_pair(14, cut)).max() == 1, cut
+        # a chip lies on the shared ellipsoid: no bulge out of it even at a third of the default veto
+        assert merge_cracked_fragments(*_outer_surface_pair(14, cut), face_bulge=0.25).max() == 1, cut
     cap = _outer_surface_pair(20)
     assert merge_cracked_fragments(*cap).max() == 2
     assert merge_cracked_fragments(*cap, sigmas=100.0).max() == 1
+    # the face-cut cap lies outside the shared ellipsoid on average (0.25–0.5 voxel here): the bulge
+    # veto alone keeps it apart once set below that (the generated case bulges 1.3 voxels)
+    assert merge_cracked_fragments(*cap, sigmas=100.0, face_bulge=0.25).max() == 2
 
 
 def test_split_particles_keeps_a_cracked_particle_whole():
