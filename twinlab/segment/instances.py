@@ -19,7 +19,10 @@ of a cracked particle that get their own markers are merged (``merge_cracked``,
 :func:`merge_cracked_fragments`: a greedy region-adjacency-graph merge of pieces that meet on a
 boundary spanning the smaller piece, with no saddle in the envelope's distance map between them
 and no binder on the boundary, whose outer surfaces fit one ellipsoid as closely as the larger
-piece fits its own). Before it, a
+piece fits its own; a face-cut piece must not bulge out of that ellipsoid). In a 2D section
+the envelope fills only the solid's own holes (the closing there also encloses the pore between
+neighbours a crack width apart) and each pair is judged on the outline of its own solid closed
+alone. Before it, a
 basin's solid pieces that touch only through gaps the closing bridged are split apart, so the
 merge judges them too (the flood alone gave face-cut caps slivers of their neighbours). The labels
 are then cut back to the phase (crack voxels are 0) and objects below ``min_volume_um3`` are
@@ -214,9 +217,25 @@ def merge_cracked_fragments(
     best-fitting pair first (greedy; a merged region's boundaries, volume, peak and outer surface
     are those of its members together, and its pairs are scored again). A piece with no outer
     surface (enclosed by the other, its neighbours and the volume's faces) sticks out nowhere
-    (misfit 0), as does a speck with too few surface points for a fit. The same rule holds for
+    (misfit 0), as does a speck with too few surface points for a fit; a larger piece with too
+    few for its own fit is measured against the digitisation floor. The same rule holds for
     pieces that meet across cracks or across solid (a watershed cut), on a face of the volume or
     inside it, in 3D and in 2D sections.
+
+    A piece on a face of the volume must also not bulge: its outer surface may lie on average at
+    most ``face_bulge`` voxels *outside* the shared ellipsoid. A chip scatters about the
+    particle's surface; a neighbour's cap cut by the face (its particle's body out of view, so
+    nothing else of it can be fitted) lies beyond the particle, since particles do not
+    interpenetrate. The RMS test alone let such a cap (0.35 µm³, 1.6 × the scatter but 1.3
+    voxels outside) merge: the pore between them became crack (+26 % on the test fixture).
+    A piece with fewer outer-surface points than a quadric fit of its own needs (2 × its
+    coefficients) has no measurable bulge (a chip at a corner of the volume: 10 points).
+
+    In a 2D section neighbours lie a crack width apart far more often than in a volume, so the
+    envelope's closing hides much of their outlines and any two pieces fit one ellipse. There the
+    outer surface of a pair is the outline of the two pieces' solid closed alone, a region's
+    scatter that of its own (inside :func:`split_particles`, which knows the solid and the
+    closing; called on labels alone, this function uses their outer surface in 2D as in 3D).
 
     ``sigmas`` = 2.5 lies in the middle of the range 2–3 over which per-particle crack
     fractions correlate with the truth with r ≥ 0.95 on the generated damaged electrodes of
@@ -234,7 +253,8 @@ def merge_cracked_fragments(
     neck : bool array of the same shape, optional: envelope voxels of another solid phase (CBD,
         collector); a boundary holding them is a contact between particles.
     voxel_size_um : voxel size (µm), default 1.
-    min_cut, saddle_ratio, max_neck_share, sigmas : the tests above.
+    min_cut, saddle_ratio, max_neck_share, sigmas, face_bulge : the tests above (``face_bulge`` in
+        voxels).
 
     Returns
     -------
@@ -314,6 +334,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     step = np.asarray(anis, dtype=np.float64)
     floor = 0.5 * float(step.mean())  # a digitised surface is known to half a voxel
     bulge = rule["face_bulge"] * float(step.mean())  # µm
+    fit_points = 2 * (9 if labels.ndim == 3 else 5)  # fewer outer-surface points tell no shape of their own
     volume = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(step))
     peak = ndi.maximum(dist, labels, index=np.arange(n + 1)).astype(np.float64)
     on_face = np.zeros(n + 1, dtype=bool)  # regions with voxels on a face of the volume
@@ -381,7 +402,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
         if off is None:
             return 0.0  # too few surface points to tell a shape: a speck
         rms, mean = off
-        if on_face[small] and mean > bulge:
+        if on_face[small] and mean > bulge and len(pts_small) >= fit_points:
             return math.inf  # a face-cut piece bulging out of the shared ellipsoid: a neighbour's cap
         own = scatter(big)  # NaN: too few surface points of its own for a fit; the digitisation floor
         return rms / (own if own > floor else floor)  # in units of the particle's own scatter
