@@ -284,7 +284,7 @@ def _equivalent_voxels(volume_um3: float, anisotropy: Sequence[float]) -> float:
 def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
                      neck: np.ndarray | None = None, rule: dict[str, float] = MERGE_RULE,
                      threads: int = 1, solid: np.ndarray | None = None,
-                     closing_vox: Sequence[int] | None = None) -> np.ndarray:
+                     closing_vox: Sequence[int] | None = None, cores: np.ndarray | None = None) -> np.ndarray:
     """The greedy region merge of :func:`merge_cracked_fragments` (its docs). ``solid`` and
     ``closing_vox`` (the envelope's closing): a 2D section's pairs are judged on their own outline."""
     import heapq
@@ -360,6 +360,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     boxes = {r: b for r, b in enumerate(ndi.find_objects(labels), start=1) if b is not None}
     member = np.arange(n + 1)  # label → the region it now belongs to
     pad = [int(np.ceil(c)) + 1 for c in closing_vox] if sectioned else []
+    cores = np.zeros(labels.shape, dtype=bool) if cores is None else cores
 
     def outline(regions: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Points (µm) of the outline of the regions' solid closed alone, and the region owning
@@ -369,7 +370,8 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
                     for a in range(labels.ndim))  # room for the closing; clipped only at the volume's faces
         sub = member[labels[box]]
         own = np.isin(sub, regions) & solid[box]
-        closed = morph.close(own, closing_vox, mirror=[(b.start == 0, b.stop == labels.shape[a])
+        body = np.isin(sub, regions) & (solid[box] | cores[box])  # a hollow core is inside, not outline
+        closed = morph.close(body, closing_vox, mirror=[(b.start == 0, b.stop == labels.shape[a])
                                                        for a, b in enumerate(box)])
         edge = closed & ~ndi.binary_erosion(closed, border_value=1)
         return (np.argwhere(edge) + [b.start for b in box]) * step, np.where(own[edge], sub[edge], 0)
@@ -543,8 +545,13 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         # in 3D the pore space is connected, so a hole of the closed solid lies inside a particle
         # (a hollow core a crack opens to the outside); in a section the closing also encloses the
         # pore between neighbours a crack width apart, and filling it joined them (2D matched 44 %):
-        # a section's envelope fills only the holes of the solid itself
-        mask = morph.fill_holes(closed, max_hole_voxels=max_hole_voxels) if solid.ndim == 3 else closed | filled
+        # a section's envelope fills the solid's own holes and those one piece of solid encloses
+        if solid.ndim == 3:
+            mask = morph.fill_holes(closed, max_hole_voxels=max_hole_voxels)
+        else:
+            mask = _one_body_holes(closed, filled, closing_vox)
+            if max_hole_voxels is not None:  # the bound holds for these holes too
+                mask &= morph.fill_holes(closed, max_hole_voxels=max_hole_voxels) | filled
         dist = _edt(filled, anisotropy, threads)
     else:
         dist = _edt(mask, anisotropy, threads)
@@ -581,12 +588,33 @@ def _watershed_block(mask: np.ndarray, *, anisotropy: Sequence[float], h_um: flo
         out = _split_at_gaps(out, solid, anisotropy)
     if merge_cracked and out.max() > 1:
         out = _merge_fragments(out, anisotropy, neck=mask & (code == 2) if code.dtype != bool else None,
-                               threads=threads, solid=solid, closing_vox=closing_vox)
+                               threads=threads, solid=solid, closing_vox=closing_vox,
+                               cores=mask & ~closed if closing_vox is not None else None)
     if saddle_ratio is not None and out.max() > 1:
         out = _merge_high_saddles(out, dist, saddle_ratio)
     if closing_vox is not None or min_voxels > 0:
         out[~solid] = 0
         out = _drop_small(out, min_voxels)
+    return out
+
+
+def _one_body_holes(closed: np.ndarray, filled: np.ndarray, closing_vox: Sequence[int]) -> np.ndarray:
+    """A section's envelope: ``closed`` (the closed solid) with the solid's own holes (``filled``:
+    the solid, holes filled) and with those holes of the closed solid that one piece of solid
+    alone borders within the closing radius (a hollow core that a crack opens to the outside: a
+    ring with a gap), not those that several pieces border (the pore between neighbours a crack
+    width apart, enclosed only in the section)."""
+    out = closed | filled
+    holes, n = ndi.label(morph.fill_holes(out) & ~out)
+    if n == 0:
+        return out
+    bodies, _ = ndi.label(filled)
+    reach = int(max(closing_vox))
+    for h, box in enumerate(ndi.find_objects(holes), start=1):
+        grow = tuple(slice(max(0, b.start - reach - 1), b.stop + reach + 1) for b in box)
+        near = ndi.binary_dilation(holes[grow] == h, iterations=reach)
+        if np.unique(bodies[grow][near & (bodies[grow] > 0)]).size == 1:
+            out[grow] |= holes[grow] == h
     return out
 
 
