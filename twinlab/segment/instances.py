@@ -239,8 +239,8 @@ def merge_cracked_fragments(
 
     ``sigmas`` = 2.5 lies in the middle of the range 2–3 over which per-particle crack
     fractions correlate with the truth with r ≥ 0.95 on the generated damaged electrodes of
-    ``tests/benchmarks/bench_cracks.py``, seeds 1–5 (0.1 µm voxels); seeds 6–8 were not used to
-    choose anything (held out; the benchmark's default run). Best-fitting first matters: in
+    ``tests/benchmarks/bench_cracks.py``, seeds 1–5 (0.1 µm voxels); seeds 6–11 are held out
+    (the benchmark's docs say what was looked at). Best-fitting first matters: in
     order of boundary size, a face-cut cap joined the neighbour it touched most before its own
     particle's other cap.
 
