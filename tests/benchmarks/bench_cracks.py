@@ -124,7 +124,8 @@ def score(phases, truth_env, truth_cracks, voxel, width):
                                 thickness_axis="y")
         out.update(n_whole=len(whole), r_whole=per_particle_r(res, inst, truth, truth_cracks, keep=whole),
                    pairs_whole=paired_fractions(res, inst, truth, truth_cracks, keep=whole),
-                   r_true_inst=per_particle_r(res_true, given, truth, truth_cracks))
+                   r_true_inst=per_particle_r(res_true, given, truth, truth_cracks),
+                   crack_true_inst=res_true.crack_volume_um3)
     return out
 
 
@@ -178,9 +179,11 @@ def main() -> None:
             crack = sum(t["crack"] for t in views) / sum(t["crack_true"] for t in views) - 1
             whole_f = sum((t["pairs_whole"][0] for t in views), [])
             whole_t = sum((t["pairs_whole"][1] for t in views), [])
+            given = sum(t["crack_true_inst"] for t in views) / sum(t["crack_true"] for t in views) - 1
             print(f"{seed:4d}  2D pooled {n_f:3d}/{n_t:<3d} ({100 * (n_f / n_t - 1):+4.0f} %)  {100 * matched:6.1f} %"
                   f"  {100 * crack:+6.1f} %  {np.corrcoef(found, true)[0, 1]:19.3f}"
-                  f"  (r_whole {np.corrcoef(whole_f, whole_t)[0, 1]:.3f})")
+                  f"  (r_whole {np.corrcoef(whole_f, whole_t)[0, 1]:.3f}; true particles given: crack "
+                  f"{100 * given:+.1f} %)")
     if not a.skip_radius:
         radius_scaling(a.fibsem_domain, a.fibsem_particle_um, widths)
 
