@@ -20,9 +20,10 @@ of a cracked particle that get their own markers are merged (``merge_cracked``,
 boundary spanning the smaller piece, with no saddle in the envelope's distance map between them
 and no binder on the boundary, whose outer surfaces fit one ellipsoid as closely as the larger
 piece fits its own; a face-cut piece must not bulge out of that ellipsoid). In a 2D section
-the envelope fills only the solid's own holes (the closing there also encloses the pore between
-neighbours a crack width apart) and each pair is judged on the outline of its own solid closed
-alone. Before it, a
+the envelope fills only the solid's own holes and the holes of the closed solid that one piece of
+solid encloses (a hollow core a crack opens), not those several pieces enclose (the closing there
+also encloses the pore between neighbours a crack width apart), and each pair is judged on the
+outline of its own solid closed alone. Before it, a
 basin's solid pieces that touch only through gaps the closing bridged are split apart, so the
 merge judges them too (the flood alone gave face-cut caps slivers of their neighbours). The labels
 are then cut back to the phase (crack voxels are 0) and objects below ``min_volume_um3`` are
@@ -286,7 +287,8 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
                      threads: int = 1, solid: np.ndarray | None = None,
                      closing_vox: Sequence[int] | None = None, cores: np.ndarray | None = None) -> np.ndarray:
     """The greedy region merge of :func:`merge_cracked_fragments` (its docs). ``solid`` and
-    ``closing_vox`` (the envelope's closing): a 2D section's pairs are judged on their own outline."""
+    ``closing_vox`` (the envelope's closing): a 2D section's pairs are judged on their own outline;
+    ``cores``: envelope voxels that are filled holes (inside a particle, never outline)."""
     import heapq
 
     n = int(labels.max())
