@@ -448,9 +448,29 @@ def test_merge_cracked_fragments_face_cut_chip_vs_neighbours_cap():
 
     for cut in (38, 40, 42):
         assert merge_cracked_fragments(*_outer_surface_pair(14, cut)).max() == 1, cut
+        # a chip lies on the shared ellipsoid: no bulge out of it even at a third of the default veto
+        assert merge_cracked_fragments(*_outer_surface_pair(14, cut), face_bulge=0.25).max() == 1, cut
     cap = _outer_surface_pair(20)
     assert merge_cracked_fragments(*cap).max() == 2
     assert merge_cracked_fragments(*cap, sigmas=100.0).max() == 1
+    # the face-cut cap lies outside the shared ellipsoid on average (0.25–0.5 voxel here): the bulge
+    # veto alone keeps it apart once set below that (the generated case bulges 1.3 voxels)
+    assert merge_cracked_fragments(*cap, sigmas=100.0, face_bulge=0.25).max() == 2
+
+
+def test_split_particles_section_keeps_a_hollow_ring_whole():
+    """A 2D section through a hollow particle whose core a 0.5 µm crack opens to the outside: the
+    closing makes the core a hole that one piece of solid encloses, so it is filled into the
+    envelope and the ring stays one particle (left open, as the pore between neighbours must be,
+    the ring fell into 4 pieces); three discs 0.4 µm apart, whose pore the closing encloses, stay 3."""
+    yy, xx = np.indices((90, 90))
+    r2 = (yy - 45) ** 2 + (xx - 45) ** 2
+    ring = ((r2 <= 30 ** 2) & (r2 > 12 ** 2) & ~((np.abs(yy - 45) <= 2) & (xx > 45))).astype(np.uint8)
+    kw = dict(voxel_size_um=0.1, crack_width_um=1.0, merge_cracked=True, min_volume_um3=0.1)
+    assert split_particles(ring, **kw).max() == 1
+    yy, xx = np.indices((100, 100))
+    discs = sum(((yy - cy) ** 2 + (xx - cx) ** 2 <= 18 ** 2) for cy, cx in ((30, 30), (30, 70), (65, 50)))
+    assert split_particles((discs > 0).astype(np.uint8), **kw).max() == 3
 
 
 def test_split_particles_keeps_a_cracked_particle_whole():

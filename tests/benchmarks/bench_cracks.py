@@ -1,10 +1,13 @@
 """Benchmark: cracked-particle instances and crack volume on a generated damaged cathode, and the
 crack analysis's time against the closing radius in voxels (issues 18 and 20).
 
-Run: ``PYTHONPATH=. python tests/benchmarks/bench_cracks.py [--seed 6,7,8] [--domain 12,14,12] [--voxel 0.1]``
+Run: ``PYTHONPATH=. python tests/benchmarks/bench_cracks.py [--seed 6,...,11] [--domain 12,14,12] [--voxel 0.1]``
 
-The default seeds 6, 7, 8 are held out: nothing in the fragment merge
-(``twinlab.segment.instances.MERGE_RULE``) was chosen on them; seeds 1–5 were used to choose it.
+The default seeds 6–11 are held out. Seeds 1–5 were used to choose the fragment merge
+(``twinlab.segment.instances.MERGE_RULE``). Seeds 6–8 were held out when the 3D rule was chosen
+(stop 18), but the face-bulge veto's minimum point count and the 2D one-body hole fill were
+added after looking at their failures (a 10-point corner chip on seed 7, hollow rings on the
+2D sections of seeds 7 and 8). Seeds 9–11 were run once, on the final rule.
 
 Prints, for 3D and for 2D slices: particle count (pieces of true particles inside the volume, a
 particle cut by a periodic face counts once per piece; pieces below the minimum particle volume
@@ -17,6 +20,9 @@ closings of radius 3 and 30 voxels both bridge them and both runs find the same 
 generator's default 0.2–1 µm cracks the radius-3 closing (0.15 µm) finds none, and the crack-mouth
 step, whose cost grows with the crack voxels found (1.7 k vs 1.1 M there), is then timed at one radius
 only. The time spent in the closing itself (``twinlab._morphology.close``) is printed apart.
+
+A section shows ~10 particles, so one split or merge moves its r a lot; ``2D pooled`` scores the
+three sections of a seed together (about as many particles as the volume).
 
 2D slices (labelled ``2D``) print two more correlations, so that what a section cannot show is
 told apart from what the splitter gets wrong: ``r_whole`` scores only the found particles whose
@@ -44,7 +50,13 @@ from twinlab.segment.instances import DEFAULT_MIN_VOLUME_UM3, _drop_small, _equi
 
 
 def per_particle_r(result, inst, truth_env, truth_cracks, keep=None) -> float:
-    """Pearson r of found vs true crack fractions, each found particle paired with its majority truth.
+    """Pearson r of found vs true crack fractions (:func:`paired_fractions`)."""
+    found, true = paired_fractions(result, inst, truth_env, truth_cracks, keep)
+    return float(np.corrcoef(found, true)[0, 1])
+
+
+def paired_fractions(result, inst, truth_env, truth_cracks, keep=None) -> tuple[list[float], list[float]]:
+    """Found and true crack fractions, each found particle paired with its majority truth.
 
     ``truth_env`` holds the true pieces in view (a particle cut by a periodic face is one piece
     per side, as in the count): the true fraction of a piece is its own crack voxels over its own
@@ -62,7 +74,7 @@ def per_particle_r(result, inst, truth_env, truth_cracks, keep=None) -> float:
                 continue
             found.append(f)
             true.append(cracked[t] / count[t])
-    return float(np.corrcoef(found, true)[0, 1])
+    return found, true
 
 
 def whole_sections(truth, phases, voxel, width) -> set[int]:
@@ -103,14 +115,17 @@ def score(phases, truth_env, truth_cracks, voxel, width):
     vox = voxel ** phases.ndim
     out = dict(n_true=int(truth.max()), n_found=int(inst.max()), matched=m.fraction_matched,
                crack=res.crack_volume_um3, crack_true=float(truth_cracks.sum() * vox),
-               r=per_particle_r(res, inst, truth, truth_cracks), t_split=t1 - t0, t_cracks=t2 - t1)
+               r=per_particle_r(res, inst, truth, truth_cracks), t_split=t1 - t0, t_cracks=t2 - t1,
+               pairs=paired_fractions(res, inst, truth, truth_cracks))
     if phases.ndim == 2:
         whole = whole_sections(truth, phases, voxel, width)
         given = np.where(phases == 1, truth, 0)
         res_true = crack_volume(phases, particles=given, voxel_size_um=voxel, crack_width_um=width,
                                 thickness_axis="y")
         out.update(n_whole=len(whole), r_whole=per_particle_r(res, inst, truth, truth_cracks, keep=whole),
-                   r_true_inst=per_particle_r(res_true, given, truth, truth_cracks))
+                   pairs_whole=paired_fractions(res, inst, truth, truth_cracks, keep=whole),
+                   r_true_inst=per_particle_r(res_true, given, truth, truth_cracks),
+                   crack_true_inst=res_true.crack_volume_um3)
     return out
 
 
@@ -119,7 +134,8 @@ def main() -> None:
     ap.add_argument("--domain", default="12,14,12")
     ap.add_argument("--voxel", type=float, default=0.1)
     ap.add_argument("--width", type=float, default=1.0)
-    ap.add_argument("--seed", default="6,7,8", help="generator seeds, comma-separated (default: the held-out ones)")
+    ap.add_argument("--seed", default="6,7,8,9,10,11",
+                    help="generator seeds, comma-separated (default: the held-out ones)")
     ap.add_argument("--fibsem-domain", default="8.5,8.5,8.5", help="µm (z, y, x) of the radius-scaling twin")
     ap.add_argument("--fibsem-particle-um", type=float, default=8.0)
     ap.add_argument("--radius-crack-um", default="0.1,0.1", help="crack widths (low,high) µm of the radius-scaling twin")
@@ -139,16 +155,35 @@ def main() -> None:
         print(f"seed {seed}: generated {g.phases.shape} at {a.voxel} µm in {time.perf_counter() - t:.1f} s; "
               f"damage {g.notes['damaged_particles']}")
         s = score(g.phases, g.particles, g.cracks, a.voxel, a.width)
-        print("3D  " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()))
+        print("3D  " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()
+                                 if not k.startswith("pairs")))
         table.append((seed, "3D", s))
         for z in (g.phases.shape[0] // 4, g.phases.shape[0] // 2, 3 * g.phases.shape[0] // 4):
             s = score(g.phases[z], g.particles[z], g.cracks[z], a.voxel, a.width)
-            print(f"2D z={z} " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()))
+            print(f"2D z={z} " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()
+                                           if not k.startswith("pairs")))
             table.append((seed, f"2D z={z}", s))
-    print("\nseed  view      count (found/true)   matched  crack volume vs truth  r")
+    print("\nseed  view      count (found/true)   matched  crack volume vs truth  r"
+          "  (2D pooled: the seed's three sections together, matched weighted by true count)")
     for seed, view, s in table:
         print(f"{seed:4d}  {view:8s}  {s['n_found']:3d}/{s['n_true']:<3d} ({100 * (s['n_found'] / s['n_true'] - 1):+4.0f} %)"
               f"  {100 * s['matched']:6.1f} %  {100 * (s['crack'] / s['crack_true'] - 1):+6.1f} %  {s['r']:19.3f}")
+        if view.startswith("2D") and view == [v for sd, v, _ in table if sd == seed][-1]:
+            # a section shows ~10 particles: one split or merge moves its r a lot; the three
+            # sections of a seed together show about as many as the volume
+            views = [t for sd, v, t in table if sd == seed and v.startswith("2D")]
+            found = sum((t["pairs"][0] for t in views), [])
+            true = sum((t["pairs"][1] for t in views), [])
+            n_f, n_t = sum(t["n_found"] for t in views), sum(t["n_true"] for t in views)
+            matched = sum(t["matched"] * t["n_true"] for t in views) / n_t
+            crack = sum(t["crack"] for t in views) / sum(t["crack_true"] for t in views) - 1
+            whole_f = sum((t["pairs_whole"][0] for t in views), [])
+            whole_t = sum((t["pairs_whole"][1] for t in views), [])
+            given = sum(t["crack_true_inst"] for t in views) / sum(t["crack_true"] for t in views) - 1
+            print(f"{seed:4d}  2D pooled {n_f:3d}/{n_t:<3d} ({100 * (n_f / n_t - 1):+4.0f} %)  {100 * matched:6.1f} %"
+                  f"  {100 * crack:+6.1f} %  {np.corrcoef(found, true)[0, 1]:19.3f}"
+                  f"  (r_whole {np.corrcoef(whole_f, whole_t)[0, 1]:.3f}; true particles given: crack "
+                  f"{100 * given:+.1f} %)")
     if not a.skip_radius:
         radius_scaling(a.fibsem_domain, a.fibsem_particle_um, widths)
 
