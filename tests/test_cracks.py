@@ -469,7 +469,7 @@ def test_damaged_generated_cathode_sections_2d(damaged_cathode):
     from twinlab.segment import split_particles
 
     g = damaged_cathode
-    found, given, truth_found, truth_given = [], [], [], []
+    found, given, truth_found, truth_given, thin = [], [], [], [], 0
     for z in range(5, g.phases.shape[0], 5):
         ph, cr = g.phases[z], g.cracks[z]
         truth = pieces(g.particles[z], background=0, connectivity=1)
@@ -479,6 +479,8 @@ def test_damaged_generated_cathode_sections_2d(damaged_cathode):
         res = crack_volume(ph, particles=inst, voxel_size_um=0.1, crack_width_um=1.0, thickness_axis="y")
         assert res.dimensions == "2D"
         for pid, f in zip(res.particle_ids, res.particle_crack_fraction):
+            if np.isnan(f):  # a face-cut sheet too thin to show a crack (thin_particles)
+                continue
             t = truth[inst == pid]
             t = t[t > 0]
             if t.size:
@@ -487,9 +489,11 @@ def test_damaged_generated_cathode_sections_2d(damaged_cathode):
                 truth_found.append(cracked[k] / count[k])
         res = crack_volume(ph, particles=np.where(ph == ACTIVE, truth, 0), voxel_size_um=0.1, crack_width_um=1.0,
                            thickness_axis="y")
-        given += list(res.particle_crack_fraction)
-        truth_given += [cracked[k] / count[k] for k in res.particle_ids]
-    assert len(found) >= 30
+        kept = [(f, k) for f, k in zip(res.particle_crack_fraction, res.particle_ids) if not np.isnan(f)]
+        thin += res.thin_particles
+        given += [f for f, _ in kept]
+        truth_given += [cracked[k] / count[k] for _, k in kept]
+    assert len(found) >= 30 and thin <= 0.05 * len(given)  # face-cut sheets without a crack fraction: few
     assert np.corrcoef(given, truth_given)[0, 1] >= 0.95
     assert np.corrcoef(found, truth_found)[0, 1] >= 0.8
 

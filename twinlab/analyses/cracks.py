@@ -201,6 +201,7 @@ def crack_volume(
     if not solid.any():
         raise InputError(f"no {phase!r} voxels (phase value {phases.value(phase)}) in the volume; cracks are "
                          "measured inside active particles — check the phase table or pass phase=")
+    stated = morph.closing_radius_vox(width, step)  # the element that bridges crack_width_um
     radius = morph.closing_radius_vox(width * (SECTION_WIDENING if ndim == 2 else 1.0), step)
     if particles is None:
         from ..segment import split_particles
@@ -255,7 +256,7 @@ def crack_volume(
         crack[box] |= c
         envelope[box] |= env
         ids.append(pid)
-        thin = _too_thin(own, radius, box, labels.shape, ax)
+        thin = _too_thin(own, radius, stated, sl, labels.shape, ax)
         fractions.append(float("nan") if thin else float(c.sum()) / float(env.sum()))
 
     vox = float(np.prod(step))
@@ -425,23 +426,26 @@ def _close_at_faces(own: np.ndarray, radius: tuple[int, ...], box: tuple[slice, 
     return base | np.isin(gaps, inner[inner > 0])
 
 
-def _too_thin(own: np.ndarray, radius: tuple[int, ...], box: tuple[slice, ...], shape: tuple[int, ...],
-              thickness_ax: int) -> bool:
-    """Whether ``own`` is a piece cut by a lateral face of the volume too thin for the closing to
-    show a crack through it: a sheet along the face (a periodic wrap's or a crop's sliver).
+def _too_thin(own: np.ndarray, radius: tuple[int, ...], stated: tuple[int, ...], sl: tuple[slice, ...],
+              shape: tuple[int, ...], thickness_ax: int) -> bool:
+    """Whether ``own`` (the box of the piece ``sl``) is a piece cut by a lateral face of the volume
+    too thin for the closing to show a crack through it: a sheet along the face (a periodic
+    wrap's or a crop's sliver).
 
-    The element (semi-axes ``r``, bridging gaps up to ``2(r − 1)`` voxels) lowered onto a sheet
-    over a gap of that width sinks ``d = r − √(2r − 1)`` voxels into it past the gap's walls
-    (2.7 voxels for r = 6): a sheet whose mirrored thickness (the piece and its image across the
-    face) holds no ball of radius ``d`` — its erosion by the ellipsoid of semi-axes ``d`` is
-    empty — has its cracks open to the element from its flat side, so its crack fraction is
-    undefined (NaN). A whole particle of any size is walled on every side of its cracks."""
+    The closing element (semi-axes ``r``) lowered onto a sheet over a crack of the stated width
+    (``2(r₀ − 1)`` voxels, ``r₀`` = ``stated``, the element for ``crack_width_um``) sinks
+    ``d = r − √(r² − (r₀ − 1)²)`` voxels into it past the crack's walls (3D, r = r₀ = 6:
+    2.7 voxels; a 2D section's twice wider element, r = 11: 1.2): a sheet whose mirrored
+    thickness (the piece and its image across the face) holds no ball of radius ``d`` — its
+    erosion by the ellipsoid of semi-axes ``d`` is empty — has its cracks open to the element
+    from its flat side, so its crack fraction is undefined (NaN). A whole particle of any size
+    is walled on every side of its cracks."""
     sides = [(b.start == 0, b.stop == n) if a != thickness_ax else (False, False)
-             for a, (b, n) in enumerate(zip(box, shape))]
+             for a, (b, n) in enumerate(zip(sl, shape))]  # the piece itself on the face, not its box's margin
     if not any(map(any, sides)):
         return False
     pads = [(min(r, n) * lo, min(r, n) * hi) for r, n, (lo, hi) in zip(radius, own.shape, sides)]  # one image
-    sink = [r - math.sqrt(2 * r - 1) for r in radius]
+    sink = [r - math.sqrt(r * r - (r0 - 1) ** 2) for r, r0 in zip(radius, stated)]
     return not morph.erode(np.pad(own, pads, mode="symmetric"), sink).any()
 
 
