@@ -545,3 +545,17 @@ def test_thin_face_sheet_has_no_crack_fraction():
     frac = dict(zip(r.particle_ids, r.particle_crack_fraction))
     assert np.isnan(frac[1]) and r.thin_particles == 1
     assert frac[2] > 0 and frac[3] > 0.2 and r.cracked_particles == 2
+
+
+def test_damage_histogram_leaves_out_thin_pieces(make_twin):
+    """The report's damage histogram counts the particles with a crack fraction; a thin face
+    sheet's NaN (stored as "nan") is left out, not plotted or raised on."""
+    from twinlab.report import fig_crack_fractions
+    from twinlab.twin import Step
+
+    lab = np.zeros((4, 4, 4), np.uint8)
+    twin = make_twin(lab.astype(np.uint16), voxel_size=1.0, labels={"phases": lab})
+    twin.save_result("cracks", {"particle_crack_fraction": [0.0, 0.1, float("nan")], "cracked_particles": 1,
+                                "n_particles": 3, "dimensions": "3D"}, step=Step("cracks", {}))
+    fig = fig_crack_fractions(twin.reload(), [])
+    assert fig is not None and sum(p.get_height() for p in fig.axes[0].patches) == 2
