@@ -23,7 +23,7 @@ piece fits its own; a face-cut piece must not bulge out of that ellipsoid). In a
 the envelope fills only the solid's own holes and the holes of the closed solid that one piece of
 solid encloses (a hollow core a crack opens), not those several pieces enclose (the closing there
 also encloses the pore between neighbours a crack width apart), and each pair is judged on the
-outline of its own solid closed alone. Before it, a
+outline of its own solid closed alone, less where it meets other pieces. Before it, a
 basin's solid pieces that touch only through gaps the closing bridged are split apart, so the
 merge judges them too (the flood alone gave face-cut caps slivers of their neighbours). The labels
 are then cut back to the phase (crack voxels are 0) and objects below ``min_volume_um3`` are
@@ -234,8 +234,8 @@ def merge_cracked_fragments(
 
     In a 2D section neighbours lie a crack width apart far more often than in a volume, so the
     envelope's closing hides much of their outlines and any two pieces fit one ellipse. There the
-    outer surface of a pair is the outline of the two pieces' solid closed alone, a region's
-    scatter that of its own (inside :func:`split_particles`, which knows the solid and the
+    outer surface of a pair is the outline of the two pieces' solid closed alone, less where it
+    meets other regions, a region's scatter that of its whole own outline (inside :func:`split_particles`, which knows the solid and the
     closing; called on labels alone, this function uses their outer surface in 2D as in 3D).
 
     ``sigmas`` = 2.5 lies in the middle of the range 2–3 over which per-particle crack
