@@ -305,6 +305,9 @@ def fig_crack_fractions(twin: Twin, series: list[Twin]) -> Figure | None:
     if not cracks or not cracks.get("particle_crack_fraction"):
         return None
     frac = 100 * np.asarray(cracks["particle_crack_fraction"], dtype=float)
+    frac = frac[np.isfinite(frac)]  # NaN: face-cut sheets too thin to show a crack (crack_volume)
+    if frac.size == 0:
+        return None
     fig, ax = _fig()
     ax.hist(frac, bins=np.linspace(0, max(5.0, float(frac.max())), 21))
     unit = "(2D section: area %)" if cracks.get("dimensions") == "2D" else "(%)"
