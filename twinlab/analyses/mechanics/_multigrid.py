@@ -1151,9 +1151,11 @@ class ElasticMultigrid:
 
     # ------------------------------------------------------------------ the cycle
     def apply(self, r, z) -> None:
-        """z ≈ A⁻¹ r by one V-cycle (z overwritten; zero at nodes without stiffness)."""
+        """z ≈ A⁻¹ r by one V-cycle (z overwritten; zero at nodes without stiffness). ``r`` may have
+        another precision (the finest level reads it only through casting copies); a ``z`` of
+        another precision goes through a buffer."""
         try:
-            if r.dtype == self.dtype:
+            if z.dtype == self.dtype:
                 self._cycle(0, r, z)
                 return
             if self._io is None:
