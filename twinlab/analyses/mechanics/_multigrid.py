@@ -636,9 +636,10 @@ def _add_ptkp(k24, p8, tmp, e):
 
 
 @numba.njit(parallel=True, cache=True)
-def _galerkin_first(coef, pvec, has_p, w, changed, ke, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2,
+def _galerkin_first(coef, pvec, has_p, w, changed, ke, i0, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2,
                     basis, kmat, gmat, gpos, corner_of):
-    """ke[E] = Σ_children P8ᵀ K_child P8 for the first coarse level (packed).
+    """ke[E − (i0, 0, 0)] = Σ_children P8ᵀ K_child P8 for the first coarse level's element planes
+    i0 … i0 + len(ke) − 1 (packed; a slab: the whole level's would take 150 B per fine voxel).
 
     A child whose 8 corner nodes all keep trilinear weights adds the precomputed products of its
     position (``basis``, (81, 300): three coefficients, plus the J2 rank-one term through ``gpos``);
@@ -646,7 +647,8 @@ def _galerkin_first(coef, pvec, has_p, w, changed, ke, ch0, ps0, fl0, ch1, ps1, 
     element matrix from ``kmat`` (unit L, M, k_hg) and ``gmat`` (gradient map), and adds P8ᵀ K P8
     block by block."""
     nc0, nc1, nc2 = ke.shape[0], ke.shape[1], ke.shape[2]
-    for I in numba.prange(nc0):
+    for Il in numba.prange(nc0):
+        I = Il + i0
         p8 = np.empty((8, 8))
         k24 = np.empty((24, 24))
         tmp = np.empty((8, 8))
@@ -654,7 +656,7 @@ def _galerkin_first(coef, pvec, has_p, w, changed, ke, ch0, ps0, fl0, ch1, ps1, 
         pf = np.empty(9)
         for J in range(nc1):
             for K in range(nc2):
-                e = ke[I, J, K]
+                e = ke[Il, J, K]
                 e[:] = 0.0
                 for a in range(2):
                     i = ch0[I, a]
@@ -724,10 +726,13 @@ def _galerkin_first(coef, pvec, has_p, w, changed, ke, ch0, ps0, fl0, ch1, ps1, 
 
 
 @numba.njit(parallel=True, cache=True)
-def _galerkin_dense(kf, kc, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2, w, corner_of, pack):
-    """kc[E] = Σ_children P8ᵀ kf[child] P8 (packed element matrices; P8 from the parent weights)."""
-    nc0, nc1, nc2 = kc.shape[0], kc.shape[1], kc.shape[2]
-    for I in numba.prange(nc0):
+def _galerkin_dense(kf, i0, kc, c0, c1, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2, w, corner_of, pack):
+    """kc[E] = Σ_children P8ᵀ kf[child] P8 (packed element matrices; P8 from the parent weights) for
+    the coarse element planes c0 … c1 − 1, whose children are in the slab ``kf`` of fine element
+    planes from i0."""
+    nc1, nc2 = kc.shape[1], kc.shape[2]
+    for Ic in numba.prange(c1 - c0):
+        I = Ic + c0
         f = np.empty((24, 24))
         p8 = np.empty((8, 8))
         tmp = np.empty((8, 8))
@@ -750,7 +755,7 @@ def _galerkin_dense(kf, kc, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2, w, corn
                             _child_p8(w, fl0, fl1, fl2, I, J, K, ps0[I, a], ps1[J, b], ps2[K, cc], corner_of, p8)
                             for r in range(24):
                                 for c in range(24):
-                                    f[r, c] = kf[i, j, k, pack[r, c]]
+                                    f[r, c] = kf[i - i0, j, k, pack[r, c]]
                             _add_ptkp(f, p8, tmp, e)
 
 
@@ -763,21 +768,31 @@ def _galerkin_dense(kf, kc, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2, w, corn
 NST = 243
 
 
-@numba.njit(parallel=True, cache=True)
 def stencil_from_elements(ke, st, pack):
     """st ← the node stencil of the operator Σ_E scatter(K_E) (packed element matrices ke)."""
-    n0, n1, n2 = ke.shape[0], ke.shape[1], ke.shape[2]
-    for i in numba.prange(n0):
+    st[...] = 0
+    stencil_add_elements(ke, 0, st, pack)
+    return st
+
+
+@numba.njit(parallel=True, cache=True)
+def stencil_add_elements(ke, i0, st, pack):
+    """st += the node stencil of Σ_E scatter(K_E) over the slab ``ke`` of element planes i0 … i0 +
+    len(ke) − 1 (packed element matrices; it touches node planes i0 … i0 + len(ke))."""
+    s = ke.shape[0]
+    n0, n1, n2 = st.shape[0], st.shape[1], st.shape[3]
+    for t in numba.prange(min(s + 1, n0)):
+        i = (i0 + t) % n0
         for j in range(n1):
             for k in range(n2):
-                for o in range(NST):
-                    st[i, j, o, k] = 0.0
                 for ci in range(8):
                     a, b, c = ci >> 2, (ci >> 1) & 1, ci & 1
-                    e0 = i - a if i - a >= 0 else n0 - 1  # the element whose corner ci is this node
+                    el = (i - a - i0) % n0  # the element whose corner ci is this node, in the slab
+                    if el >= s:
+                        continue
                     e1 = j - b if j - b >= 0 else n1 - 1
                     e2 = k - c if k - c >= 0 else n2 - 1
-                    e = ke[e0, e1, e2]
+                    e = ke[el, e1, e2]
                     for cj in range(8):
                         o = 9 * (9 * ((cj >> 2) - a + 1) + 3 * (((cj >> 1) & 1) - b + 1) + ((cj & 1) - c + 1))
                         for m in range(3):
@@ -1031,24 +1046,33 @@ class ElasticMultigrid:
                     lev.copied = copied
                 else:
                     fine = self.levels[-1]
-                    numba.set_num_threads(fine.threads(self.threads))
-                    ke = np.empty((*shape, NPACK), dt)
-                    if li == 1:
-                        # P₀ᵀ A P₀ from the fine coefficients: the constant position products where
-                        # the interpolation is trilinear, explicit P8ᵀ K P8 where it is masked
-                        a0, a1, a2 = fine.axes
-                        _galerkin_first(coef, pvec if pvec is not None else coef[:1], pvec is not None,
-                                        fine.w, fine.changed, ke, a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl,
-                                        a2.ch, a2.pos, a2.fl,
-                                        self._basis, self._kmat, self._gmat, self._gpos, _SLOT_CORNER)
-                    else:
-                        a0, a1, a2 = fine.axes
-                        _galerkin_dense(ke_fine, ke, a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl, a2.ch, a2.pos,
-                                        a2.fl, fine.w, _SLOT_CORNER, _PACK)
-                    ke_fine = ke
-                    numba.set_num_threads(_threads(math.prod(shape), self.threads))
                     st = prev.st if prev is not None else np.empty((shape[0], shape[1], NST, shape[2]), dt)
-                    stencil_from_elements(ke, st, _PACK)
+                    if li == 1:
+                        # P₀ᵀ A P₀ from the fine coefficients, slab by slab of element planes
+                        st[...] = 0
+                        for a, b, ke in self._first_elements(coef, pvec):
+                            numba.set_num_threads(_threads(math.prod(shape), self.threads))
+                            stencil_add_elements(ke, a, st, _PACK)
+                        ke = None
+                    else:
+                        ke = np.empty((*shape, NPACK), dt)
+                        a0, a1, a2 = fine.axes
+                        if li == 2:
+                            # the first level's element matrices again, slab by slab (their Galerkin
+                            # products needed that level's weights, i.e. its finished stencil)
+                            n = self._shapes[1][0]
+                            for a, b, kf in self._first_elements(coef, pvec):
+                                numba.set_num_threads(fine.threads(self.threads))
+                                _galerkin_dense(kf, a, ke, a // 2 if n > 2 else a, -(-b // 2) if n > 2 else b,
+                                                a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl, a2.ch, a2.pos, a2.fl,
+                                                fine.w, _SLOT_CORNER, _PACK)
+                        else:
+                            numba.set_num_threads(fine.threads(self.threads))
+                            _galerkin_dense(ke_fine, 0, ke, 0, shape[0], a0.ch, a0.pos, a0.fl, a1.ch, a1.pos,
+                                            a1.fl, a2.ch, a2.pos, a2.fl, fine.w, _SLOT_CORNER, _PACK)
+                        numba.set_num_threads(_threads(math.prod(shape), self.threads))
+                        stencil_from_elements(ke, st, _PACK)
+                    ke_fine = ke
                     lev = _Level(shape, dt, st=st)
                     lev.b = prev.b if prev is not None else np.zeros((3, *shape), dt)
                     lev.x = prev.x if prev is not None else np.zeros((3, *shape), dt)
@@ -1076,6 +1100,27 @@ class ElasticMultigrid:
         finally:
             numba.set_num_threads(self.threads)
         self.fine_mask = self.levels[0].mask if nlev > 1 else self._coarse_mask
+
+    def _first_elements(self, coef, pvec):
+        """The first coarse level's packed Galerkin element matrices P₀ᵀ K P₀ (the constant position
+        products where the interpolation is trilinear, explicit P8ᵀ K P8 where it is masked), slab by
+        slab of element planes: yields ``(first plane, end plane, matrices)`` with the matrices in one
+        reused buffer of ≤ 1/8 of the level (the whole level's would be 150 B per fine voxel, the
+        peak of a build)."""
+        fine = self.levels[0]
+        shape = self._shapes[1]
+        n = shape[0]
+        step = n if n <= 2 else 2 * -(-n // 16)  # even: a slab holds whole elements of the level below
+        buf = np.empty((min(step, n), *shape[1:], NPACK), self.dtype)
+        a0, a1, a2 = fine.axes
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            ke = buf[:b - a]
+            numba.set_num_threads(fine.threads(self.threads))
+            _galerkin_first(coef, pvec if pvec is not None else coef[:1], pvec is not None, fine.w, fine.changed,
+                            ke, a, a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl, a2.ch, a2.pos, a2.fl,
+                            self._basis, self._kmat, self._gmat, self._gpos, _SLOT_CORNER)
+            yield a, b, ke
 
     def refresh_fine(self, coef, pvec=None) -> None:
         """Bring only the finest level to new coefficients (same grid) and keep the coarse levels.
