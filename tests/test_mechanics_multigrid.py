@@ -471,3 +471,22 @@ def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
     warm = [its for u0, its in solves if u0]
     cold = [its for u0, its in solves if not u0]
     assert len(cold) == increments and np.mean(warm) < np.mean(cold)
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 7), (3, 2, 1), (1, 3, 2), (4, 1, 6)])
+def test_symmetric_stencil_apply_equals_its_assembled_matrix(shape):
+    """A coarse level keeps one 3 × 3 block per symmetric pair of neighbours (the symmetric centre
+    block and 13 forward offsets); any such storage is a symmetric operator, and the kernel applies exactly the
+    matrix :func:`assemble_stencil` builds from it (both halves of every pair, periodic wrap along
+    every axis, axes of 1–2 nodes where +d and −d reach the same node)."""
+    from twinlab.analyses.mechanics._multigrid import NST, assemble_stencil, stencil_apply
+
+    rng = np.random.default_rng(5)
+    st = rng.standard_normal((shape[0], shape[1], NST, shape[2]))
+    centre = st[:, :, :9].reshape(shape[0], shape[1], 3, 3, shape[2])
+    st[:, :, :9] = (centre + centre.transpose(0, 1, 3, 2, 4)).reshape(shape[0], shape[1], 9, shape[2])  # symmetric
+    a = assemble_stencil(st)
+    assert abs(a - a.T).max() <= 1e-14 * abs(a).max()
+    x = rng.standard_normal((3, *shape))
+    out = stencil_apply(st, x, np.empty_like(x))
+    np.testing.assert_allclose(out.reshape(-1), a @ x.reshape(-1), rtol=0, atol=1e-12 * np.abs(out).max())
