@@ -159,6 +159,7 @@ class _Axis:
         nc = self.nc
         self.cp = np.ascontiguousarray(np.stack([c0, c1], 1))
         self.wp = np.ascontiguousarray(np.stack([w0, w1], 1)).astype(dtype)
+        self.odd = (w1 != 0).astype(np.int64)  # nodes between two coarse nodes (two parents)
         self.gp = self.cp * 2 % n if n > 2 else self.cp.copy()
         self.fi = fi
         self.fs = np.where(fw > 0, np.where(c0[fi] == np.arange(nc)[:, None], 0, 1), -1).astype(np.int64)
@@ -175,8 +176,11 @@ class _Axis:
 def prolongation_matrix(shape, weights=None) -> sp.csr_matrix:
     """The prolongation of :class:`ElasticMultigrid` as a sparse matrix (3 components,
     component-major unknowns like the (3, n0, n1, n2) arrays): trilinear, or from the per-node
-    parent weights of :func:`transfer_weights` (``weights``); for tests."""
+    parent weights of :func:`transfer_weights` (``weights``: a :class:`Transfer` or its
+    (8, n0, n1, n2) weights); for tests."""
     axes = [_Axis(n, np.float64) for n in shape]
+    if isinstance(weights, Transfer):
+        weights = weights.weights()
     nc = tuple(a.nc for a in axes)
     nf = math.prod(shape)
     idx = np.arange(nf).reshape(shape)
@@ -197,9 +201,59 @@ def prolongation_matrix(shape, weights=None) -> sp.csr_matrix:
     return sp.kron(sp.identity(3), m).tocsr()
 
 
-def transfer_weights(axes, dtype=np.float32, *, solid=None, stencil=None, theta=STRENGTH):
-    """Per fine node, the weights of its 8 parent slots (8, n0, n1, n2) and whether they differ
-    from trilinear interpolation (n0, n1, n2).
+#: the parent mask of a node that keeps its trilinear weights (every slot)
+TRILINEAR = 255
+
+
+def _weight_table(dtype) -> np.ndarray:
+    """(8, 256, 8): the weight of parent slot s of a node of class c (bit a of c: the node lies
+    between two coarse nodes along axis 2 − a) with parent mask b (bit s: slot s kept): the trilinear
+    weight of the slot over the kept slots' sum, or 0 for a dropped slot."""
+    half = np.array([[1.0, 0.0], [0.5, 0.5]])
+    tab = np.empty((8, 256, 8))
+    for c in range(8):
+        tri = np.array([half[c >> 2][s >> 2] * half[(c >> 1) & 1][(s >> 1) & 1] * half[c & 1][s & 1]
+                        for s in range(8)])
+        for b in range(256):
+            kept = tri * np.array([(b >> s) & 1 for s in range(8)])
+            tab[c, b] = kept / kept.sum() if kept.sum() > 0 else tri
+    return tab.astype(dtype)
+
+
+class Transfer:
+    """The interpolation from a coarse level: per fine node an 8-bit mask of the parent slots it keeps
+    (:data:`TRILINEAR` = all) and the table of :func:`_weight_table` — 1 byte per node instead of the
+    8 weights (32 B in float32): the masked weights are the trilinear ones renormalised over the
+    kept slots, so the mask determines them."""
+
+    def __init__(self, axes, bits, dtype):
+        self.axes = axes
+        self.bits = bits
+        self.tab = _weight_table(dtype)
+
+    @property
+    def changed(self) -> np.ndarray:
+        """Nodes whose weights are not the trilinear ones."""
+        return self.bits != TRILINEAR
+
+    def args(self):
+        """The kernels' arguments: table, masks and the three axes' node classes."""
+        a0, a1, a2 = self.axes
+        return self.tab, self.bits, a0.odd, a1.odd, a2.odd
+
+    def weights(self) -> np.ndarray:
+        """The weights of every node's 8 parent slots, (8, n0, n1, n2) float64 (tests)."""
+        a0, a1, a2 = self.axes
+        cls = 4 * a0.odd[:, None, None] + 2 * a1.odd[None, :, None] + a2.odd[None, None, :]
+        return np.moveaxis(self.tab.astype(np.float64)[cls, self.bits], -1, 0)
+
+    @property
+    def nbytes(self) -> int:
+        return self.bits.nbytes + self.tab.nbytes
+
+
+def transfer_weights(axes, dtype=np.float32, *, solid=None, stencil=None, theta=STRENGTH) -> Transfer:
+    """Per fine node, which of its 8 parent slots keep their weight (:class:`Transfer`).
 
     With ``solid`` (the finest level: elements with stiffness) a parent whose fine node shares no
     solid element with the node, and with ``stencil`` (a coarse level's node stencil) a parent
@@ -212,15 +266,20 @@ def transfer_weights(axes, dtype=np.float32, *, solid=None, stencil=None, theta=
     electrode: 31 → 25 → 22 CG iterations at 32³ and 47 → 39 → 33 at 48³, trilinear → masked
     first level → every level masked, in a sparse-matrix experiment)."""
     shp = tuple(a.n for a in axes)
-    w = np.empty((8, *shp), dtype)
-    changed = np.zeros(shp, np.bool_)
+    bits = np.full(shp, TRILINEAR, np.uint8)
     a0, a1, a2 = axes
     mode = 0 if solid is None and stencil is None else (1 if stencil is None else 2)
     solid = np.zeros((1, 1, 1), np.bool_) if solid is None else solid
     stencil = np.zeros((1, 1, NST, 1), np.float32) if stencil is None else stencil
-    _weights(mode, solid, stencil, float(theta) ** 2, a0.cp, a0.wp, a0.gp, a1.cp, a1.wp, a1.gp, a2.cp, a2.wp,
-             a2.gp, w, changed)
-    return w, changed
+    if mode:
+        _weights(mode, solid, stencil, float(theta) ** 2, a0.wp, a0.gp, a1.wp, a1.gp, a2.wp, a2.gp, bits)
+    return Transfer(axes, bits, dtype)
+
+
+@numba.njit(cache=True, inline="always")
+def _w(tab, bits, o0, o1, o2, s, i, j, k):
+    """Weight of parent slot s of fine node (i, j, k) (see :class:`Transfer`)."""
+    return tab[4 * o0[i] + 2 * o1[j] + o2[k], bits[i, j, k], s]
 
 
 @numba.njit(cache=True, inline="always")
@@ -249,15 +308,21 @@ def _block_norm2(st, i, j, k, g0, g1, g2, o):
 
 
 @numba.njit(parallel=True, cache=True)
-def _weights(mode, solid, st, theta2, cp0, wp0, gp0, cp1, wp1, gp1, cp2, wp2, gp2, out, changed):
-    n0, n1, n2 = out.shape[1], out.shape[2], out.shape[3]
+def _weights(mode, solid, st, theta2, wp0, gp0, wp1, gp1, wp2, gp2, bits):
+    n0, n1, n2 = bits.shape[0], bits.shape[1], bits.shape[2]
     for i in numba.prange(n0):
         for j in range(n1):
             for k in range(n2):
-                total = 0.0
+                kept = 0  # slots with a weight that stay
+                full = 0  # slots with a trilinear weight
+                total = 0
+                dropped = 0
                 for s in range(8):
                     s0, s1, s2 = s >> 2, (s >> 1) & 1, s & 1
-                    w = np.float64(wp0[i, s0]) * wp1[j, s1] * wp2[k, s2]
+                    tri = np.float64(wp0[i, s0]) * wp1[j, s1] * wp2[k, s2]
+                    w = tri
+                    if tri != 0:
+                        full |= 1 << s
                     g0, g1, g2 = gp0[i, s0], gp1[j, s1], gp2[k, s2]
                     if w != 0 and mode == 1:  # a solid element holds both nodes
                         lo0, hi0 = _sides(i, g0, n0)
@@ -281,21 +346,17 @@ def _weights(mode, solid, st, theta2, cp0, wp0, gp0, cp1, wp1, gp1, cp2, wp2, gp
                                 theta2 * theta2 * _block_norm2(st, i, j, k, i, j, k, 13)
                                 * _block_norm2(st, g0, g1, g2, g0, g1, g2, 13)):
                             w = 0.0
-                    out[s, i, j, k] = w
-                    total += w
-                if mode == 0 or total == 1.0:
-                    continue
-                if total > 0:
-                    changed[i, j, k] = True
-                    for s in range(8):
-                        out[s, i, j, k] = out[s, i, j, k] / total
-                else:  # no connected parent: trilinear
-                    for s in range(8):
-                        out[s, i, j, k] = np.float64(wp0[i, s >> 2]) * wp1[j, (s >> 1) & 1] * wp2[k, s & 1]
+                    if w != 0:
+                        kept |= 1 << s
+                        total += 1
+                    elif tri != 0:
+                        dropped += 1
+                if dropped > 0 and total > 0:  # no connected parent at all: trilinear
+                    bits[i, j, k] = kept | (255 ^ full)
 
 
 @numba.njit(parallel=True, cache=True)
-def _restrict(r, rc, f0, s0, f1, s1, f2, s2, w, mask):
+def _restrict(r, rc, f0, s0, f1, s1, f2, s2, tab, bits, o0, o1, o2, mask):
     """rc = Pᵀ (mask ∘ r) (gather: every coarse node sums its ≤ 3 × 3 × 3 fine children with the
     weight it has among their parents; nodes without stiffness are skipped; the transpose of
     :func:`_prolong_add`)."""
@@ -321,7 +382,7 @@ def _restrict(r, rc, f0, s0, f1, s1, f2, s2, w, mask):
                             k = f2[K, t2]
                             if not mask[i, j, k]:
                                 continue
-                            v = w[slot01 + s2[K, t2], i, j, k]
+                            v = _w(tab, bits, o0, o1, o2, slot01 + s2[K, t2], i, j, k)
                             a0 += v * r[0, i, j, k]
                             a1 += v * r[1, i, j, k]
                             a2 += v * r[2, i, j, k]
@@ -331,7 +392,7 @@ def _restrict(r, rc, f0, s0, f1, s1, f2, s2, w, mask):
 
 
 @numba.njit(parallel=True, cache=True)
-def _prolong_add(x, xc, cp0, cp1, cp2, w, mask):
+def _prolong_add(x, xc, cp0, cp1, cp2, tab, bits, o0, o1, o2, mask):
     """x += P xc at nodes with stiffness (``mask``; other nodes are left at zero)."""
     n0, n1, n2 = x.shape[1], x.shape[2], x.shape[3]
     for i in numba.prange(n0):
@@ -342,8 +403,9 @@ def _prolong_add(x, xc, cp0, cp1, cp2, w, mask):
                 v0 = 0.0
                 v1 = 0.0
                 v2 = 0.0
+                wrow = tab[4 * o0[i] + 2 * o1[j] + o2[k], bits[i, j, k]]
                 for s in range(8):
-                    ws = w[s, i, j, k]
+                    ws = wrow[s]
                     if ws == 0:
                         continue
                     I = cp0[i, s >> 2]
@@ -603,7 +665,7 @@ def _local(pos, c):
 
 
 @numba.njit(cache=True, inline="always")
-def _child_p8(w, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8):
+def _child_p8(tab, bits, o0, o1, o2, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8):
     """p8 ← the 8 × 8 interpolation of a child's corners (at positions pa, pb, pc in coarse element
     (I, J, K)) from the coarse element's corners, read from the fine nodes' parent weights."""
     p8[:, :] = 0.0
@@ -613,7 +675,7 @@ def _child_p8(w, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8):
         l2 = _local(pc, ci & 1)
         f0, f1, f2 = fl0[I, l0], fl1[J, l1], fl2[K, l2]
         for s in range(8):
-            ws = w[s, f0, f1, f2]
+            ws = _w(tab, bits, o0, o1, o2, s, f0, f1, f2)
             if ws != 0:
                 p8[ci, 4 * corner_of[l0, s >> 2] + 2 * corner_of[l1, (s >> 1) & 1] + corner_of[l2, s & 1]] += ws
 
@@ -639,7 +701,7 @@ def _add_ptkp(k24, p8, tmp, e):
 
 
 @numba.njit(parallel=True, cache=True)
-def _galerkin_first(coef, pvec, has_p, w, changed, ke, i0, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2,
+def _galerkin_first(coef, pvec, has_p, tab, bits, o0, o1, o2, ke, i0, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2,
                     basis, kmat, gmat, gpos, corner_of):
     """ke[E − (i0, 0, 0)] = Σ_children P8ᵀ K_child P8 for the first coarse level's element planes
     i0 … i0 + len(ke) − 1 (packed; a slab: the whole level's would take 150 B per fine voxel).
@@ -691,8 +753,8 @@ def _galerkin_first(coef, pvec, has_p, w, changed, ke, i0, ch0, ps0, fl0, ch1, p
                             pa, pb, pc = ps0[I, a], ps1[J, b], ps2[K, cc]
                             standard = True
                             for ci in range(8):
-                                if changed[fl0[I, _local(pa, ci >> 2)], fl1[J, _local(pb, (ci >> 1) & 1)],
-                                           fl2[K, _local(pc, ci & 1)]]:
+                                if bits[fl0[I, _local(pa, ci >> 2)], fl1[J, _local(pb, (ci >> 1) & 1)],
+                                        fl2[K, _local(pc, ci & 1)]] != TRILINEAR:
                                     standard = False
                             if standard:
                                 combo = pa * 9 + pb * 3 + pc
@@ -712,7 +774,7 @@ def _galerkin_first(coef, pvec, has_p, w, changed, ke, i0, ch0, ps0, fl0, ch1, p
                                             e[o + c] -= wv[r] * wv[c]
                                         o += r + 1
                                 continue
-                            _child_p8(w, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8)
+                            _child_p8(tab, bits, o0, o1, o2, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8)
                             for r in range(24):
                                 for c in range(24):
                                     k24[r, c] = L * kmat[0, r, c] + M * kmat[1, r, c] + kh * kmat[2, r, c]
@@ -729,7 +791,8 @@ def _galerkin_first(coef, pvec, has_p, w, changed, ke, i0, ch0, ps0, fl0, ch1, p
 
 
 @numba.njit(parallel=True, cache=True)
-def _galerkin_dense(kf, i0, kc, c0, c1, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2, w, corner_of, pack):
+def _galerkin_dense(kf, i0, kc, c0, c1, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2, tab, bits, o0, o1, o2,
+                    corner_of, pack):
     """kc[E] = Σ_children P8ᵀ kf[child] P8 (packed element matrices; P8 from the parent weights) for
     the coarse element planes c0 … c1 − 1, whose children are in the slab ``kf`` of fine element
     planes from i0."""
@@ -755,7 +818,8 @@ def _galerkin_dense(kf, i0, kc, c0, c1, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, 
                             k = ch2[K, cc]
                             if k < 0:
                                 continue
-                            _child_p8(w, fl0, fl1, fl2, I, J, K, ps0[I, a], ps1[J, b], ps2[K, cc], corner_of, p8)
+                            _child_p8(tab, bits, o0, o1, o2, fl0, fl1, fl2, I, J, K, ps0[I, a], ps1[J, b], ps2[K, cc],
+                                      corner_of, p8)
                             for r in range(24):
                                 for c in range(24):
                                     f[r, c] = kf[i - i0, j, k, pack[r, c]]
@@ -976,7 +1040,7 @@ class _Level:
         self.axes = None  # transfer to the next level
         self.active = None if coef is None else active_rows(coef, pvec)
         self.dinv = self.mask = None
-        self.w = self.changed = None  # parent weights of every node (8, …) and where they are not trilinear
+        self.tr = None  # the interpolation from the next level (:class:`Transfer`)
         self.lmax = 1.0
         self.b = self.x = self.r = self.d = self.t = None
         self.kvec = []  # K-cycle work vectors (coarse levels)
@@ -997,7 +1061,8 @@ class _Level:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.st, self.dinv, self.mask, self.w, self.changed, self.b, self.x, self.r, self.d, self.t,
+        arrays = [self.st, self.dinv, self.mask, None if self.tr is None else self.tr.bits, self.b, self.x, self.r,
+                  self.d, self.t,
                   *self.kvec]
         if self.copied:  # the fine coefficients in the hierarchy's precision
             arrays += [self.coef, self.pvec]
@@ -1111,11 +1176,11 @@ class ElasticMultigrid:
                                 numba.set_num_threads(fine.threads(self.threads))
                                 _galerkin_dense(kf, a, ke, a // 2 if n > 2 else a, -(-b // 2) if n > 2 else b,
                                                 a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl, a2.ch, a2.pos, a2.fl,
-                                                fine.w, _SLOT_CORNER, _PACK)
+                                                *fine.tr.args(), _SLOT_CORNER, _PACK)
                         else:
                             numba.set_num_threads(fine.threads(self.threads))
                             _galerkin_dense(ke_fine, 0, ke, 0, shape[0], a0.ch, a0.pos, a0.fl, a1.ch, a1.pos,
-                                            a1.fl, a2.ch, a2.pos, a2.fl, fine.w, _SLOT_CORNER, _PACK)
+                                            a1.fl, a2.ch, a2.pos, a2.fl, *fine.tr.args(), _SLOT_CORNER, _PACK)
                         numba.set_num_threads(_threads(math.prod(shape), self.threads))
                         stencil_from_elements(ke, st, _PACK)
                     ke_fine = ke
@@ -1133,10 +1198,10 @@ class ElasticMultigrid:
                     node_block_inverse(coef, pvec, lev.q, lev.dinv)
                     solid = _solid(coef, pvec)
                     self._solid = solid
-                    lev.w, lev.changed = transfer_weights(lev.axes, dt, solid=solid if self.masked else None)
+                    lev.tr = transfer_weights(lev.axes, dt, solid=solid if self.masked else None)
                 else:
                     _stencil_node_blocks(lev.st, lev.dinv)
-                    lev.w, lev.changed = transfer_weights(lev.axes, dt, stencil=lev.st if self.masked else None)
+                    lev.tr = transfer_weights(lev.axes, dt, stencil=lev.st if self.masked else None)
                 lev.mask = np.ascontiguousarray(lev.dinv[0] != 0)
                 for name in ("r", "d", "t"):
                     setattr(lev, name, getattr(prev, name) if prev is not None else np.zeros((3, *shape), dt))
@@ -1163,7 +1228,7 @@ class ElasticMultigrid:
             b = min(a + step, n)
             ke = buf[:b - a]
             numba.set_num_threads(fine.threads(self.threads))
-            _galerkin_first(coef, pvec if pvec is not None else coef[:1], pvec is not None, fine.w, fine.changed,
+            _galerkin_first(coef, pvec if pvec is not None else coef[:1], pvec is not None, *fine.tr.args(),
                             ke, a, a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl, a2.ch, a2.pos, a2.fl,
                             self._basis, self._kmat, self._gmat, self._gpos, _SLOT_CORNER)
             yield a, b, ke
@@ -1299,10 +1364,10 @@ class ElasticMultigrid:
         self.smooth(li, b, x, r)
         coarse = self.levels[li + 1]
         a0, a1, a2 = lev.axes
-        _restrict(r, coarse.b, a0.fi, a0.fs, a1.fi, a1.fs, a2.fi, a2.fs, lev.w, lev.mask)
+        _restrict(r, coarse.b, a0.fi, a0.fs, a1.fi, a1.fs, a2.fi, a2.fs, *lev.tr.args(), lev.mask)
         self._cycle(li + 1, coarse.b, coarse.x)
         numba.set_num_threads(lev.threads(self.threads))
-        _prolong_add(x, coarse.x, a0.cp, a1.cp, a2.cp, lev.w, lev.mask)
+        _prolong_add(x, coarse.x, a0.cp, a1.cp, a2.cp, *lev.tr.args(), lev.mask)
         lev.apply(x, lev.t)
         r[...] = b
         _sub(r, lev.t)
