@@ -261,12 +261,12 @@ def test_inexact_newton_cg_stops_on_a_plateau_near_its_target_but_a_linear_solve
     b = np.random.default_rng(1).standard_normal((3, *solver.shape)).astype(solver.dtype)
     n = b[0].size
     theta, normal = np.ones(n, solver.dtype), np.zeros((6, n), solver.dtype)
-    with pytest.raises(ConvergenceError, match="stagnated"):
-        solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000)
+    with pytest.raises(ConvergenceError, match="stagnated"):  # (_cg overwrites its right-hand side)
+        solver._cg(b.copy(), theta, normal, rtol=1e-3, maxiter=1000)
     with pytest.raises(ConvergenceError, match="stagnated"):  # a plateau far above the target is no answer
-        solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
+        solver._cg(b.copy(), theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
     monkeypatch.setattr(_fft_solver, "INEXACT_ACCEPT", 1e6)
-    x, its = solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
+    x, its = solver._cg(b.copy(), theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
     assert its < 1000 and np.isfinite(x).all()
 
 
