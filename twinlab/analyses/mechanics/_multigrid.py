@@ -16,8 +16,10 @@ solver's float64 flexible CG (as the transport solver does):
   block of the Galerkin stencil stronger than ``STRENGTH`` × the diagonal blocks. Pure trilinear
   interpolation glues particles that a voxel gap separates inside one coarse element (their coarse
   space cannot move them apart); masking took the benchmark electrode from 31 / 47 / 97 / 144 to 21
-  / 32 / 56 / 40 CG iterations at 32³ / 48³ / 64³ / 128³. The weights are stored per node (8 floats)
-  and drive the restriction, the prolongation and the Galerkin products.
+  / 32 / 56 / 40 CG iterations at 32³ / 48³ / 64³ / 128³. The weights are stored per node as an
+  8-bit mask of the parent slots kept (:class:`Transfer`: the masked weights are the trilinear ones
+  renormalised, so the mask and a 8 × 256 × 8 table determine them) and drive the restriction, the
+  prolongation and the Galerkin products.
 * **Galerkin coarse operators** ``A_c = Pᵀ A P``: P is local (a fine node's parents are corners of
   every coarse element that holds it), so the product is a sum of coarse element matrices (24 × 24,
   packed), each the sum over its 8 children of ``P8ᵀ K_child P8`` with P8 the child's corners'
@@ -29,11 +31,13 @@ solver's float64 flexible CG (as the transport solver does):
   against 40 → 73 with Galerkin at the same smoother. On the first coarse level a child whose
   corners all keep trilinear weights adds 3 of 81 constant position products of the fine
   ``L, M, k_hg`` (plus the J2 rank-one terms of
-  yielded voxels). The element matrices exist only while the hierarchy is built: every coarse
-  level is **applied as an assembled 27-point stencil of 3 × 3 node blocks** (:func:`stencil_apply`,
-  a gather that vectorises along the last axis), ~4× faster per node than applying the 8 packed
-  element matrices around each node (scalar triangular loops with a scatter; 38 ms vs a 16 ms fine
-  sweep at 64³ before).
+  yielded voxels). The element matrices exist only while the hierarchy is built (the first coarse
+  level's slab by slab of element planes, :meth:`ElasticMultigrid._first_elements`): every coarse
+  level is **applied as an assembled 27-point stencil of 3 × 3 node blocks, stored once per
+  symmetric pair** (the centre and 13 forward blocks; :func:`stencil_apply`, a gather that
+  vectorises along the last axis), ~4× faster per node than applying the 8 packed element matrices
+  around each node (scalar triangular loops with a scatter; 38 ms vs a 16 ms fine sweep at 64³
+  before).
 * **Smoother**: Chebyshev polynomial of degree ``degree`` (fine) / ``coarse_degree`` in ``D⁻¹A``
   with ``D`` the 3 × 3 node blocks of the operator (inverted per node; zero for nodes without
   stiffness). Chebyshev–Jacobi is symmetric, needs no colouring, copes with 10⁵ stiffness
@@ -48,17 +52,18 @@ solver's float64 flexible CG (as the transport solver does):
   restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
   motions of the periodic cell and of pieces floating at that level are its null space).
 
-Memory (float32 cycle): the stencil of level 1 is 243 values per coarse node ≈ 122 B per fine voxel,
-all coarser levels ≈ 18 B, fine-level copies of the coefficients, node blocks and 6 work vectors ≈
-110 B, the parent weights and their flags 33 B, the pattern of voxels with stiffness 1 B: ≈ 280 B
-per fine voxel (measured 550 MiB at 130 × 128², 266 B/voxel) besides the solver's own float64 CG
-vectors (5 × 24 B) and coefficients (24 B); while the hierarchy is built the packed level-1 element
-matrices add 150 B per fine voxel. A calendering increment with contacts peaks during a later
-contact pass's CG at ≈ 720 B per voxel (traced at 64³): the calender's state 147, this hierarchy
-≈ 285, the solver's coefficients 33, Newton's displacement, residual and θ 56, the previous pass's
-displacement 24, CG 120 — at 256³ ≈ 12 GB, over the 8 GiB target. The next cuts: the level-1
-stencil stored once per symmetric pair (−61), weights only for nodes that are not trilinear (−30),
-the cycle reading the float64 residual directly (−24), float32 CG direction vectors (−48).
+Memory (float32 cycle): the level-1 stencil is 126 values per coarse node ≈ 63 B per fine voxel
+(243 and 122 B before the symmetric storage), all coarser levels ≈ 9 B, the finest level's node
+blocks, mask and 3 work vectors ≈ 65 B, the coarse levels' vectors ≈ 10 B, the parent masks 1 B
+(33 B as float32 weights and flags): ≈ 150 B per fine voxel besides the fine coefficients, which
+the hierarchy shares with a solver that has them in float32 (the calender's; a float64 caller's are
+copied, 12 B). While a level is built, its packed element matrices add ≤ 19 B (the first level's,
+≤ 1/8 at a time: 150 B at once before). The solver adds its float64 CG vectors x, r (in the
+right-hand side's memory) and q and float32 directions z, p (≈ 72 B + 24), Newton's displacement,
+residual and stress (24 + 24 + 48; the strain is recomputed once at the end). A calendering
+increment with contacts (the calender's float32 state ≈ 130 B) peaked at ≈ 500 B per electrode voxel
+(tracemalloc at 64³; 809 before these cuts), peak RSS 0.97 GiB at 128³ (497 B/voxel with the
+interpreter's 0.25 GiB; 888 before) — see tests/benchmarks/bench_mechanics.py for 256³.
 
 Status: see the measured figures in :class:`._fft_solver.MechanicsSolver` and
 tests/benchmarks/bench_mechanics.py. Iterations no longer grow steadily with the grid (21 / 32 / 56
@@ -89,7 +94,7 @@ __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_invers
 PARALLEL_MIN_NODES = 1 << 14
 #: Chebyshev steps per smoothing and the part [λ_max/ratio, λ_max] of D⁻¹A's spectrum it damps
 DEGREE = 4
-#: … on the coarse levels: a level-1 stencil application costs ~1.7 fine sweeps (243 values per
+#: … on the coarse levels: a level-1 stencil application costs ~1.7 fine sweeps (243 multiply-adds per
 #: node at an eighth of the nodes); degree 2 there needs 97 instead of 81 CG iterations at 64³ for
 #: ~40 % less coarse work
 COARSE_DEGREE = 2
