@@ -48,6 +48,13 @@ seconds of the process are given where wall time mostly measured the others):
   after all, 184 s at load 16–18 (3 builds 45 s, 57 cycles 121 s); 192³ 4.69 GiB = 711 B/voxel (47
   CG / 3 Newton, 1136 s at load 13–22). About 0.25 GiB of each is interpreter and libraries: ≈ 670 B
   per electrode voxel → 256³ ≈ 10.8 GiB, over the target.
+* after the memory cuts of the multigrid and the solver (symmetric coarse stencils, parent masks,
+  slabbed first-level build, float32 CG directions and coefficients, CG residual in the right-hand
+  side, solution fields in the calender's float32; see :mod:`twinlab.analyses.mechanics._multigrid`):
+  traced numpy peak of a 64³ increment 809 → ≈ 500 B/voxel (same script, consecutive runs); peak RSS
+  (``--sizes '' --skip-cg --skip-calender --increment-n N`` under ``/usr/bin/time -v``, load 2–3.6):
+  128³ 0.97 GiB = 497 B/voxel (33 s, 57 CG / 3 Newton); **256³ 5.68 GiB = 364 B/voxel** (209 s,
+  36 CG / 3 Newton, 3 builds 32 s, 36 cycles 141 s): fits in 8 GiB.
 """
 
 from __future__ import annotations
