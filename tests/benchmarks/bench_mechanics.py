@@ -218,7 +218,9 @@ def scaling_part(args) -> None:
             continue
         voxels = lam.size
         hier = solver._mg.nbytes
-        vectors = 5 * 3 * voxels * solver.dtype.itemsize + solver._coef.nbytes  # x, r, p, q, z and L, M, k_hg
+        # CG's x, r (in the right-hand side's memory) and q in float64, z and p in the cycle's float32,
+        # and L, M, k_hg
+        vectors = 3 * voxels * (3 * solver.dtype.itemsize + 2 * solver._mg.dtype.itemsize) + solver._coef.nbytes
         rows.append((n, its))
         print(f"  {lam.shape}: multigrid {its} CG iterations to 1e-5 in {el:.1f} s "
               f"({el / its * 1e3:.0f} ms/iteration = {el / its / peer:.2f}× the 6+6 FFT pair {peer * 1e3:.0f} ms), hierarchy set-up ~{setup:.1f} s "
