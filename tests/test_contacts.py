@@ -256,3 +256,113 @@ def test_bad_contact_inputs_are_rejected(small_cathode, kw, msg):
     gen, design = small_cathode
     with pytest.raises(InputError, match=msg):
         calender(gen.phases, densities=[2.6], steps=1, **_kw(design), **kw)
+
+
+# ------------------------------------------------------------------ compaction cap (issue 16)
+def test_compaction_pressure_is_heckels_law_above_jamming():
+    from twinlab.analyses.mechanics._contacts import compaction_pressure
+
+    jam, sc = 0.555, 125.0
+    phi = np.array([0.40, 0.55, 0.60, 0.70, 0.80])
+    p, k = compaction_pressure(phi, np.full(5, jam), np.full(5, sc))
+    assert (p[:2] == 0).all() and (k[:2] == 0).all()  # below jamming: rearrangement, no pressure
+    # Heckel: ln(1/(1 − φ)) = K P + A, K = 1/(3 σ_c), A = ln(1/(1 − φ_j))
+    assert np.allclose(np.log(1 / (1 - phi[2:])), p[2:] / (3 * sc) + np.log(1 / (1 - jam)), rtol=1e-12)
+    # the tangent is dP/d(−ε_v) with φ = φ0/(1 + ε_v): a central difference
+    d = 1e-6
+    p_hi, _ = compaction_pressure(phi[2:] / (1 - d), np.full(3, jam), np.full(3, sc))
+    p_lo, _ = compaction_pressure(phi[2:] / (1 + d), np.full(3, jam), np.full(3, sc))
+    assert np.allclose((p_hi - p_lo) / (2 * d), k[2:], rtol=1e-5)
+    assert np.isinf(compaction_pressure(phi, np.full(5, np.nan), np.zeros(5))[0]).all()  # no cap
+
+
+def test_packing_fraction_counts_the_skeleton_inside_the_coating():
+    from twinlab.analyses.mechanics._contacts import jamming_width, packing_fraction
+
+    sk = np.zeros((10, 8, 8), bool)
+    sk[:, :, :4] = True  # half the columns are skeleton: 0.5 everywhere with a periodic 8-wide window
+    region = np.ones(sk.shape, bool)
+    region[:2] = False  # collector layers: not coating
+    phi = packing_fraction(sk, region, 7)
+    assert np.allclose(phi[2:, :, 2], 4 / 7, atol=1e-6) and np.allclose(phi[2:, :, 0], 4 / 7, atol=1e-6)
+    full = packing_fraction(np.ones(sk.shape, bool), region, 5)
+    assert np.allclose(full[2:], 1.0, atol=1e-6)  # cut at the coating's face: the collector is not pore
+    inst = np.zeros((20, 20, 20), np.int32)
+    inst[:8, :8, :8] = 1  # one 8³ cube: equivalent diameter (6·512/π)^(1/3) = 9.93 voxels
+    assert jamming_width(inst, (inst > 0).astype(np.uint8), [1]) == 21  # two diameters, odd
+
+
+def _column(phi_value, cap=True, passes=10):
+    """Two 6-layer blocks stacked in a laterally filled cell (uniaxial strain), one contact plane."""
+    from twinlab.materials import get_material
+
+    shape = (12, 4, 4)
+    inst = np.ones(shape, np.int32)
+    inst[6:] = 2
+    lab = np.ones(shape, np.uint8)
+    mat = get_material("NCM_contact")
+    law = ContactLaw.from_materials({1: mat if cap else mat.with_(jamming_fraction=None)})
+    lam0, mu0 = lame_from_young(20e3, 0.3)
+
+    def make(lam, mu, sy, code):
+        return MechanicsSolver(lam, mu, yield_mpa=sy, code=code, dtype=np.float64, workers=1)
+
+    d_e = np.zeros(6)
+    d_e[0] = -0.01
+    sol, gap, mask, info = solve_with_contacts(
+        make, d_e, np.full(shape, lam0), np.full(shape, mu0), np.full(shape, np.inf), np.zeros(shape, np.uint8),
+        np.zeros((6, *shape)), lab=lab, inst=inst, fixed=None, gap=np.full(shape, np.nan, np.float32), law=law,
+        nt=shape[0], tol_active=0.0, max_passes=passes, tol=1e-8, maxiter=5000, top_is_roll=False,
+        phi=np.full(shape, phi_value))
+    p = -(sol.stress[0] + sol.stress[1] + sol.stress[2]) / 3.0
+    return sol, p[mask], -float(sol.stress[0, 2].mean()), info
+
+
+def test_contact_crushes_at_the_compaction_pressure_and_gives_way_below_jamming():
+    from twinlab.analyses.mechanics._contacts import compaction_pressure
+
+    # elastic contact (no cap): two 0.5 GPa contact layers in series with 20 GPa blocks, uniaxial strain:
+    # σ = ΔL / Σ (layers / constrained modulus), M = E (1 − ν)/((1 + ν)(1 − 2ν))
+    m_b, m_c = (e * 0.7 / (1.3 * 0.4) for e in (20e3, 500.0))
+    sigma = 0.12 / (10 / m_b + 2 / m_c)
+    _, p_el, s_el, _ = _column(0.6, cap=False)
+    assert s_el == pytest.approx(sigma, rel=1e-3)
+    # jammed (φ 0.5597): Heckel cap 4 MPa + 1 MPa cohesion, far below the elastic contact pressure
+    phi = 0.5597
+    cap = float(compaction_pressure(np.array([phi]), np.array([0.555]), np.array([125.0]))[0][0]) + 1.0
+    assert 3 < cap < 0.5 * p_el.min()
+    sol, p, s, info = _column(phi)
+    assert p.max() <= cap * (1 + 1e-9)  # returned to the cap
+    assert info["crushing"] == p.size
+    # the secant passes brought the solve itself near the cap: the column transmits ~ the crushed contact's
+    # normal stress, a fraction of the elastic one
+    assert s < 0.4 * s_el
+    # loose (below jamming): the contacts give way, the column transmits nothing
+    _, p_l, s_l, _ = _column(0.5)
+    assert abs(s_l) < 1e-6 * s_el and np.abs(p_l).max() < 1e-9
+
+
+def test_shell_patches_break_with_weibull_scatter():
+    # each surface patch draws its own strength from the film's Weibull distribution: under a uniform
+    # film stress σ the broken fraction is 1 − exp(−(σ/σ0)^m) (Weibull 1951), whatever the voxel size
+    from twinlab.analyses.mechanics._contacts import setup_state
+    from twinlab.materials import get_material
+
+    shell, li = get_material("Li2CO3"), get_material("Li")
+    m, s0 = shell.weibull_modulus, shell.fracture_strength_mpa
+    lab = np.full((40, 40, 40), 4, np.uint8)
+    lab[18:22, 18:22, 18:22] = 5  # a lithium core; every other voxel is a shell patch
+    st = setup_state(lab, None, names={4: "shell", 5: "lithium"}, materials={"shell": shell, "lithium": li},
+                     contacts=False, contact_materials=None, shells="membrane", get_material=get_material, seed=7)
+    n = int(st.shelled.sum())
+    assert n > 60000 and np.all(st.shell_scatter[~st.shelled] == 1)
+    for ratio in (0.7, 1.0, 1.3):
+        eps = ratio * s0 * (1 - shell.poisson_ratio) / (shell.youngs_modulus_gpa * 1e3)  # film stress ratio × σ0
+        strain = np.zeros((6, *lab.shape))
+        strain[:3] = eps  # isotropic: the same in-plane strain whatever the patch's normal
+        broken = shell_fracture(strain, np.zeros((6, *lab.shape)), st.inst, st.shelled, np.zeros(lab.shape, bool),
+                                e_shell_mpa=shell.youngs_modulus_gpa * 1e3, nu_shell=shell.poisson_ratio,
+                                strength_mpa=s0 * st.shell_scatter)
+        frac = broken[st.shelled].mean()
+        expect = 1 - np.exp(-ratio ** m)
+        assert abs(frac - expect) < 4 * np.sqrt(expect * (1 - expect) / n) + 1e-3

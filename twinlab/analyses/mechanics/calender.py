@@ -28,8 +28,13 @@ exponentially with density (Meyer et al., J. Mater. Process. Technol. 249 (2017)
 et al., Energy Technol. 7 (2019) 1900840; DEM: Sangrós Giménez et al., Adv. Powder Technol. 30
 (2019); Primo et al., J. Power Sources 488 (2021) 229361; FEM with particle fracture: Guichard et
 al., arXiv:2601.02879 — rearrangement first, then fracture at moderate pressure, then crushing).
-With ``rearrange="none"`` particles move only as far as the small-strain increments with open and
-sliding contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
+Compaction cap (issue 16, :func:`._contacts.compaction_pressure`): a contact of a powder phase (NCM,
+lithium) and the pore-bridging CBD/binder crush at the compaction pressure of the packing around them —
+nothing below the skeleton's jamming fraction (random loose packing, 0.555: the particles rearrange
+into the pores), Heckel's law above it — judged on the local packing fraction expected at the end of
+the increment; so the pressure stays low while pores close and rises steeply once jammed.
+With ``rearrange="none"`` particles move only as far as the small-strain increments with open,
+sliding and crushing contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
 (:mod:`._rearrange`, LAMMPS granular): the particles rearrange until the packing jams, and the
 stress solve compresses only the rest.
 """
@@ -181,7 +186,7 @@ def calender(
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
-    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells)
+    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed)
     schedule = _schedule(m0, [t[2] for t in targets], int(steps))
     total = len(schedule)
 
@@ -306,14 +311,14 @@ def _particle_labels(obj, particles, shape):
     return particles.astype(np.int32, copy=False)
 
 
-def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells):
+def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells, seed=0):
     names = {v: n for v, n in lut["names"].items()}
     for n, m in dict(contact_materials or {}).items():  # keys checked by CalenderOptions
         mat = get_material(m) if isinstance(m, str) else m
         if mat.youngs_modulus_gpa is None or mat.poisson_ratio is None or not mat.youngs_modulus_gpa > 0:
             raise InputError(f"contact material for {n!r} needs a positive Young's modulus and a Poisson ratio")
     return setup_state(lab, inst_in, names=names, materials=lut["materials"], contacts=contacts,
-                       contact_materials=contact_materials, shells=shells, get_material=get_material)
+                       contact_materials=contact_materials, shells=shells, get_material=get_material, seed=seed)
 
 
 def _lateral_window(labels, image, t_axis, window):
@@ -546,7 +551,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
-            override=override)
+            override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next))
         cstate.last_info = info
         cg_its, nw_its = info["cg"], info["newton"]
     else:
@@ -562,6 +567,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
         smat = cstate.shell_material
         strength = lut["frac"][cstate.shell_value]
+        if cstate.shell_scatter is not None:  # each patch its own strength (the film's Weibull scatter)
+            strength = strength * cstate.shell_scatter
         broken = shell_fracture(strain + d_eps, sig, cstate.inst, cstate.shelled, broken,
                                 e_shell_mpa=smat.youngs_modulus_gpa * 1e3, nu_shell=smat.poisson_ratio,
                                 strength_mpa=strength)
@@ -601,6 +608,13 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         cstate.take(_take, src)
     img = None if img is None else _take(img, src, pore_gray)
     return new_lab, img, stress, strain, disp, broken, share, cg_its, nw_its
+
+
+def _packing_after(cstate, lab, n_coll, m_cur, m_next):
+    """Local packing fraction of the contacts' skeleton at the end of the increment ``m_cur → m_next``
+    layers (the compaction cap's state): today's, compressed affinely (solid conserved)."""
+    phi = cstate.packing(lab, n_coll)
+    return None if phi is None else np.minimum(phi * (m_cur / m_next), 1.0)
 
 
 def _to_input_axes(arr, perm, side, kind):
