@@ -259,20 +259,28 @@ def test_bad_contact_inputs_are_rejected(small_cathode, kw, msg):
 
 
 # ------------------------------------------------------------------ compaction cap (issue 16)
-def test_compaction_pressure_is_heckels_law_above_jamming():
+def test_compaction_pressure_is_rearrangement_then_heckels_law():
     from twinlab.analyses.mechanics._contacts import compaction_pressure
 
-    jam, sc = 0.555, 125.0
+    jam, sc, pj, m = 0.555, 125.0, 10.0, 0.03
     phi = np.array([0.40, 0.55, 0.60, 0.70, 0.80])
-    p, k = compaction_pressure(phi, np.full(5, jam), np.full(5, sc))
-    assert (p[:2] == 0).all() and (k[:2] == 0).all()  # below jamming: rearrangement, no pressure
-    # Heckel: ln(1/(1 − φ)) = K P + A, K = 1/(3 σ_c), A = ln(1/(1 − φ_j))
-    assert np.allclose(np.log(1 / (1 - phi[2:])), p[2:] / (3 * sc) + np.log(1 / (1 - jam)), rtol=1e-12)
-    # the tangent is dP/d(−ε_v) with φ = φ0/(1 + ε_v): a central difference
+    p, k = compaction_pressure(phi, np.full(5, jam), np.full(5, sc), pj, m)
+    # below jamming: rearrangement, φ linear in ln P (stage I of granule compaction, Frey & Halloran 1984)
+    assert np.allclose(phi[:2], jam + m * np.log(p[:2] / pj), rtol=1e-12)
+    # above: Heckel, ln(1/(1 − φ)) = K P' + A with P' = P − P_j, K = 1/(3 σ_c), A = ln(1/(1 − φ_j))
+    assert np.allclose(np.log(1 / (1 - phi[2:])), (p[2:] - pj) / (3 * sc) + np.log(1 / (1 - jam)), rtol=1e-12)
+    # continuous at jamming, and steeper above it (a convex pressure–density curve)
+    e = 1e-9
+    below, above = compaction_pressure(np.array([jam - e, jam + e]), np.full(2, jam), np.full(2, sc), pj, m)[0]
+    assert above - below == pytest.approx(0.0, abs=1e-5)
+    assert 3 * sc / (1 - jam) > pj / m
+    # the tangent is dP/d(−ε_v) with φ = φ0/(1 + ε_v): a central difference, in both stages
     d = 1e-6
-    p_hi, _ = compaction_pressure(phi[2:] / (1 - d), np.full(3, jam), np.full(3, sc))
-    p_lo, _ = compaction_pressure(phi[2:] / (1 + d), np.full(3, jam), np.full(3, sc))
-    assert np.allclose((p_hi - p_lo) / (2 * d), k[2:], rtol=1e-5)
+    p_hi, _ = compaction_pressure(phi / (1 - d), np.full(5, jam), np.full(5, sc), pj, m)
+    p_lo, _ = compaction_pressure(phi / (1 + d), np.full(5, jam), np.full(5, sc), pj, m)
+    assert np.allclose((p_hi - p_lo) / (2 * d), k, rtol=1e-5)
+    p0, k0 = compaction_pressure(phi, np.full(5, jam), np.full(5, sc))  # no rearrangement stage
+    assert (p0[:2] == 0).all() and (k0[:2] == 0).all()
     assert np.isinf(compaction_pressure(phi, np.full(5, np.nan), np.zeros(5))[0]).all()  # no cap
 
 
@@ -292,7 +300,7 @@ def test_packing_fraction_counts_the_skeleton_inside_the_coating():
     assert jamming_width(inst, (inst > 0).astype(np.uint8), [1]) == 21  # two diameters, odd
 
 
-def _column(phi_value, cap=True, passes=10):
+def _column(phi_value, cap=True, passes=10, **changes):
     """Two 6-layer blocks stacked in a laterally filled cell (uniaxial strain), one contact plane."""
     from twinlab.materials import get_material
 
@@ -300,7 +308,7 @@ def _column(phi_value, cap=True, passes=10):
     inst = np.ones(shape, np.int32)
     inst[6:] = 2
     lab = np.ones(shape, np.uint8)
-    mat = get_material("NCM_contact")
+    mat = get_material("NCM_contact").with_(**changes)
     law = ContactLaw.from_materials({1: mat if cap else mat.with_(jamming_fraction=None)})
     lam0, mu0 = lame_from_young(20e3, 0.3)
 
@@ -318,7 +326,7 @@ def _column(phi_value, cap=True, passes=10):
     return sol, p[mask], -float(sol.stress[0, 2].mean()), info
 
 
-def test_contact_crushes_at_the_compaction_pressure_and_gives_way_below_jamming():
+def test_contact_crushes_at_the_compaction_pressure_and_rearranges_below_jamming():
     from twinlab.analyses.mechanics._contacts import compaction_pressure
 
     # elastic contact (no cap): two 0.5 GPa contact layers in series with 20 GPa blocks, uniaxial strain:
@@ -327,19 +335,25 @@ def test_contact_crushes_at_the_compaction_pressure_and_gives_way_below_jamming(
     sigma = 0.12 / (10 / m_b + 2 / m_c)
     _, p_el, s_el, _ = _column(0.6, cap=False)
     assert s_el == pytest.approx(sigma, rel=1e-3)
-    # jammed (φ 0.5597): Heckel cap 4 MPa + 1 MPa cohesion, far below the elastic contact pressure
+    # jammed (φ 0.5597), the Heckel stage alone (no rearrangement pressure): cap 4 MPa + 1 MPa cohesion,
+    # far below the elastic contact pressure
     phi = 0.5597
     cap = float(compaction_pressure(np.array([phi]), np.array([0.555]), np.array([125.0]))[0][0]) + 1.0
     assert 3 < cap < 0.5 * p_el.min()
-    sol, p, s, info = _column(phi)
+    sol, p, s, info = _column(phi, rearrangement_pressure_mpa=None)
     assert p.max() <= cap * (1 + 1e-9)  # returned to the cap
     assert info["crushing"] == p.size
     # the secant passes brought the solve itself near the cap: the column transmits ~ the crushed contact's
     # normal stress, a fraction of the elastic one
     assert s < 0.4 * s_el
-    # loose (below jamming): the contacts give way, the column transmits nothing
-    _, p_l, s_l, _ = _column(0.5)
-    assert abs(s_l) < 1e-6 * s_el and np.abs(p_l).max() < 1e-9
+    # loose (below jamming), the full law: the contacts crush at the rearrangement pressure (1.6 MPa at
+    # φ 0.5, plus the cohesion): the column transmits a fraction of the elastic stress, never nothing — rearranging
+    # particles slide against friction and binder (a contact that carried nothing would leave its particle
+    # floating: a singular problem)
+    _, p_l, s_l, info_l = _column(0.5)
+    cap_l = float(compaction_pressure(np.array([0.5]), np.array([0.555]), np.array([125.0]), 10.0, 0.03)[0][0]) + 1.0
+    assert p_l.max() <= cap_l * (1 + 1e-9) and info_l["crushing"] == p_l.size
+    assert 0 < s_l < 0.4 * s_el
 
 
 def test_shell_patches_break_with_weibull_scatter():

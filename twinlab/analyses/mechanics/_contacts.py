@@ -207,6 +207,8 @@ class ContactLaw:
     slope: np.ndarray  # Drucker–Prager slope: the limit grows by slope × pressure (√3 × friction)
     jam: np.ndarray = None  # jamming packing fraction of the compaction cap (NaN: no cap)
     crush: np.ndarray = None  # crushing strength σ_c of the compaction cap (MPa)
+    rearr: np.ndarray = None  # rearrangement pressure at jamming P_j (MPa)
+    rslope: np.ndarray = None  # rearrangement slope m (packing fraction per e-fold of pressure)
     bridges: tuple = ()  # label values of the pore-bridging phases (CBD, binder) that share the cap
 
     @classmethod
@@ -216,6 +218,7 @@ class ContactLaw:
         code = np.zeros(256, np.uint8)
         slope = np.zeros(256)
         jam, crush = np.full(256, np.nan), np.zeros(256)
+        rearr, rslope = np.zeros(256), np.ones(256)
         for v, mat in by_value.items():
             lam[v], mu[v] = lame_from_young(mat.youngs_modulus_gpa * 1e3, mat.poisson_ratio)
             if mat.yield_strength_mpa is not None:
@@ -224,13 +227,21 @@ class ContactLaw:
                 slope[v] = np.sqrt(3.0) * mat.friction_coefficient
             if getattr(mat, "jamming_fraction", None) is not None and getattr(mat, "crush_strength_mpa", None):
                 jam[v], crush[v] = mat.jamming_fraction, mat.crush_strength_mpa
-        return cls(lam, mu, sy, code, slope, jam, crush)
+                if getattr(mat, "rearrangement_pressure_mpa", None):
+                    rearr[v], rslope[v] = mat.rearrangement_pressure_mpa, mat.rearrangement_slope
+        return cls(lam, mu, sy, code, slope, jam, crush, rearr, rslope)
 
     def bridge_cap(self):
-        """(jamming fraction, crushing strength, cohesion) of the bridges' cap: the capped particle
-        phase's (the bridges join those particles; they give way when the particles can move)."""
+        """(jamming fraction, crushing strength, rearrangement pressure, rearrangement slope, cohesion) of
+        the bridges' cap: the capped particle phase's (the bridges join those particles; they give way
+        when the particles move)."""
         v = int(self.capped[0])
-        return float(self.jam[v]), float(self.crush[v]), float(self.sy[v]) if np.isfinite(self.sy[v]) else 0.0
+        return (float(self.jam[v]), float(self.crush[v]), float(self.rearr[v]), float(self.rslope[v]),
+                float(self.sy[v]) if np.isfinite(self.sy[v]) else 0.0)
+
+    def cap(self, phi, vals):
+        """Compaction pressure (MPa) and tangent of contacts of label values ``vals`` at packing ``phi``."""
+        return compaction_pressure(phi, self.jam[vals], self.crush[vals], self.rearr[vals], self.rslope[vals])
 
     @property
     def capped(self) -> np.ndarray:
@@ -238,16 +249,21 @@ class ContactLaw:
         return np.flatnonzero(np.isfinite(self.jam)) if self.jam is not None else np.zeros(0, int)
 
 
-def compaction_pressure(phi, jam, crush):
+def compaction_pressure(phi, jam, crush, rearr=0.0, slope=1.0):
     """Compaction cap of a contact (MPa): the pressure at which it crushes, and its tangent (MPa).
 
-    Below the jamming packing fraction ``jam`` the particles around the contact can still rearrange
-    into the neighbouring pores: the contact gives way at no pressure (the Drucker–Prager cohesion,
-    applied by the caller, is the floor). Above it the powder compacts by particle deformation and
-    fracture, Heckel's law ``ln(1/(1 − φ)) = K P + A`` with ``K = 1/(3 σ_c)`` and the intercept ``A``
-    at ``φ = jam`` (Heckel 1961): ``P = 3 σ_c ln((1 − jam)/(1 − φ))``. The tangent is the modulus
-    ``dP/d(−ε_v) = 3 σ_c φ/(1 − φ)`` (a volumetric strain ``ε_v`` of the packing changes φ by ``−φ ε_v``),
-    zero below jamming. NaN ``jam`` (no cap): infinite pressure.
+    Two stages, as in the compaction of granules (NCM secondary particles are granules of primary
+    crystallites): below the jamming packing fraction ``jam`` the particles around the contact rearrange
+    into the neighbouring pores against friction and the binder, and the packing fraction grows with the
+    logarithm of the pressure (stage I of the density–log-pressure compaction diagram of granules: Frey &
+    Halloran, J. Am. Ceram. Soc. 67 (1984) 199; Reed, Principles of Ceramic Processing, 2nd ed. 1995,
+    ch. 20): ``P = P_j exp((φ − jam)/m)`` with ``P_j = rearr`` the pressure at which rearrangement ends and
+    ``m = slope`` the packing-fraction gain per e-fold of pressure. Above it the powder compacts by particle
+    deformation and fracture, Heckel's law ``ln(1/(1 − φ)) = K P + A`` with ``K = 1/(3 σ_c)`` (Heckel 1961),
+    continued from ``P_j`` at ``φ = jam``: ``P = P_j + 3 σ_c ln((1 − jam)/(1 − φ))``. The law is continuous
+    and its slope grows at jamming (the pressure–density curve is convex). The tangent is the modulus
+    ``dP/d(−ε_v) = φ dP/dφ`` (a volumetric strain ``ε_v`` of the packing changes φ by ``−φ ε_v``). NaN
+    ``jam`` (no cap): infinite pressure. ``rearr = 0``: no pressure below jamming.
 
     Parameters
     ----------
@@ -255,14 +271,20 @@ def compaction_pressure(phi, jam, crush):
         Local packing fraction of the particle skeleton (see :func:`packing_fraction`).
     jam, crush : array of float
         Jamming fraction and crushing strength (MPa) per voxel.
+    rearr, slope : array of float
+        Rearrangement pressure at jamming ``P_j`` (MPa) and rearrangement slope ``m`` (> 0) per voxel.
     """
     phi = np.asarray(phi, float)
     capped = np.isfinite(jam)
     j = np.where(capped, jam, 0.0)
+    pj = np.where(capped, np.broadcast_to(np.asarray(rearr, float), phi.shape), 0.0)
+    m = np.maximum(np.broadcast_to(np.asarray(slope, float), phi.shape), 1e-12)
     over = capped & (phi > j)
     ph = np.clip(phi, 0.0, 1.0 - 1e-6)
-    p = np.where(over, 3.0 * crush * np.log(np.maximum(1.0 - j, 1e-12) / (1.0 - ph)), 0.0)
-    k = np.where(over, 3.0 * crush * ph / (1.0 - ph), 0.0)
+    p_r = pj * np.exp(np.minimum(ph - j, 0.0) / m)
+    p_h = 3.0 * crush * np.log(np.maximum(1.0 - j, 1e-12) / (1.0 - ph))
+    p = np.where(over, pj + p_h, p_r)
+    k = np.where(over, 3.0 * crush * ph / (1.0 - ph), p_r * ph / m)
     return np.where(capped, p, np.inf), np.where(capped, k, np.inf)
 
 
@@ -305,8 +327,9 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     law's capped phases (None: no cap).
 
     Compaction cap: a closed interphase voxel whose pressure exceeds :func:`compaction_pressure`
-    (plus the cohesion) crushes. Below jamming it gives way: the active set re-solves the increment
-    with it as a void (like an open contact). Above jamming its stiffness is scaled isotropically by
+    (plus the cohesion) crushes, below jamming (rearrangement, a low pressure) as above it (Heckel).
+    It is never made a void: a particle held only by crushing contacts would float (a singular
+    operator, and garbage displacements for the remap). Its stiffness is scaled isotropically by
     a secant factor so that the pressure the increment adds ends on the cap (a secant-stiffness
     iteration inside the same active-set passes); the pressure still above the cap after the last
     pass returns to it (the hydrostatic part; the friction limit then uses that pressure).
@@ -336,12 +359,10 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     lam_eff = k_c - 2.0 * mu_eff / 3.0
     # compaction cap: crush pressure per interphase voxel (inf where the phase has none)
     if phi is not None and law.jam is not None and np.isfinite(law.jam[vals]).any():
-        p_cap, _ = compaction_pressure(phi[idx], law.jam[vals], law.crush[vals])
-        loose = np.isfinite(p_cap) & (p_cap <= 0)  # below jamming: the contact gives way
+        p_cap, _ = law.cap(phi[idx], vals)
         p_cap = p_cap + np.where(np.isfinite(c_sy), c_sy, 0.0)  # the cohesion is the floor
     else:
         p_cap = np.full(vals.shape, np.inf)
-        loose = np.zeros(vals.shape, bool)
     crushing = np.zeros(vals.shape, bool)
     f = np.ones(vals.shape)  # secant stiffness factor of crushing contacts
     bridge = _Bridges(lab, law, phi, lam, mu, s_old) if (phi is not None and law.bridges) else None
@@ -359,9 +380,6 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         shut = ~is_open & was_open
         if shut.any():
             start[:, shut] = _isotropic(lam_eff[shut], mu_eff[shut], g0[shut], normal[:, shut])
-        # a contact that gives way below jamming is a void for this increment: a constant pressure on a
-        # particle held by nothing else would be an unbalanced force (no equilibrium), so it carries none
-        start[:, crushing & loose] = 0.0
         s_old[(slice(None),) + idx] = start
         if bridge is not None:
             bridge.set(lam, mu, s_old)
@@ -382,12 +400,11 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         s_nn = normal_component(new_s, normal)
         now_open = np.where(is_open, g0 + de_nn > 0, s_nn > 0)
         p_new = -(new_s[0] + new_s[1] + new_s[2]) / 3.0
-        over = ~now_open & (p_new > p_cap) & ~(crushing & loose)
+        over = ~now_open & (p_new > p_cap)
         # secant update: scale the stiffness so that the pressure this increment adds ends on the cap
         p_start = -(start[0] + start[1] + start[2]) / 3.0
         ratio = (p_cap - p_start) / np.maximum(p_new - p_start, 1e-30)
-        f = np.where(over & ~loose, np.clip(f * ratio, SECANT_FLOOR, 1.0), f)
-        f = np.where(over & loose, 0.0, f)
+        f = np.where(over, np.clip(f * ratio, SECANT_FLOOR, 1.0), f)
         changed = int((now_open != is_open).sum()) + int((over & (p_new > 1.1 * p_cap)).sum())
         if bridge is not None:
             changed += bridge.update(sol.stress)
@@ -412,7 +429,6 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
             s_c = sig[(slice(None),) + cs].astype(float)
             excess = np.maximum(-(s_c[0] + s_c[1] + s_c[2]) / 3.0 - p_cap[over], 0.0)
             s_c[:3] += excess
-            s_c[:, (crushing & loose)[over]] = 0.0  # gave way below jamming: carries nothing
             sig[(slice(None),) + cs] = s_c
         if bridge is not None:
             bridge.finish(sig)
@@ -454,19 +470,18 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
 class _Bridges:
     """The compaction cap of the pore-bridging voxels (CBD, binder) inside the contact active set.
 
-    The carbon-binder domain that joins two particles is part of their contact: below the skeleton's
-    jamming fraction it gives way (the particles rearrange, the nanoporous CBD is torn or squeezed into
-    the pores) and carries nothing in the increment; above it, its pressure is capped by the same
-    Heckel compaction pressure as the particle contacts (secant stiffness in the passes, return after).
+    The carbon-binder domain that joins two particles is part of their contact: its pressure is capped
+    by the same compaction pressure as the particle contacts (below the skeleton's jamming fraction the
+    particles rearrange and the nanoporous CBD is squeezed into the pores at the low rearrangement
+    pressure; Heckel above; secant stiffness in the passes, return after).
     Tension and shear stay bonded (the binder holds).
     """
 
     def __init__(self, lab, law, phi, lam, mu, s_old):
         self.idx = np.nonzero(np.isin(lab, law.bridges))
-        jam, crush, coh = law.bridge_cap()
+        jam, crush, rearr, rslope, coh = law.bridge_cap()
         n = self.idx[0].size
-        cap, _ = compaction_pressure(phi[self.idx], np.full(n, jam), np.full(n, crush))
-        self.loose = cap <= 0
+        cap, _ = compaction_pressure(phi[self.idx], np.full(n, jam), np.full(n, crush), rearr, rslope)
         self.cap = cap + coh
         self.lam0, self.mu0 = lam[self.idx].copy(), mu[self.idx].copy()
         self.base = s_old[(slice(None),) + self.idx].astype(float)
@@ -477,28 +492,25 @@ class _Bridges:
     def set(self, lam, mu, s_old):
         lam[self.idx] = self.f * self.lam0
         mu[self.idx] = self.f * self.mu0
-        self.start = self.base.copy()
-        self.start[:, self.crushing & self.loose] = 0.0
+        self.start = self.base
         s_old[(slice(None),) + self.idx] = self.start
 
     def update(self, stress) -> int:
         """Secant update after a pass; returns how many bridge voxels are still well above their cap."""
         s = stress[(slice(None),) + self.idx].astype(float)
         p = -(s[0] + s[1] + s[2]) / 3.0
-        over = (p > self.cap) & ~(self.crushing & self.loose)
+        over = p > self.cap
         p0 = -(self.start[0] + self.start[1] + self.start[2]) / 3.0
         ratio = (self.cap - p0) / np.maximum(p - p0, 1e-30)
-        self.f = np.where(over & ~self.loose, np.clip(self.f * ratio, SECANT_FLOOR, 1.0), self.f)
-        self.f = np.where(over & self.loose, 0.0, self.f)
+        self.f = np.where(over, np.clip(self.f * ratio, SECANT_FLOOR, 1.0), self.f)
         self.crushing |= over
         return int((over & (p > 1.1 * self.cap)).sum())
 
     def finish(self, sig) -> None:
-        """Return the pressure above the cap to it; a bridge that gave way below jamming carries nothing."""
+        """Return the pressure above the cap to it."""
         sel = (slice(None),) + self.idx
         s = sig[sel].astype(float)
         s[:3] += np.maximum(-(s[0] + s[1] + s[2]) / 3.0 - self.cap, 0.0)
-        s[:, self.crushing & self.loose] = 0.0
         sig[sel] = s
 
 
