@@ -380,3 +380,46 @@ def test_shell_patches_break_with_weibull_scatter():
         frac = broken[st.shelled].mean()
         expect = 1 - np.exp(-ratio ** m)
         assert abs(frac - expect) < 4 * np.sqrt(expect * (1 - expect) / n) + 1e-3
+
+
+# ------------------------------------------------------------------ pressure–density (issue 16)
+#: Published calendering pressures of NCM cathodes (MPa) per electrode density (g/cm³), as wide bands.
+#: Roll calendering of NCM cathodes to 2.6–3.8 g/cm³ takes line loads of ~100 to ~2000 N/mm (Meyer,
+#: Bockholt, Haselrieder & Kwade, J. Mater. Process. Technol. 249 (2017) 172: porosity falls
+#: exponentially with the line load; Schreiner et al., Energy Technol. 7 (2019) 1900840, NMC-622); the
+#: nip of rolls of radius R = 100–400 mm reducing the coating by Δh = 10–60 µm is l = √(R Δh) ≈ 1–5 mm
+#: long, so the mean nip pressure q/l is of the order of 10¹–10³ MPa, rising steeply with density;
+#: uniaxial compaction of NMC-622 electrodes in DEM (Sangrós Giménez et al., Adv. Powder Technol. 30
+#: (2019); Primo et al., J. Power Sources 488 (2021) 229361) and FEM with particle fracture (Guichard
+#: et al., arXiv:2601.02879, 2026: rearrangement, then fracture at moderate pressure, then crushing)
+#: give pressures of the same order. The bands below are that order of magnitude, not a fit.
+PUBLISHED_MPA = {2.6: (2.0, 150.0), 3.0: (10.0, 400.0), 3.4: (30.0, 800.0), 3.8: (60.0, 1500.0)}
+
+
+def bench_cathode(window=16, steps=4, **kw):
+    """The benchmark's generated NCM622 cathode (96:2:2, 2.3 g/cm³, 2 µm voxels) calendered to the
+    densities of :data:`PUBLISHED_MPA` (tests/benchmarks/bench_calender_physics.py --quick)."""
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.design import ncm622_cathode
+
+    design = ncm622_cathode()
+    gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=2.0, collector_um=4, seed=1)
+    return calender(gen.phases, particles=gen.particles, densities=sorted(PUBLISHED_MPA), steps=steps,
+                    design=design, voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=2,
+                    window=window, maxiter=20000, **kw)
+
+
+@pytest.mark.slow
+def test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures():
+    """Pressure–density of a generated NCM622 cathode calendered from 2.3 to 3.8 g/cm³: the roll pressure
+    rises monotonically, steepens once the packing is jammed (rearrangement first: the pressure gained
+    from 2.6 to 3.0 g/cm³ is less than from 3.0 to 3.4), and lies within the published calendering
+    pressures of NCM cathodes at each density (:data:`PUBLISHED_MPA`, with its sources)."""
+    s = bench_cathode()
+    p = [st.roll_pressure_mpa for st in s.steps]
+    rho = [st.density_g_cm3 for st in s.steps]
+    assert all(b > a for a, b in zip(p, p[1:])), p
+    assert p[1] - p[0] < p[2] - p[1], p
+    for r, v in zip(rho, p):
+        lo, hi = PUBLISHED_MPA[round(r, 1)]
+        assert lo <= v <= hi, (r, v, lo, hi)
