@@ -244,6 +244,19 @@ class ContactLaw:
         return compaction_pressure(phi, self.jam[vals], self.crush[vals], self.rearr[vals], self.rslope[vals])
 
     @property
+    def increment_strain(self) -> float | None:
+        """Largest thickness strain of one load increment with the compaction cap (None: no cap).
+
+        The cap is judged on the packing fraction expected at the end of the increment (affine) and
+        the stiffness is a secant: both are accurate while the pressure of the steepest stage changes
+        by at most ~e-fold in an increment, i.e. while φ grows by less than the rearrangement slope
+        ``m``: a compaction strain ``m/φ_j`` (0.054 for NCM). Without that, the state at a target
+        depends on how many increments reached it."""
+        v = self.capped
+        v = v[self.rearr[v] > 0] if v.size else v
+        return float(np.min(self.rslope[v] / self.jam[v])) if v.size else None
+
+    @property
     def capped(self) -> np.ndarray:
         """Label values whose contacts have a compaction cap."""
         return np.flatnonzero(np.isfinite(self.jam)) if self.jam is not None else np.zeros(0, int)

@@ -30,9 +30,12 @@ et al., Energy Technol. 7 (2019) 1900840; DEM: Sangrós Giménez et al., Adv. Po
 al., arXiv:2601.02879 — rearrangement first, then fracture at moderate pressure, then crushing).
 Compaction cap (issue 16, :func:`._contacts.compaction_pressure`): a contact of a powder phase (NCM,
 lithium) and the pore-bridging CBD/binder crush at the compaction pressure of the packing around them —
-nothing below the skeleton's jamming fraction (random loose packing, 0.555: the particles rearrange
-into the pores), Heckel's law above it — judged on the local packing fraction expected at the end of
-the increment; so the pressure stays low while pores close and rises steeply once jammed.
+a low rearrangement pressure below the skeleton's jamming fraction (random loose packing, 0.555: the
+particles rearrange into the pores against friction and binder; φ grows with ln P), Heckel's law above
+it — judged on the local packing fraction expected at the end of the increment; so the pressure stays
+low while pores close and rises steeply once jammed. Increments are split so that none compresses the
+coating by more than the cap's :attr:`._contacts.ContactLaw.increment_strain` (5.4 % for NCM; not with
+a DEM stage): the state at a target then does not depend on the requested number of steps.
 With ``rearrange="none"`` particles move only as far as the small-strain increments with open,
 sliding and crushing contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
 (:mod:`._rearrange`, LAMMPS granular): the particles rearrange until the packing jams, and the
@@ -187,7 +190,11 @@ def calender(
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
     cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed)
-    schedule = _schedule(m0, [t[2] for t in targets], int(steps))
+    # the compaction cap is an explicit update of the packing state: its increments are kept small
+    # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
+    # instead rearranges each requested increment to jamming itself)
+    sub = cstate is not None and cstate.law is not None and opts.rearrange == "none"
+    schedule = _schedule(m0, [t[2] for t in targets], int(steps), max_strain=cstate.law.increment_strain if sub else None)
     total = len(schedule)
 
     # state carried with the material
@@ -483,11 +490,19 @@ def _targets(ratios, densities, m0, rho0, rho_s, area, n_solid):
     return res
 
 
-def _schedule(m0, target_layers, steps):
-    """Integer thickness after each increment: uniform in thickness, every target included."""
+def _schedule(m0, target_layers, steps, max_strain=None):
+    """Integer thickness after each increment: uniform in thickness, every target included; with
+    ``max_strain`` no increment compresses the coating by more than that fraction of its thickness
+    (longer ones are split evenly)."""
     final = min(round(t) for t in target_layers)
     grid = set(np.linspace(m0, final, steps + 1).round().astype(int).tolist()[1:])
     grid |= {int(round(t)) for t in target_layers}
+    if max_strain:
+        prev = m0
+        for m in sorted(grid, reverse=True):
+            n = int(np.ceil((prev - m) / (prev * max_strain) - 1e-9))
+            grid |= {int(round(prev - k * (prev - m) / n)) for k in range(1, n)}
+            prev = m
     return sorted(grid, reverse=True)
 
 
