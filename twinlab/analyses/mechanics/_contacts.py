@@ -33,6 +33,28 @@ are applied *between* increments. Contacts that form during the remap (new faces
 instances) are interphase voxels from the next increment on; voxels that lost every foreign face
 become ordinary particle voxels again.
 
+Compaction cap (SCIENCE notes)
+------------------------------
+A contact of a powder phase, and the CBD/binder bridging it, carries at most the compaction pressure
+of the packing around it (:func:`compaction_pressure`, a function of the local packing fraction φ of
+the particle skeleton, :func:`packing_fraction`): the low pressure of rearrangement below the jamming
+fraction (random loose packing of frictional spheres, 0.555: Onoda & Liniger 1990), with φ linear in
+ln P as in stage I of the compaction of granules (Frey & Halloran 1984; Reed 1995) — NCM secondary
+particles are granules of primary crystallites — then Heckel's law (Heckel 1961) once the packing is
+jammed. It is what makes calendering densify by pore closure at low pressure first and build stress
+where the particles are jammed. Published calendering pressures of NCM cathodes, which the roll
+pressure of a generated NCM622 cathode is checked against (``tests/test_contacts.py::PUBLISHED_MPA``,
+slow test ``test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures``): line loads
+of ~100–2000 N/mm densify NCM cathodes from ~2.3 to 3.0–3.8 g/cm³, porosity falling exponentially with
+the line load (Meyer, Bockholt, Haselrieder & Kwade, J. Mater. Process. Technol. 249 (2017) 172;
+Schreiner et al., Energy Technol. 7 (2019) 1900840 for NMC-622); over a nip √(R Δh) of 1–5 mm that is
+a mean pressure of the order of 10¹–10³ MPa; DEM of NMC-622 compaction (Sangrós Giménez et al., Adv.
+Powder Technol. 30 (2019)) and FEM with particle fracture (Guichard et al., arXiv:2601.02879, 2026:
+rearrangement, fracture at moderate pressure, then crushing) give the same order and sequence. The
+rearrangement constants of NCM (P_j 10 MPa, m 0.03) are calibrated to that band, not measured.
+The cap is an explicit update (packing judged at the increment's end, secant stiffness): increments are
+kept below the strain :attr:`ContactLaw.increment_strain` so the state does not depend on their number.
+
 Sub-voxel shells
 ----------------
 A lithium particle's Li2CO3 passivation (~100 nm) is a state of its surface voxels, not a voxel
