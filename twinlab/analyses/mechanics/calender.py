@@ -194,7 +194,8 @@ def calender(
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
     # instead rearranges each requested increment to jamming itself)
     sub = cstate is not None and cstate.law is not None and opts.rearrange == "none"
-    schedule = _schedule(m0, [t[2] for t in targets], int(steps), max_strain=cstate.law.increment_strain if sub else None)
+    schedule = _schedule(m0, [t[2] for t in targets], int(steps),
+                         max_strain=cstate.law.increment_strain if sub else None)
     total = len(schedule)
 
     # state carried with the material
