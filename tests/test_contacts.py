@@ -284,6 +284,24 @@ def test_compaction_pressure_is_rearrangement_then_heckels_law():
     assert np.isinf(compaction_pressure(phi, np.full(5, np.nan), np.zeros(5))[0]).all()  # no cap
 
 
+def test_capped_increments_are_split_below_the_rearrangement_strain():
+    from twinlab.analyses.mechanics.calender import _schedule
+    from twinlab.materials import get_material
+
+    law = ContactLaw.from_materials({1: get_material("NCM_contact")})
+    assert law.increment_strain == pytest.approx(0.03 / 0.555)  # m/φ_j: pressure e-folds at most once
+    targets = [39.4, 34.2, 30.1, 27.0]
+    for steps in (1, 4, 8):
+        sched = _schedule(45, targets, steps, max_strain=law.increment_strain)
+        assert set(_schedule(45, targets, steps)) <= set(sched)  # the requested increments stay boundaries
+        assert {39, 34, 30, 27} <= set(sched)  # every target too
+        prev = 45
+        for m in sched:  # no increment longer than the strain, up to one layer of rounding
+            assert (prev - m - 1) / prev < law.increment_strain
+            prev = m
+    assert ContactLaw.from_materials({1: get_material("Li")}).increment_strain is None  # no rearrangement stage
+
+
 def test_packing_fraction_counts_the_skeleton_inside_the_coating():
     from twinlab.analyses.mechanics._contacts import jamming_width, packing_fraction
 
