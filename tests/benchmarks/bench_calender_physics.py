@@ -34,9 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DENSITIES = (2.6, 3.0, 3.4, 3.8)
-#: published order of magnitude of the calendering pressure (MPa) per density (module docstring sources):
-#: wide bands — line loads of 250–2000 N/mm over nip lengths of 2–10 mm and uniaxial compaction curves
-PUBLISHED_MPA = {2.6: (2.0, 150.0), 3.0: (10.0, 400.0), 3.4: (30.0, 800.0), 3.8: (60.0, 1500.0)}
+from test_contacts import PUBLISHED_MPA  # noqa: E402  published calendering pressures (MPa), with sources
 
 
 def _verdicts(rows):
