@@ -116,17 +116,17 @@ def cathode(quick: bool, runs=None, rearrange="none"):
         _verdicts(rows)
 
 
-def lmp(quick: bool, rearrange="none", voxels=None):
+def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3):
     from twinlab.analyses.conductive import activation_from_calender
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
-    ratios = (0.05, 0.1, 0.2, 0.3, 0.4)
+    ratios = ratios or (0.05, 0.1, 0.2, 0.3, 0.4)
     for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
-        g = make_lmp_anode(domain_um=(160, 11 + 84, 160), voxel_size_um=vs, collector_um=12, seed=3)
-        s = calender(g.phases, particles=g.particles, ratios=ratios, steps=5, voxel_size_um=vs, thickness_axis="y",
-                     collector_side="low", workers=2, rearrange=rearrange)
+        g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed)
+        s = calender(g.phases, particles=g.particles, ratios=ratios, steps=len(ratios), voxel_size_um=vs,
+                     thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange)
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
         print(f"LMP rearrange={rearrange} {vs} µm voxels ({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
         for st, a in zip(s.steps, act.activation):
@@ -141,6 +141,9 @@ def main():
     ap.add_argument("--runs", default=None, help="cathode runs as WINDOWxSTEPS,… (default by --quick)")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
+    ap.add_argument("--lmp-ratios", default=None, help="LMP calendering ratios, e.g. 0.05,0.1,0.2 (one increment each)")
+    ap.add_argument("--lmp-width", type=float, default=160.0, help="LMP in-plane extent in µm")
+    ap.add_argument("--lmp-seed", type=int, default=3)
     args = ap.parse_args()
     parts = args.part.split(",")
     if "hertz" in parts:
@@ -151,7 +154,9 @@ def main():
             cathode(args.quick, runs, rearrange)
     if "lmp" in parts:
         for rearrange in args.rearrange.split(","):
-            lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None)
+            lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
+                [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
+                args.lmp_seed)
 
 
 if __name__ == "__main__":
