@@ -282,7 +282,6 @@ def make_lmp_anode(
     voxel_size_um: Any = 2.0,
     modes: Sequence[LogNormalMode] = LMP_MODES,
     shell_voxels: int | None = None,
-    gap_um: float = 0.0,
     binder_smoothing_um: float = 3.0,
     thickness_axis: int | str = "y",
     collector_side: str = "low",
@@ -332,7 +331,7 @@ def make_lmp_anode(
                     domain_um=domain_um, voxel_size_um=vs, thickness_axis=t, collector_side=collector_side,
                     collector_um=collector_um, cbd_as="solid", smoothing_um=binder_smoothing_um,
                     flattening=1.0 / (1.0 - ratio), max_pack_fraction=1.0, seed=seed,
-                    merged={"lithium": ("lithium", "shell")}, gap_um=gap_um)
+                    merged={"lithium": ("lithium", "shell")})
     periodic = tuple(i != t for i in range(3))
     shell = outer_layer(gen.particles, int(shell_voxels), periodic=periodic)
     phases = gen.phases.copy()
@@ -464,7 +463,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
               modes: tuple[LogNormalMode, ...], shape, domain_um, voxel_size_um, thickness_axis,
               collector_side: str, collector_um, cbd_as: str, smoothing_um: float, flattening: float | None,
               max_pack_fraction: float, seed: int, merged: dict[str, tuple[str, ...]] | None = None,
-              damage: Damage | None = None, gap_um: float = 0.0) -> GeneratedElectrode:
+              damage: Damage | None = None) -> GeneratedElectrode:
     vs = VoxelSize.parse(voxel_size_um)
     t = axis_index(thickness_axis)
     if collector_side not in ("low", "high"):
@@ -508,8 +507,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
     grow = c ** (1.0 / 3.0)
     cap = 0.98 * min(box[t], *(extent[i] / grow for i in range(3) if i != t))
     diam, which = draw_population(rng, modes, phi * v_coat, max_diameter_um=cap)
-    # packed with a clearance: spheres of radius r + gap/2 do not overlap, so neighbours keep ≥ gap apart
-    packing = pack_spheres_best(0.5 * (diam + gap_um), tuple(box), thickness_axis=t, rng=rng)
+    packing = pack_spheres_best(0.5 * diam, tuple(box), thickness_axis=t, rng=rng)
     centres = packing.centres_um.copy()
     centres[:, t] /= c
     semi = np.repeat((0.5 * diam * grow)[:, None], 3, axis=1)
