@@ -53,7 +53,7 @@ def _verdicts(rows):
                                                for r in rows if round(r[0], 1) in PUBLISHED_MPA),
         "crackable >100 MPa a minority at ≤ 3.0 g/cm³": all(r[2] < 50 for r in rows if r[0] <= 3.05),
         "crackable grows with density": all(b >= a for a, b in zip(c100, c100[1:])),
-        "pore radius falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
+        "pore radius (network, inscribed) falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
         "pore coordination falls": len(coo) > 1 and all(b < a for a, b in zip(coo, coo[1:])),
     }
     for k, v in out.items():
@@ -102,8 +102,9 @@ def cathode(quick: bool, runs=None, rearrange="none"):
             rad = coo = None
             try:
                 m = compute_network_metrics(extract_network(state.labels, voxel_size_um=vs, thickness_axis="y"))
-                rad, coo = m.mean_equivalent_radius_um, m.mean_coordination
-                pores = f"pore radius {rad:.3f} µm, pore coordination {coo:.2f}"
+                rad, coo = m.mean_inscribed_radius_um, m.mean_coordination
+                pores = (f"pore radius inscribed {rad:.3f} µm (equivalent {m.mean_equivalent_radius_um:.3f} µm), "
+                         f"pore coordination {coo:.2f}")
             except InputError as e:
                 pores = f"no pore network ({e})"
             print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure {st.roll_pressure_mpa:7.1f} MPa, "
