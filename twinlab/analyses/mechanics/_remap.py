@@ -111,6 +111,9 @@ def _push(source, fixed, c0, c1, c2, d0, d1, d2, voxel, ray0, ray1, ray2):
             continue  # same cell again (steps shorter than a cell diagonal)
         if fixed[a0, a1, a2]:
             return False
+        for j in range(k):  # came round a periodic axis to a cell of its own chain: give up
+            if a0 == ray0[j] and a1 == ray1[j] and a2 == ray2[j]:
+                return False
         k += 1
         ray0[k], ray1[k], ray2[k] = a0, a1, a2
         if source[a0, a1, a2] < 0:
