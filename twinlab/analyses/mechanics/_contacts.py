@@ -438,6 +438,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         de_nn = normal_component(sol.strain[(slice(None),) + idx].astype(float), normal)
         s_nn = normal_component(new_s, normal)
         now_open = np.where(is_open, g0 + de_nn > 0, s_nn > 0)
+        solved_open = is_open  # the state this solution was solved with (kept if the next re-solve stalls)
         p_new = -(new_s[0] + new_s[1] + new_s[2]) / 3.0
         over = ~now_open & (p_new > p_cap)
         # secant update: scale the stiffness so that the pressure this increment adds ends on the cap
@@ -456,7 +457,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         u_prev = sol.displacement
     # state after the increment: open voxels carry their gap (positive), closed ones NaN
     g_new = np.full(gap.shape, np.nan, np.float32)
-    opening = np.where(is_open, g0 + de_nn, s_nn / np.maximum(lam_eff + 2 * mu_eff, 1e-30))
+    opening = np.where(solved_open, g0 + de_nn, s_nn / np.maximum(lam_eff + 2 * mu_eff, 1e-30))
     final_open = now_open
     g_new[idx] = np.where(final_open, np.maximum(opening, 0.0), np.nan)
     def to_limits(stress):
