@@ -407,17 +407,23 @@ def test_calender_crackable_volume_grows_with_density(cathode_series):
     assert len(series.steps[0].crackable_profile_pct["100"]) == 10
 
 
-def test_calender_stress_higher_near_collector_with_hot_spots(cathode_series):
+def test_calender_stress_reaches_the_collector_with_hot_spots(cathode_series):
     series, _, _ = cathode_series
+    # The bonded skeleton put the stress peak at the collector (a welded particle on a stiff plate). With
+    # contacts, a particle–collector contact crushes at the same compaction pressure as any other contact
+    # (rearrangement pressure at the first target: the roll pressure is a few MPa), so the depth profile
+    # follows the local packing instead; what remains is that the load path reaches the collector — the
+    # particles resting on it are loaded like the rest (within 2×) — and that the stress concentrates in
+    # hot spots at the contacts.
+    p = [st.roll_pressure_mpa for st in series.steps]
+    assert 1.0 < p[0] < p[-1]
     st = series.states[0]
     lab, vms = st.labels, st.von_mises_mpa
     act = lab == 1
     near = np.zeros_like(act)
     near[2:4] = act[2:4]  # the first two coating layers: particles resting on the collector
-    assert vms[near].mean() > vms[act].mean()
+    assert 0.5 * vms[act].mean() < vms[near].mean() < 2.0 * vms[act].mean()
     assert vms[act].max() > 3 * np.median(vms[act])  # concentrated, not uniform
-    prof = series.steps[0].crackable_profile_pct["100"]
-    assert prof[0] >= np.mean(prof)  # crackable volume highest at the collector side
 
 
 def test_calender_stress_peaks_at_a_particle_contact():

@@ -442,8 +442,11 @@ def test_stalled_lagged_hierarchy_is_rebuilt_and_the_solve_repeated(monkeypatch)
 
 def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
     """Calendering with contacts: every contact pass of an increment starts from the previous
-    pass's hierarchy (one allocated per increment) and displacement (fewer CG iterations after the
-    first pass)."""
+    pass's hierarchy (one allocated per increment) and displacement, and the warm start needs fewer
+    CG iterations than the same passes started from Δu = 0 (peer run). With the compaction cap a
+    later pass can cost more than the first (its secant-softened contacts add stiffness contrast),
+    so passes are compared with themselves, not with the first. The cap's relaxation solve at zero
+    cell strain (Δu from 0) shares the hierarchy and is not a contact pass."""
     from test_mechanics import synth_electrode
 
     from twinlab.analyses.mechanics import _fft_solver, calender
@@ -451,23 +454,35 @@ def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
 
     builds, solves = [], []
     orig_init, orig_solve = ElasticMultigrid.__init__, _fft_solver.MechanicsSolver.solve_increment
+    cold_start = []  # set: every solve starts from Δu = 0 (the peer run)
 
     def count_init(self, *a, **k):
         builds.append(1)
         orig_init(self, *a, **k)
 
     def count_solve(self, *a, **k):
+        warm = k.get("u0") is not None
+        if cold_start:
+            k["u0"] = None
         sol = orig_solve(self, *a, **k)
-        solves.append((k.get("u0") is not None, sol.cg_iterations))
+        if np.any(a[0]):  # a contact pass (the cap's relaxation solve imposes no cell strain)
+            solves.append((warm, sol.cg_iterations))
         return sol
     monkeypatch.setattr(ElasticMultigrid, "__init__", count_init)
     monkeypatch.setattr(_fft_solver.MechanicsSolver, "solve_increment", count_solve)
     lab = synth_electrode((30, 16, 16), fraction=0.38, seed=5)
-    series = calender(lab, ratios=[0.1], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0,
-                      collector_side="low", workers=1, contact_passes=3, contact_tol=0.0)
+    kw = dict(ratios=[0.1], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
+              workers=1, contact_passes=3, contact_tol=0.0)
+    series = calender(lab, **kw)
     increments = series.settings["increments"]
     assert len(solves) > increments  # more than one pass per increment happened
     assert len(builds) == increments
-    warm = [its for u0, its in solves if u0]
-    cold = [its for u0, its in solves if not u0]
-    assert len(cold) == increments and np.mean(warm) < np.mean(cold)
+    assert sum(not w for w, _ in solves) == increments  # only each increment's first pass starts cold
+    warm = [(w, its) for w, its in solves]
+    solves.clear()
+    cold_start.append(True)
+    calender(lab, **kw)
+    assert len(solves) == len(warm)  # same passes
+    warm_its = sum(its for w, its in warm if w)
+    cold_its = sum(its for (w, _), (_, its) in zip(warm, solves) if w)
+    assert warm_its < cold_its

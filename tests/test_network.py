@@ -73,6 +73,7 @@ def test_cubic_lattice_coordination_and_boundary_counts():
     # radius is the sphere's, to within the voxel (digital ball of radius 6 centred between voxels)
     r_ins = net["pore.inscribed_diameter"][internal] / 2
     assert np.all(np.abs(r_ins - 6) <= 1)
+    assert m.mean_inscribed_radius_um == pytest.approx(r_ins.mean()) and abs(m.mean_inscribed_radius_um - 6) <= 1
     # throat inscribed radius = cylinder radius, to within the voxel
     t_int = internal[net["throat.conns"]].all(axis=1)
     assert np.all(np.abs(net["throat.inscribed_diameter"][t_int] / 2 - 3) <= 1)

@@ -30,6 +30,19 @@ class Material:
     source: str = ""
     particulate: bool = False  # comes as discrete particles (a powder): particle splitting makes sense
     friction_coefficient: float | None = None  # contact laws: Drucker–Prager slope (Coulomb friction)
+    # contact laws: compaction cap (mechanics/_contacts.py). A contact crushes (the particles flatten,
+    # slide and chip into the neighbouring pores) when its pressure exceeds the powder's compaction
+    # pressure at the local packing fraction φ: the rearrangement pressure below the jamming fraction φ_j,
+    # Heckel's law P_j + 3 σ_c ln((1 − φ_j)/(1 − φ)) above it (σ_c: the particles' crushing/yield strength).
+    jamming_fraction: float | None = None
+    crush_strength_mpa: float | None = None
+    # below φ_j the packing rearranges: P = P_j exp((φ − φ_j)/m) (stage I of granule compaction), P_j the
+    # pressure at which rearrangement ends (MPa), m the packing-fraction gain per e-fold of pressure
+    rearrangement_pressure_mpa: float | None = None
+    rearrangement_slope: float | None = None
+    # brittle films: Weibull modulus m of the strength scatter (the fracture strength is the characteristic
+    # strength σ0: a patch survives σ with probability exp(−(σ/σ0)^m)); None = one strength everywhere
+    weibull_modulus: float | None = None
 
 
     def with_(self, **changes: Any) -> "Material":
@@ -61,10 +74,17 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     Material("Cu", 8.96, 120.0, 0.34, 200.0, None, 5.8e7,
              f"{_S6}: Cu E 110–130 GPa, foil yield 100–300 MPa; conductivity handbook 5.8e7 S/m"),
     Material("Li", 0.534, 5.0, 0.4, 1.0, None, 1.1e7,
-             f"{_S1}: 0.534; {_S6}: perfectly plastic, elastic limit ~1 MPa, E≈5 GPa, ν 0.36–0.42; {_S5}: 1.1e7 S/m",
-             True),  # lithium-metal *powder*
+             f"{_S1}: 0.534; {_S6}: perfectly plastic, elastic limit ~1 MPa, E≈5 GPa, ν 0.36–0.42; {_S5}: 1.1e7 S/m; "
+             "as a powder's contacts (mechanics/_contacts.py compaction cap): spherical particles jam at the "
+             "random-loose-packing fraction of frictional spheres 0.555 (Onoda & Liniger 1990), then compact by "
+             "Heckel's law with K = 1/(3 σ_y), σ_y the 1 MPa yield (Heckel 1961: metal powders)",
+             True, jamming_fraction=0.555, crush_strength_mpa=1.0),  # lithium-metal *powder*
     Material("Li2CO3", 2.11, 60.0, 0.3, None, 200.0, 1e-8,
-             f"{_S1}: 2.11; {_S6}: brittle, fracture strength 200 MPa, E 50–70 GPa; {_S5}: ~1e-8 S/m"),
+             f"{_S1}: 2.11; {_S6}: brittle, fracture strength 200 MPa, E 50–70 GPa; {_S5}: ~1e-8 S/m; strength "
+             "scatter: Weibull (weakest-link) statistics of brittle solids (Weibull, J. Appl. Mech. 18 (1951) 293), "
+             "modulus m = 5, the low end of the 5–15 of technical ceramics and brittle films (Quinn & Quinn, "
+             "Dent. Mater. 26 (2010) 135); no measured m of Li2CO3 passivation films was found",
+             weibull_modulus=5.0),
     Material("LLZO", 5.1, 150.0, 0.26, None, None, 1e-8, f"{_S1}: 5.1"),
     # PAN-based standard-modulus fibre (gas-diffusion layers, fibre mats); axial values
     Material("carbon_fiber", 1.76, 230.0, 0.2, None, 3530.0, 5.9e4,
@@ -78,8 +98,22 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "compliant normal E ≈ 0.5 GPa from the mechanics sensitivity study (issue 8, stops.md); shear: "
              "frictional (Drucker–Prager, von Mises limit 1 MPa + √3 μ × pressure) with the particle–particle "
              "friction coefficient μ = 0.3 typical of DEM calendering models of NCM cathodes (Sangrós Giménez et "
-             "al. 2019; Ngandjong et al. 2021 use 0.3–0.4); 1 MPa cohesion from the binder (assumption)",
-             friction_coefficient=0.3),
+             "al. 2019; Ngandjong et al. 2021 use 0.3–0.4); 1 MPa cohesion from the binder (assumption). "
+             "Compaction cap: jamming at the random-loose-packing fraction of frictional spheres φ_j = 0.555 "
+             "(Onoda & Liniger, Phys. Rev. Lett. 64 (1990) 2727; the DEM stage of issue 16 jams the generated "
+             "cathode's NCM skeleton at 2.55 g/cm³, φ ≈ 0.54), then Heckel's compaction law "
+             "ln(1/(1−φ)) = K P + A with K = 1/(3 σ_c) (Heckel, Trans. Metall. Soc. AIME 221 (1961) 671 and "
+             "1001) and A at φ_j (densification by rearrangement, the Heckel intercept); σ_c = 125 MPa, the "
+             f"middle of the 100–150 MPa yield/crushing range of NCM secondary particles ({_S6}). Below jamming "
+             "the packing rearranges with its density linear in ln P (stage I of the compaction of granules: "
+             "Frey & Halloran, J. Am. Ceram. Soc. 67 (1984) 199; Reed, Principles of Ceramic Processing 1995, "
+             "ch. 20): P = P_j exp((φ − φ_j)/m); P_j = 10 MPa and m = 0.03 are calibrated, not measured: they "
+             "put the generated 96:2:2 NCM622 cathode's roll pressure at 2.6–3.0 g/cm³ into the low end of "
+             "the published calendering pressures (line loads of 100–2000 N/mm over nips of a few mm, "
+             "Meyer et al., J. Mater. Process. Technol. 249 (2017) 172; Schreiner et al., Energy Technol. 7 "
+             "(2019) 1900840)",
+             friction_coefficient=0.3, jamming_fraction=0.555, crush_strength_mpa=125.0,
+             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03),
 )}
 
 

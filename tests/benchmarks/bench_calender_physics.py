@@ -19,7 +19,9 @@ Prints
   and > 150 MPa at two increment counts and two lateral windows, mean pore radius and mean pore
   coordination of the pore network per density.
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
-  two voxel sizes.
+  two voxel sizes (compare: Kang et al., EES Batteries (2026), DOI 10.1039/d5eb00195a — LMP
+  electrodes calendered at 0–40 %: Li2CO3 fracture and electrical connection grow with the ratio).
+  ``bench_lmp_shells.py`` shows which criterion breaks the shells.
 """
 
 from __future__ import annotations
@@ -34,9 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DENSITIES = (2.6, 3.0, 3.4, 3.8)
-#: published order of magnitude of the calendering pressure (MPa) per density (module docstring sources):
-#: wide bands — line loads of 250–2000 N/mm over nip lengths of 2–10 mm and uniaxial compaction curves
-PUBLISHED_MPA = {2.6: (2.0, 150.0), 3.0: (10.0, 400.0), 3.4: (30.0, 800.0), 3.8: (60.0, 1500.0)}
+from test_contacts import PUBLISHED_MPA  # noqa: E402  published calendering pressures (MPa), with sources
 
 
 def _verdicts(rows):
@@ -53,7 +53,7 @@ def _verdicts(rows):
                                                for r in rows if round(r[0], 1) in PUBLISHED_MPA),
         "crackable >100 MPa a minority at ≤ 3.0 g/cm³": all(r[2] < 50 for r in rows if r[0] <= 3.05),
         "crackable grows with density": all(b >= a for a, b in zip(c100, c100[1:])),
-        "pore radius falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
+        "pore radius (network, inscribed) falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
         "pore coordination falls": len(coo) > 1 and all(b < a for a, b in zip(coo, coo[1:])),
     }
     for k, v in out.items():
@@ -102,8 +102,9 @@ def cathode(quick: bool, runs=None, rearrange="none"):
             rad = coo = None
             try:
                 m = compute_network_metrics(extract_network(state.labels, voxel_size_um=vs, thickness_axis="y"))
-                rad, coo = m.mean_equivalent_radius_um, m.mean_coordination
-                pores = f"pore radius {rad:.3f} µm, pore coordination {coo:.2f}"
+                rad, coo = m.mean_inscribed_radius_um, m.mean_coordination
+                pores = (f"pore radius inscribed {rad:.3f} µm (equivalent {m.mean_equivalent_radius_um:.3f} µm), "
+                         f"pore coordination {coo:.2f}")
             except InputError as e:
                 pores = f"no pore network ({e})"
             print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure {st.roll_pressure_mpa:7.1f} MPa, "
@@ -116,17 +117,17 @@ def cathode(quick: bool, runs=None, rearrange="none"):
         _verdicts(rows)
 
 
-def lmp(quick: bool, rearrange="none", voxels=None):
+def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3):
     from twinlab.analyses.conductive import activation_from_calender
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
-    ratios = (0.05, 0.1, 0.2, 0.3, 0.4)
+    ratios = ratios or (0.05, 0.1, 0.2, 0.3, 0.4)
     for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
-        g = make_lmp_anode(domain_um=(160, 11 + 84, 160), voxel_size_um=vs, collector_um=12, seed=3)
-        s = calender(g.phases, particles=g.particles, ratios=ratios, steps=5, voxel_size_um=vs, thickness_axis="y",
-                     collector_side="low", workers=2, rearrange=rearrange)
+        g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed)
+        s = calender(g.phases, particles=g.particles, ratios=ratios, steps=len(ratios), voxel_size_um=vs,
+                     thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange)
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
         print(f"LMP rearrange={rearrange} {vs} µm voxels ({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
         for st, a in zip(s.steps, act.activation):
@@ -141,6 +142,9 @@ def main():
     ap.add_argument("--runs", default=None, help="cathode runs as WINDOWxSTEPS,… (default by --quick)")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
+    ap.add_argument("--lmp-ratios", default=None, help="LMP calendering ratios, e.g. 0.05,0.1,0.2 (one increment each)")
+    ap.add_argument("--lmp-width", type=float, default=160.0, help="LMP in-plane extent in µm")
+    ap.add_argument("--lmp-seed", type=int, default=3)
     args = ap.parse_args()
     parts = args.part.split(",")
     if "hertz" in parts:
@@ -151,7 +155,9 @@ def main():
             cathode(args.quick, runs, rearrange)
     if "lmp" in parts:
         for rearrange in args.rearrange.split(","):
-            lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None)
+            lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
+                [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
+                args.lmp_seed)
 
 
 if __name__ == "__main__":

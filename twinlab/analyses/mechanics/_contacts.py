@@ -33,6 +33,28 @@ are applied *between* increments. Contacts that form during the remap (new faces
 instances) are interphase voxels from the next increment on; voxels that lost every foreign face
 become ordinary particle voxels again.
 
+Compaction cap (SCIENCE notes)
+------------------------------
+A contact of a powder phase, and the CBD/binder bridging it, carries at most the compaction pressure
+of the packing around it (:func:`compaction_pressure`, a function of the local packing fraction φ of
+the particle skeleton, :func:`packing_fraction`): the low pressure of rearrangement below the jamming
+fraction (random loose packing of frictional spheres, 0.555: Onoda & Liniger 1990), with φ linear in
+ln P as in stage I of the compaction of granules (Frey & Halloran 1984; Reed 1995) — NCM secondary
+particles are granules of primary crystallites — then Heckel's law (Heckel 1961) once the packing is
+jammed. It is what makes calendering densify by pore closure at low pressure first and build stress
+where the particles are jammed. Published calendering pressures of NCM cathodes, which the roll
+pressure of a generated NCM622 cathode is checked against (``tests/test_contacts.py::PUBLISHED_MPA``,
+slow test ``test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures``): line loads
+of ~100–2000 N/mm densify NCM cathodes from ~2.3 to 3.0–3.8 g/cm³, porosity falling exponentially with
+the line load (Meyer, Bockholt, Haselrieder & Kwade, J. Mater. Process. Technol. 249 (2017) 172;
+Schreiner et al., Energy Technol. 7 (2019) 1900840 for NMC-622); over a nip √(R Δh) of 1–5 mm that is
+a mean pressure of the order of 10¹–10³ MPa; DEM of NMC-622 compaction (Sangrós Giménez et al., Adv.
+Powder Technol. 30 (2019)) and FEM with particle fracture (Guichard et al., arXiv:2601.02879, 2026:
+rearrangement, fracture at moderate pressure, then crushing) give the same order and sequence. The
+rearrangement constants of NCM (P_j 10 MPa, m 0.03) are calibrated to that band, not measured.
+The cap is an explicit update (packing judged at the increment's end, secant stiffness): increments are
+kept below the strain :attr:`ContactLaw.increment_strain` so the state does not depend on their number.
+
 Sub-voxel shells
 ----------------
 A lithium particle's Li2CO3 passivation (~100 nm) is a state of its surface voxels, not a voxel
@@ -55,12 +77,20 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
+from ...errors import ConvergenceError
 from ._laws import ELASTIC, PLASTIC, lame_from_young
 
 #: particle phases: the phases whose instances make contacts
 PARTICLE_PHASES = ("active", "lithium", "shell")
+#: pore-bridging phases: bonded to the particles, but crushed with their contacts (compaction cap)
+BRIDGE_PHASES = ("cbd", "binder")
 #: shear modulus of a sliding (yielded) contact voxel as a fraction of its elastic one
 SLIDE_FACTOR = 0.2
+#: lowest secant stiffness of a crushing (jammed) contact as a fraction of its elastic one: a lower one
+#: adds a stiffness contrast that stalls the CG; the pressure left above the cap is returned afterwards
+SECANT_FLOOR = 0.1
+#: loosest relative tolerance of the cap's relaxation solve
+RELAX_TOL_MAX = 0.1
 
 
 # ---------------------------------------------------------------------- instances
@@ -199,6 +229,11 @@ class ContactLaw:
     sy: np.ndarray  # von Mises limit at zero pressure (cohesion)
     code: np.ndarray
     slope: np.ndarray  # Drucker–Prager slope: the limit grows by slope × pressure (√3 × friction)
+    jam: np.ndarray = None  # jamming packing fraction of the compaction cap (NaN: no cap)
+    crush: np.ndarray = None  # crushing strength σ_c of the compaction cap (MPa)
+    rearr: np.ndarray = None  # rearrangement pressure at jamming P_j (MPa)
+    rslope: np.ndarray = None  # rearrangement slope m (packing fraction per e-fold of pressure)
+    bridges: tuple = ()  # label values of the pore-bridging phases (CBD, binder) that share the cap
 
     @classmethod
     def from_materials(cls, by_value: dict[int, object]) -> "ContactLaw":
@@ -206,25 +241,135 @@ class ContactLaw:
         sy = np.full(256, np.inf)
         code = np.zeros(256, np.uint8)
         slope = np.zeros(256)
+        jam, crush = np.full(256, np.nan), np.zeros(256)
+        rearr, rslope = np.zeros(256), np.ones(256)
         for v, mat in by_value.items():
             lam[v], mu[v] = lame_from_young(mat.youngs_modulus_gpa * 1e3, mat.poisson_ratio)
             if mat.yield_strength_mpa is not None:
                 sy[v], code[v] = mat.yield_strength_mpa, PLASTIC
             if getattr(mat, "friction_coefficient", None) is not None:
                 slope[v] = np.sqrt(3.0) * mat.friction_coefficient
-        return cls(lam, mu, sy, code, slope)
+            if getattr(mat, "jamming_fraction", None) is not None and getattr(mat, "crush_strength_mpa", None):
+                jam[v], crush[v] = mat.jamming_fraction, mat.crush_strength_mpa
+                if getattr(mat, "rearrangement_pressure_mpa", None):
+                    rearr[v], rslope[v] = mat.rearrangement_pressure_mpa, mat.rearrangement_slope
+        return cls(lam, mu, sy, code, slope, jam, crush, rearr, rslope)
+
+    def bridge_cap(self):
+        """(jamming fraction, crushing strength, rearrangement pressure, rearrangement slope, cohesion) of
+        the bridges' cap: the capped particle phase's (the bridges join those particles; they give way
+        when the particles move)."""
+        v = int(self.capped[0])
+        return (float(self.jam[v]), float(self.crush[v]), float(self.rearr[v]), float(self.rslope[v]),
+                float(self.sy[v]) if np.isfinite(self.sy[v]) else 0.0)
+
+    def cap(self, phi, vals):
+        """Compaction pressure (MPa) and tangent of contacts of label values ``vals`` at packing ``phi``."""
+        return compaction_pressure(phi, self.jam[vals], self.crush[vals], self.rearr[vals], self.rslope[vals])
+
+    @property
+    def increment_strain(self) -> float | None:
+        """Largest thickness strain of one load increment with the compaction cap (None: no cap).
+
+        The cap is judged on the packing fraction expected at the end of the increment (affine) and
+        the stiffness is a secant: both are accurate while the pressure of the steepest stage changes
+        by at most ~e-fold in an increment, i.e. while φ grows by less than the rearrangement slope
+        ``m``: a compaction strain ``m/φ_j`` (0.054 for NCM). Without that, the state at a target
+        depends on how many increments reached it."""
+        v = self.capped
+        v = v[self.rearr[v] > 0] if v.size else v
+        return float(np.min(self.rslope[v] / self.jam[v])) if v.size else None
+
+    @property
+    def capped(self) -> np.ndarray:
+        """Label values whose contacts have a compaction cap."""
+        return np.flatnonzero(np.isfinite(self.jam)) if self.jam is not None else np.zeros(0, int)
+
+
+def compaction_pressure(phi, jam, crush, rearr=0.0, slope=1.0):
+    """Compaction cap of a contact (MPa): the pressure at which it crushes, and its tangent (MPa).
+
+    Two stages, as in the compaction of granules (NCM secondary particles are granules of primary
+    crystallites): below the jamming packing fraction ``jam`` the particles around the contact rearrange
+    into the neighbouring pores against friction and the binder, and the packing fraction grows with the
+    logarithm of the pressure (stage I of the density–log-pressure compaction diagram of granules: Frey &
+    Halloran, J. Am. Ceram. Soc. 67 (1984) 199; Reed, Principles of Ceramic Processing, 2nd ed. 1995,
+    ch. 20): ``P = P_j exp((φ − jam)/m)`` with ``P_j = rearr`` the pressure at which rearrangement ends and
+    ``m = slope`` the packing-fraction gain per e-fold of pressure. Above it the powder compacts by particle
+    deformation and fracture, Heckel's law ``ln(1/(1 − φ)) = K P + A`` with ``K = 1/(3 σ_c)`` (Heckel 1961),
+    continued from ``P_j`` at ``φ = jam``: ``P = P_j + 3 σ_c ln((1 − jam)/(1 − φ))``. The law is continuous
+    and its slope grows at jamming (the pressure–density curve is convex). The tangent is the modulus
+    ``dP/d(−ε_v) = φ dP/dφ`` (a volumetric strain ``ε_v`` of the packing changes φ by ``−φ ε_v``). NaN
+    ``jam`` (no cap): infinite pressure. ``rearr = 0``: no pressure below jamming.
+
+    Parameters
+    ----------
+    phi : array of float
+        Local packing fraction of the particle skeleton (see :func:`packing_fraction`).
+    jam, crush : array of float
+        Jamming fraction and crushing strength (MPa) per voxel.
+    rearr, slope : array of float
+        Rearrangement pressure at jamming ``P_j`` (MPa) and rearrangement slope ``m`` (> 0) per voxel.
+    """
+    phi = np.asarray(phi, float)
+    capped = np.isfinite(jam)
+    j = np.where(capped, jam, 0.0)
+    pj = np.where(capped, np.broadcast_to(np.asarray(rearr, float), phi.shape), 0.0)
+    m = np.maximum(np.broadcast_to(np.asarray(slope, float), phi.shape), 1e-12)
+    over = capped & (phi > j)
+    ph = np.clip(phi, 0.0, 1.0 - 1e-6)
+    p_r = pj * np.exp(np.minimum(ph - j, 0.0) / m)
+    p_h = 3.0 * crush * np.log(np.maximum(1.0 - j, 1e-12) / (1.0 - ph))
+    p = np.where(over, pj + p_h, p_r)
+    k = np.where(over, 3.0 * crush * ph / (1.0 - ph), p_r * ph / m)
+    return np.where(capped, p, np.inf), np.where(capped, k, np.inf)
+
+
+def packing_fraction(skeleton: np.ndarray, region: np.ndarray, width: int) -> np.ndarray:
+    """Local packing fraction of the particle skeleton: the share of ``skeleton`` voxels among the
+    ``region`` (coating) voxels of a ``width``-voxel cube around each voxel (periodic in-plane; the
+    cube is cut at the coating's faces, so a voxel next to the collector or the roll sees only
+    coating)."""
+    w = max(int(width) | 1, 1)
+    mode = ("constant", "wrap", "wrap")
+    num = ndimage.uniform_filter((skeleton & region).astype(np.float32), size=w, mode=mode)
+    den = ndimage.uniform_filter(region.astype(np.float32), size=w, mode=mode)
+    return np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+
+
+def jamming_width(inst: np.ndarray, lab: np.ndarray, values) -> int:
+    """Width (voxels) of the neighbourhood over which a contact's packing is judged: two mean
+    particle diameters (volume-weighted equivalent diameter of the instances of ``values``), the
+    scale over which a particle finds room to move aside (odd, ≥ 3)."""
+    sel = np.isin(lab, list(values)) & (inst > 0)
+    if not sel.any():
+        return 3
+    vol = np.bincount(inst[sel]).astype(float)
+    vol = vol[vol > 0]
+    d = (6.0 * vol / np.pi) ** (1.0 / 3.0)
+    return max(int(round(2.0 * float((vol * d).sum() / vol.sum()))) | 1, 3)
 
 
 def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, fixed, gap, law: ContactLaw,
                         nt: int, tol_active: float, max_passes: int, tol, maxiter, top_is_roll: bool = True,
-                        override=None):
+                        override=None, phi=None):
     """Solve one increment with the unilateral contact interphase (primal active set).
 
     ``lam``, ``mu``, ``sy``, ``code``, ``s_old`` are the cell arrays (the coating in the first ``nt``
     layers, the roll above); they are modified in place for the interphase voxels. ``gap`` (coating
     shape, float32) is the carried normal gap of open interphase voxels (≥ 0; NaN = closed).
     ``override`` = (mask, λ, μ): interphase voxels in ``mask`` (coating grid) take these elastic
-    constants instead of the law's (intact membrane shells).
+    constants instead of the law's (intact membrane shells). ``phi`` (coating grid): the local
+    packing fraction of the skeleton (:func:`packing_fraction`) for the compaction cap of the
+    law's capped phases (None: no cap).
+
+    Compaction cap: a closed interphase voxel whose pressure exceeds :func:`compaction_pressure`
+    (plus the cohesion) crushes, below jamming (rearrangement, a low pressure) as above it (Heckel).
+    It is never made a void: a particle held only by crushing contacts would float (a singular
+    operator, and garbage displacements for the remap). Its stiffness is scaled isotropically by
+    a secant factor so that the pressure the increment adds ends on the cap (a secant-stiffness
+    iteration inside the same active-set passes); the pressure still above the cap after the last
+    pass returns to it (the hydrostatic part; the friction limit then uses that pressure).
 
     Returns ``(solution, gap_new, info)``: ``gap_new`` is the gap after the increment (NaN where
     closed, on the coating grid), ``info`` counts interphase voxels, open ones and passes.
@@ -249,13 +394,22 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     k_c = c_lam + 2.0 * c_mu / 3.0
     mu_eff = np.where(sliding, SLIDE_FACTOR * c_mu, c_mu)
     lam_eff = k_c - 2.0 * mu_eff / 3.0
-    passes = 0
+    # compaction cap: crush pressure per interphase voxel (inf where the phase has none)
+    if phi is not None and law.jam is not None and np.isfinite(law.jam[vals]).any():
+        p_cap, _ = law.cap(phi[idx], vals)
+        p_cap = p_cap + np.where(np.isfinite(c_sy), c_sy, 0.0)  # the cohesion is the floor
+    else:
+        p_cap = np.full(vals.shape, np.inf)
+    crushing = np.zeros(vals.shape, bool)
+    f = np.ones(vals.shape)  # secant stiffness factor of crushing contacts
+    bridge = _Bridges(lab, law, phi, lam, mu, s_old) if (phi is not None and law.bridges) else None
+    passes = failed_passes = 0
     cg = newton = 0
     u_prev = None
     while True:
         passes += 1
-        lam[idx] = np.where(is_open, 0.0, lam_eff)
-        mu[idx] = np.where(is_open, 0.0, mu_eff)
+        lam[idx] = np.where(is_open, 0.0, f * lam_eff)
+        mu[idx] = np.where(is_open, 0.0, f * mu_eff)
         sy[idx] = np.inf
         code[idx] = ELASTIC
         # closed voxels that were open at the start close their gap first: eigenstress C:(g n⊗n)
@@ -265,44 +419,156 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         if shut.any():
             start[:, shut] = _isotropic(lam_eff[shut], mu_eff[shut], g0[shut], normal[:, shut])
         s_old[(slice(None),) + idx] = start
+        if bridge is not None:
+            bridge.set(lam, mu, s_old)
         # from the previous pass's displacement: only a few interphase voxels changed, so Newton starts
         # near the answer (the tolerance stays relative to the out-of-balance force at Δu = 0)
-        sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
-                                                             u0=u_prev)
+        try:
+            trial = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
+                                                                   u0=u_prev)
+        except ConvergenceError:
+            if passes == 1:
+                raise
+            # a re-solve whose softened contacts leave a particle all but floating can stall: keep the
+            # previous pass (its pressures above the caps return to them below)
+            failed_passes += 1
+            break
+        sol = trial
         cg += sol.cg_iterations
         newton += sol.newton_iterations
+        new_s = sol.stress[(slice(None),) + idx].astype(float)
         de_nn = normal_component(sol.strain[(slice(None),) + idx].astype(float), normal)
-        s_nn = normal_component(sol.stress[(slice(None),) + idx].astype(float), normal)
+        s_nn = normal_component(new_s, normal)
         now_open = np.where(is_open, g0 + de_nn > 0, s_nn > 0)
-        changed = int((now_open != is_open).sum())
+        solved_open = is_open  # the state this solution was solved with (kept if the next re-solve stalls)
+        p_new = -(new_s[0] + new_s[1] + new_s[2]) / 3.0
+        over = ~now_open & (p_new > p_cap)
+        # secant update: scale the stiffness so that the pressure this increment adds ends on the cap
+        p_start = -(start[0] + start[1] + start[2]) / 3.0
+        ratio = (p_cap - p_start) / np.maximum(p_new - p_start, 1e-30)
+        f = np.where(over, np.clip(f * ratio, SECANT_FLOOR, 1.0), f)
+        changed = int((now_open != is_open).sum()) + int((over & (p_new > 1.1 * p_cap)).sum())
+        if bridge is not None:
+            changed += bridge.update(sol.stress)
         if changed <= tol_active * max(1, is_open.size) or passes >= max_passes:
+            crushing |= over
             break
         is_open = now_open
-        u_prev, sol = sol.displacement, None  # the next pass starts here; its stress and strain are freed first
+        crushing |= over
+        # the next pass starts here; the previous solution is kept as the fallback of a stalled re-solve
+        u_prev = sol.displacement
     # state after the increment: open voxels carry their gap (positive), closed ones NaN
     g_new = np.full(gap.shape, np.nan, np.float32)
-    opening = np.where(is_open, g0 + de_nn, s_nn / np.maximum(lam_eff + 2 * mu_eff, 1e-30))
+    opening = np.where(solved_open, g0 + de_nn, s_nn / np.maximum(lam_eff + 2 * mu_eff, 1e-30))
     final_open = now_open
     g_new[idx] = np.where(final_open, np.maximum(opening, 0.0), np.nan)
-    # no traction across an open contact; closed ones return to the yield surface
-    sig = sol.stress[:, :nt]
-    sel = tuple(i[final_open] for i in idx)
-    sig[(slice(None),) + sel] = 0
-    closed = ~final_open & np.isfinite(c_sy)
-    if closed.any():
-        cs = tuple(i[closed] for i in idx)
-        s_c = sig[(slice(None),) + cs].astype(float)
-        q = _von_mises(s_c)
-        lim = _limit(s_c, c_sy[closed], c_slope[closed])
-        f = np.where(q > lim, lim / np.maximum(q, 1e-30), 1.0)
-        p = (s_c[0] + s_c[1] + s_c[2]) / 3.0
-        for k in range(3):
-            s_c[k] = p + f * (s_c[k] - p)
-        s_c[3:] *= f
-        sig[(slice(None),) + cs] = s_c
+    def to_limits(stress):
+        """No traction across an open contact; closed ones return to the cap and the friction limit."""
+        sig = stress[:, :nt]
+        sel = tuple(i[final_open] for i in idx)
+        sig[(slice(None),) + sel] = 0
+        over = ~final_open & np.isfinite(p_cap)
+        if over.any():  # compaction cap: the pressure returns to the crush pressure
+            cs = tuple(i[over] for i in idx)
+            s_c = sig[(slice(None),) + cs].astype(float)
+            excess = np.maximum(-(s_c[0] + s_c[1] + s_c[2]) / 3.0 - p_cap[over], 0.0)
+            s_c[:3] += excess
+            sig[(slice(None),) + cs] = s_c
+        if bridge is not None:
+            bridge.finish(sig)
+        closed = ~final_open & np.isfinite(c_sy)
+        if closed.any():
+            cs = tuple(i[closed] for i in idx)
+            s_c = sig[(slice(None),) + cs].astype(float)
+            q = _von_mises(s_c)
+            lim = _limit(s_c, c_sy[closed], c_slope[closed])
+            f = np.where(q > lim, lim / np.maximum(q, 1e-30), 1.0)
+            p = (s_c[0] + s_c[1] + s_c[2]) / 3.0
+            for k in range(3):
+                s_c[k] = p + f * (s_c[k] - p)
+            s_c[3:] *= f
+            sig[(slice(None),) + cs] = s_c
+
+    # the size of the returns next to the increment's stress change sets the relaxation's tolerance
+    touched = idx if bridge is None else tuple(np.concatenate([a, b]) for a, b in zip(idx, bridge.idx))
+    before = sol.stress[(slice(None),) + touched].astype(float)
+    inc2 = sum(float(np.square(sol.stress[k] - s_old[k], dtype=np.float64).sum()) for k in range(6))
+    to_limits(sol.stress)
+    ret2 = float(np.square(sol.stress[(slice(None),) + touched] - before).sum())
+    before = None
+    if crushing.any() or (bridge is not None and bridge.crushing.any()):
+        # the returns leave the particles pressing harder than their crushed contacts hold: one
+        # equilibrium solve at fixed cell strain (the last pass's secant stiffnesses) lets them relax
+        # against the caps, so the state does not depend on how many increments reached it. Its
+        # out-of-balance force is about the returned stress's share of the increment's stress change
+        # (demo cathode: 0.2–5 % of the increment's force): solved to tol / share, its absolute error
+        # stays that of the increment (to its own relative tol it cost as many CG iterations as the
+        # passes and stalled in plastic lithium); never looser than RELAX_TOL_MAX
+        share = np.sqrt(ret2 / max(inc2, 1e-300))
+        tol_relax = float(np.clip(tol / max(share, 1e-30), tol, max(tol, RELAX_TOL_MAX)))
+        try:
+            rel = make_solver(lam, mu, sy, code).solve_increment(np.zeros(6), stress_old=sol.stress,
+                                                                 tol=tol_relax, maxiter=maxiter)
+        except ConvergenceError:
+            failed_passes += 1
+        else:
+            cg += rel.cg_iterations
+            newton += rel.newton_iterations
+            sol.stress = rel.stress
+            sol.strain = sol.strain + rel.strain
+            sol.displacement = sol.displacement + rel.displacement
+            to_limits(sol.stress)
     info = {"interphase": int(mask.sum()), "open": int(final_open.sum()), "passes": passes, "cg": cg,
-            "newton": newton}
+            "newton": newton, "crushing": int((crushing & ~final_open).sum()), "failed_passes": failed_passes,
+            "returned_share": float(np.sqrt(ret2 / max(inc2, 1e-300)))}
     return sol, g_new, mask, info
+
+
+class _Bridges:
+    """The compaction cap of the pore-bridging voxels (CBD, binder) inside the contact active set.
+
+    The carbon-binder domain that joins two particles is part of their contact: its pressure is capped
+    by the same compaction pressure as the particle contacts (below the skeleton's jamming fraction the
+    particles rearrange and the nanoporous CBD is squeezed into the pores at the low rearrangement
+    pressure; Heckel above; secant stiffness in the passes, return after).
+    Tension and shear stay bonded (the binder holds).
+    """
+
+    def __init__(self, lab, law, phi, lam, mu, s_old):
+        self.idx = np.nonzero(np.isin(lab, law.bridges))
+        jam, crush, rearr, rslope, coh = law.bridge_cap()
+        n = self.idx[0].size
+        cap, _ = compaction_pressure(phi[self.idx], np.full(n, jam), np.full(n, crush), rearr, rslope)
+        self.cap = cap + coh
+        self.lam0, self.mu0 = lam[self.idx].copy(), mu[self.idx].copy()
+        self.base = s_old[(slice(None),) + self.idx].astype(float)
+        self.f = np.ones(n)
+        self.crushing = np.zeros(n, bool)
+        self.start = self.base
+
+    def set(self, lam, mu, s_old):
+        lam[self.idx] = self.f * self.lam0
+        mu[self.idx] = self.f * self.mu0
+        self.start = self.base
+        s_old[(slice(None),) + self.idx] = self.start
+
+    def update(self, stress) -> int:
+        """Secant update after a pass; returns how many bridge voxels are still well above their cap."""
+        s = stress[(slice(None),) + self.idx].astype(float)
+        p = -(s[0] + s[1] + s[2]) / 3.0
+        over = p > self.cap
+        p0 = -(self.start[0] + self.start[1] + self.start[2]) / 3.0
+        ratio = (self.cap - p0) / np.maximum(p - p0, 1e-30)
+        self.f = np.where(over, np.clip(self.f * ratio, SECANT_FLOOR, 1.0), self.f)
+        self.crushing |= over
+        return int((over & (p > 1.1 * self.cap)).sum())
+
+    def finish(self, sig) -> None:
+        """Return the pressure above the cap to it."""
+        sel = (slice(None),) + self.idx
+        s = sig[sel].astype(float)
+        s[:3] += np.maximum(-(s[0] + s[1] + s[2]) / 3.0 - self.cap, 0.0)
+        sig[sel] = s
 
 
 # ---------------------------------------------------------------------- sub-voxel shells
@@ -311,7 +577,8 @@ def shell_fracture(strain_total, stress, inst, shelled, broken, *, e_shell_mpa, 
 
     A shell patch (voxel with ``shelled``) breaks when its membrane stress
     ``E_s/(1−ν_s) · ε_m`` (``ε_m`` the largest principal strain in the surface plane) or the
-    contact traction ``−n·σ·n`` exceeds ``strength_mpa``. Patches without a surface normal (inner
+    contact traction ``−n·σ·n`` exceeds ``strength_mpa`` (MPa: one value, or one per voxel — a
+    patch's own strength drawn from the film's Weibull distribution). Patches without a surface normal (inner
     layers of a thick shell) use the largest principal strain.
     """
     cand = shelled & ~broken
@@ -334,7 +601,8 @@ def shell_fracture(strain_total, stress, inst, shelled, broken, *, e_shell_mpa, 
     traction = -normal_component(stress[(slice(None),) + idx].astype(float), n)
     has_n = (n ** 2).sum(axis=0) > 0
     traction = np.where(has_n, traction, 0.0)
-    brk = (membrane > strength_mpa) | (traction > strength_mpa)
+    strength = np.broadcast_to(np.asarray(strength_mpa, float), cand.shape)[idx]
+    brk = (membrane > strength) | (traction > strength)
     out = broken.copy()
     out[tuple(i[brk] for i in idx)] = True
     return out
@@ -359,6 +627,16 @@ class ContactState:
     lithium_value: int | None = None
     shell_material: object = None
     last_info: dict | None = None
+    jam_width: int = 3  # voxels: the neighbourhood of a contact's packing fraction (compaction cap)
+    shell_scatter: np.ndarray | None = None  # per shell patch: strength / characteristic strength (Weibull)
+
+    def packing(self, lab: np.ndarray, n_coll: int) -> np.ndarray | None:
+        """Local packing fraction of the capped phases' skeleton on the coating grid (None: no cap)."""
+        if self.law is None or self.law.capped.size == 0:
+            return None
+        region = np.zeros(lab.shape, bool)
+        region[n_coll:] = True
+        return packing_fraction(np.isin(lab, self.law.capped), region, self.jam_width)
 
     @property
     def membrane(self) -> bool:
@@ -369,6 +647,8 @@ class ContactState:
         self.gap = self.gap[:top].copy()
         if self.shelled is not None:
             self.shelled = self.shelled[:top].copy()
+        if self.shell_scatter is not None:
+            self.shell_scatter = self.shell_scatter[:top].copy()
 
     def take(self, take, src) -> None:
         """Move the state with the material (``take(arr, src, fill)`` gathers by remap sources)."""
@@ -376,6 +656,8 @@ class ContactState:
         self.gap = take(self.gap, src, np.float32(np.nan))
         if self.shelled is not None:
             self.shelled = take(self.shelled, src, False)
+        if self.shell_scatter is not None:
+            self.shell_scatter = take(self.shell_scatter, src, np.float32(1.0))
 
     def output_labels(self, lab: np.ndarray) -> np.ndarray:
         """Labels with the sub-voxel shell shown as the shell phase on its surface voxels."""
@@ -387,7 +669,7 @@ class ContactState:
 
 
 def setup_state(lab, inst_in, *, names: dict, materials: dict, contacts: bool, contact_materials, shells: str,
-                get_material):
+                get_material, seed: int = 0):
     """The :class:`ContactState` of a coating (``lab`` is modified in place: membrane shells → lithium).
 
     ``names`` maps label value → phase name of the values present; ``materials`` phase name →
@@ -402,10 +684,15 @@ def setup_state(lab, inst_in, *, names: dict, materials: dict, contacts: bool, c
     inst = particle_instances(lab, pvals, instances=inst_in, core_values=core)
     shelled = None
     shell_mat = None
+    scatter = None
     if shells == "membrane" and shell_v is not None and li_v is not None:
         shelled = lab == shell_v
         lab[shelled] = li_v
         shell_mat = materials.get("shell")
+        m = getattr(shell_mat, "weibull_modulus", None)
+        if m:  # each surface patch its own strength: σ0 (−ln U)^(1/m), seeded (Weibull's distribution)
+            scatter = np.ones(lab.shape, np.float32)
+            scatter[shelled] = np.random.default_rng(seed).weibull(m, int(shelled.sum()))
     law = None
     law_names = {}
     if contacts:
@@ -420,5 +707,8 @@ def setup_state(lab, inst_in, *, names: dict, materials: dict, contacts: bool, c
             by_value[val[n]] = m
             law_names[n] = m.name
         law = ContactLaw.from_materials(by_value)
+        law.bridges = tuple(val[n] for n in BRIDGE_PHASES if n in val) if law.capped.size else ()
+    width = jamming_width(inst, lab, law.capped) if law is not None and law.capped.size else 3
     return ContactState(inst=inst, gap=np.full(lab.shape, np.nan, np.float32), shelled=shelled, law=law,
-                        law_names=law_names, shell_value=shell_v, lithium_value=li_v, shell_material=shell_mat)
+                        law_names=law_names, shell_value=shell_v, lithium_value=li_v, shell_material=shell_mat,
+                        jam_width=width, shell_scatter=scatter)

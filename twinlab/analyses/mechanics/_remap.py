@@ -1,11 +1,22 @@
 """Volume-conserving voxel move: every moving solid voxel goes to (near) its displaced position.
 
-Each moving voxel claims the grid cell nearest to its continuous target position; if that cell is
-taken (two voxels collide, or the cell is fixed/outside the allowed slab), it takes the free cell
-nearest (Euclidean) to its target, searched in growing cubes. Every voxel ends in exactly one cell
-and every cell holds at most one voxel, so the voxel count of each phase is conserved *exactly*;
-the pore space absorbs the volume change. Voxels are processed in a seeded random order so no
-direction is favoured; the result is deterministic for a given seed.
+Each moving voxel claims the grid cell nearest to its continuous target position. If that cell is
+taken (two voxels collide), the collision is resolved by ``collisions``:
+
+* ``"push"`` (default): the voxel takes its cell and *pushes the solid ahead of it* one cell on
+  along its own displacement, chain-wise, into the first free (pore) cell on that ray — the solid
+  in front of a moving voxel shifts, so the pore that closes is the one the press drives the solid
+  into, as in a real press (pores flatten along the pressing direction, large and small alike).
+  Rays that meet fixed solid (the collector) or leave the slab, and voxels that do not move, fall
+  back to "nearest".
+* ``"nearest"``: the voxel takes the free cell nearest (Euclidean) to its target, searched in
+  growing cubes. Colliding solid then spills into the closest pore cells — the narrow necks and
+  wedges next to contacts — so small pores fill first and large ones are left (issue 16: the mean
+  pore size of a calendered cathode hardly falls; ``tests/benchmarks/bench_pore_space.py``).
+
+Every voxel ends in exactly one cell and every cell holds at most one voxel, so the voxel count of
+each phase is conserved *exactly*; the pore space absorbs the volume change. Voxels are processed in
+a seeded random order so no voxel is favoured; the result is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from ...errors import InputError
 
 
 def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, n_allowed: int,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 seed: int = 0, collisions: str = "push") -> tuple[np.ndarray, np.ndarray]:
     """Move the ``moving`` voxels of ``labels`` to ``target`` positions without losing any.
 
     Parameters
@@ -33,6 +44,8 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
     n_allowed : int
         Moving voxels may only land in layers ``[0, n_allowed)`` of axis 0 (the compressed slab);
         the output has ``n_allowed`` layers along axis 0.
+    collisions : "push" or "nearest"
+        How a voxel whose cell is taken is placed (module docstring).
 
     Returns
     -------
@@ -45,6 +58,8 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
     src_idx = np.flatnonzero(moving)
     if target.shape != (3, src_idx.size):
         raise InputError(f"target must have shape (3, {src_idx.size}), got {target.shape}")
+    if collisions not in ("push", "nearest"):
+        raise InputError(f"collisions must be 'push' or 'nearest', got {collisions!r}")
     if not 0 < n_allowed <= n0:
         raise InputError(f"n_allowed must lie in 1..{n0}, got {n_allowed}")
     fixed = (labels != 0) & ~moving
@@ -60,7 +75,15 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
     source = np.full((n_allowed, n1, n2), -1, np.int64)
     fixed_idx = np.flatnonzero(fixed[:n_allowed])
     source.reshape(-1)[fixed_idx] = fixed_idx  # same flat index: fixed voxels lie in the kept layers
-    _claim(source, np.ascontiguousarray(target, dtype=np.float64), src_idx, order)
+    target = np.ascontiguousarray(target, dtype=np.float64)
+    if collisions == "push":
+        # the displacement of each voxel: target minus its voxel centre (the press direction locally)
+        disp = target - (np.stack(np.unravel_index(src_idx, labels.shape)) + 0.5)
+        for ax, n in ((1, n1), (2, n2)):  # periodic axes: the short way round
+            disp[ax] -= n * np.round(disp[ax] / n)
+        _claim(source, target, src_idx, order, np.ascontiguousarray(disp), fixed[:n_allowed].copy(), True)
+    else:
+        _claim(source, target, src_idx, order, np.zeros((3, 0)), np.zeros((1, 1, 1), bool), False)
     flat = labels.reshape(-1)
     new = np.zeros((n_allowed, n1, n2), labels.dtype)
     taken = source >= 0
@@ -69,9 +92,45 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
 
 
 @numba.njit(cache=True)
-def _claim(source, target, src_idx, order):
+def _push(source, fixed, c0, c1, c2, d0, d1, d2, voxel, ray0, ray1, ray2):
+    """Put ``voxel`` in the taken cell (c0, c1, c2) and shift the solid ahead of it one cell on along
+    the unit direction (d0, d1, d2), chain-wise, into the first free cell of that ray. False (nothing
+    changed) when the ray meets fixed solid or leaves the slab first."""
+    n0, n1, n2 = source.shape
+    k = 0
+    ray0[0], ray1[0], ray2[0] = c0, c1, c2
+    s = 0
+    while True:
+        s += 1
+        a0 = int(np.floor(c0 + 0.5 + s * d0))
+        if a0 < 0 or a0 >= n0 or k + 1 >= ray0.size:
+            return False
+        a1 = int(np.floor(c1 + 0.5 + s * d1)) % n1
+        a2 = int(np.floor(c2 + 0.5 + s * d2)) % n2
+        if a0 == ray0[k] and a1 == ray1[k] and a2 == ray2[k]:
+            continue  # same cell again (steps shorter than a cell diagonal)
+        if fixed[a0, a1, a2]:
+            return False
+        for j in range(k):  # came round a periodic axis to a cell of its own chain: give up
+            if a0 == ray0[j] and a1 == ray1[j] and a2 == ray2[j]:
+                return False
+        k += 1
+        ray0[k], ray1[k], ray2[k] = a0, a1, a2
+        if source[a0, a1, a2] < 0:
+            break
+    for j in range(k, 0, -1):  # shift the chain one cell on, from the free end
+        source[ray0[j], ray1[j], ray2[j]] = source[ray0[j - 1], ray1[j - 1], ray2[j - 1]]
+    source[c0, c1, c2] = voxel
+    return True
+
+
+@numba.njit(cache=True)
+def _claim(source, target, src_idx, order, disp, fixed, push):
     n0, n1, n2 = source.shape
     big = max(n0, n1, n2)
+    ray0 = np.empty(4 * (n0 + n1 + n2), np.int64)
+    ray1 = np.empty_like(ray0)
+    ray2 = np.empty_like(ray0)
     for oi in range(order.size):
         v = order[oi]
         t0, t1, t2 = target[0, v], target[1, v], target[2, v]
@@ -83,6 +142,12 @@ def _claim(source, target, src_idx, order):
         if source[c0, c1, c2] < 0:
             source[c0, c1, c2] = src_idx[v]
             continue
+        if push and not fixed[c0, c1, c2]:
+            d0, d1, d2 = disp[0, v], disp[1, v], disp[2, v]
+            norm = np.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+            if norm > 1e-6 and _push(source, fixed, c0, c1, c2, d0 / norm, d1 / norm, d2 / norm, src_idx[v],
+                                     ray0, ray1, ray2):
+                continue
         placed = False
         for r in range(1, big + 1):
             best = 1e300

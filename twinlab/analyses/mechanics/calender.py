@@ -28,8 +28,16 @@ exponentially with density (Meyer et al., J. Mater. Process. Technol. 249 (2017)
 et al., Energy Technol. 7 (2019) 1900840; DEM: Sangrós Giménez et al., Adv. Powder Technol. 30
 (2019); Primo et al., J. Power Sources 488 (2021) 229361; FEM with particle fracture: Guichard et
 al., arXiv:2601.02879 — rearrangement first, then fracture at moderate pressure, then crushing).
-With ``rearrange="none"`` particles move only as far as the small-strain increments with open and
-sliding contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
+Compaction cap (issue 16, :func:`._contacts.compaction_pressure`): a contact of a powder phase (NCM,
+lithium) and the pore-bridging CBD/binder crush at the compaction pressure of the packing around them —
+a low rearrangement pressure below the skeleton's jamming fraction (random loose packing, 0.555: the
+particles rearrange into the pores against friction and binder; φ grows with ln P), Heckel's law above
+it — judged on the local packing fraction expected at the end of the increment; so the pressure stays
+low while pores close and rises steeply once jammed. Increments are split so that none compresses the
+coating by more than the cap's :attr:`._contacts.ContactLaw.increment_strain` (5.4 % for NCM; not with
+a DEM stage): the state at a target then does not depend on the requested number of steps.
+With ``rearrange="none"`` particles move only as far as the small-strain increments with open,
+sliding and crushing contacts let them; ``rearrange="dem"`` gives each increment a discrete-element stage first
 (:mod:`._rearrange`, LAMMPS granular): the particles rearrange until the packing jams, and the
 stress solve compresses only the rest.
 """
@@ -193,8 +201,13 @@ def calender(
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
-    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells)
-    schedule = _schedule(m0, [t[2] for t in targets], int(steps))
+    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed)
+    # the compaction cap is an explicit update of the packing state: its increments are kept small
+    # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
+    # instead rearranges each requested increment to jamming itself)
+    sub = cstate is not None and cstate.law is not None and opts.rearrange == "none"
+    schedule = _schedule(m0, [t[2] for t in targets], int(steps),
+                         max_strain=cstate.law.increment_strain if sub else None)
     total = len(schedule)
 
     # state carried with the material
@@ -318,14 +331,14 @@ def _particle_labels(obj, particles, shape):
     return particles.astype(np.int32, copy=False)
 
 
-def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells):
+def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells, seed=0):
     names = {v: n for v, n in lut["names"].items()}
     for n, m in dict(contact_materials or {}).items():  # keys checked by CalenderOptions
         mat = get_material(m) if isinstance(m, str) else m
         if mat.youngs_modulus_gpa is None or mat.poisson_ratio is None or not mat.youngs_modulus_gpa > 0:
             raise InputError(f"contact material for {n!r} needs a positive Young's modulus and a Poisson ratio")
     return setup_state(lab, inst_in, names=names, materials=lut["materials"], contacts=contacts,
-                       contact_materials=contact_materials, shells=shells, get_material=get_material)
+                       contact_materials=contact_materials, shells=shells, get_material=get_material, seed=seed)
 
 
 def _lateral_window(labels, image, t_axis, window):
@@ -490,11 +503,19 @@ def _targets(ratios, densities, m0, rho0, rho_s, area, n_solid):
     return res
 
 
-def _schedule(m0, target_layers, steps):
-    """Integer thickness after each increment: uniform in thickness, every target included."""
+def _schedule(m0, target_layers, steps, max_strain=None):
+    """Integer thickness after each increment: uniform in thickness, every target included; with
+    ``max_strain`` no increment compresses the coating by more than that fraction of its thickness
+    (longer ones are split evenly)."""
     final = min(round(t) for t in target_layers)
     grid = set(np.linspace(m0, final, steps + 1).round().astype(int).tolist()[1:])
     grid |= {int(round(t)) for t in target_layers}
+    if max_strain:
+        prev = m0
+        for m in sorted(grid, reverse=True):
+            n = int(np.ceil((prev - m) / (prev * max_strain) - 1e-9))
+            grid |= {int(round(prev - k * (prev - m) / n)) for k in range(1, n)}
+            prev = m
     return sorted(grid, reverse=True)
 
 
@@ -563,7 +584,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
-            override=override)
+            override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next))
         cstate.last_info = info
         cg_its, nw_its = info["cg"], info["newton"]
     else:
@@ -580,6 +601,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
         smat = cstate.shell_material
         strength = lut["frac"][cstate.shell_value]
+        if cstate.shell_scatter is not None:  # each patch its own strength (the film's Weibull scatter)
+            strength = strength * cstate.shell_scatter
         broken = shell_fracture(strain + d_eps, sig, cstate.inst, cstate.shelled, broken,
                                 e_shell_mpa=smat.youngs_modulus_gpa * 1e3, nu_shell=smat.poisson_ratio,
                                 strength_mpa=strength)
@@ -619,6 +642,13 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         cstate.take(_take, src)
     img = None if img is None else _take(img, src, pore_gray)
     return new_lab, img, stress, strain, disp, broken, share, cg_its, nw_its
+
+
+def _packing_after(cstate, lab, n_coll, m_cur, m_next):
+    """Local packing fraction of the contacts' skeleton at the end of the increment ``m_cur → m_next``
+    layers (the compaction cap's state): today's, compressed affinely (solid conserved)."""
+    phi = cstate.packing(lab, n_coll)
+    return None if phi is None else np.minimum(phi * (m_cur / m_next), 1.0)
 
 
 def _to_input_axes(arr, perm, side, kind):

@@ -1,0 +1,154 @@
+"""Pore space of a calendered NCM622 cathode (issue 16): does the pore size fall with density, and why not?
+
+Run (minutes at 1 µm; use the lock for timings):
+
+    flock /tmp/twinlab-bench.lock .venv/bin/python tests/benchmarks/bench_pore_space.py [--vs 1] [--no-calender]
+
+Members at 2.3 (uncalendered), 2.6, 3.0, 3.4, 3.8 g/cm³ of one generated cathode, made three ways:
+
+* ``calender-<rule>``: the mechanics solve + volume-conserving remap (what users get), with the
+  remap's collision rule ``push`` (default) or ``nearest`` (before issue 16's fix);
+* ``affine-<rule>``: the remap alone, fed the affine compression of every coating voxel toward the
+  collector (no mechanics; isolates what the remap does with colliding voxels);
+* ``generated``: a fresh packing of the generator at that density (flattened particles, no remap):
+  a reference in which the pores of a denser electrode are smaller by construction.
+
+Per member: porosity; the pore network (SNOW, :mod:`twinlab.analyses.network`) — number of internal
+pores, mean coordination, number-mean equivalent radius and volume-weighted mean equivalent radius
+(Σ V r / Σ V); and the peer porespy ``local_thickness`` (largest inscribed sphere through each pore
+voxel): its mean radius over pore voxels (a volume-weighted pore size) and its median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DENSITIES = (2.6, 3.0, 3.4, 3.8)
+
+
+def pore_stats(labels, vs, t=1):
+    """Porosity of the coating, network and porespy local-thickness statistics of one member."""
+    import porespy as ps
+    from twinlab.analyses.network import compute_network_metrics, extract_network
+
+    pore = labels == 0
+    net = extract_network(labels, voxel_size_um=vs, thickness_axis="y")
+    m = compute_network_metrics(net)
+    a = net.arrays
+    inner = a["pore.internal"]
+    r = a["pore.equivalent_diameter"][inner] / 2
+    ri = a["pore.inscribed_diameter"][inner] / 2
+    rt = a["throat.inscribed_diameter"] / 2
+    v = a["pore.region_volume"][inner]
+    lt = ps.filters.local_thickness(pore, method="dt") * vs  # inscribed-sphere *radius* in voxels → µm
+    rl = lt[pore]
+    return {
+        "porosity": float(pore.mean()),
+        "pores": int(inner.sum()),
+        "coord": m.mean_coordination,
+        "r_num": float(r.mean()),
+        "r_vol": float((v * r).sum() / v.sum()),
+        "r_ins": float(ri.mean()),
+        "t_ins": float(rt.mean()),
+        "lt_mean": float(rl.mean()),
+        "lt_median": float(np.median(rl)),
+    }
+
+
+def coating(labels, n_coll):
+    """The coating part of a (z, y, x) member: the collector layers removed (pores start at the coating)."""
+    return labels[:, n_coll:, :]
+
+
+def affine_members(gen, n_coll, densities, rho0, collisions):
+    """Remap alone: the coating compressed affinely toward the collector to each density."""
+    from twinlab.analyses.mechanics._remap import remap_voxels
+
+    lab = np.ascontiguousarray(np.moveaxis(gen.phases, 1, 0))  # thickness first
+    h0 = lab.shape[0] - n_coll
+    out = {}
+    for d in densities:
+        m = int(round(h0 * rho0 / d))
+        mov = lab != 0
+        mov[:n_coll] = False
+        idx = np.nonzero(mov)
+        target = np.empty((3, idx[0].size))
+        target[0] = n_coll + (idx[0] + 0.5 - n_coll) * (m / h0)
+        target[1] = idx[1] + 0.5
+        target[2] = idx[2] + 0.5
+        new, _ = remap_voxels(lab, mov, target, n_allowed=n_coll + m, seed=0, collisions=collisions)
+        out[d] = np.moveaxis(new, 0, 1)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vs", type=float, default=1.0, help="voxel size in µm")
+    ap.add_argument("--width", type=float, default=48.0, help="in-plane extent in µm")
+    ap.add_argument("--no-calender", action="store_true", help="skip the mechanics members")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--collisions", default="push,nearest",
+                    help="remap collision rules to compare (mechanics/_remap.py): push, nearest or both")
+    args = ap.parse_args()
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.design import ncm622_cathode
+
+    vs, w = args.vs, args.width
+    design = ncm622_cathode()
+    coll = 4
+    n_coll = int(round(coll / vs))
+    gen = make_cathode(domain_um=(w, coll + design.thickness_um, w), voxel_size_um=vs, collector_um=coll, seed=1)
+    rho0 = 2.3
+    modes = args.collisions.split(",")
+    members = {"generated": {}}
+    for mode in modes:
+        members[f"affine-{mode}"] = {}
+        t = time.perf_counter()
+        for d, lab in affine_members(gen, n_coll, DENSITIES, rho0, mode).items():
+            members[f"affine-{mode}"][d] = coating(lab, n_coll)
+        print(f"affine remap members ({mode}): {time.perf_counter() - t:.1f} s", flush=True)
+    for d in DENSITIES:
+        dd = ncm622_cathode(d)
+        g = make_cathode(density_g_cm3=d, domain_um=(w, coll + dd.thickness_um, w), voxel_size_um=vs,
+                         collector_um=coll, seed=1)
+        members["generated"][d] = coating(g.phases, n_coll)
+    for mode in modes if not args.no_calender else ():
+        import functools
+        import importlib
+
+        from twinlab.analyses.mechanics import _rearrange
+        from twinlab.analyses.mechanics._remap import remap_voxels
+
+        cal_mod = importlib.import_module("twinlab.analyses.mechanics.calender")  # the module, not the function
+
+        # the remap's collision rule is not a user option: patched here to compare the two rules
+        cal_mod.remap_voxels = _rearrange.remap_voxels = functools.partial(remap_voxels, collisions=mode)
+        members[f"calender-{mode}"] = {}
+        t = time.perf_counter()
+        s = cal_mod.calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=args.steps,
+                             design=design, voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2,
+                             window=32, maxiter=20000)
+        print(f"calender members ({mode}): {time.perf_counter() - t:.0f} s", flush=True)
+        for st, state in zip(s.steps, s.states):
+            members[f"calender-{mode}"][round(st.density_g_cm3, 1)] = coating(np.asarray(state.labels), n_coll)
+    base = coating(gen.phases, n_coll)
+    for k in members:
+        members[k][rho0] = base
+    print("member     density porosity  pores coord  r_num  r_vol  r_ins  t_ins  lt_mean lt_median (µm)")
+    for k, ms in members.items():
+        for d in sorted(ms):
+            s = pore_stats(ms[d], vs)
+            print(f"{k:10s} {d:5.2f}  {s['porosity']:.3f}  {s['pores']:5d}  {s['coord']:4.2f}  {s['r_num']:5.2f}  "
+                  f"{s['r_vol']:5.2f}  {s['r_ins']:5.2f}  {s['t_ins']:5.2f}  {s['lt_mean']:5.2f}  "
+                  f"{s['lt_median']:5.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
