@@ -118,21 +118,53 @@ def cathode(quick: bool, runs=None, rearrange="none"):
 
 
 def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3):
+    """Shell-intact fraction and activation per achieved ratio at each voxel size, then the largest
+    difference between voxel sizes: the finer curves interpolated (linearly in the achieved ratio)
+    at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
+    achieved ratios differ between voxel sizes."""
     from twinlab.analyses.conductive import activation_from_calender
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
     ratios = ratios or (0.05, 0.1, 0.2, 0.3, 0.4)
+    curves = {}
     for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
         g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed)
-        s = calender(g.phases, particles=g.particles, ratios=ratios, steps=len(ratios), voxel_size_um=vs,
+        # the thickness is whole layers: keep the ratios that give distinct layer counts at this voxel size
+        lab = np.moveaxis(g.phases, 1, 0)
+        coll = 3  # DEFAULT_PHASES collector
+        n_coll = int((lab == coll).any(axis=(1, 2)).sum())
+        m0 = int(np.flatnonzero(((lab != 0) & (lab != coll)).any(axis=(1, 2))).max()) + 1 - n_coll
+        layers = {}
+        for r in ratios:
+            layers.setdefault(int(round(m0 * (1 - r))), r)
+        use = tuple(r for m, r in sorted(layers.items(), reverse=True) if m < m0)
+        s = calender(g.phases, particles=g.particles, ratios=use, steps=len(use), voxel_size_um=vs,
                      thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange)
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
-        print(f"LMP rearrange={rearrange} {vs} µm voxels ({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
+        print(f"LMP rearrange={rearrange} {vs} µm voxels, {width:.0f} µm window, seed {seed} "
+              f"({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
+        x = [0.0] + [st.ratio for st in s.steps]
+        intact = [1.0] + [st.shell_intact_fraction for st in s.steps]
+        active = [0.0] + list(act.activation)
         for st, a in zip(s.steps, act.activation):
             print(f"  ratio {st.ratio:.3f}: roll pressure {st.roll_pressure_mpa:6.2f} MPa, shell intact "
                   f"{st.shell_intact_fraction:.3f}, activation {a:.3f}", flush=True)
+        for d in s.settings["dem_stages"]:
+            print(f"    DEM stage {d['from_layers']}→{d['target_layers']} layers stopped at {d['stopped_layers']}: "
+                  f"{d['pressure_mpa']:.2f} MPa, {d['stop']}", flush=True)
+        curves[vs] = (np.array(x), np.array(intact), np.array(active))
+    if len(curves) > 1:
+        coarse = max(curves)
+        xc = curves[coarse][0]
+        for vs, (x, i, a) in curves.items():
+            if vs == coarse:
+                continue
+            di = np.abs(np.interp(xc, x, i) - curves[coarse][1]).max()
+            da = np.abs(np.interp(xc, x, a) - curves[coarse][2]).max()
+            print(f"  {vs} vs {coarse} µm at the {coarse} µm ratios: largest |Δ intact| {di:.3f}, "
+                  f"|Δ activation| {da:.3f}", flush=True)
 
 
 def main():
