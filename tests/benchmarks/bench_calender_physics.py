@@ -19,9 +19,13 @@ Prints
   and > 150 MPa at two increment counts and two lateral windows, mean pore radius and mean pore
   coordination of the pore network per density.
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
-  two voxel sizes (compare: Kang et al., EES Batteries (2026), DOI 10.1039/d5eb00195a — LMP
-  electrodes calendered at 0–40 %: Li2CO3 fracture and electrical connection grow with the ratio).
-  ``bench_lmp_shells.py`` shows which criterion breaks the shells.
+  two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
+  the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
+  at the coarsest one's ratios (compare: Kang et al., EES Batteries (2026), DOI
+  10.1039/d5eb00195a — LMP electrodes calendered at 0–40 %: Li2CO3 fracture and electrical
+  connection grow with the ratio). ``--lmp-width`` sets the window, ``--lmp-option NAME=VALUE`` a
+  calender option for diagnosis (e.g. ``dem_collision_tol=1``). ``bench_lmp_shells.py`` shows
+  which criterion breaks the shells.
 """
 
 from __future__ import annotations
