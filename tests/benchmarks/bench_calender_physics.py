@@ -19,9 +19,13 @@ Prints
   and > 150 MPa at two increment counts and two lateral windows, mean pore radius and mean pore
   coordination of the pore network per density.
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
-  two voxel sizes (compare: Kang et al., EES Batteries (2026), DOI 10.1039/d5eb00195a — LMP
-  electrodes calendered at 0–40 %: Li2CO3 fracture and electrical connection grow with the ratio).
-  ``bench_lmp_shells.py`` shows which criterion breaks the shells.
+  two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
+  the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
+  at the coarsest one's ratios (compare: Kang et al., EES Batteries (2026), DOI
+  10.1039/d5eb00195a — LMP electrodes calendered at 0–40 %: Li2CO3 fracture and electrical
+  connection grow with the ratio). ``--lmp-width`` sets the window, ``--lmp-option NAME=VALUE`` a
+  calender option for diagnosis (e.g. ``dem_collision_tol=1``). ``bench_lmp_shells.py`` shows
+  which criterion breaks the shells.
 """
 
 from __future__ import annotations
@@ -117,22 +121,54 @@ def cathode(quick: bool, runs=None, rearrange="none"):
         _verdicts(rows)
 
 
-def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3):
+def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None):
+    """Shell-intact fraction and activation per achieved ratio at each voxel size, then the largest
+    difference between voxel sizes: the finer curves interpolated (linearly in the achieved ratio)
+    at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
+    achieved ratios differ between voxel sizes."""
     from twinlab.analyses.conductive import activation_from_calender
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
     ratios = ratios or (0.05, 0.1, 0.2, 0.3, 0.4)
+    curves = {}
     for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
         g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed)
-        s = calender(g.phases, particles=g.particles, ratios=ratios, steps=len(ratios), voxel_size_um=vs,
-                     thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange)
+        # the thickness is whole layers: keep the ratios that give distinct layer counts at this voxel size
+        lab = np.moveaxis(g.phases, 1, 0)
+        coll = 3  # DEFAULT_PHASES collector
+        n_coll = int((lab == coll).any(axis=(1, 2)).sum())
+        m0 = int(np.flatnonzero(((lab != 0) & (lab != coll)).any(axis=(1, 2))).max()) + 1 - n_coll
+        layers = {}
+        for r in ratios:
+            layers.setdefault(int(round(m0 * (1 - r))), r)
+        use = tuple(r for m, r in sorted(layers.items(), reverse=True) if m < m0)
+        s = calender(g.phases, particles=g.particles, ratios=use, steps=len(use), voxel_size_um=vs,
+                     thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange, **(options or {}))
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
-        print(f"LMP rearrange={rearrange} {vs} µm voxels ({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
+        print(f"LMP rearrange={rearrange} {vs} µm voxels, {width:.0f} µm window, seed {seed}, {options or {}} "
+              f"({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
+        x = [0.0] + [st.ratio for st in s.steps]
+        intact = [1.0] + [st.shell_intact_fraction for st in s.steps]
+        active = [0.0] + list(act.activation)
         for st, a in zip(s.steps, act.activation):
             print(f"  ratio {st.ratio:.3f}: roll pressure {st.roll_pressure_mpa:6.2f} MPa, shell intact "
                   f"{st.shell_intact_fraction:.3f}, activation {a:.3f}", flush=True)
+        for d in s.settings["dem_stages"]:
+            print(f"    DEM stage {d['from_layers']}→{d['target_layers']} layers stopped at {d['stopped_layers']}: "
+                  f"{d['pressure_mpa']:.2f} MPa, {d['stop']}", flush=True)
+        curves[vs] = (np.array(x), np.array(intact), np.array(active))
+    if len(curves) > 1:
+        coarse = max(curves)
+        xc = curves[coarse][0]
+        for vs, (x, i, a) in curves.items():
+            if vs == coarse:
+                continue
+            di = np.abs(np.interp(xc, x, i) - curves[coarse][1]).max()
+            da = np.abs(np.interp(xc, x, a) - curves[coarse][2]).max()
+            print(f"  {vs} vs {coarse} µm at the {coarse} µm ratios: largest |Δ intact| {di:.3f}, "
+                  f"|Δ activation| {da:.3f}", flush=True)
 
 
 def main():
@@ -145,6 +181,8 @@ def main():
     ap.add_argument("--lmp-ratios", default=None, help="LMP calendering ratios, e.g. 0.05,0.1,0.2 (one increment each)")
     ap.add_argument("--lmp-width", type=float, default=160.0, help="LMP in-plane extent in µm")
     ap.add_argument("--lmp-seed", type=int, default=3)
+    ap.add_argument("--lmp-option", action="append", default=[],
+                    help="calender option NAME=FLOAT for the LMP runs (diagnosis), e.g. dem_collision_tol=1")
     args = ap.parse_args()
     parts = args.part.split(",")
     if "hertz" in parts:
@@ -157,7 +195,7 @@ def main():
         for rearrange in args.rearrange.split(","):
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
                 [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
-                args.lmp_seed)
+                args.lmp_seed, {k: float(v) for k, v in (o.split("=") for o in args.lmp_option)})
 
 
 if __name__ == "__main__":

@@ -68,6 +68,14 @@ stress ``E_s/(1−ν_s) · ε_m`` from the largest in-plane (tangential) princip
 the surface voxel, or the normal contact traction ``−n·σ·n`` pressing the film. Neither depends on
 the voxel size (a strain and a traction), unlike a voxel shell whose load grows with its
 thickness.
+
+The film covers the particle's whole surface, whatever the voxels did: the remap moves voxels one by
+one (a push chain through a particle, the overlap of two clumps after a DEM stage) and can bury a
+surface patch inside its particle and expose a core voxel at a contact, the collector or the pore
+space — lithium would then touch lithium or the collector around intact shells (the activation of
+an anode with every shell intact was 0.5–0.9). After every remap :meth:`ContactState.cover_surfaces`
+puts the film back on exactly the surface voxels of each shelled particle, each patch with the state
+(intact/broken, Weibull strength) of the nearest patch of its particle that the remap buried.
 """
 
 from __future__ import annotations
@@ -192,6 +200,18 @@ def surface_normals(inst: np.ndarray, mask: np.ndarray):
     ok = norm > 0
     n[:, ok] /= norm[ok]
     return n
+
+
+def particle_surface(inst: np.ndarray) -> np.ndarray:
+    """Voxels of a particle with a face neighbour that is not the same particle: another particle,
+    pore, binder, the collector, or nothing (beyond the first and last layer of axis 0: collector
+    side and roll); axes 1 and 2 periodic."""
+    part = inst > 0
+    surf = np.zeros(inst.shape, bool)
+    for ax in range(3):
+        for shift in (1, -1):
+            surf |= part & (_shifted(inst, ax, shift, 0) != inst)
+    return surf
 
 
 def normal_component(t: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -629,6 +649,7 @@ class ContactState:
     last_info: dict | None = None
     jam_width: int = 3  # voxels: the neighbourhood of a contact's packing fraction (compaction cap)
     shell_scatter: np.ndarray | None = None  # per shell patch: strength / characteristic strength (Weibull)
+    filmed: np.ndarray | None = None  # per particle id: True for the particles that carry a film
 
     def packing(self, lab: np.ndarray, n_coll: int) -> np.ndarray | None:
         """Local packing fraction of the capped phases' skeleton on the coating grid (None: no cap)."""
@@ -658,6 +679,44 @@ class ContactState:
             self.shelled = take(self.shelled, src, False)
         if self.shell_scatter is not None:
             self.shell_scatter = take(self.shell_scatter, src, np.float32(1.0))
+
+    def cover_surfaces(self, broken: np.ndarray) -> np.ndarray:
+        """Put the film back on the surface of every filmed particle after a remap (module docs).
+
+        ``shelled`` becomes exactly the surface voxels (:func:`particle_surface`) of the filmed
+        particles; a newly exposed surface voxel takes the broken flag and the Weibull strength of
+        the nearest patch of its own particle that the remap buried (the film it pushed inward), or
+        else of the nearest surface patch, or is intact if the particle had none. Returns the new
+        broken flags (on film patches only).
+        """
+        if self.shelled is None:
+            return broken
+        ids = np.where(self.inst < self.filmed.size, self.inst, 0)
+        surf = particle_surface(self.inst) & self.filmed[ids]
+        new = surf & ~self.shelled
+        out = broken & surf
+        scatter = self.shell_scatter
+        if new.any():
+            boxes = ndimage.find_objects(self.inst)
+            for pid in np.unique(self.inst[new]).tolist():
+                sl = boxes[pid - 1]
+                mine = self.inst[sl] == pid
+                former = self.shelled[sl] & mine
+                here = new[sl] & mine
+                buried = former & ~surf[sl]
+                if buried.any():  # the film the remap displaced inward comes back out first
+                    former = buried
+                elif not former.any():
+                    continue  # no former patch: the new ones are intact, at the characteristic strength
+                _, near = ndimage.distance_transform_edt(~former, return_indices=True)
+                src = tuple(n[here] for n in near)
+                out[sl][here] = broken[sl][src]
+                if scatter is not None:
+                    scatter[sl][here] = scatter[sl][src]
+        if scatter is not None:
+            scatter[~surf] = 1.0
+        self.shelled = surf
+        return out
 
     def output_labels(self, lab: np.ndarray) -> np.ndarray:
         """Labels with the sub-voxel shell shown as the shell phase on its surface voxels."""
@@ -709,6 +768,11 @@ def setup_state(lab, inst_in, *, names: dict, materials: dict, contacts: bool, c
         law = ContactLaw.from_materials(by_value)
         law.bridges = tuple(val[n] for n in BRIDGE_PHASES if n in val) if law.capped.size else ()
     width = jamming_width(inst, lab, law.capped) if law is not None and law.capped.size else 3
+    filmed = None
+    if shelled is not None:  # the particles whose surface carries the film (by instance id)
+        filmed = np.zeros(int(inst.max()) + 1, bool)
+        filmed[np.unique(inst[shelled])] = True
+        filmed[0] = False
     return ContactState(inst=inst, gap=np.full(lab.shape, np.nan, np.float32), shelled=shelled, law=law,
                         law_names=law_names, shell_value=shell_v, lithium_value=li_v, shell_material=shell_mat,
-                        jam_width=width, shell_scatter=scatter)
+                        jam_width=width, shell_scatter=scatter, filmed=filmed)

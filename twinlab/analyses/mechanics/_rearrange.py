@@ -194,6 +194,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     stress, strain = take(stress, src), take(strain, src)
     disp, broken = take(disp + shift, src), take(broken, src, False)
     cstate.take(take, src)
+    broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
     img = None if img is None else take(img, src, pore_gray)
     # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
     # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)

@@ -551,7 +551,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     lam[nt:], mu[nt:] = lr, mr
     code = np.zeros(shape_c, np.uint8)
     code[:nt] = lut["code"][lab]
-    code[:nt][broken] = ELASTIC
+    if not membrane:  # a broken membrane patch is plain (plastic) lithium
+        code[:nt][broken] = ELASTIC
     sy = np.full(shape_c, np.inf, dtype)
     sy[:nt] = lut["sy"][lab]
     s_old = np.zeros((6, *shape_c), dtype)
@@ -640,6 +641,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     broken = _take(broken, src, False)
     if cstate is not None:
         cstate.take(_take, src)
+        broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
     img = None if img is None else _take(img, src, pore_gray)
     return new_lab, img, stress, strain, disp, broken, share, cg_its, nw_its
 
