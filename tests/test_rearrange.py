@@ -87,7 +87,7 @@ def test_loose_column_rearranges_instead_of_being_crushed():
     # the column toppled to the target: no stress solve needed, clumps barely touch, voxels kept
     assert st["stopped_layers"] == st["target_layers"]
     assert st["pressure_mpa"] < 1.0 and st["max_overlap"] < 0.05
-    assert st["collisions"] <= CalenderOptions().dem_collision_tol * (st["from_layers"] - st["target_layers"])
+    assert st["collisions"] <= CalenderOptions().dem_collision_tol
     assert dem.steps[0].solid_voxels == none.steps[0].solid_voxels == {"active": int((labels == 1).sum())}
     assert dem.steps[0].thickness_voxels == none.steps[0].thickness_voxels
     # the DEM carried the column to the target: nothing left for the stress solve to load
@@ -119,7 +119,7 @@ def test_packing_without_pores_stops_the_roll():
     labels = np.ones(shape, np.uint8)
     mats = {1: rearrange_mod.DemMaterial(20e3, 0.3, 0.3, 4.75)}
     move = rearrange_mod.rearrange(inst, inst > 0, n_coll=0, m_cur=40, m_target=30, h=(1.0, 1.0, 1.0),
-                                   materials=mats, phase_of=labels, jam_pressure_mpa=1.0, collision_tol=0.015)
+                                   materials=mats, phase_of=labels, jam_pressure_mpa=1.0, collision_tol=0.1)
     assert move.spheres >= 36
     assert move.layers >= 39  # no room to rearrange: the stress solve must take the compression
     assert np.abs(move.shift_um).max() < 1.0
