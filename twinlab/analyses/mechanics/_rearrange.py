@@ -28,11 +28,11 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres, would
    be squeezed into each other: the remap would take more than ``collision_tol`` of the volume the
    roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
-   particle voxels landing on another particle, in the collector or beyond the roll). Only squeeze
-   deeper than the voxelisation counts: a particle's outer voxel layer is where its true surface
-   lies somewhere (the digitisation shell, ±½ voxel, and rounding each body's shift to whole voxels
-   moves it by another ½), so a cell that only surface voxels of two bodies share is a contact, not
-   an interpenetration; every other shared cell is. Measured in µm³ per µm³ swept, the stop does
+   particle voxels landing on another particle, in the collector or beyond the roll). The squeeze is
+   that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer
+   is where its true surface lies somewhere, so a surface voxel counts as half solid on average
+   (:func:`_squeezed_voxels`); two surface layers meeting in a cell are mostly a contact within the
+   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, the stop does
    not depend on the voxel size or on the number of increments (the rule it replaces counted voxel
    hulls per layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped
    the roll earlier — at 6 µm in its first quarter layer).
@@ -391,10 +391,13 @@ def _core(inst):
 
 
 def _squeezed_voxels(pvox, powner, pcore, shift, shape, n_coll, wall_layer):
-    """Particle voxels that a rigid move by ``shift`` (per body, voxels, rounded) squeezes beyond the
-    digitisation shell: core voxels (``pcore``) sent into the collector or beyond the roll layer,
-    and, per cell that several voxels take, all but one of them unless every one is a surface voxel
-    (two surface layers meeting is a contact within the voxelisation, not an interpenetration)."""
+    """Particle volume (voxels) that a rigid move by ``shift`` (per body, voxels, rounded) squeezes,
+    with the digitisation shell subtracted: the expected overlap of the true particles. A core voxel
+    (``pcore``) is solid; a surface voxel is one the true surface crosses, on average half solid
+    (the surface position within it uniform). So a voxel sent into the collector or beyond the roll
+    squeezes 1 (core) or ½ (surface); in a cell that several voxels take, each one past the first
+    squeezes 1 if two of them are core, ½ if one is (a surface voxel's solid half), ⅙ if none is
+    (two half-solid voxels facing each other: E[max(0, u₁ + u₂ − 1)] for uniform u)."""
     n0, n1, n2 = shape
     s = np.rint(shift[:, powner]).astype(np.int64)
     c0 = pvox[0] + s[0]
@@ -403,8 +406,9 @@ def _squeezed_voxels(pvox, powner, pcore, shift, shape, n_coll, wall_layer):
     out = (c0 < n_coll) | (c0 >= wall_layer)
     flat = (c0[~out] * n1 + c1[~out]) * n2 + c2[~out]
     _, cell, count = np.unique(flat, return_inverse=True, return_counts=True)
-    core_in_cell = np.bincount(cell, weights=pcore[~out].astype(float), minlength=count.size)
-    return int((out & pcore).sum()) + int((count - 1)[core_in_cell > 0].sum())
+    cores = np.bincount(cell, weights=pcore[~out].astype(float), minlength=count.size)
+    weight = np.where(cores >= 2, 1.0, np.where(cores == 1, 0.5, 1.0 / 6.0))
+    return float(np.where(pcore[out], 1.0, 0.5).sum() + ((count - 1) * weight).sum())
 
 
 def _majority_phase(inst, phase_of, ids):
