@@ -128,8 +128,8 @@ class CalenderOptions:
         … or once the particle volume that the voxel particles, moved rigidly with their spheres,
         would squeeze into another particle, the collector or beyond the roll (the remap does that
         without stress) exceeds this fraction of the volume the roll swept; squeeze within the
-        one-voxel digitisation shell of the surfaces does not count, so the stop does not depend on
-        the voxel size. Default 0.1: at most a tenth of the swept volume is taken stress-free (the
+        one-voxel digitisation shell of the surfaces does not count, so one stage stops at nearly
+        the same roll travel at any voxel size. Default 0.1: at most a tenth of the swept volume is taken stress-free (the
         per-layer rule this replaces, 1.5 % of the particle voxels per layer, was ≈ 0.1 at 6 µm).
     """
 

@@ -32,10 +32,11 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer
    is where its true surface lies somewhere, so a surface voxel counts as half solid on average
    (:func:`_squeezed_voxels`); two surface layers meeting in a cell are mostly a contact within the
-   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, the stop does
-   not depend on the voxel size or on the number of increments (the rule it replaces counted voxel
-   hulls per layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped
-   the roll earlier — at 6 µm in its first quarter layer).
+   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
+   nearly the same roll travel at any voxel size (the rule it replaces counted voxel hulls per
+   layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped the roll
+   earlier — at 6 µm in its first quarter layer). A series of stages still depends on the number of
+   increments: each refits its clumps force-free (README "Known limits", LMP shells).
 3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
@@ -231,11 +232,7 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     body : (s,) int, index into ``ids`` of each sphere's body
     """
     n0, n1, n2 = inst.shape
-    inner = inst > 0
-    for ax in range(3):
-        for shift in (1, -1):
-            inner &= np.roll(inst, shift, axis=ax) == inst
-    depth = ndimage.distance_transform_edt(inner) + 0.5  # centre → particle surface, voxels
+    depth = ndimage.distance_transform_edt(_core(inst)) + 0.5  # centre → particle surface, voxels
     cen, rad, bod = [], [], []
     ids = np.unique(inst)
     ids = ids[ids > 0]
