@@ -35,8 +35,9 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
    nearly the same roll travel at any voxel size (the rule it replaces counted voxel hulls per
    layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped the roll
-   earlier — at 6 µm in its first quarter layer). A series of stages still depends on the number of
-   increments: each refits its clumps force-free (README "Known limits", LMP shells).
+   earlier — at 6 µm in its first quarter layer). A series of stages still depends on the voxel size:
+   each increment refits its clumps force-free to the remapped voxels (README "Known limits", LMP
+   shells).
 3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
