@@ -26,10 +26,18 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
    stiffen within a fraction of a voxel of overlap, so where this stops hardly depends on the
    pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres, would
-   interpenetrate: more than ``collision_tol`` of the particle voxels per layer the roll has
-   travelled land on another particle, in the collector or beyond the roll (per layer, so the
-   squeeze the remap does without stress adds up to the same whatever the number of increments;
-   rounding each body's shift to whole voxels alone makes touching particles collide).
+   be squeezed into each other: the remap would take more than ``collision_tol`` of the volume the
+   roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
+   particle voxels landing on another particle, in the collector or beyond the roll). The squeeze is
+   that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer
+   is where its true surface lies somewhere, so a surface voxel counts as half solid on average
+   (:func:`_squeezed_voxels`); two surface layers meeting in a cell are mostly a contact within the
+   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
+   nearly the same roll travel at any voxel size (the rule it replaces counted voxel hulls per
+   layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped the roll
+   earlier — at 6 µm in its first quarter layer). A series of stages still depends on the voxel size:
+   each increment refits its clumps force-free to the remapped voxels (README "Known limits", LMP
+   shells).
 3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
@@ -103,7 +111,8 @@ class DemMove:
     coating thickness (voxels above the collector) where the roll stopped; ``pressure_mpa``: the
     relaxed roll pressure there; ``spheres``: DEM bodies (clumps); ``max_overlap``: the largest sphere
     overlap at the end, relative to the smaller radius; ``wall_um``: the roll's height above the
-    cell bottom; ``collisions``: the voxel-collision fraction of the rigid move; ``stop``: what
+    cell bottom; ``collisions``: the particle volume the rigid move squeezes (beyond the digitisation
+    shell) per volume the roll swept; ``stop``: what
     stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values.
     """
 
@@ -224,11 +233,7 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     body : (s,) int, index into ``ids`` of each sphere's body
     """
     n0, n1, n2 = inst.shape
-    inner = inst > 0
-    for ax in range(3):
-        for shift in (1, -1):
-            inner &= np.roll(inst, shift, axis=ax) == inst
-    depth = ndimage.distance_transform_edt(inner) + 0.5  # centre → particle surface, voxels
+    depth = ndimage.distance_transform_edt(_core(inst)) + 0.5  # centre → particle surface, voxels
     cen, rad, bod = [], [], []
     ids = np.unique(inst)
     ids = ids[ids > 0]
@@ -318,11 +323,11 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
         Label value per voxel (the phase of each instance is its most common one).
     jam_pressure_mpa : float, MPa
         The roll stops once the relaxed packing carries this pressure …
-    collision_tol : float, fraction per layer
-        … or once the particles, moved rigidly with their spheres, would interpenetrate: more than
-        this fraction of the particle voxels per layer the roll travelled land in a cell
-        another particle takes, in the collector or beyond the roll; the roll then stays at its
-        last sub-step below both limits.
+    collision_tol : float, µm³ per µm³
+        … or once the particles, moved rigidly with their spheres, would interpenetrate: the
+        particle volume squeezed beyond the digitisation shell (:func:`_squeezed_voxels`) exceeds
+        this fraction of the volume the roll swept; the roll then stays at its last sub-step below
+        both limits.
     """
     z_bot = float(n_coll)
     z_top = float(n_coll + m_cur)
@@ -336,8 +341,11 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     # voxel-collision check of a rigid move: particle voxels and the sphere each one follows
     lookup = np.full(int(inst.max()) + 1, -1, np.int64)
     lookup[ids] = np.arange(ids.size)
-    pvox = np.nonzero(np.isin(inst, ids))
+    part = np.isin(inst, ids)
+    pvox = np.nonzero(part)
     powner = lookup[inst[pvox]]
+    pcore = _core(inst)[pvox]
+    voxel_um3 = float(np.prod(h))
 
     def body_shift(final):
         """Translation of each body: the mean of its spheres' displacements (rotation not carried)."""
@@ -345,15 +353,14 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
         count = np.bincount(body, minlength=ids.size)
         return np.stack([np.bincount(body, weights=d[a], minlength=ids.size) / count for a in range(3)])
 
-    def collisions(final, wall_layer):
-        return _collision_fraction(pvox, powner, body_shift(final), inst.shape, n_coll, wall_layer)
+    def squeezed_um3(final, wall_layer):
+        return _squeezed_voxels(pvox, powner, pcore, body_shift(final), inst.shape, n_coll, wall_layer) * voxel_um3
 
     final, z_wall, pressure, overlap, coll, stop = _run_lammps(
         centre, radius, body, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
-        collisions, collision_tol)
+        squeezed_um3, collision_tol)
     shift = body_shift(final)
     # shift per voxel: a particle voxel by its sphere, a filler voxel by its nearest particle voxel
-    part = np.isin(inst, ids)
     _, near = ndimage.distance_transform_edt(~part, return_indices=True)
     owner = inst[tuple(near)]
     k = lookup[owner[idx]]
@@ -371,9 +378,24 @@ def _lateral_min_image(d, shape):
     return d
 
 
-def _collision_fraction(pvox, powner, shift, shape, n_coll, wall_layer):
-    """Fraction of particle voxels that a rigid move by ``shift`` (per sphere, voxels, rounded) sends
-    into a cell another particle voxel also takes, into the collector or beyond the roll layer."""
+def _core(inst):
+    """Particle voxels that are not on their particle's surface (all 6 neighbours in the same
+    particle): beneath the one-voxel digitisation shell in which the true surface lies."""
+    core = inst > 0
+    for ax in range(3):
+        for step in (1, -1):
+            core &= np.roll(inst, step, axis=ax) == inst
+    return core
+
+
+def _squeezed_voxels(pvox, powner, pcore, shift, shape, n_coll, wall_layer):
+    """Particle volume (voxels) that a rigid move by ``shift`` (per body, voxels, rounded) squeezes,
+    with the digitisation shell subtracted: the expected overlap of the true particles. A core voxel
+    (``pcore``) is solid; a surface voxel is one the true surface crosses, on average half solid
+    (the surface position within it uniform). So a voxel sent into the collector or beyond the roll
+    squeezes 1 (core) or ½ (surface); in a cell that several voxels take, each one past the first
+    squeezes 1 if two of them are core, ½ if one is (a surface voxel's solid half), ⅙ if none is
+    (two half-solid voxels facing each other: E[max(0, u₁ + u₂ − 1)] for uniform u)."""
     n0, n1, n2 = shape
     s = np.rint(shift[:, powner]).astype(np.int64)
     c0 = pvox[0] + s[0]
@@ -381,8 +403,10 @@ def _collision_fraction(pvox, powner, shift, shape, n_coll, wall_layer):
     c2 = (pvox[2] + s[2]) % n2
     out = (c0 < n_coll) | (c0 >= wall_layer)
     flat = (c0[~out] * n1 + c1[~out]) * n2 + c2[~out]
-    lost = int(out.sum()) + flat.size - np.unique(flat).size
-    return lost / max(1, powner.size)
+    _, cell, count = np.unique(flat, return_inverse=True, return_counts=True)
+    cores = np.bincount(cell, weights=pcore[~out].astype(float), minlength=count.size)
+    weight = np.where(cores >= 2, 1.0, np.where(cores == 1, 0.5, 1.0 / 6.0))
+    return float(np.where(pcore[out], 1.0, 0.5).sum() + ((count - 1) * weight).sum())
 
 
 def _majority_phase(inst, phase_of, ids):
@@ -404,10 +428,10 @@ def _granular(mat: DemMaterial) -> str:
 
 
 def _run_lammps(centre, radius, body, phase, shape, h, z_bot, z_top, z_target, materials, jam_pressure_mpa,
-                collisions, collision_tol):
+                squeezed_um3, collision_tol):
     """Run the compression; returns the accepted centres (voxel units), roll position (voxel units
     from the cell bottom), its relaxed pressure (MPa), the largest relative sphere overlap and the
-    voxel-collision fraction of the accepted sub-step."""
+    squeezed particle volume per swept volume of the accepted sub-step."""
     n0, n1, n2 = shape
     hz, hx, hy = h
     values = sorted(set(phase.tolist()))
@@ -490,10 +514,9 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
             pressure = _wall_pressure(lmp, area)
             final = np.empty_like(centre)
             final[:, order] = _positions(lmp, radius.size, h)
-            coll = collisions(final, int(np.ceil(z / hz - 1e-6)))
-            # collisions per layer travelled, at least one layer's worth (one particle pushed off the
-            # roll's first quarter layer already rounds to a whole-voxel shift)
-            if pressure >= jam_pressure_mpa or coll > collision_tol * max(1.0, (zt - z) / hz):
+            # squeezed particle volume per volume the roll swept (µm³/µm³)
+            coll = squeezed_um3(final, int(np.ceil(z / hz - 1e-6))) / (area * (zt - z))
+            if pressure >= jam_pressure_mpa or coll > collision_tol:
                 stop = {"pressure_mpa": pressure, "collisions": coll, "wall_layers": z / hz,
                         "by": "pressure" if pressure >= jam_pressure_mpa else "collisions"}
                 break
@@ -540,7 +563,7 @@ def _max_overlap(centre, radius, body, shape):
     if radius.size < 2:
         return 0.0
     n0, n1, n2 = shape
-    pts = np.stack([centre[0], centre[1] % n1, centre[2] % n2], axis=1)
+    pts = np.stack([centre[0] - centre[0].min(), centre[1] % n1, centre[2] % n2], axis=1)  # a box from 0
     tree = cKDTree(pts, boxsize=[4.0 * (n0 + np.abs(centre[0]).max()) + 1.0, n1, n2])
     pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
     if not pairs.size:
