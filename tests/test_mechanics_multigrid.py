@@ -49,8 +49,8 @@ def test_assembled_operator_equals_fused_kernel(shape, plastic):
     assert abs(a - a.T).max() <= 1e-12 * abs(a).max()  # symmetric
 
 
-def _check_transfer_kernels(axes, w, p, seed):
-    """The prolongation and restriction kernels with weights ``w`` apply ``p`` and ``pᵀ``; returns
+def _check_transfer_kernels(axes, tr, p, seed):
+    """The prolongation and restriction kernels with the transfer ``tr`` apply ``p`` and ``pᵀ``; returns
     the coarse vector used."""
     from twinlab.analyses.mechanics._multigrid import _prolong_add, _restrict
 
@@ -59,11 +59,11 @@ def _check_transfer_kernels(axes, w, p, seed):
     xc = rng.standard_normal((3, *nc))
     x = np.zeros((3, *shape))
     mask = np.ones(shape, bool)
-    _prolong_add(x, xc, *(a.cp for a in axes), w, mask)
+    _prolong_add(x, xc, *(a.cp for a in axes), *tr.args(), mask)
     np.testing.assert_allclose(x.reshape(-1), p @ xc.reshape(-1), rtol=1e-13)
     r = rng.standard_normal((3, *shape))
     rc = np.empty((3, *nc))
-    _restrict(r, rc, *[v for a in axes for v in (a.fi, a.fs)], w, mask)
+    _restrict(r, rc, *[v for a in axes for v in (a.fi, a.fs)], *tr.args(), mask)
     np.testing.assert_allclose(rc.reshape(-1), p.T @ r.reshape(-1), rtol=1e-13)
     return xc
 
@@ -75,9 +75,9 @@ def test_prolongation_is_trilinear_and_restriction_its_transpose(shape):
     p = prolongation_matrix(shape)
     axes = [_Axis(n, np.float64) for n in shape]
     nc = tuple(a.nc for a in axes)
-    w, changed = transfer_weights(axes, np.float64)  # no solid given: trilinear everywhere
-    assert not changed.any()
-    xc = _check_transfer_kernels(axes, w, p, seed=2)
+    tr = transfer_weights(axes, np.float64)  # no solid given: trilinear everywhere
+    assert not tr.changed.any()
+    xc = _check_transfer_kernels(axes, tr, p, seed=2)
     # trilinear: a linear field (away from the periodic seam) is reproduced on the fine nodes
     lin = np.zeros((3, *nc))
     lin[1] = np.arange(nc[0])[:, None, None] * 2.0
@@ -88,7 +88,7 @@ def test_prolongation_is_trilinear_and_restriction_its_transpose(shape):
     mask = np.ones(shape, bool)
     mask[0] = False
     x = np.zeros((3, *shape))
-    _prolong_add(x, xc, *(a.cp for a in axes), w, mask)
+    _prolong_add(x, xc, *(a.cp for a in axes), *tr.args(), mask)
     assert not x[:, 0].any() and x[:, 1:].any()
 
 
@@ -102,8 +102,9 @@ def test_masked_prolongation_does_not_interpolate_across_a_pore_gap():
     solid = np.ones(shape, bool)
     solid[2] = False  # elements 2 (nodes 2–3) form the gap: nodes ≤ 2 in one slab, nodes ≥ 3 in the other
     axes = [_Axis(n, np.float64) for n in shape]
-    w, changed = transfer_weights(axes, np.float64, solid=solid)
-    p = prolongation_matrix(shape, w)
+    tr = transfer_weights(axes, np.float64, solid=solid)
+    changed = tr.changed
+    p = prolongation_matrix(shape, tr)
     n = int(np.prod(shape))
     pm = p[:n, : p.shape[1] // 3].toarray().reshape(*shape, axes[0].nc, axes[1].nc, axes[2].nc)
     np.testing.assert_allclose(pm.sum(axis=(3, 4, 5)), 1.0, rtol=1e-14)
@@ -112,7 +113,7 @@ def test_masked_prolongation_does_not_interpolate_across_a_pore_gap():
     assert changed[3].all() and not changed[1].any()
     trilinear = prolongation_matrix(shape)[:n, : p.shape[1] // 3].toarray().reshape(pm.shape)
     assert trilinear[3, :, :, 1].any()  # what the trilinear transfer did
-    _check_transfer_kernels(axes, w, p, seed=9)
+    _check_transfer_kernels(axes, tr, p, seed=9)
 
 
 @pytest.mark.parametrize("shape", [(10, 9, 12), (9, 2, 11)])
@@ -122,11 +123,11 @@ def test_galerkin_coarse_operators_equal_rap_of_the_assembled_matrix(shape, plas
     coef, pvec, q = _material(shape, seed=3, plastic=plastic)
     mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, masked=masked)
     assert len(mg.levels) >= 3
-    assert mg.levels[0].changed.any() == masked and mg.levels[1].changed.any() == masked
+    assert mg.levels[0].tr.changed.any() == masked and mg.levels[1].tr.changed.any() == masked
     a = assemble(coef, pvec, q)
     shp = shape
     for fine, lev in zip(mg.levels, mg.levels[1:]):
-        p = prolongation_matrix(shp, fine.w)  # trilinear or connectivity-masked
+        p = prolongation_matrix(shp, fine.tr)  # trilinear or connectivity-masked
         a = (p.T @ a @ p).tocsr()
         got = lev.assemble()  # from the node stencil
         assert abs(got - a).max() <= 1e-10 * abs(a).max()
@@ -260,12 +261,12 @@ def test_inexact_newton_cg_stops_on_a_plateau_near_its_target_but_a_linear_solve
     b = np.random.default_rng(1).standard_normal((3, *solver.shape)).astype(solver.dtype)
     n = b[0].size
     theta, normal = np.ones(n, solver.dtype), np.zeros((6, n), solver.dtype)
-    with pytest.raises(ConvergenceError, match="stagnated"):
-        solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000)
+    with pytest.raises(ConvergenceError, match="stagnated"):  # (_cg overwrites its right-hand side)
+        solver._cg(b.copy(), theta, normal, rtol=1e-3, maxiter=1000)
     with pytest.raises(ConvergenceError, match="stagnated"):  # a plateau far above the target is no answer
-        solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
+        solver._cg(b.copy(), theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
     monkeypatch.setattr(_fft_solver, "INEXACT_ACCEPT", 1e6)
-    x, its = solver._cg(b, theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
+    x, its = solver._cg(b.copy(), theta, normal, rtol=1e-3, maxiter=1000, inexact=True)
     assert its < 1000 and np.isfinite(x).all()
 
 
@@ -486,3 +487,23 @@ def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
     warm_its = sum(its for w, its in warm if w)
     cold_its = sum(its for (w, _), (_, its) in zip(warm, solves) if w)
     assert warm_its < cold_its
+
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 7), (3, 2, 1), (1, 3, 2), (4, 1, 6)])
+def test_symmetric_stencil_apply_equals_its_assembled_matrix(shape):
+    """A coarse level keeps one 3 × 3 block per symmetric pair of neighbours (the symmetric centre
+    block and 13 forward offsets); any such storage is a symmetric operator, and the kernel applies exactly the
+    matrix :func:`assemble_stencil` builds from it (both halves of every pair, periodic wrap along
+    every axis, axes of 1–2 nodes where +d and −d reach the same node)."""
+    from twinlab.analyses.mechanics._multigrid import NST, assemble_stencil, stencil_apply
+
+    rng = np.random.default_rng(5)
+    st = rng.standard_normal((shape[0], shape[1], NST, shape[2]))
+    centre = st[:, :, :9].reshape(shape[0], shape[1], 3, 3, shape[2])
+    st[:, :, :9] = (centre + centre.transpose(0, 1, 3, 2, 4)).reshape(shape[0], shape[1], 9, shape[2])  # symmetric
+    a = assemble_stencil(st)
+    assert abs(a - a.T).max() <= 1e-14 * abs(a).max()
+    x = rng.standard_normal((3, *shape))
+    out = stencil_apply(st, x, np.empty_like(x))
+    np.testing.assert_allclose(out.reshape(-1), a @ x.reshape(-1), rtol=0, atol=1e-12 * np.abs(out).max())

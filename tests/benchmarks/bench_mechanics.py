@@ -48,6 +48,18 @@ seconds of the process are given where wall time mostly measured the others):
   after all, 184 s at load 16–18 (3 builds 45 s, 57 cycles 121 s); 192³ 4.69 GiB = 711 B/voxel (47
   CG / 3 Newton, 1136 s at load 13–22). About 0.25 GiB of each is interpreter and libraries: ≈ 670 B
   per electrode voxel → 256³ ≈ 10.8 GiB, over the target.
+* after the memory cuts of the multigrid and the solver (symmetric coarse stencils, parent masks,
+  slabbed first-level build, float32 CG directions and coefficients, CG residual in the right-hand
+  side, solution fields in the calender's float32; see :mod:`twinlab.analyses.mechanics._multigrid`):
+  traced numpy peak of a 64³ increment 809 → ≈ 500 B/voxel (same script, consecutive runs); peak RSS
+  (``--sizes '' --skip-cg --skip-calender --increment-n N`` under ``/usr/bin/time -v``, load 2–3.6):
+  128³ 0.97 GiB = 497 B/voxel (33 s, 57 CG / 3 Newton); **256³ 5.68 GiB = 364 B/voxel** (209 s,
+  36 CG / 3 Newton, 3 builds 32 s, 36 cycles 141 s): fits in 8 GiB. The 128³ ten-step after the cuts
+  (``--sizes '' --skip-cg --increment-n 0 --calender-n 128 --calender-peer ''``, load 2.2–6.3):
+  completes in 657 s wall, 631 CPU-s of the process, 846 CG iterations / 36 Newton, 36 builds 53 s,
+  846 cycles 537 s, peak RSS 1.05 GiB; ≈ 10× the 60 s target. One 128³ increment, main vs this
+  branch in consecutive runs (load 3.5–6): 60.5 vs 57.2 CPU-s, 57 CG / 3 Newton both, same porosity,
+  peak RSS 1.60 vs 0.97 GiB.
 """
 
 from __future__ import annotations
@@ -211,7 +223,9 @@ def scaling_part(args) -> None:
             continue
         voxels = lam.size
         hier = solver._mg.nbytes
-        vectors = 5 * 3 * voxels * solver.dtype.itemsize + solver._coef.nbytes  # x, r, p, q, z and L, M, k_hg
+        # CG's x, r (in the right-hand side's memory) and q in float64, z and p in the cycle's float32,
+        # and L, M, k_hg
+        vectors = 3 * voxels * (3 * solver.dtype.itemsize + 2 * solver._mg.dtype.itemsize) + solver._coef.nbytes
         rows.append((n, its))
         print(f"  {lam.shape}: multigrid {its} CG iterations to 1e-5 in {el:.1f} s "
               f"({el / its * 1e3:.0f} ms/iteration = {el / its / peer:.2f}× the 6+6 FFT pair {peer * 1e3:.0f} ms), hierarchy set-up ~{setup:.1f} s "

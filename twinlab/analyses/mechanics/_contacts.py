@@ -442,10 +442,11 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         if bridge is not None:
             bridge.set(lam, mu, s_old)
         # from the previous pass's displacement: only a few interphase voxels changed, so Newton starts
-        # near the answer (the tolerance stays relative to the out-of-balance force at Δu = 0)
+        # near the answer (the tolerance stays relative to the out-of-balance force at Δu = 0). A copy:
+        # the solver takes its u0 over, and the previous pass's displacement is the stalled re-solve's fallback
         try:
-            trial = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
-                                                                   u0=u_prev)
+            trial = make_solver(lam, mu, sy, code).solve_increment(
+                d_e, stress_old=s_old, tol=tol, maxiter=maxiter, u0=None if u_prev is None else u_prev.copy())
         except ConvergenceError:
             if passes == 1:
                 raise

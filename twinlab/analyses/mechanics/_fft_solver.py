@@ -112,8 +112,9 @@ class MechanicsSolver:
     code : uint8 array, optional
         Law per voxel (``ELASTIC``, ``PLASTIC``, ``BRITTLE``); default all elastic.
     dtype : float32 or float64
-        Precision of the FFT-preconditioned solver (float32 halves memory and time). The multigrid
-        CG runs in float64 regardless (in float32 it stalled near 1e-4 on late Newton steps); its
+        Precision of the returned strain and stress and of the FFT-preconditioned solver (float32
+        halves memory and time). The multigrid CG runs in float64 regardless (in float32 it stalled
+        near 1e-4 on late Newton steps), with float32 material coefficients and directions; its
         cycle runs in float32.
     workers : int
         Threads for ``scipy.fft`` and the numba kernels.
@@ -153,13 +154,19 @@ class MechanicsSolver:
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise InputError(f"dtype must be float32 or float64, got {dtype}")
+        self.field_dtype = dtype  # of the returned strain and stress
         if preconditioner == "multigrid":
             # float32 round-off makes the multigrid-CG residual wander at ~1e-4 (spikes to 1e-2) instead
             # of reaching the tight relative residuals of late Newton steps (3e-5 at tol 1e-4): seen on
             # the test cathodes and, worse, on yielded lithium. The multigrid solves in float64.
             dtype = np.dtype(np.float64)
-        lam = np.ascontiguousarray(lam_mpa, dtype=dtype)
-        mu = np.ascontiguousarray(mu_mpa, dtype=dtype)
+        # the multigrid keeps float32 material constants as they are (the calender's): the stress
+        # update, the forces and the tangent use them alike (every product still formed in float64), and
+        # the hierarchy's float32 cycle shares them instead of a copy — 12 instead of 24 + 12 B/voxel
+        in32 = all(getattr(a, "dtype", None) == np.float32 for a in (lam_mpa, mu_mpa))
+        cdt = np.dtype(np.float32) if preconditioner == "multigrid" and in32 else dtype
+        lam = np.ascontiguousarray(lam_mpa, dtype=cdt)
+        mu = np.ascontiguousarray(mu_mpa, dtype=cdt)
         if lam.ndim != 3 or lam.shape != mu.shape:
             raise InputError(f"lam and mu must be 3D arrays of one shape, got {lam.shape} and {mu.shape}")
         if not (np.isfinite(lam).all() and np.isfinite(mu).all()):
@@ -181,8 +188,8 @@ class MechanicsSolver:
                      else np.ascontiguousarray(code, dtype=np.uint8).reshape(-1))
         if self.code.size != n:
             raise InputError("code must have the grid's shape")
-        self.sy = (np.full(n, np.inf, dtype) if yield_mpa is None
-                   else np.ascontiguousarray(np.broadcast_to(yield_mpa, self.shape), dtype=dtype).reshape(-1))
+        self.sy = (np.full(n, np.inf, cdt) if yield_mpa is None
+                   else np.ascontiguousarray(np.broadcast_to(yield_mpa, self.shape), dtype=cdt).reshape(-1))
         if ((self.code == PLASTIC) & ~(self.sy > 0)).any():
             raise InputError("plastic voxels need a positive yield stress")
         self.has_plastic = bool((self.code == PLASTIC).any())
@@ -199,7 +206,7 @@ class MechanicsSolver:
         self._q = (0.25 * self.ih).astype(dtype)  # gradient weights 1/(4 h_j) of the one-point hexahedron
         # elastic tangent coefficients (λ, μ, k_hg stacked for the kernel; the attributes are views, so
         # no copy is kept) and the element rows that carry stiffness (all-pore rows are skipped)
-        self._coef, _ = tangent_coefficients(lam, mu, (self._hg_factor * mu).astype(dtype))
+        self._coef, _ = tangent_coefficients(lam, mu, (self._hg_factor * mu).astype(cdt))
         self.lam, self.mu, self.khg = self._coef
         self._active = active_rows(self._coef)
         # built on the first solve (or taken over from a solver of the same grid), brought to a changed
@@ -225,7 +232,9 @@ class MechanicsSolver:
             Converged stress at the start of the increment (MPa); zero if omitted.
         u0 : (3, *shape) array, optional
             Initial guess for Δu (e.g. the previous increment's solution mapped to this grid); the
-            tolerance stays relative to the out-of-balance force at Δu = 0.
+            tolerance stays relative to the out-of-balance force at Δu = 0. A C-contiguous array of
+            the solver's dtype is **taken over**: it is overwritten and becomes the solution's
+            displacement (one displacement field less while the solve runs); pass a copy to keep it.
         tol : float
             Newton stops when ‖Bᵀσ‖ ≤ tol · ‖Bᵀσ‖ at Δu = 0 (the increment's initial out-of-balance
             force); each CG solve runs to the relative residual the Newton step needs.
@@ -256,9 +265,9 @@ class MechanicsSolver:
             _grad(np.zeros((3, *shp), self.dtype), self.ih, e_mac, eps)
             sig = np.empty((6, n), self.dtype)
             normal = np.zeros((6, 1), self.dtype)  # written for plastic voxels only: none here
-            theta = np.ones(n, self.dtype)
+            theta = np.ones(n, np.float32)
             update_stress(eps.reshape(6, n), np.zeros((6, n), self.dtype), self.lam.reshape(-1),
-                          self.mu.reshape(-1), np.full(n, np.inf, self.dtype), np.zeros(n, np.uint8), sig, normal,
+                          self.mu.reshape(-1), np.full(n, np.inf, np.float32), np.zeros(n, np.uint8), sig, normal,
                           theta, 0.0)
             b = np.empty((3, *shp), self.dtype)
             internal_force(sig.reshape(6, *shp), np.zeros((3, *shp), self.dtype), self.khg,
@@ -279,20 +288,22 @@ class MechanicsSolver:
         s_old = (np.zeros((6, n), dt) if stress_old is None
                  else np.ascontiguousarray(stress_old, dtype=np.result_type(stress_old, np.float32)).reshape(6, n))
         u = np.zeros((3, *shp), dt)
-        # strain and stress are recomputed from u by every evaluation: they are dropped while CG runs
-        # (96 B/voxel less at the solve's peak) and allocated again by the next evaluation
+        # the stress is recomputed from u by every evaluation, in the buffer of the strain (the law reads
+        # a voxel's strain before it writes its stress; the strain is recomputed once at the end): one
+        # (6, n) field instead of two while Newton evaluates, none while CG runs (dropped, allocated again
+        # by the next evaluation) — 48 + 96 B/voxel less at the two peaks
         fields = {}
         normal = np.zeros((6, n if self.has_plastic else 1), dt)  # flow directions: plastic voxels only
-        theta = np.ones(n, dt)
+        theta = np.ones(n, np.float32)  # the tangent's factor (float32 is plenty for a tangent)
         res = np.empty((3, *shp), dt)
 
         def evaluate():
             if not fields:
-                fields["eps"], fields["sig"] = np.empty((6, *shp), dt), np.empty((6, n), dt)
-            eps, sig = fields["eps"], fields["sig"]
-            _grad(u, self.ih, e_mac, eps)
-            update_stress(eps.reshape(6, n), s_old, self.lam.reshape(-1), self.mu.reshape(-1), self.sy,
-                          self.code, sig, normal, theta, self.reg)
+                fields["sig"] = np.empty((6, n), dt)
+            sig = fields["sig"]
+            _grad(u, self.ih, e_mac, sig.reshape(6, *shp))
+            update_stress(sig, s_old, self.lam.reshape(-1), self.mu.reshape(-1), self.sy, self.code, sig, normal,
+                          theta, self.reg)
             internal_force(sig.reshape(6, *shp), u, self.khg, self._force_rows(sig), self._q, res)
             return _norm(res)
 
@@ -303,7 +314,10 @@ class MechanicsSolver:
         # guess saves iterations instead of tightening the target
         r_ref = max(r_norm, floor)
         if u0 is not None:
-            u[...] = np.asarray(u0, dtype=dt).reshape(3, *shp)
+            if isinstance(u0, np.ndarray) and u0.dtype == dt and u0.shape == u.shape and u0.flags.c_contiguous:
+                u = u0  # taken over (documented): no second displacement field while this solve runs
+            else:
+                u[...] = np.asarray(u0, dtype=dt).reshape(3, *shp)
             r_norm = evaluate()
         total_cg = 0
         newton = 0
@@ -335,8 +349,13 @@ class MechanicsSolver:
             newton += 1
             r_norm = r_new
             history.append(r_norm / r_ref)
-        return IncrementSolution(u, fields["eps"], fields["sig"].reshape(6, *shp), total_cg, newton,
-                                 float(r_norm / r_ref))
+        res = du = None
+        fd = self.field_dtype  # the caller's precision (the calender's float32: 48 B/voxel less after the solve)
+        sig = fields.pop("sig").reshape(6, *shp)
+        sig = sig if sig.dtype == fd else sig.astype(fd)
+        eps = np.empty((6, *shp), fd)
+        _grad(u, self.ih, e_mac, eps)
+        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref))
 
     # ------------------------------------------------------------------ internals
     def _build_preconditioner(self, nu0: float) -> None:
@@ -369,8 +388,11 @@ class MechanicsSolver:
 
     def _force_rows(self, sig):
         """Element rows with stiffness or with a non-zero stress (a zero-stiffness voxel may carry an
-        old stress)."""
-        return self._active | (sig.reshape(6, *self.shape) != 0).any(axis=(0, 3))
+        old stress). One component at a time: a (6, n) mask would add 6 B/voxel at an evaluation."""
+        rows = self._active.copy()
+        for c in sig.reshape(6, *self.shape):
+            rows |= (c != 0).any(axis=-1)
+        return rows
 
     def _tangent(self, theta, normal):
         """Coefficients of the tangent operator at the current plastic state (see
@@ -433,7 +455,8 @@ class MechanicsSolver:
         :class:`ConvergenceError` with the residual history on breakdown, divergence, stagnation
         (no 1 % gain of the best residual in ``STAGNATION`` iterations) or after ``maxiter``. With
         ``inexact`` (a Newton step) a plateau within ``INEXACT_ACCEPT`` × ``rtol`` ends the solve instead:
-        the Newton loop then judges the step by the equilibrium residual.
+        the Newton loop then judges the step by the equilibrium residual. ``b`` is overwritten (the
+        callers recompute it) unless the hierarchy lags, when a failed solve may start again from it.
         """
         if _norm(b) == 0:
             return np.zeros_like(b), 0
@@ -446,8 +469,9 @@ class MechanicsSolver:
             # lagged coarse levels get the iterations a fresh hierarchy would need at REUSE_RATE of its rate
             limit = int(np.ceil(np.log(1.0 / rtol) / (REUSE_RATE * mg.rate))) + 2
         try:
+            # CG's residual in b's memory (24 B/voxel less) unless a lagged solve may have to start again
             x, its, r = self._pcg(b, coef, pvec, active, precondition, rtol=rtol, maxiter=maxiter, inexact=inexact,
-                                  limit=limit)
+                                  limit=limit, consume=not (mg is not None and mg.lagged))
         except ConvergenceError:
             if not (mg is not None and mg.lagged):
                 raise
@@ -462,13 +486,16 @@ class MechanicsSolver:
         x += dx
         return x, its + more
 
-    def _pcg(self, b, coef, pvec, active, precondition, *, rtol, maxiter, inexact, limit=None):
+    def _pcg(self, b, coef, pvec, active, precondition, *, rtol, maxiter, inexact, limit=None, consume=False):
         """The CG iteration of :meth:`_cg` with a given preconditioner: ``(x, iterations, None)``, or
-        ``(x, limit, residual)`` when ``limit`` iterations did not reach ``rtol``."""
+        ``(x, limit, residual)`` when ``limit`` iterations did not reach ``rtol``. With ``consume`` the
+        residual is kept in ``b``."""
         x = np.zeros_like(b)
-        r = b.copy()
         b_norm = _norm(b)
-        z = np.empty_like(b)
+        r = b if consume else b.copy()
+        # the multigrid's directions in its float32: z is rounded there anyway, and x, r and q = A p
+        # stay float64 (q is computed in float64 from the rounded p, so r stays b − A x): 24 B/voxel less
+        z = np.empty(b.shape, b.dtype if self._mg is None else self._mg.dtype)
         precondition(r, z)
         p = z.copy()
         rz = _dot(r, z)

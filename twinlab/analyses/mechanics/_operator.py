@@ -99,7 +99,9 @@ def apply_tangent(u, coef, pvec, active, q, out):
 
     Parameters
     ----------
-    u, out : (3, n0, n1, n2) arrays of the solver dtype (node displacements and forces)
+    u, out : (3, n0, n1, n2) arrays (node displacements and forces); the kernel computes in
+        ``out``'s precision (a float32 ``u`` with a float64 ``out``: forces of the rounded ``u``
+        to float64 accuracy)
     coef, pvec : from :func:`tangent_coefficients`
     active : (n0, n1) bool, from :func:`active_rows`
     q : (3,) array of the solver dtype
@@ -397,16 +399,18 @@ def _sweep(kind, u, aux, pvec, active, q, out):
         for m in range(3):
             out[m, i] = 0.0
     half = n0 // 2
+    # scratch in the output's precision: a float32 u (CG's float32 directions) gives float64 forces
+    # computed in float64 (a force is a difference of large element terms; float32 there is not enough)
     for parity in range(2):
         for ip in numba.prange(half):
-            F = np.empty(_NF * W, u.dtype)
-            E = np.empty(_NE * W, u.dtype)
-            P = np.empty(_NP * W, u.dtype)
+            F = np.empty(_NF * W, out.dtype)
+            E = np.empty(_NE * W, out.dtype)
+            P = np.empty(_NP * W, out.dtype)
             _plane(kind, u, aux, pvec, active, q, out, np.int64(2 * ip + parity), F, E, P)
     if n0 % 2 == 1:  # odd periodic count: the last plane shares node plane 0 with plane 0
-        F = np.empty(_NF * W, u.dtype)
-        E = np.empty(_NE * W, u.dtype)
-        P = np.empty(_NP * W, u.dtype)
+        F = np.empty(_NF * W, out.dtype)
+        E = np.empty(_NE * W, out.dtype)
+        P = np.empty(_NP * W, out.dtype)
         _plane(kind, u, aux, pvec, active, q, out, np.int64(n0 - 1), F, E, P)
 
 
