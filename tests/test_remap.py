@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twinlab.analyses.mechanics._remap import remap_voxels
+from twinlab.analyses.mechanics._remap import remap_affine, remap_voxels
 from twinlab.errors import InputError
 
 N_COLL = 4
@@ -21,15 +21,7 @@ N_COLL = 4
 def _compress(lab, density, collisions, rho0=2.3):
     """The coating of ``lab`` (thickness first) compressed affinely toward the collector to ``density``."""
     h0 = lab.shape[0] - N_COLL
-    m = int(round(h0 * rho0 / density))
-    mov = lab != 0
-    mov[:N_COLL] = False
-    idx = np.nonzero(mov)
-    target = np.empty((3, idx[0].size))
-    target[0] = N_COLL + (idx[0] + 0.5 - N_COLL) * (m / h0)
-    target[1] = idx[1] + 0.5
-    target[2] = idx[2] + 0.5
-    return remap_voxels(lab, mov, target, n_allowed=N_COLL + m, seed=0, collisions=collisions)
+    return remap_affine(lab, N_COLL, int(round(h0 * rho0 / density)), collisions=collisions)
 
 
 @pytest.fixture(scope="module")

@@ -69,21 +69,13 @@ def coating(labels, n_coll):
 
 def affine_members(gen, n_coll, densities, rho0, collisions):
     """Remap alone: the coating compressed affinely toward the collector to each density."""
-    from twinlab.analyses.mechanics._remap import remap_voxels
+    from twinlab.analyses.mechanics._remap import remap_affine
 
     lab = np.ascontiguousarray(np.moveaxis(gen.phases, 1, 0))  # thickness first
     h0 = lab.shape[0] - n_coll
     out = {}
     for d in densities:
-        m = int(round(h0 * rho0 / d))
-        mov = lab != 0
-        mov[:n_coll] = False
-        idx = np.nonzero(mov)
-        target = np.empty((3, idx[0].size))
-        target[0] = n_coll + (idx[0] + 0.5 - n_coll) * (m / h0)
-        target[1] = idx[1] + 0.5
-        target[2] = idx[2] + 0.5
-        new, _ = remap_voxels(lab, mov, target, n_allowed=n_coll + m, seed=0, collisions=collisions)
+        new, _ = remap_affine(lab, n_coll, int(round(h0 * rho0 / d)), collisions=collisions)
         out[d] = np.moveaxis(new, 0, 1)
     return out
 

@@ -91,6 +91,23 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
     return new, source
 
 
+def remap_affine(labels: np.ndarray, n_coll: int, height: int, *, seed: int = 0,
+                 collisions: str = "push") -> tuple[np.ndarray, np.ndarray]:
+    """The coating of ``labels`` (axis 0 the compression axis, ``n_coll`` fixed collector layers at
+    its start) compressed affinely toward the collector to ``height`` layers by :func:`remap_voxels`:
+    every solid voxel's centre scaled to ``n_coll + (z − n_coll)·height/h0`` — the remap alone,
+    without mechanics (the reference compression of the remap tests and ``bench_pore_space.py``)."""
+    h0 = labels.shape[0] - n_coll
+    moving = labels != 0
+    moving[:n_coll] = False
+    idx = np.nonzero(moving)
+    target = np.empty((3, idx[0].size))
+    target[0] = n_coll + (idx[0] + 0.5 - n_coll) * (height / h0)
+    target[1] = idx[1] + 0.5
+    target[2] = idx[2] + 0.5
+    return remap_voxels(labels, moving, target, n_allowed=n_coll + height, seed=seed, collisions=collisions)
+
+
 @numba.njit(cache=True)
 def _push(source, fixed, c0, c1, c2, d0, d1, d2, voxel, ray0, ray1, ray2):
     """Put ``voxel`` in the taken cell (c0, c1, c2) and shift the solid ahead of it one cell on along
