@@ -39,19 +39,7 @@ def main():
 
     def logged(strain_total, stress, inst, shelled, broken, *, e_shell_mpa, nu_shell, strength_mpa):
         cand = shelled & ~broken
-        idx = np.nonzero(cand)
-        n = C.surface_normals(inst, cand)
-        eps = strain_total[(slice(None),) + idx].astype(float)
-        e = np.zeros((eps.shape[1], 3, 3))
-        e[:, 0, 0], e[:, 1, 1], e[:, 2, 2] = eps[0], eps[1], eps[2]
-        e[:, 1, 2] = e[:, 2, 1] = eps[3]
-        e[:, 0, 2] = e[:, 2, 0] = eps[4]
-        e[:, 0, 1] = e[:, 1, 0] = eps[5]
-        nt = n.T.astype(float)
-        p = np.eye(3)[None] - nt[:, :, None] * nt[:, None, :]
-        em = np.linalg.eigvalsh(p @ e @ p)[:, -1]
-        mem = e_shell_mpa / (1 - nu_shell) * em
-        tr = np.where((n ** 2).sum(0) > 0, -C.normal_component(stress[(slice(None),) + idx].astype(float), n), 0.0)
+        idx, em, mem, tr = C.film_loads(strain_total, stress, inst, cand, e_shell_mpa=e_shell_mpa, nu_shell=nu_shell)
         st = np.broadcast_to(np.asarray(strength_mpa, float), cand.shape)[idx]
         fail = st * (1 - nu_shell) / e_shell_mpa
         print(f"  intact before: {cand.sum()} of {shelled.sum()} patches; over strength by membrane stress "

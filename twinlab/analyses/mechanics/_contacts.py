@@ -605,28 +605,35 @@ def shell_fracture(strain_total, stress, inst, shelled, broken, *, e_shell_mpa, 
     cand = shelled & ~broken
     if not cand.any():
         return broken
-    idx = np.nonzero(cand)
-    n = surface_normals(inst, cand)
+    idx, _, membrane, traction = film_loads(strain_total, stress, inst, cand, e_shell_mpa=e_shell_mpa,
+                                            nu_shell=nu_shell)
+    strength = np.broadcast_to(np.asarray(strength_mpa, float), cand.shape)[idx]
+    brk = (membrane > strength) | (traction > strength)
+    out = broken.copy()
+    out[tuple(i[brk] for i in idx)] = True
+    return out
+
+
+def film_loads(strain_total, stress, inst, patches, *, e_shell_mpa, nu_shell):
+    """``(idx, ε_m, membrane, traction)`` of the shell patches ``patches`` (bool mask): their indices,
+    the largest principal strain in the surface plane ``ε_m`` (the largest principal strain where a
+    patch has no surface normal), the membrane stress ``E_s/(1−ν_s) · ε_m`` and the contact traction
+    ``−n·σ·n`` (0 without a normal), MPa — what :func:`shell_fracture` compares with the strength."""
+    idx = np.nonzero(patches)
+    n = surface_normals(inst, patches)
     eps = strain_total[(slice(None),) + idx].astype(float)
-    m = eps.shape[1]
-    e = np.empty((m, 3, 3))
+    e = np.empty((eps.shape[1], 3, 3))
     e[:, 0, 0], e[:, 1, 1], e[:, 2, 2] = eps[0], eps[1], eps[2]
     e[:, 1, 2] = e[:, 2, 1] = eps[3]
     e[:, 0, 2] = e[:, 2, 0] = eps[4]
     e[:, 0, 1] = e[:, 1, 0] = eps[5]
     nt = n.T.astype(float)
     p = np.eye(3)[None] - nt[:, :, None] * nt[:, None, :]
-    et = p @ e @ p
-    e_m = np.linalg.eigvalsh(et)[:, -1]
+    e_m = np.linalg.eigvalsh(p @ e @ p)[:, -1]
     membrane = e_shell_mpa / (1.0 - nu_shell) * e_m
     traction = -normal_component(stress[(slice(None),) + idx].astype(float), n)
-    has_n = (n ** 2).sum(axis=0) > 0
-    traction = np.where(has_n, traction, 0.0)
-    strength = np.broadcast_to(np.asarray(strength_mpa, float), cand.shape)[idx]
-    brk = (membrane > strength) | (traction > strength)
-    out = broken.copy()
-    out[tuple(i[brk] for i in idx)] = True
-    return out
+    traction = np.where((n ** 2).sum(axis=0) > 0, traction, 0.0)
+    return idx, e_m, membrane, traction
 
 
 # ---------------------------------------------------------------------- state carried through calendering
