@@ -516,6 +516,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     inc2 = sum(float(np.square(sol.stress[k] - s_old[k], dtype=np.float64).sum()) for k in range(6))
     to_limits(sol.stress)
     ret2 = float(np.square(sol.stress[(slice(None),) + touched] - before).sum())
+    share = float(np.sqrt(ret2 / max(inc2, 1e-300)))
     before = None
     if crushing.any() or (bridge is not None and bridge.crushing.any()):
         # the returns leave the particles pressing harder than their crushed contacts hold: one
@@ -525,7 +526,6 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         # (demo cathode: 0.2–5 % of the increment's force): solved to tol / share, its absolute error
         # stays that of the increment (to its own relative tol it cost as many CG iterations as the
         # passes and stalled in plastic lithium); never looser than RELAX_TOL_MAX
-        share = np.sqrt(ret2 / max(inc2, 1e-300))
         tol_relax = float(np.clip(tol / max(share, 1e-30), tol, max(tol, RELAX_TOL_MAX)))
         try:
             rel = make_solver(lam, mu, sy, code).solve_increment(np.zeros(6), stress_old=sol.stress,
@@ -541,7 +541,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
             to_limits(sol.stress)
     info = {"interphase": int(mask.sum()), "open": int(final_open.sum()), "passes": passes, "cg": cg,
             "newton": newton, "crushing": int((crushing & ~final_open).sum()), "failed_passes": failed_passes,
-            "returned_share": float(np.sqrt(ret2 / max(inc2, 1e-300)))}
+            "returned_share": share}
     return sol, g_new, mask, info
 
 
