@@ -458,6 +458,29 @@ def test_merge_cracked_fragments_face_cut_chip_vs_neighbours_cap():
     assert merge_cracked_fragments(*cap, sigmas=100.0, face_bulge=0.25).max() == 2
 
 
+def test_merge_cracked_fragments_piece_the_shape_cannot_place_joins_its_main_neighbour():
+    """A sliver on a face of the volume (P) shows only 3 voxels of outer surface, in the notch
+    between particle A (25 faces of boundary) and particle B (20). Three points fit any ellipse
+    (they lie on B's circle): the shape cannot tell which particle the sliver belongs to, so it
+    joins only the neighbour it shares most boundary with (it joined B, the pair with the
+    fewest points to contradict it: seed 8's 2D section z=60 then joined three particles)."""
+    from twinlab.segment import merge_cracked_fragments
+
+    yy, xx = np.mgrid[0:56, 0:40]
+    a = ((yy - 12) / 17.0) ** 2 + ((xx - 12) / 12.0) ** 2 <= 1
+    b = (yy - 40) ** 2 + (xx - 10) ** 2 <= 14 ** 2
+    sliver = (xx <= 3) & (yy <= 43)
+    labels = np.zeros(yy.shape, np.int64)
+    labels[a & ~sliver] = 1
+    labels[b & ~sliver & (labels == 0)] = 2
+    labels[sliver] = 3
+    outer = sliver & ndi.binary_dilation(labels == 0)
+    assert outer.sum() == 3  # the sliver's outer surface: too few points to tell a shape
+    merged = merge_cracked_fragments(labels)
+    assert merged.max() == 2
+    assert merged[5, 1] == merged[5, 20] != merged[50, 10]  # with A, not with B
+
+
 def test_split_particles_section_keeps_a_hollow_ring_whole():
     """A 2D section through a hollow particle whose core a 0.5 µm crack opens to the outside: the
     closing makes the core a hole that one piece of solid encloses, so it is filled into the

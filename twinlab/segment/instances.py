@@ -223,6 +223,13 @@ def merge_cracked_fragments(
     pieces that meet across cracks or across solid (a watershed cut), on a face of the volume or
     inside it, in 3D and in 2D sections.
 
+    A piece the shape cannot place (fewer outer-surface points in the pair than a fit of its own
+    needs, but not enclosed) joins only the neighbour it shares the most boundary with among
+    those that pass the three tests above. A handful of points fits any ellipsoid: best-fitting
+    first, such a piece joined whichever neighbour left it fewest points to contradict the fit
+    (a face sliver of one particle, mostly bordered by it, joined the particle below, and the
+    joined region then took two more particles: seed 8's 2D section z=60, 6 found of 9).
+
     A piece on a face of the volume must also not bulge: its outer surface may lie on average at
     most ``face_bulge`` voxels *outside* the shared ellipsoid. A chip scatters about the
     particle's surface; a neighbour's cap cut by the face (its particle's body out of view, so
@@ -400,17 +407,25 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
             scatters[r] = _off_surface(own[:0], own)
         return scatters[r]
 
+    def admissible(i: int, j: int) -> bool:
+        """Whether the pair passes the tests on its boundary (span, binder, saddle)."""
+        a, s, opened, necked = edges[i][j]
+        if a < cut * min(volume[i], volume[j]) ** power or necked >= neck_share * a:
+            return False  # the boundary does not span the smaller piece, or it is binder (a contact)
+        return s >= saddle * min(peak[i], peak[j]) or bool(opened)  # else a saddle: a neck between two bodies
+
     def misfit(i: int, j: int) -> float:
         """How far the smaller piece lies off the ellipsoid the two would share, in units of the
         larger piece's own scatter about an ellipsoid (inf: the pair fails a precondition)."""
-        a, s, opened, necked = edges[i][j]
-        if a < cut * min(volume[i], volume[j]) ** power or necked >= neck_share * a:
-            return math.inf  # the boundary does not span the smaller piece, or it is binder (a contact)
-        if s < saddle * min(peak[i], peak[j]) and not opened:
-            return math.inf  # a saddle in the envelope's distance map: a neck between two bodies
+        if not admissible(i, j):
+            return math.inf
+        a = edges[i][j][0]
         small, big = (i, j) if volume[i] <= volume[j] else (j, i)
         pts_big, pts_small = surfaces(big, small)
         off = _off_surface(pts_big, pts_small, signed=True)  # the small piece from the common ellipsoid
+        if (off is None or 0 < len(pts_small) < fit_points) and \
+                a < max(e[0] for k, e in edges[small].items() if admissible(small, k)):
+            return math.inf  # the shape cannot tell: the piece joins only the neighbour it shares most boundary with
         if off is None:
             return 0.0  # too few surface points to tell a shape: a speck
         rms, mean = off
