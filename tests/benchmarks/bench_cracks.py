@@ -30,7 +30,9 @@ told apart from what the splitter gets wrong: ``r_whole`` scores only the found 
 true particle's section is one piece once the closing for ``--width`` bridges its gaps (a section
 through a hollow core or along a crack shows a gap wider than the crack width: by the
 analysis's own definition of a crack those pieces are separate particles in the section, and
-nothing in the section ties them together), and ``r_true_inst`` is the crack analysis of the
+nothing in the section ties them together), and ``crack_in_view`` is the true crack area inside the convex hull of its own particle's solid in the
+section (what a section can attribute to a particle: a crack cut along the crop, its far wall out
+of view, opens to the pore beyond the visible solid), and ``r_true_inst`` is the crack analysis of the
 section given the true particles (the crack measure alone; a section's closing bridges twice the
 crack width, ``twinlab.analyses.cracks.SECTION_WIDENING``, for oblique crack traces: chosen on
 seeds 1–5, true particles given, crack area −40 → −8 % on seed 2).
@@ -101,6 +103,25 @@ def whole_sections(truth, phases, voxel, width) -> set[int]:
     return whole
 
 
+def cracks_in_view(truth, phases, truth_cracks) -> int:
+    """True crack pixels of a section that lie inside the convex hull of their own particle's
+    solid in the section: what the section can attribute to the particle. A crack cut by the
+    section along the crop has its far wall out of view; the pixels beyond the visible solid's
+    hull are void open to the pore and the crop, a surface bite to any 2D measure."""
+    from scipy import ndimage as ndi
+
+    from twinlab.analyses.cracks import _hull_image
+
+    n = 0
+    for t, sl in enumerate(ndi.find_objects(truth), start=1):
+        if sl is None:
+            continue
+        hull = _hull_image((truth[sl] == t) & (phases[sl] == 1))
+        if hull is not None:
+            n += int((truth_cracks[sl] & (truth[sl] == t) & hull).sum())
+    return n
+
+
 def found_envelopes(inst, crack_mask):
     """The found particles' envelopes: their solid plus the crack voxels the analysis found, each
     given to the nearest particle, so that they compare like with like with the true envelopes."""
@@ -134,7 +155,8 @@ def score(phases, truth_env, truth_cracks, voxel, width):
         out.update(n_whole=len(whole), r_whole=per_particle_r(res, inst, truth, truth_cracks, keep=whole),
                    pairs_whole=paired_fractions(res, inst, truth, truth_cracks, keep=whole),
                    r_true_inst=per_particle_r(res_true, given, truth, truth_cracks),
-                   crack_true_inst=res_true.crack_volume_um3)
+                   crack_true_inst=res_true.crack_volume_um3,
+                   crack_in_view=cracks_in_view(truth, phases, truth_cracks) * vox)
     return out
 
 
@@ -191,10 +213,11 @@ def main() -> None:
             whole_f = sum((t["pairs_whole"][0] for t in views), [])
             whole_t = sum((t["pairs_whole"][1] for t in views), [])
             given = sum(t["crack_true_inst"] for t in views) / sum(t["crack_true"] for t in views) - 1
+            in_view = sum(t["crack"] for t in views) / sum(t["crack_in_view"] for t in views) - 1
             print(f"{seed:4d}  2D pooled {n_f:3d}/{n_t:<3d} ({100 * (n_f / n_t - 1):+4.0f} %)  {100 * matched:6.1f} %"
                   f"  {100 * crack:+6.1f} %  {np.corrcoef(found, true)[0, 1]:19.3f}"
                   f"  (r_whole {np.corrcoef(whole_f, whole_t)[0, 1]:.3f}; true particles given: crack "
-                  f"{100 * given:+.1f} %)")
+                  f"{100 * given:+.1f} %; crack vs the truth in view {100 * in_view:+.1f} %)")
     if not (a.skip_radius or a.only_2d):
         radius_scaling(a.fibsem_domain, a.fibsem_particle_um, widths)
 
