@@ -487,7 +487,8 @@ def test_merge_cracked_fragments_crack_out_through_a_face_is_judged_mirrored():
     the smaller half (1.25 √62 = 9.8 pixels): what is in view of the crack and of the cap is a
     part; mirrored across the face both double (8 ≥ 9.8 / √2), and the halves are merged (seed 8's
     section z=30: a sliver split by its crack, crack fraction 0.15 found as two pieces of 0). The
-    same halves one pixel off the face are all there is of them: a boundary that short is a neck."""
+    same halves one pixel off the face are all there is of them: a boundary that short is a neck;
+    so is a boundary across solid at the face."""
     from twinlab.segment import merge_cracked_fragments
 
     yy, xx = np.mgrid[0:40, 0:30]
@@ -496,6 +497,8 @@ def test_merge_cracked_fragments_crack_out_through_a_face_is_judged_mirrored():
     halves = np.where(cap, np.where(yy < 21, 1, 2), 0)
     assert cap[:, -1].any() and min(np.bincount(halves.ravel())[1:]) == 62
     assert merge_cracked_fragments(halves, crack).max() == 1
+    # across solid it is a contact seen in part (two neighbours' caps meeting at the face)
+    assert merge_cracked_fragments(halves, np.zeros_like(crack)).max() == 2
     off_face = np.zeros_like(halves)
     off_face[:, :-1] = halves[:, 1:]
     assert merge_cracked_fragments(off_face, np.roll(crack, -1, axis=1)).max() == 2
