@@ -43,7 +43,7 @@ The pooled 2D line also prints the crack area against the truth in view (``crack
 the true crack pixels inside the convex hull of their own particle's solid in the section, what
 a section can attribute to a particle. A crack cut by the section along the crop has its far
 wall out of view; beyond the visible solid's hull it is void open to the pore and the crop, a
-surface bite to any 2D measure (seed 9's section z=90: 194 of 407 crack pixels of one particle).
+surface bite to any 2D measure (seed 9's section z=90: 103 of one particle's 407 crack pixels).
 
 Crack fractions the analysis leaves undefined (NaN: a face-cut sheet too thin to show a crack,
 ``thin`` in the score line) are left out of r; the counts and matches keep those particles.
