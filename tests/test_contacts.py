@@ -440,33 +440,37 @@ def test_shell_patches_break_with_weibull_scatter():
 PUBLISHED_MPA = {2.6: (2.0, 150.0), 3.0: (10.0, 400.0), 3.4: (30.0, 800.0), 3.8: (60.0, 1500.0)}
 
 
-def bench_cathode(window=16, steps=4, **kw):
-    """The benchmark's generated NCM622 cathode (96:2:2, 2.3 g/cm³, 2 µm voxels) calendered to the
-    densities of :data:`PUBLISHED_MPA` (tests/benchmarks/bench_calender_physics.py --quick)."""
+def bench_cathode(window=16, steps=4, seed=1, **kw):
+    """The benchmark's generated NCM622 cathode (96:2:2, 2.3 g/cm³, 2 µm voxels; generator ``seed``)
+    calendered to the densities of :data:`PUBLISHED_MPA` (tests/benchmarks/bench_calender_physics.py --quick)."""
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
 
     design = ncm622_cathode()
-    gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=2.0, collector_um=4, seed=1)
+    gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=2.0, collector_um=4, seed=seed)
     return calender(gen.phases, particles=gen.particles, densities=sorted(PUBLISHED_MPA), steps=steps,
                     design=design, voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=2,
                     window=window, maxiter=20000, **kw)
 
 
+#: generated cathodes whose roll pressures are averaged: one 32 µm window holds 3–4 large particles across,
+#: and its roll pressure varies between generator seeds by up to 2× (at 3.4 g/cm³: 38.6 / 77.9 / 61.1 MPa
+#: for seeds 1 / 2 / 3; bench_calender_physics.py --quick --part cathode --runs 16x4 --seeds 1,2,3)
+PRESSURE_SEEDS = (1, 2, 3)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured with Coulomb friction on the contact plane (window 16, 4 steps): "
-                   "9.6/27.3/38.6/65.0 MPa at 2.6/3.0/3.4/3.8 g/cm³ — in the band at every density, but not steepening "
-                   "from 3.0 to 3.4 (+17.7 then +11.3 MPa): above jamming the compaction cap does not bind (4–10 % of "
-                   "the contacts crush) and the slope is the compliant contacts' elastic one (NCM_contact E 0.5 GPa); "
-                   "with E 2 GPa: 13.0/39.5/79.9/161.3 (convex, in band; crackable >100 MPa 58 % at 3.0)")
 def test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures():
-    """Pressure–density of a generated NCM622 cathode calendered from 2.3 to 3.8 g/cm³: the roll pressure
-    rises monotonically, steepens once the packing is jammed (rearrangement first: the pressure gained
-    from 2.6 to 3.0 g/cm³ is less than from 3.0 to 3.4), and lies within the published calendering
-    pressures of NCM cathodes at each density (:data:`PUBLISHED_MPA`, with its sources)."""
-    s = bench_cathode()
-    p = [st.roll_pressure_mpa for st in s.steps]
-    rho = [st.density_g_cm3 for st in s.steps]
+    """Pressure–density of generated NCM622 cathodes calendered from 2.3 to 3.8 g/cm³: the roll pressure
+    (mean over :data:`PRESSURE_SEEDS` — the press sees the mean over a wide sheet, one 32 µm window is a
+    sample of a few particles) rises monotonically, steepens once the packing is jammed (rearrangement
+    first: the pressure gained from 2.6 to 3.0 g/cm³ is less than from 3.0 to 3.4), and lies within the
+    published calendering pressures of NCM cathodes at each density (:data:`PUBLISHED_MPA`, with its
+    sources). Measured (Coulomb friction on the contact plane, window 16, 4 steps): 10.7 / 30.7 / 59.2 /
+    81.3 MPa; the von Mises friction limit before gave 7.1 / 18.1 / 28.2 / 46.0 on seed 1 alone."""
+    series = [bench_cathode(seed=sd) for sd in PRESSURE_SEEDS]
+    p = np.mean([[st.roll_pressure_mpa for st in s.steps] for s in series], axis=0)
+    rho = np.mean([[st.density_g_cm3 for st in s.steps] for s in series], axis=0)
     assert all(b > a for a, b in zip(p, p[1:])), p
     assert p[1] - p[0] < p[2] - p[1], p
     for r, v in zip(rho, p):
