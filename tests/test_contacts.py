@@ -264,8 +264,9 @@ def test_bad_contact_inputs_are_rejected(small_cathode, kw, msg):
 def test_friction_slides_the_contact_plane_only():
     """Coulomb friction of a contact voxel acts on the shear traction of its contact plane: a contact pressed
     along its normal (uniaxial strain: a large stress deviator, no shear on the plane) stays elastic; a
-    sheared one has its shear traction returned to c + μ p_n, its normal traction and in-plane stresses kept."""
-    from twinlab.analyses.mechanics._contacts import coulomb_return, friction_state
+    sheared one has its shear traction returned to c + μ p_n, its normal traction and in-plane stresses kept.
+    A frictionless law with a yield stress (lithium) yields by its von Mises stress, like the metal."""
+    from twinlab.analyses.mechanics._contacts import contact_limit, contact_return
 
     mu_f, c = 0.3, 1.0
     sy, slope = np.full(3, np.sqrt(3) * c), np.full(3, np.sqrt(3) * mu_f)
@@ -274,14 +275,18 @@ def test_friction_slides_the_contact_plane_only():
     s[:, 0] = [-100.0, -43.0, -43.0, 0.0, 0.0, 0.0]  # uniaxial strain along the normal (ν = 0.3): q = 57 MPa
     s[:, 1] = [-20.0, -10.0, -50.0, 0.0, 30.0, 0.0]  # normal x2, shear τ = σ_02 = 30 MPa > 1 + 0.3 × 50
     s[:, 2] = [-40.0, -5.0, -60.0, 3.0, 25.0, -2.0]  # oblique plane
-    r = coulomb_return(s, n, sy, slope)
+    r = contact_return(s, n, sy, slope)
     assert np.array_equal(r[:, 0], s[:, 0])  # pressed along its normal: no sliding
-    q, lim, _ = friction_state(r, n, sy, slope)
+    q, lim, _ = contact_limit(r, n, sy, slope)
     assert np.allclose(q[1:], lim[1:], rtol=1e-12)  # sheared: on the limit
     assert lim[1] == pytest.approx(c + mu_f * 50.0)
     assert r[4, 1] == pytest.approx(c + mu_f * 50.0) and np.array_equal(r[[0, 1, 2, 3, 5], 1], s[[0, 1, 2, 3, 5], 1])
-    q0, lim0, _ = friction_state(s, n, sy, slope)
+    q0, lim0, _ = contact_limit(s, n, sy, slope)
     assert np.allclose(lim0, lim) and (q0[1:] > lim0[1:]).all()  # the normal traction (and limit) kept
+    # a frictionless yielding law (lithium metal, 1 MPa): the von Mises stress returns to the yield stress
+    li = contact_return(s, n, np.ones(3), np.zeros(3))
+    assert np.allclose(contact_limit(li, n, np.ones(3), np.zeros(3))[0], 1.0)
+    assert np.allclose(li[:3].sum(axis=0), s[:3].sum(axis=0))  # at constant pressure
 
 
 # ------------------------------------------------------------------ compaction cap (issue 16)
