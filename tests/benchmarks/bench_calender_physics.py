@@ -157,9 +157,9 @@ def _window_spread(crack):
                 other = np.array([crack[k][s][i][j] for s in seeds])
                 rel = np.abs(other - base) / np.maximum(0.5 * (other + base), 1e-9)
                 mean_rel = abs(other.mean() - base.mean()) / max(0.5 * (other.mean() + base.mean()), 1e-9)
-            parts.append(f"{k[0]}x{k[1]} vs {keys[0][0]}x{keys[0][1]}: same-seed rel. diff "
-                         + "/".join(f"{r:.0%}" for r in rel)
-                         + (f", of the seed means {mean_rel:.0%}" if len(seeds) > 1 else ""))
+                parts.append(f"{k[0]}x{k[1]} vs {keys[0][0]}x{keys[0][1]}: same-seed rel. diff "
+                             + "/".join(f"{r:.0%}" for r in rel)
+                             + (f", of the seed means {mean_rel:.0%}" if len(seeds) > 1 else ""))
             print(f"  {d} g/cm³ >{thr} MPa: " + "; ".join(parts), flush=True)
 
 
