@@ -154,3 +154,77 @@ def test_squeeze_stop_gives_the_same_roll_travel_at_two_voxel_sizes():
         travel[vs] = (n_coll + m0) * vs - move.wall_um
     assert travel[6.0] > 20.0  # the packing rearranged well beyond its first layer before it jammed
     assert abs(travel[6.0] - travel[4.0]) <= 6.0 + 4.0
+
+
+def test_carried_packing_follows_its_particles_and_flattens_where_pressed():
+    """:meth:`DemPacking.follow`: two touching balls; the stress solve moves ball 2 down by 3
+    voxels (its voxels' carried displacement, µm) and ball 1 not at all. Ball 2's spheres move by
+    exactly that; the overlap it made is flattened (both shrink by one factor until they just
+    touch); a second follow with no new displacement changes nothing; a sphere pressed through the
+    roll is flattened against it."""
+    shape = (24, 20, 20)
+    h = (2.0, 2.0, 2.0)
+    inst = np.zeros(shape, np.int32)
+    inst[_ball(shape, (7.0, 10.0, 10.0), 5)] = 1
+    inst[_ball(shape, (17.0, 10.0, 10.0), 5) & (inst == 0)] = 2
+    packing = rearrange_mod.DemPacking.fit(inst, z_bottom=0.0, z_top=24.0)
+    disp = np.zeros((3, *shape), np.float32)
+    packing = packing.anchor_to(inst, disp)
+    disp[0][inst == 2] = -3.0 * h[0]  # ball 2 pressed 3 voxels down onto ball 1 (µm)
+    moved = packing.follow(inst, disp, h, z_bottom=0.0, z_top=24.0)
+    one, two = packing.body == 0, packing.body == 1
+    assert moved.ids.tolist() == [1, 2]
+    np.testing.assert_allclose(moved.centre[:, one], packing.centre[:, one])
+    np.testing.assert_allclose(moved.centre[:, two], packing.centre[:, two] + [[-3.0], [0.0], [0.0]])
+    a, b = np.flatnonzero(one), np.flatnonzero(two)
+    d = np.linalg.norm(moved.centre[:, a][:, :, None] - moved.centre[:, b][:, None, :], axis=0)
+    pressed = d - packing.radius[a][:, None] - packing.radius[b][None, :]  # the unflattened spheres' gaps
+    gap = d - moved.radius[a][:, None] - moved.radius[b][None, :]
+    assert pressed.min() < -1.0  # the move pressed the balls more than a voxel into each other …
+    assert gap.min() >= -1e-9  # … flattened: no overlap left, and the deepest pair just touches
+    assert gap.flat[np.argmin(pressed)] == pytest.approx(0.0, abs=1e-9)
+    free = np.ones(packing.radius.size, bool)  # spheres that overlap nothing keep their radius
+    free[a[(pressed < 0).any(axis=1)]] = free[b[(pressed < 0).any(axis=0)]] = False
+    np.testing.assert_array_equal(moved.radius[free], packing.radius[free])
+    assert (moved.radius <= packing.radius + 1e-12).all() and (moved.radius < packing.radius - 0.3).any()
+    again = moved.follow(inst, disp, h, z_bottom=0.0, z_top=24.0)  # no displacement since: no change
+    np.testing.assert_allclose(again.centre, moved.centre)
+    np.testing.assert_allclose(again.radius, moved.radius)
+    low_roll = moved.follow(inst, disp, h, z_bottom=0.0, z_top=19.0)  # the roll came down to layer 19
+    assert (low_roll.centre[0] + low_roll.radius <= 19.0 + 1e-9).all()
+
+
+@needs_dem
+def test_two_dem_increments_carry_the_packing_to_where_one_increment_takes_it():
+    """The loose zig-zag column pressed 30 % in one DEM stage and in two (15 % + 15 %, the second
+    starting from the first's packing on the re-voxelised column, as calender carries it): the
+    spheres keep their fitted radii (no refit) and end where one stage puts them, to within half
+    a voxel (the second stage starts from rest, without the first's tangential contact history).
+    Refitting the re-voxelised column instead gives other spheres (the peer)."""
+    from twinlab.analyses.mechanics._remap import remap_voxels
+
+    inst = _zigzag_column()
+    lab = np.where(inst > 0, 1, 0).astype(np.uint8)
+    n0 = inst.shape[0]
+    top = int(np.flatnonzero((inst > 0).any(axis=(1, 2))).max()) + 1
+    mats = {1: rearrange_mod.DemMaterial(20e3, 0.3, 0.3, 4.75)}
+    kw = dict(n_coll=0, h=(1.0, 1.0, 1.0), materials=mats, jam_pressure_mpa=1.0, collision_tol=0.1)
+    m_half, m_end = round(top * 0.85), round(top * 0.7)
+    one = rearrange_mod.rearrange(inst[:top], inst[:top] > 0, m_cur=top, m_target=m_end, phase_of=lab[:top], **kw)
+    first = rearrange_mod.rearrange(inst[:top], inst[:top] > 0, m_cur=top, m_target=m_half, phase_of=lab[:top], **kw)
+    assert one.stop["by"] == first.stop["by"] == "target" and first.layers == m_half
+    new_lab, src = remap_voxels(lab[:top], inst[:top] > 0, first.target, n_allowed=m_half)
+    inst2 = np.where(src >= 0, inst[:top].reshape(-1)[np.maximum(src, 0)], 0).astype(np.int32)
+    second = rearrange_mod.rearrange(inst2, inst2 > 0, m_cur=m_half, m_target=m_end, phase_of=new_lab,
+                                     packing=first.packing, **kw)
+    assert second.stop["by"] == "target" and second.layers == m_end
+    np.testing.assert_array_equal(second.packing.radius, one.packing.radius)  # the same spheres, carried
+    np.testing.assert_array_equal(second.packing.ids, one.packing.ids)
+    # body positions: two stages vs one
+    def body_centres(p):
+        return np.stack([np.bincount(p.body, weights=p.centre[a]) / np.bincount(p.body) for a in range(3)])
+    diff = np.abs(body_centres(second.packing) - body_centres(one.packing)).max()
+    assert diff <= 0.5, diff
+    refit = rearrange_mod.DemPacking.fit(inst2, z_bottom=0.0, z_top=float(m_half))
+    assert refit.radius.size != first.packing.radius.size or np.abs(refit.radius - first.packing.radius).max() > 0.1
+    assert n0 >= top

@@ -113,7 +113,8 @@ class DemMove:
     overlap at the end, relative to the smaller radius; ``wall_um``: the roll's height above the
     cell bottom; ``collisions``: the particle volume the rigid move squeezes (beyond the digitisation
     shell) per volume the roll swept; ``stop``: what
-    stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values.
+    stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values;
+    ``packing``: the clumps where the roll stopped (the next stage's start, :class:`DemPacking`).
     """
 
     target: np.ndarray
@@ -125,6 +126,78 @@ class DemMove:
     wall_um: float
     collisions: float
     stop: dict
+    packing: "DemPacking | None" = None
+
+
+@dataclasses.dataclass
+class DemPacking:
+    """The DEM packing carried from one increment to the next (coating grid, voxel units).
+
+    ``ids`` (b,): particle instance id of each body; ``centre`` (3, s): sphere centres, each clump
+    as one lateral image (unwrapped: a clump cut by a periodic face keeps its spheres together);
+    ``radius`` (s,); ``body`` (s,): index into ``ids``; ``anchor`` (3, b): the mean carried
+    displacement (µm) of each body's voxels when the spheres were last moved with them
+    (:meth:`follow`). Fitted once to the uncalendered particles (:func:`fit_clumps`); afterwards the
+    spheres move only with the DEM and with the stress solve's displacement of their particle, so
+    where the packing jams does not depend on how the previous increment was re-voxelised.
+    """
+
+    ids: np.ndarray
+    centre: np.ndarray
+    radius: np.ndarray
+    body: np.ndarray
+    anchor: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
+        """Clumps fitted force-free to the particle instances (:func:`fit_clumps`)."""
+        return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top))
+
+    def bodies_in(self, inst: np.ndarray) -> "DemPacking":
+        """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
+        safety against a caller's relabelling) and whose spheres stay ≥ ``MIN_RADIUS``."""
+        present = np.zeros(int(max(inst.max(), self.ids.max(initial=0))) + 1, bool)
+        present[np.unique(inst)] = True
+        keep = present[self.ids[self.body]] & (self.radius >= MIN_RADIUS)
+        used = np.unique(self.body[keep])
+        remap = np.full(self.ids.size, -1, np.int64)
+        remap[used] = np.arange(used.size)
+        return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]],
+                          None if self.anchor is None else self.anchor[:, used])
+
+    def between(self, z_bottom: float, z_top: float) -> "DemPacking":
+        """Spheres that poke through the collector plane or the roll flattened to touch it (the remap
+        keeps the voxels inside the same planes; plastic flattening, no stored overlap)."""
+        r = np.minimum(self.radius, np.minimum(self.centre[0] - z_bottom, z_top - self.centre[0]))
+        return dataclasses.replace(self, radius=r)
+
+    def follow(self, inst: np.ndarray, disp: np.ndarray, h, *, z_bottom: float, z_top: float) -> "DemPacking":
+        """The packing after a voxel stress solve: each clump translated by the mean displacement its
+        particle's voxels took since :meth:`anchor_to` (``disp`` (3, …): the calender's carried voxel
+        displacement, µm), then flattened where the solve pressed particles into each other, the
+        collector or the roll: the overlapping spheres shrink by a common factor until they just
+        touch (as :func:`fit_clumps` starts them), so the next DEM stage starts force-free from
+        the deformed packing — the solve's stress stays in the voxels, and lithium and cracked
+        NCM deform permanently (no elastic spring-back is stored in the spheres)."""
+        mean = _body_mean(inst, disp, self.ids)
+        step = (mean - self.anchor) / np.asarray(h, float)[:, None]
+        centre = self.centre + step[:, self.body]
+        radius = _separate(centre, self.radius, self.body, inst.shape)
+        out = DemPacking(self.ids, centre, radius, self.body, mean).between(z_bottom, z_top)
+        return out.bodies_in(inst)
+
+    def anchor_to(self, inst: np.ndarray, disp: np.ndarray) -> "DemPacking":
+        """Record the bodies' mean voxel displacement now (the spheres and voxels agree here)."""
+        return dataclasses.replace(self, anchor=_body_mean(inst, disp, self.ids))
+
+
+def _body_mean(inst, disp, ids):
+    """Mean of ``disp`` (3, …) over each body's voxels, (3, b)."""
+    flat = inst.reshape(-1)
+    n = int(max(flat.max(), ids.max(initial=0))) + 1
+    count = np.maximum(np.bincount(flat, minlength=n), 1)
+    return np.stack([np.bincount(flat, weights=disp[a].reshape(-1).astype(float), minlength=n)[ids] / count[ids]
+                     for a in range(3)])
 
 
 def load_lammps():
@@ -182,16 +255,18 @@ def dem_materials(lab, cstate, lut):
 
 
 def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, materials, n_coll, m_cur, m_next, h,
-                    seed, pore_gray, jam, collision_tol, moving_value, stats):
+                    seed, pore_gray, jam, collision_tol, moving_value, stats, packing=None):
     """One increment's DEM stage on calender's state (labels, image, stress, strain, displacement,
-    broken shells, contact state; thickness axis first): :func:`rearrange` from ``m_cur`` toward
-    ``m_next`` layers, then every voxel moves rigidly with its particle's clump through the
-    volume-conserving remap, its state gathered with ``take(arr, src, fill)``. Returns the moved
-    state and the coating thickness (layers) where the roll stopped; logs the stage in
-    ``stats["dem"]`` and the roll pressure in ``stats["pressure"]``."""
+    broken shells, contact state; thickness axis first): :func:`rearrange` of ``packing`` (None: fit
+    to the particles) from ``m_cur`` toward ``m_next`` layers, then every voxel moves rigidly with
+    its particle's clump through the volume-conserving remap, its state gathered with
+    ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) where the roll
+    stopped and the packing there (anchored to the moved voxels: the stress solve's displacement
+    moves it on, :meth:`DemPacking.follow`); logs the stage in ``stats["dem"]`` and the roll
+    pressure in ``stats["pressure"]``."""
     mov = moving_value(lab)
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
-                     phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol)
+                     phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol, packing=packing)
     m_new = min(m_cur, max(m_next, move.layers))
     new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
     shift = np.zeros_like(disp)
@@ -209,9 +284,10 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
     stats["pressure"] = max(move.pressure_mpa, -float(stress[0, n_coll:].mean()))
     stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
-                         "pressure_mpa": move.pressure_mpa, "spheres": move.spheres,
-                         "max_overlap": move.max_overlap, "collisions": move.collisions, "stop": move.stop})
-    return new_lab, img, stress, strain, disp, broken, m_new
+                         "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
+                         "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
+                         "stop": move.stop})
+    return new_lab, img, stress, strain, disp, broken, m_new, move.packing.anchor_to(cstate.inst, disp)
 
 
 # ---------------------------------------------------------------------- clump fit
@@ -305,8 +381,8 @@ def _separate(centre, radius, body, shape):
 # ---------------------------------------------------------------------- DEM stage
 def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, m_target: int,
               h: tuple[float, float, float], materials: dict[int, DemMaterial], phase_of: np.ndarray,
-              jam_pressure_mpa: float, collision_tol: float) -> DemMove:
-    """One DEM rearrangement stage: compress the fitted spheres from ``m_cur`` toward ``m_target``.
+              jam_pressure_mpa: float, collision_tol: float, packing: DemPacking | None = None) -> DemMove:
+    """One DEM rearrangement stage: compress the packing from ``m_cur`` toward ``m_target``.
 
     Parameters
     ----------
@@ -328,15 +404,23 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
         particle volume squeezed beyond the digitisation shell (:func:`_squeezed_voxels`) exceeds
         this fraction of the volume the roll swept; the roll then stays at its last sub-step below
         both limits.
+    packing : DemPacking, optional
+        Where the previous stage left the clumps (moved with the stress solve since,
+        :meth:`DemPacking.follow`); None fits them to ``inst`` (the first stage).
     """
     z_bot = float(n_coll)
     z_top = float(n_coll + m_cur)
-    ids, centre, radius, body = fit_clumps(inst, z_bottom=z_bot, z_top=z_top)
+    if packing is None:
+        packing = DemPacking.fit(inst, z_bottom=z_bot, z_top=z_top)
+    else:  # the roll starts at the current top layer: a sphere above it is flattened against it
+        packing = packing.between(z_bot, z_top).bodies_in(inst)
+    ids, centre, radius, body = packing.ids, packing.centre, packing.radius, packing.body
     idx = np.nonzero(moving)
     n_mov = idx[0].size
     if ids.size == 0:
         tgt = np.stack([i + 0.5 for i in idx]).astype(float)
-        return DemMove(tgt, np.zeros((3, n_mov)), m_cur, 0.0, 0, 0.0, z_top * h[0], 0.0, {"by": "no particles"})
+        return DemMove(tgt, np.zeros((3, n_mov)), m_cur, 0.0, 0, 0.0, z_top * h[0], 0.0, {"by": "no particles"},
+                       packing)
     phase = _majority_phase(inst, phase_of, ids)[body]
     # voxel-collision check of a rigid move: particle voxels and the sphere each one follows
     lookup = np.full(int(inst.max()) + 1, -1, np.int64)
@@ -368,7 +452,10 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     target = np.stack([i + 0.5 for i in idx]).astype(float) + shift_v
     shift_um = shift_v * np.asarray(h, float)[:, None]
     layers = max(int(np.ceil(z_wall / h[0] - 1e-6)), n_coll + m_target) - n_coll
-    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop)
+    # the packing goes on from here: each sphere continuous with its start (one lateral image per clump)
+    carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape), anchor=None)
+    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop,
+                   carried)
 
 
 def _lateral_min_image(d, shape):
