@@ -35,9 +35,7 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
    nearly the same roll travel at any voxel size (the rule it replaces counted voxel hulls per
    layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped the roll
-   earlier — at 6 µm in its first quarter layer). A series of stages still depends on the voxel size:
-   each increment refits its clumps force-free to the remapped voxels (README "Known limits", LMP
-   shells).
+   earlier — at 6 µm in its first quarter layer).
 3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
@@ -45,10 +43,23 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
 
 The voxel stress solve of :func:`.calender` then compresses the rearranged coating from where
 the roll stopped to the increment's target: stress builds only for the compression that
-rearrangement could not take, i.e. where the particles are jammed. Each DEM stage starts from the
-current voxel geometry (clumps refitted, no carried contact history or prestress); a particle
-that moved by half a voxel or more left the contacts that loaded it and arrives unloaded (its
-carried stress is dropped), the others keep theirs.
+rearrangement could not take, i.e. where the particles are jammed. A particle that moved by half
+a voxel or more left the contacts that loaded it and arrives unloaded (its carried stress is
+dropped), the others keep theirs.
+
+**The packing is carried from increment to increment** (:class:`DemPacking`): the clumps are
+fitted once, to the uncalendered particles; each later stage starts where the last one left its
+spheres (their positions and orientations, hence their contact overlaps), not from a refit to
+the re-voxelised particles — a refit re-digitises every particle each increment, at an error of
+about a voxel that grows with the voxel size, so a series of refitted stages jammed at a
+roll travel that depended on the voxel size (README "Known limits", LMP shells). Between stages
+the spheres follow their particles through the stress solve (each clump by the mean displacement
+of its particle's voxels) and are flattened where the solve pressed them into each other, the
+collector or the roll (spheres shrunk to just touch, as the fit starts them): the deformation the
+solve gave the particles is permanent (plastic lithium, crushed NCM), its stress stays in the
+voxels, and what the DEM feels of it is the particles' new, flatter shape. Not carried: the
+tangential (Mindlin) contact history and velocities — every stage starts from rest and ends
+relaxed, so only the sliding springs' memory is lost.
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
@@ -69,6 +80,7 @@ from scipy.spatial import cKDTree
 
 from ...errors import MissingDependencyError
 from ...materials import MATERIALS
+from ._contacts import particle_surface
 from ._remap import remap_voxels
 
 #: roll-wall sub-step (voxels) and LAMMPS steps to move it and to relax the packing after it
@@ -466,13 +478,10 @@ def _lateral_min_image(d, shape):
 
 
 def _core(inst):
-    """Particle voxels that are not on their particle's surface (all 6 neighbours in the same
-    particle): beneath the one-voxel digitisation shell in which the true surface lies."""
-    core = inst > 0
-    for ax in range(3):
-        for step in (1, -1):
-            core &= np.roll(inst, step, axis=ax) == inst
-    return core
+    """Particle voxels that are not on their particle's surface (:func:`._contacts.particle_surface`:
+    all 6 neighbours in the same particle; the collector side and the roll are outside): beneath the
+    one-voxel digitisation shell in which the true surface lies."""
+    return (inst > 0) & ~particle_surface(inst)
 
 
 def _squeezed_voxels(pvox, powner, pcore, shift, shape, n_coll, wall_layer):
