@@ -228,3 +228,25 @@ def test_two_dem_increments_carry_the_packing_to_where_one_increment_takes_it():
     refit = rearrange_mod.DemPacking.fit(inst2, z_bottom=0.0, z_top=float(m_half))
     assert refit.radius.size != first.packing.radius.size or np.abs(refit.radius - first.packing.radius).max() > 0.1
     assert n0 >= top
+
+
+@needs_dem
+def test_calender_fits_the_clumps_once_and_carries_them():
+    """The loose column calendered to 30 % in two DEM increments: the clumps are fitted in the first
+    stage only, the second starts where the first left them, and the column ends where one
+    increment takes it (the solid's mean accumulated displacement per axis within half a voxel)."""
+    inst = _zigzag_column()
+    labels = np.where(inst > 0, 1, 0).astype(np.uint8)
+    kw = dict(particles=inst, voxel_size_um=1.0, thickness_axis="z", collector_side="low", workers=1,
+              edge_margin=0, tol=1e-3, rearrange="dem")
+    two = calender(labels, ratios=[0.15, 0.3], steps=2, **kw)
+    one = calender(labels, ratios=[0.3], steps=1, **kw)
+    stages = two.settings["dem_stages"]
+    assert [st["fitted"] for st in stages] == [True, False]
+    assert stages[1]["from_layers"] == stages[0]["stopped_layers"] and stages[1]["spheres"] == stages[0]["spheres"]
+    assert all(st["stopped_layers"] == st["target_layers"] for st in stages)
+    assert two.steps[-1].thickness_voxels == one.steps[-1].thickness_voxels
+    solid_two, solid_one = two.states[-1].labels == 1, one.states[-1].labels == 1
+    mean_two = two.states[-1].displacement_um[:, solid_two].mean(axis=1)
+    mean_one = one.states[-1].displacement_um[:, solid_one].mean(axis=1)
+    assert np.abs(mean_two - mean_one).max() <= 0.5, (mean_two, mean_one)
