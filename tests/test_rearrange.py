@@ -157,27 +157,37 @@ def test_squeeze_stop_gives_the_same_roll_travel_at_two_voxel_sizes():
 
 
 def test_carried_packing_follows_its_particles_and_flattens_where_pressed():
-    """:meth:`DemPacking.follow`: two touching balls; the stress solve moves ball 2 down by 3
-    voxels (its voxels' carried displacement, µm) and ball 1 not at all. Ball 2's spheres move by
-    exactly that; the overlap it made is flattened (both shrink by one factor until they just
-    touch); a second follow with no new displacement changes nothing; a sphere pressed through the
-    roll is flattened against it."""
+    """:meth:`DemPacking.follow`: two balls; the stress solve (here: a shift of the voxels) moves
+    ball 2 down by 4 voxels and across a periodic face sideways by 2, into ball 1's cap. Each
+    clump moves as its voxels' centroid did (ball 2 exactly by the shift); the overlap it made is flattened (the deepest pair shrinks by one
+    factor until it just touches, spheres that overlap nothing keep their radius); a second follow
+    with no new move changes nothing; a sphere pressed through the roll is flattened against it."""
     shape = (24, 20, 20)
-    h = (2.0, 2.0, 2.0)
     inst = np.zeros(shape, np.int32)
-    inst[_ball(shape, (7.0, 10.0, 10.0), 5)] = 1
-    inst[_ball(shape, (17.0, 10.0, 10.0), 5) & (inst == 0)] = 2
-    packing = rearrange_mod.DemPacking.fit(inst, z_bottom=0.0, z_top=24.0)
-    disp = np.zeros((3, *shape), np.float32)
-    packing = packing.anchor_to(inst, disp)
-    disp[0][inst == 2] = -3.0 * h[0]  # ball 2 pressed 3 voxels down onto ball 1 (µm)
-    moved = packing.follow(inst, disp, h, z_bottom=0.0, z_top=24.0)
+    g = np.indices(shape).astype(float) + 0.5
+    for k, (c0, c2) in enumerate(((7.0, 1.0), (17.0, 19.0)), 1):  # both balls cut by the periodic face of axis 2
+        dx = g[2] - c2 - shape[2] * np.round((g[2] - c2) / shape[2])
+        inst[((g[0] - c0) ** 2 + (g[1] - 10.0) ** 2 + dx ** 2 <= 25.0) & (inst == 0)] = k
+    packing = rearrange_mod.DemPacking.fit(inst, z_bottom=0.0, z_top=24.0).anchor_to(inst)
+    pressed_inst = np.where(inst == 2, 0, inst)  # ball 2 moved 4 down, 2 across the face: it takes ball 1's cap
+    pressed_inst[np.roll(np.roll(inst == 2, -4, axis=0), 2, axis=2)] = 2
+
+    def centroid(lab, k):  # of ball k's voxels, its lateral coordinate the image nearest x = 1
+        v = np.argwhere(lab == k).astype(float) + 0.5
+        v[:, 2] -= shape[2] * np.round((v[:, 2] - 1.0) / shape[2])
+        return v.mean(axis=0)
+
+    moved = packing.follow(pressed_inst, z_bottom=0.0, z_top=24.0)
     one, two = packing.body == 0, packing.body == 1
     assert moved.ids.tolist() == [1, 2]
-    np.testing.assert_allclose(moved.centre[:, one], packing.centre[:, one])
-    np.testing.assert_allclose(moved.centre[:, two], packing.centre[:, two] + [[-3.0], [0.0], [0.0]])
+    np.testing.assert_allclose(moved.centre[:, two], packing.centre[:, two] + [[-4.0], [0.0], [2.0]], atol=1e-9)
+    shift_1 = centroid(pressed_inst, 1) - centroid(inst, 1)  # ball 1 lost its cap: its centroid sank a little
+    assert -1.5 < shift_1[0] < -0.1
+    np.testing.assert_allclose(moved.centre[:, one], packing.centre[:, one] + shift_1[:, None], atol=1e-9)
     a, b = np.flatnonzero(one), np.flatnonzero(two)
-    d = np.linalg.norm(moved.centre[:, a][:, :, None] - moved.centre[:, b][:, None, :], axis=0)
+    d = moved.centre[:, a][:, :, None] - moved.centre[:, b][:, None, :]
+    d[2] -= shape[2] * np.round(d[2] / shape[2])
+    d = np.linalg.norm(d, axis=0)
     pressed = d - packing.radius[a][:, None] - packing.radius[b][None, :]  # the unflattened spheres' gaps
     gap = d - moved.radius[a][:, None] - moved.radius[b][None, :]
     assert pressed.min() < -1.0  # the move pressed the balls more than a voxel into each other …
@@ -187,10 +197,10 @@ def test_carried_packing_follows_its_particles_and_flattens_where_pressed():
     free[a[(pressed < 0).any(axis=1)]] = free[b[(pressed < 0).any(axis=0)]] = False
     np.testing.assert_array_equal(moved.radius[free], packing.radius[free])
     assert (moved.radius <= packing.radius + 1e-12).all() and (moved.radius < packing.radius - 0.3).any()
-    again = moved.follow(inst, disp, h, z_bottom=0.0, z_top=24.0)  # no displacement since: no change
+    again = moved.follow(pressed_inst, z_bottom=0.0, z_top=24.0)  # no move since: no change
     np.testing.assert_allclose(again.centre, moved.centre)
     np.testing.assert_allclose(again.radius, moved.radius)
-    low_roll = moved.follow(inst, disp, h, z_bottom=0.0, z_top=19.0)  # the roll came down to layer 19
+    low_roll = moved.follow(pressed_inst, z_bottom=0.0, z_top=19.0)  # the roll came down to layer 19
     assert (low_roll.centre[0] + low_roll.radius <= 19.0 + 1e-9).all()
 
 

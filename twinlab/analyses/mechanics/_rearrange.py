@@ -147,11 +147,11 @@ class DemPacking:
 
     ``ids`` (b,): particle instance id of each body; ``centre`` (3, s): sphere centres, each clump
     as one lateral image (unwrapped: a clump cut by a periodic face keeps its spheres together);
-    ``radius`` (s,); ``body`` (s,): index into ``ids``; ``anchor`` (3, b): the mean carried
-    displacement (µm) of each body's voxels when the spheres were last moved with them
-    (:meth:`follow`). Fitted once to the uncalendered particles (:func:`fit_clumps`); afterwards the
-    spheres move only with the DEM and with the stress solve's displacement of their particle, so
-    where the packing jams does not depend on how the previous increment was re-voxelised.
+    ``radius`` (s,); ``body`` (s,): index into ``ids``; ``anchor`` (3, b): the centroid of each
+    body's voxels when the spheres last agreed with them (:meth:`anchor_to`). Fitted once to the
+    uncalendered particles (:func:`fit_clumps`); afterwards the spheres move only with the DEM and
+    as the stress solve moved their particle, so where the packing jams does not depend on how the
+    previous increment was re-voxelised.
     """
 
     ids: np.ndarray
@@ -183,33 +183,41 @@ class DemPacking:
         r = np.minimum(self.radius, np.minimum(self.centre[0] - z_bottom, z_top - self.centre[0]))
         return dataclasses.replace(self, radius=r)
 
-    def follow(self, inst: np.ndarray, disp: np.ndarray, h, *, z_bottom: float, z_top: float) -> "DemPacking":
-        """The packing after a voxel stress solve: each clump translated by the mean displacement its
-        particle's voxels took since :meth:`anchor_to` (``disp`` (3, …): the calender's carried voxel
-        displacement, µm), then flattened where the solve pressed particles into each other, the
-        collector or the roll: the overlapping spheres shrink by a common factor until they just
-        touch (as :func:`fit_clumps` starts them), so the next DEM stage starts force-free from
-        the deformed packing — the solve's stress stays in the voxels, and lithium and cracked
-        NCM deform permanently (no elastic spring-back is stored in the spheres)."""
-        mean = _body_mean(inst, disp, self.ids)
-        step = (mean - self.anchor) / np.asarray(h, float)[:, None]
+    def follow(self, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
+        """The packing after a voxel stress solve: each clump translated as its particle's voxels
+        moved since :meth:`anchor_to` (the shift of their centroid, so the remap's pushes count),
+        then flattened where the solve pressed particles into each other, the collector or the
+        roll: the overlapping spheres shrink by a common factor until they just touch (as
+        :func:`fit_clumps` starts them), so the next DEM stage starts force-free from the deformed
+        packing — the solve's stress stays in the voxels, and lithium and cracked NCM deform
+        permanently (no elastic spring-back is stored in the spheres)."""
+        step = _voxel_centroids(inst, self) - self.anchor
         centre = self.centre + step[:, self.body]
         radius = _separate(centre, self.radius, self.body, inst.shape)
-        out = DemPacking(self.ids, centre, radius, self.body, mean).between(z_bottom, z_top)
-        return out.bodies_in(inst)
+        moved = DemPacking(self.ids, centre, radius, self.body).between(z_bottom, z_top).bodies_in(inst)
+        return moved.anchor_to(inst)
 
-    def anchor_to(self, inst: np.ndarray, disp: np.ndarray) -> "DemPacking":
-        """Record the bodies' mean voxel displacement now (the spheres and voxels agree here)."""
-        return dataclasses.replace(self, anchor=_body_mean(inst, disp, self.ids))
+    def anchor_to(self, inst: np.ndarray) -> "DemPacking":
+        """Record where the bodies' voxels are now (the spheres and the voxels agree here)."""
+        return dataclasses.replace(self, anchor=_voxel_centroids(inst, self))
 
 
-def _body_mean(inst, disp, ids):
-    """Mean of ``disp`` (3, …) over each body's voxels, (3, b)."""
-    flat = inst.reshape(-1)
-    n = int(max(flat.max(), ids.max(initial=0))) + 1
-    count = np.maximum(np.bincount(flat, minlength=n), 1)
-    return np.stack([np.bincount(flat, weights=disp[a].reshape(-1).astype(float), minlength=n)[ids] / count[ids]
-                     for a in range(3)])
+def _voxel_centroids(inst, packing):
+    """Centroid (3, b) of each body's voxels, voxel units, laterally the image nearest the body's
+    spheres (a particle cut by a periodic face counts as one piece); a body without voxels: its
+    spheres' mean centre."""
+    ids = packing.ids
+    count = np.bincount(packing.body, minlength=ids.size)
+    ref = np.stack([np.bincount(packing.body, weights=packing.centre[a], minlength=ids.size) / np.maximum(count, 1)
+                    for a in range(3)])
+    lookup = np.full(int(max(inst.max(), ids.max(initial=0))) + 1, -1, np.int64)
+    lookup[ids] = np.arange(ids.size)
+    vox = np.nonzero(lookup[inst] >= 0)
+    k = lookup[inst[vox]]
+    d = _lateral_min_image(np.stack(vox).astype(float) + 0.5 - ref[:, k], inst.shape)
+    n = np.bincount(k, minlength=ids.size)
+    mean = np.stack([np.bincount(k, weights=d[a], minlength=ids.size) for a in range(3)]) / np.maximum(n, 1)
+    return ref + mean
 
 
 def load_lammps():
@@ -273,8 +281,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     to the particles) from ``m_cur`` toward ``m_next`` layers, then every voxel moves rigidly with
     its particle's clump through the volume-conserving remap, its state gathered with
     ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) where the roll
-    stopped and the packing there (anchored to the moved voxels: the stress solve's displacement
-    moves it on, :meth:`DemPacking.follow`); logs the stage in ``stats["dem"]`` and the roll
+    stopped and the packing there (anchored to the moved voxels: the stress solve moves it on,
+    :meth:`DemPacking.follow`); logs the stage in ``stats["dem"]`` and the roll
     pressure in ``stats["pressure"]``."""
     mov = moving_value(lab)
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
@@ -299,7 +307,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
                          "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
                          "stop": move.stop})
-    return new_lab, img, stress, strain, disp, broken, m_new, move.packing.anchor_to(cstate.inst, disp)
+    return new_lab, img, stress, strain, disp, broken, m_new, move.packing.anchor_to(cstate.inst)
 
 
 # ---------------------------------------------------------------------- clump fit
@@ -370,8 +378,8 @@ def _separate(centre, radius, body, shape):
     n0, n1, n2 = shape
     if radius.size < 2:
         return radius
-    pts = np.stack([centre[0], centre[1] % n1, centre[2] % n2], axis=1)
-    tree = cKDTree(pts, boxsize=[4.0 * (n0 + np.abs(pts[:, 0]).max()) + 1.0, n1, n2])
+    pts = np.stack([centre[0] - centre[0].min(), centre[1] % n1, centre[2] % n2], axis=1)  # a box from 0
+    tree = cKDTree(pts, boxsize=[4.0 * (n0 + pts[:, 0].max()) + 1.0, n1, n2])
     pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
     out = radius.copy()
     if not pairs.size:

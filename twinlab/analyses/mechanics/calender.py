@@ -256,7 +256,7 @@ def calender(
                     preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
                     contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um)
                 if packing is not None:  # the clumps move on with their particles (flattened where pressed)
-                    packing = packing.follow(cstate.inst, disp, h, z_bottom=n_coll, z_top=n_coll + m_next)
+                    packing = packing.follow(cstate.inst, z_bottom=n_coll, z_top=n_coll + m_next)
                 stats["cg"] += cg
                 stats["newton"] += nw
                 stats["increments"] += 1
