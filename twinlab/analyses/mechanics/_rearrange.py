@@ -52,9 +52,11 @@ fitted once, to the uncalendered particles; each later stage starts where the la
 spheres (their positions and orientations, hence their contact overlaps), not from a refit to
 the re-voxelised particles — a refit re-digitises every particle each increment, at an error of
 about a voxel that grows with the voxel size, so a series of refitted stages jammed at a
-roll travel that depended on the voxel size (README "Known limits", LMP shells). Between stages
-the spheres follow their particles through the stress solve (each clump by the mean displacement
-of its particle's voxels) and are flattened where the solve pressed them into each other, the
+roll travel that depended on the voxel size (README "Known limits", LMP shells). A clump that
+turned in the DEM stays turned, while its voxel particle is only translated (step 3): for the
+near-spherical particles of the generated electrodes the two keep the same shape. Between stages
+the spheres follow their particles through the stress solve (each clump as the centroid of its
+particle's voxels moved, remap pushes included) and are flattened where the solve pressed them into each other, the
 collector or the roll (spheres shrunk to just touch, as the fit starts them): the deformation the
 solve gave the particles is permanent (plastic lithium, crushed NCM), its stress stays in the
 voxels, and what the DEM feels of it is the particles' new, flatter shape. Not carried: the
