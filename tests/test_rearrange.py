@@ -159,9 +159,10 @@ def test_squeeze_stop_gives_the_same_roll_travel_at_two_voxel_sizes():
 def test_carried_packing_follows_its_particles_and_flattens_where_pressed():
     """:meth:`DemPacking.follow`: two balls; the stress solve (here: a shift of the voxels) moves
     ball 2 down by 4 voxels and across a periodic face sideways by 2, into ball 1's cap. Each
-    clump moves as its voxels' centroid did (ball 2 exactly by the shift); the overlap it made is flattened (the deepest pair shrinks by one
-    factor until it just touches, spheres that overlap nothing keep their radius); a second follow
-    with no new move changes nothing; a sphere pressed through the roll is flattened against it."""
+    clump moves as its voxels' centroid did (ball 2 exactly by the shift); the overlap it made is
+    flattened (the deepest pair shrinks by one factor until it just touches, spheres that overlap
+    nothing keep their radius); a second follow with no new move changes nothing; a sphere pressed
+    through the roll is flattened against it."""
     shape = (24, 20, 20)
     inst = np.zeros(shape, np.int32)
     g = np.indices(shape).astype(float) + 0.5
