@@ -138,10 +138,15 @@ def main() -> None:
     ap.add_argument("--increment-n", type=int, default=256, help="size of the one-increment memory check (0 skips)")
     ap.add_argument("--preconditioner", default="multigrid", help="preconditioner of the per-iteration FFT-ratio "
                     "part, the increment and the calendering parts")
+    ap.add_argument("--profile-n", type=int, default=0, help="profile one CG iteration and one cycle of the "
+                    "multigrid at this size, component by component (0 skips)")
+    ap.add_argument("--profile-reps", type=int, default=10, help="cycles timed in the profile")
     ap.add_argument("--calender-peer", default="fft", help="also calender with this preconditioner in the same run "
                     "and print the time ratio ('' to skip)")
     args = ap.parse_args()
     print("load before:", uptime(), flush=True)
+    if args.profile_n:
+        profile_part(args)
     if args.sizes:
         scaling_part(args)
     if not args.skip_cg:
@@ -243,6 +248,96 @@ def scaling_part(args) -> None:
     if len(rows) >= 2:
         print(f"  iterations grow {rows[-1][1] / rows[0][1]:.2f}× from {rows[0][0]}³ to {rows[-1][0]}³ "
               "(target < 1.5×)", flush=True)
+
+
+def profile_part(args) -> None:
+    """Where one CG iteration and one multigrid cycle spend their time on the porous electrode at
+    ``--profile-n``: every kernel the cycle calls is wrapped with a timer, keyed by kernel and level
+    (the level's node count), and ``--profile-reps`` cycles are run on CG's first residual; the
+    same run times the CG iteration's own parts (fine operator on float32 directions, dots and
+    updates) and the FFT pair peer."""
+    import numba
+
+    from twinlab.analyses.mechanics import _fft_solver
+    from twinlab.analyses.mechanics import _multigrid as mg_mod
+
+    lab, lam, mu = electrode_cell(args.profile_n)
+    solver = MechanicsSolver(lam, mu, dtype="float64", workers=args.workers)
+    solver.solve_linear([-0.01, 0, 0, 0, 0, 0], rtol=0.5)  # builds the hierarchy, compiles
+    mg = solver._mg
+    level_of = {lev.nodes: li for li, lev in enumerate(mg.levels)}
+    times: dict = {}
+
+    def timed(name, fn, arg):
+        def wrapper(*a, **k):
+            key = (name, level_of.get(int(np.prod(a[arg].shape[-3:])), -1) if arg is not None else -1)
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            dt = time.perf_counter() - t
+            c, s = times.get(key, (0, 0.0))
+            times[key] = (c + 1, s + dt)
+            return out
+        return wrapper
+
+    names = {"_cheb_step": 1, "_sub": 0, "_axpy": 0, "_dot": 0, "_restrict": 0, "_prolong_add": 0,
+             "stencil_apply": 1, "apply_tangent": 0}
+    saved = {n: getattr(mg_mod, n) for n in names}
+    saved_coarse = mg.__class__._solve_coarsest
+    numba.set_num_threads(args.workers)
+    shape = lam.shape
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal((3, *shape))
+    r *= mg.levels[0].mask
+    z = np.empty((3, *shape), np.float32)
+    mg.apply(r, z)  # warm
+    t = time.perf_counter()
+    for _ in range(args.profile_reps):
+        mg.apply(r, z)
+    cycle = (time.perf_counter() - t) / args.profile_reps
+    for n, arg in names.items():
+        setattr(mg_mod, n, timed(n, saved[n], arg))
+    mg.__class__._solve_coarsest = timed("coarsest solve", saved_coarse, 1)
+    try:
+        for _ in range(args.profile_reps):
+            mg.apply(r, z)
+    finally:
+        for n in names:
+            setattr(mg_mod, n, saved[n])
+        mg.__class__._solve_coarsest = saved_coarse
+    # the CG iteration's own parts (as in MechanicsSolver._pcg)
+    coef, pvec, active = solver._tangent(None, None)
+    p = z.copy()
+    q = np.empty((3, *shape))
+    x = np.zeros((3, *shape))
+    reps = args.profile_reps
+
+    def best(fn):
+        fn()
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return min(ts)
+
+    t_fine = best(lambda: _fft_solver.apply_tangent(p, coef, pvec, active, solver._q, q))
+    rr = r.copy()
+    t_vec = best(lambda: (_fft_solver._dot(p, q), _fft_solver._axpy2(x, p, rr, q, 1e-30), _fft_solver._dot(rr, z),
+                          _fft_solver._dot(z, q), _fft_solver._xpby(z, p, 0.5)))
+    peer = fft_pair_time(shape, "float32", 6, workers=args.workers)
+    peer64 = fft_pair_time(shape, "float64", 6, workers=args.workers)
+    total = sum(s for _, s in times.values()) / reps
+    print(f"profile at {shape} ({len(mg.levels)} levels: {', '.join(str(lev.shape) for lev in mg.levels)}), "
+          f"{reps} cycles | {uptime()}", flush=True)
+    print(f"  one cycle {cycle * 1e3:.1f} ms (sum of the timed kernels with the timers on {total * 1e3:.1f} ms):",
+          flush=True)
+    for (name, li), (c, s) in sorted(times.items(), key=lambda kv: -kv[1][1]):
+        print(f"    {name:16s} level {li}: {c / reps:5.1f} calls/cycle, {s / reps * 1e3:7.1f} ms/cycle "
+              f"({s / c * 1e3:6.2f} ms/call) = {s / reps / cycle * 100:4.1f} %", flush=True)
+    it = t_fine + t_vec + cycle
+    print(f"  one CG iteration ≈ {it * 1e3:.1f} ms: fine operator {t_fine * 1e3:.1f} ms, dots/updates "
+          f"{t_vec * 1e3:.1f} ms, cycle {cycle * 1e3:.1f} ms; 6+6 FFT pair float32 {peer * 1e3:.1f} ms, float64 "
+          f"{peer64 * 1e3:.1f} ms → iteration {it / peer:.2f}× (f32) / {it / peer64:.2f}× (f64) the pair", flush=True)
 
 
 class SolverCounters:

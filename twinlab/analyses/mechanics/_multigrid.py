@@ -548,6 +548,16 @@ def _sub(r, y):
 
 
 @numba.njit(parallel=True, cache=True)
+def _residual_image(b, r, out):
+    """out = b − r (A x from the residual r = b − A x)."""
+    bf = b.reshape(-1)
+    rf = r.reshape(-1)
+    of = out.reshape(-1)
+    for i in numba.prange(of.size):
+        of[i] = bf[i] - rf[i]
+
+
+@numba.njit(parallel=True, cache=True)
 def _axpy(y, x, a):
     """y += a x."""
     yf = y.reshape(-1)
@@ -1328,9 +1338,11 @@ class ElasticMultigrid:
         finally:
             numba.set_num_threads(self.threads)
 
-    def smooth(self, li: int, b, x, r) -> None:
+    def smooth(self, li: int, b, x, r, *, residual: bool = True) -> None:
         """``degree`` Chebyshev–Jacobi steps on level ``li`` for A x = b; ``r`` holds b − A x on
-        entry and exit (x = 0, r = b for a pre-smoothing)."""
+        entry and, with ``residual``, on exit (x = 0, r = b for a pre-smoothing). Without
+        ``residual`` the last step's operator application is skipped (r is then stale): the
+        finest level's post-smoothing, whose residual nobody reads — one fine application of 9."""
         lev = self.levels[li]
         lmax = lev.lmax
         lmin = lmax / self.ratio
@@ -1343,6 +1355,8 @@ class ElasticMultigrid:
         _cheb_step(lev.dinv, r, d, x, dt(0), dt(1.0 / theta))
         degree = self.degree if li == 0 else self.coarse_degree
         for s in range(1, degree + 1):
+            if s == degree and not residual:
+                break
             lev.apply(d, lev.t)
             _sub(r, lev.t)
             if s == degree:
@@ -1360,7 +1374,9 @@ class ElasticMultigrid:
         else:
             self._vcycle(li, b, x)
 
-    def _vcycle(self, li: int, b, x) -> None:
+    def _vcycle(self, li: int, b, x, *, residual: bool = False) -> None:
+        """x ≈ A_li⁻¹ b by one V-cycle from level li; with ``residual`` the level's ``r`` holds
+        b − A x on exit (the K-cycle reads A x = b − r from it instead of applying A again)."""
         lev = self.levels[li]
         numba.set_num_threads(lev.threads(self.threads))
         x[...] = 0
@@ -1376,7 +1392,7 @@ class ElasticMultigrid:
         lev.apply(x, lev.t)
         r[...] = b
         _sub(r, lev.t)
-        self.smooth(li, b, x, r)
+        self.smooth(li, b, x, r, residual=residual)
 
     def _kcycle(self, li: int, b, x) -> None:
         """Two steps of flexible CG on level li, each preconditioned by a cycle from li (Notay &
@@ -1385,9 +1401,9 @@ class ElasticMultigrid:
         skipped when the first already reduced the residual 4×. Nonlinear in b: the outer CG is flexible."""
         lev = self.levels[li]
         z1, w1, r2, z2, w2 = lev.kvec
-        self._vcycle(li, b, z1)
+        self._vcycle(li, b, z1, residual=True)
         numba.set_num_threads(lev.threads(self.threads))
-        lev.apply(z1, w1)
+        _residual_image(b, lev.r, w1)  # A z1 = b − r: the smoother's residual, no extra application
         rho1 = _dot(z1, w1)
         if not rho1 > 0:
             x[...] = z1
@@ -1399,9 +1415,9 @@ class ElasticMultigrid:
             x[...] = z1
             x *= a1
             return
-        self._vcycle(li, r2, z2)
+        self._vcycle(li, r2, z2, residual=True)
         numba.set_num_threads(lev.threads(self.threads))
-        lev.apply(z2, w2)
+        _residual_image(r2, lev.r, w2)
         g = _dot(z2, w1) / rho1
         _axpy(z2, z1, -g)  # d2 = z2 − g z1, A d2 = w2 − g w1
         _axpy(w2, w1, -g)
