@@ -1,7 +1,7 @@
 """Benchmark of the mechanics solver and of virtual calendering (not collected by pytest).
 
 Run:  .venv/bin/python tests/benchmarks/bench_mechanics.py [--n 128] [--skip-calender]
-      [--sizes 64,128,256] [--increment-n 256]
+      [--sizes 64,128,256] [--increment-n 256] [--profile-n 128]
 
 Prints, measured in the same run (the machine is shared: ratios matter, not absolute times):
 * multigrid scaling (``preconditioner="multigrid"``): CG iterations and time to a relative residual of
@@ -22,7 +22,9 @@ Prints, measured in the same run (the machine is shared: ratios matter, not abso
   porosity and crackable volume between the two;
 * for the increment and the ten-step run, where the time goes: CG solves and iterations, multigrid
   builds, fine-level refreshes and cycles (:class:`SolverCounters`);
-* `uptime` load before and after, peak RSS.
+* `uptime` load before and after, peak RSS;
+* with ``--profile-n``: one multigrid cycle kernel by kernel and level (calls and ms per cycle) and
+  one CG iteration (fine operator, vector updates, cycle) against the 6 + 6 FFT pair.
 
 Measured (2 vCPU shared with 4 other sessions, load 11–22; the machine was never quiet, so CPU
 seconds of the process are given where wall time mostly measured the others):
@@ -60,6 +62,16 @@ seconds of the process are given where wall time mostly measured the others):
   846 cycles 537 s, peak RSS 1.05 GiB; ≈ 10× the 60 s target. One 128³ increment, main vs this
   branch in consecutive runs (load 3.5–6): 60.5 vs 57.2 CPU-s, 57 CG / 3 Newton both, same porosity,
   peak RSS 1.60 vs 0.97 GiB.
+* cheaper cycle (no application for an unread residual, A z of the K-cycle from the smoother's
+  residual, fine Chebyshev degree 4 → 3): ``--profile-n 64`` / ``128`` run against main's code and
+  this code back to back (load 1.4–2.2): one cycle 70.6 → 60.9 ms at 64³, 563 → 472 ms at 128³;
+  per cycle 9 → 6 fine and 12 → 10 (64³) / 6 → 5 (128³: the K-cycle's second step is skipped
+  there) level-1 applications. Where a 128³ cycle goes (this code): level-1 stencil 35 %, fine
+  operator 26 %, fine Chebyshev steps 22 %, level 2 9 %, fine restriction + prolongation 10 %,
+  levels ≥ 3 and the coarsest solve < 5 %. Solve to 1e-5 (same run): 64³ 56 it 7.3 → 5.2 s, 128³
+  40 it 18.8 → 16.2 s (406 ms per iteration = 2.4× the float32 6 + 6 FFT pair, 170 ms, and 1.0× the
+  float64 pair; 64³: 93 ms = ≈ 10× the float32 pair, 6.5–8.7 ms: the "≤ 1.5× the FFT pair" of #16
+  is not met with the multigrid cycle, which costs ~6 fine operator sweeps plus the coarse levels).
 """
 
 from __future__ import annotations
