@@ -194,6 +194,34 @@ def test_vcycle_is_a_symmetric_positive_preconditioner():
     assert np.vdot(u, mu_) > 0
 
 
+@pytest.mark.parametrize("degree", [1, 2, 3])
+def test_cycle_residual_left_by_the_smoother_is_b_minus_a_x(degree):
+    """The K-cycle takes A z = b − r from the residual the coarse V-cycle's post-smoothing leaves
+    (no extra operator application), and the finest post-smoothing skips its last residual update:
+    on a coarse level r must equal b − A x after the V-cycle (float64: the coarse solution has
+    large near-null-space components, pieces floating at that level, whose float32 A x loses
+    digits either way); and a post-smoothing without the residual gives the same x as one with it."""
+    shape = (12, 10, 14)
+    coef, pvec, q = _material(shape, seed=3)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, coarse_degree=degree, degree=degree)
+    assert len(mg.levels) >= 3
+    lev = mg.levels[1]
+    b = np.random.default_rng(4).standard_normal((3, *lev.shape)) * lev.mask
+    x = np.empty_like(b)
+    mg._vcycle(1, b, x, residual=True)
+    ax = lev.apply(x, np.empty_like(b))
+    np.testing.assert_allclose(lev.r, b - ax, rtol=0, atol=1e-10 * np.abs(b).max())
+    fine = mg.levels[0]
+    bf = np.random.default_rng(5).standard_normal((3, *shape))
+    xs = []
+    for residual in (True, False):
+        x0 = np.zeros_like(bf)
+        r0 = bf.copy()
+        mg.smooth(0, bf, x0, r0, residual=residual)
+        xs.append(x0)
+    np.testing.assert_array_equal(xs[0], xs[1])
+
+
 # ------------------------------------------------------------------ the solver with the multigrid
 def test_calendered_stress_agrees_with_the_fft_solver():
     """Same problem, equal tight tolerance, both preconditioners: the stress fields of a calendered

@@ -1,7 +1,7 @@
 """Benchmark of the mechanics solver and of virtual calendering (not collected by pytest).
 
 Run:  .venv/bin/python tests/benchmarks/bench_mechanics.py [--n 128] [--skip-calender]
-      [--sizes 64,128,256] [--increment-n 256]
+      [--sizes 64,128,256] [--increment-n 256] [--profile-n 128]
 
 Prints, measured in the same run (the machine is shared: ratios matter, not absolute times):
 * multigrid scaling (``preconditioner="multigrid"``): CG iterations and time to a relative residual of
@@ -22,7 +22,9 @@ Prints, measured in the same run (the machine is shared: ratios matter, not abso
   porosity and crackable volume between the two;
 * for the increment and the ten-step run, where the time goes: CG solves and iterations, multigrid
   builds, fine-level refreshes and cycles (:class:`SolverCounters`);
-* `uptime` load before and after, peak RSS.
+* `uptime` load before and after, peak RSS;
+* with ``--profile-n``: one multigrid cycle kernel by kernel and level (calls and ms per cycle) and
+  one CG iteration (fine operator, vector updates, cycle) against the 6 + 6 FFT pair.
 
 Measured (2 vCPU shared with 4 other sessions, load 11–22; the machine was never quiet, so CPU
 seconds of the process are given where wall time mostly measured the others):
@@ -60,6 +62,16 @@ seconds of the process are given where wall time mostly measured the others):
   846 cycles 537 s, peak RSS 1.05 GiB; ≈ 10× the 60 s target. One 128³ increment, main vs this
   branch in consecutive runs (load 3.5–6): 60.5 vs 57.2 CPU-s, 57 CG / 3 Newton both, same porosity,
   peak RSS 1.60 vs 0.97 GiB.
+* cheaper cycle (no application for an unread residual, A z of the K-cycle from the smoother's
+  residual, fine Chebyshev degree 4 → 3): ``--profile-n 64`` / ``128`` run against main's code and
+  this code back to back (load 1.4–2.2): one cycle 70.6 → 60.9 ms at 64³, 563 → 472 ms at 128³;
+  per cycle 9 → 6 fine and 12 → 10 (64³) / 6 → 5 (128³: the K-cycle's second step is skipped
+  there) level-1 applications. Where a 128³ cycle goes (this code): level-1 stencil 35 %, fine
+  operator 26 %, fine Chebyshev steps 22 %, level 2 9 %, fine restriction + prolongation 10 %,
+  levels ≥ 3 and the coarsest solve < 5 %. Solve to 1e-5 (same run): 64³ 56 it 7.3 → 5.2 s, 128³
+  40 it 18.8 → 16.2 s (406 ms per iteration = 2.4× the float32 6 + 6 FFT pair, 170 ms, and 1.0× the
+  float64 pair; 64³: 93 ms = ≈ 10× the float32 pair, 6.5–8.7 ms: the "≤ 1.5× the FFT pair" of #16
+  is not met with the multigrid cycle, which costs ~6 fine operator sweeps plus the coarse levels).
 """
 
 from __future__ import annotations
@@ -138,10 +150,15 @@ def main() -> None:
     ap.add_argument("--increment-n", type=int, default=256, help="size of the one-increment memory check (0 skips)")
     ap.add_argument("--preconditioner", default="multigrid", help="preconditioner of the per-iteration FFT-ratio "
                     "part, the increment and the calendering parts")
+    ap.add_argument("--profile-n", type=int, default=0, help="profile one CG iteration and one cycle of the "
+                    "multigrid at this size, component by component (0 skips)")
+    ap.add_argument("--profile-reps", type=int, default=10, help="cycles timed in the profile")
     ap.add_argument("--calender-peer", default="fft", help="also calender with this preconditioner in the same run "
                     "and print the time ratio ('' to skip)")
     args = ap.parse_args()
     print("load before:", uptime(), flush=True)
+    if args.profile_n:
+        profile_part(args)
     if args.sizes:
         scaling_part(args)
     if not args.skip_cg:
@@ -243,6 +260,96 @@ def scaling_part(args) -> None:
     if len(rows) >= 2:
         print(f"  iterations grow {rows[-1][1] / rows[0][1]:.2f}× from {rows[0][0]}³ to {rows[-1][0]}³ "
               "(target < 1.5×)", flush=True)
+
+
+def profile_part(args) -> None:
+    """Where one CG iteration and one multigrid cycle spend their time on the porous electrode at
+    ``--profile-n``: every kernel the cycle calls is wrapped with a timer, keyed by kernel and level
+    (the level's node count), and ``--profile-reps`` cycles are run on CG's first residual; the
+    same run times the CG iteration's own parts (fine operator on float32 directions, dots and
+    updates) and the FFT pair peer."""
+    import numba
+
+    from twinlab.analyses.mechanics import _fft_solver
+    from twinlab.analyses.mechanics import _multigrid as mg_mod
+
+    lab, lam, mu = electrode_cell(args.profile_n)
+    solver = MechanicsSolver(lam, mu, dtype="float64", workers=args.workers)
+    solver.solve_linear([-0.01, 0, 0, 0, 0, 0], rtol=0.5)  # builds the hierarchy, compiles
+    mg = solver._mg
+    level_of = {lev.nodes: li for li, lev in enumerate(mg.levels)}
+    times: dict = {}
+
+    def timed(name, fn, arg):
+        def wrapper(*a, **k):
+            key = (name, level_of.get(int(np.prod(a[arg].shape[-3:])), -1) if arg is not None else -1)
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            dt = time.perf_counter() - t
+            c, s = times.get(key, (0, 0.0))
+            times[key] = (c + 1, s + dt)
+            return out
+        return wrapper
+
+    names = {"_cheb_step": 1, "_sub": 0, "_residual_image": 2, "_axpy": 0, "_dot": 0, "_restrict": 0, "_prolong_add": 0,
+             "stencil_apply": 1, "apply_tangent": 0}
+    saved = {n: getattr(mg_mod, n) for n in names if hasattr(mg_mod, n)}  # (an older cycle: fewer kernels)
+    saved_coarse = mg.__class__._solve_coarsest
+    numba.set_num_threads(args.workers)
+    shape = lam.shape
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal((3, *shape))
+    r *= mg.levels[0].mask
+    z = np.empty((3, *shape), np.float32)
+    mg.apply(r, z)  # warm
+    t = time.perf_counter()
+    for _ in range(args.profile_reps):
+        mg.apply(r, z)
+    cycle = (time.perf_counter() - t) / args.profile_reps
+    for n in saved:
+        setattr(mg_mod, n, timed(n, saved[n], names[n]))
+    mg.__class__._solve_coarsest = timed("coarsest solve", saved_coarse, 1)
+    try:
+        for _ in range(args.profile_reps):
+            mg.apply(r, z)
+    finally:
+        for n in saved:
+            setattr(mg_mod, n, saved[n])
+        mg.__class__._solve_coarsest = saved_coarse
+    # the CG iteration's own parts (as in MechanicsSolver._pcg)
+    coef, pvec, active = solver._tangent(None, None)
+    p = z.copy()
+    q = np.empty((3, *shape))
+    x = np.zeros((3, *shape))
+    reps = args.profile_reps
+
+    def best(fn):
+        fn()
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return min(ts)
+
+    t_fine = best(lambda: _fft_solver.apply_tangent(p, coef, pvec, active, solver._q, q))
+    rr = r.copy()
+    t_vec = best(lambda: (_fft_solver._dot(p, q), _fft_solver._axpy2(x, p, rr, q, 1e-30), _fft_solver._dot(rr, z),
+                          _fft_solver._dot(z, q), _fft_solver._xpby(z, p, 0.5)))
+    peer = fft_pair_time(shape, "float32", 6, workers=args.workers)
+    peer64 = fft_pair_time(shape, "float64", 6, workers=args.workers)
+    total = sum(s for _, s in times.values()) / reps
+    print(f"profile at {shape} ({len(mg.levels)} levels: {', '.join(str(lev.shape) for lev in mg.levels)}), "
+          f"{reps} cycles | {uptime()}", flush=True)
+    print(f"  one cycle {cycle * 1e3:.1f} ms (sum of the timed kernels with the timers on {total * 1e3:.1f} ms):",
+          flush=True)
+    for (name, li), (c, s) in sorted(times.items(), key=lambda kv: -kv[1][1]):
+        print(f"    {name:16s} level {li}: {c / reps:5.1f} calls/cycle, {s / reps * 1e3:7.1f} ms/cycle "
+              f"({s / c * 1e3:6.2f} ms/call) = {s / reps / cycle * 100:4.1f} %", flush=True)
+    it = t_fine + t_vec + cycle
+    print(f"  one CG iteration ≈ {it * 1e3:.1f} ms: fine operator {t_fine * 1e3:.1f} ms, dots/updates "
+          f"{t_vec * 1e3:.1f} ms, cycle {cycle * 1e3:.1f} ms; 6+6 FFT pair float32 {peer * 1e3:.1f} ms, float64 "
+          f"{peer64 * 1e3:.1f} ms → iteration {it / peer:.2f}× (f32) / {it / peer64:.2f}× (f64) the pair", flush=True)
 
 
 class SolverCounters:

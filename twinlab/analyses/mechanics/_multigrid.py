@@ -43,6 +43,13 @@ solver's float64 flexible CG (as the transport solver does):
   stiffness). Chebyshev–Jacobi is symmetric, needs no colouring, copes with 10⁵ stiffness
   contrasts and void nodes, and its target interval ``[λ_max/ratio, λ_max]`` uses the element
   bound ``λ_max(D⁻¹A) ≤ 8``.
+* **Operator applications per cycle** (what a cycle costs): the finest level's post-smoothing
+  skips its last residual update (nobody reads it), and a K-cycle step takes ``A z = b − r`` from
+  the residual its V-cycle's post-smoothing leaves instead of applying ``A`` again. With degree 3
+  that is 3 + 1 + 2 = 6 fine applications per cycle (4 + 1 + 4 = 9 before) and 2 × (2 + 1 + 2) =
+  10 on level 1 (12 before; 5 where the K-cycle's second step is skipped, as at 128³). A K-cycle on
+  fewer levels (a V-cycle on the level above the coarsest) was tried: 64³ 56 → 58 iterations but
+  128³ 40 → 58.
 * **K-cycle** (Notay & Vassilevski 2008) on the coarse levels: each coarse problem gets two
   flexible-CG steps preconditioned by the cycle below instead of one V-cycle. Measured at 66 × 64²:
   the V-cycle needs 142 CG iterations, the K-cycle 81 (97 with coarse degree 2); with an almost
@@ -79,6 +86,7 @@ stencil, is the next step.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -92,8 +100,10 @@ __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_invers
 
 #: grids with fewer nodes than this run their kernels on one thread (waking a second costs more)
 PARALLEL_MIN_NODES = 1 << 14
-#: Chebyshev steps per smoothing and the part [λ_max/ratio, λ_max] of D⁻¹A's spectrum it damps
-DEGREE = 4
+#: Chebyshev steps per smoothing and the part [λ_max/ratio, λ_max] of D⁻¹A's spectrum it damps.
+#: 3 instead of 4: the same CG iterations on the benchmark electrode (56 at 64³, 40 at 128³; degree 2:
+#: 72 at 64³) for 2 fewer fine applications per cycle (CPU per iteration −8 to −10 %, same run)
+DEGREE = 3
 #: … on the coarse levels: a level-1 stencil application costs ~1.7 fine sweeps (243 multiply-adds per
 #: node at an eighth of the nodes); degree 2 there needs 97 instead of 81 CG iterations at 64³ for
 #: ~40 % less coarse work
@@ -210,6 +220,11 @@ def prolongation_matrix(shape, weights=None) -> sp.csr_matrix:
 TRILINEAR = 255
 
 
+@functools.lru_cache(maxsize=None)
+def _weight_table_cached(dtype: str) -> np.ndarray:
+    return _weight_table(np.dtype(dtype))
+
+
 def _weight_table(dtype) -> np.ndarray:
     """(8, 256, 8): the weight of parent slot s of a node of class c (bit a of c: the node lies
     between two coarse nodes along axis 2 − a) with parent mask b (bit s: slot s kept): the trilinear
@@ -234,7 +249,9 @@ class Transfer:
     def __init__(self, axes, bits, dtype):
         self.axes = axes
         self.bits = bits
-        self.tab = _weight_table(dtype)
+        # one table per dtype for every level and build (shared, never written): built in Python it
+        # took 68 ms, once per level of every hierarchy build (14 s of a 64³ ten-step calendering)
+        self.tab = _weight_table_cached(np.dtype(dtype).str)
 
     @property
     def changed(self) -> np.ndarray:
@@ -511,7 +528,8 @@ def _store_inverse(d, out, i, j, k):
 @numba.njit(parallel=True, cache=True)
 def _cheb_step(dinv, r, d, x, a, b):
     """d = a d + b D⁻¹ r; x += d (one Chebyshev step with node-block Jacobi; d is not read when
-    a = 0)."""
+    a = 0). (Fusing the residual update r −= A d into this step measured slower than the two
+    passes: 0.81 against 0.44 + 0.21 ms at 64³.)"""
     n0, n1, n2 = r.shape[1], r.shape[2], r.shape[3]
     first = a == 0
     for i in numba.prange(n0):
@@ -545,6 +563,16 @@ def _sub(r, y):
     yf = y.reshape(-1)
     for i in numba.prange(rf.size):
         rf[i] -= yf[i]
+
+
+@numba.njit(parallel=True, cache=True)
+def _residual_image(b, r, out):
+    """out = b − r (A x from the residual r = b − A x; or the residual from A x)."""
+    bf = b.reshape(-1)
+    rf = r.reshape(-1)
+    of = out.reshape(-1)
+    for i in numba.prange(of.size):
+        of[i] = bf[i] - rf[i]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -1328,9 +1356,11 @@ class ElasticMultigrid:
         finally:
             numba.set_num_threads(self.threads)
 
-    def smooth(self, li: int, b, x, r) -> None:
+    def smooth(self, li: int, b, x, r, *, residual: bool = True) -> None:
         """``degree`` Chebyshev–Jacobi steps on level ``li`` for A x = b; ``r`` holds b − A x on
-        entry and exit (x = 0, r = b for a pre-smoothing)."""
+        entry and, with ``residual``, on exit (x = 0, r = b for a pre-smoothing). Without
+        ``residual`` the last step's operator application is skipped (r is then stale): the
+        finest level's post-smoothing, whose residual nobody reads: one fine application fewer."""
         lev = self.levels[li]
         lmax = lev.lmax
         lmin = lmax / self.ratio
@@ -1343,6 +1373,8 @@ class ElasticMultigrid:
         _cheb_step(lev.dinv, r, d, x, dt(0), dt(1.0 / theta))
         degree = self.degree if li == 0 else self.coarse_degree
         for s in range(1, degree + 1):
+            if s == degree and not residual:
+                break
             lev.apply(d, lev.t)
             _sub(r, lev.t)
             if s == degree:
@@ -1360,7 +1392,9 @@ class ElasticMultigrid:
         else:
             self._vcycle(li, b, x)
 
-    def _vcycle(self, li: int, b, x) -> None:
+    def _vcycle(self, li: int, b, x, *, residual: bool = False) -> None:
+        """x ≈ A_li⁻¹ b by one V-cycle from level li; with ``residual`` the level's ``r`` holds
+        b − A x on exit (the K-cycle reads A x = b − r from it instead of applying A again)."""
         lev = self.levels[li]
         numba.set_num_threads(lev.threads(self.threads))
         x[...] = 0
@@ -1374,9 +1408,8 @@ class ElasticMultigrid:
         numba.set_num_threads(lev.threads(self.threads))
         _prolong_add(x, coarse.x, a0.cp, a1.cp, a2.cp, *lev.tr.args(), lev.mask)
         lev.apply(x, lev.t)
-        r[...] = b
-        _sub(r, lev.t)
-        self.smooth(li, b, x, r)
+        _residual_image(b, lev.t, r)  # r = b − A x
+        self.smooth(li, b, x, r, residual=residual)
 
     def _kcycle(self, li: int, b, x) -> None:
         """Two steps of flexible CG on level li, each preconditioned by a cycle from li (Notay &
@@ -1385,9 +1418,9 @@ class ElasticMultigrid:
         skipped when the first already reduced the residual 4×. Nonlinear in b: the outer CG is flexible."""
         lev = self.levels[li]
         z1, w1, r2, z2, w2 = lev.kvec
-        self._vcycle(li, b, z1)
+        self._vcycle(li, b, z1, residual=True)
         numba.set_num_threads(lev.threads(self.threads))
-        lev.apply(z1, w1)
+        _residual_image(b, lev.r, w1)  # A z1 = b − r: the smoother's residual, no extra application
         rho1 = _dot(z1, w1)
         if not rho1 > 0:
             x[...] = z1
@@ -1399,9 +1432,9 @@ class ElasticMultigrid:
             x[...] = z1
             x *= a1
             return
-        self._vcycle(li, r2, z2)
+        self._vcycle(li, r2, z2, residual=True)
         numba.set_num_threads(lev.threads(self.threads))
-        lev.apply(z2, w2)
+        _residual_image(r2, lev.r, w2)
         g = _dot(z2, w1) / rho1
         _axpy(z2, z1, -g)  # d2 = z2 − g z1, A d2 = w2 − g w1
         _axpy(w2, w1, -g)
