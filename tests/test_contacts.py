@@ -261,6 +261,34 @@ def test_bad_contact_inputs_are_rejected(small_cathode, kw, msg):
         calender(gen.phases, densities=[2.6], steps=1, **_kw(design), **kw)
 
 
+def test_friction_slides_the_contact_plane_only():
+    """Coulomb friction of a contact voxel acts on the shear traction of its contact plane: a contact pressed
+    along its normal (uniaxial strain: a large stress deviator, no shear on the plane) stays elastic; a
+    sheared one has its shear traction returned to c + μ p_n, its normal traction and in-plane stresses kept.
+    A frictionless law with a yield stress (lithium) yields by its von Mises stress, like the metal."""
+    from twinlab.analyses.mechanics._contacts import contact_limit, contact_return
+
+    mu_f, c = 0.3, 1.0
+    sy, slope = np.full(3, np.sqrt(3) * c), np.full(3, np.sqrt(3) * mu_f)
+    n = np.array([[1.0, 0.0, 0.6], [0.0, 0.0, 0.0], [0.0, 1.0, 0.8]])  # normals (3, m): x0, x2 and oblique
+    s = np.zeros((6, 3))
+    s[:, 0] = [-100.0, -43.0, -43.0, 0.0, 0.0, 0.0]  # uniaxial strain along the normal (ν = 0.3): q = 57 MPa
+    s[:, 1] = [-20.0, -10.0, -50.0, 0.0, 30.0, 0.0]  # normal x2, shear τ = σ_02 = 30 MPa > 1 + 0.3 × 50
+    s[:, 2] = [-40.0, -5.0, -60.0, 3.0, 25.0, -2.0]  # oblique plane
+    r = contact_return(s, n, sy, slope)
+    assert np.array_equal(r[:, 0], s[:, 0])  # pressed along its normal: no sliding
+    q, lim, _ = contact_limit(r, n, sy, slope)
+    assert np.allclose(q[1:], lim[1:], rtol=1e-12)  # sheared: on the limit
+    assert lim[1] == pytest.approx(c + mu_f * 50.0)
+    assert r[4, 1] == pytest.approx(c + mu_f * 50.0) and np.array_equal(r[[0, 1, 2, 3, 5], 1], s[[0, 1, 2, 3, 5], 1])
+    q0, lim0, _ = contact_limit(s, n, sy, slope)
+    assert np.allclose(lim0, lim) and (q0[1:] > lim0[1:]).all()  # the normal traction (and limit) kept
+    # a frictionless yielding law (lithium metal, 1 MPa): the von Mises stress returns to the yield stress
+    li = contact_return(s, n, np.ones(3), np.zeros(3))
+    assert np.allclose(contact_limit(li, n, np.ones(3), np.zeros(3))[0], 1.0)
+    assert np.allclose(li[:3].sum(axis=0), s[:3].sum(axis=0))  # at constant pressure
+
+
 # ------------------------------------------------------------------ compaction cap (issue 16)
 def test_compaction_pressure_is_rearrangement_then_heckels_law():
     from twinlab.analyses.mechanics._contacts import compaction_pressure
@@ -465,31 +493,37 @@ def test_shell_patches_break_with_weibull_scatter():
 PUBLISHED_MPA = {2.6: (2.0, 150.0), 3.0: (10.0, 400.0), 3.4: (30.0, 800.0), 3.8: (60.0, 1500.0)}
 
 
-def bench_cathode(window=16, steps=4, **kw):
-    """The benchmark's generated NCM622 cathode (96:2:2, 2.3 g/cm³, 2 µm voxels) calendered to the
-    densities of :data:`PUBLISHED_MPA` (tests/benchmarks/bench_calender_physics.py --quick)."""
+def bench_cathode(window=16, steps=4, seed=1, **kw):
+    """The benchmark's generated NCM622 cathode (96:2:2, 2.3 g/cm³, 2 µm voxels; generator ``seed``)
+    calendered to the densities of :data:`PUBLISHED_MPA` (tests/benchmarks/bench_calender_physics.py --quick)."""
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
 
     design = ncm622_cathode()
-    gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=2.0, collector_um=4, seed=1)
+    gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=2.0, collector_um=4, seed=seed)
     return calender(gen.phases, particles=gen.particles, densities=sorted(PUBLISHED_MPA), steps=steps,
                     design=design, voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=2,
                     window=window, maxiter=20000, **kw)
 
 
+#: generated cathodes whose roll pressures are averaged: one 32 µm window holds 3–4 large particles across,
+#: and its roll pressure varies between generator seeds by up to 2× (at 3.4 g/cm³: 38.6 / 77.9 / 61.1 MPa
+#: for seeds 1 / 2 / 3; bench_calender_physics.py --quick --part cathode --runs 16x4 --seeds 1,2,3)
+PRESSURE_SEEDS = (1, 2, 3)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured with the sub-stepped cap (window 16, 4 steps): 7.6/21.2/28.9/49.2 MPa "
-                   "at 2.6/3.0/3.4/3.8 g/cm³ — below the band at 3.4 (≥ 30) and 3.8 (≥ 60), and not steepening "
-                   "from 3.0 to 3.4; without sub-steps it was 5.0/21.8/52.9/78.2 (in the band)")
 def test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures():
-    """Pressure–density of a generated NCM622 cathode calendered from 2.3 to 3.8 g/cm³: the roll pressure
-    rises monotonically, steepens once the packing is jammed (rearrangement first: the pressure gained
-    from 2.6 to 3.0 g/cm³ is less than from 3.0 to 3.4), and lies within the published calendering
-    pressures of NCM cathodes at each density (:data:`PUBLISHED_MPA`, with its sources)."""
-    s = bench_cathode()
-    p = [st.roll_pressure_mpa for st in s.steps]
-    rho = [st.density_g_cm3 for st in s.steps]
+    """Pressure–density of generated NCM622 cathodes calendered from 2.3 to 3.8 g/cm³: the roll pressure
+    (mean over :data:`PRESSURE_SEEDS` — the press sees the mean over a wide sheet, one 32 µm window is a
+    sample of a few particles) rises monotonically, steepens once the packing is jammed (rearrangement
+    first: the pressure gained from 2.6 to 3.0 g/cm³ is less than from 3.0 to 3.4), and lies within the
+    published calendering pressures of NCM cathodes at each density (:data:`PUBLISHED_MPA`, with its
+    sources). Measured (Coulomb friction on the contact plane, window 16, 4 steps): 10.7 / 30.7 / 59.2 /
+    81.3 MPa; the von Mises friction limit before gave 7.1 / 18.1 / 28.2 / 46.0 on seed 1 alone."""
+    series = [bench_cathode(seed=sd) for sd in PRESSURE_SEEDS]
+    p = np.mean([[st.roll_pressure_mpa for st in s.steps] for s in series], axis=0)
+    rho = np.mean([[st.density_g_cm3 for st in s.steps] for s in series], axis=0)
     assert all(b > a for a, b in zip(p, p[1:])), p
     assert p[1] - p[0] < p[2] - p[1], p
     for r, v in zip(rho, p):

@@ -58,6 +58,36 @@ def test_run_then_rerun_is_skipped(cathode_npy, tmp_path):
     assert f"{row['ratio']:.4g}" in table and f"{row['crackable_100_mpa_pct']:.4g}" in table
 
 
+def test_demo_time_table_counts_every_part(monkeypatch):
+    """The demo's parts are consecutive: stages of a sample, the rest of its run as "other", marked parts;
+    with the process start they sum to the wall time the user waited, and the table shows each."""
+    import time
+
+    import twinlab.pipeline as pipeline
+    from twinlab.pipeline import SampleRun, StageTiming
+
+    begin = time.perf_counter()
+    clock = pipeline._PartClock(started=time.time() - 2.0)  # the process started 2 s ago
+    time.sleep(0.05)
+    run = SampleRun(name="c", twin="c.twin.zarr", series=None, report=None,
+                    stages=(StageTiming("reconstruct", 0.02, 0.1), StageTiming("report", 0.01, 0.1)))
+    clock.sample(run)
+    time.sleep(0.03)
+    clock.mark("EBAC maps")
+    waited = time.perf_counter() - begin
+    names = [name for name, _ in clock.parts]
+    assert names == ["python start and imports", "c reconstruct", "c report", "c other", "EBAC maps"]
+    seconds = dict(clock.parts)
+    assert seconds["python start and imports"] == pytest.approx(2.0, abs=0.05)
+    assert seconds["c other"] == pytest.approx(0.05 - 0.03, abs=0.02)
+    assert sum(seconds.values()) - seconds["python start and imports"] == pytest.approx(waited, abs=1e-3)
+    table = DemoRun(cathode=run, anode=run, ebac={}, seconds=waited, parts=tuple(clock.parts)).table()
+    lines = table.splitlines()
+    assert lines[lines.index(next(line for line in lines if line.startswith("where the time went"))) + 1] \
+        .startswith("python start and imports")
+    assert lines[-1].split()[:2] == ["total", f"{sum(seconds.values()):.1f}"]
+
+
 def test_failure_after_calendering_leaves_nothing(cathode_npy, tmp_path, monkeypatch):
     import twinlab.pipeline as pipeline
 

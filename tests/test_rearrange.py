@@ -154,3 +154,110 @@ def test_squeeze_stop_gives_the_same_roll_travel_at_two_voxel_sizes():
         travel[vs] = (n_coll + m0) * vs - move.wall_um
     assert travel[6.0] > 20.0  # the packing rearranged well beyond its first layer before it jammed
     assert abs(travel[6.0] - travel[4.0]) <= 6.0 + 4.0
+
+
+def test_carried_packing_follows_its_particles_and_flattens_where_pressed():
+    """:meth:`DemPacking.follow`: two balls; the stress solve (here: a shift of the voxels) moves
+    ball 2 down by 4 voxels and across a periodic face sideways by 2, into ball 1's cap. Each
+    clump moves as its voxels' centroid did (ball 2 exactly by the shift); the overlap it made is
+    flattened (the deepest pair shrinks by one factor until it just touches, spheres that overlap
+    nothing keep their radius); a second follow with no new move changes nothing; a sphere pressed
+    through the roll is flattened against it."""
+    shape = (24, 20, 20)
+    inst = np.zeros(shape, np.int32)
+    g = np.indices(shape).astype(float) + 0.5
+    for k, (c0, c2) in enumerate(((7.0, 1.0), (17.0, 19.0)), 1):  # both balls cut by the periodic face of axis 2
+        dx = g[2] - c2 - shape[2] * np.round((g[2] - c2) / shape[2])
+        inst[((g[0] - c0) ** 2 + (g[1] - 10.0) ** 2 + dx ** 2 <= 25.0) & (inst == 0)] = k
+    packing = rearrange_mod.DemPacking.fit(inst, z_bottom=0.0, z_top=24.0).anchor_to(inst)
+    pressed_inst = np.where(inst == 2, 0, inst)  # ball 2 moved 4 down, 2 across the face: it takes ball 1's cap
+    pressed_inst[np.roll(np.roll(inst == 2, -4, axis=0), 2, axis=2)] = 2
+
+    def centroid(lab, k):  # of ball k's voxels, its lateral coordinate the image nearest x = 1
+        v = np.argwhere(lab == k).astype(float) + 0.5
+        v[:, 2] -= shape[2] * np.round((v[:, 2] - 1.0) / shape[2])
+        return v.mean(axis=0)
+
+    moved = packing.follow(pressed_inst, z_bottom=0.0, z_top=24.0)
+    one, two = packing.body == 0, packing.body == 1
+    assert moved.ids.tolist() == [1, 2]
+    np.testing.assert_allclose(moved.centre[:, two], packing.centre[:, two] + [[-4.0], [0.0], [2.0]], atol=1e-9)
+    shift_1 = centroid(pressed_inst, 1) - centroid(inst, 1)  # ball 1 lost its cap: its centroid sank a little
+    assert -1.5 < shift_1[0] < -0.1
+    np.testing.assert_allclose(moved.centre[:, one], packing.centre[:, one] + shift_1[:, None], atol=1e-9)
+    a, b = np.flatnonzero(one), np.flatnonzero(two)
+    d = moved.centre[:, a][:, :, None] - moved.centre[:, b][:, None, :]
+    d[2] -= shape[2] * np.round(d[2] / shape[2])
+    d = np.linalg.norm(d, axis=0)
+    pressed = d - packing.radius[a][:, None] - packing.radius[b][None, :]  # the unflattened spheres' gaps
+    gap = d - moved.radius[a][:, None] - moved.radius[b][None, :]
+    assert pressed.min() < -1.0  # the move pressed the balls more than a voxel into each other …
+    assert gap.min() >= -1e-9  # … flattened: no overlap left, and the deepest pair just touches
+    assert gap.flat[np.argmin(pressed)] == pytest.approx(0.0, abs=1e-9)
+    free = np.ones(packing.radius.size, bool)  # spheres that overlap nothing keep their radius
+    free[a[(pressed < 0).any(axis=1)]] = free[b[(pressed < 0).any(axis=0)]] = False
+    np.testing.assert_array_equal(moved.radius[free], packing.radius[free])
+    assert (moved.radius <= packing.radius + 1e-12).all() and (moved.radius < packing.radius - 0.3).any()
+    again = moved.follow(pressed_inst, z_bottom=0.0, z_top=24.0)  # no move since: no change
+    np.testing.assert_allclose(again.centre, moved.centre)
+    np.testing.assert_allclose(again.radius, moved.radius)
+    low_roll = moved.follow(pressed_inst, z_bottom=0.0, z_top=19.0)  # the roll came down to layer 19
+    assert (low_roll.centre[0] + low_roll.radius <= 19.0 + 1e-9).all()
+
+
+@needs_dem
+def test_two_dem_increments_carry_the_packing_to_where_one_increment_takes_it():
+    """The loose zig-zag column pressed 30 % in one DEM stage and in two (15 % + 15 %, the second
+    starting from the first's packing on the re-voxelised column, as calender carries it): the
+    spheres keep their fitted radii (no refit) and end where one stage puts them, to within half
+    a voxel (the second stage starts from rest, without the first's tangential contact history).
+    Refitting the re-voxelised column instead gives other spheres (the peer)."""
+    from twinlab.analyses.mechanics._remap import remap_voxels
+
+    inst = _zigzag_column()
+    lab = np.where(inst > 0, 1, 0).astype(np.uint8)
+    n0 = inst.shape[0]
+    top = int(np.flatnonzero((inst > 0).any(axis=(1, 2))).max()) + 1
+    mats = {1: rearrange_mod.DemMaterial(20e3, 0.3, 0.3, 4.75)}
+    kw = dict(n_coll=0, h=(1.0, 1.0, 1.0), materials=mats, jam_pressure_mpa=1.0, collision_tol=0.1)
+    m_half, m_end = round(top * 0.85), round(top * 0.7)
+    one = rearrange_mod.rearrange(inst[:top], inst[:top] > 0, m_cur=top, m_target=m_end, phase_of=lab[:top], **kw)
+    first = rearrange_mod.rearrange(inst[:top], inst[:top] > 0, m_cur=top, m_target=m_half, phase_of=lab[:top], **kw)
+    assert one.stop["by"] == first.stop["by"] == "target" and first.layers == m_half
+    new_lab, src = remap_voxels(lab[:top], inst[:top] > 0, first.target, n_allowed=m_half)
+    inst2 = np.where(src >= 0, inst[:top].reshape(-1)[np.maximum(src, 0)], 0).astype(np.int32)
+    second = rearrange_mod.rearrange(inst2, inst2 > 0, m_cur=m_half, m_target=m_end, phase_of=new_lab,
+                                     packing=first.packing, **kw)
+    assert second.stop["by"] == "target" and second.layers == m_end
+    np.testing.assert_array_equal(second.packing.radius, one.packing.radius)  # the same spheres, carried
+    np.testing.assert_array_equal(second.packing.ids, one.packing.ids)
+    # body positions: two stages vs one
+    def body_centres(p):
+        return np.stack([np.bincount(p.body, weights=p.centre[a]) / np.bincount(p.body) for a in range(3)])
+    diff = np.abs(body_centres(second.packing) - body_centres(one.packing)).max()
+    assert diff <= 0.5, diff
+    refit = rearrange_mod.DemPacking.fit(inst2, z_bottom=0.0, z_top=float(m_half))
+    assert refit.radius.size != first.packing.radius.size or np.abs(refit.radius - first.packing.radius).max() > 0.1
+    assert n0 >= top
+
+
+@needs_dem
+def test_calender_fits_the_clumps_once_and_carries_them():
+    """The loose column calendered to 30 % in two DEM increments: the clumps are fitted in the first
+    stage only, the second starts where the first left them, and the column ends where one
+    increment takes it (the solid's mean accumulated displacement per axis within half a voxel)."""
+    inst = _zigzag_column()
+    labels = np.where(inst > 0, 1, 0).astype(np.uint8)
+    kw = dict(particles=inst, voxel_size_um=1.0, thickness_axis="z", collector_side="low", workers=1,
+              edge_margin=0, tol=1e-3, rearrange="dem")
+    two = calender(labels, ratios=[0.15, 0.3], steps=2, **kw)
+    one = calender(labels, ratios=[0.3], steps=1, **kw)
+    stages = two.settings["dem_stages"]
+    assert [st["fitted"] for st in stages] == [True, False]
+    assert stages[1]["from_layers"] == stages[0]["stopped_layers"] and stages[1]["spheres"] == stages[0]["spheres"]
+    assert all(st["stopped_layers"] == st["target_layers"] for st in stages)
+    assert two.steps[-1].thickness_voxels == one.steps[-1].thickness_voxels
+    solid_two, solid_one = two.states[-1].labels == 1, one.states[-1].labels == 1
+    mean_two = two.states[-1].displacement_um[:, solid_two].mean(axis=1)
+    mean_one = one.states[-1].displacement_um[:, solid_one].mean(axis=1)
+    assert np.abs(mean_two - mean_one).max() <= 0.5, (mean_two, mean_one)

@@ -458,6 +458,52 @@ def test_merge_cracked_fragments_face_cut_chip_vs_neighbours_cap():
     assert merge_cracked_fragments(*cap, sigmas=100.0, face_bulge=0.25).max() == 2
 
 
+def test_merge_cracked_fragments_piece_the_shape_cannot_place_joins_its_main_neighbour():
+    """A sliver on a face of the volume (P) shows only 3 voxels of outer surface, in the notch
+    between particle A (25 faces of boundary) and particle B (20). Three points fit any ellipse
+    (they lie on B's circle): the shape cannot tell which particle the sliver belongs to, so it
+    joins only the neighbour it shares most boundary with (it joined B, the pair with the
+    fewest points to contradict it: seed 8's 2D section z=60 then joined three particles)."""
+    from twinlab.segment import merge_cracked_fragments
+
+    yy, xx = np.mgrid[0:56, 0:40]
+    a = ((yy - 12) / 17.0) ** 2 + ((xx - 12) / 12.0) ** 2 <= 1
+    b = (yy - 40) ** 2 + (xx - 10) ** 2 <= 14 ** 2
+    sliver = (xx <= 3) & (yy <= 43)
+    labels = np.zeros(yy.shape, np.int64)
+    labels[a & ~sliver] = 1
+    labels[b & ~sliver & (labels == 0)] = 2
+    labels[sliver] = 3
+    outer = sliver & ndi.binary_dilation(labels == 0)
+    assert outer.sum() == 3  # the sliver's outer surface: too few points to tell a shape
+    merged = merge_cracked_fragments(labels)
+    assert merged.max() == 2
+    assert merged[5, 1] == merged[5, 20] != merged[50, 10]  # with A, not with B
+
+
+def test_merge_cracked_fragments_crack_out_through_a_face_is_judged_mirrored():
+    """A section's cap of a particle whose body lies beyond the face x = 29, cut across by a crack
+    that runs out through the face. The crack (8 pixels) is shorter than the span test asks of
+    the smaller half (1.25 √62 = 9.8 pixels): what is in view of the crack and of the cap is a
+    part; mirrored across the face both double (8 ≥ 9.8 / √2), and the halves are merged (seed 8's
+    section z=30: a sliver split by its crack, crack fraction 0.15 found as two pieces of 0). The
+    same halves one pixel off the face are all there is of them: a boundary that short is a neck;
+    so is a boundary across solid at the face."""
+    from twinlab.segment import merge_cracked_fragments
+
+    yy, xx = np.mgrid[0:40, 0:30]
+    cap = (yy - 20) ** 2 + (xx - 36) ** 2 <= 14 ** 2
+    crack = cap & (np.abs(yy - 19.5) < 1)  # 2 pixels wide, across the cap and out through the face
+    halves = np.where(cap, np.where(yy < 21, 1, 2), 0)
+    assert cap[:, -1].any() and min(np.bincount(halves.ravel())[1:]) == 62
+    assert merge_cracked_fragments(halves, crack).max() == 1
+    # across solid it is a contact seen in part (two neighbours' caps meeting at the face)
+    assert merge_cracked_fragments(halves, np.zeros_like(crack)).max() == 2
+    off_face = np.zeros_like(halves)
+    off_face[:, :-1] = halves[:, 1:]
+    assert merge_cracked_fragments(off_face, np.roll(crack, -1, axis=1)).max() == 2
+
+
 def test_split_particles_section_keeps_a_hollow_ring_whole():
     """A 2D section through a hollow particle whose core a 0.5 µm crack opens to the outside: the
     closing makes the core a hole that one piece of solid encloses, so it is filled into the

@@ -29,7 +29,7 @@ class Material:
     conductivity_s_m: float | None = None  # electronic conductivity
     source: str = ""
     particulate: bool = False  # comes as discrete particles (a powder): particle splitting makes sense
-    friction_coefficient: float | None = None  # contact laws: Drucker–Prager slope (Coulomb friction)
+    friction_coefficient: float | None = None  # contact laws: Coulomb friction μ on the contact plane
     # contact laws: compaction cap (mechanics/_contacts.py). A contact crushes (the particles flatten,
     # slide and chip into the neighbouring pores) when its pressure exceeds the powder's compaction
     # pressure at the local packing fraction φ: the rearrangement pressure below the jamming fraction φ_j,
@@ -96,8 +96,9 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     # its asperities and the porous particle rim) and yielding in shear (sliding), no tension.
     Material("NCM_contact", None, 0.5, 0.3, 1.0, None, None,
              "compliant normal E ≈ 0.5 GPa from the mechanics sensitivity study (issue 8, stops.md); shear: "
-             "frictional (Drucker–Prager, von Mises limit 1 MPa + √3 μ × pressure) with the particle–particle "
-             "friction coefficient μ = 0.3 typical of DEM calendering models of NCM cathodes (Sangrós Giménez et "
+             "Coulomb friction on the contact plane (shear traction ≤ (1 MPa + √3 μ × normal pressure)/√3) "
+             "with the particle–particle friction coefficient μ = 0.3 typical of DEM calendering models of NCM "
+             "cathodes (Sangrós Giménez et "
              "al. 2019; Ngandjong et al. 2021 use 0.3–0.4); 1 MPa cohesion from the binder (assumption). "
              "Compaction cap: jamming at the random-loose-packing fraction of frictional spheres φ_j = 0.555 "
              "(Onoda & Liniger, Phys. Rev. Lett. 64 (1990) 2727; the DEM stage of issue 16 jams the generated "

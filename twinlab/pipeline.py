@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -476,6 +476,9 @@ class DemoRun(Result):
     ebac: dict[str, Any]
     seconds: float
     study: Any = None  # twinlab.study.Study of the cathode: the design window
+    #: (part, wall s) in order: every stage of both samples, the study's, the EBAC maps, and what lies between
+    #: them ("other"); they sum to ``seconds`` plus the python start and imports (the first part, where known)
+    parts: tuple[tuple[str, float], ...] = ()
 
     def table(self) -> str:
         """The demo's story in a few aligned tables: where everything is, stage times, the headline
@@ -502,10 +505,16 @@ class DemoRun(Result):
             parts.append("EBAC maps (simulated) of the anode series: "
                          + "; ".join(f"{k} {', '.join(format_value(v) for v in vals)}" for k, vals in self.ebac.items()))
         if self.study is not None:
+            seconds = sum(self.study.stage_seconds.values()) or self.study.seconds
             parts.append(f"calendering design study of a generated NCM622 cathode ({len(self.study.rows)} densities, "
-                         f"{self.study.seconds:.1f} s; report {self.study.report})")
+                         f"{seconds:.1f} s; report {self.study.report})")
             parts.append(self.study.table())  # ends with the design window in one line
         parts.append(f"demo finished in {self.seconds:.1f} s")
+        if self.parts:
+            total = sum(sec for _, sec in self.parts)
+            parts.append(text_table([("where the time went", "s", "%")]
+                                    + [(name, f"{sec:.1f}", f"{100 * sec / total:.0f}") for name, sec in self.parts]
+                                    + [("total", f"{total:.1f}", "100")]))
         return "\n\n".join(parts)
 
 
@@ -546,21 +555,65 @@ def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:
     return cathode, anode
 
 
-def run_demo(out: str | os.PathLike = "out/demo", *, progress: bool = False) -> DemoRun:
-    """Run the demo end to end into ``out`` (overwriting a previous demo there)."""
+def run_demo(out: str | os.PathLike = "out/demo", *, progress: bool = False,
+             started: float | None = None) -> DemoRun:
+    """Run the demo end to end into ``out`` (overwriting a previous demo there).
+
+    ``started``: when the process started (``time.time()`` clock); the python start and imports before
+    this call are then the first of the timed parts (``DemoRun.parts``).
+    """
     start = time.perf_counter()
+    clock = _PartClock(started)
     out = Path(out)
     cathode_cfg, anode_cfg = demo_configs(out)
     cathode = run_sample(cathode_cfg, overwrite=True, progress=progress)
-    anode = run_sample(anode_cfg, overwrite=True, progress=progress)
-    study = _demo_study(out)
+    clock.sample(cathode)
+    # the anode's report is written once, after the EBAC maps it shows
+    anode = run_sample(anode_cfg.model_copy(update={"report": False}), overwrite=True, progress=progress)
+    clock.sample(anode)
+    study = _demo_study(out, clock)
     ebac = _demo_ebac(Path(anode.series)) if anode.series else {}
-    if anode.report:  # the EBAC results are part of the anode's story: rebuild its report with them
-        write_report_for(Path(anode.twin), Path(anode.series) if anode.series else None)
+    clock.mark("EBAC maps of the anode series")
+    if anode_cfg.report:
+        report = write_report_for(Path(anode.twin), Path(anode.series) if anode.series else None)
+        anode = replace(anode, report=str(report))
+        clock.mark(f"{anode.name} report")
     headline = {k: v for k, v in ebac.items() if k in ("labels", "connected_fraction", "conductive_area_fraction",
                                                           "penetration_depth_um")}
+    clock.mark("other")
     return DemoRun(cathode=cathode, anode=anode, ebac=headline, seconds=round(time.perf_counter() - start, 1),
-                   study=study)
+                   study=study, parts=tuple((name, round(sec, 2)) for name, sec in clock.parts))
+
+
+class _PartClock:
+    """The demo's wall time as consecutive parts: each runs from the end of the one before, so nothing
+    the user waits for goes uncounted."""
+
+    def __init__(self, started: float | None) -> None:
+        self.parts: list[tuple[str, float]] = []
+        if started is not None:
+            self.parts.append(("python start and imports", max(time.time() - started, 0.0)))
+        self.last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.parts.append((name, now - self.last))
+        self.last = now
+
+    def sample(self, run: SampleRun) -> None:
+        """A sample's stages, and the rest of its run (staging, publishing, summaries) as "other"."""
+        now = time.perf_counter()
+        self.parts += [(f"{run.name} {s.stage}", s.seconds) for s in run.stages]
+        self.parts.append((f"{run.name} other", now - self.last - sum(s.seconds for s in run.stages)))
+        self.last = now
+
+    def study(self, study: Any) -> None:
+        """The study's stages after its twin was generated, the rest as "other"."""
+        now = time.perf_counter()
+        self.parts += [(f"design study {k}", v) for k, v in study.stage_seconds.items()]
+        # the study rounds its stage times to 10 ms: a remainder below that is rounding, not time
+        self.parts.append(("design study other", max(now - self.last - sum(study.stage_seconds.values()), 0.0)))
+        self.last = now
 
 
 #: The demo's design study: a small generated NCM622 cathode (the demo cathode's recipe, 16 × 32 × 16
@@ -571,7 +624,7 @@ DEMO_STUDY = {"densities": [2.4, 2.5, 2.6, 2.7, 2.8, 2.9], "analyses": ["morphol
               "c_rates": [1.0, 2.0], "criteria": ["q_eff_fraction_1C>=0.6", "electronic_conductivity>=1.5e-3 S/m"]}
 
 
-def _demo_study(out: Path):
+def _demo_study(out: Path, clock: _PartClock | None = None):
     from .datasets import make_cathode
     from .design import ncm622_cathode
     from .design_window import parse_criterion
@@ -583,11 +636,16 @@ def _demo_study(out: Path):
                        design=e.design.to_dict(), cbd_as=e.cbd_as, thickness_axis="y", collector_side="low",
                        overwrite=True,
                        step=Step("generate", {"generator": "make_cathode", "design": "ncm622", "seed": 3}))
+    if clock is not None:
+        clock.mark("design study: generate its cathode")
     units = {k: q.unit for k, q in study_quantities(cfg["analyses"], strengths_mpa=(100.0, 150.0),
                                                     c_rates=cfg["c_rates"]).items()}
-    return run_study(twin, output=out / "demo_study", densities=cfg["densities"], analyses=cfg["analyses"],
-                     c_rates=cfg["c_rates"], overwrite=True,
-                     criteria=[parse_criterion(c, units) for c in cfg["criteria"]])
+    study = run_study(twin, output=out / "demo_study", densities=cfg["densities"], analyses=cfg["analyses"],
+                      c_rates=cfg["c_rates"], overwrite=True,
+                      criteria=[parse_criterion(c, units) for c in cfg["criteria"]])
+    if clock is not None:
+        clock.study(study)
+    return study
 
 
 def _demo_ebac(series: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import math
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -110,8 +110,9 @@ class Study(Result):
     table_csv: str
     table_json: str
     report: str | None
-    seconds: float
+    seconds: float  # calendering, analyses and table; the report's time is in stage_seconds
     calender_skipped: bool = False
+    stage_seconds: dict = field(default_factory=dict)  # calender, analyses, table, report (wall s)
 
     def table(self) -> str:
         """The headline columns as aligned text (every column: ``study.csv``), then the window line."""
@@ -270,10 +271,12 @@ def run_study(
                  densities=targets if x_key == "density" else None, steps=int(steps or len(targets)),
                  options=options, output=series, overwrite=True)
         _write_atomic(request_path, json.dumps(request, indent=2))
+    stages = {"calender": time.perf_counter() - start}
 
     # 2. the analyses on every member: independent tasks
     paths = [str(m.path) for m in open_series(series)]
     members = _run_members(paths, list(analyses), scheduler=scheduler, workers=workers, say=say)
+    stages["analyses"] = time.perf_counter() - start - sum(stages.values())
 
     # 3. the table, the Bruggeman fit, the window
     twins = [Twin.open(p) for p in paths]
@@ -292,6 +295,7 @@ def run_study(
                   bruggeman=fit, window=window, members=tuple(members), settings=settings,
                   table_csv=str(csv_path), table_json=str(json_path), report=None,
                   seconds=round(time.perf_counter() - start, 2), calender_skipped=calender_skipped)
+    stages["table"] = time.perf_counter() - start - sum(stages.values())
     _write_atomic(csv_path, _csv(study))
     if report:
         say("writing the study report")
@@ -299,6 +303,8 @@ def run_study(
 
         path = write_study_report(study_report_data(study, twins, twin), out / "report" / "report.html")
         study = _replace(study, report=str(path))
+        stages["report"] = time.perf_counter() - start - sum(stages.values())
+    study = _replace(study, stage_seconds={k: round(v, 2) for k, v in stages.items()})
     _write_atomic(json_path, json.dumps(to_jsonable(study.to_dict()), indent=2))
     return study
 

@@ -3,7 +3,7 @@
 Run (heavy: minutes to an hour on 2 shared cores; use the lock):
 
     flock /tmp/twinlab-bench.lock .venv/bin/python tests/benchmarks/bench_calender_physics.py \
-        [--quick] [--part hertz,cathode,lmp] [--rearrange dem,none]
+        [--quick] [--part hertz,cathode,lmp] [--rearrange dem,none] [--runs 16x4,20x4] [--seeds 1,2,3]
 
 Prints
 ------
@@ -17,7 +17,10 @@ Prints
   Technol. 30 (2019); Primo et al., J. Power Sources 488 (2021) 229361; Guichard et al.,
   arXiv:2601.02879 (2026): rearrangement, then fracture, then crushing), crackable volume > 100
   and > 150 MPa at two increment counts and two lateral windows, mean pore radius and mean pore
-  coordination of the pore network per density.
+  coordination of the pore network per density. With several ``--seeds`` (generated cathodes) and
+  ``--runs`` (WINDOWxSTEPS), the crackable volume of each run against the first, seed by seed, and the
+  seed-to-seed spread at each run: the noise floor that a window (or increment-count) comparison must
+  beat to show a bias.
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
   two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
@@ -61,6 +64,8 @@ def _verdicts(rows):
         "pore coordination falls": len(coo) > 1 and all(b < a for a, b in zip(coo, coo[1:])),
     }
     for k, v in out.items():
+        if k.startswith("pore") and not rad:  # --no-pores
+            continue
         print(f"    {'PASS' if v else 'FAIL'}: {k}", flush=True)
 
 
@@ -79,7 +84,7 @@ def hertz():
               f"interphase voxels open; {time.perf_counter() - t:.0f} s", flush=True)
 
 
-def cathode(quick: bool, runs=None, rearrange="none"):
+def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True):
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
     from twinlab.datasets.generators import make_cathode
@@ -88,37 +93,74 @@ def cathode(quick: bool, runs=None, rearrange="none"):
 
     design = ncm622_cathode()
     vs = 2.0 if quick else 1.0
-    gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=vs, collector_um=4, seed=1)
-    print("cathode:", gen.phases.shape, f"{vs} µm voxels, contacts", gen.contacts, flush=True)
     runs = runs or ([(32, 4), (32, 8), (48, 4)] if not quick else [(16, 4), (16, 8), (24, 4)])
-    for window, steps in runs:
-        t = time.perf_counter()
-        s = calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
-                     voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
-                     maxiter=20000, rearrange=rearrange)
-        print(f"rearrange={rearrange} window {window} steps {steps} ({time.perf_counter() - t:.0f} s):", flush=True)
-        for d in s.settings.get("dem_stages", []):
-            print(f"    DEM: {d['from_layers']} → {d['stopped_layers']} layers (target {d['target_layers']}), "
-                  f"{d['pressure_mpa']:.2f} MPa, {d['spheres']} spheres, max overlap {d['max_overlap']:.3f} r, "
-                  f"voxel collisions {d['collisions']:.4f}; stopped by {d['stop']}", flush=True)
-        rows = []
-        for st, state in zip(s.steps, s.states):
-            rad = coo = None
-            try:
-                m = compute_network_metrics(extract_network(state.labels, voxel_size_um=vs, thickness_axis="y"))
-                rad, coo = m.mean_inscribed_radius_um, m.mean_coordination
-                pores = (f"pore radius inscribed {rad:.3f} µm (equivalent {m.mean_equivalent_radius_um:.3f} µm), "
-                         f"pore coordination {coo:.2f}")
-            except InputError as e:
-                pores = f"no pore network ({e})"
-            print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure {st.roll_pressure_mpa:7.1f} MPa, "
-                  f"active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, crackable >100 {st.crackable_volume_pct['100']:5.1f} %"
-                  f" >150 {st.crackable_volume_pct['150']:5.1f} %, open contacts "
-                  f"{'n/a' if st.contacts_open_fraction is None else f'{st.contacts_open_fraction:.2f}'}, "
-                  f"{pores}, CG {st.cg_iterations}", flush=True)
-            rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
-                         st.crackable_volume_pct["150"], rad, coo))
-        _verdicts(rows)
+    crack = {}  # (window, steps) → {seed: [(c100, c150) per density]}
+    for seed in seeds:
+        gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=vs, collector_um=4, seed=seed)
+        print("cathode:", gen.phases.shape, f"{vs} µm voxels, seed {seed}, contacts", gen.contacts, flush=True)
+        for window, steps in runs:
+            t = time.perf_counter()
+            s = calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
+                         voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
+                         maxiter=20000, rearrange=rearrange)
+            print(f"rearrange={rearrange} seed {seed} window {window} ({window * vs:.0f} µm) steps {steps} "
+                  f"({time.perf_counter() - t:.0f} s):", flush=True)
+            for d in s.settings.get("dem_stages", []):
+                print(f"    DEM: {d['from_layers']} → {d['stopped_layers']} layers (target {d['target_layers']}), "
+                      f"{d['pressure_mpa']:.2f} MPa, {d['spheres']} spheres, max overlap {d['max_overlap']:.3f} r, "
+                      f"voxel collisions {d['collisions']:.4f}; stopped by {d['stop']}", flush=True)
+            rows = []
+            for st, state in zip(s.steps, s.states):
+                rad = coo = None
+                pores_txt = ""
+                if pores:
+                    try:
+                        net = extract_network(state.labels, voxel_size_um=vs, thickness_axis="y")
+                        m = compute_network_metrics(net)
+                        rad, coo = m.mean_inscribed_radius_um, m.mean_coordination
+                        pores_txt = (f", pore radius inscribed {rad:.3f} µm (equivalent "
+                                     f"{m.mean_equivalent_radius_um:.3f} µm), pore coordination {coo:.2f}")
+                    except InputError as e:
+                        pores_txt = f", no pore network ({e})"
+                print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure "
+                      f"{st.roll_pressure_mpa:7.1f} MPa, active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, "
+                      f"crackable >100 {st.crackable_volume_pct['100']:5.1f} % "
+                      f">150 {st.crackable_volume_pct['150']:5.1f} %"
+                      f", open contacts "
+                      f"{'n/a' if st.contacts_open_fraction is None else f'{st.contacts_open_fraction:.2f}'}"
+                      f"{pores_txt}, CG {st.cg_iterations}", flush=True)
+                rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
+                             st.crackable_volume_pct["150"], rad, coo))
+            crack.setdefault((window, steps), {})[seed] = [(r[2], r[3]) for r in rows]
+            _verdicts(rows)
+    _window_spread(crack)
+
+
+def _window_spread(crack):
+    """Crackable volume between runs of the same series: per density and threshold, the relative difference
+    of each other run from the first run (same seeds), and — over seeds — the seed-to-seed spread at one run
+    ((max − min)/mean), the noise floor a window comparison has to beat."""
+    keys = list(crack)
+    if not keys:
+        return
+    seeds = sorted(set.intersection(*(set(v) for v in crack.values())))
+    for i, d in enumerate(DENSITIES):
+        for j, thr in enumerate(("100", "150")):
+            parts = []
+            for k in keys:
+                vals = np.array([crack[k][s][i][j] for s in seeds])
+                if len(seeds) > 1:
+                    parts.append(f"{k[0]}x{k[1]}: mean {vals.mean():5.1f} %, seed spread "
+                                 f"{(vals.max() - vals.min()) / max(vals.mean(), 1e-9):4.0%}")
+            base = np.array([crack[keys[0]][s][i][j] for s in seeds])
+            for k in keys[1:]:
+                other = np.array([crack[k][s][i][j] for s in seeds])
+                rel = np.abs(other - base) / np.maximum(0.5 * (other + base), 1e-9)
+                mean_rel = abs(other.mean() - base.mean()) / max(0.5 * (other.mean() + base.mean()), 1e-9)
+                parts.append(f"{k[0]}x{k[1]} vs {keys[0][0]}x{keys[0][1]}: same-seed rel. diff "
+                             + "/".join(f"{r:.0%}" for r in rel)
+                             + (f", of the seed means {mean_rel:.0%}" if len(seeds) > 1 else ""))
+            print(f"  {d} g/cm³ >{thr} MPa: " + "; ".join(parts), flush=True)
 
 
 def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None):
@@ -176,6 +218,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller windows / coarser voxels")
     ap.add_argument("--part", default="hertz,cathode,lmp")
     ap.add_argument("--runs", default=None, help="cathode runs as WINDOWxSTEPS,… (default by --quick)")
+    ap.add_argument("--seeds", default="1", help="generator seeds of the cathode, e.g. 1,2,3 (seed spread)")
+    ap.add_argument("--no-pores", action="store_true", help="skip the pore network per cathode member")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
     ap.add_argument("--lmp-ratios", default=None, help="LMP calendering ratios, e.g. 0.05,0.1,0.2 (one increment each)")
@@ -190,7 +234,7 @@ def main():
     if "cathode" in parts:
         runs = [tuple(int(v) for v in r.split("x")) for r in args.runs.split(",")] if args.runs else None
         for rearrange in args.rearrange.split(","):
-            cathode(args.quick, runs, rearrange)
+            cathode(args.quick, runs, rearrange, tuple(int(v) for v in args.seeds.split(",")), not args.no_pores)
     if "lmp" in parts:
         for rearrange in args.rearrange.split(","):
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,

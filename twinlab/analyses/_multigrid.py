@@ -10,7 +10,11 @@ symmetric V-cycle:
   every coarse operator a 7-point M-matrix, keeps connectivity (a coarse voxel is active iff one
   of its fine voxels is) and is exact for layered media;
 * red-black Gauss–Seidel smoothing (red→black before, black→red after: symmetric) in float32;
-* a sparse LU solve on the coarsest grid (≤ ``coarse_cells`` unknowns).
+* a sparse LU solve on the coarsest grid (≤ ``coarse_cells`` unknowns);
+* in a high-contrast medium (face conductances spanning more than :data:`ISLAND_CONTRAST`), a
+  coarse correction on its islands (:class:`IslandDeflation`): the 2×2×2 aggregates mix the
+  strongly coupled voxels of a carbon-binder film or a lithium particle with the weak ones around
+  them, so the cycle cannot move such an island as a whole; one unknown per island can.
 
 The outer iteration is flexible (Polak–Ribière) preconditioned CG in float64, so the float32
 V-cycle only has to be a good approximate inverse. It stops on the physical criterion: the
@@ -29,6 +33,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy import ndimage as ndi
 
 from ..errors import ConvergenceError
 from . import _stencil as st
@@ -83,11 +88,92 @@ class SolveInfo:
     history: list[float] = field(default_factory=list)
 
 
+#: faces weaker than the strongest by more than this factor are weak: the voxels joined by strong
+#: faces form the islands of :class:`IslandDeflation` (none when every face is within this range)
+ISLAND_CONTRAST = 100.0
+
+
+class IslandDeflation:
+    """A coarse correction on the islands of strongly coupled voxels (adapted deflation, A-DEF2 of
+    Tang, Nabben, Vuik & Erlangga 2009): after a cycle's ``z ≈ A⁻¹ r``,
+    ``z += W (Wᵀ A W)⁻¹ Wᵀ (r − A z)`` with ``W`` the islands' indicator vectors.
+
+    An island is a connected set of voxels joined by faces within :data:`ISLAND_CONTRAST` of the
+    strongest; ``Wᵀ A W`` (one row per island: the conductance of the faces that leave it, and of its
+    Dirichlet faces, on the diagonal; minus the faces to each other island off it) is factorised
+    once. Demo cathode (CBD 50 vs NCM 0.005 S/m, 4083 islands): 480 → 231 iterations, CPU 30.3 →
+    22.2 s on half its volume.
+    """
+
+    def __init__(self, ids: np.ndarray, count: int, g0, g1, g2, bclo, bchi):
+        self.count = count
+        flat = ids.reshape(-1)
+        self.members = np.flatnonzero(flat)
+        self.member_ids = (flat[self.members] - 1).astype(np.intp)
+        diag = np.zeros(count + 1)
+        rows, cols, vals = [], [], []
+        n0 = g0.shape[0]
+        pairs = [(ids[:-1], ids[1:], g0[: n0 - 1])]  # axis 0 never wraps
+        pairs += [(ids, np.roll(ids, -1, axis=a), g) for a, g in ((1, g1), (2, g2))]
+        for lo, hi, g in pairs:
+            cross = (g > 0) & (lo != hi)
+            i, j, c = lo[cross], hi[cross], g[cross].astype(np.float64)
+            diag += np.bincount(i, c, minlength=count + 1) + np.bincount(j, c, minlength=count + 1)
+            both = (i > 0) & (j > 0)
+            rows += [i[both], j[both]]
+            cols += [j[both], i[both]]
+            vals += [-c[both], -c[both]]
+        diag += np.bincount(ids[0].reshape(-1), bclo.reshape(-1).astype(np.float64), minlength=count + 1)
+        diag += np.bincount(ids[-1].reshape(-1), bchi.reshape(-1).astype(np.float64), minlength=count + 1)
+        every = np.arange(1, count + 1)
+        coarse = sp.csc_matrix((np.concatenate(vals + [diag[1:]]),
+                                (np.concatenate(rows + [every]) - 1, np.concatenate(cols + [every]) - 1)),
+                               shape=(count, count))
+        self.ids = ids
+        self.matrix = coarse  # Wᵀ A W
+        self._lu = spla.splu(coarse)
+        self._z = np.empty(ids.shape, np.float64)
+        self._az = np.empty(ids.shape, np.float64)
+
+    @classmethod
+    def of(cls, g0, g1, g2, bclo, bchi) -> "IslandDeflation | None":
+        """The islands of the operator, or None when its faces span ≤ :data:`ISLAND_CONTRAST`."""
+        positive = [g[g > 0] for g in (g0, g1, g2)]
+        positive = [p for p in positive if p.size]
+        if not positive:
+            return None
+        top = max(float(p.max()) for p in positive)
+        if top <= ISLAND_CONTRAST * min(float(p.min()) for p in positive):
+            return None
+        strong = np.zeros(g0.shape, bool)
+        for axis, g in enumerate((g0, g1, g2)):
+            face = g >= top / ISLAND_CONTRAST
+            if axis == 0:
+                face[-1] = False
+            strong |= face
+            strong |= np.roll(face, 1, axis=axis)  # the voxel across the face
+        ids, count = ndi.label(strong)
+        return cls(ids, count, g0, g1, g2, bclo, bchi) if count else None
+
+    @property
+    def nbytes(self) -> int:
+        return self.members.nbytes + self.member_ids.nbytes + self._z.nbytes + self._az.nbytes
+
+    def correct(self, ops: tuple, r: np.ndarray, z: np.ndarray) -> None:
+        """``z += W (Wᵀ A W)⁻¹ Wᵀ (r − A z)`` in place (``z`` float32, ``r`` float64)."""
+        self._z[...] = z
+        st.matvec(*ops, self._z, self._az)
+        rest = r.reshape(-1)[self.members] - self._az.reshape(-1)[self.members]
+        c = self._lu.solve(np.bincount(self.member_ids, rest, minlength=self.count))
+        flat = z.reshape(-1)
+        flat[self.members] += c[self.member_ids].astype(np.float32)
+
+
 class MultigridPreconditioner:
     """A V-cycle hierarchy built from the fine face conductances (kept by reference)."""
 
     def __init__(self, g0, g1, g2, bclo, bchi, *, coarse_cells: int = 4096, smoothing_steps: int = 1,
-                 kcycle: bool = True):
+                 kcycle: bool = True, deflate: bool = True):
         self.smoothing_steps = int(smoothing_steps)
         self.kcycle = bool(kcycle)
         self.threads = numba.get_num_threads()
@@ -112,11 +198,13 @@ class MultigridPreconditioner:
             self.levels.append(coarse)
         numba.set_num_threads(self.threads)
         self._factor_coarsest()
+        self.deflation = IslandDeflation.of(g0, g1, g2, bclo, bchi) if deflate and len(self.levels) > 1 else None
 
     @property
     def nbytes(self) -> int:
         """Memory held by the hierarchy (the finest level's conductances belong to the caller)."""
-        return sum(level.nbytes for level in self.levels[1:]) + sum(a.nbytes for a in self.levels[0].runs)
+        return (sum(level.nbytes for level in self.levels[1:]) + sum(a.nbytes for a in self.levels[0].runs)
+                + (self.deflation.nbytes if self.deflation is not None else 0))
 
     def _factor_coarsest(self) -> None:
         last = self.levels[-1]
@@ -139,6 +227,8 @@ class MultigridPreconditioner:
         else:
             self._vcycle(0, r, z)
         numba.set_num_threads(self.threads)
+        if self.deflation is not None:
+            self.deflation.correct(self.levels[0].ops, r, z)
 
     def _vcycle(self, index: int, b: np.ndarray, x: np.ndarray) -> None:
         level = self.levels[index]
@@ -232,7 +322,8 @@ def _assemble(g0, g1, g2, bclo, bchi) -> sp.csr_matrix:
 
 def solve_potential(g0, g1, g2, bclo, bchi, *, rtol: float = 1e-4, max_iterations: int = 200,
                     x0: np.ndarray | None = None, coarse_cells: int = 4096,
-                    smoothing_steps: int = 1, kcycle: bool = True) -> tuple[np.ndarray, SolveInfo]:
+                    smoothing_steps: int = 1, kcycle: bool = True,
+                    deflate: bool = True) -> tuple[np.ndarray, SolveInfo]:
     """Solve A x = b (C = 1 at the inlet plane, 0 at the outlet plane) to a flux-balance ``rtol``.
 
     Returns the float64 potential on the grid (inactive voxels hold meaningless values: mask
@@ -243,17 +334,18 @@ def solve_potential(g0, g1, g2, bclo, bchi, *, rtol: float = 1e-4, max_iteration
     numba.set_num_threads(threads if g0.size >= PARALLEL_MIN_CELLS else 1)
     try:
         return _solve_potential(g0, g1, g2, bclo, bchi, rtol=rtol, max_iterations=max_iterations, x0=x0,
-                                coarse_cells=coarse_cells, smoothing_steps=smoothing_steps, kcycle=kcycle)
+                                coarse_cells=coarse_cells, smoothing_steps=smoothing_steps, kcycle=kcycle,
+                                deflate=deflate)
     finally:
         numba.set_num_threads(threads)
 
 
 def _solve_potential(g0, g1, g2, bclo, bchi, *, rtol, max_iterations, x0, coarse_cells, smoothing_steps,
-                     kcycle):
+                     kcycle, deflate):
     t0 = time.perf_counter()
     n0 = g0.shape[0]
     pre = MultigridPreconditioner(g0, g1, g2, bclo, bchi, coarse_cells=coarse_cells,
-                                  smoothing_steps=smoothing_steps, kcycle=kcycle)
+                                  smoothing_steps=smoothing_steps, kcycle=kcycle, deflate=deflate)
     setup = time.perf_counter() - t0
     if x0 is None:
         # linear profile between the Dirichlet planes: exact for straight channels

@@ -19,7 +19,9 @@ Conventions
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -89,7 +91,7 @@ class PoreNetwork(Result):
         (porespy's names) and ``pore.inlet``/``pore.outlet`` (low/high thickness face).
         """
         try:
-            import openpnm as op
+            op = _import_openpnm()
         except ImportError:  # pragma: no cover - network extra
             raise MissingDependencyError("OpenPNM is needed here: pip install 'twinlab[network]'") from None
         a = self.arrays
@@ -399,6 +401,20 @@ def _clusters(net: PoreNetwork) -> tuple[np.ndarray, int]:
     return connected_components(g, directed=False)[::-1]
 
 
+def _import_openpnm():
+    """``openpnm``, with pypardiso (which it imports) shown MKL's runtime where this environment keeps it,
+    in ``<sys.prefix>/lib``: without ``PYPARDISO_MKL_RT`` pypardiso searches every file under
+    ``<sys.prefix>/lib*`` for it (measured 0.9 s of the demo's network stage; the library it finds first,
+    the shortest path, is this one)."""
+    if "PYPARDISO_MKL_RT" not in os.environ:
+        found = sorted(glob.glob(os.path.join(glob.escape(sys.prefix), "lib", "libmkl_rt.so*")), key=len)
+        if found:
+            os.environ["PYPARDISO_MKL_RT"] = found[0]
+    import openpnm
+
+    return openpnm
+
+
 def compute_network_tortuosity(net: PoreNetwork, *, diffusivity_m2_s: float = 1e-9) -> NetworkTortuosity:
     """Fickian diffusion on the network (OpenPNM) from the low to the high thickness face.
 
@@ -406,7 +422,7 @@ def compute_network_tortuosity(net: PoreNetwork, *, diffusivity_m2_s: float = 1e
     ``trim``) so the linear system is never singular. ``D_eff = rate · L / (A · ΔC)`` with L the
     sample length along the thickness axis and A its cross-section; ``τ² = ε D / D_eff``.
     """
-    import openpnm as op
+    op = _import_openpnm()
 
     require_positive(diffusivity_m2_s, "diffusivity_m2_s")
     a = net.arrays

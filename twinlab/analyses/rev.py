@@ -123,6 +123,11 @@ class StatisticalRev(Result):
         return d
 
 
+#: a twin's labels up to this size are read into memory once by :func:`analyze_twin` (the transport and
+#: morphology analyses hold the whole label volume too); larger ones are read sub-volume by sub-volume
+READ_WHOLE_BYTES = 1 << 30
+
+
 def statistical_rev(
     labels: Any,
     *,
@@ -378,6 +383,10 @@ def analyze_twin(twin: Any, *, design: Any = None, phase: str = "active", proper
     from ..twin import Step
 
     labels = twin.labels("phases")
+    if labels.nbytes <= READ_WHOLE_BYTES:
+        # every property samples the same sub-volumes (one seed): read the labels once, not once per
+        # sub-volume and property (hundreds of zarr reads in the demo)
+        labels = np.asarray(labels)
     phases = twin.phases
     vs = twin.voxel_size
     cbd_as = cbd_as or twin.cbd_as or "domain"

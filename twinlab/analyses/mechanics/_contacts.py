@@ -14,12 +14,18 @@ voxel:
 
 * **compressive and closed**: elastic with a compliant modulus (``twinlab.materials``
   "NCM_contact", with its sources) up to a frictional limit, perfectly plastic above it
-  (tangential sliding): Drucker–Prager, von Mises stress ≤ c + √3 μ p (cohesion c, friction μ,
-  pressure p), the smooth cone that matches Coulomb friction in shear; the hydrostatic part stays elastic, so the normal response is a compliant
-  spring per unit area ``E_c/h``. The plastic return is explicit, between solves (like the
-  brittle switch): a closed voxel whose von Mises stress exceeds the yield has its deviator scaled
-  back to it (the out-of-balance force enters the next solve through its old stress) and, while it
-  sits on the yield surface, a sliding shear modulus ``SLIDE_FACTOR × μ_c`` at constant bulk
+  (tangential sliding): Coulomb friction on the contact plane (:func:`contact_limit`), the shear
+  traction ``|τ| ≤ c + μ p_n`` (cohesion c, friction μ, normal pressure ``p_n = −n·σ·n``); the normal
+  traction and the stresses in the contact plane stay elastic, so the normal response is a compliant
+  spring per unit area ``E_c/h``. (A von Mises / Drucker–Prager limit on the whole deviator, used before,
+  yields under a purely normal load too — uniaxial strain has a deviator — and let the jammed packing
+  densify at the friction stress: roll pressure 28 / 46 MPa at 3.4 / 3.8 g/cm³ on the benchmark cathode,
+  38.6 / 65.0 with the contact-plane law, issue 16.) A contact law without friction but with a yield stress
+  (lithium metal) yields by its von Mises stress instead, like the metal. The plastic return is explicit,
+  between solves (like the brittle switch): a closed voxel whose shear traction exceeds the limit has it
+  scaled back (:func:`contact_return`; the out-of-balance force enters the next solve through its old
+  stress) and,
+  while it sits on the limit, a sliding shear modulus ``SLIDE_FACTOR × μ_c`` at constant bulk
   modulus — so every solve is linear (no Newton iterations on thousands of yielding contact
   voxels) and the solver's operator is unchanged;
 * **open** (the normal traction ``n·σ·n`` became tensile, or an initial gap has not closed yet):
@@ -218,15 +224,69 @@ def normal_component(t: np.ndarray, n: np.ndarray) -> np.ndarray:
             + 2.0 * (n[1] * n[2] * t[3] + n[0] * n[2] * t[4] + n[0] * n[1] * t[5]))
 
 
-def _limit(s, sy, slope):
-    """Drucker–Prager von Mises limit ``sy + slope · p`` (p = pressure, compression positive, ≥ 0)."""
-    p = np.maximum(-(s[0] + s[1] + s[2]) / 3.0, 0.0)
-    return sy + slope * p
+def _traction(s, n):
+    """Traction ``σ·n`` (3, m) of symmetric tensors ``s`` (6, m) on the planes of normals ``n`` (3, m)."""
+    return np.stack([s[0] * n[0] + s[5] * n[1] + s[4] * n[2],
+                     s[5] * n[0] + s[1] * n[1] + s[3] * n[2],
+                     s[4] * n[0] + s[3] * n[1] + s[2] * n[2]])
 
 
 def _von_mises(s):
     p = (s[0] + s[1] + s[2]) / 3.0
     return np.sqrt(1.5 * ((s[0] - p) ** 2 + (s[1] - p) ** 2 + (s[2] - p) ** 2 + 2.0 * (s[3] ** 2 + s[4] ** 2 + s[5] ** 2)))
+
+
+def contact_limit(s, n, sy, slope):
+    """What slides or yields in a closed contact voxel, and its limit: ``(q (m,), limit (m,), τ (3, m))``.
+
+    A frictional contact (``slope > 0``) obeys Coulomb friction on its contact plane (normal ``n``): the
+    tangential traction ``τ = σ·n − (n·σ·n) n`` is bounded by ``c + μ p_n``, ``p_n = −n·σ·n`` the
+    contact's normal pressure (≥ 0), μ the friction coefficient and ``c`` the cohesion — the law of the
+    tangential contact force of DEM calendering models (|F_t| ≤ μ F_n: Cundall & Strack, Géotechnique 29 (1979) 47;
+    Sangrós Giménez et al. 2019 for NMC-622) and of frictional contact in FE/FFT (Hüeber, Stadler &
+    Wohlmuth, SIAM J. Sci. Comput. 30 (2008) 572); the law's constants are von Mises ones (``sy`` = √3 c,
+    ``slope`` = √3 μ), so the limit is ``(sy + slope p_n)/√3`` and ``q = |τ|``. A contact without friction
+    but with a yield stress (lithium metal: a cold-welded contact yields like the metal) is limited by its
+    von Mises stress: ``q`` the von Mises stress, the limit ``sy``.
+    """
+    t = _traction(s, n)
+    s_nn = (t * n).sum(axis=0)
+    tau = t - s_nn * n
+    fric = slope > 0
+    q = np.where(fric, np.sqrt((tau ** 2).sum(axis=0)), _von_mises(s))
+    lim = np.where(fric, (sy + slope * np.maximum(-s_nn, 0.0)) / np.sqrt(3.0), sy)
+    return q, lim, tau
+
+
+def contact_return(s, n, sy, slope):
+    """Stress (6, m) of closed contact voxels returned to :func:`contact_limit`.
+
+    Frictional contacts: the shear traction on the contact plane is scaled back to its Coulomb limit; the
+    normal traction and the stresses in the contact plane are kept. Only the contact plane slides: a contact
+    pressed along its normal (uniaxial strain, no shear on the plane) stays elastic however large its stress
+    deviator — a von Mises (Drucker–Prager) limit on the whole deviator would let it flow out sideways and
+    the jammed packing densify at the friction stress. Yielding (frictionless) contacts: the deviator is
+    scaled back to the von Mises limit (radial return)."""
+    q, lim, tau = contact_limit(s, n, sy, slope)
+    over = q > lim
+    k = np.where(over, lim / np.maximum(q, 1e-30), 1.0)
+    fric = slope > 0
+    out = s.copy()
+    # frictional: σ −= d⊗n + n⊗d with d the removed shear traction
+    d = np.where(fric & over, 1.0 - k, 0.0) * tau
+    out[0] -= 2.0 * d[0] * n[0]
+    out[1] -= 2.0 * d[1] * n[1]
+    out[2] -= 2.0 * d[2] * n[2]
+    out[3] -= d[1] * n[2] + d[2] * n[1]
+    out[4] -= d[0] * n[2] + d[2] * n[0]
+    out[5] -= d[0] * n[1] + d[1] * n[0]
+    # yielding: radial return of the deviator
+    f = np.where(~fric, k, 1.0)
+    p = (out[0] + out[1] + out[2]) / 3.0
+    for c in range(3):
+        out[c] = p + f * (out[c] - p)
+    out[3:] *= f
+    return out
 
 
 def _isotropic(lam, mu, e_nn, n):
@@ -244,9 +304,9 @@ class ContactLaw:
 
     lam: np.ndarray  # (256,) by label value
     mu: np.ndarray
-    sy: np.ndarray  # von Mises limit at zero pressure (cohesion)
+    sy: np.ndarray  # friction limit at zero pressure, von Mises units (√3 × the shear cohesion c)
     code: np.ndarray
-    slope: np.ndarray  # Drucker–Prager slope: the limit grows by slope × pressure (√3 × friction)
+    slope: np.ndarray  # the limit grows by slope × normal pressure (√3 × the Coulomb friction coefficient μ)
     jam: np.ndarray = None  # jamming packing fraction of the compaction cap (NaN: no cap)
     crush: np.ndarray = None  # crushing strength σ_c of the compaction cap (MPa)
     rearr: np.ndarray = None  # rearrangement pressure at jamming P_j (MPa)
@@ -416,7 +476,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     g0 = np.where(is_open, g0, 0.0)
     # a contact formed by the remap (was bulk or pore before) starts closed with its carried stress
     base_stress = s_old[(slice(None),) + idx].astype(float)
-    sliding = _von_mises(base_stress) >= 0.99 * _limit(base_stress, c_sy, c_slope)
+    q0, lim0, _ = contact_limit(base_stress, normal, c_sy, c_slope)
+    sliding = q0 >= 0.99 * lim0
     k_c = c_lam + 2.0 * c_mu / 3.0
     mu_eff = np.where(sliding, SLIDE_FACTOR * c_mu, c_mu)
     lam_eff = k_c - 2.0 * mu_eff / 3.0
@@ -514,14 +575,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         if closed.any():
             cs = tuple(i[closed] for i in idx)
             s_c = sig[(slice(None),) + cs].astype(float)
-            q = _von_mises(s_c)
-            lim = _limit(s_c, c_sy[closed], c_slope[closed])
-            f = np.where(q > lim, lim / np.maximum(q, 1e-30), 1.0)
-            p = (s_c[0] + s_c[1] + s_c[2]) / 3.0
-            for k in range(3):
-                s_c[k] = p + f * (s_c[k] - p)
-            s_c[3:] *= f
-            sig[(slice(None),) + cs] = s_c
+            sig[(slice(None),) + cs] = contact_return(s_c, normal[:, closed], c_sy[closed], c_slope[closed])
 
     before = sol.stress[on].astype(float)
     to_limits(sol.stress)

@@ -35,9 +35,7 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
    nearly the same roll travel at any voxel size (the rule it replaces counted voxel hulls per
    layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped the roll
-   earlier — at 6 µm in its first quarter layer). A series of stages still depends on the voxel size:
-   each increment refits its clumps force-free to the remapped voxels (README "Known limits", LMP
-   shells).
+   earlier — at 6 µm in its first quarter layer).
 3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
@@ -45,10 +43,25 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
 
 The voxel stress solve of :func:`.calender` then compresses the rearranged coating from where
 the roll stopped to the increment's target: stress builds only for the compression that
-rearrangement could not take, i.e. where the particles are jammed. Each DEM stage starts from the
-current voxel geometry (clumps refitted, no carried contact history or prestress); a particle
-that moved by half a voxel or more left the contacts that loaded it and arrives unloaded (its
-carried stress is dropped), the others keep theirs.
+rearrangement could not take, i.e. where the particles are jammed. A particle that moved by half
+a voxel or more left the contacts that loaded it and arrives unloaded (its carried stress is
+dropped), the others keep theirs.
+
+**The packing is carried from increment to increment** (:class:`DemPacking`): the clumps are
+fitted once, to the uncalendered particles; each later stage starts where the last one left its
+spheres (their positions and orientations, hence their contact overlaps), not from a refit to
+the re-voxelised particles — a refit re-digitises every particle each increment, at an error of
+about a voxel that grows with the voxel size, so a series of refitted stages jammed at a
+roll travel that depended on the voxel size (README "Known limits", LMP shells). A clump that
+turned in the DEM stays turned, while its voxel particle is only translated (step 3): for the
+near-spherical particles of the generated electrodes the two keep the same shape. Between stages
+the spheres follow their particles through the stress solve (each clump as the centroid of its
+particle's voxels moved, remap pushes included) and are flattened where the solve pressed them into each other, the
+collector or the roll (spheres shrunk to just touch, as the fit starts them): the deformation the
+solve gave the particles is permanent (plastic lithium, crushed NCM), its stress stays in the
+voxels, and what the DEM feels of it is the particles' new, flatter shape. Not carried: the
+tangential (Mindlin) contact history and velocities — every stage starts from rest and ends
+relaxed, so only the sliding springs' memory is lost.
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
@@ -69,6 +82,7 @@ from scipy.spatial import cKDTree
 
 from ...errors import MissingDependencyError
 from ...materials import MATERIALS
+from ._contacts import particle_surface
 from ._remap import remap_voxels
 
 #: roll-wall sub-step (voxels) and LAMMPS steps to move it and to relax the packing after it
@@ -113,7 +127,8 @@ class DemMove:
     overlap at the end, relative to the smaller radius; ``wall_um``: the roll's height above the
     cell bottom; ``collisions``: the particle volume the rigid move squeezes (beyond the digitisation
     shell) per volume the roll swept; ``stop``: what
-    stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values.
+    stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values;
+    ``packing``: the clumps where the roll stopped (the next stage's start, :class:`DemPacking`).
     """
 
     target: np.ndarray
@@ -125,6 +140,86 @@ class DemMove:
     wall_um: float
     collisions: float
     stop: dict
+    packing: "DemPacking | None" = None
+
+
+@dataclasses.dataclass
+class DemPacking:
+    """The DEM packing carried from one increment to the next (coating grid, voxel units).
+
+    ``ids`` (b,): particle instance id of each body; ``centre`` (3, s): sphere centres, each clump
+    as one lateral image (unwrapped: a clump cut by a periodic face keeps its spheres together);
+    ``radius`` (s,); ``body`` (s,): index into ``ids``; ``anchor`` (3, b): the centroid of each
+    body's voxels when the spheres last agreed with them (:meth:`anchor_to`). Fitted once to the
+    uncalendered particles (:func:`fit_clumps`); afterwards the spheres move only with the DEM and
+    as the stress solve moved their particle, so where the packing jams does not depend on how the
+    previous increment was re-voxelised.
+    """
+
+    ids: np.ndarray
+    centre: np.ndarray
+    radius: np.ndarray
+    body: np.ndarray
+    anchor: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
+        """Clumps fitted force-free to the particle instances (:func:`fit_clumps`)."""
+        return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top))
+
+    def bodies_in(self, inst: np.ndarray) -> "DemPacking":
+        """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
+        safety against a caller's relabelling) and whose spheres stay ≥ ``MIN_RADIUS``."""
+        present = np.zeros(int(max(inst.max(), self.ids.max(initial=0))) + 1, bool)
+        present[np.unique(inst)] = True
+        keep = present[self.ids[self.body]] & (self.radius >= MIN_RADIUS)
+        used = np.unique(self.body[keep])
+        remap = np.full(self.ids.size, -1, np.int64)
+        remap[used] = np.arange(used.size)
+        return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]],
+                          None if self.anchor is None else self.anchor[:, used])
+
+    def between(self, z_bottom: float, z_top: float) -> "DemPacking":
+        """Spheres that poke through the collector plane or the roll flattened to touch it (the remap
+        keeps the voxels inside the same planes; plastic flattening, no stored overlap)."""
+        r = np.minimum(self.radius, np.minimum(self.centre[0] - z_bottom, z_top - self.centre[0]))
+        return dataclasses.replace(self, radius=r)
+
+    def follow(self, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
+        """The packing after a voxel stress solve: each clump translated as its particle's voxels
+        moved since :meth:`anchor_to` (the shift of their centroid, so the remap's pushes count),
+        then flattened where the solve pressed particles into each other, the collector or the
+        roll: the overlapping spheres shrink by a common factor until they just touch (as
+        :func:`fit_clumps` starts them), so the next DEM stage starts force-free from the deformed
+        packing — the solve's stress stays in the voxels, and lithium and cracked NCM deform
+        permanently (no elastic spring-back is stored in the spheres)."""
+        step = _voxel_centroids(inst, self) - self.anchor
+        centre = self.centre + step[:, self.body]
+        radius = _separate(centre, self.radius, self.body, inst.shape)
+        moved = DemPacking(self.ids, centre, radius, self.body).between(z_bottom, z_top).bodies_in(inst)
+        return moved.anchor_to(inst)
+
+    def anchor_to(self, inst: np.ndarray) -> "DemPacking":
+        """Record where the bodies' voxels are now (the spheres and the voxels agree here)."""
+        return dataclasses.replace(self, anchor=_voxel_centroids(inst, self))
+
+
+def _voxel_centroids(inst, packing):
+    """Centroid (3, b) of each body's voxels, voxel units, laterally the image nearest the body's
+    spheres (a particle cut by a periodic face counts as one piece); a body without voxels: its
+    spheres' mean centre."""
+    ids = packing.ids
+    count = np.bincount(packing.body, minlength=ids.size)
+    ref = np.stack([np.bincount(packing.body, weights=packing.centre[a], minlength=ids.size) / np.maximum(count, 1)
+                    for a in range(3)])
+    lookup = np.full(int(max(inst.max(), ids.max(initial=0))) + 1, -1, np.int64)
+    lookup[ids] = np.arange(ids.size)
+    vox = np.nonzero(lookup[inst] >= 0)
+    k = lookup[inst[vox]]
+    d = _lateral_min_image(np.stack(vox).astype(float) + 0.5 - ref[:, k], inst.shape)
+    n = np.bincount(k, minlength=ids.size)
+    mean = np.stack([np.bincount(k, weights=d[a], minlength=ids.size) for a in range(3)]) / np.maximum(n, 1)
+    return ref + mean
 
 
 def load_lammps():
@@ -182,16 +277,18 @@ def dem_materials(lab, cstate, lut):
 
 
 def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, materials, n_coll, m_cur, m_next, h,
-                    seed, pore_gray, jam, collision_tol, moving_value, stats):
+                    seed, pore_gray, jam, collision_tol, moving_value, stats, packing=None):
     """One increment's DEM stage on calender's state (labels, image, stress, strain, displacement,
-    broken shells, contact state; thickness axis first): :func:`rearrange` from ``m_cur`` toward
-    ``m_next`` layers, then every voxel moves rigidly with its particle's clump through the
-    volume-conserving remap, its state gathered with ``take(arr, src, fill)``. Returns the moved
-    state and the coating thickness (layers) where the roll stopped; logs the stage in
-    ``stats["dem"]`` and the roll pressure in ``stats["pressure"]``."""
+    broken shells, contact state; thickness axis first): :func:`rearrange` of ``packing`` (None: fit
+    to the particles) from ``m_cur`` toward ``m_next`` layers, then every voxel moves rigidly with
+    its particle's clump through the volume-conserving remap, its state gathered with
+    ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) where the roll
+    stopped and the packing there (anchored to the moved voxels: the stress solve moves it on,
+    :meth:`DemPacking.follow`); logs the stage in ``stats["dem"]`` and the roll
+    pressure in ``stats["pressure"]``."""
     mov = moving_value(lab)
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
-                     phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol)
+                     phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol, packing=packing)
     m_new = min(m_cur, max(m_next, move.layers))
     new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
     shift = np.zeros_like(disp)
@@ -209,9 +306,10 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
     stats["pressure"] = max(move.pressure_mpa, -float(stress[0, n_coll:].mean()))
     stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
-                         "pressure_mpa": move.pressure_mpa, "spheres": move.spheres,
-                         "max_overlap": move.max_overlap, "collisions": move.collisions, "stop": move.stop})
-    return new_lab, img, stress, strain, disp, broken, m_new
+                         "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
+                         "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
+                         "stop": move.stop})
+    return new_lab, img, stress, strain, disp, broken, m_new, move.packing.anchor_to(cstate.inst)
 
 
 # ---------------------------------------------------------------------- clump fit
@@ -282,8 +380,8 @@ def _separate(centre, radius, body, shape):
     n0, n1, n2 = shape
     if radius.size < 2:
         return radius
-    pts = np.stack([centre[0], centre[1] % n1, centre[2] % n2], axis=1)
-    tree = cKDTree(pts, boxsize=[4.0 * (n0 + np.abs(pts[:, 0]).max()) + 1.0, n1, n2])
+    pts = np.stack([centre[0] - centre[0].min(), centre[1] % n1, centre[2] % n2], axis=1)  # a box from 0
+    tree = cKDTree(pts, boxsize=[4.0 * (n0 + pts[:, 0].max()) + 1.0, n1, n2])
     pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
     out = radius.copy()
     if not pairs.size:
@@ -305,8 +403,8 @@ def _separate(centre, radius, body, shape):
 # ---------------------------------------------------------------------- DEM stage
 def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, m_target: int,
               h: tuple[float, float, float], materials: dict[int, DemMaterial], phase_of: np.ndarray,
-              jam_pressure_mpa: float, collision_tol: float) -> DemMove:
-    """One DEM rearrangement stage: compress the fitted spheres from ``m_cur`` toward ``m_target``.
+              jam_pressure_mpa: float, collision_tol: float, packing: DemPacking | None = None) -> DemMove:
+    """One DEM rearrangement stage: compress the packing from ``m_cur`` toward ``m_target``.
 
     Parameters
     ----------
@@ -328,15 +426,23 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
         particle volume squeezed beyond the digitisation shell (:func:`_squeezed_voxels`) exceeds
         this fraction of the volume the roll swept; the roll then stays at its last sub-step below
         both limits.
+    packing : DemPacking, optional
+        Where the previous stage left the clumps (moved with the stress solve since,
+        :meth:`DemPacking.follow`); None fits them to ``inst`` (the first stage).
     """
     z_bot = float(n_coll)
     z_top = float(n_coll + m_cur)
-    ids, centre, radius, body = fit_clumps(inst, z_bottom=z_bot, z_top=z_top)
+    if packing is None:
+        packing = DemPacking.fit(inst, z_bottom=z_bot, z_top=z_top)
+    else:  # the roll starts at the current top layer: a sphere above it is flattened against it
+        packing = packing.between(z_bot, z_top).bodies_in(inst)
+    ids, centre, radius, body = packing.ids, packing.centre, packing.radius, packing.body
     idx = np.nonzero(moving)
     n_mov = idx[0].size
     if ids.size == 0:
         tgt = np.stack([i + 0.5 for i in idx]).astype(float)
-        return DemMove(tgt, np.zeros((3, n_mov)), m_cur, 0.0, 0, 0.0, z_top * h[0], 0.0, {"by": "no particles"})
+        return DemMove(tgt, np.zeros((3, n_mov)), m_cur, 0.0, 0, 0.0, z_top * h[0], 0.0, {"by": "no particles"},
+                       packing)
     phase = _majority_phase(inst, phase_of, ids)[body]
     # voxel-collision check of a rigid move: particle voxels and the sphere each one follows
     lookup = np.full(int(inst.max()) + 1, -1, np.int64)
@@ -368,7 +474,10 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     target = np.stack([i + 0.5 for i in idx]).astype(float) + shift_v
     shift_um = shift_v * np.asarray(h, float)[:, None]
     layers = max(int(np.ceil(z_wall / h[0] - 1e-6)), n_coll + m_target) - n_coll
-    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop)
+    # the packing goes on from here: each sphere continuous with its start (one lateral image per clump)
+    carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape), anchor=None)
+    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop,
+                   carried)
 
 
 def _lateral_min_image(d, shape):
@@ -379,13 +488,10 @@ def _lateral_min_image(d, shape):
 
 
 def _core(inst):
-    """Particle voxels that are not on their particle's surface (all 6 neighbours in the same
-    particle): beneath the one-voxel digitisation shell in which the true surface lies."""
-    core = inst > 0
-    for ax in range(3):
-        for step in (1, -1):
-            core &= np.roll(inst, step, axis=ax) == inst
-    return core
+    """Particle voxels that are not on their particle's surface (:func:`._contacts.particle_surface`:
+    all 6 neighbours in the same particle; the collector side and the roll are outside): beneath the
+    one-voxel digitisation shell in which the true surface lies."""
+    return (inst > 0) & ~particle_surface(inst)
 
 
 def _squeezed_voxels(pvox, powner, pcore, shift, shape, n_coll, wall_layer):

@@ -225,6 +225,7 @@ def calender(
     done = 0
     stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None, "dem": []}
     dem = dem_materials(lab, cstate, lut) if opts.rearrange == "dem" else None
+    packing = None  # the DEM packing, carried from increment to increment once fitted
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -234,12 +235,13 @@ def calender(
         ti = 0
         for m_next in schedule:
             if m_next < m_cur and dem is not None:  # rearrangement first: the stress solve takes the rest
-                lab, img, stress, strain, disp, broken, m_dem = rearrange_state(
+                lab, img, stress, strain, disp, broken, m_dem, packing = rearrange_state(
                     lab, img, stress, strain, disp, broken, take=_take, cstate=cstate, materials=dem, n_coll=n_coll,
                     m_cur=m_cur,
                     m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.dem_jam_pressure_mpa,
                     collision_tol=opts.dem_collision_tol,
-                    moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True), stats=stats)
+                    moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True), stats=stats,
+                    packing=packing)
                 if m_dem == m_next:  # rearrangement took the whole increment
                     stats["increments"] += 1
                     stats["share"].append(1.0)
@@ -253,6 +255,8 @@ def calender(
                     maxiter=opts.maxiter, workers=opts.workers, seed=opts.seed + done, pore_gray=pore_gray,
                     preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
                     contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um)
+                if packing is not None:  # the clumps move on with their particles (flattened where pressed)
+                    packing = packing.follow(cstate.inst, z_bottom=n_coll, z_top=n_coll + m_next)
                 stats["cg"] += cg
                 stats["newton"] += nw
                 stats["increments"] += 1
