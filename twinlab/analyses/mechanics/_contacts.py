@@ -586,17 +586,20 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         # increments reached it. It continues the last pass's solve: the returns (σ_returned − σ_solved, on
         # the elastic interphase and bridge voxels only) enter as an eigenstress on the increment's start
         # stress and Newton starts from the pass's displacement, where every other voxel — yielded lithium
-        # included — has exactly its solved stress. Its tolerance is the increment's own (relative to the
+        # included — has exactly its solved stress. The pass's hourglass forces are dropped (measured from
+        # its displacement), as a fresh solve from the returned stress drops them: for elastic voxels it is
+        # that solve's equilibrium exactly. Its tolerance is the increment's own (relative to the
         # out-of-balance force at Δu = 0), so the result is as accurate as an unrelaxed increment, and its
         # work is set by the true out-of-balance force of the returns (its start residual, `relax_force`).
-        # A fresh solve from the returned stress instead released the viscous part of the plastic
-        # regularisation in every yielded lithium voxel (median 2× the yield stress on the demo anode): a
-        # plastic collapse that Newton did not converge in 30 iterations (demo anode, 3 of 4 increments)
+        # The fresh solve instead also released the viscous part of the plastic regularisation in every
+        # yielded lithium voxel (median 2× the yield stress on the demo anode): a plastic collapse that
+        # Newton did not converge in 30 iterations (demo anode, 3 of 4 increments)
         s_old[on] += (sol.stress[on] - before).astype(s_old.dtype)
         before = None
         try:
             rel = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
-                                                                 u0=sol.displacement.copy())
+                                                                 u0=sol.displacement.copy(),
+                                                                 hourglass_origin=sol.displacement)
         except ConvergenceError as exc:  # the returned stress stays unrelaxed: counted, never silent
             cg += exc.cg_iterations
             relax.update(relax_cg=exc.cg_iterations, relax_failed=1)
