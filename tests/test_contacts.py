@@ -349,8 +349,13 @@ def test_packing_fraction_counts_the_skeleton_inside_the_coating():
     assert jamming_width(inst, (inst > 0).astype(np.uint8), [1]) == 21  # two diameters, odd
 
 
-def _column(phi_value, cap=True, passes=10, **changes):
-    """Two 6-layer blocks stacked in a laterally filled cell (uniaxial strain), one contact plane."""
+def _column(phi_value, cap=True, passes=10, log=None, fail_relaxation=False, **changes):
+    """Two 6-layer blocks stacked in a laterally filled cell (uniaxial strain), one contact plane.
+
+    ``log`` (a list) receives the CG iterations of every solve, failed ones included; with
+    ``fail_relaxation`` the solve after ``passes`` passes (the relaxation) gets 2 CG iterations to a
+    1e-30 tolerance, so it fails."""
+    from twinlab.errors import ConvergenceError
     from twinlab.materials import get_material
 
     shape = (12, 4, 4)
@@ -362,7 +367,24 @@ def _column(phi_value, cap=True, passes=10, **changes):
     lam0, mu0 = lame_from_young(20e3, 0.3)
 
     def make(lam, mu, sy, code):
-        return MechanicsSolver(lam, mu, yield_mpa=sy, code=code, dtype=np.float64, workers=1)
+        solver = MechanicsSolver(lam, mu, yield_mpa=sy, code=code, dtype=np.float64, workers=1)
+        if log is None:
+            return solver
+        solve = solver.solve_increment
+
+        def logged(d, **k):
+            if fail_relaxation and len(log) == passes:
+                k.update(maxiter=2, tol=1e-30)
+            try:
+                out = solve(d, **k)
+            except ConvergenceError as exc:
+                log.append(exc.cg_iterations)
+                raise
+            log.append(out.cg_iterations)
+            return out
+
+        solver.solve_increment = logged
+        return solver
 
     d_e = np.zeros(6)
     d_e[0] = -0.01
@@ -403,6 +425,32 @@ def test_contact_crushes_at_the_compaction_pressure_and_rearranges_below_jamming
     cap_l = float(compaction_pressure(np.array([0.5]), np.array([0.555]), np.array([125.0]), 10.0, 0.03)[0][0]) + 1.0
     assert p_l.max() <= cap_l * (1 + 1e-9) and info_l["crushing"] == p_l.size
     assert 0 < s_l < 0.4 * s_el
+
+
+def test_relaxation_lets_the_column_relax_onto_its_crushed_contact_and_a_failed_one_is_counted():
+    """One contact pass, then the cap's relaxation. Relaxed, the column's stress falls below the pass's
+    (the blocks spring back against the contact returned to its cap); the relaxation's start force is the
+    returns' out-of-balance force and it ends within the increment's tolerance. A relaxation that fails is
+    counted — its CG iterations in ``cg`` and ``relax_cg``, ``relax_failed`` 1 — and leaves the pass's
+    stress, returned to the caps, unrelaxed."""
+    from twinlab.analyses.mechanics._contacts import compaction_pressure
+
+    phi = 0.5597
+    cap = float(compaction_pressure(np.array([phi]), np.array([0.555]), np.array([125.0]))[0][0]) + 1.0
+    log = []
+    sol, p, s, info = _column(phi, passes=1, log=log, rearrangement_pressure_mpa=None)
+    assert len(log) == 2 and info["passes"] == 1 and info["cg"] == sum(log)
+    assert info["relax_failed"] == 0 and info["relax_cg"] == log[1] > 0 and info["relax_newton"] >= 1
+    assert 1e-8 < info["relax_force"] < 1 and sol.residual <= 1e-8  # the increment's tol (1e-8)
+    assert p.max() <= cap * (1 + 1e-9)
+    log_f = []
+    sol_f, p_f, s_f, info_f = _column(phi, passes=1, log=log_f, fail_relaxation=True,
+                                      rearrangement_pressure_mpa=None)
+    assert info_f["relax_failed"] == 1 and info_f["relax_cg"] == log_f[1] == 2 and info_f["cg"] == sum(log_f)
+    assert info_f["relax_force"] == 0 and p_f.max() <= cap * (1 + 1e-9)
+    # unrelaxed, the blocks keep the pass's stress; relaxed, they spring back against the contact's cap
+    # (measured 20.6 against 35.9 MPa: the hydrostatic return of the contact, weighted by the series compliances)
+    assert s < 0.7 * s_f
 
 
 def test_shell_patches_break_with_weibull_scatter():

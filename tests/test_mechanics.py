@@ -361,6 +361,7 @@ def test_initial_guess_keeps_the_tolerance_relative_to_zero_displacement():
     again = solver.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-4, u0=first.displacement)
     assert first.cg_iterations > 0 and again.cg_iterations == 0 and again.newton_iterations == 0
     assert again.residual <= 1e-4
+    assert first.initial_residual == 1.0 and again.initial_residual == again.residual  # the guess's own force
     np.testing.assert_allclose(again.stress, first.stress)
 
 

@@ -321,8 +321,22 @@ def test_newton_failure_raises_with_the_residual_history():
     code = np.zeros((6, 6, 6), np.uint8)
     code[:3] = 1  # a yielding half: Newton needs more than one step
     solver = MechanicsSolver(lam, mu, yield_mpa=1.0, code=code, workers=1)
-    with pytest.raises(ConvergenceError, match="Newton did not converge in 1 .*residual history"):
+    spent = []
+    cg = solver._cg
+
+    def counted(*a, **k):
+        x, its = cg(*a, **k)
+        spent.append(its)
+        return x, its
+
+    solver._cg = counted
+    with pytest.raises(ConvergenceError, match="Newton did not converge in 1 .*residual history") as err:
         solver.solve_increment([0, 0, -0.01, 0.002, 0, 0], max_newton=1, tol=1e-10)
+    # the failed solve's work is counted: the CG iterations of its one Newton step
+    assert len(spent) == 1 and err.value.cg_iterations == spent[0] > 0
+    with pytest.raises(ConvergenceError, match="did not reach relative residual") as err:
+        solver.solve_increment([0, 0, -0.01, 0.002, 0, 0], maxiter=2, tol=1e-30)
+    assert err.value.cg_iterations == 2  # a CG solve that ran out of iterations spent all of them
 
 
 def test_unknown_preconditioner_is_rejected():

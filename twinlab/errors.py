@@ -32,6 +32,9 @@ class OutputExistsError(TwinlabError, FileExistsError):
 class ConvergenceError(TwinlabError, RuntimeError):
     """A solver diverged or did not reach its tolerance; no result is returned."""
 
+    #: iterations the failed solve spent (the mechanics solver counts its CG iterations here)
+    cg_iterations: int = 0
+
 
 class MissingDependencyError(TwinlabError, ImportError):
     """An optional dependency needed for this feature is not installed."""

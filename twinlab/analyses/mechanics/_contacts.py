@@ -103,8 +103,11 @@ SLIDE_FACTOR = 0.2
 #: lowest secant stiffness of a crushing (jammed) contact as a fraction of its elastic one: a lower one
 #: adds a stiffness contrast that stalls the CG; the pressure left above the cap is returned afterwards
 SECANT_FLOOR = 0.1
-#: loosest relative tolerance of the cap's relaxation solve
-RELAX_TOL_MAX = 0.1
+#: the cap's relaxation is solved to this fraction of the increment's tolerance: at the increment's own
+#: tolerance its error (~1 % of the stress field per increment) left the loose column of test_rearrange
+#: pressed. Demo cathode, crackable >100/>150 MPa at 3.0 g/cm³ for factors 1 / 0.1 / 0.01: 42.2/19.8,
+#: 40.1/19.1, 41.4/20.2 % (the active set's path moves it ±1.5 points), relaxation CG 412 / 854 / 1649
+RELAX_TOL_FACTOR = 0.1
 
 
 # ---------------------------------------------------------------------- instances
@@ -451,8 +454,16 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     iteration inside the same active-set passes); the pressure still above the cap after the last
     pass returns to it (the hydrostatic part; the friction limit then uses that pressure).
 
-    Returns ``(solution, gap_new, info)``: ``gap_new`` is the gap after the increment (NaN where
-    closed, on the coating grid), ``info`` counts interphase voxels, open ones and passes.
+    After the passes, a relaxation continues the last pass's solve with the returned stresses (see the
+    comment there) to ``RELAX_TOL_FACTOR × tol``, so crushed contacts end on their caps in equilibrium.
+
+    Returns ``(solution, gap_new, mask, info)``: ``gap_new`` is the gap after the increment (NaN where
+    closed, on the coating grid), ``mask`` the interphase voxels; ``info`` counts interphase voxels, open
+    and crushing ones, passes, ``failed_passes`` (re-solves that stalled; the previous pass is kept), CG and
+    Newton iterations (all solves, failed ones included), and the relaxation's ``relax_cg``,
+    ``relax_newton``, ``relax_force`` (the returns' out-of-balance force relative to the increment's force
+    at Δu = 0; 0 without a relaxation) and ``relax_failed`` (1: it did not converge and the returned stress
+    stayed unrelaxed).
     """
     mask, normal = foreign_faces(inst, fixed[:nt] if fixed is not None else None, top_is_roll=top_is_roll)
     idx = np.nonzero(mask)
@@ -484,6 +495,9 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     crushing = np.zeros(vals.shape, bool)
     f = np.ones(vals.shape)  # secant stiffness factor of crushing contacts
     bridge = _Bridges(lab, law, phi, lam, mu, s_old) if (phi is not None and law.bridges) else None
+    # the voxels whose stiffness and start stress the passes set, and whose stress the limits return
+    touched = idx if bridge is None else tuple(np.concatenate([a, b]) for a, b in zip(idx, bridge.idx))
+    on = (slice(None),) + touched
     passes = failed_passes = 0
     cg = newton = 0
     u_prev = None
@@ -508,14 +522,18 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         try:
             trial = make_solver(lam, mu, sy, code).solve_increment(
                 d_e, stress_old=s_old, tol=tol, maxiter=maxiter, u0=None if u_prev is None else u_prev.copy())
-        except ConvergenceError:
+        except ConvergenceError as exc:
             if passes == 1:
                 raise
             # a re-solve whose softened contacts leave a particle all but floating can stall: keep the
-            # previous pass (its pressures above the caps return to them below)
+            # previous pass (its pressures above the caps return to them below) and the stiffness and
+            # start stress it was solved with (the relaxation continues that solve)
+            cg += exc.cg_iterations
             failed_passes += 1
+            lam[touched], mu[touched], s_old[on] = solved_with
             break
         sol = trial
+        solved_with = (lam[touched].copy(), mu[touched].copy(), s_old[on].copy())
         cg += sol.cg_iterations
         newton += sol.newton_iterations
         new_s = sol.stress[(slice(None),) + idx].astype(float)
@@ -564,38 +582,42 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
             s_c = sig[(slice(None),) + cs].astype(float)
             sig[(slice(None),) + cs] = contact_return(s_c, normal[:, closed], c_sy[closed], c_slope[closed])
 
-    # the size of the returns next to the increment's stress change sets the relaxation's tolerance
-    touched = idx if bridge is None else tuple(np.concatenate([a, b]) for a, b in zip(idx, bridge.idx))
-    before = sol.stress[(slice(None),) + touched].astype(float)
-    inc2 = sum(float(np.square(sol.stress[k] - s_old[k], dtype=np.float64).sum()) for k in range(6))
+    before = sol.stress[on].astype(float)
     to_limits(sol.stress)
-    ret2 = float(np.square(sol.stress[(slice(None),) + touched] - before).sum())
-    share = float(np.sqrt(ret2 / max(inc2, 1e-300)))
-    before = None
+    relax = {"relax_force": 0.0, "relax_cg": 0, "relax_newton": 0, "relax_failed": 0}
     if crushing.any() or (bridge is not None and bridge.crushing.any()):
-        # the returns leave the particles pressing harder than their crushed contacts hold: one
-        # equilibrium solve at fixed cell strain (the last pass's secant stiffnesses) lets them relax
-        # against the caps, so the state does not depend on how many increments reached it. Its
-        # out-of-balance force is about the returned stress's share of the increment's stress change
-        # (demo cathode: 0.2–5 % of the increment's force): solved to tol / share, its absolute error
-        # stays that of the increment (to its own relative tol it cost as many CG iterations as the
-        # passes and stalled in plastic lithium); never looser than RELAX_TOL_MAX
-        tol_relax = float(np.clip(tol / max(share, 1e-30), tol, max(tol, RELAX_TOL_MAX)))
+        # the returns leave the particles pressing harder than their crushed contacts hold: the relaxation
+        # lets them relax against the caps at fixed cell strain, so the state does not depend on how many
+        # increments reached it. It continues the last pass's solve: the returns (σ_returned − σ_solved, on
+        # the elastic interphase and bridge voxels only) enter as an eigenstress on the increment's start
+        # stress and Newton starts from the pass's displacement, where every other voxel — yielded lithium
+        # included — has exactly its solved stress. The pass's hourglass forces are dropped (measured from
+        # its displacement), as a fresh solve from the returned stress drops them: for elastic voxels it is
+        # that solve's equilibrium exactly. Its tolerance is RELAX_TOL_FACTOR × the increment's (relative to
+        # the out-of-balance force at Δu = 0); its work is set by the true out-of-balance force of the returns
+        # (its start residual, `relax_force`), not by an estimate of it.
+        # The fresh solve instead also released the viscous part of the plastic regularisation in every
+        # yielded lithium voxel (median 2× the yield stress on the demo anode): a plastic collapse that
+        # Newton did not converge in 30 iterations (demo anode, 3 of 4 increments)
+        s_old[on] += (sol.stress[on] - before).astype(s_old.dtype)
+        before = None
         try:
-            rel = make_solver(lam, mu, sy, code).solve_increment(np.zeros(6), stress_old=sol.stress,
-                                                                 tol=tol_relax, maxiter=maxiter)
-        except ConvergenceError:
-            failed_passes += 1
+            rel = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=RELAX_TOL_FACTOR * tol, maxiter=maxiter,
+                                                                 u0=sol.displacement.copy(),
+                                                                 hourglass_origin=sol.displacement)
+        except ConvergenceError as exc:  # the returned stress stays unrelaxed: counted, never silent
+            cg += exc.cg_iterations
+            relax.update(relax_cg=exc.cg_iterations, relax_failed=1)
         else:
             cg += rel.cg_iterations
             newton += rel.newton_iterations
-            sol.stress = rel.stress
-            sol.strain = sol.strain + rel.strain
-            sol.displacement = sol.displacement + rel.displacement
+            relax.update(relax_force=rel.initial_residual, relax_cg=rel.cg_iterations,
+                         relax_newton=rel.newton_iterations)
+            sol = rel
             to_limits(sol.stress)
     info = {"interphase": int(mask.sum()), "open": int(final_open.sum()), "passes": passes, "cg": cg,
             "newton": newton, "crushing": int((crushing & ~final_open).sum()), "failed_passes": failed_passes,
-            "returned_share": share}
+            **relax}
     return sol, g_new, mask, info
 
 

@@ -84,6 +84,8 @@ class IncrementSolution:
     cg_iterations, newton_iterations : int
     residual : float
         Final ‖Bᵀσ‖ relative to the increment's reference.
+    initial_residual : float
+        ‖Bᵀσ‖ at the initial guess ``u0`` relative to the same reference (1 without a guess).
     """
 
     displacement: np.ndarray
@@ -92,6 +94,7 @@ class IncrementSolution:
     cg_iterations: int
     newton_iterations: int
     residual: float
+    initial_residual: float = 1.0
 
     @property
     def von_mises(self) -> np.ndarray:
@@ -221,7 +224,7 @@ class MechanicsSolver:
 
     # ------------------------------------------------------------------ public
     def solve_increment(self, strain_inc_macro, *, stress_old=None, u0=None, tol: float = 1e-5,
-                        maxiter: int = 5000, max_newton: int = 30) -> IncrementSolution:
+                        maxiter: int = 5000, max_newton: int = 30, hourglass_origin=None) -> IncrementSolution:
         """Solve one strain-controlled increment.
 
         Parameters
@@ -235,17 +238,29 @@ class MechanicsSolver:
             tolerance stays relative to the out-of-balance force at Δu = 0. A C-contiguous array of
             the solver's dtype is **taken over**: it is overwritten and becomes the solution's
             displacement (one displacement field less while the solve runs); pass a copy to keep it.
+        hourglass_origin : (3, *shape) array, optional
+            The displacement from which the hourglass control is measured (default: zero). The
+            hourglass forces are not part of the stress, so every increment drops the previous one's;
+            a solve that continues another one from its displacement ``u0`` with changed old
+            stresses (the contact cap's relaxation) passes that displacement here to drop them too,
+            and so ends in the equilibrium a fresh solve from the changed stress would reach.
         tol : float
             Newton stops when ‖Bᵀσ‖ ≤ tol · ‖Bᵀσ‖ at Δu = 0 (the increment's initial out-of-balance
             force); each CG solve runs to the relative residual the Newton step needs.
         maxiter, max_newton : int
             CG iterations per linear solve and Newton iterations; exceeding either raises
-            :class:`~twinlab.errors.ConvergenceError`.
+            :class:`~twinlab.errors.ConvergenceError`, whose ``cg_iterations`` counts the CG iterations
+            the failed solve spent.
         """
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS)))
+        self._spent = 0  # CG iterations of the finished Newton steps (a failure reports them)
         try:
-            return self._solve_increment(strain_inc_macro, stress_old, u0, tol, maxiter, max_newton)
+            return self._solve_increment(strain_inc_macro, stress_old, u0, tol, maxiter, max_newton,
+                                         hourglass_origin)
+        except ConvergenceError as exc:  # the work of a failed solve is counted, not lost
+            exc.cg_iterations += self._spent
+            raise
         finally:
             numba.set_num_threads(previous)
 
@@ -277,7 +292,7 @@ class MechanicsSolver:
         finally:
             numba.set_num_threads(previous)
 
-    def _solve_increment(self, strain_inc_macro, stress_old, u0, tol, maxiter, max_newton):
+    def _solve_increment(self, strain_inc_macro, stress_old, u0, tol, maxiter, max_newton, origin=None):
         dt = self.dtype
         shp = self.shape
         n = self.lam.size
@@ -288,6 +303,8 @@ class MechanicsSolver:
         s_old = (np.zeros((6, n), dt) if stress_old is None
                  else np.ascontiguousarray(stress_old, dtype=np.result_type(stress_old, np.float32)).reshape(6, n))
         u = np.zeros((3, *shp), dt)
+        if origin is not None:
+            origin = np.asarray(origin, dtype=dt).reshape(3, *shp)
         # the stress is recomputed from u by every evaluation, in the buffer of the strain (the law reads
         # a voxel's strain before it writes its stress; the strain is recomputed once at the end): one
         # (6, n) field instead of two while Newton evaluates, none while CG runs (dropped, allocated again
@@ -304,7 +321,11 @@ class MechanicsSolver:
             _grad(u, self.ih, e_mac, sig.reshape(6, *shp))
             update_stress(sig, s_old, self.lam.reshape(-1), self.mu.reshape(-1), self.sy, self.code, sig, normal,
                           theta, self.reg)
+            if origin is not None:  # hourglass forces of u − origin, in place (no displacement field more)
+                np.subtract(u, origin, out=u)
             internal_force(sig.reshape(6, *shp), u, self.khg, self._force_rows(sig), self._q, res)
+            if origin is not None:
+                np.add(u, origin, out=u)
             return _norm(res)
 
         r_norm = evaluate()
@@ -331,7 +352,7 @@ class MechanicsSolver:
             eta = min(0.1, max(0.3 * tol * r_ref / r_norm, 0.3 * tol))
             fields.clear()
             du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter, inexact=True)
-            total_cg += its
+            total_cg = self._spent = total_cg + its
             u -= du
             r_new = evaluate()
             # backtracking: the stress of perfectly plastic voxels is only piecewise smooth (the tangent
@@ -355,7 +376,7 @@ class MechanicsSolver:
         sig = sig if sig.dtype == fd else sig.astype(fd)
         eps = np.empty((6, *shp), fd)
         _grad(u, self.ih, e_mac, eps)
-        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref))
+        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0])
 
     # ------------------------------------------------------------------ internals
     def _build_preconditioner(self, nu0: float) -> None:
@@ -472,10 +493,11 @@ class MechanicsSolver:
             # CG's residual in b's memory (24 B/voxel less) unless a lagged solve may have to start again
             x, its, r = self._pcg(b, coef, pvec, active, precondition, rtol=rtol, maxiter=maxiter, inexact=inexact,
                                   limit=limit, consume=not (mg is not None and mg.lagged))
-        except ConvergenceError:
+        except ConvergenceError as exc:
             if not (mg is not None and mg.lagged):
                 raise
-            x, its, r = np.zeros_like(b), 0, b  # start again (e.g. a contact that closed joined two particles)
+            # start again (e.g. a contact that closed joined two particles); the lost iterations still count
+            x, its, r = np.zeros_like(b), exc.cg_iterations, b
         if r is None:
             return x, its
         # the lagged coarse levels were not good enough: rebuild them and solve for what is left
@@ -507,11 +529,11 @@ class MechanicsSolver:
             pq = _dot(p, q)
             if not (pq > 0):
                 if not np.isfinite(pq):
-                    raise ConvergenceError("conjugate gradients produced NaN/inf; check the material constants"
-                                           + _history(history))
-                raise ConvergenceError(
+                    raise _cg_error("conjugate gradients produced NaN/inf; check the material constants"
+                                    + _history(history), it)
+                raise _cg_error(
                     f"conjugate gradients broke down (pᵀAp = {pq:.3g} ≤ 0 at iteration {it}); the tangent "
-                    "is not positive: check for negative moduli" + _history(history))
+                    "is not positive: check for negative moduli" + _history(history), it)
             alpha = rz / pq
             r_norm = _axpy2(x, p, r, q, self.dtype.type(alpha))  # a float64 α would promote the loop
             rel = r_norm / b_norm
@@ -522,8 +544,8 @@ class MechanicsSolver:
             if limit is not None and it >= limit:
                 return x, it, r
             if not np.isfinite(r_norm) or rel > DIVERGENCE:
-                raise ConvergenceError(f"conjugate gradients diverged (relative residual {rel:.3g} at iteration "
-                                       f"{it}); check the material constants" + _history(history))
+                raise _cg_error(f"conjugate gradients diverged (relative residual {rel:.3g} at iteration "
+                                f"{it}); check the material constants" + _history(history), it)
             if rel < 0.99 * best:
                 best, best_it = rel, it
             elif it - best_it >= STAGNATION:
@@ -533,18 +555,19 @@ class MechanicsSolver:
                     # above the target stopped the demo cathode's contact solve at 3.15e-5 vs 3e-5)
                     self._record_rate(best, it)
                     return x, it, None
-                raise ConvergenceError(
+                raise _cg_error(
                     f"conjugate gradients stagnated at relative residual {best:.3g} (target {rtol:.2g}): no "
                     f"progress in {STAGNATION} iterations; check for extreme stiffness contrast or try the other "
-                    "preconditioner ('fft' / 'multigrid')" + _history(history))
+                    "preconditioner ('fft' / 'multigrid')" + _history(history), it)
             precondition(r, z)
             rz_new = _dot(r, z)
             beta = -alpha * _dot(z, q) / rz  # Polak–Ribière (= rz_new / rz for an exact symmetric M)
             _xpby(z, p, self.dtype.type(max(beta, 0.0)))
             rz = rz_new
-        raise ConvergenceError(
+        raise _cg_error(
             f"conjugate gradients did not reach relative residual {rtol:.2g} in {maxiter} iterations "
-            f"(reached {history[-1]:.3g}); raise maxiter or check for extreme stiffness contrast" + _history(history))
+            f"(reached {history[-1]:.3g}); raise maxiter or check for extreme stiffness contrast" + _history(history),
+            maxiter)
 
 
 #: CG gives up when the best residual has not improved by 1 % for this many iterations
@@ -555,6 +578,13 @@ REUSE_RATE = 0.7
 INEXACT_ACCEPT = 10.0  # a Newton step's CG may stop on a plateau within this factor of its target
 #: … or when the residual grows this much above the right-hand side
 DIVERGENCE = 1e6
+
+
+def _cg_error(message: str, iterations: int) -> ConvergenceError:
+    """A CG failure that carries the iterations it spent."""
+    exc = ConvergenceError(message)
+    exc.cg_iterations = int(iterations)
+    return exc
 
 
 def _history(history, count: int = 12) -> str:
