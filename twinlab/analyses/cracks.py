@@ -49,6 +49,20 @@ cracks). Measured on generated damaged cathodes (``tests/benchmarks/bench_cracks
 particles given: crack area −40 → −8 % on the section with the widest oblique trace (seed 2), no
 crack found in sections of uncracked electrodes (seeds 1–5).
 
+Particles cut by the image edge (``edge_particles``). A lateral face is a crop: the part of a
+particle beyond it is unseen, and so are the far walls of its cracks that run out through the
+face (a crack along the face is void open to the crop; seed 9 of the benchmark: a quarter of one
+particle's true crack area lay outside the hull of its visible solid). Per-particle statistics
+of sections conventionally leave such particles out (ImageJ "Analyze Particles: exclude on
+edges", ``skimage.segmentation.clear_border``, the guard-frame rule of stereology and ASTM
+particle sizing), so a 2D section does so by default ("auto"): its numbers — crack area, crack
+fractions, the histogram, the profile — are those of the particles wholly in view, and
+``edge_particles`` counts those left out. Larger particles are cut by the edge more often, so the
+kept ones are slightly smaller on average (the Miles–Lantuéjoul bias; it does not bias a crack
+fraction that does not depend on size). A volume keeps them by default: its closing is mirrored
+across the faces (above), a volume's edge pieces are most of its particles (3–4 diameters
+across), and its depth profile needs every particle. Pass "keep" or "exclude" to choose.
+
 Thin face pieces: a piece cut by a lateral face that is a sheet thinner than the closing can
 wall a crack in (:func:`_too_thin`) has crack fraction NaN; ``thin_particles`` counts them, and
 they are left out of ``cracked_particles``; their crack voxels, if any are found, still count in
@@ -111,6 +125,7 @@ class CrackResult(Result):
     method: str
     dimensions: str = "3D"
     thin_particles: int = 0  # face-cut pieces too thin to show a crack: their crack fraction is NaN
+    edge_particles: int = 0  # particles cut by a lateral face of the image, left out (``edge_particles``)
     crack_mask: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +161,7 @@ def crack_volume(
     voxel_size_um: Any = 1.0,
     bin_um: float | None = None,
     mouth_voxels: int | None = None,
+    edge_particles: str = "auto",
 ) -> CrackResult:
     """Crack voxels (pore inside a particle's closed envelope), total and per-particle crack fraction
     and the normalised crack-volume profile along the thickness.
@@ -168,6 +184,11 @@ def crack_volume(
         Depth (face steps) of the crack-mouth completion (module doc, step 3); 0 switches it off.
         Default 1 with ``particles`` given, 0 without (the hull of merged particles spans the
         pores between them).
+    edge_particles : "auto" (default), "exclude" or "keep"
+        Particles cut by a lateral face of the image (module doc, "Particles cut by the image
+        edge"): "exclude" leaves them out of every number (totals, fractions, profiles, the
+        crack mask) and counts them in ``edge_particles``; "keep" analyses them like the others;
+        "auto" excludes them in a 2D section and keeps them in a volume.
 
     Raises
     ------
@@ -185,7 +206,7 @@ def crack_volume(
         res = crack_volume(labels[0], particles=flat, phase=phase, pore=pore, phases=phases,
                            thickness_axis=thickness_axis, collector_side=collector_side,
                            crack_width_um=crack_width_um, voxel_size_um=voxel_size_um, bin_um=bin_um,
-                           mouth_voxels=mouth_voxels)
+                           mouth_voxels=mouth_voxels, edge_particles=edge_particles)
         return dataclasses.replace(res, crack_mask=res.crack_mask[None])
     ndim = labels.ndim
     voxel = VoxelSize.parse(voxel_size_um)
@@ -196,6 +217,9 @@ def crack_volume(
         raise InputError(f"a 2D slice has axes (y, x); thickness_axis {thickness_axis!r} is not one of them")
     if collector_side not in ("low", "high"):
         raise InputError(f"collector_side must be 'low' or 'high', got {collector_side!r}")
+    if edge_particles not in ("auto", "exclude", "keep"):
+        raise InputError(f"edge_particles must be 'auto', 'exclude' or 'keep', got {edge_particles!r}")
+    exclude_edges = edge_particles == "exclude" or (edge_particles == "auto" and ndim == 2)
     solid = labels == phases.value(phase)
     void = labels == phases.value(pore)
     if not solid.any():
@@ -235,8 +259,12 @@ def crack_volume(
     crack = np.zeros(labels.shape, dtype=bool)
     envelope = np.zeros(labels.shape, dtype=bool)
     ids, fractions = [], []
+    n_edge = 0
     for pid, sl in enumerate(ndi.find_objects(particles), start=1):
         if sl is None:
+            continue
+        if exclude_edges and on_lateral_face(sl, labels.shape, ax):
+            n_edge += 1
             continue
         # the closing lies in the particle's convex hull, hence in its box: one voxel of margin for
         # the hole filling and the mouth step. The closing sees the particle alone, mirrored across
@@ -259,10 +287,15 @@ def crack_volume(
         thin = _too_thin(own, radius, stated, sl, labels.shape, ax)
         fractions.append(float("nan") if thin else float(c.sum()) / float(env.sum()))
 
+    if not ids:
+        raise InputError(f"all {n_edge} particles are cut by a lateral face of the image, so none is left to "
+                         "measure; pass edge_particles='keep' to measure them as they are seen")
     vox = float(np.prod(step))
     n_crack, n_env = int(crack.sum()), int(envelope.sum())
     n_foil = _foil_layers(labels, ax, collector_side, phases)
     depth, prof, local = _profile(crack, envelope, ax, step[ax], collector_side, bin_um, n_foil)
+    if exclude_edges:
+        method += f"; {n_edge} particles cut by a lateral face of the image left out"
     if ndim == 2:
         method += "; 2D slice: areas in µm², fractions of the section's area"
     return CrackResult(
@@ -273,7 +306,7 @@ def crack_volume(
         depth_um=tuple(depth), profile_percent=tuple(prof), local_percent=tuple(local),
         crack_width_um=width, structuring_radius_vox=radius, thickness_axis="zyx"[ax + 3 - ndim],
         collector_side=collector_side, foil_thickness_um=n_foil * step[ax], method=method,
-        dimensions=f"{ndim}D", crack_mask=crack,
+        dimensions=f"{ndim}D", edge_particles=n_edge, crack_mask=crack,
     )
 
 
@@ -330,7 +363,7 @@ def compare_crack_profiles(crack_profile: Any, crackable_profile: Any, *, relati
 
 def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None = None,
                  crackable_profile: Any = None, threshold_mpa: float | None = None,
-                 write_labels: bool = True, particles: str = "auto") -> CrackResult:
+                 write_labels: bool = True, particles: str = "auto", edge_particles: str = "auto") -> CrackResult:
     """Crack volume of a twin (labels ``phases``); stores result ``cracks`` and labels ``cracks``
     (1 = crack voxel).
 
@@ -344,6 +377,10 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
     available: ``crackable_profile`` (a profile, a ``CalenderStep``, or the path of a simulated
     twin whose ``calender`` result is read), else this twin's own ``calender`` result. The
     comparison is skipped (and the result says why) when the twin shows no cracks.
+
+    ``edge_particles``: particles cut by a lateral face, see :func:`crack_volume` ("auto": left
+    out of a one-slice twin's numbers, kept in a volume's; pipeline config:
+    ``analyses.options.cracks.edge_particles``).
     """
     from ..twin import Step, Twin
 
@@ -358,8 +395,9 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
         twin.labels("particles")
     result = crack_volume(labels, particles=given, phases=twin.phases, thickness_axis=twin.thickness_axis,
                           collector_side=twin.collector_side, crack_width_um=crack_width_um,
-                          voxel_size_um=twin.voxel_size, bin_um=bin_um)
-    params = {"crack_width_um": crack_width_um, "bin_um": bin_um, "particles": particles, "method": result.method}
+                          voxel_size_um=twin.voxel_size, bin_um=bin_um, edge_particles=edge_particles)
+    params = {"crack_width_um": crack_width_um, "bin_um": bin_um, "particles": particles,
+              "edge_particles": edge_particles, "method": result.method}
     if write_labels:
         twin.write_labels("cracks", result.crack_mask.astype(np.uint8), step=Step("crack_volume", params))
     source = None
@@ -424,6 +462,12 @@ def _close_at_faces(own: np.ndarray, radius: tuple[int, ...], box: tuple[slice, 
     gaps, _ = ndi.label(closed & ~own)
     inner = np.unique(gaps[base & ~own])
     return base | np.isin(gaps, inner[inner > 0])
+
+
+def on_lateral_face(box: tuple[slice, ...], shape: tuple[int, ...], thickness_ax: int) -> bool:
+    """Whether a particle whose voxels span ``box`` reaches a lateral face of the volume (a crop),
+    not counting the ends of the thickness axis (the collector and the top surface: real ends)."""
+    return any(b.start == 0 or b.stop == n for a, (b, n) in enumerate(zip(box, shape)) if a != thickness_ax)
 
 
 def _too_thin(own: np.ndarray, radius: tuple[int, ...], stated: tuple[int, ...], sl: tuple[slice, ...],

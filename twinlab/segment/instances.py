@@ -238,6 +238,17 @@ def merge_cracked_fragments(
     (a face sliver of one particle, mostly bordered by it, joined the particle below, and the
     joined region then took two more particles: seed 8's 2D section z=60, 6 found of 9).
 
+    In a 2D section, a piece with no voxel beside the background or on a face of the image
+    (wholly enclosed) that borders more than one region is shared out first: each of its pixels
+    goes to the nearest other region. Such a piece is as often a watershed junction as an inner
+    fragment: where three particles overlap deeply, their union's distance map has a maximum of
+    its own at the junction. With no outline of its own it fitted any neighbour (misfit 0) and
+    was merged whole into one, which thereby had its high-saddle boundaries with the other two
+    and took both (the uncracked electrode of benchmark seed 8, section z=60: 6 particles found
+    of 9, 56 % matched, 140 false crack pixels). Shared out, an inner piece of a cracked particle
+    lengthens its halves' common boundary through the centre, and they merge on the usual tests.
+    Not applied in 3D, where it was not measured (3D meets the benchmark without it).
+
     A piece on a face of the volume must also not bulge: its outer surface may lie on average at
     most ``face_bulge`` voxels *outside* the shared ellipsoid. A chip scatters about the
     particle's surface; a neighbour's cap cut by the face (its particle's body out of view, so
@@ -308,6 +319,8 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     the envelope's voxels that are not solid (default: those outside ``solid``, if given)."""
     import heapq
 
+    if labels.ndim == 2:
+        labels = _dissolve_junctions(labels)
     n = int(labels.max())
     if n < 2:
         return labels
@@ -490,6 +503,35 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     if merged.size == 0:
         return labels
     return _relabel_components(labels, n, merged, parent[merged])
+
+
+def _dissolve_junctions(labels: np.ndarray) -> np.ndarray:
+    """A section's regions with no voxel beside the background or on a face of the image (wholly
+    enclosed) that border more than one region, each voxel given to the nearest other region
+    (:func:`merge_cracked_fragments`: a watershed junction of overlapping particles, or an inner
+    piece of a cracked one)."""
+    labels = labels.copy()
+    n = int(labels.max())
+    seen = np.zeros(n + 1, dtype=bool)  # regions beside the background or on a face
+    background = labels == 0
+    seen[np.unique(labels[ndi.binary_dilation(background) & ~background])] = True
+    for ax in range(labels.ndim):
+        seen[np.unique(np.take(labels, [0, -1], axis=ax))] = True
+    enclosed = np.flatnonzero(~seen)
+    enclosed = enclosed[enclosed > 0]
+    if enclosed.size == 0:
+        return labels
+    inner = np.isin(labels, enclosed)
+    neighbours = [np.unique(labels[ndi.binary_dilation(labels == r) & ~inner & ~background]) for r in enclosed]
+    dissolve = np.isin(labels, enclosed[[len(nb) > 1 for nb in neighbours]])
+    if not dissolve.any():
+        return labels
+    _, nearest = ndi.distance_transform_edt(dissolve | background, return_indices=True)
+    labels[dissolve] = labels[tuple(nearest)][dissolve]
+    present = np.unique(labels[labels > 0])
+    lut = np.zeros(n + 1, dtype=np.int64)
+    lut[present] = np.arange(1, present.size + 1)  # consecutive ids, in order
+    return lut[labels]
 
 
 def _off_surface(big_um: np.ndarray, small_um: np.ndarray, *, signed: bool = False):
