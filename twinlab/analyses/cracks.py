@@ -52,7 +52,10 @@ crack found in sections of uncracked electrodes (seeds 1–5).
 Particles cut by the image edge (``edge_particles``). A lateral face is a crop: the part of a
 particle beyond it is unseen, and so are the far walls of its cracks that run out through the
 face (a crack along the face is void open to the crop; seed 9 of the benchmark: a quarter of one
-particle's true crack area lay outside the hull of its visible solid). Per-particle statistics
+particle's true crack area lay outside the hull of its visible solid). A particle counts as cut by
+the edge when its solid comes within ``crack_width_um`` of a lateral face: a gap that narrow
+between the solid and the face may be a crack running out through it (seed 9's particle stops
+2 pixels short of the face), which the section cannot tell from pore. Per-particle statistics
 of sections conventionally leave such particles out (ImageJ "Analyze Particles: exclude on
 edges", ``skimage.segmentation.clear_border``, the guard-frame rule of stereology and ASTM
 particle sizing), so a 2D section does so by default ("auto"): its numbers — crack area, crack
@@ -220,6 +223,7 @@ def crack_volume(
     if edge_particles not in ("auto", "exclude", "keep"):
         raise InputError(f"edge_particles must be 'auto', 'exclude' or 'keep', got {edge_particles!r}")
     exclude_edges = edge_particles == "exclude" or (edge_particles == "auto" and ndim == 2)
+    guard = tuple(int(math.ceil(width / s - 1e-9)) for s in step)  # a crack width, in voxels per axis
     solid = labels == phases.value(phase)
     void = labels == phases.value(pore)
     if not solid.any():
@@ -263,8 +267,8 @@ def crack_volume(
     for pid, sl in enumerate(ndi.find_objects(particles), start=1):
         if sl is None:
             continue
-        if exclude_edges and on_lateral_face(sl, labels.shape, ax):
-            n_edge += 1
+        if exclude_edges and on_lateral_face(sl, labels.shape, ax, guard):
+            n_edge += 1  # within a crack width of a crop: part of it, or of its cracks, is out of view
             continue
         # the closing lies in the particle's convex hull, hence in its box: one voxel of margin for
         # the hole filling and the mouth step. The closing sees the particle alone, mirrored across
@@ -464,10 +468,14 @@ def _close_at_faces(own: np.ndarray, radius: tuple[int, ...], box: tuple[slice, 
     return base | np.isin(gaps, inner[inner > 0])
 
 
-def on_lateral_face(box: tuple[slice, ...], shape: tuple[int, ...], thickness_ax: int) -> bool:
-    """Whether a particle whose voxels span ``box`` reaches a lateral face of the volume (a crop),
-    not counting the ends of the thickness axis (the collector and the top surface: real ends)."""
-    return any(b.start == 0 or b.stop == n for a, (b, n) in enumerate(zip(box, shape)) if a != thickness_ax)
+def on_lateral_face(box: tuple[slice, ...], shape: tuple[int, ...], thickness_ax: int,
+                    guard: tuple[int, ...] | None = None) -> bool:
+    """Whether a particle whose solid spans ``box`` comes within ``guard`` voxels (per axis;
+    default 0: touches) of a lateral face of the volume (a crop), not counting the ends of the
+    thickness axis (the collector and the top surface: real ends)."""
+    guard = guard or (0,) * len(shape)
+    return any(b.start <= g or b.stop >= n - g
+               for a, (b, n, g) in enumerate(zip(box, shape, guard)) if a != thickness_ax)
 
 
 def _too_thin(own: np.ndarray, radius: tuple[int, ...], stated: tuple[int, ...], sl: tuple[slice, ...],
