@@ -35,30 +35,34 @@ def _section():
     return lab, np.where(lab == ACTIVE, part, 0), crack_a, crack_b
 
 
-def test_section_leaves_out_particles_cut_by_a_lateral_edge_by_default():
+def test_section_leaves_out_particles_cut_by_a_lateral_edge_on_request():
+    """Default "keep": every particle measured as seen (A, B, C). "exclude": B, whose solid stops
+    within a crack width (2 pixels here) of the right edge, is left out of every number; C, on the
+    low y end, stays: the thickness axis's ends (collector, top) are real ends, not crops."""
     lab, part, crack_a, crack_b = _section()
     assert not part[:, -1].any() and crack_b[:, -1].any()  # B's solid stops short of the edge, its crack not
     kw = dict(particles=part, crack_width_um=2.0, thickness_axis="y")
-    auto = crack_volume(lab, **kw)
-    kept = crack_volume(lab, edge_particles="keep", **kw)
-    assert auto.dimensions == "2D" and auto.edge_particles == 1 and kept.edge_particles == 0
-    assert auto.particle_ids == (1, 3)  # C on the collector side is kept: the thickness ends are no crop
-    assert kept.particle_ids == (1, 2, 3)
-    assert "left out" in auto.method
-    # A's crack alone (the mouth step may add a pixel at each end of it)
-    assert crack_a.sum() <= auto.crack_volume_um3 <= crack_a.sum() + 4
-    assert not (auto.crack_mask & crack_b).any() and (kept.crack_mask & crack_b).any()
-    assert auto.crack_volume_um3 < kept.crack_volume_um3
-    assert crack_volume(lab, edge_particles="exclude", **kw).particle_ids == (1, 3)
+    kept = crack_volume(lab, **kw)
+    out = crack_volume(lab, edge_particles="exclude", **kw)
+    assert out.dimensions == "2D" and out.edge_particles == 1 and kept.edge_particles == 0
+    assert kept.particle_ids == (1, 2, 3) and out.particle_ids == (1, 3)
+    assert "left out" in out.method and "left out" not in kept.method
+    assert crack_a.sum() <= out.crack_volume_um3 <= crack_a.sum() + 4  # A's crack (the mouth step: a pixel at each end)
+    assert not (out.crack_mask & crack_b).any() and (kept.crack_mask & crack_b).any()
+    assert out.crack_volume_um3 < kept.crack_volume_um3
+    assert crack_volume(lab, **kw, edge_particles="keep").crack_volume_um3 == kept.crack_volume_um3
+    # B two pixels farther from the edge than a crack width: kept
+    far = crack_volume(np.pad(lab, ((0, 0), (0, 3))), edge_particles="exclude",
+                       **{**kw, "particles": np.pad(part, ((0, 0), (0, 3)))})
+    assert far.particle_ids == (1, 2, 3)
 
 
-def test_volume_keeps_particles_cut_by_a_lateral_face_by_default():
+def test_volume_excludes_particles_cut_by_a_lateral_face_on_request():
     lab2, part2, _, _ = _section()
-    lab, part = np.stack([lab2] * 9), np.stack([part2] * 9)  # (z, y, x): every disc a rod along z, on both z faces
+    lab, part = np.stack([lab2] * 9), np.stack([part2] * 9)  # (z, y, x): every disc a rod through both z faces
     kw = dict(particles=part, crack_width_um=2.0, thickness_axis="y")
-    auto = crack_volume(lab, **kw)
-    assert auto.dimensions == "3D" and auto.edge_particles == 0 and auto.particle_ids == (1, 2, 3)
-    assert auto.crack_volume_um3 == crack_volume(lab, edge_particles="keep", **kw).crack_volume_um3
+    kept = crack_volume(lab, **kw)
+    assert kept.dimensions == "3D" and kept.edge_particles == 0 and kept.particle_ids == (1, 2, 3)
     with pytest.raises(InputError, match="all 3 particles are cut by a lateral face"):
         crack_volume(lab, edge_particles="exclude", **kw)  # the rods reach the z faces: none left
 
@@ -66,4 +70,4 @@ def test_volume_keeps_particles_cut_by_a_lateral_face_by_default():
 def test_edge_particles_bad_value():
     lab, part, _, _ = _section()
     with pytest.raises(InputError, match="edge_particles must be"):
-        crack_volume(lab, particles=part, edge_particles="drop")
+        crack_volume(lab, particles=part, edge_particles="auto")

@@ -51,20 +51,19 @@ crack found in sections of uncracked electrodes (seeds 1–5).
 
 Particles cut by the image edge (``edge_particles``). A lateral face is a crop: the part of a
 particle beyond it is unseen, and so are the far walls of its cracks that run out through the
-face (a crack along the face is void open to the crop; seed 9 of the benchmark: a quarter of one
-particle's true crack area lay outside the hull of its visible solid). A particle counts as cut by
-the edge when its solid comes within ``crack_width_um`` of a lateral face: a gap that narrow
-between the solid and the face may be a crack running out through it (seed 9's particle stops
-2 pixels short of the face), which the section cannot tell from pore. Per-particle statistics
-of sections conventionally leave such particles out (ImageJ "Analyze Particles: exclude on
-edges", ``skimage.segmentation.clear_border``, the guard-frame rule of stereology and ASTM
-particle sizing), so a 2D section does so by default ("auto"): its numbers — crack area, crack
-fractions, the histogram, the profile — are those of the particles wholly in view, and
-``edge_particles`` counts those left out. Larger particles are cut by the edge more often, so the
-kept ones are slightly smaller on average (the Miles–Lantuéjoul bias; it does not bias a crack
-fraction that does not depend on size). A volume keeps them by default: its closing is mirrored
-across the faces (above), a volume's edge pieces are most of its particles (3–4 diameters
-across), and its depth profile needs every particle. Pass "keep" or "exclude" to choose.
+face (a crack along the face is void open to the crop, which no section method can attribute:
+seed 9 of ``tests/benchmarks/bench_cracks.py``, a quarter of one particle's true crack area
+outside the hull of its visible solid). ``edge_particles="exclude"`` leaves out of every number
+(crack area, fractions, histogram, profile, crack mask) the particles whose solid comes within
+``crack_width_um`` of a lateral face (a gap that narrow to the face may be a crack running out
+through it; seed 9's particle stops 2 pixels short of it), the guard-frame rule of particle
+statistics (ImageJ "Analyze Particles: exclude on edges", ``skimage.segmentation.clear_border``,
+stereological counting frames); ``edge_particles`` counts them. Like those tools the default is
+"keep": every particle in view is measured as seen. Exclusion is unbiased for a crack fraction
+that does not depend on particle size (larger particles are cut more often: Miles–Lantuéjoul),
+but it leaves fewer particles: on the benchmark's 12 µm wide sections more than half of them
+(seeds 1–11: 8–18 of 22–32 per seed's three sections), and one split or merge among the rest
+then weighs twice as much. On images many particles wide it costs little.
 
 Thin face pieces: a piece cut by a lateral face that is a sheet thinner than the closing can
 wall a crack in (:func:`_too_thin`) has crack fraction NaN; ``thin_particles`` counts them, and
@@ -128,7 +127,7 @@ class CrackResult(Result):
     method: str
     dimensions: str = "3D"
     thin_particles: int = 0  # face-cut pieces too thin to show a crack: their crack fraction is NaN
-    edge_particles: int = 0  # particles cut by a lateral face of the image, left out (``edge_particles``)
+    edge_particles: int = 0  # particles cut by a lateral face of the image, left out (edge_particles="exclude")
     crack_mask: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +163,7 @@ def crack_volume(
     voxel_size_um: Any = 1.0,
     bin_um: float | None = None,
     mouth_voxels: int | None = None,
-    edge_particles: str = "auto",
+    edge_particles: str = "keep",
 ) -> CrackResult:
     """Crack voxels (pore inside a particle's closed envelope), total and per-particle crack fraction
     and the normalised crack-volume profile along the thickness.
@@ -187,11 +186,11 @@ def crack_volume(
         Depth (face steps) of the crack-mouth completion (module doc, step 3); 0 switches it off.
         Default 1 with ``particles`` given, 0 without (the hull of merged particles spans the
         pores between them).
-    edge_particles : "auto" (default), "exclude" or "keep"
+    edge_particles : "keep" (default) or "exclude"
         Particles cut by a lateral face of the image (module doc, "Particles cut by the image
-        edge"): "exclude" leaves them out of every number (totals, fractions, profiles, the
-        crack mask) and counts them in ``edge_particles``; "keep" analyses them like the others;
-        "auto" excludes them in a 2D section and keeps them in a volume.
+        edge"; their solid within ``crack_width_um`` of it): "exclude" leaves them out of every
+        number (totals, fractions, profiles, the crack mask) and counts them in
+        ``CrackResult.edge_particles``; "keep" measures them as seen.
 
     Raises
     ------
@@ -220,9 +219,9 @@ def crack_volume(
         raise InputError(f"a 2D slice has axes (y, x); thickness_axis {thickness_axis!r} is not one of them")
     if collector_side not in ("low", "high"):
         raise InputError(f"collector_side must be 'low' or 'high', got {collector_side!r}")
-    if edge_particles not in ("auto", "exclude", "keep"):
-        raise InputError(f"edge_particles must be 'auto', 'exclude' or 'keep', got {edge_particles!r}")
-    exclude_edges = edge_particles == "exclude" or (edge_particles == "auto" and ndim == 2)
+    if edge_particles not in ("exclude", "keep"):
+        raise InputError(f"edge_particles must be 'keep' or 'exclude', got {edge_particles!r}")
+    exclude_edges = edge_particles == "exclude"
     guard = tuple(int(math.ceil(width / s - 1e-9)) for s in step)  # a crack width, in voxels per axis
     solid = labels == phases.value(phase)
     void = labels == phases.value(pore)
@@ -367,7 +366,7 @@ def compare_crack_profiles(crack_profile: Any, crackable_profile: Any, *, relati
 
 def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None = None,
                  crackable_profile: Any = None, threshold_mpa: float | None = None,
-                 write_labels: bool = True, particles: str = "auto", edge_particles: str = "auto") -> CrackResult:
+                 write_labels: bool = True, particles: str = "auto", edge_particles: str = "keep") -> CrackResult:
     """Crack volume of a twin (labels ``phases``); stores result ``cracks`` and labels ``cracks``
     (1 = crack voxel).
 
@@ -382,9 +381,8 @@ def analyze_twin(twin: Any, *, crack_width_um: float = 1.0, bin_um: float | None
     twin whose ``calender`` result is read), else this twin's own ``calender`` result. The
     comparison is skipped (and the result says why) when the twin shows no cracks.
 
-    ``edge_particles``: particles cut by a lateral face, see :func:`crack_volume` ("auto": left
-    out of a one-slice twin's numbers, kept in a volume's; pipeline config:
-    ``analyses.options.cracks.edge_particles``).
+    ``edge_particles``: "keep" (default) or "exclude" the particles cut by a lateral face of the
+    image, see :func:`crack_volume` (pipeline config: ``analyses.options.cracks.edge_particles``).
     """
     from ..twin import Step, Twin
 
