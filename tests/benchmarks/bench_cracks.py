@@ -2,7 +2,8 @@
 crack analysis's time against the closing radius in voxels (issues 18 and 20).
 
 Run: ``PYTHONPATH=. python tests/benchmarks/bench_cracks.py [--seed 6,...,11] [--domain 12,14,12] [--voxel 0.1]``
-(``--only-2d``: the sections' scores alone, no timing — needs no benchmark lock)
+(``--only-2d``: the sections' scores alone, no timing — needs no benchmark lock; ``--uncracked``:
+also each seed's electrode without damage)
 
 The default seeds 6–11 are held out. Seeds 1–5 were used to choose the fragment merge
 (``twinlab.segment.instances.MERGE_RULE``). Seeds 6–8 were held out when the 3D rule was chosen
@@ -251,9 +252,9 @@ def main() -> None:
     print("\nseed  view      count (found/true)   matched  crack volume vs truth  r"
           "  (2D pooled: the seed's three sections together, matched weighted by true count)")
     for seed, view, s in table:
+        rel = 100 * (s["crack"] / s["crack_true"] - 1) if s["crack_true"] else np.nan  # no crack kept in view
         print(f"{seed:4d}  {view:8s}  {s['n_found']:3d}/{s['n_true']:<3d} ({100 * (s['n_found'] / s['n_true'] - 1):+4.0f} %)"
-              f"  {100 * s['matched']:6.1f} %  {100 * (s['crack'] / s['crack_true'] - 1) if s['crack_true'] else np.nan:+6.1f} %"
-              f"  {s['r']:19.3f}")
+              f"  {100 * s['matched']:6.1f} %  {rel:+6.1f} %  {s['r']:19.3f}")
         if view.startswith("2D") and view == [v for sd, v, _ in table if sd == seed][-1]:
             # a section shows ~10 particles: one split or merge moves its r a lot; the three
             # sections of a seed together show about as many as the volume
@@ -318,8 +319,8 @@ def uncracked(a, modes) -> None:
         for view, ph, tr in views:
             s = score_uncracked(ph, tr, a.voxel, a.width)
             print(f"uncracked {seed:4d}  {view:8s}  {s['n_found']:3d}/{s['n_true']:<3d}  {100 * s['matched']:6.1f} %"
-                  f"  {100 * s['plain']:6.1f} %  {s['false_px']:6d} px ({s['false_pct']:.2f} %; edge particles left out:"
-                  f" {s['false_px_inner']} px)")
+                  f"  {100 * s['plain']:6.1f} %  {s['false_px']:6d} px ({s['false_pct']:.2f} %;"
+                  f" edge particles left out: {s['false_px_inner']} px)")
             if view.startswith("2D"):
                 sections.append(s)
         n_t = sum(s["n_true"] for s in sections)
