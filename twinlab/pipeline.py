@@ -600,20 +600,17 @@ class _PartClock:
         self.parts.append((name, now - self.last))
         self.last = now
 
-    def sample(self, run: SampleRun) -> None:
-        """A sample's stages, and the rest of its run (staging, publishing, summaries) as "other"."""
+    def stages(self, prefix: str, seconds: list[tuple[str, float]]) -> None:
+        """Timed stages (``seconds``: (stage, s) pairs), and the rest of the time since the last part as "other"."""
         now = time.perf_counter()
-        self.parts += [(f"{run.name} {s.stage}", s.seconds) for s in run.stages]
-        self.parts.append((f"{run.name} other", now - self.last - sum(s.seconds for s in run.stages)))
+        self.parts += [(f"{prefix} {stage}", sec) for stage, sec in seconds]
+        # stage times may be rounded (the study's to 10 ms): a remainder below that is rounding, not time
+        self.parts.append((f"{prefix} other", max(now - self.last - sum(sec for _, sec in seconds), 0.0)))
         self.last = now
 
-    def study(self, study: Any) -> None:
-        """The study's stages after its twin was generated, the rest as "other"."""
-        now = time.perf_counter()
-        self.parts += [(f"design study {k}", v) for k, v in study.stage_seconds.items()]
-        # the study rounds its stage times to 10 ms: a remainder below that is rounding, not time
-        self.parts.append(("design study other", max(now - self.last - sum(study.stage_seconds.values()), 0.0)))
-        self.last = now
+    def sample(self, run: SampleRun) -> None:
+        """A sample's stages, and the rest of its run (staging, publishing, summaries) as "other"."""
+        self.stages(run.name, [(s.stage, s.seconds) for s in run.stages])
 
 
 #: The demo's design study: a small generated NCM622 cathode (the demo cathode's recipe, 16 × 32 × 16
@@ -644,7 +641,7 @@ def _demo_study(out: Path, clock: _PartClock | None = None):
                       c_rates=cfg["c_rates"], overwrite=True,
                       criteria=[parse_criterion(c, units) for c in cfg["criteria"]])
     if clock is not None:
-        clock.study(study)
+        clock.stages("design study", list(study.stage_seconds.items()))
     return study
 
 
