@@ -82,7 +82,7 @@ from scipy.spatial import cKDTree
 
 from ...errors import MissingDependencyError
 from ...materials import MATERIALS
-from ._contacts import particle_surface
+from ._contacts import _shifted, particle_surface
 from ._remap import remap_voxels
 
 #: roll-wall sub-step (voxels) and LAMMPS steps to move it and to relax the packing after it
@@ -203,6 +203,78 @@ class DemPacking:
         """Record where the bodies' voxels are now (the spheres and the voxels agree here)."""
         return dataclasses.replace(self, anchor=_voxel_centroids(inst, self))
 
+    def surface_distance(self, points: np.ndarray, bodies: np.ndarray, h, shape) -> np.ndarray:
+        """Distance (µm) from ``points`` (3, m; voxel coordinates of the coating grid) to the surface of
+        clump ``bodies`` (m,; indices into ``ids``): the smallest ``|p − c| − r`` over the clump's spheres
+        (negative inside it), laterally the nearest periodic image of a grid of ``shape``."""
+        h = np.asarray(h, float)
+        order = np.argsort(self.body, kind="stable")
+        count = np.bincount(self.body, minlength=self.ids.size)
+        start = np.concatenate([[0], np.cumsum(count)[:-1]])
+        out = np.full(points.shape[1], np.inf)
+        for k in range(int(count.max(initial=0))):  # the k-th sphere of each clump (≤ MAX_SPHERES)
+            has = count[bodies] > k
+            s = order[start[bodies[has]] + k]
+            d = _lateral_min_image(points[:, has] - self.centre[:, s], shape)
+            dist = np.sqrt((((d * h[:, None]) ** 2).sum(axis=0))) - self.radius[s] * h.min()
+            out[has] = np.minimum(out[has], dist)
+        return out
+
+    def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sub-voxel normal gaps of the voxel contacts, measured on the DEM packing (module docs, step 4).
+
+        Every face a particle voxel shares with another particle, with the collector plane (its layer
+        ``n_coll``, bottom face) or with the roll (the top face of the grid's last layer) is a voxel
+        contact; its gap is the clumps' separation across that face: ``d_A + d_B`` at the face centre
+        (``d`` the distance to a clump's surface, :meth:`surface_distance`; 0 for a plane), µm. The
+        interphase voxel takes it in strain units of its own normal strain: ``δ / (2 h)`` on each side of
+        a particle–particle face (both voxels are interphase voxels and the two openings add up to δ),
+        ``δ / h`` against the collector or the roll. A voxel with several contact faces takes the
+        smallest. ``gap ≤ 0`` is a closed contact (NaN, as :func:`._contacts.solve_with_contacts` carries
+        it).
+
+        Returns ``(gap, known)``: the gap (float32, NaN = closed) and where it was measured — contact
+        voxels whose every contact face is between DEM bodies (a splinter or a lateral face on the
+        collector is not one: its carried state stands).
+        """
+        h = np.asarray(h, float)
+        lookup = np.full(int(max(inst.max(), self.ids.max(initial=0))) + 1, -1, np.int64)
+        lookup[self.ids] = np.arange(self.ids.size)
+        body = lookup[inst]
+        gap = np.full(inst.shape, np.inf)
+        unknown = np.zeros(inst.shape, bool)
+        part = inst > 0
+        top = inst.shape[0] - 1
+        for ax in range(3):
+            for shift in (1, -1):  # _shifted(…, shift) brings the neighbour at index i − shift
+                nb = _shifted(inst, ax, shift, 0)
+                other = part & (nb > 0) & (nb != inst)
+                plane = np.zeros(inst.shape, bool)
+                if ax == 0 and shift == 1 and n_coll > 0:
+                    plane[n_coll] = part[n_coll] & (nb[n_coll] == 0)  # the collector below its first layer
+                if ax == 0 and shift == -1:
+                    plane[top] = part[top]  # the roll above the last layer
+                face = other | plane
+                if not face.any():
+                    continue
+                v = np.nonzero(face)
+                known = body[v] >= 0
+                nb_body = lookup[nb[v]]
+                pair = other[v]
+                known &= ~pair | (nb_body >= 0)
+                unknown[tuple(i[~known] for i in v)] = True
+                pts = np.stack(v).astype(float) + 0.5
+                pts[ax] -= 0.5 * shift  # the shared face's centre
+                kv = tuple(i[known] for i in v)
+                p, pair = pts[:, known], pair[known]
+                delta = self.surface_distance(p, body[kv], h, inst.shape)
+                delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape)
+                g = delta / (h[ax] * np.where(pair, 2.0, 1.0))
+                np.minimum.at(gap, kv, g)
+        known = np.isfinite(gap) & ~unknown
+        out = np.where(known & (gap > 0), gap, np.nan).astype(np.float32)
+        return out, known
+
 
 def _voxel_centroids(inst, packing):
     """Centroid (3, b) of each body's voxels, voxel units, laterally the image nearest the body's
@@ -301,6 +373,11 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     disp, broken = take(disp + shift, src), take(broken, src, False)
     cstate.take(take, src)
     broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
+    packing = move.packing.anchor_to(cstate.inst)
+    # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
+    # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
+    gap, known = packing.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
+    cstate.gap = np.where(known, gap, cstate.gap)
     img = None if img is None else take(img, src, pore_gray)
     # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
     # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
@@ -309,7 +386,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
                          "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
                          "stop": move.stop})
-    return new_lab, img, stress, strain, disp, broken, m_new, move.packing.anchor_to(cstate.inst)
+    return new_lab, img, stress, strain, disp, broken, m_new, packing
 
 
 # ---------------------------------------------------------------------- clump fit
