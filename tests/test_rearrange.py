@@ -8,6 +8,7 @@ a stack of cubes that fills the cell (no pore to rearrange into: the roll must s
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import numpy as np
@@ -261,3 +262,82 @@ def test_calender_fits_the_clumps_once_and_carries_them():
     mean_two = two.states[-1].displacement_um[:, solid_two].mean(axis=1)
     mean_one = one.states[-1].displacement_um[:, solid_one].mean(axis=1)
     assert np.abs(mean_two - mean_one).max() <= 0.5, (mean_two, mean_one)
+
+
+
+def _pair_on_collector(h, *, R=8.0, delta=0.4, d_c=-0.2, d_r=-0.2, overlap=False):
+    """Ball A (id 1) on the collector (one layer) and ball B (id 2) on A, under the roll, as voxels
+    (centres inside the true spheres) and as their DEM spheres, in µm: the two surfaces ``delta`` apart
+    across a voxel face on the axis (``overlap``: B pressed ``delta`` into A instead), A's surface
+    ``d_c`` from the collector plane and B's top ``d_r`` from the roll plane (negative: pressed into them,
+    so the DEM holds the pair). Returns (inst, packing, index of the axis)."""
+    n1 = int(round(24.0 / h))
+    lat = h * (n1 // 2 + 0.5)  # the axis through voxel centres
+    z_a = h + d_c + R
+    z_b = z_a + 2 * R + delta
+    top = z_b + R + d_r
+    n0 = int(round(top / h))
+    assert abs(n0 * h - top) < 1e-9 and abs((z_a + R + delta / 2) / h - round((z_a + R + delta / 2) / h)) < 1e-9
+    g = (np.indices((n0, n1, n1)).astype(float) + 0.5) * h
+    inst = np.zeros((n0, n1, n1), np.int32)
+    rr = (g[1] - lat) ** 2 + (g[2] - lat) ** 2
+    inst[rr + (g[0] - z_a) ** 2 <= R * R] = 1
+    inst[(rr + (g[0] - z_b) ** 2 <= R * R) & (inst == 0)] = 2
+    inst[0] = 0  # the collector layer
+    if overlap:
+        z_b -= 2 * delta
+    packing = rearrange_mod.DemPacking(np.array([1, 2]), np.array([[z_a, z_b], [lat, lat], [lat, lat]]) / h,
+                                       np.array([R, R]) / h, np.array([0, 1]))
+    return inst, packing, n1 // 2
+
+
+def test_contact_gaps_are_the_dem_spheres_separation_in_micrometres_at_any_voxel_size():
+    """:meth:`DemPacking.contact_gaps`: two DEM spheres (R 8 µm) 0.4 µm apart, the lower one pressed 0.2 µm
+    into the collector plane and the upper one 0.2 µm into the roll's, voxelised at 1 and 2 µm: the voxels
+    touch across the sub-voxel gap. The interphase voxels carry the real gaps, the same in µm at both voxel
+    sizes: on the axis each of the two voxels half of 0.4 µm (in its own normal strain); off the axis the
+    spheres' separation along the face normal (Hertz's gap δ + 2(R − √(R² − ρ²)) at the face centre's
+    distance ρ); on the planes their distance along the normal, R − 0.2 − √(R² − ρ²), closed (NaN) where
+    the sphere is pressed into the plane. Spheres pressed into each other give a closed contact; with neither
+    collector nor roll the pair would float, so exactly one face (its two voxels, the smallest gap) is
+    closed to hold it; a particle that is not a DEM body is not measured."""
+    R, delta = 8.0, 0.4
+    for h in (1.0, 2.0):
+        inst, packing, c = _pair_on_collector(h)
+        gap, known = packing.contact_gaps(inst, h=(h, h, h), n_coll=1)
+        k = int(np.flatnonzero((inst[:, c, c] == 1))[-1])  # A's top voxel on the axis, B's is k + 1
+        assert inst[k + 1, c, c] == 2 and known[k, c, c] and known[k + 1, c, c]
+        assert gap[k, c, c] * h == pytest.approx(delta / 2, abs=1e-6)
+        assert gap[k + 1, c, c] * h == pytest.approx(delta / 2, abs=1e-6)
+        # every A–B face pair: 2 h gap = the spheres' separation at the face centre
+        a_side = (inst[k] == 1) & (inst[k + 1] == 2)
+        rho = np.hypot(*(np.nonzero(a_side)[i] - c for i in range(2))) * h
+        sep = delta + 2 * (R - np.sqrt(R * R - rho ** 2))
+        assert a_side.sum() >= 5 and np.isfinite(gap[k][a_side]).all()
+        np.testing.assert_allclose(2 * h * gap[k][a_side], sep, atol=1e-5)
+        np.testing.assert_allclose(2 * h * gap[k + 1][a_side], sep, atol=1e-5)
+        # the collector (below A's first layer) and the roll (above B's top layer)
+        for layer in (1, -1):
+            on = inst[layer] > 0
+            rho = np.hypot(*(np.nonzero(on)[i] - c for i in range(2))) * h
+            expect = (R - 0.2) - np.sqrt(R * R - rho ** 2)  # the plane's distance along its normal
+            assert (expect > 0).any() and (expect <= 0).any() and known[layer][on].all()
+            np.testing.assert_allclose(h * gap[layer][on][expect > 0], expect[expect > 0], atol=1e-5)
+            assert np.isnan(gap[layer][on][expect <= 0]).all()
+        # B pressed 0.4 µm into A: the axis contact is closed (NaN), and measured
+        inst_o, packing_o, _ = _pair_on_collector(h, overlap=True)
+        gap_o, known_o = packing_o.contact_gaps(inst_o, h=(h, h, h), n_coll=1)
+        assert known_o[k, c, c] and np.isnan(gap_o[k, c, c]) and np.isnan(gap_o[k + 1, c, c])
+        # no collector and the roll above the grid: the pair would float; one face is closed to hold it
+        lifted = np.concatenate([np.zeros_like(inst[:2]), inst, np.zeros_like(inst[:2])])
+        lifted_packing = dataclasses.replace(packing, centre=packing.centre + [[2.0], [0.0], [0.0]])
+        free, free_known = lifted_packing.contact_gaps(lifted, h=(h, h, h), n_coll=0)
+        assert free_known.sum() >= 10 and (np.isnan(free) & free_known).sum() == 2
+        assert np.isnan(free[k + 2, c, c]) and np.isnan(free[k + 3, c, c])
+    # a particle that is not a DEM body (a splinter): its contacts are not measured
+    inst, packing, c = _pair_on_collector(1.0)
+    k = int(np.flatnonzero((inst[:, c, c] == 1))[-1])
+    side = int(np.flatnonzero(inst[k + 3, :, c] == 2)[0])  # B's outermost voxel on this row
+    inst[k + 3, side - 1, c] = 3
+    gap, known = packing.contact_gaps(inst, h=(1.0, 1.0, 1.0), n_coll=1)
+    assert not known[k + 3, side, c] and not known[k + 3, side - 1, c]

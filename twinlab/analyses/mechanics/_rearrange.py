@@ -203,30 +203,41 @@ class DemPacking:
         """Record where the bodies' voxels are now (the spheres and the voxels agree here)."""
         return dataclasses.replace(self, anchor=_voxel_centroids(inst, self))
 
-    def surface_distance(self, points: np.ndarray, bodies: np.ndarray, h, shape) -> np.ndarray:
+    def surface_distance(self, points: np.ndarray, bodies: np.ndarray, h, shape, along=None) -> np.ndarray:
         """Distance (µm) from ``points`` (3, m; voxel coordinates of the coating grid) to the surface of
-        clump ``bodies`` (m,; indices into ``ids``): the smallest ``|p − c| − r`` over the clump's spheres
-        (negative inside it), laterally the nearest periodic image of a grid of ``shape``."""
+        clump ``bodies`` (m,; indices into ``ids``), negative inside it, laterally the nearest periodic image of
+        a grid of ``shape``: along the unit vector ``along`` (3,; the ray's first crossing of a sphere's
+        surface, the clump's nearest), or where no sphere lies on that ray (and for ``along=None``) the
+        smallest ``|p − c| − r``."""
         h = np.asarray(h, float)
         order = np.argsort(self.body, kind="stable")
         count = np.bincount(self.body, minlength=self.ids.size)
         start = np.concatenate([[0], np.cumsum(count)[:-1]])
-        out = np.full(points.shape[1], np.inf)
+        near = np.full(points.shape[1], np.inf)
+        ray = np.full(points.shape[1], np.inf)
         for k in range(int(count.max(initial=0))):  # the k-th sphere of each clump (≤ MAX_SPHERES)
             has = count[bodies] > k
             s = order[start[bodies[has]] + k]
-            d = _lateral_min_image(points[:, has] - self.centre[:, s], shape)
-            dist = np.sqrt((((d * h[:, None]) ** 2).sum(axis=0))) - self.radius[s] * h.min()
-            out[has] = np.minimum(out[has], dist)
-        return out
+            d = -_lateral_min_image(points[:, has] - self.centre[:, s], shape) * h[:, None]  # p → c, µm
+            r = self.radius[s] * h.min()
+            dist2 = (d ** 2).sum(axis=0)
+            near[has] = np.minimum(near[has], np.sqrt(dist2) - r)
+            if along is not None:
+                proj = np.asarray(along, float) @ d  # along the ray to the closest approach
+                miss2 = dist2 - proj ** 2
+                hit = (miss2 <= r * r) & ((proj >= 0) | (dist2 <= r * r))
+                t = np.where(hit, proj - np.sqrt(np.maximum(r * r - miss2, 0.0)), np.inf)
+                ray[has] = np.minimum(ray[has], t)
+        return np.where(np.isfinite(ray), ray, near)
 
     def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int) -> tuple[np.ndarray, np.ndarray]:
         """Sub-voxel normal gaps of the voxel contacts, measured on the DEM packing (module docs, step 4).
 
         Every face a particle voxel shares with another particle, with the collector plane (its layer
         ``n_coll``, bottom face) or with the roll (the top face of the grid's last layer) is a voxel
-        contact; its gap is the clumps' separation across that face: ``d_A + d_B`` at the face centre
-        (``d`` the distance to a clump's surface, :meth:`surface_distance`; 0 for a plane), µm. The
+        contact; its gap is the clumps' separation across that face along its normal: ``d_A + d_B`` from
+        the face centre to each clump's surface along the normal (:meth:`surface_distance`; 0 for a plane),
+        µm — the approach at which that face pair touches. The
         interphase voxel takes it in strain units of its own normal strain: ``δ / (2 h)`` on each side of
         a particle–particle face (both voxels are interphase voxels and the two openings add up to δ),
         ``δ / h`` against the collector or the roll. A voxel with several contact faces takes the
@@ -241,10 +252,14 @@ class DemPacking:
         lookup = np.full(int(max(inst.max(), self.ids.max(initial=0))) + 1, -1, np.int64)
         lookup[self.ids] = np.arange(self.ids.size)
         body = lookup[inst]
-        gap = np.full(inst.shape, np.inf)
-        unknown = np.zeros(inst.shape, bool)
+        ground = self.ids.size  # the collector and the roll (joined through the cell's periodic thickness axis)
+        gap = np.full(inst.size, np.inf)
+        unknown = np.zeros(inst.size, bool)
+        held = []  # bodies with a contact the DEM does not know: they may be held there
+        faces = []  # (voxel, neighbour voxel or -1, body, neighbour body or ground, δ µm) of every known face
         part = inst > 0
         top = inst.shape[0] - 1
+        flat = np.arange(inst.size).reshape(inst.shape)
         for ax in range(3):
             for shift in (1, -1):  # _shifted(…, shift) brings the neighbour at index i − shift
                 nb = _shifted(inst, ax, shift, 0)
@@ -258,22 +273,115 @@ class DemPacking:
                 if not face.any():
                     continue
                 v = np.nonzero(face)
-                known = body[v] >= 0
                 nb_body = lookup[nb[v]]
                 pair = other[v]
-                known &= ~pair | (nb_body >= 0)
-                unknown[tuple(i[~known] for i in v)] = True
+                known = (body[v] >= 0) & (~pair | (nb_body >= 0))
+                unknown[flat[v][~known]] = True
+                held.append(body[v][~known])
                 pts = np.stack(v).astype(float) + 0.5
                 pts[ax] -= 0.5 * shift  # the shared face's centre
                 kv = tuple(i[known] for i in v)
                 p, pair = pts[:, known], pair[known]
-                delta = self.surface_distance(p, body[kv], h, inst.shape)
-                delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape)
-                g = delta / (h[ax] * np.where(pair, 2.0, 1.0))
-                np.minimum.at(gap, kv, g)
+                into = np.zeros(3)
+                into[ax] = shift  # from the face into the voxel's own particle; −into: into the neighbour
+                delta = self.surface_distance(p, body[kv], h, inst.shape, along=into)
+                delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape, along=-into)
+                np.minimum.at(gap, flat[kv], delta / (h[ax] * np.where(pair, 2.0, 1.0)))
+                w = _shifted(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
+                faces.append((flat[kv], np.where(pair, w, -1), body[kv], np.where(pair, nb_body[known], ground), delta))
+        open_ = np.isfinite(gap) & (gap > 0)
+        if faces:
+            va, vb, ba, bb, delta = (np.concatenate(f) for f in zip(*faces))
+            shut = _hold_rattlers(va, vb, ba, bb, delta, open_, ground, np.concatenate(held))
+            open_[shut] = False
         known = np.isfinite(gap) & ~unknown
-        out = np.where(known & (gap > 0), gap, np.nan).astype(np.float32)
-        return out, known
+        out = np.where(known & open_, gap, np.nan).astype(np.float32).reshape(inst.shape)
+        return out, known.reshape(inst.shape)
+
+
+def _hold_rattlers(va, vb, ba, bb, delta, open_, ground, held):
+    """Voxels to close so that no body floats in the stress solve (Kruskal on the contact faces).
+
+    A body all of whose contacts are open (a rattler, or a cluster of them) would float free of the
+    collector and the roll: a singular operator (the solver breaks down on it). Its contacts are joined
+    smallest gap first, one face (its two voxels) per join, until every body is held by closed faces to
+    the ground (collector, roll) — the contact that would close first carries it from the start, an error
+    of that one face's gap. ``va``/``vb`` voxel and neighbour voxel (-1: a plane) of each face, ``ba``/``bb``
+    their bodies (``ground`` for a plane), ``delta`` its gap; ``open_`` the voxels' state (flat); ``held``
+    bodies with a face the DEM does not know (counted as held there). Returns the flat voxels to close."""
+    parent = np.arange(ground + 1)
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    grounded = np.zeros(ground + 1, bool)
+    grounded[ground] = True
+    grounded[held[held >= 0]] = True
+    closed = ~open_[va] & ((vb < 0) | ~open_[np.maximum(vb, 0)])
+    for a, b in zip(ba[closed].tolist(), bb[closed].tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            grounded[rb] |= grounded[ra]
+    roots = np.array([find(i) for i in range(ground + 1)])
+    grounded = np.bincount(roots, weights=grounded[np.arange(ground + 1)], minlength=ground + 1) > 0
+    if grounded[roots].all():
+        return np.zeros(0, np.int64)
+    shut = []
+    for k in np.argsort(np.where(closed, np.inf, delta), kind="stable").tolist():
+        if closed[k]:
+            break
+        ra, rb = find(int(ba[k])), find(int(bb[k]))
+        if ra == rb or (grounded[ra] and grounded[rb]):
+            continue
+        shut.append(int(va[k]))
+        if vb[k] >= 0:
+            shut.append(int(vb[k]))
+        parent[ra] = rb
+        grounded[rb] |= grounded[ra]
+    return np.array(shut, np.int64)
+
+
+def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarray:
+    """``gap`` with the open contact voxels closed that would cut a piece of solid loose (returned copy).
+
+    Open contact voxels carry nothing; where they surround a few voxels of a particle (a thin neck between
+    two contacts, a voxel whose every node-sharing neighbour is an open contact or pore) that piece floats
+    in the stress solve: a singular block on which the solver breaks down. The coating's solid (``solid``,
+    the moving voxels) less the open voxels, with the collector's layers (below ``n_coll``), is labelled by
+    shared nodes (26-connected, laterally periodic); a piece that reaches neither the collector nor the roll
+    (the last layer) gets the open voxels around it closed, until none is left (a few rounds). Whole floating bodies were already held by their smallest gap
+    (:meth:`DemPacking.contact_gaps`), so these are the voxel-scale remnants."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    gap = gap.copy()
+    below = np.zeros(gap.shape, bool)
+    below[:n_coll] = True
+    ground = below.copy()
+    ground[-1] = True  # a closed voxel of the last layer holds on to the roll
+    for _ in range(8):
+        open_ = np.isfinite(gap)
+        stiff = (solid & ~open_) | below
+        lbl, n = ndimage.label(np.pad(stiff, ((0, 0), (1, 1), (1, 1)), mode="wrap"), structure=np.ones((3, 3, 3)))
+        # the padded rim is a copy of the opposite faces: join each rim label with its original's
+        inner = lbl[:, 1:-1, 1:-1]
+        rim = np.pad(inner, ((0, 0), (1, 1), (1, 1)), mode="wrap")
+        sel = (lbl > 0) & (rim > 0)
+        graph = coo_matrix((np.ones(int(sel.sum())), (lbl[sel], rim[sel])), shape=(n + 1, n + 1))
+        _, comp = connected_components(graph, directed=False)
+        cid = comp[inner]
+        held = np.zeros(comp.max() + 1, bool)
+        held[np.unique(cid[stiff & ground])] = True
+        loose = stiff & ~held[cid]
+        if not loose.any():
+            break
+        near = ndimage.maximum_filter(loose, size=3, mode=("nearest", "wrap", "wrap"))
+        gap[near & open_] = np.nan
+    return gap
 
 
 def _voxel_centroids(inst, packing):
@@ -377,7 +485,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
     # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
     gap, known = packing.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
-    cstate.gap = np.where(known, gap, cstate.gap)
+    gap = np.where(known, gap, cstate.gap)
+    cstate.gap = hold_islands(gap, moving_value(new_lab), n_coll=n_coll)
     img = None if img is None else take(img, src, pore_gray)
     # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
     # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
