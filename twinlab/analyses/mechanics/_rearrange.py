@@ -290,6 +290,8 @@ class DemPacking:
                 w = _shifted(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
                 faces.append((flat[kv], np.where(pair, w, -1), body[kv], np.where(pair, nb_body[known], ground), delta))
         open_ = np.isfinite(gap) & (gap > 0)
+        if n_coll == 0:  # no collector: the first layer is bonded to the cell's bottom (the periodic wrap)
+            held.append(body[0][body[0] >= 0])
         if faces:
             va, vb, ba, bb, delta = (np.concatenate(f) for f in zip(*faces))
             shut = _hold_rattlers(va, vb, ba, bb, delta, open_, ground, np.concatenate(held))
@@ -360,7 +362,7 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
 
     gap = gap.copy()
     below = np.zeros(gap.shape, bool)
-    below[:n_coll] = True
+    below[:max(n_coll, 1)] = True  # the collector, or without one the first layer (bonded to the cell's bottom)
     ground = below.copy()
     ground[-1] = True  # a closed voxel of the last layer holds on to the roll
     for _ in range(8):
