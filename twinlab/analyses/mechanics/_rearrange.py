@@ -483,10 +483,10 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     disp, broken = take(disp + shift, src), take(broken, src, False)
     cstate.take(take, src)
     broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
-    packing = move.packing.anchor_to(cstate.inst)
+    carried = move.packing.anchor_to(cstate.inst)
     # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
     # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
-    gap, known = packing.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
+    gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
     gap = np.where(known, gap, cstate.gap)
     cstate.gap = hold_islands(gap, moving_value(new_lab), n_coll=n_coll)
     img = None if img is None else take(img, src, pore_gray)
@@ -497,7 +497,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
                          "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
                          "stop": move.stop})
-    return new_lab, img, stress, strain, disp, broken, m_new, packing
+    return new_lab, img, stress, strain, disp, broken, m_new, carried
 
 
 # ---------------------------------------------------------------------- clump fit
