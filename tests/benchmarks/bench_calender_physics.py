@@ -199,7 +199,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
                   f"{st.shell_intact_fraction:.3f}, activation {a:.3f}", flush=True)
         for d in s.settings["dem_stages"]:
             print(f"    DEM stage {d['from_layers']}→{d['target_layers']} layers stopped at {d['stopped_layers']}: "
-                  f"{d['pressure_mpa']:.2f} MPa, {d['stop']}", flush=True)
+                  f"{d['pressure_mpa']:.2f} MPa, {d['stop']}, contact gaps {d.get('gaps')}", flush=True)
         curves[vs] = (np.array(x), np.array(intact), np.array(active))
     if len(curves) > 1:
         coarse = max(curves)

@@ -367,11 +367,13 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
     """``gap`` with the open contact voxels closed that would cut a piece of solid loose (returned copy).
 
     Open contact voxels carry nothing; where they surround a few voxels of a particle (a thin neck between
-    two contacts, a voxel whose every node-sharing neighbour is an open contact or pore) that piece floats
-    in the stress solve: a singular block on which the solver breaks down. The coating's solid (``solid``,
-    the moving voxels) less the open voxels, with the collector's layers (below ``n_coll``), is labelled by
-    shared nodes (26-connected, laterally periodic); a piece that reaches neither the collector nor the roll
-    (the last layer) gets the open voxels around it closed, until none is left (a few rounds). Whole floating bodies were already held by their smallest gap
+    two contacts, a rim voxel of a contact patch whose every face neighbour is an open contact or pore) that
+    piece floats in the stress solve, or hangs on an edge or a node (a mechanism): a singular block on which
+    the solver breaks down (the 480 µm LMP anode at 4 µm did: ZeroDivisionError in the PCG). The coating's solid (``solid``, the moving
+    voxels) less the open voxels, with the collector's layers (below ``n_coll``), is labelled by shared faces
+    (6-connected, laterally periodic: only a face holds a voxel rigidly); a piece that reaches neither the
+    collector nor the roll (the last layer) gets the open voxels that share a face with it closed, until none
+    is left (the series settings' ``dem_stages`` log it: ``gaps["held"]``). Whole floating bodies were already held by their smallest gap
     (:meth:`DemPacking.contact_gaps`), so these are the voxel-scale remnants."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -381,10 +383,10 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
     below[:max(n_coll, 1)] = True  # the collector, or without one the first layer (bonded to the cell's bottom)
     ground = below.copy()
     ground[-1] = True  # a closed voxel of the last layer holds on to the roll
-    for _ in range(8):
+    for _ in range(20):
         open_ = np.isfinite(gap)
         stiff = (solid & ~open_) | below
-        lbl, n = ndimage.label(np.pad(stiff, ((0, 0), (1, 1), (1, 1)), mode="wrap"), structure=np.ones((3, 3, 3)))
+        lbl, n = ndimage.label(np.pad(stiff, ((0, 0), (1, 1), (1, 1)), mode="wrap"))
         # the padded rim is a copy of the opposite faces: join each rim label with its original's
         inner = lbl[:, 1:-1, 1:-1]
         rim = np.pad(inner, ((0, 0), (1, 1), (1, 1)), mode="wrap")
@@ -397,7 +399,10 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
         loose = stiff & ~held[cid]
         if not loose.any():
             break
-        near = ndimage.maximum_filter(loose, size=3, mode=("nearest", "wrap", "wrap"))
+        near = loose.copy()  # the open voxels sharing a face with the loose piece
+        for ax in range(3):
+            for shift in (1, -1):
+                near |= _shifted(loose, ax, shift, False)
         gap[near & open_] = np.nan
     return gap
 
@@ -505,6 +510,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
     gap = np.where(known, gap, cstate.gap)
     cstate.gap = hold_islands(gap, moving_value(new_lab), n_coll=n_coll)
+    gaps = {"contact_voxels": int(known.sum()), "open": int(np.isfinite(cstate.gap).sum()),
+            "held": int(np.isfinite(gap).sum() - np.isfinite(cstate.gap).sum())}
     img = None if img is None else take(img, src, pore_gray)
     # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
     # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
@@ -512,7 +519,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
                          "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
-                         "stop": move.stop})
+                         "stop": move.stop, "gaps": gaps})
     return new_lab, img, stress, strain, disp, broken, m_new, carried
 
 
