@@ -369,12 +369,13 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
     Open contact voxels carry nothing; where they surround a few voxels of a particle (a thin neck between
     two contacts, a rim voxel of a contact patch whose every face neighbour is an open contact or pore) that
     piece floats in the stress solve, or hangs on an edge or a node (a mechanism): a singular block on which
-    the solver breaks down (the 480 µm LMP anode at 4 µm did: ZeroDivisionError in the PCG). The coating's solid (``solid``, the moving
-    voxels) less the open voxels, with the collector's layers (below ``n_coll``), is labelled by shared faces
+    the solver breaks down (the 480 µm LMP anode at 4 µm did: ZeroDivisionError in the PCG). The coating's
+    solid (``solid``, the moving voxels) less the open voxels, with the collector's layers (below ``n_coll``),
+    is labelled by shared faces
     (6-connected, laterally periodic: only a face holds a voxel rigidly); a piece that reaches neither the
     collector nor the roll (the last layer) gets the open voxels that share a face with it closed, until none
-    is left (the series settings' ``dem_stages`` log it: ``gaps["held"]``). Whole floating bodies were already held by their smallest gap
-    (:meth:`DemPacking.contact_gaps`), so these are the voxel-scale remnants."""
+    is left (the series settings' ``dem_stages`` log it: ``gaps["held"]``). Whole floating bodies were
+    already held by their smallest gap (:meth:`DemPacking.contact_gaps`), so these are voxel-scale remnants."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
