@@ -253,12 +253,13 @@ class DemPacking:
         ``n_coll``, bottom face) or with the roll (the top face of the grid's last layer) is a voxel
         contact; its gap is the clumps' separation across that face along its normal: ``d_A + d_B`` from
         the face centre to each clump's surface along the normal (:meth:`surface_distance`; 0 for a plane),
-        µm — the approach at which that face pair touches. The
-        interphase voxel takes it in strain units of its own normal strain: ``δ / (2 h)`` on each side of
-        a particle–particle face (both voxels are interphase voxels and the two openings add up to δ),
-        ``δ / h`` against the collector or the roll. A voxel with several contact faces takes the
-        smallest. ``gap ≤ 0`` is a closed contact (NaN, as :func:`._contacts.solve_with_contacts` carries
-        it).
+        µm — the approach at which that face pair touches. The interphase voxel takes it in strain units
+        of its own normal strain: ``δ / (2 h)`` on each side of a particle–particle face (both voxels are
+        interphase voxels and the two openings add up to δ), ``δ / h`` against the collector or the roll.
+        A voxel with several contact faces takes the smallest. ``gap ≤ 0`` is a closed contact (NaN, as
+        :func:`._contacts.solve_with_contacts` carries it). A body (or cluster) none of whose faces holds it
+        to the collector or the roll is held by its smallest-gap face (:func:`_hold_rattlers`); without a
+        collector (``n_coll`` 0) the first layer holds (it is bonded to the cell's bottom).
 
         Returns ``(gap, known)``: the gap (float32, NaN = closed) and where it was measured — contact
         voxels whose every contact face is between DEM bodies (a splinter or a lateral face on the
