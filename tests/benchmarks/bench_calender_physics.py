@@ -239,7 +239,8 @@ def main():
         for rearrange in args.rearrange.split(","):
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
                 [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
-                args.lmp_seed, {k: float(v) for k, v in (o.split("=") for o in args.lmp_option)})
+                args.lmp_seed, {k: int(v) if v.isdigit() else float(v)
+                                 for k, v in (o.split("=") for o in args.lmp_option)})
 
 
 if __name__ == "__main__":
