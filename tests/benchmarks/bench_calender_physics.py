@@ -199,7 +199,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
                   f"{st.shell_intact_fraction:.3f}, activation {a:.3f}", flush=True)
         for d in s.settings["dem_stages"]:
             print(f"    DEM stage {d['from_layers']}→{d['target_layers']} layers stopped at {d['stopped_layers']}: "
-                  f"{d['pressure_mpa']:.2f} MPa, {d['stop']}", flush=True)
+                  f"{d['pressure_mpa']:.2f} MPa, {d['stop']}, contact gaps {d.get('gaps')}", flush=True)
         curves[vs] = (np.array(x), np.array(intact), np.array(active))
     if len(curves) > 1:
         coarse = max(curves)
@@ -239,7 +239,8 @@ def main():
         for rearrange in args.rearrange.split(","):
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
                 [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
-                args.lmp_seed, {k: float(v) for k, v in (o.split("=") for o in args.lmp_option)})
+                args.lmp_seed, {k: int(v) if v.isdigit() else float(v)
+                                 for k, v in (o.split("=") for o in args.lmp_option)})
 
 
 if __name__ == "__main__":

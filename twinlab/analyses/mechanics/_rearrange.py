@@ -41,6 +41,22 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
    voxel count.
 
+4. **Sub-voxel contact gaps** (:meth:`DemPacking.contact_gaps`). The voxels moved by whole cells
+   and the roll plane of the stress solve is a whole layer, but the DEM left the spheres (and the
+   roll) at continuous positions. Each voxel contact — a face a particle voxel shares with another
+   particle, the collector or the roll — starts the stress solve *open*, with the clumps' real
+   separation across that face (along its normal) as its gap, and carries load only once the solve
+   has closed it (the contact interphase's gap, :func:`._contacts.solve_with_contacts`); clumps
+   touching or pressed into each other give closed contacts. So the roll loads the packing by the
+   travel left past where the DEM jammed, not by that travel plus the DEM shift lost in rounding to
+   whole voxels (up to a layer: 5–7 % strain on the LMP anode, against a film that fails at
+   0.13–0.29 %), and a contact patch grows as its spheres' gap closes, Hertz-like, instead of
+   loading its whole digitised face at once (``test_rearrange.py``: a dome under the roll, 1 and
+   1.5 µm voxels, 0.86/0.91 of Hertz with the gaps, 2.0/2.8× with the faces closed). A body whose
+   contacts are all open would float in the solve (a singular operator): it is held by its
+   smallest-gap face, and voxel-scale pieces cut loose by open contacts by closing the open voxels
+   around them (:func:`hold_islands`).
+
 The voxel stress solve of :func:`.calender` then compresses the rearranged coating from where
 the roll stopped to the increment's target: stress builds only for the compression that
 rearrangement could not take, i.e. where the particles are jammed. A particle that moved by half
@@ -82,7 +98,7 @@ from scipy.spatial import cKDTree
 
 from ...errors import MissingDependencyError
 from ...materials import MATERIALS
-from ._contacts import particle_surface
+from ._contacts import _shifted, particle_surface
 from ._remap import remap_voxels
 
 #: roll-wall sub-step (voxels) and LAMMPS steps to move it and to relax the packing after it
@@ -203,6 +219,195 @@ class DemPacking:
         """Record where the bodies' voxels are now (the spheres and the voxels agree here)."""
         return dataclasses.replace(self, anchor=_voxel_centroids(inst, self))
 
+    def surface_distance(self, points: np.ndarray, bodies: np.ndarray, h, shape, along=None) -> np.ndarray:
+        """Distance (µm) from ``points`` (3, m; voxel coordinates of the coating grid) to the surface of
+        clump ``bodies`` (m,; indices into ``ids``), negative inside it, laterally the nearest periodic image of
+        a grid of ``shape``: along the unit vector ``along`` (3,; the ray's first crossing of a sphere's
+        surface, the clump's nearest), or where no sphere lies on that ray (and for ``along=None``) the
+        smallest ``|p − c| − r``."""
+        h = np.asarray(h, float)
+        order = np.argsort(self.body, kind="stable")
+        count = np.bincount(self.body, minlength=self.ids.size)
+        start = np.concatenate([[0], np.cumsum(count)[:-1]])
+        near = np.full(points.shape[1], np.inf)
+        ray = np.full(points.shape[1], np.inf)
+        for k in range(int(count.max(initial=0))):  # the k-th sphere of each clump (≤ MAX_SPHERES)
+            has = count[bodies] > k
+            s = order[start[bodies[has]] + k]
+            d = -_lateral_min_image(points[:, has] - self.centre[:, s], shape) * h[:, None]  # p → c, µm
+            r = self.radius[s] * h.min()
+            dist2 = (d ** 2).sum(axis=0)
+            near[has] = np.minimum(near[has], np.sqrt(dist2) - r)
+            if along is not None:
+                proj = np.asarray(along, float) @ d  # along the ray to the closest approach
+                miss2 = dist2 - proj ** 2
+                hit = (miss2 <= r * r) & ((proj >= 0) | (dist2 <= r * r))
+                t = np.where(hit, proj - np.sqrt(np.maximum(r * r - miss2, 0.0)), np.inf)
+                ray[has] = np.minimum(ray[has], t)
+        return np.where(np.isfinite(ray), ray, near)
+
+    def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sub-voxel normal gaps of the voxel contacts, measured on the DEM packing (module docs, step 4).
+
+        Every face a particle voxel shares with another particle, with the collector plane (its layer
+        ``n_coll``, bottom face) or with the roll (the top face of the grid's last layer) is a voxel
+        contact; its gap is the clumps' separation across that face along its normal: ``d_A + d_B`` from
+        the face centre to each clump's surface along the normal (:meth:`surface_distance`; 0 for a plane),
+        µm — the approach at which that face pair touches. The interphase voxel takes it in strain units
+        of its own normal strain: ``δ / (2 h)`` on each side of a particle–particle face (both voxels are
+        interphase voxels and the two openings add up to δ), ``δ / h`` against the collector or the roll.
+        A voxel with several contact faces takes the smallest. ``gap ≤ 0`` is a closed contact (NaN, as
+        :func:`._contacts.solve_with_contacts` carries it). A body (or cluster) none of whose faces holds it
+        to the collector or the roll is held by its smallest-gap face (:func:`_hold_rattlers`); without a
+        collector (``n_coll`` 0) the first layer holds (it is bonded to the cell's bottom).
+
+        Returns ``(gap, known)``: the gap (float32, NaN = closed) and where it was measured — contact
+        voxels whose every contact face is between DEM bodies (a splinter or a lateral face on the
+        collector is not one: its carried state stands).
+        """
+        h = np.asarray(h, float)
+        lookup = np.full(int(max(inst.max(), self.ids.max(initial=0))) + 1, -1, np.int64)
+        lookup[self.ids] = np.arange(self.ids.size)
+        body = lookup[inst]
+        ground = self.ids.size  # the collector and the roll (joined through the cell's periodic thickness axis)
+        gap = np.full(inst.size, np.inf)
+        unknown = np.zeros(inst.size, bool)
+        held = []  # bodies with a contact the DEM does not know: they may be held there
+        faces = []  # (voxel, neighbour voxel or -1, body, neighbour body or ground, δ µm) of every known face
+        part = inst > 0
+        top = inst.shape[0] - 1
+        flat = np.arange(inst.size).reshape(inst.shape)
+        for ax in range(3):
+            for shift in (1, -1):  # _shifted(…, shift) brings the neighbour at index i − shift
+                nb = _shifted(inst, ax, shift, 0)
+                other = part & (nb > 0) & (nb != inst)
+                plane = np.zeros(inst.shape, bool)
+                if ax == 0 and shift == 1 and n_coll > 0:
+                    plane[n_coll] = part[n_coll] & (nb[n_coll] == 0)  # the collector below its first layer
+                if ax == 0 and shift == -1:
+                    plane[top] = part[top]  # the roll above the last layer
+                face = other | plane
+                if not face.any():
+                    continue
+                v = np.nonzero(face)
+                nb_body = lookup[nb[v]]
+                pair = other[v]
+                known = (body[v] >= 0) & (~pair | (nb_body >= 0))
+                unknown[flat[v][~known]] = True
+                held.append(body[v][~known])
+                pts = np.stack(v).astype(float) + 0.5
+                pts[ax] -= 0.5 * shift  # the shared face's centre
+                kv = tuple(i[known] for i in v)
+                p, pair = pts[:, known], pair[known]
+                into = np.zeros(3)
+                into[ax] = shift  # from the face into the voxel's own particle; −into: into the neighbour
+                delta = self.surface_distance(p, body[kv], h, inst.shape, along=into)
+                delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape, along=-into)
+                np.minimum.at(gap, flat[kv], delta / (h[ax] * np.where(pair, 2.0, 1.0)))
+                w = _shifted(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
+                faces.append((flat[kv], np.where(pair, w, -1), body[kv], np.where(pair, nb_body[known], ground), delta))
+        open_ = np.isfinite(gap) & (gap > 0)
+        if n_coll == 0:  # no collector: the first layer is bonded to the cell's bottom (the periodic wrap)
+            held.append(body[0][body[0] >= 0])
+        if faces:
+            va, vb, ba, bb, delta = (np.concatenate(f) for f in zip(*faces))
+            shut = _hold_rattlers(va, vb, ba, bb, delta, open_, ground, np.concatenate(held))
+            open_[shut] = False
+        known = np.isfinite(gap) & ~unknown
+        out = np.where(known & open_, gap, np.nan).astype(np.float32).reshape(inst.shape)
+        return out, known.reshape(inst.shape)
+
+
+def _hold_rattlers(va, vb, ba, bb, delta, open_, ground, held):
+    """Voxels to close so that no body floats in the stress solve (Kruskal on the contact faces).
+
+    A body all of whose contacts are open (a rattler, or a cluster of them) would float free of the
+    collector and the roll: a singular operator (the solver breaks down on it). Its contacts are joined
+    smallest gap first, one face (its two voxels) per join, until every body is held by closed faces to
+    the ground (collector, roll) — the contact that would close first carries it from the start, an error
+    of that one face's gap. ``va``/``vb`` voxel and neighbour voxel (-1: a plane) of each face, ``ba``/``bb``
+    their bodies (``ground`` for a plane), ``delta`` its gap; ``open_`` the voxels' state (flat); ``held``
+    bodies with a face the DEM does not know (counted as held there). Returns the flat voxels to close."""
+    parent = np.arange(ground + 1)
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    grounded = np.zeros(ground + 1, bool)
+    grounded[ground] = True
+    grounded[held[held >= 0]] = True
+    closed = ~open_[va] & ((vb < 0) | ~open_[np.maximum(vb, 0)])
+    for a, b in zip(ba[closed].tolist(), bb[closed].tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            grounded[rb] |= grounded[ra]
+    roots = np.array([find(i) for i in range(ground + 1)])
+    grounded = np.bincount(roots, weights=grounded[np.arange(ground + 1)], minlength=ground + 1) > 0
+    if grounded[roots].all():
+        return np.zeros(0, np.int64)
+    shut = []
+    for k in np.argsort(np.where(closed, np.inf, delta), kind="stable").tolist():
+        if closed[k]:
+            break
+        ra, rb = find(int(ba[k])), find(int(bb[k]))
+        if ra == rb or (grounded[ra] and grounded[rb]):
+            continue
+        shut.append(int(va[k]))
+        if vb[k] >= 0:
+            shut.append(int(vb[k]))
+        parent[ra] = rb
+        grounded[rb] |= grounded[ra]
+    return np.array(shut, np.int64)
+
+
+def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarray:
+    """``gap`` with the open contact voxels closed that would cut a piece of solid loose (returned copy).
+
+    Open contact voxels carry nothing; where they surround a few voxels of a particle (a thin neck between
+    two contacts, a rim voxel of a contact patch whose every face neighbour is an open contact or pore) that
+    piece floats in the stress solve, or hangs on an edge or a node (a mechanism): a singular block on which
+    the solver breaks down (the 480 µm LMP anode at 4 µm did: ZeroDivisionError in the PCG). The coating's
+    solid (``solid``, the moving voxels) less the open voxels, with the collector's layers (below ``n_coll``),
+    is labelled by shared faces
+    (6-connected, laterally periodic: only a face holds a voxel rigidly); a piece that reaches neither the
+    collector nor the roll (the last layer) gets the open voxels that share a face with it closed, until none
+    is left (the series settings' ``dem_stages`` log it: ``gaps["held"]``). Whole floating bodies were
+    already held by their smallest gap (:meth:`DemPacking.contact_gaps`), so these are voxel-scale remnants."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    gap = gap.copy()
+    below = np.zeros(gap.shape, bool)
+    below[:max(n_coll, 1)] = True  # the collector, or without one the first layer (bonded to the cell's bottom)
+    ground = below.copy()
+    ground[-1] = True  # a closed voxel of the last layer holds on to the roll
+    for _ in range(20):
+        open_ = np.isfinite(gap)
+        stiff = (solid & ~open_) | below
+        lbl, n = ndimage.label(np.pad(stiff, ((0, 0), (1, 1), (1, 1)), mode="wrap"))
+        # the padded rim is a copy of the opposite faces: join each rim label with its original's
+        inner = lbl[:, 1:-1, 1:-1]
+        rim = np.pad(inner, ((0, 0), (1, 1), (1, 1)), mode="wrap")
+        sel = (lbl > 0) & (rim > 0)
+        graph = coo_matrix((np.ones(int(sel.sum())), (lbl[sel], rim[sel])), shape=(n + 1, n + 1))
+        _, comp = connected_components(graph, directed=False)
+        cid = comp[inner]
+        held = np.zeros(comp.max() + 1, bool)
+        held[np.unique(cid[stiff & ground])] = True
+        loose = stiff & ~held[cid]
+        if not loose.any():
+            break
+        near = loose.copy()  # the open voxels sharing a face with the loose piece
+        for ax in range(3):
+            for shift in (1, -1):
+                near |= _shifted(loose, ax, shift, False)
+        gap[near & open_] = np.nan
+    return gap
+
 
 def _voxel_centroids(inst, packing):
     """Centroid (3, b) of each body's voxels, voxel units, laterally the image nearest the body's
@@ -301,6 +506,14 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     disp, broken = take(disp + shift, src), take(broken, src, False)
     cstate.take(take, src)
     broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
+    carried = move.packing.anchor_to(cstate.inst)
+    # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
+    # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
+    gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
+    gap = np.where(known, gap, cstate.gap)
+    cstate.gap = hold_islands(gap, moving_value(new_lab), n_coll=n_coll)
+    gaps = {"contact_voxels": int(known.sum()), "open": int(np.isfinite(cstate.gap).sum()),
+            "held": int(np.isfinite(gap).sum() - np.isfinite(cstate.gap).sum())}
     img = None if img is None else take(img, src, pore_gray)
     # the roll carries the DEM packing's load or, if more, what the carried stress still transmits
     # (the mean through-thickness stress of the coating: the same on every plane in equilibrium)
@@ -308,8 +521,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     stats["dem"].append({"from_layers": m_cur, "target_layers": m_next, "stopped_layers": m_new,
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
                          "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
-                         "stop": move.stop})
-    return new_lab, img, stress, strain, disp, broken, m_new, move.packing.anchor_to(cstate.inst)
+                         "stop": move.stop, "gaps": gaps})
+    return new_lab, img, stress, strain, disp, broken, m_new, carried
 
 
 # ---------------------------------------------------------------------- clump fit
