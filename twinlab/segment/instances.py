@@ -64,6 +64,7 @@ MERGE_RULE = dict(min_cut=1.5, saddle_ratio=0.9, max_neck_share=0.5, sigmas=2.5,
                   face_bulge=0.75)
 CRACK_MARKER_H_UM = 0.125  # largest marker dynamic with the fragment merge (µm; 1/4 voxel at 0.5 µm)
 DEFAULT_MIN_VOLUME_UM3 = 0.1  # specks below this are not particles (a 0.58 µm sphere)
+SHARD_SCATTER = 1.5  # 2D: a piece whose outline fits its own ellipse within this many half-voxels is whole
 SECTION_GAP = 2.0  # 2D: pieces this many crack widths apart may be one particle (twinlab.analyses.cracks
 # bridges as much in a section: SECTION_WIDENING)
 
@@ -535,6 +536,7 @@ def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray,
     fit_points = 2 * 5
     labels = labels.copy()
     body_all = solid | cores
+    enclosed = morph.fill_holes(labels > 0) & (labels == 0)  # pore the envelope encloses: not outline
     for _ in range(int(labels.max())):
         boxes = ndi.find_objects(labels)
         best = None
@@ -547,7 +549,7 @@ def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray,
             gap = ndi.distance_transform_edt(~own, sampling=anis) / float(step.mean())  # voxels
             for s in np.unique(sub[(gap <= max(reach)) & (sub > r) & body_all[grow]]).tolist():
                 m = _gap_misfit(labels, boxes, r, s, body_all, solid, neck, anis, floor, bulge, fit_points,
-                                float(gap[(sub == s) & body_all[grow]].min()))
+                                float(gap[(sub == s) & body_all[grow]].min()), closing_vox, enclosed)
                 if m <= sigmas and (best is None or m < best[0]):
                     best = (m, r, s)
         if best is None:
@@ -556,7 +558,8 @@ def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray,
     return labels
 
 
-def _gap_misfit(labels, boxes, r, s, body_all, solid, neck, anis, floor, bulge, fit_points, gap) -> float:
+def _gap_misfit(labels, boxes, r, s, body_all, solid, neck, anis, floor, bulge, fit_points, gap,
+                closing_vox, enclosed) -> float:
     """The misfit of :func:`_join_across_cores` for regions ``r`` and ``s``, ``gap`` voxels apart
     (inf: other solid or binder in the gap, too few outline points, or a bulge)."""
     step = np.asarray(anis, dtype=np.float64)
@@ -573,7 +576,8 @@ def _gap_misfit(labels, boxes, r, s, body_all, solid, neck, anis, floor, bulge, 
     if (bridge & (sub > 0) & ~pair & body_all[box]).any() or (neck is not None and (bridge & neck[box]).any()):
         return math.inf  # another particle or binder in the gap: neighbours
     edge = closed & ~ndi.binary_erosion(closed, border_value=1)
-    edge &= ~ndi.binary_dilation((sub > 0) & ~pair)  # less the outline against other regions
+    edge &= ~ndi.binary_dilation(((sub > 0) & ~pair) | enclosed[box])  # less the outline against other
+    # regions and against pore the section's envelope encloses (a core that several shards border)
     who = np.where(solid[box][edge], sub[edge], 0)
     pts = (np.argwhere(edge) + [b.start for b in box]) * step
     vol = {q: int(((labels == q) & solid).sum()) for q in (r, s)}
@@ -587,12 +591,22 @@ def _gap_misfit(labels, boxes, r, s, body_all, solid, neck, anis, floor, bulge, 
     rms, mean = off
     if mean > bulge:
         return math.inf  # the smaller piece bulges out of the common ellipse: a neighbour
-    own_box = tuple(slice(max(0, b.start - 2), b.stop + 2) for b in boxes[big - 1])
-    own = (labels[own_box] == big) & body_all[own_box]
-    own_edge = own & ~ndi.binary_erosion(own, border_value=1)
-    own_pts = (np.argwhere(own_edge) + [b.start for b in own_box]) * step
-    scatter = _off_surface(own_pts[:0], own_pts)
-    return rms / (scatter if scatter > floor else floor)
+    scatter = {q: _own_scatter(labels, boxes[q - 1], q, body_all, closing_vox, step) for q in (big, small)}
+    if not min(scatter.values()) >= SHARD_SCATTER * floor:
+        return math.inf  # a piece whose outline is an ellipse of its own is a whole particle, not a shard
+    return rms / scatter[big]
+
+
+def _own_scatter(labels: np.ndarray, box: tuple[slice, ...], q: int, body: np.ndarray,
+                 closing_vox: Sequence[int], step: np.ndarray) -> float:
+    """RMS distance (µm) of region ``q``'s outline — its solid (``body``) closed alone — from the
+    ellipse fitted to it; the image's faces are no outline (NaN: too few points)."""
+    pad = [int(c) + 2 for c in closing_vox]
+    box = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, labels.shape))
+    faces = [(b.start == 0, b.stop == labels.shape[a]) for a, b in enumerate(box)]
+    own = morph.close((labels[box] == q) & body[box], closing_vox, mirror=faces)
+    pts = np.argwhere(own & ~ndi.binary_erosion(own, border_value=1)) * step
+    return _off_surface(pts[:0], pts)
 
 
 def _dissolve_junctions(labels: np.ndarray) -> np.ndarray:
