@@ -25,7 +25,9 @@ solid encloses (a hollow core a crack opens), not those several pieces enclose (
 also encloses the pore between neighbours a crack width apart), and each pair is judged on the
 outline of its own solid closed alone, less where it meets other pieces. Before it, a
 basin's solid pieces that touch only through gaps the closing bridged are split apart, so the
-merge judges them too (the flood alone gave face-cut caps slivers of their neighbours). The labels
+merge judges them too (the flood alone gave face-cut caps slivers of their neighbours). After
+it, a section's shards a core apart (pore wider than a crack) are joined where both are shards
+(no ellipse of their own) and their outline is one ellipse (:func:`_join_across_cores`). The labels
 are then cut back to the phase (crack voxels are 0) and objects below ``min_volume_um3`` are
 dropped. Two touching uncracked particles meet on a neck and their surfaces are two
 ellipsoids: they keep their own markers, also where the closing bridges the pore around their
@@ -65,8 +67,7 @@ MERGE_RULE = dict(min_cut=1.5, saddle_ratio=0.9, max_neck_share=0.5, sigmas=2.5,
 CRACK_MARKER_H_UM = 0.125  # largest marker dynamic with the fragment merge (µm; 1/4 voxel at 0.5 µm)
 DEFAULT_MIN_VOLUME_UM3 = 0.1  # specks below this are not particles (a 0.58 µm sphere)
 SHARD_SCATTER = 1.5  # 2D: a piece whose outline fits its own ellipse within this many half-voxels is whole
-SECTION_GAP = 2.0  # 2D: pieces this many crack widths apart may be one particle (twinlab.analyses.cracks
-# bridges as much in a section: SECTION_WIDENING)
+SECTION_GAP = 2.0  # 2D: shards this many crack widths apart may be one particle (= cracks.SECTION_WIDENING)
 
 
 def split_particles(
@@ -277,6 +278,9 @@ def merge_cracked_fragments(
     (the benchmark's docs say what was looked at). Best-fitting first matters: in
     order of boundary size, a face-cut cap joined the neighbour it touched most before its own
     particle's other cap.
+
+    Inside :func:`split_particles`, a 2D section's shards that do not touch (a shattered hollow
+    particle cut through its core) are then joined across the core (:func:`_join_across_cores`).
 
     Parameters
     ----------
@@ -519,17 +523,31 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
 def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray, neck: np.ndarray | None,
                        anis: Sequence[float], closing_vox: Sequence[int], sigmas: float,
                        bulge: float) -> np.ndarray:
-    """A section's pieces that do not touch but lie a gap apart that the section's crack measure
-    bridges (``SECTION_GAP`` × the crack width), with nothing but pore in the gap, joined when
-    their outline — the pair's solid closed across the gap, less where it meets other regions —
-    fits one ellipse: the smaller piece lies off the common ellipse by at most ``sigmas`` times
-    the larger piece's own scatter (the digitisation floor, half a voxel, at least) and does not
-    bulge out of it by more than ``bulge`` (µm). The shards of a shattered hollow particle cut
-    through its core: the core is pore wider than a crack, open to the outside in the section
-    (no hole to fill), and the shards on either side touch nowhere (benchmark seed 2, tuning,
-    section z=30: three shards of one particle, crack area −41 %). Two neighbouring particles a
-    gap apart are two ellipses: the closed pair is a peanut, whose waist the smaller one's
-    outline leaves far off the common ellipse. The best-fitting pair first, one at a time."""
+    """A section's shards of one particle, joined across pore wider than a crack (after the merge).
+
+    The shards of a shattered hollow particle cut through its core lie on either side of the
+    core, pore wider than a crack and often open to the outside in the section: nothing in the
+    envelope ties them together, and each alone holds no crack (benchmark seed 2, tuning, section
+    z=30: three shards of one particle, 1453 true crack pixels, 302 found). Two regions up to
+    ``SECTION_GAP`` crack widths apart (what the section's crack measure bridges,
+    ``twinlab.analyses.cracks.SECTION_WIDENING``; touching pairs the merge left apart included)
+    are joined when
+
+    * the gap holds only pore (no other particle, no binder);
+    * both are shards: neither's outline (its solid closed alone) fits an ellipse of its own
+      within ``SHARD_SCATTER`` (1.5) half-voxels. A whole particle or a face-cut cap is an
+      ellipse; a shard has straight crack faces. Chosen on the tuning seeds 1–5 (narrow and
+      64 µm wide sections, before any join): the 28 candidate pairs of one true particle have
+      both at least 0.074 µm (25 at least 0.075), 290 of the 291 pairs of two particles one at
+      most 0.073 µm (the other: two cracked neighbours, 0.093). Without it, a
+      rule on the shape alone joined neighbours (held-out seed 9, section z=30: 3 found of 8);
+    * their outline — the pair's solid closed across the gap, less where it meets other regions
+      or pore the envelope encloses (a core several shards border) — fits one ellipse: the
+      smaller piece lies off the common ellipse by at most ``sigmas`` times the larger piece's
+      own scatter, and does not bulge out of it by more than ``bulge`` (µm).
+
+    The best-fitting pair first, one at a time; the joined regions' touching pairs are then
+    judged again by the merge (the caller)."""
     step = np.asarray(anis, dtype=np.float64)
     floor = 0.5 * float(step.mean())
     reach = [int(math.ceil(SECTION_GAP * 2 * (c - 1))) for c in closing_vox]  # widest gap joined (voxels)
