@@ -514,7 +514,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     out = labels if merged.size == 0 else _relabel_components(labels, n, merged, parent[merged])
     if sectioned:
         joined = _join_across_cores(out, solid, cores, neck, anis, closing_vox, sigmas, bulge)
-        if joined.max() < out.max() or (joined != out).any():  # pieces joined: their touching pairs judged again
+        if (joined != out).any():  # pieces joined: the joined regions' touching pairs judged again
             return _merge_fragments(_drop_small(joined, 1), anis, neck=neck, rule=rule, threads=threads, solid=solid,
                                     closing_vox=closing_vox, cores=cores, crack=crack)
     return _dissolve_junctions(out) if labels.ndim == 2 else out
