@@ -594,3 +594,38 @@ def test_split_particles_keeps_a_cracked_particle_whole():
         split_particles(lab, min_volume_um3=float("nan"))
     with pytest.raises(InputError, match="max_hole_um"):
         split_particles(lab, max_hole_um=0.0)
+
+
+def test_split_particles_section_joins_the_shards_of_a_shattered_hollow_particle():
+    """A 2D section of a hollow particle (6 µm, core 2 µm) shattered by five 0.4 µm radial cracks
+    into five shards around its core: the core, pore wider than a crack, is bordered by all five,
+    so it is no hole of one piece, and the shards' boundaries (crack faces 2 µm long) are too short
+    to span a shard: the merge alone left 4 pieces and found 111 of 715 crack pixels. The shards,
+    none an ellipse of its own, whose outline less the core is one ellipse, are one particle, the
+    core its crack. Six discs around a pore, neighbours 0.2 µm apart (the closing bridges the gaps
+    and encloses the pore; each disc is an ellipse of its own), stay six, with no crack."""
+    from twinlab.analyses.cracks import SECTION_WIDENING, crack_volume
+    from twinlab.segment.instances import SECTION_GAP
+
+    assert SECTION_GAP == SECTION_WIDENING  # the join reaches as far as the section's crack measure bridges
+    kw = dict(voxel_size_um=0.1, crack_width_um=1.0)
+    yy, xx = np.indices((90, 90))
+    r, theta = np.hypot(yy - 45, xx - 45), np.arctan2(yy - 45, xx - 45)
+    shards = (r <= 30) & (r > 10)
+    for k in range(5):
+        along = theta - 0.3 - 2 * np.pi * k / 5
+        shards &= ~((np.abs(np.sin(along)) * r < 2) & (np.cos(along) > 0))  # a crack 4 pixels wide
+    shards = shards.astype(np.uint8)
+    assert split_particles(shards, merge_cracked=True, min_volume_um3=0.1, **kw).max() == 1
+    found = crack_volume(shards, thickness_axis="y", **kw)
+    true = int(((r <= 30) & (shards == 0)).sum())
+    assert found.n_particles == 1 and abs(int(found.crack_mask.sum()) / true - 1) < 0.05
+    yy, xx = np.indices((120, 120))
+    discs = np.zeros((120, 120), bool)
+    for k in range(6):  # centres 30 px from the middle, 60° apart: neighbours 0.2 µm apart (radius 14)
+        cy, cx = 60 + 30 * np.sin(np.pi * k / 3), 60 + 30 * np.cos(np.pi * k / 3)
+        discs |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 14 ** 2
+    discs = discs.astype(np.uint8)
+    assert split_particles(discs, merge_cracked=True, min_volume_um3=0.1, **kw).max() == 6
+    intact = crack_volume(discs, thickness_axis="y", **kw)
+    assert intact.n_particles == 6 and intact.crack_mask.sum() == 0

@@ -63,7 +63,13 @@ stereological counting frames); ``edge_particles`` counts them. Like those tools
 that does not depend on particle size (larger particles are cut more often: Miles–Lantuéjoul),
 but it leaves fewer particles: on the benchmark's 12 µm wide sections more than half of them
 (seeds 1–11: 8–18 of 22–32 per seed's three sections), and one split or merge among the rest
-then weighs twice as much. On images many particles wide it costs little.
+then weighs twice as much. On images many particles wide it costs little: on sections 64 µm
+wide (40–50 particles each, the issue's nano-CT slice; ``bench_cracks.py --wide-um 64``) it
+leaves out 13–18 of 109–143 per seed, and on the held-out seeds 6–11 it meets the issue's bar
+(crack area within 15 %, r ≥ 0.9) on all six (crack −9.0 … −13.5 %, r 0.90–0.99), "keep" on five
+(seed 11: crack −16.7 %, r 0.85; the others crack −6.8 … −11.2 %, r 0.91–0.99). The default
+stays "keep": it never fails badly, while on narrow images "exclude" does (12 µm sections: seed 6
+crack +92 %, seed 11 −58 %, r 0.01). Measure a slice many particles wide with "exclude".
 
 Thin face pieces: a piece cut by a lateral face that is a sheet thinner than the closing can
 wall a crack in (:func:`_too_thin`) has crack fraction NaN; ``thin_particles`` counts them, and
@@ -190,7 +196,9 @@ def crack_volume(
         Particles cut by a lateral face of the image (module doc, "Particles cut by the image
         edge"; their solid within ``crack_width_um`` of it): "exclude" leaves them out of every
         number (totals, fractions, profiles, the crack mask) and counts them in
-        ``CrackResult.edge_particles``; "keep" measures them as seen.
+        ``CrackResult.edge_particles``; "keep" measures them as seen. For an image many particles
+        wide (≳ 40 in a section) "exclude" correlates per-particle fractions better; on narrow
+        images it leaves too few (module doc).
 
     Raises
     ------
