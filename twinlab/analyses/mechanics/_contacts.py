@@ -35,9 +35,13 @@ voxel:
 
 Within an increment the open/closed set is found by re-solving the increment (primal active set)
 until no more than ``tol`` of the interphase voxels change (0 → exact), then the remaining changes
-are applied *between* increments. Contacts that form during the remap (new faces between
-instances) are interphase voxels from the next increment on; voxels that lost every foreign face
-become ordinary particle voxels again.
+are applied *between* increments. Open and closed voxels are tested alike, on their trial normal
+traction (start stress while closed + contact stiffness × the strain the solve gave them); a voxel
+that changed state and back keeps the state it is solved with (it sits at the edge of contact: each
+state's solve says the other); a voxel solved open that the last test closes carries its overlap
+(a negative gap) into the next increment, which starts it with that compression. Contacts that
+form during the remap (new faces between instances) are interphase voxels from the next increment
+on; voxels that lost every foreign face become ordinary particle voxels again.
 
 Compaction cap (SCIENCE notes)
 ------------------------------
@@ -440,7 +444,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
 
     ``lam``, ``mu``, ``sy``, ``code``, ``s_old`` are the cell arrays (the coating in the first ``nt``
     layers, the roll above); they are modified in place for the interphase voxels. ``gap`` (coating
-    shape, float32) is the carried normal gap of open interphase voxels (≥ 0; NaN = closed).
+    shape, float32) is the carried normal gap of open interphase voxels (> 0), or the overlap (≤ 0) of
+    one that closed after its increment's last solve; NaN = closed.
     ``override`` = (mask, λ, μ): interphase voxels in ``mask`` (coating grid) take these elastic
     constants instead of the law's (intact membrane shells). ``phi`` (coating grid): the local
     packing fraction of the skeleton (:func:`packing_fraction`) for the compaction cap of the
@@ -457,8 +462,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     After the passes, a relaxation continues the last pass's solve with the returned stresses (see the
     comment there) to ``RELAX_TOL_FACTOR × tol``, so crushed contacts end on their caps in equilibrium.
 
-    Returns ``(solution, gap_new, mask, info)``: ``gap_new`` is the gap after the increment (NaN where
-    closed, on the coating grid), ``mask`` the interphase voxels; ``info`` counts interphase voxels, open
+    Returns ``(solution, gap_new, mask, info)``: ``gap_new`` is the gap (or pending overlap) after the
+    increment (NaN where closed, on the coating grid), ``mask`` the interphase voxels; ``info`` counts interphase voxels, open
     and crushing ones, passes, ``failed_passes`` (re-solves that stalled; the previous pass is kept), CG and
     Newton iterations (all solves, failed ones included), and the relaxation's ``relax_cg``,
     ``relax_newton``, ``relax_force`` (the returns' out-of-balance force relative to the increment's force
@@ -739,8 +744,8 @@ def film_loads(strain_total, stress, inst, patches, *, e_shell_mpa, nu_shell):
 class ContactState:
     """Per-voxel contact and shell state carried with the material (coating grid, thickness first).
 
-    ``inst``: particle instance ids; ``gap``: normal gap of open interphase voxels (NaN = closed or
-    no contact); ``shelled``: voxels that carry a sub-voxel shell (membrane mode); ``law``: the
+    ``inst``: particle instance ids; ``gap``: normal gap of open interphase voxels (> 0; ≤ 0: the overlap of a
+    pending closure; NaN = closed or no contact); ``shelled``: voxels that carry a sub-voxel shell (membrane mode); ``law``: the
     interphase constants (None = contacts off); ``shell_value``/``lithium_value``: label values.
     """
 
