@@ -463,10 +463,10 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     comment there) to ``RELAX_TOL_FACTOR × tol``, so crushed contacts end on their caps in equilibrium.
 
     Returns ``(solution, gap_new, mask, info)``: ``gap_new`` is the gap (or pending overlap) after the
-    increment (NaN where closed, on the coating grid), ``mask`` the interphase voxels; ``info`` counts interphase voxels, open
-    and crushing ones, passes, ``failed_passes`` (re-solves that stalled; the previous pass is kept), CG and
-    Newton iterations (all solves, failed ones included), and the relaxation's ``relax_cg``,
-    ``relax_newton``, ``relax_force`` (the returns' out-of-balance force relative to the increment's force
+    increment (NaN where closed, on the coating grid), ``mask`` the interphase voxels; ``info`` counts
+    interphase voxels, open and crushing ones, passes, ``failed_passes`` (re-solves that stalled; the
+    previous pass is kept), CG and Newton iterations (all solves, failed ones included), and the
+    relaxation's ``relax_cg``, ``relax_newton``, ``relax_force`` (the returns' out-of-balance force relative to the increment's force
     at Δu = 0; 0 without a relaxation) and ``relax_failed`` (1: it did not converge and the returned stress
     stayed unrelaxed).
     """
@@ -557,8 +557,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         now_open = t_nn > 0
         # a voxel that changed state and back and wants to change again (open → closed → open → closed) sits at
         # the edge of contact: each state's solve says the other. It keeps the state it is solved with (one
-        # correction back is allowed: the first pass overshoots at a growing contact's rim). Left to alternate, 100–130
-        # voxels of the benchmark cathode flipped in every pass however many passes ran (12 tried), and each
+        # correction back is allowed: the first pass overshoots at a growing contact's rim). Left to alternate,
+        # 100–130 voxels of the benchmark cathode flipped in every pass however many passes ran (12 tried), and each
         # increment ended with an arbitrary part of them open and their stress dropped — a loss per increment,
         # so the stress at a density depended on the number of increments (issue 16: seed 1, 16x4 vs 16x8,
         # crackable >100/>150 MPa at 3.0 g/cm³ 40.2/21.5 vs 30.6/14.6 %)
@@ -573,7 +573,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         f_prev = f
         f = np.where(over, np.clip(f * ratio, SECANT_FLOOR, 1.0), f)
         # crushing contacts whose secant is at its floor cannot come closer to their cap: not a change
-        changed = int((now_open != is_open).sum()) + int((over & (p_new > 1.1 * p_cap) & (f_prev > SECANT_FLOOR)).sum())
+        changed = (int((now_open != is_open).sum())
+                   + int((over & (p_new > 1.1 * p_cap) & (f_prev > SECANT_FLOOR)).sum()))
         if bridge is not None:
             changed += bridge.update(sol.stress)
         if changed <= tol_active * max(1, is_open.size) or passes >= max_passes:
@@ -744,9 +745,10 @@ def film_loads(strain_total, stress, inst, patches, *, e_shell_mpa, nu_shell):
 class ContactState:
     """Per-voxel contact and shell state carried with the material (coating grid, thickness first).
 
-    ``inst``: particle instance ids; ``gap``: normal gap of open interphase voxels (> 0; ≤ 0: the overlap of a
-    pending closure; NaN = closed or no contact); ``shelled``: voxels that carry a sub-voxel shell (membrane mode); ``law``: the
-    interphase constants (None = contacts off); ``shell_value``/``lithium_value``: label values.
+    ``inst``: particle instance ids; ``gap``: normal gap of open interphase voxels (> 0; ≤ 0: the overlap
+    of a pending closure; NaN = closed or no contact); ``shelled``: voxels that carry a sub-voxel shell
+    (membrane mode); ``law``: the interphase constants (None = contacts off);
+    ``shell_value``/``lithium_value``: label values.
     """
 
     inst: np.ndarray
