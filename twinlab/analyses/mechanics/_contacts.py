@@ -466,9 +466,9 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     increment (NaN where closed, on the coating grid), ``mask`` the interphase voxels; ``info`` counts
     interphase voxels, open and crushing ones, passes, ``failed_passes`` (re-solves that stalled; the
     previous pass is kept), CG and Newton iterations (all solves, failed ones included), and the
-    relaxation's ``relax_cg``, ``relax_newton``, ``relax_force`` (the returns' out-of-balance force relative to the increment's force
-    at Δu = 0; 0 without a relaxation) and ``relax_failed`` (1: it did not converge and the returned stress
-    stayed unrelaxed).
+    relaxation's ``relax_cg``, ``relax_newton``, ``relax_force`` (the returns' out-of-balance force
+    relative to the increment's force at Δu = 0; 0 without a relaxation) and ``relax_failed`` (1: it did
+    not converge and the returned stress stayed unrelaxed).
     """
     mask, normal = foreign_faces(inst, fixed[:nt] if fixed is not None else None, top_is_roll=top_is_roll)
     idx = np.nonzero(mask)
