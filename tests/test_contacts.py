@@ -529,3 +529,46 @@ def test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures(
     for r, v in zip(rho, p):
         lo, hi = PUBLISHED_MPA[round(r, 1)]
         assert lo <= v <= hi, (r, v, lo, hi)
+
+
+def _gapped_column(d0, gap, passes, s_old=None):
+    """Two 6-layer blocks (20 GPa) stacked in a laterally periodic cell (uniaxial strain), one contact plane
+    whose two interphase layers carry ``gap`` (strain; NaN = closed); an increment of ``d0`` along axis 0."""
+    from twinlab.materials import get_material
+
+    shape = (12, 4, 4)
+    inst = np.ones(shape, np.int32)
+    inst[6:] = 2
+    law = ContactLaw.from_materials({1: get_material("NCM_contact").with_(jamming_fraction=None)})
+    lam0, mu0 = lame_from_young(20e3, 0.3)
+
+    def make(lam, mu, sy, code):
+        return MechanicsSolver(lam, mu, yield_mpa=sy, code=code, dtype=np.float64, workers=1)
+
+    d_e = np.zeros(6)
+    d_e[0] = d0
+    return solve_with_contacts(
+        make, d_e, np.full(shape, lam0), np.full(shape, mu0), np.full(shape, np.inf), np.zeros(shape, np.uint8),
+        np.zeros((6, *shape)) if s_old is None else s_old.copy(), lab=np.ones(shape, np.uint8), inst=inst,
+        fixed=None, gap=gap, law=law, nt=shape[0], tol_active=0.0, max_passes=passes, tol=1e-10, maxiter=5000,
+        top_is_roll=False)
+
+
+def test_a_contact_that_closes_after_the_last_solve_keeps_its_overlap():
+    """A gap that closes in an increment whose last solve still had it open: the overlap is carried (a negative
+    gap) and the next increment starts the contact with that compression, so two increments end where one
+    converged increment does. It used to be dropped (the contact restarted stress-free), a loss in every
+    increment whose active set was not converged — more increments, less stress (issue 16)."""
+    shape = (12, 4, 4)
+    gap = np.full(shape, np.nan, np.float32)
+    gap[5:7] = 0.005  # the two interphase layers, open by 0.005 each
+    ref, g_ref, _, info_ref = _gapped_column(-0.01, gap, passes=10)  # converged: the contact closes in it
+    assert info_ref["open"] == 0 and np.isnan(g_ref[5:7]).all()
+    s_ref = float(ref.stress[0].mean())
+    assert s_ref < -1.0  # MPa: the closed contact carries the column's load
+    one, g1, _, info1 = _gapped_column(-0.01, gap, passes=1)  # solved open, found closed after the solve
+    assert info1["open"] == 0 and abs(float(one.stress[0].mean())) < 1e-6 * abs(s_ref)
+    assert (g1[5:7] < 0).all()  # the overlap is carried, as a negative gap
+    two, g2, _, _ = _gapped_column(0.0, g1, passes=10, s_old=one.stress)  # no further strain
+    assert np.isnan(g2[5:7]).all()
+    assert float(two.stress[0].mean()) == pytest.approx(s_ref, rel=1e-6)
