@@ -581,8 +581,8 @@ REUSE_RATE = 0.7
 #: a Newton step's CG solves to this fraction of what reaching ``tol`` needs: room for the nonlinear
 #: remainder of a yielding solve …
 NEWTON_MARGIN = 0.3
-#: … and for round-off only in a linear (elastic) one, which then ends in one step: 0.3 there cost
-#: ~8 % more CG on the demo cathode's contact passes (ln(0.8/0.3) / its convergence rate per solve)
+#: … and for round-off only in a linear (elastic) one, which then ends in one step. Demo cathode
+#: (fresh-clone twin, 10 increments, 40 solves, all one Newton step): 2300 CG with 0.3, 1865 with 0.8
 LINEAR_MARGIN = 0.8
 INEXACT_ACCEPT = 10.0  # a Newton step's CG may stop on a plateau within this factor of its target
 #: … or when the residual grows this much above the right-hand side

@@ -1318,8 +1318,8 @@ class ElasticMultigrid:
         self.fine_mask = lev.mask
         # the coefficients the coarse levels were built from again (a solve that continues the last one
         # with the same stiffness: the contact cap's relaxation): nothing lags. Marked lagged, its CG was
-        # cut off at the lagged iteration limit and restarted on a rebuilt — identical — hierarchy:
-        # 144 instead of 115 CG for one relaxation of the demo cathode
+        # cut off at the lagged iteration limit and restarted on a rebuilt — identical — hierarchy, in
+        # every increment of the demo cathode: its 10 relaxations took 1151 CG, 886 without the restarts
         self.lagged = not built
 
     def _factor(self, lev: _Level) -> None:
