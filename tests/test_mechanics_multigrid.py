@@ -407,6 +407,27 @@ def test_reused_hierarchy_gives_the_same_solution():
     assert MechanicsSolver(lam2, mu2, workers=1, voxel_size=(1, 1, 2), hierarchy=built).hierarchy is None
 
 
+def test_hierarchy_taken_over_with_its_build_coefficients_does_not_lag():
+    """A solve that continues the last one with the same stiffness (the contact cap's relaxation)
+    takes over a hierarchy built from exactly its coefficients: not lagged (no lagged iteration
+    limit, no restart on a rebuilt identical hierarchy); other values lag, and the build's values
+    brought back un-lag it."""
+    from twinlab.analyses.mechanics import MechanicsSolver
+
+    (lam, mu), (lam2, mu2) = _two_materials()
+    first = MechanicsSolver(lam, mu, workers=1)
+    ref = first.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    built = first.hierarchy
+    again = MechanicsSolver(lam.copy(), mu.copy(), workers=1, hierarchy=built)  # equal values, new arrays
+    sol = again.solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-9)
+    assert again.hierarchy is built and not built.lagged
+    assert sol.cg_iterations == ref.cg_iterations
+    MechanicsSolver(lam2, mu2, workers=1, hierarchy=built).solve_increment([0, 0, -0.01, 0, 0, 0], tol=1e-6)
+    assert built.lagged
+    built.refresh_fine(again._coef)
+    assert not built.lagged
+
+
 def test_changed_pattern_rebuilds_the_taken_over_hierarchy():
     """Voxels that gained or lost all stiffness (contacts opening and closing): the taken-over
     hierarchy is rebuilt in its buffers — the same levels as a fresh build, and the same answer."""
@@ -549,3 +570,22 @@ def test_symmetric_stencil_apply_equals_its_assembled_matrix(shape):
     x = rng.standard_normal((3, *shape))
     out = stencil_apply(st, x, np.empty_like(x))
     np.testing.assert_allclose(out.reshape(-1), a @ x.reshape(-1), rtol=0, atol=1e-12 * np.abs(out).max())
+
+
+def test_elastic_newton_step_is_solved_to_the_tolerance_not_below_it(monkeypatch):
+    """An elastic increment is linear: its one Newton step's CG runs to LINEAR_MARGIN × tol (the
+    residual after the step is CG's own), not to the yielding solve's NEWTON_MARGIN: fewer CG
+    iterations (peer: the same solve with NEWTON_MARGIN), still within tol, and the same stress to
+    the order of tol."""
+    from twinlab.analyses.mechanics import MechanicsSolver, _fft_solver
+
+    (lam, mu), _ = _two_materials()
+    strain = [0, 0, -0.01, 0.002, 0, 0]
+    tol = 1e-6
+    sol = MechanicsSolver(lam, mu, workers=1).solve_increment(strain, tol=tol)
+    monkeypatch.setattr(_fft_solver, "LINEAR_MARGIN", _fft_solver.NEWTON_MARGIN)
+    peer = MechanicsSolver(lam, mu, workers=1).solve_increment(strain, tol=tol)
+    assert sol.newton_iterations == peer.newton_iterations == 1
+    assert sol.residual <= tol and peer.residual <= _fft_solver.NEWTON_MARGIN * tol
+    assert sol.cg_iterations < peer.cg_iterations
+    np.testing.assert_allclose(sol.stress, peer.stress, atol=10 * tol * np.abs(peer.stress).max())
