@@ -313,6 +313,25 @@ def test_cg_nonfinite_raises_with_the_residual_history(monkeypatch):
         solver.solve_increment([0, 0, -0.01, 0, 0, 0])
 
 
+def test_cg_preconditioner_breakdown_raises_not_divides_by_zero(monkeypatch):
+    """A preconditioner that has no correction for the residual (M r = 0, r ≠ 0: a piece of solid
+    held by nothing) raises ConvergenceError with the history, not ZeroDivisionError."""
+    from twinlab.errors import ConvergenceError
+
+    solver = _porous_solver()
+    calls = []
+
+    def vanishing(coef, pvec):
+        def apply(r, z):
+            calls.append(1)
+            z[...] = r if len(calls) == 1 else 0.0
+        return apply
+
+    monkeypatch.setattr(solver, "_preconditioner_for", vanishing)
+    with pytest.raises(ConvergenceError, match=r"rᵀMr = 0 at iteration 1.*residual history"):
+        solver.solve_increment([0, 0, -0.01, 0, 0, 0])
+
+
 def test_newton_failure_raises_with_the_residual_history():
     from twinlab.analyses.mechanics import MechanicsSolver, lame_from_young
     from twinlab.errors import ConvergenceError

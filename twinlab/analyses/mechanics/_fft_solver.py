@@ -528,6 +528,12 @@ class MechanicsSolver:
         history = [1.0]
         best, best_it = 1.0, 0
         for it in range(1, maxiter + 1):
+            if rz == 0.0:  # rᵀ M r = 0 for r ≠ 0: α would be 0 and the next β 0/0
+                raise _cg_error(
+                    f"conjugate gradients broke down (rᵀMr = 0 at iteration {it - 1}, relative residual "
+                    f"{history[-1]:.3g}): the preconditioner has no correction for the residual, as for a piece "
+                    "of solid held by nothing; check that every particle touches its neighbours, the collector "
+                    "or the roll" + _history(history), it - 1)
             apply_tangent(p, coef, pvec, active, self._q, q)
             pq = _dot(p, q)
             if not (pq > 0):
