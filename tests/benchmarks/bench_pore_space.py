@@ -67,6 +67,18 @@ def coating(labels, n_coll):
     return labels[:, n_coll:, :]
 
 
+def centred_window(labels, window):
+    """The calender's centred lateral ``window``-voxel crop of a (z, y, x) member (y: thickness), so the
+    uncalendered member of a calender series has the same window as its calendered members."""
+    index = [slice(None)] * 3
+    for ax in (0, 2):
+        n = labels.shape[ax]
+        if n > window:
+            start = (n - window) // 2
+            index[ax] = slice(start, start + window)
+    return labels[tuple(index)]
+
+
 def affine_members(gen, n_coll, densities, rho0, collisions):
     """Remap alone: the coating compressed affinely toward the collector to each density."""
     from twinlab.analyses.mechanics._remap import remap_affine
@@ -86,6 +98,8 @@ def main():
     ap.add_argument("--width", type=float, default=48.0, help="in-plane extent in µm")
     ap.add_argument("--no-calender", action="store_true", help="skip the mechanics members")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--window", type=int, default=32, help="lateral window of the calender members (voxels)")
+    ap.add_argument("--seed", type=int, default=1, help="generator seed of the cathode")
     ap.add_argument("--collisions", default="push,nearest",
                     help="remap collision rules to compare (mechanics/_remap.py): push, nearest or both")
     args = ap.parse_args()
@@ -96,7 +110,8 @@ def main():
     design = ncm622_cathode()
     coll = 4
     n_coll = int(round(coll / vs))
-    gen = make_cathode(domain_um=(w, coll + design.thickness_um, w), voxel_size_um=vs, collector_um=coll, seed=1)
+    gen = make_cathode(domain_um=(w, coll + design.thickness_um, w), voxel_size_um=vs, collector_um=coll,
+                       seed=args.seed)
     rho0 = 2.3
     modes = args.collisions.split(",")
     members = {"generated": {}}
@@ -109,7 +124,7 @@ def main():
     for d in DENSITIES:
         dd = ncm622_cathode(d)
         g = make_cathode(density_g_cm3=d, domain_um=(w, coll + dd.thickness_um, w), voxel_size_um=vs,
-                         collector_um=coll, seed=1)
+                         collector_um=coll, seed=args.seed)
         members["generated"][d] = coating(g.phases, n_coll)
     for mode in modes if not args.no_calender else ():
         import functools
@@ -126,13 +141,13 @@ def main():
         t = time.perf_counter()
         s = cal_mod.calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=args.steps,
                              design=design, voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2,
-                             window=32, maxiter=20000)
+                             window=args.window, maxiter=20000)
         print(f"calender members ({mode}): {time.perf_counter() - t:.0f} s", flush=True)
         for st, state in zip(s.steps, s.states):
             members[f"calender-{mode}"][round(st.density_g_cm3, 1)] = coating(np.asarray(state.labels), n_coll)
     base = coating(gen.phases, n_coll)
-    for k in members:
-        members[k][rho0] = base
+    for k in members:  # the calender members are a window of the cathode: so is their 2.3 g/cm³ member
+        members[k][rho0] = centred_window(base, args.window) if k.startswith("calender") else base
     print("member     density porosity  pores coord  r_num  r_vol  r_ins  t_ins  lt_mean lt_median (µm)")
     for k, ms in members.items():
         for d in sorted(ms):
