@@ -20,7 +20,10 @@ Prints
   coordination of the pore network per density. With several ``--seeds`` (generated cathodes) and
   ``--runs`` (WINDOWxSTEPS), the crackable volume of each run against the first, seed by seed, and the
   seed-to-seed spread at each run: the noise floor that a window (or increment-count) comparison must
-  beat to show a bias.
+  beat to show a bias. WINDOW is in voxels (2 µm with ``--quick``: 16x4 is a 32 µm window, 4 steps);
+  every window is a centred crop of one generated cathode ``--width`` µm wide (default 48), so windows
+  of ≥ 60 µm need e.g. ``--width 72 --runs 32x4,24x4``. ``--contact-e GPa`` replaces the NCM contact
+  law's normal stiffness (materials.NCM_contact) for a sensitivity run.
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
   two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
