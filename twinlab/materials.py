@@ -113,11 +113,12 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     # Sensitivity of the generated NCM622 cathode (2 µm voxels, 32 µm window, 4 steps, seeds 1–3 mean,
     # bench_calender_physics.py --quick --part cathode --runs 16x4 --seeds 1,2,3 --no-pores --contact-e E)
     # at 2.6/3.0/3.4/3.8 g/cm³, roll pressure (MPa) and crackable > 100 MPa (%):
-    #   E_c 0.5 GPa: 10.5/32.8/54.6/81.6 MPa, 13.7/47.1/68.7/79.6 %
-    #   E_c 2.0 GPa: 15.3/44.5/96.4/172.0 MPa, 20.3/60.2/84.8/94.5 %
-    # Both stay inside the published pressure band; 2 GPa steepens (+29/+52/+76 MPa) where 0.5 GPa does not
-    # (+22/+22/+27), but makes the active material crackable from 3.0 g/cm³ on. 0.5 GPa is kept: no source
-    # fixes a different value.
+    #   E_c 0.25 GPa: 10.0/25.6/40.4/52.7 MPa, 13.6/39.2/58.4/64.2 % (below the band at 3.8, flattening)
+    #   E_c 0.5 GPa:  10.5/32.8/54.6/81.6 MPa, 13.7/47.1/68.7/79.6 % (+22.3/+21.8/+27.0: not steeper 2.6→3.4)
+    #   E_c 1.0 GPa:  12.9/38.7/78.0/120.9 MPa, 18.2/55.8/81.2/90.8 % (steepening, in the band)
+    #   E_c 2.0 GPa:  15.3/44.5/96.4/172.0 MPa, 20.3/60.2/84.8/94.5 % (steepening, in the band)
+    # The pressure at 3.8 g/cm³ scales as ~E_c^0.55; the crackable volume at 3.0 g/cm³ grows 39 → 60 % from
+    # 0.25 to 2 GPa. 0.5 GPa is kept: no source fixes a different value.
     Material("NCM_contact", None, 0.5, 0.3, 1.0, None, None,
              "compliant normal E_c = 0.5 GPa: calibrated (mechanics sensitivity study of issue 8, stops.md), not "
              "measured — bracketed by the binder polymer (PVDF E 1–3 GPa, SCIENCE.md §6) above and electrode-"
