@@ -105,7 +105,8 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
     runs = runs or ([(32, 4), (32, 8), (48, 4)] if not quick else [(16, 4), (16, 8), (24, 4)])
     crack = {}  # (window, steps) → {seed: [(c100, c150) per density]}
     for seed in seeds:
-        gen = make_cathode(domain_um=(width, 4 + design.thickness_um, width), voxel_size_um=vs, collector_um=4, seed=seed)
+        gen = make_cathode(domain_um=(width, 4 + design.thickness_um, width), voxel_size_um=vs, collector_um=4,
+                           seed=seed)
         print("cathode:", gen.phases.shape, f"{vs} µm voxels, seed {seed}, contacts", gen.contacts, flush=True)
         for window, steps in runs:
             t = time.perf_counter()
