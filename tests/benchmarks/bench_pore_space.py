@@ -158,8 +158,8 @@ def main():
     for k, ms in members.items():
         for d in sorted(ms):
             s = pore_stats(ms[d], vs)
-            print(f"{k:10s} {d:5.2f}  {s['porosity']:.3f}  {s['pores']:5d}  {s['coord']:4.2f}  {s['r_num']:5.2f}  "
-                  f"{s['r_vol']:5.2f}  {s['r_ins']:5.2f}  {s['t_ins']:5.2f}  {s['lt_mean']:5.2f}  "
+            print(f"{k:10s} {d:5.2f}  {s['porosity']:.3f}  {s['pores']:5d}  {s['coord']:5.3f}  {s['r_num']:5.2f}  "
+                  f"{s['r_vol']:5.2f}  {s['r_ins']:5.3f}  {s['t_ins']:5.2f}  {s['lt_mean']:5.2f}  "
                   f"{s['lt_median']:5.2f}", flush=True)
 
 
