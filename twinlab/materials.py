@@ -97,7 +97,7 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     # Normal stiffness E_c (SCIENCE notes, issue 16): E_c is the modulus of the one-voxel interphase on each
     # side of a contact face, so a contact's normal spring per unit area is ~E_c/(2h) (h the voxel size:
     # 125 MPa/µm at 2 µm voxels, 250 at 1 µm) — it depends on the voxel size. No published value of this
-    # quantity exists for NCM; what was found brackets it (full citations in the source text below):
+    # quantity for NCM was found (issue 16, stop 21); what was found brackets it (citations in the source text):
     # * the binder polymer PVDF, E 1–3 GPa (SCIENCE.md §6); the nanoporous carbon-binder domain is softer than
     #   its binder (no measured CBD modulus was found in the sources searched);
     # * electrode-level coating moduli of the order of 0.1 GPa (indentation of hard-carbon/CMC coatings:
@@ -125,8 +125,10 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "coating moduli of ~0.1 GPa below (Sawhney, Shittu, Morgan, Sackett & Baker, 'Mechanical effects of "
              "carboxymethylcellulose binder in hard carbon electrodes', arXiv:2403.11668 (2024): 0.079–0.113 GPa); "
              "the DEM calendering models of NMC cathodes that calibrate contact stiffness against electrode "
-             "indentation (Sangrós Giménez, Finke, Schilde, Froböse & Kwade, Powder Technol. 349 (2019) 1; "
-             "Ngandjong et al., J. Power Sources 485 (2021) 229320; Lippke et al., 'Simulation of the calendering "
+             "indentation (Sangrós Giménez et al., Powder Technol. 349 (2019) 1, and C. L. Sangrós Giménez, 'DEM-based "
+             "modelling of the structural, mechanical and electrical behaviour of lithium-ion battery electrodes', "
+             "PhD thesis, TU Braunschweig, ISBN 978-3-96548-127-5; Ngandjong, Lombardo, Primo, Chouchane, Shodiev, "
+             "Arcelus & Franco, J. Power Sources 485 (2021) 229320; Lippke et al., 'Simulation of the calendering "
              "process of NMC-622 cathodes for lithium-ion batteries', Energy Technol., DOI 10.1002/ente.202200442; "
              "Srivastava, Bolintineanu, Lechman & Roberts, ACS Appl. Mater. Interfaces 12 (2020) 34919 for the "
              "binder adhesion) give no value for a voxel interphase; the contact's normal spring per unit area is "
