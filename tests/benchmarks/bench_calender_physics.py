@@ -20,7 +20,10 @@ Prints
   coordination of the pore network per density. With several ``--seeds`` (generated cathodes) and
   ``--runs`` (WINDOWxSTEPS), the crackable volume of each run against the first, seed by seed, and the
   seed-to-seed spread at each run: the noise floor that a window (or increment-count) comparison must
-  beat to show a bias.
+  beat to show a bias. WINDOW is in voxels (2 µm with ``--quick``: 16x4 is a 32 µm window, 4 steps);
+  every window is a centred crop of one generated cathode ``--width`` µm wide (default 48), so windows
+  of ≥ 60 µm need e.g. ``--width 72 --runs 32x4,24x4``. ``--contact-e GPa`` replaces the NCM contact
+  law's normal stiffness (materials.NCM_contact) for a sensitivity run.
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
   two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
@@ -84,26 +87,34 @@ def hertz():
               f"interphase voxels open; {time.perf_counter() - t:.0f} s", flush=True)
 
 
-def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True):
+def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, width=48.0, contact_e=None):
+    """The cathode series per seed and run (WINDOWxSTEPS: lateral window in voxels × increments), on one
+    generated cathode of ``width`` µm in-plane per seed (every window a centred crop of it, so the windows
+    of one seed share their particles); ``contact_e`` (GPa) replaces the NCM contact law's normal stiffness."""
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
     from twinlab.errors import InputError
+    from twinlab.materials import MATERIALS
 
+    contact_materials = None if contact_e is None else {
+        "active": MATERIALS["NCM_contact"].with_(youngs_modulus_gpa=contact_e)}
     design = ncm622_cathode()
     vs = 2.0 if quick else 1.0
     runs = runs or ([(32, 4), (32, 8), (48, 4)] if not quick else [(16, 4), (16, 8), (24, 4)])
     crack = {}  # (window, steps) → {seed: [(c100, c150) per density]}
     for seed in seeds:
-        gen = make_cathode(domain_um=(48, 4 + design.thickness_um, 48), voxel_size_um=vs, collector_um=4, seed=seed)
+        gen = make_cathode(domain_um=(width, 4 + design.thickness_um, width), voxel_size_um=vs, collector_um=4,
+                           seed=seed)
         print("cathode:", gen.phases.shape, f"{vs} µm voxels, seed {seed}, contacts", gen.contacts, flush=True)
         for window, steps in runs:
             t = time.perf_counter()
             s = calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
                          voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
-                         maxiter=20000, rearrange=rearrange)
-            print(f"rearrange={rearrange} seed {seed} window {window} ({window * vs:.0f} µm) steps {steps} "
+                         maxiter=20000, rearrange=rearrange, contact_materials=contact_materials)
+            print(f"rearrange={rearrange} contact E {contact_e or MATERIALS['NCM_contact'].youngs_modulus_gpa} GPa "
+                  f"seed {seed} window {window} ({window * vs:.0f} µm) steps {steps} "
                   f"({time.perf_counter() - t:.0f} s):", flush=True)
             for d in s.settings.get("dem_stages", []):
                 print(f"    DEM: {d['from_layers']} → {d['stopped_layers']} layers (target {d['target_layers']}), "
@@ -219,6 +230,11 @@ def main():
     ap.add_argument("--part", default="hertz,cathode,lmp")
     ap.add_argument("--runs", default=None, help="cathode runs as WINDOWxSTEPS,… (default by --quick)")
     ap.add_argument("--seeds", default="1", help="generator seeds of the cathode, e.g. 1,2,3 (seed spread)")
+    ap.add_argument("--width", type=float, default=48.0,
+                    help="in-plane extent (µm) of the generated cathode; the windows are centred crops of it "
+                         "(a window at least as wide as it takes the whole cathode)")
+    ap.add_argument("--contact-e", type=float, default=None,
+                    help="normal stiffness E (GPa) of the NCM contact law instead of materials.NCM_contact's")
     ap.add_argument("--no-pores", action="store_true", help="skip the pore network per cathode member")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
@@ -234,7 +250,8 @@ def main():
     if "cathode" in parts:
         runs = [tuple(int(v) for v in r.split("x")) for r in args.runs.split(",")] if args.runs else None
         for rearrange in args.rearrange.split(","):
-            cathode(args.quick, runs, rearrange, tuple(int(v) for v in args.seeds.split(",")), not args.no_pores)
+            cathode(args.quick, runs, rearrange, tuple(int(v) for v in args.seeds.split(",")), not args.no_pores,
+                    args.width, args.contact_e)
     if "lmp" in parts:
         for rearrange in args.rearrange.split(","):
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
