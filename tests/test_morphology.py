@@ -138,3 +138,34 @@ def test_analyze_twin_stores_morphology(make_twin, phase_volume):
     assert stored["interfaces"]["specific_contact_m2_m3"]["active|cbd"] > 0
     arrays = twin.load_result_arrays("morphology")
     assert arrays["profile.pore"].shape == (phase_volume.shape[1],)
+
+
+@pytest.mark.parametrize("periodic_axes", [(), (1,), (1, 2)])
+def test_label_periodic_equals_a_union_find_over_periodic_faces(periodic_axes):
+    """twinlab._morphology.label_periodic (one labelling + a graph of the face pairs) partitions a random
+    mask as a union–find over every face pair does, wrapping around the periodic axes only."""
+    from twinlab._morphology import label_periodic
+
+    mask = np.random.default_rng(5).random((6, 7, 8)) < 0.45
+    lab = label_periodic(mask, periodic_axes)
+    parent = np.arange(mask.size)
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    idx = np.arange(mask.size).reshape(mask.shape)
+    for ax in range(3):
+        nb = np.roll(idx, -1, axis=ax)
+        pair = mask & np.roll(mask, -1, axis=ax)
+        if ax not in periodic_axes:
+            pair &= np.arange(mask.shape[ax]).reshape([-1 if a == ax else 1 for a in range(3)]) < mask.shape[ax] - 1
+        for a, b in zip(idx[pair].tolist(), nb[pair].tolist()):
+            parent[find(a)] = find(b)
+    roots = np.array([find(i) for i in range(mask.size)]).reshape(mask.shape)
+    assert (lab[~mask] == 0).all() and (lab[mask] > 0).all()
+    ours, truth = lab[mask], roots[mask]
+    assert ((ours[:, None] == ours[None]) == (truth[:, None] == truth[None])).all()
+    if periodic_axes:
+        assert np.unique(ours).size < np.unique(label_periodic(mask)[mask]).size  # the wrap joins some

@@ -9,6 +9,9 @@ element is exactly scipy's ``Σ (k_i/r_i)² ≤ 1`` ellipsoid (tested against ``
 
 Hole filling labels the complement once (``scipy.ndimage.label``, linear) instead of scipy's
 iterated ``binary_fill_holes``, and may keep holes larger than a given size.
+
+:func:`label_periodic` labels face-connected components with chosen sides joined periodically
+(one scipy labelling and a graph of the face pairs, not a flood fill).
 """
 
 from __future__ import annotations
@@ -84,6 +87,26 @@ def fill_holes(mask: np.ndarray, *, max_hole_voxels: float | None = None) -> np.
         keep |= np.bincount(holes.ravel(), minlength=n + 1) > max_hole_voxels
     keep[0] = False
     return ~keep[holes]
+
+
+def label_periodic(mask: np.ndarray, periodic_axes: Sequence[int] = ()) -> np.ndarray:
+    """Face-connected components of ``mask``, components that meet across the two sides of a
+    periodic axis joined: a label per voxel, 0 outside ``mask``, components numbered from 1 (the
+    numbers need not be consecutive)."""
+    labels, count = ndi.label(mask, structure=ndi.generate_binary_structure(mask.ndim, 1))
+    if not periodic_axes or count == 0:
+        return labels
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    # a graph of the labels facing each other across each periodic side
+    first = np.concatenate([np.take(labels, 0, axis=a).ravel() for a in periodic_axes])
+    last = np.concatenate([np.take(labels, -1, axis=a).ravel() for a in periodic_axes])
+    both = (first > 0) & (last > 0)
+    graph = coo_matrix((np.ones(int(both.sum())), (first[both], last[both])), shape=(count + 1,) * 2)
+    component = connected_components(graph, directed=False)[1] + 1
+    component[0] = 0  # the background (its own component) stays 0
+    return component[labels]
 
 
 def _distance(mask: np.ndarray, radius_vox: Sequence[float], threads: int, *, black_border: bool) -> np.ndarray:

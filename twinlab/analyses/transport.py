@@ -32,10 +32,8 @@ import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
-from scipy import ndimage as ndi
-from scipy.sparse import csgraph
 
+from .._morphology import label_periodic
 from .._results import Result
 from .._validation import VoxelSize, axis_index, require_ndim, require_positive, AXES
 from ..errors import ConvergenceError, InputError
@@ -208,19 +206,11 @@ def _solve(labels: np.ndarray, lut: np.ndarray, axis: int, voxel: VoxelSize, per
 def _percolating(conducting: np.ndarray, periodic: bool) -> np.ndarray:
     """Voxels of ``conducting`` face-connected to both planes normal to axis 0 (the other sides
     joined periodically on request): scipy's labelling, 4× faster than a flood fill here."""
-    labels, count = ndi.label(conducting, structure=ndi.generate_binary_structure(3, 1))
-    component = np.arange(count + 1)
-    if periodic:
-        # components that meet across a periodic side are one: a graph of the face pairs
-        first = np.concatenate([labels[:, 0, :].ravel(), labels[:, :, 0].ravel()])
-        last = np.concatenate([labels[:, -1, :].ravel(), labels[:, :, -1].ravel()])
-        both = (first > 0) & (last > 0)
-        graph = sp.coo_matrix((np.ones(int(both.sum())), (first[both], last[both])), shape=(count + 1,) * 2)
-        component = csgraph.connected_components(graph, directed=False)[1]
-    spanning = np.zeros(int(component.max()) + 1, bool)
-    spanning[np.intersect1d(component[labels[0]], component[labels[-1]])] = True
-    spanning[component[0]] = False  # the background
-    return spanning[component[labels]] if periodic else spanning[labels]
+    labels = label_periodic(conducting, (1, 2) if periodic else ())
+    spanning = np.zeros(int(labels.max()) + 1, bool)
+    spanning[np.intersect1d(labels[0], labels[-1])] = True
+    spanning[0] = False  # the background
+    return spanning[labels]
 
 
 def _check_faces(labels: np.ndarray, mask_values: np.ndarray, axis: int, what: str) -> None:

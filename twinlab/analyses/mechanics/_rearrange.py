@@ -96,6 +96,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ..._morphology import label_periodic
 from ...errors import MissingDependencyError
 from ...materials import MATERIALS
 from ._contacts import _shifted, particle_surface
@@ -377,9 +378,6 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
     collector nor the roll (the last layer) gets the open voxels that share a face with it closed, until none
     is left (the series settings' ``dem_stages`` log it: ``gaps["held"]``). Whole floating bodies were
     already held by their smallest gap (:meth:`DemPacking.contact_gaps`), so these are voxel-scale remnants."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     gap = gap.copy()
     below = np.zeros(gap.shape, bool)
     below[:max(n_coll, 1)] = True  # the collector, or without one the first layer (bonded to the cell's bottom)
@@ -388,15 +386,8 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
     for _ in range(20):
         open_ = np.isfinite(gap)
         stiff = (solid & ~open_) | below
-        lbl, n = ndimage.label(np.pad(stiff, ((0, 0), (1, 1), (1, 1)), mode="wrap"))
-        # the padded rim is a copy of the opposite faces: join each rim label with its original's
-        inner = lbl[:, 1:-1, 1:-1]
-        rim = np.pad(inner, ((0, 0), (1, 1), (1, 1)), mode="wrap")
-        sel = (lbl > 0) & (rim > 0)
-        graph = coo_matrix((np.ones(int(sel.sum())), (lbl[sel], rim[sel])), shape=(n + 1, n + 1))
-        _, comp = connected_components(graph, directed=False)
-        cid = comp[inner]
-        held = np.zeros(comp.max() + 1, bool)
+        cid = label_periodic(stiff, (1, 2))
+        held = np.zeros(int(cid.max()) + 1, bool)
         held[np.unique(cid[stiff & ground])] = True
         loose = stiff & ~held[cid]
         if not loose.any():
