@@ -379,7 +379,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     step = np.asarray(anis, dtype=np.float64)
     floor = 0.5 * float(step.mean())  # a digitised surface is known to half a voxel
     bulge = rule["face_bulge"] * float(step.mean())  # µm
-    fit_points = 2 * (9 if labels.ndim == 3 else 5)  # fewer outer-surface points tell no shape of their own
+    fit_points = _fit_points(labels.ndim)
     volume = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(step))
     peak = ndi.maximum(dist, labels, index=np.arange(n + 1)).astype(np.float64)
     on_face = np.zeros(n + 1, dtype=bool)  # regions with voxels on a face of the volume
@@ -554,9 +554,10 @@ def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray,
     step = np.asarray(anis, dtype=np.float64)
     floor = 0.5 * float(step.mean())
     reach = [int(math.ceil(SECTION_GAP * 2 * (c - 1))) for c in closing_vox]  # widest gap joined (voxels)
-    fit_points = 2 * 5
+    fit_points = _fit_points(2)
     labels = labels.copy()
     body_all = solid | cores
+    scatters: dict[int, float] = {}  # each region's own scatter, until it is joined
     enclosed = morph.fill_holes(labels > 0) & (labels == 0)  # pore the envelope encloses: not outline
     for _ in range(int(labels.max())):
         boxes = ndi.find_objects(labels)
@@ -570,19 +571,22 @@ def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray,
             gap = ndi.distance_transform_edt(~own, sampling=anis) / float(step.mean())  # voxels
             for s in np.unique(sub[(gap <= max(reach)) & (sub > r) & body_all[grow]]).tolist():
                 m = _gap_misfit(labels, boxes, r, s, body_all, solid, neck, anis, floor, bulge, fit_points,
-                                float(gap[(sub == s) & body_all[grow]].min()), closing_vox, enclosed)
+                                float(gap[(sub == s) & body_all[grow]].min()), closing_vox, enclosed, scatters)
                 if m <= sigmas and (best is None or m < best[0]):
                     best = (m, r, s)
         if best is None:
             return labels
         labels[labels == best[2]] = best[1]
+        for q in best[1:]:
+            scatters.pop(q, None)
     return labels
 
 
 def _gap_misfit(labels, boxes, r, s, body_all, solid, neck, anis, floor, bulge, fit_points, gap,
-                closing_vox, enclosed) -> float:
+                closing_vox, enclosed, scatters) -> float:
     """The misfit of :func:`_join_across_cores` for regions ``r`` and ``s``, ``gap`` voxels apart
-    (inf: other solid or binder in the gap, too few outline points, or a bulge)."""
+    (inf: other solid or binder in the gap, too few outline points, or a bulge); ``scatters`` caches
+    each region's own scatter (:func:`_own_scatter`)."""
     step = np.asarray(anis, dtype=np.float64)
     rad = int(math.ceil(gap / 2.0)) + 1
     pad = rad + 2
@@ -612,10 +616,17 @@ def _gap_misfit(labels, boxes, r, s, body_all, solid, neck, anis, floor, bulge, 
     rms, mean = off
     if mean > bulge:
         return math.inf  # the smaller piece bulges out of the common ellipse: a neighbour
-    scatter = {q: _own_scatter(labels, boxes[q - 1], q, body_all, closing_vox, step) for q in (big, small)}
-    if not min(scatter.values()) >= SHARD_SCATTER * floor:
+    for q in (big, small):
+        if q not in scatters:
+            scatters[q] = _own_scatter(labels, boxes[q - 1], q, body_all, closing_vox, step)
+    if not min(scatters[big], scatters[small]) >= SHARD_SCATTER * floor:
         return math.inf  # a piece whose outline is an ellipse of its own is a whole particle, not a shard
-    return rms / scatter[big]
+    return rms / scatters[big]
+
+
+def _fit_points(ndim: int) -> int:
+    """Outline points below which a piece tells no shape of its own (twice a quadric's parameters)."""
+    return 2 * (9 if ndim == 3 else 5)
 
 
 def _own_scatter(labels: np.ndarray, box: tuple[slice, ...], q: int, body: np.ndarray,
