@@ -672,17 +672,25 @@ def _dissolve_junctions(labels: np.ndarray) -> np.ndarray:
 
 def _off_surface(big_um: np.ndarray, small_um: np.ndarray, *, signed: bool = False):
     """RMS distance (µm) of ``small_um``'s points from the quadric (ellipsoid; ellipse in 2D)
-    fitted by least squares to both point sets (algebraic fit ``x·Mx + 2g·x = 1`` in centred,
-    scaled coordinates; distances to first order, |q| / |∇q|). 0 without small points (nothing
-    sticks out); NaN with too few points for a fit. ``signed``: the pair (RMS, mean signed
-    distance; > 0 outside the ellipsoid), or None with too few points."""
+    fitted by least squares to both point sets (:func:`fit_quadric`). 0 without small points
+    (nothing sticks out); NaN with too few points for a fit. ``signed``: the pair (RMS, mean
+    signed distance; > 0 outside the ellipsoid), or None with too few points."""
     pts = np.concatenate([big_um, small_um])
-    nd = pts.shape[1]
-    nq = 9 if nd == 3 else 5
     if len(small_um) == 0:
         return (0.0, 0.0) if signed else 0.0  # enclosed by the other piece and the volume's faces: nothing sticks out
-    if len(pts) < 2 * nq:
+    if len(pts) < _fit_points(pts.shape[1]):
         return None if signed else math.nan
+    dist = fit_quadric(pts)[0](small_um)
+    rms = float(np.sqrt(np.mean(dist ** 2)))
+    return (rms, float(np.mean(dist))) if signed else rms
+
+
+def fit_quadric(pts: np.ndarray):
+    """The quadric ``x·Mx + 2g·x = 1`` (centred, scaled coordinates) fitted by least squares to
+    ``pts`` (n, ndim): a function giving points' signed distances from it to first order,
+    |q| / |∇q| in the points' units (> 0 outside an ellipsoid), and whether it is an ellipsoid
+    (M positive definite: a closed shape)."""
+    nd = pts.shape[1]
     c = pts.mean(0)
     sc = float(np.sqrt(((pts - c) ** 2).sum(1).mean())) or 1.0
 
@@ -693,18 +701,19 @@ def _off_surface(big_um: np.ndarray, small_um: np.ndarray, *, signed: bool = Fal
 
     d, _ = design(pts)
     coef, *_ = np.linalg.lstsq(d, np.ones(len(pts)), rcond=None)
-    ds, x = design(small_um)
-    q = ds @ coef - 1.0
     m = np.zeros((nd, nd))
     k = 0
     for a in range(nd):
         for b in range(a, nd):
             m[a, b] = m[b, a] = coef[k]
             k += 1
-    grad = 2.0 * (x @ m) + 2.0 * coef[k:]
-    dist = q / np.maximum(np.linalg.norm(grad, axis=1), 1e-12) * sc
-    rms = float(np.sqrt(np.mean(dist ** 2)))
-    return (rms, float(np.mean(dist))) if signed else rms
+
+    def distance(p: np.ndarray) -> np.ndarray:
+        ds, x = design(p)
+        grad = 2.0 * (x @ m) + 2.0 * coef[k:]
+        return (ds @ coef - 1.0) / np.maximum(np.linalg.norm(grad, axis=1), 1e-12) * sc
+
+    return distance, bool(np.all(np.linalg.eigvalsh(m) > 0))
 
 
 def _relabel_components(labels: np.ndarray, n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
