@@ -68,6 +68,7 @@ CRACK_MARKER_H_UM = 0.125  # largest marker dynamic with the fragment merge (µm
 DEFAULT_MIN_VOLUME_UM3 = 0.1  # specks below this are not particles (a 0.58 µm sphere)
 SHARD_SCATTER = 1.5  # 2D: a piece whose outline fits its own ellipse within this many half-voxels is whole
 SECTION_GAP = 2.0  # 2D: shards this many crack widths apart may be one particle (= cracks.SECTION_WIDENING)
+SHARD_SIGMAS = 4.0  # 2D: shards are joined when the smaller lies this close to the pair's ellipse (_join_across_cores)
 
 
 def split_particles(
@@ -513,7 +514,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
     merged = np.flatnonzero(parent != np.arange(n + 1))
     out = labels if merged.size == 0 else _relabel_components(labels, n, merged, parent[merged])
     if sectioned:
-        joined = _join_across_cores(out, solid, cores, neck, anis, closing_vox, sigmas, bulge)
+        joined = _join_across_cores(out, solid, cores, neck, anis, closing_vox, bulge)
         if (joined != out).any():  # pieces joined: the joined regions' touching pairs judged again
             return _merge_fragments(_drop_small(joined, 1), anis, neck=neck, rule=rule, threads=threads, solid=solid,
                                     closing_vox=closing_vox, cores=cores, crack=crack)
@@ -521,8 +522,7 @@ def _merge_fragments(labels: np.ndarray, anis: Sequence[float], *,
 
 
 def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray, neck: np.ndarray | None,
-                       anis: Sequence[float], closing_vox: Sequence[int], sigmas: float,
-                       bulge: float) -> np.ndarray:
+                       anis: Sequence[float], closing_vox: Sequence[int], bulge: float) -> np.ndarray:
     """A section's shards of one particle, joined across pore wider than a crack (after the merge).
 
     The shards of a shattered hollow particle cut through its core lie on either side of the
@@ -543,8 +543,12 @@ def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray,
       rule on the shape alone joined neighbours (held-out seed 9, section z=30: 3 found of 8);
     * their outline — the pair's solid closed across the gap, less where it meets other regions
       or pore the envelope encloses (a core several shards border) — fits one ellipse: the
-      smaller piece lies off the common ellipse by at most ``sigmas`` times the larger piece's
-      own scatter, and does not bulge out of it by more than ``bulge`` (µm).
+      smaller piece lies off the common ellipse by at most ``SHARD_SIGMAS`` (4) times the larger
+      piece's own scatter, and does not bulge out of it by more than ``bulge`` (µm). The bar
+      was the merge's 2.5 (stop 21); raised in stop 22 on the tuning seeds 1–5 (narrow and 64 µm
+      sections): every candidate pair up to misfit 4.75 was one true particle (seed 1's
+      shattered particle in the 64 µm section z=90: four shards at 2.7–3.7), the first pair of
+      two particles at 6.6.
 
     The best-fitting pair first, one at a time; only the joined region's pairs are judged again
     (another pair's misfit does not depend on which region the rest of its surroundings belong
@@ -580,7 +584,7 @@ def _join_across_cores(labels: np.ndarray, solid: np.ndarray, cores: np.ndarray,
         if box is not None:
             judge(r, above=r)
     while True:
-        fits = [(m, a, b) for (a, b), m in misfits.items() if m <= sigmas]
+        fits = [(m, a, b) for (a, b), m in misfits.items() if m <= SHARD_SIGMAS]
         if not fits:
             return labels
         _, r, s = min(fits)  # the best-fitting pair; ties: the lowest ids
