@@ -629,3 +629,22 @@ def test_split_particles_section_joins_the_shards_of_a_shattered_hollow_particle
     assert split_particles(discs, merge_cracked=True, min_volume_um3=0.1, **kw).max() == 6
     intact = crack_volume(discs, thickness_axis="y", **kw)
     assert intact.n_particles == 6 and intact.crack_mask.sum() == 0
+
+
+def test_split_particles_section_joins_four_shards_that_fit_the_ellipse_loosely():
+    """Four shards of a shattered hollow disc (6.4 µm, core 2.4 µm, two crossing 0.5 µm cracks):
+    each pair of neighbouring shards lies 3.5–4.1 times the larger shard's own scatter off the
+    pair's ellipse (their outline less the core still shows the other shards' crack faces), as
+    the four shards of benchmark seed 1's shattered particle in the 64 µm section z=90 (2.7–3.7).
+    The join's bar ``SHARD_SIGMAS`` (4; the merge's 2.5 before stop 22 left all four apart) joins
+    them into one particle."""
+    from twinlab.segment.instances import SHARD_SIGMAS
+
+    yy, xx = np.indices((100, 100))
+    r = np.hypot(yy - 50, xx - 50)
+    cut1 = np.abs((yy - 50) * np.cos(0.3) - (xx - 50) * np.sin(0.3)) <= 2.5
+    cut2 = np.abs((yy - 50) * np.sin(0.5) + (xx - 50) * np.cos(0.5)) <= 2.5
+    shards = ((r <= 32) & (r > 12) & ~cut1 & ~cut2).astype(np.uint8)
+    assert SHARD_SIGMAS >= 4.0
+    assert split_particles(shards, voxel_size_um=0.1, crack_width_um=1.0, merge_cracked=True,
+                           min_volume_um3=0.1).max() == 1
