@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twinlab.analyses.cracks import crack_volume
+from twinlab.analyses.cracks import AUTO_EXCLUDE_MIN_PARTICLES, crack_volume
 from twinlab.errors import InputError
 
 PORE, ACTIVE = 0, 1
@@ -69,5 +69,31 @@ def test_volume_excludes_particles_cut_by_a_lateral_face_on_request():
 
 def test_edge_particles_bad_value():
     lab, part, _, _ = _section()
-    with pytest.raises(InputError, match="edge_particles must be"):
-        crack_volume(lab, particles=part, edge_particles="auto")
+    with pytest.raises(InputError, match="edge_particles must be one of 'auto', 'keep', 'exclude'"):
+        crack_volume(lab, particles=part, edge_particles="outside")
+
+
+def test_auto_edge_rule_excludes_cut_particles_only_when_enough_remain_whole():
+    """"auto" (the default) in a 2D section keeps the particles cut by the image edge when fewer than
+    AUTO_EXCLUDE_MIN_PARTICLES remain wholly in view (the three-disc section: 2 whole), and leaves
+    them out when at least that many remain (the same section tiled 16 times along y, the thickness
+    axis: 32 whole discs, 16 cut ones) — each result then equals the rule it chose; a volume keeps
+    them."""
+    lab, part, _, _ = _section()
+    kw = dict(crack_width_um=2.0, thickness_axis="y")
+    few = crack_volume(lab, particles=part, **kw)
+    assert few.edge_rule == "keep" and few.edge_particles == 0 and "edge rule auto: keep" in few.method
+    assert few.crack_volume_um3 == crack_volume(lab, particles=part, edge_particles="keep", **kw).crack_volume_um3
+    tiles = 16
+    assert 2 * tiles >= AUTO_EXCLUDE_MIN_PARTICLES > 2
+    many_lab = np.concatenate([lab] * tiles)
+    many_part = np.concatenate([np.where(part > 0, part + 3 * k, 0) for k in range(tiles)])
+    many = crack_volume(many_lab, particles=many_part, **kw)
+    excluded = crack_volume(many_lab, particles=many_part, edge_particles="exclude", **kw)
+    assert many.edge_rule == "exclude" and many.edge_particles == tiles
+    assert many.particle_ids == excluded.particle_ids and len(many.particle_ids) == 2 * tiles
+    assert many.crack_volume_um3 == excluded.crack_volume_um3
+    assert crack_volume(many_lab, particles=many_part, edge_particles="keep", **kw).edge_rule == "keep"
+    # a volume keeps them: the same 32 whole and 16 cut particles as rods through a (z, y, x) block
+    rods = crack_volume(np.stack([many_lab] * 3), particles=np.stack([many_part] * 3), **{**kw, "thickness_axis": "y"})
+    assert rods.dimensions == "3D" and rods.edge_rule == "keep" and rods.edge_particles == 0

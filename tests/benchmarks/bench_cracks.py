@@ -35,7 +35,8 @@ with ~60 particles in view, while the benchmark's sections are 12 µm wide (8–
 the edge rule "exclude" drops more than half of them and one split among the rest moves a seed's
 scores a lot. Each seed's electrode is generated again 64 µm wide along x (40–50 particles per
 section; a different draw of particles from the narrow one), and its three sections are scored
-with both edge rules (``2D wide`` keeps the edge particles, ``wide inner`` leaves them out).
+with the default edge rule "auto" (``2D wide``; the rule each section took is printed) and with
+"exclude" (``wide inner``).
 
 Prints, for 3D and for 2D slices: particle count (pieces of true particles inside the volume, a
 particle cut by a periodic face counts once per piece; pieces below the minimum particle volume
@@ -195,10 +196,11 @@ def kept_truth(truth, phases, edge_particles, voxel, width) -> set[int]:
             if sl is not None and not (exclude and on_lateral_face(sl, phases.shape, phases.ndim - 2, guard))}
 
 
-def score(phases, truth_env, truth_cracks, voxel, width, edge_particles="keep"):
+def score(phases, truth_env, truth_cracks, voxel, width, edge_particles="auto"):
     """Scores of the found particles against the true pieces, both under the same edge rule
-    (``edge_particles`` of ``crack_volume``; "exclude": the particles whose solid comes within the
-    crack width of the image's lateral edges are left out of both)."""
+    (``edge_particles`` of ``crack_volume``, default its default "auto"; "exclude": the particles
+    whose solid comes within the crack width of the image's lateral edges are left out of both;
+    with "auto" the truth follows the rule the analysis applied, ``rule`` in the scores)."""
     t0 = time.perf_counter()
     inst = split_particles(phases, voxel_size_um=voxel, crack_width_um=width, merge_cracked=True,
                            min_volume_um3=DEFAULT_MIN_VOLUME_UM3)  # as crack_volume splits by default
@@ -209,12 +211,13 @@ def score(phases, truth_env, truth_cracks, voxel, width, edge_particles="keep"):
     # the same definition of a particle for truth and found: a piece of at least the minimum volume
     truth = _drop_small(pieces(truth_env, background=0, connectivity=1),
                         _equivalent_voxels(DEFAULT_MIN_VOLUME_UM3, (voxel,) * phases.ndim))
-    kept = kept_truth(truth, phases, edge_particles, voxel, width)
+    kept = kept_truth(truth, phases, res.edge_rule, voxel, width)
     truth_k = np.where(np.isin(truth, list(kept)), truth, 0)
     inst_k = np.where(np.isin(inst, res.particle_ids), inst, 0)
     m = match_instances(found_envelopes(inst_k, res.crack_mask), truth_k)
     vox = voxel ** phases.ndim
-    out = dict(n_true=len(kept), n_found=len(res.particle_ids), edge=res.edge_particles, matched=m.fraction_matched,
+    out = dict(rule=res.edge_rule, n_true=len(kept), n_found=len(res.particle_ids), edge=res.edge_particles,
+               matched=m.fraction_matched,
                crack=res.crack_volume_um3, crack_true=float((truth_cracks & (truth_k > 0)).sum() * vox),
                r=per_particle_r(res, inst, truth, truth_cracks, keep=kept), thin=res.thin_particles,
                t_split=t1 - t0, t_cracks=t2 - t1, pairs=paired_fractions(res, inst, truth, truth_cracks, keep=kept))
@@ -222,7 +225,7 @@ def score(phases, truth_env, truth_cracks, voxel, width, edge_particles="keep"):
         whole = whole_sections(truth, phases, voxel, width) & kept
         given = np.where(phases == 1, truth, 0)
         res_true = crack_volume(phases, particles=given, voxel_size_um=voxel, crack_width_um=width,
-                                thickness_axis="y", edge_particles=edge_particles)
+                                thickness_axis="y", edge_particles=res.edge_rule)
         out.update(n_whole=len(whole), r_whole=per_particle_r(res, inst, truth, truth_cracks, keep=whole),
                    pairs_whole=paired_fractions(res, inst, truth, truth_cracks, keep=whole),
                    r_true_inst=per_particle_r(res_true, given, truth, truth_cracks),
@@ -311,7 +314,7 @@ def pooled(seed: int, name: str, views: list[dict]) -> None:
     in_view = sum(t["crack"] for t in views) / sum(t["crack_in_view"] for t in views) - 1
     print(f"{seed:4d}  {name} {n_f:3d}/{n_t:<3d} ({100 * (n_f / n_t - 1):+4.0f} %)  {100 * matched:6.1f} %"
           f"  {100 * crack:+6.1f} %  {np.corrcoef(found, true)[0, 1]:19.3f}"
-          f"  (edge particles left out {sum(t['edge'] for t in views)}; r_whole "
+          f"  (edge rule {'/'.join(t['rule'] for t in views)}, particles left out {sum(t['edge'] for t in views)}; r_whole "
           f"{np.corrcoef(whole_f, whole_t)[0, 1]:.3f}; true particles given: crack "
           f"{100 * given:+.1f} %; crack vs the truth in view {100 * in_view:+.1f} %)")
 
@@ -327,13 +330,13 @@ def wide(a, modes) -> None:
         g = make_cathode(domain_um=(dz, dy, a.wide_um), voxel_size_um=a.voxel, modes=modes, collector_um=1.0,
                          damage=Damage(), seed=seed)
         zs = (g.phases.shape[0] // 4, g.phases.shape[0] // 2, 3 * g.phases.shape[0] // 4)
-        keep = [score(g.phases[z], g.particles[z], g.cracks[z], a.voxel, a.width) for z in zs]
+        auto = [score(g.phases[z], g.particles[z], g.cracks[z], a.voxel, a.width) for z in zs]
         inner = [score(g.phases[z], g.particles[z], g.cracks[z], a.voxel, a.width, edge_particles="exclude")
                  for z in zs]
         print(f"seed {seed}: generated {g.phases.shape} in {time.perf_counter() - t:.1f} s and scored; sections "
               + ", ".join(f"z={z} {s['n_found']}/{s['n_true']} crack {100 * (s['crack'] / s['crack_true'] - 1):+.1f} %"
-                          for z, s in zip(zs, keep)))
-        pooled(seed, "2D wide  ", keep)
+                          for z, s in zip(zs, auto)))
+        pooled(seed, "2D wide  ", auto)
         pooled(seed, "wide inner", inner)
         if a.uncracked:
             g = make_cathode(domain_um=(dz, dy, a.wide_um), voxel_size_um=a.voxel, modes=modes, collector_um=1.0,
