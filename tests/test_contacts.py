@@ -319,7 +319,7 @@ def test_capped_increments_are_split_below_the_rearrangement_strain():
     from twinlab.analyses.mechanics.calender import _schedule
     from twinlab.materials import get_material
 
-    law = ContactLaw.from_materials({1: get_material("NCM_contact")})
+    law = ContactLaw.from_materials({1: get_material("NCM_contact")}, voxel_um=2.0)
     assert law.increment_strain == pytest.approx(0.03 / 0.555)  # m/φ_j: pressure e-folds at most once
     targets = [39.4, 34.2, 30.1, 27.0]
     for steps in (1, 4, 8):
@@ -363,7 +363,8 @@ def _column(phi_value, cap=True, passes=10, log=None, fail_relaxation=False, **c
     inst[6:] = 2
     lab = np.ones(shape, np.uint8)
     mat = get_material("NCM_contact").with_(**changes)
-    law = ContactLaw.from_materials({1: mat if cap else mat.with_(jamming_fraction=None)})
+    # 2 µm voxels: the interphase modulus 2 h k_n is 0.5 GPa
+    law = ContactLaw.from_materials({1: mat if cap else mat.with_(jamming_fraction=None)}, voxel_um=2.0)
     lam0, mu0 = lame_from_young(20e3, 0.3)
 
     def make(lam, mu, sy, code):
@@ -395,6 +396,49 @@ def _column(phi_value, cap=True, passes=10, log=None, fail_relaxation=False, **c
         phi=np.full(shape, phi_value))
     p = -(sol.stress[0] + sol.stress[1] + sol.stress[2]) / 3.0
     return sol, p[mask], -float(sol.stress[0, 2].mean()), info
+
+
+def _contact_column(h, length_um=24.0, strain=-0.01):
+    """Two 20 GPa blocks of ``length_um``/2 each in a laterally periodic cell at voxel edge ``h`` (µm),
+    one contact plane of the NCM contact law (no cap) between them, compressed by ``strain``: the
+    axial stress the column carries (MPa)."""
+    from twinlab.materials import get_material
+
+    shape = (int(round(length_um / h)), 4, 4)
+    inst = np.ones(shape, np.int32)
+    inst[shape[0] // 2:] = 2
+    law = ContactLaw.from_materials({1: get_material("NCM_contact").with_(jamming_fraction=None)}, voxel_um=h)
+    lam0, mu0 = lame_from_young(20e3, 0.3)
+
+    def make(lam, mu, sy, code):
+        return MechanicsSolver(lam, mu, voxel_size=(h, h, h), yield_mpa=sy, code=code, dtype=np.float64, workers=1)
+
+    d_e = np.zeros(6)
+    d_e[0] = strain
+    sol, _, _, _ = solve_with_contacts(
+        make, d_e, np.full(shape, lam0), np.full(shape, mu0), np.full(shape, np.inf), np.zeros(shape, np.uint8),
+        np.zeros((6, *shape)), lab=np.ones(shape, np.uint8), inst=inst, fixed=None,
+        gap=np.full(shape, np.nan, np.float32), law=law, nt=shape[0], tol_active=0.0, max_passes=3, tol=1e-10,
+        maxiter=5000, top_is_roll=False)
+    return -float(sol.stress[0].mean())
+
+
+def test_contact_normal_stiffness_is_per_area_at_every_voxel_size():
+    """The NCM contact is a normal spring per unit area k_n (materials.NCM_contact): at 1, 2 and 4 µm
+    voxels the same column carries the analytic stress of the blocks and the spring in series — uniaxial strain, the two interphase voxels of modulus 2 h k_n: compliance per area
+    2h / (M_f · 2 h k_n) = 1/(M_f k_n), M_f = (1 − ν)/((1 + ν)(1 − 2ν)). A voxel modulus (stop 21's
+    E_c = 0.5 GPa at every voxel size) made the contact twice as stiff at 1 µm as at 2 µm."""
+    from twinlab.materials import get_material
+
+    k_n = get_material("NCM_contact").normal_stiffness_gpa_um * 1e3  # MPa/µm
+    m_f = 0.7 / (1.3 * 0.4)
+    m_b = 20e3 * m_f
+    s = {h: _contact_column(h) for h in (1.0, 2.0, 4.0)}
+    for h, v in s.items():
+        blocks = 24.0 - 2.0 * h  # µm of bulk; the interphase voxels are the spring
+        assert v == pytest.approx(0.24 / (blocks / m_b + 1.0 / (m_f * k_n)), rel=1e-3), (h, v)
+    with pytest.raises(InputError, match="voxel size"):
+        ContactLaw.from_materials({1: get_material("NCM_contact")})
 
 
 def test_contact_crushes_at_the_compaction_pressure_and_rearranges_below_jamming():
@@ -540,7 +584,7 @@ def _gapped_column(d0, gap, passes, s_old=None):
     shape = (12, 4, 4)
     inst = np.ones(shape, np.int32)
     inst[6:] = 2
-    law = ContactLaw.from_materials({1: get_material("NCM_contact").with_(jamming_fraction=None)})
+    law = ContactLaw.from_materials({1: get_material("NCM_contact").with_(jamming_fraction=None)}, voxel_um=2.0)
     lam0, mu0 = lame_from_young(20e3, 0.3)
 
     def make(lam, mu, sy, code):

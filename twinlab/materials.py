@@ -30,6 +30,10 @@ class Material:
     source: str = ""
     particulate: bool = False  # comes as discrete particles (a powder): particle splitting makes sense
     friction_coefficient: float | None = None  # contact laws: Coulomb friction μ on the contact plane
+    # contact laws: normal stiffness per unit contact area k_n (GPa/µm) of a compliant contact. The contact
+    # interphase is one voxel on each side of the contact face, so its modulus is E = 2 h k_n at voxel edge h
+    # (along the normal): the same contact at every voxel size. None: the interphase has the material's modulus
+    normal_stiffness_gpa_um: float | None = None
     # contact laws: compaction cap (mechanics/_contacts.py). A contact crushes (the particles flatten,
     # slide and chip into the neighbouring pores) when its pressure exceeds the powder's compaction
     # pressure at the local packing fraction φ: the rearrangement pressure below the jamming fraction φ_j,
@@ -119,8 +123,9 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     #   E_c 2.0 GPa:  15.3/44.5/96.4/172.0 MPa, 20.3/60.2/84.8/94.5 % (steepening, in the band)
     # The pressure at 3.8 g/cm³ scales as ~E_c^0.55; the crackable volume at 3.0 g/cm³ grows 39 → 60 % from
     # 0.25 to 2 GPa. 0.5 GPa is kept: no source fixes a different value.
-    Material("NCM_contact", None, 0.5, 0.3, 1.0, None, None,
-             "compliant normal E_c = 0.5 GPa: calibrated (mechanics sensitivity study of issue 8, stops.md), not "
+    Material("NCM_contact", None, None, 0.3, 1.0, None, None,
+             "compliant normal stiffness per contact area k_n = 0.125 GPa/µm (the interphase modulus E_c = 2 h k_n: "
+             "0.5 GPa at 2 µm voxels, 0.225 GPa at 0.9 µm): calibrated (mechanics sensitivity study of issue 8, stops.md), not "
              "measured — bracketed by the binder polymer (PVDF E 1–3 GPa, SCIENCE.md §6) above and electrode-coating "
              "moduli of ~0.1 GPa below (Sawhney, Shittu, Morgan, Sackett & Baker, 'Mechanical effects of "
              "carboxymethylcellulose binder in hard carbon electrodes', arXiv:2403.11668 (2024): 0.079–0.113 GPa); the "
@@ -151,7 +156,7 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "Meyer et al., J. Mater. Process. Technol. 249 (2017) 172; Schreiner et al., Energy Technol. 7 "
              "(2019) 1900840)",
              friction_coefficient=0.3, jamming_fraction=0.555, crush_strength_mpa=125.0,
-             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03),
+             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03, normal_stiffness_gpa_um=0.125),
 )}
 
 

@@ -201,7 +201,8 @@ def calender(
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
-    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed)
+    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed,
+                            voxel_um=h)
     # the compaction cap is an explicit update of the packing state: its increments are kept small
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
     # instead rearranges each requested increment to jamming itself)
@@ -336,14 +337,17 @@ def _particle_labels(obj, particles, shape):
     return particles.astype(np.int32, copy=False)
 
 
-def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells, seed=0):
+def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells, seed=0, voxel_um=None):
     names = {v: n for v, n in lut["names"].items()}
     for n, m in dict(contact_materials or {}).items():  # keys checked by CalenderOptions
         mat = get_material(m) if isinstance(m, str) else m
-        if mat.youngs_modulus_gpa is None or mat.poisson_ratio is None or not mat.youngs_modulus_gpa > 0:
-            raise InputError(f"contact material for {n!r} needs a positive Young's modulus and a Poisson ratio")
+        stiff = mat.normal_stiffness_gpa_um if mat.normal_stiffness_gpa_um is not None else mat.youngs_modulus_gpa
+        if stiff is None or mat.poisson_ratio is None or not stiff > 0:
+            raise InputError(f"contact material for {n!r} needs a positive normal stiffness per area or Young's "
+                             "modulus, and a Poisson ratio")
     return setup_state(lab, inst_in, names=names, materials=lut["materials"], contacts=contacts,
-                       contact_materials=contact_materials, shells=shells, get_material=get_material, seed=seed)
+                       contact_materials=contact_materials, shells=shells, get_material=get_material, seed=seed,
+                       voxel_um=voxel_um)
 
 
 def _lateral_window(labels, image, t_axis, window):
