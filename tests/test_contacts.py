@@ -617,3 +617,24 @@ def test_a_contact_that_closes_after_the_last_solve_keeps_its_overlap():
     two, g2, _, _ = _gapped_column(0.0, g1, passes=10, s_old=one.stress)  # no further strain
     assert np.isnan(g2[5:7]).all()
     assert float(two.stress[0].mean()) == pytest.approx(s_ref, rel=1e-6)
+
+
+def test_elastic_particles_start_each_increment_from_their_mean_stress():
+    """relieve_particle_residuals: the bodies of elastic particles take their particle's mean stress (so the
+    mean — fixed by the contact tractions — is kept and the remap's self-equilibrated residue is gone); voxels
+    outside the bodies (interphase, plastic particles, pores) keep theirs."""
+    from twinlab.analyses.mechanics._contacts import relieve_particle_residuals
+
+    rng = np.random.default_rng(0)
+    inst = np.zeros((6, 5, 5), np.int32)
+    inst[:3], inst[3:] = 1, 2
+    inst[:, 0] = 0  # pore
+    bodies = inst > 0
+    bodies[2:4] = False  # the interphase layers either side of the contact
+    stress = rng.normal(0.0, 100.0, (6, *inst.shape))
+    before = stress.copy()
+    relieve_particle_residuals(stress, inst, bodies)
+    for pid in (1, 2):
+        m = bodies & (inst == pid)
+        assert np.allclose(stress[:, m], before[:, m].mean(axis=1)[:, None], atol=1e-12)
+    assert np.array_equal(stress[:, ~bodies], before[:, ~bodies])

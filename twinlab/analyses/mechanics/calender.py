@@ -63,7 +63,7 @@ from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
-from ._contacts import foreign_faces, setup_state, shell_fracture, solve_with_contacts
+from ._contacts import foreign_faces, relieve_particle_residuals, setup_state, shell_fracture, solve_with_contacts
 from ._options import CalenderOptions
 from ._rearrange import dem_materials, rearrange_state
 from ._remap import remap_voxels
@@ -564,6 +564,16 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         code[:nt][broken] = ELASTIC
     sy = np.full(shape_c, np.inf, dtype)
     sy[:nt] = lut["sy"][lab]
+    contacts = cstate is not None and cstate.law is not None
+    if contacts:
+        fixed = np.zeros(shape_c, bool)
+        fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
+        # elastic particles start from their mean stress: no residue of the remap (relieve_particle_residuals)
+        inter, _ = foreign_faces(cstate.inst, fixed[:nt], top_is_roll=True)
+        bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~inter
+        if cstate.shelled is not None:
+            bodies &= ~cstate.shelled
+        relieve_particle_residuals(stress, cstate.inst, bodies)
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
     override = None
@@ -588,9 +598,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         last.append(solver)
         return solver
 
-    if cstate is not None and cstate.law is not None:
-        fixed = np.zeros(shape_c, bool)
-        fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
+    if contacts:
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
