@@ -16,7 +16,9 @@ its corner displacements) scaled so the coating fits the new thickness, and reso
 the volume-conserving remap (:mod:`._remap`): every phase keeps exactly its voxel count and the
 pores absorb the change. Stress, strain, accumulated displacement and the broken-shell mask travel
 with the material (an updated-Lagrangian, hypo-elastic state: no spring-back — the known limit of
-strain-controlled calendering models).
+strain-controlled calendering models). With contacts, an elastic particle starts each increment from
+its mean stress (:func:`._contacts.relieve_particle_residuals`): the stress the remap carried within it
+is not the elastic field of its contact tractions, and the residue accumulated (issue 16).
 
 Contacts (issue 16, :mod:`._contacts`): particle instances (the twin's ``labels/particles`` or
 connected components) touch through a unilateral contact interphase — no tension, a compliant
