@@ -319,7 +319,7 @@ def test_capped_increments_are_split_below_the_rearrangement_strain():
     from twinlab.analyses.mechanics.calender import _schedule
     from twinlab.materials import get_material
 
-    law = ContactLaw.from_materials({1: get_material("NCM_contact")})
+    law = ContactLaw.from_materials({1: get_material("NCM_contact")}, voxel_um=2.0)
     assert law.increment_strain == pytest.approx(0.03 / 0.555)  # m/φ_j: pressure e-folds at most once
     targets = [39.4, 34.2, 30.1, 27.0]
     for steps in (1, 4, 8):
@@ -363,7 +363,8 @@ def _column(phi_value, cap=True, passes=10, log=None, fail_relaxation=False, **c
     inst[6:] = 2
     lab = np.ones(shape, np.uint8)
     mat = get_material("NCM_contact").with_(**changes)
-    law = ContactLaw.from_materials({1: mat if cap else mat.with_(jamming_fraction=None)})
+    # 2 µm voxels: the interphase modulus 2 h k_n is 0.5 GPa
+    law = ContactLaw.from_materials({1: mat if cap else mat.with_(jamming_fraction=None)}, voxel_um=2.0)
     lam0, mu0 = lame_from_young(20e3, 0.3)
 
     def make(lam, mu, sy, code):
@@ -395,6 +396,49 @@ def _column(phi_value, cap=True, passes=10, log=None, fail_relaxation=False, **c
         phi=np.full(shape, phi_value))
     p = -(sol.stress[0] + sol.stress[1] + sol.stress[2]) / 3.0
     return sol, p[mask], -float(sol.stress[0, 2].mean()), info
+
+
+def _contact_column(h, length_um=24.0, strain=-0.01):
+    """Two 20 GPa blocks of ``length_um``/2 each in a laterally periodic cell at voxel edge ``h`` (µm),
+    one contact plane of the NCM contact law (no cap) between them, compressed by ``strain``: the
+    axial stress the column carries (MPa)."""
+    from twinlab.materials import get_material
+
+    shape = (int(round(length_um / h)), 4, 4)
+    inst = np.ones(shape, np.int32)
+    inst[shape[0] // 2:] = 2
+    law = ContactLaw.from_materials({1: get_material("NCM_contact").with_(jamming_fraction=None)}, voxel_um=h)
+    lam0, mu0 = lame_from_young(20e3, 0.3)
+
+    def make(lam, mu, sy, code):
+        return MechanicsSolver(lam, mu, voxel_size=(h, h, h), yield_mpa=sy, code=code, dtype=np.float64, workers=1)
+
+    d_e = np.zeros(6)
+    d_e[0] = strain
+    sol, _, _, _ = solve_with_contacts(
+        make, d_e, np.full(shape, lam0), np.full(shape, mu0), np.full(shape, np.inf), np.zeros(shape, np.uint8),
+        np.zeros((6, *shape)), lab=np.ones(shape, np.uint8), inst=inst, fixed=None,
+        gap=np.full(shape, np.nan, np.float32), law=law, nt=shape[0], tol_active=0.0, max_passes=3, tol=1e-10,
+        maxiter=5000, top_is_roll=False)
+    return -float(sol.stress[0].mean())
+
+
+def test_contact_normal_stiffness_is_per_area_at_every_voxel_size():
+    """The NCM contact is a normal spring per unit area k_n (materials.NCM_contact): at 1, 2 and 4 µm
+    voxels the same column carries the analytic stress of the blocks and the spring in series — uniaxial strain, the two interphase voxels of modulus 2 h k_n: compliance per area
+    2h / (M_f · 2 h k_n) = 1/(M_f k_n), M_f = (1 − ν)/((1 + ν)(1 − 2ν)). A voxel modulus (stop 21's
+    E_c = 0.5 GPa at every voxel size) made the contact twice as stiff at 1 µm as at 2 µm."""
+    from twinlab.materials import get_material
+
+    k_n = get_material("NCM_contact").normal_stiffness_gpa_um * 1e3  # MPa/µm
+    m_f = 0.7 / (1.3 * 0.4)
+    m_b = 20e3 * m_f
+    s = {h: _contact_column(h) for h in (1.0, 2.0, 4.0)}
+    for h, v in s.items():
+        blocks = 24.0 - 2.0 * h  # µm of bulk; the interphase voxels are the spring
+        assert v == pytest.approx(0.24 / (blocks / m_b + 1.0 / (m_f * k_n)), rel=1e-3), (h, v)
+    with pytest.raises(InputError, match="voxel size"):
+        ContactLaw.from_materials({1: get_material("NCM_contact")})
 
 
 def test_contact_crushes_at_the_compaction_pressure_and_rearranges_below_jamming():
@@ -519,8 +563,9 @@ def test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures(
     sample of a few particles) rises monotonically, steepens once the packing is jammed (rearrangement
     first: the pressure gained from 2.6 to 3.0 g/cm³ is less than from 3.0 to 3.4), and lies within the
     published calendering pressures of NCM cathodes at each density (:data:`PUBLISHED_MPA`, with its
-    sources). Measured (Coulomb friction on the contact plane, window 16, 4 steps, stop 21's contact
-    state): 10.6 / 33.6 / 66.6 / 95.9 MPa (stop 20: 10.5 / 32.8 / 54.6 / 81.6, not steepening); the von
+    sources). Measured (Coulomb friction on the contact plane, window 16, 4 steps, stop 22's per-area contact
+    stiffness and particle residue relief): 9.8 / 31.9 / 68.4 / 104.7 MPa (stop 21: 10.6 / 33.6 / 66.6 / 95.9;
+    stop 20: 10.5 / 32.8 / 54.6 / 81.6, not steepening); the von
     Mises friction limit before gave 7.1 / 18.1 / 28.2 / 46.0 on seed 1 alone."""
     series = [bench_cathode(seed=sd) for sd in PRESSURE_SEEDS]
     p = np.mean([[st.roll_pressure_mpa for st in s.steps] for s in series], axis=0)
@@ -540,7 +585,7 @@ def _gapped_column(d0, gap, passes, s_old=None):
     shape = (12, 4, 4)
     inst = np.ones(shape, np.int32)
     inst[6:] = 2
-    law = ContactLaw.from_materials({1: get_material("NCM_contact").with_(jamming_fraction=None)})
+    law = ContactLaw.from_materials({1: get_material("NCM_contact").with_(jamming_fraction=None)}, voxel_um=2.0)
     lam0, mu0 = lame_from_young(20e3, 0.3)
 
     def make(lam, mu, sy, code):
@@ -573,3 +618,24 @@ def test_a_contact_that_closes_after_the_last_solve_keeps_its_overlap():
     two, g2, _, _ = _gapped_column(0.0, g1, passes=10, s_old=one.stress)  # no further strain
     assert np.isnan(g2[5:7]).all()
     assert float(two.stress[0].mean()) == pytest.approx(s_ref, rel=1e-6)
+
+
+def test_elastic_particles_start_each_increment_from_their_mean_stress():
+    """relieve_particle_residuals: the bodies of elastic particles take their particle's mean stress (so the
+    mean — fixed by the contact tractions — is kept and the remap's self-equilibrated residue is gone); voxels
+    outside the bodies (interphase, plastic particles, pores) keep theirs."""
+    from twinlab.analyses.mechanics._contacts import relieve_particle_residuals
+
+    rng = np.random.default_rng(0)
+    inst = np.zeros((6, 5, 5), np.int32)
+    inst[:3], inst[3:] = 1, 2
+    inst[:, 0] = 0  # pore
+    bodies = inst > 0
+    bodies[2:4] = False  # the interphase layers either side of the contact
+    stress = rng.normal(0.0, 100.0, (6, *inst.shape))
+    before = stress.copy()
+    relieve_particle_residuals(stress, inst, bodies)
+    for pid in (1, 2):
+        m = bodies & (inst == pid)
+        assert np.allclose(stress[:, m], before[:, m].mean(axis=1)[:, None], atol=1e-12)
+    assert np.array_equal(stress[:, ~bodies], before[:, ~bodies])

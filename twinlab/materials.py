@@ -30,6 +30,10 @@ class Material:
     source: str = ""
     particulate: bool = False  # comes as discrete particles (a powder): particle splitting makes sense
     friction_coefficient: float | None = None  # contact laws: Coulomb friction μ on the contact plane
+    # contact laws: normal stiffness per unit contact area k_n (GPa/µm) of a compliant contact. The contact
+    # interphase is one voxel on each side of the contact face, so its modulus is E = 2 h k_n at voxel edge h
+    # (along the normal): the same contact at every voxel size. None: the interphase has the material's modulus
+    normal_stiffness_gpa_um: float | None = None
     # contact laws: compaction cap (mechanics/_contacts.py). A contact crushes (the particles flatten,
     # slide and chip into the neighbouring pores) when its pressure exceeds the powder's compaction
     # pressure at the local packing fraction φ: the rearrangement pressure below the jamming fraction φ_j,
@@ -94,35 +98,38 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
     # Contact interphase of NCM particles (mechanics/_contacts.py): the one-voxel layer on each side of a
     # particle–particle / particle–collector face. A "crushable" layer: compliant (the contact flattens
     # its asperities and the porous particle rim) and yielding in shear (sliding), no tension.
-    # Normal stiffness E_c (SCIENCE notes, issue 16): E_c is the modulus of the one-voxel interphase on each
-    # side of a contact face, so a contact's normal spring per unit area is ~E_c/(2h) (h the voxel size:
-    # 125 MPa/µm at 2 µm voxels, 250 at 1 µm) — it depends on the voxel size. No published value of this
-    # quantity for NCM was found (issue 16, stop 21); what was found brackets it (citations in the source text):
-    # * the binder polymer PVDF, E 1–3 GPa (SCIENCE.md §6); the nanoporous carbon-binder domain is softer than
-    #   its binder (no measured CBD modulus was found in the sources searched);
-    # * electrode-level coating moduli of the order of 0.1 GPa (indentation of hard-carbon/CMC coatings:
-    #   0.079–0.113 GPa for 1–4 % binder, Sawhney et al. 2024);
+    # Normal stiffness (SCIENCE notes, issue 16): a property of the contact, per unit contact area, k_n (GPa/µm).
+    # The interphase voxels (one each side of the face, edge h along the normal) get the modulus E_c = 2 h k_n,
+    # so the contact is equally stiff at every voxel size (stop 21 and before: a fixed E_c = 0.5 GPa, a spring
+    # E_c/(2h) of 0.125 GPa/µm at 2 µm voxels but 0.25 at 1 µm and 0.28 at the demo's 0.9 µm). k_n = 0.125
+    # GPa/µm keeps the value calibrated at 2 µm. No published value of it for NCM was found (issue 16, stops
+    # 21–22); what was found brackets it (citations in the source text):
+    # * a compliant layer of modulus E and thickness t is a spring E/t per area: the binder polymer PVDF,
+    #   E 1–3 GPa (SCIENCE.md §6), or electrode-level coating moduli of the order of 0.1 GPa (indentation of
+    #   hard-carbon/CMC coatings: 0.079–0.113 GPa for 1–4 % binder, Sawhney et al. 2024), over a CBD bridge or
+    #   rough particle rim of ~1–4 µm: ~0.03–3 GPa/µm (own estimate; no measured CBD modulus was found);
     # * the elastic Hertz contact of two NCM622 secondary particles (R = 7 µm, E = 20 GPa, ν = 0.3, contact
     #   radius a ≈ 1.3 µm, the generated cathode's mean contact area 5.3 µm²) has a normal stiffness per
-    #   unit area 2E*/(πa) ≈ 5.5 GPa/µm, i.e. E_c ≈ 20 GPa at 2 µm voxels (own estimate): the interphase
-    #   stands for a contact ~40× more compliant than smooth elastic spheres — the rough, porous rim of a
-    #   secondary particle (primary crystallites) and the CBD bridge, which is what makes it a model choice;
+    #   unit area 2E*/(πa) ≈ 5.5 GPa/µm (own estimate): k_n stands for a contact ~40× more compliant than
+    #   smooth elastic spheres — the rough, porous rim of a secondary particle (primary crystallites) and the
+    #   CBD bridge, which is what makes it a model choice;
     # * DEM calendering models of NMC cathodes calibrate their contact/bond stiffness against indentation
     #   of electrodes (Sangrós Giménez et al. 2019; Ngandjong et al. 2021; Lippke et al., NMC-622): their
     #   parameter values were not readable in the sources available to this search.
-    # Sensitivity of the generated NCM622 cathode (2 µm voxels, 32 µm window, 4 steps, seeds 1–3 mean,
-    # bench_calender_physics.py --quick --part cathode --runs 16x4 --seeds 1,2,3 --no-pores --contact-e E)
-    # at 2.6/3.0/3.4/3.8 g/cm³, roll pressure (MPa) and crackable > 100 MPa (%):
-    #   E_c 0.25 GPa: 10.0/25.6/40.4/52.7 MPa, 13.6/39.2/58.4/64.2 % (below the band at 3.8, flattening)
-    #   E_c 0.5 GPa:  10.5/32.8/54.6/81.6 MPa, 13.7/47.1/68.7/79.6 % (+22.3/+21.8/+27.0: not steeper 2.6→3.4)
-    #   E_c 1.0 GPa:  12.9/38.7/78.0/120.9 MPa, 18.2/55.8/81.2/90.8 % (steepening, in the band)
-    #   E_c 2.0 GPa:  15.3/44.5/96.4/172.0 MPa, 20.3/60.2/84.8/94.5 % (steepening, in the band)
-    # The pressure at 3.8 g/cm³ scales as ~E_c^0.55; the crackable volume at 3.0 g/cm³ grows 39 → 60 % from
-    # 0.25 to 2 GPa. 0.5 GPa is kept: no source fixes a different value.
-    Material("NCM_contact", None, 0.5, 0.3, 1.0, None, None,
-             "compliant normal E_c = 0.5 GPa: calibrated (mechanics sensitivity study of issue 8, stops.md), not "
-             "measured — bracketed by the binder polymer (PVDF E 1–3 GPa, SCIENCE.md §6) above and electrode-coating "
-             "moduli of ~0.1 GPa below (Sawhney, Shittu, Morgan, Sackett & Baker, 'Mechanical effects of "
+    # Sensitivity of the generated NCM622 cathode (2 µm voxels, 32 µm window, 4 steps, seeds 1–3 mean, stop 20's
+    # code, bench_calender_physics.py --quick --part cathode --runs 16x4 --seeds 1,2,3 --no-pores, then
+    # --contact-e E; now --contact-kn E/4) at 2.6/3.0/3.4/3.8 g/cm³, roll pressure (MPa), crackable > 100 MPa (%):
+    #   k_n 0.0625 GPa/µm: 10.0/25.6/40.4/52.7 MPa, 13.6/39.2/58.4/64.2 % (below the band at 3.8, flattening)
+    #   k_n 0.125 GPa/µm:  10.5/32.8/54.6/81.6 MPa, 13.7/47.1/68.7/79.6 % (+22.3/+21.8/+27.0: not steeper 2.6→3.4)
+    #   k_n 0.25 GPa/µm:   12.9/38.7/78.0/120.9 MPa, 18.2/55.8/81.2/90.8 % (steepening, in the band)
+    #   k_n 0.5 GPa/µm:    15.3/44.5/96.4/172.0 MPa, 20.3/60.2/84.8/94.5 % (steepening, in the band)
+    # The pressure at 3.8 g/cm³ scales as ~k_n^0.55; the crackable volume at 3.0 g/cm³ grows 39 → 60 % from
+    # 0.0625 to 0.5 GPa/µm. 0.125 GPa/µm is kept: no source fixes a different value.
+    Material("NCM_contact", None, None, 0.3, 1.0, None, None,
+             "compliant normal stiffness per contact area k_n = 0.125 GPa/µm (the interphase modulus E_c = 2 h k_n: "
+             "0.5 GPa at 2 µm voxels, 0.225 GPa at 0.9 µm): calibrated (as E_c = 0.5 GPa at 2 µm voxels in the mechanics "
+             "sensitivity study of issue 8, stops.md), not measured — bracketed, as a compliant layer of 1–4 µm (spring E/t per area: ~0.03–3 GPa/µm), by the "
+             "binder polymer (PVDF E 1–3 GPa, SCIENCE.md §6) above and electrode-coating moduli of ~0.1 GPa below (Sawhney, Shittu, Morgan, Sackett & Baker, 'Mechanical effects of "
              "carboxymethylcellulose binder in hard carbon electrodes', arXiv:2403.11668 (2024): 0.079–0.113 GPa); the "
              "DEM calendering models of NMC cathodes that calibrate contact stiffness against electrode indentation "
              "(Sangrós Giménez et al., Powder Technol. 349 (2019) 1, and C. L. Sangrós Giménez, 'DEM-based modelling of"
@@ -131,8 +138,7 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "J. Power Sources 485 (2021) 229320; Lippke et al., 'Simulation of the calendering process of NMC-622 "
              "cathodes for lithium-ion batteries', Energy Technol., DOI 10.1002/ente.202200442; Srivastava, "
              "Bolintineanu, Lechman & Roberts, ACS Appl. Mater. Interfaces 12 (2020) 34919 for the binder adhesion) "
-             "give no value for a voxel interphase; the contact's normal spring per unit area is E_c/(2h) (voxel size "
-             "h); shear: "
+             "give no value for the contact's normal spring per unit area; shear: "
              "Coulomb friction on the contact plane (shear traction ≤ (1 MPa + √3 μ × normal pressure)/√3) "
              "with the particle–particle friction coefficient μ = 0.3 typical of DEM calendering models of NCM "
              "cathodes (Sangrós Giménez et "
@@ -151,7 +157,7 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "Meyer et al., J. Mater. Process. Technol. 249 (2017) 172; Schreiner et al., Energy Technol. 7 "
              "(2019) 1900840)",
              friction_coefficient=0.3, jamming_fraction=0.555, crush_strength_mpa=125.0,
-             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03),
+             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03, normal_stiffness_gpa_um=0.125),
 )}
 
 

@@ -22,8 +22,10 @@ Prints
   seed-to-seed spread at each run: the noise floor that a window (or increment-count) comparison must
   beat to show a bias. WINDOW is in voxels (2 µm with ``--quick``: 16x4 is a 32 µm window, 4 steps);
   every window is a centred crop of one generated cathode ``--width`` µm wide (default 48), so windows
-  of ≥ 60 µm need e.g. ``--width 72 --runs 32x4,24x4``. ``--contact-e GPa`` replaces the NCM contact
-  law's normal stiffness (materials.NCM_contact) for a sensitivity run.
+  of ≥ 60 µm need e.g. ``--width 72 --runs 32x4,24x4``. ``--contact-kn GPa/µm`` replaces the NCM contact
+  law's normal stiffness per contact area (materials.NCM_contact) for a sensitivity run; ``--voxel µm``
+  calenders the same cathode, generated at 1 µm, on bins of that size (``voxel_um``; windows then count
+  those bins).
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
   two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
@@ -87,10 +89,12 @@ def hertz():
               f"interphase voxels open; {time.perf_counter() - t:.0f} s", flush=True)
 
 
-def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, width=48.0, contact_e=None):
+def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, width=48.0, contact_kn=None,
+            voxel=None):
     """The cathode series per seed and run (WINDOWxSTEPS: lateral window in voxels × increments), on one
     generated cathode of ``width`` µm in-plane per seed (every window a centred crop of it, so the windows
-    of one seed share their particles); ``contact_e`` (GPa) replaces the NCM contact law's normal stiffness."""
+    of one seed share their particles); ``contact_kn`` (GPa/µm) replaces the NCM contact law's normal stiffness
+    per contact area; ``voxel`` (µm): the cathode generated at 1 µm, calendered on bins of that size."""
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
     from twinlab.datasets.generators import make_cathode
@@ -98,10 +102,11 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
     from twinlab.errors import InputError
     from twinlab.materials import MATERIALS
 
-    contact_materials = None if contact_e is None else {
-        "active": MATERIALS["NCM_contact"].with_(youngs_modulus_gpa=contact_e)}
+    contact_materials = None if contact_kn is None else {
+        "active": MATERIALS["NCM_contact"].with_(normal_stiffness_gpa_um=contact_kn)}
     design = ncm622_cathode()
-    vs = 2.0 if quick else 1.0
+    vs = 2.0 if (quick and voxel is None) else 1.0
+    mech = voxel or vs  # the mechanics' voxel edge (µm)
     runs = runs or ([(32, 4), (32, 8), (48, 4)] if not quick else [(16, 4), (16, 8), (24, 4)])
     crack = {}  # (window, steps) → {seed: [(c100, c150) per density]}
     for seed in seeds:
@@ -112,9 +117,11 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
             t = time.perf_counter()
             s = calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
                          voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
-                         maxiter=20000, rearrange=rearrange, contact_materials=contact_materials)
-            print(f"rearrange={rearrange} contact E {contact_e or MATERIALS['NCM_contact'].youngs_modulus_gpa} GPa "
-                  f"seed {seed} window {window} ({window * vs:.0f} µm) steps {steps} "
+                         maxiter=20000, rearrange=rearrange, contact_materials=contact_materials,
+                         voxel_um=None if mech == vs else mech)
+            kn = contact_kn or MATERIALS["NCM_contact"].normal_stiffness_gpa_um
+            print(f"rearrange={rearrange} contact k_n {kn} GPa/µm, {mech} µm voxels, "
+                  f"seed {seed} window {window} ({window * mech:.0f} µm) steps {steps} "
                   f"({time.perf_counter() - t:.0f} s):", flush=True)
             for d in s.settings.get("dem_stages", []):
                 print(f"    DEM: {d['from_layers']} → {d['stopped_layers']} layers (target {d['target_layers']}), "
@@ -126,7 +133,7 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                 pores_txt = ""
                 if pores:
                     try:
-                        net = extract_network(state.labels, voxel_size_um=vs, thickness_axis="y")
+                        net = extract_network(state.labels, voxel_size_um=mech, thickness_axis="y")
                         m = compute_network_metrics(net)
                         rad, coo = m.mean_inscribed_radius_um, m.mean_coordination
                         pores_txt = (f", pore radius inscribed {rad:.3f} µm (equivalent "
@@ -233,8 +240,11 @@ def main():
     ap.add_argument("--width", type=float, default=48.0,
                     help="in-plane extent (µm) of the generated cathode; the windows are centred crops of it "
                          "(a window at least as wide as it takes the whole cathode)")
-    ap.add_argument("--contact-e", type=float, default=None,
-                    help="normal stiffness E (GPa) of the NCM contact law instead of materials.NCM_contact's")
+    ap.add_argument("--contact-kn", type=float, default=None,
+                    help="normal stiffness per contact area k_n (GPa/µm) of the NCM contact law instead of "
+                         "materials.NCM_contact's")
+    ap.add_argument("--voxel", type=float, default=None,
+                    help="mechanics voxel edge (µm) for the cathode: generated at 1 µm, calendered on its bins")
     ap.add_argument("--no-pores", action="store_true", help="skip the pore network per cathode member")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
@@ -251,7 +261,7 @@ def main():
         runs = [tuple(int(v) for v in r.split("x")) for r in args.runs.split(",")] if args.runs else None
         for rearrange in args.rearrange.split(","):
             cathode(args.quick, runs, rearrange, tuple(int(v) for v in args.seeds.split(",")), not args.no_pores,
-                    args.width, args.contact_e)
+                    args.width, args.contact_kn, args.voxel)
     if "lmp" in parts:
         for rearrange in args.rearrange.split(","):
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,

@@ -16,7 +16,9 @@ its corner displacements) scaled so the coating fits the new thickness, and reso
 the volume-conserving remap (:mod:`._remap`): every phase keeps exactly its voxel count and the
 pores absorb the change. Stress, strain, accumulated displacement and the broken-shell mask travel
 with the material (an updated-Lagrangian, hypo-elastic state: no spring-back — the known limit of
-strain-controlled calendering models).
+strain-controlled calendering models). With contacts, an elastic particle starts each increment from
+its mean stress (:func:`._contacts.relieve_particle_residuals`): the stress the remap carried within it
+is not the elastic field of its contact tractions, and the residue accumulated (issue 16).
 
 Contacts (issue 16, :mod:`._contacts`): particle instances (the twin's ``labels/particles`` or
 connected components) touch through a unilateral contact interphase — no tension, a compliant
@@ -63,7 +65,7 @@ from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
-from ._contacts import foreign_faces, setup_state, shell_fracture, solve_with_contacts
+from ._contacts import foreign_faces, relieve_particle_residuals, setup_state, shell_fracture, solve_with_contacts
 from ._options import CalenderOptions
 from ._rearrange import dem_materials, rearrange_state
 from ._remap import remap_voxels
@@ -201,7 +203,8 @@ def calender(
 
     targets = _targets(ratios, densities, m0, rho0, rho_s, area, n_solid)
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
-    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed)
+    cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed,
+                            voxel_um=h)
     # the compaction cap is an explicit update of the packing state: its increments are kept small
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
     # instead rearranges each requested increment to jamming itself)
@@ -336,14 +339,17 @@ def _particle_labels(obj, particles, shape):
     return particles.astype(np.int32, copy=False)
 
 
-def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells, seed=0):
+def _contact_setup(lab, inst_in, phases, lut, contacts, contact_materials, shells, seed=0, voxel_um=None):
     names = {v: n for v, n in lut["names"].items()}
     for n, m in dict(contact_materials or {}).items():  # keys checked by CalenderOptions
         mat = get_material(m) if isinstance(m, str) else m
-        if mat.youngs_modulus_gpa is None or mat.poisson_ratio is None or not mat.youngs_modulus_gpa > 0:
-            raise InputError(f"contact material for {n!r} needs a positive Young's modulus and a Poisson ratio")
+        stiff = mat.normal_stiffness_gpa_um if mat.normal_stiffness_gpa_um is not None else mat.youngs_modulus_gpa
+        if stiff is None or mat.poisson_ratio is None or not stiff > 0:
+            raise InputError(f"contact material for {n!r} needs a positive normal stiffness per area or Young's "
+                             "modulus, and a Poisson ratio")
     return setup_state(lab, inst_in, names=names, materials=lut["materials"], contacts=contacts,
-                       contact_materials=contact_materials, shells=shells, get_material=get_material, seed=seed)
+                       contact_materials=contact_materials, shells=shells, get_material=get_material, seed=seed,
+                       voxel_um=voxel_um)
 
 
 def _lateral_window(labels, image, t_axis, window):
@@ -560,6 +566,16 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         code[:nt][broken] = ELASTIC
     sy = np.full(shape_c, np.inf, dtype)
     sy[:nt] = lut["sy"][lab]
+    contacts = cstate is not None and cstate.law is not None
+    if contacts:
+        fixed = np.zeros(shape_c, bool)
+        fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
+        # elastic particles start from their mean stress: no residue of the remap (relieve_particle_residuals)
+        inter, _ = foreign_faces(cstate.inst, fixed[:nt], top_is_roll=True)
+        bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~inter
+        if cstate.shelled is not None:
+            bodies &= ~cstate.shelled
+        relieve_particle_residuals(stress, cstate.inst, bodies)
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
     override = None
@@ -584,9 +600,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         last.append(solver)
         return solver
 
-    if cstate is not None and cstate.law is not None:
-        fixed = np.zeros(shape_c, bool)
-        fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
+    if contacts:
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
