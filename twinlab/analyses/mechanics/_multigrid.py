@@ -95,7 +95,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from ._operator import active_rows, apply_tangent
+from ._operator import active_rows, apply_tangent, tangent_residual
 
 __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_inverse", "prolongation_matrix"]
 
@@ -527,10 +527,10 @@ def _store_inverse(d, out, i, j, k):
 
 
 @numba.njit(parallel=True, cache=True)
-def _cheb_step(dinv, r, d, x, a, b):
-    """d = a d + b D⁻¹ r; x += d (one Chebyshev step with node-block Jacobi; d is not read when
-    a = 0). (Fusing the residual update r −= A d into this step measured slower than the two
-    passes: 0.81 against 0.44 + 0.21 ms at 64³.)"""
+def _cheb_step(dinv, r, d, x, a, b, init):
+    """d = a d + b D⁻¹ r; x += d, or x = d with ``init`` (one Chebyshev step with node-block Jacobi;
+    d is not read when a = 0, x not with ``init``). (Fusing the residual update r −= A d into this
+    step measured slower than the two passes: 0.81 against 0.44 + 0.21 ms at 64³.)"""
     n0, n1, n2 = r.shape[1], r.shape[2], r.shape[3]
     first = a == 0
     for i in numba.prange(n0):
@@ -552,18 +552,14 @@ def _cheb_step(dinv, r, d, x, a, b):
                 d[0, i, j, k] = v0
                 d[1, i, j, k] = v1
                 d[2, i, j, k] = v2
-                x[0, i, j, k] += v0
-                x[1, i, j, k] += v1
-                x[2, i, j, k] += v2
-
-
-@numba.njit(parallel=True, cache=True)
-def _sub(r, y):
-    """r -= y."""
-    rf = r.reshape(-1)
-    yf = y.reshape(-1)
-    for i in numba.prange(rf.size):
-        rf[i] -= yf[i]
+                if init:
+                    x[0, i, j, k] = v0
+                    x[1, i, j, k] = v1
+                    x[2, i, j, k] = v2
+                else:
+                    x[0, i, j, k] += v0
+                    x[1, i, j, k] += v1
+                    x[2, i, j, k] += v2
 
 
 @numba.njit(parallel=True, cache=True)
@@ -906,9 +902,23 @@ def stencil_add_elements(ke, i0, st, pack):
                                 st[i, j, so + 3 * m + n, k] += e[pack[8 * m + ci, 8 * n + cj]]
 
 
-@numba.njit(parallel=True, cache=True)
 def stencil_apply(st, x, out):
-    """out = A x for a node stencil st (periodic, one stored block per symmetric pair).
+    """out = A x for a node stencil st (periodic, one stored block per symmetric pair; see
+    :func:`_stencil_sweep`)."""
+    _stencil_sweep(st, x, out, out, False)
+    return out
+
+
+def stencil_residual(st, x, b, out):
+    """out = b − A x for a node stencil st in one pass (``b`` may be ``out``: r −= A x in place)."""
+    _stencil_sweep(st, x, b, out, True)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _stencil_sweep(st, x, rhs, out, residual):
+    """out = A x, or rhs − A x with ``residual``, for a node stencil st (periodic, one stored block per
+    symmetric pair).
 
     Per node row (i, j): the 9 neighbour rows of x are copied with their periodic halo into one flat
     buffer; each forward block row of this node (× the neighbour's x, shifted along k) and each
@@ -972,9 +982,15 @@ def stencil_apply(st, x, out):
                             elif d2 == -1:  # node n2 − 1 from the neighbour's k = 0
                                 acc[ao + n2 - 1] += row[0] * xb[bx + n2 - 1]
             for m in range(3):
-                for k in range(n2):
-                    out[m, i, j, k] = acc[m * n2 + k]
-    return out
+                orow = out[m, i, j]
+                arow = acc[m * n2:(m + 1) * n2]
+                if residual:
+                    brow = rhs[m, i, j]
+                    for k in range(n2):
+                        orow[k] = brow[k] - arow[k]
+                else:
+                    for k in range(n2):
+                        orow[k] = arow[k]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -1085,7 +1101,7 @@ class _Level:
         self.dinv = self.mask = None
         self.tr = None  # the interpolation from the next level (:class:`Transfer`)
         self.lmax = 1.0
-        self.b = self.x = self.r = self.d = self.t = None
+        self.b = self.x = self.r = self.d = None
         self.kvec = []  # K-cycle work vectors (coarse levels)
         self.copied = False
 
@@ -1099,14 +1115,21 @@ class _Level:
             stencil_apply(self.st, u, out)
         return out
 
+    def residual(self, u, b, out):
+        """out = b − A u in one pass (``b`` may be ``out``)."""
+        if self.st is None:
+            tangent_residual(u, b, self.coef, self.pvec, self.active, self.q, out)
+        else:
+            stencil_residual(self.st, u, b, out)
+        return out
+
     def assemble(self) -> sp.csr_matrix:
         return assemble(self.coef, self.pvec, self.q) if self.st is None else assemble_stencil(self.st)
 
     @property
     def nbytes(self) -> int:
         arrays = [self.st, self.dinv, self.mask, None if self.tr is None else self.tr.bits, self.b, self.x, self.r,
-                  self.d, self.t,
-                  *self.kvec]
+                  self.d, *self.kvec]
         if self.copied:  # the fine coefficients in the hierarchy's precision
             arrays += [self.coef, self.pvec]
         return sum(a.nbytes for a in arrays if a is not None)
@@ -1247,7 +1270,7 @@ class ElasticMultigrid:
                     _stencil_node_blocks(lev.st, lev.dinv)
                     lev.tr = transfer_weights(lev.axes, dt, stencil=lev.st if self.masked else None)
                 lev.mask = np.ascontiguousarray(lev.dinv[0] != 0)
-                for name in ("r", "d", "t"):
+                for name in ("r", "d"):
                     setattr(lev, name, getattr(prev, name) if prev is not None else np.zeros((3, *shape), dt))
                 if li > 0 and self.kcycle:
                     lev.kvec = prev.kvec if prev is not None else [np.zeros((3, *shape), dt) for _ in range(5)]
@@ -1372,11 +1395,13 @@ class ElasticMultigrid:
         finally:
             numba.set_num_threads(self.threads)
 
-    def smooth(self, li: int, b, x, r, *, residual: bool = True) -> None:
+    def smooth(self, li: int, b, x, r, *, residual: bool = True, first: bool = False) -> None:
         """``degree`` Chebyshev–Jacobi steps on level ``li`` for A x = b; ``r`` holds b − A x on
-        entry and, with ``residual``, on exit (x = 0, r = b for a pre-smoothing). Without
-        ``residual`` the last step's operator application is skipped (r is then stale): the
-        finest level's post-smoothing, whose residual nobody reads: one fine application fewer."""
+        entry and, with ``residual``, on exit. ``first`` (a pre-smoothing): x = 0 on entry, neither x
+        nor r is read (they are set here, from b). Without ``residual`` the last step's operator
+        application is skipped (r is then stale): the finest level's post-smoothing, whose residual
+        nobody reads: one fine application fewer. Each residual update r −= A d is one fused pass
+        (:meth:`_Level.residual`: no separate product and subtraction)."""
         lev = self.levels[li]
         lmax = lev.lmax
         lmin = lmax / self.ratio
@@ -1386,17 +1411,18 @@ class ElasticMultigrid:
         rho = 1.0 / sigma
         dt = self.dtype.type
         d = lev.d
-        _cheb_step(lev.dinv, r, d, x, dt(0), dt(1.0 / theta))
+        src = b if first else r  # the residual before this step: b where x = 0
+        _cheb_step(lev.dinv, src, d, x, dt(0), dt(1.0 / theta), first)
         degree = self.degree if li == 0 else self.coarse_degree
         for s in range(1, degree + 1):
             if s == degree and not residual:
                 break
-            lev.apply(d, lev.t)
-            _sub(r, lev.t)
+            lev.residual(d, src, r)
+            src = r
             if s == degree:
                 break
             rho_new = 1.0 / (2.0 * sigma - rho)
-            _cheb_step(lev.dinv, r, d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta))
+            _cheb_step(lev.dinv, r, d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta), False)
             rho = rho_new
 
     def _cycle(self, li: int, b, x) -> None:
@@ -1413,18 +1439,15 @@ class ElasticMultigrid:
         b − A x on exit (the K-cycle reads A x = b − r from it instead of applying A again)."""
         lev = self.levels[li]
         numba.set_num_threads(lev.threads(self.threads))
-        x[...] = 0
         r = lev.r
-        r[...] = b
-        self.smooth(li, b, x, r)
+        self.smooth(li, b, x, r, first=True)
         coarse = self.levels[li + 1]
         a0, a1, a2 = lev.axes
         _restrict(r, coarse.b, a0.fi, a0.fs, a1.fi, a1.fs, a2.fi, a2.fs, *lev.tr.args(), lev.mask)
         self._cycle(li + 1, coarse.b, coarse.x)
         numba.set_num_threads(lev.threads(self.threads))
         _prolong_add(x, coarse.x, a0.cp, a1.cp, a2.cp, *lev.tr.args(), lev.mask)
-        lev.apply(x, lev.t)
-        _residual_image(b, lev.t, r)  # r = b − A x
+        lev.residual(x, b, r)  # r = b − A x
         self.smooth(li, b, x, r, residual=residual)
 
     def _kcycle(self, li: int, b, x) -> None:
