@@ -63,7 +63,7 @@ def _check_transfer_kernels(axes, tr, p, seed):
     np.testing.assert_allclose(x.reshape(-1), p @ xc.reshape(-1), rtol=1e-13)
     r = rng.standard_normal((3, *shape))
     rc = np.empty((3, *nc))
-    _restrict(r, rc, *[v for a in axes for v in (a.fi, a.fs)], *tr.args(), mask)
+    _restrict(r, rc, axes[0].fi, axes[0].fs, axes[1].cp, axes[2].cp, *tr.args(), mask)
     np.testing.assert_allclose(rc.reshape(-1), p.T @ r.reshape(-1), rtol=1e-13)
     return xc
 
