@@ -292,7 +292,7 @@ def profile_part(args) -> None:
         return wrapper
 
     names = {"_cheb_step": 1, "_sub": 0, "_residual_image": 2, "_axpy": 0, "_dot": 0, "_restrict": 0, "_prolong_add": 0,
-             "stencil_apply": 1, "apply_tangent": 0}
+             "stencil_apply": 1, "apply_tangent": 0, "stencil_residual": 1, "tangent_residual": 0}
     saved = {n: getattr(mg_mod, n) for n in names if hasattr(mg_mod, n)}  # (an older cycle: fewer kernels)
     saved_coarse = mg.__class__._solve_coarsest
     numba.set_num_threads(args.workers)

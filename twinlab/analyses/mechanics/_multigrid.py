@@ -61,8 +61,9 @@ solver's float64 flexible CG (as the transport solver does):
 
 Memory (float32 cycle): the level-1 stencil is 126 values per coarse node ≈ 63 B per fine voxel
 (243 and 122 B before the symmetric storage), all coarser levels ≈ 9 B, the finest level's node
-blocks, mask and 3 work vectors ≈ 65 B, the coarse levels' vectors ≈ 10 B, the parent masks 1 B
-(33 B as float32 weights and flags): ≈ 150 B per fine voxel besides the fine coefficients, which
+blocks, mask and 2 work vectors ≈ 53 B (a third went with the fused residual updates, stop 22), the
+coarse levels' vectors ≈ 10 B, the parent masks 1 B (33 B as float32 weights and flags): ≈ 140 B per
+fine voxel besides the fine coefficients, which
 the hierarchy shares with a solver that has them in float32 (the calender's; a float64 caller's are
 copied, 12 B). While a level is built, its packed element matrices add ≤ 19 B (the first level's,
 ≤ 1/8 at a time: 150 B at once before). The solver adds its float64 CG vectors x, r (in the
@@ -1224,6 +1225,7 @@ class ElasticMultigrid:
         self._kmat = np.stack([k_l, k_m, k_h])
         self._gmat = g
         self._io = None  # (b, x) of the finest level when apply() gets vectors of another precision
+        self._nt = None  # the thread count the cycle set last (see _threads_for)
         self.levels: list[_Level] = []
         self.update(coef, pvec)
 
@@ -1415,6 +1417,7 @@ class ElasticMultigrid:
         """z ≈ A⁻¹ r by one V-cycle (z overwritten; zero at nodes without stiffness). ``r`` may have
         another precision (the finest level reads it only through casting copies); a ``z`` of
         another precision goes through a buffer."""
+        self._nt = None  # the thread count the cycle set last (None: unknown, set on first use)
         try:
             if z.dtype == self.dtype:
                 self._cycle(0, r, z)
@@ -1427,6 +1430,15 @@ class ElasticMultigrid:
             z[...] = x
         finally:
             numba.set_num_threads(self.threads)
+            self._nt = self.threads
+
+    def _threads_for(self, lev: _Level) -> None:
+        """The level's thread count for the kernels that follow, set only when it changes: a cycle
+        passes between levels ~45 times at 64³, and each ``numba.set_num_threads`` costs 10–40 µs."""
+        n = lev.threads(self.threads)
+        if n != self._nt:
+            numba.set_num_threads(n)
+            self._nt = n
 
     def smooth(self, li: int, b, x, r, *, residual: bool = True, first: bool = False) -> None:
         """``degree`` Chebyshev–Jacobi steps on level ``li`` for A x = b; ``r`` holds b − A x on
@@ -1471,14 +1483,14 @@ class ElasticMultigrid:
         """x ≈ A_li⁻¹ b by one V-cycle from level li; with ``residual`` the level's ``r`` holds
         b − A x on exit (the K-cycle reads A x = b − r from it instead of applying A again)."""
         lev = self.levels[li]
-        numba.set_num_threads(lev.threads(self.threads))
+        self._threads_for(lev)
         r = lev.r
         self.smooth(li, b, x, r, first=True)
         coarse = self.levels[li + 1]
         a0, a1, a2 = lev.axes
         _restrict(r, coarse.b, a0.fi, a0.fs, a1.cp, a2.cp, *lev.tr.args(), lev.mask)
         self._cycle(li + 1, coarse.b, coarse.x)
-        numba.set_num_threads(lev.threads(self.threads))
+        self._threads_for(lev)
         _prolong_add(x, coarse.x, a0.cp, a1.cp, a2.cp, *lev.tr.args(), lev.mask)
         lev.residual(x, b, r)  # r = b − A x
         self.smooth(li, b, x, r, residual=residual)
@@ -1491,7 +1503,7 @@ class ElasticMultigrid:
         lev = self.levels[li]
         z1, w1, r2, z2, w2 = lev.kvec
         self._vcycle(li, b, z1, residual=True)
-        numba.set_num_threads(lev.threads(self.threads))
+        self._threads_for(lev)
         _residual_image(b, lev.r, w1)  # A z1 = b − r: the smoother's residual, no extra application
         rho1 = _dot(z1, w1)
         if not rho1 > 0:
@@ -1505,7 +1517,7 @@ class ElasticMultigrid:
             x *= a1
             return
         self._vcycle(li, r2, z2, residual=True)
-        numba.set_num_threads(lev.threads(self.threads))
+        self._threads_for(lev)
         _residual_image(r2, lev.r, w2)
         g = _dot(z2, w1) / rho1
         _axpy(z2, z1, -g)  # d2 = z2 − g z1, A d2 = w2 − g w1
