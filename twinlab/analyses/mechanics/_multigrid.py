@@ -379,6 +379,14 @@ def _weights(mode, solid, st, theta2, wp0, gp0, wp1, gp1, wp2, gp2, bits):
                     bits[i, j, k] = kept | (255 ^ full)
 
 
+@numba.njit(cache=True, inline="always")
+def _add3(rc, I, J, K, w, r0, r1, r2):
+    """rc[:, I, J, K] += w (r0, r1, r2)."""
+    rc[0, I, J, K] += w * r0
+    rc[1, I, J, K] += w * r1
+    rc[2, I, J, K] += w * r2
+
+
 @numba.njit(parallel=True, cache=True)
 def _restrict(r, rc, f0, s0, cp1, cp2, tab, bits, o0, o1, o2, mask):
     """rc = Pᵀ (mask ∘ r) (the transpose of :func:`_prolong_add`; nodes without stiffness are skipped).
@@ -411,22 +419,10 @@ def _restrict(r, rc, f0, s0, cp1, cp2, tab, bits, o0, o1, o2, mask):
                     r0 = r[0, i, j, k]
                     r1 = r[1, i, j, k]
                     r2 = r[2, i, j, k]
-                    w = wrow[4 * sl0]
-                    rc[0, I, J0, K0] += w * r0
-                    rc[1, I, J0, K0] += w * r1
-                    rc[2, I, J0, K0] += w * r2
-                    w = wrow[4 * sl0 + 1]
-                    rc[0, I, J0, K1] += w * r0
-                    rc[1, I, J0, K1] += w * r1
-                    rc[2, I, J0, K1] += w * r2
-                    w = wrow[4 * sl0 + 2]
-                    rc[0, I, J1, K0] += w * r0
-                    rc[1, I, J1, K0] += w * r1
-                    rc[2, I, J1, K0] += w * r2
-                    w = wrow[4 * sl0 + 3]
-                    rc[0, I, J1, K1] += w * r0
-                    rc[1, I, J1, K1] += w * r1
-                    rc[2, I, J1, K1] += w * r2
+                    _add3(rc, I, J0, K0, wrow[4 * sl0], r0, r1, r2)
+                    _add3(rc, I, J0, K1, wrow[4 * sl0 + 1], r0, r1, r2)
+                    _add3(rc, I, J1, K0, wrow[4 * sl0 + 2], r0, r1, r2)
+                    _add3(rc, I, J1, K1, wrow[4 * sl0 + 3], r0, r1, r2)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -927,6 +923,18 @@ def stencil_residual(st, x, b, out):
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _block_madd(a0, a1, a2, r00, r01, r02, r10, r11, r12, r20, r21, r22, x0, x1, x2, n):
+    """a_m[k] += Σ_n r_mn[k] x_n[k] for k < n: one 3 × 3 stencil block along a node row."""
+    for k in range(n):
+        v0 = x0[k]
+        v1 = x1[k]
+        v2 = x2[k]
+        a0[k] += r00[k] * v0 + r01[k] * v1 + r02[k] * v2
+        a1[k] += r10[k] * v0 + r11[k] * v1 + r12[k] * v2
+        a2[k] += r20[k] * v0 + r21[k] * v1 + r22[k] * v2
+
+
 @numba.njit(parallel=True, cache=True)
 def _stencil_sweep(st, x, rhs, out, residual):
     """out = A x, or rhs − A x with ``residual``, for a node stencil st (periodic, one stored block per
@@ -974,13 +982,7 @@ def _stencil_sweep(st, x, rhs, out, residual):
                 x0 = xb[3 * ab * w + c:]
                 x1 = xb[(3 * ab + 1) * w + c:]
                 x2 = xb[(3 * ab + 2) * w + c:]
-                for k in range(n2):
-                    v0 = x0[k]
-                    v1 = x1[k]
-                    v2 = x2[k]
-                    a0[k] += r00[k] * v0 + r01[k] * v1 + r02[k] * v2
-                    a1[k] += r10[k] * v0 + r11[k] * v1 + r12[k] * v2
-                    a2[k] += r20[k] * v0 + r21[k] * v1 + r22[k] * v2
+                _block_madd(a0, a1, a2, r00, r01, r02, r10, r11, r12, r20, r21, r22, x0, x1, x2, n2)
             for o in range(14, 27):  # backward: node − d's block to this node, transposed
                 ab = o // 3
                 c = o % 3
@@ -1000,13 +1002,7 @@ def _stencil_sweep(st, x, rhs, out, residual):
                 b0 = acc[lo:]
                 b1 = acc[n2 + lo:]
                 b2 = acc[2 * n2 + lo:]
-                for t in range(hi - lo):
-                    v0 = x0[t]
-                    v1 = x1[t]
-                    v2 = x2[t]
-                    b0[t] += r00[t] * v0 + r10[t] * v1 + r20[t] * v2
-                    b1[t] += r01[t] * v0 + r11[t] * v1 + r21[t] * v2
-                    b2[t] += r02[t] * v0 + r12[t] * v1 + r22[t] * v2
+                _block_madd(b0, b1, b2, r00, r10, r20, r01, r11, r21, r02, r12, r22, x0, x1, x2, hi - lo)  # Bᵀ
                 if d2 != 0:  # node 0 from the neighbour's k = n2 − 1, or node n2 − 1 from its k = 0 (halo)
                     kk = 0 if d2 == 1 else n2 - 1
                     ks = n2 - 1 if d2 == 1 else 0
