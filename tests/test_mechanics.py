@@ -263,7 +263,8 @@ def _random_material(rng, shape, dtype):
 @pytest.mark.parametrize("shape", [(5, 6, 7), (1, 3, 4), (2, 1, 5), (3, 4, 1), (3, 2, 130), (4, 3, 65)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_operator_matches_reference(shape, dtype):
-    from twinlab.analyses.mechanics._operator import active_rows, apply_tangent, internal_force, tangent_coefficients
+    from twinlab.analyses.mechanics._operator import (active_rows, apply_tangent, internal_force, tangent_coefficients,
+                                                      tangent_residual)
 
     rng = np.random.default_rng(sum(shape))
     h = np.array([1.0, 0.7, 1.3])  # anisotropic voxels
@@ -283,6 +284,13 @@ def test_fused_operator_matches_reference(shape, dtype):
             e, lam.astype(float), mu.astype(float), theta.astype(float), normal.astype(float), c, reg))
         scale = np.abs(ref).max()
         np.testing.assert_allclose(out, ref, rtol=0, atol=rtol * scale)
+        # the fused residual b − K u, into another array and in place (the multigrid smoother's)
+        b = (rng.standard_normal(u.shape) * scale).astype(dtype)
+        res = tangent_residual(u, b, coef, pvec, active_rows(coef, pvec), q, np.empty_like(u))
+        np.testing.assert_allclose(res, b - ref, rtol=0, atol=2 * rtol * scale)
+        inplace = b.copy()
+        tangent_residual(u, inplace, coef, pvec, active_rows(coef, pvec), q, inplace)
+        np.testing.assert_array_equal(inplace, res)
     # given stresses (zero in pores) plus the hourglass forces of u
     sig = rng.standard_normal((6, *shape)).astype(dtype) * 100
     sig[:, mu == 0] = 0

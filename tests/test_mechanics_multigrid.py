@@ -63,7 +63,7 @@ def _check_transfer_kernels(axes, tr, p, seed):
     np.testing.assert_allclose(x.reshape(-1), p @ xc.reshape(-1), rtol=1e-13)
     r = rng.standard_normal((3, *shape))
     rc = np.empty((3, *nc))
-    _restrict(r, rc, *[v for a in axes for v in (a.fi, a.fs)], *tr.args(), mask)
+    _restrict(r, rc, axes[0].fi, axes[0].fs, axes[1].cp, axes[2].cp, *tr.args(), mask)
     np.testing.assert_allclose(rc.reshape(-1), p.T @ r.reshape(-1), rtol=1e-13)
     return xc
 
@@ -175,6 +175,12 @@ def test_node_blocks_and_one_smoothing_sweep_equal_the_assembled_formula(plastic
     expect = np.einsum("nab,nb->na", np.where(live[:, None, None], got, 0.0), bb).T.reshape(-1) / theta
     np.testing.assert_allclose(x.reshape(-1), expect, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(r.reshape(-1), b.reshape(-1) - a @ expect, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+    # a pre-smoothing (first=True) sets x and r from b alone: garbage in them on entry changes nothing
+    x2 = np.full_like(b, np.nan)
+    r2 = np.full_like(b, np.nan)
+    mg.smooth(0, b, x2, r2, first=True)
+    np.testing.assert_allclose(x2, x, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(r2, r, rtol=1e-12, atol=1e-12 * np.abs(b).max())
 
 
 def test_vcycle_is_a_symmetric_positive_preconditioner():
@@ -578,7 +584,7 @@ def test_symmetric_stencil_apply_equals_its_assembled_matrix(shape):
     block and 13 forward offsets); any such storage is a symmetric operator, and the kernel applies exactly the
     matrix :func:`assemble_stencil` builds from it (both halves of every pair, periodic wrap along
     every axis, axes of 1–2 nodes where +d and −d reach the same node)."""
-    from twinlab.analyses.mechanics._multigrid import NST, assemble_stencil, stencil_apply
+    from twinlab.analyses.mechanics._multigrid import NST, assemble_stencil, stencil_apply, stencil_residual
 
     rng = np.random.default_rng(5)
     st = rng.standard_normal((shape[0], shape[1], NST, shape[2]))
@@ -589,6 +595,11 @@ def test_symmetric_stencil_apply_equals_its_assembled_matrix(shape):
     x = rng.standard_normal((3, *shape))
     out = stencil_apply(st, x, np.empty_like(x))
     np.testing.assert_allclose(out.reshape(-1), a @ x.reshape(-1), rtol=0, atol=1e-12 * np.abs(out).max())
+    b = rng.standard_normal(x.shape)  # the fused residual b − A x, into another array and in place
+    res = stencil_residual(st, x, b, np.empty_like(x))
+    np.testing.assert_allclose(res, b - out, rtol=0, atol=1e-12 * np.abs(out).max())
+    stencil_residual(st, x, b, b)
+    np.testing.assert_array_equal(b, res)
 
 
 def test_elastic_newton_step_is_solved_to_the_tolerance_not_below_it(monkeypatch):

@@ -72,6 +72,20 @@ seconds of the process are given where wall time mostly measured the others):
   40 it 18.8 → 16.2 s (406 ms per iteration = 2.4× the float32 6 + 6 FFT pair, 170 ms, and 1.0× the
   float64 pair; 64³: 93 ms = ≈ 10× the float32 pair, 6.5–8.7 ms: the "≤ 1.5× the FFT pair" of #16
   is not met with the multigrid cycle, which costs ~6 fine operator sweeps plus the coarse levels).
+* stop 22, cheaper kernels (residual updates fused into the operator sweeps, one loop per 3 × 3 stencil
+  block, restriction as a per-coarse-plane scatter, branch-free prolongation, fewer thread-count
+  switches): same iteration counts (56 at 64³, 40 at 128³; a 64³ increment 146 CG / 4 Newton). The
+  machine was at load 5–11 throughout, so CPU time is the measure (scratch scripts, old and new code
+  alternating): one cycle on one thread 112/100 → 79/77 CPU-ms at 64³, 618 → 428 at 128³; the solve
+  to 1e-5 6.3/6.4 → 5.4/4.9 CPU-s at 64³, 40.9 → 31.6 at 128³; the 64³ increment's cycles 46.5 →
+  34.9 s (concurrent runs). One thread, CPU-ms per call at 64³ / 128³: fine residual update 1.95 /
+  17.3, fine Chebyshev step 0.63 / 9.0, restriction 2.5 / 19.7, prolongation 2.3 / 15.7, level-1
+  stencil 2.7 / 29 (10 / 5 per cycle), CG's own float64 application 3.3 / 36, CG vector updates 2.4
+  / 33; the 6 + 6 float32 FFT pair on one worker 15.9 / 287. The finest level alone — CG's
+  application, 6 cycle applications, 6 Chebyshev steps, the transfers and CG's vector updates — is
+  1.6× / 0.9× the pair before any coarse level, a whole iteration ≈ 5.2× / 2.6×: the 1.5× target is
+  out of reach at 64³ with this fine smoothing (degree 2: 72 instead of 56 iterations at 64³, 54
+  instead of 40 at 128³) and needs ~3× cheaper coarse levels at 128³.
 """
 
 from __future__ import annotations
@@ -292,7 +306,7 @@ def profile_part(args) -> None:
         return wrapper
 
     names = {"_cheb_step": 1, "_sub": 0, "_residual_image": 2, "_axpy": 0, "_dot": 0, "_restrict": 0, "_prolong_add": 0,
-             "stencil_apply": 1, "apply_tangent": 0}
+             "stencil_apply": 1, "apply_tangent": 0, "stencil_residual": 1, "tangent_residual": 0}
     saved = {n: getattr(mg_mod, n) for n in names if hasattr(mg_mod, n)}  # (an older cycle: fewer kernels)
     saved_coarse = mg.__class__._solve_coarsest
     numba.set_num_threads(args.workers)

@@ -61,8 +61,9 @@ solver's float64 flexible CG (as the transport solver does):
 
 Memory (float32 cycle): the level-1 stencil is 126 values per coarse node ≈ 63 B per fine voxel
 (243 and 122 B before the symmetric storage), all coarser levels ≈ 9 B, the finest level's node
-blocks, mask and 3 work vectors ≈ 65 B, the coarse levels' vectors ≈ 10 B, the parent masks 1 B
-(33 B as float32 weights and flags): ≈ 150 B per fine voxel besides the fine coefficients, which
+blocks, mask and 2 work vectors ≈ 53 B (a third went with the fused residual updates, stop 22), the
+coarse levels' vectors ≈ 10 B, the parent masks 1 B (33 B as float32 weights and flags): ≈ 140 B per
+fine voxel besides the fine coefficients, which
 the hierarchy shares with a solver that has them in float32 (the calender's; a float64 caller's are
 copied, 12 B). While a level is built, its packed element matrices add ≤ 19 B (the first level's,
 ≤ 1/8 at a time: 150 B at once before). The solver adds its float64 CG vectors x, r (in the
@@ -95,7 +96,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from ._operator import active_rows, apply_tangent
+from ._operator import active_rows, apply_tangent, tangent_residual
 
 __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_inverse", "prolongation_matrix"]
 
@@ -378,68 +379,75 @@ def _weights(mode, solid, st, theta2, wp0, gp0, wp1, gp1, wp2, gp2, bits):
                     bits[i, j, k] = kept | (255 ^ full)
 
 
+@numba.njit(cache=True, inline="always")
+def _add3(rc, I, J, K, w, r0, r1, r2):
+    """rc[:, I, J, K] += w (r0, r1, r2)."""
+    rc[0, I, J, K] += w * r0
+    rc[1, I, J, K] += w * r1
+    rc[2, I, J, K] += w * r2
+
+
 @numba.njit(parallel=True, cache=True)
-def _restrict(r, rc, f0, s0, f1, s1, f2, s2, tab, bits, o0, o1, o2, mask):
-    """rc = Pᵀ (mask ∘ r) (gather: every coarse node sums its ≤ 3 × 3 × 3 fine children with the
-    weight it has among their parents; nodes without stiffness are skipped; the transpose of
-    :func:`_prolong_add`)."""
-    nc0, nc1, nc2 = rc.shape[1], rc.shape[2], rc.shape[3]
+def _restrict(r, rc, f0, s0, cp1, cp2, tab, bits, o0, o1, o2, mask):
+    """rc = Pᵀ (mask ∘ r) (the transpose of :func:`_prolong_add`; nodes without stiffness are skipped).
+
+    Each coarse plane I (one parallel task, the only one writing it) takes its ≤ 3 fine planes
+    ``f0[I, :]`` (its slot ``s0[I, :]`` among their parents); every fine node of such a plane adds
+    its 4 slot weights × r to its 4 parents in plane I (a scatter over ≤ 1.5 visits per fine node,
+    branch-free: a slot with no weight adds 0). The gather it replaced (every coarse node collecting
+    its 27 children with a weight look-up each) cost 4.0 ms at 64³ on one thread, twice a fine
+    operator application; this one 2.5 ms (same run)."""
+    nc0 = rc.shape[1]
+    n1, n2 = r.shape[2], r.shape[3]
     for I in numba.prange(nc0):
-        for J in range(nc1):
-            for K in range(nc2):
-                a0 = 0.0
-                a1 = 0.0
-                a2 = 0.0
-                for t0 in range(3):
-                    if s0[I, t0] < 0:
+        for m in range(3):
+            rc[m, I] = 0.0
+        for t0 in range(3):
+            sl0 = s0[I, t0]
+            if sl0 < 0:
+                continue
+            i = f0[I, t0]
+            for j in range(n1):
+                J0 = cp1[j, 0]
+                J1 = cp1[j, 1]
+                for k in range(n2):
+                    if not mask[i, j, k]:
                         continue
-                    i = f0[I, t0]
-                    for t1 in range(3):
-                        if s1[J, t1] < 0:
-                            continue
-                        j = f1[J, t1]
-                        slot01 = 4 * s0[I, t0] + 2 * s1[J, t1]
-                        for t2 in range(3):
-                            if s2[K, t2] < 0:
-                                continue
-                            k = f2[K, t2]
-                            if not mask[i, j, k]:
-                                continue
-                            v = _w(tab, bits, o0, o1, o2, slot01 + s2[K, t2], i, j, k)
-                            a0 += v * r[0, i, j, k]
-                            a1 += v * r[1, i, j, k]
-                            a2 += v * r[2, i, j, k]
-                rc[0, I, J, K] = a0
-                rc[1, I, J, K] = a1
-                rc[2, I, J, K] = a2
+                    wrow = tab[4 * o0[i] + 2 * o1[j] + o2[k], bits[i, j, k]]
+                    K0 = cp2[k, 0]
+                    K1 = cp2[k, 1]
+                    r0 = r[0, i, j, k]
+                    r1 = r[1, i, j, k]
+                    r2 = r[2, i, j, k]
+                    _add3(rc, I, J0, K0, wrow[4 * sl0], r0, r1, r2)
+                    _add3(rc, I, J0, K1, wrow[4 * sl0 + 1], r0, r1, r2)
+                    _add3(rc, I, J1, K0, wrow[4 * sl0 + 2], r0, r1, r2)
+                    _add3(rc, I, J1, K1, wrow[4 * sl0 + 3], r0, r1, r2)
 
 
 @numba.njit(parallel=True, cache=True)
 def _prolong_add(x, xc, cp0, cp1, cp2, tab, bits, o0, o1, o2, mask):
-    """x += P xc at nodes with stiffness (``mask``; other nodes are left at zero)."""
+    """x += P xc at nodes with stiffness (``mask``; other nodes are left at zero). Branch-free over
+    the 8 parent slots (a slot without weight adds 0 × a valid coarse value): 2.9 → 2.3 ms at 64³ on
+    one thread (same run)."""
     n0, n1, n2 = x.shape[1], x.shape[2], x.shape[3]
     for i in numba.prange(n0):
+        I0 = cp0[i, 0]
+        I1 = cp0[i, 1]
         for j in range(n1):
+            J0 = cp1[j, 0]
+            J1 = cp1[j, 1]
             for k in range(n2):
                 if not mask[i, j, k]:
                     continue
-                v0 = 0.0
-                v1 = 0.0
-                v2 = 0.0
                 wrow = tab[4 * o0[i] + 2 * o1[j] + o2[k], bits[i, j, k]]
-                for s in range(8):
-                    ws = wrow[s]
-                    if ws == 0:
-                        continue
-                    I = cp0[i, s >> 2]
-                    J = cp1[j, (s >> 1) & 1]
-                    K = cp2[k, s & 1]
-                    v0 += ws * xc[0, I, J, K]
-                    v1 += ws * xc[1, I, J, K]
-                    v2 += ws * xc[2, I, J, K]
-                x[0, i, j, k] += v0
-                x[1, i, j, k] += v1
-                x[2, i, j, k] += v2
+                K0 = cp2[k, 0]
+                K1 = cp2[k, 1]
+                for m in range(3):
+                    x[m, i, j, k] += (wrow[0] * xc[m, I0, J0, K0] + wrow[1] * xc[m, I0, J0, K1]
+                                      + wrow[2] * xc[m, I0, J1, K0] + wrow[3] * xc[m, I0, J1, K1]
+                                      + wrow[4] * xc[m, I1, J0, K0] + wrow[5] * xc[m, I1, J0, K1]
+                                      + wrow[6] * xc[m, I1, J1, K0] + wrow[7] * xc[m, I1, J1, K1])
 
 
 # ====================================================================== node blocks and smoother
@@ -527,10 +535,10 @@ def _store_inverse(d, out, i, j, k):
 
 
 @numba.njit(parallel=True, cache=True)
-def _cheb_step(dinv, r, d, x, a, b):
-    """d = a d + b D⁻¹ r; x += d (one Chebyshev step with node-block Jacobi; d is not read when
-    a = 0). (Fusing the residual update r −= A d into this step measured slower than the two
-    passes: 0.81 against 0.44 + 0.21 ms at 64³.)"""
+def _cheb_step(dinv, r, d, x, a, b, init):
+    """d = a d + b D⁻¹ r; x += d, or x = d with ``init`` (one Chebyshev step with node-block Jacobi;
+    d is not read when a = 0, x not with ``init``). (Fusing the residual update r −= A d into this
+    step measured slower than the two passes: 0.81 against 0.44 + 0.21 ms at 64³.)"""
     n0, n1, n2 = r.shape[1], r.shape[2], r.shape[3]
     first = a == 0
     for i in numba.prange(n0):
@@ -552,18 +560,14 @@ def _cheb_step(dinv, r, d, x, a, b):
                 d[0, i, j, k] = v0
                 d[1, i, j, k] = v1
                 d[2, i, j, k] = v2
-                x[0, i, j, k] += v0
-                x[1, i, j, k] += v1
-                x[2, i, j, k] += v2
-
-
-@numba.njit(parallel=True, cache=True)
-def _sub(r, y):
-    """r -= y."""
-    rf = r.reshape(-1)
-    yf = y.reshape(-1)
-    for i in numba.prange(rf.size):
-        rf[i] -= yf[i]
+                if init:
+                    x[0, i, j, k] = v0
+                    x[1, i, j, k] = v1
+                    x[2, i, j, k] = v2
+                else:
+                    x[0, i, j, k] += v0
+                    x[1, i, j, k] += v1
+                    x[2, i, j, k] += v2
 
 
 @numba.njit(parallel=True, cache=True)
@@ -906,18 +910,46 @@ def stencil_add_elements(ke, i0, st, pack):
                                 st[i, j, so + 3 * m + n, k] += e[pack[8 * m + ci, 8 * n + cj]]
 
 
-@numba.njit(parallel=True, cache=True)
 def stencil_apply(st, x, out):
-    """out = A x for a node stencil st (periodic, one stored block per symmetric pair).
+    """out = A x for a node stencil st (periodic, one stored block per symmetric pair; see
+    :func:`_stencil_sweep`)."""
+    _stencil_sweep(st, x, out, out, False)
+    return out
+
+
+def stencil_residual(st, x, b, out):
+    """out = b − A x for a node stencil st in one pass (``b`` may be ``out``: r −= A x in place)."""
+    _stencil_sweep(st, x, b, out, True)
+    return out
+
+
+@numba.njit(cache=True, inline="always")
+def _block_madd(a0, a1, a2, r00, r01, r02, r10, r11, r12, r20, r21, r22, x0, x1, x2, n):
+    """a_m[k] += Σ_n r_mn[k] x_n[k] for k < n: one 3 × 3 stencil block along a node row."""
+    for k in range(n):
+        v0 = x0[k]
+        v1 = x1[k]
+        v2 = x2[k]
+        a0[k] += r00[k] * v0 + r01[k] * v1 + r02[k] * v2
+        a1[k] += r10[k] * v0 + r11[k] * v1 + r12[k] * v2
+        a2[k] += r20[k] * v0 + r21[k] * v1 + r22[k] * v2
+
+
+@numba.njit(parallel=True, cache=True)
+def _stencil_sweep(st, x, rhs, out, residual):
+    """out = A x, or rhs − A x with ``residual``, for a node stencil st (periodic, one stored block per
+    symmetric pair).
 
     Per node row (i, j): the 9 neighbour rows of x are copied with their periodic halo into one flat
-    buffer; each forward block row of this node (× the neighbour's x, shifted along k) and each
-    forward block row of a neighbour row (i − d0, j − d1) (transposed: × that neighbour's own x,
-    accumulated shifted by d2, the one wrapped element apart) is one contiguous multiply-add over k
-    into an accumulator of the row. The multiply-adds of the full stencil, with half its storage;
-    measured at 128³ (level 1, 65 × 64², same run): 26 ms against 28 ms for the full stencil. The
-    loops run over slices (views) so that every index is provably non-negative: with ``row[k − d2]``
-    numba's negative-index wrap-around kept LLVM from vectorising (2× slower)."""
+    buffer; each forward block of this node (× the neighbour's x, shifted along k) and each forward
+    block of a neighbour row (i − d0, j − d1) (transposed: × that neighbour's own x, accumulated
+    shifted by d2, the one wrapped element apart) is one contiguous loop over k that multiplies the
+    whole 3 × 3 block into the row's three accumulators. The multiply-adds of the full stencil, with
+    half its storage (measured at 128³, level 1, 65 × 64², same run: 26 ms against 28 ms for the full
+    stencil). One loop per block instead of one per block entry (27 instead of 243 per row, each
+    reading x once for 9 products): level 1 at 64³ / 128³ 4.7 → 3.5 / 32 → 28 ms on one thread
+    (same run). The loops run over slices (views) so that every index is provably non-negative: with
+    ``row[k − d2]`` numba's negative-index wrap-around kept LLVM from vectorising (2× slower)."""
     n0, n1, n2 = x.shape[1], x.shape[2], x.shape[3]
     w = n2 + 2
     for i in numba.prange(n0):
@@ -930,51 +962,65 @@ def stencil_apply(st, x, out):
                     jj = (j + b - 1) % n1
                     for n in range(3):
                         base = ((3 * a + b) * 3 + n) * w
-                        xb[base] = x[n, ii, jj, n2 - 1]
+                        xr = x[n, ii, jj]
+                        xb[base] = xr[n2 - 1]
                         for k in range(n2):
-                            xb[base + 1 + k] = x[n, ii, jj, k]
-                        xb[base + n2 + 1] = x[n, ii, jj, 0]
+                            xb[base + 1 + k] = xr[k]
+                        xb[base + n2 + 1] = xr[0]
             s = st[i, j]
             acc[:] = 0.0
-            for ab in range(9):  # forward: component m += block[m, n] × x_n(node + d), d = (ab, c) − 1
-                for c in range(3):
-                    if 3 * ab + c < 13:
-                        continue
-                    for m in range(3):
-                        for n in range(3):
-                            row = s[9 * (3 * ab + c - 13) + 3 * m + n]
-                            xo = (3 * ab + n) * w + c
-                            ao = m * n2
-                            for k in range(n2):
-                                acc[ao + k] += row[k] * xb[xo + k]
-            for ab in range(9):  # backward: node − d's block to this node, transposed
-                for c in range(3):
-                    o = 3 * ab + c
-                    if o <= 13:
-                        continue
-                    d0, d1, d2 = ab // 3 - 1, ab % 3 - 1, c - 1
-                    sb = st[(i - d0) % n0, (j - d1) % n1]
-                    nb = 8 - ab  # xb row of (i − d0, j − d1)
-                    lo = 1 if d2 == 1 else 0  # node k takes the neighbour's product at k − d2
-                    hi = n2 - 1 if d2 == -1 else n2
-                    for m in range(3):
-                        for n in range(3):
-                            row = sb[9 * (o - 13) + 3 * m + n]
-                            bx = (3 * nb + m) * w + 1 - d2
-                            ao = n * n2
-                            rv = row[lo - d2:hi - d2]
-                            av = acc[ao + lo:ao + hi]
-                            xv = xb[bx + lo:bx + hi]
-                            for t in range(hi - lo):
-                                av[t] += rv[t] * xv[t]
-                            if d2 == 1:  # node 0 from the neighbour's k = n2 − 1 (xb's halo)
-                                acc[ao] += row[n2 - 1] * xb[bx]
-                            elif d2 == -1:  # node n2 − 1 from the neighbour's k = 0
-                                acc[ao + n2 - 1] += row[0] * xb[bx + n2 - 1]
+            a0 = acc[0:n2]
+            a1 = acc[n2:2 * n2]
+            a2 = acc[2 * n2:3 * n2]
+            for o in range(13, 27):  # forward: component m += block[m, n] × x_n(node + d)
+                ab = o // 3
+                c = o % 3
+                r = 9 * (o - 13)
+                r00, r01, r02 = s[r], s[r + 1], s[r + 2]
+                r10, r11, r12 = s[r + 3], s[r + 4], s[r + 5]
+                r20, r21, r22 = s[r + 6], s[r + 7], s[r + 8]
+                x0 = xb[3 * ab * w + c:]
+                x1 = xb[(3 * ab + 1) * w + c:]
+                x2 = xb[(3 * ab + 2) * w + c:]
+                _block_madd(a0, a1, a2, r00, r01, r02, r10, r11, r12, r20, r21, r22, x0, x1, x2, n2)
+            for o in range(14, 27):  # backward: node − d's block to this node, transposed
+                ab = o // 3
+                c = o % 3
+                d0, d1, d2 = ab // 3 - 1, ab % 3 - 1, c - 1
+                sb = st[(i - d0) % n0, (j - d1) % n1]
+                lo = 1 if d2 == 1 else 0  # node k takes the neighbour's product at k − d2
+                hi = n2 - 1 if d2 == -1 else n2
+                r = 9 * (o - 13)
+                bx = 3 * (8 - ab) * w + 1 - d2  # xb row of (i − d0, j − d1), shifted by d2
+                f = lo - d2
+                r00, r01, r02 = sb[r][f:], sb[r + 1][f:], sb[r + 2][f:]
+                r10, r11, r12 = sb[r + 3][f:], sb[r + 4][f:], sb[r + 5][f:]
+                r20, r21, r22 = sb[r + 6][f:], sb[r + 7][f:], sb[r + 8][f:]
+                x0 = xb[bx + lo:]
+                x1 = xb[bx + w + lo:]
+                x2 = xb[bx + 2 * w + lo:]
+                b0 = acc[lo:]
+                b1 = acc[n2 + lo:]
+                b2 = acc[2 * n2 + lo:]
+                _block_madd(b0, b1, b2, r00, r10, r20, r01, r11, r21, r02, r12, r22, x0, x1, x2, hi - lo)  # Bᵀ
+                if d2 != 0:  # node 0 from the neighbour's k = n2 − 1, or node n2 − 1 from its k = 0 (halo)
+                    kk = 0 if d2 == 1 else n2 - 1
+                    ks = n2 - 1 if d2 == 1 else 0
+                    for n in range(3):
+                        v = acc[n * n2 + kk]
+                        for m in range(3):
+                            v += sb[r + 3 * m + n][ks] * xb[bx + m * w + kk]
+                        acc[n * n2 + kk] = v
             for m in range(3):
-                for k in range(n2):
-                    out[m, i, j, k] = acc[m * n2 + k]
-    return out
+                orow = out[m, i, j]
+                arow = acc[m * n2:(m + 1) * n2]
+                if residual:
+                    brow = rhs[m, i, j]
+                    for k in range(n2):
+                        orow[k] = brow[k] - arow[k]
+                else:
+                    for k in range(n2):
+                        orow[k] = arow[k]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -1085,7 +1131,7 @@ class _Level:
         self.dinv = self.mask = None
         self.tr = None  # the interpolation from the next level (:class:`Transfer`)
         self.lmax = 1.0
-        self.b = self.x = self.r = self.d = self.t = None
+        self.b = self.x = self.r = self.d = None
         self.kvec = []  # K-cycle work vectors (coarse levels)
         self.copied = False
 
@@ -1099,14 +1145,21 @@ class _Level:
             stencil_apply(self.st, u, out)
         return out
 
+    def residual(self, u, b, out):
+        """out = b − A u in one pass (``b`` may be ``out``)."""
+        if self.st is None:
+            tangent_residual(u, b, self.coef, self.pvec, self.active, self.q, out)
+        else:
+            stencil_residual(self.st, u, b, out)
+        return out
+
     def assemble(self) -> sp.csr_matrix:
         return assemble(self.coef, self.pvec, self.q) if self.st is None else assemble_stencil(self.st)
 
     @property
     def nbytes(self) -> int:
         arrays = [self.st, self.dinv, self.mask, None if self.tr is None else self.tr.bits, self.b, self.x, self.r,
-                  self.d, self.t,
-                  *self.kvec]
+                  self.d, *self.kvec]
         if self.copied:  # the fine coefficients in the hierarchy's precision
             arrays += [self.coef, self.pvec]
         return sum(a.nbytes for a in arrays if a is not None)
@@ -1168,6 +1221,7 @@ class ElasticMultigrid:
         self._kmat = np.stack([k_l, k_m, k_h])
         self._gmat = g
         self._io = None  # (b, x) of the finest level when apply() gets vectors of another precision
+        self._nt = None  # the thread count the cycle set last (see _threads_for)
         self.levels: list[_Level] = []
         self.update(coef, pvec)
 
@@ -1247,7 +1301,7 @@ class ElasticMultigrid:
                     _stencil_node_blocks(lev.st, lev.dinv)
                     lev.tr = transfer_weights(lev.axes, dt, stencil=lev.st if self.masked else None)
                 lev.mask = np.ascontiguousarray(lev.dinv[0] != 0)
-                for name in ("r", "d", "t"):
+                for name in ("r", "d"):
                     setattr(lev, name, getattr(prev, name) if prev is not None else np.zeros((3, *shape), dt))
                 if li > 0 and self.kcycle:
                     lev.kvec = prev.kvec if prev is not None else [np.zeros((3, *shape), dt) for _ in range(5)]
@@ -1359,6 +1413,7 @@ class ElasticMultigrid:
         """z ≈ A⁻¹ r by one V-cycle (z overwritten; zero at nodes without stiffness). ``r`` may have
         another precision (the finest level reads it only through casting copies); a ``z`` of
         another precision goes through a buffer."""
+        self._nt = None  # the thread count the cycle set last (None: unknown, set on first use)
         try:
             if z.dtype == self.dtype:
                 self._cycle(0, r, z)
@@ -1371,12 +1426,23 @@ class ElasticMultigrid:
             z[...] = x
         finally:
             numba.set_num_threads(self.threads)
+            self._nt = self.threads
 
-    def smooth(self, li: int, b, x, r, *, residual: bool = True) -> None:
+    def _threads_for(self, lev: _Level) -> None:
+        """The level's thread count for the kernels that follow, set only when it changes: a cycle
+        passes between levels ~45 times at 64³, and each ``numba.set_num_threads`` costs 10–40 µs."""
+        n = lev.threads(self.threads)
+        if n != self._nt:
+            numba.set_num_threads(n)
+            self._nt = n
+
+    def smooth(self, li: int, b, x, r, *, residual: bool = True, first: bool = False) -> None:
         """``degree`` Chebyshev–Jacobi steps on level ``li`` for A x = b; ``r`` holds b − A x on
-        entry and, with ``residual``, on exit (x = 0, r = b for a pre-smoothing). Without
-        ``residual`` the last step's operator application is skipped (r is then stale): the
-        finest level's post-smoothing, whose residual nobody reads: one fine application fewer."""
+        entry and, with ``residual``, on exit. ``first`` (a pre-smoothing): x = 0 on entry, neither x
+        nor r is read (they are set here, from b). Without ``residual`` the last step's operator
+        application is skipped (r is then stale): the finest level's post-smoothing, whose residual
+        nobody reads: one fine application fewer. Each residual update r −= A d is one fused pass
+        (:meth:`_Level.residual`: no separate product and subtraction)."""
         lev = self.levels[li]
         lmax = lev.lmax
         lmin = lmax / self.ratio
@@ -1386,17 +1452,18 @@ class ElasticMultigrid:
         rho = 1.0 / sigma
         dt = self.dtype.type
         d = lev.d
-        _cheb_step(lev.dinv, r, d, x, dt(0), dt(1.0 / theta))
+        src = b if first else r  # the residual before this step: b where x = 0
+        _cheb_step(lev.dinv, src, d, x, dt(0), dt(1.0 / theta), first)
         degree = self.degree if li == 0 else self.coarse_degree
         for s in range(1, degree + 1):
             if s == degree and not residual:
                 break
-            lev.apply(d, lev.t)
-            _sub(r, lev.t)
+            lev.residual(d, src, r)
+            src = r
             if s == degree:
                 break
             rho_new = 1.0 / (2.0 * sigma - rho)
-            _cheb_step(lev.dinv, r, d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta))
+            _cheb_step(lev.dinv, r, d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta), False)
             rho = rho_new
 
     def _cycle(self, li: int, b, x) -> None:
@@ -1412,19 +1479,16 @@ class ElasticMultigrid:
         """x ≈ A_li⁻¹ b by one V-cycle from level li; with ``residual`` the level's ``r`` holds
         b − A x on exit (the K-cycle reads A x = b − r from it instead of applying A again)."""
         lev = self.levels[li]
-        numba.set_num_threads(lev.threads(self.threads))
-        x[...] = 0
+        self._threads_for(lev)
         r = lev.r
-        r[...] = b
-        self.smooth(li, b, x, r)
+        self.smooth(li, b, x, r, first=True)
         coarse = self.levels[li + 1]
         a0, a1, a2 = lev.axes
-        _restrict(r, coarse.b, a0.fi, a0.fs, a1.fi, a1.fs, a2.fi, a2.fs, *lev.tr.args(), lev.mask)
+        _restrict(r, coarse.b, a0.fi, a0.fs, a1.cp, a2.cp, *lev.tr.args(), lev.mask)
         self._cycle(li + 1, coarse.b, coarse.x)
-        numba.set_num_threads(lev.threads(self.threads))
+        self._threads_for(lev)
         _prolong_add(x, coarse.x, a0.cp, a1.cp, a2.cp, *lev.tr.args(), lev.mask)
-        lev.apply(x, lev.t)
-        _residual_image(b, lev.t, r)  # r = b − A x
+        lev.residual(x, b, r)  # r = b − A x
         self.smooth(li, b, x, r, residual=residual)
 
     def _kcycle(self, li: int, b, x) -> None:
@@ -1435,7 +1499,7 @@ class ElasticMultigrid:
         lev = self.levels[li]
         z1, w1, r2, z2, w2 = lev.kvec
         self._vcycle(li, b, z1, residual=True)
-        numba.set_num_threads(lev.threads(self.threads))
+        self._threads_for(lev)
         _residual_image(b, lev.r, w1)  # A z1 = b − r: the smoother's residual, no extra application
         rho1 = _dot(z1, w1)
         if not rho1 > 0:
@@ -1449,7 +1513,7 @@ class ElasticMultigrid:
             x *= a1
             return
         self._vcycle(li, r2, z2, residual=True)
-        numba.set_num_threads(lev.threads(self.threads))
+        self._threads_for(lev)
         _residual_image(r2, lev.r, w2)
         g = _dot(z2, w1) / rho1
         _axpy(z2, z1, -g)  # d2 = z2 − g z1, A d2 = w2 − g w1

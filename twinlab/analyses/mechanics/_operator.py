@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["apply_tangent", "internal_force", "tangent_coefficients", "active_rows"]
+__all__ = ["apply_tangent", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows"]
 
 
 def tangent_coefficients(lam, mu, khg, *, theta=None, normal=None, code=None, reg=0.0):
@@ -107,10 +107,17 @@ def apply_tangent(u, coef, pvec, active, q, out):
     q : (3,) array of the solver dtype
         ``1/(4 h_j)``: the gradient weights of the one-point hexahedron.
     """
-    if pvec is None:
-        _tangent_elastic(u, coef, active, q, out)
-    else:
-        _tangent_plastic(u, coef, pvec, active, q, out)
+    _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, out, _ZERO,
+           out.dtype.type(1))
+    return out
+
+
+def tangent_residual(u, b, coef, pvec, active, q, out):
+    """``out = b − K u`` in one sweep (``b`` may be ``out``: ``r −= K u`` in place): the multigrid
+    smoother's residual updates, without the zeroed force array and the subtraction pass of
+    :func:`apply_tangent` followed by ``b − out``. Arguments as there; ``b`` has ``out``'s shape."""
+    _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, b,
+           _IN_PLACE if b is out else _COPY, out.dtype.type(-1))
     return out
 
 
@@ -120,7 +127,7 @@ def internal_force(sig, u, khg, active, q, out):
     ``sig`` is (6, n0, n1, n2) in the order (00, 11, 22, 12, 02, 01); ``active`` must cover every
     row with a non-zero stress or hourglass stiffness.
     """
-    _internal_force(sig, u, khg, active, q, out)
+    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1))
     return out
 
 
@@ -309,10 +316,11 @@ def _copy_rows(src, i, j, kb, nb, P, first):
 
 
 @numba.njit(cache=True)
-def _backward(out, i, i1, j, j1, kb, nb, E):
-    """Scatter-add the block's node forces: node column kb + kk receives E[c = 0 share of element kk]
-    + E[c = 1 share of element kk − 1] (index 0 of the latter holds the previous block's carry).
-    Two loops per component (rows j and j1, each with planes i and i1) keep LLVM's alias checks few."""
+def _backward(out, i, i1, j, j1, kb, nb, E, sg):
+    """Scatter-add the block's node forces × sg (±1): node column kb + kk receives E[c = 0 share of
+    element kk] + E[c = 1 share of element kk − 1] (index 0 of the latter holds the previous block's
+    carry). Two loops per component (rows j and j1, each with planes i and i1) keep LLVM's alias checks
+    few."""
     for m in range(3):
         o = 4 * m * W
         n = o + 12 * W
@@ -325,8 +333,8 @@ def _backward(out, i, i1, j, j1, kb, nb, E):
             rdd = E[o + 3 * W + kk] + E[n + 3 * W + kk]
             ts0 = rss - rsd
             td0 = rds - rdd
-            oA[kk] += ts0 - td0
-            oC[kk] += ts0 + td0
+            oA[kk] += sg * (ts0 - td0)
+            oC[kk] += sg * (ts0 + td0)
         oB = out[m, i, j1, kb:]
         oD = out[m, i1, j1, kb:]
         for kk in range(nb):
@@ -336,8 +344,8 @@ def _backward(out, i, i1, j, j1, kb, nb, E):
             rdd = E[o + 3 * W + kk] + E[n + 3 * W + kk]
             ts1 = rss + rsd
             td1 = rds + rdd
-            oB[kk] += ts1 - td1
-            oD[kk] += ts1 + td1
+            oB[kk] += sg * (ts1 - td1)
+            oD[kk] += sg * (ts1 + td1)
 
 
 @numba.njit(cache=True)
@@ -360,9 +368,10 @@ def _wrap_column(E, nb):
 
 
 @numba.njit(cache=True)
-def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P):
-    """All element rows of element plane i. kind 0: elastic tangent (aux = L, M, KH); 1: plastic
-    tangent (aux = L, M, KH; pvec = p); 2: given stresses aux (6) and hourglass stiffness pvec[0]."""
+def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P, sg):
+    """All element rows of element plane i, their node forces × sg added to out. kind 0: elastic
+    tangent (aux = L, M, KH); 1: plastic tangent (aux = L, M, KH; pvec = p); 2: given stresses aux (6)
+    and hourglass stiffness pvec[0]."""
     n0, n1, n2 = u.shape[1], u.shape[2], u.shape[3]
     i1 = i + 1 if i + 1 < n0 else 0
     q0, q1, q2 = q[0], q[1], q[2]
@@ -386,18 +395,27 @@ def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P):
                 _copy_rows(aux, i, j, kb, nb, P, 0)
                 _copy_rows(pvec, i, j, kb, nb, P, 6)
                 _elements_stress(F, E, P, nb, q0, q1, q2)
-            _backward(out, i, i1, j, j1, kb, nb, E)
+            _backward(out, i, i1, j, j1, kb, nb, E, sg)
             kb += nb
         _wrap_column(E, nb)
-        _backward(out, i, i1, j, j1, 0, 1, E)
+        _backward(out, i, i1, j, j1, 0, 1, E, sg)
+
+
+#: how :func:`_sweep` starts ``out``: zeroed, a copy of ``b``, or as it is (``b`` is ``out``)
+_ZERO, _COPY, _IN_PLACE = 0, 1, 2
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep(kind, u, aux, pvec, active, q, out):
+def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg):
+    """out = start + sg × (node forces of kind, see :func:`_plane`), start 0 or b (see _ZERO …)."""
     n0 = u.shape[1]
-    for i in numba.prange(n0):
-        for m in range(3):
-            out[m, i] = 0.0
+    if start != _IN_PLACE:
+        for i in numba.prange(n0):
+            for m in range(3):
+                if start == _ZERO:
+                    out[m, i] = 0.0
+                else:
+                    out[m, i] = b[m, i]
     half = n0 // 2
     # scratch in the output's precision: a float32 u (CG's float32 directions) gives float64 forces
     # computed in float64 (a force is a difference of large element terms; float32 there is not enough)
@@ -406,21 +424,9 @@ def _sweep(kind, u, aux, pvec, active, q, out):
             F = np.empty(_NF * W, out.dtype)
             E = np.empty(_NE * W, out.dtype)
             P = np.empty(_NP * W, out.dtype)
-            _plane(kind, u, aux, pvec, active, q, out, np.int64(2 * ip + parity), F, E, P)
+            _plane(kind, u, aux, pvec, active, q, out, np.int64(2 * ip + parity), F, E, P, sg)
     if n0 % 2 == 1:  # odd periodic count: the last plane shares node plane 0 with plane 0
         F = np.empty(_NF * W, out.dtype)
         E = np.empty(_NE * W, out.dtype)
         P = np.empty(_NP * W, out.dtype)
-        _plane(kind, u, aux, pvec, active, q, out, np.int64(n0 - 1), F, E, P)
-
-
-def _tangent_elastic(u, coef, active, q, out):
-    _sweep(0, u, coef, coef[:1], active, q, out)
-
-
-def _tangent_plastic(u, coef, pvec, active, q, out):
-    _sweep(1, u, coef, pvec, active, q, out)
-
-
-def _internal_force(sig, u, khg, active, q, out):
-    _sweep(2, u, sig, khg[None], active, q, out)
+        _plane(kind, u, aux, pvec, active, q, out, np.int64(n0 - 1), F, E, P, sg)
