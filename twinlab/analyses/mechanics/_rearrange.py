@@ -21,7 +21,7 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
    contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector
    (a flat granular wall, or the coating base) and a flat granular roll wall that moves down in
-   sub-steps of ``WALL_STEP`` voxels, each followed by a relaxation; no gravity. The roll stops
+   sub-steps of ``WALL_STEP_UM``, each followed by a relaxation; no gravity. The roll stops
    at the last sub-step before either limit is passed: the relaxed packing carries the jamming
    pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
    stiffen within a fraction of a voxel of overlap, so where this stops hardly depends on the
@@ -102,8 +102,12 @@ from ...materials import MATERIALS
 from ._contacts import _shifted, particle_surface
 from ._remap import remap_voxels
 
-#: roll-wall sub-step (voxels) and LAMMPS steps to move it and to relax the packing after it
-WALL_STEP = 0.25
+#: roll-wall sub-step (µm, not voxels: where the roll stops must not depend on the voxel size) and
+#: LAMMPS steps to move it and to relax the packing after it. A quarter voxel (1.5 / 1 µm on the 6 / 4 µm
+#: LMP anode) let the roll stop up to that far short of the jam, and its faster push overshot the jam
+#: pressure dynamically: the two grids jammed at 17.0 / 18.4 % of the coating (16.5 / 16.4 % with 1/16
+#: voxel, once the clumps are fitted to the particles' volume).
+WALL_STEP_UM = 0.25
 MOVE_STEPS = 200
 RELAX_STEPS = 300
 #: Tsuji damping: coefficient of restitution of a particle collision (dissipative: quasi-static)
@@ -535,7 +539,7 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     body : (s,) int, index into ``ids`` of each sphere's body
     """
     n0, n1, n2 = inst.shape
-    depth = ndimage.distance_transform_edt(_core(inst)) + 0.5  # centre → particle surface, voxels
+    depth = ndimage.distance_transform_edt(_core(inst)) + 0.5  # centre → nearest surface voxel + ½, voxels
     cen, rad, bod = [], [], []
     ids = np.unique(inst)
     ids = ids[ids > 0]
@@ -568,6 +572,8 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     first = np.zeros(ids.size, np.int64)
     first[body[::-1]] = np.arange(body.size)[::-1]
     centre = centre[:, first[body]] + _lateral_min_image(centre - centre[:, first[body]], inst.shape)
+    counts = np.bincount(inst.ravel(), minlength=int(ids.max()) + 1)[ids]
+    radius = radius + _volume_offsets(centre, radius, body, counts)[body]
     radius = _separate(centre, radius, body, inst.shape)
     radius = np.minimum(radius, centre[0] - z_bottom)
     radius = np.minimum(radius, z_top - centre[0])
@@ -577,6 +583,34 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     remap = np.full(ids.size, -1, np.int64)
     remap[used] = np.arange(used.size)
     return ids[used], centre, radius, remap[body]
+
+
+def _volume_offsets(centre, radius, body, volume):
+    """Per body, the radius offset δ (voxels) that gives its clump its particle's volume.
+
+    The greedy spheres are inscribed: the distance to the nearest surface voxel, from a voxel centre,
+    so the largest one lies 0.6–0.9 voxel inside a digitised sphere (the closest of many surface
+    voxels, and a centre up to half a voxel off the true one) — a digitisation shell that scales with
+    the voxel size and that the DEM would close as free travel before the packing jams. Growing every
+    sphere of a clump by a common δ until its union holds as many voxel centres as the particle has
+    voxels (``volume``, per body; counting lattice points in a body digitises it without bias — the
+    rule the voxels themselves follow) puts the clump's surface on the particle's: a sphere gets its
+    volume-equivalent radius at any voxel size."""
+    out = np.zeros(volume.size)
+    for b in range(volume.size):
+        on = body == b
+        c, r = centre[:, on], radius[on]
+        lo = np.floor((c - r[None]).min(axis=1)) - 3
+        hi = np.ceil((c + r[None]).max(axis=1)) + 3
+        axes = [np.arange(lo[a], hi[a]) + 0.5 for a in range(3)]
+        pts = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, -1)
+        # depth of each lattice point inside the union: max over spheres of r − |p − c| (δ brings it in when ≥ −δ)
+        depth = np.full(pts.shape[1], -np.inf)
+        for k in range(r.size):
+            depth = np.maximum(depth, r[k] - np.sqrt(((pts - c[:, k:k + 1]) ** 2).sum(axis=0)))
+        need = int(min(volume[b], depth.size))
+        out[b] = np.partition(-depth, need - 1)[need - 1] if need > 0 else 0.0
+    return out
 
 
 def _separate(centre, radius, body, shape):
@@ -811,7 +845,7 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
         stop = {"by": "target"}
         first = True
         while z > ztarget + 1e-9:
-            z_new = max(ztarget, z - WALL_STEP * hz)
+            z_new = max(ztarget, z - WALL_STEP_UM)
             for part in range(4):  # the roll plane redefined in quarter steps: a smooth push
                 zp = z + (z_new - z) * (part + 1) / 4
                 if not first:
