@@ -100,10 +100,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ..._morphology import label_periodic
+from ..._morphology import face_neighbour, label_periodic
 from ...errors import MissingDependencyError
 from ...materials import MATERIALS
-from ._contacts import _shifted, particle_surface
+from ._contacts import particle_surface
 from ._remap import remap_voxels
 
 #: roll-wall sub-step (µm, not voxels: where the roll stops must not depend on the voxel size) and
@@ -287,8 +287,8 @@ class DemPacking:
         top = inst.shape[0] - 1
         flat = np.arange(inst.size).reshape(inst.shape)
         for ax in range(3):
-            for shift in (1, -1):  # _shifted(…, shift) brings the neighbour at index i − shift
-                nb = _shifted(inst, ax, shift, 0)
+            for shift in (1, -1):  # face_neighbour(…, shift) brings the neighbour at index i − shift
+                nb = face_neighbour(inst, ax, shift, 0)
                 other = part & (nb > 0) & (nb != inst)
                 plane = np.zeros(inst.shape, bool)
                 if ax == 0 and shift == 1 and n_coll > 0:
@@ -313,7 +313,7 @@ class DemPacking:
                 delta = self.surface_distance(p, body[kv], h, inst.shape, along=into)
                 delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape, along=-into)
                 np.minimum.at(gap, flat[kv], delta / (h[ax] * np.where(pair, 2.0, 1.0)))
-                w = _shifted(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
+                w = face_neighbour(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
                 faces.append((flat[kv], np.where(pair, w, -1), body[kv], np.where(pair, nb_body[known], ground), delta))
         open_ = np.isfinite(gap) & (gap > 0)
         if n_coll == 0:  # no collector: the first layer is bonded to the cell's bottom (the periodic wrap)
@@ -403,7 +403,7 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
         near = loose.copy()  # the open voxels sharing a face with the loose piece
         for ax in range(3):
             for shift in (1, -1):
-                near |= _shifted(loose, ax, shift, False)
+                near |= face_neighbour(loose, ax, shift, False)
         gap[near & open_] = np.nan
     return gap
 
