@@ -11,10 +11,10 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
 1. **Clumps fitted to the particles.** Each particle instance (the twin's ``labels/particles`` or
    components; LMP lithium cores with their shells) becomes a rigid clump of up to
    ``MAX_SPHERES`` spheres (:func:`fit_clumps`: the largest inscribed sphere, then the largest ones
-   centred on voxels not yet covered, each centre moved off the voxel grid to its neighbourhood's
-   centroid, then all grown by a common offset until the clump has its particle's volume), so the
-   clump's surface lies on the particle's, not a digitisation shell inside it that the DEM would
-   close as free roll travel growing with the voxel size; spheres of touching particles are shrunk until they just touch, so every
+   centred on voxels not yet covered, then all grown by a common offset until the clump has its
+   particle's volume), so the clump's surface lies on the particle's on average, not in a
+   digitisation shell ~0.7 voxel inside it that the DEM would close as free roll travel growing
+   with the voxel size; spheres of touching particles are shrunk until they just touch, so every
    packing starts force-free (a particle left without a sphere of ``MIN_RADIUS`` is a splinter,
    not a body). The carbon–binder domain and other fillers are *not* DEM bodies: they coat the
    particles and their necks, so each filler voxel moves with its nearest particle (no cohesion
@@ -34,9 +34,8 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    particle voxels landing on another particle, in the collector or beyond the roll). The squeeze is
    that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer
    is where its true surface lies somewhere, so a surface voxel counts as half solid on average
-   (:func:`_squeezed_voxels`, each moved voxel spread over the cells its displaced cube covers, so a
-   body's sub-voxel shift is not rounded); two surface layers meeting in a cell are mostly a contact
-   within the voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
+   (:func:`_squeezed_voxels`); two surface layers meeting in a cell are mostly a contact within the
+   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
    nearly the same roll travel at any voxel size (the rule it replaces counted voxel hulls per
    layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped the roll
    earlier — at 6 µm in its first quarter layer).
@@ -531,9 +530,8 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     Per particle, greedily: the largest inscribed sphere (centre at the voxel farthest from the
     particle's surface, radius that distance + ½ voxel), then the largest one centred on a voxel
     no sphere covers yet, until ``max_spheres``, ``COVERAGE`` of the voxels covered or spheres
-    under ``MIN_RADIUS``; each centre then moves off the voxel grid (:func:`_sub_voxel_centre`) and
-    the clump's spheres grow by a common offset until it has its particle's volume
-    (:func:`_volume_offsets`). Spheres of different particles that overlap (touching particles,
+    under ``MIN_RADIUS``; then the clump's spheres grow by a common offset until it has its
+    particle's volume (:func:`_volume_offsets`). Spheres of different particles that overlap (touching particles,
     discretisation) shrink by a common factor until they just touch, and none crosses the planes
     ``z_bottom``/``z_top``; a particle left without a sphere ≥ ``MIN_RADIUS`` is a splinter.
 
@@ -562,7 +560,7 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
                 continue
             if vals[k] < MIN_RADIUS or n_spheres == max_spheres:
                 break
-            cen.append(_sub_voxel_centre(coords, coords[k], vals[k]) + [sl[0].start, sl[1].start, sl[2].start])
+            cen.append(coords[k] + [sl[0].start, sl[1].start, sl[2].start])
             rad.append(vals[k])
             bod.append(b)
             n_spheres += 1
@@ -589,19 +587,6 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     remap = np.full(ids.size, -1, np.int64)
     remap[used] = np.arange(used.size)
     return ids[used], centre, radius, remap[body]
-
-
-def _sub_voxel_centre(coords, c, r, rounds=3):
-    """A sphere's centre off the voxel grid: the centroid of the particle's voxels (``coords``) within
-    ``r + 1`` of it, iterated (a mean shift), at most half a voxel per axis from the voxel centre ``c``
-    it was found at — the particle's true centre lies anywhere in that voxel, and a ball's largest
-    sphere left on the voxel centre is off by up to 0.87 voxel, so one side of its clump lies that
-    much inside the particle's surface and the other pokes out."""
-    x = np.asarray(c, float)
-    for _ in range(rounds):
-        near = ((coords - x) ** 2).sum(axis=1) <= (r + 1.0) ** 2
-        x = np.clip(coords[near].mean(axis=0), c - 0.5, c + 0.5)
-    return x
 
 
 def _volume_offsets(centre, radius, body, volume):
@@ -752,36 +737,24 @@ def _core(inst):
 
 
 def _squeezed_voxels(pvox, powner, pcore, shift, shape, n_coll, wall_layer):
-    """Particle volume (voxels) that a rigid move by ``shift`` (per body, voxels, continuous) squeezes,
+    """Particle volume (voxels) that a rigid move by ``shift`` (per body, voxels, rounded) squeezes,
     with the digitisation shell subtracted: the expected overlap of the true particles. A core voxel
-    (``pcore``) is solid; a surface voxel is one the true surface crosses, on average half solid.
-    Each moved voxel lays its solid over the cells its displaced cube covers, in proportion to the
-    overlap (cloud-in-cell: trilinear weights); a cell holding more than one voxel of solid squeezes
-    the excess, and solid laid below the collector (``n_coll``) or at and beyond the roll layer
-    (``wall_layer``) squeezes all of it. Unmoved, or moved as one rigid piece by any fraction of a
-    voxel, a particle squeezes nothing: the old rule rounded each body's shift to whole voxels, so a
-    body that moved 0.6 voxel squeezed as much as one that moved a whole one, and one that moved 0.4
-    nothing. Still a rough estimate of the true overlap: two 25 µm balls pressed 8 / 12 µm into each
-    other (true lens 4624 / 9953 µm³) give 432 / 1296 µm³ at 6 µm voxels, 576 / 2368 at 4 µm."""
+    (``pcore``) is solid; a surface voxel is one the true surface crosses, on average half solid
+    (the surface position within it uniform). So a voxel sent into the collector or beyond the roll
+    squeezes 1 (core) or ½ (surface); in a cell that several voxels take, each one past the first
+    squeezes 1 if two of them are core, ½ if one is (a surface voxel's solid half), ⅙ if none is
+    (two half-solid voxels facing each other: E[max(0, u₁ + u₂ − 1)] for uniform u)."""
     n0, n1, n2 = shape
-    x = np.stack(pvox).astype(float) + shift[:, powner]  # lower corner of each moved cube, voxel units
-    base = np.floor(x).astype(np.int64)
-    frac = x - base
-    solid = np.where(pcore, 1.0, 0.5)
-    cells, weights = [], []
-    for corner in np.ndindex(2, 2, 2):
-        w = solid.copy()
-        for ax in range(3):
-            w *= frac[ax] if corner[ax] else 1.0 - frac[ax]
-        cells.append(base + np.array(corner)[:, None])
-        weights.append(w)
-    c = np.concatenate(cells, axis=1)
-    w = np.concatenate(weights)
-    out = (c[0] < n_coll) | (c[0] >= wall_layer)
-    flat = (c[0][~out] * n1 + c[1][~out] % n1) * n2 + c[2][~out] % n2
-    _, cell = np.unique(flat, return_inverse=True)
-    occupied = np.bincount(cell, weights=w[~out])
-    return float(w[out].sum() + np.maximum(occupied - 1.0, 0.0).sum())
+    s = np.rint(shift[:, powner]).astype(np.int64)
+    c0 = pvox[0] + s[0]
+    c1 = (pvox[1] + s[1]) % n1
+    c2 = (pvox[2] + s[2]) % n2
+    out = (c0 < n_coll) | (c0 >= wall_layer)
+    flat = (c0[~out] * n1 + c1[~out]) * n2 + c2[~out]
+    _, cell, count = np.unique(flat, return_inverse=True, return_counts=True)
+    cores = np.bincount(cell, weights=pcore[~out].astype(float), minlength=count.size)
+    weight = np.where(cores >= 2, 1.0, np.where(cores == 1, 0.5, 1.0 / 6.0))
+    return float(np.where(pcore[out], 1.0, 0.5).sum() + ((count - 1) * weight).sum())
 
 
 def _majority_phase(inst, phase_of, ids):
