@@ -24,9 +24,8 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector
    (a flat granular wall, or the coating base) and a flat granular roll wall that moves down in
    sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size), each followed by a relaxation;
-   no gravity. The roll stops
-   at the last sub-step before either limit is passed: the relaxed packing carries the jamming
-   pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
+   no gravity. The roll stops at the last sub-step before either limit is passed: the relaxed
+   packing carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
    stiffen within a fraction of a voxel of overlap, so where this stops hardly depends on the
    pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres, would
    be squeezed into each other: the remap would take more than ``collision_tol`` of the volume the
@@ -108,8 +107,8 @@ from ._remap import remap_voxels
 #: roll-wall sub-step (µm, not voxels: where the roll stops must not depend on the voxel size) and
 #: LAMMPS steps to move it and to relax the packing after it. A quarter voxel (1.5 / 1 µm on the 6 / 4 µm
 #: LMP anode) let the roll stop up to that far short of the jam, and its faster push overshot the jam
-#: pressure dynamically: the two grids jammed at 17.0 / 18.4 % of the coating (16.5 / 16.4 % with 1/16
-#: voxel, once the clumps are fitted to the particles' volume).
+#: pressure dynamically: the two grids' series jammed at 16.1 / 17.9 % of the coating (16.4 / 16.4 %
+#: with 0.25 µm, once the clumps also have their particles' volume).
 WALL_STEP_UM = 0.25
 MOVE_STEPS = 200
 RELAX_STEPS = 300
