@@ -229,8 +229,9 @@ def test_squeeze_stop_gives_the_same_roll_travel_at_two_voxel_sizes():
     sub-steps): 28.5 / 35.0 µm; stop 22 (clumps with their particles' volume, 0.25 µm sub-steps):
     23.75 / 35.75 µm — the estimate (surface voxels half solid, shifts rounded to whole voxels)
     undercounts the overlap of two 25 µm balls pressed 8 / 12 µm into each other 4–21× (216 / 1680 µm³
-    at 6 µm, 779 / 2532 µm³ at 4 µm, against 4624 / 9953 µm³ true; stop 22, ``_squeezed_voxels``). With the pressure stop on (the
-    calender's default, 1 MPa) the roll stops by pressure long before (14–17 % of the coating)."""
+    at 6 µm, 779 / 2532 µm³ at 4 µm, against 4624 / 9953 µm³ true; stop 22, ``_squeezed_voxels``).
+    With the pressure stop on (the calender's default, 1 MPa) the roll stops by pressure long before
+    (10–20 % of the coating)."""
     travel = {vs: t for vs, (t, _, _) in _squeeze_only_travel().items()}
     assert abs(travel[6.0] - travel[4.0]) <= 6.0 + 4.0
 
@@ -239,7 +240,8 @@ def test_carried_packing_follows_its_particles_and_flattens_where_pressed():
     """:meth:`DemPacking.follow`: two balls; the stress solve (here: a shift of the voxels) moves
     ball 2 down by 4 voxels and across a periodic face sideways by 2, into ball 1's cap. Each
     clump moves as its voxels' centroid did (ball 2 exactly by the shift); the overlap it made is
-    flattened (the most pressed pair, relative to its radii, shrinks by one factor until it just touches, spheres that overlap
+    flattened (the most pressed pair, relative to its radii, shrinks by one factor until it just
+    touches, spheres that overlap
     nothing keep their radius); a second follow with no new move changes nothing; a sphere pressed
     through the roll is flattened against it."""
     shape = (24, 20, 20)

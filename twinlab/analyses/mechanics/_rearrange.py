@@ -25,10 +25,10 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    (a flat granular wall, or the coating base) and a flat granular roll wall that moves down in
    sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size), each followed by a relaxation;
    no gravity. The roll stops at the last sub-step before either limit is passed: the relaxed
-   packing carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
-   stiffen within a fraction of a voxel of overlap, so where this stops hardly depends on the
-   pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres, would
-   be squeezed into each other: the remap would take more than ``collision_tol`` of the volume the
+   packing carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz
+   contacts of 20 GPa particles stiffen within a fraction of a voxel of overlap, so where this
+   stops hardly depends on the pressure once it is a few MPa), or the voxel particles, moved
+   rigidly with their spheres, would be squeezed into each other: the remap would take more than ``collision_tol`` of the volume the
    roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
    particle voxels landing on another particle, in the collector or beyond the roll). The squeeze is
    that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer
@@ -607,7 +607,8 @@ def _volume_offsets(centre, radius, body, volume):
         hi = np.ceil((c + r[None]).max(axis=1)) + 3
         axes = [np.arange(lo[a], hi[a]) + 0.5 for a in range(3)]
         pts = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, -1)
-        # depth of each lattice point inside the union: max over spheres of r − |p − c| (δ brings it in when ≥ −δ)
+        # depth of each lattice point inside the union: max over spheres of r − |p − c|;
+        # an offset δ brings it in when depth ≥ −δ
         depth = np.full(pts.shape[1], -np.inf)
         for k in range(r.size):
             depth = np.maximum(depth, r[k] - np.sqrt(((pts - c[:, k:k + 1]) ** 2).sum(axis=0)))
