@@ -28,16 +28,18 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    packing carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz
    contacts of 20 GPa particles stiffen within a fraction of a voxel of overlap, so where this
    stops hardly depends on the pressure once it is a few MPa), or the voxel particles, moved
-   rigidly with their spheres, would be squeezed into each other: the remap would take more than ``collision_tol`` of the volume the
-   roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
+   rigidly with their spheres, would be squeezed into each other: the remap would take more than
+   ``collision_tol`` of the volume the roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
    particle voxels landing on another particle, in the collector or beyond the roll). The squeeze is
    that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer
    is where its true surface lies somewhere, so a surface voxel counts as half solid on average
    (:func:`_squeezed_voxels`); two surface layers meeting in a cell are mostly a contact within the
-   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
-   nearly the same roll travel at any voxel size (the rule it replaces counted voxel hulls per
-   layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped the roll
-   earlier — at 6 µm in its first quarter layer).
+   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept (the rule it replaces
+   counted voxel hulls per layer: the hull protrudes about a voxel beyond the spheres, so coarse
+   voxels stopped the roll earlier — at 6 µm in its first quarter layer). It undercounts the true
+   overlap 4–21× (two 25 µm balls pressed 8–12 µm into each other, 6 and 4 µm voxels), by a factor
+   that depends on the voxel: with the pressure stop off it alone stops the generated LMP anode
+   after 23.75 / 35.75 µm of roll travel at 6 / 4 µm; the pressure stop normally comes first.
 3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
