@@ -21,18 +21,18 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    is modelled: binder bridges neither pull nor break in the DEM).
 2. **Compression in LAMMPS** (``pair_style granular``: Hertz normal contact with the particle
    material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
-   contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector
-   (a flat granular wall, or the coating base) and a flat granular roll wall that moves down in
-   sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size), each followed by a relaxation;
-   no gravity. The roll stops at the last sub-step before either limit is passed: the relaxed
-   packing carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz
-   contacts of 20 GPa particles stiffen within a fraction of a voxel of overlap, so where this
-   stops hardly depends on the pressure once it is a few MPa), or the voxel particles, moved
-   rigidly with their spheres, would be squeezed into each other: the remap would take more than
-   ``collision_tol`` of the volume the roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
+   contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector (a
+   flat granular wall, or the coating base) and a flat granular roll wall that moves down in
+   sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size), each followed by a relaxation; no
+   gravity. The roll stops at the last sub-step before either limit is passed: the relaxed packing
+   carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20
+   GPa particles stiffen within a fraction of a voxel of overlap, so where this stops hardly depends
+   on the pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres,
+   would be squeezed into each other: the remap would take more than ``collision_tol`` of the volume
+   the roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
    particle voxels landing on another particle, in the collector or beyond the roll). The squeeze is
-   that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer
-   is where its true surface lies somewhere, so a surface voxel counts as half solid on average
+   that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer is
+   where its true surface lies somewhere, so a surface voxel counts as half solid on average
    (:func:`_squeezed_voxels`); two surface layers meeting in a cell are mostly a contact within the
    voxelisation, not an interpenetration. Measured in µm³ per µm³ swept (the rule it replaces
    counted voxel hulls per layer: the hull protrudes about a voxel beyond the spheres, so coarse
