@@ -287,6 +287,41 @@ def test_carried_packing_follows_its_particles_and_flattens_where_pressed():
     assert (low_roll.centre[0] + low_roll.radius <= 19.0 + 1e-9).all()
 
 
+def test_follow_keeps_the_overlap_the_dem_left_and_flattens_only_what_the_solve_added():
+    """Two balls whose clumps the DEM left pressed 0.2 voxel into each other (its elastic Hertz overlap
+    at the jam pressure): a stress solve that did not move them keeps that overlap, and one that pressed
+    ball 2 a voxel further down flattens only that voxel — the next stage starts from the load it
+    stopped at, not force-free, so it does not take the chain's elastic approach again as free roll
+    travel in every increment (more increments per strain on finer voxels: 6 vs 4 µm LMP curves
+    0.093/0.090 → 0.082/0.045 apart in 160 µm, 0.110/0.225 → 0.090/0.110 in 480 µm, stop 22).
+    Before, every follow shrank the pair until it just touched (overlap 0 in both cases)."""
+    shape = (24, 20, 20)
+    inst = np.zeros(shape, np.int32)
+    inst[_ball(shape, (7.0, 10.0, 10.0), 5)] = 1
+    inst[_ball(shape, (17.5, 10.0, 10.0), 5) & (inst == 0)] = 2
+    fitted = rearrange_mod.DemPacking.fit(inst, z_bottom=0.0, z_top=24.0)
+    first = [np.flatnonzero(fitted.body == k)[0] for k in (0, 1)]  # each ball's largest sphere
+    ca, cb = fitted.centre[:, first[0]], fitted.centre[:, first[1]]
+    ra, rb = fitted.radius[first[0]], fitted.radius[first[1]]
+    centre = fitted.centre.copy()  # the DEM pressed ball 2 into ball 1 by 0.2 voxel (sphere-to-sphere)
+    centre[0, fitted.body == 1] -= np.linalg.norm(cb - ca) - (ra + rb - 0.2)
+    dem_end = dataclasses.replace(fitted, centre=centre).anchor_to(inst)
+
+    def overlap(p):
+        a, b = np.flatnonzero(p.body == 0)[0], np.flatnonzero(p.body == 1)[0]
+        return p.radius[a] + p.radius[b] - np.linalg.norm(p.centre[:, b] - p.centre[:, a])
+
+    assert overlap(dem_end) == pytest.approx(0.2, abs=1e-9)
+    still = dem_end.follow(inst, z_bottom=0.0, z_top=24.0)  # the solve moved nothing
+    assert overlap(still) == pytest.approx(0.2, abs=1e-6)
+    pressed_inst = np.where(inst == 2, 0, inst)  # the solve pressed ball 2 one voxel further down
+    pressed_inst[np.roll(inst == 2, -1, axis=0) & (pressed_inst == 0)] = 2
+    pressed = dem_end.follow(pressed_inst, z_bottom=0.0, z_top=24.0)
+    # the voxel the solve added is flattened (the clumps' smaller spheres it pressed together shrink the
+    # pair by their common factor too), the DEM's load is not: the pair still overlaps
+    assert 0.0 < overlap(pressed) <= 0.2 + 1e-6
+
+
 @needs_dem
 def test_two_dem_increments_carry_the_packing_to_where_one_increment_takes_it():
     """The loose zig-zag column pressed 30 % in one DEM stage and in two (15 % + 15 %, the second

@@ -76,8 +76,9 @@ roll travel that depended on the voxel size (README "Known limits", LMP shells).
 turned in the DEM stays turned, while its voxel particle is only translated (step 3): for the
 near-spherical particles of the generated electrodes the two keep the same shape. Between stages
 the spheres follow their particles through the stress solve (each clump as the centroid of its
-particle's voxels moved, remap pushes included) and are flattened where the solve pressed them into each other, the
-collector or the roll (spheres shrunk to just touch, as the fit starts them): the deformation the
+particle's voxels moved, remap pushes included) and are flattened where the solve pressed them
+into each other, the collector or the roll (a pair shrunk back to the elastic overlap the DEM left
+it, a sphere against a wall to just touch; :meth:`DemPacking.follow`): the deformation the
 solve gave the particles is permanent (plastic lithium, crushed NCM), its stress stays in the
 voxels, and what the DEM feels of it is the particles' new, flatter shape. Not carried: the
 tangential (Mindlin) contact history and velocities — every stage starts from rest and ends
@@ -214,13 +215,16 @@ class DemPacking:
         """The packing after a voxel stress solve: each clump translated as its particle's voxels
         moved since :meth:`anchor_to` (the shift of their centroid, so the remap's pushes count),
         then flattened where the solve pressed particles into each other, the collector or the
-        roll: the overlapping spheres shrink by a common factor until they just touch (as
-        :func:`fit_clumps` starts them), so the next DEM stage starts force-free from the deformed
-        packing — the solve's stress stays in the voxels, and lithium and cracked NCM deform
-        permanently (no elastic spring-back is stored in the spheres)."""
+        roll: the overlapping spheres shrink by a common factor until a pair overlaps no more than
+        the DEM left it (its elastic Hertz overlap at the jam pressure; the collector and the roll:
+        until they just touch), so the next DEM stage starts from the load it stopped at, not
+        force-free — it would otherwise take the chain's elastic approach again as free roll travel
+        in every increment, more often per strain on finer voxels. The solve's stress stays in the
+        voxels, and lithium and cracked NCM deform permanently (no spring-back of the solve's own
+        compression is stored in the spheres)."""
         step = _voxel_centroids(inst, self) - self.anchor
         centre = self.centre + step[:, self.body]
-        radius = _separate(centre, self.radius, self.body, inst.shape)
+        radius = _separate(centre, self.radius, self.body, inst.shape, before=self.centre)
         moved = DemPacking(self.ids, centre, radius, self.body).between(z_bottom, z_top).bodies_in(inst)
         return moved.anchor_to(inst)
 
@@ -619,8 +623,9 @@ def _volume_offsets(centre, radius, body, volume):
     return out
 
 
-def _separate(centre, radius, body, shape):
-    """Radii shrunk so spheres of different bodies do not overlap (minimum image laterally)."""
+def _separate(centre, radius, body, shape, before=None):
+    """Radii shrunk so spheres of different bodies do not overlap (minimum image laterally); with
+    ``before`` (their earlier centres), each pair keeps the overlap it had there."""
     n0, n1, n2 = shape
     if radius.size < 2:
         return radius
@@ -637,6 +642,11 @@ def _separate(centre, radius, body, shape):
     for ax, n in ((1, n1), (2, n2)):
         d[:, ax] -= n * np.round(d[:, ax] / n)
     dist = np.sqrt((d ** 2).sum(axis=1))
+    if before is not None:
+        b = before[:, j] - before[:, i]
+        for ax, n in ((1, n1), (2, n2)):
+            b[ax] -= n * np.round(b[ax] / n)
+        dist = dist + np.maximum(radius[i] + radius[j] - np.sqrt((b ** 2).sum(axis=0)), 0.0)
     over = dist < radius[i] + radius[j]
     f = dist[over] / (radius[i][over] + radius[j][over])  # both shrink by the same factor: they just touch
     np.minimum.at(out, i[over], radius[i][over] * f)
