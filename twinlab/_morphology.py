@@ -109,6 +109,22 @@ def label_periodic(mask: np.ndarray, periodic_axes: Sequence[int] = ()) -> np.nd
     return component[labels]
 
 
+def face_neighbour(a: np.ndarray, ax: int, shift: int, fill) -> np.ndarray:
+    """Each voxel's face neighbour along ``ax`` on a coating grid (thickness axis 0, axes 1 and 2
+    laterally periodic): ``a`` shifted by one voxel (``shift`` ±1; the result at ``i`` is ``a[i − shift]``),
+    ``fill`` beyond axis 0's ends (the collector side and the roll)."""
+    if ax != 0:
+        return np.roll(a, shift, axis=ax)
+    out = np.empty_like(a)
+    if shift == 1:
+        out[1:] = a[:-1]
+        out[0] = fill
+    else:
+        out[:-1] = a[1:]
+        out[-1] = fill
+    return out
+
+
 def _distance(mask: np.ndarray, radius_vox: Sequence[float], threads: int, *, black_border: bool) -> np.ndarray:
     import edt
 

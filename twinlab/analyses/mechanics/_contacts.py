@@ -97,6 +97,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
+from ..._morphology import face_neighbour
 from ...errors import ConvergenceError, InputError
 from ._laws import ELASTIC, PLASTIC, lame_from_young
 
@@ -151,20 +152,6 @@ def particle_instances(lab: np.ndarray, particle_values, *, instances: np.ndarra
     return out
 
 
-def _shifted(a, ax, shift, fill):
-    """``a`` shifted by one voxel along ``ax`` (periodic on axes 1, 2; ``fill`` beyond axis 0's ends)."""
-    if ax != 0:
-        return np.roll(a, shift, axis=ax)
-    out = np.empty_like(a)
-    if shift == 1:
-        out[1:] = a[:-1]
-        out[0] = fill
-    else:
-        out[:-1] = a[1:]
-        out[-1] = fill
-    return out
-
-
 def foreign_faces(inst: np.ndarray, fixed: np.ndarray, *, top_is_roll: bool):
     """Interphase voxels and their outward normals.
 
@@ -182,10 +169,10 @@ def foreign_faces(inst: np.ndarray, fixed: np.ndarray, *, top_is_roll: bool):
     hit = np.zeros(inst.shape, bool)
     for ax in range(3):
         for shift in (1, -1):
-            nb = _shifted(inst, ax, shift, 0)
+            nb = face_neighbour(inst, ax, shift, 0)
             other = part & (nb > 0) & (nb != inst)
             if fixed is not None:
-                other |= part & _shifted(fixed, ax, shift, False)
+                other |= part & face_neighbour(fixed, ax, shift, False)
             if ax == 0 and shift == -1 and top_is_roll:
                 other[-1] |= part[-1]
             # np.roll(+1) brings the neighbour at index i−1: the direction toward it is −e_ax
@@ -208,7 +195,7 @@ def surface_normals(inst: np.ndarray, mask: np.ndarray):
     acc = np.zeros((3, *inst.shape), np.float32)
     for ax in range(3):
         for shift in (1, -1):
-            nb = _shifted(inst, ax, shift, -1)
+            nb = face_neighbour(inst, ax, shift, -1)
             acc[ax] += np.where(nb != inst, -float(shift), 0.0).astype(np.float32)
     n = acc[:, mask]
     norm = np.sqrt((n ** 2).sum(axis=0))
@@ -225,7 +212,7 @@ def particle_surface(inst: np.ndarray) -> np.ndarray:
     surf = np.zeros(inst.shape, bool)
     for ax in range(3):
         for shift in (1, -1):
-            surf |= part & (_shifted(inst, ax, shift, 0) != inst)
+            surf |= part & (face_neighbour(inst, ax, shift, 0) != inst)
     return surf
 
 

