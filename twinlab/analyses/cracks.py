@@ -79,8 +79,8 @@ out of every number (crack area, fractions, histogram, profile, crack mask) the 
 solid comes within ``crack_width_um`` of a lateral face (a gap that narrow to the face may be a
 crack running out through it), the guard-frame rule of particle statistics (ImageJ "Analyze
 Particles: exclude on edges", ``skimage.segmentation.clear_border``, stereological counting
-frames); ``edge_particles`` counts them. "keep" measures every particle in view as seen. Exclusion is unbiased for a crack fraction that does not depend on
-particle size (larger particles are cut more often: Miles–Lantuéjoul), but it leaves fewer
+frames); ``edge_particles`` counts them. "keep" measures every particle in view as seen.
+Exclusion is unbiased for a crack fraction that does not depend on particle size (larger particles are cut more often: Miles–Lantuéjoul), but it leaves fewer
 particles: on the benchmark's 12 µm wide sections more than half of them (seeds 1–11: 8–18 of
 22–32 per seed's three sections), and one split or merge among the rest then weighs twice as
 much (seed 6 crack +92 %, seed 11 −58 %, r 0.01), while "keep" meets the issue's bar on all 11
@@ -235,8 +235,7 @@ def crack_volume(
         ``CrackResult.edge_particles``; "keep" measures them as seen; "auto" excludes them from a 2D
         section when at least :data:`AUTO_EXCLUDE_MIN_PARTICLES` particles remain wholly in view,
         else keeps them (on a narrow image exclusion leaves too few), and keeps them in a volume
-        (module doc). ``CrackResult.edge_rule`` says
-        which was applied.
+        (module doc). ``CrackResult.edge_rule`` says which was applied.
 
     Raises
     ------
