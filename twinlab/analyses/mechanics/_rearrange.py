@@ -638,14 +638,9 @@ def _separate(centre, radius, body, shape, before=None):
     i, j = pairs[:, 0], pairs[:, 1]
     other = body[i] != body[j]
     i, j = i[other], j[other]
-    d = pts[j] - pts[i]
-    for ax, n in ((1, n1), (2, n2)):
-        d[:, ax] -= n * np.round(d[:, ax] / n)
-    dist = np.sqrt((d ** 2).sum(axis=1))
+    dist = np.sqrt((_lateral_min_image((pts[j] - pts[i]).T, shape) ** 2).sum(axis=0))
     if before is not None:
-        b = before[:, j] - before[:, i]
-        for ax, n in ((1, n1), (2, n2)):
-            b[ax] -= n * np.round(b[ax] / n)
+        b = _lateral_min_image(before[:, j] - before[:, i], shape)
         dist = dist + np.maximum(radius[i] + radius[j] - np.sqrt((b ** 2).sum(axis=0)), 0.0)
     over = dist < radius[i] + radius[j]
     f = dist[over] / (radius[i][over] + radius[j][over])  # both shrink by the same factor: they just touch
@@ -932,9 +927,6 @@ def _max_overlap(centre, radius, body, shape):
     i, j = i[body[i] != body[j]], j[body[i] != body[j]]
     if not i.size:
         return 0.0
-    d = pts[j] - pts[i]
-    for ax, n in ((1, n1), (2, n2)):
-        d[:, ax] -= n * np.round(d[:, ax] / n)
-    dist = np.sqrt((d ** 2).sum(axis=1))
+    dist = np.sqrt((_lateral_min_image((pts[j] - pts[i]).T, shape) ** 2).sum(axis=0))
     rel = (radius[i] + radius[j] - dist) / np.minimum(radius[i], radius[j])
     return float(max(rel.max(), 0.0))
