@@ -20,7 +20,10 @@ Prints
   coordination of the pore network per density. With several ``--seeds`` (generated cathodes) and
   ``--runs`` (WINDOWxSTEPS), the crackable volume of each run against the first, seed by seed, and the
   seed-to-seed spread at each run: the noise floor that a window (or increment-count) comparison must
-  beat to show a bias. WINDOW is in voxels (2 µm with ``--quick``: 16x4 is a 32 µm window, 4 steps);
+  beat to show a bias. WINDOW is in voxels (2 µm with ``--quick``: 16x4 is a 32 µm window, 4 steps; the
+  compaction cap splits the steps into increments of at most 5.4 % of the thickness — 24x4 runs 11
+  increments of 1–2 layers to 3.8 g/cm³, 24x8 14 of mostly one layer, 24x16 17 of exactly one layer, the
+  finest the remap can take: compare all three, 4 vs 8 alone hides most of the dependence, issue 16);
   every window is a centred crop of one generated cathode ``--width`` µm wide (default 48), so windows
   of ≥ 60 µm need e.g. ``--width 72 --runs 32x4,24x4``. ``--contact-kn GPa/µm`` replaces the NCM contact
   law's normal stiffness per contact area (materials.NCM_contact) for a sensitivity run; ``--voxel µm``
@@ -122,7 +125,7 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
             kn = contact_kn or MATERIALS["NCM_contact"].normal_stiffness_gpa_um
             print(f"rearrange={rearrange} contact k_n {kn} GPa/µm, {mech} µm voxels, "
                   f"seed {seed} window {window} ({window * mech:.0f} µm) steps {steps} "
-                  f"({time.perf_counter() - t:.0f} s):", flush=True)
+                  f"({s.settings['increments']} increments, {time.perf_counter() - t:.0f} s):", flush=True)
             for d in s.settings.get("dem_stages", []):
                 print(f"    DEM: {d['from_layers']} → {d['stopped_layers']} layers (target {d['target_layers']}), "
                       f"{d['pressure_mpa']:.2f} MPa, {d['spheres']} spheres, max overlap {d['max_overlap']:.3f} r, "

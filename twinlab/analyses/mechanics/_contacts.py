@@ -480,7 +480,7 @@ def jamming_width(inst: np.ndarray, lab: np.ndarray, values) -> int:
 
 def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, fixed, gap, law: ContactLaw,
                         nt: int, tol_active: float, max_passes: int, tol, maxiter, top_is_roll: bool = True,
-                        override=None, phi=None):
+                        override=None, phi=None, interphase=None):
     """Solve one increment with the unilateral contact interphase (primal active set).
 
     ``lam``, ``mu``, ``sy``, ``code``, ``s_old`` are the cell arrays (the coating in the first ``nt``
@@ -490,7 +490,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     ``override`` = (mask, λ, μ): interphase voxels in ``mask`` (coating grid) take these elastic
     constants instead of the law's (intact membrane shells). ``phi`` (coating grid): the local
     packing fraction of the skeleton (:func:`packing_fraction`) for the compaction cap of the
-    law's capped phases (None: no cap).
+    law's capped phases (None: no cap). ``interphase``: the increment's ``(mask, normal)`` of
+    :func:`foreign_faces` for these ``inst``, ``fixed`` and ``top_is_roll``, when the caller has it (None: found here).
 
     Compaction cap: a closed interphase voxel whose pressure exceeds :func:`compaction_pressure`
     (plus the cohesion) crushes, below jamming (rearrangement, a low pressure) as above it (Heckel).
@@ -511,7 +512,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     relative to the increment's force at Δu = 0; 0 without a relaxation) and ``relax_failed`` (1: it did
     not converge and the returned stress stayed unrelaxed).
     """
-    mask, normal = foreign_faces(inst, fixed[:nt] if fixed is not None else None, top_is_roll=top_is_roll)
+    mask, normal = interphase if interphase is not None else foreign_faces(
+        inst, fixed[:nt] if fixed is not None else None, top_is_roll=top_is_roll)
     idx = np.nonzero(mask)
     vals = lab[idx]
     c_lam, c_mu = law.moduli(vals, normal)

@@ -570,9 +570,9 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     if contacts:
         fixed = np.zeros(shape_c, bool)
         fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
+        interphase = foreign_faces(cstate.inst, fixed[:nt], top_is_roll=True)  # once: the solve takes it too
         # elastic particles start from their mean stress: no residue of the remap (relieve_particle_residuals)
-        inter, _ = foreign_faces(cstate.inst, fixed[:nt], top_is_roll=True)
-        bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~inter
+        bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~interphase[0]
         if cstate.shelled is not None:
             bodies &= ~cstate.shelled
         relieve_particle_residuals(stress, cstate.inst, bodies)
@@ -604,7 +604,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
-            override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next))
+            override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next), interphase=interphase)
         cstate.last_info = info
         if stats is not None:  # a relaxation that did not converge left its crushed contacts' pressure unrelaxed
             stats["unrelaxed"] = stats.get("unrelaxed", 0) + info["relax_failed"]
