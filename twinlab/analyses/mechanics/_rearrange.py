@@ -76,7 +76,7 @@ gave the particles is permanent (plastic lithium, crushed NCM), its stress stays
 what the DEM feels of it is the particles' new, flatter shape. (A refit of the inscribed spheres
 that preceded the volume fit lay 0.6–0.9 voxel inside every particle and jammed at a roll travel
 that grew with the voxel size; stop 22 instead translated the clumps with their particles and shrank
-the pressed spheres whole, which lost 8–19 % of the clumps' volume per increment — stop 23, see
+the pressed spheres whole, which lost 11–18 % of the clumps' volume per increment — stop 23, see
 :meth:`DemPacking.follow`.) A clump turns in the DEM while its voxel particle is only translated
 (step 3); the next fit follows the voxels. Not carried: the walls' overlaps, the tangential
 (Mindlin) contact history and velocities — every stage starts from rest and ends relaxed.
@@ -183,9 +183,9 @@ class DemPacking:
     body: np.ndarray
 
     @classmethod
-    def fit(cls, inst: np.ndarray, *, z_bottom: float, z_top: float, keep=None) -> "DemPacking":
-        """Clumps fitted to the particle instances (:func:`fit_clumps`; force-free unless ``keep``)."""
-        return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top, keep=keep))
+    def fit(cls, inst: np.ndarray, *, z_bottom: float, z_top: float, overlaps=None) -> "DemPacking":
+        """Clumps fitted to the particle instances (:func:`fit_clumps`; force-free unless ``overlaps``)."""
+        return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top, overlaps=overlaps))
 
     def bodies_in(self, inst: np.ndarray) -> "DemPacking":
         """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
@@ -206,34 +206,37 @@ class DemPacking:
 
     def follow(self, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
         """The packing after a voxel stress solve: the clumps fitted again to the particles as the solve
-        left them (:func:`fit_clumps`: their flattened shape, their full volume), each pair of particles
-        keeping the overlap the DEM left between their clumps (its elastic Hertz overlap at the jam), so
-        the next stage starts from the load it stopped at, not force-free.
+        left them (:func:`fit_clumps`: their flattened shape, grown to their volume before the spheres of
+        touching particles are separated), each pair of particles keeping the overlap the DEM left
+        between their clumps (its elastic Hertz overlap at the jam), so the next stage starts from the
+        load it stopped at, not force-free.
 
         Before stop 23 the clumps were translated with their particles' voxels and flattened where the
         solve pressed them by shrinking the pressed spheres whole: lithium flattened plastically keeps
-        its volume and spreads, the shrunk sphere instead lost it and pulled back from all its other
-        contacts, so the clumps lost 8–19 % of Σr³ per increment (160 µm LMP anode, 6 and 4 µm) and each
-        following DEM stage took ~3.5 µm of roll travel force-free to close the loosened packing again —
-        per increment, not per strain: nearly a whole layer at 4 µm, half of one at 6 µm."""
-        return DemPacking.fit(inst, z_bottom=z_bottom, z_top=z_top, keep=self.pair_overlaps(inst.shape))
+        its volume and spreads, a shrunk sphere instead pulls back from all its other contacts. On the
+        160 µm LMP anode (6 µm voxels) the clumps held 0.77 → 0.69 → 0.58 → 0.51 → 0.42 of their
+        particles' volume over four increments (refitted: 0.72 → 0.68 → 0.59 → 0.51), and each DEM
+        stage took ~3.5 µm of roll travel force-free to close the loosened packing again — per
+        increment, not per strain: nearly a whole layer at 4 µm, half of one at 6 µm (480 µm window)."""
+        return DemPacking.fit(inst, z_bottom=z_bottom, z_top=z_top, overlaps=self.pair_overlaps(inst.shape))
 
     def pair_overlaps(self, shape):
-        """``keep(a, b)``: the largest overlap (voxels) of a sphere of particle ``a`` with one of particle
+        """``overlap(a, b)``: the largest overlap (voxels) of a sphere of particle ``a`` with one of particle
         ``b`` in this packing, for instance id arrays ``a``, ``b`` (0 where they do not overlap)."""
         i, j, dist = _sphere_pairs(self.centre, self.radius, self.body, shape)
         over = self.radius[i] + self.radius[j] - dist
         pos = over > 0
-        keys, inv = np.unique(_pair_key(self.ids[self.body[i[pos]]], self.ids[self.body[j[pos]]]), return_inverse=True)
+        keys, inv = np.unique(_pair_key(self.ids[self.body[i[pos]]], self.ids[self.body[j[pos]]]),
+                              return_inverse=True)
         best = np.zeros(keys.size + 1)
         np.maximum.at(best, inv, over[pos])
         keys = np.append(keys, np.iinfo(np.int64).max)  # a sentinel: every search lands on an entry
 
-        def keep(a, b):
+        def overlap(a, b):
             k = _pair_key(a, b)
             at = np.searchsorted(keys, k)
             return np.where(keys[at] == k, best[at], 0.0)
-        return keep
+        return overlap
 
     def surface_distance(self, points: np.ndarray, bodies: np.ndarray, h, shape, along=None) -> np.ndarray:
         """Distance (µm) from ``points`` (3, m; voxel coordinates of the coating grid) to the surface of
@@ -476,8 +479,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     to the particles) from ``m_cur`` toward ``m_next`` layers, then every voxel moves rigidly with
     its particle's clump through the volume-conserving remap, its state gathered with
     ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) where the roll
-    stopped and the packing there (the stress solve moves it on, :meth:`DemPacking.follow`); logs the stage in ``stats["dem"]`` and the roll
-    pressure in ``stats["pressure"]``."""
+    stopped and the packing there (the stress solve moves it on, :meth:`DemPacking.follow`); logs the
+    stage in ``stats["dem"]`` and the roll pressure in ``stats["pressure"]``."""
     mov = moving_value(lab)
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
                      phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol, packing=packing)
@@ -513,7 +516,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
 
 
 # ---------------------------------------------------------------------- clump fit
-def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: int = MAX_SPHERES, keep=None):
+def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: int = MAX_SPHERES,
+               overlaps=None):
     """Clumps of spheres (voxel units) fitted to the particle instances.
 
     Per particle, greedily: the largest inscribed sphere (centre at the voxel farthest from the
@@ -521,7 +525,8 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     no sphere covers yet, until ``max_spheres``, ``COVERAGE`` of the voxels covered or spheres
     under ``MIN_RADIUS``; then the clump's spheres grow by a common offset until it has its
     particle's volume (:func:`_volume_offsets`). Spheres of different particles that overlap (touching particles,
-    discretisation) shrink by a common factor until they just touch, and none crosses the planes
+    discretisation) shrink by a common factor until they just touch — or, with ``overlaps(a, b)``
+    (instance id arrays → voxels), overlap that much — and none crosses the planes
     ``z_bottom``/``z_top``; a particle left without a sphere ≥ ``MIN_RADIUS`` is a splinter.
 
     Returns
@@ -568,7 +573,7 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     counts = np.bincount(inst.ravel(), minlength=int(ids.max()) + 1)[ids]
     radius = radius + _volume_offsets(centre, radius, body, counts)[body]
     radius = _separate(centre, radius, body, inst.shape,
-                       allow=None if keep is None else lambda a, b: keep(ids[a], ids[b]))
+                       allow=None if overlaps is None else lambda a, b: overlaps(ids[a], ids[b]))
     radius = np.minimum(radius, centre[0] - z_bottom)
     radius = np.minimum(radius, z_top - centre[0])
     keep = radius >= MIN_RADIUS
