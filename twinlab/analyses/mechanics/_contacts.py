@@ -742,7 +742,8 @@ def shell_fracture(strain_total, stress, inst, shelled, broken, *, e_shell_mpa, 
     """New broken flags of sub-voxel shells (surface patches) after an increment.
 
     A shell patch (voxel with ``shelled``) breaks when its membrane stress
-    ``E_s/(1−ν_s) · ε_m`` (``ε_m`` the largest principal strain in the surface plane) or the
+    ``E_s/(1−ν_s) · ε_m`` (``ε_m`` the largest principal strain in the surface plane of
+    ``strain_total``, the film's strain: :meth:`ContactState.strain_films`) or the
     contact traction ``−n·σ·n`` exceeds ``strength_mpa`` (MPa: one value, or one per voxel — a
     patch's own strength drawn from the film's Weibull distribution). Patches without a surface normal (inner
     layers of a thick shell) use the largest principal strain.
