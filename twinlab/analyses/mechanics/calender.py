@@ -14,7 +14,9 @@ voxels whose von Mises stress exceeds the fracture strength (stiffness and stres
 *between* increments), move every solid coating voxel by its displacement (voxel-centre average of
 its corner displacements) scaled so the coating fits the new thickness, and resolve collisions with
 the volume-conserving remap (:mod:`._remap`): every phase keeps exactly its voxel count and the
-pores absorb the change. Stress, strain, accumulated displacement and the broken-shell mask travel
+pores absorb the change. The grid the targets are rounded to shifts by a sub-voxel phase that advances
+by the golden ratio per increment (:func:`_rounding_phase`), so fine increments spread the compaction
+over the coating instead of piling it onto one band. Stress, strain, accumulated displacement and the broken-shell mask travel
 with the material (an updated-Lagrangian, hypo-elastic state: no spring-back — the known limit of
 strain-controlled calendering models). With contacts, an elastic particle starts each increment from
 its mean stress (:func:`._contacts.relieve_particle_residuals`): the stress the remap carried within it
