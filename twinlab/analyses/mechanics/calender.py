@@ -14,7 +14,9 @@ voxels whose von Mises stress exceeds the fracture strength (stiffness and stres
 *between* increments), move every solid coating voxel by its displacement (voxel-centre average of
 its corner displacements) scaled so the coating fits the new thickness, and resolve collisions with
 the volume-conserving remap (:mod:`._remap`): every phase keeps exactly its voxel count and the
-pores absorb the change. Stress, strain, accumulated displacement and the broken-shell mask travel
+pores absorb the change. The grid the targets are rounded to shifts by a sub-voxel phase that advances
+by the golden ratio per increment (:func:`_rounding_phase`), so fine increments spread the compaction
+over the coating instead of piling it onto one band. Stress, strain, accumulated displacement and the broken-shell mask travel
 with the material (an updated-Lagrangian, hypo-elastic state: no spring-back — the known limit of
 strain-controlled calendering models). With contacts, an elastic particle starts each increment from
 its mean stress (:func:`._contacts.relieve_particle_residuals`): the stress the remap carried within it
@@ -257,7 +259,8 @@ def calender(
                     roll_factor=opts.roll_stiffness_factor, reg=opts.plastic_regularization, dtype=dt, tol=opts.tol,
                     maxiter=opts.maxiter, workers=opts.workers, seed=opts.seed + done, pore_gray=pore_gray,
                     preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
-                    contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um)
+                    contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um,
+                    rounding_phase=_rounding_phase(done))
                 if packing is not None:  # the clumps move on with their particles (flattened where pressed)
                     packing = packing.follow(cstate.inst, z_bottom=n_coll, z_top=n_coll + m_next)
                 stats["cg"] += cg
@@ -530,6 +533,21 @@ def _schedule(m0, target_layers, steps, max_strain=None):
     return sorted(grid, reverse=True)
 
 
+def _rounding_phase(increment):
+    """Sub-voxel shift (in (−½, ½), 0 for the first) of the remap's rounding grid along the thickness in increment
+    ``increment``: the golden-ratio sequence, a low-discrepancy dither.
+
+    Why: the remap rounds each voxel's continuous target to a cell. At a fixed phase, an increment of one layer moves
+    the coating above the height where the displacement passes half a voxel by one cell and the rest by none, and that
+    height is the coating's middle in *every* increment: all the pore closure (and the collisions that shift solid
+    relative to its stress) piles onto one band, which jams (solid fraction 0.98 at 3.8 g/cm³) while the pores below
+    and above stay open (0.73, 0.22) — the finer the increments, the softer and less stressed the electrode (issue 16:
+    roll pressure of a bonded elastic cathode 2983 MPa with 16 steps vs 3384 with 4). Advancing the phase by the
+    golden ratio spreads the rounding heights evenly over the increments, so the voxel-quantized compaction follows
+    the solved, distributed strain whatever the increment size."""
+    return float((0.5 + increment * 0.6180339887498949) % 1.0 - 0.5)
+
+
 def _pore_gray(img, pore):
     return img[pore].mean().astype(img.dtype) if pore.any() else img.dtype.type(0)
 
@@ -546,7 +564,7 @@ def _take(arr, src, fill=0):
 
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
                roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray, preconditioner="fft", cstate=None,
-               contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1):
+               contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1, rounding_phase=0.0):
     nt = n_coll + m_cur
     shape_c = (nt + roll_layers, *lab.shape[1:])
     lam = np.empty(shape_c, dtype)
@@ -652,7 +670,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     idx = np.nonzero(mov)
     pos_t = idx[0] + 0.5 + uc[0][idx] / h[0]
     target = np.empty((3, idx[0].size))
-    target[0] = n_coll + (pos_t - z_bot) * (m_next / (z_top - z_bot))
+    target[0] = n_coll + (pos_t - z_bot) * (m_next / (z_top - z_bot)) - rounding_phase
     target[1] = idx[1] + 0.5 + uc[1][idx] / h[1]
     target[2] = idx[2] + 0.5 + uc[2][idx] / h[2]
     new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed)
