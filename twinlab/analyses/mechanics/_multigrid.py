@@ -45,11 +45,11 @@ solver's float64 flexible CG (as the transport solver does):
   bound ``λ_max(D⁻¹A) ≤ 8``.
 * **Operator applications per cycle** (what a cycle costs): the finest level's post-smoothing
   skips its last residual update (nobody reads it), and a K-cycle step takes ``A z = b − r`` from
-  the residual its V-cycle's post-smoothing leaves instead of applying ``A`` again. With degree 3
-  that is 3 + 1 + 2 = 6 fine applications per cycle (4 + 1 + 4 = 9 before) and 2 × (2 + 1 + 2) =
-  10 on level 1 (12 before; 5 where the K-cycle's second step is skipped, as at 128³). A K-cycle on
-  fewer levels (a V-cycle on the level above the coarsest) was tried: 64³ 56 → 58 iterations but
-  128³ 40 → 58.
+  the residual its V-cycle's post-smoothing leaves instead of applying ``A`` again. With the fine
+  degree ``d`` that is d + 1 + (d − 1) fine applications per cycle: 12 with stop 23's d = 6 (6 with
+  stop 21–22's 3, 9 before with 4), and 2 × (2 + 1 + 2) = 10 on level 1 (12 before; 5 where the
+  K-cycle's second step is skipped, as at 128³). A K-cycle on fewer levels (a V-cycle on the level
+  above the coarsest) was tried: 64³ 56 → 58 iterations but 128³ 40 → 58 (degree 3).
 * **K-cycle** (Notay & Vassilevski 2008) on the coarse levels: each coarse problem gets two
   flexible-CG steps preconditioned by the cycle below instead of one V-cycle. Measured at 66 × 64²:
   the V-cycle needs 142 CG iterations, the K-cycle 81 (97 with coarse degree 2); with an almost
