@@ -101,7 +101,14 @@ seconds of the process are given where wall time mostly measured the others):
   increment (which carried the new code's numba compilation: 222 → 165 CPU-s with it); pass 1 / 2 / 3
   / relaxation 381 / 442 / 298 / 578 CG; porosity identical, crackable > 100 MPa 3.00 / 21.17 / 38.31 /
   82.81 → 3.06 / 19.55 / 36.55 / 83.38 % at 10 / 20 / 30 / 40 % (the active set's path; ±1.5 points
-  was measured for the relaxation tolerance).
+  was measured for the relaxation tolerance). The 128³ ten-step on main's code (``--sizes '' --skip-cg
+  --increment-n 0 --calender-n 128 --calender-peer ''`` under ``/usr/bin/time -v``, load 5–9): now 14
+  increments (the cap's sub-steps) with a relaxation each; 10 done in 3376 s wall, 1305 CPU-s
+  (stopped) — ≥ 1800 CPU-s in all. Its first 3 increments, both codes side by side (scratch trace, load
+  8–10): 668 → 434 CG, 404 → 331 CPU-s (increments 1–2: 370 → 301 CG at the same 236 CPU-s, an
+  iteration costs 24 % more at 128³; increment 3: 298 → 133 CG, 168 → 95 CPU-s). Demo cathode
+  calender (fresh-clone twin of stop 22, both degrees side by side, load 7–10): 2208 → 1494 CG, 142.7
+  → 122.9 CPU-s.
 """
 
 from __future__ import annotations
