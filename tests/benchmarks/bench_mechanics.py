@@ -108,7 +108,7 @@ seconds of the process are given where wall time mostly measured the others):
   8–10): 668 → 434 CG, 404 → 331 CPU-s (increments 1–2: 370 → 301 CG at the same 236 CPU-s, an
   iteration costs 24 % more at 128³; increment 3: 298 → 133 CG, 168 → 95 CPU-s). Demo cathode
   calender (fresh-clone twin of stop 22, both degrees side by side, load 7–10): 2208 → 1494 CG, 142.7
-  → 122.9 CPU-s (degree 4 / 5 / 6 in a second such run: 2215 / 1646 / 1494 CG, 136.3 / 125.5 / 123.3
+  → 122.9 CPU-s; at load 1–4 120.7 → 110.9 CPU-s, 167.6 → 158.5 s wall (degree 4 / 5 / 6 in a second such run: 2215 / 1646 / 1494 CG, 136.3 / 125.5 / 123.3
   CPU-s; crackable > 100 MPa at 3.0 g/cm³ 23.4 / 23.7 / 29.6 / 25.4 % for degree 3 / 4 / 5 / 6: the
   active set's path at tol 1e-4).
 """
