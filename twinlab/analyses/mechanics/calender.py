@@ -261,7 +261,7 @@ def calender(
                     preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
                     contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um,
                     rounding_phase=_rounding_phase(done))
-                if packing is not None:  # the clumps move on with their particles (flattened where pressed)
+                if packing is not None:  # the clumps refitted to the particles as the solve left them (DemPacking.follow)
                     packing = packing.follow(cstate.inst, z_bottom=n_coll, z_top=n_coll + m_next)
                 stats["cg"] += cg
                 stats["newton"] += nw
@@ -635,7 +635,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         stats["pressure"] = -float(sol.stress[0, nt:].mean())
     sig = sol.stress[:, :nt]
     d_eps = sol.strain[:, :nt]
-    if cstate is not None and cstate.law is not None:
+    if contacts:
         # an open contact voxel is a gap: its strain increment is the opening, not a strain of material
         d_eps[:, np.isfinite(cstate.gap)] = 0
     if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
