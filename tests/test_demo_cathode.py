@@ -57,8 +57,8 @@ def test_demo_stack_crop_resolves_cbd_with_fractions_of_its_truth(tmp_path):
 @pytest.mark.slow
 def test_demo_cathode_passes_its_design_check(tmp_path):
     """The whole demo stack: every phase, CBD included, within ±0.02 of the NCM622 design (measured:
-    active 0.464 vs 0.465, CBD 0.098 vs 0.100, pore 0.439 vs 0.435; README, Known limits, "The demo's
-    design check")."""
+    active 0.464 vs 0.465, CBD 0.098 vs 0.100, pore 0.439 vs 0.435; README, Known limits, "CBD needs
+    ≤ 0.3 µm voxels")."""
     twin, run = _reconstruct(tmp_path, {"dataset": "demo_cathode_fibsem"})
     design = twin.load_result("rev")["design"]
     assert design["passed"] and not design["not_checkable"], design["message"]
