@@ -55,7 +55,7 @@ from test_contacts import PUBLISHED_MPA  # noqa: E402  published calendering pre
 
 
 def _verdicts(rows):
-    """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord)."""
+    """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord, …)."""
     p = [r[1] for r in rows]
     c100 = [r[2] for r in rows]
     rad = [r[4] for r in rows if r[4] is not None]
@@ -146,13 +146,15 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                 print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure "
                       f"{st.roll_pressure_mpa:7.1f} MPa, active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, "
                       f"crackable >100 {st.crackable_volume_pct['100']:5.1f} % "
-                      f">150 {st.crackable_volume_pct['150']:5.1f} %"
+                      f">150 {st.crackable_volume_pct['150']:5.1f} % (in particles whose mean stress is over: "
+                      f"{st.crackable_particles_pct['100']:4.1f}/{st.crackable_particles_pct['150']:4.1f} %)"
                       f", open contacts "
                       f"{'n/a' if st.contacts_open_fraction is None else f'{st.contacts_open_fraction:.2f}'}"
                       f"{pores_txt}, CG {st.cg_iterations}", flush=True)
                 rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
-                             st.crackable_volume_pct["150"], rad, coo))
-            crack.setdefault((window, steps), {})[seed] = [(r[2], r[3]) for r in rows]
+                             st.crackable_volume_pct["150"], rad, coo, st.crackable_particles_pct["100"],
+                             st.crackable_particles_pct["150"]))
+            crack.setdefault((window, steps), {})[seed] = [(r[2], r[3], r[6], r[7]) for r in rows]
             _verdicts(rows)
     _window_spread(crack)
 
@@ -166,7 +168,7 @@ def _window_spread(crack):
         return
     seeds = sorted(set.intersection(*(set(v) for v in crack.values())))
     for i, d in enumerate(DENSITIES):
-        for j, thr in enumerate(("100", "150")):
+        for j, thr in enumerate(("100", "150", "100 (particle means)", "150 (particle means)")):
             parts = []
             for k in keys:
                 vals = np.array([crack[k][s][i][j] for s in seeds])
