@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..._results import Result, to_jsonable
+from ._contacts import particle_mean_stress
 from ._laws import von_mises
 
 
@@ -152,17 +153,10 @@ def particle_crackable(stress: np.ndarray, inst: np.ndarray, active: np.ndarray,
     does not depend on the voxel size. A resolved elastic sphere pressed through a contact has 20–25 % of
     its volume above 1.5 × its mean axial stress at 4 to 12 voxels radius (tests/test_contacts.py ``_press``).
     """
-    ids = inst[active]
-    keep = ids > 0
-    ids = ids[keep]
-    if ids.size == 0:
-        return {f"{float(t):g}": 0.0 for t in thresholds}
-    n = int(ids.max()) + 1
-    count = np.bincount(ids, minlength=n).astype(np.float64)
-    mean = np.stack([np.bincount(ids, weights=stress[c][active][keep].astype(np.float64), minlength=n)
-                     for c in range(6)]) / np.maximum(count, 1.0)
+    count, mean = particle_mean_stress(stress, inst, active)
+    count[0] = 0  # voxels without a particle id are in no particle
     vms = von_mises(mean)
-    total = float(int(active.sum()))
+    total = max(float(int(active.sum())), 1.0)
     return {f"{float(t):g}": 100.0 * float(count[vms > t].sum()) / total for t in thresholds}
 
 
