@@ -211,6 +211,9 @@ def test_contacts_make_a_packing_not_a_bonded_body(small_cathode):
     assert p[1] < 0.5 * pw[1]  # contacts that open and slide: far softer than the welded skeleton
     assert loose.steps[1].crackable_volume_pct["100"] < welded.steps[1].crackable_volume_pct["100"]
     assert 0 < loose.steps[1].contacts_open_fraction < 1
+    # by particle mean stress: fewer than by voxel (the contact zones of cooler particles), rising with density
+    by_particle = [st.crackable_particles_pct["100"] for st in loose.steps]
+    assert 0 <= by_particle[0] <= by_particle[1] < loose.steps[1].crackable_volume_pct["100"]
     counts = {n: int((gen.phases == v).sum()) for v, n in ((1, "active"), (2, "cbd"), (3, "collector"))}
     assert all(st.solid_voxels == counts for st in loose.steps)  # conservation with contacts
     assert loose.settings["contacts"] and not welded.settings["contacts"]

@@ -305,11 +305,20 @@ def relieve_particle_residuals(stress, inst, bodies) -> None:
     ids = inst[bodies]
     if ids.size == 0:
         return
-    n = int(ids.max()) + 1
-    count = np.maximum(np.bincount(ids, minlength=n), 1)
+    _, mean = particle_mean_stress(stress, inst, bodies)
     for c in range(stress.shape[0]):
-        mean = np.bincount(ids, weights=stress[c][bodies].astype(np.float64), minlength=n) / count
-        stress[c][bodies] = mean[ids]
+        stress[c][bodies] = mean[c][ids]
+
+
+def particle_mean_stress(stress, inst, mask):
+    """Per particle id (0 … max id in ``mask``): the number of its ``mask`` voxels and its mean stress
+    over them, ``(count (n,), mean (6, n))`` (float64; 0 for ids without voxels)."""
+    ids = inst[mask]
+    n = int(ids.max()) + 1 if ids.size else 1
+    count = np.bincount(ids, minlength=n).astype(np.float64)
+    mean = np.stack([np.bincount(ids, weights=stress[c][mask].astype(np.float64), minlength=n)
+                     for c in range(stress.shape[0])]) / np.maximum(count, 1.0)
+    return count, mean
 
 
 def _isotropic(lam, mu, e_nn, n):

@@ -65,7 +65,7 @@ from ...materials import get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
 from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
-from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, shell_contacts
+from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
 from ._contacts import foreign_faces, relieve_particle_residuals, setup_state, shell_fracture, solve_with_contacts
 from ._options import CalenderOptions
@@ -726,6 +726,7 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
         inner &= ~foreign_faces(cstate.inst, fixed, top_is_roll=True)[0]
     active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
     overall, profile = crackable(vms, active & inner, thresholds, n_coll=n_coll, bins=bins)
+    by_particle = None if cstate is None else particle_crackable(stress, cstate.inst, active & inner, thresholds)
     shell_v = val.get("shell")
     sh = lab == shell_v if shell_v is not None else None
     n_sh = int(sh.sum()) if sh is not None else 0
@@ -746,7 +747,8 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
         shell_intact_fraction=(1.0 - n_broken / n_sh) if n_sh else None, shell_broken_voxels=n_broken,
         contact_collector_rel=rel_c, contact_electrolyte_rel=rel_e,
         roll_pressure_mpa=stats["pressure"] if stats["increments"] else 0.0,
-        contacts_open_fraction=_open_fraction(cstate), edge_margin=int(margin))
+        contacts_open_fraction=_open_fraction(cstate), edge_margin=int(margin),
+        crackable_particles_pct=by_particle)
     state = None
     if keep:
         state = CalenderState(
