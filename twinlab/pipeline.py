@@ -451,7 +451,8 @@ def write_report_for(twin_path: Path, series: Path | None) -> Path:
 
 def summarize_series(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Headline numbers of each member of a calendering series: target, ratio, density, porosity,
-    active-material von Mises mean, crackable volume per threshold, intact shell fraction and,
+    active-material von Mises mean, crackable volume per threshold (by voxel, and by particle mean stress
+    where the series has particle instances), intact shell fraction and,
     where the member was analysed, the conductive activation."""
     from .series import open_series
 
@@ -462,6 +463,8 @@ def summarize_series(folder: str | os.PathLike) -> list[dict[str, Any]]:
                                              "von_mises_active_mean_mpa", "shell_intact_fraction")}
         if row["von_mises_active_mean_mpa"] is not None:  # no active material: nothing can crack
             row.update({f"crackable_{t}_mpa_pct": v for t, v in (cal.get("crackable_volume_pct") or {}).items()})
+            row.update({f"crackable_particles_{t}_mpa_pct": v
+                        for t, v in (cal.get("crackable_particles_pct") or {}).items()})
         if "conductive" in member.result_names:
             row["activation"] = member.load_result("conductive").get("activation")
         rows.append(row)

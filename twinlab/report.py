@@ -268,8 +268,11 @@ def fig_stress(twin: Twin, series: list[Twin]) -> Figure | None:
     ax1.legend(fontsize=7)
     density = [s["density_g_cm3"] for _, s in steps]
     for threshold in steps[0][1]["crackable_volume_pct"]:
-        ax2.plot(density, [s["crackable_volume_pct"][threshold] for _, s in steps], marker="o",
-                 label=f"> {threshold} MPa")
+        line, = ax2.plot(density, [s["crackable_volume_pct"][threshold] for _, s in steps], marker="o",
+                         label=f"> {threshold} MPa")
+        if all(s.get("crackable_particles_pct") for _, s in steps):  # series with particle instances
+            ax2.plot(density, [s["crackable_particles_pct"][threshold] for _, s in steps], marker="o",
+                     linestyle="--", color=line.get_color(), label=f"> {threshold} MPa (particle mean stress)")
     ax2.set_xlabel("electrode density (g/cm³)")
     ax2.set_ylabel("crackable active volume (%)")
     ax2.legend(fontsize=8)
