@@ -1178,8 +1178,8 @@ class ElasticMultigrid:
     q : 3 floats
         Gradient weights ``1/(4 h_j)`` of the finest grid.
     degree, coarse_degree : int
-        Chebyshev smoothing steps before and after the coarse correction on the finest level and
-        on the coarse levels.
+        Chebyshev smoothing steps before and after the coarse correction on the finest level
+        (default :data:`DEGREE`, read when the hierarchy is made) and on the coarse levels.
     coarse_nodes : int
         Stop coarsening once a level has at most this many nodes (solved directly).
     smoothing_ratio : float
@@ -1198,12 +1198,12 @@ class ElasticMultigrid:
     the Galerkin stencils, node blocks and the coarsest pseudo-inverse (reusing every buffer).
     """
 
-    def __init__(self, coef, pvec, q, *, degree: int = DEGREE, coarse_nodes: int = 256,
+    def __init__(self, coef, pvec, q, *, degree: int | None = None, coarse_nodes: int = 256,
                  smoothing_ratio: float = SMOOTHING_RATIO, dtype=None, kcycle: bool = True,
                  coarse_degree: int = COARSE_DEGREE, masked: bool = True):
         self.dtype = np.dtype(coef.dtype if dtype is None else dtype)
         self.q = np.asarray(q, float)
-        self.degree = int(degree)
+        self.degree = int(DEGREE if degree is None else degree)  # read here, not at import
         self.coarse_degree = int(coarse_degree)
         self.ratio = float(smoothing_ratio)
         self.kcycle = bool(kcycle)
