@@ -122,8 +122,11 @@ seconds of the process are given where wall time mostly measured the others):
   load 1.8–3.9): 2441 → 1725 CG, 152.6 → 130.2 CPU-s, 103.8 → 101.9 s wall; pass 1 / warm passes /
   relaxation 530 / 980 / 931 → 388 / 629 / 708 CG (an iteration costs ~20 % more); porosity identical,
   crackable > 100 MPa 3.02 / 22.70 / 35.29 / 82.61 → 2.97 / 22.10 / 36.56 / 82.70 %. Demo cathode
-  calender (stop 23's fresh-clone twin, same lock, load 3–4.5): 2358 → 1461 CG, 156.3 → 107.3 CPU-s,
-  174.5 → 107.7 s wall. Tried and dropped: contact passes solved to 10 × tol with the kept pass continued
+  calender (stop 23's fresh-clone twin, 3.0 and 3.6 g/cm³, consecutive runs under the bench lock, load
+  1.7–1.9): 2358 → 1461 CG, 115.6 → 86.2 CPU-s, 76.0 → 58.8 s wall; crackable > 100 MPa at 3.0 g/cm³
+  24.0 → 29.2 %, roll pressure 37.3 → 40.9 MPa (with a converged active set — contact_tol 0.002, 10
+  passes, tol 1e-5 — both degrees give 25.2 / 24.7 % and 37.3 / 36.5 MPa: the default passes' path on
+  a twin a few particles wide). Tried and dropped: contact passes solved to 10 × tol with the kept pass continued
   to tol (calender bench CG −11 to −30 %, but roll pressure moved up to 8 % on a seed and the Hertz
   contact radius at R = 16 came out 18 % off: the active set decided on a looser solve is another one);
   pass 1 started from the previous increment's displacement carried through the remap (CG +1 to +10 %).
