@@ -119,7 +119,8 @@ seconds of the process are given where wall time mostly measured the others):
   centre; degree 3 one 2 voxels off it at R = 16, two at the centre at R = 20: 151 vs 162 MPa). Fixed in
   ``solve_with_contacts``: p0 within 1 % of Hertz for degree 3 and 6, R = 16 and 20, tol 1e-5 … 1e-8.
   Same code, degree 3 vs 6 (scratch trace of the 64³ ten-step, consecutive runs under the bench lock,
-  load 1.8–3.9): 2441 → 1725 CG, 152.6 → 130.2 CPU-s, 103.8 → 101.9 s wall; pass 1 / warm passes /
+  load 1.8–3.9): 2441 → 1725 CG, 152.6 → 130.2 CPU-s, 103.8 → 101.9 s wall (again at load 1.4–2.2:
+  146.2 → 128.9 CPU-s, 97.1 → 110.4 s wall — the wall time follows the other users' load); pass 1 / warm passes /
   relaxation 530 / 980 / 931 → 388 / 629 / 708 CG (an iteration costs ~20 % more); porosity identical,
   crackable > 100 MPa 3.02 / 22.70 / 35.29 / 82.61 → 2.97 / 22.10 / 36.56 / 82.70 %. Demo cathode
   calender (stop 23's fresh-clone twin, 3.0 and 3.6 g/cm³, consecutive runs under the bench lock, load
