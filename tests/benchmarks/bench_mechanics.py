@@ -86,6 +86,51 @@ seconds of the process are given where wall time mostly measured the others):
   1.6× / 0.9× the pair before any coarse level, a whole iteration ≈ 5.2× / 2.6×: the 1.5× target is
   out of reach at 64³ with this fine smoothing (degree 2: 72 instead of 56 iterations at 64³, 54
   instead of 40 at 128³) and needs ~3× cheaper coarse levels at 128³.
+* stop 23, fine Chebyshev degree 3 → 6 (``_multigrid.DEGREE``). Where the calender's CG goes
+  (scratch trace of the 64³ ten-step, ``--calender-n 64`` physics: 15 increments × 3 contact passes +
+  the cap's relaxation): pass 1 (from zero) 753, pass 2 812, pass 3 610, relaxation 1567 of 3742 CG;
+  the warm-started passes and the relaxation converge at half the rate per iteration of a cold solve
+  and sit on plateaus (residual flat for 20–50 iterations) — modes the fine smoother removes, not the
+  coarse levels: 8 of those solves captured and replayed (same inputs, one process after another,
+  load 6–8) took 530 / 407 / 354 / 296 / 256 CG and 30.8 / 24.0 / 24.7 / 20.4 / 21.4 CPU-s with fine
+  degree 3 / 4 / 5 / 6 / 8; coarse degree 3, a 2000-node coarsest level, smoothing ratio 30 or 300,
+  always two K-cycle steps changed nothing that degree 6 alone does not (degree 8 with ratio 30: 237 CG,
+  19.7 CPU-s). The cold elastic solve of the scaling part: 64³ 56 → 47 CG, 4.1 → 4.0 CPU-s; 128³ 40 →
+  34 CG, 24.8 → 25.5 CPU-s (one process, both degrees, load 8–9): neutral. The 64³ ten-step (same
+  trace, consecutive runs, load 5–8): 3742 → 1699 CG, 60 solves both, 210 → 124 CPU-s without the first
+  increment (which carried the new code's numba compilation: 222 → 165 CPU-s with it); pass 1 / 2 / 3
+  / relaxation 381 / 442 / 298 / 578 CG; porosity identical, crackable > 100 MPa 3.00 / 21.17 / 38.31 /
+  82.81 → 3.06 / 19.55 / 36.55 / 83.38 % at 10 / 20 / 30 / 40 % (the active set's path; ±1.5 points
+  was measured for the relaxation tolerance). The 128³ ten-step on main's code (``--sizes '' --skip-cg
+  --increment-n 0 --calender-n 128 --calender-peer ''`` under ``/usr/bin/time -v``, load 5–9): now 14
+  increments (the cap's sub-steps) with a relaxation each; 10 done in 3376 s wall, 1305 CPU-s
+  (stopped) — ≥ 1800 CPU-s in all. Its first 3 increments, both codes side by side (scratch trace, load
+  8–10): 668 → 434 CG, 404 → 331 CPU-s (increments 1–2: 370 → 301 CG at the same 236 CPU-s, an
+  iteration costs 24 % more at 128³; increment 3: 298 → 133 CG, 168 → 95 CPU-s). Demo cathode
+  calender (fresh-clone twin of stop 22, both degrees side by side, load 7–10): 2208 → 1494 CG, 142.7
+  → 122.9 CPU-s; at load 1–4 120.7 → 110.9 CPU-s, 167.6 → 158.5 s wall (degree 4 / 5 / 6 in a second such run: 2215 / 1646 / 1494 CG, 136.3 / 125.5 / 123.3
+  CPU-s; crackable > 100 MPa at 3.0 g/cm³ 23.4 / 23.7 / 29.6 / 25.4 % for degree 3 / 4 / 5 / 6: the
+  active set's path at tol 1e-4). Reverted at stop 23: the slow Hertz test's R = 16 peak pressure came
+  out 142.8 vs 181.4 MPa.
+* stop 24, degree 6 again. The Hertz failure was the contact flip lock, not the smoother: every pass's
+  solve re-solved to 1e-11 gave the same stress; the lock counted the first closing of a voxel open on
+  its carried gap, so voxels inside the contact that the second pass's overshoot reopened were frozen
+  open at their next closing — holes at zero stress wherever the solver's path put them (degree 6 at the
+  centre; degree 3 one 2 voxels off it at R = 16, two at the centre at R = 20: 151 vs 162 MPa). Fixed in
+  ``solve_with_contacts``: p0 within 1 % of Hertz for degree 3 and 6, R = 16 and 20, tol 1e-5 … 1e-8.
+  Same code, degree 3 vs 6 (scratch trace of the 64³ ten-step, consecutive runs under the bench lock,
+  load 1.8–3.9): 2441 → 1725 CG, 152.6 → 130.2 CPU-s, 103.8 → 101.9 s wall (again at load 1.4–2.2:
+  146.2 → 128.9 CPU-s, 97.1 → 110.4 s wall — the wall time follows the other users' load); pass 1 / warm passes /
+  relaxation 530 / 980 / 931 → 388 / 629 / 708 CG (an iteration costs ~20 % more); porosity identical,
+  crackable > 100 MPa 3.02 / 22.70 / 35.29 / 82.61 → 2.97 / 22.10 / 36.56 / 82.70 %. Demo cathode
+  calender (stop 23's fresh-clone twin, 3.0 and 3.6 g/cm³, consecutive runs under the bench lock, load
+  1.7–1.9): 2358 → 1461 CG, 115.6 → 86.2 CPU-s, 76.0 → 58.8 s wall; crackable > 100 MPa at 3.0 g/cm³
+  24.0 → 29.2 %, roll pressure 37.3 → 40.9 MPa (with a converged active set — contact_tol 0.002, 10
+  passes, tol 1e-5 — both degrees give 25.2 / 24.7 % and 37.3 / 36.5 MPa: the default passes' path on
+  a twin a few particles wide). Tried and dropped: contact passes solved to 10 × tol with the kept pass continued
+  to tol (calender bench CG −11 to −30 %, but roll pressure moved up to 8 % on a seed and the Hertz
+  contact radius at R = 16 came out 18 % off: the active set decided on a looser solve is another one);
+  pass 1 started from the previous increment's displacement carried through the remap (CG +1 to +10 %).
 """
 
 from __future__ import annotations

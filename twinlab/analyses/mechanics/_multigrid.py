@@ -45,11 +45,11 @@ solver's float64 flexible CG (as the transport solver does):
   bound ``λ_max(D⁻¹A) ≤ 8``.
 * **Operator applications per cycle** (what a cycle costs): the finest level's post-smoothing
   skips its last residual update (nobody reads it), and a K-cycle step takes ``A z = b − r`` from
-  the residual its V-cycle's post-smoothing leaves instead of applying ``A`` again. With degree 3
-  that is 3 + 1 + 2 = 6 fine applications per cycle (4 + 1 + 4 = 9 before) and 2 × (2 + 1 + 2) =
-  10 on level 1 (12 before; 5 where the K-cycle's second step is skipped, as at 128³). A K-cycle on
-  fewer levels (a V-cycle on the level above the coarsest) was tried: 64³ 56 → 58 iterations but
-  128³ 40 → 58.
+  the residual its V-cycle's post-smoothing leaves instead of applying ``A`` again. With the fine
+  degree ``d`` that is d + 1 + (d − 1) fine applications per cycle: 12 with stop 23's d = 6 (6 with
+  stop 21–22's 3, 9 before with 4), and 2 × (2 + 1 + 2) = 10 on level 1 (12 before; 5 where the
+  K-cycle's second step is skipped, as at 128³). A K-cycle on fewer levels (a V-cycle on the level
+  above the coarsest) was tried: 64³ 56 → 58 iterations but 128³ 40 → 58 (degree 3).
 * **K-cycle** (Notay & Vassilevski 2008) on the coarse levels: each coarse problem gets two
   flexible-CG steps preconditioned by the cycle below instead of one V-cycle. Measured at 66 × 64²:
   the V-cycle needs 142 CG iterations, the K-cycle 81 (97 with coarse degree 2); with an almost
@@ -102,10 +102,15 @@ __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_invers
 
 #: grids with fewer nodes than this run their kernels on one thread (waking a second costs more)
 PARALLEL_MIN_NODES = 1 << 14
-#: Chebyshev steps per smoothing and the part [λ_max/ratio, λ_max] of D⁻¹A's spectrum it damps.
-#: 3 instead of 4: the same CG iterations on the benchmark electrode (56 at 64³, 40 at 128³; degree 2:
-#: 72 at 64³) for 2 fewer fine applications per cycle (CPU per iteration −8 to −10 %, same run)
-DEGREE = 3
+#: Chebyshev steps per smoothing on the finest level and the part [λ_max/ratio, λ_max] of D⁻¹A's
+#: spectrum it damps. 6 (stop 23; 3 since stop 21): the benchmark's cold elastic solve needs the same
+#: iterations with 3 or 4 steps, but the calender's solves — contact passes warm-started from the
+#: previous pass, the cap's relaxation — stall on plateaus that the fine smoother removes: 8 captured
+#: solves of a 64³ ten-step (two increments) took 530 / 407 / 354 / 296 / 256 CG iterations and 30 /
+#: 24 / 25 / 20 / 21 CPU-s with degree 3 / 4 / 5 / 6 / 8 (one process after another, load 6–8). (Reverted
+#: at stop 23 for the Hertz test's peak pressure: that was the contact flip lock's holes, fixed at stop 24,
+#: not the smoother — see solve_with_contacts)
+DEGREE = 6
 #: … on the coarse levels: a level-1 stencil application costs ~1.7 fine sweeps (243 multiply-adds per
 #: node at an eighth of the nodes); degree 2 there needs 97 instead of 81 CG iterations at 64³ for
 #: ~40 % less coarse work
@@ -1178,8 +1183,8 @@ class ElasticMultigrid:
     q : 3 floats
         Gradient weights ``1/(4 h_j)`` of the finest grid.
     degree, coarse_degree : int
-        Chebyshev smoothing steps before and after the coarse correction on the finest level and
-        on the coarse levels.
+        Chebyshev smoothing steps before and after the coarse correction on the finest level
+        (default :data:`DEGREE`, read when the hierarchy is made) and on the coarse levels.
     coarse_nodes : int
         Stop coarsening once a level has at most this many nodes (solved directly).
     smoothing_ratio : float
@@ -1198,12 +1203,12 @@ class ElasticMultigrid:
     the Galerkin stencils, node blocks and the coarsest pseudo-inverse (reusing every buffer).
     """
 
-    def __init__(self, coef, pvec, q, *, degree: int = DEGREE, coarse_nodes: int = 256,
+    def __init__(self, coef, pvec, q, *, degree: int | None = None, coarse_nodes: int = 256,
                  smoothing_ratio: float = SMOOTHING_RATIO, dtype=None, kcycle: bool = True,
                  coarse_degree: int = COARSE_DEGREE, masked: bool = True):
         self.dtype = np.dtype(coef.dtype if dtype is None else dtype)
         self.q = np.asarray(q, float)
-        self.degree = int(degree)
+        self.degree = int(DEGREE if degree is None else degree)  # read here, not at import
         self.coarse_degree = int(coarse_degree)
         self.ratio = float(smoothing_ratio)
         self.kcycle = bool(kcycle)
