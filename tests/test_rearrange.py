@@ -366,8 +366,9 @@ def test_dem_stages_that_end_below_the_jam_add_up_to_one():
     stage on seeds 1 and 2). Without the flattening the two stages give 6.75 µm for every split, as one
     stage does — but on the LMP series that exposes the clump fit's own voxel dependence (6 vs 4 µm
     first jam 1.25 / 1.5 / 0 µm apart on seeds 1 / 2 / 3, where the flattening had left 0.25 / 0.75 /
-    0.75) and the 6 vs 4 µm curves moved further apart on seed 2 (0.105 / 0.172 → 0.251 / 0.575), so
-    stop 24 left it in place (README Known limits)."""
+    0.75) and the 6 vs 4 µm curves moved further apart (intact / activation, 480 µm: seed 2 0.105 / 0.172
+    → 0.251 / 0.575, seed 3 0.073 / 0.123 → 0.101 / 0.264), so stop 24 left it in place (README Known
+    limits)."""
     from twinlab.analyses.mechanics._remap import remap_voxels
 
     inst = _zigzag_column()
