@@ -157,8 +157,9 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                       f"{pores_txt}, CG {st.cg_iterations}", flush=True)
                 rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
                              st.crackable_volume_pct["150"], rad, coo, st.crackable_particles_pct["100"],
-                             st.crackable_particles_pct["150"]))
-            crack.setdefault((window, steps), {})[seed] = [(r[2], r[3], r[6], r[7]) for r in rows]
+                             st.crackable_particles_pct["150"], st.crackable_particles_se_pct["100"],
+                             st.crackable_particles_se_pct["150"]))
+            crack.setdefault((window, steps), {})[seed] = [(r[2], r[3], r[6], r[7], r[8], r[9]) for r in rows]
             _verdicts(rows)
     _window_spread(crack)
 
@@ -166,7 +167,9 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
 def _window_spread(crack):
     """Crackable volume between runs of the same series: per density and threshold, the relative difference
     of each other run from the first run (same seeds), and — over seeds — the seed-to-seed spread at one run
-    ((max − min)/mean), the noise floor a window comparison has to beat."""
+    ((max − min)/mean), the noise floor a window comparison has to beat; for the particle measure also the
+    root-mean-square over seeds of its sampling error (``crackable_particles_se_pct``, percentage points), the
+    part of that noise the window's finite number of particles explains."""
     keys = list(crack)
     if not keys:
         return
@@ -176,9 +179,11 @@ def _window_spread(crack):
             parts = []
             for k in keys:
                 vals = np.array([crack[k][s][i][j] for s in seeds])
+                se = (f", sampling error (rms) {np.sqrt(np.mean([crack[k][s][i][j + 2] ** 2 for s in seeds])):4.1f}"
+                      if j >= 2 else "")
                 if len(seeds) > 1:
                     parts.append(f"{k[0]}x{k[1]}: mean {vals.mean():5.1f} %, seed spread "
-                                 f"{(vals.max() - vals.min()) / max(vals.mean(), 1e-9):4.0%}")
+                                 f"{(vals.max() - vals.min()) / max(vals.mean(), 1e-9):4.0%}" + se)
             base = np.array([crack[keys[0]][s][i][j] for s in seeds])
             for k in keys[1:]:
                 other = np.array([crack[k][s][i][j] for s in seeds])
