@@ -57,7 +57,8 @@ from test_contacts import PUBLISHED_MPA  # noqa: E402  published calendering pre
 
 
 def _verdicts(rows):
-    """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord, …)."""
+    """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord,
+    the particle measure's p100, …)."""
     p = [r[1] for r in rows]
     c100 = [r[2] for r in rows]
     rad = [r[4] for r in rows if r[4] is not None]
@@ -70,6 +71,9 @@ def _verdicts(rows):
                                                for r in rows if round(r[0], 1) in PUBLISHED_MPA),
         "crackable >100 MPa a minority at ≤ 3.0 g/cm³": all(r[2] < 50 for r in rows if r[0] <= 3.05),
         "crackable grows with density": all(b >= a for a, b in zip(c100, c100[1:])),
+        "crackable by particle mean stress >100 MPa a minority at ≤ 3.0 g/cm³": all(r[6] < 50 for r in rows
+                                                                                   if r[0] <= 3.05),
+        "crackable by particle mean stress grows with density": all(b[6] >= a[6] for a, b in zip(rows, rows[1:])),
         "pore radius (network, inscribed) falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
         "pore coordination falls": len(coo) > 1 and all(b < a for a, b in zip(coo, coo[1:])),
     }
