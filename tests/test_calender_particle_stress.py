@@ -34,7 +34,7 @@ def test_particle_measure_counts_particles_by_their_mean_stress_not_their_hot_sp
     s[:3, ..., 150:180] = -500
     active = inst > 0
     total = 180
-    by_particle = particle_crackable(s, inst, active, (100, 150))
+    by_particle, _ = particle_crackable(s, inst, active, (100, 150))
     assert by_particle == pytest.approx({"100": 100 * 50 / total, "150": 0.0})
     by_voxel, _ = crackable(von_mises(s), active, (100, 150), n_coll=0, bins=1)
     assert by_voxel == pytest.approx({"100": 100 * 70 / total, "150": 100 * 20 / total})
@@ -42,12 +42,12 @@ def test_particle_measure_counts_particles_by_their_mean_stress_not_their_hot_sp
     # particle 1's cool part its mean is −250 MPa, over both thresholds
     part = active.copy()
     part[..., :80] = False
-    assert particle_crackable(s, inst, part, (100, 150)) == pytest.approx(
+    assert particle_crackable(s, inst, part, (100, 150))[0] == pytest.approx(
         {"100": 100 * 70 / 100, "150": 100 * 20 / 100})
     # voxels without a particle id (0) are in the total but in no particle
     inst0 = inst.copy()
     inst0[..., 100:150] = 0
-    assert particle_crackable(s, inst0, active, (100,))["100"] == 0.0
+    assert particle_crackable(s, inst0, active, (100,))[0]["100"] == 0.0
 
 
 def test_uniform_stress_in_every_particle_gives_the_voxel_measure():
@@ -57,4 +57,27 @@ def test_uniform_stress_in_every_particle_gives_the_voxel_measure():
     s = _uniaxial(-level[inst])
     active = np.ones(inst.shape, bool)
     by_voxel, _ = crackable(von_mises(s), active, (100, 150), n_coll=0, bins=1)
-    assert particle_crackable(s, inst, active, (100, 150)) == pytest.approx(by_voxel)
+    assert particle_crackable(s, inst, active, (100, 150))[0] == pytest.approx(by_voxel)
+
+
+def test_the_sampling_error_is_that_of_whole_particles():
+    # n equal particles, k of them over 100 MPa: the share is k/n and its standard error the binomial
+    # one of n − 1 degrees of freedom, √(p(1 − p)/(n − 1)) (Cochran's ratio estimate, equal clusters)
+    n, k, size = 20, 5, 7
+    inst = np.repeat(np.arange(1, n + 1), size).astype(np.int32).reshape(1, 1, -1)
+    level = np.where(np.arange(n + 1) <= k, 130.0, 60.0)
+    level[0] = 0.0
+    s = _uniaxial(-level[inst])
+    pct, se = particle_crackable(s, inst, inst > 0, (100, 150))
+    p = k / n
+    assert pct == pytest.approx({"100": 100 * p, "150": 0.0})
+    assert se == pytest.approx({"100": 100 * np.sqrt(p * (1 - p) / (n - 1)), "150": 0.0})
+    # the same share carried by one large particle instead of five small ones is a far less certain one
+    # (the window holds fewer independent particles), and with a single particle there is no error to tell
+    big = inst.copy()
+    big[big <= k] = 1
+    _, se_big = particle_crackable(s, big, big > 0, (100,))
+    assert se_big["100"] > 1.5 * se["100"]
+    one = np.ones((1, 1, 10), np.int32)
+    assert particle_crackable(_uniaxial(np.full(one.shape, -130.0)), one, one > 0, (100,)) == ({"100": 100.0},
+                                                                                               {"100": 0.0})

@@ -247,6 +247,10 @@ def test_contacts_make_a_packing_not_a_bonded_body(small_cathode):
     # by particle mean stress: fewer than by voxel (the contact zones of cooler particles), rising with density
     by_particle = [st.crackable_particles_pct["100"] for st in loose.steps]
     assert 0 <= by_particle[0] <= by_particle[1] < loose.steps[1].crackable_volume_pct["100"]
+    # with its sampling error: none where no particle or every particle is over, some in between
+    for st in loose.steps:
+        share, se = st.crackable_particles_pct["100"], st.crackable_particles_se_pct["100"]
+        assert (se > 0) == (0 < share < 100) and se < 50
     counts = {n: int((gen.phases == v).sum()) for v, n in ((1, "active"), (2, "cbd"), (3, "collector"))}
     assert all(st.solid_voxels == counts for st in loose.steps)  # conservation with contacts
     assert loose.settings["contacts"] and not welded.settings["contacts"]

@@ -53,6 +53,7 @@ def test_run_then_rerun_is_skipped(cathode_npy, tmp_path):
     stored = member.load_result("calender")
     assert row["ratio"] == stored["ratio"] and row["crackable_100_mpa_pct"] == stored["crackable_volume_pct"]["100"]
     assert row["crackable_particles_100_mpa_pct"] == stored["crackable_particles_pct"]["100"]  # by particle mean stress
+    assert row["crackable_particles_100_mpa_se_pct"] == stored["crackable_particles_se_pct"]["100"]  # its sampling error
     assert row["activation"] == member.load_result("conductive")["activation"]
     table = DemoRun(cathode=run, anode=run, ebac={}, seconds=1.0).table()
     assert str(series_dir(out)) in table and "c calendering series" in table

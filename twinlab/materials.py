@@ -61,6 +61,26 @@ _S5 = "SCIENCE.md §5 (typical conductivities)"
 _S6 = "SCIENCE.md §6 (typical mechanical properties)"
 
 MATERIALS: dict[str, Material] = {m.name: m for m in (
+    # No crush strength of NCM secondary particles is set (issue 16, stops 24–25): none with a number was
+    # readable in the sources this project could search. What was read (openings and abstracts only):
+    # * single-particle compression (IEST SPFT, https://iestbattery.com/case/single-particle-compression-
+    #   characteristics): a probe compresses one particle (5–50 µm) at ~1 µm/s and the crush force is read
+    #   at the break in the force curve; their "crushing strength" is a force per area (MPa) — for
+    #   silicon–carbon and resin-carbon anode particles of 8.5 µm 339–1632 MPa, higher for smaller particles
+    #   (https://iestbattery.com/case/anode-particle-size-strength-correlation/); no NCM value was readable;
+    # * in-situ SEM micro-compression of NCM811 secondary particles (De Volder group, "Fracture testing of
+    #   lithium-ion battery cathode secondary particles in-situ inside the scanning electron microscope",
+    #   abstract at https://core.ac.uk/search?q=author%3A%28De+Volder%2C+M.F.L.%29): intergranular fracture,
+    #   from the particle's centre between flat platens ("analogous to calendaring"), strength falling with
+    #   particle size, cycling and state of charge — no number in the abstract;
+    # * FEM calendering with particle fracture (Guichard, Mathieu & Woillez, arXiv:2601.02879, 2026,
+    #   https://arxiv.org/html/2601.02879v1): calibrated with nano-indentation; three regimes along the
+    #   compression — rearrangement, fracturing at moderate pressure, complete crushing — no strength or
+    #   fractured share was readable.
+    # A measured strength maps onto the particle-mean-stress measure of the calender
+    # (mechanics/_metrics.particle_crackable): a sphere crushed between two platens by F has the mean stress
+    # 6F/(πd²), so a Hiramatsu–Oka strength 2.8F/(πd²) is the threshold 2.14 × it, a force-per-cross-section
+    # strength 4F/(πd²) the threshold 1.5 × it. The 100/150 MPa thresholds of SCIENCE.md §6 have no source.
     Material("NCM622", 4.75, 20.0, 0.3, None, None, 5e-3,
              f"{_S1}: 4.7–4.8; {_S6}: secondary particle E 10–150 GPa depending on its porosity, ν≈0.3 — 20 GPa: "
              "a porous secondary particle (the 10–30 GPa the mechanics sensitivity study of issue 8 recommends; "

@@ -452,7 +452,7 @@ def write_report_for(twin_path: Path, series: Path | None) -> Path:
 def summarize_series(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Headline numbers of each member of a calendering series: target, ratio, density, porosity,
     active-material von Mises mean, crackable volume per threshold (by voxel, and by particle mean stress
-    where the series has particle instances), intact shell fraction and,
+    with its sampling error where the series has particle instances), intact shell fraction and,
     where the member was analysed, the conductive activation."""
     from .series import open_series
 
@@ -465,6 +465,8 @@ def summarize_series(folder: str | os.PathLike) -> list[dict[str, Any]]:
             row.update({f"crackable_{t}_mpa_pct": v for t, v in (cal.get("crackable_volume_pct") or {}).items()})
             row.update({f"crackable_particles_{t}_mpa_pct": v
                         for t, v in (cal.get("crackable_particles_pct") or {}).items()})
+            row.update({f"crackable_particles_{t}_mpa_se_pct": v
+                        for t, v in (cal.get("crackable_particles_se_pct") or {}).items()})
         if "conductive" in member.result_names:
             row["activation"] = member.load_result("conductive").get("activation")
         rows.append(row)

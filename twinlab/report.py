@@ -271,8 +271,11 @@ def fig_stress(twin: Twin, series: list[Twin]) -> Figure | None:
         line, = ax2.plot(density, [s["crackable_volume_pct"][threshold] for _, s in steps], marker="o",
                          label=f"> {threshold} MPa")
         if all(s.get("crackable_particles_pct") for _, s in steps):  # series with particle instances
-            ax2.plot(density, [s["crackable_particles_pct"][threshold] for _, s in steps], marker="o",
-                     linestyle="--", color=line.get_color(), label=f"> {threshold} MPa (particle mean stress)")
+            # error bars: the sampling error of the window's few particles (stored from stop 25 on)
+            se = [(s.get("crackable_particles_se_pct") or {}).get(threshold, 0.0) for _, s in steps]
+            ax2.errorbar(density, [s["crackable_particles_pct"][threshold] for _, s in steps], yerr=se, marker="o",
+                         linestyle="--", capsize=3, color=line.get_color(),
+                         label=f"> {threshold} MPa (particle mean stress ± sampling error)")
     ax2.set_xlabel("electrode density (g/cm³)")
     ax2.set_ylabel("crackable active volume (%)")
     ax2.legend(fontsize=8)

@@ -57,7 +57,8 @@ from test_contacts import PUBLISHED_MPA  # noqa: E402  published calendering pre
 
 
 def _verdicts(rows):
-    """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord, …)."""
+    """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord,
+    the particle measure's p100, …)."""
     p = [r[1] for r in rows]
     c100 = [r[2] for r in rows]
     rad = [r[4] for r in rows if r[4] is not None]
@@ -70,6 +71,9 @@ def _verdicts(rows):
                                                for r in rows if round(r[0], 1) in PUBLISHED_MPA),
         "crackable >100 MPa a minority at ≤ 3.0 g/cm³": all(r[2] < 50 for r in rows if r[0] <= 3.05),
         "crackable grows with density": all(b >= a for a, b in zip(c100, c100[1:])),
+        "crackable by particle mean stress >100 MPa a minority at ≤ 3.0 g/cm³": all(r[6] < 50 for r in rows
+                                                                                   if r[0] <= 3.05),
+        "crackable by particle mean stress grows with density": all(b[6] >= a[6] for a, b in zip(rows, rows[1:])),
         "pore radius (network, inscribed) falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
         "pore coordination falls": len(coo) > 1 and all(b < a for a, b in zip(coo, coo[1:])),
     }
@@ -149,14 +153,17 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                       f"{st.roll_pressure_mpa:7.1f} MPa, active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, "
                       f"crackable >100 {st.crackable_volume_pct['100']:5.1f} % "
                       f">150 {st.crackable_volume_pct['150']:5.1f} % (in particles whose mean stress is over: "
-                      f"{st.crackable_particles_pct['100']:4.1f}/{st.crackable_particles_pct['150']:4.1f} %)"
+                      f"{st.crackable_particles_pct['100']:4.1f} ± {st.crackable_particles_se_pct['100']:3.1f}/"
+                      f"{st.crackable_particles_pct['150']:4.1f} ± {st.crackable_particles_se_pct['150']:3.1f} %, "
+                      "± the sampling error of the window's particles)"
                       f", open contacts "
                       f"{'n/a' if st.contacts_open_fraction is None else f'{st.contacts_open_fraction:.2f}'}"
                       f"{pores_txt}, CG {st.cg_iterations}", flush=True)
                 rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
                              st.crackable_volume_pct["150"], rad, coo, st.crackable_particles_pct["100"],
-                             st.crackable_particles_pct["150"]))
-            crack.setdefault((window, steps), {})[seed] = [(r[2], r[3], r[6], r[7]) for r in rows]
+                             st.crackable_particles_pct["150"], st.crackable_particles_se_pct["100"],
+                             st.crackable_particles_se_pct["150"]))
+            crack.setdefault((window, steps), {})[seed] = [(r[2], r[3], r[6], r[7], r[8], r[9]) for r in rows]
             _verdicts(rows)
     _window_spread(crack)
 
@@ -164,7 +171,9 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
 def _window_spread(crack):
     """Crackable volume between runs of the same series: per density and threshold, the relative difference
     of each other run from the first run (same seeds), and — over seeds — the seed-to-seed spread at one run
-    ((max − min)/mean), the noise floor a window comparison has to beat."""
+    ((max − min)/mean), the noise floor a window comparison has to beat; for the particle measure also the
+    root-mean-square over seeds of its sampling error (``crackable_particles_se_pct``, percentage points), the
+    part of that noise the window's finite number of particles explains."""
     keys = list(crack)
     if not keys:
         return
@@ -174,9 +183,11 @@ def _window_spread(crack):
             parts = []
             for k in keys:
                 vals = np.array([crack[k][s][i][j] for s in seeds])
+                se = (f", sampling error (rms) {np.sqrt(np.mean([crack[k][s][i][j + 2] ** 2 for s in seeds])):4.1f}"
+                      if j >= 2 else "")
                 if len(seeds) > 1:
                     parts.append(f"{k[0]}x{k[1]}: mean {vals.mean():5.1f} %, seed spread "
-                                 f"{(vals.max() - vals.min()) / max(vals.mean(), 1e-9):4.0%}")
+                                 f"{(vals.max() - vals.min()) / max(vals.mean(), 1e-9):4.0%}" + se)
             base = np.array([crack[keys[0]][s][i][j] for s in seeds])
             for k in keys[1:]:
                 other = np.array([crack[k][s][i][j] for s in seeds])

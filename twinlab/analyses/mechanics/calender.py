@@ -726,7 +726,8 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
         inner &= ~foreign_faces(cstate.inst, fixed, top_is_roll=True)[0]
     active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
     overall, profile = crackable(vms, active & inner, thresholds, n_coll=n_coll, bins=bins)
-    by_particle = None if cstate is None else particle_crackable(stress, cstate.inst, active & inner, thresholds)
+    by_particle, by_particle_se = (None, None) if cstate is None else particle_crackable(
+        stress, cstate.inst, active & inner, thresholds)
     shell_v = val.get("shell")
     sh = lab == shell_v if shell_v is not None else None
     n_sh = int(sh.sum()) if sh is not None else 0
@@ -748,7 +749,7 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
         contact_collector_rel=rel_c, contact_electrolyte_rel=rel_e,
         roll_pressure_mpa=stats["pressure"] if stats["increments"] else 0.0,
         contacts_open_fraction=_open_fraction(cstate), edge_margin=int(margin),
-        crackable_particles_pct=by_particle)
+        crackable_particles_pct=by_particle, crackable_particles_se_pct=by_particle_se)
     state = None
     if keep:
         state = CalenderState(
