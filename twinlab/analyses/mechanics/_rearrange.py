@@ -78,7 +78,10 @@ that preceded the volume fit lay 0.6–0.9 voxel inside every particle and jamme
 that grew with the voxel size; stop 22 instead translated the clumps with their particles and shrank
 the pressed spheres whole, which lost 11–18 % of the clumps' volume per increment — stop 23, see
 :meth:`DemPacking.follow`.) A clump turns in the DEM while its voxel particle is only translated
-(step 3); the next fit follows the voxels. Not carried: the walls' overlaps, the tangential
+(step 3); the next fit follows the voxels. A stage that ended at its target (no stress solve after it)
+hands the next one its spheres as they are, pressed into the roll and the collector by their elastic
+overlap: flattening them to touch the walls (stop 24's ``between``) let every stage re-take that overlap
+as free travel, so stages that ended below the jam did not add up to one. Not carried: the tangential
 (Mindlin) contact history and velocities — every stage starts from rest and ends relaxed.
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
@@ -99,7 +102,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..._morphology import face_neighbour, label_periodic
-from ...errors import MissingDependencyError
+from ...errors import InputError, MissingDependencyError
 from ...materials import MATERIALS
 from ._contacts import particle_surface
 from ._remap import remap_voxels
@@ -187,6 +190,23 @@ class DemPacking:
         """Clumps fitted to the particle instances (:func:`fit_clumps`; force-free unless ``overlaps``)."""
         return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top, overlaps=overlaps))
 
+    @classmethod
+    def of_spheres(cls, inst: np.ndarray, centre: np.ndarray, radius: np.ndarray, *, z_bottom: float,
+                   z_top: float) -> "DemPacking":
+        """One sphere per particle, where the particles are known exactly: instance id ``k`` is the sphere
+        ``centre[:, k − 1]``, ``radius[k − 1]`` (voxel units of ``inst``'s grid, thickness axis first) — a
+        generated electrode's (:meth:`~twinlab.datasets.generators.GeneratedElectrode.particle_spheres`).
+        Separated and kept between the planes as :func:`fit_clumps` does, so the packing is the same in µm
+        at any voxel size: a fit to the voxels is not (its first DEM jam on the 480 µm LMP anode moved by
+        0–1.5 µm between 6 and 4 µm voxels, with σ ≈ 0.3 µm for 0.01-voxel changes of the spheres)."""
+        ids = np.unique(inst)
+        ids = ids[ids > 0]
+        if ids.size and ids.max() > radius.size:
+            raise InputError(f"particle_spheres gives {radius.size} spheres but the particles have instance id "
+                             f"{int(ids.max())}: pass the spheres of the labels' own generator")
+        return cls(*_finished_clumps(ids, centre[:, ids - 1], radius[ids - 1], np.arange(ids.size), inst.shape,
+                                     z_bottom, z_top, None))
+
     def bodies_in(self, inst: np.ndarray) -> "DemPacking":
         """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
         safety against a caller's relabelling) and whose spheres stay ≥ ``MIN_RADIUS``."""
@@ -197,12 +217,6 @@ class DemPacking:
         remap = np.full(self.ids.size, -1, np.int64)
         remap[used] = np.arange(used.size)
         return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]])
-
-    def between(self, z_bottom: float, z_top: float) -> "DemPacking":
-        """Spheres that poke through the collector plane or the roll flattened to touch it (the remap
-        keeps the voxels inside the same planes; plastic flattening, no stored overlap)."""
-        r = np.minimum(self.radius, np.minimum(self.centre[0] - z_bottom, z_top - self.centre[0]))
-        return dataclasses.replace(self, radius=r)
 
     def follow(self, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
         """The packing after a voxel stress solve: the clumps fitted again to the particles as the solve
@@ -572,7 +586,13 @@ def fit_clumps(inst: np.ndarray, *, z_bottom: float, z_top: float, max_spheres: 
     centre = centre[:, first[body]] + _lateral_min_image(centre - centre[:, first[body]], inst.shape)
     counts = np.bincount(inst.ravel(), minlength=int(ids.max()) + 1)[ids]
     radius = radius + _volume_offsets(centre, radius, body, counts)[body]
-    radius = _separate(centre, radius, body, inst.shape,
+    return _finished_clumps(ids, centre, radius, body, inst.shape, z_bottom, z_top, overlaps)
+
+
+def _finished_clumps(ids, centre, radius, body, shape, z_bottom, z_top, overlaps):
+    """Clumps separated (:func:`_separate`, keeping ``overlaps``), kept between the planes, splinters
+    (no sphere ≥ ``MIN_RADIUS``) dropped: ``(ids, centre, radius, body)``."""
+    radius = _separate(centre, radius, body, shape,
                        allow=None if overlaps is None else lambda a, b: overlaps(ids[a], ids[b]))
     radius = np.minimum(radius, centre[0] - z_bottom)
     radius = np.minimum(radius, z_top - centre[0])
@@ -687,8 +707,9 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     z_top = float(n_coll + m_cur)
     if packing is None:
         packing = DemPacking.fit(inst, z_bottom=z_bot, z_top=z_top)
-    else:  # the roll starts at the current top layer: a sphere above it is flattened against it
-        packing = packing.between(z_bot, z_top).bodies_in(inst)
+    else:  # where the last stage or the stress solve left it; a stage that ended at its target left the spheres
+        # pressed into the walls by their elastic overlap, which the roll, starting there, carries on
+        packing = packing.bodies_in(inst)
     ids, centre, radius, body = packing.ids, packing.centre, packing.radius, packing.body
     idx = np.nonzero(moving)
     n_mov = idx[0].size
