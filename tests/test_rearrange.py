@@ -406,17 +406,11 @@ def test_two_dem_increments_carry_the_packing_to_where_one_increment_takes_it():
 def test_dem_stages_that_end_below_the_jam_add_up_to_one():
     """A soft column (Hertz E = 30 MPa: the pressure rises over several voxels of roll travel) pressed to
     a 1 MPa jam in one DEM stage and in two, the first ending at its target 1–3 layers above the jam
-    under 0.06–0.58 MPa: the second stage should jam where the single one does, to a 0.25 µm roll
-    sub-step. Measured (stop 24): one stage 7.0 µm, two stages 4.0 / 5.0 / 6.5 µm — each stage starts
-    with the spheres pressed into the walls flattened to touch them (``DemPacking.between``), so the
-    next re-takes their elastic overlap as free travel, per stage: more on a finer grid, whose series
-    has more stages before the jam (480 µm LMP anode at 4 µm: the series jammed 0.75 µm later than one
-    stage on seeds 1 and 2). Without the flattening the two stages give 6.75 µm for every split, as one
-    stage does — but on the LMP series that exposes the clump fit's own voxel dependence (6 vs 4 µm
-    first jam 1.25 / 1.5 / 0 µm apart on seeds 1 / 2 / 3, where the flattening had left 0.25 / 0.75 /
-    0.75) and the 6 vs 4 µm curves moved further apart (intact / activation, 480 µm: seed 2 0.105 / 0.172
-    → 0.251 / 0.575, seed 3 0.073 / 0.123 → 0.101 / 0.264), so stop 24 left it in place (README Known
-    limits)."""
+    under 0.06–0.58 MPa: the second stage jams where the single one does, to a 0.25 µm roll sub-step
+    (the second stage starts from the spheres as the first left them, pressed into the walls by their
+    elastic overlap). Stop 24 flattened those spheres to touch the walls at every stage start
+    (``DemPacking.between``): one stage 7.0 µm, two stages 4.0 / 5.0 / 6.5 µm — each stage re-took the
+    walls' overlap as free travel, more on a finer grid with more stages before the jam."""
     from twinlab.analyses.mechanics._remap import remap_voxels
 
     inst = _zigzag_column()

@@ -19,6 +19,12 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    not a body). The carbon–binder domain and other fillers are *not* DEM bodies: they coat the
    particles and their necks, so each filler voxel moves with its nearest particle (no cohesion
    is modelled: binder bridges neither pull nor break in the DEM).
+   **The fit is not converged in the number of spheres** (stop 25, 480 µm LMP anode, seed 2: the first
+   jam at a coating of 71.75 / 70.25 / 71.25 / 73.0 / 76.5 / 78.75 µm at 6 µm voxels and 75.75 / 74.75 /
+   74.5 / 74.5 / 76.0 / 78.5 µm at 4 µm with 1 / 2 / 4 / 8 / 16 / 32 spheres, of an 84 µm coating): more
+   spheres reach further into the particles' bumps and flat faces, toward the true spheres' 81.75 µm (the
+   same on both grids). Where the particles are known exactly — a generated electrode — the first stage
+   starts from them instead (:meth:`DemPacking.of_spheres`, ``calender(particle_spheres=...)``).
 2. **Compression in LAMMPS** (``pair_style granular``: Hertz normal contact with the particle
    material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
    contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector (a
