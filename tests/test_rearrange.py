@@ -183,28 +183,41 @@ def test_ball_under_the_roll_stops_it_where_hertz_says_at_two_voxel_sizes():
     assert abs(np.mean(travel) - expected) <= 0.6, (expected, travel)
 
 
-@functools.lru_cache(maxsize=1)
-def _squeeze_only_travel():
-    """Roll travel (µm) of one DEM stage on the generated LMP anode (15 lithium spheres, 160 µm window,
-    84 µm coating) at 6 and 4 µm voxels with the pressure stop off, so that only the squeeze stop
-    decides; each stage's stop reason and squeeze."""
+def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False):
+    """One DEM stage on the generated LMP anode (15 lithium spheres, 160 µm window, 84 µm coating, seed 3) at
+    ``vs`` µm voxels, from clumps fitted to its voxels or (``spheres``) its generator's spheres: the roll
+    travel (µm) and the :class:`DemMove`."""
     from twinlab.datasets.generators import make_lmp_anode
 
+    g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=3)
+    lab = np.moveaxis(g.phases, 1, 0)
+    inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
+    coll = lab == 3  # DEFAULT_PHASES collector
+    n_coll = int(coll.any(axis=(1, 2)).sum())
+    m0 = int(np.flatnonzero(((lab != 0) & ~coll).any(axis=(1, 2))).max()) + 1 - n_coll
+    packing = None
+    if spheres:
+        centres, radii = g.particle_spheres()
+        packing = rearrange_mod.DemPacking.of_spheres(inst, centres[:, [1, 0, 2]].T / vs, radii / vs,
+                                                      z_bottom=n_coll, z_top=n_coll + m0)
+        assert packing.ids.size == np.unique(inst[inst > 0]).size  # every particle is a body
+    # lithium: E 4.9 GPa, ν 0.36, density 0.534 g/cm³; friction DEFAULT_FRICTION
+    mats = {v: rearrange_mod.DemMaterial(4.9e3, 0.36, rearrange_mod.DEFAULT_FRICTION, 0.534)
+            for v in np.unique(lab[inst > 0]).tolist()}
+    move = rearrange_mod.rearrange(inst, (lab != 0) & ~coll, n_coll=n_coll, m_cur=m0, m_target=m0 // 2,
+                                   h=(vs, vs, vs), materials=mats, phase_of=lab, jam_pressure_mpa=jam_pressure_mpa,
+                                   collision_tol=collision_tol, packing=packing)
+    return (n_coll + m0) * vs - move.wall_um, move
+
+
+@functools.lru_cache(maxsize=1)
+def _squeeze_only_travel():
+    """Roll travel (µm) of one DEM stage on the generated LMP anode at 6 and 4 µm voxels with the pressure
+    stop off, so that only the squeeze stop decides; each stage's stop reason and squeeze."""
     out = {}
     for vs in (6.0, 4.0):
-        g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=3)
-        lab = np.moveaxis(g.phases, 1, 0)
-        inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
-        coll = lab == 3  # DEFAULT_PHASES collector
-        n_coll = int(coll.any(axis=(1, 2)).sum())
-        m0 = int(np.flatnonzero(((lab != 0) & ~coll).any(axis=(1, 2))).max()) + 1 - n_coll
-        # lithium: E 4.9 GPa, ν 0.36, density 0.534 g/cm³; friction DEFAULT_FRICTION
-        mats = {v: rearrange_mod.DemMaterial(4.9e3, 0.36, rearrange_mod.DEFAULT_FRICTION, 0.534)
-                for v in np.unique(lab[inst > 0]).tolist()}
-        move = rearrange_mod.rearrange(inst, (lab != 0) & ~coll, n_coll=n_coll, m_cur=m0, m_target=m0 // 2,
-                                       h=(vs, vs, vs), materials=mats, phase_of=lab, jam_pressure_mpa=1e9,
-                                       collision_tol=CalenderOptions().dem_collision_tol)
-        out[vs] = ((n_coll + m0) * vs - move.wall_um, move.stop["by"], move.collisions)
+        travel, move = _first_dem_stage(vs, jam_pressure_mpa=1e9, collision_tol=CalenderOptions().dem_collision_tol)
+        out[vs] = (travel, move.stop["by"], move.collisions)
     return out
 
 
@@ -244,27 +257,10 @@ def test_true_spheres_of_a_generated_anode_jam_at_the_same_roll_travel_at_two_vo
     answer: on the 480 µm anode (seed 2) the first jam lay at a coating of 71.75 / 70.25 / 71.25 / 73.0 /
     76.5 / 78.75 µm (6 µm voxels) and 75.75 / 74.75 / 74.5 / 74.5 / 76.0 / 78.5 µm (4 µm) with 1 / 2 / 4 /
     8 / 16 / 32 spheres per particle, rising toward the true spheres' 81.75 µm on both grids."""
-    from twinlab.datasets.generators import make_lmp_anode
-
     travel = {}
     for vs in (6.0, 4.0):
-        g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=3)
-        lab = np.moveaxis(g.phases, 1, 0)
-        inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
-        coll = lab == 3  # DEFAULT_PHASES collector
-        n_coll = int(coll.any(axis=(1, 2)).sum())
-        m0 = int(np.flatnonzero(((lab != 0) & ~coll).any(axis=(1, 2))).max()) + 1 - n_coll
-        centres, radii = g.particle_spheres()
-        packing = rearrange_mod.DemPacking.of_spheres(inst, centres[:, [1, 0, 2]].T / vs, radii / vs,
-                                                      z_bottom=n_coll, z_top=n_coll + m0)
-        assert packing.ids.size == np.unique(inst[inst > 0]).size  # every particle is a body
-        mats = {v: rearrange_mod.DemMaterial(4.9e3, 0.36, rearrange_mod.DEFAULT_FRICTION, 0.534)
-                for v in np.unique(lab[inst > 0]).tolist()}
-        move = rearrange_mod.rearrange(inst, (lab != 0) & ~coll, n_coll=n_coll, m_cur=m0, m_target=m0 // 2,
-                                       h=(vs, vs, vs), materials=mats, phase_of=lab, jam_pressure_mpa=1.0,
-                                       collision_tol=1e9, packing=packing)
+        travel[vs], move = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True)
         assert move.stop["by"] == "pressure"
-        travel[vs] = (n_coll + m0) * vs - move.wall_um
     assert abs(travel[6.0] - travel[4.0]) <= rearrange_mod.WALL_STEP_UM + 1e-9, travel
 
 
