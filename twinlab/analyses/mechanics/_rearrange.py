@@ -237,7 +237,14 @@ class DemPacking:
         160 µm LMP anode (6 µm voxels) the clumps held 0.77 → 0.69 → 0.58 → 0.51 → 0.42 of their
         particles' volume over four increments (refitted: 0.72 → 0.68 → 0.59 → 0.51), and each DEM
         stage took ~3.5 µm of roll travel force-free to close the loosened packing again — per
-        increment, not per strain: nearly a whole layer at 4 µm, half of one at 6 µm (480 µm window)."""
+        increment, not per strain: nearly a whole layer at 4 µm, half of one at 6 µm (480 µm window).
+
+        The refit is still looser than the packing the solve left (stop 25, 480 µm LMP anode, seed 2, 6 µm,
+        the first stage from the true spheres): a DEM stage started right after each solve re-jams only after
+        5.0 / 3.0 / 1.75 / 1.25 µm of roll travel at a coating of 78 / 72 / 66 / 60 µm, where the clumps the
+        solve started from re-jam at once — the voxel fit's own looseness (:func:`fit_clumps`: 8 spheres jam
+        the uncalendered anode 7–9 µm later than its true spheres), less as the particles flatten. That
+        travel is taken as free rearrangement in every stage, by an amount that depends on the voxel size."""
         return DemPacking.fit(inst, z_bottom=z_bottom, z_top=z_top, overlaps=self.pair_overlaps(inst.shape))
 
     def pair_overlaps(self, shape):
