@@ -399,14 +399,17 @@ def test_two_dem_increments_carry_the_packing_to_where_one_increment_takes_it():
 
 
 @needs_dem
+@pytest.mark.xfail(strict=True, reason="each DEM stage flattens the spheres pressed into the roll and the collector "
+                   "(DemPacking.between): stages that end below the jam do not add up to one (README Known limits)")
 def test_dem_stages_that_end_below_the_jam_add_up_to_one():
     """A soft column (Hertz E = 30 MPa: the pressure rises over several voxels of roll travel) pressed to
     a 1 MPa jam in one DEM stage and in two, the first ending at its target 1–3 layers above the jam
-    under 0.06–0.58 MPa: the second stage jams where the single one does, to a 0.25 µm roll sub-step
-    (the second stage starts from the spheres as the first left them, pressed into the walls by their
-    elastic overlap). Stop 24 flattened those spheres to touch the walls at every stage start
-    (``DemPacking.between``): one stage 7.0 µm, two stages 4.0 / 5.0 / 6.5 µm — each stage re-took the
-    walls' overlap as free travel, more on a finer grid with more stages before the jam."""
+    under 0.06–0.58 MPa: the second stage should jam where the single one does, to a 0.25 µm roll
+    sub-step. Measured (stop 24): one stage 7.0 µm, two stages 4.0 / 5.0 / 6.5 µm — each stage starts
+    with the spheres pressed into the walls flattened to touch them (``DemPacking.between``), so the
+    next re-takes their elastic overlap as free travel, per stage. Without the flattening it passes (stop
+    25), but while the clumps are fitted to the voxels the 6 vs 4 µm LMP curves move further apart (480 µm,
+    seed 2, intact / activation 0.105 / 0.172 → 0.250 / 0.530), so it stays (``DemPacking.between``)."""
     from twinlab.analyses.mechanics._remap import remap_voxels
 
     inst = _zigzag_column()
