@@ -210,6 +210,17 @@ class DemPacking:
         return cls(*_finished_clumps(ids, centre[:, ids - 1], radius[ids - 1], np.arange(ids.size), inst.shape,
                                      z_bottom, z_top, None))
 
+    def bodies_in(self, inst: np.ndarray) -> "DemPacking":
+        """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
+        safety against a caller's relabelling) and whose spheres stay ≥ ``MIN_RADIUS``."""
+        present = np.zeros(int(max(inst.max(), self.ids.max(initial=0))) + 1, bool)
+        present[np.unique(inst)] = True
+        keep = present[self.ids[self.body]] & (self.radius >= MIN_RADIUS)
+        used = np.unique(self.body[keep])
+        remap = np.full(self.ids.size, -1, np.int64)
+        remap[used] = np.arange(used.size)
+        return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]])
+
     def between(self, z_bottom: float, z_top: float) -> "DemPacking":
         """Spheres that poke through the collector plane or the roll flattened to touch it (the remap
         keeps the voxels inside the same planes; plastic flattening, no stored overlap). Wrong for DEM
@@ -221,17 +232,6 @@ class DemPacking:
         after the refits."""
         r = np.minimum(self.radius, np.minimum(self.centre[0] - z_bottom, z_top - self.centre[0]))
         return dataclasses.replace(self, radius=r)
-
-    def bodies_in(self, inst: np.ndarray) -> "DemPacking":
-        """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
-        safety against a caller's relabelling) and whose spheres stay ≥ ``MIN_RADIUS``."""
-        present = np.zeros(int(max(inst.max(), self.ids.max(initial=0))) + 1, bool)
-        present[np.unique(inst)] = True
-        keep = present[self.ids[self.body]] & (self.radius >= MIN_RADIUS)
-        used = np.unique(self.body[keep])
-        remap = np.full(self.ids.size, -1, np.int64)
-        remap[used] = np.arange(used.size)
-        return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]])
 
     def follow(self, inst: np.ndarray, *, z_bottom: float, z_top: float) -> "DemPacking":
         """The packing after a voxel stress solve: the clumps fitted again to the particles as the solve

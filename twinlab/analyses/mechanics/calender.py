@@ -137,7 +137,10 @@ def calender(
         :meth:`~twinlab.datasets.generators.GeneratedElectrode.particle_spheres`. With
         ``rearrange="dem"`` the first DEM stage starts from them (:meth:`._rearrange.DemPacking.of_spheres`)
         instead of clumps fitted to the voxels, so it starts from the same packing at any voxel size;
-        not with a lateral ``window`` or ``voxel_um`` bins.
+        not with a lateral ``window`` or ``voxel_um`` bins. The later stages start from clumps refitted
+        to the voxels (:meth:`._rearrange.DemPacking.follow`). On the generated LMP anode the true spheres
+        jam after 2.25–2.5 µm of roll travel: its packing is walled along the thickness, so half the
+        particles touch the roll plane (``tests/benchmarks/MEASUREMENTS.md``, stop 25).
     **overrides
         Single :class:`~._options.CalenderOptions` fields (e.g. ``tol=1e-5``) applied on top of
         ``options`` and checked the same way.
