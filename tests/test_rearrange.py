@@ -183,28 +183,41 @@ def test_ball_under_the_roll_stops_it_where_hertz_says_at_two_voxel_sizes():
     assert abs(np.mean(travel) - expected) <= 0.6, (expected, travel)
 
 
-@functools.lru_cache(maxsize=1)
-def _squeeze_only_travel():
-    """Roll travel (µm) of one DEM stage on the generated LMP anode (15 lithium spheres, 160 µm window,
-    84 µm coating) at 6 and 4 µm voxels with the pressure stop off, so that only the squeeze stop
-    decides; each stage's stop reason and squeeze."""
+def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False):
+    """One DEM stage on the generated LMP anode (15 lithium spheres, 160 µm window, 84 µm coating, seed 3) at
+    ``vs`` µm voxels, from clumps fitted to its voxels or (``spheres``) its generator's spheres: the roll
+    travel (µm) and the :class:`DemMove`."""
     from twinlab.datasets.generators import make_lmp_anode
 
+    g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=3)
+    lab = np.moveaxis(g.phases, 1, 0)
+    inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
+    coll = lab == 3  # DEFAULT_PHASES collector
+    n_coll = int(coll.any(axis=(1, 2)).sum())
+    m0 = int(np.flatnonzero(((lab != 0) & ~coll).any(axis=(1, 2))).max()) + 1 - n_coll
+    packing = None
+    if spheres:
+        centres, radii = g.particle_spheres()
+        packing = rearrange_mod.DemPacking.of_spheres(inst, centres[:, [1, 0, 2]].T / vs, radii / vs,
+                                                      z_bottom=n_coll, z_top=n_coll + m0)
+        assert packing.ids.size == np.unique(inst[inst > 0]).size  # every particle is a body
+    # lithium: E 4.9 GPa, ν 0.36, density 0.534 g/cm³; friction DEFAULT_FRICTION
+    mats = {v: rearrange_mod.DemMaterial(4.9e3, 0.36, rearrange_mod.DEFAULT_FRICTION, 0.534)
+            for v in np.unique(lab[inst > 0]).tolist()}
+    move = rearrange_mod.rearrange(inst, (lab != 0) & ~coll, n_coll=n_coll, m_cur=m0, m_target=m0 // 2,
+                                   h=(vs, vs, vs), materials=mats, phase_of=lab, jam_pressure_mpa=jam_pressure_mpa,
+                                   collision_tol=collision_tol, packing=packing)
+    return (n_coll + m0) * vs - move.wall_um, move
+
+
+@functools.lru_cache(maxsize=1)
+def _squeeze_only_travel():
+    """Roll travel (µm) of one DEM stage on the generated LMP anode at 6 and 4 µm voxels with the pressure
+    stop off, so that only the squeeze stop decides; each stage's stop reason and squeeze."""
     out = {}
     for vs in (6.0, 4.0):
-        g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=3)
-        lab = np.moveaxis(g.phases, 1, 0)
-        inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
-        coll = lab == 3  # DEFAULT_PHASES collector
-        n_coll = int(coll.any(axis=(1, 2)).sum())
-        m0 = int(np.flatnonzero(((lab != 0) & ~coll).any(axis=(1, 2))).max()) + 1 - n_coll
-        # lithium: E 4.9 GPa, ν 0.36, density 0.534 g/cm³; friction DEFAULT_FRICTION
-        mats = {v: rearrange_mod.DemMaterial(4.9e3, 0.36, rearrange_mod.DEFAULT_FRICTION, 0.534)
-                for v in np.unique(lab[inst > 0]).tolist()}
-        move = rearrange_mod.rearrange(inst, (lab != 0) & ~coll, n_coll=n_coll, m_cur=m0, m_target=m0 // 2,
-                                       h=(vs, vs, vs), materials=mats, phase_of=lab, jam_pressure_mpa=1e9,
-                                       collision_tol=CalenderOptions().dem_collision_tol)
-        out[vs] = ((n_coll + m0) * vs - move.wall_um, move.stop["by"], move.collisions)
+        travel, move = _first_dem_stage(vs, jam_pressure_mpa=1e9, collision_tol=CalenderOptions().dem_collision_tol)
+        out[vs] = (travel, move.stop["by"], move.collisions)
     return out
 
 
@@ -234,6 +247,39 @@ def test_squeeze_stop_gives_the_same_roll_travel_at_two_voxel_sizes():
     (10–20 % of the coating)."""
     travel = {vs: t for vs, (t, _, _) in _squeeze_only_travel().items()}
     assert abs(travel[6.0] - travel[4.0]) <= 6.0 + 4.0
+
+
+@needs_dem
+def test_true_spheres_of_a_generated_anode_jam_at_the_same_roll_travel_at_two_voxel_sizes():
+    """The generated LMP anode (160 µm window) started from its generator's spheres
+    (:meth:`DemPacking.of_spheres`): the same packing in µm at 6 and 4 µm voxels, so the first stage
+    jams at the same roll travel, to the sub-step. Clumps fitted to the voxels do not converge to one
+    answer: on the 480 µm anode (seed 2) the first jam lay at a coating of 71.75 / 70.25 / 71.25 / 73.0 /
+    76.5 / 78.75 µm (6 µm voxels) and 75.75 / 74.75 / 74.5 / 74.5 / 76.0 / 78.5 µm (4 µm) with 1 / 2 / 4 /
+    8 / 16 / 32 spheres per particle, rising toward the true spheres' 81.75 µm on both grids."""
+    travel = {}
+    for vs in (6.0, 4.0):
+        travel[vs], move = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True)
+        assert move.stop["by"] == "pressure"
+    assert abs(travel[6.0] - travel[4.0]) <= rearrange_mod.WALL_STEP_UM + 1e-9, travel
+
+
+def test_true_spheres_are_checked():
+    """``calender(particle_spheres=...)`` needs the DEM and spheres for every particle id."""
+    from twinlab.datasets.generators import make_lmp_anode
+
+    g = make_lmp_anode(domain_um=(60, 95, 60), voxel_size_um=6.0, collector_um=12, seed=3)
+    kw = dict(particles=g.particles, ratios=[0.1], steps=1, voxel_size_um=6.0, thickness_axis="y",
+              collector_side="low")
+    with pytest.raises(InputError, match="rearrange='dem'"):
+        calender(g.phases, particle_spheres=g.particle_spheres(), **kw)
+    centres, radii = g.particle_spheres()
+    with pytest.raises(InputError, match="instance id"):
+        rearrange_mod.DemPacking.of_spheres(np.moveaxis(g.particles, 1, 0), centres[:0, [1, 0, 2]].T / 6.0,
+                                            radii[:0] / 6.0, z_bottom=2.0, z_top=16.0)
+    flat = make_lmp_anode(domain_um=(60, 95, 60), voxel_size_um=6.0, collector_um=12, seed=3, ratio=0.2)
+    with pytest.raises(InputError, match="not whole spheres"):
+        flat.particle_spheres()
 
 
 def _clump_volume(p, k, shape):
@@ -361,14 +407,9 @@ def test_dem_stages_that_end_below_the_jam_add_up_to_one():
     under 0.06–0.58 MPa: the second stage should jam where the single one does, to a 0.25 µm roll
     sub-step. Measured (stop 24): one stage 7.0 µm, two stages 4.0 / 5.0 / 6.5 µm — each stage starts
     with the spheres pressed into the walls flattened to touch them (``DemPacking.between``), so the
-    next re-takes their elastic overlap as free travel, per stage: more on a finer grid, whose series
-    has more stages before the jam (480 µm LMP anode at 4 µm: the series jammed 0.75 µm later than one
-    stage on seeds 1 and 2). Without the flattening the two stages give 6.75 µm for every split, as one
-    stage does — but on the LMP series that exposes the clump fit's own voxel dependence (6 vs 4 µm
-    first jam 1.25 / 1.5 / 0 µm apart on seeds 1 / 2 / 3, where the flattening had left 0.25 / 0.75 /
-    0.75) and the 6 vs 4 µm curves moved further apart (intact / activation, 480 µm: seed 2 0.105 / 0.172
-    → 0.251 / 0.575, seed 3 0.073 / 0.123 → 0.101 / 0.264), so stop 24 left it in place (README Known
-    limits)."""
+    next re-takes their elastic overlap as free travel, per stage. Without the flattening it passes (stop
+    25), but while the clumps are fitted to the voxels the 6 vs 4 µm LMP curves move further apart (480 µm,
+    seed 2, intact / activation 0.105 / 0.172 → 0.250 / 0.530), so it stays (``DemPacking.between``)."""
     from twinlab.analyses.mechanics._remap import remap_voxels
 
     inst = _zigzag_column()

@@ -36,7 +36,9 @@ Prints
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
   at the coarsest one's ratios (compare: Kang et al., EES Batteries (2026), DOI
   10.1039/d5eb00195a — LMP electrodes calendered at 0–40 %: Li2CO3 fracture and electrical
-  connection grow with the ratio). ``--lmp-width`` sets the window, ``--lmp-option NAME=VALUE`` a
+  connection grow with the ratio). ``--lmp-fit spheres`` starts the DEM from the generator's true spheres
+  (the same packing at any voxel size) instead of clumps fitted to the voxels. ``--lmp-width`` sets the window,
+  ``--lmp-option NAME=VALUE`` a
   calender option for diagnosis (e.g. ``dem_collision_tol=1``). ``bench_lmp_shells.py`` shows
   which criterion breaks the shells.
 """
@@ -199,7 +201,7 @@ def _window_spread(crack):
             print(f"  {d} g/cm³ >{thr} MPa: " + "; ".join(parts), flush=True)
 
 
-def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None):
+def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None, fit="voxels"):
     """Shell-intact fraction and activation per achieved ratio at each voxel size, then the largest
     difference between voxel sizes: the finer curves interpolated (linearly in the achieved ratio)
     at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
@@ -222,10 +224,13 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
         for r in ratios:
             layers.setdefault(int(round(m0 * (1 - r))), r)
         use = tuple(r for m, r in sorted(layers.items(), reverse=True) if m < m0)
-        s = calender(g.phases, particles=g.particles, ratios=use, steps=len(use), voxel_size_um=vs,
-                     thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange, **(options or {}))
+        spheres = g.particle_spheres() if rearrange == "dem" and fit == "spheres" else None
+        s = calender(g.phases, particles=g.particles, particle_spheres=spheres, ratios=use, steps=len(use),
+                     voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange,
+                     **(options or {}))
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
-        print(f"LMP rearrange={rearrange} {vs} µm voxels, {width:.0f} µm window, seed {seed}, {options or {}} "
+        print(f"LMP rearrange={rearrange} (DEM start: {fit}) {vs} µm voxels, {width:.0f} µm window, seed {seed}, "
+              f"{options or {}} "
               f"({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
         x = [0.0] + [st.ratio for st in s.steps]
         intact = [1.0] + [st.shell_intact_fraction for st in s.steps]
@@ -269,6 +274,9 @@ def main():
     ap.add_argument("--lmp-ratios", default=None, help="LMP calendering ratios, e.g. 0.05,0.1,0.2 (one increment each)")
     ap.add_argument("--lmp-width", type=float, default=160.0, help="LMP in-plane extent in µm")
     ap.add_argument("--lmp-seed", type=int, default=3)
+    ap.add_argument("--lmp-fit", choices=("spheres", "voxels"), default="voxels",
+                    help="the first DEM stage's clumps: fitted to the voxels (default, as calender does) or the "
+                         "generator's true spheres (calender's particle_spheres)")
     ap.add_argument("--lmp-option", action="append", default=[],
                     help="calender option NAME=FLOAT for the LMP runs (diagnosis), e.g. dem_collision_tol=1")
     args = ap.parse_args()
@@ -285,7 +293,7 @@ def main():
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
                 [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
                 args.lmp_seed, {k: int(v) if v.isdigit() else float(v)
-                                 for k, v in (o.split("=") for o in args.lmp_option)})
+                                 for k, v in (o.split("=") for o in args.lmp_option)}, args.lmp_fit)
 
 
 if __name__ == "__main__":

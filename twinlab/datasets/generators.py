@@ -166,6 +166,17 @@ class GeneratedElectrode(Result):
     def thickness_axis_name(self) -> str:
         return AXES[self.thickness_axis]
 
+    def particle_spheres(self) -> tuple[np.ndarray, np.ndarray]:
+        """The true particles behind ``particles`` as spheres: centres (n, 3; µm, the volume's axes,
+        voxel i spans [i·d, (i+1)·d)) and radii (n,; µm) of instance ids 1…n (an id without voxels is
+        hidden by its neighbours). The voxels are these spheres digitised and split between overlapping
+        ones; a DEM stage started from them (``calender(..., particle_spheres=...)``) starts from the
+        same packing at any voxel size. Refused for flattened (ellipsoidal) or damaged particles."""
+        if self.cracks is not None or not np.allclose(self.semi_axes_um, self.semi_axes_um[:, :1], rtol=1e-9):
+            raise InputError("particle_spheres: these particles are not whole spheres (flattened or damaged); "
+                             "fit the DEM clumps to the voxels instead")
+        return self.centres_um.copy(), self.semi_axes_um[:, 0].copy()
+
     def equivalent_diameters_um(self) -> np.ndarray:
         """Volume-equivalent diameter (µm) of every particle label with voxels, from the labels."""
         counts = np.bincount(self.particles.ravel())[1:]

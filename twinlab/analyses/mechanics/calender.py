@@ -69,7 +69,7 @@ from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, pa
 from ._coarsen import coarsen_for_mechanics
 from ._contacts import foreign_faces, relieve_particle_residuals, setup_state, shell_fracture, solve_with_contacts
 from ._options import CalenderOptions
-from ._rearrange import dem_materials, rearrange_state
+from ._rearrange import DemPacking, dem_materials, rearrange_state
 from ._remap import remap_voxels
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
@@ -92,6 +92,7 @@ def calender(
     thickness_axis: int | str | None = None,
     collector_side: str | None = None,
     particles: Any = None,
+    particle_spheres: Any = None,
     **overrides: Any,
 ) -> CalenderSeries:
     """Compress an electrode to target calendering ratios or densities.
@@ -130,6 +131,16 @@ def calender(
         Particle instance labels (a twin's ``labels/particles`` is used when present); particles
         without one are the connected components of the particle phases (lithium cores split
         particles whose shells touch).
+    particle_spheres : (centres (n, 3) µm, radii (n,) µm), optional
+        The true spheres of particle instance ids 1…n, in the input's axes (voxel i spans
+        [i·h, (i+1)·h)): a generated electrode's
+        :meth:`~twinlab.datasets.generators.GeneratedElectrode.particle_spheres`. With
+        ``rearrange="dem"`` the first DEM stage starts from them (:meth:`._rearrange.DemPacking.of_spheres`)
+        instead of clumps fitted to the voxels, so it starts from the same packing at any voxel size;
+        not with a lateral ``window`` or ``voxel_um`` bins. The later stages start from clumps refitted
+        to the voxels (:meth:`._rearrange.DemPacking.follow`). On the generated LMP anode the true spheres
+        jam after 2.25–2.5 µm of roll travel: its packing is walled along the thickness, so half the
+        particles touch the roll plane (``tests/benchmarks/MEASUREMENTS.md``, stop 25).
     **overrides
         Single :class:`~._options.CalenderOptions` fields (e.g. ``tol=1e-5``) applied on top of
         ``options`` and checked the same way.
@@ -230,7 +241,9 @@ def calender(
     done = 0
     stats = {"cg": 0, "newton": 0, "increments": 0, "share": [], "pressure": 0.0, "open": None, "dem": []}
     dem = dem_materials(lab, cstate, lut) if opts.rearrange == "dem" else None
-    packing = None  # the DEM packing, carried from increment to increment once fitted
+    # the DEM packing, carried from increment to increment once fitted (or given as the true spheres)
+    packing = None if particle_spheres is None else _sphere_packing(
+        particle_spheres, cstate, opts, cropped, perm, side, labels.shape[t_axis], h, n_coll, top)
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -325,6 +338,26 @@ def check_calender_request(*, ratios: Sequence[float] | None = None, densities: 
 
 
 # ====================================================================== helpers
+def _sphere_packing(spheres, cstate, opts, cropped, perm, side, n_thick, h, n_coll, top):
+    """The DEM packing of ``calender(particle_spheres=...)`` on the internal grid (thickness axis first,
+    collector at index 0, voxel units)."""
+    if opts.rearrange != "dem" or cropped or opts.voxel_um is not None or cstate is None:
+        raise InputError("particle_spheres are the DEM's start: give them with rearrange='dem', without a "
+                         "lateral window or voxel_um bins, on labels with particles")
+    try:
+        centres, radii = (np.asarray(a, float) for a in spheres)
+    except (TypeError, ValueError):
+        raise InputError("particle_spheres must be (centres (n, 3) µm, radii (n,) µm)") from None
+    if centres.ndim != 2 or centres.shape[1] != 3 or radii.shape != centres.shape[:1] \
+            or not (np.isfinite(centres).all() and np.isfinite(radii).all() and (radii > 0).all()):
+        raise InputError(f"particle_spheres must be (centres (n, 3) µm, radii (n,) µm) with positive radii, got "
+                         f"{centres.shape} and {radii.shape}")
+    c = centres[:, perm].T / np.asarray(h, float)[:, None]
+    if side == "high":
+        c[0] = n_thick - c[0]
+    return DemPacking.of_spheres(cstate.inst, c, radii / min(h), z_bottom=n_coll, z_top=top)
+
+
 def _particle_labels(obj, particles, shape):
     """Particle instance labels: ``particles`` if given, else a twin's ``labels/particles``, else None."""
     from ...twin import Twin
