@@ -521,7 +521,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
                      phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol, packing=packing)
     m_new = min(m_cur, max(m_next, move.layers))
-    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
+    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed, owner=cstate.inst)
     shift = np.zeros_like(disp)
     shift[(slice(None), *np.nonzero(mov))] = move.shift_um
     # a particle that slid or rolled away left the contacts that loaded it: it arrives unloaded
