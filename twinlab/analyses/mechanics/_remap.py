@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from scipy import ndimage
 
-from ..._morphology import face_neighbour, label_periodic
+from ..._morphology import label_periodic
 from ...errors import InputError
 
 
@@ -127,31 +128,37 @@ def reattach_debris(source: np.ndarray, owner: np.ndarray) -> None:
     main_comps = {c for c, _ in main.values()}
     debris = parts & ~np.isin(comp, list(main_comps))
     debris &= ~np.isin(comp, np.unique(comp[solid & ~parts]))  # a piece touching other solid is held by it
-    shape = source.shape
     for v in np.argwhere(debris).tolist():
-        p = int(pid[tuple(v)])
-        body = (pid == p) & (comp == main[p][0])
-        free = ~solid & _face_dilate(body)
-        cells = np.argwhere(free)
-        if cells.size == 0:
+        v = tuple(v)
+        p = int(pid[v])
+        c = _free_cell_next_to(v, pid, comp, p, main[p][0], solid)
+        if c is None:
             continue
-        d = (cells - np.asarray(v)).astype(float)
-        for ax in (1, 2):
-            d[:, ax] -= shape[ax] * np.round(d[:, ax] / shape[ax])
-        c = tuple(cells[np.argmin((d ** 2).sum(axis=1))].tolist())
-        source[c], source[tuple(v)] = source[tuple(v)], -1
-        solid[c], solid[tuple(v)] = True, False
-        pid[c], pid[tuple(v)] = p, 0
-        comp[c], comp[tuple(v)] = main[p][0], 0
+        source[c], source[v] = source[v], -1
+        solid[c], solid[v] = True, False
+        pid[c], pid[v] = p, 0
+        comp[c], comp[v] = main[p][0], 0
 
 
-def _face_dilate(mask: np.ndarray) -> np.ndarray:
-    """``mask`` grown by one face neighbour (axis 0 bounded, axes 1 and 2 periodic)."""
-    out = mask.copy()
-    for ax in range(3):
-        for shift in (1, -1):
-            out |= face_neighbour(mask, ax, shift, False)
-    return out
+def _free_cell_next_to(v, pid, comp, p, c, solid):
+    """The cell nearest to ``v`` (periodic lateral distance) that is free (not ``solid``) and shares a face
+    with particle ``p``'s piece ``c`` (``pid``, ``comp``: particle and piece of each cell), searched in
+    growing cubes around ``v`` (debris lies next to its particle); None if there is none."""
+    n0, n1, n2 = solid.shape
+    cross = ndimage.generate_binary_structure(3, 1)
+    for r in range(1, max(solid.shape) + 1):
+        off = np.arange(-r - 1, r + 2)  # the cube and one ring more, for the face test
+        keep = (v[0] + off >= 0) & (v[0] + off < n0)
+        o0 = off[keep]
+        win = np.ix_(v[0] + o0, (v[1] + off) % n1, (v[2] + off) % n2)
+        near = ndimage.binary_dilation((pid[win] == p) & (comp[win] == c), cross) & ~solid[win]
+        near &= (np.abs(o0) <= r)[:, None, None] & (np.abs(off) <= r)[None, :, None] & (np.abs(off) <= r)[None, None, :]
+        if near.any():
+            i, j, k = np.argwhere(near).T
+            d = np.stack([o0[i], off[j], off[k]], axis=1)
+            b = int(np.argmin((d ** 2).sum(axis=1)))
+            return v[0] + int(d[b, 0]), (v[1] + int(d[b, 1])) % n1, (v[2] + int(d[b, 2])) % n2
+    return None
 
 
 def remap_affine(labels: np.ndarray, n_coll: int, height: int, *, seed: int = 0,
