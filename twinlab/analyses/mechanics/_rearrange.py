@@ -431,7 +431,9 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
     (6-connected, laterally periodic: only a face holds a voxel rigidly); a piece that reaches neither the
     collector nor the roll (the last layer) gets the open voxels that share a face with it closed, until none
     is left (the series settings' ``dem_stages`` log it: ``gaps["held"]``). Whole floating bodies were
-    already held by their smallest gap (:meth:`DemPacking.contact_gaps`), so these are voxel-scale remnants."""
+    already held by their smallest gap (:meth:`DemPacking.contact_gaps`), so these are voxel-scale remnants.
+    A piece with no open voxel beside it (a voxel joined to its particle by an edge only) cannot be held
+    here: the remap puts such debris back against its particle (:func:`._remap.reattach_debris`)."""
     gap = gap.copy()
     below = np.zeros(gap.shape, bool)
     below[:max(n_coll, 1)] = True  # the collector, or without one the first layer (bonded to the cell's bottom)
