@@ -431,7 +431,9 @@ def hold_islands(gap: np.ndarray, solid: np.ndarray, *, n_coll: int) -> np.ndarr
     (6-connected, laterally periodic: only a face holds a voxel rigidly); a piece that reaches neither the
     collector nor the roll (the last layer) gets the open voxels that share a face with it closed, until none
     is left (the series settings' ``dem_stages`` log it: ``gaps["held"]``). Whole floating bodies were
-    already held by their smallest gap (:meth:`DemPacking.contact_gaps`), so these are voxel-scale remnants."""
+    already held by their smallest gap (:meth:`DemPacking.contact_gaps`), so these are voxel-scale remnants.
+    A piece with no open voxel beside it (a voxel joined to its particle by an edge only) cannot be held
+    here: the remap puts such debris back against its particle (:func:`._remap.reattach_debris`)."""
     gap = gap.copy()
     below = np.zeros(gap.shape, bool)
     below[:max(n_coll, 1)] = True  # the collector, or without one the first layer (bonded to the cell's bottom)
@@ -521,7 +523,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
                      phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol, packing=packing)
     m_new = min(m_cur, max(m_next, move.layers))
-    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed)
+    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed, owner=cstate.inst)
     shift = np.zeros_like(disp)
     shift[(slice(None), *np.nonzero(mov))] = move.shift_um
     # a particle that slid or rolled away left the contacts that loaded it: it arrives unloaded

@@ -706,7 +706,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     target[0] = n_coll + (pos_t - z_bot) * (m_next / (z_top - z_bot)) - rounding_phase
     target[1] = idx[1] + 0.5 + uc[1][idx] / h[1]
     target[2] = idx[2] + 0.5 + uc[2][idx] / h[2]
-    new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed)
+    new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed,
+                                owner=None if cstate is None else cstate.inst)
     stress = _take(sig, src)
     strain = _take(strain + d_eps, src)
     disp = _take(disp + uc.astype(dtype), src)
