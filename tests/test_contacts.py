@@ -469,7 +469,7 @@ def _crushed_column_stress(cap):
 
 
 def test_contact_crushes_at_the_compaction_pressure_and_rearranges_below_jamming():
-    from twinlab.analyses.mechanics._contacts import CRUSH_BULK, compaction_pressure
+    from twinlab.analyses.mechanics._contacts import compaction_pressure
 
     # elastic contact (no cap): two 0.5 GPa contact layers in series with 20 GPa blocks, uniaxial strain:
     # σ = ΔL / Σ (layers / constrained modulus), M = E (1 − ν)/((1 + ν)(1 − 2ν))
@@ -483,18 +483,18 @@ def test_contact_crushes_at_the_compaction_pressure_and_rearranges_below_jamming
     cap = float(compaction_pressure(np.array([phi]), np.array([0.555]), np.array([125.0]))[0][0]) + 1.0
     assert 3 < cap < 0.5 * p_el.min()
     sol, p, s, info, _ = _column(phi, rearrangement_pressure_mpa=None)
-    # on the cap, in the solve (the tangent's bulk modulus CRUSH_BULK × μ: 1e-6 of 0.19 GPa × 5 % strain)
-    assert np.abs(p - cap).max() <= 1e-5 * cap and CRUSH_BULK <= 1e-6
+    # on the cap, in the solve (to the passes' tolerance, SECANT_CHANGE = 1 %)
+    assert np.abs(p - cap).max() <= 1e-2 * cap
     assert info["crushing"] == p.size and info["unresolved"] == 0
     # and in equilibrium: the column transmits the crushed contact's axial stress, a fraction of the elastic one
-    assert s == pytest.approx(_crushed_column_stress(cap), rel=1e-3) and s < 0.4 * s_el
+    assert s == pytest.approx(_crushed_column_stress(cap), rel=5e-3) and s < 0.4 * s_el
     # loose (below jamming), the full law: the contacts crush at the rearrangement pressure (1.6 MPa at
     # φ 0.5, plus the cohesion): the column transmits a fraction of the elastic stress, never nothing — rearranging
     # particles slide against friction and binder (a contact that carried nothing would leave its particle
     # floating: a singular problem)
     _, p_l, s_l, info_l, _ = _column(0.5)
     cap_l = float(compaction_pressure(np.array([0.5]), np.array([0.555]), np.array([125.0]), 10.0, 0.03)[0][0]) + 1.0
-    assert np.abs(p_l - cap_l).max() <= 1e-5 * cap_l and info_l["crushing"] == p_l.size
+    assert np.abs(p_l - cap_l).max() <= 1e-2 * cap_l and info_l["crushing"] == p_l.size
     assert 0 < s_l < 0.4 * s_el
 
 
@@ -512,10 +512,10 @@ def test_a_crushed_contact_is_converged_in_its_increment():
     phi = 0.5597
     cap = float(compaction_pressure(np.array([phi]), np.array([0.555]), np.array([125.0]))[0][0]) + 1.0
     sol, p, s, info, gap = _column(phi, rearrangement_pressure_mpa=None)
-    # the secant factors converge to SECANT_CHANGE (1 %) in the passes: the stress to ~0.04 %
-    assert s == pytest.approx(_crushed_column_stress(cap), rel=1e-3)
+    # the passes converge the secant factors and the pressures to SECANT_CHANGE (1 %): the stress to 0.24 %
+    assert s == pytest.approx(_crushed_column_stress(cap), rel=5e-3)
     again, p2, s2, info2, _ = _column(phi, d_e=np.zeros(6), s_old=sol.stress, gap=gap, rearrangement_pressure_mpa=None)
-    assert s2 == pytest.approx(s, rel=1e-6) and np.abs(p2 - p).max() <= 1e-6 * cap
+    assert s2 == pytest.approx(s, rel=2e-3) and np.abs(p2 - p).max() <= 1e-2 * cap
     assert info2["unresolved"] == 0
 
 

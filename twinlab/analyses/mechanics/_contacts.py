@@ -117,10 +117,6 @@ SECANT_FLOOR = 0.1
 #: a crushing voxel whose secant factor changes by more than this fraction in a pass counts as a change of
 #: the active set
 SECANT_CHANGE = 0.01
-#: bulk modulus of a crushing voxel in a solve, as a fraction of its shear modulus: zero (the cap's
-#: consistent tangent) but for a margin above float32 rounding (the solver rejects a negative bulk modulus);
-#: its pressure then ends within CRUSH_BULK × μ × |tr Δε| (< 1e-4 MPa) of the cap
-CRUSH_BULK = 1e-6
 
 
 # ---------------------------------------------------------------------- instances
@@ -509,18 +505,18 @@ def crush_test(start, k_el, cap, trace_de):
 
 
 def crushed_moduli(lam, mu, crushing, f):
-    """Lamé constants of capped voxels in a solve: a crushing one has no bulk stiffness (the consistent
-    tangent of the perfectly plastic cap: its pressure stays on the cap whatever its volume change) and the
-    shear modulus ``f μ``; the others keep theirs."""
-    mu_c = np.where(crushing, f * mu, mu)
-    return np.where(crushing, (CRUSH_BULK - 2.0 / 3.0) * mu_c, lam), mu_c
+    """Lamé constants of capped voxels in a solve: a crushing one is softened isotropically by its secant
+    factor ``f`` (bulk and shear: a crushing granule gives way as a whole); the others keep theirs."""
+    return np.where(crushing, f * lam, lam), np.where(crushing, f * mu, mu)
 
 
-def crushed_start(start, cap, crushing):
-    """Start stress (6, m) of capped voxels in a solve: a crushing one starts from its deviator at the cap's
-    pressure (with no bulk stiffness it ends there: :func:`crushed_moduli`)."""
+def crushed_start(start, cap, crushing, k_t, trace):
+    """Start stress (6, m) of capped voxels in a solve: a crushing one starts from its deviator at the pressure
+    that puts it on the cap at the volume change ``trace`` (the previous solve's) with its bulk modulus
+    ``k_t`` in this solve, ``cap + k_t trace``, so it ends on the cap when the solve's volume change repeats
+    the previous one's (the passes' fixed point)."""
     out = np.array(start, float, copy=True)
-    excess = np.where(crushing, -(out[0] + out[1] + out[2]) / 3.0 - cap, 0.0)
+    excess = np.where(crushing, -(out[0] + out[1] + out[2]) / 3.0 - (cap + k_t * trace), 0.0)
     out[:3] += excess
     return out
 
@@ -630,16 +626,18 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     # the centre, peak 142.8 vs 181.4 MPa; degree 3 had its hole elsewhere, R = 20 two at the centre)
     flips = np.where(is_open, -1, 0).astype(np.int8)
     crush_flips = np.zeros(vals.shape, np.int8)
+    tr_prev = np.zeros(vals.shape)  # the previous solve's volume change of each voxel (crushed_start)
     while True:
         passes += 1
         c_lam_p, c_mu_p = crushed_moduli(lam_eff, mu_eff, crushing, f)
+        start = crushed_start(closed_start, p_cap, crushing, f * k_c, tr_prev)
         lam[idx] = np.where(is_open, 0.0, c_lam_p)
         mu[idx] = np.where(is_open, 0.0, c_mu_p)
         sy[idx] = np.inf
         code[idx] = ELASTIC
         # closed voxels that were open at the start close their gap first: eigenstress C:(g n⊗n); crushing
         # ones start at their cap
-        s_old[(slice(None),) + idx] = np.where(is_open, 0.0, crushed_start(closed_start, p_cap, crushing))
+        s_old[(slice(None),) + idx] = np.where(is_open, 0.0, start)
         if bridge is not None:
             bridge.set(lam, mu, s_old)
         # from the previous pass's displacement: only a few interphase voxels changed, so Newton starts
@@ -671,9 +669,13 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         # voxel solved closed in the state the test finds, exactly its solved n·σ·n; for one solved open,
         # what it would carry if closed. (One criterion for both states: the old one tested open voxels on
         # their normal strain, closed ones on their stress, which disagree through the lateral strains)
-        now_crushing, f_new = crush_test(closed_start, k_c, p_cap, de[0] + de[1] + de[2])
+        tr = de[0] + de[1] + de[2]
+        now_crushing, f_new = crush_test(closed_start, k_c, p_cap, tr)
         t_lam, t_mu = crushed_moduli(lam_eff, mu_eff, now_crushing, f_new)
-        t_nn = normal_component(crushed_start(closed_start, p_cap, now_crushing) + _elastic(t_lam, t_mu, de), normal)
+        t_nn = normal_component(crushed_start(closed_start, p_cap, now_crushing, f_new * k_c, tr)
+                                + _elastic(t_lam, t_mu, de), normal)
+        new_s = sol.stress[(slice(None),) + idx].astype(float)
+        off_cap = np.abs(-(new_s[0] + new_s[1] + new_s[2]) / 3.0 - p_cap) > SECANT_CHANGE * np.abs(p_cap)
         now_open = t_nn > 0
         # a voxel that changed state and back and wants to change again (open → closed → open → closed) sits at
         # the edge of contact: each state's solve says the other. It keeps the state it is solved with (one
@@ -690,13 +692,13 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         crush_flips += now_crushing != crushing
         now_crushing = np.where(crush_flips > 2, crushing, now_crushing) & ~now_open
         moved = (now_open != is_open) | (now_crushing != crushing) | (
-            now_crushing & crushing & (np.abs(f_new - f) > SECANT_CHANGE * f))
+            now_crushing & crushing & ((np.abs(f_new - f) > SECANT_CHANGE * f) | off_cap))
         changed = int(moved.sum())
         if bridge is not None:
             changed += bridge.update(sol.strain)
         if changed <= tol_active * max(1, is_open.size) or passes >= max_passes:
             break
-        is_open, crushing, f = now_open, now_crushing, f_new
+        is_open, crushing, f, tr_prev = now_open, now_crushing, f_new, tr
         # the next pass starts here; the previous solution is kept as the fallback of a stalled re-solve
         u_prev = sol.displacement
     # state after the increment: the last solve's. An open voxel carries its gap t_nn/M (> 0); one solved open
@@ -747,18 +749,22 @@ class _Bridges:
         self.k0 = self.lam0 + 2.0 * self.mu0 / 3.0
         self.base = s_old[(slice(None),) + self.idx].astype(float)
         self.crushing, self.f = np.zeros(n, bool), np.ones(n)  # elastic first pass, as the contacts
+        self.trace = np.zeros(n)
 
     def set(self, lam, mu, s_old):
         lam[self.idx], mu[self.idx] = crushed_moduli(self.lam0, self.mu0, self.crushing, self.f)
-        s_old[(slice(None),) + self.idx] = crushed_start(self.base, self.cap, self.crushing)
+        s_old[(slice(None),) + self.idx] = crushed_start(self.base, self.cap, self.crushing, self.f * self.k0,
+                                                         self.trace)
 
     def update(self, strain) -> int:
         """The cap's test on a pass's strain; returns how many bridge voxels changed (crushing or not, or
         their secant factor by more than ``SECANT_CHANGE``)."""
         e = strain[(slice(None),) + self.idx].astype(float)
-        crushing, f = crush_test(self.base, self.k0, self.cap, e[0] + e[1] + e[2])
-        moved = (crushing != self.crushing) | (crushing & self.crushing & (np.abs(f - self.f) > SECANT_CHANGE * self.f))
-        self.crushing, self.f = crushing, f
+        trace = e[0] + e[1] + e[2]
+        crushing, f = crush_test(self.base, self.k0, self.cap, trace)
+        moved = (crushing != self.crushing) | (crushing & self.crushing & (
+            np.abs(f * trace - self.f * self.trace) > SECANT_CHANGE * np.abs(f * trace)))
+        self.crushing, self.f, self.trace = crushing, f, trace
         return int(moved.sum())
 
 
