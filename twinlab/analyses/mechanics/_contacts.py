@@ -66,8 +66,8 @@ Powder Technol. 30 (2019)) and FEM with particle fracture (Guichard et al., arXi
 rearrangement, fracture at moderate pressure, then crushing) give the same order and sequence. The
 rearrangement constants of NCM (P_j 10 MPa, m 0.03) are calibrated to that band, not measured.
 The cap is a perfectly plastic limit on the contact's mean stress, solved with the active set (its
-return mapping and consistent tangent in each pass: :func:`crush_test`); a crushing contact softens
-isotropically (its shear stiffness scaled by its secant factor). The packing is judged at the
+return mapping in each pass, :func:`crush_test`); a crushing contact softens isotropically by its secant
+factor, its start pressure re-based each pass so that it ends on the cap. The packing is judged at the
 increment's end: increments are kept below the strain :attr:`ContactLaw.increment_strain` so the state
 does not depend on their number.
 
@@ -111,7 +111,7 @@ PARTICLE_PHASES = ("active", "lithium", "shell")
 BRIDGE_PHASES = ("cbd", "binder")
 #: shear modulus of a sliding (yielded) contact voxel as a fraction of its elastic one
 SLIDE_FACTOR = 0.2
-#: lowest secant factor of a crushing contact's shear stiffness (:func:`crush_test`): a lower one adds a
+#: lowest secant factor of a crushing contact's stiffness (:func:`crush_test`): a lower one adds a
 #: stiffness contrast that stalls the CG
 SECANT_FLOOR = 0.1
 #: a crushing voxel whose secant factor changes by more than this fraction in a pass counts as a change of
@@ -496,7 +496,7 @@ def crush_test(start, k_el, cap, trace_de):
     elastic trial pressure ``p_start − k_el tr(Δε)`` exceeds ``cap`` (a perfectly plastic cap on the mean
     stress: its pressure ends on the cap). ``f`` is its secant factor, the fraction of the elastic pressure
     increment that reaches the cap, ``(cap − p_start)/(p_tr − p_start)`` in [``SECANT_FLOOR``, 1] — a
-    crushing granule softens isotropically, so its deviator grows with ``f μ``; 1 where it does not crush."""
+    crushing granule softens isotropically (:func:`crushed_moduli`); 1 where it does not crush."""
     p_start = -(start[0] + start[1] + start[2]) / 3.0
     dp = -k_el * trace_de
     crushing = p_start + dp > cap
@@ -546,14 +546,16 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     Compaction cap: a closed interphase voxel (and a pore-bridging CBD/binder voxel) whose elastic trial
     pressure exceeds :func:`compaction_pressure` (plus the cohesion) crushes, below jamming (rearrangement,
     a low pressure) as above it (Heckel): a perfectly plastic cap on its mean stress. The crushing set is
-    part of the active set, and each pass solves it with the cap's consistent tangent (:func:`crush_test`,
-    :func:`crushed_moduli`, :func:`crushed_start`): no bulk stiffness, the start stress at the cap's
-    pressure, so the solve itself ends with crushed contacts on their caps *in equilibrium*. (Before, a
-    secant stiffness floored at ``SECANT_FLOOR`` left the pressure above the cap, which was returned after
-    the passes and relaxed once: a slow fixed point — a zero-strain re-solve of a recorded state relaxed
-    the benchmark cathode's roll pressure 39 → 29.6 → 24.9 → 22.1 MPa at 3.0 g/cm³, issue 16.) A crushing
-    voxel keeps its shear stiffness (scaled by its secant factor): it is never a void, and a particle held
-    only by crushing contacts does not float.
+    part of the active set: each pass solves a crushing voxel with its secant stiffness (:func:`crush_test`,
+    :func:`crushed_moduli`) from a start pressure re-based on the previous pass's volume change
+    (:func:`crushed_start`), so the passes' fixed point has crushed contacts on their caps *in equilibrium*;
+    a crushing voxel still off its cap by more than ``SECANT_CHANGE`` counts as a change. (Before, the
+    pressure left above the cap by the floored secant was returned after the passes and relaxed once, and
+    returned again unrelaxed, issue 16.) A tangent without bulk stiffness (the perfectly plastic cap's
+    consistent one) was tried first: it leaves the corner nodes of crushing surface voxels all but free, and
+    the benchmark cathode's solves returned garbage displacements (active mean von Mises 10³–10⁴ MPa, stop
+    25). A crushing voxel keeps a stiffness ≥ ``SECANT_FLOOR`` of its elastic one: it is never a void, and a
+    particle held only by crushing contacts does not float.
 
     The passes end when at most ``tol_active`` of the interphase voxels change state (open/closed,
     crushing or not, or a secant factor by more than ``SECANT_CHANGE``) or after ``max_passes`` solves.
@@ -686,9 +688,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         # crackable >100/>150 MPa at 3.0 g/cm³ 40.2/21.5 vs 30.6/14.6 %)
         flips += now_open != is_open
         now_open = np.where(flips > 2, is_open, now_open)
-        # the same for the crushing set: a crushing voxel has no bulk stiffness, so its volume change — and the
-        # elastic trial that decides whether it crushes — follows its neighbours; at the edge of crushing each
-        # state's solve says the other
+        # the same for the crushing set: at the edge of crushing each state's solve says the other
         crush_flips += now_crushing != crushing
         now_crushing = np.where(crush_flips > 2, crushing, now_crushing) & ~now_open
         moved = (now_open != is_open) | (now_crushing != crushing) | (
