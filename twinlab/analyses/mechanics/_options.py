@@ -105,9 +105,9 @@ class CalenderOptions:
     contact_passes : int
         … at most this many solves. The increment keeps its last solve's state; the last test's
         changes reach the next increment through its start state (counted in the series settings,
-        ``unresolved_voxels``). 5 (3 until stop 24): at 5 passes the last test changes 1–3 % of the
-        demo cathode's interphase voxels after its first increment, carrying ≤ 2.5 % of the
-        contacts' normal load (demo cathode, stop 25).
+        ``unresolved_voxels``). 5 (3 until stop 24): at 5 passes the last test changes 1–4 % of the
+        demo cathode's interphase voxels after its first increment, ≤ 2.5 % of the contacts' normal
+        load (the first increment, where most gaps close: 7 % and 12 %; stop 25).
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
