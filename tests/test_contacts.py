@@ -389,13 +389,11 @@ def test_packing_fraction_counts_the_skeleton_inside_the_coating():
     assert jamming_width(inst, (inst > 0).astype(np.uint8), [1]) == 21  # two diameters, odd
 
 
-def _column(phi_value, cap=True, passes=10, log=None, fail_relaxation=False, **changes):
-    """Two 6-layer blocks stacked in a laterally filled cell (uniaxial strain), one contact plane.
-
-    ``log`` (a list) receives the CG iterations of every solve, failed ones included; with
-    ``fail_relaxation`` the solve after ``passes`` passes (the relaxation) gets 2 CG iterations to a
-    1e-30 tolerance, so it fails."""
-    from twinlab.errors import ConvergenceError
+def _column(phi_value, cap=True, passes=10, d_e=None, s_old=None, gap=None, **changes):
+    """Two 6-layer blocks stacked in a laterally filled cell (uniaxial strain), one contact plane; an increment
+    ``d_e`` (default −0.01 along axis 0) from the stress ``s_old`` and contact gap ``gap`` (default: none).
+    Returns the solution, the pressure of the interphase voxels, the axial stress the column carries (MPa),
+    ``info`` and the gap after the increment."""
     from twinlab.materials import get_material
 
     shape = (12, 4, 4)
@@ -408,34 +406,19 @@ def _column(phi_value, cap=True, passes=10, log=None, fail_relaxation=False, **c
     lam0, mu0 = lame_from_young(20e3, 0.3)
 
     def make(lam, mu, sy, code):
-        solver = MechanicsSolver(lam, mu, yield_mpa=sy, code=code, dtype=np.float64, workers=1)
-        if log is None:
-            return solver
-        solve = solver.solve_increment
+        return MechanicsSolver(lam, mu, yield_mpa=sy, code=code, dtype=np.float64, workers=1)
 
-        def logged(d, **k):
-            if fail_relaxation and len(log) == passes:
-                k.update(maxiter=2, tol=1e-30)
-            try:
-                out = solve(d, **k)
-            except ConvergenceError as exc:
-                log.append(exc.cg_iterations)
-                raise
-            log.append(out.cg_iterations)
-            return out
-
-        solver.solve_increment = logged
-        return solver
-
-    d_e = np.zeros(6)
-    d_e[0] = -0.01
-    sol, gap, mask, info = solve_with_contacts(
+    if d_e is None:
+        d_e = np.zeros(6)
+        d_e[0] = -0.01
+    sol, gap_new, mask, info = solve_with_contacts(
         make, d_e, np.full(shape, lam0), np.full(shape, mu0), np.full(shape, np.inf), np.zeros(shape, np.uint8),
-        np.zeros((6, *shape)), lab=lab, inst=inst, fixed=None, gap=np.full(shape, np.nan, np.float32), law=law,
+        np.zeros((6, *shape)) if s_old is None else s_old.copy(), lab=lab, inst=inst, fixed=None,
+        gap=np.full(shape, np.nan, np.float32) if gap is None else gap, law=law,
         nt=shape[0], tol_active=0.0, max_passes=passes, tol=1e-8, maxiter=5000, top_is_roll=False,
         phi=np.full(shape, phi_value))
     p = -(sol.stress[0] + sol.stress[1] + sol.stress[2]) / 3.0
-    return sol, p[mask], -float(sol.stress[0, 2].mean()), info
+    return sol, p[mask], -float(sol.stress[0, 2].mean()), info, gap_new
 
 
 def _contact_column(h, length_um=24.0, strain=-0.01):
@@ -481,6 +464,14 @@ def test_contact_normal_stiffness_is_per_area_at_every_voxel_size():
         ContactLaw.from_materials({1: get_material("NCM_contact")})
 
 
+def _crushed_column_stress(cap):
+    """Axial stress (MPa) the column of :func:`_column` carries through a crushed contact whose secant
+    factor is above its floor: both interphase layers on the cap's mean pressure ``cap``, each softened
+    isotropically by its secant factor (:func:`crush_test`), so under uniaxial strain its axial stress is
+    ``cap × M/K = cap (1 + 4μ/(3K)) = cap × 3(1 − ν)/(1 + ν)`` (ν = 0.3: the contact's Poisson ratio)."""
+    return cap * 3 * 0.7 / 1.3
+
+
 def test_contact_crushes_at_the_compaction_pressure_and_rearranges_below_jamming():
     from twinlab.analyses.mechanics._contacts import compaction_pressure
 
@@ -488,53 +479,46 @@ def test_contact_crushes_at_the_compaction_pressure_and_rearranges_below_jamming
     # σ = ΔL / Σ (layers / constrained modulus), M = E (1 − ν)/((1 + ν)(1 − 2ν))
     m_b, m_c = (e * 0.7 / (1.3 * 0.4) for e in (20e3, 500.0))
     sigma = 0.12 / (10 / m_b + 2 / m_c)
-    _, p_el, s_el, _ = _column(0.6, cap=False)
+    _, p_el, s_el, _, _ = _column(0.6, cap=False)
     assert s_el == pytest.approx(sigma, rel=1e-3)
     # jammed (φ 0.5597), the Heckel stage alone (no rearrangement pressure): cap 4 MPa + 1 MPa cohesion,
     # far below the elastic contact pressure
     phi = 0.5597
     cap = float(compaction_pressure(np.array([phi]), np.array([0.555]), np.array([125.0]))[0][0]) + 1.0
     assert 3 < cap < 0.5 * p_el.min()
-    sol, p, s, info = _column(phi, rearrangement_pressure_mpa=None)
-    assert p.max() <= cap * (1 + 1e-9)  # returned to the cap
-    assert info["crushing"] == p.size
-    # the secant passes brought the solve itself near the cap: the column transmits ~ the crushed contact's
-    # normal stress, a fraction of the elastic one
-    assert s < 0.4 * s_el
+    sol, p, s, info, _ = _column(phi, rearrangement_pressure_mpa=None)
+    # on the cap, in the solve (to the passes' tolerance, SECANT_CHANGE = 1 %)
+    assert np.abs(p - cap).max() <= 1e-2 * cap
+    assert info["crushing"] == p.size and info["unresolved"] == 0
+    # and in equilibrium: the column transmits the crushed contact's axial stress, a fraction of the elastic one
+    assert s == pytest.approx(_crushed_column_stress(cap), rel=5e-3) and s < 0.4 * s_el
     # loose (below jamming), the full law: the contacts crush at the rearrangement pressure (1.6 MPa at
     # φ 0.5, plus the cohesion): the column transmits a fraction of the elastic stress, never nothing — rearranging
     # particles slide against friction and binder (a contact that carried nothing would leave its particle
     # floating: a singular problem)
-    _, p_l, s_l, info_l = _column(0.5)
+    _, p_l, s_l, info_l, _ = _column(0.5)
     cap_l = float(compaction_pressure(np.array([0.5]), np.array([0.555]), np.array([125.0]), 10.0, 0.03)[0][0]) + 1.0
-    assert p_l.max() <= cap_l * (1 + 1e-9) and info_l["crushing"] == p_l.size
+    assert np.abs(p_l - cap_l).max() <= 1e-2 * cap_l and info_l["crushing"] == p_l.size
     assert 0 < s_l < 0.4 * s_el
 
 
-def test_relaxation_lets_the_column_relax_onto_its_crushed_contact_and_a_failed_one_is_counted():
-    """One contact pass, then the cap's relaxation. Relaxed, the column's stress falls below the pass's
-    (the blocks spring back against the contact returned to its cap); the relaxation's start force is the
-    returns' out-of-balance force and it ends within the increment's tolerance. A relaxation that fails is
-    counted — its CG iterations in ``cg`` and ``relax_cg``, ``relax_failed`` 1 — and leaves the pass's
-    stress, returned to the caps, unrelaxed."""
+def test_a_crushed_contact_is_converged_in_its_increment():
+    """The compaction cap is part of the active set (secant stiffness, start pressure re-based each pass), so
+    one increment ends with the crushed contact on its cap in equilibrium: the column carries the analytic
+    stress of :func:`_crushed_column_stress` to 0.5 % after its passes (the passes' tolerance SECANT_CHANGE is
+    1 %), and a zero-strain re-solve of the recorded state changes it by < 0.2 % (measured 0.14 %) with no
+    unresolved change. The old explicit return and one relaxation (stop 21–24) left the column at 8.349 MPa,
+    3.8 % above the analytic 8.047 (this test fails on it)."""
     from twinlab.analyses.mechanics._contacts import compaction_pressure
 
     phi = 0.5597
     cap = float(compaction_pressure(np.array([phi]), np.array([0.555]), np.array([125.0]))[0][0]) + 1.0
-    log = []
-    sol, p, s, info = _column(phi, passes=1, log=log, rearrangement_pressure_mpa=None)
-    assert len(log) == 2 and info["passes"] == 1 and info["cg"] == sum(log)
-    assert info["relax_failed"] == 0 and info["relax_cg"] == log[1] > 0 and info["relax_newton"] >= 1
-    assert 1e-8 < info["relax_force"] < 1 and sol.residual <= 1e-8  # the increment's tol (1e-8)
-    assert p.max() <= cap * (1 + 1e-9)
-    log_f = []
-    sol_f, p_f, s_f, info_f = _column(phi, passes=1, log=log_f, fail_relaxation=True,
-                                      rearrangement_pressure_mpa=None)
-    assert info_f["relax_failed"] == 1 and info_f["relax_cg"] == log_f[1] == 2 and info_f["cg"] == sum(log_f)
-    assert info_f["relax_force"] == 0 and p_f.max() <= cap * (1 + 1e-9)
-    # unrelaxed, the blocks keep the pass's stress; relaxed, they spring back against the contact's cap
-    # (measured 20.6 against 35.9 MPa: the hydrostatic return of the contact, weighted by the series compliances)
-    assert s < 0.7 * s_f
+    sol, p, s, info, gap = _column(phi, rearrangement_pressure_mpa=None)
+    # the passes converge the secant factors and the pressures to SECANT_CHANGE (1 %): the stress to 0.24 %
+    assert s == pytest.approx(_crushed_column_stress(cap), rel=5e-3)
+    again, p2, s2, info2, _ = _column(phi, d_e=np.zeros(6), s_old=sol.stress, gap=gap, rearrangement_pressure_mpa=None)
+    assert s2 == pytest.approx(s, rel=2e-3) and np.abs(p2 - p).max() <= 1e-2 * cap
+    assert info2["unresolved"] == 0
 
 
 def test_shell_patches_break_with_weibull_scatter():
@@ -653,7 +637,7 @@ def test_a_contact_that_closes_after_the_last_solve_keeps_its_overlap():
     s_ref = float(ref.stress[0].mean())
     assert s_ref < -1.0  # MPa: the closed contact carries the column's load
     one, g1, _, info1 = _gapped_column(-0.01, gap, passes=1)  # solved open, found closed after the solve
-    assert info1["open"] == 0 and abs(float(one.stress[0].mean())) < 1e-6 * abs(s_ref)
+    assert info1["open"] == info1["unresolved"] == 32 and abs(float(one.stress[0].mean())) < 1e-6 * abs(s_ref)
     assert (g1[5:7] < 0).all()  # the overlap is carried, as a negative gap
     two, g2, _, _ = _gapped_column(0.0, g1, passes=10, s_old=one.stress)  # no further strain
     assert np.isnan(g2[5:7]).all()
@@ -681,18 +665,14 @@ def test_elastic_particles_start_each_increment_from_their_mean_stress():
     assert np.array_equal(stress[:, ~bodies], before[:, ~bodies])
 
 
-@pytest.mark.xfail(strict=True, reason="the flip lock keeps a voxel closed in the state it was solved with, even "
-                   "when that solve puts it in normal tension (the compression-only law is broken at the lock); "
-                   "letting locked voxels open moved the demo headline without shrinking its path noise (stop 24, "
-                   "tests/benchmarks/MEASUREMENTS.md)")
 def test_a_contact_locked_by_its_flips_never_ends_closed_in_tension():
     """A contact at the edge of contact — each state's solve says the other (closed, the solve pulls it
     apart; open, it overlaps), as at a contact's rim — is locked after its allowed flips (so the active
     set terminates), but should never stay closed in normal tension: the compression-only law should hold
-    at the lock too. The scripted solver below makes the column's load follow the contact's state. The
-    lock keeps such a voxel in the state it was solved with: closed, it carries the solve's tension
-    (3.6 MPa here; on the demo cathode at default settings 97–418 voxels per increment, median up to
-    18 MPa, at most 685 MPa, stop 24)."""
+    at the lock too. The scripted solver below makes the column's load follow the contact's state. A
+    locked voxel may still open, never close again. Until stop 24 the lock kept it in the state it was
+    solved with: closed, it carried the solve's tension (3.6 MPa here; on the demo cathode 97–418 voxels
+    per increment, median up to 18 MPa, at most 685 MPa) — this test failed on that code."""
     from twinlab.materials import get_material
 
     shape = (12, 4, 4)

@@ -534,8 +534,7 @@ def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
     pass's hierarchy (one allocated per increment) and displacement, and the warm start needs fewer
     CG iterations than the same passes started from Δu = 0 (peer run). With the compaction cap a
     later pass can cost more than the first (its secant-softened contacts add stiffness contrast),
-    so passes are compared with themselves, not with the first. The cap's relaxation solve at zero
-    cell strain (Δu from 0) shares the hierarchy and is not a contact pass."""
+    so passes are compared with themselves, not with the first."""
     from test_mechanics import synth_electrode
 
     from twinlab.analyses.mechanics import _fft_solver, calender
@@ -554,7 +553,7 @@ def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
         if cold_start:
             k["u0"] = None
         sol = orig_solve(self, *a, **k)
-        if np.any(a[0]):  # a contact pass (the cap's relaxation solve imposes no cell strain)
+        if np.any(a[0]):  # a contact pass
             solves.append((warm, sol.cg_iterations))
         return sol
     monkeypatch.setattr(ElasticMultigrid, "__init__", count_init)

@@ -307,7 +307,9 @@ def calender(
                     "contacts": bool(cstate is not None and cstate.law is not None), "edge_margin": int(edge_margin),
                     "contact_materials": {} if cstate is None else cstate.law_names,
                     "materials": {n: m.to_dict() for n, m in lut["materials"].items()},
-                    "dem_stages": stats["dem"], "unrelaxed_increments": stats.get("unrelaxed", 0),
+                    "dem_stages": stats["dem"],
+                    "unresolved_voxels": stats.get("unresolved", 0),
+                    "unresolved_load": stats.get("unresolved_load", 0.0),
                     "time_s": time.perf_counter() - t_start}
         series = CalenderSeries(m0 * h[0], rho0, rho_s, eps0, tuple(step_results), settings,
                                 str(output) if output is not None else None, tuple(states))
@@ -657,8 +659,10 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
             override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next), interphase=interphase)
         cstate.last_info = info
-        if stats is not None:  # a relaxation that did not converge left its crushed contacts' pressure unrelaxed
-            stats["unrelaxed"] = stats.get("unrelaxed", 0) + info["relax_failed"]
+        if stats is not None:  # the active set's last test changes, not solved (solve_with_contacts), and the
+            # largest share of the contacts' normal load they change in an increment
+            stats["unresolved"] = stats.get("unresolved", 0) + info["unresolved"]
+            stats["unresolved_load"] = max(stats.get("unresolved_load", 0.0), info["unresolved_load"])
         cg_its, nw_its = info["cg"], info["newton"]
     else:
         sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
