@@ -225,7 +225,7 @@ class MechanicsSolver:
 
     # ------------------------------------------------------------------ public
     def solve_increment(self, strain_inc_macro, *, stress_old=None, u0=None, tol: float = 1e-5,
-                        maxiter: int = 5000, max_newton: int = 30, hourglass_origin=None) -> IncrementSolution:
+                        maxiter: int = 5000, max_newton: int = 30) -> IncrementSolution:
         """Solve one strain-controlled increment.
 
         Parameters
@@ -239,12 +239,6 @@ class MechanicsSolver:
             tolerance stays relative to the out-of-balance force at Δu = 0. A C-contiguous array of
             the solver's dtype is **taken over**: it is overwritten and becomes the solution's
             displacement (one displacement field less while the solve runs); pass a copy to keep it.
-        hourglass_origin : (3, *shape) array, optional
-            The displacement from which the hourglass control is measured (default: zero). The
-            hourglass forces are not part of the stress, so every increment drops the previous one's;
-            a solve that continues another one from its displacement ``u0`` with changed old
-            stresses (the contact cap's relaxation) passes that displacement here to drop them too,
-            and so ends in the equilibrium a fresh solve from the changed stress would reach.
         tol : float
             Newton stops when ‖Bᵀσ‖ ≤ tol · ‖Bᵀσ‖ at Δu = 0 (the increment's initial out-of-balance
             force); each CG solve runs to the relative residual the Newton step needs.
@@ -256,8 +250,7 @@ class MechanicsSolver:
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS)))
         try:
-            return self._solve_increment(strain_inc_macro, stress_old, u0, tol, maxiter, max_newton,
-                                         hourglass_origin)
+            return self._solve_increment(strain_inc_macro, stress_old, u0, tol, maxiter, max_newton)
         finally:
             numba.set_num_threads(previous)
 
@@ -289,7 +282,7 @@ class MechanicsSolver:
         finally:
             numba.set_num_threads(previous)
 
-    def _solve_increment(self, strain_inc_macro, stress_old, u0, tol, maxiter, max_newton, origin=None):
+    def _solve_increment(self, strain_inc_macro, stress_old, u0, tol, maxiter, max_newton):
         dt = self.dtype
         shp = self.shape
         n = self.lam.size
@@ -300,8 +293,6 @@ class MechanicsSolver:
         s_old = (np.zeros((6, n), dt) if stress_old is None
                  else np.ascontiguousarray(stress_old, dtype=np.result_type(stress_old, np.float32)).reshape(6, n))
         u = np.zeros((3, *shp), dt)
-        if origin is not None:
-            origin = np.asarray(origin, dtype=dt).reshape(3, *shp)
         # the stress is recomputed from u by every evaluation, in the buffer of the strain (the law reads
         # a voxel's strain before it writes its stress; the strain is recomputed once at the end): one
         # (6, n) field instead of two while Newton evaluates, none while CG runs (dropped, allocated again
@@ -318,11 +309,7 @@ class MechanicsSolver:
             _grad(u, self.ih, e_mac, sig.reshape(6, *shp))
             update_stress(sig, s_old, self.lam.reshape(-1), self.mu.reshape(-1), self.sy, self.code, sig, normal,
                           theta, self.reg)
-            if origin is not None:  # hourglass forces of u − origin, in place (no displacement field more)
-                np.subtract(u, origin, out=u)
             internal_force(sig.reshape(6, *shp), u, self.khg, self._force_rows(sig), self._q, res)
-            if origin is not None:
-                np.add(u, origin, out=u)
             return _norm(res)
 
         r_norm = evaluate()
