@@ -161,10 +161,11 @@ def particle_crackable(stress: np.ndarray, inst: np.ndarray, active: np.ndarray,
     mean: 82 and 81 MPa) does not depend on the voxel size. A resolved elastic sphere pressed through a
     contact has 20–25 % of its volume above 1.5 × its mean axial stress at 4 to 12 voxels radius
     (tests/test_contacts.py ``_press``). The calender passes each particle's voxels without its contact
-    interphase (one voxel thick at any voxel size, with the contact law's stress): so the measure does not
-    depend on the voxel size — seed 1, one 48 µm window of a cathode generated at 1 µm, calendered at 1 µm and
-    on 2 µm bins: > 100 MPa 26.5 ± 7.3 and 28.0 ± 9.4 % at 3.0 g/cm³, 68.7 and 72.2 % at 3.4; with the
-    interphase voxels in the means 26.4 and 14.9 %, 61.8 and 47.5 % (issue 16, stop 25).
+    interphase (one voxel thick at any voxel size, with the contact law's stress) — seed 1, one 48 µm window
+    of a cathode generated at 1 µm, calendered at 1 µm and on 2 µm bins with stop 24's contact solve:
+    > 100 MPa 26.5 ± 7.3 and 28.0 ± 9.4 % at 3.0 g/cm³, 68.7 and 72.2 % at 3.4; with the interphase voxels
+    in the means 26.4 and 14.9 %, 61.8 and 47.5 %. With stop 25's contact solve the two differ at 3.0
+    g/cm³ (43.9 ± 7.9 vs 28.2 ± 9.0 %), as the roll pressure does (55.6 vs 38.5 MPa; issue 16).
 
     The standard error: the % is a ratio of sums over particles (cluster sampling, the particles the
     clusters), p = Σ y_i / Σ V_i with V_i a particle's voxels and y_i = V_i where its mean stress is over
