@@ -522,6 +522,24 @@ def crushed_start(start, cap, crushing, k_t, trace):
     return out
 
 
+def friction_slip(trial, normal, sy, slope, on):
+    """The friction return of elastic trial stresses (6, m) as a start-stress correction: ``contact_return(trial)
+    − trial`` for the voxels ``on`` (closed frictional contacts), 0 elsewhere.
+
+    The passes of :func:`solve_with_contacts` start a closed frictional contact from its start stress plus the
+    previous pass's correction, so that their fixed point is the return mapping of the increment's elastic
+    trial (the shear traction on its Coulomb limit) *in equilibrium*, as the compaction cap's re-based start
+    pressure does for the cap. The correction is traceless with no normal traction (it removes shear on the
+    contact plane), so the open/closed test and the cap are unchanged by it. Returned once after the last
+    solve instead (stop 25), the limit was met without equilibrium and every increment started from an
+    out-of-balance force that the next solve relaxed: a zero-strain re-solve of a calendered cathode lost 6–8 %
+    of its roll pressure to it (seed 1, 48 µm, 3.0 g/cm³; issue 16)."""
+    out = np.zeros_like(trial)
+    if on.any():
+        out[:, on] = contact_return(trial[:, on], normal[:, on], sy[on], slope[on]) - trial[:, on]
+    return out
+
+
 def _elastic(lam, mu, de):
     """Stress (6, m) of the strain ``de`` (6, m; tensor shear components) in isotropic voxels."""
     s = 2.0 * mu * de
@@ -531,7 +549,7 @@ def _elastic(lam, mu, de):
 
 def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, fixed, gap, law: ContactLaw,
                         nt: int, tol_active: float, max_passes: int, tol, maxiter, top_is_roll: bool = True,
-                        override=None, phi=None, interphase=None):
+                        override=None, phi=None, interphase=None, hourglass_old=None):
     """Solve one increment with the unilateral contact interphase (primal active set).
 
     ``lam``, ``mu``, ``sy``, ``code``, ``s_old`` are the cell arrays (the coating in the first ``nt``
@@ -543,6 +561,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     packing fraction of the skeleton (:func:`packing_fraction`) for the compaction cap of the
     law's capped phases (None: no cap). ``interphase``: the increment's ``(mask, normal)`` of
     :func:`foreign_faces` for these ``inst``, ``fixed`` and ``top_is_roll``, when the caller has it (None: found here).
+    ``hourglass_old``: the carried hourglass forces of the cell (``MechanicsSolver.solve_increment``); every pass
+    starts from them (an open voxel, without stiffness, carries none).
 
     Compaction cap: a closed interphase voxel (and a pore-bridging CBD/binder voxel) whose elastic trial
     pressure exceeds :func:`compaction_pressure` (plus the cohesion) crushes, below jamming (rearrangement,
@@ -630,10 +650,13 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     flips = np.where(is_open, -1, 0).astype(np.int8)
     crush_flips = np.zeros(vals.shape, np.int8)
     tr_prev = np.zeros(vals.shape)  # the previous solve's volume change of each voxel (crushed_start)
+    # the friction return of the previous pass's elastic trial, moved into the start of the next (friction_slip)
+    frictional = c_slope > 0
+    slip = np.zeros((6, vals.size))
     while True:
         passes += 1
         c_lam_p, c_mu_p = crushed_moduli(lam_eff, mu_eff, crushing, f)
-        start = crushed_start(closed_start, p_cap, crushing, f * k_c, tr_prev)
+        start = crushed_start(closed_start + slip, p_cap, crushing, f * k_c, tr_prev)
         lam[idx] = np.where(is_open, 0.0, c_lam_p)
         mu[idx] = np.where(is_open, 0.0, c_mu_p)
         sy[idx] = np.inf
@@ -648,7 +671,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         # the solver takes its u0 over, and the previous pass's displacement is the stalled re-solve's fallback
         try:
             trial = make_solver(lam, mu, sy, code).solve_increment(
-                d_e, stress_old=s_old, tol=tol, maxiter=maxiter, u0=None if u_prev is None else u_prev.copy())
+                d_e, stress_old=s_old, tol=tol, maxiter=maxiter, u0=None if u_prev is None else u_prev.copy(),
+                hourglass_old=hourglass_old)
         except ConvergenceError as exc:
             if passes == 1:
                 raise
@@ -675,8 +699,8 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         tr = de[0] + de[1] + de[2]
         now_crushing, f_new = crush_test(closed_start, k_c, p_cap, tr)
         t_lam, t_mu = crushed_moduli(lam_eff, mu_eff, now_crushing, f_new)
-        t_nn = normal_component(crushed_start(closed_start, p_cap, now_crushing, f_new * k_c, tr)
-                                + _elastic(t_lam, t_mu, de), normal)
+        trial = crushed_start(closed_start, p_cap, now_crushing, f_new * k_c, tr) + _elastic(t_lam, t_mu, de)
+        t_nn = normal_component(trial, normal)
         new_s = sol.stress[(slice(None),) + idx].astype(float)
         off_cap = np.abs(-(new_s[0] + new_s[1] + new_s[2]) / 3.0 - p_cap) > SECANT_CHANGE * np.abs(p_cap)
         now_open = t_nn > 0
@@ -695,14 +719,19 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         # the same for the crushing set: at the edge of crushing each state's solve says the other
         crush_flips += now_crushing != crushing
         now_crushing = np.where(crush_flips > 2, crushing, now_crushing) & ~now_open
+        # the friction return of this pass's trial: the next pass's start correction; a closed contact whose
+        # shear traction it moves by more than SECANT_CHANGE of its limit counts as a change
+        slip_new = friction_slip(trial, normal, c_sy, c_slope, frictional & ~now_open)
+        _, lim_t, _ = contact_limit(trial, normal, c_sy, c_slope)
+        slid = np.sqrt((_traction(slip_new - slip, normal) ** 2).sum(axis=0)) > SECANT_CHANGE * lim_t
         moved = (now_open != is_open) | (now_crushing != crushing) | (
-            now_crushing & crushing & ((np.abs(f_new - f) > SECANT_CHANGE * f) | off_cap))
+            now_crushing & crushing & ((np.abs(f_new - f) > SECANT_CHANGE * f) | off_cap)) | (slid & ~now_open)
         changed = int(moved.sum())
         if bridge is not None:
             changed += bridge.update(sol.strain)
         if changed <= tol_active * max(1, is_open.size) or passes >= max_passes:
             break
-        is_open, crushing, f, tr_prev = now_open, now_crushing, f_new, tr
+        is_open, crushing, f, tr_prev, slip = now_open, now_crushing, f_new, tr, slip_new
         # the next pass starts here; the previous solution is kept as the fallback of a stalled re-solve
         u_prev = sol.displacement
     # state after the increment: the last solve's. An open voxel carries its gap t_nn/M (> 0); one solved open

@@ -1,0 +1,108 @@
+"""A converged calendering increment is a converged state: re-solved without further strain it stays (issue 16).
+
+The solver is incremental (hypo-elastic): an increment starts from the stress the last one left. Until stop 26
+a zero-strain re-solve of a recorded state of the benchmark cathode (seed 1, 48 µm, 3.0 g/cm³) lowered its
+roll pressure 43.8 → 31.4 → 25.3 → 22.3 MPa, so the answer depended on the number of solves. Measured causes
+(stop 26): the hourglass forces dropped at every increment's start (``MechanicsSolver.solve_increment``'s
+``hourglass_old``), the remap moving voxels by the drift of nodes that nothing stiff holds
+(``calender._voxel_displacement``), the friction limit returned after the last solve without equilibrium
+(``_contacts.friction_slip``) — fixed — and the reset of the particles' bodies to their mean stress
+(``relieve_particle_residuals``), which is still there: it keeps the remap's residue out of the crackable
+volume (without it 74.6 vs 50.2 % over 100 MPa at 3.0 g/cm³ on that cathode)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import numpy as np
+import pytest
+
+from twinlab.analyses.mechanics import calender
+
+CAL = sys.modules["twinlab.analyses.mechanics.calender"]  # the module (the package exports the function)
+
+
+def test_a_voxel_moves_with_the_stiff_side_of_its_corners():
+    """The remap moves a voxel by the mean of its corner nodes weighted by the stiffness around each node: a
+    node that only empty or soft voxels hold is all but free in the solve (here it drifted 50 voxels), and the
+    plain mean carried a surface voxel half that far."""
+    shape = (4, 4, 4)
+    mu = np.zeros(shape)
+    mu[1, 1, 1] = 1e4  # a stiff voxel; its neighbour (2, 1, 1) is empty (an open contact: no stiffness)
+    u = np.zeros((3, *shape))
+    u[:, 1:3, 1:3, 1:3] = 0.1  # the stiff voxel's 8 corner nodes move by 0.1
+    u[:, 3, 1:3, 1:3] = 50.0  # the empty voxel's far corners drift
+    uc = CAL._voxel_displacement(u, mu)
+    np.testing.assert_allclose(uc[:, 1, 1, 1], 0.1)
+    np.testing.assert_allclose(uc[:, 2, 1, 1], 0.1)  # the plain mean: 25.05
+    mu[2, 1, 1] = 1.0  # a soft contact voxel: its far nodes weigh 1e-4 of the stiff ones
+    assert np.abs(CAL._voxel_displacement(u, mu)[:, 2, 1, 1] - 0.1).max() < 1e-2
+
+
+def _record_state():
+    """The state a small generated cathode (32 µm, 2 µm voxels, seed 1) calendered to 3.0 g/cm³ hands to
+    ``_record``."""
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.design import ncm622_cathode
+
+    design = ncm622_cathode()
+    gen = make_cathode(domain_um=(32, 4 + design.thickness_um, 32), voxel_size_um=2.0, collector_um=4, seed=1)
+    seen = {}
+
+    def record(kind, value, lab, img, stress, strain, disp, broken, **kw):
+        seen.update(state=(lab, img, stress, strain, disp, broken), kw=kw)
+        raise StopIteration  # the state is all this test needs
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(CAL, "_record", record)
+    try:
+        with pytest.raises(StopIteration):
+            calender(gen.phases, particles=gen.particles, densities=[3.0], steps=2, design=design,
+                     voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=1)
+    finally:
+        mp.undo()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    return _record_state()
+
+
+def _roll_pressures(recorded, n=3):
+    """The roll pressure (MPa) of ``n`` zero-strain re-solves (``_increment`` with m_next = m_cur) in a row."""
+    kw = recorded["kw"]
+    pore_v, coll_v = kw["pore_v"], kw["coll_v"]
+    cstate = copy.deepcopy(kw["cstate"])
+    state = [None if a is None else a.copy() for a in recorded["state"]]  # the relief changes its stress in place
+    hourglass = None
+    out = []
+    for _ in range(n):
+        stats = {}
+        *state, hourglass, _, _, _ = CAL._increment(
+            *state, hourglass=hourglass, moving_value=lambda a: (a != pore_v) & (a != coll_v), lut=kw["lut"],
+            h=kw["h"], n_coll=kw["n_coll"], m_cur=kw["m_cur"], m_next=kw["m_cur"], roll_layers=2, roll_factor=2.0,
+            reg=1e-2, dtype=np.dtype("float32"), tol=1e-4, maxiter=20000, workers=1, seed=0, pore_gray=0,
+            preconditioner="multigrid", cstate=cstate, contact_tol=0.02, contact_passes=5, stats=stats)
+        out.append(stats["pressure"])
+    return out
+
+
+def test_a_zero_strain_re_solve_holds_the_roll_pressure_without_the_residue_reset(recorded, monkeypatch):
+    """The first re-solve settles what the last increment's remap moved (voxels rounded into whole cells, new
+    contact faces: measured 31.00 → 30.22 MPa, −2.5 %); after it, a re-solve changes the roll pressure by < 2 % when
+    the particles' bodies are not reset to their mean stress (measured → 29.99 MPa, −0.8 %; stop 25's code, its
+    cathode calendered without the reset: 35.9 → 25.1 → 21.1 MPa, −30 % and −16 %)."""
+    monkeypatch.setattr(CAL, "relieve_particle_residuals", lambda *a, **k: None)
+    p = _roll_pressures(recorded)
+    assert p[2] == pytest.approx(p[1], rel=2e-2), p
+
+
+@pytest.mark.xfail(strict=True, reason="relieve_particle_residuals resets the bodies of elastic particles to "
+                   "their mean stress at every increment's start, a state out of equilibrium with their "
+                   "contacts, and each solve re-equilibrates it with less load (measured 27.31 → 23.72 → 22.09 MPa: −13 %, "
+                   "−7 %)")
+def test_a_zero_strain_re_solve_holds_the_roll_pressure(recorded):
+    p = _roll_pressures(recorded)
+    assert p[2] == pytest.approx(p[1], rel=2e-2), p
