@@ -6,9 +6,10 @@ roll pressure 43.8 → 31.4 → 25.3 → 22.3 MPa, so the answer depended on the
 (stop 26): the hourglass forces dropped at every increment's start (``MechanicsSolver.solve_increment``'s
 ``hourglass_old``), the remap moving voxels by the drift of nodes that nothing stiff holds
 (``calender._voxel_displacement``), the friction limit returned after the last solve without equilibrium
-(``_contacts.friction_slip``) — fixed — and the reset of the particles' bodies to their mean stress
-(``relieve_particle_residuals``), which is still there: it keeps the remap's residue out of the crackable
-volume (without it 74.6 vs 50.2 % over 100 MPa at 3.0 g/cm³ on that cathode)."""
+(``_contacts.friction_slip``), and the reset of every particle's body to its mean stress at each increment's
+start (``relieve_particle_residuals``, which keeps the remap's residue out of the crackable volume: without it
+74.6 vs 50.2 % over 100 MPa at 3.0 g/cm³ on that cathode) — now only of the particles the remap reshaped
+(``_contacts.reshaped_particles``)."""
 
 from __future__ import annotations
 
@@ -89,20 +90,34 @@ def _roll_pressures(recorded, n=3):
     return out
 
 
-def test_a_zero_strain_re_solve_holds_the_roll_pressure_without_the_residue_reset(recorded, monkeypatch):
-    """The first re-solve settles what the last increment's remap moved (voxels rounded into whole cells, new
-    contact faces: measured 31.00 → 30.22 MPa, −2.5 %); after it, a re-solve changes the roll pressure by < 2 % when
-    the particles' bodies are not reset to their mean stress (measured → 29.99 MPa, −0.8 %; stop 25's code, its
-    cathode calendered without the reset: 35.9 → 25.1 → 21.1 MPa, −30 % and −16 %)."""
-    monkeypatch.setattr(CAL, "relieve_particle_residuals", lambda *a, **k: None)
-    p = _roll_pressures(recorded)
-    assert p[2] == pytest.approx(p[1], rel=2e-2), p
-
-
-@pytest.mark.xfail(strict=True, reason="relieve_particle_residuals resets the bodies of elastic particles to "
-                   "their mean stress at every increment's start, a state out of equilibrium with their "
-                   "contacts, and each solve re-equilibrates it with less load (measured 27.31 → 23.72 → 22.09 MPa: −13 %, "
-                   "−7 %)")
 def test_a_zero_strain_re_solve_holds_the_roll_pressure(recorded):
+    """The first re-solve settles what the last increment's remap moved (voxels rounded into whole cells, new
+    contact faces: measured 24.89 MPa from the recorded state); after it, a re-solve changes the roll pressure by
+    < 2 % (measured 24.22 → 24.13 MPa, −0.4 %). Stop 25's code: 29.9 → 20.1 → 16.2 MPa (−33 %, −20 %); with this
+    stop's other fixes but every particle's body reset to its mean stress at each start: 27.31 → 23.72 → 22.09
+    (−13 %, −7 %)."""
     p = _roll_pressures(recorded)
     assert p[2] == pytest.approx(p[1], rel=2e-2), p
+
+
+def test_only_the_particles_the_remap_reshaped_are_reset():
+    """reshaped_particles: a particle whose voxels all moved by one offset (also across the periodic side) is
+    not reshaped; one whose voxels moved by two offsets is."""
+    from twinlab.analyses.mechanics._contacts import reshaped_particles
+
+    old = np.zeros((6, 5, 5), np.int32)
+    old[1:3, 1:3, 1:3] = 1
+    old[3:5, 1:3, 3:5] = 2
+    old[1:3, 3, 0] = 3
+    shift = {1: (1, 0, 0), 2: (-1, 0, 1), 3: (0, 0, -1)}  # particle 3 wraps round axis 2
+    source = np.full(old.shape, -1, np.int64)
+    new = np.zeros(old.shape, np.int32)
+    for pid, (a, b, c) in shift.items():
+        for i, j, k in zip(*np.nonzero(old == pid)):
+            cell = (i + a, (j + b) % 5, (k + c) % 5)
+            source[cell], new[cell] = np.ravel_multi_index((i, j, k), old.shape), pid
+    assert not reshaped_particles(source, new, old.shape)[1:].any()
+    # one voxel of particle 2, (4, 1, 4) → (3, 1, 0), pushed one cell back along axis 0, to (4, 1, 0)
+    source[3, 1, 0], new[3, 1, 0] = -1, 0
+    source[4, 1, 0], new[4, 1, 0] = np.ravel_multi_index((4, 1, 4), old.shape), 2
+    assert reshaped_particles(source, new, old.shape).tolist() == [False, False, True, False]

@@ -304,13 +304,44 @@ def relieve_particle_residuals(stress, inst, bodies) -> None:
     contacts and made 69 % of the active volume "crackable" (>100 MPa), 51 % without it. Starting from the
     mean, the increment's solve rebuilds the particle's elastic field from its contact tractions (the
     contact-zone stress then decays away from the contacts). The interphase voxels keep their stress (the
-    contact law's state), as do plastic particles (lithium: its residual stress is real)."""
+    contact law's state), as do plastic particles (lithium: its residual stress is real). The calender resets
+    only the particles the last remap reshaped (:func:`reshaped_particles`): a particle moved as a whole carries
+    its elastic field unchanged, and resetting it too put every increment's start out of equilibrium with the
+    contacts — each solve rebuilt the field with less load, and a zero-strain re-solve lost 7–13 % of the roll
+    pressure every time (stop 26, issue 16)."""
     ids = inst[bodies]
     if ids.size == 0:
         return
     _, mean = particle_mean_stress(stress, inst, bodies)
     for c in range(stress.shape[0]):
         stress[c][bodies] = mean[c][ids]
+
+
+def reshaped_particles(source, inst, old_shape):
+    """Per particle id (0 … max id): True for the particles whose voxels the remap did not all move by one
+    common offset (``source``: flat index into the old grid of shape ``old_shape`` of the voxel now in each
+    cell, -1 for none; ``inst`` the instance ids on the new grid; laterally periodic).
+
+    A particle translated as a whole carries its stress field with it, still the elastic field of its
+    contacts; one whose voxels moved by different offsets (the affine compression rounded into whole cells
+    within it, a push chain through it) has a new shape and carries the remap's residue
+    (:func:`relieve_particle_residuals`). The two grids differ in their number of layers only."""
+    n = int(inst.max()) + 1 if inst.size else 1
+    taken = (source >= 0) & (inst > 0)
+    ids = inst[taken]
+    new_pos = np.nonzero(taken)
+    old_pos = np.unravel_index(source[taken], old_shape)
+    out = np.zeros(n, bool)
+    for ax in range(3):
+        off = new_pos[ax] - old_pos[ax]
+        if ax:  # periodic: the short way round
+            off = off - source.shape[ax] * np.round(off / source.shape[ax]).astype(off.dtype)
+        lo = np.full(n, np.iinfo(np.int64).max)
+        hi = np.full(n, np.iinfo(np.int64).min)
+        np.minimum.at(lo, ids, off)
+        np.maximum.at(hi, ids, off)
+        out |= hi > lo
+    return out
 
 
 def particle_mean_stress(stress, inst, mask):
@@ -870,6 +901,7 @@ class ContactState:
     shell_scatter: np.ndarray | None = None  # per shell patch: strength / characteristic strength (Weibull)
     filmed: np.ndarray | None = None  # per particle id: True for the particles that carry a film
     film_strain: np.ndarray | None = None  # (6, …) per shell patch: the strain its film has taken (strain_films)
+    reshaped: np.ndarray | None = None  # per particle id: True where the last remap reshaped it (reshaped_particles)
 
     def packing(self, lab: np.ndarray, n_coll: int) -> np.ndarray | None:
         """Local packing fraction of the capped phases' skeleton on the coating grid (None: no cap)."""

@@ -67,7 +67,8 @@ from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
-from ._contacts import foreign_faces, relieve_particle_residuals, setup_state, shell_fracture, solve_with_contacts
+from ._contacts import (foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state, shell_fracture,
+                        solve_with_contacts)
 from ._options import CalenderOptions
 from ._rearrange import DemPacking, dem_materials, rearrange_state
 from ._remap import remap_voxels
@@ -264,6 +265,8 @@ def calender(
                 # the DEM stage moves whole particles without their hourglass forces (the stress of the moved
                 # voxels is dropped too): the stress solve starts them from zero
                 hourglass = None
+                if cstate is not None:  # and reshapes them: their stress starts from its particle's mean
+                    cstate.reshaped = None
                 if m_dem == m_next:  # rearrangement took the whole increment
                     stats["increments"] += 1
                     stats["share"].append(1.0)
@@ -662,6 +665,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~interphase[0]
         if cstate.shelled is not None:
             bodies &= ~cstate.shelled
+        if cstate.reshaped is not None:  # only the particles the last remap reshaped carry its residue
+            bodies &= cstate.reshaped[cstate.inst]
         relieve_particle_residuals(stress, cstate.inst, bodies)
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
@@ -757,6 +762,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     broken = _take(broken, src, False)
     if cstate is not None:
         cstate.take(_take, src)
+        if contacts:
+            cstate.reshaped = reshaped_particles(src, cstate.inst, lab.shape)
         broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
     img = None if img is None else _take(img, src, pore_gray)
     return new_lab, img, stress, strain, disp, broken, hourglass, share, cg_its, nw_its
