@@ -611,7 +611,8 @@ def test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures(
     published calendering pressures of NCM cathodes at each density (:data:`PUBLISHED_MPA`, with its
     sources). Measured (Coulomb friction on the contact plane, window 16, 4 steps, stop 22's per-area contact
     stiffness and particle residue relief): 9.8 / 31.9 / 68.4 / 104.7 MPa (stop 21: 10.6 / 33.6 / 66.6 / 95.9;
-    stop 20: 10.5 / 32.8 / 54.6 / 81.6, not steepening); the von
+    stop 20: 10.5 / 32.8 / 54.6 / 81.6, not steepening; stop 26 — hourglass forces carried, the friction return
+    in the passes, the residue reset of reshaped particles only — 15.9 / 39.3 / 75.5 / 105.5); the von
     Mises friction limit before gave 7.1 / 18.1 / 28.2 / 46.0 on seed 1 alone."""
     series = [bench_cathode(seed=sd) for sd in PRESSURE_SEEDS]
     p = np.mean([[st.roll_pressure_mpa for st in s.steps] for s in series], axis=0)
