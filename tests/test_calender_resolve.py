@@ -9,7 +9,10 @@ roll pressure 43.8 → 31.4 → 25.3 → 22.3 MPa, so the answer depended on the
 (``_contacts.friction_slip``), and the reset of every particle's body to its mean stress at each increment's
 start (``relieve_particle_residuals``, which keeps the remap's residue out of the crackable volume: without it
 74.6 vs 50.2 % over 100 MPa at 3.0 g/cm³ on that cathode) — now only of the particles the remap reshaped
-(``_contacts.reshaped_particles``)."""
+(``_contacts.reshaped_particles``). Not fixed: the first re-solve after a real increment still settles (that
+cathode: 48.2 → 41.1 MPa, −10 % without any reset) — in the contact tests of its second pass, not in the
+remapped stress (its first, elastic pass keeps 48.7 MPa), and not from the cap's packing estimate (with the
+packing the increment was solved with: 40.5 MPa)."""
 
 from __future__ import annotations
 
