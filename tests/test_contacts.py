@@ -521,6 +521,28 @@ def test_a_crushed_contact_is_converged_in_its_increment():
     assert info2["unresolved"] == 0
 
 
+def test_a_sliding_contact_is_in_equilibrium_on_its_friction_limit():
+    """The friction return is solved inside the passes (its correction moves into the next pass's start, as the
+    cap's pressure does), so an increment that shears the column's contact plane ends with the contact on its
+    Coulomb limit *and* the blocks carrying the same shear traction (a laminate: σ_01 is continuous), and a
+    zero-strain re-solve changes nothing. Returned once after the last solve (stop 25), the contact was on its
+    limit (11.35 MPa) but the blocks still carried the elastic 20.51 MPa: an out-of-balance force that every
+    next solve relaxed (this test fails on that code)."""
+    from twinlab.materials import get_material
+
+    mat = get_material("NCM_contact")
+    d_e = np.zeros(6)
+    d_e[0], d_e[5] = -0.01, 0.01  # compression and shear of the contact plane (normal: axis 0)
+    sol, _, s00, info, gap = _column(0.6, cap=False, d_e=d_e)
+    limit = (mat.yield_strength_mpa + np.sqrt(3.0) * mat.friction_coefficient * s00) / np.sqrt(3.0)
+    contact, block = float(sol.stress[5, 5:7].mean()), float(sol.stress[5, 2].mean())
+    assert contact == pytest.approx(limit, rel=1e-6)  # the explicit return still closes the increment
+    assert block == pytest.approx(contact, rel=2e-2)  # in equilibrium to the passes' tolerance (1 %; 0.99 %)
+    assert info["passes"] > 1
+    again, _, s00_2, _, _ = _column(0.6, cap=False, d_e=np.zeros(6), s_old=sol.stress, gap=gap)
+    assert float(again.stress[5, 2].mean()) == pytest.approx(block, rel=2e-2) and s00_2 == pytest.approx(s00, rel=1e-6)
+
+
 def test_shell_patches_break_with_weibull_scatter():
     # each surface patch draws its own strength from the film's Weibull distribution: under a uniform
     # film stress σ the broken fraction is 1 − exp(−(σ/σ0)^m) (Weibull 1951), whatever the voxel size
@@ -589,7 +611,8 @@ def test_roll_pressure_rises_nonlinearly_within_published_calendering_pressures(
     published calendering pressures of NCM cathodes at each density (:data:`PUBLISHED_MPA`, with its
     sources). Measured (Coulomb friction on the contact plane, window 16, 4 steps, stop 22's per-area contact
     stiffness and particle residue relief): 9.8 / 31.9 / 68.4 / 104.7 MPa (stop 21: 10.6 / 33.6 / 66.6 / 95.9;
-    stop 20: 10.5 / 32.8 / 54.6 / 81.6, not steepening); the von
+    stop 20: 10.5 / 32.8 / 54.6 / 81.6, not steepening; stop 26 — hourglass forces carried, the friction return
+    in the passes, the residue reset of reshaped particles only — 15.9 / 39.3 / 75.5 / 105.5); the von
     Mises friction limit before gave 7.1 / 18.1 / 28.2 / 46.0 on seed 1 alone."""
     series = [bench_cathode(seed=sd) for sd in PRESSURE_SEEDS]
     p = np.mean([[st.roll_pressure_mpa for st in s.steps] for s in series], axis=0)

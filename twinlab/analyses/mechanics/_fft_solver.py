@@ -65,7 +65,8 @@ from ._operator import active_rows, apply_tangent, internal_force, tangent_coeff
 HOURGLASS_COEFF = 1.0 / 96.0
 PRECONDITIONERS = ("multigrid", "fft")
 
-__all__ = ["MechanicsSolver", "IncrementSolution", "solve_mechanics", "ELASTIC", "PLASTIC", "BRITTLE"]
+__all__ = ["MechanicsSolver", "IncrementSolution", "solve_mechanics", "hourglass_modes", "ELASTIC", "PLASTIC",
+           "BRITTLE"]
 
 
 @dataclass
@@ -86,6 +87,9 @@ class IncrementSolution:
         Final ‖Bᵀσ‖ relative to the increment's reference.
     initial_residual : float
         ‖Bᵀσ‖ at the initial guess ``u0`` relative to the same reference (1 without a guess).
+    hourglass : (3, 4, *shape) array or None
+        Generalised hourglass forces after the increment (:func:`hourglass_modes`), carried and this
+        increment's; only when the solve was given ``hourglass_old``.
     """
 
     displacement: np.ndarray
@@ -95,6 +99,7 @@ class IncrementSolution:
     newton_iterations: int
     residual: float
     initial_residual: float = 1.0
+    hourglass: np.ndarray | None = None
 
     @property
     def von_mises(self) -> np.ndarray:
@@ -225,7 +230,7 @@ class MechanicsSolver:
 
     # ------------------------------------------------------------------ public
     def solve_increment(self, strain_inc_macro, *, stress_old=None, u0=None, tol: float = 1e-5,
-                        maxiter: int = 5000, max_newton: int = 30) -> IncrementSolution:
+                        maxiter: int = 5000, max_newton: int = 30, hourglass_old=None) -> IncrementSolution:
         """Solve one strain-controlled increment.
 
         Parameters
@@ -246,11 +251,22 @@ class MechanicsSolver:
             CG iterations per linear solve and Newton iterations; exceeding either raises
             :class:`~twinlab.errors.ConvergenceError`, whose ``cg_iterations`` counts the CG iterations
             the failed solve spent.
+        hourglass_old : (3, 4, *shape) array, optional
+            Generalised hourglass forces carried from earlier increments (per voxel and displacement
+            component, k_hg × the hourglass modes DDS, DSD, SDD, DDD: :func:`hourglass_modes`); a voxel
+            without stiffness (k_hg = 0: a pore, an open contact) carries none. The hourglass control is
+            part of the element's response like its stress: an increment that starts from the stress of
+            the previous one but measures the hourglass forces from zero again drops the part of the
+            equilibrium they carried, and the structure relaxes by it in every increment (issue 16: a
+            zero-strain re-solve of a calendered cathode lost 5 % of its roll pressure). Given, their
+            node forces join the out-of-balance force and the solution carries them on (``hourglass``):
+            the incremental hourglass forces of Flanagan & Belytschko, Int. J. Numer. Meth. Eng. 17
+            (1981) 679.
         """
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS)))
         try:
-            return self._solve_increment(strain_inc_macro, stress_old, u0, tol, maxiter, max_newton)
+            return self._solve_increment(strain_inc_macro, stress_old, u0, tol, maxiter, max_newton, hourglass_old)
         finally:
             numba.set_num_threads(previous)
 
@@ -282,7 +298,7 @@ class MechanicsSolver:
         finally:
             numba.set_num_threads(previous)
 
-    def _solve_increment(self, strain_inc_macro, stress_old, u0, tol, maxiter, max_newton):
+    def _solve_increment(self, strain_inc_macro, stress_old, u0, tol, maxiter, max_newton, hourglass_old=None):
         dt = self.dtype
         shp = self.shape
         n = self.lam.size
@@ -293,6 +309,12 @@ class MechanicsSolver:
         s_old = (np.zeros((6, n), dt) if stress_old is None
                  else np.ascontiguousarray(stress_old, dtype=np.result_type(stress_old, np.float32)).reshape(6, n))
         u = np.zeros((3, *shp), dt)
+        f_old = None  # node forces of the carried hourglass forces
+        if hourglass_old is not None:
+            hourglass_old = np.asarray(hourglass_old)
+            if hourglass_old.shape != (3, 4, *shp):
+                raise InputError(f"hourglass_old must have shape {(3, 4, *shp)}, got {hourglass_old.shape}")
+            f_old = hourglass_node_forces(hourglass_old, self.khg > 0, dt)
         # the stress is recomputed from u by every evaluation, in the buffer of the strain (the law reads
         # a voxel's strain before it writes its stress; the strain is recomputed once at the end): one
         # (6, n) field instead of two while Newton evaluates, none while CG runs (dropped, allocated again
@@ -310,6 +332,8 @@ class MechanicsSolver:
             update_stress(sig, s_old, self.lam.reshape(-1), self.mu.reshape(-1), self.sy, self.code, sig, normal,
                           theta, self.reg)
             internal_force(sig.reshape(6, *shp), u, self.khg, self._force_rows(sig), self._q, res)
+            if f_old is not None:
+                np.add(res, f_old, out=res)
             return _norm(res)
 
         r_norm = evaluate()
@@ -367,7 +391,13 @@ class MechanicsSolver:
         sig = sig if sig.dtype == fd else sig.astype(fd)
         eps = np.empty((6, *shp), fd)
         _grad(u, self.ih, e_mac, eps)
-        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0])
+        hourglass = None
+        if hourglass_old is not None:
+            f_old = None
+            hourglass = hourglass_modes(u, fd)
+            hourglass *= self.khg.astype(fd, copy=False)
+            hourglass += np.where(self.khg > 0, hourglass_old, 0).astype(fd, copy=False)
+        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0], hourglass)
 
     # ------------------------------------------------------------------ internals
     def _build_preconditioner(self, nu0: float) -> None:
@@ -581,6 +611,53 @@ LINEAR_MARGIN = 0.8
 INEXACT_ACCEPT = 10.0  # a Newton step's CG may stop on a plateau within this factor of its target
 #: … or when the residual grows this much above the right-hand side
 DIVERGENCE = 1e6
+
+
+def _sum(v, axis):
+    """Forward sum of the butterfly along ``axis`` (periodic): v(i + 1) + v(i) at element i."""
+    return np.roll(v, -1, axis) + v
+
+
+def _diff(v, axis):
+    """Forward difference of the butterfly along ``axis`` (periodic): v(i + 1) − v(i) at element i."""
+    return np.roll(v, -1, axis) - v
+
+
+def _sum_t(g, axis):
+    """Transpose of :func:`_sum`: node i gets the elements i − 1 and i."""
+    return np.roll(g, 1, axis) + g
+
+
+def _diff_t(g, axis):
+    """Transpose of :func:`_diff`."""
+    return np.roll(g, 1, axis) - g
+
+
+def hourglass_modes(u, dtype=None):
+    """The four hourglass modes of each voxel (3, 4, *shape): per displacement component, the butterfly
+    products DDS, DSD, SDD, DDD of its 8 corner node values (:mod:`._operator`; node (i, j, k) is the low
+    corner of voxel (i, j, k), periodic). ``k_hg`` × these are the voxel's generalised hourglass forces."""
+    dtype = u.dtype if dtype is None else np.dtype(dtype)
+    out = np.empty((3, 4, *u.shape[1:]), dtype)
+    for m in range(3):  # one component at a time: a few (n,) temporaries
+        d0 = _diff(u[m], 0)
+        dd = _diff(d0, 1)
+        out[m, 0] = _sum(dd, 2)
+        out[m, 3] = _diff(dd, 2)
+        out[m, 1] = _diff(_sum(d0, 1), 2)
+        out[m, 2] = _diff(_diff(_sum(u[m], 0), 1), 2)
+    return out
+
+
+def hourglass_node_forces(q, where, dtype):
+    """Node forces (3, *shape) of generalised hourglass forces ``q`` (3, 4, *shape) of the voxels
+    ``where``: the transpose of :func:`hourglass_modes` (with it, ``k_hg`` H Hᵀ u of :func:`internal_force`)."""
+    f = np.empty((3, *q.shape[2:]), dtype)
+    for m in range(3):
+        g = [np.where(where, q[m, k], 0).astype(dtype, copy=False) for k in range(4)]
+        f[m] = (_diff_t(_diff_t(_sum_t(g[0], 2) + _diff_t(g[3], 2), 1) + _sum_t(_diff_t(g[1], 2), 1), 0)
+                + _sum_t(_diff_t(_diff_t(g[2], 2), 1), 0))
+    return f
 
 
 def _cg_error(message: str, iterations: int) -> ConvergenceError:

@@ -67,7 +67,8 @@ from ._fft_solver import MechanicsSolver
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
-from ._contacts import foreign_faces, relieve_particle_residuals, setup_state, shell_fracture, solve_with_contacts
+from ._contacts import (foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state, shell_fracture,
+                        solve_with_contacts)
 from ._options import CalenderOptions
 from ._rearrange import DemPacking, dem_materials, rearrange_state
 from ._remap import remap_voxels
@@ -235,6 +236,7 @@ def calender(
     strain = np.zeros((6, *lab.shape), dt)
     disp = np.zeros((3, *lab.shape), dt)
     broken = np.zeros(lab.shape, bool)
+    hourglass = None  # the generalised hourglass forces, carried like the stress (_increment)
     if cstate is not None:
         cstate.crop(top)
     m_cur = m0
@@ -260,13 +262,18 @@ def calender(
                     collision_tol=opts.dem_collision_tol,
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True), stats=stats,
                     packing=packing)
+                # the DEM stage moves whole particles without their hourglass forces (the stress of the moved
+                # voxels is dropped too): the stress solve starts them from zero
+                hourglass = None
+                if cstate is not None:  # and reshapes them: their stress starts from its particle's mean
+                    cstate.reshaped = None
                 if m_dem == m_next:  # rearrangement took the whole increment
                     stats["increments"] += 1
                     stats["share"].append(1.0)
                 m_cur = m_dem
             if m_next < m_cur:
-                lab, img, stress, strain, disp, broken, share, cg, nw = _increment(
-                    lab, img, stress, strain, disp, broken,
+                lab, img, stress, strain, disp, broken, hourglass, share, cg, nw = _increment(
+                    lab, img, stress, strain, disp, broken, hourglass=hourglass,
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True),
                     lut=lut, h=h, n_coll=n_coll, m_cur=m_cur, m_next=m_next, roll_layers=opts.roll_layers,
                     roll_factor=opts.roll_stiffness_factor, reg=opts.plastic_regularization, dtype=dt, tol=opts.tol,
@@ -597,9 +604,39 @@ def _take(arr, src, fill=0):
     return out
 
 
+def _corner_sum(field, to_nodes):
+    """Sum of a voxel field over the 8 voxels around each node (``to_nodes``), or of a node field over the 8
+    corners of each voxel (node (i, j, k) is the low corner of voxel (i, j, k); periodic)."""
+    step = 1 if to_nodes else -1
+    for ax in range(-3, 0):
+        field = field + np.roll(field, step, axis=ax)
+    return field
+
+
+def _voxel_displacement(u, mu):
+    """Voxel-centre displacement (3, …) of the node displacement ``u``: the mean of the voxel's 8 corner
+    nodes, each weighted by the shear stiffness ``mu`` of the voxels around it.
+
+    A node that only soft or empty voxels hold (the pore-side corners of an open contact voxel, of a contact
+    crushed and sliding at a few MPa, of a one-voxel fragment that the window's crop left) is all but free in
+    the solve, which leaves it wherever its out-of-balance force drifted it: on a calendered cathode (seed 1,
+    48 µm, 3.0 g/cm³) up to 46 voxels in a zero-strain re-solve, and the plain mean of the corners moved
+    ~250 voxels by more than half a voxel, whose push chains carried other solid along in the remap (issue
+    16). Weighted, a surface voxel moves with the stiff side of its corners, its particle."""
+    w = _corner_sum(mu.astype(u.dtype), True)
+    num = _corner_sum(u * w, False)
+    den = _corner_sum(w, False)
+    return np.where(den > 0, num / np.where(den > 0, den, 1), _corner_sum(u, False) / 8)
+
+
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
                roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray, preconditioner="fft", cstate=None,
-               contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1, rounding_phase=0.0):
+               contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1, rounding_phase=0.0, hourglass=None):
+    """One strain increment m_cur → m_next layers: solve, then move the voxels (remap) with their state.
+    ``hourglass``: the generalised hourglass forces carried with the voxels (3, 4, *lab.shape; None: zero),
+    like the stress (``MechanicsSolver.solve_increment``). Returns the moved labels, image, stress, strain,
+    displacement, broken flags and hourglass forces, the share of the roll travel the coating took, CG and
+    Newton iterations."""
     nt = n_coll + m_cur
     shape_c = (nt + roll_layers, *lab.shape[1:])
     lam = np.empty(shape_c, dtype)
@@ -628,9 +665,14 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~interphase[0]
         if cstate.shelled is not None:
             bodies &= ~cstate.shelled
+        if cstate.reshaped is not None:  # only the particles the last remap reshaped carry its residue
+            bodies &= cstate.reshaped[cstate.inst]
         relieve_particle_residuals(stress, cstate.inst, bodies)
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
+    hg_old = np.zeros((3, 4, *shape_c), dtype)  # the roll carries none, like its stress
+    if hourglass is not None:
+        hg_old[:, :, :nt] = hourglass
     override = None
     if membrane:  # intact sub-voxel shells: the film's membrane stiffness smeared over the surface voxel
         smat = cstate.shell_material
@@ -657,7 +699,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
-            override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next), interphase=interphase)
+            override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next), interphase=interphase,
+            hourglass_old=hg_old)
         cstate.last_info = info
         if stats is not None:  # the active set's last test changes, not solved (solve_with_contacts), and the
             # largest share of the contacts' normal load they change in an increment
@@ -665,7 +708,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
             stats["unresolved_load"] = max(stats.get("unresolved_load", 0.0), info["unresolved_load"])
         cg_its, nw_its = info["cg"], info["newton"]
     else:
-        sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter)
+        sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
+                                                             hourglass_old=hg_old)
         cg_its, nw_its = sol.cg_iterations, sol.newton_iterations
     last.clear()  # the hierarchy is not needed past the solve (free it before the remap)
     if stats is not None:  # macroscopic calendering pressure: mean normal stress on the roll
@@ -692,16 +736,15 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sig[:, broken] = 0
     # voxel-centre displacement = mean of the 8 corner nodes, plus the affine part of ΔE
     un = sol.displacement
-    uc = un.copy()
-    for ax in (1, 2, 3):
-        uc = 0.5 * (uc + np.roll(uc, -1, axis=ax))
+    uc = _voxel_displacement(un, mu)
     anchor = un[:, 0].mean(axis=(1, 2))  # node plane at the cell bottom (inside stiff material)
     uc -= anchor[:, None, None, None]
     x_t = (np.arange(shape_c[0]) + 0.5) * h[0]
     uc[0] += d_e[0] * x_t[:, None, None]
     z_bot = n_coll + (un[0, n_coll].mean() - anchor[0] + d_e[0] * n_coll * h[0]) / h[0]
     z_top = nt + (un[0, nt % shape_c[0]].mean() - anchor[0] + d_e[0] * nt * h[0]) / h[0]
-    share = float((m_cur - (z_top - z_bot)) / (m_cur - m_next))
+    # the share of the roll travel the coating took (none to take in a zero-strain re-solve)
+    share = float((m_cur - (z_top - z_bot)) / (m_cur - m_next)) if m_next != m_cur else float("nan")
     uc = uc[:, :nt]
     mov = moving_value(lab)
     idx = np.nonzero(mov)
@@ -713,14 +756,17 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed,
                                 owner=None if cstate is None else cstate.inst)
     stress = _take(sig, src)
+    hourglass = _take(sol.hourglass[:, :, :nt], src)
     strain = _take(strain + d_eps, src)
     disp = _take(disp + uc.astype(dtype), src)
     broken = _take(broken, src, False)
     if cstate is not None:
         cstate.take(_take, src)
+        if contacts:
+            cstate.reshaped = reshaped_particles(src, cstate.inst, lab.shape)
         broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
     img = None if img is None else _take(img, src, pore_gray)
-    return new_lab, img, stress, strain, disp, broken, share, cg_its, nw_its
+    return new_lab, img, stress, strain, disp, broken, hourglass, share, cg_its, nw_its
 
 
 def _packing_after(cstate, lab, n_coll, m_cur, m_next):

@@ -1,0 +1,126 @@
+"""A converged calendering increment is a converged state: re-solved without further strain it stays (issue 16).
+
+The solver is incremental (hypo-elastic): an increment starts from the stress the last one left. Until stop 26
+a zero-strain re-solve of a recorded state of the benchmark cathode (seed 1, 48 µm, 3.0 g/cm³) lowered its
+roll pressure 43.8 → 31.4 → 25.3 → 22.3 MPa, so the answer depended on the number of solves. Measured causes
+(stop 26): the hourglass forces dropped at every increment's start (``MechanicsSolver.solve_increment``'s
+``hourglass_old``), the remap moving voxels by the drift of nodes that nothing stiff holds
+(``calender._voxel_displacement``), the friction limit returned after the last solve without equilibrium
+(``_contacts.friction_slip``), and the reset of every particle's body to its mean stress at each increment's
+start (``relieve_particle_residuals``, which keeps the remap's residue out of the crackable volume: without it
+74.6 vs 50.2 % over 100 MPa at 3.0 g/cm³ on that cathode) — now only of the particles the remap reshaped
+(``_contacts.reshaped_particles``). Not fixed: the first re-solve after a real increment still settles (that
+cathode: 48.2 → 41.1 MPa, −10 % without any reset) — in the contact tests of its second pass, not in the
+remapped stress (its first, elastic pass keeps 48.7 MPa), and not from the cap's packing estimate (with the
+packing the increment was solved with: 40.5 MPa)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import numpy as np
+import pytest
+
+from twinlab.analyses.mechanics import calender
+
+CAL = sys.modules["twinlab.analyses.mechanics.calender"]  # the module (the package exports the function)
+
+
+def test_a_voxel_moves_with_the_stiff_side_of_its_corners():
+    """The remap moves a voxel by the mean of its corner nodes weighted by the stiffness around each node: a
+    node that only empty or soft voxels hold is all but free in the solve (here it drifted 50 voxels), and the
+    plain mean carried a surface voxel half that far."""
+    shape = (4, 4, 4)
+    mu = np.zeros(shape)
+    mu[1, 1, 1] = 1e4  # a stiff voxel; its neighbour (2, 1, 1) is empty (an open contact: no stiffness)
+    u = np.zeros((3, *shape))
+    u[:, 1:3, 1:3, 1:3] = 0.1  # the stiff voxel's 8 corner nodes move by 0.1
+    u[:, 3, 1:3, 1:3] = 50.0  # the empty voxel's far corners drift
+    uc = CAL._voxel_displacement(u, mu)
+    np.testing.assert_allclose(uc[:, 1, 1, 1], 0.1)
+    np.testing.assert_allclose(uc[:, 2, 1, 1], 0.1)  # the plain mean: 25.05
+    mu[2, 1, 1] = 1.0  # a soft contact voxel: its far nodes weigh 1e-4 of the stiff ones
+    assert np.abs(CAL._voxel_displacement(u, mu)[:, 2, 1, 1] - 0.1).max() < 1e-2
+
+
+def _record_state():
+    """The state a small generated cathode (32 µm, 2 µm voxels, seed 1) calendered to 3.0 g/cm³ hands to
+    ``_record``."""
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.design import ncm622_cathode
+
+    design = ncm622_cathode()
+    gen = make_cathode(domain_um=(32, 4 + design.thickness_um, 32), voxel_size_um=2.0, collector_um=4, seed=1)
+    seen = {}
+
+    def record(kind, value, lab, img, stress, strain, disp, broken, **kw):
+        seen.update(state=(lab, img, stress, strain, disp, broken), kw=kw)
+        raise StopIteration  # the state is all this test needs
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(CAL, "_record", record)
+    try:
+        with pytest.raises(StopIteration):
+            calender(gen.phases, particles=gen.particles, densities=[3.0], steps=2, design=design,
+                     voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=1)
+    finally:
+        mp.undo()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    return _record_state()
+
+
+def _roll_pressures(recorded, n=3):
+    """The roll pressure (MPa) of ``n`` zero-strain re-solves (``_increment`` with m_next = m_cur) in a row."""
+    kw = recorded["kw"]
+    pore_v, coll_v = kw["pore_v"], kw["coll_v"]
+    cstate = copy.deepcopy(kw["cstate"])
+    state = [None if a is None else a.copy() for a in recorded["state"]]  # the relief changes its stress in place
+    hourglass = None
+    out = []
+    for _ in range(n):
+        stats = {}
+        *state, hourglass, _, _, _ = CAL._increment(
+            *state, hourglass=hourglass, moving_value=lambda a: (a != pore_v) & (a != coll_v), lut=kw["lut"],
+            h=kw["h"], n_coll=kw["n_coll"], m_cur=kw["m_cur"], m_next=kw["m_cur"], roll_layers=2, roll_factor=2.0,
+            reg=1e-2, dtype=np.dtype("float32"), tol=1e-4, maxiter=20000, workers=1, seed=0, pore_gray=0,
+            preconditioner="multigrid", cstate=cstate, contact_tol=0.02, contact_passes=5, stats=stats)
+        out.append(stats["pressure"])
+    return out
+
+
+def test_a_zero_strain_re_solve_holds_the_roll_pressure(recorded):
+    """The first re-solve settles what the last increment's remap moved (voxels rounded into whole cells, new
+    contact faces: measured 24.89 MPa from the recorded state); after it, a re-solve changes the roll pressure by
+    < 2 % (measured 24.22 → 24.13 MPa, −0.4 %). Stop 25's code: 29.9 → 20.1 → 16.2 MPa (−33 %, −20 %); with this
+    stop's other fixes but every particle's body reset to its mean stress at each start: 27.31 → 23.72 → 22.09
+    (−13 %, −7 %)."""
+    p = _roll_pressures(recorded)
+    assert p[2] == pytest.approx(p[1], rel=2e-2), p
+
+
+def test_only_the_particles_the_remap_reshaped_are_reset():
+    """reshaped_particles: a particle whose voxels all moved by one offset (also across the periodic side) is
+    not reshaped; one whose voxels moved by two offsets is."""
+    from twinlab.analyses.mechanics._contacts import reshaped_particles
+
+    old = np.zeros((6, 5, 5), np.int32)
+    old[1:3, 1:3, 1:3] = 1
+    old[3:5, 1:3, 3:5] = 2
+    old[1:3, 3, 0] = 3
+    shift = {1: (1, 0, 0), 2: (-1, 0, 1), 3: (0, 0, -1)}  # particle 3 wraps round axis 2
+    source = np.full(old.shape, -1, np.int64)
+    new = np.zeros(old.shape, np.int32)
+    for pid, (a, b, c) in shift.items():
+        for i, j, k in zip(*np.nonzero(old == pid)):
+            cell = (i + a, (j + b) % 5, (k + c) % 5)
+            source[cell], new[cell] = np.ravel_multi_index((i, j, k), old.shape), pid
+    assert not reshaped_particles(source, new, old.shape)[1:].any()
+    # one voxel of particle 2, (4, 1, 4) → (3, 1, 0), pushed one cell back along axis 0, to (4, 1, 0)
+    source[3, 1, 0], new[3, 1, 0] = -1, 0
+    source[4, 1, 0], new[4, 1, 0] = np.ravel_multi_index((4, 1, 4), old.shape), 2
+    assert reshaped_particles(source, new, old.shape).tolist() == [False, False, True, False]
