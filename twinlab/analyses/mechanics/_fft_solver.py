@@ -251,10 +251,11 @@ class MechanicsSolver:
             CG iterations per linear solve and Newton iterations; exceeding either raises
             :class:`~twinlab.errors.ConvergenceError`, whose ``cg_iterations`` counts the CG iterations
             the failed solve spent.
-        hourglass_old : (3, 4, *shape) array, optional
+        hourglass_old : (3, 4, k, *shape[1:]) array, optional
             Generalised hourglass forces carried from earlier increments (per voxel and displacement
-            component, k_hg × the hourglass modes DDS, DSD, SDD, DDD: :func:`hourglass_modes`); a voxel
-            without stiffness (k_hg = 0: a pore, an open contact) carries none. The hourglass control is
+            component, k_hg × the hourglass modes DDS, DSD, SDD, DDD: :func:`hourglass_modes`) of the
+            first ``k ≤ shape[0]`` layers, zero beyond (the calender's coating below its roll: no padded
+            copy, 48 B/voxel); a voxel without stiffness (k_hg = 0: a pore, an open contact) carries none. The hourglass control is
             part of the element's response like its stress: an increment that starts from the stress of
             the previous one but measures the hourglass forces from zero again drops the part of the
             equilibrium they carried, and the structure relaxes by it in every increment (issue 16: a
@@ -312,8 +313,10 @@ class MechanicsSolver:
         f_old = None  # node forces of the carried hourglass forces
         if hourglass_old is not None:
             hourglass_old = np.asarray(hourglass_old)
-            if hourglass_old.shape != (3, 4, *shp):
-                raise InputError(f"hourglass_old must have shape {(3, 4, *shp)}, got {hourglass_old.shape}")
+            q = hourglass_old.shape
+            if len(q) != 5 or q[:2] != (3, 4) or q[3:] != shp[1:] or q[2] > shp[0]:
+                raise InputError(f"hourglass_old must have shape (3, 4, k, {shp[1]}, {shp[2]}) with k ≤ {shp[0]} "
+                                 f"(the solver's first k layers), got {q}")
             f_old = hourglass_node_forces(hourglass_old, self.khg > 0, dt)
         # the stress is recomputed from u by every evaluation, in the buffer of the strain (the law reads
         # a voxel's strain before it writes its stress; the strain is recomputed once at the end): one
@@ -396,7 +399,8 @@ class MechanicsSolver:
             f_old = None
             hourglass = hourglass_modes(u, fd)
             hourglass *= self.khg.astype(fd, copy=False)
-            hourglass += np.where(self.khg > 0, hourglass_old, 0).astype(fd, copy=False)
+            k = hourglass_old.shape[2]  # in place: no (3, 4, …) temporary
+            np.add(hourglass[:, :, :k], hourglass_old, out=hourglass[:, :, :k], where=self.khg[:k] > 0)
         return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0], hourglass)
 
     # ------------------------------------------------------------------ internals
@@ -650,11 +654,15 @@ def hourglass_modes(u, dtype=None):
 
 
 def hourglass_node_forces(q, where, dtype):
-    """Node forces (3, *shape) of generalised hourglass forces ``q`` (3, 4, *shape) of the voxels
-    ``where``: the transpose of :func:`hourglass_modes` (with it, ``k_hg`` H Hᵀ u of :func:`internal_force`)."""
-    f = np.empty((3, *q.shape[2:]), dtype)
+    """Node forces (3, *where.shape) of generalised hourglass forces ``q`` (3, 4, k, …) of the voxels
+    ``where`` in the first ``k`` layers (zero beyond): the transpose of :func:`hourglass_modes` (with it,
+    ``k_hg`` H Hᵀ u of :func:`internal_force`)."""
+    f = np.empty((3, *where.shape), dtype)
+    k = q.shape[2]
     for m in range(3):
-        g = [np.where(where, q[m, k], 0).astype(dtype, copy=False) for k in range(4)]
+        g = [np.zeros(where.shape, dtype) for _ in range(4)]
+        for c in range(4):
+            np.copyto(g[c][:k], q[m, c], where=where[:k], casting="unsafe")
         f[m] = (_diff_t(_diff_t(_sum_t(g[0], 2) + _diff_t(g[3], 2), 1) + _sum_t(_diff_t(g[1], 2), 1), 0)
                 + _sum_t(_diff_t(_diff_t(g[2], 2), 1), 0))
     return f

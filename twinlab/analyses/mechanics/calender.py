@@ -670,9 +670,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         relieve_particle_residuals(stress, cstate.inst, bodies)
     s_old = np.zeros((6, *shape_c), dtype)
     s_old[:, :nt] = stress
-    hg_old = np.zeros((3, 4, *shape_c), dtype)  # the roll carries none, like its stress
-    if hourglass is not None:
-        hg_old[:, :, :nt] = hourglass
+    # the coating's carried hourglass forces (the roll carries none, like its stress; none yet: zero layers)
+    hg_old = np.zeros((3, 4, 0, *shape_c[1:]), dtype) if hourglass is None else hourglass
     override = None
     if membrane:  # intact sub-voxel shells: the film's membrane stiffness smeared over the surface voxel
         smat = cstate.shell_material
