@@ -201,7 +201,8 @@ def _window_spread(crack):
             print(f"  {d} g/cm³ >{thr} MPa: " + "; ".join(parts), flush=True)
 
 
-def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None, fit="voxels"):
+def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None, fit="voxels",
+        free_top=False):
     """Shell-intact fraction and activation per achieved ratio at each voxel size, then the largest
     difference between voxel sizes: the finer curves interpolated (linearly in the achieved ratio)
     at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
@@ -214,7 +215,8 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
     curves = {}
     for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
-        g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed)
+        g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed,
+                           free_top=free_top)
         # the thickness is whole layers: keep the ratios that give distinct layer counts at this voxel size
         lab = np.moveaxis(g.phases, 1, 0)
         coll = 3  # DEFAULT_PHASES collector
@@ -230,6 +232,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
                      **(options or {}))
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
         print(f"LMP rearrange={rearrange} (DEM start: {fit}) {vs} µm voxels, {width:.0f} µm window, seed {seed}, "
+              f"{'free' if free_top else 'walled'} top (coating {g.design.thickness_um:.0f} µm), "
               f"{options or {}} "
               f"({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
         x = [0.0] + [st.ratio for st in s.steps]
@@ -277,6 +280,8 @@ def main():
     ap.add_argument("--lmp-fit", choices=("spheres", "voxels"), default="voxels",
                     help="the first DEM stage's clumps: fitted to the voxels (default, as calender does) or the "
                          "generator's true spheres (calender's particle_spheres)")
+    ap.add_argument("--lmp-free-top", action="store_true",
+                    help="the generated anode's free (cast) top surface (make_lmp_anode(free_top=True))")
     ap.add_argument("--lmp-option", action="append", default=[],
                     help="calender option NAME=FLOAT for the LMP runs (diagnosis), e.g. dem_collision_tol=1")
     args = ap.parse_args()
@@ -293,7 +298,8 @@ def main():
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
                 [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
                 args.lmp_seed, {k: int(v) if v.isdigit() else float(v)
-                                 for k, v in (o.split("=") for o in args.lmp_option)}, args.lmp_fit)
+                                 for k, v in (o.split("=") for o in args.lmp_option)}, args.lmp_fit,
+                args.lmp_free_top)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,14 @@ def main():
     ap.add_argument("--width", type=float, default=480.0, help="in-plane extent in µm")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--spheres", default="1,8,32", help="spheres per particle of the voxel fits")
+    ap.add_argument("--free-top", action="store_true", help="the generator's free (cast) top surface")
     args = ap.parse_args()
     from twinlab.analyses.mechanics import _rearrange as R
     from twinlab.datasets.generators import make_lmp_anode
 
     for vs in (6.0, 4.0):
-        g = make_lmp_anode(domain_um=(args.width, 95, args.width), voxel_size_um=vs, collector_um=12, seed=args.seed)
+        g = make_lmp_anode(domain_um=(args.width, 95, args.width), voxel_size_um=vs, collector_um=12, seed=args.seed,
+                           free_top=args.free_top)
         lab = np.moveaxis(g.phases, 1, 0)  # thickness axis first, collector at index 0
         inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
         coll = lab == 3  # DEFAULT_PHASES collector
