@@ -251,10 +251,12 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
         for vs, (x, i, a) in curves.items():
             if vs == coarse:
                 continue
-            di = np.abs(np.interp(xc, x, i) - curves[coarse][1]).max()
-            da = np.abs(np.interp(xc, x, a) - curves[coarse][2]).max()
-            print(f"  {vs} vs {coarse} µm at the {coarse} µm ratios: largest |Δ intact| {di:.3f}, "
-                  f"|Δ activation| {da:.3f}", flush=True)
+            inside = xc <= x.max() + 1e-9  # interpolated, never extrapolated past the finer curve's end
+            di = np.abs(np.interp(xc, x, i) - curves[coarse][1])[inside]
+            da = np.abs(np.interp(xc, x, a) - curves[coarse][2])[inside]
+            print(f"  {vs} vs {coarse} µm at the {coarse} µm ratios up to {xc[inside].max():.3f}: largest |Δ intact| "
+                  f"{di.max():.3f} (at {xc[inside][di.argmax()]:.3f}), |Δ activation| {da.max():.3f} "
+                  f"(at {xc[inside][da.argmax()]:.3f})", flush=True)
 
 
 def main():
