@@ -255,6 +255,9 @@ def test_lmp_anode_free_top_is_rough_at_the_design_loading():
     walled, free = make_lmp_anode(**kw), make_lmp_anode(free_top=True, **kw)
     assert _share_touching_the_roll(walled) > 0.3
     assert _share_touching_the_roll(free) < 0.05
+    # no layer pressed against a lid: fewer touching neighbours and less contact area
+    assert free.contacts["touching_pairs_per_particle"] < walled.contacts["touching_pairs_per_particle"]
+    assert free.contacts["contact_area_fraction"] < walled.contacts["contact_area_fraction"]
     design = lmp_anode()
     frac = design.volume_fractions()
     area = 240.0 * 240.0
