@@ -632,7 +632,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
 
 def _lowest_by_volume(heights: np.ndarray, diameters: np.ndarray, volume_um3: float) -> np.ndarray:
     """Indices of the spheres kept lowest first (by centre height) until they hold ``volume_um3``;
-    the last one is kept only if that brings the total closer (as :func:`draw_population`)."""
+    the last one is kept only if that brings the total closer."""
     order = np.argsort(heights, kind="stable")
     cum = np.cumsum(np.pi / 6 * diameters[order] ** 3)
     n = min(int(np.searchsorted(cum, volume_um3)), cum.size - 1)  # cum[n] >= volume (or the last)
