@@ -13,7 +13,9 @@ voxel sizes and stops moving as spheres are added.
 Measured (stop 25, 480 µm, seed 2; coating µm, of 84): 71.75 / 70.25 / 71.25 / 73.0 / 76.5 / 78.75 at 6 µm
 and 75.75 / 74.75 / 74.5 / 74.5 / 76.0 / 78.5 at 4 µm with 1 / 2 / 4 / 8 / 16 / 32 spheres; the true spheres
 81.75 on both grids (62 of 121 within 1 µm of the roll: the generator's packing is walled along the
-thickness). tests/benchmarks/MEASUREMENTS.md has the series.
+thickness). With ``--free-top`` (stop 26; ``make_lmp_anode(free_top=True)``, a 120–128 µm coating at the same
+loading) the true spheres jam at 87.25 / 88.25, 89.50 / 89.00, 88.75 / 88.00 µm (seeds 1 / 2 / 3, 6 / 4 µm), 1–2
+bodies within 1 µm of the roll. tests/benchmarks/MEASUREMENTS.md has the series.
 """
 
 from __future__ import annotations
