@@ -257,6 +257,13 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
             print(f"  {vs} vs {coarse} µm at the {coarse} µm ratios up to {xc[inside].max():.3f}: largest |Δ intact| "
                   f"{di.max():.3f} (at {xc[inside][di.argmax()]:.3f}), |Δ activation| {da.max():.3f} "
                   f"(at {xc[inside][da.argmax()]:.3f})", flush=True)
+            # the ratios both grids reached (whole layers of both): no interpolation across a steep step
+            both = [k for k, r in enumerate(xc) if np.isclose(x, r, atol=1e-3).any()]
+            if len(both) > 1:
+                j = [int(np.argmin(np.abs(x - xc[k]))) for k in both]
+                print(f"  at the ratios both reached ({', '.join(f'{xc[k]:.3f}' for k in both)}): largest |Δ intact| "
+                      f"{np.abs(i[j] - curves[coarse][1][both]).max():.3f}, |Δ activation| "
+                      f"{np.abs(a[j] - curves[coarse][2][both]).max():.3f}", flush=True)
 
 
 def main():
