@@ -239,6 +239,56 @@ def test_lmp_anode_fractions_and_shell(ratio):
     assert gen.coating_range[1] - gen.coating_range[0] == round(lmp_anode(ratio).thickness_um / 2.0)
 
 
+def _share_touching_the_roll(gen) -> float:
+    """Share of the particles whose top lies within 1 µm of the highest one: those a roll meets first."""
+    c, r = gen.particle_spheres()
+    top = c[:, gen.thickness_axis] + r
+    return float(np.mean(top > top.max() - 1.0))
+
+
+def test_lmp_anode_free_top_is_rough_at_the_design_loading():
+    """The free (cast) top: few particles at the roll plane instead of half of them against a lid,
+    the design's loading (particle and binder volume per area), and the coating up to the highest
+    particle, thicker and more porous than the design."""
+    vs = 4.0
+    kw = dict(domain_um=(240, 95, 240), voxel_size_um=vs, collector_um=12, seed=2)
+    walled, free = make_lmp_anode(**kw), make_lmp_anode(free_top=True, **kw)
+    assert _share_touching_the_roll(walled) > 0.3
+    assert _share_touching_the_roll(free) < 0.05
+    # no layer pressed against a lid: fewer touching neighbours and less contact area
+    assert free.contacts["touching_pairs_per_particle"] < walled.contacts["touching_pairs_per_particle"]
+    assert free.contacts["contact_area_fraction"] < walled.contacts["contact_area_fraction"]
+    design = lmp_anode()
+    frac = design.volume_fractions()
+    area = 240.0 * 240.0
+    li = np.isin(free.phases, [DEFAULT_PHASES.value("lithium"), DEFAULT_PHASES.value("shell")]).sum()
+    binder = (free.phases == DEFAULT_PHASES.value("binder")).sum()
+    assert li * vs ** 3 / area == pytest.approx((frac["lithium"] + frac["shell"]) * design.thickness_um, rel=0.01)
+    assert binder * vs ** 3 / area == pytest.approx(frac["binder"] * design.thickness_um, rel=0.01)
+    assert free.design.loading_mg_cm2 == pytest.approx(design.loading_mg_cm2, rel=1e-9)
+    # the coating ends at the voxel layer the highest particle reaches; below it the realised
+    # fractions are those of the design at that thickness
+    c, r = free.particle_spheres()
+    envelope = float((c[:, 1] + r).max()) - free.coating_range[0] * vs
+    assert abs(free.design.thickness_um - envelope) <= vs / 2
+    assert free.design.thickness_um == (free.coating_range[1] - free.coating_range[0]) * vs > design.thickness_um
+    assert (free.particles[:, free.coating_range[1] - 1, :] > 0).any()
+    _assert_lmp_fractions(free)
+    assert free.notes["free_top"] and not walled.notes["free_top"]
+    # calendered from the free-top packing: the same loading, the fractions of the design at its thickness
+    flat = make_lmp_anode(free_top=True, ratio=0.3, **kw)
+    assert flat.design.loading_mg_cm2 == pytest.approx(design.loading_mg_cm2, rel=1e-9)
+    _assert_lmp_fractions(flat)
+
+
+def _assert_lmp_fractions(gen):
+    """Realised = target fractions within 0.01 (lithium and shell together: the shell is one voxel)."""
+    f, target = gen.fractions, gen.target_fractions
+    assert abs(f["lithium"] + f["shell"] - target["lithium"] - target["shell"]) < 0.01
+    assert abs(f["binder"] - target["binder"]) < 0.01
+    assert abs(f["pore"] - target["pore"]) < 0.01
+
+
 def test_dry_film_fractions_and_fibrils():
     from scipy import ndimage as ndi
 

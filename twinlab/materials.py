@@ -37,7 +37,8 @@ class Material:
     # contact laws: compaction cap (mechanics/_contacts.py). A contact crushes (the particles flatten,
     # slide and chip into the neighbouring pores) when its pressure exceeds the powder's compaction
     # pressure at the local packing fraction φ: the rearrangement pressure below the jamming fraction φ_j,
-    # Heckel's law P_j + 3 σ_c ln((1 − φ_j)/(1 − φ)) above it (σ_c: the particles' crushing/yield strength).
+    # Heckel's law P_j + 3 σ_c ln((1 − φ_j)/(1 − φ)) above it (σ_c: the particles' crushing/yield strength;
+    # inf: no crushing above jamming, for particles whose plastic flattening the voxels resolve — lithium).
     jamming_fraction: float | None = None
     crush_strength_mpa: float | None = None
     # below φ_j the packing rearranges: P = P_j exp((φ − φ_j)/m) (stage I of granule compaction), P_j the
@@ -99,10 +100,12 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              f"{_S6}: Cu E 110–130 GPa, foil yield 100–300 MPa; conductivity handbook 5.8e7 S/m"),
     Material("Li", 0.534, 5.0, 0.4, 1.0, None, 1.1e7,
              f"{_S1}: 0.534; {_S6}: perfectly plastic, elastic limit ~1 MPa, E≈5 GPa, ν 0.36–0.42; {_S5}: 1.1e7 S/m; "
-             "as a powder's contacts (mechanics/_contacts.py compaction cap): spherical particles jam at the "
-             "random-loose-packing fraction of frictional spheres 0.555 (Onoda & Liniger 1990), then compact by "
-             "Heckel's law with K = 1/(3 σ_y), σ_y the 1 MPa yield (Heckel 1961: metal powders)",
-             True, jamming_fraction=0.555, crush_strength_mpa=1.0),  # lithium-metal *powder*
+             "as a powder's contacts (mechanics/_contacts.py compaction cap): below the random-loose-packing "
+             "fraction of frictional spheres 0.555 (Onoda & Liniger 1990) the contacts give way (rearrangement); "
+             "above it no cap — the particles flatten by their own plastic flow at the 1 MPa yield, resolved in "
+             "their voxels (a Heckel cap, K = 1/(3 σ_y), Heckel 1961, took that compaction in the one-voxel "
+             "contact layer instead, whose strain the Li2CO3 films never saw: issue 16, stop 26)",
+             True, jamming_fraction=0.555, crush_strength_mpa=math.inf),  # lithium-metal *powder*
     Material("Li2CO3", 2.11, 60.0, 0.3, None, 200.0, 1e-8,
              f"{_S1}: 2.11; {_S6}: brittle, fracture strength 200 MPa, E 50–70 GPa; {_S5}: ~1e-8 S/m; strength "
              "scatter: Weibull (weakest-link) statistics of brittle solids (Weibull, J. Appl. Mech. 18 (1951) 293), "

@@ -201,7 +201,8 @@ def _window_spread(crack):
             print(f"  {d} g/cm³ >{thr} MPa: " + "; ".join(parts), flush=True)
 
 
-def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None, fit="voxels"):
+def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None, fit="voxels",
+        free_top=False):
     """Shell-intact fraction and activation per achieved ratio at each voxel size, then the largest
     difference between voxel sizes: the finer curves interpolated (linearly in the achieved ratio)
     at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
@@ -214,7 +215,8 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
     curves = {}
     for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
-        g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed)
+        g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed,
+                           free_top=free_top)
         # the thickness is whole layers: keep the ratios that give distinct layer counts at this voxel size
         lab = np.moveaxis(g.phases, 1, 0)
         coll = 3  # DEFAULT_PHASES collector
@@ -230,6 +232,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
                      **(options or {}))
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
         print(f"LMP rearrange={rearrange} (DEM start: {fit}) {vs} µm voxels, {width:.0f} µm window, seed {seed}, "
+              f"{'free' if free_top else 'walled'} top (coating {g.design.thickness_um:.0f} µm), "
               f"{options or {}} "
               f"({time.perf_counter() - t:.0f} s), contacts {g.contacts}:", flush=True)
         x = [0.0] + [st.ratio for st in s.steps]
@@ -248,10 +251,19 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
         for vs, (x, i, a) in curves.items():
             if vs == coarse:
                 continue
-            di = np.abs(np.interp(xc, x, i) - curves[coarse][1]).max()
-            da = np.abs(np.interp(xc, x, a) - curves[coarse][2]).max()
-            print(f"  {vs} vs {coarse} µm at the {coarse} µm ratios: largest |Δ intact| {di:.3f}, "
-                  f"|Δ activation| {da:.3f}", flush=True)
+            inside = xc <= x.max() + 1e-9  # interpolated, never extrapolated past the finer curve's end
+            di = np.abs(np.interp(xc, x, i) - curves[coarse][1])[inside]
+            da = np.abs(np.interp(xc, x, a) - curves[coarse][2])[inside]
+            print(f"  {vs} vs {coarse} µm at the {coarse} µm ratios up to {xc[inside].max():.3f}: largest |Δ intact| "
+                  f"{di.max():.3f} (at {xc[inside][di.argmax()]:.3f}), |Δ activation| {da.max():.3f} "
+                  f"(at {xc[inside][da.argmax()]:.3f})", flush=True)
+            # the ratios both grids reached (whole layers of both): no interpolation across a steep step
+            both = [k for k, r in enumerate(xc) if np.isclose(x, r, atol=1e-3).any()]
+            if len(both) > 1:
+                j = [int(np.argmin(np.abs(x - xc[k]))) for k in both]
+                print(f"  at the ratios both reached ({', '.join(f'{xc[k]:.3f}' for k in both)}): largest |Δ intact| "
+                      f"{np.abs(i[j] - curves[coarse][1][both]).max():.3f}, |Δ activation| "
+                      f"{np.abs(a[j] - curves[coarse][2][both]).max():.3f}", flush=True)
 
 
 def main():
@@ -277,6 +289,8 @@ def main():
     ap.add_argument("--lmp-fit", choices=("spheres", "voxels"), default="voxels",
                     help="the first DEM stage's clumps: fitted to the voxels (default, as calender does) or the "
                          "generator's true spheres (calender's particle_spheres)")
+    ap.add_argument("--lmp-free-top", action="store_true",
+                    help="the generated anode's free (cast) top surface (make_lmp_anode(free_top=True))")
     ap.add_argument("--lmp-option", action="append", default=[],
                     help="calender option NAME=FLOAT for the LMP runs (diagnosis), e.g. dem_collision_tol=1")
     args = ap.parse_args()
@@ -293,7 +307,8 @@ def main():
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
                 [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
                 args.lmp_seed, {k: int(v) if v.isdigit() else float(v)
-                                 for k, v in (o.split("=") for o in args.lmp_option)}, args.lmp_fit)
+                                 for k, v in (o.split("=") for o in args.lmp_option)}, args.lmp_fit,
+                args.lmp_free_top)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ voxel sizes and stops moving as spheres are added.
 Measured (stop 25, 480 µm, seed 2; coating µm, of 84): 71.75 / 70.25 / 71.25 / 73.0 / 76.5 / 78.75 at 6 µm
 and 75.75 / 74.75 / 74.5 / 74.5 / 76.0 / 78.5 at 4 µm with 1 / 2 / 4 / 8 / 16 / 32 spheres; the true spheres
 81.75 on both grids (62 of 121 within 1 µm of the roll: the generator's packing is walled along the
-thickness). tests/benchmarks/MEASUREMENTS.md has the series.
+thickness). With ``--free-top`` (stop 26; ``make_lmp_anode(free_top=True)``, a 120–128 µm coating at the same
+loading) the true spheres jam at 87.25 / 88.25, 89.50 / 89.00, 88.75 / 88.00 µm (seeds 1 / 2 / 3, 6 / 4 µm), 1–2
+bodies within 1 µm of the roll. tests/benchmarks/MEASUREMENTS.md has the series.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ def main():
     ap.add_argument("--width", type=float, default=480.0, help="in-plane extent in µm")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--spheres", default="1,8,32", help="spheres per particle of the voxel fits")
+    ap.add_argument("--free-top", action="store_true", help="the generator's free (cast) top surface")
     args = ap.parse_args()
     from twinlab.analyses.mechanics import _rearrange as R
     from twinlab.datasets.generators import make_lmp_anode
 
     for vs in (6.0, 4.0):
-        g = make_lmp_anode(domain_um=(args.width, 95, args.width), voxel_size_um=vs, collector_um=12, seed=args.seed)
+        g = make_lmp_anode(domain_um=(args.width, 95, args.width), voxel_size_um=vs, collector_um=12, seed=args.seed,
+                           free_top=args.free_top)
         lab = np.moveaxis(g.phases, 1, 0)  # thickness axis first, collector at index 0
         inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
         coll = lab == 3  # DEFAULT_PHASES collector

@@ -14,7 +14,11 @@ How a volume is built
 2. **Particles.** Diameters are drawn per mode from truncated log-normals until each mode
    holds its weight share of the active volume, then packed by collective rearrangement
    (``_packing.pack_spheres``: no overlap deeper than 5 % of the smaller radius) in a box
-   that is ``c`` times taller than the coating.
+   that is ``c`` times taller than the coating, walled at the collector and at the coating's
+   top. A free (cast) top (``make_lmp_anode(free_top=True)``) packs spheres for
+   :data:`FREE_TOP_BOX` coatings in a box that much taller at the same fraction and keeps the
+   lowest ones (by centre) up to the design loading: no particle is pressed against a lid, the
+   top is rough at the particle scale, and the coating reaches the highest kept particle.
 3. **Calendered (dense) designs.** Spheres cannot reach active fractions above random close
    packing (~0.64; 0.73 at 3.6 g cm⁻³). When the target exceeds ``max_pack_fraction`` the
    packing is made at that fraction in a box c = φ_target/φ_pack taller, compressed affinely
@@ -56,6 +60,9 @@ NCM_MODES = (LogNormalMode(14.0, 0.25, 0.8), LogNormalMode(3.0, 0.25, 0.2))
 LMP_MODES = (LogNormalMode(50.0 * math.exp(0.5 * 0.2 ** 2), 0.2, 1.0),)
 
 _KMAX = 1.35  # particles are drawn out to 1.35× their size so the common growth factor has room
+#: A free (cast) top surface: spheres for this many coatings are packed in a box this much taller,
+#: and the lowest of them are kept up to the design loading (module docs, step 2).
+FREE_TOP_BOX = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,6 +304,7 @@ def make_lmp_anode(
     thickness_axis: int | str = "y",
     collector_side: str = "low",
     collector_um: float | None = None,
+    free_top: bool = False,
     seed: int = 0,
 ) -> GeneratedElectrode:
     """A lithium-metal-powder anode: Li spheres with Li2CO3 shells, PVdF-HFP binder, Cu collector.
@@ -319,6 +327,17 @@ def make_lmp_anode(
         Calendering ratio in [0, 1).
     voxel_size_um : default 2 µm
         2–4 µm keeps a full-thickness anode small (≈50 voxels through-plane).
+    free_top : bool
+        A free (cast) top surface instead of one walled at the design thickness. By default the
+        spheres are packed between the collector and a lid at the design thickness: with 50 µm
+        particles in an 84 µm coating about half of them touch the lid, a flat top a roll meets
+        everywhere at once. With ``free_top`` the spheres for 1.5 coatings (:data:`FREE_TOP_BOX`)
+        are packed at the design fraction in a box 1.5× taller and the lowest ones (by centre)
+        are kept up to the design loading: the top is the rough surface of a cast layer, and the
+        coating reaches the highest kept particle. The loading (mg cm⁻²) is the design's; the
+        thickness is that envelope (thicker than the design, so the porosity is higher), and
+        ``design`` is the design at that thickness (:meth:`ElectrodeDesign.at_thickness`). The
+        domain's thickness grows to hold it. With ``ratio`` the flattening applies to this packing.
     Other parameters as :func:`make_cathode` (default in-plane extent 200 µm).
     """
     base = _pick_design(design, lmp_anode, None, None)
@@ -342,7 +361,8 @@ def make_lmp_anode(
                     domain_um=domain_um, voxel_size_um=vs, thickness_axis=t, collector_side=collector_side,
                     collector_um=collector_um, cbd_as="solid", smoothing_um=binder_smoothing_um,
                     flattening=1.0 / (1.0 - ratio), max_pack_fraction=1.0, seed=seed,
-                    merged={"lithium": ("lithium", "shell")})
+                    merged={"lithium": ("lithium", "shell")}, free_top=bool(free_top))
+    target = gen.target_fractions
     periodic = tuple(i != t for i in range(3))
     shell = outer_layer(gen.particles, int(shell_voxels), periodic=periodic)
     phases = gen.phases.copy()
@@ -355,7 +375,7 @@ def make_lmp_anode(
         "lithium_fraction": {"realised": fractions["lithium"], "design": target["lithium"]},
         "particles_fraction": {"realised": fractions["lithium"] + fractions["shell"],
                                "design": target["lithium"] + target["shell"]},
-        "calendering_ratio": float(ratio),
+        "calendering_ratio": float(ratio), "free_top": bool(free_top),
         "representation": "each particle's outer voxel layer is the Li2CO3 shell (thicker than 100 nm at "
                           "this resolution); lithium + shell together match the design",
     }
@@ -474,7 +494,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
               modes: tuple[LogNormalMode, ...], shape, domain_um, voxel_size_um, thickness_axis,
               collector_side: str, collector_um, cbd_as: str, smoothing_um: float, flattening: float | None,
               max_pack_fraction: float, seed: int, merged: dict[str, tuple[str, ...]] | None = None,
-              damage: Damage | None = None) -> GeneratedElectrode:
+              damage: Damage | None = None, free_top: bool = False) -> GeneratedElectrode:
     vs = VoxelSize.parse(voxel_size_um)
     t = axis_index(thickness_axis)
     if collector_side not in ("low", "high"):
@@ -486,6 +506,9 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
         raise InputError(f"the neck-score smoothing length must be a positive number of µm, got {smoothing_um!r}")
     if not 0 < max_pack_fraction <= 1:
         raise InputError(f"max_pack_fraction must lie in (0, 1], got {max_pack_fraction!r}")
+    if free_top and (design.loading_mg_cm2 is None or design.thickness_um is None):
+        raise InputError("a free top surface needs the design's loading (the kept particles' amount); "
+                         "give the design a thickness or loading_mg_cm2")
     seed = int(seed)
     rng = np.random.default_rng(seed)
     n_coll = int(round(coll_um / vs[t]))
@@ -495,7 +518,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
     if design.thickness_um is not None:
         n_coat = min(n_coat, max(1, int(round(design.thickness_um / vs[t]))))
     extent = np.array([n * d for n, d in zip(dims, vs)])
-    extent[t] = n_coat * vs[t]
+    extent[t] = design.thickness_um if free_top else n_coat * vs[t]  # free top: the exact design loading
     particle_names = merged.get(particle_phase, (particle_phase,)) if merged else (particle_phase,)
     phi = sum(target[n] for n in particle_names)
     if flattening is None:
@@ -517,12 +540,24 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
     # semi-axes (r c^⅓, r c^⅓ / c, r c^⅓), aspect 1/c
     grow = c ** (1.0 / 3.0)
     cap = 0.98 * min(box[t], *(extent[i] / grow for i in range(3) if i != t))
-    diam, which = draw_population(rng, modes, phi * v_coat, max_diameter_um=cap)
+    headroom = FREE_TOP_BOX if free_top else 1.0
+    box[t] *= headroom
+    diam, which = draw_population(rng, modes, headroom * phi * v_coat, max_diameter_um=cap)
     packing = pack_spheres_best(0.5 * diam, tuple(box), thickness_axis=t, rng=rng)
     centres = packing.centres_um.copy()
+    if free_top:
+        keep = _lowest_by_volume(centres[:, t], diam, phi * v_coat)
+        diam, which, centres = diam[keep], which[keep], centres[keep]
     centres[:, t] /= c
     semi = np.repeat((0.5 * diam * grow)[:, None], 3, axis=1)
     semi[:, t] /= c
+    # the design coating's volume in voxels: the loading the particles and fillers are counted against
+    n_load = v_coat / float(np.prod(vs.as_tuple())) if free_top else int(np.prod(dims)) // dims[t] * n_coat
+    if free_top:  # the coating reaches the highest kept particle; the domain grows to hold it
+        # up to the last voxel layer whose centre the highest particle reaches
+        n_coat = max(1, int(round(float((centres[:, t] + semi[:, t]).max()) / vs[t])))
+        dims = tuple(max(n, n_coll + n_coat) if i == t else n for i, n in enumerate(dims))
+        design = design.at_thickness(n_coat * vs[t])  # the same loading over the kept particles' envelope
 
     # --- voxelise in the coating frame, then place it in the full volume
     coat_shape = list(dims)
@@ -531,8 +566,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
     semi_vox = semi / np.array(vs.as_tuple())
     periodic = tuple(i != t for i in range(3))
     s2, lab = draw_ellipsoids(tuple(coat_shape), centre_vox, semi_vox, periodic=periodic, kmax=_KMAX)
-    n_vox = s2.size
-    n_particle = int(round(phi * n_vox))
+    n_particle = int(round(phi * n_load))
     chosen = select_lowest(s2, np.ones(s2.shape, dtype=bool), n_particle)
     growth = float(np.sqrt(s2[chosen].max())) if n_particle else 1.0
     if growth >= _KMAX * 0.999:
@@ -560,7 +594,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
         pore_in_coat = np.zeros(dims, dtype=bool)
         pore_in_coat[tuple(sl)] = coat == 0
         for name in fillers:  # in the design's phase order: the first filler takes the tightest necks
-            pick = select_lowest(score, pore_in_coat, int(round(target[name] * n_vox)))
+            pick = select_lowest(score, pore_in_coat, int(round(target[name] * n_load)))
             phases[pick] = DEFAULT_PHASES.value(name)
             pore_in_coat &= ~pick
     cracks = None
@@ -585,7 +619,7 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
         phases=phases, particles=particles, voxel_size=vs, design=design, thickness_axis=t,
         collector_side=collector_side, coating_range=coating_range, centres_um=centres_full,
         radii_um=0.5 * diam, semi_axes_um=semi * growth, mode=which, fractions=fractions,
-        target_fractions=dict(target), cbd_as=cbd_as, flattening=c, growth=growth,
+        target_fractions=design.volume_fractions(cbd_as) if free_top else dict(target), cbd_as=cbd_as, flattening=c, growth=growth,
         max_overlap=packing.max_overlap, seed=seed,
         notes={"packing_sweeps": packing.iterations, "packing_mean_overlap": packing.mean_overlap,
                **({} if damage is None else {"damage": dataclasses.asdict(damage),
@@ -594,6 +628,17 @@ def _generate(design: ElectrodeDesign, target: dict[str, float], *, particle_pha
         contacts=contact_statistics(particles, vs, thickness_axis=t,
                                     collector=phases == DEFAULT_PHASES.value("collector")),
     )
+
+
+def _lowest_by_volume(heights: np.ndarray, diameters: np.ndarray, volume_um3: float) -> np.ndarray:
+    """Indices of the spheres kept lowest first (by centre height) until they hold ``volume_um3``;
+    the last one is kept only if that brings the total closer."""
+    order = np.argsort(heights, kind="stable")
+    cum = np.cumsum(np.pi / 6 * diameters[order] ** 3)
+    n = min(int(np.searchsorted(cum, volume_um3)), cum.size - 1)  # cum[n] >= volume (or the last)
+    if n > 0 and abs(cum[n - 1] - volume_um3) < abs(cum[n] - volume_um3):
+        n -= 1
+    return np.sort(order[:n + 1])
 
 
 def _damage_plans(damage: Damage, semi_um: np.ndarray,

@@ -472,7 +472,8 @@ def compaction_pressure(phi, jam, crush, rearr=0.0, slope=1.0):
     continued from ``P_j`` at ``φ = jam``: ``P = P_j + 3 σ_c ln((1 − jam)/(1 − φ))``. The law is continuous
     and its slope grows at jamming (the pressure–density curve is convex). The tangent is the modulus
     ``dP/d(−ε_v) = φ dP/dφ`` (a volumetric strain ``ε_v`` of the packing changes φ by ``−φ ε_v``). NaN
-    ``jam`` (no cap): infinite pressure. ``rearr = 0``: no pressure below jamming.
+    ``jam`` (no cap): infinite pressure. ``rearr = 0``: no pressure below jamming. ``crush`` infinite: no
+    crushing above jamming (a rearrangement-only cap, for particles whose deformation the voxels resolve).
 
     Parameters
     ----------
@@ -491,9 +492,10 @@ def compaction_pressure(phi, jam, crush, rearr=0.0, slope=1.0):
     over = capped & (phi > j)
     ph = np.clip(phi, 0.0, 1.0 - 1e-6)
     p_r = pj * np.exp(np.minimum(ph - j, 0.0) / m)
-    p_h = 3.0 * crush * np.log(np.maximum(1.0 - j, 1e-12) / (1.0 - ph))
+    c = np.where(over, crush, 0.0)  # an infinite σ_c (no crushing above jamming) only where it applies
+    p_h = 3.0 * c * np.log(np.maximum(1.0 - j, 1e-12) / (1.0 - ph))
     p = np.where(over, pj + p_h, p_r)
-    k = np.where(over, 3.0 * crush * ph / (1.0 - ph), p_r * ph / m)
+    k = np.where(over, 3.0 * c * ph / (1.0 - ph), p_r * ph / m)
     return np.where(capped, p, np.inf), np.where(capped, k, np.inf)
 
 
