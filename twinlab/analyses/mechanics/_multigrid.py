@@ -1102,6 +1102,8 @@ def assemble_stencil(st) -> sp.csr_matrix:
 
 
 # ====================================================================== rigid pieces (a coarse space)
+#: the rigid pieces' coarse correction (:class:`RigidPieces`) after every cycle (``ElasticMultigrid(pieces=)``)
+PIECES = True
 #: a voxel at least this fraction as stiff (shear modulus) as the median voxel with stiffness is part of
 #: a piece: in a calendered electrode the particles, the collector and the roll, not the contact
 #: interphase (0.1 of a particle's stiffness, 0.01 crushed) nor the carbon-binder domain (10⁻³)
@@ -1356,6 +1358,7 @@ class RigidPieces:
         order, starts = np.argsort(pid, kind="stable"), np.r_[0, np.cumsum(nodes)[:-1]]
         span = np.stack([np.maximum.reduceat(o[order], starts) - np.minimum.reduceat(o[order], starts) for o in off])
         compact = (span < n // 2 - 1).all(axis=0)  # the unwrapped positions are a piece's own
+        self.rotates = compact  # pieces with rotation modes (the others span the cell: translations only)
         self.node = node_of
         self.ref = np.ascontiguousarray(ref.T)
         self.cen = np.ascontiguousarray(cen.T)
@@ -1522,6 +1525,10 @@ class ElasticMultigrid:
     masked : bool
         Connectivity-aware first prolongation (:func:`transfer_weights`): a fine node is not
         interpolated from coarse nodes it shares no solid element with. False: trilinear.
+    pieces : bool, optional
+        After each cycle, the coarse correction of the stiff pieces' rigid-body modes
+        (:class:`RigidPieces`; default :data:`PIECES`, read when the hierarchy is made). Built with
+        the levels, lagged with them by :meth:`refresh_fine`.
 
     Call :meth:`update` with new coefficients (same grid) after the stiffness changes: it rebuilds
     the Galerkin stencils, node blocks and the coarsest pseudo-inverse (reusing every buffer).
@@ -1529,7 +1536,7 @@ class ElasticMultigrid:
 
     def __init__(self, coef, pvec, q, *, degree: int | None = None, coarse_nodes: int = 256,
                  smoothing_ratio: float = SMOOTHING_RATIO, dtype=None, kcycle: bool = True,
-                 coarse_degree: int = COARSE_DEGREE, masked: bool = True, pieces: bool = True):
+                 coarse_degree: int = COARSE_DEGREE, masked: bool = True, pieces: bool | None = None):
         self.dtype = np.dtype(coef.dtype if dtype is None else dtype)
         self.q = np.asarray(q, float)
         self.degree = int(DEGREE if degree is None else degree)  # read here, not at import
@@ -1544,7 +1551,7 @@ class ElasticMultigrid:
                 break
             self._shapes.append(nshape)
         self.masked = bool(masked)
-        self.use_pieces = bool(pieces)
+        self.use_pieces = bool(PIECES if pieces is None else pieces)  # read here, not at import
         self.pieces = None
         self._basis = _first_coarse_basis(self.q) if len(self._shapes) > 1 else None
         self._gpos = _first_coarse_gradients(self.q)
