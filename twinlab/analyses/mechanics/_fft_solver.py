@@ -87,9 +87,10 @@ class IncrementSolution:
         Final ‖Bᵀσ‖ relative to the increment's reference.
     initial_residual : float
         ‖Bᵀσ‖ at the initial guess ``u0`` relative to the same reference (1 without a guess).
-    hourglass : (3, 4, *shape) array or None
-        Generalised hourglass forces after the increment (:func:`hourglass_modes`), carried and this
-        increment's; only when the solve was given ``hourglass_old``.
+    hourglass_stiffness : (*shape) array or None
+        The solve's hourglass stiffness k_hg per voxel, kept when it was given ``hourglass_old``, for
+        :meth:`hourglass` (4 B/voxel instead of the 48 of the forces: a calendering increment solves
+        several contact passes and needs the forces of the one it keeps only).
     """
 
     displacement: np.ndarray
@@ -99,11 +100,24 @@ class IncrementSolution:
     newton_iterations: int
     residual: float
     initial_residual: float = 1.0
-    hourglass: np.ndarray | None = None
+    hourglass_stiffness: np.ndarray | None = None
 
     @property
     def von_mises(self) -> np.ndarray:
         return von_mises(self.stress)
+
+    def hourglass(self, hourglass_old, dtype=np.float32) -> np.ndarray:
+        """Generalised hourglass forces after the increment (3, 4, *shape): the carried ``hourglass_old``
+        (its first k layers, as :meth:`MechanicsSolver.solve_increment` took them) plus this increment's
+        k_hg × :func:`hourglass_modes` of the displacement; a voxel without stiffness carries none."""
+        if self.hourglass_stiffness is None:
+            raise InputError("this solution was solved without hourglass_old: it has no hourglass forces")
+        khg = self.hourglass_stiffness
+        out = hourglass_modes(self.displacement, dtype)
+        out *= khg.astype(out.dtype, copy=False)
+        k = hourglass_old.shape[2]  # in place: no (3, 4, …) temporary
+        np.add(out[:, :, :k], hourglass_old, out=out[:, :, :k], where=khg[:k] > 0)
+        return out
 
 
 class MechanicsSolver:
@@ -260,7 +274,8 @@ class MechanicsSolver:
             the previous one but measures the hourglass forces from zero again drops the part of the
             equilibrium they carried, and the structure relaxes by it in every increment (issue 16: a
             zero-strain re-solve of a calendered cathode lost 5 % of its roll pressure). Given, their
-            node forces join the out-of-balance force and the solution carries them on (``hourglass``):
+            node forces join the out-of-balance force, and the solution's :meth:`IncrementSolution.hourglass`
+            carries them on:
             the incremental hourglass forces of Flanagan & Belytschko, Int. J. Numer. Meth. Eng. 17
             (1981) 679.
         """
@@ -394,14 +409,8 @@ class MechanicsSolver:
         sig = sig if sig.dtype == fd else sig.astype(fd)
         eps = np.empty((6, *shp), fd)
         _grad(u, self.ih, e_mac, eps)
-        hourglass = None
-        if hourglass_old is not None:
-            f_old = None
-            hourglass = hourglass_modes(u, fd)
-            hourglass *= self.khg.astype(fd, copy=False)
-            k = hourglass_old.shape[2]  # in place: no (3, 4, …) temporary
-            np.add(hourglass[:, :, :k], hourglass_old, out=hourglass[:, :, :k], where=self.khg[:k] > 0)
-        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0], hourglass)
+        khg = None if hourglass_old is None else self.khg.reshape(shp).copy()  # not a view: the solver may go
+        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0], khg)
 
     # ------------------------------------------------------------------ internals
     def _build_preconditioner(self, nu0: float) -> None:

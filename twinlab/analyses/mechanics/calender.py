@@ -755,7 +755,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed,
                                 owner=None if cstate is None else cstate.inst)
     stress = _take(sig, src)
-    hourglass = _take(sol.hourglass[:, :, :nt], src)
+    hourglass = _take(sol.hourglass(hg_old, dtype)[:, :, :nt], src)
     strain = _take(strain + d_eps, src)
     disp = _take(disp + uc.astype(dtype), src)
     broken = _take(broken, src, False)
