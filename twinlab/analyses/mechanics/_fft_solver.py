@@ -269,15 +269,14 @@ class MechanicsSolver:
             Generalised hourglass forces carried from earlier increments (per voxel and displacement
             component, k_hg × the hourglass modes DDS, DSD, SDD, DDD: :func:`hourglass_modes`) of the
             first ``k ≤ shape[0]`` layers, zero beyond (the calender's coating below its roll: no padded
-            copy, 48 B/voxel); a voxel without stiffness (k_hg = 0: a pore, an open contact) carries none. The hourglass control is
-            part of the element's response like its stress: an increment that starts from the stress of
-            the previous one but measures the hourglass forces from zero again drops the part of the
-            equilibrium they carried, and the structure relaxes by it in every increment (issue 16: a
-            zero-strain re-solve of a calendered cathode lost 5 % of its roll pressure). Given, their
-            node forces join the out-of-balance force, and the solution's :meth:`IncrementSolution.hourglass`
-            carries them on:
-            the incremental hourglass forces of Flanagan & Belytschko, Int. J. Numer. Meth. Eng. 17
-            (1981) 679.
+            copy, 48 B/voxel); a voxel without stiffness (k_hg = 0: a pore, an open contact) carries none.
+            The hourglass control is part of the element's response like its stress: an increment that
+            starts from the stress of the previous one but measures the hourglass forces from zero again
+            drops the part of the equilibrium they carried, and the structure relaxes by it in every
+            increment (issue 16: a zero-strain re-solve of a calendered cathode lost 5 % of its roll
+            pressure). Given, their node forces join the out-of-balance force, and the solution's
+            :meth:`IncrementSolution.hourglass` carries them on — the incremental hourglass forces of
+            Flanagan & Belytschko, Int. J. Numer. Meth. Eng. 17 (1981) 679.
         """
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS)))
