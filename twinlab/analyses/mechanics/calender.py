@@ -63,7 +63,7 @@ from ...design import DEFAULT_CBD_NANOPOROSITY
 from ...errors import InputError
 from ...materials import get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
-from ._fft_solver import MechanicsSolver
+from ._fft_solver import MechanicsSolver, _sum, _sum_t
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
@@ -606,10 +606,11 @@ def _take(arr, src, fill=0):
 
 def _corner_sum(field, to_nodes):
     """Sum of a voxel field over the 8 voxels around each node (``to_nodes``), or of a node field over the 8
-    corners of each voxel (node (i, j, k) is the low corner of voxel (i, j, k); periodic)."""
-    step = 1 if to_nodes else -1
+    corners of each voxel (node (i, j, k) is the low corner of voxel (i, j, k); periodic): the solver's
+    butterfly sums along the three grid axes."""
+    step = _sum_t if to_nodes else _sum
     for ax in range(-3, 0):
-        field = field + np.roll(field, step, axis=ax)
+        field = step(field, ax)
     return field
 
 
