@@ -131,6 +131,16 @@ seconds of the process are given where wall time mostly measured the others):
   to tol (calender bench CG −11 to −30 %, but roll pressure moved up to 8 % on a seed and the Hertz
   contact radius at R = 16 came out 18 % off: the active set decided on a looser solve is another one);
   pass 1 started from the previous increment's displacement carried through the remap (CG +1 to +10 %).
+* stop 27, where the ten-step's time goes, contacts or solver: ``--calender-n 128 --calender-peer ''
+  --calender-welded`` (``contacts=False``, the welded body issue 17 was filed with; load 2–7, beside
+  three other sessions): 12 solves, **179 CG**, 12 Newton, 161 CPU-s (147 user + 14 sys), 384 s wall at
+  40 % CPU, peak RSS 1.16 GiB; 64³ 171 CG, 26 s. With the contact interphase (stop 26's code, alone): 70
+  solves, 1854 CG, 1122 CPU-s, 630 s. The solver itself is ≈ 80 s of 2-core time for the welded
+  ten-step; the contacts' active set (5 passes per increment, each a full solve) is 7× its CG. The FFT
+  reference solver's iteration (``--skip-calender --increment-n 0 --sizes '' --preconditioner fft --n N
+  --dtypes float32 --maxiter 100``, load 3–5): 1.08× the 6 + 6 FFT pair at 128³ (270 vs 252 ms), 1.9×
+  at 64³ (15.5 vs 8.3 ms); the contact law does not touch the operator (a voxel state between solves),
+  so an iteration costs the same with and without contacts.
 """
 
 from __future__ import annotations
@@ -202,6 +212,9 @@ def main() -> None:
     ap.add_argument("--calender-n", type=int, default=128)
     ap.add_argument("--calender-steps", type=int, default=10)
     ap.add_argument("--calender-tol", type=float, default=None, help="Newton tolerance (default: calender's)")
+    ap.add_argument("--calender-welded", action="store_true",
+                    help="ten-step without the contact interphase (contacts=False: touching particles welded into "
+                         "one elastic body, the physics of the 404–431 s figure issue 17 was filed with)")
     ap.add_argument("--repeat", type=int, default=3, help="fixed-count timing pairs (best is reported)")
     ap.add_argument("--sizes", default="64,128,256", help="multigrid scaling sizes ('' to skip)")
     ap.add_argument("--fft-peer-max", type=int, default=128, help="largest size of the FFT peer solve in the "
@@ -489,7 +502,8 @@ def calender_part(args) -> None:
         with SolverCounters() as counters:
             series = calender(lab, ratios=[0.1, 0.2, 0.3, 0.4], steps=args.calender_steps,
                               voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
-                              workers=args.workers, keep_fields=False, progress=progress, preconditioner=pc, **tol)
+                              workers=args.workers, keep_fields=False, progress=progress, preconditioner=pc,
+                              contacts=not args.calender_welded, **tol)
         el = time.perf_counter() - t
         print(f"  [{pc}] {counters.summary(el)}", flush=True)
         runs[pc] = (el, series)
@@ -497,7 +511,7 @@ def calender_part(args) -> None:
             print(f"  [{pc}] ratio {st.ratio:.3f} porosity {st.porosity:.3f} crackable>100MPa "
                   f"{st.crackable_volume_pct['100']:.1f}% CG so far {st.cg_iterations} share "
                   f"{st.electrode_strain_share:.3f}")
-        print(f"[{pc}] {n}³ calendered to 40 % in {series.settings['increments']} increments (tol "
+        print(f"[{pc}] {n}³ calendered ({'welded, no contacts' if args.calender_welded else 'contacts'}) to 40 % in {series.settings['increments']} increments (tol "
               f"{series.settings['tol']:g}, {series.steps[-1].cg_iterations} CG iterations, "
               f"{series.steps[-1].newton_iterations} Newton): {el:.0f} s (target ≤ 60 s on 2 cores, was 404–431 s "
               f"with the FFT preconditioner); peak RSS {rss_mib():.0f} MiB | {uptime()}", flush=True)
