@@ -543,6 +543,27 @@ def test_a_sliding_contact_is_in_equilibrium_on_its_friction_limit():
     assert float(again.stress[5, 2].mean()) == pytest.approx(block, rel=2e-2) and s00_2 == pytest.approx(s00, rel=1e-6)
 
 
+def test_the_law_residual_is_the_friction_excess_and_vanishes_at_the_passes_fixed_point():
+    """``info["residual_load"]`` (:func:`law_residual`) measures how far an increment's last solve is from the
+    contact law, as a share of the contacts' normal load. One pass of the sheared column is elastic: its contact
+    voxels carry the blocks' elastic shear traction τ, above their Coulomb limit, and the residual is that excess,
+    Σ(|τ| − limit)/Σ p_n (0.255); the passes bring it to the fixed point (on the limit in equilibrium: 0.0032 after
+    3 passes, stopped by their 1 % criterion). No voxel is locked open, so nothing penetrates (``locked_load`` 0)."""
+    from twinlab.materials import get_material
+
+    mat = get_material("NCM_contact")
+    d_e = np.zeros(6)
+    d_e[0], d_e[5] = -0.01, 0.01
+    sol, _, _, info, _ = _column(0.6, cap=False, d_e=d_e, passes=1)
+    tau = abs(float(sol.stress[5, 2].mean()))  # the blocks' shear: the contact's elastic trial (a laminate)
+    p_n = -sol.stress[0, 5:7]  # the interphase layers either side of the contact plane
+    limit = (mat.yield_strength_mpa + np.sqrt(3.0) * mat.friction_coefficient * p_n) / np.sqrt(3.0)
+    expect = float((tau - limit).sum() / p_n.sum())
+    assert expect > 0.1 and info["residual_load"] == pytest.approx(expect, rel=1e-3), (info, expect)
+    _, _, _, info, _ = _column(0.6, cap=False, d_e=d_e, passes=10)
+    assert info["residual_load"] < 0.02 * expect and info["locked_load"] == 0.0, info  # 0.0032 vs 0.255
+
+
 def test_shell_patches_break_with_weibull_scatter():
     # each surface patch draws its own strength from the film's Weibull distribution: under a uniform
     # film stress σ the broken fraction is 1 − exp(−(σ/σ0)^m) (Weibull 1951), whatever the voxel size

@@ -317,6 +317,7 @@ def calender(
                     "dem_stages": stats["dem"],
                     "unresolved_voxels": stats.get("unresolved", 0),
                     "unresolved_load": stats.get("unresolved_load", 0.0),
+                    "residual_load": stats.get("residual_load", 0.0), "locked_load": stats.get("locked_load", 0.0),
                     "time_s": time.perf_counter() - t_start}
         series = CalenderSeries(m0 * h[0], rho0, rho_s, eps0, tuple(step_results), settings,
                                 str(output) if output is not None else None, tuple(states))
@@ -706,6 +707,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
             # largest share of the contacts' normal load they change in an increment
             stats["unresolved"] = stats.get("unresolved", 0) + info["unresolved"]
             stats["unresolved_load"] = max(stats.get("unresolved_load", 0.0), info["unresolved_load"])
+            for key in ("residual_load", "locked_load"):  # how far the last solve is from the law (law_residual)
+                stats[key] = max(stats.get(key, 0.0), info[key])
         cg_its, nw_its = info["cg"], info["newton"]
     else:
         sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
