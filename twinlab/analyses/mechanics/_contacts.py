@@ -917,6 +917,7 @@ class ContactState:
     filmed: np.ndarray | None = None  # per particle id: True for the particles that carry a film
     film_strain: np.ndarray | None = None  # (6, …) per shell patch: the strain its film has taken (strain_films)
     reshaped: np.ndarray | None = None  # per particle id: True where the last remap reshaped it (reshaped_particles)
+    neck_contacts: bool = False  # particle faces toward CBD/binder are interphase too (CalenderOptions.neck_contacts)
 
     def packing(self, lab: np.ndarray, n_coll: int) -> np.ndarray | None:
         """Local packing fraction of the capped phases' skeleton on the coating grid (None: no cap)."""

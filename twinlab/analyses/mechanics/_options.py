@@ -108,6 +108,20 @@ class CalenderOptions:
         ``unresolved_voxels``). 5 (3 until stop 24): at 5 passes the last test changes 1–4 % of the
         demo cathode's interphase voxels after its first increment, ≤ 2.5 % of the contacts' normal
         load (the first increment, where most gaps close: 7 % and 12 %; stop 25).
+    neck_contacts : bool
+        Opt-in (issue 16, stop 27): particle faces toward a pore-bridging CBD/binder voxel get the contact
+        interphase too, so a CBD neck joins two particles through the contact compliance (two interphase
+        layers: k_n per area, plus the neck's own t/E) instead of a bonded link of stiffness E/t with t one
+        voxel or more. The bonded necks are what makes the default's roll pressure depend on the voxel size
+        at low density: binning a 1 µm cathode to 2 µm turns ~40 % of its one-voxel necks into direct contacts
+        (``contact_statistics``: 129 → 76 bridged pairs) and thickens the rest. Benchmark cathode (seed 1,
+        48 µm window, 4 steps), roll pressure at 2.6/3.0 g/cm³, 1 vs 2 µm voxels: 21.1/55.5 vs 16.0/45.2 MPa
+        by default, 7.0/29.1 vs 7.5/29.5 with neck contacts (14 µm particles only, seeds 1/2: 0.98/0.70 and
+        0.73/0.78 as 1 µm/2 µm ratios — there the 2 µm grid's extra contacts, sub-voxel gaps closed by the
+        binning, remain). It also moves the crackable volume (seed 1, 2 µm, 3.0 g/cm³: > 100 MPa 50.7 →
+        21.0 %), partly because the interphase voxels are left out of the stress statistics (36 % of the
+        active voxels at 2 µm, 22 % at 1 µm, against 21 % and 4 % by default). Not the default: the series
+        and the pressure calibration (k_n, P_j) have not been re-validated with it.
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
@@ -161,6 +175,7 @@ class CalenderOptions:
     contact_materials: Mapping[str, Material | str] | None = field(default=None)
     contact_tol: float = 0.02
     contact_passes: int = 5
+    neck_contacts: bool = False
     shells: str = "membrane"
     shell_thickness_um: float = 0.1
     edge_margin: int | None = None
@@ -212,7 +227,7 @@ class CalenderOptions:
             raise InputError(f"shell_thickness_um must be a positive thickness in µm, got {self.shell_thickness_um!r}")
         if self.edge_margin is not None and (not _int(self.edge_margin) or self.edge_margin < 0):
             raise InputError(f"edge_margin must be a number of voxels ≥ 0, got {self.edge_margin!r}")
-        for name in ("keep_fields", "contacts"):
+        for name in ("keep_fields", "contacts", "neck_contacts"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
