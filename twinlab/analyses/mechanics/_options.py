@@ -120,8 +120,8 @@ class CalenderOptions:
         0.06 g/cm³ off the 1 µm ones). Not the default: the crackable volume then depends on the voxel size
         instead (> 100 MPa at 3.0 g/cm³, seeds 1/2/3: 20.3/19.5/24.0 % at 1 µm, 32.6/29.0/34.0 % at 2 µm; by
         default 56.4/61.0/64.4 and 61.2/63.5/67.3 %), because the interphase voxels — left out of the stress
-        statistics — become 22 % of the active voxels at 1 µm and 36 % at 2 µm (4 % and 21 % by default): the contact
-        compliance needs to sit on the faces, not in a voxel layer of the particle. The pressure calibration
+        statistics — become 22 % of the active voxels at 1 µm and 36 % at 2 µm (4 % and 21 % by default): the
+        contact compliance needs to sit on the faces, not in a voxel layer of the particle. The pressure calibration
         (k_n, P_j) has not been re-validated with it (seed 1, 2 µm: 5.9/23.3/61.3/102.1 MPa at
         2.6/3.0/3.4/3.8 g/cm³, inside the published bands).
     shells : "membrane" or "voxel"
