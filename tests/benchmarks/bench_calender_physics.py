@@ -30,7 +30,10 @@ Prints
   of ≥ 60 µm need e.g. ``--width 72 --runs 32x4,24x4``. ``--contact-kn GPa/µm`` replaces the NCM contact
   law's normal stiffness per contact area (materials.NCM_contact) for a sensitivity run; ``--voxel µm``
   calenders the same cathode, generated at 1 µm, on bins of that size (``voxel_um``; windows then count
-  those bins).
+  those bins). For the voxel-size dependence of the roll pressure (issue 16, stop 27): ``--modes``
+  replaces the generator's particle size modes (``MEAN:LOG_SIGMA:WEIGHT,…``, e.g. ``14:0.25:1`` without
+  the 3 µm mode), ``--no-cbd`` turns the CBD into pore after generation (the design, and so the
+  density targets, unchanged) and ``--neck-contacts`` sets the calender option ``neck_contacts``.
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
   two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
@@ -101,17 +104,20 @@ def hertz():
 
 
 def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, width=48.0, contact_kn=None,
-            voxel=None):
+            voxel=None, modes=None, cbd=True, neck_contacts=False):
     """The cathode series per seed and run (WINDOWxSTEPS: lateral window in voxels × increments), on one
     generated cathode of ``width`` µm in-plane per seed (every window a centred crop of it, so the windows
     of one seed share their particles); ``contact_kn`` (GPa/µm) replaces the NCM contact law's normal stiffness
-    per contact area; ``voxel`` (µm): the cathode generated at 1 µm, calendered on bins of that size."""
+    per contact area; ``voxel`` (µm): the cathode generated at 1 µm, calendered on bins of that size;
+    ``modes`` the generator's size modes (default NCM_MODES); ``cbd=False``: the CBD made pore;
+    ``neck_contacts``: the calender option (CBD necks through the contact law)."""
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
-    from twinlab.datasets.generators import make_cathode
+    from twinlab.datasets.generators import NCM_MODES, make_cathode
     from twinlab.design import ncm622_cathode
     from twinlab.errors import InputError
     from twinlab.materials import MATERIALS
+    from twinlab.phases import DEFAULT_PHASES
 
     contact_materials = None if contact_kn is None else {
         "active": MATERIALS["NCM_contact"].with_(normal_stiffness_gpa_um=contact_kn)}
@@ -122,14 +128,18 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
     crack = {}  # (window, steps) → {seed: [(c100, c150) per density]}
     for seed in seeds:
         gen = make_cathode(domain_um=(width, 4 + design.thickness_um, width), voxel_size_um=vs, collector_um=4,
-                           seed=seed)
-        print("cathode:", gen.phases.shape, f"{vs} µm voxels, seed {seed}, contacts", gen.contacts, flush=True)
+                           seed=seed, modes=modes or NCM_MODES)
+        phases = gen.phases
+        if not cbd:
+            phases = np.where(phases == DEFAULT_PHASES.value("cbd"), DEFAULT_PHASES.value("pore"), phases)
+        print("cathode:", gen.phases.shape, f"{vs} µm voxels, seed {seed}, {'' if cbd else 'no CBD, '}contacts",
+              gen.contacts, flush=True)
         for window, steps in runs:
             t = time.perf_counter()
-            s = calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
+            s = calender(phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
                          voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
                          maxiter=20000, rearrange=rearrange, contact_materials=contact_materials,
-                         voxel_um=None if mech == vs else mech)
+                         voxel_um=None if mech == vs else mech, neck_contacts=neck_contacts)
             kn = contact_kn or MATERIALS["NCM_contact"].normal_stiffness_gpa_um
             print(f"rearrange={rearrange} contact k_n {kn} GPa/µm, {mech} µm voxels, "
                   f"seed {seed} window {window} ({window * mech:.0f} µm) steps {steps} "
@@ -266,6 +276,14 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
                       f"{np.abs(a[j] - curves[coarse][2][both]).max():.3f}", flush=True)
 
 
+def _modes(text):
+    """``MEAN:LOG_SIGMA:WEIGHT,…`` → the generator's LogNormalMode tuple (None: its default)."""
+    if not text:
+        return None
+    from twinlab.datasets.generators import LogNormalMode
+    return tuple(LogNormalMode(*(float(v) for v in m.split(":"))) for m in text.split(","))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller windows / coarser voxels")
@@ -281,6 +299,11 @@ def main():
     ap.add_argument("--voxel", type=float, default=None,
                     help="mechanics voxel edge (µm) for the cathode: generated at 1 µm, calendered on its bins")
     ap.add_argument("--no-pores", action="store_true", help="skip the pore network per cathode member")
+    ap.add_argument("--modes", default=None,
+                    help="cathode particle size modes MEAN:LOG_SIGMA:WEIGHT,… (µm; default the generator's NCM_MODES)")
+    ap.add_argument("--no-cbd", action="store_true", help="the generated cathode's CBD made pore (diagnosis)")
+    ap.add_argument("--neck-contacts", action="store_true",
+                    help="calender option neck_contacts: CBD necks join particles through the contact law")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
     ap.add_argument("--lmp-ratios", default=None, help="LMP calendering ratios, e.g. 0.05,0.1,0.2 (one increment each)")
@@ -301,7 +324,8 @@ def main():
         runs = [tuple(int(v) for v in r.split("x")) for r in args.runs.split(",")] if args.runs else None
         for rearrange in args.rearrange.split(","):
             cathode(args.quick, runs, rearrange, tuple(int(v) for v in args.seeds.split(",")), not args.no_pores,
-                    args.width, args.contact_kn, args.voxel)
+                    args.width, args.contact_kn, args.voxel, _modes(args.modes), not args.no_cbd,
+                    args.neck_contacts)
     if "lmp" in parts:
         for rearrange in args.rearrange.split(","):
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,

@@ -219,6 +219,8 @@ def calender(
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
     cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed,
                             voxel_um=h)
+    if cstate is not None:
+        cstate.neck_contacts = opts.neck_contacts
     # the compaction cap is an explicit update of the packing state: its increments are kept small
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
     # instead rearranges each requested increment to jamming itself)
@@ -662,7 +664,10 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     if contacts:
         fixed = np.zeros(shape_c, bool)
         fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
-        interphase = foreign_faces(cstate.inst, fixed[:nt], top_is_roll=True)  # once: the solve takes it too
+        held = fixed[:nt]  # the collector; with neck contacts also the CBD/binder (CalenderOptions.neck_contacts)
+        if cstate.neck_contacts and cstate.law.bridges:
+            held = held | np.isin(lab, cstate.law.bridges)
+        interphase = foreign_faces(cstate.inst, held, top_is_roll=True)  # once: the solve takes it too
         # elastic particles start from their mean stress: no residue of the remap (relieve_particle_residuals)
         bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~interphase[0]
         if cstate.shelled is not None:
