@@ -291,6 +291,8 @@ def main():
                          "generator's true spheres (calender's particle_spheres)")
     ap.add_argument("--lmp-free-top", action="store_true",
                     help="the generated anode's free (cast) top surface (make_lmp_anode(free_top=True))")
+    ap.add_argument("--lmp-until-jam", action="store_true",
+                    help="DEM stages only until the packing first jams (calender option dem_until_jam)")
     ap.add_argument("--lmp-option", action="append", default=[],
                     help="calender option NAME=FLOAT for the LMP runs (diagnosis), e.g. dem_collision_tol=1")
     args = ap.parse_args()
@@ -307,7 +309,8 @@ def main():
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
                 [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
                 args.lmp_seed, {k: int(v) if v.isdigit() else float(v)
-                                 for k, v in (o.split("=") for o in args.lmp_option)}, args.lmp_fit,
+                                 for k, v in (o.split("=") for o in args.lmp_option)}
+                | ({"dem_until_jam": True} if args.lmp_until_jam else {}), args.lmp_fit,
                 args.lmp_free_top)
 
 
