@@ -139,9 +139,12 @@ def calender(
         ``rearrange="dem"`` the first DEM stage starts from them (:meth:`._rearrange.DemPacking.of_spheres`)
         instead of clumps fitted to the voxels, so it starts from the same packing at any voxel size;
         not with a lateral ``window`` or ``voxel_um`` bins. The later stages start from clumps refitted
-        to the voxels (:meth:`._rearrange.DemPacking.follow`). On the generated LMP anode the true spheres
+        to the voxels (:meth:`._rearrange.DemPacking.follow`) — or, with ``dem_until_jam=True``, there are
+        none after the first jam and the true spheres are never refitted, so the whole DEM path is the same
+        at any voxel size. On the generated LMP anode the true spheres
         jam after 2.25–2.5 µm of roll travel: its packing is walled along the thickness, so half the
-        particles touch the roll plane (``tests/benchmarks/MEASUREMENTS.md``, stop 25).
+        particles touch the roll plane (``tests/benchmarks/MEASUREMENTS.md``, stop 25); with its free top
+        (``make_lmp_anode(free_top=True)``) after 31–37 µm.
     **overrides
         Single :class:`~._options.CalenderOptions` fields (e.g. ``tol=1e-5``) applied on top of
         ``options`` and checked the same way.
