@@ -87,6 +87,21 @@ the pressed spheres whole, which lost 11–18 % of the clumps' volume per increm
 (step 3); the next fit follows the voxels. Not carried: the walls' overlaps (:meth:`DemPacking.between`),
 the tangential (Mindlin) contact history and velocities — every stage starts from rest and ends relaxed.
 
+**Or DEM stages only until the first jam** (``calender(..., dem_until_jam=True)``): once a stage stops at
+the jam (its pressure or collision limit), the stress solve takes every later increment whole — its
+contacts slide, and below random loose packing give way (:func:`._contacts.compaction_pressure`) — and
+the clumps are never refitted. Each refit otherwise gives the next stage free roll travel (the fit's
+looseness, above) that grows with the number of increments and depends on the voxel size. From the
+true spheres (``particle_spheres``) the whole DEM path is then the same packing on any grid. Stop 27,
+480 µm LMP anode with a free top (``make_lmp_anode(free_top=True)``), one increment per layer, 6 vs 4 µm
+(``tests/benchmarks/bench_calender_physics.py --part lmp --rearrange dem --lmp-free-top --lmp-fit spheres
+--lmp-until-jam``): intact 1.00 and activation 0 until the jam at a coating of 80–85 µm (ratio ~0.33),
+then most films break within one layer (intact 0.43–0.58, activation 0.76–0.94; by membrane strain:
+10 478 of 23 562 films at once, one by traction); the two grids agree within 0.033 / 0.009
+(intact / activation) at the thicknesses both reach (every 12 µm) on seeds 1 and 2, not on seed 3
+(0.083 at 72 µm: its 4 µm DEM crossed the 1 MPa jam pressure a layer later — the packing's pressure
+lies on a frictional plateau near it, 0.88 MPa at 84 µm, 1.03 at 80).
+
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
 time step follows the median particle's Rayleigh time; the relaxed, static packing does not
