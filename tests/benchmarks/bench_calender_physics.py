@@ -202,11 +202,12 @@ def _window_spread(crack):
 
 
 def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None, fit="voxels",
-        free_top=False):
+        free_top=False, thicknesses=None):
     """Shell-intact fraction and activation per achieved ratio at each voxel size, then the largest
     difference between voxel sizes: the finer curves interpolated (linearly in the achieved ratio)
     at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
-    achieved ratios differ between voxel sizes."""
+    achieved ratios differ between voxel sizes. ``thicknesses`` (µm) instead of ``ratios``: the same coating
+    thicknesses (roll positions) on every grid, e.g. every 12 µm — the same increments at 6 and 4 µm."""
     from twinlab.analyses.conductive import activation_from_calender
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
@@ -223,7 +224,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
         n_coll = int((lab == coll).any(axis=(1, 2)).sum())
         m0 = int(np.flatnonzero(((lab != 0) & (lab != coll)).any(axis=(1, 2))).max()) + 1 - n_coll
         layers = {}
-        for r in ratios:
+        for r in ([1 - t / (m0 * vs) for t in thicknesses] if thicknesses else ratios):
             layers.setdefault(int(round(m0 * (1 - r))), r)
         use = tuple(r for m, r in sorted(layers.items(), reverse=True) if m < m0)
         spheres = g.particle_spheres() if rearrange == "dem" and fit == "spheres" else None
@@ -307,6 +308,9 @@ def main():
                          "generator's true spheres (calender's particle_spheres)")
     ap.add_argument("--lmp-free-top", action="store_true",
                     help="the generated anode's free (cast) top surface (make_lmp_anode(free_top=True))")
+    ap.add_argument("--lmp-thicknesses", default=None,
+                    help="LMP coating thicknesses (µm) to calender to instead of ratios, e.g. 120,108,96 (one "
+                         "increment each: the same roll positions and increments on every grid)")
     ap.add_argument("--lmp-until-jam", action="store_true",
                     help="DEM stages only until the packing first jams (calender option dem_until_jam)")
     ap.add_argument("--lmp-option", action="append", default=[],
@@ -327,7 +331,8 @@ def main():
                 args.lmp_seed, {k: int(v) if v.isdigit() else float(v)
                                  for k, v in (o.split("=") for o in args.lmp_option)}
                 | ({"dem_until_jam": True} if args.lmp_until_jam else {}), args.lmp_fit,
-                args.lmp_free_top)
+                args.lmp_free_top,
+                [float(v) for v in args.lmp_thicknesses.split(",")] if args.lmp_thicknesses else None)
 
 
 if __name__ == "__main__":
