@@ -237,7 +237,7 @@ def test_lmp_free_top_series_shows_rearrangement_then_a_steep_break_at_both_voxe
 @pytest.mark.slow
 @needs_dem
 @pytest.mark.xfail(strict=True, reason="at 84 µm, inside the break that follows the jam, the grids differ by "
-                   "0.065 (intact 0.830 vs 0.765); 0.027 / 0.004 at 72 µm (README Known limits)")
+                   "0.065 (intact 0.830 vs 0.765); 0.029 / 0.005 at 72 µm (README Known limits)")
 def test_lmp_free_top_series_is_the_same_curve_within_5_percent_at_two_voxel_sizes(lmp_two_voxel_series):
     """Issue 16: the same shell-intact and activation curve within 0.05 (absolute) at 6 and 4 µm voxels,
     compared at the same coating thicknesses (the same roll positions; the grids round the uncalendered
