@@ -258,7 +258,8 @@ def calender(
         ti = 0
         jammed = False  # dem_until_jam: a DEM stage has stopped at the jam
         for m_next in schedule:
-            if m_next < m_cur and dem is not None and not jammed:  # rearrangement first: the stress solve takes the rest
+            # rearrangement first: the stress solve takes the rest
+            if m_next < m_cur and dem is not None and not jammed:
                 lab, img, stress, strain, disp, broken, m_dem, packing = rearrange_state(
                     lab, img, stress, strain, disp, broken, take=_take, cstate=cstate, materials=dem, n_coll=n_coll,
                     m_cur=m_cur,
@@ -286,7 +287,8 @@ def calender(
                     preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
                     contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um,
                     rounding_phase=_rounding_phase(done))
-                if packing is not None and not jammed:  # the clumps refitted to the particles as the solve left them (DemPacking.follow)
+                # the clumps refitted to the particles as the solve left them (DemPacking.follow)
+                if packing is not None and not jammed:
                     packing = packing.follow(cstate.inst, z_bottom=n_coll, z_top=n_coll + m_next)
                 stats["cg"] += cg
                 stats["newton"] += nw
