@@ -189,3 +189,62 @@ def test_intact_shells_everywhere_give_no_activation_whatever_the_remap_did(rear
         for shift in (1, -1):
             nb = np.roll(lab, shift, axis=ax)
             assert not ((lab == li) & np.isin(nb, [coll, 0])).any()
+
+
+#: coating thicknesses (µm) of the two-voxel series: every 12 µm, whole layers at 6 and 4 µm voxels, so both
+#: grids take the same increments and reach the same roll positions
+TWO_VOXEL_THICKNESSES_UM = (120.0, 108.0, 96.0, 84.0, 72.0)
+
+
+@pytest.fixture(scope="module")
+def lmp_two_voxel_series():
+    """The 480 µm anode with a free (cast) top, seed 1, calendered at 6 and 4 µm voxels to the same coating
+    thicknesses, the DEM started from the generator's true spheres and run only until the packing first
+    jams (``dem_until_jam``): the same packing and the same DEM path on both grids. Per voxel size: the
+    thicknesses (µm) and the shell-intact fractions and activations there, the uncalendered state first."""
+    out = {}
+    for vs in (6.0, 4.0):
+        g = make_lmp_anode(domain_um=(480, 95, 480), voxel_size_um=vs, collector_um=12, seed=1, free_top=True)
+        solid = np.flatnonzero(np.isin(g.phases, [DEFAULT_PHASES.value("lithium"), DEFAULT_PHASES.value("shell")])
+                               .any(axis=(0, 2)))
+        h0 = (solid.max() + 1 - g.coating_range[0]) * vs  # the uncalendered coating calender measures (µm)
+        ratios = [1 - t / h0 for t in TWO_VOXEL_THICKNESSES_UM if t < h0]
+        s = calender(g.phases, particles=g.particles, particle_spheres=g.particle_spheres(), ratios=ratios,
+                     steps=len(ratios), voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2,
+                     rearrange="dem", dem_until_jam=True)
+        act = activation_from_calender(s, thickness_axis="y", collector_side="low").activation
+        out[vs] = (np.array([s.thickness0_um] + [st.thickness_um for st in s.steps]),
+                   np.array([1.0] + [st.shell_intact_fraction for st in s.steps]), np.array([0.0, *act]))
+    return out
+
+
+@pytest.mark.slow
+@needs_dem
+def test_lmp_free_top_series_shows_rearrangement_then_a_steep_break_at_both_voxel_sizes(lmp_two_voxel_series):
+    """On both grids: shells intact and no lithium connected while the loose packing rearranges (to a
+    coating of 96 µm, ratio ~0.24), the intact fraction falls monotonically, activation rises from 0 to
+    > 0.9 within 24 µm of roll travel once the packing has jammed (~85 µm) and most shell area is broken
+    at 72 µm (ratio 0.43). Stop 27: intact 1 / 1 / 1 / 0.83 / 0.23 (6 µm) and 1 / 1 / 1 / 0.77 / 0.20
+    (4 µm) at 120 … 72 µm."""
+    for vs, (t, intact, act) in lmp_two_voxel_series.items():
+        light = t >= 96.0 - 1e-6
+        assert (intact[light] == 1.0).all() and (act[light] == 0.0).all(), (vs, t, intact, act)
+        assert (np.diff(intact) <= 0).all(), (vs, intact)
+        last = np.isclose(t, 72.0)
+        assert last.sum() == 1 and act[last][0] > 0.9 and intact[last][0] < 0.5, (vs, t, intact, act)
+
+
+@pytest.mark.slow
+@needs_dem
+@pytest.mark.xfail(strict=True, reason="at 84 µm, inside the break that follows the jam, the grids differ by "
+                   "0.065 (intact 0.830 vs 0.765); 0.029 / 0.005 at 72 µm (README Known limits)")
+def test_lmp_free_top_series_is_the_same_curve_within_5_percent_at_two_voxel_sizes(lmp_two_voxel_series):
+    """Issue 16: the same shell-intact and activation curve within 0.05 (absolute) at 6 and 4 µm voxels,
+    compared at the same coating thicknesses (the same roll positions; the grids round the uncalendered
+    free top differently, 126 vs 124 µm, so the same ratio would be a different roll position)."""
+    (t6, i6, a6), (t4, i4, a4) = lmp_two_voxel_series[6.0], lmp_two_voxel_series[4.0]
+    both = [t for t in TWO_VOXEL_THICKNESSES_UM if np.isclose(t6, t).any() and np.isclose(t4, t).any()]
+    assert len(both) >= 4, (t6, t4)
+    k6 = [int(np.flatnonzero(np.isclose(t6, t))[0]) for t in both]
+    k4 = [int(np.flatnonzero(np.isclose(t4, t))[0]) for t in both]
+    assert np.abs(i6[k6] - i4[k4]).max() <= 0.05 and np.abs(a6[k6] - a4[k4]).max() <= 0.05, (both, i6, i4, a6, a4)

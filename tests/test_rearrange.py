@@ -458,6 +458,30 @@ def test_calender_fits_the_clumps_once_and_carries_them():
 
 
 
+@needs_dem
+def test_dem_stages_stop_once_the_packing_has_jammed_with_dem_until_jam():
+    """A loose zig-zag column in a narrow cell topples, then jams (a stage stopped by its collision
+    limit at 35–45 %). With ``dem_until_jam`` no DEM stage follows the jam: the stress solve takes the
+    later increments whole, so the roll loads the jammed column by all their travel. By default a stage
+    before every increment refits the clumps to the voxels and takes roll travel free (the wall moved
+    half a layer past the jam), and the column carries less."""
+    inst = _zigzag_column(n_lat=12)
+    labels = np.where(inst > 0, 1, 0).astype(np.uint8)
+    kw = dict(particles=inst, ratios=[0.35, 0.45, 0.5], steps=3, voxel_size_um=1.0, thickness_axis="z",
+              collector_side="low", workers=1, edge_margin=0, tol=1e-3, rearrange="dem")
+    until = calender(labels, dem_until_jam=True, **kw)
+    every = calender(labels, **kw)
+    jammed = [st["stop"]["by"] != "target" for st in until.settings["dem_stages"]]
+    assert jammed[-1] and not any(jammed[:-1]), until.settings["dem_stages"]
+    assert until.settings["dem_stages"][-1]["stopped_layers"] > until.steps[1].thickness_voxels  # jammed before 45 %
+    assert len(every.settings["dem_stages"]) > len(until.settings["dem_stages"])
+    p_until = [st.roll_pressure_mpa for st in until.steps]
+    p_every = [st.roll_pressure_mpa for st in every.steps]
+    assert [st.thickness_voxels for st in until.steps] == [st.thickness_voxels for st in every.steps]
+    assert p_until[0] == pytest.approx(p_every[0])  # the same path up to the jam
+    assert p_until[-1] > 1.3 * p_every[-1], (p_until, p_every)
+
+
 def _pair_on_collector(h, *, R=8.0, delta=0.4, d_c=-0.2, d_r=-0.2, overlap=False):
     """Ball A (id 1) on the collector (one layer) and ball B (id 2) on A, under the roll, as voxels
     (centres inside the true spheres) and as their DEM spheres, in µm: the two surfaces ``delta`` apart

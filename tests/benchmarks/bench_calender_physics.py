@@ -212,17 +212,18 @@ def _window_spread(crack):
 
 
 def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, seed=3, options=None, fit="voxels",
-        free_top=False):
+        free_top=False, thicknesses=None):
     """Shell-intact fraction and activation per achieved ratio at each voxel size, then the largest
     difference between voxel sizes: the finer curves interpolated (linearly in the achieved ratio)
     at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
-    achieved ratios differ between voxel sizes."""
+    achieved ratios differ between voxel sizes. ``thicknesses`` (µm) instead of ``ratios``: the same coating
+    thicknesses (roll positions) on every grid, e.g. every 12 µm — the same increments at 6 and 4 µm."""
     from twinlab.analyses.conductive import activation_from_calender
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
     ratios = ratios or (0.05, 0.1, 0.2, 0.3, 0.4)
-    curves = {}
+    curves, thick = {}, {}
     for vs in voxels or ((4.0, 5.0) if not quick else (5.0, 6.0)):
         t = time.perf_counter()
         g = make_lmp_anode(domain_um=(width, 11 + 84, width), voxel_size_um=vs, collector_um=12, seed=seed,
@@ -233,7 +234,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
         n_coll = int((lab == coll).any(axis=(1, 2)).sum())
         m0 = int(np.flatnonzero(((lab != 0) & (lab != coll)).any(axis=(1, 2))).max()) + 1 - n_coll
         layers = {}
-        for r in ratios:
+        for r in ([1 - t / (m0 * vs) for t in thicknesses] if thicknesses else ratios):
             layers.setdefault(int(round(m0 * (1 - r))), r)
         use = tuple(r for m, r in sorted(layers.items(), reverse=True) if m < m0)
         spheres = g.particle_spheres() if rearrange == "dem" and fit == "spheres" else None
@@ -255,6 +256,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
             print(f"    DEM stage {d['from_layers']}→{d['target_layers']} layers stopped at {d['stopped_layers']}: "
                   f"{d['pressure_mpa']:.2f} MPa, {d['stop']}, contact gaps {d.get('gaps')}", flush=True)
         curves[vs] = (np.array(x), np.array(intact), np.array(active))
+        thick[vs] = np.array([s.thickness0_um] + [st.thickness_um for st in s.steps])
     if len(curves) > 1:
         coarse = max(curves)
         xc = curves[coarse][0]
@@ -274,6 +276,21 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
                 print(f"  at the ratios both reached ({', '.join(f'{xc[k]:.3f}' for k in both)}): largest |Δ intact| "
                       f"{np.abs(i[j] - curves[coarse][1][both]).max():.3f}, |Δ activation| "
                       f"{np.abs(a[j] - curves[coarse][2][both]).max():.3f}", flush=True)
+            # by the coating thickness (µm: the roll's position), at the thicknesses both grids reached
+            # (whole layers of both, every 12 µm at 6 and 4 µm): a free top's uncalendered thickness is
+            # its highest particle rounded to a layer of each grid, so the same roll position is a
+            # different ratio on each
+            tc, tf = thick[coarse][1:], thick[vs][1:]
+            pairs = [(k, int(np.argmin(np.abs(tf - t)))) for k, t in enumerate(tc) if np.isclose(tf, t).any()]
+            if pairs:
+                kc, kf = (np.array(v) + 1 for v in zip(*pairs))
+                print(f"  at the coating thicknesses both reached ({', '.join(f'{thick[coarse][k]:.0f}' for k in kc)} "
+                      f"µm): |Δ intact| {', '.join(f'{d:.3f}' for d in np.abs(i[kf] - curves[coarse][1][kc]))}; "
+                      f"|Δ activation| {', '.join(f'{d:.3f}' for d in np.abs(a[kf] - curves[coarse][2][kc]))}",
+                      flush=True)
+                worst = max(np.abs(i[kf] - curves[coarse][1][kc]).max(), np.abs(a[kf] - curves[coarse][2][kc]).max())
+                print(f"  issue 16 (same curve within 0.05 at two voxel sizes, at the thicknesses both reached): "
+                      f"{'met' if worst <= 0.05 else 'NOT met'} ({worst:.3f})", flush=True)
 
 
 def _modes(text):
@@ -314,6 +331,11 @@ def main():
                          "generator's true spheres (calender's particle_spheres)")
     ap.add_argument("--lmp-free-top", action="store_true",
                     help="the generated anode's free (cast) top surface (make_lmp_anode(free_top=True))")
+    ap.add_argument("--lmp-thicknesses", default=None,
+                    help="LMP coating thicknesses (µm) to calender to instead of ratios, e.g. 120,108,96 (one "
+                         "increment each: the same roll positions and increments on every grid)")
+    ap.add_argument("--lmp-until-jam", action="store_true",
+                    help="DEM stages only until the packing first jams (calender option dem_until_jam)")
     ap.add_argument("--lmp-option", action="append", default=[],
                     help="calender option NAME=FLOAT for the LMP runs (diagnosis), e.g. dem_collision_tol=1")
     args = ap.parse_args()
@@ -331,8 +353,10 @@ def main():
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,
                 [float(v) for v in args.lmp_ratios.split(",")] if args.lmp_ratios else None, args.lmp_width,
                 args.lmp_seed, {k: int(v) if v.isdigit() else float(v)
-                                 for k, v in (o.split("=") for o in args.lmp_option)}, args.lmp_fit,
-                args.lmp_free_top)
+                                 for k, v in (o.split("=") for o in args.lmp_option)}
+                | ({"dem_until_jam": True} if args.lmp_until_jam else {}), args.lmp_fit,
+                args.lmp_free_top,
+                [float(v) for v in args.lmp_thicknesses.split(",")] if args.lmp_thicknesses else None)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,13 @@ class CalenderOptions:
         one-voxel digitisation shell of the surfaces does not count, so one stage stops at nearly
         the same roll travel at any voxel size. Default 0.1: at most a tenth of the swept volume is taken stress-free (the
         per-layer rule this replaces, 1.5 % of the particle voxels per layer, was ≈ 0.1 at 6 µm).
+    dem_until_jam : bool
+        With ``rearrange="dem"``: DEM stages only until the packing first jams (a stage stopped by the
+        jam pressure or the collision limit); the stress solve takes every later increment whole, with
+        its contacts (sliding, giving way below random loose packing), and the clumps are never fitted
+        to the voxels again (False: a stage before every increment from the clumps refitted to the
+        voxels as the solve left them, whose looseness gives each stage free roll travel that depends
+        on the voxel size and the number of increments).
     """
 
     materials: Mapping[str, Material | str] | None = None
@@ -188,6 +195,7 @@ class CalenderOptions:
     rearrange: str = "none"
     dem_jam_pressure_mpa: float = 1.0
     dem_collision_tol: float = 0.1
+    dem_until_jam: bool = False
 
     def __post_init__(self) -> None:
         thresholds = self.crack_thresholds_mpa
@@ -233,7 +241,7 @@ class CalenderOptions:
             raise InputError(f"shell_thickness_um must be a positive thickness in µm, got {self.shell_thickness_um!r}")
         if self.edge_margin is not None and (not _int(self.edge_margin) or self.edge_margin < 0):
             raise InputError(f"edge_margin must be a number of voxels ≥ 0, got {self.edge_margin!r}")
-        for name in ("keep_fields", "contacts", "neck_contacts"):
+        for name in ("keep_fields", "contacts", "neck_contacts", "dem_until_jam"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
 

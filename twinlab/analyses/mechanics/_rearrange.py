@@ -87,10 +87,25 @@ the pressed spheres whole, which lost 11–18 % of the clumps' volume per increm
 (step 3); the next fit follows the voxels. Not carried: the walls' overlaps (:meth:`DemPacking.between`),
 the tangential (Mindlin) contact history and velocities — every stage starts from rest and ends relaxed.
 
-Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
-scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
-time step follows the median particle's Rayleigh time; the relaxed, static packing does not
-depend on masses.
+**Or DEM stages only until the first jam** (``calender(..., dem_until_jam=True)``): once a stage stops at
+the jam (its pressure or collision limit), the stress solve takes every later increment whole — its
+contacts slide, and below random loose packing give way (:func:`._contacts.compaction_pressure`) — and
+the clumps are never refitted. Each refit otherwise gives the next stage free roll travel (the fit's
+looseness, above) that grows with the number of increments and depends on the voxel size. From the
+true spheres (``particle_spheres``) the whole DEM path is then the same packing on any grid. Stop 27,
+480 µm LMP anode with a free top (``make_lmp_anode(free_top=True)``), 6 vs 4 µm voxels, the same coating
+thicknesses 120/108/…/60 µm on both grids (``tests/benchmarks/bench_calender_physics.py --part lmp
+--rearrange dem --lmp-free-top --lmp-fit spheres --lmp-until-jam --lmp-thicknesses 120,108,96,84,72,60``):
+intact 1 and activation 0 to 96 µm on both grids and seeds 1–3 (rearrangement), the jam at ~85 µm, then
+most films break within ~12 µm (at 72 µm intact 0.17–0.27, activation 0.96–1.00; by membrane strain —
+13 313 of 23 562 films in the increment after the jam at 6 µm, one by traction); largest gap intact /
+activation 0.065 / 0.024, 0.025 / 0.065, 0.015 / 0.016 (seeds 1/2/3), each at 84 µm (inside the break;
+≤ 0.03 elsewhere). With one increment per layer instead (1.5× as many at 4 µm) the gaps at the common
+thicknesses grow to 0.033 / 0.101 / 0.083: the solve after the jam depends on the increment count (seed 2
+at 72 µm, 4 µm: intact 0.378 after two 4 µm increments from 80 µm, 0.228 after one 8 µm increment), and
+the jam moves with the stage boundaries — the packing's pressure lies on a frictional plateau near the
+1 MPa jam pressure (seed 3, 4 µm: 0.88 MPa at 84 µm, 1.03 at 80); a 3 MPa jam pressure made seed 3 worse
+(0.58 at 72 µm).
 """
 
 from __future__ import annotations

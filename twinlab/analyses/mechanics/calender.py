@@ -139,9 +139,12 @@ def calender(
         ``rearrange="dem"`` the first DEM stage starts from them (:meth:`._rearrange.DemPacking.of_spheres`)
         instead of clumps fitted to the voxels, so it starts from the same packing at any voxel size;
         not with a lateral ``window`` or ``voxel_um`` bins. The later stages start from clumps refitted
-        to the voxels (:meth:`._rearrange.DemPacking.follow`). On the generated LMP anode the true spheres
+        to the voxels (:meth:`._rearrange.DemPacking.follow`) — or, with ``dem_until_jam=True``, there are
+        none after the first jam and the true spheres are never refitted, so the whole DEM path is the same
+        at any voxel size. On the generated LMP anode the true spheres
         jam after 2.25–2.5 µm of roll travel: its packing is walled along the thickness, so half the
-        particles touch the roll plane (``tests/benchmarks/MEASUREMENTS.md``, stop 25).
+        particles touch the roll plane (``tests/benchmarks/MEASUREMENTS.md``, stop 25); with its free top
+        (``make_lmp_anode(free_top=True)``) after 31–37 µm.
     **overrides
         Single :class:`~._options.CalenderOptions` fields (e.g. ``tol=1e-5``) applied on top of
         ``options`` and checked the same way.
@@ -255,8 +258,10 @@ def calender(
         staging = make_staging(output.parent, output.name, "partial")
     try:
         ti = 0
+        jammed = False  # dem_until_jam: a DEM stage has stopped at the jam
         for m_next in schedule:
-            if m_next < m_cur and dem is not None:  # rearrangement first: the stress solve takes the rest
+            # rearrangement first: the stress solve takes the rest
+            if m_next < m_cur and dem is not None and not jammed:
                 lab, img, stress, strain, disp, broken, m_dem, packing = rearrange_state(
                     lab, img, stress, strain, disp, broken, take=_take, cstate=cstate, materials=dem, n_coll=n_coll,
                     m_cur=m_cur,
@@ -269,6 +274,7 @@ def calender(
                 hourglass = None
                 if cstate is not None:  # and reshapes them: their stress starts from its particle's mean
                     cstate.reshaped = None
+                jammed = opts.dem_until_jam and stats["dem"][-1]["stop"]["by"] in ("pressure", "collisions")
                 if m_dem == m_next:  # rearrangement took the whole increment
                     stats["increments"] += 1
                     stats["share"].append(1.0)
@@ -283,7 +289,8 @@ def calender(
                     preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
                     contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um,
                     rounding_phase=_rounding_phase(done))
-                if packing is not None:  # the clumps refitted to the particles as the solve left them (DemPacking.follow)
+                # the clumps refitted to the particles as the solve left them (DemPacking.follow)
+                if packing is not None and not jammed:
                     packing = packing.follow(cstate.inst, z_bottom=n_coll, z_top=n_coll + m_next)
                 stats["cg"] += cg
                 stats["newton"] += nw
