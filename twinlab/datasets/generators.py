@@ -762,7 +762,8 @@ def contact_statistics(particles: np.ndarray, voxel_size: Any, *, thickness_axis
     if bridges is not None:
         nb = len(_bridged_pairs(particles, bridges, thickness_axis) - set(pair_faces))
         bridged = {"bridged_pairs": nb, "bridged_pairs_per_particle": 2.0 * nb / n if n else 0.0}
-    return {**bridged, 
+    return {
+        **bridged,
         "n_particles": n, "touching_pairs": len(pair_faces),
         "touching_pairs_per_particle": 2.0 * len(pair_faces) / n if n else 0.0,
         "isolated_fraction": 1.0 - len(touching) / n if n else 0.0,
