@@ -106,6 +106,11 @@ at 72 µm, 4 µm: intact 0.378 after two 4 µm increments from 80 µm, 0.228 aft
 the jam moves with the stage boundaries — the packing's pressure lies on a frictional plateau near the
 1 MPa jam pressure (seed 3, 4 µm: 0.88 MPa at 84 µm, 1.03 at 80); a 3 MPa jam pressure made seed 3 worse
 (0.58 at 72 µm).
+
+Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
+scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
+time step follows the median particle's Rayleigh time; the relaxed, static packing does not
+depend on masses.
 """
 
 from __future__ import annotations
