@@ -1,0 +1,230 @@
+"""Cracked-plane contact interphase: a voxel that holds a frictional crack of a given normal (building block).
+
+Not wired into the solver yet (stop 27): today's interphase (:mod:`._contacts`) is an isotropic one-voxel layer
+solved by fixed-point passes that do not converge. This module is the anisotropic law meant to replace it, with
+its consistent tangent, so that the increment can be solved by an active-set (semi-smooth) Newton method.
+
+Model
+-----
+An interphase voxel of thickness ``h`` along its contact normal ``n`` (``h = Σ n_i² h_i``, as
+:meth:`._contacts.ContactLaw.moduli`) is isotropic bulk (λ, μ) in series with a crack (a zero-thickness interface
+element) of normal ``n`` whose displacement jump is ``w`` (a length, opening positive along ``n``). The crack's jump
+is smeared over the voxel — the smeared / embedded crack idea of Rots' and de Borst's crack models (Rots, "Computational
+modeling of concrete fracture", PhD thesis, TU Delft 1988; de Borst & Nauta, Eng. Comput. 2 (1985) 35 — cited
+from memory, not verified here): ::
+
+    ε = ε_bulk + sym(w ⊗ n)/h,     σ = C : ε_bulk,     σ·n = t(w)
+
+so the local equilibrium that fixes ``w`` for a given total voxel strain ``ε`` is ``(C : (ε − sym(w⊗n)/h))·n = t(w)``.
+The crack is a penalty (compliant-spring) contact with Coulomb friction, the unilateral condition of
+Signorini as in :mod:`._contacts` (Hüeber & Wohlmuth 2005; Hüeber, Stadler & Wohlmuth, SIAM J. Sci. Comput. 30
+(2008) 572 for the friction), with normal and tangential stiffness per area ``k_n``, ``k_t`` (MPa/µm), cohesion
+``c`` (MPa, the shear traction carried at zero pressure) and friction coefficient ``μ_f``. (``ContactLaw`` stores
+them in von Mises units: ``sy = √3 c``, ``slope = √3 μ_f``.) With ``g`` the crack's opening in the reference
+state (a gap ≥ 0, or an overlap < 0, a length) and ``s`` its accumulated tangential slip:
+
+* **open** (``g + w_n > 0``): ``t = 0``;
+* **stick** (closed): ``t_n = k_n (g + w_n) ≤ 0``, ``t_t = k_t (w_t − s)``, ``|t_t| ≤ c + μ_f |t_n|``;
+* **slip** (closed): ``t_t = (c + μ_f |t_n|) d`` along the stick trial ``d``, the slip grows by the excess.
+
+Because C is isotropic, ``Nᵀ C N = μ I + (λ+μ) n⊗n`` is diagonal in the crack's frame: the normal and tangential
+problems decouple and :func:`interface_return` is closed-form (no local iterations): the normal state is exact
+(the normal law is monotone), and the Coulomb return is radial (the tangential stiffness of bulk and spring in
+series is isotropic in the plane, so the radial return is the exact closest point).
+
+The voxel's tangent for a crack tangent ``dt = A dw`` (:func:`interface_tangent`) is, in engineering-shear Voigt
+matrices (N w = Voigt(sym(w⊗n)), Nᵀσ = σ·n) ::
+
+    C_eff = C − C N (h A + Nᵀ C N)⁻¹ Nᵀ C = (C⁻¹ + N (h A)⁻¹ Nᵀ)⁻¹
+
+— the bulk in series with the crack: ``A → ∞`` gives C, ``A = 0`` (open) plane stress in the crack's plane and no
+stiffness along its normal, stick along the normal the series modulus ``1/(1/M + 1/(h k_n))``. With
+``S = h A + Nᵀ C N = L Lᵀ`` it is ``C − Σ_k p_k ⊗ p_k``, three symmetric tensors ``p = L⁻¹ (C:sym(e_j⊗n))``
+(:func:`cracked_plane_vectors`): an operator applies it as ``C:ε − Σ_k p_k (p_k : ε)``.
+
+Conventions: symmetric tensors as 6 rows (00, 11, 22, 12, 02, 01), *tensor* shear components (the solver's,
+:mod:`._laws`), so ``a : b = Σ_d a_d b_d + 2 Σ_o a_o b_o``; vectors (3, m); per-voxel constants scalars or (m,).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import InputError
+from ._contacts import _elastic, _traction
+
+#: crack states (:func:`interface_return`)
+OPEN, STICK, SLIP = 0, 1, 2
+#: stiffness of a sliding crack along its slip direction (and least across it), as a fraction of k_t: the consistent
+#: tangent is zero there, and a patch of sliding voxels would be a zero-energy mode of the operator
+SLIP_FLOOR = 1e-3
+#: share of the crack's stiffness reduction that :func:`cracked_plane_vectors` leaves out (see there)
+KEPT = 1e-5
+
+
+def _sym(w, n):
+    """Voigt rows (6, m), tensor components, of ``sym(w ⊗ n)``."""
+    return np.stack([w[0] * n[0], w[1] * n[1], w[2] * n[2],
+                     0.5 * (w[1] * n[2] + w[2] * n[1]), 0.5 * (w[0] * n[2] + w[2] * n[0]),
+                     0.5 * (w[0] * n[1] + w[1] * n[0])])
+
+
+def _unit_normals(normal):
+    n = np.asarray(normal, np.float64)
+    if n.ndim != 2 or n.shape[0] != 3:
+        raise InputError(f"normals must have shape (3, m), got {n.shape}")
+    if not np.all(np.abs((n ** 2).sum(axis=0) - 1.0) < 1e-5):
+        raise InputError("interface normals must be unit vectors")
+    return n
+
+
+def _per_voxel(m, **values):
+    """Each named constant as a float64 (m,) array; a clear error for a wrong shape."""
+    out = []
+    for name, v in values.items():
+        a = np.asarray(v, np.float64)
+        try:
+            out.append(np.broadcast_to(a, (m,)))
+        except ValueError:
+            raise InputError(f"{name} must be a scalar or have shape ({m},), got {a.shape}") from None
+    return out
+
+
+def _outer(a, b):
+    """Per-voxel outer products (m, 3, 3) of vectors (3, m)."""
+    return a.T[:, :, None] * b.T[:, None, :]
+
+
+def interface_tangent(state, normal, k_n, k_t, t, w_t):
+    """Tangent ``A = dt/dw`` (m, 3, 3) of the crack, symmetric positive semi-definite, per ``state``.
+
+    OPEN: 0. STICK: ``k_n n⊗n + k_t (I − n⊗n)``. SLIP: ``k_n n⊗n + r (P_t − d⊗d)`` with ``r = |t_t| / |w_t|`` (the
+    radial return's consistent tangent across the slip direction ``d``), floored at ``SLIP_FLOOR k_t`` across and set
+    to ``SLIP_FLOOR k_t`` along ``d`` (consistent: 0). The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit
+    grows with the pressure); it is left out so that the operator stays symmetric — a Newton method with this
+    tangent converges linearly, not quadratically, while voxels slide.
+
+    ``t`` (3, m): the crack's traction; ``w_t`` (3, m): the tangential jump measured from the slip at the start of
+    the return (``w_t − s_old``; only its length is used, by sliding voxels).
+    """
+    n = _unit_normals(normal)
+    m = n.shape[1]
+    state = np.broadcast_to(np.asarray(state), (m,))
+    k_n, k_t = _per_voxel(m, k_n=k_n, k_t=k_t)
+    t = np.asarray(t, np.float64)
+    closed = state != OPEN
+    nn = _outer(n, n)
+    p_t = np.eye(3)[None] - nn
+    t_t = t - (t * n).sum(axis=0) * n
+    size = np.sqrt((t_t ** 2).sum(axis=0))
+    d = t_t / np.where(size > 0, size, 1.0)
+    dd = _outer(d, d)
+    floor = SLIP_FLOOR * k_t
+    w_size = np.sqrt((np.asarray(w_t, np.float64) ** 2).sum(axis=0))
+    r = np.maximum(size / np.where(w_size > 0, w_size, np.inf), floor)
+    slip = (state == SLIP)[:, None, None]
+    tangential = np.where(slip, r[:, None, None] * (p_t - dd) + floor[:, None, None] * dd, k_t[:, None, None] * p_t)
+    return np.where(closed[:, None, None], k_n[:, None, None] * nn + tangential, 0.0)
+
+
+def _cholesky3(s):
+    """Lower Cholesky factor (m, 3, 3) of symmetric positive-definite 3×3 matrices ``s`` (m, 3, 3)."""
+    L = np.zeros_like(s)
+    L[:, 0, 0] = np.sqrt(s[:, 0, 0])
+    L[:, 1, 0] = s[:, 1, 0] / L[:, 0, 0]
+    L[:, 2, 0] = s[:, 2, 0] / L[:, 0, 0]
+    L[:, 1, 1] = np.sqrt(s[:, 1, 1] - L[:, 1, 0] ** 2)
+    L[:, 2, 1] = (s[:, 2, 1] - L[:, 2, 0] * L[:, 1, 0]) / L[:, 1, 1]
+    L[:, 2, 2] = np.sqrt(s[:, 2, 2] - L[:, 2, 0] ** 2 - L[:, 2, 1] ** 2)
+    return L
+
+
+def cracked_plane_vectors(lam, mu, normal, h_n, A):
+    """The three tensors ``p`` (m, 3, 6) of a cracked voxel: ``C_eff : ε = C : ε − Σ_k p_k (p_k : ε)``.
+
+    ``C_eff = C − C N (h A + Nᵀ C N)⁻¹ Nᵀ C`` (module docstring) for isotropic bulk ``lam``, ``mu`` (MPa), crack normals
+    ``normal`` (3, m), voxel thickness along the normal ``h_n`` (µm) and crack tangents ``A`` (m, 3, 3) (MPa/µm,
+    symmetric positive semi-definite: :func:`interface_tangent`). Rows of ``p`` are symmetric tensors in the solver's
+    Voigt order with tensor components (stresses, MPa^½); in an engineering-shear Voigt matrix ``C_eff = C − Σ p pᵀ``.
+
+    ``p`` is ``L⁻¹ (C : sym(e_j ⊗ n))_j`` with ``L Lᵀ = h A + Nᵀ C N`` (a batched 3×3 Cholesky), times
+    ``√(1 − KEPT)``: an open crack (A = 0) removes exactly the stiffness along its normal and its transverse
+    shears, so ``C − Σ p pᵀ`` is singular, and rounded to float32 (the solver's precision) it comes out indefinite
+    (E = 1 GPa, ν 0.3 / 0.45, 20000 random normals: least eigenvalue −3e-4 / −4e-4 MPa, almost every voxel) — a
+    CG on an indefinite operator breaks down. Keeping ``KEPT`` of the removed stiffness lifts it to +3e-4 / +3e-4
+    MPa at 1e-6 (no margin) and +4e-3 / +3e-3 MPa at 1e-5, hence 1e-5: a spurious open-crack stiffness of 1e-5 of
+    the bulk's, far below anything the contacts resolve.
+    """
+    n = _unit_normals(normal)
+    m = n.shape[1]
+    lam, mu, h = _per_voxel(m, lam=lam, mu=mu, h_n=h_n)
+    A = np.broadcast_to(np.asarray(A, np.float64), (m, 3, 3))
+    if np.any(mu <= 0) or np.any(lam + mu <= 0) or np.any(h <= 0):
+        raise InputError("a cracked voxel needs a positive shear modulus, λ + μ > 0 and a positive thickness")
+    s = h[:, None, None] * A + mu[:, None, None] * np.eye(3)[None] + (lam + mu)[:, None, None] * _outer(n, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        L = _cholesky3(s)
+    if not np.all(np.isfinite(L)) or np.any(np.diagonal(L, axis1=1, axis2=2) <= 0):
+        raise InputError("h A + NᵀCN is not positive definite: the crack tangent A must be symmetric positive "
+                         "semi-definite")
+    # rows j of T: the stress C : sym(e_j ⊗ n) = λ n_j 1 + μ (e_j ⊗ n + n ⊗ e_j)
+    T = np.empty((m, 3, 6))
+    for j in range(3):
+        e = np.zeros((3, m))
+        e[j] = 1.0
+        T[:, j] = (2.0 * mu * _sym(e, n)).T
+        T[:, j, :3] += (lam * n[j])[:, None]
+    p = np.empty_like(T)  # forward substitution L p = T
+    p[:, 0] = T[:, 0] / L[:, 0, 0, None]
+    p[:, 1] = (T[:, 1] - L[:, 1, 0, None] * p[:, 0]) / L[:, 1, 1, None]
+    p[:, 2] = (T[:, 2] - L[:, 2, 0, None] * p[:, 0] - L[:, 2, 1, None] * p[:, 1]) / L[:, 2, 2, None]
+    return p * np.sqrt(1.0 - KEPT)
+
+
+def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, cohesion):
+    """Stress of cracked voxels at a total strain: the crack's jump from the local equilibrium, Coulomb return.
+
+    ``eps`` (6, m): total voxel strain (tensor shears); ``slip_old`` (3, m): the crack's tangential slip carried from
+    the last converged state (µm; its normal part is ignored); ``gap`` (m,): the crack's opening at zero jump (µm:
+    ≥ 0 a gap, < 0 an overlap that presses at once); ``normal`` (3, m) unit; ``h_n`` voxel thickness along it (µm);
+    ``lam``, ``mu`` bulk Lamé constants (MPa); ``k_n``, ``k_t`` crack stiffness per area (MPa/µm, > 0); ``mu_f``
+    friction coefficient, ``cohesion`` shear traction at zero pressure (MPa). Solves
+    ``(C : (ε − sym(w⊗n)/h))·n = t(w)`` (module docstring) in closed form.
+
+    Returns ``(sigma (6, m), w (3, m), slip (3, m), state (m,), A (m, 3, 3))``: the voxel's stress, the crack's jump,
+    its slip after the return (to carry), OPEN/STICK/SLIP and the crack tangent (:func:`interface_tangent`) for
+    :func:`cracked_plane_vectors`. A crack that opens forgets its slip (``slip = w_t``): it closes again stress-free in
+    its plane.
+    """
+    n = _unit_normals(normal)
+    m = n.shape[1]
+    eps = np.asarray(eps, np.float64)
+    if eps.shape != (6, m):
+        raise InputError(f"strain must have shape (6, {m}), got {eps.shape}")
+    lam, mu, h, k_n, k_t, mu_f, c, g = _per_voxel(m, lam=lam, mu=mu, h_n=h_n, k_n=k_n, k_t=k_t, mu_f=mu_f,
+                                                  cohesion=cohesion, gap=gap)
+    if (np.any(mu <= 0) or np.any(h <= 0) or np.any(k_n <= 0) or np.any(k_t <= 0) or np.any(mu_f < 0)
+            or np.any(c < 0) or not np.all(np.isfinite(g))):
+        raise InputError("crack law: μ, h_n, k_n, k_t must be > 0, μ_f and cohesion ≥ 0, the gap finite")
+    s_old = np.asarray(slip_old, np.float64)
+    s_old = s_old - (s_old * n).sum(axis=0) * n
+    # traction of the strain with the crack locked; σ = C:ε − C:sym(w⊗n)/h, and (C:sym(w⊗n))·n = μ w + (λ+μ) w_n n
+    t_lock = _traction(_elastic(lam, mu, eps), n)
+    tl_n = (t_lock * n).sum(axis=0)
+    tl_t = t_lock - tl_n * n
+    M = lam + 2.0 * mu
+    closed = h * tl_n + M * g <= 0.0  # the closed solution's t_n = k_n (h tl_n + M g)/(M + h k_n) presses
+    w_n = np.where(closed, h * (tl_n - k_n * g) / (M + h * k_n), h * tl_n / M)
+    t_n = np.where(closed, k_n * (g + w_n), 0.0)
+    stick_t = k_t * (h * tl_t - mu * s_old) / (mu + h * k_t)  # tangential traction if the crack sticks
+    size = np.sqrt((stick_t ** 2).sum(axis=0))
+    limit = c + mu_f * np.maximum(-t_n, 0.0)
+    slides = closed & (size > limit)
+    t_t = np.where(slides, limit / np.where(size > 0, size, 1.0), 1.0) * stick_t * closed
+    w_t = h * (tl_t - t_t) / mu
+    slip = np.where(closed, w_t - t_t / k_t, w_t)
+    w = w_n * n + w_t
+    sigma = _elastic(lam, mu, eps - _sym(w, n) / h)
+    state = np.where(closed, np.where(slides, SLIP, STICK), OPEN).astype(np.int8)
+    A = interface_tangent(state, n, k_n, k_t, t_n * n + t_t, w_t - s_old)
+    return sigma, w, slip, state, A
