@@ -172,8 +172,7 @@ def cracked_plane_vectors(lam, mu, normal, h_n, A):
     for j in range(3):
         e = np.zeros((3, m))
         e[j] = 1.0
-        T[:, j] = (2.0 * mu * _sym(e, n)).T
-        T[:, j, :3] += (lam * n[j])[:, None]
+        T[:, j] = _elastic(lam, mu, _sym(e, n)).T
     p = np.empty_like(T)  # forward substitution L p = T
     p[:, 0] = T[:, 0] / L[:, 0, 0, None]
     p[:, 1] = (T[:, 1] - L[:, 1, 0, None] * p[:, 0]) / L[:, 1, 1, None]
