@@ -811,8 +811,10 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     t_test = np.where(now_open, 0.0, t_nn)
     load = np.abs(t_solved).sum()
     unresolved_load = float(np.abs(t_test - t_solved)[unresolved].sum() / load) if load > 0 else 0.0
-    limited = np.isfinite(c_sy) & ~now_open  # the law's stress: the trial returned to the friction/yield limit
-    closed_law = trial.copy()
+    # the law's stress: the trial returned to the friction/yield limit (frictional contacts: this pass's return,
+    # slip_new; yielding ones here)
+    closed_law = trial + slip_new
+    limited = np.isfinite(c_sy) & ~frictional & ~now_open
     closed_law[:, limited] = contact_return(trial[:, limited], normal[:, limited], c_sy[limited], c_slope[limited])
     residual_load, locked_load = law_residual(sol.stress[(slice(None),) + idx].astype(float), closed_law, now_open,
                                               t_nn, flips > 2, normal)
