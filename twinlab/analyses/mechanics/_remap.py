@@ -100,6 +100,28 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
     return new, source
 
 
+def take_sources(arr: np.ndarray, source: np.ndarray, fill=0) -> np.ndarray:
+    """Voxel data ``arr`` (…, n0, n1, n2) carried by a remap: each cell of ``source``'s grid (from
+    :func:`remap_voxels`) gets the data of the voxel whose flat index it holds, ``fill`` where it holds
+    −1 (a pore). One gather pass per leading row (numba): numpy's ``full`` + boolean-mask gather and
+    scatter took 80 ms per (6, 128³) field, ~7 s of the 128³ ten-step."""
+    lead = arr.shape[:-3]
+    flat = np.ascontiguousarray(arr).reshape(-1, int(np.prod(arr.shape[-3:])))
+    out = np.empty((flat.shape[0], source.size), arr.dtype)
+    _gather(flat, np.ascontiguousarray(source).reshape(-1), arr.dtype.type(fill), out)
+    return out.reshape(*lead, *source.shape)
+
+
+@numba.njit(cache=True)
+def _gather(flat, src, fill, out):
+    for r in range(flat.shape[0]):
+        row = flat[r]
+        orow = out[r]
+        for i in range(src.size):
+            s = src[i]
+            orow[i] = row[s] if s >= 0 else fill
+
+
 def reattach_debris(source: np.ndarray, owner: np.ndarray) -> None:
     """Put the debris of a remap back against its particle (``source`` changed in place).
 
@@ -119,8 +141,12 @@ def reattach_debris(source: np.ndarray, owner: np.ndarray) -> None:
     parts = pid > 0
     if not parts.any():
         return
-    # each particle's largest piece: the component holding most of its voxels
-    pairs, count = np.unique(np.stack([pid[parts], comp[parts]]), axis=1, return_counts=True)
+    # each particle's largest piece: the component holding most of its voxels. The (particle, piece)
+    # pairs as one int64 key (a 1-D sort): np.unique(axis=1) on the stacked pairs sorted rows of a
+    # structured view, 0.29 s per call on the 128³ ten-step, ~9 s of its ~200 s wall
+    span = np.int64(comp.max()) + 1
+    keys, count = np.unique(pid[parts].astype(np.int64) * span + comp[parts], return_counts=True)
+    pairs = np.stack([keys // span, keys % span])
     main = {}
     for (p, c), k in zip(pairs.T.tolist(), count.tolist()):
         if k > main.get(p, (0, 0))[1]:

@@ -71,7 +71,7 @@ from ._contacts import (foreign_faces, relieve_particle_residuals, reshaped_part
                         solve_with_contacts)
 from ._options import CalenderOptions
 from ._rearrange import DemPacking, dem_materials, rearrange_state
-from ._remap import remap_voxels
+from ._remap import remap_voxels, take_sources as _take
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
 
@@ -602,16 +602,6 @@ def _rounding_phase(increment):
 
 def _pore_gray(img, pore):
     return img[pore].mean().astype(img.dtype) if pore.any() else img.dtype.type(0)
-
-
-def _take(arr, src, fill=0):
-    """Gather voxel data (…, n0, n1, n2) by flat source indices; ``fill`` where src < 0."""
-    lead = arr.shape[:-3]
-    flat = arr.reshape(*lead, -1)
-    out = np.full((*lead, *src.shape), fill, arr.dtype)
-    ok = src >= 0
-    out[..., ok] = flat[..., src[ok]]
-    return out
 
 
 def _corner_sum(field, to_nodes):
