@@ -426,15 +426,19 @@ def profile_part(args) -> None:
 
 class SolverCounters:
     """Counts and times, while active, the linear solves, CG iterations, multigrid builds / fine-level
-    refreshes and preconditioner applications of every :class:`MechanicsSolver` (wraps the methods;
-    restored on exit): where the time of a calendering run goes."""
+    refreshes and preconditioner applications of every :class:`MechanicsSolver`, and the calender's voxel
+    moves (remaps, with the gathers of the carried state) (wraps the functions; restored on exit): where
+    the time of a calendering run goes."""
 
     def __init__(self):
         from twinlab.analyses.mechanics import _fft_solver
         from twinlab.analyses.mechanics._multigrid import ElasticMultigrid
 
+        calender_module = sys.modules["twinlab.analyses.mechanics.calender"]  # (the package exports the function)
+
         self.targets = [(_fft_solver.MechanicsSolver, "_cg", "solves"), (ElasticMultigrid, "update", "builds"),
-                        (ElasticMultigrid, "refresh_fine", "refreshes"), (ElasticMultigrid, "apply", "cycles")]
+                        (ElasticMultigrid, "refresh_fine", "refreshes"), (ElasticMultigrid, "apply", "cycles"),
+                        (calender_module, "remap_voxels", "remaps"), (calender_module, "_take", "gathers")]
         self.count = dict.fromkeys([t[2] for t in self.targets] + ["iterations"], 0)
         self.seconds = dict.fromkeys(self.count, 0.0)
 
@@ -465,7 +469,8 @@ class SolverCounters:
         c, s = self.count, self.seconds
         return (f"{c['solves']} CG solves, {c['iterations']} iterations; multigrid: {c['builds']} builds "
                 f"{s['builds']:.1f} s (refreshes {c['refreshes']}, {s['refreshes']:.1f} s incl. rebuilds on a changed "
-                f"pattern), {c['cycles']} cycles {s['cycles']:.1f} s; CG in all {s['solves']:.1f} s of {total:.1f} s")
+                f"pattern), {c['cycles']} cycles {s['cycles']:.1f} s; CG in all {s['solves']:.1f} s of {total:.1f} s; "
+                f"voxel moves: {c['remaps']} remaps {s['remaps']:.1f} s, {c['gathers']} gathers {s['gathers']:.1f} s")
 
 
 def increment_part(args) -> None:
