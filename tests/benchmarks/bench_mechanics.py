@@ -141,6 +141,25 @@ seconds of the process are given where wall time mostly measured the others):
   --dtypes float32 --maxiter 100``, load 3–5): 1.08× the 6 + 6 FFT pair at 128³ (270 vs 252 ms), 1.9×
   at 64³ (15.5 vs 8.3 ms); the contact law does not touch the operator (a voxel state between solves),
   so an iteration costs the same with and without contacts.
+* stop 28, where the welded 128³ ten-step's time goes (``python -m cProfile`` around ``--sizes '' --skip-cg
+  --increment-n 0 --calender-n 128 --calender-peer '' --calender-welded``, load 3.3–4.5, beside three
+  sessions): 207 s in the calender, 163.6 CPU-s (154.3 user + 9.3 sys) for the process, 179 CG; builds 25.9 s,
+  cycles 132.0 s, CG in all 171.4 s. By kernel (wall): level ≥ 1 stencil sweeps 59.3 s, fine operator sweeps
+  43.0 s, fine Chebyshev steps 24.3 s, transfers 9.5 s, first-level Galerkin 11.8 s + deeper levels 6.6 s;
+  outside the solver the remap's debris test (``np.unique(axis=1)`` on the (particle, piece) pairs) 8.9 s and
+  the gathers of the carried state 6.7 s → a 1-D key and one numba gather (``_remap.take_sources``): 12.2 →
+  3.6 s and 6.7 → 5.1 s, same 179 CG, porosity and crackable volume (216 s / 157.9 CPU-s at load 1.4–4.5:
+  the wall time follows the load). One cycle (``--profile-n 128``, load 2.3–3.4) 820 ms: fine residual
+  updates 33 %, level-1 stencil 24 %, fine Chebyshev steps 23 %; a CG iteration 3.1× the float32 FFT pair.
+  Per call on one thread (CPU-ms, 128³): level-1 stencil 24, fine residual update 13–15, Chebyshev step
+  8.5; with two threads the same CPU and hardly less wall: a plain read streams 17.7 GB/s on one thread and
+  17.3 on two while the other sessions run, so the memory-bound kernels gain nothing from the second
+  thread on this shared machine. Tried and dropped: keeping the first coarse level's element matrices for
+  the second level's products instead of computing them twice (build 1.5–1.9 vs 1.5 CPU-s at 128³, +320 MB);
+  fused multiply-adds in the stencil sweep (−6 % CPU, but the float32 cycle's rounding moved an iteration
+  count across a test's bound); uint64 indices / one view per block in the stencil sweep (bitwise the same,
+  −5 % CPU, within the noise); skipping void nodes in the Chebyshev step (50 % of the fine nodes are void
+  at the start, but only 29 % of 16-node chunks and 3.5 % of rows: ≤ 5 % of a cycle).
 """
 
 from __future__ import annotations

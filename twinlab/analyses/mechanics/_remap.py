@@ -104,7 +104,7 @@ def take_sources(arr: np.ndarray, source: np.ndarray, fill=0) -> np.ndarray:
     """Voxel data ``arr`` (…, n0, n1, n2) carried by a remap: each cell of ``source``'s grid (from
     :func:`remap_voxels`) gets the data of the voxel whose flat index it holds, ``fill`` where it holds
     −1 (a pore). One gather pass per leading row (numba): numpy's ``full`` + boolean-mask gather and
-    scatter took 80 ms per (6, 128³) field, ~7 s of the 128³ ten-step."""
+    scatter took 6.7 s of the welded 128³ ten-step (84 calls), this 5.1 s with the copies of its callers."""
     lead = arr.shape[:-3]
     flat = np.ascontiguousarray(arr).reshape(-1, int(np.prod(arr.shape[-3:])))
     out = np.empty((flat.shape[0], source.size), arr.dtype)
