@@ -159,7 +159,15 @@ seconds of the process are given where wall time mostly measured the others):
   fused multiply-adds in the stencil sweep (−6 % CPU, but the float32 cycle's rounding moved an iteration
   count across a test's bound); uint64 indices / one view per block in the stencil sweep (bitwise the same,
   −5 % CPU, within the noise); skipping void nodes in the Chebyshev step (50 % of the fine nodes are void
-  at the start, but only 29 % of 16-node chunks and 3.5 % of rows: ≤ 5 % of a cycle).
+  at the start, but only 29 % of 16-node chunks and 3.5 % of rows: ≤ 5 % of a cycle). The default ten-step
+  (contacts, this code, cProfile, load 3.9–5.6): 70 solves, 1854 CG (as at stop 26), 1972 s, 1253 CPU-s
+  (1122 alone at stop 26); builds 175 s, cycles 1556 s, outside CG 97 s (5 %); by kernel the stencil sweeps
+  706 s (36 %), fine operator sweeps 488 s, Chebyshev steps 281 s, first-level Galerkin 82 s. ``perf`` on
+  the level-1 sweep (one thread): the samples sit in the vectorised (8-wide) block loop on the stencil
+  loads — memory-bound: every stored block is read twice (for its node and, transposed, for its
+  neighbour one node plane later, out of L2), as much traffic as the full 27-block stencil (28 vs 26 ms,
+  stop 22). Next: read each block once and scatter its transpose into the neighbour's row (planes by
+  parity, as the fine sweep's elements), ≈ half the traffic of the kernel that is a third of the run.
 """
 
 from __future__ import annotations
