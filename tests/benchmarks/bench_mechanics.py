@@ -165,8 +165,8 @@ seconds of the process are given where wall time mostly measured the others):
   706 s (36 %), fine operator sweeps 488 s, Chebyshev steps 281 s, first-level Galerkin 82 s. ``perf`` on
   the level-1 sweep (one thread): the samples sit in the vectorised (8-wide) block loop on the stencil
   loads — memory-bound: every stored block is read twice (for its node and, transposed, for its
-  neighbour one node plane later, out of L2), as much traffic as the full 27-block stencil (28 vs 26 ms,
-  stop 22). Next: read each block once and scatter its transpose into the neighbour's row (planes by
+  neighbour one node plane later, out of L2), as much traffic as the full 27-block stencil (full 28 ms,
+  symmetric 26 ms, stop 22). Next: read each block once and scatter its transpose into the neighbour's row (planes by
   parity, as the fine sweep's elements), ≈ half the traffic of the kernel that is a third of the run.
 """
 
