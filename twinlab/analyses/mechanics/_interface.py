@@ -1,8 +1,11 @@
 """Cracked-plane contact interphase: a voxel that holds a frictional crack of a given normal (building block).
 
-Not wired into the solver yet (stop 27): today's interphase (:mod:`._contacts`) is an isotropic one-voxel layer
-solved by fixed-point passes that do not converge. This module is the anisotropic law meant to replace it, with
-its consistent tangent, so that the increment can be solved by an active-set (semi-smooth) Newton method.
+Today's calendering interphase (:mod:`._contacts`) is an isotropic one-voxel layer solved by fixed-point passes
+that do not converge. This module is the anisotropic law meant to replace it, with its consistent tangent, so that
+the increment is solved by an active-set (semi-smooth) Newton method: :class:`CrackSet` hands cracked voxels to
+:meth:`.MechanicsSolver.solve_increment` (``cracks=``, stop 28), whose Newton re-runs :func:`interface_return` at
+every evaluation (the open/stick/slip set follows each iterate) and whose CG applies the exact tangent
+(:func:`._operator.apply_cracks`) on top of an isotropic stand-in (:func:`stand_in`) that the multigrid sees.
 
 Model
 -----
@@ -47,6 +50,8 @@ Conventions: symmetric tensors as 6 rows (00, 11, 22, 12, 02, 01), *tensor* shea
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -227,3 +232,146 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     state = np.where(closed, np.where(slides, SLIP, STICK), OPEN).astype(np.int8)
     A = interface_tangent(state, n, k_n, k_t, t_n * n + t_t, w_t - s_old)
     return sigma, w, slip, state, A
+
+
+#: least shear modulus of a cracked voxel's isotropic stand-in (:func:`stand_in`), as a fraction of the bulk's: an open
+#: crack has (almost) no stiffness along its normal, and a stand-in of zero would leave the nodes between two open
+#: voxels without any correction from the multigrid (CG's search directions are zero there and it stagnates)
+STAND_IN_FLOOR = 1e-2
+
+
+@dataclass
+class CrackSet:
+    """Cracked voxels of one increment for :meth:`.MechanicsSolver.solve_increment` (``cracks=``).
+
+    ``index`` (m,): flat voxel indices into the solver's grid (each at most once; the voxels must be elastic, their
+    λ, μ the bulk's). ``normal`` (3, m) unit crack normals; ``h_n`` voxel thickness along the normal (µm, same
+    length unit as the solver's ``voxel_size``); ``k_n``, ``k_t`` crack stiffness per area (MPa/µm); ``mu_f``
+    friction coefficient; ``cohesion`` (MPa); ``gap`` the opening of cracks that are open at the start of the
+    increment (µm ≥ 0; 0 for closed ones). Constants are scalars or (m,).
+
+    Nothing else is carried between increments: with the jump measured from the increment's start, a closed
+    crack's start state is in the carried stress ``s_old`` (its traction gives the overlap ``t_n/k_n`` and the
+    elastic tangential spring ``−t_t/k_t``), an open crack's in its ``gap`` (:func:`start_state`).
+    """
+
+    index: np.ndarray
+    normal: np.ndarray
+    h_n: np.ndarray
+    k_n: np.ndarray
+    k_t: np.ndarray
+    mu_f: np.ndarray
+    cohesion: np.ndarray
+    gap: np.ndarray = 0.0
+
+    def __post_init__(self):
+        self.index = np.asarray(self.index, np.int64).reshape(-1)
+        m = self.index.size
+        if np.unique(self.index).size != m:
+            raise InputError("a voxel is listed twice in the crack set")
+        self.normal = _unit_normals(self.normal)
+        if self.normal.shape[1] != m:
+            raise InputError(f"crack normals must have shape (3, {m}), got {self.normal.shape}")
+        self.h_n, self.k_n, self.k_t, self.mu_f, self.cohesion, self.gap = (
+            np.ascontiguousarray(a) for a in _per_voxel(m, h_n=self.h_n, k_n=self.k_n, k_t=self.k_t,
+                                                         mu_f=self.mu_f, cohesion=self.cohesion, gap=self.gap))
+        if (np.any(self.h_n <= 0) or np.any(self.k_n <= 0) or np.any(self.k_t <= 0) or np.any(self.mu_f < 0)
+                or np.any(self.cohesion < 0) or np.any(self.gap < 0) or not np.all(np.isfinite(self.gap))):
+            raise InputError("crack set: h_n, k_n, k_t must be > 0, μ_f, cohesion and the gap ≥ 0 and finite")
+
+    def __len__(self):
+        return self.index.size
+
+
+def bulk_strain(lam, mu, s):
+    """Strain (6, m), tensor shears, of stresses ``s`` (6, m) in isotropic voxels: ``C⁻¹ : s``."""
+    s = np.asarray(s, np.float64)
+    e = s / (2.0 * mu)
+    e[:3] -= (lam / (2.0 * mu * (3.0 * lam + 2.0 * mu))) * (s[0] + s[1] + s[2])
+    return e
+
+
+def start_state(cracks: CrackSet, s_old):
+    """The crack's reference opening ``g`` (m,) and slip ``s`` (3, m) at the start of an increment whose jump is
+    measured from zero, from the carried stress ``s_old`` (6, m) of the cracked voxels: a pressed crack's overlap
+    ``g = t_n/k_n`` (its traction at zero jump), the opening of an open one (``cracks.gap``); the slip that
+    reproduces the carried tangential traction, ``s = −t_t/k_t``."""
+    n = cracks.normal
+    t = _traction(np.asarray(s_old, np.float64), n)
+    t_n = (t * n).sum(axis=0)
+    g = cracks.gap + np.minimum(t_n, 0.0) / cracks.k_n
+    return g, -(t - t_n * n) / cracks.k_t
+
+
+def stand_in(lam, mu, normal, p):
+    """Isotropic Lamé constants (λ_s, μ_s) (m,) spectrally close to a cracked voxel's ``C − Σ p pᵀ``, for the
+    preconditioner: the cracked tensor's constrained modulus along the normal, ``M_n = n⊗n : C_eff : n⊗n``, and its
+    cross shear ``G = e : C_eff : e`` (``e = sym(t⊗n)/|·|``, mean of two tangents), as ``λ_s + 2 μ_s`` and ``μ_s``:
+    ``μ_s = max(G, STAND_IN_FLOOR μ)``, ``λ_s = max(M_n − 2 μ_s, 0)``. (The cracked voxel keeps its in-plane
+    stiffness, which an isotropic tensor cannot; its neighbours' bulk carries that part anyway.)"""
+    n = _unit_normals(normal)
+    m = n.shape[1]
+    lam, mu = _per_voxel(m, lam=lam, mu=mu)
+    a = np.where(np.abs(n[0]) < 0.9, 1.0, 0.0) * np.array([[1.0], [0.0], [0.0]])
+    a[1] = 1.0 - a[0]  # any axis not along n
+    t1 = np.cross(n.T, a.T).T
+    t1 /= np.sqrt((t1 ** 2).sum(axis=0))
+    t2 = np.cross(n.T, t1.T).T
+
+    def form(e):  # e : C_eff : e of symmetric tensors e (6, m): C's 2μ e:e + λ tr(e)², minus Σ (p_k : e)²
+        pe = np.einsum("mkc,cm->mk", p * _TWICE_SHEAR, e)
+        return 2.0 * mu * _contract(e, e) + lam * (e[0] + e[1] + e[2]) ** 2 - (pe ** 2).sum(axis=1)
+
+    g = 0.5 * (form(_sym(t1, n)) + form(_sym(t2, n)))  # sym(t⊗n) has e:e = 1/2: its form is the shear modulus
+    m_n = form(_sym(n, n))
+    mu_s = np.maximum(g, STAND_IN_FLOOR * mu)
+    return np.maximum(m_n - 2.0 * mu_s, 0.0), mu_s
+
+
+_TWICE_SHEAR = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+
+
+def _contract(a, b):
+    """``a : b`` (m,) of symmetric tensors (6, m) with tensor shears."""
+    return (a[:3] * b[:3]).sum(axis=0) + 2.0 * (a[3:] * b[3:]).sum(axis=0)
+
+
+class CrackedIncrement:
+    """The cracked voxels' law during one increment of :meth:`.MechanicsSolver.solve_increment`.
+
+    ``lam``, ``mu`` (m,): the voxels' bulk; ``s_old`` (6, m): their carried stress. :meth:`stress` returns the
+    stress at a strain increment and keeps the tangent's vectors ``p`` for the operator (:meth:`operator_rows`);
+    :meth:`result` gives what to carry after the increment.
+    """
+
+    def __init__(self, cracks: CrackSet, lam, mu, s_old):
+        self.cracks = cracks
+        self.lam = np.asarray(lam, np.float64)
+        self.mu = np.asarray(mu, np.float64)
+        if np.any(self.mu <= 0) or np.any(self.lam + self.mu <= 0):
+            raise InputError("cracked voxels need bulk stiffness (μ > 0, λ + μ > 0): a pore cannot hold a crack")
+        self.eps0 = bulk_strain(self.lam, self.mu, s_old)  # the bulk strain at the start (jump 0)
+        self.g, self.slip_old = start_state(cracks, s_old)
+        self.state = self.w = self.p = None
+
+    def stress(self, d_eps):
+        """Stress (6, m) at the strain increment ``d_eps`` (6, m): :func:`interface_return` of the total strain
+        ``C⁻¹ : s_old + Δε``, so that ``σ = s_old + C : (Δε − sym(w⊗n)/h)``; the tangent follows."""
+        c = self.cracks
+        sigma, self.w, _, self.state, A = interface_return(
+            self.eps0 + d_eps, self.slip_old, self.g, c.normal, c.h_n, self.lam, self.mu, c.k_n, c.k_t, c.mu_f,
+            c.cohesion)
+        self.p = cracked_plane_vectors(self.lam, self.mu, c.normal, c.h_n, A)
+        return sigma
+
+    def operator_rows(self, lam_s, mu_s):
+        """(m, 20) rows for :func:`._operator.apply_cracks`: ``λ − λ_s``, ``μ − μ_s`` and the 18 components of
+        ``p``: the cracked tangent minus the stand-in that the operator's isotropic coefficients already hold."""
+        return np.ascontiguousarray(np.concatenate(
+            [(self.lam - lam_s)[:, None], (self.mu - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
+
+    def result(self):
+        """(state (m,), gap (m,)): OPEN/STICK/SLIP after the increment and the opening of the open cracks (µm;
+        0 for closed ones) — the ``gap`` of the next increment's :class:`CrackSet`."""
+        w_n = (self.w * self.cracks.normal).sum(axis=0)
+        return self.state, np.where(self.state == OPEN, np.maximum(self.g + w_n, 0.0), 0.0)
