@@ -482,8 +482,11 @@ class MechanicsSolver:
         law = CrackedIncrement(cracks, lam, mu, s_old[:, idx])
         law.stress(np.zeros((6, idx.size)))  # the tangent at the start picks the stand-in
         lam_s, mu_s = stand_in(law.lam, law.mu, cracks.normal, law.p)
+        # hourglass stiffness from the closed crack's cross shear 1/(1/μ + 1/(h k_t)), not from the stand-in nor
+        # the state: it is part of the discrete energy, and the answer must not depend on the preconditioner
+        g_closed = 1.0 / (1.0 / law.mu + 1.0 / (cracks.h_n * cracks.k_t))
         coef = self._coef.copy()
-        for c, v in enumerate((lam_s, mu_s, self._hg_factor * mu_s)):
+        for c, v in enumerate((lam_s, mu_s, self._hg_factor * g_closed)):
             coef[c].reshape(-1)[idx] = v
         self._crack = _Cracked(law, idx, lam_s, mu_s, coef, active_rows(coef))
         return self._crack

@@ -237,7 +237,7 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
 #: least shear modulus of a cracked voxel's isotropic stand-in (:func:`stand_in`), as a fraction of the bulk's: an open
 #: crack has (almost) no stiffness along its normal, and a stand-in of zero would leave the nodes between two open
 #: voxels without any correction from the multigrid (CG's search directions are zero there and it stagnates)
-STAND_IN_FLOOR = 1e-2
+STAND_IN_FLOOR = 0.1
 
 
 @dataclass
