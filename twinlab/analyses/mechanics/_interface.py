@@ -28,7 +28,9 @@ state (a gap ≥ 0, or an overlap < 0, a length) and ``s`` its accumulated tange
 
 * **open** (``g + w_n > 0``): ``t = 0``;
 * **stick** (closed): ``t_n = k_n (g + w_n) ≤ 0``, ``t_t = k_t (w_t − s)``, ``|t_t| ≤ c + μ_f |t_n|``;
-* **slip** (closed): ``t_t = (c + μ_f |t_n|) d`` along the stick trial ``d``, the slip grows by the excess.
+* **slip** (closed): ``t_t = (c + μ_f |t_n|) d`` along the stick trial ``d``, the slip grows by the excess;
+* **crushed** (closed, optional ``cap``): the pressure is limited, ``t_n ≥ −p_cap`` — a perfectly plastic normal
+  closure (the crushing / rearrangement of the particles around the contact, :func:`._contacts.compaction_pressure`).
 
 Because C is isotropic, ``Nᵀ C N = μ I + (λ+μ) n⊗n`` is diagonal in the crack's frame: the normal and tangential
 problems decouple and :func:`interface_return` is closed-form (no local iterations): the normal state is exact
@@ -58,8 +60,9 @@ import numpy as np
 from ...errors import InputError
 from ._contacts import _elastic, _traction
 
-#: crack states (:func:`interface_return`)
-OPEN, STICK, SLIP = 0, 1, 2
+#: crack states (:func:`interface_return`); a closed crack whose normal traction sits on its compaction cap has
+#: ``CRUSHED`` added (``state & CRUSHED``; ``state & ~CRUSHED`` is STICK or SLIP)
+OPEN, STICK, SLIP, CRUSHED = 0, 1, 2, 4
 #: stiffness of a sliding crack along its slip direction (and least across it), as a fraction of k_t: the consistent
 #: tangent is zero there, and a patch of sliding voxels would be a zero-energy mode of the operator
 SLIP_FLOOR = 1e-3
@@ -105,7 +108,7 @@ def interface_tangent(state, normal, k_n, k_t, t, w_t):
 
     OPEN: 0. STICK: ``k_n n⊗n + k_t (I − n⊗n)``. SLIP: ``k_n n⊗n + r (P_t − d⊗d)`` with ``r = |t_t| / |w_t|`` (the
     radial return's consistent tangent across the slip direction ``d``), floored at ``SLIP_FLOOR k_t`` across and set
-    to ``SLIP_FLOOR k_t`` along ``d`` (consistent: 0). The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit
+    to ``SLIP_FLOOR k_t`` along ``d`` (consistent: 0). CRUSHED: the normal part ``SLIP_FLOOR k_n`` (consistent: 0). The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit
     grows with the pressure); it is left out so that the operator stays symmetric — a Newton method with this
     tangent converges linearly, not quadratically, while voxels slide.
 
@@ -118,6 +121,8 @@ def interface_tangent(state, normal, k_n, k_t, t, w_t):
     k_n, k_t = _per_voxel(m, k_n=k_n, k_t=k_t)
     t = np.asarray(t, np.float64)
     closed = state != OPEN
+    crushed = (state & CRUSHED) != 0
+    state = state & ~CRUSHED
     nn = _outer(n, n)
     p_t = np.eye(3)[None] - nn
     t_t = t - (t * n).sum(axis=0) * n
@@ -129,7 +134,8 @@ def interface_tangent(state, normal, k_n, k_t, t, w_t):
     r = np.maximum(size / np.where(w_size > 0, w_size, np.inf), floor)
     slip = (state == SLIP)[:, None, None]
     tangential = np.where(slip, r[:, None, None] * (p_t - dd) + floor[:, None, None] * dd, k_t[:, None, None] * p_t)
-    return np.where(closed[:, None, None], k_n[:, None, None] * nn + tangential, 0.0)
+    normal_k = np.where(crushed, SLIP_FLOOR, 1.0) * k_n
+    return np.where(closed[:, None, None], normal_k[:, None, None] * nn + tangential, 0.0)
 
 
 def _cholesky3(s):
@@ -185,14 +191,15 @@ def cracked_plane_vectors(lam, mu, normal, h_n, A):
     return p * np.sqrt(1.0 - KEPT)
 
 
-def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, cohesion):
+def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, cohesion, cap=np.inf):
     """Stress of cracked voxels at a total strain: the crack's jump from the local equilibrium, Coulomb return.
 
     ``eps`` (6, m): total voxel strain (tensor shears); ``slip_old`` (3, m): the crack's tangential slip carried from
     the last converged state (µm; its normal part is ignored); ``gap`` (m,): the crack's opening at zero jump (µm:
     ≥ 0 a gap, < 0 an overlap that presses at once); ``normal`` (3, m) unit; ``h_n`` voxel thickness along it (µm);
     ``lam``, ``mu`` bulk Lamé constants (MPa); ``k_n``, ``k_t`` crack stiffness per area (MPa/µm, > 0); ``mu_f``
-    friction coefficient, ``cohesion`` shear traction at zero pressure (MPa). Solves
+    friction coefficient, ``cohesion`` shear traction at zero pressure (MPa); ``cap`` the largest normal pressure
+    (MPa; inf: none). Solves
     ``(C : (ε − sym(w⊗n)/h))·n = t(w)`` (module docstring) in closed form.
 
     Returns ``(sigma (6, m), w (3, m), slip (3, m), state (m,), A (m, 3, 3))``: the voxel's stress, the crack's jump,
@@ -205,11 +212,11 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     eps = np.asarray(eps, np.float64)
     if eps.shape != (6, m):
         raise InputError(f"strain must have shape (6, {m}), got {eps.shape}")
-    lam, mu, h, k_n, k_t, mu_f, c, g = _per_voxel(m, lam=lam, mu=mu, h_n=h_n, k_n=k_n, k_t=k_t, mu_f=mu_f,
-                                                  cohesion=cohesion, gap=gap)
+    lam, mu, h, k_n, k_t, mu_f, c, g, cap = _per_voxel(m, lam=lam, mu=mu, h_n=h_n, k_n=k_n, k_t=k_t, mu_f=mu_f,
+                                                       cohesion=cohesion, gap=gap, cap=cap)
     if (np.any(mu <= 0) or np.any(h <= 0) or np.any(k_n <= 0) or np.any(k_t <= 0) or np.any(mu_f < 0)
-            or np.any(c < 0) or not np.all(np.isfinite(g))):
-        raise InputError("crack law: μ, h_n, k_n, k_t must be > 0, μ_f and cohesion ≥ 0, the gap finite")
+            or np.any(c < 0) or not np.all(np.isfinite(g)) or not np.all(cap >= 0)):
+        raise InputError("crack law: μ, h_n, k_n, k_t must be > 0, μ_f, cohesion and the cap ≥ 0, the gap finite")
     s_old = np.asarray(slip_old, np.float64)
     s_old = s_old - (s_old * n).sum(axis=0) * n
     # traction of the strain with the crack locked; σ = C:ε − C:sym(w⊗n)/h, and (C:sym(w⊗n))·n = μ w + (λ+μ) w_n n
@@ -220,6 +227,9 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     closed = h * tl_n + M * g <= 0.0  # the closed solution's t_n = k_n (h tl_n + M g)/(M + h k_n) presses
     w_n = np.where(closed, h * (tl_n - k_n * g) / (M + h * k_n), h * tl_n / M)
     t_n = np.where(closed, k_n * (g + w_n), 0.0)
+    crushed = closed & (t_n < -cap)  # on the cap: the pressure is the cap's, the normal jump from the bulk's share
+    t_n = np.where(crushed, -cap, t_n)
+    w_n = np.where(crushed, h * (tl_n - t_n) / M, w_n)
     stick_t = k_t * (h * tl_t - mu * s_old) / (mu + h * k_t)  # tangential traction if the crack sticks
     size = np.sqrt((stick_t ** 2).sum(axis=0))
     limit = c + mu_f * np.maximum(-t_n, 0.0)
@@ -229,7 +239,7 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     slip = np.where(closed, w_t - t_t / k_t, w_t)
     w = w_n * n + w_t
     sigma = _elastic(lam, mu, eps - _sym(w, n) / h)
-    state = np.where(closed, np.where(slides, SLIP, STICK), OPEN).astype(np.int8)
+    state = (np.where(closed, np.where(slides, SLIP, STICK), OPEN) + np.where(crushed, CRUSHED, 0)).astype(np.int8)
     A = interface_tangent(state, n, k_n, k_t, t_n * n + t_t, w_t - s_old)
     return sigma, w, slip, state, A
 
@@ -248,7 +258,8 @@ class CrackSet:
     λ, μ the bulk's). ``normal`` (3, m) unit crack normals; ``h_n`` voxel thickness along the normal (µm, same
     length unit as the solver's ``voxel_size``); ``k_n``, ``k_t`` crack stiffness per area (MPa/µm); ``mu_f``
     friction coefficient; ``cohesion`` (MPa); ``gap`` the opening of cracks that are open at the start of the
-    increment (µm ≥ 0; 0 for closed ones). Constants are scalars or (m,).
+    increment (µm ≥ 0; 0 for closed ones); ``cap`` the compaction cap, the largest normal pressure (MPa; inf:
+    none). Constants are scalars or (m,).
 
     Nothing else is carried between increments: with the jump measured from the increment's start, a closed
     crack's start state is in the carried stress ``s_old`` (its traction gives the overlap ``t_n/k_n`` and the
@@ -263,6 +274,7 @@ class CrackSet:
     mu_f: np.ndarray
     cohesion: np.ndarray
     gap: np.ndarray = 0.0
+    cap: np.ndarray = np.inf
 
     def __post_init__(self):
         self.index = np.asarray(self.index, np.int64).reshape(-1)
@@ -272,12 +284,15 @@ class CrackSet:
         self.normal = _unit_normals(self.normal)
         if self.normal.shape[1] != m:
             raise InputError(f"crack normals must have shape (3, {m}), got {self.normal.shape}")
-        self.h_n, self.k_n, self.k_t, self.mu_f, self.cohesion, self.gap = (
+        self.h_n, self.k_n, self.k_t, self.mu_f, self.cohesion, self.gap, self.cap = (
             np.ascontiguousarray(a) for a in _per_voxel(m, h_n=self.h_n, k_n=self.k_n, k_t=self.k_t,
-                                                         mu_f=self.mu_f, cohesion=self.cohesion, gap=self.gap))
+                                                         mu_f=self.mu_f, cohesion=self.cohesion, gap=self.gap,
+                                                         cap=self.cap))
         if (np.any(self.h_n <= 0) or np.any(self.k_n <= 0) or np.any(self.k_t <= 0) or np.any(self.mu_f < 0)
-                or np.any(self.cohesion < 0) or np.any(self.gap < 0) or not np.all(np.isfinite(self.gap))):
-            raise InputError("crack set: h_n, k_n, k_t must be > 0, μ_f, cohesion and the gap ≥ 0 and finite")
+                or np.any(self.cohesion < 0) or np.any(self.gap < 0) or not np.all(np.isfinite(self.gap))
+                or not np.all(self.cap >= 0)):
+            raise InputError("crack set: h_n, k_n, k_t must be > 0, μ_f, cohesion, the cap and the gap ≥ 0, the "
+                             "gap finite")
 
     def __len__(self):
         return self.index.size
@@ -360,7 +375,7 @@ class CrackedIncrement:
         c = self.cracks
         sigma, self.w, _, self.state, A = interface_return(
             self.eps0 + d_eps, self.slip_old, self.g, c.normal, c.h_n, self.lam, self.mu, c.k_n, c.k_t, c.mu_f,
-            c.cohesion)
+            c.cohesion, c.cap)
         self.p = cracked_plane_vectors(self.lam, self.mu, c.normal, c.h_n, A)
         return sigma
 

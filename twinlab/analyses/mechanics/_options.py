@@ -20,6 +20,7 @@ import numpy as np
 from ...design import check_cbd_as
 from ...errors import InputError
 from ...materials import Material
+from ._contacts import CONTACT_LAWS
 from ._fft_solver import PRECONDITIONERS
 
 SHELL_MODELS = ("membrane", "voxel")
@@ -128,6 +129,14 @@ class CalenderOptions:
         contact compliance needs to sit on the faces, not in a voxel layer of the particle. The pressure calibration
         (k_n, P_j) has not been re-validated with it (seed 1, 2 µm: 5.9/23.3/61.3/102.1 MPa at
         2.6/3.0/3.4/3.8 g/cm³, inside the published bands).
+    contact_law : "passes" or "plane"
+        Opt-in (issue 16, stop 28): ``"plane"`` makes each interphase voxel its particle's bulk in series with a
+        frictional crack of the contact's normal (``_interface``; normal stiffness exactly k_n per contact, two
+        cracks of 2 k_n in series; k_t = k_n assumed) solved inside the solver's Newton in one solve per
+        increment (``_contacts.solve_with_planes``): the answers do not depend on a pass budget, and the
+        interphase voxels count in the stress statistics. The compaction cap limits each crack's normal pressure
+        (instead of the interphase voxel's mean pressure). Not yet in it: the CBD/binder bridges' cap (bonded),
+        lithium contacts (InputError). ``"passes"`` (default): the isotropic interphase solved by ``contact_passes``.
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
@@ -189,6 +198,7 @@ class CalenderOptions:
     contact_tol: float = 0.02
     contact_passes: int = 5
     neck_contacts: bool = False
+    contact_law: str = "passes"
     shells: str = "membrane"
     shell_thickness_um: float = 0.1
     edge_margin: int | None = None
@@ -235,6 +245,8 @@ class CalenderOptions:
         for n in dict(self.contact_materials or {}):
             if n not in CONTACT_PHASES:
                 raise InputError(f"contact_materials keys must be particle phases (active, lithium, shell), got {n!r}")
+        if self.contact_law not in CONTACT_LAWS:
+            raise InputError(f"contact_law must be one of {CONTACT_LAWS}, got {self.contact_law!r}")
         if self.shells not in SHELL_MODELS:
             raise InputError(f"shells must be 'membrane' or 'voxel', got {self.shells!r}")
         if not _pos(self.shell_thickness_um):
