@@ -16,7 +16,8 @@ import pytest
 from twinlab.analyses.mechanics._contacts import _elastic
 from twinlab.analyses.mechanics._fft_solver import MechanicsSolver, _grad
 from twinlab.analyses.mechanics._interface import (OPEN, SLIP, STICK, CrackedIncrement, CrackSet, _sym,
-                                                   cracked_plane_vectors, interface_tangent, stand_in)
+                                                   closed_shear, cracked_plane_vectors, interface_tangent,
+                                                   stand_in)
 from twinlab.analyses.mechanics._operator import (active_rows, apply_cracks, apply_tangent, internal_force,
                                                   tangent_coefficients)
 from twinlab.errors import InputError
@@ -119,7 +120,7 @@ def test_the_sparse_crack_operator_applies_the_exact_cracked_tangent():
     t = rng.normal(size=(3, m))
     A = interface_tangent(state, n, K_N, K_N, t, rng.normal(size=(3, m)))
     p = cracked_plane_vectors(LAM, MU, n, 1.3, A)
-    lam_s, mu_s = stand_in(LAM, MU, n, p)
+    lam_s, mu_s = stand_in(LAM, MU, n, p, 0.1 * closed_shear(MU, 1.3, K_N))
     khg = rng.uniform(0, 5, shape) * (mu > 0)
     coef, _ = tangent_coefficients(lam.copy(), mu.copy(), khg)
     coef[0].reshape(-1)[idx] = lam_s
@@ -143,15 +144,15 @@ def test_an_uncracked_stand_in_is_the_bulk_and_an_open_one_is_floored():
     modulus for a sticking one, the floor for an open one."""
     n = np.array([[0.6], [0.0], [0.8]])
     stiff = cracked_plane_vectors(LAM, MU, n, 1.0, 1e12 * np.eye(3)[None])
-    lam_s, mu_s = stand_in(LAM, MU, n, stiff)
+    lam_s, mu_s = stand_in(LAM, MU, n, stiff, 1.0)
     assert lam_s[0] == pytest.approx(LAM, rel=1e-6) and mu_s[0] == pytest.approx(MU, rel=1e-6)
     stick = cracked_plane_vectors(LAM, MU, n, 2.0, K_N * np.eye(3)[None])
-    lam_s, mu_s = stand_in(LAM, MU, n, stick)
+    lam_s, mu_s = stand_in(LAM, MU, n, stick, 1.0)
     g = 1 / (1 / MU + 1 / (2.0 * K_N))
     assert mu_s[0] == pytest.approx(g, rel=1e-4)  # KEPT of the reduction stays
     assert lam_s[0] + 2 * mu_s[0] == pytest.approx(max(1 / (1 / M + 1 / (2.0 * K_N)), 2 * g), rel=1e-4)
-    lam_s, mu_s = stand_in(LAM, MU, n, cracked_plane_vectors(LAM, MU, n, 1.0, np.zeros((1, 3, 3))))
-    assert mu_s[0] > 0.05 * MU and lam_s[0] == 0.0
+    lam_s, mu_s = stand_in(LAM, MU, n, cracked_plane_vectors(LAM, MU, n, 1.0, np.zeros((1, 3, 3))), 7.0)
+    assert mu_s[0] == 7.0 and lam_s[0] == 0.0
 
 
 def _spheres(tol):
@@ -198,3 +199,81 @@ def test_a_bad_crack_set_is_refused():
         solver.solve_increment(np.zeros(6), cracks=CrackSet([64], normal, 1.0, K_N, K_N, 0.3, 0.0))
     with pytest.raises(InputError, match="CrackSet"):
         solver.solve_increment(np.zeros(6), cracks=[0])
+
+
+# ------------------------------------------------------------------ calendering: contact_law="plane"
+def test_one_voxel_per_contact_face_holds_the_crack():
+    """Known truth: particle 2 touches particle 1 along x and the collector below; only particle 2's voxels on the
+    contact face, its voxels on the collector and the top layer (under the roll) are cracked."""
+    from twinlab.analyses.mechanics._contacts import cracked_side
+
+    inst = np.zeros((6, 4, 8), np.int32)
+    inst[1:5, :, 1:4] = 1
+    inst[1:5, :, 4:7] = 2
+    held = np.zeros(inst.shape, bool)
+    held[0, :, 4:7] = True
+    side = cracked_side(inst, held, top_is_roll=True)
+    want = np.zeros(inst.shape, bool)
+    want[1:5, :, 4] = True  # particle 2 (higher id) toward particle 1
+    want[1, :, 4:7] = True  # on the collector
+    want[5] = False  # nothing in the top layer: it is empty here
+    assert np.array_equal(side, want)
+    inst[5, :, 1:4] = 1
+    assert cracked_side(inst, held, top_is_roll=True)[5, :, 1:4].all()
+
+
+def test_the_crack_set_takes_the_contact_law_of_the_materials():
+    """k = k_n per crack (one crack per contact face), k_t = k_n, μ_f and c from the law's von Mises units, the
+    carried gap (strain of h_n) as a length, the compaction cap plus the cohesion; a lithium contact is refused."""
+    from twinlab.analyses.mechanics._contacts import ContactLaw, compaction_pressure, crack_set
+    from twinlab.materials import MATERIALS
+
+    ncm = MATERIALS["NCM_contact"]
+    law = ContactLaw.from_materials({7: ncm}, voxel_um=(2.0, 1.0, 1.0))
+    lab = np.full((3, 2, 2), 7, np.uint8)
+    mask = np.zeros(lab.shape, bool)
+    mask[1, 0, 0] = mask[2, 1, 1] = True
+    normal = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    gap = np.full(lab.shape, np.nan, np.float32)
+    gap[2, 1, 1] = 0.01
+    phi = np.full(lab.shape, 0.6, np.float32)
+    code = np.zeros((5, 2, 2), np.uint8)
+    cs = crack_set(lab, law, (mask, normal), gap, code, (5, 2, 2), phi)
+    k_n = ncm.normal_stiffness_gpa_um * 1e3
+    assert cs.k_n == pytest.approx([k_n, k_n]) and cs.k_t == pytest.approx(cs.k_n)
+    assert cs.h_n == pytest.approx([2.0, 1.0])
+    assert cs.mu_f == pytest.approx(ncm.friction_coefficient) and cs.cohesion == pytest.approx(
+        ncm.yield_strength_mpa / np.sqrt(3.0))
+    assert cs.gap == pytest.approx([0.0, 0.01 * 1.0])
+    p_cap, _ = compaction_pressure(0.6, ncm.jamming_fraction, ncm.crush_strength_mpa, ncm.rearrangement_pressure_mpa,
+                                   ncm.rearrangement_slope)
+    assert cs.cap == pytest.approx(p_cap + ncm.yield_strength_mpa)
+    assert cs.index.tolist() == [np.ravel_multi_index((1, 0, 0), (5, 2, 2)), np.ravel_multi_index((2, 1, 1), (5, 2, 2))]
+    lithium = ContactLaw.from_materials({7: MATERIALS["Li"]}, voxel_um=1.0)
+    with pytest.raises(InputError, match="plane"):
+        crack_set(lab, lithium, (mask, normal), gap, code, (5, 2, 2), phi)
+
+
+def test_a_crushing_crack_holds_its_cap_pressure():
+    """The compaction cap as a normal-pressure limit: a column pressed past the cap carries exactly the cap, and
+    the crack's normal tangent is floored (the state says CRUSHED)."""
+    from twinlab.analyses.mechanics._interface import CRUSHED
+
+    shape = (12, 4, 4)
+    idx = np.flatnonzero((np.indices(shape)[0] == 6).reshape(-1))
+    normal = np.zeros((3, idx.size))
+    normal[0] = 1.0
+    solver = MechanicsSolver(np.full(shape, LAM), np.full(shape, MU), workers=1)
+    cracks = CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0, 0.0, cap=1.5)
+    sol = solver.solve_increment([-0.01, 0, 0, 0, 0, 0], cracks=cracks, tol=1e-8)
+    assert sol.stress[0].mean() == pytest.approx(-1.5, rel=1e-6)
+    assert np.all(sol.crack_state == STICK + CRUSHED)
+
+
+def test_calender_option_contact_law_is_checked():
+    from twinlab.analyses.mechanics._options import CalenderOptions
+
+    assert CalenderOptions().contact_law == "passes"
+    assert CalenderOptions(contact_law="plane").contact_law == "plane"
+    with pytest.raises(InputError, match="contact_law"):
+        CalenderOptions(contact_law="cracks")

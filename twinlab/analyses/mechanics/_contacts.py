@@ -840,15 +840,37 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
 CONTACT_LAWS = ("passes", "plane")
 
 
+def cracked_side(inst, held, *, top_is_roll: bool):
+    """The voxels that hold a contact's crack (:func:`crack_set`): of two touching particles only the one with the
+    higher instance id (a particle voxel with a face neighbour of a lower id), and every particle voxel on the
+    ``held`` voxels (collector, with ``neck_contacts`` the CBD/binder) or (``top_is_roll``) under the roll.
+
+    One side: with a crack in both voxels of a face (as :func:`foreign_faces` makes the isotropic interphase), the
+    nodes between two open cracks have no stiffness along the normal but the crack's ``KEPT`` and the hourglass
+    control — CG stagnated on the bench cathode (stop 28) whatever stiffness the multigrid's stand-in gave them.
+    On one side every node of the contact face belongs to the other particle's bulk."""
+    part = inst > 0
+    keep = np.zeros(inst.shape, bool)
+    for ax in range(3):
+        for shift in (1, -1):
+            nb = face_neighbour(inst, ax, shift, 0)
+            keep |= part & (nb > 0) & (nb < inst)
+            if held is not None:
+                keep |= part & face_neighbour(held, ax, shift, False)
+    if top_is_roll:
+        keep[-1] |= part[-1]
+    return keep
+
+
 def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None):
     """The :class:`._interface.CrackSet` of an increment's interphase (``interphase`` = ``(mask, normal)`` of
     :func:`foreign_faces` on the coating grid of ``lab`` and ``gap``; ``code`` the cell's law codes, flat indices
     into the cell ``cell_shape``, the coating in its first layers).
 
-    Each interphase voxel is its particle's bulk (the solver's λ, μ at the voxel) in series with a crack
-    of the face's normal. A contact has two interphase voxels, one on each particle, in series: each crack gets
-    ``2 k_n`` of the law's normal stiffness per area (``ContactLaw`` keeps per-area laws as ``E = 2 k_n`` per µm of
-    voxel edge: the crack's stiffness is that E), and ``k_t = k_n`` — an assumption (Mindlin's ratio
+    Each voxel is its particle's bulk (the solver's λ, μ at the voxel) in series with a crack of the face's normal;
+    ``interphase`` holds one voxel per contact face (:func:`cracked_side`), so the crack has the law's normal
+    stiffness per area ``k_n`` (``ContactLaw`` keeps per-area laws as ``E = 2 k_n`` per µm of voxel edge, two
+    isotropic interphase voxels in series), and ``k_t = k_n`` — an assumption (Mindlin's ratio
     ``2(1 − ν)/(2 − ν)`` ≈ 0.82 for ν 0.3 is the elastic spheres' value, not verified for rough NCM contacts).
     Coulomb friction ``μ_f = slope/√3`` and cohesion ``c = sy/√3`` (the law's von Mises units). ``gap`` (coating
     grid, strain units, NaN = closed) gives open cracks their opening ``g h_n``. ``phi`` (coating grid): the local
@@ -866,7 +888,7 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
                          "(normal_stiffness_gpa_um, e.g. NCM_contact) on elastic particles; lithium contacts "
                          "(yielding, membrane shells) are solved by the passes only (contact_law='passes')")
     lam_c, mu_c = law.lam[vals], law.mu[vals]
-    k = mu_c * (3.0 * lam_c + 2.0 * mu_c) / (lam_c + mu_c)  # the law's E per µm = 2 k_n per crack
+    k = 0.5 * mu_c * (3.0 * lam_c + 2.0 * mu_c) / (lam_c + mu_c)  # the law's E per µm is 2 k_n
     h_n = (normal ** 2 * np.asarray(law.voxel_um)[:, None]).sum(axis=0)
     g = gap[idx].astype(float)
     g = np.where(np.isfinite(g) & (g > 0), g * h_n, 0.0)
@@ -878,12 +900,13 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     return CrackSet(flat, normal, h_n, k, k, law.slope[vals] / np.sqrt(3.0), cohesion, g, cap)
 
 
-def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, gap, law: ContactLaw, interphase, tol,
-                      maxiter, hourglass_old=None, phi=None):
+def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, held, gap, law: ContactLaw,
+                      interphase, tol, maxiter, hourglass_old=None, phi=None):
     """Solve one increment with the cracked-plane interphase (``CalenderOptions.contact_law = "plane"``).
 
-    The interphase voxels (``interphase`` = ``(mask, normal)`` of :func:`foreign_faces`, coating grid) keep their
-    particle's bulk and carry a frictional crack (:func:`crack_set`, :mod:`._interface`); one solve, whose Newton
+    The interphase voxels (``interphase`` = ``(mask, normal)`` of :func:`foreign_faces` for ``inst`` and ``held``
+    with the roll on top, coating grid) on one side of each contact (:func:`cracked_side`) keep their particle's
+    bulk and carry a frictional crack (:func:`crack_set`, :mod:`._interface`); one solve, whose Newton
     finds the open/stick/slip set with the displacements (``MechanicsSolver.solve_increment(cracks=)``): no passes,
     no lock, the law holds exactly at every voxel (``residual_load`` 0) and the equilibrium to ``tol``. The state
     carried to the next increment is the stress (a closed crack's tractions) and ``gap`` (an open crack's opening
@@ -897,8 +920,11 @@ def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, gap, l
     """
     from ._interface import CRUSHED, OPEN, SLIP
 
-    mask = interphase[0]
-    cracks = crack_set(lab, law, interphase, gap, code, lam.shape, phi)
+    mask, normal = interphase
+    side = cracked_side(inst, held, top_is_roll=True)
+    normal = normal[:, side[mask]]
+    mask = mask & side
+    cracks = crack_set(lab, law, (mask, normal), gap, code, lam.shape, phi)
     sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
                                                          hourglass_old=hourglass_old, cracks=cracks)
     is_open = sol.crack_state == OPEN

@@ -60,7 +60,7 @@ from ...errors import ConvergenceError, InputError
 from ._laws import BRITTLE, ELASTIC, PLASTIC, update_stress, von_mises
 from ._multigrid import ElasticMultigrid
 from ._multigrid import _dot as _dot_kernel  # one float64-accumulating dot for both solvers
-from ._interface import CrackedIncrement, CrackSet, stand_in
+from ._interface import STAND_IN_FLOOR, CrackedIncrement, CrackSet, closed_shear, stand_in
 from ._operator import active_rows, apply_cracks, apply_tangent, internal_force, tangent_coefficients
 
 HOURGLASS_COEFF = 1.0 / 96.0
@@ -374,7 +374,7 @@ class MechanicsSolver:
                           theta, self.reg)
             if crack is not None:
                 sig[:, crack.index] = crack.law.stress(d_eps)
-                crack.rows = crack.law.operator_rows(crack.lam_s, crack.mu_s)
+                crack.follow()
             internal_force(sig.reshape(6, *shp), u, khg, self._force_rows(sig), self._q, res)
             if f_old is not None:
                 np.add(res, f_old, out=res)
@@ -469,8 +469,8 @@ class MechanicsSolver:
         self._pc = cc.astype(self.dtype)
 
     def _start_cracks(self, cracks, s_old):
-        """The cracked voxels' increment (:class:`_Cracked`): their law from the carried stress, the stand-in
-        coefficients from the tangent at the start, the operator's coefficients with the stand-in."""
+        """The cracked voxels' increment (:class:`_Cracked`): their law from the carried stress and the operator's
+        coefficients with their stand-in and hourglass stiffness."""
         if not isinstance(cracks, CrackSet):
             raise InputError(f"cracks must be a CrackSet, got {type(cracks).__name__}")
         idx = cracks.index
@@ -478,17 +478,13 @@ class MechanicsSolver:
             raise InputError("crack voxel indices lie outside the grid")
         if (self.code[idx] != ELASTIC).any():
             raise InputError("cracked voxels must be elastic (their bulk law is isotropic elasticity)")
-        lam, mu = self.lam.reshape(-1)[idx], self.mu.reshape(-1)[idx]
-        law = CrackedIncrement(cracks, lam, mu, s_old[:, idx])
-        law.stress(np.zeros((6, idx.size)))  # the tangent at the start picks the stand-in
-        lam_s, mu_s = stand_in(law.lam, law.mu, cracks.normal, law.p)
+        law = CrackedIncrement(cracks, self.lam.reshape(-1)[idx], self.mu.reshape(-1)[idx], s_old[:, idx])
+        coef = self._coef.copy()
         # hourglass stiffness from the closed crack's cross shear 1/(1/μ + 1/(h k_t)), not from the stand-in nor
         # the state: it is part of the discrete energy, and the answer must not depend on the preconditioner
-        g_closed = 1.0 / (1.0 / law.mu + 1.0 / (cracks.h_n * cracks.k_t))
-        coef = self._coef.copy()
-        for c, v in enumerate((lam_s, mu_s, self._hg_factor * g_closed)):
-            coef[c].reshape(-1)[idx] = v
-        self._crack = _Cracked(law, idx, lam_s, mu_s, coef, active_rows(coef))
+        g_closed = closed_shear(law.mu, cracks.h_n, cracks.k_t)
+        coef[2].reshape(-1)[idx] = self._hg_factor * g_closed
+        self._crack = _Cracked(law, idx, coef, active_rows(coef), STAND_IN_FLOOR * g_closed)
         return self._crack
 
     def _force_rows(self, sig):
@@ -665,17 +661,26 @@ class MechanicsSolver:
 
 @dataclass
 class _Cracked:
-    """The cracked voxels of an increment (:meth:`MechanicsSolver._start_cracks`): their law, the isotropic
-    stand-in in the operator's coefficients ``coef`` (with its ``active`` rows) and the correction ``rows`` of
-    :func:`._operator.apply_cracks` at the last evaluation."""
+    """The cracked voxels of an increment (:meth:`MechanicsSolver._start_cracks`): their law, the operator's
+    coefficients ``coef`` (with its ``active`` rows) whose cracked voxels hold the isotropic stand-in of the last
+    evaluation's tangent, and the correction ``rows`` of :func:`._operator.apply_cracks` to the exact tangent."""
 
     law: CrackedIncrement
     index: np.ndarray
-    lam_s: np.ndarray
-    mu_s: np.ndarray
     coef: np.ndarray
     active: np.ndarray
+    floor: np.ndarray  # the stand-in's least shear modulus
     rows: np.ndarray | None = None
+
+    def follow(self):
+        """After an evaluation: the stand-in follows the new tangent (a new ``coef``, so the multigrid refreshes
+        its fine level — a stand-in kept from the increment's start left crushing and sliding cracks, softer by
+        ``SLIP_FLOOR``, stiff in the preconditioner) and the correction rows with it."""
+        lam_s, mu_s = stand_in(self.law.lam, self.law.mu, self.law.cracks.normal, self.law.p, self.floor)
+        self.coef = self.coef.copy()
+        self.coef[0].reshape(-1)[self.index] = lam_s
+        self.coef[1].reshape(-1)[self.index] = mu_s
+        self.rows = self.law.operator_rows(lam_s, mu_s)
 
 
 #: CG gives up when the best residual has not improved by 1 % for this many iterations

@@ -711,8 +711,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
 
     if contacts and cstate.contact_law == "plane":
         sol, cstate.gap, _, info = solve_with_planes(
-            make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, gap=cstate.gap, law=cstate.law,
-            interphase=interphase, tol=tol, maxiter=maxiter, hourglass_old=hg_old,
+            make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, held=held, gap=cstate.gap,
+            law=cstate.law, interphase=interphase, tol=tol, maxiter=maxiter, hourglass_old=hg_old,
             phi=_packing_after(cstate, lab, n_coll, m_cur, m_next))
         cstate.last_info = info
         cg_its, nw_its = info["cg"], info["newton"]
