@@ -60,7 +60,7 @@ from ...errors import ConvergenceError, InputError
 from ._laws import BRITTLE, ELASTIC, PLASTIC, update_stress, von_mises
 from ._multigrid import ElasticMultigrid
 from ._multigrid import _dot as _dot_kernel  # one float64-accumulating dot for both solvers
-from ._interface import STAND_IN_FLOOR, CrackedIncrement, CrackSet, closed_shear, stand_in
+from ._interface import CrackedIncrement, CrackSet, closed_shear, stand_in
 from ._operator import active_rows, apply_cracks, apply_tangent, internal_force, tangent_coefficients
 
 HOURGLASS_COEFF = 1.0 / 96.0
@@ -484,7 +484,7 @@ class MechanicsSolver:
         # the state: it is part of the discrete energy, and the answer must not depend on the preconditioner
         g_closed = closed_shear(law.mu, cracks.h_n, cracks.k_t)
         coef[2].reshape(-1)[idx] = self._hg_factor * g_closed
-        self._crack = _Cracked(law, idx, coef, active_rows(coef), STAND_IN_FLOOR * g_closed)
+        self._crack = _Cracked(law, idx, coef, active_rows(coef))
         return self._crack
 
     def _force_rows(self, sig):
@@ -669,18 +669,20 @@ class _Cracked:
     index: np.ndarray
     coef: np.ndarray
     active: np.ndarray
-    floor: np.ndarray  # the stand-in's least shear modulus
     rows: np.ndarray | None = None
 
     def follow(self):
-        """After an evaluation: the stand-in follows the new tangent (a new ``coef``, so the multigrid refreshes
-        its fine level — a stand-in kept from the increment's start left crushing and sliding cracks, softer by
-        ``SLIP_FLOOR``, stiff in the preconditioner) and the correction rows with it."""
-        lam_s, mu_s = stand_in(self.law.lam, self.law.mu, self.law.cracks.normal, self.law.p, self.floor)
+        """After an evaluation: the correction rows to the new tangent, and the stand-in (a new ``coef`` only when
+        it changed: the multigrid then refreshes its fine level)."""
+        lam_s, mu_s = stand_in(self.law.lam, self.law.mu, self.law.cracks.normal, self.law.p)
+        self.rows = self.law.operator_rows(lam_s, mu_s)
+        flat = self.coef.reshape(3, -1)
+        if np.array_equal(flat[0, self.index], lam_s.astype(flat.dtype)) and np.array_equal(
+                flat[1, self.index], mu_s.astype(flat.dtype)):
+            return
         self.coef = self.coef.copy()
         self.coef[0].reshape(-1)[self.index] = lam_s
         self.coef[1].reshape(-1)[self.index] = mu_s
-        self.rows = self.law.operator_rows(lam_s, mu_s)
 
 
 #: CG gives up when the best residual has not improved by 1 % for this many iterations
