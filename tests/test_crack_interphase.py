@@ -22,7 +22,7 @@ from twinlab.analyses.mechanics._operator import (active_rows, apply_cracks, app
 from twinlab.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_contacts import _two_spheres  # noqa: E402
+from test_contacts import _hertz_numbers, _profile_error, _two_spheres  # noqa: E402
 
 E, NU = 1000.0, 0.3
 LAM, MU = E * NU / ((1 + NU) * (1 - 2 * NU)), E / (2 * (1 + NU))
@@ -177,6 +177,39 @@ def test_pressed_sheared_spheres_give_the_same_answer_at_two_cg_tolerances():
     assert np.array_equal(loose.crack_state, tight.crack_state)
     assert np.bincount(tight.crack_state, minlength=3).tolist() == [56, 0, 48]
     assert tight.newton_iterations <= 8
+
+
+@pytest.mark.slow
+def test_hertz_two_spheres_with_the_cracked_plane():
+    """Hertz (Johnson 1985, §4.2) with the cracked plane: two spheres R = 16 (``test_contacts._two_spheres``, the
+    same case as the passes' slow Hertz test), stiff frictionless cracks (k = 10 E per µm in each of the two
+    layers), pressed by 0.64/R: contact radius and peak pressure within 15 %, the inner 70 % of the contact within
+    10 % voxel by voxel; pulled apart by 0.05: no force. Stop 28: a +13.4 %, p0 −11.3 %, profile 0.100."""
+    R = 16
+    inst, gap, c, r_max = _two_spheres(R)
+    solid = inst > 0
+    idx = np.flatnonzero(((inst == 3) | (inst == 4)).reshape(-1))
+    normal = np.zeros((3, idx.size))
+    normal[0] = 1.0
+    solver = MechanicsSolver(np.where(solid, LAM, 0.0), np.where(solid, MU, 0.0), workers=2)
+
+    def cracks(g):
+        return CrackSet(idx, normal, 1.0, 10 * E, 10 * E, 0.0, 0.0, g)
+
+    sol = solver.solve_increment([-0.64 / R, 0, 0, 0, 0, 0], cracks=cracks(np.nan_to_num(gap.reshape(-1)[idx])),
+                                 tol=1e-6, maxiter=20000)
+    g = np.full(inst.shape, np.nan, np.float32)
+    g.reshape(-1)[idx] = np.where(sol.crack_state == OPEN, sol.crack_gap, np.nan)
+    res = {"sol": sol, "gap": g, "c": c, "r_max": r_max, "inst": inst}
+    force, a_num, a_h, p0_num, p0_h = _hertz_numbers(R, res)
+    assert a_h < r_max
+    assert abs(a_num / a_h - 1) < 0.15 and abs(p0_num / p0_h - 1) < 0.15
+    assert _profile_error(R, res) < 0.1 + 1e-3
+    pulled = solver.solve_increment([0.05, 0, 0, 0, 0, 0], stress_old=sol.stress, cracks=cracks(sol.crack_gap),
+                                    tol=1e-6, maxiter=20000)
+    area = pulled.stress.shape[2] * pulled.stress.shape[3]
+    assert abs(float(pulled.stress[0].mean()) * area) < 1e-3 * force
+    assert np.all(pulled.crack_state == OPEN)
 
 
 def test_a_bad_crack_set_is_refused():
