@@ -136,7 +136,16 @@ class CalenderOptions:
         increment (``_contacts.solve_with_planes``): the answers do not depend on a pass budget, and the
         interphase voxels count in the stress statistics. The compaction cap limits each crack's normal pressure
         (instead of the interphase voxel's mean pressure). Not yet in it: the CBD/binder bridges' cap (bonded),
-        lithium contacts (InputError). ``"passes"`` (default): the isotropic interphase solved by ``contact_passes``.
+        lithium contacts (InputError). Not the default (stop 28, bench cathode ``--quick --runs 24x4,24x8 --seeds
+        1,2,3 --width 72 --no-pores --contact-law plane``): the answers hold with the CG tolerance (seed 1, 32 µm:
+        roll pressure within 1.2 % at tol 1e-4 vs 5e-5, the passes 25 %) and the increment count (4 vs 8 steps,
+        3-seed means 0 / −0.3 / −4.1 / −1.6 %), but the roll pressure is 7–9× the passes' (3-seed means
+        109 / 371 / 745 / 1165 MPa at 2.6 / 3.0 / 3.4 / 3.8 g/cm³ against 16.2 / 47.1 / 90.6 / 135.9, over the
+        published bands) and the crackable volume saturates (> 100 MPa: 80.5 / 96.9 % at 2.6 / 3.0), with 4–6× the CG
+        iterations (to 3.8 g/cm³: 9938 / 7880 / 13521 vs 2142 / 1442 / 3179). The calibration (k_n, the cap) is the
+        passes' isotropic interphase's, whose voxels are soft in every direction; the voxels of particles that touch
+        by an edge or a corner only share nodes without any interphase (small test cathode: 773 such pairs against
+        466 face contacts). ``"passes"`` (default): the isotropic interphase solved by ``contact_passes``.
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
