@@ -109,8 +109,9 @@ def interface_tangent(state, normal, k_n, k_t, t, w_t):
     OPEN: 0. STICK: ``k_n n⊗n + k_t (I − n⊗n)``. SLIP: ``k_n n⊗n + r (P_t − d⊗d)`` with ``r = |t_t| / |w_t|`` (the
     radial return's consistent tangent across the slip direction ``d``), floored at ``SLIP_FLOOR k_t`` across and set
     to ``SLIP_FLOOR k_t`` along ``d`` (consistent: 0). CRUSHED: the normal part ``SLIP_FLOOR k_n`` (consistent: 0).
-    The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit grows with the pressure); it is left out so that the operator stays symmetric — a Newton method with this
-    tangent converges linearly, not quadratically, while voxels slide.
+    The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit grows with the pressure); it is left out so
+    that the operator stays symmetric — a Newton method with this tangent converges linearly, not quadratically,
+    while voxels slide.
 
     ``t`` (3, m): the crack's traction; ``w_t`` (3, m): the tangential jump measured from the slip at the start of
     the return (``w_t − s_old``; only its length is used, by sliding voxels).
