@@ -309,3 +309,23 @@ def test_calender_option_contact_law_is_checked():
     assert CalenderOptions(contact_law="plane").contact_law == "plane"
     with pytest.raises(InputError, match="contact_law"):
         CalenderOptions(contact_law="cracks")
+
+
+@pytest.mark.slow
+def test_plane_calendering_does_not_move_with_the_cg_tolerance():
+    """contact_law="plane" on the small test cathode (32 µm, 2 µm voxels, 2.6 / 3.0 g/cm³, 6 increments): the roll
+    pressure at tol 1e-4 and 5e-5 within 1 % (stop 28: 122.30 / 355.15 vs 122.26 / 354.17 MPa; the passes moved by
+    −9.2 / +5.9 %: 11.01 / 46.70 vs 9.99 / 49.45 MPa). What is left is the remap's rounding of voxel moves."""
+    from twinlab.analyses.mechanics import calender
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.design import ncm622_cathode
+
+    design = ncm622_cathode()
+    gen = make_cathode(domain_um=(32, 4 + design.thickness_um, 32), voxel_size_um=2.0, collector_um=4, seed=1)
+    kw = dict(design=design, voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=2,
+              contact_law="plane", densities=[2.6, 3.0], steps=2, particles=gen.particles)
+    loose, tight = (calender(gen.phases, tol=tol, **kw) for tol in (1e-4, 5e-5))
+    assert loose.settings["contact_law"] == "plane"
+    p, q = ([st.roll_pressure_mpa for st in r.steps] for r in (loose, tight))
+    assert 0 < p[0] < p[1]
+    assert q == pytest.approx(p, rel=0.01)
