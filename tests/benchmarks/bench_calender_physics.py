@@ -33,7 +33,9 @@ Prints
   those bins). For the voxel-size dependence of the roll pressure (issue 16, stop 27): ``--modes``
   replaces the generator's particle size modes (``MEAN:LOG_SIGMA:WEIGHT,…``, e.g. ``14:0.25:1`` without
   the 3 µm mode), ``--no-cbd`` turns the CBD into pore after generation (the design, and so the
-  density targets, unchanged) and ``--neck-contacts`` sets the calender option ``neck_contacts``.
+  density targets, unchanged) and ``--neck-contacts`` sets the calender option ``neck_contacts``;
+  ``--contact-law plane`` the option ``contact_law`` (the cracked-plane interphase, stop 28) and ``--tol`` the
+  solver tolerance (the answers' dependence on the solver path).
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
   two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
@@ -104,13 +106,13 @@ def hertz():
 
 
 def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, width=48.0, contact_kn=None,
-            voxel=None, modes=None, cbd=True, neck_contacts=False):
+            voxel=None, modes=None, cbd=True, neck_contacts=False, contact_law="passes", tol=None):
     """The cathode series per seed and run (WINDOWxSTEPS: lateral window in voxels × increments), on one
     generated cathode of ``width`` µm in-plane per seed (every window a centred crop of it, so the windows
     of one seed share their particles); ``contact_kn`` (GPa/µm) replaces the NCM contact law's normal stiffness
     per contact area; ``voxel`` (µm): the cathode generated at 1 µm, calendered on bins of that size;
     ``modes`` the generator's size modes (default NCM_MODES); ``cbd=False``: the CBD made pore;
-    ``neck_contacts``: the calender option (CBD necks through the contact law)."""
+    ``neck_contacts``, ``contact_law``, ``tol``: the calender options (None: the default tolerance)."""
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
     from twinlab.datasets.generators import NCM_MODES, make_cathode
@@ -139,9 +141,10 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
             s = calender(phases, particles=gen.particles, densities=DENSITIES, steps=steps, design=design,
                          voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
                          maxiter=20000, rearrange=rearrange, contact_materials=contact_materials,
-                         voxel_um=None if mech == vs else mech, neck_contacts=neck_contacts)
+                         voxel_um=None if mech == vs else mech, neck_contacts=neck_contacts,
+                         contact_law=contact_law, **({} if tol is None else {"tol": tol}))
             kn = contact_kn or MATERIALS["NCM_contact"].normal_stiffness_gpa_um
-            print(f"rearrange={rearrange} contact k_n {kn} GPa/µm, {mech} µm voxels, "
+            print(f"rearrange={rearrange} contact law {contact_law} k_n {kn} GPa/µm, {mech} µm voxels, "
                   f"seed {seed} window {window} ({window * mech:.0f} µm) steps {steps} "
                   f"({s.settings['increments']} increments, {time.perf_counter() - t:.0f} s):", flush=True)
             for d in s.settings.get("dem_stages", []):
@@ -321,6 +324,8 @@ def main():
     ap.add_argument("--no-cbd", action="store_true", help="the generated cathode's CBD made pore (diagnosis)")
     ap.add_argument("--neck-contacts", action="store_true",
                     help="calender option neck_contacts: CBD necks join particles through the contact law")
+    ap.add_argument("--contact-law", default="passes", help="calender option contact_law: passes or plane")
+    ap.add_argument("--tol", type=float, default=None, help="calender option tol (solver tolerance)")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")
     ap.add_argument("--lmp-ratios", default=None, help="LMP calendering ratios, e.g. 0.05,0.1,0.2 (one increment each)")
@@ -347,7 +352,7 @@ def main():
         for rearrange in args.rearrange.split(","):
             cathode(args.quick, runs, rearrange, tuple(int(v) for v in args.seeds.split(",")), not args.no_pores,
                     args.width, args.contact_kn, args.voxel, _modes(args.modes), not args.no_cbd,
-                    args.neck_contacts)
+                    args.neck_contacts, args.contact_law, args.tol)
     if "lmp" in parts:
         for rearrange in args.rearrange.split(","):
             lmp(args.quick, rearrange, [float(v) for v in args.lmp_voxels.split(",")] if args.lmp_voxels else None,

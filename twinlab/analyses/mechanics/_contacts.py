@@ -835,6 +835,113 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     return sol, g_new, mask, info
 
 
+#: ``CalenderOptions.contact_law``: the isotropic interphase solved by passes (:func:`solve_with_contacts`) or the
+#: cracked plane solved inside the solver's Newton (:func:`solve_with_planes`)
+CONTACT_LAWS = ("passes", "plane")
+
+
+def cracked_side(inst, held, *, top_is_roll: bool):
+    """The voxels that hold a contact's crack (:func:`crack_set`): of two touching particles only the one with the
+    higher instance id (a particle voxel with a face neighbour of a lower id), and every particle voxel on the
+    ``held`` voxels (collector, with ``neck_contacts`` the CBD/binder) or (``top_is_roll``) under the roll.
+
+    One side: every node of the contact face then belongs to the other particle's bulk. With a crack in both voxels
+    of a face (as :func:`foreign_faces` makes the isotropic interphase, 2 k_n each) the nodes between two open cracks
+    have no stiffness along the normal but the crack's ``KEPT`` and the hourglass control; with a soft stand-in
+    (0.1 of the bulk μ) CG stagnated on the bench cathode. Measured later with the bulk stand-in
+    (:func:`._interface.stand_in`; small test cathode, 2.6 / 3.0 g/cm³, stop 28): both sides converge, roll pressure
+    77 / 194 MPa with 6631 CG, one side 122 / 355 MPa with 2393 CG (the passes: 11 / 47 MPa, 1004 CG). One side is
+    kept for its CG, but it is not symmetric: which particle holds the crack follows the instance numbering, and
+    the answer depends on it (a cause of the stiffness still to be understood)."""
+    part = inst > 0
+    keep = np.zeros(inst.shape, bool)
+    for ax in range(3):
+        for shift in (1, -1):
+            nb = face_neighbour(inst, ax, shift, 0)
+            keep |= part & (nb > 0) & (nb < inst)
+            if held is not None:
+                keep |= part & face_neighbour(held, ax, shift, False)
+    if top_is_roll:
+        keep[-1] |= part[-1]
+    return keep
+
+
+def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None):
+    """The :class:`._interface.CrackSet` of an increment's interphase (``interphase`` = ``(mask, normal)`` of
+    :func:`foreign_faces` on the coating grid of ``lab`` and ``gap``; ``code`` the cell's law codes, flat indices
+    into the cell ``cell_shape``, the coating in its first layers).
+
+    Each voxel is its particle's bulk (the solver's λ, μ at the voxel) in series with a crack of the face's normal;
+    ``interphase`` holds one voxel per contact face (:func:`cracked_side`), so the crack has the law's normal
+    stiffness per area ``k_n`` (``ContactLaw`` keeps per-area laws as ``E = 2 k_n`` per µm of voxel edge, two
+    isotropic interphase voxels in series), and ``k_t = k_n`` — an assumption (Mindlin's ratio
+    ``2(1 − ν)/(2 − ν)`` ≈ 0.82 for ν 0.3 is the elastic spheres' value, not verified for rough NCM contacts).
+    Coulomb friction ``μ_f = slope/√3`` and cohesion ``c = sy/√3`` (the law's von Mises units). ``gap`` (coating
+    grid, strain units, NaN = closed) gives open cracks their opening ``g h_n``. ``phi`` (coating grid): the local
+    packing fraction for the compaction cap of capped phases, here a limit on the crack's normal pressure
+    (:func:`compaction_pressure` plus the cohesion, as :func:`solve_with_contacts` caps the interphase's mean
+    pressure; None: no cap). Only per-area laws (NCM_contact):
+    a lithium contact (yielding, membrane shells) has no crack form here (InputError)."""
+    from ._interface import CrackSet  # _interface builds on this module's tensor helpers
+
+    mask, normal = interphase
+    idx = np.nonzero(mask)
+    vals = lab[idx]
+    if law.per_area is None or not law.per_area[vals].all() or (code[idx] != ELASTIC).any():
+        raise InputError("contact_law='plane' needs contact materials with a normal stiffness per area "
+                         "(normal_stiffness_gpa_um, e.g. NCM_contact) on elastic particles; lithium contacts "
+                         "(yielding, membrane shells) are solved by the passes only (contact_law='passes')")
+    lam_c, mu_c = law.lam[vals], law.mu[vals]
+    k = 0.5 * mu_c * (3.0 * lam_c + 2.0 * mu_c) / (lam_c + mu_c)  # the law's E per µm is 2 k_n
+    h_n = (normal ** 2 * np.asarray(law.voxel_um)[:, None]).sum(axis=0)
+    g = gap[idx].astype(float)
+    g = np.where(np.isfinite(g) & (g > 0), g * h_n, 0.0)
+    cohesion = law.sy[vals] / np.sqrt(3.0)
+    cap = np.full(vals.shape, np.inf)
+    if phi is not None and law.jam is not None and np.isfinite(law.jam[vals]).any():
+        cap = law.cap(phi[idx], vals)[0] + np.where(np.isfinite(law.sy[vals]), law.sy[vals], 0.0)
+    flat = np.ravel_multi_index(idx, cell_shape)
+    return CrackSet(flat, normal, h_n, k, k, law.slope[vals] / np.sqrt(3.0), cohesion, g, cap)
+
+
+def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, held, gap, law: ContactLaw,
+                      interphase, tol, maxiter, hourglass_old=None, phi=None):
+    """Solve one increment with the cracked-plane interphase (``CalenderOptions.contact_law = "plane"``).
+
+    The interphase voxels (``interphase`` = ``(mask, normal)`` of :func:`foreign_faces` for ``inst`` and ``held``
+    with the roll on top, coating grid) on one side of each contact (:func:`cracked_side`) keep their particle's
+    bulk and carry a frictional crack (:func:`crack_set`, :mod:`._interface`); one solve, whose Newton
+    finds the open/stick/slip set with the displacements (``MechanicsSolver.solve_increment(cracks=)``): no passes,
+    no lock, the law holds exactly at every voxel (``residual_load`` 0) and the equilibrium to ``tol``. The state
+    carried to the next increment is the stress (a closed crack's tractions) and ``gap`` (an open crack's opening
+    in strain units of the voxel's thickness along its normal; NaN = closed), as the passes carry it. The cell
+    arrays are not modified. ``phi``: the packing fraction for the compaction cap, a limit on each crack's normal
+    pressure (:func:`crack_set`). Not modelled (stop 28): the pore-bridging CBD/binder caps (bridges stay bonded
+    elastic); lithium contacts raise.
+
+    Returns ``(solution, gap_new, mask, info)`` like :func:`solve_with_contacts` (``passes`` 1; ``sliding`` the
+    cracks at their Coulomb limit, ``crushing`` those on their cap).
+    """
+    from ._interface import CRUSHED, OPEN, SLIP
+
+    mask, normal = interphase
+    side = cracked_side(inst, held, top_is_roll=True)
+    normal = normal[:, side[mask]]
+    mask = mask & side
+    cracks = crack_set(lab, law, (mask, normal), gap, code, lam.shape, phi)
+    sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
+                                                         hourglass_old=hourglass_old, cracks=cracks)
+    is_open = sol.crack_state == OPEN
+    g_new = np.full(gap.shape, np.nan, np.float32)
+    g_new[np.nonzero(mask)] = np.where(is_open, sol.crack_gap / cracks.h_n, np.nan)
+    crushing = (sol.crack_state & CRUSHED) != 0
+    info = {"interphase": len(cracks), "open": int(is_open.sum()),
+            "sliding": int(((sol.crack_state & ~CRUSHED) == SLIP).sum()), "crushing": int(crushing.sum()),
+            "passes": 1, "cg": sol.cg_iterations, "newton": sol.newton_iterations, "failed_passes": 0,
+            "unresolved": 0, "unresolved_load": 0.0, "residual_load": 0.0, "locked_load": 0.0}
+    return sol, g_new, mask, info
+
+
 def law_residual(solved, closed_law, law_open, t_nn, locked, normal):
     """How far an increment's last solve is from the contact law: ``(residual_load, locked_load)``, shares of the
     interphase's normal load ``Σ|n·σ·n|`` of the solved stress.
@@ -967,6 +1074,7 @@ class ContactState:
     film_strain: np.ndarray | None = None  # (6, …) per shell patch: the strain its film has taken (strain_films)
     reshaped: np.ndarray | None = None  # per particle id: True where the last remap reshaped it (reshaped_particles)
     neck_contacts: bool = False  # particle faces toward CBD/binder are interphase too (CalenderOptions.neck_contacts)
+    contact_law: str = "passes"  # CalenderOptions.contact_law: "passes" (solve_with_contacts) or "plane"
 
     def packing(self, lab: np.ndarray, n_coll: int) -> np.ndarray | None:
         """Local packing fraction of the capped phases' skeleton on the coating grid (None: no cap)."""

@@ -60,7 +60,8 @@ from ...errors import ConvergenceError, InputError
 from ._laws import BRITTLE, ELASTIC, PLASTIC, update_stress, von_mises
 from ._multigrid import ElasticMultigrid
 from ._multigrid import _dot as _dot_kernel  # one float64-accumulating dot for both solvers
-from ._operator import active_rows, apply_tangent, internal_force, tangent_coefficients
+from ._interface import CrackedIncrement, CrackSet, closed_shear, stand_in
+from ._operator import active_rows, apply_cracks, apply_tangent, internal_force, tangent_coefficients
 
 HOURGLASS_COEFF = 1.0 / 96.0
 PRECONDITIONERS = ("multigrid", "fft")
@@ -91,6 +92,9 @@ class IncrementSolution:
         The solve's hourglass stiffness k_hg per voxel, kept when it was given ``hourglass_old``, for
         :meth:`hourglass` (4 B/voxel instead of the 48 of the forces: a calendering increment solves
         several contact passes and needs the forces of the one it keeps only).
+    crack_state, crack_gap : (m,) arrays or None
+        With ``cracks``: each cracked voxel's state after the increment (``_interface.OPEN/STICK/SLIP``) and
+        the opening of its crack if open (length; 0 when closed), the next increment's ``CrackSet.gap``.
     """
 
     displacement: np.ndarray
@@ -101,6 +105,8 @@ class IncrementSolution:
     residual: float
     initial_residual: float = 1.0
     hourglass_stiffness: np.ndarray | None = None
+    crack_state: np.ndarray | None = None
+    crack_gap: np.ndarray | None = None
 
     @property
     def von_mises(self) -> np.ndarray:
@@ -239,12 +245,14 @@ class MechanicsSolver:
                 and np.allclose(hierarchy.q, self._q)):
             self._mg = hierarchy
         self._mg_coef = None
+        self._crack = None  # the cracked voxels of the increment being solved (solve_increment's cracks)
         if preconditioner == "fft":
             self._build_preconditioner(float(reference_nu))
 
     # ------------------------------------------------------------------ public
     def solve_increment(self, strain_inc_macro, *, stress_old=None, u0=None, tol: float = 1e-5,
-                        maxiter: int = 5000, max_newton: int = 30, hourglass_old=None) -> IncrementSolution:
+                        maxiter: int = 5000, max_newton: int = 30, hourglass_old=None,
+                        cracks: CrackSet | None = None) -> IncrementSolution:
         """Solve one strain-controlled increment.
 
         Parameters
@@ -277,12 +285,24 @@ class MechanicsSolver:
             pressure). Given, their node forces join the out-of-balance force, and the solution's
             :meth:`IncrementSolution.hourglass` carries them on — the incremental hourglass forces of
             Flanagan & Belytschko, Int. J. Numer. Meth. Eng. 17 (1981) 679.
+        cracks : :class:`._interface.CrackSet`, optional
+            Voxels that hold a frictional crack (a contact interphase, :mod:`._interface`): their stress comes
+            from :func:`._interface.interface_return` of the strain ``C⁻¹ : s_old + Δε`` (the jump measured from
+            the increment's start) instead of the bulk law, at every Newton evaluation, so the open/stick/slip set
+            follows the iterates (a semi-smooth Newton method, with the backtracking line search) and the
+            equilibrium residual measures the contact law too. CG applies their exact cracked tangent: the
+            operator's isotropic coefficients hold a stand-in (:func:`._interface.stand_in`, chosen at the
+            increment's start; the multigrid sees only it; their hourglass stiffness is the stand-in's) and a
+            sparse correction (:func:`._operator.apply_cracks`) adds the difference. The solution's
+            ``crack_state`` and ``crack_gap`` carry the state on.
         """
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS)))
         try:
-            return self._solve_increment(strain_inc_macro, stress_old, u0, tol, maxiter, max_newton, hourglass_old)
+            return self._solve_increment(strain_inc_macro, stress_old, u0, tol, maxiter, max_newton, hourglass_old,
+                                         cracks)
         finally:
+            self._crack = None
             numba.set_num_threads(previous)
 
     def solve_linear(self, strain_macro, *, rtol: float = 1e-5, maxiter: int = 5000):
@@ -313,7 +333,8 @@ class MechanicsSolver:
         finally:
             numba.set_num_threads(previous)
 
-    def _solve_increment(self, strain_inc_macro, stress_old, u0, tol, maxiter, max_newton, hourglass_old=None):
+    def _solve_increment(self, strain_inc_macro, stress_old, u0, tol, maxiter, max_newton, hourglass_old=None,
+                         cracks=None):
         dt = self.dtype
         shp = self.shape
         n = self.lam.size
@@ -324,6 +345,8 @@ class MechanicsSolver:
         s_old = (np.zeros((6, n), dt) if stress_old is None
                  else np.ascontiguousarray(stress_old, dtype=np.result_type(stress_old, np.float32)).reshape(6, n))
         u = np.zeros((3, *shp), dt)
+        crack = None if cracks is None else self._start_cracks(cracks, s_old)
+        khg = self.khg if crack is None else crack.coef[2]  # a cracked voxel's hourglass stiffness is its stand-in's
         f_old = None  # node forces of the carried hourglass forces
         if hourglass_old is not None:
             hourglass_old = np.asarray(hourglass_old)
@@ -331,7 +354,7 @@ class MechanicsSolver:
             if len(q) != 5 or q[:2] != (3, 4) or q[3:] != shp[1:] or q[2] > shp[0]:
                 raise InputError(f"hourglass_old must have shape (3, 4, k, {shp[1]}, {shp[2]}) with k ≤ {shp[0]} "
                                  f"(the solver's first k layers), got {q}")
-            f_old = hourglass_node_forces(hourglass_old, self.khg > 0, dt)
+            f_old = hourglass_node_forces(hourglass_old, khg > 0, dt)
         # the stress is recomputed from u by every evaluation, in the buffer of the strain (the law reads
         # a voxel's strain before it writes its stress; the strain is recomputed once at the end): one
         # (6, n) field instead of two while Newton evaluates, none while CG runs (dropped, allocated again
@@ -346,9 +369,13 @@ class MechanicsSolver:
                 fields["sig"] = np.empty((6, n), dt)
             sig = fields["sig"]
             _grad(u, self.ih, e_mac, sig.reshape(6, *shp))
+            d_eps = None if crack is None else sig[:, crack.index].astype(np.float64)
             update_stress(sig, s_old, self.lam.reshape(-1), self.mu.reshape(-1), self.sy, self.code, sig, normal,
                           theta, self.reg)
-            internal_force(sig.reshape(6, *shp), u, self.khg, self._force_rows(sig), self._q, res)
+            if crack is not None:
+                sig[:, crack.index] = crack.law.stress(d_eps)
+                crack.follow()
+            internal_force(sig.reshape(6, *shp), u, khg, self._force_rows(sig), self._q, res)
             if f_old is not None:
                 np.add(res, f_old, out=res)
             return _norm(res)
@@ -377,7 +404,7 @@ class MechanicsSolver:
                 # inexact Newton: ask CG only for what this step needs to reach tol overall. A yielding solve
                 # keeps a margin for the step's nonlinear remainder; an elastic one is linear (the residual
                 # after the step is CG's own, to round-off), so a margin would only over-solve it
-                margin = NEWTON_MARGIN if self.has_plastic else LINEAR_MARGIN
+                margin = NEWTON_MARGIN if self.has_plastic or crack is not None else LINEAR_MARGIN
                 eta = min(0.1, max(margin * tol * r_ref / r_norm, margin * tol))
                 fields.clear()
                 du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter, inexact=True)
@@ -408,8 +435,9 @@ class MechanicsSolver:
         sig = sig if sig.dtype == fd else sig.astype(fd)
         eps = np.empty((6, *shp), fd)
         _grad(u, self.ih, e_mac, eps)
-        khg = None if hourglass_old is None else self.khg.reshape(shp).copy()  # not a view: the solver may go
-        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0], khg)
+        khg = None if hourglass_old is None else khg.reshape(shp).copy()  # not a view: the solver may go
+        state, gap = (None, None) if crack is None else crack.law.result()
+        return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0], khg, state, gap)
 
     # ------------------------------------------------------------------ internals
     def _build_preconditioner(self, nu0: float) -> None:
@@ -440,10 +468,29 @@ class MechanicsSolver:
         self._g = g.astype(self.dtype)
         self._pc = cc.astype(self.dtype)
 
+    def _start_cracks(self, cracks, s_old):
+        """The cracked voxels' increment (:class:`_Cracked`): their law from the carried stress and the operator's
+        coefficients with their stand-in and hourglass stiffness."""
+        if not isinstance(cracks, CrackSet):
+            raise InputError(f"cracks must be a CrackSet, got {type(cracks).__name__}")
+        idx = cracks.index
+        if idx.size and (idx.min() < 0 or idx.max() >= self.lam.size):
+            raise InputError("crack voxel indices lie outside the grid")
+        if (self.code[idx] != ELASTIC).any():
+            raise InputError("cracked voxels must be elastic (their bulk law is isotropic elasticity)")
+        law = CrackedIncrement(cracks, self.lam.reshape(-1)[idx], self.mu.reshape(-1)[idx], s_old[:, idx])
+        coef = self._coef.copy()
+        # hourglass stiffness from the closed crack's cross shear 1/(1/μ + 1/(h k_t)), not from the stand-in nor
+        # the state: it is part of the discrete energy, and the answer must not depend on the preconditioner
+        g_closed = closed_shear(law.mu, cracks.h_n, cracks.k_t)
+        coef[2].reshape(-1)[idx] = self._hg_factor * g_closed
+        self._crack = _Cracked(law, idx, coef, active_rows(coef))
+        return self._crack
+
     def _force_rows(self, sig):
         """Element rows with stiffness or with a non-zero stress (a zero-stiffness voxel may carry an
         old stress). One component at a time: a (6, n) mask would add 6 B/voxel at an evaluation."""
-        rows = self._active.copy()
+        rows = (self._active if self._crack is None else self._crack.active).copy()
         for c in sig.reshape(6, *self.shape):
             rows |= (c != 0).any(axis=-1)
         return rows
@@ -451,9 +498,10 @@ class MechanicsSolver:
     def _tangent(self, theta, normal):
         """Coefficients of the tangent operator at the current plastic state (see
         :func:`._operator.tangent_coefficients`)."""
+        base, active = (self._coef, self._active) if self._crack is None else (self._crack.coef, self._crack.active)
         if not self.has_plastic:
-            return self._coef, None, self._active
-        coef, pvec = tangent_coefficients(self.lam, self.mu, self.khg, theta=theta, normal=normal, code=self.code,
+            return base, None, active
+        coef, pvec = tangent_coefficients(base[0], base[1], base[2], theta=theta, normal=normal, code=self.code,
                                           reg=self.reg)
         return coef, pvec, active_rows(coef, pvec)
 
@@ -565,6 +613,8 @@ class MechanicsSolver:
                     "of solid held by nothing; check that every particle touches its neighbours, the collector "
                     "or the roll" + _history(history), it - 1)
             apply_tangent(p, coef, pvec, active, self._q, q)
+            if self._crack is not None:
+                apply_cracks(p, self._crack.index, self._crack.rows, self._q, q)
             pq = _dot(p, q)
             if not (pq > 0):
                 if not np.isfinite(pq):
@@ -607,6 +657,32 @@ class MechanicsSolver:
             f"conjugate gradients did not reach relative residual {rtol:.2g} in {maxiter} iterations "
             f"(reached {history[-1]:.3g}); raise maxiter or check for extreme stiffness contrast" + _history(history),
             maxiter)
+
+
+@dataclass
+class _Cracked:
+    """The cracked voxels of an increment (:meth:`MechanicsSolver._start_cracks`): their law, the operator's
+    coefficients ``coef`` (with its ``active`` rows) whose cracked voxels hold the isotropic stand-in of the last
+    evaluation's tangent, and the correction ``rows`` of :func:`._operator.apply_cracks` to the exact tangent."""
+
+    law: CrackedIncrement
+    index: np.ndarray
+    coef: np.ndarray
+    active: np.ndarray
+    rows: np.ndarray | None = None
+
+    def follow(self):
+        """After an evaluation: the correction rows to the new tangent, and the stand-in (a new ``coef`` only when
+        it changed: the multigrid then refreshes its fine level)."""
+        lam_s, mu_s = stand_in(self.law.lam, self.law.mu, self.law.cracks.normal, self.law.p)
+        self.rows = self.law.operator_rows(lam_s, mu_s)
+        flat = self.coef.reshape(3, -1)
+        if np.array_equal(flat[0, self.index], lam_s.astype(flat.dtype)) and np.array_equal(
+                flat[1, self.index], mu_s.astype(flat.dtype)):
+            return
+        self.coef = self.coef.copy()
+        self.coef[0].reshape(-1)[self.index] = lam_s
+        self.coef[1].reshape(-1)[self.index] = mu_s
 
 
 #: CG gives up when the best residual has not improved by 1 % for this many iterations

@@ -1,8 +1,11 @@
 """Cracked-plane contact interphase: a voxel that holds a frictional crack of a given normal (building block).
 
-Not wired into the solver yet (stop 27): today's interphase (:mod:`._contacts`) is an isotropic one-voxel layer
-solved by fixed-point passes that do not converge. This module is the anisotropic law meant to replace it, with
-its consistent tangent, so that the increment can be solved by an active-set (semi-smooth) Newton method.
+Today's calendering interphase (:mod:`._contacts`) is an isotropic one-voxel layer solved by fixed-point passes
+that do not converge. This module is the anisotropic law meant to replace it, with its consistent tangent, so that
+the increment is solved by an active-set (semi-smooth) Newton method: :class:`CrackSet` hands cracked voxels to
+:meth:`.MechanicsSolver.solve_increment` (``cracks=``, stop 28), whose Newton re-runs :func:`interface_return` at
+every evaluation (the open/stick/slip set follows each iterate) and whose CG applies the exact tangent
+(:func:`._operator.apply_cracks`) on top of an isotropic stand-in (:func:`stand_in`) that the multigrid sees.
 
 Model
 -----
@@ -25,7 +28,9 @@ state (a gap ≥ 0, or an overlap < 0, a length) and ``s`` its accumulated tange
 
 * **open** (``g + w_n > 0``): ``t = 0``;
 * **stick** (closed): ``t_n = k_n (g + w_n) ≤ 0``, ``t_t = k_t (w_t − s)``, ``|t_t| ≤ c + μ_f |t_n|``;
-* **slip** (closed): ``t_t = (c + μ_f |t_n|) d`` along the stick trial ``d``, the slip grows by the excess.
+* **slip** (closed): ``t_t = (c + μ_f |t_n|) d`` along the stick trial ``d``, the slip grows by the excess;
+* **crushed** (closed, optional ``cap``): the pressure is limited, ``t_n ≥ −p_cap`` — a perfectly plastic normal
+  closure (the crushing / rearrangement of the particles around the contact, :func:`._contacts.compaction_pressure`).
 
 Because C is isotropic, ``Nᵀ C N = μ I + (λ+μ) n⊗n`` is diagonal in the crack's frame: the normal and tangential
 problems decouple and :func:`interface_return` is closed-form (no local iterations): the normal state is exact
@@ -48,13 +53,16 @@ Conventions: symmetric tensors as 6 rows (00, 11, 22, 12, 02, 01), *tensor* shea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ...errors import InputError
 from ._contacts import _elastic, _traction
 
-#: crack states (:func:`interface_return`)
-OPEN, STICK, SLIP = 0, 1, 2
+#: crack states (:func:`interface_return`); a closed crack whose normal traction sits on its compaction cap has
+#: ``CRUSHED`` added (``state & CRUSHED``; ``state & ~CRUSHED`` is STICK or SLIP)
+OPEN, STICK, SLIP, CRUSHED = 0, 1, 2, 4
 #: stiffness of a sliding crack along its slip direction (and least across it), as a fraction of k_t: the consistent
 #: tangent is zero there, and a patch of sliding voxels would be a zero-energy mode of the operator
 SLIP_FLOOR = 1e-3
@@ -100,9 +108,10 @@ def interface_tangent(state, normal, k_n, k_t, t, w_t):
 
     OPEN: 0. STICK: ``k_n n⊗n + k_t (I − n⊗n)``. SLIP: ``k_n n⊗n + r (P_t − d⊗d)`` with ``r = |t_t| / |w_t|`` (the
     radial return's consistent tangent across the slip direction ``d``), floored at ``SLIP_FLOOR k_t`` across and set
-    to ``SLIP_FLOOR k_t`` along ``d`` (consistent: 0). The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit
-    grows with the pressure); it is left out so that the operator stays symmetric — a Newton method with this
-    tangent converges linearly, not quadratically, while voxels slide.
+    to ``SLIP_FLOOR k_t`` along ``d`` (consistent: 0). CRUSHED: the normal part ``SLIP_FLOOR k_n`` (consistent: 0).
+    The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit grows with the pressure); it is left out so
+    that the operator stays symmetric — a Newton method with this tangent converges linearly, not quadratically,
+    while voxels slide.
 
     ``t`` (3, m): the crack's traction; ``w_t`` (3, m): the tangential jump measured from the slip at the start of
     the return (``w_t − s_old``; only its length is used, by sliding voxels).
@@ -113,6 +122,8 @@ def interface_tangent(state, normal, k_n, k_t, t, w_t):
     k_n, k_t = _per_voxel(m, k_n=k_n, k_t=k_t)
     t = np.asarray(t, np.float64)
     closed = state != OPEN
+    crushed = (state & CRUSHED) != 0
+    state = state & ~CRUSHED
     nn = _outer(n, n)
     p_t = np.eye(3)[None] - nn
     t_t = t - (t * n).sum(axis=0) * n
@@ -124,7 +135,8 @@ def interface_tangent(state, normal, k_n, k_t, t, w_t):
     r = np.maximum(size / np.where(w_size > 0, w_size, np.inf), floor)
     slip = (state == SLIP)[:, None, None]
     tangential = np.where(slip, r[:, None, None] * (p_t - dd) + floor[:, None, None] * dd, k_t[:, None, None] * p_t)
-    return np.where(closed[:, None, None], k_n[:, None, None] * nn + tangential, 0.0)
+    normal_k = np.where(crushed, SLIP_FLOOR, 1.0) * k_n
+    return np.where(closed[:, None, None], normal_k[:, None, None] * nn + tangential, 0.0)
 
 
 def _cholesky3(s):
@@ -180,14 +192,15 @@ def cracked_plane_vectors(lam, mu, normal, h_n, A):
     return p * np.sqrt(1.0 - KEPT)
 
 
-def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, cohesion):
+def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, cohesion, cap=np.inf):
     """Stress of cracked voxels at a total strain: the crack's jump from the local equilibrium, Coulomb return.
 
     ``eps`` (6, m): total voxel strain (tensor shears); ``slip_old`` (3, m): the crack's tangential slip carried from
     the last converged state (µm; its normal part is ignored); ``gap`` (m,): the crack's opening at zero jump (µm:
     ≥ 0 a gap, < 0 an overlap that presses at once); ``normal`` (3, m) unit; ``h_n`` voxel thickness along it (µm);
     ``lam``, ``mu`` bulk Lamé constants (MPa); ``k_n``, ``k_t`` crack stiffness per area (MPa/µm, > 0); ``mu_f``
-    friction coefficient, ``cohesion`` shear traction at zero pressure (MPa). Solves
+    friction coefficient, ``cohesion`` shear traction at zero pressure (MPa); ``cap`` the largest normal pressure
+    (MPa; inf: none). Solves
     ``(C : (ε − sym(w⊗n)/h))·n = t(w)`` (module docstring) in closed form.
 
     Returns ``(sigma (6, m), w (3, m), slip (3, m), state (m,), A (m, 3, 3))``: the voxel's stress, the crack's jump,
@@ -200,11 +213,11 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     eps = np.asarray(eps, np.float64)
     if eps.shape != (6, m):
         raise InputError(f"strain must have shape (6, {m}), got {eps.shape}")
-    lam, mu, h, k_n, k_t, mu_f, c, g = _per_voxel(m, lam=lam, mu=mu, h_n=h_n, k_n=k_n, k_t=k_t, mu_f=mu_f,
-                                                  cohesion=cohesion, gap=gap)
+    lam, mu, h, k_n, k_t, mu_f, c, g, cap = _per_voxel(m, lam=lam, mu=mu, h_n=h_n, k_n=k_n, k_t=k_t, mu_f=mu_f,
+                                                       cohesion=cohesion, gap=gap, cap=cap)
     if (np.any(mu <= 0) or np.any(h <= 0) or np.any(k_n <= 0) or np.any(k_t <= 0) or np.any(mu_f < 0)
-            or np.any(c < 0) or not np.all(np.isfinite(g))):
-        raise InputError("crack law: μ, h_n, k_n, k_t must be > 0, μ_f and cohesion ≥ 0, the gap finite")
+            or np.any(c < 0) or not np.all(np.isfinite(g)) or not np.all(cap >= 0)):
+        raise InputError("crack law: μ, h_n, k_n, k_t must be > 0, μ_f, cohesion and the cap ≥ 0, the gap finite")
     s_old = np.asarray(slip_old, np.float64)
     s_old = s_old - (s_old * n).sum(axis=0) * n
     # traction of the strain with the crack locked; σ = C:ε − C:sym(w⊗n)/h, and (C:sym(w⊗n))·n = μ w + (λ+μ) w_n n
@@ -215,6 +228,9 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     closed = h * tl_n + M * g <= 0.0  # the closed solution's t_n = k_n (h tl_n + M g)/(M + h k_n) presses
     w_n = np.where(closed, h * (tl_n - k_n * g) / (M + h * k_n), h * tl_n / M)
     t_n = np.where(closed, k_n * (g + w_n), 0.0)
+    crushed = closed & (t_n < -cap)  # on the cap: the pressure is the cap's, the normal jump from the bulk's share
+    t_n = np.where(crushed, -cap, t_n)
+    w_n = np.where(crushed, h * (tl_n - t_n) / M, w_n)
     stick_t = k_t * (h * tl_t - mu * s_old) / (mu + h * k_t)  # tangential traction if the crack sticks
     size = np.sqrt((stick_t ** 2).sum(axis=0))
     limit = c + mu_f * np.maximum(-t_n, 0.0)
@@ -224,6 +240,148 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     slip = np.where(closed, w_t - t_t / k_t, w_t)
     w = w_n * n + w_t
     sigma = _elastic(lam, mu, eps - _sym(w, n) / h)
-    state = np.where(closed, np.where(slides, SLIP, STICK), OPEN).astype(np.int8)
+    state = (np.where(closed, np.where(slides, SLIP, STICK), OPEN) + np.where(crushed, CRUSHED, 0)).astype(np.int8)
     A = interface_tangent(state, n, k_n, k_t, t_n * n + t_t, w_t - s_old)
     return sigma, w, slip, state, A
+
+
+@dataclass
+class CrackSet:
+    """Cracked voxels of one increment for :meth:`.MechanicsSolver.solve_increment` (``cracks=``).
+
+    ``index`` (m,): flat voxel indices into the solver's grid (each at most once; the voxels must be elastic, their
+    λ, μ the bulk's). ``normal`` (3, m) unit crack normals; ``h_n`` voxel thickness along the normal (µm, same
+    length unit as the solver's ``voxel_size``); ``k_n``, ``k_t`` crack stiffness per area (MPa/µm); ``mu_f``
+    friction coefficient; ``cohesion`` (MPa); ``gap`` the opening of cracks that are open at the start of the
+    increment (µm ≥ 0; 0 for closed ones); ``cap`` the compaction cap, the largest normal pressure (MPa; inf:
+    none). Constants are scalars or (m,).
+
+    Nothing else is carried between increments: with the jump measured from the increment's start, a closed
+    crack's start state is in the carried stress ``s_old`` (its traction gives the overlap ``t_n/k_n`` and the
+    elastic tangential spring ``−t_t/k_t``), an open crack's in its ``gap`` (:func:`start_state`).
+    """
+
+    index: np.ndarray
+    normal: np.ndarray
+    h_n: np.ndarray
+    k_n: np.ndarray
+    k_t: np.ndarray
+    mu_f: np.ndarray
+    cohesion: np.ndarray
+    gap: np.ndarray = 0.0
+    cap: np.ndarray = np.inf
+
+    def __post_init__(self):
+        self.index = np.asarray(self.index, np.int64).reshape(-1)
+        m = self.index.size
+        if np.unique(self.index).size != m:
+            raise InputError("a voxel is listed twice in the crack set")
+        self.normal = _unit_normals(self.normal)
+        if self.normal.shape[1] != m:
+            raise InputError(f"crack normals must have shape (3, {m}), got {self.normal.shape}")
+        self.h_n, self.k_n, self.k_t, self.mu_f, self.cohesion, self.gap, self.cap = (
+            np.ascontiguousarray(a) for a in _per_voxel(m, h_n=self.h_n, k_n=self.k_n, k_t=self.k_t,
+                                                         mu_f=self.mu_f, cohesion=self.cohesion, gap=self.gap,
+                                                         cap=self.cap))
+        if (np.any(self.h_n <= 0) or np.any(self.k_n <= 0) or np.any(self.k_t <= 0) or np.any(self.mu_f < 0)
+                or np.any(self.cohesion < 0) or np.any(self.gap < 0) or not np.all(np.isfinite(self.gap))
+                or not np.all(self.cap >= 0)):
+            raise InputError("crack set: h_n, k_n, k_t must be > 0, μ_f, cohesion, the cap and the gap ≥ 0, the "
+                             "gap finite")
+
+    def __len__(self):
+        return self.index.size
+
+
+def bulk_strain(lam, mu, s):
+    """Strain (6, m), tensor shears, of stresses ``s`` (6, m) in isotropic voxels: ``C⁻¹ : s``."""
+    s = np.asarray(s, np.float64)
+    e = s / (2.0 * mu)
+    e[:3] -= (lam / (2.0 * mu * (3.0 * lam + 2.0 * mu))) * (s[0] + s[1] + s[2])
+    return e
+
+
+def start_state(cracks: CrackSet, s_old):
+    """The crack's reference opening ``g`` (m,) and slip ``s`` (3, m) at the start of an increment whose jump is
+    measured from zero, from the carried stress ``s_old`` (6, m) of the cracked voxels: a pressed crack's overlap
+    ``g = t_n/k_n`` (its traction at zero jump), the opening of an open one (``cracks.gap``); the slip that
+    reproduces the carried tangential traction, ``s = −t_t/k_t``."""
+    n = cracks.normal
+    t = _traction(np.asarray(s_old, np.float64), n)
+    t_n = (t * n).sum(axis=0)
+    g = cracks.gap + np.minimum(t_n, 0.0) / cracks.k_n
+    return g, -(t - t_n * n) / cracks.k_t
+
+
+def closed_shear(mu, h_n, k_t):
+    """Cross shear modulus (MPa) of a cracked voxel whose crack sticks: bulk ``μ`` and the crack's ``h k_t`` in
+    series, ``1/(1/μ + 1/(h k_t))``."""
+    return 1.0 / (1.0 / np.asarray(mu, np.float64) + 1.0 / (np.asarray(h_n, np.float64) * k_t))
+
+
+def stand_in(lam, mu, normal, p):
+    """Isotropic Lamé constants (λ_s, μ_s) (m,) that stand in for a cracked voxel's ``C − Σ p pᵀ`` in the multigrid:
+    the bulk's shear modulus ``μ_s = μ`` and ``λ_s = max(M_n − 2μ, 0)`` with ``M_n = n⊗n : C_eff : n⊗n`` the cracked
+    tensor's constrained modulus along the normal (a compliant crack: 0; a stiff one: the bulk's λ).
+
+    Why not a stand-in spectrally close to the crack (its cross shear, floored): measured on the small test cathode
+    (32 µm, 2 µm voxels, 2.3 → 3.0 g/cm³ in 6 increments, one crack per contact face; stop 28) the CG iterations
+    fall as the stand-in's shear modulus rises, from stagnation (0.01 × the closed crack's cross shear
+    ``1/(1/μ + 1/(h k_t))`` ≈ 0.03 μ) over 9026 (0.1 ×) and 4156 (1 ×) to 2416 at 30 × ≈ μ (2393 with ``μ_s = μ``;
+    2592 with the bulk's λ too; 100 ×: 3347). A soft stand-in makes the particles' rigid motions look free to the
+    multigrid though the cracks' in-plane stiffness holds them."""
+    n = _unit_normals(normal)
+    m = n.shape[1]
+    lam, mu = _per_voxel(m, lam=lam, mu=mu)
+    pn = np.einsum("mkc,cm->mk", p * _TWICE_SHEAR, _sym(n, n))  # p_k : n⊗n
+    m_n = lam + 2.0 * mu - (pn ** 2).sum(axis=1)
+    return np.maximum(m_n - 2.0 * mu, 0.0), mu.copy()
+
+
+_TWICE_SHEAR = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+
+
+def _contract(a, b):
+    """``a : b`` (m,) of symmetric tensors (6, m) with tensor shears."""
+    return (a[:3] * b[:3]).sum(axis=0) + 2.0 * (a[3:] * b[3:]).sum(axis=0)
+
+
+class CrackedIncrement:
+    """The cracked voxels' law during one increment of :meth:`.MechanicsSolver.solve_increment`.
+
+    ``lam``, ``mu`` (m,): the voxels' bulk; ``s_old`` (6, m): their carried stress. :meth:`stress` returns the
+    stress at a strain increment and keeps the tangent's vectors ``p`` for the operator (:meth:`operator_rows`);
+    :meth:`result` gives what to carry after the increment.
+    """
+
+    def __init__(self, cracks: CrackSet, lam, mu, s_old):
+        self.cracks = cracks
+        self.lam = np.asarray(lam, np.float64)
+        self.mu = np.asarray(mu, np.float64)
+        if np.any(self.mu <= 0) or np.any(self.lam + self.mu <= 0):
+            raise InputError("cracked voxels need bulk stiffness (μ > 0, λ + μ > 0): a pore cannot hold a crack")
+        self.eps0 = bulk_strain(self.lam, self.mu, s_old)  # the bulk strain at the start (jump 0)
+        self.g, self.slip_old = start_state(cracks, s_old)
+        self.state = self.w = self.p = None
+
+    def stress(self, d_eps):
+        """Stress (6, m) at the strain increment ``d_eps`` (6, m): :func:`interface_return` of the total strain
+        ``C⁻¹ : s_old + Δε``, so that ``σ = s_old + C : (Δε − sym(w⊗n)/h)``; the tangent follows."""
+        c = self.cracks
+        sigma, self.w, _, self.state, A = interface_return(
+            self.eps0 + d_eps, self.slip_old, self.g, c.normal, c.h_n, self.lam, self.mu, c.k_n, c.k_t, c.mu_f,
+            c.cohesion, c.cap)
+        self.p = cracked_plane_vectors(self.lam, self.mu, c.normal, c.h_n, A)
+        return sigma
+
+    def operator_rows(self, lam_s, mu_s):
+        """(m, 20) rows for :func:`._operator.apply_cracks`: ``λ − λ_s``, ``μ − μ_s`` and the 18 components of
+        ``p``: the cracked tangent minus the stand-in that the operator's isotropic coefficients already hold."""
+        return np.ascontiguousarray(np.concatenate(
+            [(self.lam - lam_s)[:, None], (self.mu - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
+
+    def result(self):
+        """(state (m,), gap (m,)): OPEN/STICK/SLIP after the increment and the opening of the open cracks (µm;
+        0 for closed ones) — the ``gap`` of the next increment's :class:`CrackSet`."""
+        w_n = (self.w * self.cracks.normal).sum(axis=0)
+        return self.state, np.where(self.state == OPEN, np.maximum(self.g + w_n, 0.0), 0.0)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["apply_tangent", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows"]
+__all__ = ["apply_tangent", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows", "apply_cracks"]
 
 
 def tangent_coefficients(lam, mu, khg, *, theta=None, normal=None, code=None, reg=0.0):
@@ -131,7 +131,88 @@ def internal_force(sig, u, khg, active, q, out):
     return out
 
 
+def apply_cracks(u, index, rows, q, out):
+    """``out += Bᵀ D B u`` over the listed voxels only: the cracked voxels' tangent correction (:mod:`._interface`).
+
+    ``index`` (m,) flat voxel indices; ``rows`` (m, 20) from :meth:`._interface.CrackedIncrement.operator_rows`:
+    ``dλ, dμ`` and three tensors ``p_k`` (6 each, tensor shears), so that ``D : ε = dλ tr(ε) 1 + 2 dμ ε − Σ_k p_k
+    (p_k : ε)`` — the cracked tensor minus the isotropic stand-in that :func:`apply_tangent` applies with ``coef``.
+    One-point strain of each voxel from its 8 corner nodes (node (i, j, k) is its low corner, periodic) and the
+    transpose scatter, as :func:`apply_tangent`'s gradient part (no hourglass: that stays the stand-in's). Serial:
+    the cracked voxels are a thin set (interphase layers), and neighbours share nodes.
+    """
+    _cracks_kernel(u, index, rows, q, out)
+    return out
+
+
 # ====================================================================== kernels
+@numba.njit(cache=True)
+def _cracks_kernel(u, index, rows, q, out):
+    n0, n1, n2 = u.shape[1], u.shape[2], u.shape[3]
+    d = np.empty((3, 3), np.float64)
+    for e in range(index.size):
+        v = index[e]
+        i = v // (n1 * n2)
+        j = (v // n2) % n1
+        k = v % n2
+        i1 = i + 1 if i + 1 < n0 else 0
+        j1 = j + 1 if j + 1 < n1 else 0
+        k1 = k + 1 if k + 1 < n2 else 0
+        for m in range(3):
+            v000 = np.float64(u[m, i, j, k])
+            v001 = np.float64(u[m, i, j, k1])
+            v010 = np.float64(u[m, i, j1, k])
+            v011 = np.float64(u[m, i, j1, k1])
+            v100 = np.float64(u[m, i1, j, k])
+            v101 = np.float64(u[m, i1, j, k1])
+            v110 = np.float64(u[m, i1, j1, k])
+            v111 = np.float64(u[m, i1, j1, k1])
+            d[m, 0] = q[0] * (v100 + v101 + v110 + v111 - v000 - v001 - v010 - v011)
+            d[m, 1] = q[1] * (v010 + v011 + v110 + v111 - v000 - v001 - v100 - v101)
+            d[m, 2] = q[2] * (v001 + v011 + v101 + v111 - v000 - v010 - v100 - v110)
+        e0 = d[0, 0]
+        e1 = d[1, 1]
+        e2 = d[2, 2]
+        e3 = 0.5 * (d[1, 2] + d[2, 1])
+        e4 = 0.5 * (d[0, 2] + d[2, 0])
+        e5 = 0.5 * (d[0, 1] + d[1, 0])
+        r = rows[e]
+        lt = r[0] * (e0 + e1 + e2)
+        m2 = 2.0 * r[1]
+        s0 = lt + m2 * e0
+        s1 = lt + m2 * e1
+        s2 = lt + m2 * e2
+        s3 = m2 * e3
+        s4 = m2 * e4
+        s5 = m2 * e5
+        for kk in range(3):
+            o = 2 + 6 * kk
+            pe = (r[o] * e0 + r[o + 1] * e1 + r[o + 2] * e2
+                  + 2.0 * (r[o + 3] * e3 + r[o + 4] * e4 + r[o + 5] * e5))
+            s0 -= r[o] * pe
+            s1 -= r[o + 1] * pe
+            s2 -= r[o + 2] * pe
+            s3 -= r[o + 3] * pe
+            s4 -= r[o + 4] * pe
+            s5 -= r[o + 5] * pe
+        # node force of corner (a, b, c), component m: Σ_n q_n (±1 along n) σ_mn
+        for m in range(3):
+            if m == 0:
+                g0, g1, g2 = q[0] * s0, q[1] * s5, q[2] * s4
+            elif m == 1:
+                g0, g1, g2 = q[0] * s5, q[1] * s1, q[2] * s3
+            else:
+                g0, g1, g2 = q[0] * s4, q[1] * s3, q[2] * s2
+            out[m, i, j, k] += -g0 - g1 - g2
+            out[m, i, j, k1] += -g0 - g1 + g2
+            out[m, i, j1, k] += -g0 + g1 - g2
+            out[m, i, j1, k1] += -g0 + g1 + g2
+            out[m, i1, j, k] += g0 - g1 - g2
+            out[m, i1, j, k1] += g0 - g1 + g2
+            out[m, i1, j1, k] += g0 + g1 - g2
+            out[m, i1, j1, k1] += g0 + g1 + g2
+
+
 # An element row (i, j, :) is processed in blocks of NB elements through small flat scratch buffers
 # whose row stride W is a compile-time constant. That is what lets LLVM vectorise the loops: every
 # access to a buffer is then a constant offset from one base pointer, so its runtime alias checks

@@ -20,6 +20,7 @@ import numpy as np
 from ...design import check_cbd_as
 from ...errors import InputError
 from ...materials import Material
+from ._contacts import CONTACT_LAWS
 from ._fft_solver import PRECONDITIONERS
 
 SHELL_MODELS = ("membrane", "voxel")
@@ -128,6 +129,23 @@ class CalenderOptions:
         contact compliance needs to sit on the faces, not in a voxel layer of the particle. The pressure calibration
         (k_n, P_j) has not been re-validated with it (seed 1, 2 µm: 5.9/23.3/61.3/102.1 MPa at
         2.6/3.0/3.4/3.8 g/cm³, inside the published bands).
+    contact_law : "passes" or "plane"
+        Opt-in (issue 16, stop 28): ``"plane"`` makes each interphase voxel its particle's bulk in series with a
+        frictional crack of the contact's normal (``_interface``; normal stiffness exactly k_n per contact, two
+        cracks of 2 k_n in series; k_t = k_n assumed) solved inside the solver's Newton in one solve per
+        increment (``_contacts.solve_with_planes``): the answers do not depend on a pass budget, and the
+        interphase voxels count in the stress statistics. The compaction cap limits each crack's normal pressure
+        (instead of the interphase voxel's mean pressure). Not yet in it: the CBD/binder bridges' cap (bonded),
+        lithium contacts (InputError). Not the default (stop 28, bench cathode ``--quick --runs 24x4,24x8 --seeds
+        1,2,3 --width 72 --no-pores --contact-law plane``): the answers hold with the CG tolerance (seed 1, 32 µm:
+        roll pressure within 1.2 % at tol 1e-4 vs 5e-5, the passes 25 %) and the increment count (4 vs 8 steps,
+        3-seed means 0 / −0.3 / −4.1 / −1.6 %), but the roll pressure is 7–9× the passes' (3-seed means
+        109 / 371 / 745 / 1165 MPa at 2.6 / 3.0 / 3.4 / 3.8 g/cm³ against 16.2 / 47.1 / 90.6 / 135.9, over the
+        published bands) and the crackable volume saturates (> 100 MPa: 80.5 / 96.9 % at 2.6 / 3.0), with 4–6× the CG
+        iterations (to 3.8 g/cm³: 9938 / 7880 / 13521 vs 2142 / 1442 / 3179). The calibration (k_n, the cap) is the
+        passes' isotropic interphase's, whose voxels are soft in every direction; the voxels of particles that touch
+        by an edge or a corner only share nodes without any interphase (small test cathode: 773 such pairs against
+        466 face contacts). ``"passes"`` (default): the isotropic interphase solved by ``contact_passes``.
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
@@ -189,6 +207,7 @@ class CalenderOptions:
     contact_tol: float = 0.02
     contact_passes: int = 5
     neck_contacts: bool = False
+    contact_law: str = "passes"
     shells: str = "membrane"
     shell_thickness_um: float = 0.1
     edge_margin: int | None = None
@@ -235,6 +254,8 @@ class CalenderOptions:
         for n in dict(self.contact_materials or {}):
             if n not in CONTACT_PHASES:
                 raise InputError(f"contact_materials keys must be particle phases (active, lithium, shell), got {n!r}")
+        if self.contact_law not in CONTACT_LAWS:
+            raise InputError(f"contact_law must be one of {CONTACT_LAWS}, got {self.contact_law!r}")
         if self.shells not in SHELL_MODELS:
             raise InputError(f"shells must be 'membrane' or 'voxel', got {self.shells!r}")
         if not _pos(self.shell_thickness_um):

@@ -68,7 +68,7 @@ from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
 from ._contacts import (foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state, shell_fracture,
-                        solve_with_contacts)
+                        solve_with_contacts, solve_with_planes)
 from ._options import CalenderOptions
 from ._rearrange import DemPacking, dem_materials, rearrange_state
 from ._remap import remap_voxels, take_sources as _take
@@ -224,6 +224,7 @@ def calender(
                             voxel_um=h)
     if cstate is not None:
         cstate.neck_contacts = opts.neck_contacts
+        cstate.contact_law = opts.contact_law
     # the compaction cap is an explicit update of the packing state: its increments are kept small
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
     # instead rearranges each requested increment to jamming itself)
@@ -698,7 +699,14 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         last.append(solver)
         return solver
 
-    if contacts:
+    if contacts and cstate.contact_law == "plane":
+        sol, cstate.gap, _, info = solve_with_planes(
+            make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, held=held, gap=cstate.gap,
+            law=cstate.law, interphase=interphase, tol=tol, maxiter=maxiter, hourglass_old=hg_old,
+            phi=_packing_after(cstate, lab, n_coll, m_cur, m_next))
+        cstate.last_info = info
+        cg_its, nw_its = info["cg"], info["newton"]
+    elif contacts:
         sol, cstate.gap, _, info = solve_with_contacts(
             make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
             law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
@@ -809,8 +817,9 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
     if cstate is not None:
         lab = cstate.output_labels(lab)
     inner = _inner(lab.shape, margin)
-    if cstate is not None and cstate.law is not None:
-        # the contact interphase carries the contact law's stress, not the particle's: left out
+    if cstate is not None and cstate.law is not None and cstate.contact_law == "passes":
+        # the contact interphase carries the contact law's stress, not the particle's: left out (the cracked
+        # plane's interphase voxels are particle bulk with a crack: counted)
         fixed = (lab == coll_v) if coll_v is not None else None
         inner &= ~foreign_faces(cstate.inst, fixed, top_is_roll=True)[0]
     active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
