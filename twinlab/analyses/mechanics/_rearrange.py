@@ -117,7 +117,7 @@ the jam moves with the stage boundaries — the packing's pressure lies on a fri
 1 MPa jam pressure (seed 3, 4 µm: 0.88 MPa at 84 µm, 1.03 at 80); a 3 MPa jam pressure made seed 3 worse
 (0.58 at 72 µm). Stop 28: those series ran other DEM stages on each grid before the jam (their schedule added
 even thicknesses from each grid's own uncalendered top); with one increment per thickness on both grids and the
-hand-over on the layer plane (step 2) the gaps are 0.056 / 0.049, 0.050 / 0.045, 0.103 / 0.205 (seeds 1/2/3; at
+hand-over on the layer plane (step 2) the gaps are 0.056 / 0.049, 0.050 / 0.046, 0.103 / 0.205 (seeds 1/2/3; at
 84 µm but seed 1's 0.056 at 72 µm), and the increment count after the jam moves the curve < 0.02 (seed 2, 6 µm:
 one or two increments per 12 µm). What is left at 84 µm is the jam itself: the DEM jams 0–0.75 µm apart on
 the two grids (its path is chaotic at that level) and the intact fraction falls ~0.1 per µm of roll travel
