@@ -119,9 +119,12 @@ the jam moves with the stage boundaries — the packing's pressure lies on a fri
 even thicknesses from each grid's own uncalendered top); with one increment per thickness on both grids and the
 hand-over on the layer plane (step 2) the gaps are 0.056 / 0.049, 0.050 / 0.046, 0.103 / 0.205 (seeds 1/2/3; at
 84 µm but seed 1's 0.056 at 72 µm), and the increment count after the jam moves the curve < 0.02 (seed 2, 6 µm:
-one or two increments per 12 µm). What is left at 84 µm is the jam itself: the DEM jams 0–0.75 µm apart on
-the two grids (its path is chaotic at that level) and the intact fraction falls ~0.1 per µm of roll travel
-right after the jam.
+one or two increments per 12 µm). What is left at 84 µm, where the intact fraction falls ~0.1 per µm of roll
+travel: the hand-over plane lies 0–1 layer above the jam, a different distance on each grid, and the stress solve
+takes that rest of the rearrangement far stiffer than the DEM; and the DEM jams 0–0.75 µm apart on the two grids,
+because the true spheres are clipped at each grid's top layer (:meth:`DemPacking.of_spheres`) and the roll's
+sub-steps start from it (unclipped, from a common 0.25 µm grid, seed 3 ran the same DEM on both grids to the
+jam, but the hand-over then left 0.17 / 0.29 apart: tests/benchmarks/MEASUREMENTS.md, stop 28).
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
