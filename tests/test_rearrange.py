@@ -185,13 +185,13 @@ def test_ball_under_the_roll_stops_it_where_hertz_says_at_two_voxel_sizes():
     assert abs(np.mean(travel) - expected) <= 0.6, (expected, travel)
 
 
-def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False):
+def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False, free_top=False, seed=3):
     """One DEM stage on the generated LMP anode (15 lithium spheres, 160 µm window, 84 µm coating, seed 3) at
     ``vs`` µm voxels, from clumps fitted to its voxels or (``spheres``) its generator's spheres: the roll
     travel (µm) and the :class:`DemMove`."""
     from twinlab.datasets.generators import make_lmp_anode
 
-    g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=3)
+    g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=seed, free_top=free_top)
     lab = np.moveaxis(g.phases, 1, 0)
     inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
     coll = lab == 3  # DEFAULT_PHASES collector
@@ -210,6 +210,26 @@ def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False):
                                    h=(vs, vs, vs), materials=mats, phase_of=lab, jam_pressure_mpa=jam_pressure_mpa,
                                    collision_tol=collision_tol, packing=packing)
     return (n_coll + m0) * vs - move.wall_um, move
+
+
+@needs_dem
+@pytest.mark.parametrize("vs", [6.0, 4.0])
+def test_dem_stage_hands_the_packing_over_on_the_layer_plane_the_roll_last_passed(vs):
+    """The stress solve's roll is a layer plane, so a DEM stage that jams between two planes hands its packing
+    (the voxels' move and the carried spheres) over as the DEM left it on the last plane the roll passed: the
+    roll touches the top spheres there (the highest sphere reaches the plane). Before stop 28 the packing was
+    handed over as at the jam, up to a layer below that plane: on the 480 µm free-top anode (seed 1, 4 µm) the
+    top particles' voxels lay a layer below the solve's roll, their gaps to it never closed, and the first
+    solve after the jam compressed a pore layer — 0 MPa, no film broken, by 84 µm — while the 6 µm grid broke
+    36 %. The free-top anode's true spheres jam after ~30 µm of roll travel, between planes."""
+    _, move = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True, free_top=True, seed=1)
+    assert move.stop["by"] == "pressure"
+    n_coll = 2 if vs == 6.0 else 3  # 12 µm collector
+    plane = (n_coll + move.layers) * vs
+    assert move.wall_um < plane - 0.5 < move.wall_um + vs, (move.wall_um, plane)  # the jam lies between planes
+    pk = move.packing
+    top = float((pk.centre[0] * vs + pk.radius * vs).max())
+    assert top >= plane - 0.05, (top, plane, move.wall_um)
 
 
 @functools.lru_cache(maxsize=1)

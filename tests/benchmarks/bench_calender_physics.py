@@ -241,7 +241,9 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
             layers.setdefault(int(round(m0 * (1 - r))), r)
         use = tuple(r for m, r in sorted(layers.items(), reverse=True) if m < m0)
         spheres = g.particle_spheres() if rearrange == "dem" and fit == "spheres" else None
-        s = calender(g.phases, particles=g.particles, particle_spheres=spheres, ratios=use, steps=len(use),
+        # steps=1: one increment per target, exactly (steps=len(use) added the even thicknesses from each grid's
+        # own uncalendered top, which the free top rounds differently: other DEM stages on each grid, stop 28)
+        s = calender(g.phases, particles=g.particles, particle_spheres=spheres, ratios=use, steps=1,
                      voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange,
                      **(options or {}))
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")

@@ -29,8 +29,18 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
    contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector (a
    flat granular wall, or the coating base) and a flat granular roll wall that moves down in
-   sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size), each followed by a relaxation; no
-   gravity. The roll stops at the last sub-step before either limit is passed: the relaxed packing
+   sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size; every layer plane of the grid is a
+   sub-step's end), each followed by a relaxation; no gravity. The roll stops at the last sub-step before
+   either limit is passed (``DemMove.wall_um``, the DEM's jam), but the voxels move — and the packing is
+   carried — as the DEM left them at the last **layer plane** it passed (``DemMove.layers``), because the
+   stress solve's roll is a layer plane. Moved as at the jam, between planes, the stress solve's roll
+   started from the plane above: up to a layer above the packing, with the top particles' voxels mostly a
+   layer below it and their gaps to the roll in voxels with no stiffness around them, which the solve never
+   closed; it compressed that pore layer and the remap squeezed the packing without stress (stop 28: the 480
+   µm free-top anode, seed 1, 4 µm, jammed at 88.25 µm: the solve from 92 to 84 µm reported 0 MPa and broke
+   no film, while the 6 µm grid, jammed at 87.75 µm, broke 36 %). From the plane the roll touches the top
+   particles and the stress solve takes the travel past it, the last sub-layer of rearrangement included
+   (its contacts open, sliding and giving way). The limits: the relaxed packing
    carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20
    GPa particles stiffen within a fraction of a voxel of overlap, so where this stops hardly depends
    on the pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres,
@@ -105,7 +115,16 @@ thicknesses grow to 0.033 / 0.101 / 0.083: the solve after the jam depends on th
 at 72 µm, 4 µm: intact 0.378 after two 4 µm increments from 80 µm, 0.228 after one 8 µm increment), and
 the jam moves with the stage boundaries — the packing's pressure lies on a frictional plateau near the
 1 MPa jam pressure (seed 3, 4 µm: 0.88 MPa at 84 µm, 1.03 at 80); a 3 MPa jam pressure made seed 3 worse
-(0.58 at 72 µm).
+(0.58 at 72 µm). Stop 28: those series ran other DEM stages on each grid before the jam (their schedule added
+even thicknesses from each grid's own uncalendered top); with one increment per thickness on both grids and the
+hand-over on the layer plane (step 2) the gaps are 0.056 / 0.049, 0.050 / 0.046, 0.103 / 0.205 (seeds 1/2/3; at
+84 µm but seed 1's 0.056 at 72 µm), and the increment count after the jam moves the curve < 0.02 (seed 2, 6 µm:
+one or two increments per 12 µm). What is left at 84 µm, where the intact fraction falls ~0.1 per µm of roll
+travel: the hand-over plane lies 0–1 layer above the jam, a different distance on each grid, and the stress solve
+takes that rest of the rearrangement far stiffer than the DEM; and the DEM jams 0–0.75 µm apart on the two grids,
+because the true spheres are clipped at each grid's top layer (:meth:`DemPacking.of_spheres`) and the roll's
+sub-steps start from it (unclipped, from a common 0.25 µm grid, seed 3 ran the same DEM on both grids to the
+jam, but the hand-over then left 0.17 / 0.29 apart: tests/benchmarks/MEASUREMENTS.md, stop 28).
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
@@ -171,13 +190,14 @@ class DemMove:
 
     ``target`` (3, m): continuous target voxel-centre positions of the moving voxels (C order of
     ``np.flatnonzero(moving)``); ``shift_um`` (3, m): their displacement in µm; ``layers``: the
-    coating thickness (voxels above the collector) where the roll stopped; ``pressure_mpa``: the
-    relaxed roll pressure there; ``spheres``: DEM bodies (clumps); ``max_overlap``: the largest sphere
+    coating thickness (voxels above the collector) at the last layer plane the roll passed below the
+    limits, where the voxels and ``packing`` are taken (module docs, step 2); ``pressure_mpa``: the
+    relaxed roll pressure where the roll stopped (``wall_um``, its last sub-step below the limits); ``spheres``: DEM bodies (clumps); ``max_overlap``: the largest sphere
     overlap at the end, relative to the smaller radius; ``wall_um``: the roll's height above the
-    cell bottom; ``collisions``: the particle volume the rigid move squeezes (beyond the digitisation
+    cell bottom where it stopped (the DEM's jam, between planes); ``collisions``: the particle volume the rigid move squeezes (beyond the digitisation
     shell) per volume the roll swept; ``stop``: what
     stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values;
-    ``packing``: the clumps where the roll stopped (the next stage's start, :class:`DemPacking`).
+    ``packing``: the clumps at the layer plane (the next stage's start, :class:`DemPacking`).
     """
 
     target: np.ndarray
@@ -779,7 +799,7 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     def squeezed_um3(final, wall_layer):
         return _squeezed_voxels(pvox, powner, pcore, body_shift(final), inst.shape, n_coll, wall_layer) * voxel_um3
 
-    final, z_wall, pressure, overlap, coll, stop = _run_lammps(
+    final, z_plane, z_wall, pressure, overlap, coll, stop = _run_lammps(
         centre, radius, body, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
         squeezed_um3, collision_tol)
     shift = body_shift(final)
@@ -790,7 +810,7 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     shift_v = shift[:, k]
     target = np.stack([i + 0.5 for i in idx]).astype(float) + shift_v
     shift_um = shift_v * np.asarray(h, float)[:, None]
-    layers = max(int(np.ceil(z_wall / h[0] - 1e-6)), n_coll + m_target) - n_coll
+    layers = max(int(round(z_plane / h[0])), n_coll + m_target) - n_coll
     # the packing goes on from here: each sphere continuous with its start (one lateral image per clump)
     carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape))
     return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop,
@@ -852,9 +872,10 @@ def _granular(mat: DemMaterial) -> str:
 
 def _run_lammps(centre, radius, body, phase, shape, h, z_bot, z_top, z_target, materials, jam_pressure_mpa,
                 squeezed_um3, collision_tol):
-    """Run the compression; returns the accepted centres (voxel units), roll position (voxel units
-    from the cell bottom), its relaxed pressure (MPa), the largest relative sphere overlap and the
-    squeezed particle volume per swept volume of the accepted sub-step."""
+    """Run the compression; returns the centres (voxel units) at the last layer plane the roll passed below
+    the limits and that plane (µm from the cell bottom), then the roll's last sub-step below the limits (µm),
+    its relaxed pressure (MPa), the largest relative sphere overlap (at the plane) and the squeezed particle
+    volume per swept volume of that sub-step."""
     n0, n1, n2 = shape
     hz, hx, hy = h
     values = sorted(set(phase.tolist()))
@@ -921,10 +942,12 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
         ztarget = z_target * hz
         z = zt
         accepted = (centre.copy(), z_top, 0.0, 0.0)
+        on_plane = (centre.copy(), z_top)
         stop = {"by": "target"}
         first = True
         while z > ztarget + 1e-9:
-            z_new = max(ztarget, z - WALL_STEP_UM)
+            # every layer plane is a sub-step's end (the roll may stop only there), else WALL_STEP_UM
+            z_new = max(ztarget, z - WALL_STEP_UM, (np.ceil(z / hz - 1e-6) - 1) * hz)
             for part in range(4):  # the roll plane redefined in quarter steps: a smooth push
                 zp = z + (z_new - z) * (part + 1) / 4
                 if not first:
@@ -944,10 +967,13 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
                         "by": "pressure" if pressure >= jam_pressure_mpa else "collisions"}
                 break
             accepted = (final, z / hz, pressure, coll)
+            if abs(z / hz - round(z / hz)) < 1e-6:  # the stress solve's roll is a layer plane: the voxels stop on one
+                on_plane = (final, z / hz)
     finally:
         lmp.close()
-    final, zw, pressure, coll = accepted
-    return final, zw * hz, pressure, _max_overlap(final, radius, body, shape), coll, stop
+    _, zw, pressure, coll = accepted
+    final, zp = on_plane
+    return final, zp * hz, zw * hz, pressure, _max_overlap(final, radius, body, shape), coll, stop
 
 
 def _positions(lmp, n, h):
