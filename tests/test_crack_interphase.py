@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twinlab.analyses.mechanics._contacts import _elastic
+from twinlab.analyses.mechanics._laws import isotropic_stress
 from twinlab.analyses.mechanics._fft_solver import MechanicsSolver, _grad
 from twinlab.analyses.mechanics._interface import (OPEN, SLIP, STICK, CrackedIncrement, CrackSet, _sym,
                                                    cracked_plane_vectors, interface_tangent, stand_in)
@@ -88,13 +88,13 @@ def test_the_increment_stress_is_the_carried_stress_plus_the_bulk_response_less_
     n = rng.normal(size=(3, m))
     n /= np.linalg.norm(n, axis=0)
     h = rng.uniform(0.5, 2.0, m)
-    s_old = _elastic(LAM, MU, rng.normal(scale=1e-3, size=(6, m)))
+    s_old = isotropic_stress(LAM, MU, rng.normal(scale=1e-3, size=(6, m)))
     gap = np.where(rng.random(m) < 0.3, rng.uniform(0, 1e-3, m), 0.0)
     cracks = CrackSet(np.arange(m), n, h, K_N, 0.5 * K_N, 0.3, 0.5, gap)
     law = CrackedIncrement(cracks, np.full(m, LAM), np.full(m, MU), s_old)
     d_eps = rng.normal(scale=2e-3, size=(6, m))
     sigma = law.stress(d_eps)
-    assert np.abs(sigma - (s_old + _elastic(LAM, MU, d_eps - _sym(law.w, n) / h))).max() < 1e-9
+    assert np.abs(sigma - (s_old + isotropic_stress(LAM, MU, d_eps - _sym(law.w, n) / h))).max() < 1e-9
     assert {OPEN, STICK, SLIP} <= set(np.unique(law.state).tolist())
     # zero increment from a consistent start (stress inside the law) returns the carried stress
     sigma0 = law.stress(np.zeros((6, m)))
@@ -131,10 +131,10 @@ def test_the_sparse_crack_operator_applies_the_exact_cracked_tangent():
     apply_cracks(u, idx, rows, q, got)
     eps = np.empty((6, *shape))
     _grad(u, 4.0 * q, np.zeros(6), eps)
-    sig = _elastic(lam.reshape(-1), mu.reshape(-1), eps.reshape(6, -1))
+    sig = isotropic_stress(lam.reshape(-1), mu.reshape(-1), eps.reshape(6, -1))
     e = eps.reshape(6, -1)[:, idx]
     pe = np.einsum("mkc,cm->mk", p, e * np.array([1, 1, 1, 2, 2, 2.0])[:, None])
-    sig[:, idx] = _elastic(LAM, MU, e) - np.einsum("mk,mkc->cm", pe, p)
+    sig[:, idx] = isotropic_stress(LAM, MU, e) - np.einsum("mk,mkc->cm", pe, p)
     want = internal_force(sig.reshape(6, *shape), u, khg, np.ones(shape[:2], bool), q, np.zeros_like(u))
     assert np.abs(got - want).max() < 1e-10 * np.abs(want).max()
 

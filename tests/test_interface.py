@@ -7,7 +7,7 @@ N w = Voigt(sym(w⊗n)), Nᵀσ = σ·n; the module's strains are tensor shears 
 import numpy as np
 import pytest
 
-from twinlab.analyses.mechanics._contacts import _traction
+from twinlab.analyses.mechanics._laws import traction
 from twinlab.analyses.mechanics._interface import (KEPT, OPEN, SLIP, SLIP_FLOOR, STICK, cracked_plane_vectors,
                                                    interface_return, interface_tangent)
 from twinlab.errors import InputError
@@ -70,7 +70,7 @@ def voxel_return(eps_eng, n, *, slip=np.zeros(3), gap=0.0, k_n=25.0, k_t=20.0, m
     """interface_return for one voxel from an engineering strain; traction σ·n added."""
     s, w, sl, st, A = interface_return((eps_eng / ENG)[:, None], slip[:, None], gap, n[:, None], H, LAM, MU, k_n,
                                        k_t, mu_f, c)
-    return s[:, 0], w[:, 0], sl[:, 0], int(st[0]), A[0], _traction(s, n[:, None])[:, 0]
+    return s[:, 0], w[:, 0], sl[:, 0], int(st[0]), A[0], traction(s, n[:, None])[:, 0]
 
 
 def test_vectors_give_the_series_form_of_bulk_and_crack():
@@ -249,7 +249,7 @@ def test_cracked_voxels_stay_positive_semi_definite_in_every_state():
     assert set(np.unique(st)) == {OPEN, STICK, SLIP}
     assert np.abs(A - A.transpose(0, 2, 1)).max() == 0
     # the law holds on every voxel: σ·n = t(w)
-    t = _traction(s, n)
+    t = traction(s, n)
     t_n = (t * n).sum(axis=0)
     t_t = t - t_n * n
     closed = st != OPEN

@@ -105,7 +105,8 @@ from scipy import ndimage
 
 from ..._morphology import face_neighbour
 from ...errors import ConvergenceError, InputError
-from ._laws import ELASTIC, PLASTIC, lame_from_young
+from ._interface import CRUSHED, OPEN, SLIP, CrackSet
+from ._laws import ELASTIC, PLASTIC, isotropic_stress, lame_from_young, traction
 
 #: particle phases: the phases whose instances make contacts
 PARTICLE_PHASES = ("active", "lithium", "shell")
@@ -226,13 +227,6 @@ def normal_component(t: np.ndarray, n: np.ndarray) -> np.ndarray:
             + 2.0 * (n[1] * n[2] * t[3] + n[0] * n[2] * t[4] + n[0] * n[1] * t[5]))
 
 
-def _traction(s, n):
-    """Traction ``σ·n`` (3, m) of symmetric tensors ``s`` (6, m) on the planes of normals ``n`` (3, m)."""
-    return np.stack([s[0] * n[0] + s[5] * n[1] + s[4] * n[2],
-                     s[5] * n[0] + s[1] * n[1] + s[3] * n[2],
-                     s[4] * n[0] + s[3] * n[1] + s[2] * n[2]])
-
-
 def _von_mises(s):
     p = (s[0] + s[1] + s[2]) / 3.0
     return np.sqrt(1.5 * ((s[0] - p) ** 2 + (s[1] - p) ** 2 + (s[2] - p) ** 2 + 2.0 * (s[3] ** 2 + s[4] ** 2 + s[5] ** 2)))
@@ -251,7 +245,7 @@ def contact_limit(s, n, sy, slope):
     but with a yield stress (lithium metal: a cold-welded contact yields like the metal) is limited by its
     von Mises stress: ``q`` the von Mises stress, the limit ``sy``.
     """
-    t = _traction(s, n)
+    t = traction(s, n)
     s_nn = (t * n).sum(axis=0)
     tau = t - s_nn * n
     fric = slope > 0
@@ -583,13 +577,6 @@ def friction_slip(trial, normal, sy, slope, on):
     return out
 
 
-def _elastic(lam, mu, de):
-    """Stress (6, m) of the strain ``de`` (6, m; tensor shear components) in isotropic voxels."""
-    s = 2.0 * mu * de
-    s[:3] += lam * (de[0] + de[1] + de[2])
-    return s
-
-
 def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, fixed, gap, law: ContactLaw,
                         nt: int, tol_active: float, max_passes: int, tol, maxiter, top_is_roll: bool = True,
                         override=None, phi=None, interphase=None, hourglass_old=None):
@@ -763,7 +750,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         tr = de[0] + de[1] + de[2]
         now_crushing, f_new = crush_test(closed_start, k_c, p_cap, tr)
         t_lam, t_mu = crushed_moduli(lam_eff, mu_eff, now_crushing, f_new)
-        trial = crushed_start(closed_start, p_cap, now_crushing, f_new * k_c, tr) + _elastic(t_lam, t_mu, de)
+        trial = crushed_start(closed_start, p_cap, now_crushing, f_new * k_c, tr) + isotropic_stress(t_lam, t_mu, de)
         t_nn = normal_component(trial, normal)
         new_s = sol.stress[(slice(None),) + idx].astype(float)
         off_cap = np.abs(-(new_s[0] + new_s[1] + new_s[2]) / 3.0 - p_cap) > SECANT_CHANGE * np.abs(p_cap)
@@ -787,7 +774,7 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
         # shear traction it moves by more than SECANT_CHANGE of its limit counts as a change
         slip_new = friction_slip(trial, normal, c_sy, c_slope, frictional & ~now_open)
         _, lim_t, _ = contact_limit(trial, normal, c_sy, c_slope)
-        slid = np.sqrt((_traction(slip_new - slip, normal) ** 2).sum(axis=0)) > SECANT_CHANGE * lim_t
+        slid = np.sqrt((traction(slip_new - slip, normal) ** 2).sum(axis=0)) > SECANT_CHANGE * lim_t
         moved = (now_open != is_open) | (now_crushing != crushing) | (
             now_crushing & crushing & ((np.abs(f_new - f) > SECANT_CHANGE * f) | off_cap)) | (slid & ~now_open)
         changed = int(moved.sum())
@@ -882,7 +869,6 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     (:func:`compaction_pressure` plus the cohesion, as :func:`solve_with_contacts` caps the interphase's mean
     pressure; None: no cap). Only per-area laws (NCM_contact):
     a lithium contact (yielding, membrane shells) has no crack form here (InputError)."""
-    from ._interface import CrackSet  # _interface builds on this module's tensor helpers
 
     mask, normal = interphase
     idx = np.nonzero(mask)
@@ -922,7 +908,6 @@ def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, 
     Returns ``(solution, gap_new, mask, info)`` like :func:`solve_with_contacts` (``passes`` 1; ``sliding`` the
     cracks at their Coulomb limit, ``crushing`` those on their cap).
     """
-    from ._interface import CRUSHED, OPEN, SLIP
 
     mask, normal = interphase
     side = cracked_side(inst, held, top_is_roll=True)
@@ -959,7 +944,7 @@ def law_residual(solved, closed_law, law_open, t_nn, locked, normal):
     if load <= 0:
         return 0.0, 0.0
     law = np.where(law_open, 0.0, closed_law)
-    residual = np.sqrt((_traction(law - solved, normal) ** 2).sum(axis=0)).sum()
+    residual = np.sqrt((traction(law - solved, normal) ** 2).sum(axis=0)).sum()
     pressed = locked & law_open & (t_nn < 0)
     return float(residual / load), float(-t_nn[pressed].sum() / load)
 

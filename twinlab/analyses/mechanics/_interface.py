@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import InputError
-from ._contacts import _elastic, _traction
+from ._laws import isotropic_stress, traction
 
 #: crack states (:func:`interface_return`); a closed crack whose normal traction sits on its compaction cap has
 #: ``CRUSHED`` added (``state & CRUSHED``; ``state & ~CRUSHED`` is STICK or SLIP)
@@ -184,7 +184,7 @@ def cracked_plane_vectors(lam, mu, normal, h_n, A):
     for j in range(3):
         e = np.zeros((3, m))
         e[j] = 1.0
-        T[:, j] = _elastic(lam, mu, _sym(e, n)).T
+        T[:, j] = isotropic_stress(lam, mu, _sym(e, n)).T
     p = np.empty_like(T)  # forward substitution L p = T
     p[:, 0] = T[:, 0] / L[:, 0, 0, None]
     p[:, 1] = (T[:, 1] - L[:, 1, 0, None] * p[:, 0]) / L[:, 1, 1, None]
@@ -221,7 +221,7 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     s_old = np.asarray(slip_old, np.float64)
     s_old = s_old - (s_old * n).sum(axis=0) * n
     # traction of the strain with the crack locked; σ = C:ε − C:sym(w⊗n)/h, and (C:sym(w⊗n))·n = μ w + (λ+μ) w_n n
-    t_lock = _traction(_elastic(lam, mu, eps), n)
+    t_lock = traction(isotropic_stress(lam, mu, eps), n)
     tl_n = (t_lock * n).sum(axis=0)
     tl_t = t_lock - tl_n * n
     M = lam + 2.0 * mu
@@ -239,7 +239,7 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     w_t = h * (tl_t - t_t) / mu
     slip = np.where(closed, w_t - t_t / k_t, w_t)
     w = w_n * n + w_t
-    sigma = _elastic(lam, mu, eps - _sym(w, n) / h)
+    sigma = isotropic_stress(lam, mu, eps - _sym(w, n) / h)
     state = (np.where(closed, np.where(slides, SLIP, STICK), OPEN) + np.where(crushed, CRUSHED, 0)).astype(np.int8)
     A = interface_tangent(state, n, k_n, k_t, t_n * n + t_t, w_t - s_old)
     return sigma, w, slip, state, A
@@ -307,7 +307,7 @@ def start_state(cracks: CrackSet, s_old):
     ``g = t_n/k_n`` (its traction at zero jump), the opening of an open one (``cracks.gap``); the slip that
     reproduces the carried tangential traction, ``s = −t_t/k_t``."""
     n = cracks.normal
-    t = _traction(np.asarray(s_old, np.float64), n)
+    t = traction(np.asarray(s_old, np.float64), n)
     t_n = (t * n).sum(axis=0)
     g = cracks.gap + np.minimum(t_n, 0.0) / cracks.k_n
     return g, -(t - t_n * n) / cracks.k_t

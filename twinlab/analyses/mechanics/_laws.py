@@ -38,6 +38,20 @@ def von_mises(stress: np.ndarray) -> np.ndarray:
     return np.sqrt(1.5 * dev2)
 
 
+def isotropic_stress(lam, mu, de):
+    """Stress (6, m) of the strain ``de`` (6, m; tensor shear components) in isotropic voxels."""
+    s = 2.0 * mu * de
+    s[:3] += lam * (de[0] + de[1] + de[2])
+    return s
+
+
+def traction(s, n):
+    """Traction ``σ·n`` (3, m) of symmetric tensors ``s`` (6, m) on the planes of normals ``n`` (3, m)."""
+    return np.stack([s[0] * n[0] + s[5] * n[1] + s[4] * n[2],
+                     s[5] * n[0] + s[1] * n[1] + s[3] * n[2],
+                     s[4] * n[0] + s[3] * n[1] + s[2] * n[2]])
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def update_stress(strain_inc, stress_old, lam, mu, sy, code, stress_out, normal, theta, reg):
     """Stress after a strain increment from the converged state ``stress_old`` (flat arrays).
