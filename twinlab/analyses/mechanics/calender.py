@@ -662,8 +662,10 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     if contacts:
         fixed = np.zeros(shape_c, bool)
         fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
-        held = fixed[:nt]  # the collector; with neck contacts also the CBD/binder (CalenderOptions.neck_contacts)
-        if cstate.neck_contacts and cstate.law.bridges:
+        # the collector; with neck contacts also the CBD/binder (CalenderOptions.neck_contacts) — always with the
+        # cracked plane, whose Newton has no cap for the bridges themselves: their faces' cracks carry it
+        held = fixed[:nt]
+        if (cstate.neck_contacts or cstate.contact_law == "plane") and cstate.law.bridges:
             held = held | np.isin(lab, cstate.law.bridges)
         interphase = foreign_faces(cstate.inst, held, top_is_roll=True)  # once: the solve takes it too
         # elastic particles start from their mean stress: no residue of the remap (relieve_particle_residuals)
