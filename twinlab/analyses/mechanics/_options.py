@@ -144,7 +144,8 @@ class CalenderOptions:
         17.5 / 48.5 / 65.4 / 75.0 % (passes 21.0 / 63.6 / 84.2 / 92.2), > 150 MPa 8.2 / 30.9 / 48.6 / 58.7 %;
         on the small test cathode the answer converges as the Newton tolerance tightens (5e-5 vs 2.5e-5 within
         1.4 %; 1e-4 is 6 % off at 3.0 g/cm³; the passes scatter ±5 %), so use ``tol`` ≤ 5e-5 with it — at 3–4×
-        the passes' CG; 4 vs 8 steps (``--runs 24x8``): 3-seed means within 1.4 % (roll) and 1.1 % (crackable). Not the default yet: it is one stop old, not re-calibrated, and the steepening when
+        the passes' CG; 4 vs 8 steps (``--runs 24x8``): 3-seed means within 1.4 % (roll) and 1.1 % (crackable).
+        In 96 µm windows (``--runs 48x4 --width 104``) seed 3's Newton stagnated at 1.3e-4 (ConvergenceError). Not the default yet: it is one stop old, not re-calibrated, and the steepening when
         jammed is lost on 2 of 3 seeds. ``"passes"`` (default): the isotropic interphase solved by
         ``contact_passes``.
     shells : "membrane" or "voxel"
