@@ -106,7 +106,7 @@ from scipy import ndimage
 from ..._morphology import face_neighbour
 from ...errors import ConvergenceError, InputError
 from ._interface import CRUSHED, OPEN, SLIP, CrackSet
-from ._laws import ELASTIC, PLASTIC, isotropic_stress, lame_from_young, traction
+from ._laws import ELASTIC, PLASTIC, isotropic_stress, lame_from_young, normal_component, traction
 
 #: particle phases: the phases whose instances make contacts
 PARTICLE_PHASES = ("active", "lithium", "shell")
@@ -219,12 +219,6 @@ def particle_surface(inst: np.ndarray) -> np.ndarray:
         for shift in (1, -1):
             surf |= part & (face_neighbour(inst, ax, shift, 0) != inst)
     return surf
-
-
-def normal_component(t: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """``n·t·n`` of symmetric tensors ``t`` (6, m) in the order (00, 11, 22, 12, 02, 01)."""
-    return (n[0] ** 2 * t[0] + n[1] ** 2 * t[1] + n[2] ** 2 * t[2]
-            + 2.0 * (n[1] * n[2] * t[3] + n[0] * n[2] * t[4] + n[0] * n[1] * t[5]))
 
 
 def _von_mises(s):
@@ -1039,9 +1033,9 @@ def film_loads(strain_total, stress, inst, patches, *, e_shell_mpa, nu_shell):
     p = np.eye(3)[None] - nt[:, :, None] * nt[:, None, :]
     e_m = np.linalg.eigvalsh(p @ e @ p)[:, -1]
     membrane = e_shell_mpa / (1.0 - nu_shell) * e_m
-    traction = -normal_component(stress[(slice(None),) + idx].astype(float), n)
-    traction = np.where((n ** 2).sum(axis=0) > 0, traction, 0.0)
-    return idx, e_m, membrane, traction
+    pressure = -normal_component(stress[(slice(None),) + idx].astype(float), n)
+    pressure = np.where((n ** 2).sum(axis=0) > 0, pressure, 0.0)
+    return idx, e_m, membrane, pressure
 
 
 # ---------------------------------------------------------------------- state carried through calendering

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import InputError
-from ._laws import isotropic_stress, traction
+from ._laws import isotropic_stress, normal_component, traction
 
 #: crack states (:func:`interface_return`); a closed crack whose normal traction sits on its compaction cap has
 #: ``CRUSHED`` added (``state & CRUSHED``; ``state & ~CRUSHED`` is STICK or SLIP)
@@ -333,17 +333,9 @@ def stand_in(lam, mu, normal, p):
     n = _unit_normals(normal)
     m = n.shape[1]
     lam, mu = _per_voxel(m, lam=lam, mu=mu)
-    pn = np.einsum("mkc,cm->mk", p * _TWICE_SHEAR, _sym(n, n))  # p_k : n⊗n
-    m_n = lam + 2.0 * mu - (pn ** 2).sum(axis=1)
+    pn = np.stack([normal_component(p[:, k].T, n) for k in range(3)])  # p_k : n⊗n
+    m_n = lam + 2.0 * mu - (pn ** 2).sum(axis=0)
     return np.maximum(m_n - 2.0 * mu, 0.0), mu.copy()
-
-
-_TWICE_SHEAR = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
-
-
-def _contract(a, b):
-    """``a : b`` (m,) of symmetric tensors (6, m) with tensor shears."""
-    return (a[:3] * b[:3]).sum(axis=0) + 2.0 * (a[3:] * b[3:]).sum(axis=0)
 
 
 class CrackedIncrement:

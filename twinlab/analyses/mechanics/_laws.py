@@ -52,6 +52,12 @@ def traction(s, n):
                      s[4] * n[0] + s[3] * n[1] + s[2] * n[2]])
 
 
+def normal_component(t: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``n·t·n`` of symmetric tensors ``t`` (6, m) in the order (00, 11, 22, 12, 02, 01)."""
+    return (n[0] ** 2 * t[0] + n[1] ** 2 * t[1] + n[2] ** 2 * t[2]
+            + 2.0 * (n[1] * n[2] * t[3] + n[0] * n[2] * t[4] + n[0] * n[1] * t[5]))
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def update_stress(strain_inc, stress_old, lam, mu, sy, code, stress_out, normal, theta, reg):
     """Stress after a strain increment from the converged state ``stress_old`` (flat arrays).

@@ -701,26 +701,24 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         last.append(solver)
         return solver
 
-    if contacts and cstate.contact_law == "plane":
-        sol, cstate.gap, _, info = solve_with_planes(
-            make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, held=held, gap=cstate.gap,
-            law=cstate.law, interphase=interphase, tol=tol, maxiter=maxiter, hourglass_old=hg_old,
-            phi=_packing_after(cstate, lab, n_coll, m_cur, m_next))
+    if contacts:
+        phi = _packing_after(cstate, lab, n_coll, m_cur, m_next)
+        if cstate.contact_law == "plane":
+            sol, cstate.gap, _, info = solve_with_planes(
+                make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, held=held, gap=cstate.gap,
+                law=cstate.law, interphase=interphase, tol=tol, maxiter=maxiter, hourglass_old=hg_old, phi=phi)
+        else:
+            sol, cstate.gap, _, info = solve_with_contacts(
+                make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
+                law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
+                override=override, phi=phi, interphase=interphase, hourglass_old=hg_old)
+            if stats is not None:  # the active set's last test changes, not solved (solve_with_contacts), and the
+                # largest share of the contacts' normal load they change in an increment
+                stats["unresolved"] = stats.get("unresolved", 0) + info["unresolved"]
+                stats["unresolved_load"] = max(stats.get("unresolved_load", 0.0), info["unresolved_load"])
+                for key in ("residual_load", "locked_load"):  # how far the last solve is from the law (law_residual)
+                    stats[key] = max(stats.get(key, 0.0), info[key])
         cstate.last_info = info
-        cg_its, nw_its = info["cg"], info["newton"]
-    elif contacts:
-        sol, cstate.gap, _, info = solve_with_contacts(
-            make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
-            law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
-            override=override, phi=_packing_after(cstate, lab, n_coll, m_cur, m_next), interphase=interphase,
-            hourglass_old=hg_old)
-        cstate.last_info = info
-        if stats is not None:  # the active set's last test changes, not solved (solve_with_contacts), and the
-            # largest share of the contacts' normal load they change in an increment
-            stats["unresolved"] = stats.get("unresolved", 0) + info["unresolved"]
-            stats["unresolved_load"] = max(stats.get("unresolved_load", 0.0), info["unresolved_load"])
-            for key in ("residual_load", "locked_load"):  # how far the last solve is from the law (law_residual)
-                stats[key] = max(stats.get(key, 0.0), info[key])
         cg_its, nw_its = info["cg"], info["newton"]
     else:
         sol = make_solver(lam, mu, sy, code).solve_increment(d_e, stress_old=s_old, tol=tol, maxiter=maxiter,
@@ -821,7 +819,8 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
     inner = _inner(lab.shape, margin)
     if cstate is not None and cstate.law is not None and cstate.contact_law == "passes":
         # the contact interphase carries the contact law's stress, not the particle's: left out (the cracked
-        # plane's interphase voxels are particle bulk with a crack: counted)
+        # plane's interphase voxels are counted — since its soft contact zone they hold the law's soft moduli under
+        # the crack, as the passes' interphase does: whether to count them is open, stop 28's note)
         fixed = (lab == coll_v) if coll_v is not None else None
         inner &= ~foreign_faces(cstate.inst, fixed, top_is_roll=True)[0]
     active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
