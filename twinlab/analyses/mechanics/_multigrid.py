@@ -986,16 +986,22 @@ def _stencil_sweep(st, x, rhs, out, residual, threads):
     """out = A x, or rhs − A x with ``residual``, for a node stencil st (periodic, one stored block per
     symmetric pair).
 
-    Each stored block B (node → node + d) is read once: one visit adds B x(node + d) to the node's
-    row and Bᵀ x(node) to the neighbour's, into accumulators of the current node plane and of the
-    next one (d0 = 1), each with a one-element halo along k that is folded back (periodic) when the
-    plane is complete. Each of ``threads`` sweeps a contiguous range of planes; the contributions to its first
-    plane from the plane before it (another thread's) are recomputed from that plane's d0 = 1 blocks,
-    so no two threads write the same plane. The transposed reading of stop 22–28 took each block of the
-    neighbours again, one plane later and out of cache — as much stencil traffic as the full stencil.
-    Each block is one contiguous loop over k per product (:func:`_block_madd`, the 3 × 3 block into
-    three rows at once); the loops run over slices (views) so that every index is provably
-    non-negative (numba's negative-index wrap-around kept LLVM from vectorising, 2× slower)."""
+    Each stored block B (node → node + d) is read from memory once: B x(node + d) goes to the node's
+    row and Bᵀ x(node) to the neighbour's (two loops over k; the second finds the block in L1), into
+    accumulators of the current node plane and of the next one (d0 = 1), each with a one-element halo
+    along k that is folded back (periodic) when the plane is complete. The planes are cut into
+    ``threads`` contiguous chunks; a chunk recomputes the contributions to its first plane from the
+    plane before it (another chunk's) from that plane's d0 = 1 blocks, so no two threads write the same
+    plane. Stop 22–28 gathered instead: each block again for the neighbour, transposed, one plane later
+    and out of cache — the traffic of the full stencil. Level 1 at 128³ (65 × 64², random stencil, one
+    thread, old and new alternating, load 7): 25.1 → 17.2 CPU-ms. Tried and dropped (stop 29): both
+    products in one loop (not vectorised: 20–22 ms); the off-diagonal blocks in bfloat16 with the centre
+    blocks corrected to keep every row sum (the bench electrode at 64³ kept its 47 / 64 CG iterations —
+    114 / 166 uncorrected — but a sweep took 15.0 instead of 16.8 ms against 144 CPU-ms per 128³ build
+    for the conversion: a wash). Each product is one contiguous loop
+    over k (:func:`_block_madd`, the 3 × 3 block into three rows at once) over slices (views), so that
+    every index is provably non-negative (numba's negative-index wrap-around kept LLVM from vectorising,
+    2× slower)."""
     n0, n1, n2 = x.shape[1], x.shape[2], x.shape[3]
     w = n2 + 2
     chunks = min(threads, n0)
