@@ -996,8 +996,8 @@ def _stencil_sweep(st, x, rhs, out, residual, threads):
     and out of cache — the traffic of the full stencil. Level 1 at 128³ (65 × 64², random stencil, one
     thread, old and new alternating, load 7): 25.1 → 17.2 CPU-ms. Tried and dropped (stop 29): both
     products in one loop (not vectorised: 20–22 ms); the off-diagonal blocks in bfloat16 with the centre
-    blocks corrected to keep every row sum (the bench electrode at 64³ kept its 47 / 64 CG iterations —
-    114 / 166 uncorrected — but a sweep took 15.0 instead of 16.8 ms against 144 CPU-ms per 128³ build
+    blocks corrected to keep every row sum (simulated on the bench electrode at 64³: its 47 / 64 CG
+    iterations kept — 114 / 166 uncorrected — but a sweep took 15.0 instead of 16.8 ms against 144 CPU-ms per 128³ build
     for the conversion: a wash). Each product is one contiguous loop
     over k (:func:`_block_madd`, the 3 × 3 block into three rows at once) over slices (views), so that
     every index is provably non-negative (numba's negative-index wrap-around kept LLVM from vectorising,
