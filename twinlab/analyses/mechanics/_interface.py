@@ -38,8 +38,8 @@ the friction limit — and the stress — is continuous where a crack opens (an 
 full cohesion ``c + μ_f |t_n|`` of a Mohr–Coulomb interface a crack closing at zero pressure could hold ``c`` at once
 and lose it on opening: the stress jumped at every crack on the open/closed switch, and the semi-smooth Newton
 stalled at the out-of-balance force of those jumps (stop 29, small test cathode's first increment: 3–6e-6 for 70
-iterations at any tolerance below; with the ramp 6e-8 in 33 iterations, roll pressure 5.842 → 5.838 MPa at tol
-1e-5 vs 1e-7). A regularisation of the law, not a published model: it changes only contacts pressed by less than
+iterations at any tolerance below; with the ramp 6e-8 in 33 iterations; the increment's mean axial stress 5.842
+MPa with the full cohesion at tol 1e-5, 5.839 with the ramp at 1e-5 and 5.838 at 1e-7). A regularisation of the law, not a published model: it changes only contacts pressed by less than
 ``c`` (0.58 MPa for NCM against contact pressures of ~1–100 MPa in calendering).
 
 Because C is isotropic, ``Nᵀ C N = μ I + (λ+μ) n⊗n`` is diagonal in the crack's frame: the normal and tangential
