@@ -201,7 +201,7 @@ def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False, free
     if spheres:
         centres, radii = g.particle_spheres()
         packing = rearrange_mod.DemPacking.of_spheres(inst, centres[:, [1, 0, 2]].T / vs, radii / vs,
-                                                      z_bottom=n_coll, z_top=n_coll + m0)
+                                                      z_bottom=n_coll)
         assert packing.ids.size == np.unique(inst[inst > 0]).size  # every particle is a body
     # lithium: E 4.9 GPa, ν 0.36, density 0.534 g/cm³; friction DEFAULT_FRICTION
     mats = {v: rearrange_mod.DemMaterial(4.9e3, 0.36, rearrange_mod.DEFAULT_FRICTION, 0.534)
@@ -214,14 +214,15 @@ def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False, free
 
 @needs_dem
 @pytest.mark.parametrize("vs", [6.0, 4.0])
-def test_dem_stage_hands_the_packing_over_on_the_layer_plane_the_roll_last_passed(vs):
-    """The stress solve's roll is a layer plane, so a DEM stage that jams between two planes hands its packing
-    (the voxels' move and the carried spheres) over as the DEM left it on the last plane the roll passed: the
-    roll touches the top spheres there (the highest sphere reaches the plane). Before stop 28 the packing was
-    handed over as at the jam, up to a layer below that plane: on the 480 µm free-top anode (seed 1, 4 µm) the
-    top particles' voxels lay a layer below the solve's roll, their gaps to it never closed, and the first
-    solve after the jam compressed a pore layer — 0 MPa, no film broken, by 84 µm — while the 6 µm grid broke
-    36 %. The free-top anode's true spheres jam after ~30 µm of roll travel, between planes."""
+def test_dem_stage_hands_the_packing_over_at_the_jam_with_the_top_particles_in_the_roll_layer(vs):
+    """The stress solve's roll is a layer plane, the first one at or above the DEM's jam; the packing it is handed
+    (the carried spheres, whose gaps the solve's contacts start from) is the DEM's at the jam — its highest sphere
+    touches the roll there, so the solve's roll first closes the rest of the layer freely — while the voxels move
+    with that packing stretched to the plane, so the top particles' voxels lie in the roll's layer (a face on the
+    roll). Stop 28 handed over the packing as the DEM left it on the plane (its top at the plane, not at the jam:
+    the solve took the last sub-layer of rearrangement stiffly, a different travel on each grid); moved as at the
+    jam, the top particles' voxels lay a layer below the plane where the jam lies in the layer's lower half. The
+    free-top anode's true spheres jam after ~30 µm of roll travel, between planes."""
     _, move = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True, free_top=True, seed=1)
     assert move.stop["by"] == "pressure"
     n_coll = 2 if vs == 6.0 else 3  # 12 µm collector
@@ -229,7 +230,25 @@ def test_dem_stage_hands_the_packing_over_on_the_layer_plane_the_roll_last_passe
     assert move.wall_um < plane - 0.5 < move.wall_um + vs, (move.wall_um, plane)  # the jam lies between planes
     pk = move.packing
     top = float((pk.centre[0] * vs + pk.radius * vs).max())
-    assert top >= plane - 0.05, (top, plane, move.wall_um)
+    assert abs(top - move.wall_um) < 0.05, (top, move.wall_um, plane)
+    assert move.target[0].max() >= plane / vs - 1.0, (move.target[0].max(), plane / vs)  # a voxel in the roll's layer
+
+
+def test_true_spheres_are_not_clipped_at_the_grids_top_layer():
+    """A generated electrode's true spheres are the DEM's start whole: the free-top anode (seed 1, 6 µm voxels)
+    has a sphere reaching 3.06 µm above its highest voxel layer (its apex between voxel columns), which stop 28
+    clipped to that layer — a smaller particle on this grid than on another, so the two grids' DEM jammed apart."""
+    from twinlab.datasets.generators import make_lmp_anode
+
+    vs = 6.0
+    g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=1, free_top=True)
+    lab = np.moveaxis(g.phases, 1, 0)
+    inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
+    n_top = int(np.flatnonzero(((lab != 0) & (lab != 3)).any(axis=(1, 2))).max()) + 1
+    centres, radii = g.particle_spheres()
+    assert (centres[:, 1] + radii).max() > n_top * vs + 3.0  # the truth: a sphere reaches past the top layer
+    p = rearrange_mod.DemPacking.of_spheres(inst, centres[:, [1, 0, 2]].T / vs, radii / vs, z_bottom=2.0)
+    assert np.allclose(p.radius * vs, radii[p.ids - 1])
 
 
 @functools.lru_cache(maxsize=1)
@@ -298,7 +317,7 @@ def test_true_spheres_are_checked():
     centres, radii = g.particle_spheres()
     with pytest.raises(InputError, match="instance id"):
         rearrange_mod.DemPacking.of_spheres(np.moveaxis(g.particles, 1, 0), centres[:0, [1, 0, 2]].T / 6.0,
-                                            radii[:0] / 6.0, z_bottom=2.0, z_top=16.0)
+                                            radii[:0] / 6.0, z_bottom=2.0)
     flat = make_lmp_anode(domain_um=(60, 95, 60), voxel_size_um=6.0, collector_um=12, seed=3, ratio=0.2)
     with pytest.raises(InputError, match="not whole spheres"):
         flat.particle_spheres()

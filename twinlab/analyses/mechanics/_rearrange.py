@@ -29,18 +29,25 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
    contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector (a
    flat granular wall, or the coating base) and a flat granular roll wall that moves down in
-   sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size; every layer plane of the grid is a
-   sub-step's end), each followed by a relaxation; no gravity. The roll stops at the last sub-step before
-   either limit is passed (``DemMove.wall_um``, the DEM's jam), but the voxels move — and the packing is
-   carried — as the DEM left them at the last **layer plane** it passed (``DemMove.layers``), because the
-   stress solve's roll is a layer plane. Moved as at the jam, between planes, the stress solve's roll
-   started from the plane above: up to a layer above the packing, with the top particles' voxels mostly a
-   layer below it and their gaps to the roll in voxels with no stiffness around them, which the solve never
-   closed; it compressed that pore layer and the remap squeezed the packing without stress (stop 28: the 480
-   µm free-top anode, seed 1, 4 µm, jammed at 88.25 µm: the solve from 92 to 84 µm reported 0 MPa and broke
-   no film, while the 6 µm grid, jammed at 87.75 µm, broke 36 %). From the plane the roll touches the top
-   particles and the stress solve takes the travel past it, the last sub-layer of rearrangement included
-   (its contacts open, sliding and giving way). The limits: the relaxed packing
+   sub-steps that end on the ``WALL_STEP_UM`` grid (µm from the cell bottom: the same roll positions at any
+   voxel size whose layers are whole sub-steps) and on every layer plane, each followed by a relaxation; no
+   gravity. The roll starts at the grid's top layer, or above the spheres that reach past it (the true
+   spheres of a generated electrode are not clipped to each grid's top voxel layer: clipped, the two grids'
+   DEM jammed 0–0.75 µm apart, stop 28). It stops at the last sub-step before either limit is passed
+   (``DemMove.wall_um``, the DEM's jam), between layer planes, but the stress solve's roll is a layer plane,
+   the one above the jam (``DemMove.layers``). **The hand-over at the jam** (stop 29): the packing carried
+   and its contact gaps (step 4) are the DEM's at the jam, so the solve's roll first closes its gap to the
+   top particles (the rest of the layer, free travel) and then loads the jammed packing; the voxels move
+   with that packing stretched along the thickness to the plane (:func:`_stretched`, a strain of at most a
+   layer over the coating), so the top particles' voxels reach the roll's layer and face it. Moved as at
+   the jam, they lay up to a layer below the plane where the jam lies in the layer's lower half, with no
+   face on the roll: the solve compressed that pore layer and the remap squeezed the packing without
+   stress (stop 28: seed 1, 4 µm, jam at 88.25 µm, the solve 92 → 84 µm at 0 MPa, no film broken). Handed
+   over as the DEM left it at the plane above the jam instead (stop 28), the stress solve took the
+   rest of the rearrangement — up to a layer of roll travel, a different one on each grid — far stiffer
+   than the DEM. With the stretched packing's own gaps, the solve's open contacts let the particles hang
+   rigidly from the roll or the collector, so the stretch's gaps closed only where the two sets met, well
+   before the jam's position (stop 29: the grid with the longer stretch broke more). The limits: the relaxed packing
    carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20
    GPa particles stiffen within a fraction of a voxel of overlap, so where this stops hardly depends
    on the pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres,
@@ -234,8 +241,7 @@ class DemPacking:
         return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top, overlaps=overlaps))
 
     @classmethod
-    def of_spheres(cls, inst: np.ndarray, centre: np.ndarray, radius: np.ndarray, *, z_bottom: float,
-                   z_top: float) -> "DemPacking":
+    def of_spheres(cls, inst: np.ndarray, centre: np.ndarray, radius: np.ndarray, *, z_bottom: float) -> "DemPacking":
         """One sphere per particle, where the particles are known exactly: instance id ``k`` is the sphere
         ``centre[:, k − 1]``, ``radius[k − 1]`` (voxel units of ``inst``'s grid, thickness axis first) — a
         generated electrode's (:meth:`~twinlab.datasets.generators.GeneratedElectrode.particle_spheres`).
@@ -248,7 +254,7 @@ class DemPacking:
             raise InputError(f"particle_spheres gives {radius.size} spheres but the particles have instance id "
                              f"{int(ids.max())}: pass the spheres of the labels' own generator")
         return cls(*_finished_clumps(ids, centre[:, ids - 1], radius[ids - 1], np.arange(ids.size), inst.shape,
-                                     z_bottom, z_top, None))
+                                     z_bottom, np.inf, None))
 
     def bodies_in(self, inst: np.ndarray) -> "DemPacking":
         """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
@@ -769,10 +775,12 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     """
     z_bot = float(n_coll)
     z_top = float(n_coll + m_cur)
+    z_roll = z_top
     if packing is None:
         packing = DemPacking.fit(inst, z_bottom=z_bot, z_top=z_top)
-    else:  # the roll starts at the current top layer: a sphere above it is flattened against it
-        packing = packing.between(z_bot, z_top).bodies_in(inst)
+    else:  # the roll starts at the top layer, or above the spheres that reach past it (true spheres)
+        z_roll = max(z_top, _sub_step_above(float((packing.centre[0] + packing.radius).max(initial=z_top)), h[0]))
+        packing = packing.between(z_bot, z_roll).bodies_in(inst)
     ids, centre, radius, body = packing.ids, packing.centre, packing.radius, packing.body
     idx = np.nonzero(moving)
     n_mov = idx[0].size
@@ -799,10 +807,14 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     def squeezed_um3(final, wall_layer):
         return _squeezed_voxels(pvox, powner, pcore, body_shift(final), inst.shape, n_coll, wall_layer) * voxel_um3
 
-    final, z_plane, z_wall, pressure, overlap, coll, stop = _run_lammps(
-        centre, radius, body, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
+    final, z_wall, pressure, coll, stop = _run_lammps(
+        centre, radius, body, phase, inst.shape, h, z_bot, z_roll, n_coll + m_target, materials, jam_pressure_mpa,
         squeezed_um3, collision_tol)
-    shift = body_shift(final)
+    # the stress solve's roll is a layer plane, the one above the jam (step 2): the voxels move with the packing
+    # stretched to it, so that the top particles reach the roll's layer; the packing carried (and its contact
+    # gaps) is the one at the jam
+    plane = min(max(np.ceil(z_wall / h[0] - 1e-6), n_coll + m_target), z_top)
+    shift = body_shift(_stretched(final, z_bot, z_wall / h[0], plane))
     # shift per voxel: a particle voxel by its sphere, a filler voxel by its nearest particle voxel
     _, near = ndimage.distance_transform_edt(~part, return_indices=True)
     owner = inst[tuple(near)]
@@ -810,11 +822,24 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     shift_v = shift[:, k]
     target = np.stack([i + 0.5 for i in idx]).astype(float) + shift_v
     shift_um = shift_v * np.asarray(h, float)[:, None]
-    layers = max(int(round(z_plane / h[0])), n_coll + m_target) - n_coll
+    layers = int(round(plane)) - n_coll
     # the packing goes on from here: each sphere continuous with its start (one lateral image per clump)
     carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape))
-    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop,
-                   carried)
+    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size),
+                   _max_overlap(final, radius, body, inst.shape), z_wall, coll, stop, carried)
+
+
+def _stretched(centre, z_bottom, z_wall, z_plane):
+    """Sphere centres (voxel units, thickness axis first) of a packing between the collector plane
+    ``z_bottom`` and the roll at ``z_wall``, stretched along the thickness to the roll plane ``z_plane``:
+    each centre's height above the collector scaled by ``(z_plane − z_bottom) / (z_wall − z_bottom)``.
+    A contact whose centres lie ``d`` apart, ``d_z`` along the thickness, opens by ``(s − 1) d_z² / d``
+    (s the factor), which a uniform compression back to ``z_wall`` closes again — every contact at once,
+    and along any chain from collector to roll the gaps add up to ``z_plane − z_wall``: a stress solve
+    whose roll starts from the plane loads the packing from where the DEM left it, at any voxel size."""
+    out = centre.copy()
+    out[0] = z_bottom + (centre[0] - z_bottom) * ((z_plane - z_bottom) / (z_wall - z_bottom))
+    return out
 
 
 def _lateral_min_image(d, shape):
@@ -942,12 +967,12 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
         ztarget = z_target * hz
         z = zt
         accepted = (centre.copy(), z_top, 0.0, 0.0)
-        on_plane = (centre.copy(), z_top)
         stop = {"by": "target"}
         first = True
         while z > ztarget + 1e-9:
-            # every layer plane is a sub-step's end (the roll may stop only there), else WALL_STEP_UM
-            z_new = max(ztarget, z - WALL_STEP_UM, (np.ceil(z / hz - 1e-6) - 1) * hz)
+            # the sub-steps end on the WALL_STEP_UM grid (µm from the cell bottom: the same roll positions on every
+            # grid whose layers are whole sub-steps) and on every layer plane (the target is one)
+            z_new = max(ztarget, (np.ceil(z / WALL_STEP_UM - 1e-6) - 1) * WALL_STEP_UM, (np.ceil(z / hz - 1e-6) - 1) * hz)
             for part in range(4):  # the roll plane redefined in quarter steps: a smooth push
                 zp = z + (z_new - z) * (part + 1) / 4
                 if not first:
@@ -967,13 +992,15 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
                         "by": "pressure" if pressure >= jam_pressure_mpa else "collisions"}
                 break
             accepted = (final, z / hz, pressure, coll)
-            if abs(z / hz - round(z / hz)) < 1e-6:  # the stress solve's roll is a layer plane: the voxels stop on one
-                on_plane = (final, z / hz)
     finally:
         lmp.close()
-    _, zw, pressure, coll = accepted
-    final, zp = on_plane
-    return final, zp * hz, zw * hz, pressure, _max_overlap(final, radius, body, shape), coll, stop
+    final, zw, pressure, coll = accepted
+    return final, zw * hz, pressure, coll, stop
+
+
+def _sub_step_above(z, hz):
+    """The first roll position of the ``WALL_STEP_UM`` grid at or above ``z`` (voxel units of layers ``hz`` µm)."""
+    return float(np.ceil(z * hz / WALL_STEP_UM - 1e-6) * WALL_STEP_UM / hz)
 
 
 def _positions(lmp, n, h):

@@ -251,7 +251,7 @@ def calender(
     dem = dem_materials(lab, cstate, lut) if opts.rearrange == "dem" else None
     # the DEM packing, carried from increment to increment once fitted (or given as the true spheres)
     packing = None if particle_spheres is None else _sphere_packing(
-        particle_spheres, cstate, opts, cropped, perm, side, labels.shape[t_axis], h, n_coll, top)
+        particle_spheres, cstate, opts, cropped, perm, side, labels.shape[t_axis], h, n_coll)
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -358,7 +358,7 @@ def check_calender_request(*, ratios: Sequence[float] | None = None, densities: 
 
 
 # ====================================================================== helpers
-def _sphere_packing(spheres, cstate, opts, cropped, perm, side, n_thick, h, n_coll, top):
+def _sphere_packing(spheres, cstate, opts, cropped, perm, side, n_thick, h, n_coll):
     """The DEM packing of ``calender(particle_spheres=...)`` on the internal grid (thickness axis first,
     collector at index 0, voxel units)."""
     if opts.rearrange != "dem" or cropped or opts.voxel_um is not None or cstate is None:
@@ -375,7 +375,7 @@ def _sphere_packing(spheres, cstate, opts, cropped, perm, side, n_thick, h, n_co
     c = centres[:, perm].T / np.asarray(h, float)[:, None]
     if side == "high":
         c[0] = n_thick - c[0]
-    return DemPacking.of_spheres(cstate.inst, c, radii / min(h), z_bottom=n_coll, z_top=top)
+    return DemPacking.of_spheres(cstate.inst, c, radii / min(h), z_bottom=n_coll)
 
 
 def _particle_labels(obj, particles, shape):
