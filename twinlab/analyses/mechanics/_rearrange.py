@@ -126,12 +126,16 @@ the jam moves with the stage boundaries — the packing's pressure lies on a fri
 even thicknesses from each grid's own uncalendered top); with one increment per thickness on both grids and the
 hand-over on the layer plane (step 2) the gaps are 0.056 / 0.049, 0.050 / 0.046, 0.103 / 0.205 (seeds 1/2/3; at
 84 µm but seed 1's 0.056 at 72 µm), and the increment count after the jam moves the curve < 0.02 (seed 2, 6 µm:
-one or two increments per 12 µm). What is left at 84 µm, where the intact fraction falls ~0.1 per µm of roll
-travel: the hand-over plane lies 0–1 layer above the jam, a different distance on each grid, and the stress solve
-takes that rest of the rearrangement far stiffer than the DEM; and the DEM jams 0–0.75 µm apart on the two grids,
-because the true spheres are clipped at each grid's top layer (:meth:`DemPacking.of_spheres`) and the roll's
-sub-steps start from it (unclipped, from a common 0.25 µm grid, seed 3 ran the same DEM on both grids to the
-jam, but the hand-over then left 0.17 / 0.29 apart: tests/benchmarks/MEASUREMENTS.md, stop 28).
+one or two increments per 12 µm). That hand-over lay 0–1 layer above the jam, a different distance on each grid,
+and the stress solve took that rest of the rearrangement far stiffer than the DEM; and the true spheres, clipped
+at each grid's top layer, jammed 0–0.75 µm apart. Stop 29 (the hand-over at the jam and unclipped spheres, step
+2): the DEM is the same on both grids up to the jam (the same roll pressures at 108 and 96 µm; the jam at the
+same sub-step on seed 2, one 0.25 µm sub-step apart on seeds 1 and 3 — LAMMPS runs of the same packing whose
+inputs differ in rounding), and the intact fraction agrees within 0.019 / 0.054 / 0.033 at 84 µm and 0.051 /
+0.052 / 0.010 after (seeds 1/2/3; the 4 µm grid breaks more by 72–60 µm on seeds 1 and 2). But activation at
+84 µm — the percolation threshold, 0.26–0.73 — differs by 0.192 / 0.017 / 0.219: the same broken fraction
+connects differently (seed 1: intact 0.634 / 0.653 at 6 / 4 µm, activation 0.541 / 0.733; seed 3: 0.728 /
+0.695, activation 0.482 / 0.263; tests/benchmarks/MEASUREMENTS.md, stop 29).
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
@@ -347,7 +351,8 @@ class DemPacking:
                 ray[has] = np.minimum(ray[has], t)
         return np.where(np.isfinite(ray), ray, near)
 
-    def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int) -> tuple[np.ndarray, np.ndarray]:
+    def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int, roll_below_um: float = 0.0
+                     ) -> tuple[np.ndarray, np.ndarray]:
         """Sub-voxel normal gaps of the voxel contacts, measured on the DEM packing (module docs, step 4).
 
         Every face a particle voxel shares with another particle, with the collector plane (its layer
@@ -358,9 +363,11 @@ class DemPacking:
         of its own normal strain: ``δ / (2 h)`` on each side of a particle–particle face (both voxels are
         interphase voxels and the two openings add up to δ), ``δ / h`` against the collector or the roll.
         A voxel with several contact faces takes the smallest. ``gap ≤ 0`` is a closed contact (NaN, as
-        :func:`._contacts.solve_with_contacts` carries it). A body (or cluster) none of whose faces holds it
-        to the collector or the roll is held by its smallest-gap face (:func:`_hold_rattlers`); without a
-        collector (``n_coll`` 0) the first layer holds (it is bonded to the cell's bottom).
+        :func:`._contacts.solve_with_contacts` carries it). The roll's gaps are measured from ``roll_below_um``
+        below the grid's top (the DEM's jam, where the stress solve's roll starts: :func:`rearrange_state`). A
+        body (or cluster) none of whose faces holds it to the collector or the roll is held by its smallest-gap
+        face (:func:`_hold_rattlers`); without a collector (``n_coll`` 0) the first layer holds (it is bonded to
+        the cell's bottom).
 
         Returns ``(gap, known)``: the gap (float32, NaN = closed) and where it was measured — contact
         voxels whose every contact face is between DEM bodies (a splinter or a lateral face on the
@@ -404,6 +411,8 @@ class DemPacking:
                 into[ax] = shift  # from the face into the voxel's own particle; −into: into the neighbour
                 delta = self.surface_distance(p, body[kv], h, inst.shape, along=into)
                 delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape, along=-into)
+                if ax == 0 and shift == -1:  # the roll's faces: the roll lies roll_below_um below the grid's top
+                    delta[~pair] -= roll_below_um
                 np.minimum.at(gap, flat[kv], delta / (h[ax] * np.where(pair, 2.0, 1.0)))
                 w = face_neighbour(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
                 faces.append((flat[kv], np.where(pair, w, -1), body[kv], np.where(pair, nb_body[known], ground), delta))
@@ -562,8 +571,9 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     broken shells, contact state; thickness axis first): :func:`rearrange` of ``packing`` (None: fit
     to the particles) from ``m_cur`` toward ``m_next`` layers, then every voxel moves rigidly with
     its particle's clump through the volume-conserving remap, its state gathered with
-    ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) where the roll
-    stopped and the packing there (the stress solve moves it on, :meth:`DemPacking.follow`); logs the
+    ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) of the stress solve's
+    roll plane, how far below it (layers) the DEM's jam lies — where the solve's roll starts — and the packing
+    at the jam (the stress solve moves it on, :meth:`DemPacking.follow`); logs the
     stage in ``stats["dem"]`` and the roll pressure in ``stats["pressure"]``."""
     mov = moving_value(lab)
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
@@ -581,9 +591,11 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     cstate.take(take, src)
     broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
     carried = move.packing
+    # the stress solve's roll starts at the jam, this far (layers) below the grid's top (step 2)
+    roll_below = n_coll + m_new - move.wall_um / h[0]
     # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
     # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
-    gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
+    gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll, roll_below_um=roll_below * h[0])
     gap = np.where(known, gap, cstate.gap)
     cstate.gap = hold_islands(gap, moving_value(new_lab), n_coll=n_coll)
     gaps = {"contact_voxels": int(known.sum()), "open": int(np.isfinite(cstate.gap).sum()),
@@ -596,7 +608,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
                          "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
                          "stop": move.stop, "gaps": gaps})
-    return new_lab, img, stress, strain, disp, broken, m_new, carried
+    return new_lab, img, stress, strain, disp, broken, m_new, roll_below, carried
 
 
 # ---------------------------------------------------------------------- clump fit
@@ -897,10 +909,9 @@ def _granular(mat: DemMaterial) -> str:
 
 def _run_lammps(centre, radius, body, phase, shape, h, z_bot, z_top, z_target, materials, jam_pressure_mpa,
                 squeezed_um3, collision_tol):
-    """Run the compression; returns the centres (voxel units) at the last layer plane the roll passed below
-    the limits and that plane (µm from the cell bottom), then the roll's last sub-step below the limits (µm),
-    its relaxed pressure (MPa), the largest relative sphere overlap (at the plane) and the squeezed particle
-    volume per swept volume of that sub-step."""
+    """Run the compression from the roll at ``z_top`` (voxel units); returns the centres (voxel units) at the
+    roll's last sub-step below the limits, that sub-step (µm from the cell bottom: the jam, or the target), its
+    relaxed pressure (MPa), the squeezed particle volume per swept volume there and the stop record."""
     n0, n1, n2 = shape
     hz, hx, hy = h
     values = sorted(set(phase.tolist()))
