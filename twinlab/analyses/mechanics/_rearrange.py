@@ -249,8 +249,9 @@ class DemPacking:
         """One sphere per particle, where the particles are known exactly: instance id ``k`` is the sphere
         ``centre[:, k − 1]``, ``radius[k − 1]`` (voxel units of ``inst``'s grid, thickness axis first) — a
         generated electrode's (:meth:`~twinlab.datasets.generators.GeneratedElectrode.particle_spheres`).
-        Separated and kept between the planes as :func:`fit_clumps` does, so the packing is the same in µm
-        at any voxel size: a fit to the voxels is not (its first DEM jam on the 480 µm LMP anode moved by
+        Separated as :func:`fit_clumps` does and kept above the collector plane, but not clipped at the grid's
+        top layer (the roll starts above them, :func:`rearrange`), so the packing is the same in µm at any voxel
+        size: a fit to the voxels is not (its first DEM jam on the 480 µm LMP anode moved by
         0–1.5 µm between 6 and 4 µm voxels, with σ ≈ 0.3 µm for 0.01-voxel changes of the spheres)."""
         ids = np.unique(inst)
         ids = ids[ids > 0]
