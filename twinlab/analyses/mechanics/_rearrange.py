@@ -135,7 +135,9 @@ inputs differ in rounding), and the intact fraction agrees within 0.019 / 0.054 
 0.052 / 0.010 after (seeds 1/2/3; the 4 µm grid breaks more by 72–60 µm on seeds 1 and 2). But activation at
 84 µm — the percolation threshold, 0.26–0.73 — differs by 0.192 / 0.017 / 0.219: the same broken fraction
 connects differently (seed 1: intact 0.634 / 0.653 at 6 / 4 µm, activation 0.541 / 0.733; seed 3: 0.728 /
-0.695, activation 0.482 / 0.263; tests/benchmarks/MEASUREMENTS.md, stop 29).
+0.695, activation 0.482 / 0.263; tests/benchmarks/MEASUREMENTS.md, stop 29): the two particles' broken
+patches mostly meet at voxel edges and corners, so the 6-connected activation at the threshold follows the
+digitisation of the contacts (with 18- or 26-connectivity the grids connect 0.90–1.0 of the lithium there).
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
