@@ -336,6 +336,58 @@ def test_calender_option_contact_law_is_checked():
         CalenderOptions(contact_law="cracks")
 
 
+def test_the_contact_voxels_are_the_particle_faces_the_law_governs():
+    """Known truth: particles 1 and 2 side by side on the collector, a CBD voxel on particle 1's far face, the roll
+    above the top layer. The contact voxels are both sides of the particle–particle face, the voxels on the collector
+    and under the roll; with the cracked plane also particle 1's voxel on the CBD (its face holds a crack), with the
+    passes not (their CBD is no contact); none without a contact law."""
+    from types import SimpleNamespace
+
+    from twinlab.analyses.mechanics.calender import _contact_voxels
+
+    coll, cbd = 3, 2
+    lab = np.zeros((6, 3, 9), np.uint8)
+    lab[0] = coll
+    inst = np.zeros(lab.shape, np.int32)
+    inst[1:6, :, 1:4] = 1
+    inst[1:6, :, 4:7] = 2
+    lab[inst > 0] = 1
+    lab[3, 1, 0] = cbd
+    plane = SimpleNamespace(law=SimpleNamespace(bridges=(cbd,)), contact_law="plane", inst=inst)
+    want = np.zeros(lab.shape, bool)
+    want[1:6, :, 3:5] = True  # the particle–particle face, both sides
+    want[1, :, 1:7] = want[5, :, 1:7] = True  # on the collector, under the roll
+    passes = _contact_voxels(SimpleNamespace(**(vars(plane) | {"contact_law": "passes"})), lab, coll)
+    assert np.array_equal(passes, want)
+    want[3, 1, 1] = True  # toward the CBD
+    assert np.array_equal(_contact_voxels(plane, lab, coll), want)
+    assert _contact_voxels(None, lab, coll) is None
+    assert _contact_voxels(SimpleNamespace(law=None), lab, coll) is None
+
+
+@pytest.mark.slow
+def test_plane_statistics_report_the_contact_voxels_and_the_cores():
+    """The cracked plane counts its contact voxels in the crackable volume and reports their share and the measure
+    without them (``contact_voxels_pct``, ``crackable_cores_pct``): the counted figure is the share-weighted mean of
+    the cores' and the contact voxels' (a percentage between 0 and 100)."""
+    from twinlab.analyses.mechanics import calender
+    from twinlab.datasets.generators import make_cathode
+    from twinlab.design import ncm622_cathode
+
+    design = ncm622_cathode()
+    gen = make_cathode(domain_um=(24, 4 + design.thickness_um, 24), voxel_size_um=2.0, collector_um=4, seed=1)
+    res = calender(gen.phases, particles=gen.particles, densities=[3.0], steps=1, contact_law="plane", tol=1e-4,
+                   design=design, voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=2)
+    st = res.steps[0]
+    share = st.contact_voxels_pct / 100
+    assert 0.1 < share < 0.9
+    assert set(st.crackable_cores_pct) == set(st.crackable_volume_pct) == {"100", "150"}
+    for thr, counted in st.crackable_volume_pct.items():
+        in_contacts = (counted - (1 - share) * st.crackable_cores_pct[thr]) / share
+        assert -1e-9 <= in_contacts <= 100 + 1e-9
+    assert st.crackable_cores_pct["100"] != pytest.approx(st.crackable_volume_pct["100"])
+
+
 def _small_plane_series(tol, k_scale=1.0):
     """contact_law="plane" on the small test cathode (32 µm, 2 µm voxels, seed 1) to 2.6 / 3.0 g/cm³: roll pressures."""
     from twinlab.analyses.mechanics import calender

@@ -164,14 +164,16 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                                      f"{m.mean_equivalent_radius_um:.3f} µm), pore coordination {coo:.2f}")
                     except InputError as e:
                         pores_txt = f", no pore network ({e})"
+                cores_txt = "" if st.contact_voxels_pct is None else (  # the cracked plane's contact voxels
+                    f", contact voxels {st.contact_voxels_pct:4.1f} % of the active, without them crackable "
+                    f">100 {st.crackable_cores_pct['100']:5.1f} % >150 {st.crackable_cores_pct['150']:5.1f} %")
                 print(f"  {st.density_g_cm3:.2f} g/cm³ porosity {st.porosity:.3f}: roll pressure "
                       f"{st.roll_pressure_mpa:7.1f} MPa, active VMS mean {st.von_mises_active_mean_mpa:7.1f} MPa, "
                       f"crackable >100 {st.crackable_volume_pct['100']:5.1f} % "
                       f">150 {st.crackable_volume_pct['150']:5.1f} % (in particles whose mean stress is over: "
                       f"{st.crackable_particles_pct['100']:4.1f} ± {st.crackable_particles_se_pct['100']:3.1f}/"
                       f"{st.crackable_particles_pct['150']:4.1f} ± {st.crackable_particles_se_pct['150']:3.1f} %, "
-                      "± the sampling error of the window's particles)"
-                      f", open contacts "
+                      f"± the sampling error of the window's particles){cores_txt}, open contacts "
                       f"{'n/a' if st.contacts_open_fraction is None else f'{st.contacts_open_fraction:.2f}'}"
                       f"{pores_txt}, CG {st.cg_iterations}", flush=True)
                 rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],

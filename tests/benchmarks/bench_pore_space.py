@@ -110,6 +110,7 @@ def main():
                     help="remap collision rules to compare (mechanics/_remap.py): push, nearest or both")
     ap.add_argument("--contact-law", default="passes", help="CalenderOptions.contact_law: passes or plane")
     ap.add_argument("--tol", type=float, default=None, help="the calender's Newton/CG tolerance (default: its own)")
+    ap.add_argument("--save", type=Path, default=None, help="write the calender members to this .npz")
     args = ap.parse_args()
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
@@ -155,6 +156,9 @@ def main():
         for st, state in zip(s.steps, s.states):
             members[f"calender-{mode}"][round(st.density_g_cm3, 1)] = coating(np.asarray(state.labels), n_coll)
     base = coating(gen.phases, n_coll)
+    if args.save is not None:
+        np.savez_compressed(args.save, **{f"{k}@{d}": v for k, ms in members.items() if k.startswith("calender")
+                                          for d, v in ms.items()}, base=centred_window(base, args.window))
     for k in members:  # the calender members are a window of the cathode: so is their 2.3 g/cm³ member
         members[k][rho0] = centred_window(base, args.window) if k.startswith("calender") else base
     print("member     density porosity  pores coord  r_num  r_vol  r_ins  t_ins  lt_mean lt_median (µm)")

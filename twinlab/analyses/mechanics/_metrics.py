@@ -34,6 +34,13 @@ class CalenderStep(Result):
     crackable_particles_se_pct : dict or None
         threshold → standard error (percentage points) of ``crackable_particles_pct`` from the finite
         number of particles in the window (:func:`particle_crackable`); None without particle instances.
+    contact_voxels_pct : float or None
+        With the cracked-plane contact law (``contact_law="plane"``): % of the active voxels of the stress
+        statistics that are contact voxels (a face toward another particle, the collector, the roll or the
+        CBD; they hold the law's soft moduli under the crack and are counted in ``crackable_volume_pct``).
+        None otherwise (the passes leave their interphase out of the statistics).
+    crackable_cores_pct : dict or None
+        With the cracked plane: ``crackable_volume_pct`` over the active voxels without the contact voxels.
     shell_intact_fraction : float or None
         Fraction of shell voxels not broken (None when the twin has no shell phase).
     contact_collector_rel, contact_electrolyte_rel : float or None
@@ -80,6 +87,8 @@ class CalenderStep(Result):
     edge_margin: int = 0
     crackable_particles_pct: dict | None = None
     crackable_particles_se_pct: dict | None = None
+    contact_voxels_pct: float | None = None
+    crackable_cores_pct: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)

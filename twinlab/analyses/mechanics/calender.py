@@ -823,13 +823,18 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
     if cstate is not None:
         lab = cstate.output_labels(lab)
     inner = _inner(lab.shape, margin)
-    if cstate is not None and cstate.law is not None and cstate.contact_law == "passes":
-        # the contact interphase carries the contact law's stress, not the particle's: left out (the cracked
-        # plane's interphase voxels are counted — since its soft contact zone they hold the law's soft moduli under
-        # the crack, as the passes' interphase does: whether to count them is open, stop 28's note)
-        fixed = (lab == coll_v) if coll_v is not None else None
-        inner &= ~foreign_faces(cstate.inst, fixed, top_is_roll=True)[0]
     active = lab == val["active"] if "active" in val else np.zeros(lab.shape, bool)
+    contact = _contact_voxels(cstate, lab, coll_v)
+    cores = contact_pct = None
+    if contact is not None and cstate.contact_law == "passes":
+        # the contact interphase carries the contact law's stress, not the particle's: left out
+        inner &= ~contact
+    elif contact is not None:
+        # the cracked plane's contact voxels hold the law's soft moduli under the crack and are counted; the
+        # same measure without them, and their share, beside it (which one is the physical count: issue 16)
+        n_act = int((active & inner).sum())
+        contact_pct = 100.0 * int((active & inner & contact).sum()) / n_act if n_act else 0.0
+        cores = crackable(vms, active & inner & ~contact, thresholds, n_coll=n_coll, bins=bins)[0]
     overall, profile = crackable(vms, active & inner, thresholds, n_coll=n_coll, bins=bins)
     by_particle, by_particle_se = (None, None) if cstate is None else particle_crackable(
         stress, cstate.inst, active & inner, thresholds)
@@ -854,7 +859,8 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
         contact_collector_rel=rel_c, contact_electrolyte_rel=rel_e,
         roll_pressure_mpa=stats["pressure"] if stats["increments"] else 0.0,
         contacts_open_fraction=_open_fraction(cstate), edge_margin=int(margin),
-        crackable_particles_pct=by_particle, crackable_particles_se_pct=by_particle_se)
+        crackable_particles_pct=by_particle, crackable_particles_se_pct=by_particle_se,
+        contact_voxels_pct=contact_pct, crackable_cores_pct=cores)
     state = None
     if keep:
         state = CalenderState(
@@ -866,6 +872,18 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
             displacement_um=_to_input_axes(disp, perm, side, "vector"),
             image=None if img is None else _to_input_axes(img, perm, side, "scalar"))
     return res, state
+
+
+def _contact_voxels(cstate, lab, coll_v):
+    """The particle voxels on a contact face (to another particle, the collector, the roll; with the cracked
+    plane also the CBD/binder bridges, whose faces carry its cracks) — the voxels the contact law governs —
+    or None without a contact law."""
+    if cstate is None or cstate.law is None:
+        return None
+    held = (lab == coll_v) if coll_v is not None else np.zeros(lab.shape, bool)
+    if cstate.contact_law == "plane" and cstate.law.bridges:
+        held = held | np.isin(lab, cstate.law.bridges)
+    return foreign_faces(cstate.inst, held, top_is_roll=True)[0]
 
 
 def _inner(shape, margin):
