@@ -21,8 +21,9 @@ Members at 2.3 (uncalendered), 2.6, 3.0, 3.4, 3.8 g/cm³ of one generated cathod
 
 Per member: porosity; the pore network (SNOW, :mod:`twinlab.analyses.network`) — number of internal
 pores, mean coordination, number-mean equivalent radius and volume-weighted mean equivalent radius
-(Σ V r / Σ V); and the peer porespy ``local_thickness`` (largest inscribed sphere through each pore
-voxel): its mean radius over pore voxels (a volume-weighted pore size) and its median.
+(Σ V r / Σ V), number-mean and volume-mean inscribed radius (``NetworkMetrics``), mean throat radius;
+and the peer porespy ``local_thickness`` (largest inscribed sphere through each pore voxel): its mean
+radius over pore voxels (a volume-weighted pore size) and its median.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ def pore_stats(labels, vs, t=1):
     a = net.arrays
     inner = a["pore.internal"]
     r = a["pore.equivalent_diameter"][inner] / 2
-    ri = a["pore.inscribed_diameter"][inner] / 2
     rt = a["throat.inscribed_diameter"] / 2
     v = a["pore.region_volume"][inner]
     lt = ps.filters.local_thickness(pore, method="dt") * vs  # inscribed-sphere *radius* in voxels → µm
@@ -61,7 +61,8 @@ def pore_stats(labels, vs, t=1):
         "coord": m.mean_coordination,
         "r_num": float(r.mean()),
         "r_vol": float((v * r).sum() / v.sum()),
-        "r_ins": float(ri.mean()),
+        "r_ins": m.mean_inscribed_radius_um,
+        "r_ins_v": m.volume_mean_inscribed_radius_um,
         "t_ins": float(rt.mean()),
         "lt_mean": float(rl.mean()),
         "lt_median": float(np.median(rl)),
@@ -161,12 +162,12 @@ def main():
                                           for d, v in ms.items()}, base=centred_window(base, args.window))
     for k in members:  # the calender members are a window of the cathode: so is their 2.3 g/cm³ member
         members[k][rho0] = centred_window(base, args.window) if k.startswith("calender") else base
-    print("member     density porosity  pores coord  r_num  r_vol  r_ins  t_ins  lt_mean lt_median (µm)")
+    print("member     density porosity  pores coord  r_num  r_vol  r_ins r_ins_v t_ins  lt_mean lt_median (µm)")
     for k, ms in members.items():
         for d in sorted(ms):
             s = pore_stats(ms[d], vs)
             print(f"{k:10s} {d:5.2f}  {s['porosity']:.3f}  {s['pores']:5d}  {s['coord']:5.3f}  {s['r_num']:5.2f}  "
-                  f"{s['r_vol']:5.2f}  {s['r_ins']:5.3f}  {s['t_ins']:5.2f}  {s['lt_mean']:5.2f}  "
+                  f"{s['r_vol']:5.2f}  {s['r_ins']:5.3f}  {s['r_ins_v']:5.3f}  {s['t_ins']:5.2f}  {s['lt_mean']:5.2f}  "
                   f"{s['lt_median']:5.2f}", flush=True)
 
 

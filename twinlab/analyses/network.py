@@ -132,7 +132,16 @@ class NetworkMetrics(Result):
     pores and the survivors keep the mean up (issue 16: it does not fall with electrode density
     even on fresh packings); ``mean_inscribed_radius_um``, the number mean of the largest sphere
     inscribed in each pore (the pore size of pore-network models, OpenPNM's ``pore.diameter``),
-    follows the shrinking of the pores that remain.
+    follows the shrinking of the pores that remain — until most of them are near the smallest pore
+    the watershed resolves (an inscribed radius of ~1.4–2 voxels at porespy's ``r_max``/``sigma``):
+    then the pores that shrink below it drop out of the number mean and the survivors hold it level
+    or raise it while every pore shrinks (issue 16: a cathode calendered at 1 µm voxels from 3.4 to
+    3.8 g/cm³ keeps 44 of 96 pores; the 44 largest fall from 2.67 to 2.30 µm, the number mean only
+    from 2.33 to 2.30 µm, and rises on other seeds). ``volume_mean_inscribed_radius_um`` weights each
+    pore by its volume (Σ V r / Σ V: the inscribed radius of the pore a pore voxel lies in, the way a
+    porosimetry or local-thickness size distribution counts pore volume, not pores): pores at the
+    resolution limit hold little of the pore volume, so it does not depend on how many of them the
+    watershed keeps.
     """
 
     num_internal_pores: int
@@ -143,6 +152,7 @@ class NetworkMetrics(Result):
     coordination_hist: tuple[int, ...]
     mean_equivalent_radius_um: float
     mean_inscribed_radius_um: float
+    volume_mean_inscribed_radius_um: float
     radius_bins_um: tuple[float, ...]
     radius_hist: tuple[int, ...]
     num_clusters: int
@@ -387,6 +397,7 @@ def compute_network_metrics(net: PoreNetwork, *, radius_bins: int = 20) -> Netwo
         mean_coordination_boundary=float(cn[~internal].mean()) if (~internal).any() else 0.0,
         coordination_hist=tuple(int(v) for v in np.bincount(ci)), mean_equivalent_radius_um=float(req.mean()),
         mean_inscribed_radius_um=float(rin.mean()) if len(rin) else 0.0,
+        volume_mean_inscribed_radius_um=float((vol[internal] * rin).sum() / total) if total > 0 else 0.0,
         radius_bins_um=tuple(float(v) for v in edges), radius_hist=tuple(int(v) for v in hist_r),
         num_clusters=int(len(ccl)), num_isolated_clusters=int((~low[ccl] & ~high[ccl]).sum()),
         num_isolated_pores=int((ci == 0).sum()), num_dead_end_pores=int((ci == 1).sum()),
