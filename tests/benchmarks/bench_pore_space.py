@@ -156,6 +156,11 @@ def main():
         print(f"calender members ({mode}): {time.perf_counter() - t:.0f} s", flush=True)
         for st, state in zip(s.steps, s.states):
             members[f"calender-{mode}"][round(st.density_g_cm3, 1)] = coating(np.asarray(state.labels), n_coll)
+            if st.contact_voxels_pct is not None:  # the cracked plane: its crackable volume with/without contacts
+                print(f"  {st.density_g_cm3:.2f} g/cm³ roll {st.roll_pressure_mpa:.1f} MPa, crackable >100/>150 "
+                      f"{st.crackable_volume_pct['100']:.1f}/{st.crackable_volume_pct['150']:.1f} %, contact voxels "
+                      f"{st.contact_voxels_pct:.1f} % of the active, without them {st.crackable_cores_pct['100']:.1f}/"
+                      f"{st.crackable_cores_pct['150']:.1f} %", flush=True)
     base = coating(gen.phases, n_coll)
     if args.save is not None:
         np.savez_compressed(args.save, **{f"{k}@{d}": v for k, ms in members.items() if k.startswith("calender")

@@ -40,7 +40,8 @@ class CalenderStep(Result):
         CBD; they hold the law's soft moduli under the crack and are counted in ``crackable_volume_pct``).
         None otherwise (the passes leave their interphase out of the statistics).
     crackable_cores_pct : dict or None
-        With the cracked plane: ``crackable_volume_pct`` over the active voxels without the contact voxels.
+        With the cracked plane: ``crackable_volume_pct`` over the active voxels without the contact voxels
+        (a diagnosis: it depends on the voxel size, the counted figure does not — issue 16, stop 30).
     shell_intact_fraction : float or None
         Fraction of shell voxels not broken (None when the twin has no shell phase).
     contact_collector_rel, contact_electrolyte_rel : float or None
