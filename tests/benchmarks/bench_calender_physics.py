@@ -65,10 +65,11 @@ from test_contacts import PUBLISHED_MPA  # noqa: E402  published calendering pre
 
 def _verdicts(rows):
     """PASS/FAIL of the cathode must-shows on one series (rows: density, pressure, c100, c150, radius, coord,
-    the particle measure's p100, …)."""
+    the particle measure's p100, …, the volume-mean radius)."""
     p = [r[1] for r in rows]
     c100 = [r[2] for r in rows]
     rad = [r[4] for r in rows if r[4] is not None]
+    rad_v = [r[10] for r in rows if r[10] is not None]
     coo = [r[5] for r in rows if r[5] is not None]
     d2 = np.diff(p, 2)
     out = {
@@ -82,6 +83,8 @@ def _verdicts(rows):
                                                                                    if r[0] <= 3.05),
         "crackable by particle mean stress grows with density": all(b[6] >= a[6] for a, b in zip(rows, rows[1:])),
         "pore radius (network, inscribed) falls": len(rad) > 1 and all(b < a for a, b in zip(rad, rad[1:])),
+        "pore radius (network, inscribed, volume mean) falls": len(rad_v) > 1 and all(
+            b < a for a, b in zip(rad_v, rad_v[1:])),
         "pore coordination falls": len(coo) > 1 and all(b < a for a, b in zip(coo, coo[1:])),
     }
     for k, v in out.items():
@@ -153,14 +156,16 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                       f"voxel collisions {d['collisions']:.4f}; stopped by {d['stop']}", flush=True)
             rows = []
             for st, state in zip(s.steps, s.states):
-                rad = coo = None
+                rad = rad_v = coo = None
                 pores_txt = ""
                 if pores:
                     try:
                         net = extract_network(state.labels, voxel_size_um=mech, thickness_axis="y")
                         m = compute_network_metrics(net)
                         rad, coo = m.mean_inscribed_radius_um, m.mean_coordination
-                        pores_txt = (f", pore radius inscribed {rad:.3f} µm (equivalent "
+                        rad_v = m.volume_mean_inscribed_radius_um
+                        pores_txt = (f", {m.num_internal_pores} pores, radius inscribed {rad:.3f} µm (volume mean "
+                                     f"{rad_v:.3f} µm, equivalent "
                                      f"{m.mean_equivalent_radius_um:.3f} µm), pore coordination {coo:.2f}")
                     except InputError as e:
                         pores_txt = f", no pore network ({e})"
@@ -179,7 +184,7 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                 rows.append((st.density_g_cm3, st.roll_pressure_mpa, st.crackable_volume_pct["100"],
                              st.crackable_volume_pct["150"], rad, coo, st.crackable_particles_pct["100"],
                              st.crackable_particles_pct["150"], st.crackable_particles_se_pct["100"],
-                             st.crackable_particles_se_pct["150"]))
+                             st.crackable_particles_se_pct["150"], rad_v))
             crack.setdefault((window, steps), {})[seed] = [(r[2], r[3], r[6], r[7], r[8], r[9]) for r in rows]
             _verdicts(rows)
     _window_spread(crack)
