@@ -365,7 +365,6 @@ def test_the_contact_voxels_are_the_particle_faces_the_law_governs():
     assert _contact_voxels(SimpleNamespace(law=None), lab, coll) is None
 
 
-@pytest.mark.slow
 def test_plane_statistics_report_the_contact_voxels_and_the_cores():
     """The cracked plane counts its contact voxels in the crackable volume and reports their share and the measure
     without them (``contact_voxels_pct``, ``crackable_cores_pct``): the counted figure is the share-weighted mean of
