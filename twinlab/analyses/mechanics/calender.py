@@ -831,10 +831,10 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
         inner &= ~contact
     elif contact is not None:
         # the cracked plane's contact voxels hold the law's soft moduli under the crack and are counted: the count
-        # that does not depend on the voxel size (stop 30, the same cathode calendered at 1 and 2 µm voxels, seeds
-        # 1/2: > 100 MPa at 3.0 g/cm³ 48.7/48.5 and 40.7/44.4 %, without them 59.9/71.1 and 49.5/62.2 % — a layer
-        # one voxel thick, but its share falls only from 55 to 37 %); the measure without them, and their share,
-        # beside it
+        # that does not depend on the voxel size (stop 30, the same cathodes calendered at 1 and 2 µm voxels, seeds
+        # 1–3, 2.6–3.8 g/cm³: > 100 MPa within 3.7 points, without them 1.7–12.7 points apart — a layer one voxel
+        # thick, yet its share falls only from 53 to 35 % at 3.0 g/cm³); the measure without them, and their
+        # share, beside it
         n_act = int((active & inner).sum())
         contact_pct = 100.0 * int((active & inner & contact).sum()) / n_act if n_act else 0.0
         cores = crackable(vms, active & inner & ~contact, thresholds, n_coll=n_coll, bins=bins)[0]
