@@ -864,7 +864,9 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
             stress_mpa=_to_input_axes(stress, perm, side, "tensor"),
             strain=_to_input_axes(strain, perm, side, "tensor"),
             displacement_um=_to_input_axes(disp, perm, side, "vector"),
-            image=None if img is None else _to_input_axes(img, perm, side, "scalar"))
+            image=None if img is None else _to_input_axes(img, perm, side, "scalar"),
+            particles=_to_input_axes(cstate.inst, perm, side, "scalar") if cstate is not None and cstate.membrane
+            else None)
     return res, state
 
 
@@ -904,8 +906,11 @@ def _write_step_twin(path, res, state, *, voxel, t_axis, side, phases, design, k
     if design is not None:
         new_design = design.at_density(res.density_g_cm3).to_dict() if design.loading_mg_cm2 is not None \
             else design.to_dict()
+    labels = {"phases": state.labels, "broken_shell": state.broken_shell.astype(np.uint8)}
+    if state.particles is not None:  # sub-voxel films: the conductive analysis joins particles, not voxels
+        labels["particles"] = state.particles
     twin = create_twin(path, image, voxel_size=voxel, phases=phases, thickness_axis=t_axis, collector_side=side,
-                       labels={"phases": state.labels, "broken_shell": state.broken_shell.astype(np.uint8)},
+                       labels=labels,
                        design=new_design, cbd_as=settings["cbd_as"], step=Step("calender", params))
     step = Step("calender", params)
     twin.write_field("von_mises_mpa", state.von_mises_mpa, unit="MPa", step=step)
