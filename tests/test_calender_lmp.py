@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,6 +183,8 @@ def test_intact_shells_everywhere_give_no_activation_whatever_the_remap_did(rear
                                collector_side="low").activation for state in s.states]
     assert [st.shell_intact_fraction for st in s.steps] == [1.0] * 2
     assert act == [0.0, 0.0]
+    assert [conductive_clusters(state.labels, broken_shell=state.broken_shell, particles=state.particles,
+                                thickness_axis="y", collector_side="low").activation for state in s.states] == [0.0, 0.0]
     assert all(st.contact_collector_rel == 0 and st.contact_electrolyte_rel == 0 for st in s.steps)
     li, coll = DEFAULT_PHASES.value("lithium"), DEFAULT_PHASES.value("collector")
     lab = s.states[-1].labels
@@ -189,6 +192,29 @@ def test_intact_shells_everywhere_give_no_activation_whatever_the_remap_did(rear
         for shift in (1, -1):
             nb = np.roll(lab, shift, axis=ax)
             assert not ((lab == li) & np.isin(nb, [coll, 0])).any()
+
+
+def test_calendered_anode_carries_its_particles_and_the_particle_rule_decides_activation(tmp_path):
+    """Membrane shells: every kept state and step twin carries the particle instances (each lithium and film
+    voxel in one particle), so the activation of the in-memory series and of its step twins on disk is the
+    particle rule's (sub-voxel films joined per particle, conductive.py), the same on both."""
+    from twinlab.twin import Twin
+
+    g = make_lmp_anode(domain_um=(96, 11 + 60, 96), voxel_size_um=6.0, collector_um=12, seed=3)
+    s = calender(g.phases, particles=g.particles, ratios=(0.1, 0.3, 0.45), steps=3, voxel_size_um=6.0,
+                 thickness_axis="y", collector_side="low", workers=1, keep_fields=True, output=tmp_path / "lmp")
+    li = np.isin(s.states[-1].labels, [DEFAULT_PHASES.value("lithium"), DEFAULT_PHASES.value("shell")])
+    assert all(st.particles.shape == st.labels.shape for st in s.states)
+    assert (s.states[-1].particles[li] > 0).all() and not s.states[-1].particles[~li].any()
+    in_memory = activation_from_calender(s, thickness_axis="y", collector_side="low")
+    on_disk = activation_from_calender(tmp_path / "lmp")
+    assert on_disk.activation == in_memory.activation and max(in_memory.activation) > 0, in_memory
+    twin = Twin.open(tmp_path / "lmp" / Path(s.steps[-1].twin_path).name)
+    assert set(twin.label_names) == {"phases", "broken_shell", "particles"}
+    state = s.states[-1]
+    rule = conductive_clusters(state.labels, broken_shell=state.broken_shell, particles=state.particles,
+                               thickness_axis="y", collector_side="low")
+    assert "particles" in rule.note and rule.activation == in_memory.activation[-1]
 
 
 def _free_top_series(vs, seed, thicknesses_um, width_um=480.0):
