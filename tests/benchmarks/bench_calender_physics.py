@@ -221,7 +221,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
     at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
     achieved ratios differ between voxel sizes. ``thicknesses`` (µm) instead of ``ratios``: the same coating
     thicknesses (roll positions) on every grid, e.g. every 12 µm — the same increments at 6 and 4 µm."""
-    from twinlab.analyses.conductive import activation_from_calender
+    from twinlab.analyses.conductive import activation_from_calender, conductive_clusters
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
@@ -247,6 +247,9 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
                      voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange,
                      **(options or {}))
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
+        # for comparison: the voxel rule (broken film voxels 6-connected) that the particle rule replaced at stop 30
+        voxel_rule = [conductive_clusters(state.labels, broken_shell=state.broken_shell, thickness_axis="y",
+                                          collector_side="low").activation for state in s.states]
         print(f"LMP rearrange={rearrange} (DEM start: {fit}) {vs} µm voxels, {width:.0f} µm window, seed {seed}, "
               f"{'free' if free_top else 'walled'} top (coating {g.design.thickness_um:.0f} µm), "
               f"{options or {}} "
@@ -254,9 +257,9 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
         x = [0.0] + [st.ratio for st in s.steps]
         intact = [1.0] + [st.shell_intact_fraction for st in s.steps]
         active = [0.0] + list(act.activation)
-        for st, a in zip(s.steps, act.activation):
-            print(f"  ratio {st.ratio:.3f}: roll pressure {st.roll_pressure_mpa:6.2f} MPa, shell intact "
-                  f"{st.shell_intact_fraction:.3f}, activation {a:.3f}", flush=True)
+        for st, a, v in zip(s.steps, act.activation, voxel_rule):
+            print(f"  ratio {st.ratio:.3f} ({st.thickness_um:.0f} µm): roll pressure {st.roll_pressure_mpa:6.2f} MPa, "
+                  f"shell intact {st.shell_intact_fraction:.3f}, activation {a:.3f} (voxel rule {v:.3f})", flush=True)
         for d in s.settings["dem_stages"]:
             print(f"    DEM stage {d['from_layers']}→{d['target_layers']} layers stopped at {d['stopped_layers']}: "
                   f"{d['pressure_mpa']:.2f} MPa, {d['stop']}, contact gaps {d.get('gaps')}", flush=True)

@@ -37,10 +37,11 @@ and the clusters are decided per particle, not per voxel:
   both grids with 18/26-connectivity);
 * they are **electronically joined** where they touch and the film is broken on both sides of that
   contact: each particle has at least one broken patch (shell voxel) among its voxels that touch the
-  other particle (a contact is one interface below the voxel size: the two films need not crack at
-  facing voxels, the ductile lithium extrudes through the cracks of both, Kang et al. 2026 in
-  tests/test_calender_lmp.py). A film intact on either side insulates; a particle with no film at
-  all (no shell voxel) is bare lithium and conducts wherever it touches;
+  other particle. A contact is one interface below the voxel size: both films must have cracked
+  there, but which of their voxels face each other is the grid's choice, not the contact's (on a
+  3 µm grid the broken patches of a diagonal chain of touching spheres do not face each other while
+  the particles share faces: tests/test_conductive.py). A film intact on either side insulates; a
+  particle with no film at all (no shell voxel) is bare lithium and conducts wherever it touches;
 * a particle **joins the collector** where one of its broken patches touches a collector voxel (26-
   neighbour), or lies on the collector face with ``collector="face"``;
 * clusters are the connected components of that particle graph, and the activation keeps its
