@@ -18,10 +18,11 @@ generalised forces (``q_j σ_mj`` for the gradient products, ``k_hg · mode`` fo
 products, 0 for ``SSS``). Sums and differences along axes 0 and 1 are computed once per node
 column of an element row and shared by all elements of the row; the axis-2 step is the element loop.
 
-Parallelism: the element planes ``i`` of one parity never share nodes (element plane ``i`` touches
-node planes ``i`` and ``i + 1``), so each parity is a race-free ``prange`` whose elements scatter-add
-into their 8 nodes; a periodic grid with an odd number of planes finishes its last plane alone.
-Rows of elements that all have zero stiffness (pores, broken shell) are skipped: they contribute
+Order and parallelism (:func:`_sweep`): element plane ``i`` touches node planes ``i`` and ``i + 1``; the
+planes are swept in order within slabs of ~:data:`SLAB` planes, so each node plane is complete (and still
+in cache) right after its second element plane — where the multigrid smoother's Chebyshev–Jacobi step
+is fused in (:func:`tangent_residual`'s ``step``). The slabs run in parallel, their last planes after
+them. Rows of elements that all have zero stiffness (pores, broken shell) are skipped: they contribute
 exactly nothing, as before.
 """
 
@@ -30,7 +31,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["apply_tangent", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows", "apply_cracks"]
+__all__ = ["apply_tangent", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows", "apply_cracks",
+           "jacobi_plane"]
 
 
 def tangent_coefficients(lam, mu, khg, *, theta=None, normal=None, code=None, reg=0.0):
@@ -108,16 +110,21 @@ def apply_tangent(u, coef, pvec, active, q, out):
         ``1/(4 h_j)``: the gradient weights of the one-point hexahedron.
     """
     _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, out, _ZERO,
-           out.dtype.type(1))
+           out.dtype.type(1), *_no_step(out))
     return out
 
 
-def tangent_residual(u, b, coef, pvec, active, q, out):
+def tangent_residual(u, b, coef, pvec, active, q, out, step=None):
     """``out = b − K u`` in one sweep (``b`` may be ``out``: ``r −= K u`` in place): the multigrid
     smoother's residual updates, without the zeroed force array and the subtraction pass of
-    :func:`apply_tangent` followed by ``b − out``. Arguments as there; ``b`` has ``out``'s shape."""
+    :func:`apply_tangent` followed by ``b − out``. Arguments as there; ``b`` has ``out``'s shape.
+
+    ``step = (dinv, d, x, a, c)``: the smoother's next Chebyshev–Jacobi step fused into the same sweep
+    (:func:`jacobi_plane` on each node plane once its residual is complete: ``d ← a d + c D⁻¹ out``,
+    ``x += d``): the step's passes over ``out`` and ``d`` come from cache. ``u`` may be ``d`` or ``x``
+    (a node plane is updated only after both element planes that read it)."""
     _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, b,
-           _IN_PLACE if b is out else _COPY, out.dtype.type(-1))
+           _IN_PLACE if b is out else _COPY, out.dtype.type(-1), *(_no_step(out) if step is None else _step(out, *step)))
     return out
 
 
@@ -127,7 +134,7 @@ def internal_force(sig, u, khg, active, q, out):
     ``sig`` is (6, n0, n1, n2) in the order (00, 11, 22, 12, 02, 01); ``active`` must cover every
     row with a non-zero stress or hourglass stiffness.
     """
-    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1))
+    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1), *_no_step(out))
     return out
 
 
@@ -143,6 +150,52 @@ def apply_cracks(u, index, rows, q, out):
     """
     _cracks_kernel(u, index, rows, q, out)
     return out
+
+
+def _no_step(out):
+    """:func:`_sweep`'s step arguments for a sweep without a smoother step (placeholders of out's type)."""
+    return out, out, out, out.dtype.type(0), out.dtype.type(0), False
+
+
+def _step(out, dinv, d, x, a, c):
+    if not (dinv.dtype == d.dtype == x.dtype == out.dtype):
+        raise TypeError("a fused smoother step needs dinv, d and x in the residual's precision")
+    return dinv, d, x, out.dtype.type(a), out.dtype.type(c), True
+
+
+@numba.njit(cache=True)
+def jacobi_plane(dinv, r, d, x, a, c, init, i):
+    """One Chebyshev step with node-block Jacobi on node plane i: d = a d + c D⁻¹ r; x += d, or x = d
+    with ``init`` (d is not read when a = 0, x not with ``init``). ``dinv``: the inverse 3 × 3 node
+    blocks, packed (00, 11, 22, 12, 02, 01)."""
+    n1, n2 = r.shape[2], r.shape[3]
+    first = a == 0
+    for j in range(n1):
+        for k in range(n2):
+            r0 = r[0, i, j, k]
+            r1 = r[1, i, j, k]
+            r2 = r[2, i, j, k]
+            z0 = dinv[0, i, j, k] * r0 + dinv[5, i, j, k] * r1 + dinv[4, i, j, k] * r2
+            z1 = dinv[5, i, j, k] * r0 + dinv[1, i, j, k] * r1 + dinv[3, i, j, k] * r2
+            z2 = dinv[4, i, j, k] * r0 + dinv[3, i, j, k] * r1 + dinv[2, i, j, k] * r2
+            v0 = c * z0
+            v1 = c * z1
+            v2 = c * z2
+            if not first:
+                v0 += a * d[0, i, j, k]
+                v1 += a * d[1, i, j, k]
+                v2 += a * d[2, i, j, k]
+            d[0, i, j, k] = v0
+            d[1, i, j, k] = v1
+            d[2, i, j, k] = v2
+            if init:
+                x[0, i, j, k] = v0
+                x[1, i, j, k] = v1
+                x[2, i, j, k] = v2
+            else:
+                x[0, i, j, k] += v0
+                x[1, i, j, k] += v1
+                x[2, i, j, k] += v2
 
 
 # ====================================================================== kernels
@@ -217,7 +270,7 @@ def _cracks_kernel(u, index, rows, q, out):
 # whose row stride W is a compile-time constant. That is what lets LLVM vectorise the loops: every
 # access to a buffer is then a constant offset from one base pointer, so its runtime alias checks
 # merge into one (with per-row views of runtime stride LLVM gives up: "too many memory checks").
-NB = 64
+NB = 128
 W = NB + 16
 # buffer rows: F[4m + t] (t = SS, SD, DS, DD: axis-0/axis-1 sums and differences of component m per
 # node column); E[4m + t] each element's share for its c = 0 corner, E[12 + 4m + t] at index kk + 1
@@ -400,22 +453,12 @@ def _copy_rows(src, i, j, kb, nb, P, first):
 def _backward(out, i, i1, j, j1, kb, nb, E, sg):
     """Scatter-add the block's node forces × sg (±1): node column kb + kk receives E[c = 0 share of
     element kk] + E[c = 1 share of element kk − 1] (index 0 of the latter holds the previous block's
-    carry). Two loops per component (rows j and j1, each with planes i and i1) keep LLVM's alias checks
-    few."""
+    carry)."""
     for m in range(3):
         o = 4 * m * W
         n = o + 12 * W
         oA = out[m, i, j, kb:]
         oC = out[m, i1, j, kb:]
-        for kk in range(nb):
-            rss = E[o + kk] + E[n + kk]
-            rsd = E[o + W + kk] + E[n + W + kk]
-            rds = E[o + 2 * W + kk] + E[n + 2 * W + kk]
-            rdd = E[o + 3 * W + kk] + E[n + 3 * W + kk]
-            ts0 = rss - rsd
-            td0 = rds - rdd
-            oA[kk] += sg * (ts0 - td0)
-            oC[kk] += sg * (ts0 + td0)
         oB = out[m, i, j1, kb:]
         oD = out[m, i1, j1, kb:]
         for kk in range(nb):
@@ -423,8 +466,12 @@ def _backward(out, i, i1, j, j1, kb, nb, E, sg):
             rsd = E[o + W + kk] + E[n + W + kk]
             rds = E[o + 2 * W + kk] + E[n + 2 * W + kk]
             rdd = E[o + 3 * W + kk] + E[n + 3 * W + kk]
+            ts0 = rss - rsd
+            td0 = rds - rdd
             ts1 = rss + rsd
             td1 = rds + rdd
+            oA[kk] += sg * (ts0 - td0)
+            oC[kk] += sg * (ts0 + td0)
             oB[kk] += sg * (ts1 - td1)
             oD[kk] += sg * (ts1 + td1)
 
@@ -484,30 +531,56 @@ def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P, sg):
 
 #: how :func:`_sweep` starts ``out``: zeroed, a copy of ``b``, or as it is (``b`` is ``out``)
 _ZERO, _COPY, _IN_PLACE = 0, 1, 2
+#: element planes per slab of :func:`_sweep` (at least 2: see there)
+SLAB = 32
+
+
+@numba.njit(cache=True)
+def _start_plane(out, b, start, i):
+    """Node plane i of ``out`` before any element adds to it (see _ZERO …)."""
+    if start == _IN_PLACE:
+        return
+    for m in range(3):
+        if start == _ZERO:
+            out[m, i] = 0.0
+        else:
+            out[m, i] = b[m, i]
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg):
-    """out = start + sg × (node forces of kind, see :func:`_plane`), start 0 or b (see _ZERO …)."""
+def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, step):
+    """out = start + sg × (node forces of kind, see :func:`_plane`), start 0 or b (see _ZERO …); with
+    ``step``, :func:`jacobi_plane` (dinv, out, d, x, a, c) on every node plane once it is complete.
+
+    Order of work (why): the element planes are cut into slabs of about :data:`SLAB` planes (≥ 2;
+    a count that does not depend on the threads, so neither does the summation order), and a slab
+    is swept plane after plane: node plane i + 1, written by element plane i, is still in cache when
+    element plane i + 1 adds to it (and when the step reads it), so ``u`` and ``out`` stream through
+    memory once (the parity order of stop ≤ 28 read both twice). The slabs' planes but the last run
+    in parallel; their last element planes, which share a node plane with the next slab's first,
+    after them, again in parallel (slabs of ≥ 2 planes keep those apart)."""
     n0 = u.shape[1]
-    if start != _IN_PLACE:
-        for i in numba.prange(n0):
-            for m in range(3):
-                if start == _ZERO:
-                    out[m, i] = 0.0
-                else:
-                    out[m, i] = b[m, i]
-    half = n0 // 2
-    # scratch in the output's precision: a float32 u (CG's float32 directions) gives float64 forces
-    # computed in float64 (a force is a difference of large element terms; float32 there is not enough)
-    for parity in range(2):
-        for ip in numba.prange(half):
-            F = np.empty(_NF * W, out.dtype)
-            E = np.empty(_NE * W, out.dtype)
-            P = np.empty(_NP * W, out.dtype)
-            _plane(kind, u, aux, pvec, active, q, out, np.int64(2 * ip + parity), F, E, P, sg)
-    if n0 % 2 == 1:  # odd periodic count: the last plane shares node plane 0 with plane 0
+    nslab = max(1, min(n0 // 2, -(-n0 // SLAB)))
+    for t in numba.prange(nslab):
+        lo = t * n0 // nslab
+        hi = (t + 1) * n0 // nslab
         F = np.empty(_NF * W, out.dtype)
         E = np.empty(_NE * W, out.dtype)
         P = np.empty(_NP * W, out.dtype)
-        _plane(kind, u, aux, pvec, active, q, out, np.int64(n0 - 1), F, E, P, sg)
+        _start_plane(out, b, start, lo)
+        for i in range(lo, hi - 1):
+            _start_plane(out, b, start, i + 1)
+            _plane(kind, u, aux, pvec, active, q, out, np.int64(i), F, E, P, sg)
+            if step and i > lo:  # node plane i has both its element planes (i − 1, i)
+                jacobi_plane(dinv, out, d, x, a, c, False, i)
+    for t in numba.prange(nslab):
+        lo = t * n0 // nslab
+        hi = (t + 1) * n0 // nslab
+        F = np.empty(_NF * W, out.dtype)
+        E = np.empty(_NE * W, out.dtype)
+        P = np.empty(_NP * W, out.dtype)
+        _plane(kind, u, aux, pvec, active, q, out, np.int64(hi - 1), F, E, P, sg)
+        if step:
+            if hi - 1 > lo:
+                jacobi_plane(dinv, out, d, x, a, c, False, hi - 1)
+            jacobi_plane(dinv, out, d, x, a, c, False, hi % n0)  # the next slab's first (n0 = 1: the only)
