@@ -547,6 +547,15 @@ def _start_plane(out, b, start, i):
             out[m, i] = b[m, i]
 
 
+@numba.njit(cache=True)
+def _slab(t, nslab, n0, out):
+    """Element planes [lo, hi) of slab t of nslab, and its scratch buffers F, E, P in out's precision (a
+    float32 u with a float64 out: forces computed in float64; a force is a difference of large element
+    terms, float32 there is not enough)."""
+    return (t * n0 // nslab, (t + 1) * n0 // nslab, np.empty(_NF * W, out.dtype), np.empty(_NE * W, out.dtype),
+            np.empty(_NP * W, out.dtype))
+
+
 @numba.njit(parallel=True, cache=True)
 def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, step):
     """out = start + sg × (node forces of kind, see :func:`_plane`), start 0 or b (see _ZERO …); with
@@ -562,11 +571,7 @@ def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, s
     n0 = u.shape[1]
     nslab = max(1, min(n0 // 2, -(-n0 // SLAB)))
     for t in numba.prange(nslab):
-        lo = t * n0 // nslab
-        hi = (t + 1) * n0 // nslab
-        F = np.empty(_NF * W, out.dtype)
-        E = np.empty(_NE * W, out.dtype)
-        P = np.empty(_NP * W, out.dtype)
+        lo, hi, F, E, P = _slab(t, nslab, n0, out)
         _start_plane(out, b, start, lo)
         for i in range(lo, hi - 1):
             _start_plane(out, b, start, i + 1)
@@ -574,11 +579,7 @@ def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, s
             if step and i > lo:  # node plane i has both its element planes (i − 1, i)
                 jacobi_plane(dinv, out, d, x, a, c, False, i)
     for t in numba.prange(nslab):
-        lo = t * n0 // nslab
-        hi = (t + 1) * n0 // nslab
-        F = np.empty(_NF * W, out.dtype)
-        E = np.empty(_NE * W, out.dtype)
-        P = np.empty(_NP * W, out.dtype)
+        lo, hi, F, E, P = _slab(t, nslab, n0, out)
         _plane(kind, u, aux, pvec, active, q, out, np.int64(hi - 1), F, E, P, sg)
         if step:
             if hi - 1 > lo:
