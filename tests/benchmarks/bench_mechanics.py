@@ -168,6 +168,21 @@ seconds of the process are given where wall time mostly measured the others):
   neighbour one node plane later, out of L2), as much traffic as the full 27-block stencil (full 28 ms,
   symmetric 26 ms, stop 22). Next: read each block once and scatter its transpose into the neighbour's row (planes by
   parity, as the fine sweep's elements), ≈ half the traffic of the kernel that is a third of the run.
+* stop 29, the fine level (``_operator._sweep`` in slabs of 32 element planes swept in order, so ``u`` and the
+  forces stream through memory once instead of twice; every fine Chebyshev step but the first fused into the
+  residual sweep before it, ``tangent_residual(step=…)``; one backward scatter loop per component). Bytes per
+  node of an in-place float32 residual: 84 → 48, residual + Chebyshev step 168 → 108. One thread on the sweep
+  alone (CPU-ms, ``process_time``, load 6–7): in cache (64³) 6.2 → 5.8 ns per node — the kernel is bound by
+  its instruction count there, not by memory (16 and 32-element blocks are slower, 128 no faster; AVX-512
+  code no faster). One cycle at 128³ (the solver's hierarchy, ``apply`` on a random masked residual, min of
+  6, base and new one after the other, load 7.3–9.2): 512 / 514 → 450 / 447 CPU-ms (−12 %); at 64³ no change (81–89 CPU-ms
+  either way, load 3.9–5.5: the working set sits in cache). The float64 cycle gives the same vector to
+  2e-16 (the float32 cycle on a random, inconsistent residual differs by rounding amplified in near-null
+  modes, as base float32 vs float64 does, 2.6e3 relative). Welded 128³ ten-step (``--calender-n 128
+  --calender-welded``, base and new run side by side, load 6–7, ~30 % of a core each): 179 CG both, same
+  porosity and crackable volume at every target; 194.1 → 183.2 CPU-s (user + sys), cycles 291.6 → 275.5 s
+  wall. Elastic solve to 1e-5: 18 / 47 CG at 32³ / 64³ before and after. Default (contacts) 64³ ten-step, side
+  by side, load 1.9–4: 1277 → 1265 CG, 121.5 → 118.9 CPU-s, 121.8 → 119.8 s wall (cycles 86.6 → 84.1 s).
 """
 
 from __future__ import annotations

@@ -49,7 +49,10 @@ solver's float64 flexible CG (as the transport solver does):
   degree ``d`` that is d + 1 + (d − 1) fine applications per cycle: 12 with stop 23's d = 6 (6 with
   stop 21–22's 3, 9 before with 4), and 2 × (2 + 1 + 2) = 10 on level 1 (12 before; 5 where the
   K-cycle's second step is skipped, as at 128³). A K-cycle on fewer levels (a V-cycle on the level
-  above the coarsest) was tried: 64³ 56 → 58 iterations but 128³ 40 → 58 (degree 3).
+  above the coarsest) was tried: 64³ 56 → 58 iterations but 128³ 40 → 58 (degree 3). On the finest
+  level every Chebyshev step but the pre-smoothing's first rides in the residual sweep before it
+  (stop 29, :func:`._operator.tangent_residual`'s ``step``): 1 separate step pass per cycle instead
+  of 2d (the steps' re-reads of r and d come from cache).
 * **K-cycle** (Notay & Vassilevski 2008) on the coarse levels: each coarse problem gets two
   flexible-CG steps preconditioned by the cycle below instead of one V-cycle. Measured at 66 × 64²:
   the V-cycle needs 142 CG iterations, the K-cycle 81 (97 with coarse degree 2); with an almost
