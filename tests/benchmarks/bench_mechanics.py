@@ -176,7 +176,10 @@ seconds of the process are given where wall time mostly measured the others):
   its instruction count there, not by memory (16 and 32-element blocks are slower, 128 no faster; AVX-512
   code no faster). One cycle at 128³ (the solver's hierarchy, ``apply`` on a random masked residual, min of
   6, base and new one after the other, load 7.3–9.2): 512 / 514 → 450 / 447 CPU-ms (−12 %); at 64³ no change (81–89 CPU-ms
-  either way, load 3.9–5.5: the working set sits in cache). The float64 cycle gives the same vector to
+  either way, load 3.9–5.5: the working set sits in cache). ``--profile-n 128`` (flock'd, new then base, load
+  2.2–2.3): one cycle 492.5 → 464.1 ms, fine level 282.5 → 243.3 ms per cycle (12 residual sweeps 15.6 ms +
+  12 Chebyshev steps 8.0 ms → 12 fused sweeps 19.4 ms + 1 step 11.1 ms), CG's own fine operator 30.3 → 26.4 ms;
+  one CG iteration 3.19× → 2.95× the float32 FFT pair (1.71× → 1.59× the float64 one). The float64 cycle gives the same vector to
   2e-16 (the float32 cycle on a random, inconsistent residual differs by rounding amplified in near-null
   modes, as base float32 vs float64 does, 2.6e3 relative). Welded 128³ ten-step (``--calender-n 128
   --calender-welded``, base and new run side by side, load 6–7, ~30 % of a core each): 179 CG both, same
