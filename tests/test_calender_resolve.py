@@ -124,3 +124,34 @@ def test_only_the_particles_the_remap_reshaped_are_reset():
     source[3, 1, 0], new[3, 1, 0] = -1, 0
     source[4, 1, 0], new[4, 1, 0] = np.ravel_multi_index((4, 1, 4), old.shape), 2
     assert reshaped_particles(source, new, old.shape).tolist() == [False, False, True, False]
+
+
+def test_a_roll_that_starts_below_the_grids_top_imposes_the_travel_from_there():
+    """``_increment(roll_below=…)``: after a DEM stage that jammed between layer planes, the stress solve's roll
+    starts at the jam, ``roll_below`` layers under the grid's top (the packing was stretched to that plane; the
+    remap takes the stretch back). An elastic slab with posts (no contacts), 10 → 9 layers: with the roll
+    starting half a layer down the roll pressure is half the full layer's (linear elasticity), the coating
+    still ends at 9 layers with every solid voxel, and it took the same share of the travel (the stiff roll layers
+    the rest)."""
+    from twinlab.analyses.mechanics import lame_from_young
+
+    e = 1000.0
+    lam0, mu0 = lame_from_young(e, 0.3)
+    lut = {"lam": np.array([0.0, lam0]), "mu": np.array([0.0, mu0]), "e": np.array([0.0, e]),
+           "code": np.zeros(2, np.uint8), "sy": np.full(2, np.inf), "frac": np.full(2, np.inf)}
+    lab = np.zeros((10, 8, 8), np.uint8)
+    lab[:4] = 1
+    lab[4:, 2:6, 2:6] = 1  # a post on the base: porosity to take the remap's squeeze
+    pressure, share = {}, {}
+    for below in (0.0, 0.5):
+        stats = {}
+        arrs = [np.zeros((6, *lab.shape), np.float64), np.zeros((6, *lab.shape), np.float64),
+                np.zeros((3, *lab.shape), np.float64), np.zeros(lab.shape, bool)]
+        new_lab, _, *_, share[below], _, _ = CAL._increment(
+            lab, None, *arrs, moving_value=lambda a: a != 0, lut=lut, h=(1.0, 1.0, 1.0), n_coll=0, m_cur=10,
+            m_next=9, roll_layers=2, roll_factor=2.0, reg=1e-2, dtype=np.dtype("float64"), tol=1e-8, maxiter=20000,
+            workers=1, seed=0, pore_gray=0, stats=stats, roll_below=below)
+        pressure[below] = stats["pressure"]
+        assert (new_lab != 0).sum() == (lab != 0).sum() and not new_lab[9:].any()
+    assert pressure[0.0] > 0 and pressure[0.5] == pytest.approx(pressure[0.0] / 2, rel=1e-6), pressure
+    assert share[0.0] > 0.95 and share[0.5] == pytest.approx(share[0.0], rel=1e-9), share  # the roll layers: the rest

@@ -170,15 +170,16 @@ def test_return_of_a_stretched_crack_opens_it_traction_free():
 
 def test_return_of_a_sheared_crack_slides_on_the_coulomb_limit():
     rng = np.random.default_rng(8)
-    mu_f, c, e = 0.3, 0.5, -0.01
-    for n in random_normals(rng, 3).T:
+    mu_f, c = 0.3, 0.5
+    # pressed by less than c (|t_n| 0.48 MPa: the cohesion is mobilised by the pressure) and by more (1.45 MPa)
+    for n, e in zip(random_normals(rng, 4).T, (-0.01, -0.03, -0.01, -0.03)):
         t1 = frame(n)[0]
         t_n = e / (1.0 / M + 1.0 / (H * 25.0))
         s, w, sl, st, _, t = voxel_return(e * sym_eng(n, n) + 0.05 * sym_eng(t1, n), n, mu_f=mu_f, c=c)
         assert st == SLIP
         assert t @ n == pytest.approx(t_n, rel=1e-12)  # the normal problem does not see the shear
         t_t = t - (t @ n) * n
-        assert np.linalg.norm(t_t) == pytest.approx(c + mu_f * abs(t_n), rel=1e-12)
+        assert np.linalg.norm(t_t) == pytest.approx(min(c, abs(t_n)) + mu_f * abs(t_n), rel=1e-12)
         assert t_t @ t1 == pytest.approx(np.linalg.norm(t_t), rel=1e-12)  # along the shear
         assert np.allclose(t_t, 20.0 * (w - (w @ n) * n - sl), rtol=1e-10)  # the spring holds the limit
 
@@ -223,19 +224,22 @@ def test_returned_tangent_is_consistent():
         assert st == state
         fd = finite_difference(eps, n, **kw)
         assert np.abs(fd - c_eff(cracked_plane_vectors(LAM, MU, n[:, None], H, A[None]))[0]).max() < 1e-6 * E
-    # sliding: the returned tangent is the consistent one less −μ_f k_n d⊗n (non-symmetric) plus the floor
-    # SLIP_FLOOR k_t d⊗d, so only that symmetric part is consistent
-    eps = -0.01 * sym_eng(n, n) + 0.05 * sym_eng(t1, n)
-    _, _, _, st, A, t = voxel_return(eps, n, **kw)
-    assert st == SLIP
-    d = t - (t @ n) * n
-    d /= np.linalg.norm(d)
-    consistent = A - SLIP_FLOOR * kw["k_t"] * np.outer(d, d) - kw["mu_f"] * kw["k_n"] * np.outer(d, n)
-    fd = finite_difference(eps, n, **kw)
-    assert np.abs(fd - c_eff_reference(n, H * consistent)).max() < 1e-6 * E
-    returned = c_eff(cracked_plane_vectors(LAM, MU, n[:, None], H, A[None]))[0]
-    assert np.abs(returned - returned.T).max() < 1e-10 * E
-    assert np.abs(fd - returned).max() > 1e-3 * E  # the dropped term matters: this is not the full tangent
+    # sliding: the returned tangent is the consistent one less −(dτ_c/dp) k_n d⊗n (non-symmetric; dτ_c/dp = μ_f,
+    # or 1 + μ_f below the pressure c where the cohesion is mobilised) plus the floor SLIP_FLOOR k_t d⊗d, so only
+    # that symmetric part is consistent
+    for e_n in (-0.01, -0.03):  # |t_n| 0.48 (< c) and 1.45 MPa (> c)
+        eps = e_n * sym_eng(n, n) + 0.05 * sym_eng(t1, n)
+        _, _, _, st, A, t = voxel_return(eps, n, **kw)
+        assert st == SLIP
+        d = t - (t @ n) * n
+        d /= np.linalg.norm(d)
+        slope = kw["mu_f"] + (1.0 if abs(t @ n) < kw["c"] else 0.0)
+        consistent = A - SLIP_FLOOR * kw["k_t"] * np.outer(d, d) - slope * kw["k_n"] * np.outer(d, n)
+        fd = finite_difference(eps, n, **kw)
+        assert np.abs(fd - c_eff_reference(n, H * consistent)).max() < 1e-6 * E
+        returned = c_eff(cracked_plane_vectors(LAM, MU, n[:, None], H, A[None]))[0]
+        assert np.abs(returned - returned.T).max() < 1e-10 * E
+        assert np.abs(fd - returned).max() > 1e-3 * E  # the dropped term matters: this is not the full tangent
 
 
 def test_cracked_voxels_stay_positive_semi_definite_in_every_state():
@@ -257,7 +261,7 @@ def test_cracked_voxels_stay_positive_semi_definite_in_every_state():
     assert np.allclose(t_n[closed], 25.0 * (gap + (w * n).sum(axis=0))[closed], rtol=1e-10, atol=1e-12)
     assert np.all(t_n[closed] <= 1e-12)
     size = np.linalg.norm(t_t, axis=0)
-    limit = 0.5 + 0.3 * np.abs(t_n)
+    limit = np.minimum(0.5, np.abs(t_n)) + 0.3 * np.abs(t_n)  # the cohesion mobilised by the pressure
     assert np.allclose(size[st == SLIP], limit[st == SLIP], rtol=1e-12)
     assert np.all(size[st == STICK] <= limit[st == STICK] * (1 + 1e-12))
     p = cracked_plane_vectors(LAM, MU, n, H, A)

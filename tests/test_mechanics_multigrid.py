@@ -577,28 +577,38 @@ def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
 
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", [(5, 4, 7), (3, 2, 1), (1, 3, 2), (4, 1, 6)])
-def test_symmetric_stencil_apply_equals_its_assembled_matrix(shape):
+def test_symmetric_stencil_apply_equals_its_assembled_matrix(shape, threads):
     """A coarse level keeps one 3 × 3 block per symmetric pair of neighbours (the symmetric centre
     block and 13 forward offsets); any such storage is a symmetric operator, and the kernel applies exactly the
     matrix :func:`assemble_stencil` builds from it (both halves of every pair, periodic wrap along
-    every axis, axes of 1–2 nodes where +d and −d reach the same node)."""
+    every axis, axes of 1–2 nodes where +d and −d reach the same node), on one thread and on two (each
+    sweeps its own node planes and recomputes what the plane before its first adds to it)."""
+    import numba
+
     from twinlab.analyses.mechanics._multigrid import NST, assemble_stencil, stencil_apply, stencil_residual
 
-    rng = np.random.default_rng(5)
-    st = rng.standard_normal((shape[0], shape[1], NST, shape[2]))
-    centre = st[:, :, :9].reshape(shape[0], shape[1], 3, 3, shape[2])
-    st[:, :, :9] = (centre + centre.transpose(0, 1, 3, 2, 4)).reshape(shape[0], shape[1], 9, shape[2])  # symmetric
-    a = assemble_stencil(st)
-    assert abs(a - a.T).max() <= 1e-14 * abs(a).max()
-    x = rng.standard_normal((3, *shape))
-    out = stencil_apply(st, x, np.empty_like(x))
-    np.testing.assert_allclose(out.reshape(-1), a @ x.reshape(-1), rtol=0, atol=1e-12 * np.abs(out).max())
-    b = rng.standard_normal(x.shape)  # the fused residual b − A x, into another array and in place
-    res = stencil_residual(st, x, b, np.empty_like(x))
-    np.testing.assert_allclose(res, b - out, rtol=0, atol=1e-12 * np.abs(out).max())
-    stencil_residual(st, x, b, b)
-    np.testing.assert_array_equal(b, res)
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("numba has fewer threads")
+    numba.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(5)
+        st = rng.standard_normal((shape[0], shape[1], NST, shape[2]))
+        centre = st[:, :, :9].reshape(shape[0], shape[1], 3, 3, shape[2])
+        st[:, :, :9] = (centre + centre.transpose(0, 1, 3, 2, 4)).reshape(shape[0], shape[1], 9, shape[2])  # symmetric
+        a = assemble_stencil(st)
+        assert abs(a - a.T).max() <= 1e-14 * abs(a).max()
+        x = rng.standard_normal((3, *shape))
+        out = stencil_apply(st, x, np.empty_like(x))
+        np.testing.assert_allclose(out.reshape(-1), a @ x.reshape(-1), rtol=0, atol=1e-12 * np.abs(out).max())
+        b = rng.standard_normal(x.shape)  # the fused residual b − A x, into another array and in place
+        res = stencil_residual(st, x, b, np.empty_like(x))
+        np.testing.assert_allclose(res, b - out, rtol=0, atol=1e-12 * np.abs(out).max())
+        stencil_residual(st, x, b, b)
+        np.testing.assert_array_equal(b, res)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
 def test_elastic_newton_step_is_solved_to_the_tolerance_not_below_it(monkeypatch):
@@ -701,7 +711,10 @@ def test_rigid_pieces_are_rigid_and_their_galerkin_matrix_is_zt_a_z(plastic, mon
 def test_rigid_pieces_cut_the_iterations_of_stiff_particles_in_a_soft_binder():
     """Stiff particles (6³ cubes) joined by a 10³× softer binder (the one-voxel gaps between them) move
     almost as rigid bodies, which the geometric levels cannot represent: the pieces' coarse correction
-    needs far fewer CG iterations, to the same answer."""
+    needs far fewer CG iterations, to the same answer. A float64 cycle: a float32 one is at its rounding
+    floor at tol 1e-8, where the order of the stencil sweep's sums moved the count with pieces from 26 to 27
+    (stop 29; an FMA in the sweep did the same at stop 28) against 38 without — rounding noise at the 0.7
+    bar. float64 at 1e-9: 27 against 42 with either sweep, stresses 5e-8 apart."""
     from twinlab.analyses.mechanics import MechanicsSolver, _multigrid
 
     idx = np.indices((21, 14, 21)) % 7
@@ -709,8 +722,8 @@ def test_rigid_pieces_cut_the_iterations_of_stiff_particles_in_a_soft_binder():
     runs = {}
     for pieces in (False, True):
         solver = MechanicsSolver(1.5 * mu, mu, workers=1)
-        solver._mg = _multigrid.ElasticMultigrid(solver._coef, None, solver._q, dtype=np.float32, pieces=pieces)
-        runs[pieces] = solver.solve_increment([0, 0, -0.01, 0.002, 0, 0], tol=1e-8)
+        solver._mg = _multigrid.ElasticMultigrid(solver._coef, None, solver._q, dtype=np.float64, pieces=pieces)
+        runs[pieces] = solver.solve_increment([0, 0, -0.01, 0.002, 0, 0], tol=1e-9)
     assert solver.hierarchy.pieces.count == 18
     assert runs[True].cg_iterations <= 0.7 * runs[False].cg_iterations
     np.testing.assert_allclose(runs[True].stress, runs[False].stress, atol=1e-6 * np.abs(runs[False].stress).max())

@@ -188,7 +188,7 @@ def test_ball_under_the_roll_stops_it_where_hertz_says_at_two_voxel_sizes():
 def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False, free_top=False, seed=3):
     """One DEM stage on the generated LMP anode (15 lithium spheres, 160 µm window, 84 µm coating, seed 3) at
     ``vs`` µm voxels, from clumps fitted to its voxels or (``spheres``) its generator's spheres: the roll
-    travel (µm) and the :class:`DemMove`."""
+    travel (µm), the :class:`DemMove` and the start (instances, moving voxels, packing)."""
     from twinlab.datasets.generators import make_lmp_anode
 
     g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=seed, free_top=free_top)
@@ -201,7 +201,7 @@ def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False, free
     if spheres:
         centres, radii = g.particle_spheres()
         packing = rearrange_mod.DemPacking.of_spheres(inst, centres[:, [1, 0, 2]].T / vs, radii / vs,
-                                                      z_bottom=n_coll, z_top=n_coll + m0)
+                                                      z_bottom=n_coll)
         assert packing.ids.size == np.unique(inst[inst > 0]).size  # every particle is a body
     # lithium: E 4.9 GPa, ν 0.36, density 0.534 g/cm³; friction DEFAULT_FRICTION
     mats = {v: rearrange_mod.DemMaterial(4.9e3, 0.36, rearrange_mod.DEFAULT_FRICTION, 0.534)
@@ -209,27 +209,57 @@ def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False, free
     move = rearrange_mod.rearrange(inst, (lab != 0) & ~coll, n_coll=n_coll, m_cur=m0, m_target=m0 // 2,
                                    h=(vs, vs, vs), materials=mats, phase_of=lab, jam_pressure_mpa=jam_pressure_mpa,
                                    collision_tol=collision_tol, packing=packing)
-    return (n_coll + m0) * vs - move.wall_um, move
+    return (n_coll + m0) * vs - move.wall_um, move, (inst, (lab != 0) & ~coll, packing)
 
 
 @needs_dem
 @pytest.mark.parametrize("vs", [6.0, 4.0])
-def test_dem_stage_hands_the_packing_over_on_the_layer_plane_the_roll_last_passed(vs):
-    """The stress solve's roll is a layer plane, so a DEM stage that jams between two planes hands its packing
-    (the voxels' move and the carried spheres) over as the DEM left it on the last plane the roll passed: the
-    roll touches the top spheres there (the highest sphere reaches the plane). Before stop 28 the packing was
-    handed over as at the jam, up to a layer below that plane: on the 480 µm free-top anode (seed 1, 4 µm) the
-    top particles' voxels lay a layer below the solve's roll, their gaps to it never closed, and the first
-    solve after the jam compressed a pore layer — 0 MPa, no film broken, by 84 µm — while the 6 µm grid broke
-    36 %. The free-top anode's true spheres jam after ~30 µm of roll travel, between planes."""
-    _, move = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True, free_top=True, seed=1)
+def test_dem_stage_hands_the_packing_over_at_the_jam_with_the_top_particles_in_the_roll_layer(vs):
+    """The stress solve's roll is a layer plane, the first one at or above the DEM's jam; the packing it is handed
+    (the carried spheres, whose gaps the solve's contacts start from) is the DEM's at the jam — its highest sphere
+    touches the roll there, so the solve's roll first closes the rest of the layer freely — while the voxels move
+    with that packing stretched to the plane, so the top particles' voxels lie in the roll's layer (a face on the
+    roll). Stop 28 handed over the packing as the DEM left it on the plane (its top at the plane, not at the jam:
+    the solve took the last sub-layer of rearrangement stiffly, a different travel on each grid); moved as at the
+    jam, the top particles' voxels lay a layer below the plane where the jam lies in the layer's lower half. The
+    free-top anode's true spheres jam after ~30 µm of roll travel, between planes."""
+    _, move, (inst, moving, start) = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True,
+                                                      free_top=True, seed=1)
     assert move.stop["by"] == "pressure"
     n_coll = 2 if vs == 6.0 else 3  # 12 µm collector
-    plane = (n_coll + move.layers) * vs
-    assert move.wall_um < plane - 0.5 < move.wall_um + vs, (move.wall_um, plane)  # the jam lies between planes
-    pk = move.packing
-    top = float((pk.centre[0] * vs + pk.radius * vs).max())
-    assert top >= plane - 0.05, (top, plane, move.wall_um)
+    plane = n_coll + move.layers
+    wall = move.wall_um / vs
+    assert wall < plane - 0.1 < wall + 1.0, (wall, plane)  # the jam lies between planes
+    # the packing carried is the DEM's at the jam: its highest sphere presses into the roll there (its Hertz
+    # overlap: 0.7–1.2 µm on this 160 µm window, where a few spheres carry the roll's 1 MPa)
+    top = float((move.packing.centre[0] + move.packing.radius).max())
+    assert 0.0 < (top - wall) * vs < 1.5, (top * vs, wall * vs, plane * vs)
+    # the voxels move with it stretched to the plane: each particle by its sphere's stretched displacement
+    s = (plane - n_coll) / (wall - n_coll)
+    want = n_coll + (move.packing.centre[0] - n_coll) * s - start.centre[0]  # one sphere per particle
+    owner = inst[moving]
+    lookup = np.full(int(inst.max()) + 1, -1)
+    lookup[start.ids] = np.arange(start.ids.size)
+    part = owner > 0  # (a voxel of no particle moves with its nearest one)
+    np.testing.assert_allclose(move.shift_um[0][part] / vs, want[lookup[owner[part]]], atol=1e-9)
+    assert move.target[0].max() >= plane - 1.0, (move.target[0].max(), plane)  # a voxel in the roll's layer
+
+
+def test_true_spheres_are_not_clipped_at_the_grids_top_layer():
+    """A generated electrode's true spheres are the DEM's start whole: the free-top anode (seed 1, 6 µm voxels)
+    has a sphere reaching 3.06 µm above its highest voxel layer (its apex between voxel columns), which stop 28
+    clipped to that layer — a smaller particle on this grid than on another, so the two grids' DEM jammed apart."""
+    from twinlab.datasets.generators import make_lmp_anode
+
+    vs = 6.0
+    g = make_lmp_anode(domain_um=(160, 95, 160), voxel_size_um=vs, collector_um=12, seed=1, free_top=True)
+    lab = np.moveaxis(g.phases, 1, 0)
+    inst = np.moveaxis(g.particles, 1, 0).astype(np.int32)
+    n_top = int(np.flatnonzero(((lab != 0) & (lab != 3)).any(axis=(1, 2))).max()) + 1
+    centres, radii = g.particle_spheres()
+    assert (centres[:, 1] + radii).max() > n_top * vs + 3.0  # the truth: a sphere reaches past the top layer
+    p = rearrange_mod.DemPacking.of_spheres(inst, centres[:, [1, 0, 2]].T / vs, radii / vs, z_bottom=2.0)
+    assert float((p.centre[0] + p.radius).max()) * vs > n_top * vs + 2.0  # stop 28: clipped to ≤ n_top · vs
 
 
 @functools.lru_cache(maxsize=1)
@@ -238,7 +268,7 @@ def _squeeze_only_travel():
     stop off, so that only the squeeze stop decides; each stage's stop reason and squeeze."""
     out = {}
     for vs in (6.0, 4.0):
-        travel, move = _first_dem_stage(vs, jam_pressure_mpa=1e9, collision_tol=CalenderOptions().dem_collision_tol)
+        travel, move, _ = _first_dem_stage(vs, jam_pressure_mpa=1e9, collision_tol=CalenderOptions().dem_collision_tol)
         out[vs] = (travel, move.stop["by"], move.collisions)
     return out
 
@@ -281,7 +311,7 @@ def test_true_spheres_of_a_generated_anode_jam_at_the_same_roll_travel_at_two_vo
     8 / 16 / 32 spheres per particle, rising toward the true spheres' 81.75 µm on both grids."""
     travel = {}
     for vs in (6.0, 4.0):
-        travel[vs], move = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True)
+        travel[vs], move, _ = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True)
         assert move.stop["by"] == "pressure"
     assert abs(travel[6.0] - travel[4.0]) <= rearrange_mod.WALL_STEP_UM + 1e-9, travel
 
@@ -298,7 +328,7 @@ def test_true_spheres_are_checked():
     centres, radii = g.particle_spheres()
     with pytest.raises(InputError, match="instance id"):
         rearrange_mod.DemPacking.of_spheres(np.moveaxis(g.particles, 1, 0), centres[:0, [1, 0, 2]].T / 6.0,
-                                            radii[:0] / 6.0, z_bottom=2.0, z_top=16.0)
+                                            radii[:0] / 6.0, z_bottom=2.0)
     flat = make_lmp_anode(domain_um=(60, 95, 60), voxel_size_um=6.0, collector_um=12, seed=3, ratio=0.2)
     with pytest.raises(InputError, match="not whole spheres"):
         flat.particle_spheres()
@@ -535,7 +565,8 @@ def test_contact_gaps_are_the_dem_spheres_separation_in_micrometres_at_any_voxel
     sizes: on the axis each of the two voxels half of 0.4 µm (in its own normal strain); off the axis the
     spheres' separation along the face normal (Hertz's gap δ + 2(R − √(R² − ρ²)) at the face centre's
     distance ρ); on the planes their distance along the normal, R − 0.2 − √(R² − ρ²), closed (NaN) where
-    the sphere is pressed into the plane. Spheres pressed into each other give a closed contact; with neither
+    the sphere is pressed into the plane; with the solve's roll ``roll_below_um`` under the grid's top, the roll's
+    gaps that much less. Spheres pressed into each other give a closed contact; with neither
     collector nor roll the pair would float, so exactly one face (its two voxels, the smallest gap) is
     closed to hold it; a particle that is not a DEM body is not measured."""
     R, delta = 8.0, 0.4
@@ -561,6 +592,16 @@ def test_contact_gaps_are_the_dem_spheres_separation_in_micrometres_at_any_voxel
             assert (expect > 0).any() and (expect <= 0).any() and known[layer][on].all()
             np.testing.assert_allclose(h * gap[layer][on][expect > 0], expect[expect > 0], atol=1e-5)
             assert np.isnan(gap[layer][on][expect <= 0]).all()
+        # the stress solve's roll starting 0.1 µm below the grid's top (a DEM jam between planes): the roll's
+        # gaps are measured from there, the others stay
+        low, _ = packing.contact_gaps(inst, h=(h, h, h), n_coll=1, roll_below_um=0.1)
+        on = inst[-1] > 0
+        rho = np.hypot(*(np.nonzero(on)[i] - c for i in range(2))) * h
+        expect = (R - 0.3) - np.sqrt(R * R - rho ** 2)
+        assert (expect > 0).any() and (expect <= 0).any()
+        np.testing.assert_allclose(h * low[-1][on][expect > 0], expect[expect > 0], atol=1e-5)
+        assert np.isnan(low[-1][on][expect <= 0]).all()
+        np.testing.assert_array_equal(low[:-1], gap[:-1])
         # B pressed 0.4 µm into A: the axis contact is closed (NaN), and measured
         inst_o, packing_o, _ = _pair_on_collector(h, overlap=True)
         gap_o, known_o = packing_o.contact_gaps(inst_o, h=(h, h, h), n_coll=1)

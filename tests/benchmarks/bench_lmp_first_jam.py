@@ -51,7 +51,7 @@ def main():
                  for n in (int(v) for v in args.spheres.split(","))}
         centres, radii = g.particle_spheres()
         packs["true spheres"] = R.DemPacking.of_spheres(inst, centres[:, [1, 0, 2]].T / vs, radii / vs,
-                                                        z_bottom=n_coll, z_top=n_coll + m0)
+                                                        z_bottom=n_coll)
         # lithium: E 4.9 GPa, ν 0.36, density 0.534 g/cm³
         mats = {v: R.DemMaterial(4.9e3, 0.36, R.DEFAULT_FRICTION, 0.534) for v in np.unique(lab[inst > 0]).tolist()}
         for name, p in packs.items():

@@ -168,6 +168,24 @@ seconds of the process are given where wall time mostly measured the others):
   neighbour one node plane later, out of L2), as much traffic as the full 27-block stencil (full 28 ms,
   symmetric 26 ms, stop 22). Next: read each block once and scatter its transpose into the neighbour's row (planes by
   parity, as the fine sweep's elements), ≈ half the traffic of the kernel that is a third of the run.
+* stop 29, the stencil sweep reads each stored block once (``_multigrid._stencil_sweep``: the block's product
+  into its node's row and its transpose's into the neighbour's, current/next-plane accumulators). Welded 128³
+  ten-step, old and new code back to back under the lock (``/usr/bin/time -v … --calender-welded``, warm numba
+  caches): 159.9 → 145.1 CPU-s, 209 → 197 s wall (calender 200 → 179 s, cycles 134.5 → 112.3 s, builds 26.7 /
+  26.2 s; load 6.5–7.6); a first pair at load 5.3–12.3: 167.0 → 148.2 CPU-s. Same 179 CG / 12 solves and the
+  same porosity and crackable volume at every target; a welded 48³ six-step (two targets): the same 63 CG,
+  final stress fields 1.3e-7 apart (relative L2; tol 1e-4). One cycle (``--profile-n 128``, load 6–7, per
+  call, two threads): level-1 stencil 41.1 → 28.2 ms, level 2 4.3 → 3.3 ms (the fine kernels moved by
+  ±20 % between the two runs: the load); a random level-1 stencil (65 × 64², one thread, alternating, load 7):
+  25.1 → 17.2 CPU-ms. The default 64³ ten-step (contacts): 124.7 → 118.5 CPU-s, 75 → 76 solves, 1277 → 1272
+  CG (load 5.9–6.5): the contact passes, whose active set does not converge, follow the float32 rounding of
+  the reordered sums (crackable volume > 100 MPa 2.0 / 18.8 / 35.5 / 84.5 → 1.9 / 19.0 / 34.0 / 84.5 %, the
+  porosity the same). Now (c1, the second welded run): cycles 112 s of 179 s; per 128³ cycle the fine
+  residual updates ~48 %, fine Chebyshev ~25 %, level-1 stencil ~21 %; builds 26 s (per 128³ build, CPU:
+  first-level Galerkin 0.75 s — computed twice, for level 1 and again for level 2 — level-2 Galerkin 0.43 s,
+  stencil assembly 0.16 s, transfer weights 0.11 s of 2.0 s). Tried and dropped: bfloat16 off-diagonal
+  blocks on level 1 (see ``_stencil_sweep``), both products in one loop, ``_add_ptkp`` over P8's non-zeros
+  only (bitwise the same stencils, 250 → 360 CPU-ms per 64³ build: the dense 8-wide loops vectorise).
 * stop 29, the fine level (``_operator._sweep`` in slabs of 32 element planes swept in order, so ``u`` and the
   forces stream through memory once instead of twice; every fine Chebyshev step but the first fused into the
   residual sweep before it, ``tangent_residual(step=…)``; one backward scatter loop per component). Bytes per

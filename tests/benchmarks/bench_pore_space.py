@@ -3,7 +3,7 @@
 Run (minutes at 1 µm; use the lock for timings):
 
     flock /tmp/twinlab-bench.lock .venv/bin/python tests/benchmarks/bench_pore_space.py [--vs 1] [--no-calender] \
-        [--collisions push] [--seed 1] [--window 48]
+        [--collisions push] [--seed 1] [--window 48] [--contact-law plane --tol 5e-5]
 
 The calender members are a centred ``--window`` (voxels, default 32) of the ``--width`` µm cathode (a
 window as wide as the cathode takes all of it). At 1 µm voxels a 32 µm window keeps only 6–25 internal
@@ -108,6 +108,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="generator seed of the cathode")
     ap.add_argument("--collisions", default="push,nearest",
                     help="remap collision rules to compare (mechanics/_remap.py): push, nearest or both")
+    ap.add_argument("--contact-law", default="passes", help="CalenderOptions.contact_law: passes or plane")
+    ap.add_argument("--tol", type=float, default=None, help="the calender's Newton/CG tolerance (default: its own)")
     args = ap.parse_args()
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
@@ -147,7 +149,8 @@ def main():
         t = time.perf_counter()
         s = cal_mod.calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=args.steps,
                              design=design, voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2,
-                             window=args.window, maxiter=20000)
+                             window=args.window, maxiter=20000, contact_law=args.contact_law,
+                             **({} if args.tol is None else {"tol": args.tol}))
         print(f"calender members ({mode}): {time.perf_counter() - t:.0f} s", flush=True)
         for st, state in zip(s.steps, s.states):
             members[f"calender-{mode}"][round(st.density_g_cm3, 1)] = coating(np.asarray(state.labels), n_coll)

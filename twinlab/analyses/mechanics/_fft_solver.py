@@ -289,8 +289,8 @@ class MechanicsSolver:
             Voxels that hold a frictional crack (a contact interphase, :mod:`._interface`): their stress comes
             from :func:`._interface.interface_return` of the strain ``C⁻¹ : s_old + Δε`` (the jump measured from
             the increment's start) instead of the bulk law, at every Newton evaluation, so the open/stick/slip set
-            follows the iterates (a semi-smooth Newton method, with the backtracking line search) and the
-            equilibrium residual measures the contact law too. CG applies their exact cracked tangent: the
+            follows the iterates (a semi-smooth Newton method, globalised by the line search of
+            :meth:`_crack_line_search`) and the equilibrium residual measures the contact law too. CG applies their exact cracked tangent: the
             operator's isotropic coefficients hold a stand-in (:func:`._interface.stand_in`, chosen at the
             increment's start; the multigrid sees only it; their hourglass stiffness is the stand-in's) and a
             sparse correction (:func:`._operator.apply_cracks`) adds the difference. The solution's
@@ -409,17 +409,20 @@ class MechanicsSolver:
                 fields.clear()
                 du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter, inexact=True)
                 total_cg += its
-                u -= du
-                r_new = evaluate()
-                # backtracking: the stress of perfectly plastic voxels is only piecewise smooth (the tangent
-                # jumps on the yield surface), and a full Newton step can then raise the residual step after
-                # step without converging (lithium at tol 1e-4 stalled near 3e-4); halving the step until the
-                # residual drops restores a monotone descent (an elastic step always lowers it).
-                step = 1.0
-                while r_new > r_norm and step > 1.0 / 16 and np.isfinite(r_new):
-                    step *= 0.5
-                    u += dt.type(step) * du
+                if crack is not None:
+                    r_new = self._crack_line_search(u, du, res, theta, normal, evaluate)
+                else:
+                    u -= du
                     r_new = evaluate()
+                    # backtracking: the stress of perfectly plastic voxels is only piecewise smooth (the tangent
+                    # jumps on the yield surface), and a full Newton step can then raise the residual step after
+                    # step without converging (lithium at tol 1e-4 stalled near 3e-4); halving the step until the
+                    # residual drops restores a monotone descent (an elastic step always lowers it).
+                    step = 1.0
+                    while r_new > r_norm and step > 1.0 / 16 and np.isfinite(r_new):
+                        step *= 0.5
+                        u += dt.type(step) * du
+                        r_new = evaluate()
                 if not np.isfinite(r_new):
                     raise ConvergenceError("the solution became non-finite (NaN/inf); check the material constants"
                                            + _history(history))
@@ -440,6 +443,50 @@ class MechanicsSolver:
         return IncrementSolution(u, eps, sig, total_cg, newton, float(r_norm / r_ref), history[0], khg, state, gap)
 
     # ------------------------------------------------------------------ internals
+    def _crack_line_search(self, u, du, res, theta, normal, evaluate):
+        """Take the Newton step ``u −= s du`` of a cracked solve with the step length ``s`` ≤ 1 from a line search
+        on the work of the out-of-balance force along the step, ``g(s) = duᵀ R(u − s du)``; returns the new
+        residual norm (``res`` holds the new out-of-balance force, as after :func:`evaluate`).
+
+        Why not the backtracking on ‖R‖ of the other solves: when hundreds of cracks sit on their switching
+        surfaces (open/closed, stick/slip, the cap) the semi-smooth Newton direction is often no descent
+        direction of ‖R‖, the halving gave up at 1/16 and took a step that raised it, and Newton stagnated (stop
+        28: the small test cathode's first plane increment at tol 1e-5 wandered between 1.6e-5 and 4.6e-5 for
+        20 iterations, 96 µm seed 3 at 1.33–1.41e-4 vs tol 5e-5). ``g`` is the slope of the incremental energy
+        along the step where the law has a potential (the cap, the cohesion, the open cracks, the bulk), and the
+        symmetric tangent ``K`` makes ``g(0) = duᵀ K du > 0`` a descent slope: the search finds a step where
+        ``|g(s)| ≤ LINE_SEARCH_RATIO · g(0)`` by regula falsi (Illinois) in at most ``LINE_SEARCH_TRIES``
+        evaluations — the line search of nonlinear finite elements (Matthies & Strang, Int. J. Numer. Meth. Eng.
+        14 (1979) 1613; Crisfield, Non-linear Finite Element Analysis of Solids and Structures, vol. 1, Wiley
+        1991, ch. 9 — cited from memory). A full step is taken whenever ``g(1) ≥ −LINE_SEARCH_RATIO · g(0)``
+        (the energy still falls, or barely rises), so near the solution the step is Newton's.
+        """
+        # g(0): the tangent's work duᵀ K du (= duᵀ R for the CG solution; res is free after CG, no extra field)
+        coef, pvec, active = self._tangent(theta, normal)
+        apply_tangent(du, coef, pvec, active, self._q, res)
+        apply_cracks(du, self._crack.index, self._crack.rows, self._q, res)
+        g0 = _dot(du, res)
+        at = 1.0  # the iterate's step length along −du
+        u -= du
+        r_norm = evaluate()
+        g1 = _dot(du, res)
+        if not (g0 > 0 and g1 < -LINE_SEARCH_RATIO * g0 and np.isfinite(r_norm)):
+            return r_norm
+        lo, g_lo, hi, g_hi = 0.0, g0, 1.0, g1  # g changes sign between lo and hi
+        for _ in range(LINE_SEARCH_TRIES):
+            s = lo + g_lo * (hi - lo) / (g_lo - g_hi)
+            u += self.dtype.type(at - s) * du
+            at = s
+            r_norm = evaluate()
+            g = _dot(du, res)
+            if abs(g) <= LINE_SEARCH_RATIO * g0 or not np.isfinite(r_norm):
+                break
+            if g > 0:  # Illinois: halve the kept end's slope so that the bracket shrinks from both sides
+                lo, g_lo, g_hi = s, g, 0.5 * g_hi
+            else:
+                hi, g_hi, g_lo = s, g, 0.5 * g_lo
+        return r_norm
+
     def _build_preconditioner(self, nu0: float) -> None:
         shp = self.shape
         xi = [2 * np.pi * np.fft.fftfreq(shp[0]), 2 * np.pi * np.fft.fftfreq(shp[1]),
@@ -685,6 +732,11 @@ class _Cracked:
         self.coef[1].reshape(-1)[self.index] = mu_s
 
 
+#: a cracked solve's line search (:meth:`MechanicsSolver._crack_line_search`) accepts a step once the work of the
+#: out-of-balance force along it has fallen to this fraction of its start …
+LINE_SEARCH_RATIO = 0.5
+#: … or after this many evaluations beyond the full step
+LINE_SEARCH_TRIES = 6
 #: CG gives up when the best residual has not improved by 1 % for this many iterations
 STAGNATION = 200
 #: a multigrid hierarchy whose coarse levels lag behind the tangent is rebuilt once CG's convergence

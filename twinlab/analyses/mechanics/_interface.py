@@ -22,15 +22,25 @@ so the local equilibrium that fixes ``w`` for a given total voxel strain ``ε`` 
 The crack is a penalty (compliant-spring) contact with Coulomb friction, the unilateral condition of
 Signorini as in :mod:`._contacts` (Hüeber & Wohlmuth 2005; Hüeber, Stadler & Wohlmuth, SIAM J. Sci. Comput. 30
 (2008) 572 for the friction), with normal and tangential stiffness per area ``k_n``, ``k_t`` (MPa/µm), cohesion
-``c`` (MPa, the shear traction carried at zero pressure) and friction coefficient ``μ_f``. (``ContactLaw`` stores
+``c`` (MPa, the shear traction carried besides friction once pressed by at least ``c``) and friction coefficient
+``μ_f``. (``ContactLaw`` stores
 them in von Mises units: ``sy = √3 c``, ``slope = √3 μ_f``.) With ``g`` the crack's opening in the reference
 state (a gap ≥ 0, or an overlap < 0, a length) and ``s`` its accumulated tangential slip:
 
 * **open** (``g + w_n > 0``): ``t = 0``;
-* **stick** (closed): ``t_n = k_n (g + w_n) ≤ 0``, ``t_t = k_t (w_t − s)``, ``|t_t| ≤ c + μ_f |t_n|``;
-* **slip** (closed): ``t_t = (c + μ_f |t_n|) d`` along the stick trial ``d``, the slip grows by the excess;
+* **stick** (closed): ``t_n = k_n (g + w_n) ≤ 0``, ``t_t = k_t (w_t − s)``, ``|t_t| ≤ τ_c = min(c, |t_n|) + μ_f |t_n|``;
+* **slip** (closed): ``t_t = τ_c d`` along the stick trial ``d``, the slip grows by the excess;
 * **crushed** (closed, optional ``cap``): the pressure is limited, ``t_n ≥ −p_cap`` — a perfectly plastic normal
   closure (the crushing / rearrangement of the particles around the contact, :func:`._contacts.compaction_pressure`).
+
+The cohesion is mobilised by the pressure, ``min(c, |t_n|)``: full above a pressure ``c``, none at zero pressure, so
+the friction limit — and the stress — is continuous where a crack opens (an open crack carries no shear). With the
+full cohesion ``c + μ_f |t_n|`` of a Mohr–Coulomb interface a crack closing at zero pressure could hold ``c`` at once
+and lose it on opening: the stress jumped at every crack on the open/closed switch, and the semi-smooth Newton
+stalled at the out-of-balance force of those jumps (stop 29, small test cathode's first increment: 3–6e-6 for 70
+iterations at any tolerance below; with the ramp 6e-8 in 33 iterations; the increment's mean axial stress 5.842
+MPa with the full cohesion at tol 1e-5, 5.839 with the ramp at 1e-5 and 5.838 at 1e-7). A regularisation of the law, not a published model: it changes only contacts pressed by less than
+``c`` (0.58 MPa for NCM against contact pressures of ~1–100 MPa in calendering).
 
 Because C is isotropic, ``Nᵀ C N = μ I + (λ+μ) n⊗n`` is diagonal in the crack's frame: the normal and tangential
 problems decouple and :func:`interface_return` is closed-form (no local iterations): the normal state is exact
@@ -109,7 +119,8 @@ def interface_tangent(state, normal, k_n, k_t, t, w_t):
     OPEN: 0. STICK: ``k_n n⊗n + k_t (I − n⊗n)``. SLIP: ``k_n n⊗n + r (P_t − d⊗d)`` with ``r = |t_t| / |w_t|`` (the
     radial return's consistent tangent across the slip direction ``d``), floored at ``SLIP_FLOOR k_t`` across and set
     to ``SLIP_FLOOR k_t`` along ``d`` (consistent: 0). CRUSHED: the normal part ``SLIP_FLOOR k_n`` (consistent: 0).
-    The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit grows with the pressure); it is left out so
+    The consistent slip tangent also has ``−μ_f k_n d⊗n`` (the limit grows with the pressure; ``−(1 + μ_f) k_n d⊗n``
+    below the pressure ``c`` where the cohesion is mobilised, module docstring); it is left out so
     that the operator stays symmetric — a Newton method with this tangent converges linearly, not quadratically,
     while voxels slide.
 
@@ -199,7 +210,8 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     the last converged state (µm; its normal part is ignored); ``gap`` (m,): the crack's opening at zero jump (µm:
     ≥ 0 a gap, < 0 an overlap that presses at once); ``normal`` (3, m) unit; ``h_n`` voxel thickness along it (µm);
     ``lam``, ``mu`` bulk Lamé constants (MPa); ``k_n``, ``k_t`` crack stiffness per area (MPa/µm, > 0); ``mu_f``
-    friction coefficient, ``cohesion`` shear traction at zero pressure (MPa); ``cap`` the largest normal pressure
+    friction coefficient, ``cohesion`` the shear traction carried besides friction once pressed by at least as much
+    (MPa; ``min(c, |t_n|)``, module docstring); ``cap`` the largest normal pressure
     (MPa; inf: none). Solves
     ``(C : (ε − sym(w⊗n)/h))·n = t(w)`` (module docstring) in closed form.
 
@@ -233,7 +245,8 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     w_n = np.where(crushed, h * (tl_n - t_n) / M, w_n)
     stick_t = k_t * (h * tl_t - mu * s_old) / (mu + h * k_t)  # tangential traction if the crack sticks
     size = np.sqrt((stick_t ** 2).sum(axis=0))
-    limit = c + mu_f * np.maximum(-t_n, 0.0)
+    pressure = np.maximum(-t_n, 0.0)
+    limit = np.minimum(c, pressure) + mu_f * pressure  # cohesion mobilised by the pressure (module docstring)
     slides = closed & (size > limit)
     t_t = np.where(slides, limit / np.where(size > 0, size, 1.0), 1.0) * stick_t * closed
     w_t = h * (tl_t - t_t) / mu

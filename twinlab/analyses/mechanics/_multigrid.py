@@ -34,8 +34,8 @@ solver's float64 flexible CG (as the transport solver does):
   yielded voxels). The element matrices exist only while the hierarchy is built (the first coarse
   level's slab by slab of element planes, :meth:`ElasticMultigrid._first_elements`): every coarse
   level is **applied as an assembled 27-point stencil of 3 × 3 node blocks, stored once per
-  symmetric pair** (the centre and 13 forward blocks; :func:`stencil_apply`, a gather that
-  vectorises along the last axis), ~4× faster per node than applying the 8 packed element matrices
+  symmetric pair** (the centre and 13 forward blocks; :func:`stencil_apply` reads each block once for
+  its product and its transpose's, loops that vectorise along the last axis), ~4× faster per node than applying the 8 packed element matrices
   around each node (scalar triangular loops with a scatter; 38 ms vs a 16 ms fine sweep at 64³
   before).
 * **Smoother**: Chebyshev polynomial of degree ``degree`` (fine) / ``coarse_degree`` in ``D⁻¹A``
@@ -911,13 +911,13 @@ def stencil_add_elements(ke, i0, st, pack):
 def stencil_apply(st, x, out):
     """out = A x for a node stencil st (periodic, one stored block per symmetric pair; see
     :func:`_stencil_sweep`)."""
-    _stencil_sweep(st, x, out, out, False)
+    _stencil_sweep(st, x, out, out, False, numba.get_num_threads())
     return out
 
 
 def stencil_residual(st, x, b, out):
     """out = b − A x for a node stencil st in one pass (``b`` may be ``out``: r −= A x in place)."""
-    _stencil_sweep(st, x, b, out, True)
+    _stencil_sweep(st, x, b, out, True, numba.get_num_threads())
     return out
 
 
@@ -933,92 +933,104 @@ def _block_madd(a0, a1, a2, r00, r01, r02, r10, r11, r12, r20, r21, r22, x0, x1,
         a2[k] += r20[k] * v0 + r21[k] * v1 + r22[k] * v2
 
 
+@numba.njit(cache=True, inline="always")
+def _load_row(xb, slot, w, x, i, j):
+    """xb's slot (3 component rows of w = n2 + 2) ← node row (i, j) of x with its periodic halo."""
+    n2 = x.shape[3]
+    for n in range(3):
+        base = (3 * slot + n) * w
+        xr = x[n, i, j]
+        xb[base] = xr[n2 - 1]
+        for k in range(n2):
+            xb[base + 1 + k] = xr[k]
+        xb[base + n2 + 1] = xr[0]
+
+
+@numba.njit(cache=True, inline="always")
+def _scatter_transposed(s, r, xb, w, acc, row, d2, n2):
+    """acc[:, row, 1 + k + d2] += Bᵀ x(node k) for the block B = s[r : r + 9] of a node row (x in xb's
+    slot 0, without its halo; acc has a one-element halo on either side of k)."""
+    a0 = acc[0, row, 1 + d2:]
+    a1 = acc[1, row, 1 + d2:]
+    a2 = acc[2, row, 1 + d2:]
+    _block_madd(a0, a1, a2, s[r], s[r + 3], s[r + 6], s[r + 1], s[r + 4], s[r + 7], s[r + 2], s[r + 5], s[r + 8],
+                xb[1:], xb[w + 1:], xb[2 * w + 1:], n2)
+
+
 @numba.njit(parallel=True, cache=True)
-def _stencil_sweep(st, x, rhs, out, residual):
+def _stencil_sweep(st, x, rhs, out, residual, threads):
     """out = A x, or rhs − A x with ``residual``, for a node stencil st (periodic, one stored block per
     symmetric pair).
 
-    Per node row (i, j): the 9 neighbour rows of x are copied with their periodic halo into one flat
-    buffer; each forward block of this node (× the neighbour's x, shifted along k) and each forward
-    block of a neighbour row (i − d0, j − d1) (transposed: × that neighbour's own x, accumulated
-    shifted by d2, the one wrapped element apart) is one contiguous loop over k that multiplies the
-    whole 3 × 3 block into the row's three accumulators. The multiply-adds of the full stencil, with
-    half its storage (measured at 128³, level 1, 65 × 64², same run: 26 ms against 28 ms for the full
-    stencil). One loop per block instead of one per block entry (27 instead of 243 per row, each
-    reading x once for 9 products): level 1 at 64³ / 128³ 4.7 → 3.5 / 32 → 28 ms on one thread
-    (same run). The loops run over slices (views) so that every index is provably non-negative: with
-    ``row[k − d2]`` numba's negative-index wrap-around kept LLVM from vectorising (2× slower)."""
+    Each stored block B (node → node + d) is read from memory once: B x(node + d) goes to the node's
+    row and Bᵀ x(node) to the neighbour's (two loops over k; the second finds the block in L1), into
+    accumulators of the current node plane and of the next one (d0 = 1), each with a one-element halo
+    along k that is folded back (periodic) when the plane is complete. The planes are cut into
+    ``threads`` contiguous chunks; a chunk recomputes the contributions to its first plane from the
+    plane before it (another chunk's) from that plane's d0 = 1 blocks, so no two threads write the same
+    plane. Stop 22–28 gathered instead: each block again for the neighbour, transposed, one plane later
+    and out of cache — the traffic of the full stencil. Level 1 at 128³ (65 × 64², random stencil, one
+    thread, old and new alternating, load 7): 25.1 → 17.2 CPU-ms. Tried and dropped (stop 29): both
+    products in one loop (not vectorised: 20–22 ms); the off-diagonal blocks in bfloat16 with the centre
+    blocks corrected to keep every row sum (simulated on the bench electrode at 64³: its 47 / 64 CG
+    iterations kept — 114 / 166 uncorrected — but a sweep took 15.0 instead of 16.8 ms against 144 CPU-ms per 128³ build
+    for the conversion: a wash). Each product is one contiguous loop
+    over k (:func:`_block_madd`, the 3 × 3 block into three rows at once) over slices (views), so that
+    every index is provably non-negative (numba's negative-index wrap-around kept LLVM from vectorising,
+    2× slower)."""
     n0, n1, n2 = x.shape[1], x.shape[2], x.shape[3]
     w = n2 + 2
-    for i in numba.prange(n0):
-        xb = np.empty(27 * w, x.dtype)
-        acc = np.empty(3 * n2, x.dtype)
+    chunks = min(threads, n0)
+    for t in numba.prange(chunks):
+        i_start = t * n0 // chunks
+        i_end = (t + 1) * n0 // chunks
+        xb = np.empty(6 * 3 * w, x.dtype)  # slot 3 d0 + d1 + 1: x rows (i + d0, j + d1) the blocks reach
+        acc = np.zeros((2, 3, n1, w), x.dtype)  # the current plane's accumulators and the next one's
+        ip = (i_start - 1) % n0  # the previous plane's blocks into plane i_start (d0 = 1, transposed)
+        cur = acc[0]
         for j in range(n1):
-            for a in range(3):
-                ii = (i + a - 1) % n0
-                for b in range(3):
-                    jj = (j + b - 1) % n1
-                    for n in range(3):
-                        base = ((3 * a + b) * 3 + n) * w
-                        xr = x[n, ii, jj]
-                        xb[base] = xr[n2 - 1]
-                        for k in range(n2):
-                            xb[base + 1 + k] = xr[k]
-                        xb[base + n2 + 1] = xr[0]
-            s = st[i, j]
-            acc[:] = 0.0
-            a0 = acc[0:n2]
-            a1 = acc[n2:2 * n2]
-            a2 = acc[2 * n2:3 * n2]
-            for o in range(13, 27):  # forward: component m += block[m, n] × x_n(node + d)
-                ab = o // 3
-                c = o % 3
-                r = 9 * (o - 13)
-                r00, r01, r02 = s[r], s[r + 1], s[r + 2]
-                r10, r11, r12 = s[r + 3], s[r + 4], s[r + 5]
-                r20, r21, r22 = s[r + 6], s[r + 7], s[r + 8]
-                x0 = xb[3 * ab * w + c:]
-                x1 = xb[(3 * ab + 1) * w + c:]
-                x2 = xb[(3 * ab + 2) * w + c:]
-                _block_madd(a0, a1, a2, r00, r01, r02, r10, r11, r12, r20, r21, r22, x0, x1, x2, n2)
-            for o in range(14, 27):  # backward: node − d's block to this node, transposed
-                ab = o // 3
-                c = o % 3
-                d0, d1, d2 = ab // 3 - 1, ab % 3 - 1, c - 1
-                sb = st[(i - d0) % n0, (j - d1) % n1]
-                lo = 1 if d2 == 1 else 0  # node k takes the neighbour's product at k − d2
-                hi = n2 - 1 if d2 == -1 else n2
-                r = 9 * (o - 13)
-                bx = 3 * (8 - ab) * w + 1 - d2  # xb row of (i − d0, j − d1), shifted by d2
-                f = lo - d2
-                r00, r01, r02 = sb[r][f:], sb[r + 1][f:], sb[r + 2][f:]
-                r10, r11, r12 = sb[r + 3][f:], sb[r + 4][f:], sb[r + 5][f:]
-                r20, r21, r22 = sb[r + 6][f:], sb[r + 7][f:], sb[r + 8][f:]
-                x0 = xb[bx + lo:]
-                x1 = xb[bx + w + lo:]
-                x2 = xb[bx + 2 * w + lo:]
-                b0 = acc[lo:]
-                b1 = acc[n2 + lo:]
-                b2 = acc[2 * n2 + lo:]
-                _block_madd(b0, b1, b2, r00, r10, r20, r01, r11, r21, r02, r12, r22, x0, x1, x2, hi - lo)  # Bᵀ
-                if d2 != 0:  # node 0 from the neighbour's k = n2 − 1, or node n2 − 1 from its k = 0 (halo)
-                    kk = 0 if d2 == 1 else n2 - 1
-                    ks = n2 - 1 if d2 == 1 else 0
-                    for n in range(3):
-                        v = acc[n * n2 + kk]
-                        for m in range(3):
-                            v += sb[r + 3 * m + n][ks] * xb[bx + m * w + kk]
-                        acc[n * n2 + kk] = v
+            _load_row(xb, 0, w, x, ip, j)
+            s = st[ip, j]
+            for o in range(18, 27):
+                _scatter_transposed(s, 9 * (o - 13), xb, w, cur, (j + (o // 3) % 3 - 1) % n1, o % 3 - 1, n2)
+        for i in range(i_start, i_end):
+            cur = acc[(i - i_start) & 1]
+            nxt = acc[(i - i_start + 1) & 1]
+            i1 = (i + 1) % n0
+            for j in range(n1):
+                _load_row(xb, 0, w, x, i, j)  # slot 0 is (i, j) (slot 3 d0 + d1 + 1 = 0 is never reached)
+                _load_row(xb, 2, w, x, i, (j + 1) % n1)
+                for d1 in range(-1, 2):
+                    _load_row(xb, 4 + d1, w, x, i1, (j + d1) % n1)
+                s = st[i, j]
+                a0 = cur[0, j, 1:]
+                a1 = cur[1, j, 1:]
+                a2 = cur[2, j, 1:]
+                for o in range(13, 27):
+                    d0, d1, d2 = o // 9 - 1, (o // 3) % 3 - 1, o % 3 - 1
+                    r = 9 * (o - 13)
+                    slot = 3 * d0 + d1 + 1
+                    if slot == 1:
+                        slot = 0
+                    bx = 3 * slot * w + 1 + d2  # x(node + d): slot's row shifted by d2
+                    _block_madd(a0, a1, a2, s[r], s[r + 1], s[r + 2], s[r + 3], s[r + 4], s[r + 5], s[r + 6],
+                                s[r + 7], s[r + 8], xb[bx:], xb[bx + w:], xb[bx + 2 * w:], n2)
+                    if o > 13:
+                        _scatter_transposed(s, r, xb, w, nxt if d0 else cur, (j + d1) % n1, d2, n2)
             for m in range(3):
-                orow = out[m, i, j]
-                arow = acc[m * n2:(m + 1) * n2]
-                if residual:
-                    brow = rhs[m, i, j]
-                    for k in range(n2):
-                        orow[k] = brow[k] - arow[k]
-                else:
-                    for k in range(n2):
-                        orow[k] = arow[k]
+                for j in range(n1):
+                    a = cur[m, j]
+                    a[n2] += a[0]  # the halo: k = −1 is k = n2 − 1, k = n2 is k = 0
+                    a[1] += a[n2 + 1]
+                    orow = out[m, i, j]
+                    if residual:
+                        brow = rhs[m, i, j]
+                        for k in range(n2):
+                            orow[k] = brow[k] - a[1 + k]
+                    else:
+                        for k in range(n2):
+                            orow[k] = a[1 + k]
+            cur[...] = 0
 
 
 @numba.njit(parallel=True, cache=True)

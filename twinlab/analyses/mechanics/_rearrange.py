@@ -29,18 +29,25 @@ deform. This module gives each increment a DEM stage before the voxel stress sol
    material's E and ν, Mindlin tangential stiffness with Coulomb friction μ, Tsuji damping; the
    contact law of LAMMPS' GRANULAR package), laterally periodic, between the current collector (a
    flat granular wall, or the coating base) and a flat granular roll wall that moves down in
-   sub-steps of ``WALL_STEP_UM`` (µm: the same at any voxel size; every layer plane of the grid is a
-   sub-step's end), each followed by a relaxation; no gravity. The roll stops at the last sub-step before
-   either limit is passed (``DemMove.wall_um``, the DEM's jam), but the voxels move — and the packing is
-   carried — as the DEM left them at the last **layer plane** it passed (``DemMove.layers``), because the
-   stress solve's roll is a layer plane. Moved as at the jam, between planes, the stress solve's roll
-   started from the plane above: up to a layer above the packing, with the top particles' voxels mostly a
-   layer below it and their gaps to the roll in voxels with no stiffness around them, which the solve never
-   closed; it compressed that pore layer and the remap squeezed the packing without stress (stop 28: the 480
-   µm free-top anode, seed 1, 4 µm, jammed at 88.25 µm: the solve from 92 to 84 µm reported 0 MPa and broke
-   no film, while the 6 µm grid, jammed at 87.75 µm, broke 36 %). From the plane the roll touches the top
-   particles and the stress solve takes the travel past it, the last sub-layer of rearrangement included
-   (its contacts open, sliding and giving way). The limits: the relaxed packing
+   sub-steps that end on the ``WALL_STEP_UM`` grid (µm from the cell bottom: the same roll positions at any
+   voxel size whose layers are whole sub-steps) and on every layer plane, each followed by a relaxation; no
+   gravity. The roll starts at the grid's top layer, or above the spheres that reach past it (the true
+   spheres of a generated electrode are not clipped to each grid's top voxel layer: clipped, the two grids'
+   DEM jammed 0–0.75 µm apart, stop 28). It stops at the last sub-step before either limit is passed
+   (``DemMove.wall_um``, the DEM's jam), between layer planes, but the stress solve's roll is a layer plane,
+   the one above the jam (``DemMove.layers``). **The hand-over at the jam** (stop 29): the packing carried
+   and its contact gaps (step 4) are the DEM's at the jam, so the solve's roll first closes its gap to the
+   top particles (the rest of the layer, free travel) and then loads the jammed packing; the voxels move
+   with that packing stretched along the thickness to the plane (:func:`_stretched`, a strain of at most a
+   layer over the coating), so the top particles' voxels reach the roll's layer and face it. Moved as at
+   the jam, they lay up to a layer below the plane where the jam lies in the layer's lower half, with no
+   face on the roll: the solve compressed that pore layer and the remap squeezed the packing without
+   stress (stop 28: seed 1, 4 µm, jam at 88.25 µm, the solve 92 → 84 µm at 0 MPa, no film broken). Handed
+   over as the DEM left it at the plane above the jam instead (stop 28), the stress solve took the
+   rest of the rearrangement — up to a layer of roll travel, a different one on each grid — far stiffer
+   than the DEM. With the stretched packing's own gaps, the solve's open contacts let the particles hang
+   rigidly from the roll or the collector, so the stretch's gaps closed only where the two sets met, well
+   before the jam's position (stop 29: the grid with the longer stretch broke more). The limits: the relaxed packing
    carries the jamming pressure ``jam_pressure_mpa`` (roll force per cell area; Hertz contacts of 20
    GPa particles stiffen within a fraction of a voxel of overlap, so where this stops hardly depends
    on the pressure once it is a few MPa), or the voxel particles, moved rigidly with their spheres,
@@ -119,12 +126,18 @@ the jam moves with the stage boundaries — the packing's pressure lies on a fri
 even thicknesses from each grid's own uncalendered top); with one increment per thickness on both grids and the
 hand-over on the layer plane (step 2) the gaps are 0.056 / 0.049, 0.050 / 0.046, 0.103 / 0.205 (seeds 1/2/3; at
 84 µm but seed 1's 0.056 at 72 µm), and the increment count after the jam moves the curve < 0.02 (seed 2, 6 µm:
-one or two increments per 12 µm). What is left at 84 µm, where the intact fraction falls ~0.1 per µm of roll
-travel: the hand-over plane lies 0–1 layer above the jam, a different distance on each grid, and the stress solve
-takes that rest of the rearrangement far stiffer than the DEM; and the DEM jams 0–0.75 µm apart on the two grids,
-because the true spheres are clipped at each grid's top layer (:meth:`DemPacking.of_spheres`) and the roll's
-sub-steps start from it (unclipped, from a common 0.25 µm grid, seed 3 ran the same DEM on both grids to the
-jam, but the hand-over then left 0.17 / 0.29 apart: tests/benchmarks/MEASUREMENTS.md, stop 28).
+one or two increments per 12 µm). That hand-over lay 0–1 layer above the jam, a different distance on each grid,
+and the stress solve took that rest of the rearrangement far stiffer than the DEM; and the true spheres, clipped
+at each grid's top layer, jammed 0–0.75 µm apart. Stop 29 (the hand-over at the jam and unclipped spheres, step
+2): the DEM is the same on both grids up to the jam (the same roll pressures at 108 and 96 µm; the jam at the
+same sub-step on seed 2, one 0.25 µm sub-step apart on seeds 1 and 3 — LAMMPS runs of the same packing whose
+inputs differ in rounding), and the intact fraction agrees within 0.019 / 0.054 / 0.033 at 84 µm and 0.051 /
+0.052 / 0.010 after (seeds 1/2/3; the 4 µm grid breaks more by 72–60 µm on seeds 1 and 2). But activation at
+84 µm — the percolation threshold, 0.26–0.73 — differs by 0.192 / 0.017 / 0.219: the same broken fraction
+connects differently (seed 1: intact 0.634 / 0.653 at 6 / 4 µm, activation 0.541 / 0.733; seed 3: 0.728 /
+0.695, activation 0.482 / 0.263; tests/benchmarks/MEASUREMENTS.md, stop 29): the two particles' broken
+patches mostly meet at voxel edges and corners, so the 6-connected activation at the threshold follows the
+digitisation of the contacts (with 18- or 26-connectivity the grids connect 0.90–1.0 of the lithium there).
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the
@@ -234,13 +247,13 @@ class DemPacking:
         return cls(*fit_clumps(inst, z_bottom=z_bottom, z_top=z_top, overlaps=overlaps))
 
     @classmethod
-    def of_spheres(cls, inst: np.ndarray, centre: np.ndarray, radius: np.ndarray, *, z_bottom: float,
-                   z_top: float) -> "DemPacking":
+    def of_spheres(cls, inst: np.ndarray, centre: np.ndarray, radius: np.ndarray, *, z_bottom: float) -> "DemPacking":
         """One sphere per particle, where the particles are known exactly: instance id ``k`` is the sphere
         ``centre[:, k − 1]``, ``radius[k − 1]`` (voxel units of ``inst``'s grid, thickness axis first) — a
         generated electrode's (:meth:`~twinlab.datasets.generators.GeneratedElectrode.particle_spheres`).
-        Separated and kept between the planes as :func:`fit_clumps` does, so the packing is the same in µm
-        at any voxel size: a fit to the voxels is not (its first DEM jam on the 480 µm LMP anode moved by
+        Separated as :func:`fit_clumps` does and kept above the collector plane, but not clipped at the grid's
+        top layer (the roll starts above them, :func:`rearrange`), so the packing is the same in µm at any voxel
+        size: a fit to the voxels is not (its first DEM jam on the 480 µm LMP anode moved by
         0–1.5 µm between 6 and 4 µm voxels, with σ ≈ 0.3 µm for 0.01-voxel changes of the spheres)."""
         ids = np.unique(inst)
         ids = ids[ids > 0]
@@ -248,7 +261,7 @@ class DemPacking:
             raise InputError(f"particle_spheres gives {radius.size} spheres but the particles have instance id "
                              f"{int(ids.max())}: pass the spheres of the labels' own generator")
         return cls(*_finished_clumps(ids, centre[:, ids - 1], radius[ids - 1], np.arange(ids.size), inst.shape,
-                                     z_bottom, z_top, None))
+                                     z_bottom, np.inf, None))
 
     def bodies_in(self, inst: np.ndarray) -> "DemPacking":
         """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
@@ -341,7 +354,8 @@ class DemPacking:
                 ray[has] = np.minimum(ray[has], t)
         return np.where(np.isfinite(ray), ray, near)
 
-    def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int) -> tuple[np.ndarray, np.ndarray]:
+    def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int, roll_below_um: float = 0.0
+                     ) -> tuple[np.ndarray, np.ndarray]:
         """Sub-voxel normal gaps of the voxel contacts, measured on the DEM packing (module docs, step 4).
 
         Every face a particle voxel shares with another particle, with the collector plane (its layer
@@ -352,9 +366,11 @@ class DemPacking:
         of its own normal strain: ``δ / (2 h)`` on each side of a particle–particle face (both voxels are
         interphase voxels and the two openings add up to δ), ``δ / h`` against the collector or the roll.
         A voxel with several contact faces takes the smallest. ``gap ≤ 0`` is a closed contact (NaN, as
-        :func:`._contacts.solve_with_contacts` carries it). A body (or cluster) none of whose faces holds it
-        to the collector or the roll is held by its smallest-gap face (:func:`_hold_rattlers`); without a
-        collector (``n_coll`` 0) the first layer holds (it is bonded to the cell's bottom).
+        :func:`._contacts.solve_with_contacts` carries it). The roll's gaps are measured from ``roll_below_um``
+        below the grid's top (the DEM's jam, where the stress solve's roll starts: :func:`rearrange_state`). A
+        body (or cluster) none of whose faces holds it to the collector or the roll is held by its smallest-gap
+        face (:func:`_hold_rattlers`); without a collector (``n_coll`` 0) the first layer holds (it is bonded to
+        the cell's bottom).
 
         Returns ``(gap, known)``: the gap (float32, NaN = closed) and where it was measured — contact
         voxels whose every contact face is between DEM bodies (a splinter or a lateral face on the
@@ -398,6 +414,8 @@ class DemPacking:
                 into[ax] = shift  # from the face into the voxel's own particle; −into: into the neighbour
                 delta = self.surface_distance(p, body[kv], h, inst.shape, along=into)
                 delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape, along=-into)
+                if ax == 0 and shift == -1:  # the roll's faces: the roll lies roll_below_um below the grid's top
+                    delta[~pair] -= roll_below_um
                 np.minimum.at(gap, flat[kv], delta / (h[ax] * np.where(pair, 2.0, 1.0)))
                 w = face_neighbour(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
                 faces.append((flat[kv], np.where(pair, w, -1), body[kv], np.where(pair, nb_body[known], ground), delta))
@@ -556,8 +574,9 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     broken shells, contact state; thickness axis first): :func:`rearrange` of ``packing`` (None: fit
     to the particles) from ``m_cur`` toward ``m_next`` layers, then every voxel moves rigidly with
     its particle's clump through the volume-conserving remap, its state gathered with
-    ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) where the roll
-    stopped and the packing there (the stress solve moves it on, :meth:`DemPacking.follow`); logs the
+    ``take(arr, src, fill)``. Returns the moved state, the coating thickness (layers) of the stress solve's
+    roll plane, how far below it (layers) the DEM's jam lies — where the solve's roll starts — and the packing
+    at the jam (the stress solve moves it on, :meth:`DemPacking.follow`); logs the
     stage in ``stats["dem"]`` and the roll pressure in ``stats["pressure"]``."""
     mov = moving_value(lab)
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
@@ -575,9 +594,11 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     cstate.take(take, src)
     broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
     carried = move.packing
+    # the stress solve's roll starts at the jam, this far (layers) below the grid's top (step 2)
+    roll_below = n_coll + m_new - move.wall_um / h[0]
     # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
     # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
-    gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll)
+    gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll, roll_below_um=roll_below * h[0])
     gap = np.where(known, gap, cstate.gap)
     cstate.gap = hold_islands(gap, moving_value(new_lab), n_coll=n_coll)
     gaps = {"contact_voxels": int(known.sum()), "open": int(np.isfinite(cstate.gap).sum()),
@@ -590,7 +611,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
                          "pressure_mpa": move.pressure_mpa, "spheres": move.spheres, "wall_um": move.wall_um,
                          "fitted": packing is None, "max_overlap": move.max_overlap, "collisions": move.collisions,
                          "stop": move.stop, "gaps": gaps})
-    return new_lab, img, stress, strain, disp, broken, m_new, carried
+    return new_lab, img, stress, strain, disp, broken, m_new, roll_below, carried
 
 
 # ---------------------------------------------------------------------- clump fit
@@ -769,10 +790,12 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     """
     z_bot = float(n_coll)
     z_top = float(n_coll + m_cur)
+    z_roll = z_top
     if packing is None:
         packing = DemPacking.fit(inst, z_bottom=z_bot, z_top=z_top)
-    else:  # the roll starts at the current top layer: a sphere above it is flattened against it
-        packing = packing.between(z_bot, z_top).bodies_in(inst)
+    else:  # the roll starts at the top layer, or above the spheres that reach past it (true spheres)
+        z_roll = max(z_top, _sub_step_above(float((packing.centre[0] + packing.radius).max(initial=z_top)), h[0]))
+        packing = packing.between(z_bot, z_roll).bodies_in(inst)
     ids, centre, radius, body = packing.ids, packing.centre, packing.radius, packing.body
     idx = np.nonzero(moving)
     n_mov = idx[0].size
@@ -799,10 +822,14 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     def squeezed_um3(final, wall_layer):
         return _squeezed_voxels(pvox, powner, pcore, body_shift(final), inst.shape, n_coll, wall_layer) * voxel_um3
 
-    final, z_plane, z_wall, pressure, overlap, coll, stop = _run_lammps(
-        centre, radius, body, phase, inst.shape, h, z_bot, z_top, n_coll + m_target, materials, jam_pressure_mpa,
+    final, z_wall, pressure, coll, stop = _run_lammps(
+        centre, radius, body, phase, inst.shape, h, z_bot, z_roll, n_coll + m_target, materials, jam_pressure_mpa,
         squeezed_um3, collision_tol)
-    shift = body_shift(final)
+    # the stress solve's roll is a layer plane, the one above the jam (step 2): the voxels move with the packing
+    # stretched to it, so that the top particles reach the roll's layer; the packing carried (and its contact
+    # gaps) is the one at the jam
+    plane = min(max(np.ceil(z_wall / h[0] - 1e-6), n_coll + m_target), z_top)
+    shift = body_shift(_stretched(final, z_bot, z_wall / h[0], plane))
     # shift per voxel: a particle voxel by its sphere, a filler voxel by its nearest particle voxel
     _, near = ndimage.distance_transform_edt(~part, return_indices=True)
     owner = inst[tuple(near)]
@@ -810,11 +837,24 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     shift_v = shift[:, k]
     target = np.stack([i + 0.5 for i in idx]).astype(float) + shift_v
     shift_um = shift_v * np.asarray(h, float)[:, None]
-    layers = max(int(round(z_plane / h[0])), n_coll + m_target) - n_coll
+    layers = int(round(plane)) - n_coll
     # the packing goes on from here: each sphere continuous with its start (one lateral image per clump)
     carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape))
-    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size), overlap, z_wall, coll, stop,
-                   carried)
+    return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size),
+                   _max_overlap(final, radius, body, inst.shape), z_wall, coll, stop, carried)
+
+
+def _stretched(centre, z_bottom, z_wall, z_plane):
+    """Sphere centres (voxel units, thickness axis first) of a packing between the collector plane
+    ``z_bottom`` and the roll at ``z_wall``, stretched along the thickness to the roll plane ``z_plane``:
+    each centre's height above the collector scaled by ``(z_plane − z_bottom) / (z_wall − z_bottom)``.
+    A contact whose centres lie ``d`` apart, ``d_z`` along the thickness, opens by ``(s − 1) d_z² / d``
+    (s the factor), which a uniform compression back to ``z_wall`` closes again — every contact at once,
+    and along any chain from collector to roll the gaps add up to ``z_plane − z_wall``: a stress solve
+    whose roll starts from the plane loads the packing from where the DEM left it, at any voxel size."""
+    out = centre.copy()
+    out[0] = z_bottom + (centre[0] - z_bottom) * ((z_plane - z_bottom) / (z_wall - z_bottom))
+    return out
 
 
 def _lateral_min_image(d, shape):
@@ -872,10 +912,9 @@ def _granular(mat: DemMaterial) -> str:
 
 def _run_lammps(centre, radius, body, phase, shape, h, z_bot, z_top, z_target, materials, jam_pressure_mpa,
                 squeezed_um3, collision_tol):
-    """Run the compression; returns the centres (voxel units) at the last layer plane the roll passed below
-    the limits and that plane (µm from the cell bottom), then the roll's last sub-step below the limits (µm),
-    its relaxed pressure (MPa), the largest relative sphere overlap (at the plane) and the squeezed particle
-    volume per swept volume of that sub-step."""
+    """Run the compression from the roll at ``z_top`` (voxel units); returns the centres (voxel units) at the
+    roll's last sub-step below the limits, that sub-step (µm from the cell bottom: the jam, or the target), its
+    relaxed pressure (MPa), the squeezed particle volume per swept volume there and the stop record."""
     n0, n1, n2 = shape
     hz, hx, hy = h
     values = sorted(set(phase.tolist()))
@@ -942,12 +981,12 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
         ztarget = z_target * hz
         z = zt
         accepted = (centre.copy(), z_top, 0.0, 0.0)
-        on_plane = (centre.copy(), z_top)
         stop = {"by": "target"}
         first = True
         while z > ztarget + 1e-9:
-            # every layer plane is a sub-step's end (the roll may stop only there), else WALL_STEP_UM
-            z_new = max(ztarget, z - WALL_STEP_UM, (np.ceil(z / hz - 1e-6) - 1) * hz)
+            # the sub-steps end on the WALL_STEP_UM grid (µm from the cell bottom: the same roll positions on every
+            # grid whose layers are whole sub-steps) and on every layer plane (the target is one)
+            z_new = max(ztarget, (np.ceil(z / WALL_STEP_UM - 1e-6) - 1) * WALL_STEP_UM, (np.ceil(z / hz - 1e-6) - 1) * hz)
             for part in range(4):  # the roll plane redefined in quarter steps: a smooth push
                 zp = z + (z_new - z) * (part + 1) / 4
                 if not first:
@@ -967,13 +1006,15 @@ fix bottom all wall/gran granular {wall} zplane {zb:.9g} NULL
                         "by": "pressure" if pressure >= jam_pressure_mpa else "collisions"}
                 break
             accepted = (final, z / hz, pressure, coll)
-            if abs(z / hz - round(z / hz)) < 1e-6:  # the stress solve's roll is a layer plane: the voxels stop on one
-                on_plane = (final, z / hz)
     finally:
         lmp.close()
-    _, zw, pressure, coll = accepted
-    final, zp = on_plane
-    return final, zp * hz, zw * hz, pressure, _max_overlap(final, radius, body, shape), coll, stop
+    final, zw, pressure, coll = accepted
+    return final, zw * hz, pressure, coll, stop
+
+
+def _sub_step_above(z, hz):
+    """The first roll position of the ``WALL_STEP_UM`` grid at or above ``z`` (voxel units of layers ``hz`` µm)."""
+    return float(np.ceil(z * hz / WALL_STEP_UM - 1e-6) * WALL_STEP_UM / hz)
 
 
 def _positions(lmp, n, h):

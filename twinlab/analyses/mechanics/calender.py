@@ -251,7 +251,7 @@ def calender(
     dem = dem_materials(lab, cstate, lut) if opts.rearrange == "dem" else None
     # the DEM packing, carried from increment to increment once fitted (or given as the true spheres)
     packing = None if particle_spheres is None else _sphere_packing(
-        particle_spheres, cstate, opts, cropped, perm, side, labels.shape[t_axis], h, n_coll, top)
+        particle_spheres, cstate, opts, cropped, perm, side, labels.shape[t_axis], h, n_coll)
     step_results: list[CalenderStep] = []
     states: list[CalenderState] = []
     staging = None
@@ -261,9 +261,10 @@ def calender(
         ti = 0
         jammed = False  # dem_until_jam: a DEM stage has stopped at the jam
         for m_next in schedule:
-            # rearrangement first: the stress solve takes the rest
+            # rearrangement first: the stress solve takes the rest, its roll from where the DEM's stopped
+            roll_below = 0.0
             if m_next < m_cur and dem is not None and not jammed:
-                lab, img, stress, strain, disp, broken, m_dem, packing = rearrange_state(
+                lab, img, stress, strain, disp, broken, m_dem, roll_below, packing = rearrange_state(
                     lab, img, stress, strain, disp, broken, take=_take, cstate=cstate, materials=dem, n_coll=n_coll,
                     m_cur=m_cur,
                     m_next=m_next, h=h, seed=opts.seed + done, pore_gray=pore_gray, jam=opts.dem_jam_pressure_mpa,
@@ -289,7 +290,7 @@ def calender(
                     maxiter=opts.maxiter, workers=opts.workers, seed=opts.seed + done, pore_gray=pore_gray,
                     preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
                     contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um,
-                    rounding_phase=_rounding_phase(done))
+                    rounding_phase=_rounding_phase(done), roll_below=roll_below)
                 # the clumps refitted to the particles as the solve left them (DemPacking.follow)
                 if packing is not None and not jammed:
                     packing = packing.follow(cstate.inst, z_bottom=n_coll, z_top=n_coll + m_next)
@@ -358,7 +359,7 @@ def check_calender_request(*, ratios: Sequence[float] | None = None, densities: 
 
 
 # ====================================================================== helpers
-def _sphere_packing(spheres, cstate, opts, cropped, perm, side, n_thick, h, n_coll, top):
+def _sphere_packing(spheres, cstate, opts, cropped, perm, side, n_thick, h, n_coll):
     """The DEM packing of ``calender(particle_spheres=...)`` on the internal grid (thickness axis first,
     collector at index 0, voxel units)."""
     if opts.rearrange != "dem" or cropped or opts.voxel_um is not None or cstate is None:
@@ -375,7 +376,7 @@ def _sphere_packing(spheres, cstate, opts, cropped, perm, side, n_thick, h, n_co
     c = centres[:, perm].T / np.asarray(h, float)[:, None]
     if side == "high":
         c[0] = n_thick - c[0]
-    return DemPacking.of_spheres(cstate.inst, c, radii / min(h), z_bottom=n_coll, z_top=top)
+    return DemPacking.of_spheres(cstate.inst, c, radii / min(h), z_bottom=n_coll)
 
 
 def _particle_labels(obj, particles, shape):
@@ -633,8 +634,12 @@ def _voxel_displacement(u, mu):
 
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
                roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray, preconditioner="fft", cstate=None,
-               contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1, rounding_phase=0.0, hourglass=None):
+               contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1, rounding_phase=0.0, hourglass=None,
+               roll_below=0.0):
     """One strain increment m_cur → m_next layers: solve, then move the voxels (remap) with their state.
+    ``roll_below``: the roll starts that far (layers) below the grid's top — a DEM stage's jam between layer planes,
+    the packing stretched to the plane above it (:func:`._rearrange.rearrange`): the solve imposes the travel from
+    there, and the remap, which rescales the coating to ``m_next``, takes the stretch back without stress.
     ``hourglass``: the generalised hourglass forces carried with the voxels (3, 4, *lab.shape; None: zero),
     like the stress (``MechanicsSolver.solve_increment``). Returns the moved labels, image, stress, strain,
     displacement, broken flags and hourglass forces, the share of the roll travel the coating took, CG and
@@ -690,7 +695,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sy[:nt][intact] = np.inf
         override = (intact, lm, mm)
     d_e = np.zeros(6)
-    d_e[0] = -(m_cur - m_next) / shape_c[0]
+    travel = m_cur - roll_below - m_next
+    d_e[0] = -travel / shape_c[0]
 
     last = []  # the previous contact pass's solver: its multigrid hierarchy is the next pass's start
 
@@ -757,7 +763,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     z_bot = n_coll + (un[0, n_coll].mean() - anchor[0] + d_e[0] * n_coll * h[0]) / h[0]
     z_top = nt + (un[0, nt % shape_c[0]].mean() - anchor[0] + d_e[0] * nt * h[0]) / h[0]
     # the share of the roll travel the coating took (none to take in a zero-strain re-solve)
-    share = float((m_cur - (z_top - z_bot)) / (m_cur - m_next)) if m_next != m_cur else float("nan")
+    share = float((m_cur - (z_top - z_bot)) / travel) if m_next != m_cur else float("nan")
     uc = uc[:, :nt]
     mov = moving_value(lab)
     idx = np.nonzero(mov)
