@@ -344,8 +344,13 @@ def _c_backward(E, m, kk, g_dss, g_sds, g_ssd, g_dds, g_dsd, g_sdd, g_ddd):
 
 
 @numba.njit(cache=True)
-def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2):
-    """Isotropic elastic elements: σ = L tr(ε) 1 + 2 M ε, hourglass stiffness KH (rows from kb on)."""
+def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2, sg):
+    """Isotropic elastic elements: σ = L tr(ε) 1 + 2 M ε, hourglass stiffness KH (rows from kb on); the
+    generalised forces × sg (±1: a product by ±1 is exact, so folding the sign in here instead of into each of the
+    12 node forces of :func:`_backward` changes no bit)."""
+    g0 = sg * q0
+    g1 = sg * q1
+    g2 = sg * q2
     for kk in range(nb):
         a0, b0, c0, h00, h01, h02, h03 = _c_forward(F, 0, kk)
         a1, b1, c1, h10, h11, h12, h13 = _c_forward(F, 1, kk)
@@ -362,7 +367,7 @@ def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2):
         d22 = q2 * c2
         l_ = L[kk]
         m_ = M[kk]
-        kh = KH[kk]
+        kh = sg * KH[kk]
         ltr = l_ * (d00 + d11 + d22)
         m2 = m_ + m_
         s0 = ltr + m2 * d00
@@ -372,15 +377,18 @@ def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2):
         s4 = m_ * (d02 + d20)
         s5 = m_ * (d01 + d10)
         # generalised forces of component m: q_n σ_mn for the gradients, KH · mode for the hourglass
-        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
-        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
-        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+        _c_backward(E, 0, kk, g0 * s0, g1 * s5, g2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, g0 * s5, g1 * s1, g2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, g0 * s4, g1 * s3, g2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
 
 
 @numba.njit(cache=True)
-def _elements_plastic(F, E, P, nb, q0, q1, q2):
+def _elements_plastic(F, E, P, nb, q0, q1, q2, sg):
     """Elements with the J2 tangent σ = L tr(ε) 1 + 2 M ε − (p : ε) p; coefficients copied into P
-    (rows L, M, KH, p0 … p5)."""
+    (rows L, M, KH, p0 … p5); forces × sg as in :func:`_elements_elastic`."""
+    g0 = sg * q0
+    g1 = sg * q1
+    g2 = sg * q2
     for kk in range(nb):
         a0, b0, c0, h00, h01, h02, h03 = _c_forward(F, 0, kk)
         a1, b1, c1, h10, h11, h12, h13 = _c_forward(F, 1, kk)
@@ -396,7 +404,7 @@ def _elements_plastic(F, E, P, nb, q0, q1, q2):
         d22 = q2 * c2
         l_ = P[kk]
         m_ = P[W + kk]
-        kh = P[2 * W + kk]
+        kh = sg * P[2 * W + kk]
         p0 = P[3 * W + kk]
         p1 = P[4 * W + kk]
         p2 = P[5 * W + kk]
@@ -415,14 +423,18 @@ def _elements_plastic(F, E, P, nb, q0, q1, q2):
         s3 = m_ * g12 - p3 * pe
         s4 = m_ * g02 - p4 * pe
         s5 = m_ * g01 - p5 * pe
-        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
-        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
-        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+        _c_backward(E, 0, kk, g0 * s0, g1 * s5, g2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, g0 * s5, g1 * s1, g2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, g0 * s4, g1 * s3, g2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
 
 
 @numba.njit(cache=True)
-def _elements_stress(F, E, P, nb, q0, q1, q2):
-    """Given stresses (P rows σ_0 … σ_5, KH) and the hourglass forces of the displacement."""
+def _elements_stress(F, E, P, nb, q0, q1, q2, sg):
+    """Given stresses (P rows σ_0 … σ_5, KH) and the hourglass forces of the displacement; forces × sg as in
+    :func:`_elements_elastic`."""
+    g0 = sg * q0
+    g1 = sg * q1
+    g2 = sg * q2
     for kk in range(nb):
         _, _, _, h00, h01, h02, h03 = _c_forward(F, 0, kk)
         _, _, _, h10, h11, h12, h13 = _c_forward(F, 1, kk)
@@ -433,10 +445,10 @@ def _elements_stress(F, E, P, nb, q0, q1, q2):
         s3 = P[3 * W + kk]
         s4 = P[4 * W + kk]
         s5 = P[5 * W + kk]
-        kh = P[6 * W + kk]
-        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
-        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
-        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+        kh = sg * P[6 * W + kk]
+        _c_backward(E, 0, kk, g0 * s0, g1 * s5, g2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, g0 * s5, g1 * s1, g2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, g0 * s4, g1 * s3, g2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
 
 
 @numba.njit(cache=True)
@@ -450,8 +462,8 @@ def _copy_rows(src, i, j, kb, nb, P, first):
 
 
 @numba.njit(cache=True)
-def _backward(out, i, i1, j, j1, kb, nb, E, sg):
-    """Scatter-add the block's node forces × sg (±1): node column kb + kk receives E[c = 0 share of
+def _backward(out, i, i1, j, j1, kb, nb, E):
+    """Scatter-add the block's node forces: node column kb + kk receives E[c = 0 share of
     element kk] + E[c = 1 share of element kk − 1] (index 0 of the latter holds the previous block's
     carry)."""
     for m in range(3):
@@ -470,29 +482,23 @@ def _backward(out, i, i1, j, j1, kb, nb, E, sg):
             td0 = rds - rdd
             ts1 = rss + rsd
             td1 = rds + rdd
-            oA[kk] += sg * (ts0 - td0)
-            oC[kk] += sg * (ts0 + td0)
-            oB[kk] += sg * (ts1 - td1)
-            oD[kk] += sg * (ts1 + td1)
+            oA[kk] += ts0 - td0
+            oC[kk] += ts0 + td0
+            oB[kk] += ts1 - td1
+            oD[kk] += ts1 + td1
 
 
 @numba.njit(cache=True)
-def _start_block(E, prev_nb):
-    """Index 0 of the c = 1 shares ← the previous block's overflow (its last element's share for the
-    first node column of this block); zero for a row's first block (``prev_nb = 0``)."""
+def _carry(E, prev_nb, wrap):
+    """Index 0 of the c = 1 shares ← the previous block's overflow (its last element's share for the first node
+    column of this block; zero for a row's first block, ``prev_nb = 0``). With ``wrap`` (after the row's last
+    block) the c = 0 shares of column 0 are cleared too, so that a one-column :func:`_backward` adds only the
+    row's last c = 1 share, which belongs to node column n2 ≡ 0 (periodic)."""
     for r in range(12):
+        if wrap:
+            E[r * W] = 0.0
         o = (12 + r) * W
         E[o] = E[o + prev_nb] if prev_nb > 0 else 0.0
-
-
-@numba.njit(cache=True)
-def _wrap_column(E, nb):
-    """Leave in column 0 of E only the last block's overflow: the row's last element's c = 1 share,
-    which belongs to node column n2 ≡ 0 (periodic), for a one-column :func:`_backward`."""
-    for r in range(12):
-        E[r * W] = 0.0
-        o = (12 + r) * W
-        E[o] = E[o + nb]
 
 
 @numba.njit(cache=True)
@@ -510,23 +516,23 @@ def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P, sg):
         kb = 0
         nb = 0
         while kb < n2:
-            _start_block(E, nb)
+            _carry(E, nb, False)
             nb = min(NB, n2 - kb)
             _forward(u, i, i1, j, j1, kb, nb, n2, F)
             if kind == 0:
-                _elements_elastic(F, E, aux[0, i, j, kb:], aux[1, i, j, kb:], aux[2, i, j, kb:], nb, q0, q1, q2)
+                _elements_elastic(F, E, aux[0, i, j, kb:], aux[1, i, j, kb:], aux[2, i, j, kb:], nb, q0, q1, q2, sg)
             elif kind == 1:
                 _copy_rows(aux, i, j, kb, nb, P, 0)
                 _copy_rows(pvec, i, j, kb, nb, P, 3)
-                _elements_plastic(F, E, P, nb, q0, q1, q2)
+                _elements_plastic(F, E, P, nb, q0, q1, q2, sg)
             else:
                 _copy_rows(aux, i, j, kb, nb, P, 0)
                 _copy_rows(pvec, i, j, kb, nb, P, 6)
-                _elements_stress(F, E, P, nb, q0, q1, q2)
-            _backward(out, i, i1, j, j1, kb, nb, E, sg)
+                _elements_stress(F, E, P, nb, q0, q1, q2, sg)
+            _backward(out, i, i1, j, j1, kb, nb, E)
             kb += nb
-        _wrap_column(E, nb)
-        _backward(out, i, i1, j, j1, 0, 1, E, sg)
+        _carry(E, nb, True)
+        _backward(out, i, i1, j, j1, 0, 1, E)
 
 
 #: how :func:`_sweep` starts ``out``: zeroed, a copy of ``b``, or as it is (``b`` is ``out``)
