@@ -467,10 +467,10 @@ def profile_part(args) -> None:
             ts.append(time.perf_counter() - t)
         return min(ts)
 
-    t_fine = best(lambda: _fft_solver.apply_tangent(p, coef, pvec, active, solver._q, q))
+    t_fine = best(lambda: _fft_solver.apply_tangent_dot(p, coef, pvec, active, solver._q, q))  # with pᵀq
     rr = r.copy()
-    t_vec = best(lambda: (_fft_solver._dot(p, q), _fft_solver._axpy2(x, p, rr, q, 1e-30), _fft_solver._dot(rr, z),
-                          _fft_solver._dot(z, q), _fft_solver._xpby(z, p, 0.5)))
+    t_vec = best(lambda: (_fft_solver._axpy2(x, p, rr, q, 1e-30), _fft_solver._dot_pair(z, rr, q),
+                          _fft_solver._xpby(z, p, 0.5)))
     peer = fft_pair_time(shape, "float32", 6, workers=args.workers)
     peer64 = fft_pair_time(shape, "float64", 6, workers=args.workers)
     total = sum(s for _, s in times.values()) / reps

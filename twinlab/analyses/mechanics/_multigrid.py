@@ -1484,14 +1484,17 @@ class _Level:
             stencil_apply(self.st, u, out)
         return out
 
-    def residual(self, u, b, out, step=None):
+    def residual(self, u, b, out, step=None, lead=None):
         """out = b − A u in one pass (``b`` may be ``out``); then, with ``step = (d, x, a, c)``, the
         smoother's Chebyshev step ``d = a d + c D⁻¹ out, x += d`` (fused into the same sweep on the finest
-        level, where ``u`` may be ``d`` or ``x``)."""
+        level, where ``u`` may be ``d`` or ``x``). ``lead = c``: first the step from x = 0, ``d = x = c D⁻¹ b``
+        (``u`` is ``d``; on the finest level inside the same sweep, :func:`._operator.tangent_residual`)."""
         if self.st is None:
             tangent_residual(u, b, self.coef, self.pvec, self.active, self.q, out,
-                             None if step is None else (self.dinv, *step))
+                             None if step is None else (self.dinv, *step), lead)
         else:
+            if lead is not None:
+                _cheb_step(self.dinv, b, step[0], step[1], lead * 0, lead, True)
             stencil_residual(self.st, u, b, out)
             if step is not None:
                 _cheb_step(self.dinv, out, *step, False)
@@ -1816,16 +1819,20 @@ class ElasticMultigrid:
         rho = 1.0 / sigma
         dt = self.dtype.type
         d = lev.d
-        if first:  # x = 0: the residual is b, the first step x = d = D⁻¹ b / θ
+        degree = self.degree if li == 0 else self.coarse_degree
+        lead = None
+        if first and degree > 1:  # x = 0: the residual is b; the first step x = d = D⁻¹ b / θ is taken
+            lead, src = dt(1.0 / theta), b  # inside the next residual update (r = b − A d), plane by plane
+        elif first:
             _cheb_step(lev.dinv, b, d, x, dt(0), dt(1.0 / theta), True)
-            src = b  # the residual before the next update, b − A x = b − A d
+            src = b
         else:
             lev.residual(x, b, r, (d, x, dt(0), dt(1.0 / theta)))
             src = r
-        degree = self.degree if li == 0 else self.coarse_degree
         for _ in range(1, degree):
             rho_new = 1.0 / (2.0 * sigma - rho)
-            lev.residual(d, src, r, (d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta)))
+            lev.residual(d, src, r, (d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta)), lead)
+            lead = None
             src = r
             rho = rho_new
         if residual:

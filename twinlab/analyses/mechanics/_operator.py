@@ -31,7 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["apply_tangent", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows", "apply_cracks",
+__all__ = ["apply_tangent", "apply_tangent_dot", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows", "apply_cracks",
            "jacobi_plane"]
 
 
@@ -110,11 +110,21 @@ def apply_tangent(u, coef, pvec, active, q, out):
         ``1/(4 h_j)``: the gradient weights of the one-point hexahedron.
     """
     _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, out, _ZERO,
-           out.dtype.type(1), *_no_step(out))
+           out.dtype.type(1), *_no_step(out), out.dtype.type(0), _NO_DOTS)
     return out
 
 
-def tangent_residual(u, b, coef, pvec, active, q, out, step=None):
+def apply_tangent_dot(u, coef, pvec, active, q, out) -> float:
+    """:func:`apply_tangent` that also returns ``u · K u`` (float64), summed node plane by node plane while each
+    plane is still in cache: CG's ``pᵀ A p`` without a pass of its own over ``p`` and ``q``. The planes' sums
+    are added in plane order: the result does not depend on the threads."""
+    dots = np.empty(u.shape[1], np.float64)
+    _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, out, _ZERO,
+           out.dtype.type(1), *_no_step(out), out.dtype.type(0), dots)
+    return float(dots.sum())
+
+
+def tangent_residual(u, b, coef, pvec, active, q, out, step=None, lead=None):
     """``out = b − K u`` in one sweep (``b`` may be ``out``: ``r −= K u`` in place): the multigrid
     smoother's residual updates, without the zeroed force array and the subtraction pass of
     :func:`apply_tangent` followed by ``b − out``. Arguments as there; ``b`` has ``out``'s shape.
@@ -122,9 +132,16 @@ def tangent_residual(u, b, coef, pvec, active, q, out, step=None):
     ``step = (dinv, d, x, a, c)``: the smoother's next Chebyshev–Jacobi step fused into the same sweep
     (:func:`jacobi_plane` on each node plane once its residual is complete: ``d ← a d + c D⁻¹ out``,
     ``x += d``): the step's passes over ``out`` and ``d`` come from cache. ``u`` may be ``d`` or ``x``
-    (a node plane is updated only after both element planes that read it)."""
+    (a node plane is updated only after both element planes that read it).
+
+    ``lead = c`` (with ``step``, ``u`` being its ``d``): the smoother's first step from x = 0, ``d = x = c D⁻¹ b``,
+    taken on each node plane just before the first element plane reads it — a pre-smoothing without a pass of
+    its own for that step."""
+    if lead is not None and (step is None or u is not step[1]):
+        raise ValueError("a lead step needs the fused step's arrays and u = its d")
     _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, b,
-           _IN_PLACE if b is out else _COPY, out.dtype.type(-1), *(_no_step(out) if step is None else _step(out, *step)))
+           _IN_PLACE if b is out else _COPY, out.dtype.type(-1), *(_no_step(out) if step is None else _step(out, *step)),
+           out.dtype.type(0 if lead is None else lead), _NO_DOTS)
     return out
 
 
@@ -134,7 +151,7 @@ def internal_force(sig, u, khg, active, q, out):
     ``sig`` is (6, n0, n1, n2) in the order (00, 11, 22, 12, 02, 01); ``active`` must cover every
     row with a non-zero stress or hourglass stiffness.
     """
-    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1), *_no_step(out))
+    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1), *_no_step(out), out.dtype.type(0), _NO_DOTS)
     return out
 
 
@@ -539,11 +556,16 @@ def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P, sg):
 _ZERO, _COPY, _IN_PLACE = 0, 1, 2
 #: element planes per slab of :func:`_sweep` (at least 2: see there)
 SLAB = 32
+#: :func:`_sweep`'s ``dots`` when no plane sums are wanted
+_NO_DOTS = np.empty(0, np.float64)
 
 
 @numba.njit(cache=True)
-def _start_plane(out, b, start, i):
-    """Node plane i of ``out`` before any element adds to it (see _ZERO …)."""
+def _start_plane(out, b, start, i, dinv, d, x, lead):
+    """Node plane i of ``out`` before any element adds to it (see _ZERO …); with ``lead`` ≠ 0 the first
+    Chebyshev step d = x = lead · D⁻¹ b on it (:func:`tangent_residual`)."""
+    if lead != 0:
+        jacobi_plane(dinv, b, d, x, lead * 0, lead, True, i)
     if start == _IN_PLACE:
         return
     for m in range(3):
@@ -562,10 +584,27 @@ def _slab(t, nslab, n0, out):
             np.empty(_NP * W, out.dtype))
 
 
+@numba.njit(cache=True, fastmath={"reassoc"})  # reassoc: the plane's float64 sum vectorises (as _multigrid._dot)
+def _finish_plane(u, out, i, dinv, d, x, a, c, step, dots):
+    """What :func:`_sweep` does with node plane i once both its element planes have added to it: the fused
+    smoother step, or u · out over the plane into ``dots[i]`` (``dots`` of size 0: none)."""
+    if dots.size > 0:
+        acc = 0.0
+        for m in range(3):
+            for j in range(u.shape[2]):
+                for k in range(u.shape[3]):
+                    acc += np.float64(u[m, i, j, k]) * np.float64(out[m, i, j, k])
+        dots[i] = acc
+    if step:
+        jacobi_plane(dinv, out, d, x, a, c, False, i)
+
+
 @numba.njit(parallel=True, cache=True)
-def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, step):
+def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, step, lead, dots):
     """out = start + sg × (node forces of kind, see :func:`_plane`), start 0 or b (see _ZERO …); with
-    ``step``, :func:`jacobi_plane` (dinv, out, d, x, a, c) on every node plane once it is complete.
+    ``step``, :func:`jacobi_plane` (dinv, out, d, x, a, c) on every node plane once it is complete, with ``dots``
+    (size n0) each node plane's u · out (:func:`_finish_plane`); with ``lead`` ≠ 0 the first step from x = 0 on
+    every node plane before any element plane reads it (:func:`_start_plane`).
 
     Order of work (why): the element planes are cut into slabs of about :data:`SLAB` planes (≥ 2;
     a count that does not depend on the threads, so neither does the summation order), and a slab
@@ -578,16 +617,15 @@ def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, s
     nslab = max(1, min(n0 // 2, -(-n0 // SLAB)))
     for t in numba.prange(nslab):
         lo, hi, F, E, P = _slab(t, nslab, n0, out)
-        _start_plane(out, b, start, lo)
+        _start_plane(out, b, start, lo, dinv, d, x, lead)
         for i in range(lo, hi - 1):
-            _start_plane(out, b, start, i + 1)
+            _start_plane(out, b, start, i + 1, dinv, d, x, lead)
             _plane(kind, u, aux, pvec, active, q, out, np.int64(i), F, E, P, sg)
-            if step and i > lo:  # node plane i has both its element planes (i − 1, i)
-                jacobi_plane(dinv, out, d, x, a, c, False, i)
+            if i > lo:  # node plane i has both its element planes (i − 1, i)
+                _finish_plane(u, out, i, dinv, d, x, a, c, step, dots)
     for t in numba.prange(nslab):
         lo, hi, F, E, P = _slab(t, nslab, n0, out)
         _plane(kind, u, aux, pvec, active, q, out, np.int64(hi - 1), F, E, P, sg)
-        if step:
-            if hi - 1 > lo:
-                jacobi_plane(dinv, out, d, x, a, c, False, hi - 1)
-            jacobi_plane(dinv, out, d, x, a, c, False, hi % n0)  # the next slab's first (n0 = 1: the only)
+        if hi - 1 > lo:
+            _finish_plane(u, out, hi - 1, dinv, d, x, a, c, step, dots)
+        _finish_plane(u, out, hi % n0, dinv, d, x, a, c, step, dots)  # the next slab's first (n0 = 1: the only)
