@@ -204,6 +204,27 @@ seconds of the process are given where wall time mostly measured the others):
   porosity and crackable volume at every target; 194.1 → 183.2 CPU-s (user + sys), cycles 291.6 → 275.5 s
   wall. Elastic solve to 1e-5: 18 / 47 CG at 32³ / 64³ before and after. Default (contacts) 64³ ten-step, side
   by side, load 1.9–4: 1277 → 1265 CG, 121.5 → 118.9 CPU-s, 121.8 → 119.8 s wall (cycles 86.6 → 84.1 s).
+* stop 30, the fine level merged with main (stop 29's slabs and fused Chebyshev steps) plus: the ±1 sign folded
+  into the generalised forces (``_operator._elements_*``; bitwise the same forces), CG's pᵀAp summed plane by
+  plane inside the operator sweep (``apply_tangent_dot``), z·r and z·q in one pass (``_fft_solver._dot_pair``:
+  30.7 → 19.5 ms at 128³), the pre-smoothing's first Chebyshev step inside the first residual sweep
+  (``tangent_residual(lead=…)``; the 40³ cycle bitwise the same in float64 and float32). Old = main 8c6cf8d, new
+  = this branch, both under the lock with warm caches. Welded 128³ ten-step (``/usr/bin/time -v … --calender-n
+  128 --calender-welded``), two pairs in opposite order: main 163.2 / 160.4 CPU-s (load 5.2–6.9 / 4.8–5.9), new
+  141.5 / 154.4 CPU-s (load 4.5–6.9 / 5.5–5.9): −8.5 % on the means; the same 179 CG, 12 solves and the same
+  porosity and crackable volume at every target (wall 8:07 / 4:05 vs 3:48 / 5:33: the load, not the code).
+  ``--profile-n 128`` (new then main, load 4.5–6.2): one cycle 817.2 → 554.2 ms, the fine level 12 residual
+  sweeps 328.6 ms + 12 Chebyshev steps 196.2 ms → 12 fused sweeps 397.7 ms (no separate step left); a CG
+  iteration 890 → 624 ms, 3.47× → 2.12× the float32 FFT pair (1.78× → 1.92× the float64 one: the pair's own
+  times moved 257 → 295 and 501 → 326 ms between the runs — compare the cycle times). Default (contacts, the
+  passes) 64³ ten-step, one run each (load 3.8–5.5): main 1272 CG / 107.7 CPU-s, main + ``s29-fine`` 1332 /
+  126.0, new 1363 / 125.7 (75–76 solves; crackable > 100 MPa 1.9/19.0/34.0/84.5, 2.0/19.4/34.8/83.7,
+  2.0/18.9/35.3/84.1 %, the porosity the same): the unconverged passes follow the summation order. Tried and
+  dropped: each increment's solve started from the previous increment's solved fluctuation, carried with the
+  voxels by the remap (voxel-centre, stiffness-weighted to the nodes), scaled by the strain increments' ratio:
+  the start's out-of-balance force is still 0.56–1.3 of the zero start's (the remap's cell rounding moves
+  the material by whole voxels); welded 64³ 178 → 165 CG (12 → 13 Newton), 48³ 109 → 105 (the nodes taken
+  directly with the voxels: 115).
 """
 
 from __future__ import annotations
