@@ -330,10 +330,27 @@ def test_a_crushing_crack_holds_its_cap_pressure():
 def test_calender_option_contact_law_is_checked():
     from twinlab.analyses.mechanics._options import CalenderOptions
 
-    assert CalenderOptions().contact_law == "passes"
+    assert CalenderOptions().contact_law == "auto"
     assert CalenderOptions(contact_law="plane").contact_law == "plane"
     with pytest.raises(InputError, match="contact_law"):
         CalenderOptions(contact_law="cracks")
+
+
+def test_auto_takes_the_plane_where_every_particle_phase_has_a_crack_form():
+    """Known truth: NCM contacts (a stiffness per area on elastic particles) get the plane, lithium ones (the
+    particle's own yielding material) the passes, and one lithium phase beside NCM makes the whole electrode passes
+    (one law per solve); a law asked for is kept as asked."""
+    from twinlab.analyses.mechanics._contacts import ContactLaw, contact_law_used
+    from twinlab.analyses.mechanics._laws import ELASTIC, PLASTIC
+    from twinlab.materials import MATERIALS
+
+    law = ContactLaw.from_materials({3: MATERIALS["NCM_contact"], 5: MATERIALS["Li"]}, voxel_um=2.0)
+    assert contact_law_used("auto", law, [3], [ELASTIC]) == "plane"
+    assert contact_law_used("auto", law, [5], [PLASTIC]) == "passes"
+    assert contact_law_used("auto", law, [3, 5], [ELASTIC, PLASTIC]) == "passes"
+    assert contact_law_used("auto", law, [3], [PLASTIC]) == "passes"  # a per-area contact on a yielding particle
+    assert contact_law_used("passes", law, [3], [ELASTIC]) == "passes"
+    assert contact_law_used("plane", law, [5], [PLASTIC]) == "plane"  # crack_set refuses it with a clear error
 
 
 def _small_plane_series(tol, k_scale=1.0):

@@ -67,8 +67,8 @@ from ._fft_solver import MechanicsSolver, _sum, _sum_t
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
-from ._contacts import (foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state, shell_fracture,
-                        solve_with_contacts, solve_with_planes)
+from ._contacts import (contact_law_used, foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state,
+                        shell_fracture, solve_with_contacts, solve_with_planes)
 from ._options import CalenderOptions
 from ._rearrange import DemPacking, dem_materials, rearrange_state
 from ._remap import remap_voxels, take_sources as _take
@@ -222,6 +222,11 @@ def calender(
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
     cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed,
                             voxel_um=h)
+    law_used = opts.contact_law
+    if cstate is not None and cstate.law is not None:  # "auto" resolved on this electrode
+        vals = np.unique(lab[cstate.inst > 0])
+        law_used = contact_law_used(opts.contact_law, cstate.law, vals, lut["code"][vals])
+    opts = opts.with_contact_law(law_used)  # the settings and provenance record the law and tolerance used
     if cstate is not None:
         cstate.neck_contacts = opts.neck_contacts
         cstate.contact_law = opts.contact_law
