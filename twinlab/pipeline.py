@@ -547,12 +547,8 @@ def demo_configs(out: Path) -> tuple[SampleConfig, SampleConfig]:
         "segment": {"phases": ["pore", "cbd", "active", "collector"]},
         # mechanics on 3 × 3 × 3 bins (0.78 × 0.89 × 0.89 µm, phase volumes kept): the solver's cost grows with
         # the volume, and the 0.3 µm grid the CBD needs is finer than the calendering physics does; the segmented
-        # twin records its CBD as the nanoporous domain, weighed as such in the densities. The contacts' cracked plane
-        # (the default) at tol 1e-4 instead of its 2.5e-5 (CalenderOptions.tol) keeps the demo inside its budget: on
-        # this twin 1e-4 is within 0.5 % of 2.5e-5 (roll 72.4 / 150.7 vs 72.1 / 151.3 MPa, crackable > 100 MPa
-        # 53.9 / 66.9 vs 54.0 / 66.9 % at 3.0 / 3.6 g/cm³) at 0.54× the CG (1865 vs 3482; stop 30)
-        "calender": {"densities": [3.0, 3.6], "steps": 4, "analyses": ["conductive"],
-                     "options": {"voxel_um": 0.9, "tol": 1e-4}},
+        # twin records its CBD as the nanoporous domain, weighed as such in the densities
+        "calender": {"densities": [3.0, 3.6], "steps": 4, "analyses": ["conductive"], "options": {"voxel_um": 0.9}},
     })
     anode = parse_config({
         "name": "demo_lmp_anode", "output": str(out / "demo_lmp_anode.twin.zarr"),

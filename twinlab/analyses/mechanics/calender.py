@@ -222,13 +222,11 @@ def calender(
     lab = lab.copy()  # the set-up turns membrane shells into lithium: never in the caller's array
     cstate = _contact_setup(lab, inst_in, phases, lut, opts.contacts, opts.contact_materials, opts.shells, opts.seed,
                             voxel_um=h)
-    law_used = opts.contact_law
-    if cstate is not None and cstate.law is not None:  # "auto" resolved on this electrode
-        vals = np.unique(lab[cstate.inst > 0])
-        law_used = contact_law_used(opts.contact_law, cstate.law, vals, lut["code"][vals])
-    opts = opts.with_contact_law(law_used)  # the settings and provenance record the law and tolerance used
     if cstate is not None:
         cstate.neck_contacts = opts.neck_contacts
+        if cstate.law is not None:  # "auto" resolved on this electrode: the settings and provenance record the law used
+            vals = np.unique(lab[cstate.inst > 0])
+            opts = opts.replace(contact_law=contact_law_used(opts.contact_law, cstate.law, vals, lut["code"][vals]))
         cstate.contact_law = opts.contact_law
     # the compaction cap is an explicit update of the packing state: its increments are kept small
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
