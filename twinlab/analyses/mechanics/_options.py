@@ -153,11 +153,14 @@ class CalenderOptions:
         30): the plane where every particle phase present has its crack form (the NCM cathode), the passes
         otherwise (the LMP anode; ``_contacts.contact_law_used``). The series settings and every member's
         provenance record the law used ("auto" stays only where no contact law applies: ``contacts=False`` or no
-        particles). Measured with the plane (stop 29, bench cathode ``--quick --runs 24x4 --seeds 1,2,3 --width 72
-        --no-pores --contact-law plane --tol 5e-5``, 3-seed means at 2.6 / 3.0 / 3.4 / 3.8 g/cm³): roll pressure
-        21.0 / 61.9 / 110.1 / 162.3 MPa (passes 16.2 / 47.1 / 90.6 / 135.9), crackable > 100 MPa 17.4 / 48.7 / 65.6
-        / 75.7 % (passes 21.0 / 63.6 / 84.2 / 92.2), > 150 MPa 8.1 / 31.1 / 48.3 / 59.0 %; 4 vs 8 steps (stop 28,
-        ``--runs 24x8``): 3-seed means within 1.4 % (roll) and 1.1 % (crackable); at 3–4× the passes' CG.
+        particles). Measured with the plane (stop 30, bench cathode ``--quick --part cathode --runs 24x4 --seeds
+        1,2,3 --width 72 --no-pores``, tol 1e-4, 3-seed means at 2.6 / 3.0 / 3.4 / 3.8 g/cm³): roll pressure 22.6 /
+        62.5 / 111.6 / 162.5 MPa, crackable > 100 MPa 16.4 / 47.3 / 65.0 / 74.9 %, > 150 MPa 7.1 / 29.2 / 47.1 /
+        57.1 % (stop 29 at tol 5e-5 on the generator before s28-pack: 21.0 / 61.9 / 110.1 / 162.3 MPa, 17.4 / 48.7
+        / 65.6 / 75.7 %; the passes, stop 26: 16.2 / 47.1 / 90.6 / 135.9 MPa, 21.0 / 63.6 / 84.2 / 92.2 %); 4 vs 8
+        steps (stop 28, ``--runs 24x8``): 3-seed means within 1.4 % (roll) and 1.1 % (crackable). Its CG per Newton
+        iteration is ~2× the passes' (the multigrid sees only an isotropic stand-in of the cracked voxels): the demo
+        cathode's calender 1865 vs 1275 CG (1.46×), 170.9 vs 132.1 s at load 5 (stop 30).
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
