@@ -159,8 +159,8 @@ class CalenderOptions:
         57.1 % (stop 29 at tol 5e-5 on the generator before s28-pack: 21.0 / 61.9 / 110.1 / 162.3 MPa, 17.4 / 48.7
         / 65.6 / 75.7 %; the passes, stop 26: 16.2 / 47.1 / 90.6 / 135.9 MPa, 21.0 / 63.6 / 84.2 / 92.2 %); 4 vs 8
         steps (stop 28, ``--runs 24x8``): 3-seed means within 1.4 % (roll) and 1.1 % (crackable). Its CG per Newton
-        iteration is ~2× the passes' (the multigrid sees only an isotropic stand-in of the cracked voxels): the demo
-        cathode's calender 1865 vs 1275 CG (1.46×), 170.9 vs 132.1 s at load 5 (stop 30).
+        iteration is 1.6× the passes' (the multigrid sees only an isotropic stand-in of the cracked voxels): the
+        demo cathode's calender 1865 CG in 45 Newton iterations vs 1275 in 50, 170.9 vs 132.1 s at load 5 (stop 30).
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
