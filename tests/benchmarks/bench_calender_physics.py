@@ -34,8 +34,9 @@ Prints
   replaces the generator's particle size modes (``MEAN:LOG_SIGMA:WEIGHT,…``, e.g. ``14:0.25:1`` without
   the 3 µm mode), ``--no-cbd`` turns the CBD into pore after generation (the design, and so the
   density targets, unchanged) and ``--neck-contacts`` sets the calender option ``neck_contacts``;
-  ``--contact-law plane`` the option ``contact_law`` (the cracked-plane interphase, stop 28) and ``--tol`` the
-  solver tolerance (the answers' dependence on the solver path).
+  ``--contact-law`` the option ``contact_law`` (default "auto": the cracked-plane interphase on the cathode since
+  stop 30; ``passes`` the isotropic interphase solved by passes) and ``--tol`` the solver tolerance (the answers'
+  dependence on the solver path).
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
   two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
@@ -106,13 +107,13 @@ def hertz():
 
 
 def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, width=48.0, contact_kn=None,
-            voxel=None, modes=None, cbd=True, neck_contacts=False, contact_law="passes", tol=None):
+            voxel=None, modes=None, cbd=True, neck_contacts=False, contact_law=None, tol=None):
     """The cathode series per seed and run (WINDOWxSTEPS: lateral window in voxels × increments), on one
     generated cathode of ``width`` µm in-plane per seed (every window a centred crop of it, so the windows
     of one seed share their particles); ``contact_kn`` (GPa/µm) replaces the NCM contact law's normal stiffness
     per contact area; ``voxel`` (µm): the cathode generated at 1 µm, calendered on bins of that size;
     ``modes`` the generator's size modes (default NCM_MODES); ``cbd=False``: the CBD made pore;
-    ``neck_contacts``, ``contact_law``, ``tol``: the calender options (None: the default tolerance)."""
+    ``neck_contacts``, ``contact_law``, ``tol``: the calender options (None: their defaults)."""
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
     from twinlab.datasets.generators import NCM_MODES, make_cathode
@@ -142,9 +143,10 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                          voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
                          maxiter=20000, rearrange=rearrange, contact_materials=contact_materials,
                          voxel_um=None if mech == vs else mech, neck_contacts=neck_contacts,
-                         contact_law=contact_law, **({} if tol is None else {"tol": tol}))
+                         **({} if contact_law is None else {"contact_law": contact_law}),
+                         **({} if tol is None else {"tol": tol}))
             kn = contact_kn or MATERIALS["NCM_contact"].normal_stiffness_gpa_um
-            print(f"rearrange={rearrange} contact law {contact_law} k_n {kn} GPa/µm, {mech} µm voxels, "
+            print(f"rearrange={rearrange} contact law {s.settings['contact_law']} tol {s.settings['tol']} k_n {kn} GPa/µm, {mech} µm voxels, "
                   f"seed {seed} window {window} ({window * mech:.0f} µm) steps {steps} "
                   f"({s.settings['increments']} increments, {time.perf_counter() - t:.0f} s):", flush=True)
             for d in s.settings.get("dem_stages", []):
@@ -329,7 +331,8 @@ def main():
     ap.add_argument("--no-cbd", action="store_true", help="the generated cathode's CBD made pore (diagnosis)")
     ap.add_argument("--neck-contacts", action="store_true",
                     help="calender option neck_contacts: CBD necks join particles through the contact law")
-    ap.add_argument("--contact-law", default="passes", help="calender option contact_law: passes or plane")
+    ap.add_argument("--contact-law", default=None,
+                    help="calender option contact_law: auto, plane or passes (default: the option's, auto)")
     ap.add_argument("--tol", type=float, default=None, help="calender option tol (solver tolerance)")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")

@@ -67,8 +67,8 @@ from ._fft_solver import MechanicsSolver, _sum, _sum_t
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
-from ._contacts import (foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state, shell_fracture,
-                        solve_with_contacts, solve_with_planes)
+from ._contacts import (contact_law_used, foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state,
+                        shell_fracture, solve_with_contacts, solve_with_planes)
 from ._options import CalenderOptions
 from ._rearrange import DemPacking, dem_materials, rearrange_state
 from ._remap import remap_voxels, take_sources as _take
@@ -224,6 +224,9 @@ def calender(
                             voxel_um=h)
     if cstate is not None:
         cstate.neck_contacts = opts.neck_contacts
+        if cstate.law is not None:  # "auto" resolved on this electrode: the settings and provenance record the law used
+            vals = np.unique(lab[cstate.inst > 0])
+            opts = opts.replace(contact_law=contact_law_used(opts.contact_law, cstate.law, vals, lut["code"][vals]))
         cstate.contact_law = opts.contact_law
     # the compaction cap is an explicit update of the packing state: its increments are kept small
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
