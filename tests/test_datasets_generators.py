@@ -365,30 +365,3 @@ def test_error_other_bad_options():
         make_cathode({"components": []}, **SMALL)
     with pytest.raises(InputError, match="ratio"):
         make_lmp_anode(ratio=1.0)
-
-
-def test_population_keeps_the_sphere_count_whose_volume_is_closest_to_each_mode_target():
-    """Each mode keeps the first n drawn spheres with n the count whose volume is nearest its target: one
-    sphere fewer or one more (of the same draw) is never closer. (The old rule kept one sphere too few
-    whenever stopping short was the closer choice.)"""
-    from twinlab.datasets._packing import draw_population
-
-    modes = (LogNormalMode(10.0, 0.3, 0.7), LogNormalMode(3.0, 0.25, 0.3))
-    for seed in range(20):
-        d, which = draw_population(np.random.default_rng(seed), modes, 2.0e5, max_diameter_um=30.0)
-        # the same stream again, to see the spheres the rule left out
-        rng = np.random.default_rng(seed)
-        for k, mode in enumerate(modes):
-            kept = d[which == k]
-            target = mode.weight_fraction * 2.0e5
-            mean_vol = np.pi / 6 * mode.mean_diameter_um ** 3 * np.exp(4.5 * mode.log_sigma ** 2)
-            batch = max(16, int(1.3 * target / mean_vol) + 16)
-            drawn = np.empty(0)
-            while not drawn.size or np.sum(np.pi / 6 * drawn ** 3) < target:
-                drawn = np.concatenate([drawn, mode.draw(rng, batch, max_diameter_um=30.0)])
-            np.testing.assert_array_equal(kept, drawn[:kept.size])
-            vol = np.cumsum(np.pi / 6 * drawn ** 3)
-            n = kept.size
-            error = abs(vol[n - 1] - target)
-            assert n == vol.size or error <= abs(vol[n] - target)
-            assert n == 1 or error <= abs(vol[n - 2] - target)

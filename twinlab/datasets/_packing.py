@@ -141,9 +141,11 @@ def draw_population(rng: np.random.Generator, modes: tuple[LogNormalMode, ...], 
             cum = np.cumsum(np.pi / 6 * d ** 3)
             if cum[-1] >= target:
                 break
-        n = int(np.searchsorted(cum, target))  # the first n spheres fall short (cum[n - 1] < target <= cum[n])
-        if n == 0 or abs(cum[n] - target) <= abs(cum[n - 1] - target):
-            n += 1  # the sphere that crosses the target brings the mode closer to it
+        n = int(np.searchsorted(cum, target))  # cum[n] >= target
+        if n > 0 and abs(cum[n - 1] - target) < abs(cum[n] - target):
+            n -= 1
+        else:
+            n += 1
         diameters.append(d[:n])
         which.append(np.full(n, k, dtype=np.int16))
     return np.concatenate(diameters), np.concatenate(which)
