@@ -12,7 +12,9 @@ start (``relieve_particle_residuals``, which keeps the remap's residue out of th
 (``_contacts.reshaped_particles``). Not fixed: the first re-solve after a real increment still settles (that
 cathode: 48.2 → 41.1 MPa, −10 % without any reset) — in the contact tests of its second pass, not in the
 remapped stress (its first, elastic pass keeps 48.7 MPa), and not from the cap's packing estimate (with the
-packing the increment was solved with: 40.5 MPa)."""
+packing the increment was solved with: 40.5 MPa). Since stop 30 the re-solve test runs with the cracked plane
+(``contact_law="plane"``), whose contacts are solved to the Newton tolerance; the passes do not reach their
+fixed point (see the test)."""
 
 from __future__ import annotations
 
@@ -44,9 +46,14 @@ def test_a_voxel_moves_with_the_stiff_side_of_its_corners():
     assert np.abs(CAL._voxel_displacement(u, mu)[:, 2, 1, 1] - 0.1).max() < 1e-2
 
 
+#: the re-solve tests' contact law and Newton tolerance: the cracked plane, solved to its tolerance (see
+#: :func:`test_a_zero_strain_re_solve_holds_the_roll_pressure` for why not the passes)
+LAW, TOL = "plane", 2.5e-5
+
+
 def _record_state():
-    """The state a small generated cathode (32 µm, 2 µm voxels, seed 1) calendered to 3.0 g/cm³ hands to
-    ``_record``."""
+    """The state a small generated cathode (32 µm, 2 µm voxels, seed 1) calendered to 3.0 g/cm³ with the cracked
+    plane (``LAW``, ``TOL``) hands to ``_record``."""
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
 
@@ -63,7 +70,7 @@ def _record_state():
     try:
         with pytest.raises(StopIteration):
             calender(gen.phases, particles=gen.particles, densities=[3.0], steps=2, design=design,
-                     voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=1)
+                     voxel_size_um=2.0, thickness_axis="y", collector_side="low", workers=1, contact_law=LAW, tol=TOL)
     finally:
         mp.undo()
     return seen
@@ -87,20 +94,29 @@ def _roll_pressures(recorded, n=3):
         *state, hourglass, _, _, _ = CAL._increment(
             *state, hourglass=hourglass, moving_value=lambda a: (a != pore_v) & (a != coll_v), lut=kw["lut"],
             h=kw["h"], n_coll=kw["n_coll"], m_cur=kw["m_cur"], m_next=kw["m_cur"], roll_layers=2, roll_factor=2.0,
-            reg=1e-2, dtype=np.dtype("float32"), tol=1e-4, maxiter=20000, workers=1, seed=0, pore_gray=0,
-            preconditioner="multigrid", cstate=cstate, contact_tol=0.02, contact_passes=5, stats=stats)
+            reg=1e-2, dtype=np.dtype("float32"), tol=TOL, maxiter=20000, workers=1, seed=0, pore_gray=0,
+            preconditioner="multigrid", cstate=cstate, stats=stats)
         out.append(stats["pressure"])
     return out
 
 
 def test_a_zero_strain_re_solve_holds_the_roll_pressure(recorded):
     """The first re-solve settles what the last increment's remap moved (voxels rounded into whole cells, new
-    contact faces: measured 24.89 MPa from the recorded state); after it, a re-solve changes the roll pressure by
-    < 2 % (measured 24.22 → 24.13 MPa, −0.4 %). Stop 25's code: 29.9 → 20.1 → 16.2 MPa (−33 %, −20 %); with this
-    stop's other fixes but every particle's body reset to its mean stress at each start: 27.31 → 23.72 → 22.09
-    (−13 %, −7 %)."""
+    contact faces); after it, a re-solve of the converged state changes the roll pressure by < 1 %: measured
+    (stop 30, first → second → third re-solve, MPa) 42.29 → 42.24 → 42.19 (−0.12 %) on stop 29's main and with
+    the fine-level sweep of ``s29-fine`` merged, 40.05 → 39.90 → 39.88 (−0.06 %) with the generator of ``s28-pack``.
+
+    Why the cracked plane: the claim holds for a law solved to its fixed point, and the plane's contacts are solved
+    inside Newton to ``TOL``. The passes (``contact_law="passes"``, the test's law until stop 29, bound 2 %) stop
+    at ``contact_passes`` before the fixed point (``residual_load`` 0.06–0.11 of the normal load at 5 passes), and
+    their unconverged active set follows the float32 summation order of the solver: measured re-solves at 5 / 12
+    passes, tol 1e-4: stop 29's main 26.93 → 26.05 → 25.90 (−0.6 %) / 27.83 → 22.89 → 22.46 (−1.9 %); with
+    ``s29-fine`` 26.57 → 24.51 → 23.82 (−2.8 %) / 27.12 → 25.74 → 25.08 (−2.6 %); with ``s28-pack`` 23.77 → 23.30 →
+    22.78 (−2.2 %) / 22.55 → 21.42 → 21.37 (−0.2 %) — more passes do not bring the three codes under 2 %.
+    Earlier (passes): stop 25's code 29.9 → 20.1 → 16.2 MPa (−33 %, −20 %); stop 26 with every particle's body
+    reset to its mean stress at each start: 27.31 → 23.72 → 22.09 (−13 %, −7 %)."""
     p = _roll_pressures(recorded)
-    assert p[2] == pytest.approx(p[1], rel=2e-2), p
+    assert p[2] == pytest.approx(p[1], rel=1e-2), p
 
 
 def test_only_the_particles_the_remap_reshaped_are_reset():

@@ -530,7 +530,7 @@ def test_stalled_lagged_hierarchy_is_rebuilt_and_the_solve_repeated(monkeypatch)
 
 
 def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
-    """Calendering with contacts: every contact pass of an increment starts from the previous
+    """Calendering with contacts solved by passes: every contact pass of an increment starts from the previous
     pass's hierarchy (one allocated per increment) and displacement, and the warm start needs fewer
     CG iterations than the same passes started from Δu = 0 (peer run). With the compaction cap a
     later pass can cost more than the first (its secant-softened contacts add stiffness contrast),
@@ -560,7 +560,7 @@ def test_contact_passes_share_one_hierarchy_per_increment(monkeypatch):
     monkeypatch.setattr(_fft_solver.MechanicsSolver, "solve_increment", count_solve)
     lab = synth_electrode((30, 16, 16), fraction=0.38, seed=5)
     kw = dict(ratios=[0.1], steps=2, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
-              workers=1, contact_passes=3, contact_tol=0.0)
+              workers=1, contact_passes=3, contact_tol=0.0, contact_law="passes")
     series = calender(lab, **kw)
     increments = series.settings["increments"]
     assert len(solves) > increments  # more than one pass per increment happened

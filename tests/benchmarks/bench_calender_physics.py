@@ -34,8 +34,9 @@ Prints
   replaces the generator's particle size modes (``MEAN:LOG_SIGMA:WEIGHT,…``, e.g. ``14:0.25:1`` without
   the 3 µm mode), ``--no-cbd`` turns the CBD into pore after generation (the design, and so the
   density targets, unchanged) and ``--neck-contacts`` sets the calender option ``neck_contacts``;
-  ``--contact-law plane`` the option ``contact_law`` (the cracked-plane interphase, stop 28) and ``--tol`` the
-  solver tolerance (the answers' dependence on the solver path).
+  ``--contact-law`` the option ``contact_law`` (default "auto": the cracked-plane interphase on the cathode since
+  stop 30; ``passes`` the isotropic interphase solved by passes) and ``--tol`` the solver tolerance (the answers'
+  dependence on the solver path).
 * LMP anode 0–40 %: shell-intact fraction, activation (collector-connected lithium) per ratio at
   two or more voxel sizes (``--lmp-voxels``; the ratios snapped to distinct whole layers at each),
   the DEM stages (where and why the roll stopped) and the largest difference between voxel sizes
@@ -109,13 +110,13 @@ def hertz():
 
 
 def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, width=48.0, contact_kn=None,
-            voxel=None, modes=None, cbd=True, neck_contacts=False, contact_law="passes", tol=None):
+            voxel=None, modes=None, cbd=True, neck_contacts=False, contact_law=None, tol=None):
     """The cathode series per seed and run (WINDOWxSTEPS: lateral window in voxels × increments), on one
     generated cathode of ``width`` µm in-plane per seed (every window a centred crop of it, so the windows
     of one seed share their particles); ``contact_kn`` (GPa/µm) replaces the NCM contact law's normal stiffness
     per contact area; ``voxel`` (µm): the cathode generated at 1 µm, calendered on bins of that size;
     ``modes`` the generator's size modes (default NCM_MODES); ``cbd=False``: the CBD made pore;
-    ``neck_contacts``, ``contact_law``, ``tol``: the calender options (None: the default tolerance)."""
+    ``neck_contacts``, ``contact_law``, ``tol``: the calender options (None: their defaults)."""
     from twinlab.analyses.mechanics import calender
     from twinlab.analyses.network import compute_network_metrics, extract_network
     from twinlab.datasets.generators import NCM_MODES, make_cathode
@@ -145,9 +146,10 @@ def cathode(quick: bool, runs=None, rearrange="none", seeds=(1,), pores=True, wi
                          voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, window=window,
                          maxiter=20000, rearrange=rearrange, contact_materials=contact_materials,
                          voxel_um=None if mech == vs else mech, neck_contacts=neck_contacts,
-                         contact_law=contact_law, **({} if tol is None else {"tol": tol}))
+                         **({} if contact_law is None else {"contact_law": contact_law}),
+                         **({} if tol is None else {"tol": tol}))
             kn = contact_kn or MATERIALS["NCM_contact"].normal_stiffness_gpa_um
-            print(f"rearrange={rearrange} contact law {contact_law} k_n {kn} GPa/µm, {mech} µm voxels, "
+            print(f"rearrange={rearrange} contact law {s.settings['contact_law']} tol {s.settings['tol']} k_n {kn} GPa/µm, {mech} µm voxels, "
                   f"seed {seed} window {window} ({window * mech:.0f} µm) steps {steps} "
                   f"({s.settings['increments']} increments, {time.perf_counter() - t:.0f} s):", flush=True)
             for d in s.settings.get("dem_stages", []):
@@ -228,7 +230,7 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
     at the coarsest one's achieved ratios — the thickness is a whole number of layers, so the
     achieved ratios differ between voxel sizes. ``thicknesses`` (µm) instead of ``ratios``: the same coating
     thicknesses (roll positions) on every grid, e.g. every 12 µm — the same increments at 6 and 4 µm."""
-    from twinlab.analyses.conductive import activation_from_calender
+    from twinlab.analyses.conductive import activation_from_calender, conductive_clusters
     from twinlab.analyses.mechanics import calender
     from twinlab.datasets.generators import make_lmp_anode
 
@@ -254,6 +256,9 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
                      voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2, rearrange=rearrange,
                      **(options or {}))
         act = activation_from_calender(s, thickness_axis="y", collector_side="low")
+        # for comparison: the voxel rule (broken film voxels 6-connected) that the particle rule replaced at stop 30
+        voxel_rule = [conductive_clusters(state.labels, broken_shell=state.broken_shell, thickness_axis="y",
+                                          collector_side="low").activation for state in s.states]
         print(f"LMP rearrange={rearrange} (DEM start: {fit}) {vs} µm voxels, {width:.0f} µm window, seed {seed}, "
               f"{'free' if free_top else 'walled'} top (coating {g.design.thickness_um:.0f} µm), "
               f"{options or {}} "
@@ -261,9 +266,9 @@ def lmp(quick: bool, rearrange="none", voxels=None, ratios=None, width=160.0, se
         x = [0.0] + [st.ratio for st in s.steps]
         intact = [1.0] + [st.shell_intact_fraction for st in s.steps]
         active = [0.0] + list(act.activation)
-        for st, a in zip(s.steps, act.activation):
-            print(f"  ratio {st.ratio:.3f}: roll pressure {st.roll_pressure_mpa:6.2f} MPa, shell intact "
-                  f"{st.shell_intact_fraction:.3f}, activation {a:.3f}", flush=True)
+        for st, a, v in zip(s.steps, act.activation, voxel_rule):
+            print(f"  ratio {st.ratio:.3f} ({st.thickness_um:.0f} µm): roll pressure {st.roll_pressure_mpa:6.2f} MPa, "
+                  f"shell intact {st.shell_intact_fraction:.3f}, activation {a:.3f} (voxel rule {v:.3f})", flush=True)
         for d in s.settings["dem_stages"]:
             print(f"    DEM stage {d['from_layers']}→{d['target_layers']} layers stopped at {d['stopped_layers']}: "
                   f"{d['pressure_mpa']:.2f} MPa, {d['stop']}, contact gaps {d.get('gaps')}", flush=True)
@@ -333,7 +338,8 @@ def main():
     ap.add_argument("--no-cbd", action="store_true", help="the generated cathode's CBD made pore (diagnosis)")
     ap.add_argument("--neck-contacts", action="store_true",
                     help="calender option neck_contacts: CBD necks join particles through the contact law")
-    ap.add_argument("--contact-law", default="passes", help="calender option contact_law: passes or plane")
+    ap.add_argument("--contact-law", default=None,
+                    help="calender option contact_law: auto, plane or passes (default: the option's, auto)")
     ap.add_argument("--tol", type=float, default=None, help="calender option tol (solver tolerance)")
     ap.add_argument("--lmp-voxels", default=None, help="LMP voxel sizes in µm, e.g. 4,5 (default by --quick)")
     ap.add_argument("--rearrange", default="none", help="rearrangement stages to compare: dem, none or dem,none")

@@ -186,6 +186,45 @@ seconds of the process are given where wall time mostly measured the others):
   stencil assembly 0.16 s, transfer weights 0.11 s of 2.0 s). Tried and dropped: bfloat16 off-diagonal
   blocks on level 1 (see ``_stencil_sweep``), both products in one loop, ``_add_ptkp`` over P8's non-zeros
   only (bitwise the same stencils, 250 → 360 CPU-ms per 64³ build: the dense 8-wide loops vectorise).
+* stop 29, the fine level (``_operator._sweep`` in slabs of 32 element planes swept in order, so ``u`` and the
+  forces stream through memory once instead of twice; every fine Chebyshev step but the first fused into the
+  residual sweep before it, ``tangent_residual(step=…)``; one backward scatter loop per component). Bytes per
+  node of an in-place float32 residual: 84 → 48, residual + Chebyshev step 168 → 108. One thread on the sweep
+  alone (CPU-ms, ``process_time``, load 6–7): in cache (64³) 6.2 → 5.8 ns per node — the kernel is bound by
+  its instruction count there, not by memory (16 and 32-element blocks are slower, 128 no faster; AVX-512
+  code no faster). One cycle at 128³ (the solver's hierarchy, ``apply`` on a random masked residual, min of
+  6, base and new one after the other, load 7.3–9.2): 512 / 514 → 450 / 447 CPU-ms (−12 %); at 64³ no change (81–89 CPU-ms
+  either way, load 3.9–5.5: the working set sits in cache). ``--profile-n 128`` (flock'd, new then base, load
+  2.2–2.3): one cycle 492.5 → 464.1 ms, fine level 282.5 → 243.3 ms per cycle (12 residual sweeps 15.6 ms +
+  12 Chebyshev steps 8.0 ms → 12 fused sweeps 19.4 ms + 1 step 11.1 ms), CG's own fine operator 30.3 → 26.4 ms;
+  one CG iteration 3.19× → 2.95× the float32 FFT pair (1.71× → 1.59× the float64 one). The float64 cycle gives the same vector to
+  2e-16 (the float32 cycle on a random, inconsistent residual differs by rounding amplified in near-null
+  modes, as base float32 vs float64 does, 2.6e3 relative). Welded 128³ ten-step (``--calender-n 128
+  --calender-welded``, base and new run side by side, load 6–7, ~30 % of a core each): 179 CG both, same
+  porosity and crackable volume at every target; 194.1 → 183.2 CPU-s (user + sys), cycles 291.6 → 275.5 s
+  wall. Elastic solve to 1e-5: 18 / 47 CG at 32³ / 64³ before and after. Default (contacts) 64³ ten-step, side
+  by side, load 1.9–4: 1277 → 1265 CG, 121.5 → 118.9 CPU-s, 121.8 → 119.8 s wall (cycles 86.6 → 84.1 s).
+* stop 30, the fine level merged with main (stop 29's slabs and fused Chebyshev steps) plus: the ±1 sign folded
+  into the generalised forces (``_operator._elements_*``; bitwise the same forces), CG's pᵀAp summed plane by
+  plane inside the operator sweep (``apply_tangent_dot``), z·r and z·q in one pass (``_fft_solver._dot_pair``:
+  30.7 → 19.5 ms at 128³), the pre-smoothing's first Chebyshev step inside the first residual sweep
+  (``tangent_residual(lead=…)``; the 40³ cycle bitwise the same in float64 and float32). Old = main 8c6cf8d, new
+  = this branch, both under the lock with warm caches. Welded 128³ ten-step (``/usr/bin/time -v … --calender-n
+  128 --calender-welded``), two pairs in opposite order: main 163.2 / 160.4 CPU-s (load 5.2–6.9 / 4.8–5.9), new
+  141.5 / 154.4 CPU-s (load 4.5–6.9 / 5.5–5.9): −8.5 % on the means; the same 179 CG, 12 solves and the same
+  porosity and crackable volume at every target (wall 8:07 / 4:05 vs 3:48 / 5:33: the load, not the code).
+  ``--profile-n 128`` (new then main, load 4.5–6.2): one cycle 817.2 → 554.2 ms, the fine level 12 residual
+  sweeps 328.6 ms + 12 Chebyshev steps 196.2 ms → 12 fused sweeps 397.7 ms (no separate step left); a CG
+  iteration 890 → 624 ms, 3.47× → 2.12× the float32 FFT pair (1.78× → 1.92× the float64 one: the pair's own
+  times moved 257 → 295 and 501 → 326 ms between the runs — compare the cycle times). Default (contacts, the
+  passes) 64³ ten-step, one run each (load 3.8–5.5): main 1272 CG / 107.7 CPU-s, main + ``s29-fine`` 1332 /
+  126.0, new 1363 / 125.7 (75–76 solves; crackable > 100 MPa 1.9/19.0/34.0/84.5, 2.0/19.4/34.8/83.7,
+  2.0/18.9/35.3/84.1 %, the porosity the same): the unconverged passes follow the summation order. Tried and
+  dropped: each increment's solve started from the previous increment's solved fluctuation, carried with the
+  voxels by the remap (voxel-centre, stiffness-weighted to the nodes), scaled by the strain increments' ratio:
+  the start's out-of-balance force is still 0.56–1.3 of the zero start's (the remap's cell rounding moves
+  the material by whole voxels); welded 64³ 178 → 165 CG (12 → 13 Newton), 48³ 109 → 105 (the nodes taken
+  directly with the voxels: 115).
 """
 
 from __future__ import annotations
@@ -449,10 +488,10 @@ def profile_part(args) -> None:
             ts.append(time.perf_counter() - t)
         return min(ts)
 
-    t_fine = best(lambda: _fft_solver.apply_tangent(p, coef, pvec, active, solver._q, q))
+    t_fine = best(lambda: _fft_solver.apply_tangent_dot(p, coef, pvec, active, solver._q, q))  # with pᵀq
     rr = r.copy()
-    t_vec = best(lambda: (_fft_solver._dot(p, q), _fft_solver._axpy2(x, p, rr, q, 1e-30), _fft_solver._dot(rr, z),
-                          _fft_solver._dot(z, q), _fft_solver._xpby(z, p, 0.5)))
+    t_vec = best(lambda: (_fft_solver._axpy2(x, p, rr, q, 1e-30), _fft_solver._dot_pair(z, rr, q),
+                          _fft_solver._xpby(z, p, 0.5)))
     peer = fft_pair_time(shape, "float32", 6, workers=args.workers)
     peer64 = fft_pair_time(shape, "float64", 6, workers=args.workers)
     total = sum(s for _, s in times.values()) / reps

@@ -3,7 +3,7 @@
 Run (minutes at 1 µm; use the lock for timings):
 
     flock /tmp/twinlab-bench.lock .venv/bin/python tests/benchmarks/bench_pore_space.py [--vs 1] [--no-calender] \
-        [--collisions push] [--seed 1] [--window 48] [--contact-law plane --tol 5e-5]
+        [--collisions push] [--seed 1] [--window 48] [--contact-law passes] [--tol 5e-5]
 
 The calender members are a centred ``--window`` (voxels, default 32) of the ``--width`` µm cathode (a
 window as wide as the cathode takes all of it). At 1 µm voxels a 32 µm window keeps only 6–25 internal
@@ -109,7 +109,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="generator seed of the cathode")
     ap.add_argument("--collisions", default="push,nearest",
                     help="remap collision rules to compare (mechanics/_remap.py): push, nearest or both")
-    ap.add_argument("--contact-law", default="passes", help="CalenderOptions.contact_law: passes or plane")
+    ap.add_argument("--contact-law", default="auto", help="CalenderOptions.contact_law: auto (default), plane or passes")
     ap.add_argument("--tol", type=float, default=None, help="the calender's Newton/CG tolerance (default: its own)")
     ap.add_argument("--save", type=Path, default=None, help="write the calender members to this .npz")
     args = ap.parse_args()

@@ -21,6 +21,38 @@ Definitions used throughout (what "electronically connected" means on voxels):
 * **Degree of electrochemical activation** (predicted) = volume of the ``target`` phase
   (active material or Li metal) inside percolating clusters / total ``target`` volume.
 
+Sub-voxel films: the particle rule
+----------------------------------
+The calender's default LMP shell is a ~100 nm Li2CO3 film, a state of each particle's surface
+voxels (``shells="membrane"``, mechanics/_contacts.py), not a phase: its surface voxels are lithium
+carrying an intact/broken flag and are shown as the shell phase. Pass the particle instances
+(``particles=``, the calender's ``CalenderState.particles`` or a step twin's ``labels/particles``)
+and the clusters are decided per particle, not per voxel:
+
+* two lithium particles **touch** where a voxel of one is a 26-neighbour of a voxel of the other
+  (the default ``connectivity`` of this rule): the voxelised particles, taken as closed cubes, share
+  a face, an edge or a corner. A sub-voxel contact between two spheres digitises into a face, an
+  edge or a corner depending on how the grid cuts it, so a face-only rule follows the grid (stop 29:
+  6-connected voxel activation at the percolation threshold 0.54 vs 0.73 at 6 vs 4 µm voxels; stop 30,
+  this rule on the same states: 0.83 vs 0.90 with face contacts only, 0.995 vs 0.943 with edge or
+  corner contacts too — 18 and 26 give the same there);
+* they are **electronically joined** where they touch and the film is broken on both sides of that
+  contact: each particle has at least one broken patch (shell voxel) among its voxels that touch the
+  other particle. A contact is one interface below the voxel size: both films must have cracked
+  there, but which of their voxels face each other is the grid's choice, not the contact's (on a
+  3 µm grid the broken patches of a diagonal chain of touching spheres do not face each other while
+  the particles share faces: tests/test_conductive.py). A film intact on either side insulates; a
+  particle with no film at all (no shell voxel) is bare lithium and conducts wherever it touches;
+* a particle **joins the collector** where one of its broken patches touches a collector voxel (26-
+  neighbour), or lies on the collector face with ``collector="face"``;
+* clusters are the connected components of that particle graph, and the activation keeps its
+  definition with each particle's whole volume as lithium (its film voxels are lithium under a
+  sub-voxel film: the calender turns them into lithium).
+
+Explicit shell voxels (``shells="voxel"``, a resolved shell phase) and the composite cathode keep
+the voxel rule: there the conducting phases are resolved in the voxels, so their connectivity is the
+geometry itself.
+
 Large twins: with a dask array the labelling runs chunk by chunk (each chunk labelled with
 :func:`scipy.ndimage.label`, labels offset to be globally unique, equivalences across every
 chunk face found from the two facing planes and merged with a union-find, here
@@ -107,11 +139,12 @@ def conductive_clusters(
     target: str | None = None,
     broken_shell: Any = None,
     via: str = "shell",
+    particles: Any = None,
     collector: str = "collector",
     phases: PhaseTable = DEFAULT_PHASES,
     thickness_axis: int | str = "y",
     collector_side: str = "low",
-    connectivity: int = 6,
+    connectivity: int | None = None,
     voxel_size_um: Any = 1.0,
 ) -> ClusterResult:
     """Connected components of the electronically conducting network and the activation.
@@ -132,12 +165,19 @@ def conductive_clusters(
         value 1 conduct; intact ones insulate. Without it no shell voxel conducts.
     via : str
         The shell phase that conducts only where broken (LMP: ``"shell"``).
+    particles : integer array like ``labels``, optional
+        Particle instance ids (0 = none) when the shell is a sub-voxel film (the calender's
+        ``shells="membrane"``): clusters then follow the particle rule of the module docs (LMP only,
+        with ``broken_shell``; every lithium and shell voxel must belong to a particle). A dask input
+        is computed: this rule holds the volume in memory.
     collector : str
         Phase name of the current collector, or ``"face"`` to take the face of the volume on
         ``collector_side`` of ``thickness_axis`` as the collector (a twin without a foil).
     thickness_axis, collector_side : used with ``collector="face"`` ('low'/'high' index end).
-    connectivity : 6, 18 or 26
-        Voxel neighbourhood for joining (6 = shared faces only, the strict default).
+    connectivity : 6, 18 or 26, optional
+        Voxel neighbourhood for joining network voxels (default 6, shared faces only) or, with
+        ``particles``, for a contact between two particles or a particle and the collector
+        (default 26: the voxels share a face, an edge or a corner).
     voxel_size_um : float, (dz, dy, dx) or VoxelSize
         Converts voxel counts to µm³.
 
@@ -150,14 +190,20 @@ def conductive_clusters(
     ------
     InputError
         No voxel of the target phase; no collector voxel (a collector is needed for percolation);
-        an unknown phase name; a ``broken_shell`` of another shape.
+        an unknown phase name; a ``broken_shell`` of another shape; ``particles`` of another shape,
+        without ``broken_shell``, on a composite electrode, or missing on a lithium or shell voxel.
     """
     require_ndim(labels, 3, name="labels")
     require_integer_labels(labels)
     voxel = VoxelSize.parse(voxel_size_um)
+    if connectivity is None:
+        connectivity = 6 if particles is None else 26
     if connectivity not in _STRUCTURES:
         raise InputError(f"connectivity must be 6, 18 or 26 (voxel neighbours), got {connectivity!r}")
     structure = ndi.generate_binary_structure(3, _STRUCTURES[connectivity])
+    if particles is not None:  # the particle rule holds the volume in memory
+        labels, broken_shell, particles = (None if a is None else np.asarray(a.compute() if is_dask(a) else a)
+                                           for a in (labels, broken_shell, particles))
     lazy = is_dask(labels) or is_dask(broken_shell)
     if lazy:
         labels = labels if is_dask(labels) else da.from_array(np.asarray(labels))
@@ -191,11 +237,23 @@ def conductive_clusters(
                                           structure=structure)
         n_collector = None
 
-    cluster_labels, n = label_network(network, connectivity=connectivity)
-    sizes, tsizes, perc, ncoll = _cluster_stats(cluster_labels, n, target_mask, adjacent,
-                                                None if n_collector is not None else cmask)
-    if n_collector is None:
-        n_collector = ncoll
+    if particles is not None:
+        if mode != "lmp" or broken_shell is None:
+            raise InputError("particles= decides the clusters of sub-voxel films (an LMP anode's membrane shells): "
+                             "give it with broken_shell, on a volume whose target is lithium")
+        film = labels == phases.value(via)
+        cluster_labels, n, sizes, perc = _film_clusters(
+            particles, film & (broken_shell != 0), film=film, particle_voxels=network | film, adjacent=adjacent,
+            structure=structure)
+        tsizes = sizes  # a particle's film voxels are lithium: the whole particle is target (module docs)
+        if n_collector is None:
+            n_collector = int(cmask.sum())
+    else:
+        cluster_labels, n = label_network(network, connectivity=connectivity)
+        sizes, tsizes, perc, ncoll = _cluster_stats(cluster_labels, n, target_mask, adjacent,
+                                                    None if n_collector is not None else cmask)
+        if n_collector is None:
+            n_collector = ncoll
     total_target = int(tsizes.sum())
     if total_target == 0:
         raise InputError(f"no {target!r} voxels in the volume (phase value {phases.value(target)}); check the "
@@ -208,10 +266,16 @@ def conductive_clusters(
     perc_ids = tuple(int(i) for i in np.flatnonzero(perc))
     connected = int(tsizes[list(perc_ids)].sum()) if perc_ids else 0
     vol = sizes[1:] * vox_um3
-    note = (f"{mode}: network = {' + '.join(conducting)}"
-            + (f" + broken {via}" if broken_shell is not None else "")
-            + f", {connectivity}-connected; percolating = touching {collector_desc}; "
-            "activation = target volume in percolating clusters / total target volume")
+    if particles is not None:
+        note = (f"{mode}: particles of {' + '.join(conducting)} with sub-voxel {via} films, joined where they touch "
+                f"({connectivity}-neighbour voxels) with the film broken on both sides; percolating = joined to "
+                f"{collector_desc} through a broken film; activation = particle volume in percolating clusters / "
+                "total particle volume")
+    else:
+        note = (f"{mode}: network = {' + '.join(conducting)}"
+                + (f" + broken {via}" if broken_shell is not None else "")
+                + f", {connectivity}-connected; percolating = touching {collector_desc}; "
+                "activation = target volume in percolating clusters / total target volume")
     return ClusterResult(
         mode=mode, conducting=tuple(conducting), target=target, connectivity=connectivity,
         collector=collector_desc, n_clusters=int(n), n_percolating=len(perc_ids), percolating_ids=perc_ids,
@@ -305,7 +369,7 @@ def activation_curve(series: Iterable[Any], *, x_name: str = "calendering ratio"
 
 
 def activation_from_calender(series: Any, *, x: str = "ratio", collector: str = "auto",
-                             connectivity: int = 6, phases: PhaseTable | None = None,
+                             connectivity: int | None = None, phases: PhaseTable | None = None,
                              thickness_axis: int | str = "y", collector_side: str = "low") -> ActivationCurve:
     """Predicted activation along a virtual-calendering series (the compression solver's output).
 
@@ -313,7 +377,8 @@ def activation_from_calender(series: Any, *, x: str = "ratio", collector: str = 
     ----------
     series : CalenderSeries (with ``states`` kept in memory), or the path of its output folder
         (``index.json`` + one twin per target), or a list of step-twin paths
-        Each target's ``labels`` and ``broken_shell`` give one :func:`conductive_clusters` run.
+        Each target's ``labels`` and ``broken_shell`` (and ``particles`` where the calender's shells were
+        sub-voxel films: the particle rule) give one :func:`conductive_clusters` run.
     x : "ratio" or "density"
         The calendering variable of the curve (``ratio`` = 1 − h/h0, ``density`` in g cm⁻³).
     collector : "auto", a phase name or "face" (see :func:`analyze_twin`)
@@ -324,34 +389,37 @@ def activation_from_calender(series: Any, *, x: str = "ratio", collector: str = 
     key = "ratio" if x == "ratio" else "density_g_cm3"
     points = []
     targets = _calender_targets(series, key, phases, thickness_axis, collector_side)
-    for value, labels, broken, table, axis, side in targets:
+    for value, labels, broken, particles, table, axis, side in targets:
         chosen = _auto_collector(labels, table) if collector == "auto" else collector
-        r = conductive_clusters(labels, broken_shell=broken, phases=table, collector=chosen, thickness_axis=axis,
-                                collector_side=side, connectivity=connectivity)
+        r = conductive_clusters(labels, broken_shell=broken, particles=particles, phases=table, collector=chosen,
+                                thickness_axis=axis, collector_side=side, connectivity=connectivity)
         points.append((value, r))
     return activation_curve(points, x_name="calendering ratio" if x == "ratio" else "density (g/cm3)")
 
 
-def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int = 6,
+def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int | None = None,
                  conducting: Sequence[str] | None = None, target: str | None = None,
                  write_labels: bool = True) -> ClusterResult:
     """Conductive clusters of a twin's ``phases`` labels; stores result ``conductive`` and labels ``clusters``.
 
-    Reads ``labels/broken_shell`` when the twin has it (a calendered LMP step). ``collector="auto"``
-    uses the collector phase when the volume holds it, else the twin's collector face (noted).
+    Reads ``labels/broken_shell`` when the twin has it (a calendered LMP step), with
+    ``labels/particles`` where the step's shells were sub-voxel films (the particle rule).
+    ``collector="auto"`` uses the collector phase when the volume holds it, else the twin's collector
+    face (noted).
     """
     from ..twin import Step
 
     labels = twin.labels("phases")
     phases = twin.phases
     broken = twin.labels("broken_shell") if twin.has_labels("broken_shell") else None
+    particles = _film_particles(twin)
     chosen = _auto_collector(labels, phases) if collector == "auto" else collector
     result = conductive_clusters(
-        labels, conducting=conducting, target=target, broken_shell=broken, phases=phases,
+        labels, conducting=conducting, target=target, broken_shell=broken, particles=particles, phases=phases,
         collector=chosen, thickness_axis=twin.thickness_axis, collector_side=twin.collector_side,
         connectivity=connectivity, voxel_size_um=twin.voxel_size)
-    params = {"collector": chosen, "connectivity": connectivity, "conducting": list(result.conducting),
-              "target": result.target, "broken_shell": broken is not None}
+    params = {"collector": chosen, "connectivity": result.connectivity, "conducting": list(result.conducting),
+              "target": result.target, "broken_shell": broken is not None, "particle_rule": particles is not None}
     if write_labels:
         twin.write_labels("clusters", result.labels, step=Step("conductive_clusters", params))
     twin.save_result("conductive", result, step=Step("conductive", params),
@@ -360,6 +428,63 @@ def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int = 6,
 
 
 # ============================================================================ helpers
+def _film_clusters(particles, broken, *, film, particle_voxels, adjacent, structure):
+    """Clusters of particles under sub-voxel films (module docs, "the particle rule").
+
+    ``broken``: the broken film patches; ``film``: every patch (shell voxel); ``particle_voxels``:
+    lithium and film voxels, each of which must carry a particle id; ``adjacent``: voxels that touch
+    the collector. Returns (cluster id per voxel, n clusters, particle voxels per cluster id 0..n,
+    percolating flag per cluster id 0..n).
+    """
+    if particles.shape != particle_voxels.shape:
+        raise InputError(f"particles has shape {particles.shape}, labels {particle_voxels.shape}; pass the particle "
+                         "instances of the same twin step")
+    require_integer_labels(particles)
+    inst = np.where(particle_voxels, particles, 0)
+    orphans = int(np.count_nonzero(particle_voxels & (inst <= 0)))
+    if orphans:
+        raise InputError(f"{orphans} lithium/shell voxels carry no particle id (particles ≤ 0 there): every "
+                         "particle voxel must belong to a particle for the particle rule")
+    ids, node_of = np.unique(inst[particle_voxels], return_inverse=True)
+    node = np.full(inst.shape, -1, np.int64)
+    node[particle_voxels] = node_of
+    filmed = np.zeros(ids.size, bool)
+    filmed[node[film]] = True
+    # the voxels through which a particle conducts at a contact: its broken patches, or all of it if bare
+    opening = broken.astype(bool) & particle_voxels
+    opening[particle_voxels] |= ~filmed[node_of]
+    graph = _open_contacts(node, opening, structure, ids.size)
+    n, comp = connected_components(graph, directed=False)
+    labels = np.zeros(inst.shape, np.int32)
+    labels[particle_voxels] = comp[node_of] + 1
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    perc = np.zeros(n + 1, bool)
+    perc[np.unique(labels[adjacent & opening])] = True
+    perc[0] = False
+    return labels, n, sizes, perc
+
+
+def _open_contacts(node, opening, structure, n):
+    """Sparse graph of particle pairs joined at a contact: the pair touches (voxels that are neighbours
+    in ``structure``) and each side has an opening voxel among its voxels that touch the other."""
+    opened = []  # (particle, the particle it touches) where the first has an opening voxel on that contact
+    centre = np.array(structure.shape) // 2
+    for off in np.argwhere(structure) - centre:
+        if tuple(off) <= (0, 0, 0):  # each neighbour pair once: the lexicographically positive half
+            continue
+        a, b = _shifted_pair(node, node, [int(o) for o in off])
+        oa, ob = _shifted_pair(opening, opening, [int(o) for o in off])
+        touch = (a >= 0) & (b >= 0) & (a != b)
+        a, b, oa, ob = a[touch], b[touch], oa[touch], ob[touch]
+        opened.append(a[oa] * n + b[oa])
+        opened.append(b[ob] * n + a[ob])
+    codes = np.unique(np.concatenate(opened)) if opened else np.zeros(0, np.int64)
+    src, dst = codes // n, codes % n
+    both = np.isin(dst * n + src, codes)  # open from the other side too
+    return coo_matrix((np.ones(int(both.sum()), np.int8), (src[both], dst[both])), shape=(n, n))
+
+
 def _auto_collector(labels: Any, phases: PhaseTable) -> str:
     """The collector phase when the volume holds it, else the collector face of the volume."""
     if "collector" not in phases:
@@ -367,8 +492,17 @@ def _auto_collector(labels: Any, phases: PhaseTable) -> str:
     return "collector" if _any_values(labels, [phases.value("collector")])[0] else "face"
 
 
+def _film_particles(twin: Any) -> Any:
+    """A calendered step twin's particle instances where its shells were sub-voxel films (the calender
+    writes ``labels/particles`` with ``labels/broken_shell`` only then), else None."""
+    if twin.has_labels("broken_shell") and twin.has_labels("particles"):
+        return twin.labels("particles")
+    return None
+
+
 def _calender_targets(series: Any, key: str, phases: PhaseTable | None, axis: Any, side: str):
-    """Yield (x, labels, broken_shell, phases, thickness_axis, collector_side) per calendering target."""
+    """Yield (x, labels, broken_shell, particles, phases, thickness_axis, collector_side) per calendering
+    target (``particles`` None unless the shells were sub-voxel films)."""
     import json
     from pathlib import Path
 
@@ -391,8 +525,8 @@ def _calender_targets(series: Any, key: str, phases: PhaseTable | None, axis: An
             value = result.get(key, value)
             if value is None:
                 raise InputError(f"{twin.name} does not record its calendering {key}")
-            yield (float(value), twin.labels("phases"), twin.labels("broken_shell"), twin.phases,
-                   twin.thickness_axis, twin.collector_side)
+            yield (float(value), twin.labels("phases"), twin.labels("broken_shell"), _film_particles(twin),
+                   twin.phases, twin.thickness_axis, twin.collector_side)
         return
     steps, states = getattr(series, "steps", None), getattr(series, "states", None)
     if not steps or not states or len(states) != len(steps):
@@ -400,8 +534,8 @@ def _calender_targets(series: Any, key: str, phases: PhaseTable | None, axis: An
                          "or give the output folder of the series")
     table = phases or DEFAULT_PHASES
     for st, state in zip(steps, states):
-        yield (float(getattr(st, key)), state.labels, np.asarray(state.broken_shell).astype(np.uint8), table,
-               axis, side)
+        yield (float(getattr(st, key)), state.labels, np.asarray(state.broken_shell).astype(np.uint8),
+               getattr(state, "particles", None), table, axis, side)
 
 
 def _resolve_phases(conducting, target, broken_shell, phases: PhaseTable, labels: Any) -> tuple[list[str], str, str]:

@@ -816,9 +816,26 @@ def solve_with_contacts(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst
     return sol, g_new, mask, info
 
 
-#: ``CalenderOptions.contact_law``: the isotropic interphase solved by passes (:func:`solve_with_contacts`) or the
-#: cracked plane solved inside the solver's Newton (:func:`solve_with_planes`)
-CONTACT_LAWS = ("passes", "plane")
+#: ``CalenderOptions.contact_law``: the isotropic interphase solved by passes (:func:`solve_with_contacts`), the
+#: cracked plane solved inside the solver's Newton (:func:`solve_with_planes`), or "auto": the plane wherever every
+#: particle phase has a crack form (:func:`contact_law_used`)
+CONTACT_LAWS = ("auto", "passes", "plane")
+
+
+def has_crack_form(law: ContactLaw, vals, codes) -> bool:
+    """Whether contacts of particle label values ``vals`` (solver law codes ``codes``) have the cracked plane's form:
+    a normal stiffness per contact area (``normal_stiffness_gpa_um``, NCM_contact) on elastic particles. Lithium
+    contacts (a yielding interphase, membrane shells) have none: the passes solve them."""
+    return law.per_area is not None and bool(law.per_area[vals].all()) and bool((np.asarray(codes) == ELASTIC).all())
+
+
+def contact_law_used(requested: str, law: ContactLaw, vals, codes) -> str:
+    """The contact law an electrode is solved with: ``requested`` (``CalenderOptions.contact_law``) unless "auto",
+    which is "plane" where the contacts of every particle phase present (label values ``vals``, codes ``codes``) have
+    a crack form (:func:`has_crack_form`: the NCM cathode) and "passes" where they do not (the LMP anode)."""
+    if requested != "auto":
+        return requested
+    return "plane" if has_crack_form(law, vals, codes) else "passes"
 
 
 def cracked_side(inst, held, *, top_is_roll: bool):
@@ -868,7 +885,7 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     mask, normal = interphase
     idx = np.nonzero(mask)
     vals = lab[idx]
-    if law.per_area is None or not law.per_area[vals].all() or (code[idx] != ELASTIC).any():
+    if not has_crack_form(law, vals, code[idx]):
         raise InputError("contact_law='plane' needs contact materials with a normal stiffness per area "
                          "(normal_stiffness_gpa_um, e.g. NCM_contact) on elastic particles; lithium contacts "
                          "(yielding, membrane shells) are solved by the passes only (contact_law='passes')")

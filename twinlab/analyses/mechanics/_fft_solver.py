@@ -61,7 +61,8 @@ from ._laws import BRITTLE, ELASTIC, PLASTIC, update_stress, von_mises
 from ._multigrid import ElasticMultigrid
 from ._multigrid import _dot as _dot_kernel  # one float64-accumulating dot for both solvers
 from ._interface import CrackedIncrement, CrackSet, closed_shear, stand_in
-from ._operator import active_rows, apply_cracks, apply_tangent, internal_force, tangent_coefficients
+from ._operator import (active_rows, apply_cracks, apply_tangent, apply_tangent_dot, internal_force,
+                        tangent_coefficients)
 
 HOURGLASS_COEFF = 1.0 / 96.0
 PRECONDITIONERS = ("multigrid", "fft")
@@ -659,10 +660,12 @@ class MechanicsSolver:
                     f"{history[-1]:.3g}): the preconditioner has no correction for the residual, as for a piece "
                     "of solid held by nothing; check that every particle touches its neighbours, the collector "
                     "or the roll" + _history(history), it - 1)
-            apply_tangent(p, coef, pvec, active, self._q, q)
-            if self._crack is not None:
+            if self._crack is None:
+                pq = apply_tangent_dot(p, coef, pvec, active, self._q, q)  # q = A p and pᵀq in one sweep
+            else:
+                apply_tangent(p, coef, pvec, active, self._q, q)
                 apply_cracks(p, self._crack.index, self._crack.rows, self._q, q)
-            pq = _dot(p, q)
+                pq = _dot(p, q)
             if not (pq > 0):
                 if not np.isfinite(pq):
                     raise _cg_error("conjugate gradients produced NaN/inf; check the material constants"
@@ -696,8 +699,8 @@ class MechanicsSolver:
                     f"progress in {STAGNATION} iterations; check for extreme stiffness contrast or try the other "
                     "preconditioner ('fft' / 'multigrid')" + _history(history), it)
             precondition(r, z)
-            rz_new = _dot(r, z)
-            beta = -alpha * _dot(z, q) / rz  # Polak–Ribière (= rz_new / rz for an exact symmetric M)
+            rz_new, zq = _dot_pair(z, r, q)
+            beta = -alpha * zq / rz  # Polak–Ribière (= rz_new / rz for an exact symmetric M)
             _xpby(z, p, self.dtype.type(max(beta, 0.0)))
             rz = rz_new
         raise _cg_error(
@@ -936,6 +939,21 @@ def _axpy2(x, p, r, q, alpha):
         rf[i] = v
         acc += np.float64(v) * np.float64(v)
     return np.sqrt(acc)
+
+
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _dot_pair(z, r, q):
+    """(z·r, z·q) in one pass over z (accumulated in float64): CG's two products with the new direction."""
+    zf = z.reshape(-1)
+    rf = r.reshape(-1)
+    qf = q.reshape(-1)
+    zr = 0.0
+    zq = 0.0
+    for i in numba.prange(zf.size):
+        v = np.float64(zf[i])
+        zr += v * np.float64(rf[i])
+        zq += v * np.float64(qf[i])
+    return zr, zq
 
 
 @numba.njit(parallel=True, cache=True)

@@ -121,7 +121,9 @@ class CalenderState:
     ``strain`` are (6, …) in the order (zz, yy, xx, yx, zx, zy) of the array axes (0, 1, 2) —
     i.e. (00, 11, 22, 12, 02, 01), tensor shear — accumulated over the increments and carried with
     the material; ``displacement_um`` (3, …) is each voxel's accumulated displacement since the
-    start, per array axis; ``image`` is the gray image moved with the material (or None).
+    start, per array axis; ``image`` is the gray image moved with the material (or None);
+    ``particles`` the particle instance ids where the shells are sub-voxel films (``shells="membrane"``
+    with a shell phase: the conductive analysis's particle rule), else None.
     """
 
     labels: np.ndarray
@@ -131,6 +133,7 @@ class CalenderState:
     strain: np.ndarray | None
     displacement_um: np.ndarray | None
     image: np.ndarray | None = None
+    particles: np.ndarray | None = None
 
 
 def crackable(vms: np.ndarray, active: np.ndarray, thresholds, *, n_coll: int, bins: int):

@@ -49,7 +49,10 @@ solver's float64 flexible CG (as the transport solver does):
   degree ``d`` that is d + 1 + (d − 1) fine applications per cycle: 12 with stop 23's d = 6 (6 with
   stop 21–22's 3, 9 before with 4), and 2 × (2 + 1 + 2) = 10 on level 1 (12 before; 5 where the
   K-cycle's second step is skipped, as at 128³). A K-cycle on fewer levels (a V-cycle on the level
-  above the coarsest) was tried: 64³ 56 → 58 iterations but 128³ 40 → 58 (degree 3).
+  above the coarsest) was tried: 64³ 56 → 58 iterations but 128³ 40 → 58 (degree 3). On the finest
+  level every Chebyshev step but the pre-smoothing's first rides in the residual sweep before it
+  (stop 29, :func:`._operator.tangent_residual`'s ``step``): 1 separate step pass per cycle instead
+  of 2d (the steps' re-reads of r and d come from cache).
 * **K-cycle** (Notay & Vassilevski 2008) on the coarse levels: each coarse problem gets two
   flexible-CG steps preconditioned by the cycle below instead of one V-cycle. Measured at 66 × 64²:
   the V-cycle needs 142 CG iterations, the K-cycle 81 (97 with coarse degree 2); with an almost
@@ -106,7 +109,7 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from ._operator import active_rows, apply_tangent, tangent_residual
+from ._operator import active_rows, apply_tangent, jacobi_plane, tangent_residual
 
 __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_inverse", "prolongation_matrix"]
 
@@ -552,37 +555,10 @@ def _store_inverse(d, out, i, j, k):
 @numba.njit(parallel=True, cache=True)
 def _cheb_step(dinv, r, d, x, a, b, init):
     """d = a d + b D⁻¹ r; x += d, or x = d with ``init`` (one Chebyshev step with node-block Jacobi;
-    d is not read when a = 0, x not with ``init``). (Fusing the residual update r −= A d into this
-    step measured slower than the two passes: 0.81 against 0.44 + 0.21 ms at 64³.)"""
-    n0, n1, n2 = r.shape[1], r.shape[2], r.shape[3]
-    first = a == 0
-    for i in numba.prange(n0):
-        for j in range(n1):
-            for k in range(n2):
-                r0 = r[0, i, j, k]
-                r1 = r[1, i, j, k]
-                r2 = r[2, i, j, k]
-                z0 = dinv[0, i, j, k] * r0 + dinv[5, i, j, k] * r1 + dinv[4, i, j, k] * r2
-                z1 = dinv[5, i, j, k] * r0 + dinv[1, i, j, k] * r1 + dinv[3, i, j, k] * r2
-                z2 = dinv[4, i, j, k] * r0 + dinv[3, i, j, k] * r1 + dinv[2, i, j, k] * r2
-                v0 = b * z0
-                v1 = b * z1
-                v2 = b * z2
-                if not first:
-                    v0 += a * d[0, i, j, k]
-                    v1 += a * d[1, i, j, k]
-                    v2 += a * d[2, i, j, k]
-                d[0, i, j, k] = v0
-                d[1, i, j, k] = v1
-                d[2, i, j, k] = v2
-                if init:
-                    x[0, i, j, k] = v0
-                    x[1, i, j, k] = v1
-                    x[2, i, j, k] = v2
-                else:
-                    x[0, i, j, k] += v0
-                    x[1, i, j, k] += v1
-                    x[2, i, j, k] += v2
+    d is not read when a = 0, x not with ``init``): :func:`._operator.jacobi_plane` on every plane. On
+    the finest level the steps after a residual update are fused into it (:meth:`_Level.residual`)."""
+    for i in numba.prange(r.shape[1]):
+        jacobi_plane(dinv, r, d, x, a, b, init, i)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -1508,12 +1484,20 @@ class _Level:
             stencil_apply(self.st, u, out)
         return out
 
-    def residual(self, u, b, out):
-        """out = b − A u in one pass (``b`` may be ``out``)."""
+    def residual(self, u, b, out, step=None, lead=None):
+        """out = b − A u in one pass (``b`` may be ``out``); then, with ``step = (d, x, a, c)``, the
+        smoother's Chebyshev step ``d = a d + c D⁻¹ out, x += d`` (fused into the same sweep on the finest
+        level, where ``u`` may be ``d`` or ``x``). ``lead = c``: first the step from x = 0, ``d = x = c D⁻¹ b``
+        (``u`` is ``d``; on the finest level inside the same sweep, :func:`._operator.tangent_residual`)."""
         if self.st is None:
-            tangent_residual(u, b, self.coef, self.pvec, self.active, self.q, out)
+            tangent_residual(u, b, self.coef, self.pvec, self.active, self.q, out,
+                             None if step is None else (self.dinv, *step), lead)
         else:
+            if lead is not None:
+                _cheb_step(self.dinv, b, step[0], step[1], lead * 0, lead, True)
             stencil_residual(self.st, u, b, out)
+            if step is not None:
+                _cheb_step(self.dinv, out, *step, False)
         return out
 
     def assemble(self) -> sp.csr_matrix:
@@ -1820,12 +1804,12 @@ class ElasticMultigrid:
             self._nt = n
 
     def smooth(self, li: int, b, x, r, *, residual: bool = True, first: bool = False) -> None:
-        """``degree`` Chebyshev–Jacobi steps on level ``li`` for A x = b; ``r`` holds b − A x on
-        entry and, with ``residual``, on exit. ``first`` (a pre-smoothing): x = 0 on entry, neither x
-        nor r is read (they are set here, from b). Without ``residual`` the last step's operator
-        application is skipped (r is then stale): the finest level's post-smoothing, whose residual
-        nobody reads: one fine application fewer. Each residual update r −= A d is one fused pass
-        (:meth:`_Level.residual`: no separate product and subtraction)."""
+        """``degree`` Chebyshev–Jacobi steps on level ``li`` for A x = b from the x given (r need not hold
+        anything); with ``residual``, r = b − A x on exit. ``first`` (a pre-smoothing): x = 0 on entry, so
+        neither x nor r is read (they are set here, from b). Without ``residual`` the last step's operator
+        application is skipped (r is then stale): the finest level's post-smoothing, whose residual nobody
+        reads: one fine application fewer. Each residual update r −= A d is one fused pass
+        (:meth:`_Level.residual`: no separate product and subtraction) that also takes the next step."""
         lev = self.levels[li]
         lmax = lev.lmax
         lmin = lmax / self.ratio
@@ -1835,19 +1819,24 @@ class ElasticMultigrid:
         rho = 1.0 / sigma
         dt = self.dtype.type
         d = lev.d
-        src = b if first else r  # the residual before this step: b where x = 0
-        _cheb_step(lev.dinv, src, d, x, dt(0), dt(1.0 / theta), first)
         degree = self.degree if li == 0 else self.coarse_degree
-        for s in range(1, degree + 1):
-            if s == degree and not residual:
-                break
-            lev.residual(d, src, r)
+        lead = None
+        if first and degree > 1:  # x = 0: the residual is b; the first step x = d = D⁻¹ b / θ is taken
+            lead, src = dt(1.0 / theta), b  # inside the next residual update (r = b − A d), plane by plane
+        elif first:
+            _cheb_step(lev.dinv, b, d, x, dt(0), dt(1.0 / theta), True)
+            src = b
+        else:
+            lev.residual(x, b, r, (d, x, dt(0), dt(1.0 / theta)))
             src = r
-            if s == degree:
-                break
+        for _ in range(1, degree):
             rho_new = 1.0 / (2.0 * sigma - rho)
-            _cheb_step(lev.dinv, r, d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta), False)
+            lev.residual(d, src, r, (d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta)), lead)
+            lead = None
+            src = r
             rho = rho_new
+        if residual:
+            lev.residual(d, src, r)
 
     def _cycle(self, li: int, b, x) -> None:
         """x ≈ A_li⁻¹ b: the coarsest solve, a K-cycle on the coarse levels, a V-cycle otherwise."""
@@ -1871,8 +1860,7 @@ class ElasticMultigrid:
         self._cycle(li + 1, coarse.b, coarse.x)
         self._threads_for(lev)
         _prolong_add(x, coarse.x, a0.cp, a1.cp, a2.cp, *lev.tr.args(), lev.mask)
-        lev.residual(x, b, r)  # r = b − A x
-        self.smooth(li, b, x, r, residual=residual)
+        self.smooth(li, b, x, r, residual=residual)  # from r = b − A x
 
     def _kcycle(self, li: int, b, x) -> None:
         """Two steps of flexible CG on level li, each preconditioned by a cycle from li (Notay &

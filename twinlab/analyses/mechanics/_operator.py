@@ -18,10 +18,11 @@ generalised forces (``q_j σ_mj`` for the gradient products, ``k_hg · mode`` fo
 products, 0 for ``SSS``). Sums and differences along axes 0 and 1 are computed once per node
 column of an element row and shared by all elements of the row; the axis-2 step is the element loop.
 
-Parallelism: the element planes ``i`` of one parity never share nodes (element plane ``i`` touches
-node planes ``i`` and ``i + 1``), so each parity is a race-free ``prange`` whose elements scatter-add
-into their 8 nodes; a periodic grid with an odd number of planes finishes its last plane alone.
-Rows of elements that all have zero stiffness (pores, broken shell) are skipped: they contribute
+Order and parallelism (:func:`_sweep`): element plane ``i`` touches node planes ``i`` and ``i + 1``; the
+planes are swept in order within slabs of ~:data:`SLAB` planes, so each node plane is complete (and still
+in cache) right after its second element plane — where the multigrid smoother's Chebyshev–Jacobi step
+is fused in (:func:`tangent_residual`'s ``step``). The slabs run in parallel, their last planes after
+them. Rows of elements that all have zero stiffness (pores, broken shell) are skipped: they contribute
 exactly nothing, as before.
 """
 
@@ -30,7 +31,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["apply_tangent", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows", "apply_cracks"]
+__all__ = ["apply_tangent", "apply_tangent_dot", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows", "apply_cracks",
+           "jacobi_plane"]
 
 
 def tangent_coefficients(lam, mu, khg, *, theta=None, normal=None, code=None, reg=0.0):
@@ -108,16 +110,38 @@ def apply_tangent(u, coef, pvec, active, q, out):
         ``1/(4 h_j)``: the gradient weights of the one-point hexahedron.
     """
     _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, out, _ZERO,
-           out.dtype.type(1))
+           out.dtype.type(1), *_no_step(out), out.dtype.type(0), _NO_DOTS)
     return out
 
 
-def tangent_residual(u, b, coef, pvec, active, q, out):
+def apply_tangent_dot(u, coef, pvec, active, q, out) -> float:
+    """:func:`apply_tangent` that also returns ``u · K u`` (float64), summed node plane by node plane while each
+    plane is still in cache: CG's ``pᵀ A p`` without a pass of its own over ``p`` and ``q``. The planes' sums
+    are added in plane order: the result does not depend on the threads."""
+    dots = np.empty(u.shape[1], np.float64)
+    _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, out, _ZERO,
+           out.dtype.type(1), *_no_step(out), out.dtype.type(0), dots)
+    return float(dots.sum())
+
+
+def tangent_residual(u, b, coef, pvec, active, q, out, step=None, lead=None):
     """``out = b − K u`` in one sweep (``b`` may be ``out``: ``r −= K u`` in place): the multigrid
     smoother's residual updates, without the zeroed force array and the subtraction pass of
-    :func:`apply_tangent` followed by ``b − out``. Arguments as there; ``b`` has ``out``'s shape."""
+    :func:`apply_tangent` followed by ``b − out``. Arguments as there; ``b`` has ``out``'s shape.
+
+    ``step = (dinv, d, x, a, c)``: the smoother's next Chebyshev–Jacobi step fused into the same sweep
+    (:func:`jacobi_plane` on each node plane once its residual is complete: ``d ← a d + c D⁻¹ out``,
+    ``x += d``): the step's passes over ``out`` and ``d`` come from cache. ``u`` may be ``d`` or ``x``
+    (a node plane is updated only after both element planes that read it).
+
+    ``lead = c`` (with ``step``, ``u`` being its ``d``): the smoother's first step from x = 0, ``d = x = c D⁻¹ b``,
+    taken on each node plane just before the first element plane reads it — a pre-smoothing without a pass of
+    its own for that step."""
+    if lead is not None and (step is None or u is not step[1]):
+        raise ValueError("a lead step needs the fused step's arrays and u = its d")
     _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, b,
-           _IN_PLACE if b is out else _COPY, out.dtype.type(-1))
+           _IN_PLACE if b is out else _COPY, out.dtype.type(-1), *(_no_step(out) if step is None else _step(out, *step)),
+           out.dtype.type(0 if lead is None else lead), _NO_DOTS)
     return out
 
 
@@ -127,7 +151,7 @@ def internal_force(sig, u, khg, active, q, out):
     ``sig`` is (6, n0, n1, n2) in the order (00, 11, 22, 12, 02, 01); ``active`` must cover every
     row with a non-zero stress or hourglass stiffness.
     """
-    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1))
+    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1), *_no_step(out), out.dtype.type(0), _NO_DOTS)
     return out
 
 
@@ -143,6 +167,52 @@ def apply_cracks(u, index, rows, q, out):
     """
     _cracks_kernel(u, index, rows, q, out)
     return out
+
+
+def _no_step(out):
+    """:func:`_sweep`'s step arguments for a sweep without a smoother step (placeholders of out's type)."""
+    return out, out, out, out.dtype.type(0), out.dtype.type(0), False
+
+
+def _step(out, dinv, d, x, a, c):
+    if not (dinv.dtype == d.dtype == x.dtype == out.dtype):
+        raise TypeError("a fused smoother step needs dinv, d and x in the residual's precision")
+    return dinv, d, x, out.dtype.type(a), out.dtype.type(c), True
+
+
+@numba.njit(cache=True)
+def jacobi_plane(dinv, r, d, x, a, c, init, i):
+    """One Chebyshev step with node-block Jacobi on node plane i: d = a d + c D⁻¹ r; x += d, or x = d
+    with ``init`` (d is not read when a = 0, x not with ``init``). ``dinv``: the inverse 3 × 3 node
+    blocks, packed (00, 11, 22, 12, 02, 01)."""
+    n1, n2 = r.shape[2], r.shape[3]
+    first = a == 0
+    for j in range(n1):
+        for k in range(n2):
+            r0 = r[0, i, j, k]
+            r1 = r[1, i, j, k]
+            r2 = r[2, i, j, k]
+            z0 = dinv[0, i, j, k] * r0 + dinv[5, i, j, k] * r1 + dinv[4, i, j, k] * r2
+            z1 = dinv[5, i, j, k] * r0 + dinv[1, i, j, k] * r1 + dinv[3, i, j, k] * r2
+            z2 = dinv[4, i, j, k] * r0 + dinv[3, i, j, k] * r1 + dinv[2, i, j, k] * r2
+            v0 = c * z0
+            v1 = c * z1
+            v2 = c * z2
+            if not first:
+                v0 += a * d[0, i, j, k]
+                v1 += a * d[1, i, j, k]
+                v2 += a * d[2, i, j, k]
+            d[0, i, j, k] = v0
+            d[1, i, j, k] = v1
+            d[2, i, j, k] = v2
+            if init:
+                x[0, i, j, k] = v0
+                x[1, i, j, k] = v1
+                x[2, i, j, k] = v2
+            else:
+                x[0, i, j, k] += v0
+                x[1, i, j, k] += v1
+                x[2, i, j, k] += v2
 
 
 # ====================================================================== kernels
@@ -217,7 +287,7 @@ def _cracks_kernel(u, index, rows, q, out):
 # whose row stride W is a compile-time constant. That is what lets LLVM vectorise the loops: every
 # access to a buffer is then a constant offset from one base pointer, so its runtime alias checks
 # merge into one (with per-row views of runtime stride LLVM gives up: "too many memory checks").
-NB = 64
+NB = 128
 W = NB + 16
 # buffer rows: F[4m + t] (t = SS, SD, DS, DD: axis-0/axis-1 sums and differences of component m per
 # node column); E[4m + t] each element's share for its c = 0 corner, E[12 + 4m + t] at index kk + 1
@@ -291,8 +361,13 @@ def _c_backward(E, m, kk, g_dss, g_sds, g_ssd, g_dds, g_dsd, g_sdd, g_ddd):
 
 
 @numba.njit(cache=True)
-def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2):
-    """Isotropic elastic elements: σ = L tr(ε) 1 + 2 M ε, hourglass stiffness KH (rows from kb on)."""
+def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2, sg):
+    """Isotropic elastic elements: σ = L tr(ε) 1 + 2 M ε, hourglass stiffness KH (rows from kb on); the
+    generalised forces × sg (±1: a product by ±1 is exact, so folding the sign in here instead of into each of the
+    12 node forces of :func:`_backward` changes no bit)."""
+    g0 = sg * q0
+    g1 = sg * q1
+    g2 = sg * q2
     for kk in range(nb):
         a0, b0, c0, h00, h01, h02, h03 = _c_forward(F, 0, kk)
         a1, b1, c1, h10, h11, h12, h13 = _c_forward(F, 1, kk)
@@ -309,7 +384,7 @@ def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2):
         d22 = q2 * c2
         l_ = L[kk]
         m_ = M[kk]
-        kh = KH[kk]
+        kh = sg * KH[kk]
         ltr = l_ * (d00 + d11 + d22)
         m2 = m_ + m_
         s0 = ltr + m2 * d00
@@ -319,15 +394,18 @@ def _elements_elastic(F, E, L, M, KH, nb, q0, q1, q2):
         s4 = m_ * (d02 + d20)
         s5 = m_ * (d01 + d10)
         # generalised forces of component m: q_n σ_mn for the gradients, KH · mode for the hourglass
-        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
-        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
-        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+        _c_backward(E, 0, kk, g0 * s0, g1 * s5, g2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, g0 * s5, g1 * s1, g2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, g0 * s4, g1 * s3, g2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
 
 
 @numba.njit(cache=True)
-def _elements_plastic(F, E, P, nb, q0, q1, q2):
+def _elements_plastic(F, E, P, nb, q0, q1, q2, sg):
     """Elements with the J2 tangent σ = L tr(ε) 1 + 2 M ε − (p : ε) p; coefficients copied into P
-    (rows L, M, KH, p0 … p5)."""
+    (rows L, M, KH, p0 … p5); forces × sg as in :func:`_elements_elastic`."""
+    g0 = sg * q0
+    g1 = sg * q1
+    g2 = sg * q2
     for kk in range(nb):
         a0, b0, c0, h00, h01, h02, h03 = _c_forward(F, 0, kk)
         a1, b1, c1, h10, h11, h12, h13 = _c_forward(F, 1, kk)
@@ -343,7 +421,7 @@ def _elements_plastic(F, E, P, nb, q0, q1, q2):
         d22 = q2 * c2
         l_ = P[kk]
         m_ = P[W + kk]
-        kh = P[2 * W + kk]
+        kh = sg * P[2 * W + kk]
         p0 = P[3 * W + kk]
         p1 = P[4 * W + kk]
         p2 = P[5 * W + kk]
@@ -362,14 +440,18 @@ def _elements_plastic(F, E, P, nb, q0, q1, q2):
         s3 = m_ * g12 - p3 * pe
         s4 = m_ * g02 - p4 * pe
         s5 = m_ * g01 - p5 * pe
-        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
-        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
-        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+        _c_backward(E, 0, kk, g0 * s0, g1 * s5, g2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, g0 * s5, g1 * s1, g2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, g0 * s4, g1 * s3, g2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
 
 
 @numba.njit(cache=True)
-def _elements_stress(F, E, P, nb, q0, q1, q2):
-    """Given stresses (P rows σ_0 … σ_5, KH) and the hourglass forces of the displacement."""
+def _elements_stress(F, E, P, nb, q0, q1, q2, sg):
+    """Given stresses (P rows σ_0 … σ_5, KH) and the hourglass forces of the displacement; forces × sg as in
+    :func:`_elements_elastic`."""
+    g0 = sg * q0
+    g1 = sg * q1
+    g2 = sg * q2
     for kk in range(nb):
         _, _, _, h00, h01, h02, h03 = _c_forward(F, 0, kk)
         _, _, _, h10, h11, h12, h13 = _c_forward(F, 1, kk)
@@ -380,10 +462,10 @@ def _elements_stress(F, E, P, nb, q0, q1, q2):
         s3 = P[3 * W + kk]
         s4 = P[4 * W + kk]
         s5 = P[5 * W + kk]
-        kh = P[6 * W + kk]
-        _c_backward(E, 0, kk, q0 * s0, q1 * s5, q2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
-        _c_backward(E, 1, kk, q0 * s5, q1 * s1, q2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
-        _c_backward(E, 2, kk, q0 * s4, q1 * s3, q2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
+        kh = sg * P[6 * W + kk]
+        _c_backward(E, 0, kk, g0 * s0, g1 * s5, g2 * s4, kh * h00, kh * h01, kh * h02, kh * h03)
+        _c_backward(E, 1, kk, g0 * s5, g1 * s1, g2 * s3, kh * h10, kh * h11, kh * h12, kh * h13)
+        _c_backward(E, 2, kk, g0 * s4, g1 * s3, g2 * s2, kh * h20, kh * h21, kh * h22, kh * h23)
 
 
 @numba.njit(cache=True)
@@ -397,25 +479,15 @@ def _copy_rows(src, i, j, kb, nb, P, first):
 
 
 @numba.njit(cache=True)
-def _backward(out, i, i1, j, j1, kb, nb, E, sg):
-    """Scatter-add the block's node forces × sg (±1): node column kb + kk receives E[c = 0 share of
+def _backward(out, i, i1, j, j1, kb, nb, E):
+    """Scatter-add the block's node forces: node column kb + kk receives E[c = 0 share of
     element kk] + E[c = 1 share of element kk − 1] (index 0 of the latter holds the previous block's
-    carry). Two loops per component (rows j and j1, each with planes i and i1) keep LLVM's alias checks
-    few."""
+    carry)."""
     for m in range(3):
         o = 4 * m * W
         n = o + 12 * W
         oA = out[m, i, j, kb:]
         oC = out[m, i1, j, kb:]
-        for kk in range(nb):
-            rss = E[o + kk] + E[n + kk]
-            rsd = E[o + W + kk] + E[n + W + kk]
-            rds = E[o + 2 * W + kk] + E[n + 2 * W + kk]
-            rdd = E[o + 3 * W + kk] + E[n + 3 * W + kk]
-            ts0 = rss - rsd
-            td0 = rds - rdd
-            oA[kk] += sg * (ts0 - td0)
-            oC[kk] += sg * (ts0 + td0)
         oB = out[m, i, j1, kb:]
         oD = out[m, i1, j1, kb:]
         for kk in range(nb):
@@ -423,29 +495,27 @@ def _backward(out, i, i1, j, j1, kb, nb, E, sg):
             rsd = E[o + W + kk] + E[n + W + kk]
             rds = E[o + 2 * W + kk] + E[n + 2 * W + kk]
             rdd = E[o + 3 * W + kk] + E[n + 3 * W + kk]
+            ts0 = rss - rsd
+            td0 = rds - rdd
             ts1 = rss + rsd
             td1 = rds + rdd
-            oB[kk] += sg * (ts1 - td1)
-            oD[kk] += sg * (ts1 + td1)
+            oA[kk] += ts0 - td0
+            oC[kk] += ts0 + td0
+            oB[kk] += ts1 - td1
+            oD[kk] += ts1 + td1
 
 
 @numba.njit(cache=True)
-def _start_block(E, prev_nb):
-    """Index 0 of the c = 1 shares ← the previous block's overflow (its last element's share for the
-    first node column of this block); zero for a row's first block (``prev_nb = 0``)."""
+def _carry(E, prev_nb, wrap):
+    """Index 0 of the c = 1 shares ← the previous block's overflow (its last element's share for the first node
+    column of this block; zero for a row's first block, ``prev_nb = 0``). With ``wrap`` (after the row's last
+    block) the c = 0 shares of column 0 are cleared too, so that a one-column :func:`_backward` adds only the
+    row's last c = 1 share, which belongs to node column n2 ≡ 0 (periodic)."""
     for r in range(12):
+        if wrap:
+            E[r * W] = 0.0
         o = (12 + r) * W
         E[o] = E[o + prev_nb] if prev_nb > 0 else 0.0
-
-
-@numba.njit(cache=True)
-def _wrap_column(E, nb):
-    """Leave in column 0 of E only the last block's overflow: the row's last element's c = 1 share,
-    which belongs to node column n2 ≡ 0 (periodic), for a one-column :func:`_backward`."""
-    for r in range(12):
-        E[r * W] = 0.0
-        o = (12 + r) * W
-        E[o] = E[o + nb]
 
 
 @numba.njit(cache=True)
@@ -463,51 +533,99 @@ def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P, sg):
         kb = 0
         nb = 0
         while kb < n2:
-            _start_block(E, nb)
+            _carry(E, nb, False)
             nb = min(NB, n2 - kb)
             _forward(u, i, i1, j, j1, kb, nb, n2, F)
             if kind == 0:
-                _elements_elastic(F, E, aux[0, i, j, kb:], aux[1, i, j, kb:], aux[2, i, j, kb:], nb, q0, q1, q2)
+                _elements_elastic(F, E, aux[0, i, j, kb:], aux[1, i, j, kb:], aux[2, i, j, kb:], nb, q0, q1, q2, sg)
             elif kind == 1:
                 _copy_rows(aux, i, j, kb, nb, P, 0)
                 _copy_rows(pvec, i, j, kb, nb, P, 3)
-                _elements_plastic(F, E, P, nb, q0, q1, q2)
+                _elements_plastic(F, E, P, nb, q0, q1, q2, sg)
             else:
                 _copy_rows(aux, i, j, kb, nb, P, 0)
                 _copy_rows(pvec, i, j, kb, nb, P, 6)
-                _elements_stress(F, E, P, nb, q0, q1, q2)
-            _backward(out, i, i1, j, j1, kb, nb, E, sg)
+                _elements_stress(F, E, P, nb, q0, q1, q2, sg)
+            _backward(out, i, i1, j, j1, kb, nb, E)
             kb += nb
-        _wrap_column(E, nb)
-        _backward(out, i, i1, j, j1, 0, 1, E, sg)
+        _carry(E, nb, True)
+        _backward(out, i, i1, j, j1, 0, 1, E)
 
 
 #: how :func:`_sweep` starts ``out``: zeroed, a copy of ``b``, or as it is (``b`` is ``out``)
 _ZERO, _COPY, _IN_PLACE = 0, 1, 2
+#: element planes per slab of :func:`_sweep` (at least 2: see there)
+SLAB = 32
+#: :func:`_sweep`'s ``dots`` when no plane sums are wanted
+_NO_DOTS = np.empty(0, np.float64)
+
+
+@numba.njit(cache=True)
+def _start_plane(out, b, start, i, dinv, d, x, lead):
+    """Node plane i of ``out`` before any element adds to it (see _ZERO …); with ``lead`` ≠ 0 the first
+    Chebyshev step d = x = lead · D⁻¹ b on it (:func:`tangent_residual`)."""
+    if lead != 0:
+        jacobi_plane(dinv, b, d, x, lead * 0, lead, True, i)
+    if start == _IN_PLACE:
+        return
+    for m in range(3):
+        if start == _ZERO:
+            out[m, i] = 0.0
+        else:
+            out[m, i] = b[m, i]
+
+
+@numba.njit(cache=True)
+def _slab(t, nslab, n0, out):
+    """Element planes [lo, hi) of slab t of nslab, and its scratch buffers F, E, P in out's precision (a
+    float32 u with a float64 out: forces computed in float64; a force is a difference of large element
+    terms, float32 there is not enough)."""
+    return (t * n0 // nslab, (t + 1) * n0 // nslab, np.empty(_NF * W, out.dtype), np.empty(_NE * W, out.dtype),
+            np.empty(_NP * W, out.dtype))
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})  # reassoc: the plane's float64 sum vectorises (as _multigrid._dot)
+def _finish_plane(u, out, i, dinv, d, x, a, c, step, dots):
+    """What :func:`_sweep` does with node plane i once both its element planes have added to it: the fused
+    smoother step, or u · out over the plane into ``dots[i]`` (``dots`` of size 0: none)."""
+    if dots.size > 0:
+        acc = 0.0
+        for m in range(3):
+            for j in range(u.shape[2]):
+                for k in range(u.shape[3]):
+                    acc += np.float64(u[m, i, j, k]) * np.float64(out[m, i, j, k])
+        dots[i] = acc
+    if step:
+        jacobi_plane(dinv, out, d, x, a, c, False, i)
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg):
-    """out = start + sg × (node forces of kind, see :func:`_plane`), start 0 or b (see _ZERO …)."""
+def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, step, lead, dots):
+    """out = start + sg × (node forces of kind, see :func:`_plane`), start 0 or b (see _ZERO …); with
+    ``step``, :func:`jacobi_plane` (dinv, out, d, x, a, c) on every node plane once it is complete, with ``dots``
+    (size n0) each node plane's u · out (:func:`_finish_plane`); with ``lead`` ≠ 0 the first step from x = 0 on
+    every node plane before any element plane reads it (:func:`_start_plane`).
+
+    Order of work (why): the element planes are cut into slabs of about :data:`SLAB` planes (≥ 2;
+    a count that does not depend on the threads, so neither does the summation order), and a slab
+    is swept plane after plane: node plane i + 1, written by element plane i, is still in cache when
+    element plane i + 1 adds to it (and when the step reads it), so ``u`` and ``out`` stream through
+    memory once (the parity order of stop ≤ 28 read both twice). The slabs' planes but the last run
+    in parallel; their last element planes, which share a node plane with the next slab's first,
+    after them, again in parallel (slabs of ≥ 2 planes keep those apart)."""
     n0 = u.shape[1]
-    if start != _IN_PLACE:
-        for i in numba.prange(n0):
-            for m in range(3):
-                if start == _ZERO:
-                    out[m, i] = 0.0
-                else:
-                    out[m, i] = b[m, i]
-    half = n0 // 2
-    # scratch in the output's precision: a float32 u (CG's float32 directions) gives float64 forces
-    # computed in float64 (a force is a difference of large element terms; float32 there is not enough)
-    for parity in range(2):
-        for ip in numba.prange(half):
-            F = np.empty(_NF * W, out.dtype)
-            E = np.empty(_NE * W, out.dtype)
-            P = np.empty(_NP * W, out.dtype)
-            _plane(kind, u, aux, pvec, active, q, out, np.int64(2 * ip + parity), F, E, P, sg)
-    if n0 % 2 == 1:  # odd periodic count: the last plane shares node plane 0 with plane 0
-        F = np.empty(_NF * W, out.dtype)
-        E = np.empty(_NE * W, out.dtype)
-        P = np.empty(_NP * W, out.dtype)
-        _plane(kind, u, aux, pvec, active, q, out, np.int64(n0 - 1), F, E, P, sg)
+    nslab = max(1, min(n0 // 2, -(-n0 // SLAB)))
+    for t in numba.prange(nslab):
+        lo, hi, F, E, P = _slab(t, nslab, n0, out)
+        _start_plane(out, b, start, lo, dinv, d, x, lead)
+        for i in range(lo, hi - 1):
+            _start_plane(out, b, start, i + 1, dinv, d, x, lead)
+            _plane(kind, u, aux, pvec, active, q, out, np.int64(i), F, E, P, sg)
+            if i > lo:  # node plane i has both its element planes (i − 1, i)
+                _finish_plane(u, out, i, dinv, d, x, a, c, step, dots)
+    for t in numba.prange(nslab):
+        lo, hi, F, E, P = _slab(t, nslab, n0, out)
+        _plane(kind, u, aux, pvec, active, q, out, np.int64(hi - 1), F, E, P, sg)
+        if hi - 1 > lo:
+            _finish_plane(u, out, hi - 1, dinv, d, x, a, c, step, dots)
+        _finish_plane(u, out, hi % n0, dinv, d, x, a, c, step, dots)  # the next slab's first (n0 = 1: the only)

@@ -59,7 +59,15 @@ class CalenderOptions:
         The default 1e-4 keeps the crackable-volume series of a small cathode within one voxel of
         the converged (3e-5) series; at 1e-3 it scattered by up to three voxels and was not
         monotone. The voxel remap amplifies small displacement differences, so on a 128³
-        electrode results still move by ~1–3 % in mean stress between tolerances.
+        electrode results still move by ~1–3 % in mean stress between tolerances. With the cracked
+        plane (stop 30, small test cathode — 32 µm, 2 µm voxels, 2 steps — roll pressure at 3.0 g/cm³ /
+        crackable > 100 MPa against tol 1e-5, seeds 1 | 2): 1e-4 +1.8 / −0.8 % | −1.0 / −2.3 %, 5e-5
+        +1.2 / +1.3 % | −3.1 / −2.2 %, 2.5e-5 −0.1 / +0.3 % | −0.8 / −1.6 % (CG to 3.0 g/cm³ 1303 / 2320 /
+        3920 / 7061 | 1251 / 1905 / 2939 / 3780 at 1e-4 / 5e-5 / 2.5e-5 / 1e-5); the demo twin 1e-4 vs
+        2.5e-5 within 0.5 % at 0.54× the CG. The plane's Newton does not approach its answer monotonically
+        (5e-5 is no closer than 1e-4), and it converges only linearly while cracks slide: at 2.5e-5 the
+        benchmark cathode (48 µm, seed 2) stalled at 3.0e-5 after 30 Newton iterations (ConvergenceError).
+        So 1e-4 for both laws; ≤ 2.5e-5 where a few per cent matter, with more ``steps``.
     maxiter : int
         Most CG iterations per Newton step.
     keep_fields : bool
@@ -129,25 +137,30 @@ class CalenderOptions:
         contact compliance needs to sit on the faces, not in a voxel layer of the particle. The pressure calibration
         (k_n, P_j) has not been re-validated with it (seed 1, 2 µm: 5.9/23.3/61.3/102.1 MPa at
         2.6/3.0/3.4/3.8 g/cm³, inside the published bands).
-    contact_law : "passes" or "plane"
-        Opt-in (issue 16, stop 28): ``"plane"`` gives one interphase voxel of each contact face a frictional crack
-        of the contact's normal (``_interface``: the voxel's bulk in series with the crack, normal stiffness k_n
-        per crack, k_t = k_n assumed) solved inside the solver's Newton in one solve per increment
-        (``_contacts.solve_with_planes``): no pass budget, the law holds at every voxel, and the interphase
-        voxels count in the stress statistics. Both sides of a face keep the passes' soft isotropic moduli under
-        the crack (with the particles' bulk there the contacts' rims welded the particles: roll pressure 7–9×
-        the passes', independent of k_n), the particle faces toward CBD/binder get cracks too (the bridges
-        have no cap in this Newton), and the compaction cap limits each crack's normal pressure. Lithium
-        contacts raise InputError. Measured (stop 28, bench cathode ``--quick --runs 24x4 --seeds 1,2,3 --width
-        72 --no-pores --contact-law plane --tol 5e-5``, 3-seed means at 2.6 / 3.0 / 3.4 / 3.8 g/cm³): roll
-        pressure 21.0 / 60.7 / 110.1 / 160.5 MPa (passes 16.2 / 47.1 / 90.6 / 135.9), crackable > 100 MPa
-        17.5 / 48.5 / 65.4 / 75.0 % (passes 21.0 / 63.6 / 84.2 / 92.2), > 150 MPa 8.2 / 30.9 / 48.6 / 58.7 %;
-        on the small test cathode the answer converges as the Newton tolerance tightens (5e-5 vs 2.5e-5 within
-        1.4 %; 1e-4 is 6 % off at 3.0 g/cm³; the passes scatter ±5 %), so use ``tol`` ≤ 5e-5 with it — at 3–4×
-        the passes' CG; 4 vs 8 steps (``--runs 24x8``): 3-seed means within 1.4 % (roll) and 1.1 % (crackable).
-        In 96 µm windows (``--runs 48x4 --width 104``) seed 3's Newton stagnated at 1.3e-4 (ConvergenceError). Not the default yet: it is one stop old, not re-calibrated, and the steepening when
-        jammed is lost on 2 of 3 seeds. ``"passes"`` (default): the isotropic interphase solved by
-        ``contact_passes``.
+    contact_law : "auto", "plane" or "passes"
+        How the contacts are solved. ``"plane"`` (issue 16, stops 28–29) gives one interphase voxel of each contact
+        face a frictional crack of the contact's normal (``_interface``: the voxel's bulk in series with the crack,
+        normal stiffness k_n per crack, k_t = k_n assumed) solved inside the solver's Newton in one solve per
+        increment (``_contacts.solve_with_planes``): no pass budget, the law holds at every voxel, and the
+        interphase voxels count in the stress statistics. Both sides of a face keep the passes' soft isotropic
+        moduli under the crack (with the particles' bulk there the contacts' rims welded the particles: roll
+        pressure 7–9× the passes', independent of k_n), the particle faces toward CBD/binder get cracks too (the
+        bridges have no cap in this Newton), and the compaction cap limits each crack's normal pressure. It needs
+        contacts with a normal stiffness per area on elastic particles (NCM_contact): lithium contacts raise
+        InputError. ``"passes"``: the isotropic interphase solved by ``contact_passes`` solves per increment, whose
+        active set does not converge (README "Known limits": the answers move with the pass budget and the solver's
+        summation order); it solves lithium contacts (yielding, membrane shells). ``"auto"`` (default since stop
+        30): the plane where every particle phase present has its crack form (the NCM cathode), the passes
+        otherwise (the LMP anode; ``_contacts.contact_law_used``). The series settings and every member's
+        provenance record the law used ("auto" stays only where no contact law applies: ``contacts=False`` or no
+        particles). Measured with the plane (stop 30, bench cathode ``--quick --part cathode --runs 24x4 --seeds
+        1,2,3 --width 72 --no-pores``, tol 1e-4, 3-seed means at 2.6 / 3.0 / 3.4 / 3.8 g/cm³): roll pressure 22.6 /
+        62.5 / 111.6 / 162.5 MPa, crackable > 100 MPa 16.4 / 47.3 / 65.0 / 74.9 %, > 150 MPa 7.1 / 29.2 / 47.1 /
+        57.1 % (stop 29 at tol 5e-5 on the generator before s28-pack: 21.0 / 61.9 / 110.1 / 162.3 MPa, 17.4 / 48.7
+        / 65.6 / 75.7 %; the passes, stop 26: 16.2 / 47.1 / 90.6 / 135.9 MPa, 21.0 / 63.6 / 84.2 / 92.2 %); 4 vs 8
+        steps (stop 28, ``--runs 24x8``): 3-seed means within 1.4 % (roll) and 1.1 % (crackable). Its CG per Newton
+        iteration is 1.6× the passes' (the multigrid sees only an isotropic stand-in of the cracked voxels): the
+        demo cathode's calender 1865 CG in 45 Newton iterations vs 1275 in 50, 170.9 vs 132.1 s at load 5 (stop 30).
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
@@ -209,7 +222,7 @@ class CalenderOptions:
     contact_tol: float = 0.02
     contact_passes: int = 5
     neck_contacts: bool = False
-    contact_law: str = "passes"
+    contact_law: str = "auto"
     shells: str = "membrane"
     shell_thickness_um: float = 0.1
     edge_margin: int | None = None

@@ -138,6 +138,9 @@ connects differently (seed 1: intact 0.634 / 0.653 at 6 / 4 µm, activation 0.54
 0.695, activation 0.482 / 0.263; tests/benchmarks/MEASUREMENTS.md, stop 29): the two particles' broken
 patches mostly meet at voxel edges and corners, so the 6-connected activation at the threshold follows the
 digitisation of the contacts (with 18- or 26-connectivity the grids connect 0.90–1.0 of the lithium there).
+Stop 30: the activation of membrane shells follows the particle rule (conductive.py: particles joined where they
+touch with the film broken on both sides); the 84 µm gaps are 0.052 / 0.020 / 0.013, what is left being which
+particles' films break just after the jam on each grid (MEASUREMENTS.md, stop 30).
 
 Units: LAMMPS ``units micro`` (µm, µs, pg; pressure 1 kPa, force 1 nN). Quasi-static mass
 scaling: particles lighter than the median one are made heavier (density × (r_med/r)²) so the

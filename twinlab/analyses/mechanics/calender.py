@@ -67,8 +67,8 @@ from ._fft_solver import MechanicsSolver, _sum, _sum_t
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
-from ._contacts import (foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state, shell_fracture,
-                        solve_with_contacts, solve_with_planes)
+from ._contacts import (contact_law_used, foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state,
+                        shell_fracture, solve_with_contacts, solve_with_planes)
 from ._options import CalenderOptions
 from ._rearrange import DemPacking, dem_materials, rearrange_state
 from ._remap import remap_voxels, take_sources as _take
@@ -224,6 +224,9 @@ def calender(
                             voxel_um=h)
     if cstate is not None:
         cstate.neck_contacts = opts.neck_contacts
+        if cstate.law is not None:  # "auto" resolved on this electrode: the settings and provenance record the law used
+            vals = np.unique(lab[cstate.inst > 0])
+            opts = opts.replace(contact_law=contact_law_used(opts.contact_law, cstate.law, vals, lut["code"][vals]))
         cstate.contact_law = opts.contact_law
     # the compaction cap is an explicit update of the packing state: its increments are kept small
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
@@ -873,7 +876,9 @@ def _record(kind, value, lab, img, stress, strain, disp, broken, *, phases, lut,
             stress_mpa=_to_input_axes(stress, perm, side, "tensor"),
             strain=_to_input_axes(strain, perm, side, "tensor"),
             displacement_um=_to_input_axes(disp, perm, side, "vector"),
-            image=None if img is None else _to_input_axes(img, perm, side, "scalar"))
+            image=None if img is None else _to_input_axes(img, perm, side, "scalar"),
+            particles=_to_input_axes(cstate.inst, perm, side, "scalar") if cstate is not None and cstate.membrane
+            else None)
     return res, state
 
 
@@ -925,8 +930,11 @@ def _write_step_twin(path, res, state, *, voxel, t_axis, side, phases, design, k
     if design is not None:
         new_design = design.at_density(res.density_g_cm3).to_dict() if design.loading_mg_cm2 is not None \
             else design.to_dict()
+    labels = {"phases": state.labels, "broken_shell": state.broken_shell.astype(np.uint8)}
+    if state.particles is not None:  # sub-voxel films: the conductive analysis joins particles, not voxels
+        labels["particles"] = state.particles
     twin = create_twin(path, image, voxel_size=voxel, phases=phases, thickness_axis=t_axis, collector_side=side,
-                       labels={"phases": state.labels, "broken_shell": state.broken_shell.astype(np.uint8)},
+                       labels=labels,
                        design=new_design, cbd_as=settings["cbd_as"], step=Step("calender", params))
     step = Step("calender", params)
     twin.write_field("von_mises_mpa", state.von_mises_mpa, unit="MPa", step=step)
