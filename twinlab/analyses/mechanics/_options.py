@@ -60,8 +60,8 @@ class CalenderOptions:
         the converged (3e-5) series; at 1e-3 it scattered by up to three voxels and was not
         monotone. The voxel remap amplifies small displacement differences, so on a 128³
         electrode results still move by ~1–3 % in mean stress between tolerances. With the cracked
-        plane (stop 30, small test cathode — 32 µm, 2 µm voxels, 2 steps — roll pressure at 3.0 g/cm³ /
-        crackable > 100 MPa against tol 1e-5, seeds 1 | 2): 1e-4 +1.8 / −0.8 % | −1.0 / −2.3 %, 5e-5
+        plane (stop 30 on the reverted s28-pack generator, small test cathode — 32 µm, 2 µm voxels, 2 steps —
+        roll pressure at 3.0 g/cm³ / crackable > 100 MPa against tol 1e-5, seeds 1 | 2): 1e-4 +1.8 / −0.8 % | −1.0 / −2.3 %, 5e-5
         +1.2 / +1.3 % | −3.1 / −2.2 %, 2.5e-5 −0.1 / +0.3 % | −0.8 / −1.6 % (CG to 3.0 g/cm³ 1303 / 2320 /
         3920 / 7061 | 1251 / 1905 / 2939 / 3780 at 1e-4 / 5e-5 / 2.5e-5 / 1e-5); the demo twin 1e-4 vs
         2.5e-5 within 0.5 % at 0.54× the CG. The plane's Newton does not approach its answer monotonically
@@ -154,13 +154,14 @@ class CalenderOptions:
         otherwise (the LMP anode; ``_contacts.contact_law_used``). The series settings and every member's
         provenance record the law used ("auto" stays only where no contact law applies: ``contacts=False`` or no
         particles). Measured with the plane (stop 30, bench cathode ``--quick --part cathode --runs 24x4 --seeds
-        1,2,3 --width 72 --no-pores``, tol 1e-4, 3-seed means at 2.6 / 3.0 / 3.4 / 3.8 g/cm³): roll pressure 22.6 /
-        62.5 / 111.6 / 162.5 MPa, crackable > 100 MPa 16.4 / 47.3 / 65.0 / 74.9 %, > 150 MPa 7.1 / 29.2 / 47.1 /
-        57.1 % (stop 29 at tol 5e-5 on the generator before s28-pack: 21.0 / 61.9 / 110.1 / 162.3 MPa, 17.4 / 48.7
-        / 65.6 / 75.7 %; the passes, stop 26: 16.2 / 47.1 / 90.6 / 135.9 MPa, 21.0 / 63.6 / 84.2 / 92.2 %); 4 vs 8
-        steps (stop 28, ``--runs 24x8``): 3-seed means within 1.4 % (roll) and 1.1 % (crackable). Its CG per Newton
+        1,2,3 --width 72 --no-pores``, tol 1e-4, 3-seed means at 2.6 / 3.0 / 3.4 / 3.8 g/cm³): roll pressure 21.1 /
+        61.7 / 113.3 / 163.8 MPa, crackable > 100 MPa 17.3 / 48.2 / 65.8 / 75.9 %, > 150 MPa 8.0 / 31.3 / 49.1 /
+        59.6 % (the passes, stop 26: 16.2 / 47.1 / 90.6 / 135.9 MPa, 21.0 / 63.6 / 84.2 / 92.2 %); 8 steps
+        (``--runs 24x8``): means within 2.8 % (roll) and 0.8 % (crackable); 96 µm windows (``--runs 48x4 --width
+        104``): crackable > 100 MPa 13.8 / 41.1 / 59.4 / 70.9 %. Its CG per Newton
         iteration is 1.6× the passes' (the multigrid sees only an isotropic stand-in of the cracked voxels): the
-        demo cathode's calender 1865 CG in 45 Newton iterations vs 1275 in 50, 170.9 vs 132.1 s at load 5 (stop 30).
+        demo cathode's calender 1865 CG in 45 Newton iterations vs 1275 in 50, 170.9 vs 132.1 s at load 5
+        (stop 30, on the reverted s28-pack generator).
     shells : "membrane" or "voxel"
         "membrane": a shell phase is converted on input into a flag on the particle's surface
         voxels (a ~100 nm film, intact/broken per patch, broken when the film stress — membrane
