@@ -31,8 +31,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["apply_tangent", "apply_tangent_dot", "tangent_residual", "internal_force", "tangent_coefficients", "active_rows", "apply_cracks",
-           "jacobi_plane"]
+__all__ = ["apply_tangent", "apply_tangent_dot", "tangent_residual", "internal_force", "tangent_coefficients",
+           "active_rows", "apply_cracks", "jacobi_plane"]
 
 
 def tangent_coefficients(lam, mu, khg, *, theta=None, normal=None, code=None, reg=0.0):
@@ -140,8 +140,8 @@ def tangent_residual(u, b, coef, pvec, active, q, out, step=None, lead=None):
     if lead is not None and (step is None or u is not step[1]):
         raise ValueError("a lead step needs the fused step's arrays and u = its d")
     _sweep(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, b,
-           _IN_PLACE if b is out else _COPY, out.dtype.type(-1), *(_no_step(out) if step is None else _step(out, *step)),
-           out.dtype.type(0 if lead is None else lead), _NO_DOTS)
+           _IN_PLACE if b is out else _COPY, out.dtype.type(-1),
+           *(_no_step(out) if step is None else _step(out, *step)), out.dtype.type(0 if lead is None else lead), _NO_DOTS)
     return out
 
 
@@ -151,7 +151,8 @@ def internal_force(sig, u, khg, active, q, out):
     ``sig`` is (6, n0, n1, n2) in the order (00, 11, 22, 12, 02, 01); ``active`` must cover every
     row with a non-zero stress or hourglass stiffness.
     """
-    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1), *_no_step(out), out.dtype.type(0), _NO_DOTS)
+    _sweep(2, u, sig, khg[None], active, q, out, out, _ZERO, out.dtype.type(1), *_no_step(out), out.dtype.type(0),
+           _NO_DOTS)
     return out
 
 
