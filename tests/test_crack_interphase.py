@@ -179,6 +179,41 @@ def test_the_stand_in_keeps_the_bulk_shear_and_the_normal_modulus_beyond_it():
     assert lam_s[0] == pytest.approx(1 / (1 / M + 1 / (2.0 * k)) - 2 * MU, rel=1e-3)
 
 
+def test_a_capped_bridge_layer_crushes_at_its_cap_and_unloads_elastically():
+    """A column (12 µm, 1 µm voxels, uniaxial strain) of bulk blocks with a cracked layer and a layer of soft
+    bridge voxels (E 100 MPa) whose mean pressure is capped at P = 0.5 MPa (``CrackSet.bridges``). Crushed, the
+    bridge layer keeps its deviator (σ_zz = −P + 4/3 μ_b ε_b), so the column's stress is
+    σ = (ε L − 3 P/(4 μ_b)) / ((L − 1)/M + 1/k_n + 3/(4 μ_b)), the layer's mean stress exactly −P; released by
+    +0.002 it unloads elastically, with its constrained modulus in series."""
+    from twinlab.analyses.mechanics._interface import CappedBridges
+
+    shape, cap = (12, 4, 4), 0.5
+    e_b, nu_b = 100.0, 0.3
+    lam_b, mu_b = e_b * nu_b / ((1 + nu_b) * (1 - 2 * nu_b)), e_b / (2 * (1 + nu_b))
+    layer = np.indices(shape)[0]
+    lam, mu = np.where(layer == 2, lam_b, LAM), np.where(layer == 2, mu_b, MU)
+    idx = np.flatnonzero((layer == 6).reshape(-1))
+    normal = np.zeros((3, idx.size))
+    normal[0] = 1.0
+    bridges = CappedBridges(np.flatnonzero((layer == 2).reshape(-1)), cap)
+    solver = MechanicsSolver(lam, mu, workers=1)
+    sol = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0,
+                                                                          bridges=bridges), tol=1e-8)
+    exact = (-0.01 * 12 - 3 * cap / (4 * mu_b)) / (11 / M + 1 / K_N + 3 / (4 * mu_b))
+    assert sol.stress[0].mean() == pytest.approx(exact, rel=1e-6)
+    s_b = sol.stress[:, 2]
+    assert (s_b[0] + s_b[1] + s_b[2]).mean() / 3 == pytest.approx(-cap, rel=1e-6)
+    back = solver.solve_increment((0.002, 0, 0, 0, 0, 0), stress_old=sol.stress, cracks=CrackSet(
+        idx, normal, 1.0, K_N, K_N, 0.3, 0.0, sol.crack_gap, bridges=bridges), tol=1e-8)
+    m_b = lam_b + 2 * mu_b
+    assert back.stress[0].mean() - sol.stress[0].mean() == pytest.approx(
+        0.002 * 12 / (11 / M + 1 / K_N + 1 / m_b), rel=1e-6)
+    # without the cap the same column is elastic: the bridge layer's pressure would be well above P
+    free = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0),
+                                  tol=1e-8)
+    assert -(free.stress[:3, 2].sum(axis=0)).mean() / 3 > 2 * cap
+
+
 def _spheres(tol):
     """Two spheres R = 6 (``test_contacts._two_spheres``: analytic sub-voxel gap split over the two interphase
     layers) pressed (ε00 −0.05) and sheared (γ01 0.03), μ_f 0.2, k per crack 2 E/40."""

@@ -105,7 +105,7 @@ from scipy import ndimage
 
 from ..._morphology import face_neighbour
 from ...errors import ConvergenceError, InputError
-from ._interface import CRUSHED, OPEN, SLIP, CrackSet
+from ._interface import CRUSHED, OPEN, SLIP, CappedBridges, CrackSet
 from ._laws import ELASTIC, PLASTIC, isotropic_stress, lame_from_young, normal_component, traction
 
 #: particle phases: the phases whose instances make contacts
@@ -879,7 +879,8 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     grid, strain units, NaN = closed) gives open cracks their opening ``g h_n``. ``phi`` (coating grid): the local
     packing fraction for the compaction cap of capped phases, here a limit on the crack's normal pressure
     (:func:`compaction_pressure` plus the cohesion, as :func:`solve_with_contacts` caps the interphase's mean
-    pressure; None: no cap). Only per-area laws (NCM_contact):
+    pressure; None: no cap) and for the pore-bridging voxels (``law.bridges``, CBD/binder), which the set carries as
+    :class:`._interface.CappedBridges` with the passes' cap (:func:`bridge_caps`). Only per-area laws (NCM_contact):
     a lithium contact (yielding, membrane shells) has no crack form here (InputError)."""
 
     mask, normal = interphase
@@ -899,7 +900,11 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     if phi is not None and law.jam is not None and np.isfinite(law.jam[vals]).any():
         cap = law.cap(phi[idx], vals)[0] + np.where(np.isfinite(law.sy[vals]), law.sy[vals], 0.0)
     flat = np.ravel_multi_index(idx, cell_shape)
-    return CrackSet(flat, normal, h_n, k, k, law.slope[vals] / np.sqrt(3.0), cohesion, g, cap)
+    bridges = None
+    if phi is not None and law.bridges:
+        b_idx, b_cap = bridge_caps(lab, law, phi)
+        bridges = CappedBridges(np.ravel_multi_index(b_idx, cell_shape), b_cap)
+    return CrackSet(flat, normal, h_n, k, k, law.slope[vals] / np.sqrt(3.0), cohesion, g, cap, bridges)
 
 
 def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, held, gap, law: ContactLaw,
@@ -971,6 +976,19 @@ def law_residual(solved, closed_law, law_open, t_nn, locked, normal):
     return float(residual / load), float(-t_nn[pressed].sum() / load)
 
 
+def bridge_caps(lab, law: ContactLaw, phi):
+    """The pore-bridging voxels (CBD, binder: ``law.bridges``) of ``lab`` and their compaction cap: ``(idx, cap)``,
+    the voxels' indices (``np.nonzero``) and the largest mean pressure each carries (MPa): the capped particle
+    phase's :func:`compaction_pressure` at the local packing ``phi`` plus its cohesion (:meth:`ContactLaw.bridge_cap`),
+    as for the contacts the bridge joins. One cap for both contact laws (the passes' :class:`_Bridges`, the plane's
+    :class:`._interface.CappedBridges`)."""
+    idx = np.nonzero(np.isin(lab, law.bridges))
+    jam, crush, rearr, rslope, coh = law.bridge_cap()
+    n = idx[0].size
+    cap, _ = compaction_pressure(phi[idx], np.full(n, jam), np.full(n, crush), rearr, rslope)
+    return idx, cap + coh
+
+
 class _Bridges:
     """The compaction cap of the pore-bridging voxels (CBD, binder) inside the contact active set.
 
@@ -982,11 +1000,8 @@ class _Bridges:
     """
 
     def __init__(self, lab, law, phi, lam, mu, s_old):
-        self.idx = np.nonzero(np.isin(lab, law.bridges))
-        jam, crush, rearr, rslope, coh = law.bridge_cap()
-        n = self.idx[0].size
-        cap, _ = compaction_pressure(phi[self.idx], np.full(n, jam), np.full(n, crush), rearr, rslope)
-        self.cap = cap + coh
+        self.idx, self.cap = bridge_caps(lab, law, phi)
+        n = self.cap.size
         self.lam0, self.mu0 = lam[self.idx].copy(), mu[self.idx].copy()
         self.k0 = self.lam0 + 2.0 * self.mu0 / 3.0
         self.base = s_old[(slice(None),) + self.idx].astype(float)

@@ -78,6 +78,9 @@ OPEN, STICK, SLIP, CRUSHED = 0, 1, 2, 4
 SLIP_FLOOR = 1e-3
 #: share of the crack's stiffness reduction that :func:`cracked_plane_vectors` leaves out (see there)
 KEPT = 1e-5
+#: bulk modulus of a crushing bridge voxel in the tangent, as a fraction of its elastic one (:func:`bridge_return`:
+#: consistent is 0, and a patch of crushing voxels would then have a zero-energy volume mode)
+BRIDGE_FLOOR = SLIP_FLOOR
 
 
 def _sym(w, n):
@@ -258,6 +261,46 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     return sigma, w, slip, state, A
 
 
+def bridge_return(trial, k, cap):
+    """Stress of pore-bridging voxels (CBD, binder) under their compaction cap, and the tangent's tensor:
+    ``(sigma (6, m), crushed (m,), p (m, 3, 6))``.
+
+    ``trial`` (6, m): the elastic trial stress (carried stress + ``C : Δε``); ``k`` (m,): the voxels' bulk modulus;
+    ``cap`` (m,): their largest mean pressure (MPa). A perfectly plastic cap on the mean stress (the passes'
+    :func:`._contacts.crush_test`, there solved by secant passes): where the trial pressure ``−tr σ/3`` exceeds the
+    cap the pressure is set to it and the deviator kept — the closest point of the cap in the energy norm, as the
+    bulk and shear parts of an isotropic C decouple; tension and shear stay bonded (the binder holds). The tangent
+    is ``C − Σ p pᵀ`` (:func:`cracked_plane_vectors`' form) with one tensor ``p₀ = √((1 − BRIDGE_FLOOR) k) 1`` on a
+    crushed voxel: its bulk modulus falls to ``BRIDGE_FLOOR k``, its shear modulus stays.
+    """
+    trial = np.asarray(trial, np.float64)
+    m = trial.shape[1]
+    k, cap = _per_voxel(m, k=k, cap=cap)
+    excess = -(trial[0] + trial[1] + trial[2]) / 3.0 - cap
+    crushed = excess > 0
+    sigma = trial.copy()
+    sigma[:3] += np.where(crushed, excess, 0.0)
+    p = np.zeros((m, 3, 6))
+    p[:, 0, :3] = np.where(crushed, np.sqrt((1.0 - BRIDGE_FLOOR) * k), 0.0)[:, None]
+    return sigma, crushed, p
+
+
+@dataclass
+class CappedBridges:
+    """Pore-bridging voxels (CBD, binder) of one increment whose mean pressure has a compaction cap
+    (:func:`bridge_return`), solved with the cracks (``CrackSet.bridges``): ``index`` (b,) flat voxel indices (elastic
+    voxels, none of them cracked), ``cap`` (MPa, a scalar or (b,), ≥ 0)."""
+
+    index: np.ndarray
+    cap: np.ndarray
+
+    def __post_init__(self):
+        self.index = np.asarray(self.index, np.int64).reshape(-1)
+        (self.cap,) = (np.ascontiguousarray(a) for a in _per_voxel(self.index.size, cap=self.cap))
+        if np.unique(self.index).size != self.index.size or not np.all(self.cap >= 0):
+            raise InputError("capped bridges: each voxel at most once, the cap ≥ 0")
+
+
 @dataclass
 class CrackSet:
     """Cracked voxels of one increment for :meth:`.MechanicsSolver.solve_increment` (``cracks=``).
@@ -267,7 +310,8 @@ class CrackSet:
     length unit as the solver's ``voxel_size``); ``k_n``, ``k_t`` crack stiffness per area (MPa/µm); ``mu_f``
     friction coefficient; ``cohesion`` (MPa); ``gap`` the opening of cracks that are open at the start of the
     increment (µm ≥ 0; 0 for closed ones); ``cap`` the compaction cap, the largest normal pressure (MPa; inf:
-    none). Constants are scalars or (m,).
+    none). Constants are scalars or (m,). ``bridges``: pore-bridging voxels solved with the cracks under their own
+    compaction cap (:class:`CappedBridges`; None: none).
 
     Nothing else is carried between increments: with the jump measured from the increment's start, a closed
     crack's start state is in the carried stress ``s_old`` (its traction gives the overlap ``t_n/k_n`` and the
@@ -283,6 +327,7 @@ class CrackSet:
     cohesion: np.ndarray
     gap: np.ndarray = 0.0
     cap: np.ndarray = np.inf
+    bridges: CappedBridges | None = None
 
     def __post_init__(self):
         self.index = np.asarray(self.index, np.int64).reshape(-1)
@@ -301,9 +346,16 @@ class CrackSet:
                 or not np.all(self.cap >= 0)):
             raise InputError("crack set: h_n, k_n, k_t must be > 0, μ_f, cohesion, the cap and the gap ≥ 0, the "
                              "gap finite")
+        if self.bridges is not None and np.isin(self.bridges.index, self.index).any():
+            raise InputError("a voxel is both cracked and a capped bridge: a bridge is not a particle, it has no crack")
 
     def __len__(self):
         return self.index.size
+
+    @property
+    def voxels(self) -> np.ndarray:
+        """Flat indices of every voxel the set gives a law: the cracked ones, then the capped bridges."""
+        return self.index if self.bridges is None else np.concatenate([self.index, self.bridges.index])
 
 
 def bulk_strain(lam, mu, s):
@@ -352,11 +404,13 @@ def stand_in(lam, mu, normal, p):
 
 
 class CrackedIncrement:
-    """The cracked voxels' law during one increment of :meth:`.MechanicsSolver.solve_increment`.
+    """The cracked voxels' law during one increment of :meth:`.MechanicsSolver.solve_increment`, with the capped
+    bridges of the crack set (``cracks.bridges``) after them.
 
-    ``lam``, ``mu`` (m,): the voxels' bulk; ``s_old`` (6, m): their carried stress. :meth:`stress` returns the
-    stress at a strain increment and keeps the tangent's vectors ``p`` for the operator (:meth:`operator_rows`);
-    :meth:`result` gives what to carry after the increment.
+    ``lam``, ``mu`` (n,): the bulk of the set's voxels (``cracks.voxels``: the cracked ones, then the bridges);
+    ``s_old`` (6, n): their carried stress. :meth:`stress` returns the stress at a
+    strain increment and keeps the tangent's vectors ``p`` for the operator (:meth:`stand_in`,
+    :meth:`operator_rows`); :meth:`result` gives what to carry after the increment.
     """
 
     def __init__(self, cracks: CrackSet, lam, mu, s_old):
@@ -364,24 +418,47 @@ class CrackedIncrement:
         self.lam = np.asarray(lam, np.float64)
         self.mu = np.asarray(mu, np.float64)
         if np.any(self.mu <= 0) or np.any(self.lam + self.mu <= 0):
-            raise InputError("cracked voxels need bulk stiffness (μ > 0, λ + μ > 0): a pore cannot hold a crack")
-        self.eps0 = bulk_strain(self.lam, self.mu, s_old)  # the bulk strain at the start (jump 0)
-        self.g, self.slip_old = start_state(cracks, s_old)
-        self.state = self.w = self.p = None
+            raise InputError("cracked voxels and capped bridges need bulk stiffness (μ > 0, λ + μ > 0): a pore "
+                             "cannot hold a crack")
+        m = len(cracks)
+        s_old = np.asarray(s_old, np.float64)
+        self.eps0 = bulk_strain(self.lam[:m], self.mu[:m], s_old[:, :m])  # the bulk strain at the start (jump 0)
+        self.g, self.slip_old = start_state(cracks, s_old[:, :m])
+        self.bridge_old = s_old[:, m:]
+        self.state = self.w = self.p = self.crushed = None
 
     def stress(self, d_eps):
-        """Stress (6, m) at the strain increment ``d_eps`` (6, m): :func:`interface_return` of the total strain
-        ``C⁻¹ : s_old + Δε``, so that ``σ = s_old + C : (Δε − sym(w⊗n)/h)``; the tangent follows."""
+        """Stress (6, n) at the strain increment ``d_eps`` (6, n): the cracked voxels' :func:`interface_return` of the
+        total strain ``C⁻¹ : s_old + Δε``, so that ``σ = s_old + C : (Δε − sym(w⊗n)/h)``, the bridges'
+        :func:`bridge_return` of ``s_old + C : Δε``; the tangent follows."""
         c = self.cracks
+        m = len(c)
+        lam, mu = self.lam[:m], self.mu[:m]
         sigma, self.w, _, self.state, A = interface_return(
-            self.eps0 + d_eps, self.slip_old, self.g, c.normal, c.h_n, self.lam, self.mu, c.k_n, c.k_t, c.mu_f,
+            self.eps0 + d_eps[:, :m], self.slip_old, self.g, c.normal, c.h_n, lam, mu, c.k_n, c.k_t, c.mu_f,
             c.cohesion, c.cap)
-        self.p = cracked_plane_vectors(self.lam, self.mu, c.normal, c.h_n, A)
-        return sigma
+        self.p = cracked_plane_vectors(lam, mu, c.normal, c.h_n, A)
+        if c.bridges is None:
+            return sigma
+        lam, mu = self.lam[m:], self.mu[m:]
+        sig_b, self.crushed, p_b = bridge_return(self.bridge_old + isotropic_stress(lam, mu, d_eps[:, m:]),
+                                                 lam + 2.0 * mu / 3.0, c.bridges.cap)
+        self.p = np.concatenate([self.p, p_b])
+        return np.concatenate([sigma, sig_b], axis=1)
+
+    def stand_in(self):
+        """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`, and a
+        bridge's own tangent where λ ≥ 0 (a crushed one: bulk ``BRIDGE_FLOOR k``, λ 0 below ``2μ/3``)."""
+        m = len(self.cracks)
+        lam_s, mu_s = stand_in(self.lam[:m], self.mu[:m], self.cracks.normal, self.p[:m])
+        if self.cracks.bridges is None:
+            return lam_s, mu_s
+        lam_t = self.lam[m:] - self.p[m:, 0, 0] ** 2  # p₀ p₀ᵀ = (1 − BRIDGE_FLOOR) k 1⊗1 comes off λ
+        return np.concatenate([lam_s, np.maximum(lam_t, 0.0)]), np.concatenate([mu_s, self.mu[m:]])
 
     def operator_rows(self, lam_s, mu_s):
-        """(m, 20) rows for :func:`._operator.apply_cracks`: ``λ − λ_s``, ``μ − μ_s`` and the 18 components of
-        ``p``: the cracked tangent minus the stand-in that the operator's isotropic coefficients already hold."""
+        """(n, 20) rows for :func:`._operator.apply_cracks`: ``λ − λ_s``, ``μ − μ_s`` and the 18 components of
+        ``p``: the tangent minus the stand-in that the operator's isotropic coefficients already hold."""
         return np.ascontiguousarray(np.concatenate(
             [(self.lam - lam_s)[:, None], (self.mu - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
 
