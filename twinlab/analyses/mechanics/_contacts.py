@@ -105,7 +105,7 @@ from scipy import ndimage
 
 from ..._morphology import face_neighbour
 from ...errors import ConvergenceError, InputError
-from ._interface import CRUSHED, OPEN, SLIP, CappedBridges, CrackSet
+from ._interface import CRUSHED, OPEN, SLIP, CappedBridges, CrackSet, crush_test
 from ._laws import ELASTIC, PLASTIC, isotropic_stress, lame_from_young, normal_component, traction
 
 #: particle phases: the phases whose instances make contacts
@@ -114,9 +114,6 @@ PARTICLE_PHASES = ("active", "lithium", "shell")
 BRIDGE_PHASES = ("cbd", "binder")
 #: shear modulus of a sliding (yielded) contact voxel as a fraction of its elastic one
 SLIDE_FACTOR = 0.2
-#: lowest secant factor of a crushing contact's stiffness (:func:`crush_test`): a lower one adds a
-#: stiffness contrast that stalls the CG
-SECANT_FLOOR = 0.1
 #: a crushing voxel whose secant factor changes by more than this fraction in a pass counts as a change of
 #: the active set
 SECANT_CHANGE = 0.01
@@ -521,21 +518,6 @@ def jamming_width(inst: np.ndarray, lab: np.ndarray, values) -> int:
     return max(int(round(2.0 * float((vol * d).sum() / vol.sum()))) | 1, 3)
 
 
-def crush_test(start, k_el, cap, trace_de):
-    """The compaction cap's return mapping on a solve's strain: ``(crushing (m,), f (m,))``.
-
-    A capped voxel of start stress ``start`` (6, m) and elastic bulk modulus ``k_el`` crushes when its
-    elastic trial pressure ``p_start − k_el tr(Δε)`` exceeds ``cap`` (a perfectly plastic cap on the mean
-    stress: its pressure ends on the cap). ``f`` is its secant factor, the fraction of the elastic pressure
-    increment that reaches the cap, ``(cap − p_start)/(p_tr − p_start)`` in [``SECANT_FLOOR``, 1] — a
-    crushing granule softens isotropically (:func:`crushed_moduli`); 1 where it does not crush."""
-    p_start = -(start[0] + start[1] + start[2]) / 3.0
-    dp = -k_el * trace_de
-    crushing = p_start + dp > cap
-    f = np.where(crushing, np.clip((cap - p_start) / np.maximum(dp, 1e-30), SECANT_FLOOR, 1.0), 1.0)
-    return crushing, f
-
-
 def crushed_moduli(lam, mu, crushing, f):
     """Lamé constants of capped voxels in a solve: a crushing one is softened isotropically by its secant
     factor ``f`` (bulk and shear: a crushing granule gives way as a whole); the others keep theirs."""
@@ -922,8 +904,11 @@ def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, 
     pressure (:func:`crack_set`). The interphase voxels of both sides keep the law's soft isotropic moduli (as the
     passes' interphase, ``E_c = 2 h k_n``) under the one-sided crack: with the particles' bulk there the contacts'
     rims welded the particles through shared nodes (roll pressure 7–9× the passes', independent of k_n and the
-    cap; stop 28, s28-stiff). The calender gives the particle faces toward CBD/binder cracks too (``held``: the
-    bridges themselves have no cap in this Newton, their faces' cracks carry it). Lithium contacts raise.
+    cap; stop 28, s28-stiff). The calender gives the particle faces toward CBD/binder cracks too (``held``), and the
+    bridges themselves carry the passes' compaction cap on their mean stress inside the same Newton
+    (:class:`._interface.CappedBridges`, :func:`bridge_caps`): uncapped, the CBD on the collector took 97 % of the
+    load at 280–715 MPa and propped the particles up, through the edge and corner nodes it shares with particle
+    cores past the faces' cracks (stop 30, s30-hot). Lithium contacts raise.
 
     Returns ``(solution, gap_new, mask, info)`` like :func:`solve_with_contacts` (``passes`` 1; ``sliding`` the
     cracks at their Coulomb limit, ``crushing`` those on their cap).

@@ -78,9 +78,9 @@ OPEN, STICK, SLIP, CRUSHED = 0, 1, 2, 4
 SLIP_FLOOR = 1e-3
 #: share of the crack's stiffness reduction that :func:`cracked_plane_vectors` leaves out (see there)
 KEPT = 1e-5
-#: bulk modulus of a crushing bridge voxel in the tangent, as a fraction of its elastic one (:func:`bridge_return`:
-#: consistent is 0, and a patch of crushing voxels would then have a zero-energy volume mode)
-BRIDGE_FLOOR = SLIP_FLOOR
+#: lowest secant factor of a crushing contact's or bridge's stiffness (:func:`crush_test`): a lower one adds a
+#: stiffness contrast that stalls the CG
+SECANT_FLOOR = 0.1
 
 
 def _sym(w, n):
@@ -261,28 +261,49 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     return sigma, w, slip, state, A
 
 
-def bridge_return(trial, k, cap):
-    """Stress of pore-bridging voxels (CBD, binder) under their compaction cap, and the tangent's tensor:
-    ``(sigma (6, m), crushed (m,), p (m, 3, 6))``.
+def crush_test(start, k_el, cap, trace_de):
+    """The compaction cap's return mapping on a solve's strain: ``(crushing (m,), f (m,))``.
 
-    ``trial`` (6, m): the elastic trial stress (carried stress + ``C : Δε``); ``k`` (m,): the voxels' bulk modulus;
-    ``cap`` (m,): their largest mean pressure (MPa). A perfectly plastic cap on the mean stress (the passes'
-    :func:`._contacts.crush_test`, there solved by secant passes): where the trial pressure ``−tr σ/3`` exceeds the
-    cap the pressure is set to it and the deviator kept — the closest point of the cap in the energy norm, as the
-    bulk and shear parts of an isotropic C decouple; tension and shear stay bonded (the binder holds). The tangent
-    is ``C − Σ p pᵀ`` (:func:`cracked_plane_vectors`' form) with one tensor ``p₀ = √((1 − BRIDGE_FLOOR) k) 1`` on a
-    crushed voxel: its bulk modulus falls to ``BRIDGE_FLOOR k``, its shear modulus stays.
+    A capped voxel of start stress ``start`` (6, m) and elastic bulk modulus ``k_el`` crushes when its
+    elastic trial pressure ``p_start − k_el tr(Δε)`` exceeds ``cap`` (a perfectly plastic cap on the mean
+    stress: its pressure ends on the cap). ``f`` is its secant factor, the fraction of the elastic pressure
+    increment that reaches the cap, ``(cap − p_start)/(p_tr − p_start)`` in [``SECANT_FLOOR``, 1] — a
+    crushing granule softens isotropically (:func:`._contacts.crushed_moduli`); 1 where it does not crush."""
+    p_start = -(start[0] + start[1] + start[2]) / 3.0
+    dp = -k_el * trace_de
+    crushing = p_start + dp > cap
+    f = np.where(crushing, np.clip((cap - p_start) / np.maximum(dp, 1e-30), SECANT_FLOOR, 1.0), 1.0)
+    return crushing, f
+
+
+def bridge_return(s_old, d_eps, lam, mu, cap):
+    """Stress of pore-bridging voxels (CBD, binder) under their compaction cap, and their tangent's Lamé constants:
+    ``(sigma (6, m), lam_t (m,), mu_t (m,))``.
+
+    ``s_old`` (6, m): the carried stress; ``d_eps`` (6, m): the strain increment; ``lam``, ``mu`` (m,): the voxels'
+    moduli; ``cap`` (m,): their largest mean pressure (MPa). The passes' law at their fixed point
+    (:func:`._contacts.solve_with_contacts`, ``_Bridges``): a voxel whose elastic trial pressure exceeds the cap
+    crushes (:func:`crush_test`) and gives way as a whole — its stress increment is the elastic one scaled by the
+    secant factor ``f`` (≥ ``SECANT_FLOOR``), its pressure set on the cap: ``σ = dev(s_old) + f 2μ dev(Δε) − cap 1``.
+    Its deviator grows with the share ``f`` of the strain the cap lets through, so a crushing bridge under uniaxial
+    strain carries ``cap + 4μ(cap − p_old)/(3k)`` at most (above the floor) — a cap on the mean stress alone with an
+    elastic deviator let the CBD on the collector carry 460 MPa at a 1 MPa cap (stop 31, s31-cap). Tension and shear
+    stay bonded (the binder holds). The tangent is the secant's shear ``f μ`` with the cap's bulk modulus, 0 (its
+    consistent one), floored at ``SLIP_FLOOR k`` so that a patch of crushing voxels has no zero-energy volume mode; the
+    term of ``f``'s dependence on the volume change is left out (symmetric operator).
     """
-    trial = np.asarray(trial, np.float64)
-    m = trial.shape[1]
-    k, cap = _per_voxel(m, k=k, cap=cap)
-    excess = -(trial[0] + trial[1] + trial[2]) / 3.0 - cap
-    crushed = excess > 0
-    sigma = trial.copy()
-    sigma[:3] += np.where(crushed, excess, 0.0)
-    p = np.zeros((m, 3, 6))
-    p[:, 0, :3] = np.where(crushed, np.sqrt((1.0 - BRIDGE_FLOOR) * k), 0.0)[:, None]
-    return sigma, crushed, p
+    s_old = np.asarray(s_old, np.float64)
+    m = s_old.shape[1]
+    lam, mu, cap = _per_voxel(m, lam=lam, mu=mu, cap=cap)
+    k = lam + 2.0 * mu / 3.0
+    d_eps = np.asarray(d_eps, np.float64)
+    trace = d_eps[0] + d_eps[1] + d_eps[2]
+    crushed, f = crush_test(s_old, k, cap, trace)
+    sigma = s_old + isotropic_stress(f * lam, f * mu, d_eps)
+    sigma[:3] += np.where(crushed, -(sigma[0] + sigma[1] + sigma[2]) / 3.0 - cap, 0.0)
+    mu_t = f * mu
+    lam_t = np.where(crushed, SLIP_FLOOR * k, k) - 2.0 * mu_t / 3.0
+    return sigma, lam_t, mu_t
 
 
 @dataclass
@@ -408,8 +429,8 @@ class CrackedIncrement:
     bridges of the crack set (``cracks.bridges``) after them.
 
     ``lam``, ``mu`` (n,): the bulk of the set's voxels (``cracks.voxels``: the cracked ones, then the bridges);
-    ``s_old`` (6, n): their carried stress. :meth:`stress` returns the stress at a
-    strain increment and keeps the tangent's vectors ``p`` for the operator (:meth:`stand_in`,
+    ``s_old`` (6, n): their carried stress. :meth:`stress` returns the stress at a strain increment and keeps the
+    tangent (the cracks' vectors ``p``, the bridges' moduli) for the operator (:meth:`stand_in`,
     :meth:`operator_rows`); :meth:`result` gives what to carry after the increment.
     """
 
@@ -425,12 +446,12 @@ class CrackedIncrement:
         self.eps0 = bulk_strain(self.lam[:m], self.mu[:m], s_old[:, :m])  # the bulk strain at the start (jump 0)
         self.g, self.slip_old = start_state(cracks, s_old[:, :m])
         self.bridge_old = s_old[:, m:]
-        self.state = self.w = self.p = self.crushed = None
+        self.state = self.w = self.p = self.lam_t = self.mu_t = None
 
     def stress(self, d_eps):
         """Stress (6, n) at the strain increment ``d_eps`` (6, n): the cracked voxels' :func:`interface_return` of the
         total strain ``C⁻¹ : s_old + Δε``, so that ``σ = s_old + C : (Δε − sym(w⊗n)/h)``, the bridges'
-        :func:`bridge_return` of ``s_old + C : Δε``; the tangent follows."""
+        :func:`bridge_return`; the tangent follows."""
         c = self.cracks
         m = len(c)
         lam, mu = self.lam[:m], self.mu[:m]
@@ -440,27 +461,35 @@ class CrackedIncrement:
         self.p = cracked_plane_vectors(lam, mu, c.normal, c.h_n, A)
         if c.bridges is None:
             return sigma
-        lam, mu = self.lam[m:], self.mu[m:]
-        sig_b, self.crushed, p_b = bridge_return(self.bridge_old + isotropic_stress(lam, mu, d_eps[:, m:]),
-                                                 lam + 2.0 * mu / 3.0, c.bridges.cap)
-        self.p = np.concatenate([self.p, p_b])
+        sig_b, self.lam_t, self.mu_t = bridge_return(self.bridge_old, d_eps[:, m:], self.lam[m:], self.mu[m:],
+                                                     c.bridges.cap)
         return np.concatenate([sigma, sig_b], axis=1)
 
-    def stand_in(self):
-        """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`, and a
-        bridge's own tangent where λ ≥ 0 (a crushed one: bulk ``BRIDGE_FLOOR k``, λ 0 below ``2μ/3``)."""
+    def _tangent_moduli(self):
+        """Isotropic part (λ, μ) (n,) of the tangent: the cracked voxels' bulk (their ``p`` removes the crack's
+        share), the bridges' :func:`bridge_return` tangent."""
+        if self.cracks.bridges is None:
+            return self.lam, self.mu
         m = len(self.cracks)
-        lam_s, mu_s = stand_in(self.lam[:m], self.mu[:m], self.cracks.normal, self.p[:m])
+        return np.concatenate([self.lam[:m], self.lam_t]), np.concatenate([self.mu[:m], self.mu_t])
+
+    def stand_in(self):
+        """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`, a
+        bridge's own tangent with λ floored at 0."""
+        m = len(self.cracks)
+        lam_s, mu_s = stand_in(self.lam[:m], self.mu[:m], self.cracks.normal, self.p)
         if self.cracks.bridges is None:
             return lam_s, mu_s
-        lam_t = self.lam[m:] - self.p[m:, 0, 0] ** 2  # p₀ p₀ᵀ = (1 − BRIDGE_FLOOR) k 1⊗1 comes off λ
-        return np.concatenate([lam_s, np.maximum(lam_t, 0.0)]), np.concatenate([mu_s, self.mu[m:]])
+        return np.concatenate([lam_s, np.maximum(self.lam_t, 0.0)]), np.concatenate([mu_s, self.mu_t])
 
     def operator_rows(self, lam_s, mu_s):
-        """(n, 20) rows for :func:`._operator.apply_cracks`: ``λ − λ_s``, ``μ − μ_s`` and the 18 components of
-        ``p``: the tangent minus the stand-in that the operator's isotropic coefficients already hold."""
-        return np.ascontiguousarray(np.concatenate(
-            [(self.lam - lam_s)[:, None], (self.mu - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
+        """(n, 20) rows for :func:`._operator.apply_cracks`: the tangent's isotropic part less the stand-in that
+        the operator's coefficients already hold (``λ_t − λ_s``, ``μ_t − μ_s``) and the 18 components of the
+        cracked voxels' ``p`` (0 for the bridges)."""
+        lam_t, mu_t = self._tangent_moduli()
+        p = np.zeros((lam_t.size, 18))
+        p[:len(self.cracks)] = self.p.reshape(-1, 18)
+        return np.ascontiguousarray(np.concatenate([(lam_t - lam_s)[:, None], (mu_t - mu_s)[:, None], p], axis=1))
 
     def result(self):
         """(state (m,), gap (m,)): OPEN/STICK/SLIP after the increment and the opening of the open cracks (µm;
