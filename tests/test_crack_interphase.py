@@ -182,9 +182,9 @@ def test_the_stand_in_keeps_the_bulk_shear_and_the_normal_modulus_beyond_it():
 def test_a_capped_bridge_layer_crushes_at_its_cap_and_unloads_elastically():
     """A column (12 µm, 1 µm voxels, uniaxial strain) of bulk blocks with a cracked layer and a layer of soft
     bridge voxels (E 100 MPa) whose mean pressure is capped at P = 0.5 MPa (``CrackSet.bridges``). Crushed from
-    zero stress, the layer gives way as a whole (the passes' secant law, ``_interface.bridge_return``): its pressure
-    is P and its deviator the secant share of the elastic one, σ_zz = −P (1 + 4μ_b/(3k_b)) = −P M_b/k_b whatever
-    the strain, so the whole column carries that; released by +0.001 it unloads elastically, with its constrained
+    zero stress, the layer's pressure sits on P and its deviator on its limit q_c = 2μ_b P/k_b
+    (``_interface.bridge_return``): σ_zz = −P − 2/3 q_c = −P M_b/k_b whatever the strain (what the passes' secant
+    gives it), so the whole column carries that; released by +0.001 it unloads elastically, with its constrained
     modulus in series."""
     shape, cap = (12, 4, 4), 0.5
     e_b, nu_b = 100.0, 0.3

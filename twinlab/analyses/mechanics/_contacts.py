@@ -105,7 +105,7 @@ from scipy import ndimage
 
 from ..._morphology import face_neighbour
 from ...errors import ConvergenceError, InputError
-from ._interface import CRUSHED, OPEN, SLIP, CappedBridges, CrackSet, crush_test
+from ._interface import CRUSHED, OPEN, SLIP, CappedBridges, CrackSet
 from ._laws import ELASTIC, PLASTIC, isotropic_stress, lame_from_young, normal_component, traction
 
 #: particle phases: the phases whose instances make contacts
@@ -114,6 +114,9 @@ PARTICLE_PHASES = ("active", "lithium", "shell")
 BRIDGE_PHASES = ("cbd", "binder")
 #: shear modulus of a sliding (yielded) contact voxel as a fraction of its elastic one
 SLIDE_FACTOR = 0.2
+#: lowest secant factor of a crushing contact's stiffness (:func:`crush_test`): a lower one adds a
+#: stiffness contrast that stalls the CG
+SECANT_FLOOR = 0.1
 #: a crushing voxel whose secant factor changes by more than this fraction in a pass counts as a change of
 #: the active set
 SECANT_CHANGE = 0.01
@@ -516,6 +519,21 @@ def jamming_width(inst: np.ndarray, lab: np.ndarray, values) -> int:
     vol = vol[vol > 0]
     d = (6.0 * vol / np.pi) ** (1.0 / 3.0)
     return max(int(round(2.0 * float((vol * d).sum() / vol.sum()))) | 1, 3)
+
+
+def crush_test(start, k_el, cap, trace_de):
+    """The compaction cap's return mapping on a solve's strain: ``(crushing (m,), f (m,))``.
+
+    A capped voxel of start stress ``start`` (6, m) and elastic bulk modulus ``k_el`` crushes when its
+    elastic trial pressure ``p_start − k_el tr(Δε)`` exceeds ``cap`` (a perfectly plastic cap on the mean
+    stress: its pressure ends on the cap). ``f`` is its secant factor, the fraction of the elastic pressure
+    increment that reaches the cap, ``(cap − p_start)/(p_tr − p_start)`` in [``SECANT_FLOOR``, 1] — a
+    crushing granule softens isotropically (:func:`crushed_moduli`); 1 where it does not crush."""
+    p_start = -(start[0] + start[1] + start[2]) / 3.0
+    dp = -k_el * trace_de
+    crushing = p_start + dp > cap
+    f = np.where(crushing, np.clip((cap - p_start) / np.maximum(dp, 1e-30), SECANT_FLOOR, 1.0), 1.0)
+    return crushing, f
 
 
 def crushed_moduli(lam, mu, crushing, f):

@@ -78,9 +78,6 @@ OPEN, STICK, SLIP, CRUSHED = 0, 1, 2, 4
 SLIP_FLOOR = 1e-3
 #: share of the crack's stiffness reduction that :func:`cracked_plane_vectors` leaves out (see there)
 KEPT = 1e-5
-#: lowest secant factor of a crushing contact's or bridge's stiffness (:func:`crush_test`): a lower one adds a
-#: stiffness contrast that stalls the CG
-SECANT_FLOOR = 0.1
 
 
 def _sym(w, n):
@@ -261,49 +258,49 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     return sigma, w, slip, state, A
 
 
-def crush_test(start, k_el, cap, trace_de):
-    """The compaction cap's return mapping on a solve's strain: ``(crushing (m,), f (m,))``.
+def bridge_return(trial, lam, mu, cap):
+    """Stress of pore-bridging voxels (CBD, binder) under their compaction cap, and their tangent:
+    ``(sigma (6, m), lam_t (m,), mu_t (m,), p (m, 6))``.
 
-    A capped voxel of start stress ``start`` (6, m) and elastic bulk modulus ``k_el`` crushes when its
-    elastic trial pressure ``p_start − k_el tr(Δε)`` exceeds ``cap`` (a perfectly plastic cap on the mean
-    stress: its pressure ends on the cap). ``f`` is its secant factor, the fraction of the elastic pressure
-    increment that reaches the cap, ``(cap − p_start)/(p_tr − p_start)`` in [``SECANT_FLOOR``, 1] — a
-    crushing granule softens isotropically (:func:`._contacts.crushed_moduli`); 1 where it does not crush."""
-    p_start = -(start[0] + start[1] + start[2]) / 3.0
-    dp = -k_el * trace_de
-    crushing = p_start + dp > cap
-    f = np.where(crushing, np.clip((cap - p_start) / np.maximum(dp, 1e-30), SECANT_FLOOR, 1.0), 1.0)
-    return crushing, f
+    ``trial`` (6, m): the elastic trial stress (carried stress + ``C : Δε``); ``lam``, ``mu`` (m,): the voxels'
+    moduli; ``cap`` (m,): their compaction pressure (MPa, :func:`._contacts.bridge_caps`). A perfectly plastic bridge
+    whose elastic domain is ``p ≤ cap`` (the passes' cap on the mean pressure ``p = −tr σ/3``) and ``q ≤ q_c =
+    (2μ/k) cap`` (a von Mises limit tied to the same compaction pressure, ``k`` the bulk modulus): the strength of a
+    nanoporous, granular CBD follows the consolidation of the packing it fills, as in critical-state (Cam-clay)
+    models of powders, here the rectangle of the two limits in (p, q). Because an isotropic C decouples the mean
+    stress and the deviator, the closest point in the energy norm is the pressure set on the cap and the deviator
+    returned radially — exact and closed-form, with a symmetric consistent tangent, so the plane's Newton and line
+    search (an energy along the step) treat it like the cracks. ``q_c``: the deviator the passes' secant law
+    (:func:`._contacts.crush_test`, ``_Bridges``: a crushing voxel softens as a whole, bulk and shear by one factor)
+    gives a bridge crushed from rest under uniaxial strain, ``2μ (cap − p_start)/k``. That law itself has no
+    potential: solved inside this Newton with a symmetric tangent it stalled at a residual of 1e-3 on the small
+    test cathode (stop 31, s31-cap); a cap on the mean pressure alone, with an elastic deviator, let the CBD on the
+    collector of ``tests/test_mechanics.py``'s electrode carry 460 MPa at a cap of 1 MPa. Tension with ``q ≤ q_c``
+    stays bonded.
 
-
-def bridge_return(s_old, d_eps, lam, mu, cap):
-    """Stress of pore-bridging voxels (CBD, binder) under their compaction cap, and their tangent's Lamé constants:
-    ``(sigma (6, m), lam_t (m,), mu_t (m,))``.
-
-    ``s_old`` (6, m): the carried stress; ``d_eps`` (6, m): the strain increment; ``lam``, ``mu`` (m,): the voxels'
-    moduli; ``cap`` (m,): their largest mean pressure (MPa). The passes' law at their fixed point
-    (:func:`._contacts.solve_with_contacts`, ``_Bridges``): a voxel whose elastic trial pressure exceeds the cap
-    crushes (:func:`crush_test`) and gives way as a whole — its stress increment is the elastic one scaled by the
-    secant factor ``f`` (≥ ``SECANT_FLOOR``), its pressure set on the cap: ``σ = dev(s_old) + f 2μ dev(Δε) − cap 1``.
-    Its deviator grows with the share ``f`` of the strain the cap lets through, so a crushing bridge under uniaxial
-    strain carries ``cap + 4μ(cap − p_old)/(3k)`` at most (above the floor) — a cap on the mean stress alone with an
-    elastic deviator let the CBD on the collector carry 460 MPa at a 1 MPa cap (stop 31, s31-cap). Tension and shear
-    stay bonded (the binder holds). The tangent is the secant's shear ``f μ`` with the cap's bulk modulus, 0 (its
-    consistent one), floored at ``SLIP_FLOOR k`` so that a patch of crushing voxels has no zero-energy volume mode; the
-    term of ``f``'s dependence on the volume change is left out (symmetric operator).
+    The tangent is ``C_t : ε = λ_t tr(ε) 1 + 2 μ_t ε − p (p : ε)``: bulk ``SLIP_FLOOR k`` on the cap (consistent: 0),
+    ``μ_t = θ μ`` and ``p = √(2 μ θ (1 − SLIP_FLOOR)) n`` while the deviator yields (``θ = r/|s_trial|``, ``n`` its
+    unit direction: the radial return's consistent tangent, the flow direction floored as the cracks' slip).
     """
-    s_old = np.asarray(s_old, np.float64)
-    m = s_old.shape[1]
+    trial = np.asarray(trial, np.float64)
+    m = trial.shape[1]
     lam, mu, cap = _per_voxel(m, lam=lam, mu=mu, cap=cap)
     k = lam + 2.0 * mu / 3.0
-    d_eps = np.asarray(d_eps, np.float64)
-    trace = d_eps[0] + d_eps[1] + d_eps[2]
-    crushed, f = crush_test(s_old, k, cap, trace)
-    sigma = s_old + isotropic_stress(f * lam, f * mu, d_eps)
-    sigma[:3] += np.where(crushed, -(sigma[0] + sigma[1] + sigma[2]) / 3.0 - cap, 0.0)
-    mu_t = f * mu
+    mean = (trial[0] + trial[1] + trial[2]) / 3.0
+    dev = trial.copy()
+    dev[:3] -= mean
+    size = np.sqrt(dev[0] ** 2 + dev[1] ** 2 + dev[2] ** 2 + 2.0 * (dev[3] ** 2 + dev[4] ** 2 + dev[5] ** 2))
+    radius = np.sqrt(2.0 / 3.0) * (2.0 * mu / k) * cap  # |s| of the von Mises stress q_c
+    yields = size > radius
+    theta = np.where(yields, radius / np.where(yields, size, 1.0), 1.0)
+    crushed = -mean > cap
+    sigma = theta * dev
+    sigma[:3] += np.where(crushed, -cap, mean)
+    mu_t = theta * mu
     lam_t = np.where(crushed, SLIP_FLOOR * k, k) - 2.0 * mu_t / 3.0
-    return sigma, lam_t, mu_t
+    n = dev / np.where(yields, size, 1.0)
+    p = (np.where(yields, np.sqrt(2.0 * mu * theta * (1.0 - SLIP_FLOOR)), 0.0) * n).T
+    return sigma, lam_t, mu_t, p
 
 
 @dataclass
@@ -461,35 +458,39 @@ class CrackedIncrement:
         self.p = cracked_plane_vectors(lam, mu, c.normal, c.h_n, A)
         if c.bridges is None:
             return sigma
-        sig_b, self.lam_t, self.mu_t = bridge_return(self.bridge_old, d_eps[:, m:], self.lam[m:], self.mu[m:],
-                                                     c.bridges.cap)
+        lam_b, mu_b = self.lam[m:], self.mu[m:]
+        trial = self.bridge_old + isotropic_stress(lam_b, mu_b, d_eps[:, m:])
+        sig_b, self.lam_t, self.mu_t, p_b = bridge_return(trial, lam_b, mu_b, c.bridges.cap)
+        none = np.zeros_like(p_b)
+        self.p = np.concatenate([self.p, np.stack([p_b, none, none], axis=1)])
         return np.concatenate([sigma, sig_b], axis=1)
 
     def _tangent_moduli(self):
         """Isotropic part (λ, μ) (n,) of the tangent: the cracked voxels' bulk (their ``p`` removes the crack's
-        share), the bridges' :func:`bridge_return` tangent."""
+        share), the bridges' :func:`bridge_return` moduli (their ``p`` the yielding deviator's)."""
         if self.cracks.bridges is None:
             return self.lam, self.mu
         m = len(self.cracks)
         return np.concatenate([self.lam[:m], self.lam_t]), np.concatenate([self.mu[:m], self.mu_t])
 
     def stand_in(self):
-        """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`, a
-        bridge's own tangent with λ floored at 0."""
+        """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`; a
+        bridge's bulk shear modulus, as there (a soft stand-in lets the multigrid take the neighbours' rigid motions
+        for free), with the tangent's bulk modulus (λ_s ≥ 0)."""
         m = len(self.cracks)
-        lam_s, mu_s = stand_in(self.lam[:m], self.mu[:m], self.cracks.normal, self.p)
+        lam_s, mu_s = stand_in(self.lam[:m], self.mu[:m], self.cracks.normal, self.p[:m])
         if self.cracks.bridges is None:
             return lam_s, mu_s
-        return np.concatenate([lam_s, np.maximum(self.lam_t, 0.0)]), np.concatenate([mu_s, self.mu_t])
+        mu_b = self.mu[m:]
+        k_t = self.lam_t + 2.0 * self.mu_t / 3.0
+        return (np.concatenate([lam_s, np.maximum(k_t - 2.0 * mu_b / 3.0, 0.0)]), np.concatenate([mu_s, mu_b]))
 
     def operator_rows(self, lam_s, mu_s):
         """(n, 20) rows for :func:`._operator.apply_cracks`: the tangent's isotropic part less the stand-in that
-        the operator's coefficients already hold (``λ_t − λ_s``, ``μ_t − μ_s``) and the 18 components of the
-        cracked voxels' ``p`` (0 for the bridges)."""
+        the operator's coefficients already hold (``λ_t − λ_s``, ``μ_t − μ_s``) and the 18 components of ``p``."""
         lam_t, mu_t = self._tangent_moduli()
-        p = np.zeros((lam_t.size, 18))
-        p[:len(self.cracks)] = self.p.reshape(-1, 18)
-        return np.ascontiguousarray(np.concatenate([(lam_t - lam_s)[:, None], (mu_t - mu_s)[:, None], p], axis=1))
+        return np.ascontiguousarray(np.concatenate(
+            [(lam_t - lam_s)[:, None], (mu_t - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
 
     def result(self):
         """(state (m,), gap (m,)): OPEN/STICK/SLIP after the increment and the opening of the open cracks (µm;
