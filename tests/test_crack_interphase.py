@@ -181,15 +181,13 @@ def test_the_stand_in_keeps_the_bulk_shear_and_the_normal_modulus_beyond_it():
 
 def test_a_capped_bridge_layer_crushes_at_its_cap_and_unloads_elastically():
     """A column (12 µm, 1 µm voxels, uniaxial strain) of bulk blocks with a cracked layer and a layer of soft
-    bridge voxels (E 100 MPa) whose mean pressure is capped at P = 0.5 MPa (``CrackSet.bridges``). Crushed from
-    zero stress, the layer's pressure sits on P and its deviator on its limit q_c = 2μ_b P/k_b
-    (``_interface.bridge_return``): σ_zz = −P − 2/3 q_c = −P M_b/k_b whatever the strain (what the passes' secant
-    gives it), so the whole column carries that; released by +0.001 it unloads elastically, with its constrained
-    modulus in series."""
+    bridge voxels (E 100 MPa) whose mean pressure is capped at P = 0.5 MPa (``CrackSet.bridges``). Crushed, the
+    bridge layer keeps its deviator (σ_zz = −P + 4/3 μ_b ε_b), so the column's stress is
+    σ = (ε L − 3 P/(4 μ_b)) / ((L − 1)/M + 1/k_n + 3/(4 μ_b)), the layer's mean stress exactly −P; released by
+    +0.002 it unloads elastically, with its constrained modulus in series."""
     shape, cap = (12, 4, 4), 0.5
     e_b, nu_b = 100.0, 0.3
     lam_b, mu_b = e_b * nu_b / ((1 + nu_b) * (1 - 2 * nu_b)), e_b / (2 * (1 + nu_b))
-    m_b, k_b = lam_b + 2 * mu_b, lam_b + 2 * mu_b / 3
     layer = np.indices(shape)[0]
     lam, mu = np.where(layer == 2, lam_b, LAM), np.where(layer == 2, mu_b, MU)
     idx = np.flatnonzero((layer == 6).reshape(-1))
@@ -197,19 +195,21 @@ def test_a_capped_bridge_layer_crushes_at_its_cap_and_unloads_elastically():
     normal[0] = 1.0
     bridges = CappedBridges(np.flatnonzero((layer == 2).reshape(-1)), cap)
     solver = MechanicsSolver(lam, mu, workers=1)
-    sol = solver.solve_increment((-0.005, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0,
-                                                                           bridges=bridges), tol=1e-8)
-    assert sol.stress[0].mean() == pytest.approx(-cap * m_b / k_b, rel=1e-6)
+    sol = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0,
+                                                                          bridges=bridges), tol=1e-8)
+    exact = (-0.01 * 12 - 3 * cap / (4 * mu_b)) / (11 / M + 1 / K_N + 3 / (4 * mu_b))
+    assert sol.stress[0].mean() == pytest.approx(exact, rel=1e-6)
     s_b = sol.stress[:, 2]
     assert (s_b[0] + s_b[1] + s_b[2]).mean() / 3 == pytest.approx(-cap, rel=1e-6)
-    back = solver.solve_increment((0.001, 0, 0, 0, 0, 0), stress_old=sol.stress, cracks=CrackSet(
+    back = solver.solve_increment((0.002, 0, 0, 0, 0, 0), stress_old=sol.stress, cracks=CrackSet(
         idx, normal, 1.0, K_N, K_N, 0.3, 0.0, sol.crack_gap, bridges=bridges), tol=1e-8)
+    m_b = lam_b + 2 * mu_b
     assert back.stress[0].mean() - sol.stress[0].mean() == pytest.approx(
-        0.001 * 12 / (11 / M + 1 / K_N + 1 / m_b), rel=1e-6)
-    # without the cap the same column is elastic, its bridge layer's pressure above P
-    free = solver.solve_increment((-0.005, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0),
+        0.002 * 12 / (11 / M + 1 / K_N + 1 / m_b), rel=1e-6)
+    # without the cap the same column is elastic: the bridge layer's pressure would be well above P
+    free = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0),
                                   tol=1e-8)
-    assert -(free.stress[:3, 2].sum(axis=0)).mean() / 3 > 1.2 * cap
+    assert -(free.stress[:3, 2].sum(axis=0)).mean() / 3 > 2 * cap
 
 
 def _spheres(tol):

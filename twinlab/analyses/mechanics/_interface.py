@@ -78,6 +78,9 @@ OPEN, STICK, SLIP, CRUSHED = 0, 1, 2, 4
 SLIP_FLOOR = 1e-3
 #: share of the crack's stiffness reduction that :func:`cracked_plane_vectors` leaves out (see there)
 KEPT = 1e-5
+#: bulk modulus of a crushing bridge voxel in the tangent, as a fraction of its elastic one (:func:`bridge_return`:
+#: consistent is 0, and a patch of crushing voxels would then have a zero-energy volume mode)
+BRIDGE_FLOOR = SLIP_FLOOR
 
 
 def _sym(w, n):
@@ -258,49 +261,37 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     return sigma, w, slip, state, A
 
 
-def bridge_return(trial, lam, mu, cap):
-    """Stress of pore-bridging voxels (CBD, binder) under their compaction cap, and their tangent:
-    ``(sigma (6, m), lam_t (m,), mu_t (m,), p (m, 6))``.
+def bridge_return(trial, k, cap):
+    """Stress of pore-bridging voxels (CBD, binder) under their compaction cap, and the tangent's tensor:
+    ``(sigma (6, m), p (m, 3, 6))``.
 
-    ``trial`` (6, m): the elastic trial stress (carried stress + ``C : Δε``); ``lam``, ``mu`` (m,): the voxels'
-    moduli; ``cap`` (m,): their compaction pressure (MPa, :func:`._contacts.bridge_caps`). A perfectly plastic bridge
-    whose elastic domain is ``p ≤ cap`` (the passes' cap on the mean pressure ``p = −tr σ/3``) and ``q ≤ q_c =
-    (2μ/k) cap`` (a von Mises limit tied to the same compaction pressure, ``k`` the bulk modulus): the strength of a
-    nanoporous, granular CBD follows the consolidation of the packing it fills, as in critical-state (Cam-clay)
-    models of powders, here the rectangle of the two limits in (p, q). Because an isotropic C decouples the mean
-    stress and the deviator, the closest point in the energy norm is the pressure set on the cap and the deviator
-    returned radially — exact and closed-form, with a symmetric consistent tangent, so the plane's Newton and line
-    search (an energy along the step) treat it like the cracks. ``q_c``: the deviator the passes' secant law
-    (:func:`._contacts.crush_test`, ``_Bridges``: a crushing voxel softens as a whole, bulk and shear by one factor)
-    gives a bridge crushed from rest under uniaxial strain, ``2μ (cap − p_start)/k``. That law itself has no
-    potential: solved inside this Newton with a symmetric tangent it stalled at a residual of 1e-3 on the small
-    test cathode (stop 31, s31-cap); a cap on the mean pressure alone, with an elastic deviator, let the CBD on the
-    collector of ``tests/test_mechanics.py``'s electrode carry 460 MPa at a cap of 1 MPa. Tension with ``q ≤ q_c``
-    stays bonded.
+    ``trial`` (6, m): the elastic trial stress (carried stress + ``C : Δε``); ``k`` (m,): the voxels' bulk modulus;
+    ``cap`` (m,): their largest mean pressure (MPa). A perfectly plastic cap on the mean stress (the passes'
+    :func:`._contacts.crush_test`, there solved by secant passes): where the trial pressure ``−tr σ/3`` exceeds the
+    cap the pressure is set to it and the deviator kept — the closest point of the cap in the energy norm, as the
+    bulk and shear parts of an isotropic C decouple; tension and shear stay bonded (the binder holds). The tangent
+    is ``C − Σ p pᵀ`` (:func:`cracked_plane_vectors`' form) with one tensor ``p₀ = √((1 − BRIDGE_FLOOR) k) 1`` on a
+    crushed voxel: its bulk modulus falls to ``BRIDGE_FLOOR k``, its shear modulus stays.
 
-    The tangent is ``C_t : ε = λ_t tr(ε) 1 + 2 μ_t ε − p (p : ε)``: bulk ``SLIP_FLOOR k`` on the cap (consistent: 0),
-    ``μ_t = θ μ`` and ``p = √(2 μ θ (1 − SLIP_FLOOR)) n`` while the deviator yields (``θ = r/|s_trial|``, ``n`` its
-    unit direction: the radial return's consistent tangent, the flow direction floored as the cracks' slip).
+    Not the passes' law in full: their crushing bridge softens as a whole (:func:`._contacts.crushed_moduli`, bulk
+    and shear by one secant factor), so its deviator stays of the order of the cap; here the deviator stays elastic,
+    and a bridge compressed under uniaxial strain carries ``cap + 4/3 μ |ε|`` axially. Tried inside this Newton
+    (stop 31, s31-cap; fixture ``cathode_series`` of ``tests/test_mechanics.py``): the passes' secant law itself
+    (pressure on the cap, deviator increment × the secant factor; no potential, symmetric secant tangent) stalled
+    Newton at a residual 1e-3 on the small test cathode at tol 1e-4; a von Mises limit tied to the cap
+    (``q ≤ 2μ cap/k``, with the consistent tangent and the solver's plastic regularisation) converged but made every
+    bridge a near void (CBD von Mises 1–11 MPa, roll pressure 1.8 vs 14.9 MPa at the first target, 4–10× the CG).
     """
     trial = np.asarray(trial, np.float64)
     m = trial.shape[1]
-    lam, mu, cap = _per_voxel(m, lam=lam, mu=mu, cap=cap)
-    k = lam + 2.0 * mu / 3.0
-    mean = (trial[0] + trial[1] + trial[2]) / 3.0
-    dev = trial.copy()
-    dev[:3] -= mean
-    size = np.sqrt(dev[0] ** 2 + dev[1] ** 2 + dev[2] ** 2 + 2.0 * (dev[3] ** 2 + dev[4] ** 2 + dev[5] ** 2))
-    radius = np.sqrt(2.0 / 3.0) * (2.0 * mu / k) * cap  # |s| of the von Mises stress q_c
-    yields = size > radius
-    theta = np.where(yields, radius / np.where(yields, size, 1.0), 1.0)
-    crushed = -mean > cap
-    sigma = theta * dev
-    sigma[:3] += np.where(crushed, -cap, mean)
-    mu_t = theta * mu
-    lam_t = np.where(crushed, SLIP_FLOOR * k, k) - 2.0 * mu_t / 3.0
-    n = dev / np.where(yields, size, 1.0)
-    p = (np.where(yields, np.sqrt(2.0 * mu * theta * (1.0 - SLIP_FLOOR)), 0.0) * n).T
-    return sigma, lam_t, mu_t, p
+    k, cap = _per_voxel(m, k=k, cap=cap)
+    excess = -(trial[0] + trial[1] + trial[2]) / 3.0 - cap
+    crushed = excess > 0
+    sigma = trial.copy()
+    sigma[:3] += np.where(crushed, excess, 0.0)
+    p = np.zeros((m, 3, 6))
+    p[:, 0, :3] = np.where(crushed, np.sqrt((1.0 - BRIDGE_FLOOR) * k), 0.0)[:, None]
+    return sigma, p
 
 
 @dataclass
@@ -426,8 +417,8 @@ class CrackedIncrement:
     bridges of the crack set (``cracks.bridges``) after them.
 
     ``lam``, ``mu`` (n,): the bulk of the set's voxels (``cracks.voxels``: the cracked ones, then the bridges);
-    ``s_old`` (6, n): their carried stress. :meth:`stress` returns the stress at a strain increment and keeps the
-    tangent (the cracks' vectors ``p``, the bridges' moduli) for the operator (:meth:`stand_in`,
+    ``s_old`` (6, n): their carried stress. :meth:`stress` returns the stress at a
+    strain increment and keeps the tangent's vectors ``p`` for the operator (:meth:`stand_in`,
     :meth:`operator_rows`); :meth:`result` gives what to carry after the increment.
     """
 
@@ -443,12 +434,12 @@ class CrackedIncrement:
         self.eps0 = bulk_strain(self.lam[:m], self.mu[:m], s_old[:, :m])  # the bulk strain at the start (jump 0)
         self.g, self.slip_old = start_state(cracks, s_old[:, :m])
         self.bridge_old = s_old[:, m:]
-        self.state = self.w = self.p = self.lam_t = self.mu_t = None
+        self.state = self.w = self.p = None
 
     def stress(self, d_eps):
         """Stress (6, n) at the strain increment ``d_eps`` (6, n): the cracked voxels' :func:`interface_return` of the
         total strain ``C⁻¹ : s_old + Δε``, so that ``σ = s_old + C : (Δε − sym(w⊗n)/h)``, the bridges'
-        :func:`bridge_return`; the tangent follows."""
+        :func:`bridge_return` of ``s_old + C : Δε``; the tangent follows."""
         c = self.cracks
         m = len(c)
         lam, mu = self.lam[:m], self.mu[:m]
@@ -458,39 +449,27 @@ class CrackedIncrement:
         self.p = cracked_plane_vectors(lam, mu, c.normal, c.h_n, A)
         if c.bridges is None:
             return sigma
-        lam_b, mu_b = self.lam[m:], self.mu[m:]
-        trial = self.bridge_old + isotropic_stress(lam_b, mu_b, d_eps[:, m:])
-        sig_b, self.lam_t, self.mu_t, p_b = bridge_return(trial, lam_b, mu_b, c.bridges.cap)
-        none = np.zeros_like(p_b)
-        self.p = np.concatenate([self.p, np.stack([p_b, none, none], axis=1)])
+        lam, mu = self.lam[m:], self.mu[m:]
+        sig_b, p_b = bridge_return(self.bridge_old + isotropic_stress(lam, mu, d_eps[:, m:]), lam + 2.0 * mu / 3.0,
+                                   c.bridges.cap)
+        self.p = np.concatenate([self.p, p_b])
         return np.concatenate([sigma, sig_b], axis=1)
 
-    def _tangent_moduli(self):
-        """Isotropic part (λ, μ) (n,) of the tangent: the cracked voxels' bulk (their ``p`` removes the crack's
-        share), the bridges' :func:`bridge_return` moduli (their ``p`` the yielding deviator's)."""
-        if self.cracks.bridges is None:
-            return self.lam, self.mu
-        m = len(self.cracks)
-        return np.concatenate([self.lam[:m], self.lam_t]), np.concatenate([self.mu[:m], self.mu_t])
-
     def stand_in(self):
-        """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`; a
-        bridge's bulk shear modulus, as there (a soft stand-in lets the multigrid take the neighbours' rigid motions
-        for free), with the tangent's bulk modulus (λ_s ≥ 0)."""
+        """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`, and a
+        bridge's own tangent where λ ≥ 0 (a crushed one: bulk ``BRIDGE_FLOOR k``, λ 0 below ``2μ/3``)."""
         m = len(self.cracks)
         lam_s, mu_s = stand_in(self.lam[:m], self.mu[:m], self.cracks.normal, self.p[:m])
         if self.cracks.bridges is None:
             return lam_s, mu_s
-        mu_b = self.mu[m:]
-        k_t = self.lam_t + 2.0 * self.mu_t / 3.0
-        return (np.concatenate([lam_s, np.maximum(k_t - 2.0 * mu_b / 3.0, 0.0)]), np.concatenate([mu_s, mu_b]))
+        lam_t = self.lam[m:] - self.p[m:, 0, 0] ** 2  # p₀ p₀ᵀ = (1 − BRIDGE_FLOOR) k 1⊗1 comes off λ
+        return np.concatenate([lam_s, np.maximum(lam_t, 0.0)]), np.concatenate([mu_s, self.mu[m:]])
 
     def operator_rows(self, lam_s, mu_s):
-        """(n, 20) rows for :func:`._operator.apply_cracks`: the tangent's isotropic part less the stand-in that
-        the operator's coefficients already hold (``λ_t − λ_s``, ``μ_t − μ_s``) and the 18 components of ``p``."""
-        lam_t, mu_t = self._tangent_moduli()
+        """(n, 20) rows for :func:`._operator.apply_cracks`: ``λ − λ_s``, ``μ − μ_s`` and the 18 components of
+        ``p``: the tangent minus the stand-in that the operator's isotropic coefficients already hold."""
         return np.ascontiguousarray(np.concatenate(
-            [(lam_t - lam_s)[:, None], (mu_t - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
+            [(self.lam - lam_s)[:, None], (self.mu - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
 
     def result(self):
         """(state (m,), gap (m,)): OPEN/STICK/SLIP after the increment and the opening of the open cracks (µm;
