@@ -926,7 +926,9 @@ def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, 
     bridges themselves carry the passes' compaction cap on their mean stress inside the same Newton
     (:class:`._interface.CappedBridges`, :func:`bridge_caps`): uncapped, the CBD on the collector took 97 % of the
     load at 280–715 MPa and propped the particles up, through the edge and corner nodes it shares with particle
-    cores past the faces' cracks (stop 30, s30-hot). Lithium contacts raise.
+    cores past the faces' cracks (stop 30, s30-hot). The cap limits the mean stress only, the deviator stays elastic
+    (:func:`._interface.bridge_return`: the passes' secant softens a crushing bridge's shear too). Lithium contacts
+    raise.
 
     Returns ``(solution, gap_new, mask, info)`` like :func:`solve_with_contacts` (``passes`` 1; ``sliding`` the
     cracks at their Coulomb limit, ``crushing`` those on their cap).
