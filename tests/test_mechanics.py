@@ -513,8 +513,8 @@ def test_calender_crackable_volume_grows_with_density(cathode_series):
                    "face-adjacent to them, so particle cores that share an edge/corner node with a CBD voxel bear on "
                    "it uncracked (16 such voxels carry the whole force at -243 MPa); without that CBD the ratio is "
                    "0.53x. With the passes' cap on the bridges' mean stress in the plane's Newton (stop 31, s31-cap) "
-                   "2.06x (29/118/66 MPa): the CBD's share of the force falls from 11.9 to 7.6 % (the passes 4.1 %) "
-                   "but the collector's CBD still carries 92 % of its layer at a von Mises 461 MPa, its deviator "
+                   "2.06x (29/118/65 MPa): the CBD's share of the force falls from 11.9 to 7.6 % (the passes 4.1 %) "
+                   "but the collector's CBD still carries 93 % of its layer at a von Mises 463 MPa, its deviator "
                    "elastic; the passes soften a crushing bridge's shear too (README Known limits)")
 def test_calender_stress_reaches_the_collector_with_hot_spots(cathode_series):
     series, _, _ = cathode_series
