@@ -81,7 +81,9 @@ KEPT = 1e-5
 #: bulk modulus of a crushing bridge voxel in the tangent, as a fraction of its elastic one (:func:`bridge_return`:
 #: consistent is 0, and a patch of crushing voxels would then have a zero-energy volume mode). As the passes'
 #: ``_contacts.SECANT_FLOOR``: with SLIP_FLOOR (1e-3) CG stagnated at 2e-5 against 3e-7 on the 16 µm test cathode at
-#: tol 1e-6 (``test_plane_newton_converges_at_a_tight_tolerance``; the multigrid's stand-in keeps the bulk's shear)
+#: tol 1e-6 (``test_plane_newton_converges_at_a_tight_tolerance``; the multigrid's stand-in keeps the bulk's shear).
+#: Unresolved (stop 31): at 0.1 and 0.01 the small test cathode's second zero-strain re-solve loses 1.2 % of its roll
+#: pressure (``test_a_converged_plane_increment_holds_its_roll_pressure_when_re_solved`` allows 1 %; at 1e-3 it holds)
 BRIDGE_FLOOR = 0.1
 
 
