@@ -17,7 +17,6 @@ import pytest
 
 from twinlab.analyses.mechanics import calender
 from twinlab.analyses.mechanics._options import CalenderOptions
-from twinlab.analyses.mechanics._remap import remap_voxels
 from twinlab.errors import InputError, MissingDependencyError
 from twinlab.materials import get_material
 
@@ -215,67 +214,33 @@ def _first_dem_stage(vs, *, jam_pressure_mpa, collision_tol, spheres=False, free
 
 @needs_dem
 @pytest.mark.parametrize("vs", [6.0, 4.0])
-def test_true_spheres_are_handed_over_digitised_at_the_jam_with_every_dem_contact_a_voxel_face(vs):
-    """The DEM's true spheres are the particles: the stage hands them to the stress solve digitised where the DEM
-    left them at the jam (each particle its voxel count, in the cells deepest inside its sphere), under the layer
-    plane nearest the jam, so every pair of spheres touching in the DEM shares a voxel face (a contact of the
-    solve, closed on its measured gap) and every sphere pressing the roll has a voxel in the roll's layer — at
-    either voxel size. The packing carried (whose gaps the solve's contacts start from) is the DEM's at the jam.
-    Before (stop 29–30), each particle's voxels moved rigidly with its sphere's displacement rounded to whole
-    cells, stretched to the plane above the jam: on the 480 µm anode 13–21 % of the DEM contacts shared no face
-    (stop 30; seed 1: 29 / 183 at 6 µm, 39 / 182 at 4 µm, where 0 / 0 now), a different set on each grid."""
+def test_dem_stage_hands_the_packing_over_at_the_jam_with_the_top_particles_in_the_roll_layer(vs):
+    """The stress solve's roll is a layer plane, the first one at or above the DEM's jam; the packing it is handed
+    (the carried spheres, whose gaps the solve's contacts start from) is the DEM's at the jam — its highest sphere
+    touches the roll there, so the solve's roll first closes the rest of the layer freely — while the voxels move
+    with that packing stretched to the plane, so the top particles' voxels lie in the roll's layer (a face on the
+    roll). Stop 28 handed over the packing as the DEM left it on the plane (its top at the plane, not at the jam:
+    the solve took the last sub-layer of rearrangement stiffly, a different travel on each grid); moved as at the
+    jam, the top particles' voxels lay a layer below the plane where the jam lies in the layer's lower half. The
+    free-top anode's true spheres jam after ~30 µm of roll travel, between planes."""
     _, move, (inst, moving, start) = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, spheres=True,
                                                       free_top=True, seed=1)
     assert move.stop["by"] == "pressure"
     n_coll = 2 if vs == 6.0 else 3  # 12 µm collector
     plane = n_coll + move.layers
     wall = move.wall_um / vs
-    assert abs(wall - plane) <= 0.5 + 1e-9 and abs(wall - round(wall)) > 0.01, (wall, plane)  # between planes
-    # the packing carried is the DEM's at the jam: its highest sphere presses into the roll there
-    carried = move.packing
-    top = float((carried.centre[0] + carried.radius).max())
+    assert wall < plane - 0.1 < wall + 1.0, (wall, plane)  # the jam lies between planes
+    # the packing carried is the DEM's at the jam: its highest sphere presses into the roll there (its Hertz
+    # overlap: 0.7–1.2 µm on this 160 µm window, where a few spheres carry the roll's 1 MPa)
+    top = float((move.packing.centre[0] + move.packing.radius).max())
     assert 0.0 < (top - wall) * vs < 1.5, (top * vs, wall * vs, plane * vs)
-    new, _ = remap_voxels(inst, moving, move.target, n_allowed=plane, owner=inst, exact=move.exact)
-    ids = carried.ids
-    np.testing.assert_array_equal(np.bincount(new.ravel(), minlength=inst.max() + 1)[ids],
-                                  np.bincount(inst.ravel(), minlength=inst.max() + 1)[ids])
-    i, j, dist = rearrange_mod._sphere_pairs(carried.centre, carried.radius, carried.body, inst.shape)
-    touching = set(rearrange_mod._pair_key(ids[carried.body[i]], ids[carried.body[j]])[
-        dist <= carried.radius[i] + carried.radius[j]].tolist())
-    faces = set()
-    for ax in range(3):
-        nb = np.roll(new, -1, axis=ax)
-        pair = (new > 0) & (nb > 0) & (new != nb)
-        if ax == 0:
-            pair[-1] = False  # not across the cell's thickness
-        faces |= set(rearrange_mod._pair_key(new[pair], nb[pair]).tolist())
-    assert len(touching) >= 10 and touching <= faces, (len(touching), len(touching - faces))
-    pressing = set(ids[carried.body[carried.centre[0] + carried.radius > wall]].tolist())
-    assert pressing and pressing <= set(np.unique(new[-1]).tolist()), (pressing, np.unique(new[-1]))
-
-
-@needs_dem
-def test_fitted_clumps_are_handed_over_stretched_to_the_plane_above_the_jam():
-    """Clumps fitted to the voxels are only the DEM's picture of the particles, so the particles keep their voxel
-    shape: each moves rigidly with its clump, the packing stretched along the thickness from the jam to the first
-    layer plane above it so that the top particles' voxels reach the roll's layer (module docs, step 2)."""
-    vs = 6.0
-    _, move, (inst, moving, _) = _first_dem_stage(vs, jam_pressure_mpa=1.0, collision_tol=1e9, free_top=True,
-                                                  seed=1)
-    assert move.stop["by"] == "pressure" and move.exact is None
-    n_coll = 2
-    plane = n_coll + move.layers
-    wall = move.wall_um / vs
-    assert wall < plane - 0.01 < wall + 1.0, (wall, plane)  # the plane above the jam
-    start = rearrange_mod.DemPacking.fit(inst, z_bottom=n_coll, z_top=inst.shape[0])
-    carried = move.packing
+    # the voxels move with it stretched to the plane: each particle by its sphere's stretched displacement
     s = (plane - n_coll) / (wall - n_coll)
-    want = n_coll + (carried.centre[0] - n_coll) * s - start.centre[0]
-    want = np.bincount(carried.body, weights=want) / np.bincount(carried.body)  # a body moves by its spheres' mean
+    want = n_coll + (move.packing.centre[0] - n_coll) * s - start.centre[0]  # one sphere per particle
     owner = inst[moving]
     lookup = np.full(int(inst.max()) + 1, -1)
-    lookup[carried.ids] = np.arange(carried.ids.size)
-    part = lookup[owner] >= 0  # (a voxel of no body moves with its nearest one)
+    lookup[start.ids] = np.arange(start.ids.size)
+    part = owner > 0  # (a voxel of no particle moves with its nearest one)
     np.testing.assert_allclose(move.shift_um[0][part] / vs, want[lookup[owner[part]]], atol=1e-9)
     assert move.target[0].max() >= plane - 1.0, (move.target[0].max(), plane)  # a voxel in the roll's layer
 

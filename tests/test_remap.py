@@ -66,28 +66,6 @@ def test_push_carries_the_solid_ahead_along_the_displacement():
     assert any(up["nearest"])
 
 
-def test_exact_voxels_take_their_cells_and_are_never_pushed_on():
-    """The column of the push test, B now an exact voxel (a DEM particle digitised where the DEM left it) whose
-    target is A's cell: B takes it whatever the order, and A, pressed down into its own cell, is placed around it (the free cell nearest its target), never pushing B on. Targets that are not distinct free cells of the
-    slab are refused."""
-    lab = np.zeros((6, 1, 1), np.uint8)
-    lab[0] = 9  # collector (fixed)
-    lab[2] = 1  # A
-    lab[3] = 2  # B
-    mov = (lab == 1) | (lab == 2)
-    target = np.array([[2.1, 2.5], [0.5, 0.5], [0.5, 0.5]])  # A pressed down a little, B onto A's cell centre
-    exact = np.array([False, True])
-    for rule in ("push", "nearest"):
-        for seed in range(6):
-            new, src = remap_voxels(lab, mov, target, n_allowed=6, collisions=rule, seed=seed, exact=exact)
-            assert new[2, 0, 0] == 2 and sorted(new[:, 0, 0].tolist()) == [0, 0, 0, 1, 2, 9], (rule, seed)
-            assert new[1, 0, 0] == 1 or new[3, 0, 0] == 1  # A next to it
-    for bad in ([[2.5, 2.5], [0.5, 0.5], [0.5, 0.5]],  # two exact voxels in one cell
-                [[0.5, 2.5], [0.5, 0.5], [0.5, 0.5]]):  # one in the collector
-        with pytest.raises(InputError, match="exact"):
-            remap_voxels(lab, mov, np.array(bad), n_allowed=6, exact=np.array([True, True]))
-
-
 def test_bad_collision_rule_is_an_error(coating):
     with pytest.raises(InputError, match="collisions"):
         _compress(coating, 3.0, "random")

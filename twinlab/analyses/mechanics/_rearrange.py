@@ -157,7 +157,6 @@ import sys
 
 import numpy as np
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from ..._morphology import face_neighbour, label_periodic
@@ -214,8 +213,7 @@ class DemMove:
     cell bottom where it stopped (the DEM's jam, between planes); ``collisions``: the particle volume the rigid move squeezes (beyond the digitisation
     shell) per volume the roll swept; ``stop``: what
     stopped the roll ("target", "pressure", "collisions") and the rejected sub-step's values;
-    ``packing``: the clumps at the jam (the next stage's start, :class:`DemPacking`); ``exact`` (m,): the moving
-    voxels whose ``target`` is the cell they take as given (the particles digitised from exact bodies; None: none).
+    ``packing``: the clumps at the layer plane (the next stage's start, :class:`DemPacking`).
     """
 
     target: np.ndarray
@@ -228,7 +226,6 @@ class DemMove:
     collisions: float
     stop: dict
     packing: "DemPacking | None" = None
-    exact: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -239,16 +236,13 @@ class DemPacking:
     as one lateral image (unwrapped: a clump cut by a periodic face keeps its spheres together);
     ``radius`` (s,); ``body`` (s,): index into ``ids``. Fitted to the uncalendered particles
     (:func:`fit_clumps`), moved by the DEM, and fitted again to the particles as each stress solve
-    left them, keeping the overlaps the DEM left between them (:meth:`follow`). ``exact``: the bodies are
-    the particles themselves (a generated electrode's true spheres, :meth:`of_spheres`, not yet refitted),
-    so a stage hands its particles over digitised where the DEM left them (:func:`rearrange`).
+    left them, keeping the overlaps the DEM left between them (:meth:`follow`).
     """
 
     ids: np.ndarray
     centre: np.ndarray
     radius: np.ndarray
     body: np.ndarray
-    exact: bool = False
 
     @classmethod
     def fit(cls, inst: np.ndarray, *, z_bottom: float, z_top: float, overlaps=None) -> "DemPacking":
@@ -270,7 +264,7 @@ class DemPacking:
             raise InputError(f"particle_spheres gives {radius.size} spheres but the particles have instance id "
                              f"{int(ids.max())}: pass the spheres of the labels' own generator")
         return cls(*_finished_clumps(ids, centre[:, ids - 1], radius[ids - 1], np.arange(ids.size), inst.shape,
-                                     z_bottom, np.inf, None), exact=True)
+                                     z_bottom, np.inf, None))
 
     def bodies_in(self, inst: np.ndarray) -> "DemPacking":
         """The bodies whose particle is still on the grid (an instance the remap cannot lose; kept for
@@ -281,7 +275,7 @@ class DemPacking:
         used = np.unique(self.body[keep])
         remap = np.full(self.ids.size, -1, np.int64)
         remap[used] = np.arange(used.size)
-        return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]], self.exact)
+        return DemPacking(self.ids[used], self.centre[:, keep], self.radius[keep], remap[self.body[keep]])
 
     def between(self, z_bottom: float, z_top: float) -> "DemPacking":
         """Spheres that poke through the collector plane or the roll flattened to touch it (the remap
@@ -591,8 +585,7 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     move = rearrange(cstate.inst, mov, n_coll=n_coll, m_cur=m_cur, m_target=m_next, h=h, materials=materials,
                      phase_of=lab, jam_pressure_mpa=jam, collision_tol=collision_tol, packing=packing)
     m_new = min(m_cur, max(m_next, move.layers))
-    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed, owner=cstate.inst,
-                                exact=move.exact)
+    new_lab, src = remap_voxels(lab, mov, move.target, n_allowed=n_coll + m_new, seed=seed, owner=cstate.inst)
     shift = np.zeros_like(disp)
     shift[(slice(None), *np.nonzero(mov))] = move.shift_um
     # a particle that slid or rolled away left the contacts that loaded it: it arrives unloaded
@@ -604,9 +597,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     cstate.take(take, src)
     broken = cstate.cover_surfaces(broken)  # sub-voxel shells: the film stays on the surfaces
     carried = move.packing
-    # the stress solve's roll starts at the jam, this far (layers) below the grid's top (step 2; rounded off at
-    # the sub-step grid's float noise, so that a stage that reached its plane leaves no travel)
-    roll_below = round(n_coll + m_new - move.wall_um / h[0], 9)
+    # the stress solve's roll starts at the jam, this far (layers) below the grid's top (step 2)
+    roll_below = n_coll + m_new - move.wall_um / h[0]
     # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
     # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
     gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll, roll_below_um=roll_below * h[0])
@@ -836,102 +828,23 @@ def rearrange(inst: np.ndarray, moving: np.ndarray, *, n_coll: int, m_cur: int, 
     final, z_wall, pressure, coll, stop = _run_lammps(
         centre, radius, body, phase, inst.shape, h, z_bot, z_roll, n_coll + m_target, materials, jam_pressure_mpa,
         squeezed_um3, collision_tol)
-    # the packing goes on from here: each sphere continuous with its start (one lateral image per clump)
-    carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape))
-    # the stress solve's roll is a layer plane (step 2); the packing carried (and its contact gaps) is the one at
-    # the jam. Exact bodies: the particles digitised at the jam, under the nearest plane. Fitted clumps: the
-    # voxels moved with the packing stretched to the plane above, so that the top particles reach the roll's layer
-    if packing.exact:
-        plane = min(max(np.round(z_wall / h[0]), n_coll + m_target), z_top)
-        shift = body_shift(final)
-    else:
-        plane = min(max(np.ceil(z_wall / h[0] - 1e-6), n_coll + m_target), z_top)
-        shift = body_shift(_stretched(final, z_bot, z_wall / h[0], plane))
+    # the stress solve's roll is a layer plane, the one above the jam (step 2): the voxels move with the packing
+    # stretched to it, so that the top particles reach the roll's layer; the packing carried (and its contact
+    # gaps) is the one at the jam
+    plane = min(max(np.ceil(z_wall / h[0] - 1e-6), n_coll + m_target), z_top)
+    shift = body_shift(_stretched(final, z_bot, z_wall / h[0], plane))
     # shift per voxel: a particle voxel by its sphere, a filler voxel by its nearest particle voxel
     _, near = ndimage.distance_transform_edt(~part, return_indices=True)
     owner = inst[tuple(near)]
     k = lookup[owner[idx]]
-    start = np.stack([i + 0.5 for i in idx]).astype(float)
-    target = start + shift[:, k]
-    exact = None
-    if packing.exact:
-        exact = part[idx]
-        target[:, exact] = _digitised(carried, pvox, powner, shift, inst.shape, n_coll, int(plane)) + 0.5
-    shift_um = (target - start) * np.asarray(h, float)[:, None]
+    shift_v = shift[:, k]
+    target = np.stack([i + 0.5 for i in idx]).astype(float) + shift_v
+    shift_um = shift_v * np.asarray(h, float)[:, None]
     layers = int(round(plane)) - n_coll
+    # the packing goes on from here: each sphere continuous with its start (one lateral image per clump)
+    carried = dataclasses.replace(packing, centre=centre + _lateral_min_image(final - centre, inst.shape))
     return DemMove(target, shift_um, min(layers, m_cur), pressure, int(ids.size),
-                   _max_overlap(final, radius, body, inst.shape), z_wall, coll, stop, carried, exact)
-
-
-def _digitised(packing, pvox, powner, shift, shape, n_coll, top):
-    """The cell (3, p; voxel indices) of each particle voxel ``pvox`` (its body ``powner``) when the particles
-    are ``packing``'s bodies digitised where they lie (module docs, step 2): each body takes as many cells of
-    layers ``[n_coll, top)`` as its particle has voxels, those whose centres lie deepest inside its spheres
-    (``r − |x − c|``, the lattice-point rule of :func:`_volume_offsets`); a cell two bodies want goes to the one
-    it lies deeper in (the DEM's overlaps are elastic, a fraction of a voxel). A voxel goes to the cell nearest
-    to where its body's ``shift`` (3, b) would move it, the rest of its body's cells matched to the rest of its
-    voxels at the least squared distance. Cells laterally as the image nearest that rigid position."""
-    n0, n1, n2 = shape
-    need = np.bincount(powner, minlength=packing.ids.size)
-    owner = np.full(top * n1 * n2, -1, np.int64)  # the body that took each cell of the slab
-    pad = 2
-    while need.any():
-        flat, bod, depth = _candidates(packing, np.flatnonzero(need), pad, (top, n1, n2), n_coll)
-        free = owner[flat] < 0
-        flat, bod, depth = flat[free], bod[free], depth[free]
-        order = np.lexsort((bod, -depth))  # deepest first
-        _, first = np.unique(flat[order], return_index=True)
-        won = order[np.sort(first)]  # each cell to the body it lies deepest in, in depth order
-        by_body = won[np.argsort(bod[won], kind="stable")]
-        b_sorted = bod[by_body]
-        rank = np.arange(by_body.size) - np.searchsorted(b_sorted, b_sorted)
-        take = by_body[rank < need[b_sorted]]
-        if take.size == 0:
-            if pad > max(shape):
-                raise RuntimeError("digitising the DEM packing: no free cell left for a particle")
-            pad *= 2
-            continue
-        owner[flat[take]] = bod[take]
-        need -= np.bincount(bod[take], minlength=need.size)
-    cells = np.stack(np.unravel_index(np.flatnonzero(owner >= 0), (top, n1, n2))).astype(float)
-    cell_body = owner[owner >= 0]
-    rigid = np.stack(pvox).astype(float) + 0.5 + shift[:, powner]
-    out = np.floor(rigid)
-    wrap = lambda x: ((x[0] * n1 + x[1] % n1) * n2 + x[2] % n2).astype(np.int64)  # noqa: E731
-    for b in range(packing.ids.size):
-        mine = np.flatnonzero(powner == b)
-        c = cells[:, cell_body == b]
-        landed = np.isin(wrap(out[:, mine]), wrap(c))  # the rigid move puts it on one of its cells: it stays
-        rest_c = c[:, ~np.isin(wrap(c), wrap(out[:, mine[landed]]))] + 0.5
-        rest = mine[~landed]
-        p = rigid[:, rest]
-        cost = (_lateral_min_image(rest_c[:, :, None] - p[:, None, :], shape) ** 2).sum(axis=0)
-        ci, pi = linear_sum_assignment(cost)
-        out[:, rest[pi]] = np.rint(p[:, pi] + _lateral_min_image(rest_c[:, ci] - p[:, pi], shape) - 0.5)
-    return out
-
-
-def _candidates(packing, bodies, pad, shape, n_coll):
-    """Cells of layers ``[n_coll, shape[0])`` within ``pad`` voxels of the spheres of ``bodies`` (indices into
-    ``packing.ids``): flat cell index (laterally wrapped), body and depth of the cell centre in the body's
-    clump (``max r − |x − c|``, voxels)."""
-    n0, n1, n2 = shape
-    flats, bods, depths = [], [], []
-    for b in bodies.tolist():
-        on = packing.body == b
-        c, r = packing.centre[:, on], packing.radius[on]
-        lo = np.floor((c - r).min(axis=1)) - pad
-        hi = np.ceil((c + r).max(axis=1)) + pad
-        lo[0], hi[0] = max(lo[0], n_coll), min(hi[0], n0)
-        g = np.stack(np.meshgrid(*[np.arange(lo[a], hi[a]) for a in range(3)], indexing="ij")).reshape(3, -1)
-        depth = np.full(g.shape[1], -np.inf)
-        for k in range(r.size):
-            depth = np.maximum(depth, r[k] - np.sqrt(((g + 0.5 - c[:, k:k + 1]) ** 2).sum(axis=0)))
-        gi = g.astype(np.int64)
-        flats.append((gi[0] * n1 + gi[1] % n1) * n2 + gi[2] % n2)
-        bods.append(np.full(depth.size, b))
-        depths.append(depth)
-    return np.concatenate(flats), np.concatenate(bods), np.concatenate(depths)
+                   _max_overlap(final, radius, body, inst.shape), z_wall, coll, stop, carried)
 
 
 def _stretched(centre, z_bottom, z_wall, z_plane):

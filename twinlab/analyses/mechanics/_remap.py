@@ -30,8 +30,8 @@ from ...errors import InputError
 
 
 def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, n_allowed: int,
-                 seed: int = 0, collisions: str = "push", owner: np.ndarray | None = None,
-                 exact: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 seed: int = 0, collisions: str = "push", owner: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Move the ``moving`` voxels of ``labels`` to ``target`` positions without losing any.
 
     Parameters
@@ -53,11 +53,6 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
         Particle instance id of each voxel (0: none). Given, the pieces of a particle that the move
         left sharing no face with any other solid are put back against their particle
         (:func:`reattach_debris`).
-    exact : (m,) bool, optional
-        Moving voxels (C order, like ``target``) whose targets are distinct cells of the slab that they
-        take as given (a DEM stage's particles digitised where the DEM left them,
-        :func:`._rearrange.rearrange`): they are placed first, and the others around them — a collision
-        never pushes one of them on.
 
     Returns
     -------
@@ -88,17 +83,12 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
     fixed_idx = np.flatnonzero(fixed[:n_allowed])
     source.reshape(-1)[fixed_idx] = fixed_idx  # same flat index: fixed voxels lie in the kept layers
     target = np.ascontiguousarray(target, dtype=np.float64)
-    blocked = fixed[:n_allowed].copy()
-    if exact is not None:
-        _place_exact(source, target, src_idx, exact, fixed[:n_allowed])
-        blocked |= source >= 0
-        order = order[~exact[order]]
     if collisions == "push":
         # the displacement of each voxel: target minus its voxel centre (the press direction locally)
         disp = target - (np.stack(np.unravel_index(src_idx, labels.shape)) + 0.5)
         for ax, n in ((1, n1), (2, n2)):  # periodic axes: the short way round
             disp[ax] -= n * np.round(disp[ax] / n)
-        _claim(source, target, src_idx, order, np.ascontiguousarray(disp), blocked, True)
+        _claim(source, target, src_idx, order, np.ascontiguousarray(disp), fixed[:n_allowed].copy(), True)
     else:
         _claim(source, target, src_idx, order, np.zeros((3, 0)), np.zeros((1, 1, 1), bool), False)
     if owner is not None:
@@ -108,20 +98,6 @@ def remap_voxels(labels: np.ndarray, moving: np.ndarray, target: np.ndarray, *, 
     taken = source >= 0
     new[taken] = flat[source[taken]]
     return new, source
-
-
-def _place_exact(source, target, src_idx, exact, fixed):
-    """Put the ``exact`` voxels in their target cells (``source`` changed in place); refuse targets that are
-    not distinct free cells of the slab."""
-    n0, n1, n2 = source.shape
-    cell = np.floor(target[:, exact]).astype(np.int64)
-    cell[1] %= n1
-    cell[2] %= n2
-    flat = (cell[0] * n1 + cell[1]) * n2 + cell[2]
-    inside = (cell[0] >= 0) & (cell[0] < n0)
-    if not inside.all() or np.unique(flat).size != flat.size or fixed.reshape(-1)[flat].any():
-        raise InputError("exact remap targets must be distinct free cells of the compressed slab")
-    source.reshape(-1)[flat] = src_idx[exact]
 
 
 def take_sources(arr: np.ndarray, source: np.ndarray, fill=0) -> np.ndarray:

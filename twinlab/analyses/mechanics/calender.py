@@ -280,12 +280,11 @@ def calender(
                 if cstate is not None:  # and reshapes them: their stress starts from its particle's mean
                     cstate.reshaped = None
                 jammed = opts.dem_until_jam and stats["dem"][-1]["stop"]["by"] in ("pressure", "collisions")
-                if m_dem == m_next and roll_below >= 0:  # rearrangement took the whole increment
+                if m_dem == m_next:  # rearrangement took the whole increment
                     stats["increments"] += 1
                     stats["share"].append(1.0)
                 m_cur = m_dem
-            # the stress solve takes the travel left: to the target, from the jam where it lies above the plane
-            if m_next < m_cur or roll_below < 0:
+            if m_next < m_cur:
                 lab, img, stress, strain, disp, broken, hourglass, share, cg, nw = _increment(
                     lab, img, stress, strain, disp, broken, hourglass=hourglass,
                     moving_value=lambda a: (a != pore_v) & ((a != coll_v) if has_coll else True),
@@ -642,9 +641,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
                roll_below=0.0):
     """One strain increment m_cur → m_next layers: solve, then move the voxels (remap) with their state.
     ``roll_below``: the roll starts that far (layers) below the grid's top — a DEM stage's jam between layer planes,
-    the packing stretched to the plane above it or, digitised at the jam, under the nearest plane (negative where the
-    jam lies above it; :func:`._rearrange.rearrange`): the solve imposes the travel from there, and the remap, which
-    rescales the coating to ``m_next``, takes the difference back without stress.
+    the packing stretched to the plane above it (:func:`._rearrange.rearrange`): the solve imposes the travel from
+    there, and the remap, which rescales the coating to ``m_next``, takes the stretch back without stress.
     ``hourglass``: the generalised hourglass forces carried with the voxels (3, 4, *lab.shape; None: zero),
     like the stress (``MechanicsSolver.solve_increment``). Returns the moved labels, image, stress, strain,
     displacement, broken flags and hourglass forces, the share of the roll travel the coating took, CG and
@@ -768,7 +766,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     z_bot = n_coll + (un[0, n_coll].mean() - anchor[0] + d_e[0] * n_coll * h[0]) / h[0]
     z_top = nt + (un[0, nt % shape_c[0]].mean() - anchor[0] + d_e[0] * nt * h[0]) / h[0]
     # the share of the roll travel the coating took (none to take in a zero-strain re-solve)
-    share = float((m_cur - (z_top - z_bot)) / travel) if travel > 0 else float("nan")
+    share = float((m_cur - (z_top - z_bot)) / travel) if m_next != m_cur else float("nan")
     uc = uc[:, :nt]
     mov = moving_value(lab)
     idx = np.nonzero(mov)
