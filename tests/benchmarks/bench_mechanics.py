@@ -25,6 +25,11 @@ Prints, measured in the same run (the machine is shared: ratios matter, not abso
 * `uptime` load before and after, peak RSS;
 * with ``--profile-n``: one multigrid cycle kernel by kernel and level (calls and ms per cycle) and
   one CG iteration (fine operator, vector updates, cycle) against the 6 + 6 FFT pair.
+* with ``--iteration-n`` (default 128; 0 skips): issue 16's per-iteration table — one CG iteration of the FFT
+  (Lippmann–Schwinger, float32) and of the multigrid solver, with and without the plane contact law's crack
+  correction, on the calender's first cracked solve of the cathode (its own grid, materials, cracks and
+  right-hand side) and on the welded porous cell's first solve, each against the 6 + 6 float32 FFT pair of the
+  same run (``--iteration-k`` iterations a run, best of ``--repeat``).
 
 Measured (2 vCPU shared with 4 other sessions, load 11–22; the machine was never quiet, so CPU
 seconds of the process are given where wall time mostly measured the others):
