@@ -535,7 +535,7 @@ def first_cg(n: int, *, welded: bool, workers: int):
     def capture(self, b, theta, normal, **kw):
         if not (welded or self._crack is not None):  # (a solve before the cracked one)
             return cg(self, b, theta, normal, **kw)
-        got.append((self, b.copy(), theta.copy(), normal.copy()))
+        got.append((self, b.copy(), theta.copy(), normal.copy(), self._crack))
         raise _Captured
 
     _fft_solver.MechanicsSolver._cg = capture
@@ -548,7 +548,9 @@ def first_cg(n: int, *, welded: bool, workers: int):
         _fft_solver.MechanicsSolver._cg = cg
     if not got:
         raise RuntimeError("the calendering run made no CG solve")
-    return got[0]
+    solver, b, theta, normal, crack = got[0]
+    solver._crack = crack  # (solve_increment clears it on the way out)
+    return solver, b, theta, normal
 
 
 def _per_iteration(solver, b, theta, normal, k: int, repeat: int) -> float:
