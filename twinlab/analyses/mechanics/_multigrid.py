@@ -775,11 +775,17 @@ def _add_child(p8, vec, L, M, kh, yielded, pf, cv, wv, e):
         for m in range(3):
             for r in range(8):
                 wv[8 * m + r] = pf[3 * m] * cv[0, r] + pf[3 * m + 1] * cv[1, r] + pf[3 * m + 2] * cv[2, r]
-        o = 0
-        for r in range(24):
-            for c in range(r + 1):
-                e[o + c] -= wv[r] * wv[c]
-            o += r + 1
+        _sub_rank_one(wv, e)
+
+
+@numba.njit(cache=True, inline="always")
+def _sub_rank_one(wv, e):
+    """e (packed lower triangle, 24 × 24) −= wv wvᵀ: a yielded child's J2 rank-one term."""
+    o = 0
+    for r in range(24):
+        for c in range(r + 1):
+            e[o + c] -= wv[r] * wv[c]
+        o += r + 1
 
 
 @numba.njit(parallel=True, cache=True)
@@ -848,11 +854,7 @@ def _galerkin_first(coef, pvec, has_p, tab, bits, o0, o1, o2, ke, i0, ch0, ps0, 
                                         for t in range(9):
                                             v += g[t, r] * pf[t]
                                         wv[r] = v
-                                    o = 0
-                                    for r in range(24):
-                                        for c in range(r + 1):
-                                            e[o + c] -= wv[r] * wv[c]
-                                        o += r + 1
+                                    _sub_rank_one(wv, e)
                                 continue
                             _child_p8(tab, bits, o0, o1, o2, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8)
                             _add_child(p8, vec, L, M, kh, yielded, pf, cv, wv, e)
