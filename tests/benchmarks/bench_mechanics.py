@@ -25,6 +25,11 @@ Prints, measured in the same run (the machine is shared: ratios matter, not abso
 * `uptime` load before and after, peak RSS;
 * with ``--profile-n``: one multigrid cycle kernel by kernel and level (calls and ms per cycle) and
   one CG iteration (fine operator, vector updates, cycle) against the 6 + 6 FFT pair.
+* with ``--iteration-n`` (default 128; 0 skips): issue 16's per-iteration table — one CG iteration of the FFT
+  (Lippmann–Schwinger, float32) and of the multigrid solver, with and without the plane contact law's crack
+  correction, on the calender's first cracked solve of the cathode (its own grid, materials, cracks and
+  right-hand side) and on the welded porous cell's first solve, each against the 6 + 6 float32 FFT pair of the
+  same run (``--iteration-k`` iterations a run, best of ``--repeat``).
 
 Measured (2 vCPU shared with 4 other sessions, load 11–22; the machine was never quiet, so CPU
 seconds of the process are given where wall time mostly measured the others):
@@ -309,12 +314,17 @@ def main() -> None:
     ap.add_argument("--profile-n", type=int, default=0, help="profile one CG iteration and one cycle of the "
                     "multigrid at this size, component by component (0 skips)")
     ap.add_argument("--profile-reps", type=int, default=10, help="cycles timed in the profile")
+    ap.add_argument("--iteration-n", type=int, default=128, help="per-CG-iteration table at this size: the FFT "
+                    "and multigrid solvers with and without the plane contact law against the FFT pair (0 skips)")
+    ap.add_argument("--iteration-k", type=int, default=10, help="CG iterations per timed run of the table")
     ap.add_argument("--calender-peer", default="fft", help="also calender with this preconditioner in the same run "
                     "and print the time ratio ('' to skip)")
     args = ap.parse_args()
     print("load before:", uptime(), flush=True)
     if args.profile_n:
         profile_part(args)
+    if args.iteration_n:
+        iteration_part(args)
     if args.sizes:
         scaling_part(args)
     if not args.skip_cg:
@@ -506,6 +516,94 @@ def profile_part(args) -> None:
     print(f"  one CG iteration ≈ {it * 1e3:.1f} ms: fine operator {t_fine * 1e3:.1f} ms, dots/updates "
           f"{t_vec * 1e3:.1f} ms, cycle {cycle * 1e3:.1f} ms; 6+6 FFT pair float32 {peer * 1e3:.1f} ms, float64 "
           f"{peer64 * 1e3:.1f} ms → iteration {it / peer:.2f}× (f32) / {it / peer64:.2f}× (f64) the pair", flush=True)
+
+
+class _Captured(Exception):
+    """Raised by :func:`first_cg` to stop a calendering run at its first CG solve."""
+
+
+def first_cg(n: int, *, welded: bool, workers: int):
+    """``(solver, b, theta, normal)`` of the first CG solve of the benchmark's ``n``³ calendering run (the
+    calender's own grid, materials and — unless ``welded`` — the plane contact law's cracks, as the solver
+    holds them when its Newton calls CG: the first solve with cracks); the run is stopped there."""
+    from twinlab.analyses.mechanics import _fft_solver
+
+    lab = synth_electrode((n, n, n), n_coll=max(2, n // 20), fraction=0.38, radius=(n / 16, n / 9), seed=1, cbd=0.3)
+    cg = _fft_solver.MechanicsSolver._cg
+    got = []
+
+    def capture(self, b, theta, normal, **kw):
+        if not (welded or self._crack is not None):  # (a solve before the cracked one)
+            return cg(self, b, theta, normal, **kw)
+        got.append((self, b.copy(), theta.copy(), normal.copy(), self._crack))
+        raise _Captured
+
+    _fft_solver.MechanicsSolver._cg = capture
+    try:
+        calender(lab, ratios=[0.1], steps=1, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
+                 workers=workers, keep_fields=False, contacts=not welded)
+    except _Captured:
+        pass
+    finally:
+        _fft_solver.MechanicsSolver._cg = cg
+    if not got:
+        raise RuntimeError("the calendering run made no CG solve")
+    solver, b, theta, normal, crack = got[0]
+    solver._crack = crack  # (solve_increment clears it on the way out)
+    return solver, b, theta, normal
+
+
+def _per_iteration(solver, b, theta, normal, k: int, repeat: int) -> float:
+    """Seconds per CG iteration of ``solver`` (best of ``repeat`` runs of ``k`` iterations after a warm-up that
+    builds its preconditioner), from the right-hand side ``b``."""
+    def run(count):
+        t = time.perf_counter()
+        try:
+            _, its = solver._cg(b.copy(), theta, normal, rtol=1e-30, maxiter=count)
+        except ConvergenceError as exc:  # raised after `count` iterations, as intended
+            its = exc.cg_iterations
+        return (time.perf_counter() - t) / max(its, 1)
+
+    run(2)
+    return min(run(k) for _ in range(repeat))
+
+
+def iteration_part(args) -> None:
+    """#16's per-iteration cost on the benchmark's calendering grid at ``--iteration-n``: one CG iteration of the
+    FFT (Lippmann–Schwinger, float32) and the multigrid solver, with and without the plane contact law's crack
+    correction (the cathode's first increment, the solver's own right-hand side), and on the welded porous cell,
+    against the 6 + 6 FFT pair measured in the same run."""
+    from twinlab.analyses.mechanics import MechanicsSolver as Solver
+
+    n, k = args.iteration_n, args.iteration_k
+    rows = {}
+    for case, welded in (("cathode, plane contacts", False), ("welded porous", True)):
+        mg, b, theta, normal = first_cg(n, welded=welded, workers=args.workers)
+        shape = mg.shape
+        fft = Solver(mg.lam, mg.mu, voxel_size=mg.h, yield_mpa=mg.sy.reshape(shape), code=mg.code.reshape(shape),
+                     dtype="float32", workers=args.workers, preconditioner="fft")
+        fft._crack = mg._crack  # the same cracked voxels and correction rows
+        b32 = b.astype(np.float32)
+        for name, solver, rhs in (("FFT (float32)", fft, b32), ("multigrid", mg, b)):
+            law = solver._crack
+            with_law = None if law is None else _per_iteration(solver, rhs, theta, normal, k, args.repeat)
+            solver._crack = None
+            rows[case, name] = (_per_iteration(solver, rhs, theta, normal, k, args.repeat), with_law,
+                                0 if law is None else law.index.size)
+            solver._crack = law
+        del mg, fft
+    peer32 = fft_pair_time(shape, "float32", 6, workers=args.workers)
+    peer64 = fft_pair_time(shape, "float64", 6, workers=args.workers)
+    print(f"per CG iteration at {shape} (best of {args.repeat} runs of {k} iterations; 6 + 6 FFT pair float32 "
+          f"{peer32 * 1e3:.1f} ms, float64 {peer64 * 1e3:.1f} ms, same run) | {uptime()}", flush=True)
+    print(f"  {'case':24s} {'solver':14s} {'no contact law':>16s} {'plane law':>16s} {'law overhead':>13s} "
+          f"{'cracked voxels':>15s}", flush=True)
+    for (case, name), (plain, law, m) in rows.items():
+        def cell(t):
+            return f"{t * 1e3:7.1f} ms {t / peer32:4.2f}×"
+        print(f"  {case:24s} {name:14s} {cell(plain):>16s} {cell(law) if law else '–':>16s} "
+              f"{f'{law / plain:.2f}×' if law else '–':>13s} {m:15d}", flush=True)
+    print("  (× = the iteration over the float32 FFT pair; #16 asks ≤ 1.5×)", flush=True)
 
 
 class SolverCounters:

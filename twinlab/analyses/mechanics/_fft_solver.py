@@ -463,10 +463,7 @@ class MechanicsSolver:
         (the energy still falls, or barely rises), so near the solution the step is Newton's.
         """
         # g(0): the tangent's work duᵀ K du (= duᵀ R for the CG solution; res is free after CG, no extra field)
-        coef, pvec, active = self._tangent(theta, normal)
-        apply_tangent(du, coef, pvec, active, self._q, res)
-        apply_cracks(du, self._crack.index, self._crack.rows, self._q, res)
-        g0 = _dot(du, res)
+        g0 = self._apply_dot(du, *self._tangent(theta, normal), res)
         at = 1.0  # the iterate's step length along −du
         u -= du
         r_norm = evaluate()
@@ -560,6 +557,17 @@ class MechanicsSolver:
         """The multigrid hierarchy (None before the first solve or with the FFT preconditioner), to
         hand to the next solver of a sequence (``MechanicsSolver(..., hierarchy=...)``)."""
         return self._mg
+
+    def _apply_dot(self, u, coef, pvec, active, out) -> float:
+        """``out = A u`` for the tangent ``coef, pvec`` (:meth:`_tangent`) with the cracked voxels' correction of
+        the increment being solved (:func:`._operator.apply_cracks`), and ``uᵀ A u``: the operator of CG and of the
+        crack line search. Without cracks in one sweep (:func:`._operator.apply_tangent_dot`; with them the sweep
+        and the correction, then the dot)."""
+        if self._crack is None:
+            return apply_tangent_dot(u, coef, pvec, active, self._q, out)
+        apply_tangent(u, coef, pvec, active, self._q, out)
+        apply_cracks(u, self._crack.index, self._crack.rows, self._q, out)
+        return _dot(u, out)
 
     def _preconditioner_for(self, coef, pvec, *, rebuild=False):
         """The z = M⁻¹ r callable for the current tangent.
@@ -662,12 +670,7 @@ class MechanicsSolver:
                     f"{history[-1]:.3g}): the preconditioner has no correction for the residual, as for a piece "
                     "of solid held by nothing; check that every particle touches its neighbours, the collector "
                     "or the roll" + _history(history), it - 1)
-            if self._crack is None:
-                pq = apply_tangent_dot(p, coef, pvec, active, self._q, q)  # q = A p and pᵀq in one sweep
-            else:
-                apply_tangent(p, coef, pvec, active, self._q, q)
-                apply_cracks(p, self._crack.index, self._crack.rows, self._q, q)
-                pq = _dot(p, q)
+            pq = self._apply_dot(p, coef, pvec, active, q)
             if not (pq > 0):
                 if not np.isfinite(pq):
                     raise _cg_error("conjugate gradients produced NaN/inf; check the material constants"

@@ -667,6 +667,14 @@ def _first_coarse_basis(q) -> np.ndarray:
     return out
 
 
+def _corner_vectors(q) -> np.ndarray:
+    """(7, 8): the one-point hexahedron's gradient vectors ``γ_n`` (``d_mn = γ_n · u_m`` over the 8 corners of
+    component m) and its 4 hourglass modes ``η_α``, from which its element matrix follows entrywise
+    (:func:`_add_child`)."""
+    g, h = _element_maps(np.asarray(q, float))
+    return np.vstack([g[:3, :8], h[::3, :8]])
+
+
 def _first_coarse_gradients(q) -> np.ndarray:
     """(27, 9, 24): the gradient map G P_pos of a child at each position combination (for the J2
     rank-one term ``(P_posᵀ Gᵀ p)(P_posᵀ Gᵀ p)ᵀ`` of a yielded child)."""
@@ -736,23 +744,65 @@ def _add_ptkp(k24, p8, tmp, e):
                     e[row * (row + 1) // 2 + 8 * n + c] += v
 
 
+@numba.njit(cache=True, inline="always")
+def _add_child(p8, vec, L, M, kh, yielded, pf, cv, wv, e):
+    """e (packed lower triangle) += (I₃ ⊗ P8)ᵀ K (I₃ ⊗ P8) for a fine element with coefficients L, M, kh (and
+    the J2 rank-one term of ``pf`` when ``yielded``), from its corner vectors ``vec`` (:func:`_corner_vectors`)
+    mapped to the coarse corners, ``cv = P8ᵀ vec``. The one-point hexahedron's matrix is, entrywise in
+    (component a, corner r) × (component b, corner c),
+    ``K = L γ_a[r] γ_b[c] + M (δ_ab Σ_n γ_n[r] γ_n[c] + γ_b[r] γ_a[c]) + kh δ_ab Σ_α η_α[r] η_α[c]
+    − w[a, r] w[b, c]`` with ``w[m] = Σ_n p_mn γ_n``, so the product needs the 7 mapped vectors (448
+    multiply-adds) instead of P8ᵀ K P8 block by block (~7000 with forming K): the masked children of the
+    first coarse level were half of a hierarchy build (stop 31)."""
+    for t in range(7):
+        for c in range(8):
+            v = 0.0
+            for f in range(8):
+                v += vec[t, f] * p8[f, c]
+            cv[t, c] = v
+    for a in range(3):
+        for r in range(8):
+            row = 8 * a + r
+            o = row * (row + 1) // 2
+            for b in range(a + 1):
+                for c in range(8 if b < a else r + 1):
+                    v = L * cv[a, r] * cv[b, c] + M * cv[b, r] * cv[a, c]
+                    if a == b:
+                        v += M * (cv[0, r] * cv[0, c] + cv[1, r] * cv[1, c] + cv[2, r] * cv[2, c]) + kh * (
+                            cv[3, r] * cv[3, c] + cv[4, r] * cv[4, c] + cv[5, r] * cv[5, c] + cv[6, r] * cv[6, c])
+                    e[o + 8 * b + c] += v
+    if yielded:
+        for m in range(3):
+            for r in range(8):
+                wv[8 * m + r] = pf[3 * m] * cv[0, r] + pf[3 * m + 1] * cv[1, r] + pf[3 * m + 2] * cv[2, r]
+        _sub_rank_one(wv, e)
+
+
+@numba.njit(cache=True, inline="always")
+def _sub_rank_one(wv, e):
+    """e (packed lower triangle, 24 × 24) −= wv wvᵀ: a yielded child's J2 rank-one term."""
+    o = 0
+    for r in range(24):
+        for c in range(r + 1):
+            e[o + c] -= wv[r] * wv[c]
+        o += r + 1
+
+
 @numba.njit(parallel=True, cache=True)
 def _galerkin_first(coef, pvec, has_p, tab, bits, o0, o1, o2, ke, i0, ch0, ps0, fl0, ch1, ps1, fl1, ch2, ps2, fl2,
-                    basis, kmat, gmat, gpos, corner_of):
+                    basis, vec, gpos, corner_of):
     """ke[E − (i0, 0, 0)] = Σ_children P8ᵀ K_child P8 for the first coarse level's element planes
     i0 … i0 + len(ke) − 1 (packed; a slab: the whole level's would take 150 B per fine voxel).
 
     A child whose 8 corner nodes all keep trilinear weights adds the precomputed products of its
     position (``basis``, (81, 300): three coefficients, plus the J2 rank-one term through ``gpos``);
-    any other child builds its 8 × 8 interpolation from the node weights ``w`` and its 24 × 24
-    element matrix from ``kmat`` (unit L, M, k_hg) and ``gmat`` (gradient map), and adds P8ᵀ K P8
-    block by block."""
+    any other child builds its 8 × 8 interpolation from the node weights ``w`` and adds P8ᵀ K P8 from
+    its corner vectors ``vec`` (:func:`_add_child`)."""
     nc0, nc1, nc2 = ke.shape[0], ke.shape[1], ke.shape[2]
     for Il in numba.prange(nc0):
         I = Il + i0
         p8 = np.empty((8, 8))
-        k24 = np.empty((24, 24))
-        tmp = np.empty((8, 8))
+        cv = np.empty((7, 8))
         wv = np.empty(24)
         pf = np.empty(9)
         for J in range(nc1):
@@ -804,26 +854,10 @@ def _galerkin_first(coef, pvec, has_p, tab, bits, o0, o1, o2, ke, i0, ch0, ps0, 
                                         for t in range(9):
                                             v += g[t, r] * pf[t]
                                         wv[r] = v
-                                    o = 0
-                                    for r in range(24):
-                                        for c in range(r + 1):
-                                            e[o + c] -= wv[r] * wv[c]
-                                        o += r + 1
+                                    _sub_rank_one(wv, e)
                                 continue
                             _child_p8(tab, bits, o0, o1, o2, fl0, fl1, fl2, I, J, K, pa, pb, pc, corner_of, p8)
-                            for r in range(24):
-                                for c in range(24):
-                                    k24[r, c] = L * kmat[0, r, c] + M * kmat[1, r, c] + kh * kmat[2, r, c]
-                            if yielded:
-                                for r in range(24):
-                                    v = 0.0
-                                    for t in range(9):
-                                        v += gmat[t, r] * pf[t]
-                                    wv[r] = v
-                                for r in range(24):
-                                    for c in range(24):
-                                        k24[r, c] -= wv[r] * wv[c]
-                            _add_ptkp(k24, p8, tmp, e)
+                            _add_child(p8, vec, L, M, kh, yielded, pf, cv, wv, e)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -1570,9 +1604,7 @@ class ElasticMultigrid:
         self.pieces = None
         self._basis = _first_coarse_basis(self.q) if len(self._shapes) > 1 else None
         self._gpos = _first_coarse_gradients(self.q)
-        g, k_l, k_m, k_h = _element_matrices(self.q)
-        self._kmat = np.stack([k_l, k_m, k_h])
-        self._gmat = g
+        self._vec = _corner_vectors(self.q)
         self._io = None  # (b, x) of the finest level when apply() gets vectors of another precision
         self._nt = None  # the thread count the cycle set last (see _threads_for)
         self.levels: list[_Level] = []
@@ -1684,7 +1716,7 @@ class ElasticMultigrid:
             numba.set_num_threads(fine.threads(self.threads))
             _galerkin_first(coef, pvec if pvec is not None else coef[:1], pvec is not None, *fine.tr.args(),
                             ke, a, a0.ch, a0.pos, a0.fl, a1.ch, a1.pos, a1.fl, a2.ch, a2.pos, a2.fl,
-                            self._basis, self._kmat, self._gmat, self._gpos, _SLOT_CORNER)
+                            self._basis, self._vec, self._gpos, _SLOT_CORNER)
             yield a, b, ke
 
     def refresh_fine(self, coef, pvec=None) -> None:
