@@ -179,34 +179,53 @@ def test_the_stand_in_keeps_the_bulk_shear_and_the_normal_modulus_beyond_it():
     assert lam_s[0] == pytest.approx(1 / (1 / M + 1 / (2.0 * k)) - 2 * MU, rel=1e-3)
 
 
-def test_a_capped_bridge_layer_crushes_at_its_cap_and_unloads_elastically():
-    """A column (12 µm, 1 µm voxels, uniaxial strain) of bulk blocks with a cracked layer and a layer of soft
-    bridge voxels (E 100 MPa) whose mean pressure is capped at P = 0.5 MPa (``CrackSet.bridges``). Crushed, the
-    bridge layer keeps its deviator (σ_zz = −P + 4/3 μ_b ε_b), so the column's stress is
-    σ = (ε L − 3 P/(4 μ_b)) / ((L − 1)/M + 1/k_n + 3/(4 μ_b)), the layer's mean stress exactly −P; released by
-    +0.002 it unloads elastically, with its constrained modulus in series."""
-    shape, cap = (12, 4, 4), 0.5
+def test_a_crushing_bridge_layer_flows_on_its_bonded_cam_clay_ellipse_and_unloads_elastically():
+    """A column (12 µm, 1 µm voxels, uniaxial strain) of bulk blocks with a cracked layer and a layer of soft bridge
+    voxels (E 100 MPa) on the bonded Cam-clay ellipse ``q²/M² + (p − p_c)(p + p_t) = 0`` (``CrackSet.bridges``,
+    p_c 0.5, p_t 0.3, M 0.9). Pressed by −0.01 per increment: Newton converges quadratically (consistent tangent),
+    the layer's stress stays on the ellipse with its plastic strain along the normal (associated flow), and its axial
+    stress rises to the most any stress with equal lateral components reaches on the ellipse, σ_a = p + 2q/3 at
+    ``q = (2/3) M² (p − L)``: ``L + a √(1 + 4M²/9)`` (L, a: centre and half-width), where uniaxial strain flows
+    steadily. Released by +0.002 it unloads elastically, with its constrained modulus in series."""
+    shape, cap, bond, slope = (12, 4, 4), 0.5, 0.3, 0.9
     e_b, nu_b = 100.0, 0.3
     lam_b, mu_b = e_b * nu_b / ((1 + nu_b) * (1 - 2 * nu_b)), e_b / (2 * (1 + nu_b))
+    k_b = lam_b + 2 * mu_b / 3
     layer = np.indices(shape)[0]
     lam, mu = np.where(layer == 2, lam_b, LAM), np.where(layer == 2, mu_b, MU)
     idx = np.flatnonzero((layer == 6).reshape(-1))
     normal = np.zeros((3, idx.size))
     normal[0] = 1.0
-    bridges = CappedBridges(np.flatnonzero((layer == 2).reshape(-1)), cap)
+    bridges = CappedBridges(np.flatnonzero((layer == 2).reshape(-1)), cap, bond, slope)
     solver = MechanicsSolver(lam, mu, workers=1)
-    sol = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0,
-                                                                          bridges=bridges), tol=1e-8)
-    exact = (-0.01 * 12 - 3 * cap / (4 * mu_b)) / (11 / M + 1 / K_N + 3 / (4 * mu_b))
-    assert sol.stress[0].mean() == pytest.approx(exact, rel=1e-6)
-    s_b = sol.stress[:, 2]
-    assert (s_b[0] + s_b[1] + s_b[2]).mean() / 3 == pytest.approx(-cap, rel=1e-6)
+    centre, half = (cap - bond) / 2, (cap + bond) / 2
+    steady = centre + half * np.sqrt(1 + 4 * slope ** 2 / 9)
+    s_old, gap, axial = None, 0.0, []
+    for _ in range(8):
+        sol = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), stress_old=s_old, cracks=CrackSet(
+            idx, normal, 1.0, K_N, K_N, 0.3, 0.0, gap, bridges=bridges), tol=1e-8)
+        assert sol.newton_iterations <= 6
+        s_b = sol.stress[:, 2].reshape(6, -1).mean(axis=1)
+        p = -(s_b[0] + s_b[1] + s_b[2]) / 3
+        q = abs(s_b[0] - s_b[1])
+        assert s_b[1] == pytest.approx(s_b[2], rel=1e-6)
+        assert q ** 2 / slope ** 2 + (p - cap) * (p + bond) == pytest.approx(0.0, abs=1e-6)
+        if s_old is not None:  # the increment's plastic strain (axial, lateral 0) along n = ∂f/∂σ
+            d_s = s_b - s_old[:, 2].reshape(6, -1).mean(axis=1)
+            d_e = sol.strain[:, 2].reshape(6, -1).mean(axis=1)
+            e_p = d_e[:3] - (d_s[:3] - lam_b / (3 * lam_b + 2 * mu_b) * d_s[:3].sum()) / (2 * mu_b)
+            n_p, n_q = 2 * (p - centre), 2 * q / slope ** 2  # ∂f/∂p, ∂f/∂q
+            assert -e_p.sum() / (2 / 3 * (e_p[1] - e_p[0])) == pytest.approx(n_p / n_q, rel=1e-4)
+        axial.append(-s_b[0])
+        s_old, gap = sol.stress, sol.crack_gap
+    assert np.all(np.array(axial) <= steady * (1 + 1e-6))
+    assert axial[-1] == pytest.approx(steady, rel=0.01)
+    assert sol.stress[0].mean() == pytest.approx(-axial[-1], rel=1e-6)  # the column carries the layer's stress
     back = solver.solve_increment((0.002, 0, 0, 0, 0, 0), stress_old=sol.stress, cracks=CrackSet(
         idx, normal, 1.0, K_N, K_N, 0.3, 0.0, sol.crack_gap, bridges=bridges), tol=1e-8)
-    m_b = lam_b + 2 * mu_b
     assert back.stress[0].mean() - sol.stress[0].mean() == pytest.approx(
-        0.002 * 12 / (11 / M + 1 / K_N + 1 / m_b), rel=1e-6)
-    # without the cap the same column is elastic: the bridge layer's pressure would be well above P
+        0.002 * 12 / (11 / M + 1 / K_N + 1 / (k_b + 4 * mu_b / 3)), rel=1e-6)
+    # without the bridges' law the same column is elastic: the bridge layer's pressure would be well above p_c
     free = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0),
                                   tol=1e-8)
     assert -(free.stress[:3, 2].sum(axis=0)).mean() / 3 > 2 * cap
@@ -284,12 +303,13 @@ def test_a_bad_crack_set_is_refused():
     with pytest.raises(InputError, match="gap"):
         CrackSet([1], normal, 1.0, K_N, K_N, 0.3, 0.0, gap=-1.0)
     with pytest.raises(InputError, match="both cracked and a capped bridge"):
-        CrackSet([1], normal, 1.0, K_N, K_N, 0.3, 0.0, bridges=CappedBridges([1, 2], 1.0))
-    with pytest.raises(InputError, match="cap ≥ 0"):
-        CappedBridges([2], -1.0)
+        CrackSet([1], normal, 1.0, K_N, K_N, 0.3, 0.0, bridges=CappedBridges([1, 2], 1.0, 1.0, 1.0))
+    for cap, bond, slope in ((-1.0, 1.0, 1.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0), (np.inf, 1.0, 1.0)):
+        with pytest.raises(InputError, match="capped bridges"):
+            CappedBridges([2], cap, bond, slope)
     with pytest.raises(InputError, match="pore"):  # a bridge voxel without stiffness
         solver.solve_increment(np.zeros(6), cracks=CrackSet([1], normal, 1.0, K_N, K_N, 0.3, 0.0,
-                                                            bridges=CappedBridges([0], 1.0)))
+                                                            bridges=CappedBridges([0], 1.0, 1.0, 1.0)))
     with pytest.raises(InputError, match="pore"):
         solver.solve_increment(np.zeros(6), cracks=CrackSet([0], normal, 1.0, K_N, K_N, 0.3, 0.0))
     with pytest.raises(InputError, match="outside"):

@@ -45,6 +45,9 @@ class Material:
     # pressure at which rearrangement ends (MPa), m the packing-fraction gain per e-fold of pressure
     rearrangement_pressure_mpa: float | None = None
     rearrangement_slope: float | None = None
+    # contact laws: bond strength p_t (MPa) of the pore-bridging CBD/binder joined to these particles, the isotropic
+    # tension its bonded Cam-clay ellipse reaches (mechanics/_interface.bridge_return; cracked-plane law only)
+    bridge_bond_mpa: float | None = None
     # brittle films: Weibull modulus m of the strength scatter (the fracture strength is the characteristic
     # strength σ0: a patch survives σ with probability exp(−(σ/σ0)^m)); None = one strength everywhere
     weibull_modulus: float | None = None
@@ -180,7 +183,8 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "Meyer et al., J. Mater. Process. Technol. 249 (2017) 172; Schreiner et al., Energy Technol. 7 "
              "(2019) 1900840)",
              friction_coefficient=0.3, jamming_fraction=0.555, crush_strength_mpa=125.0,
-             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03, normal_stiffness_gpa_um=0.125),
+             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03, normal_stiffness_gpa_um=0.125,
+             bridge_bond_mpa=20.0),
 )}
 
 

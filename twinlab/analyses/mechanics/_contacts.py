@@ -376,6 +376,7 @@ class ContactLaw:
     rearr: np.ndarray = None  # rearrangement pressure at jamming P_j (MPa)
     rslope: np.ndarray = None  # rearrangement slope m (packing fraction per e-fold of pressure)
     bridges: tuple = ()  # label values of the pore-bridging phases (CBD, binder) that share the cap
+    bond: np.ndarray = None  # bond strength p_t (MPa) of the bridges joined to these particles (bonded Cam-clay)
     per_area: np.ndarray = None  # True: a normal stiffness per contact area; lam, mu are per µm of voxel edge
     voxel_um: tuple = (1.0, 1.0, 1.0)  # voxel edges (µm) along the cell axes
 
@@ -391,7 +392,7 @@ class ContactLaw:
         code = np.zeros(256, np.uint8)
         slope = np.zeros(256)
         jam, crush = np.full(256, np.nan), np.zeros(256)
-        rearr, rslope = np.zeros(256), np.ones(256)
+        rearr, rslope, bond = np.zeros(256), np.ones(256), np.zeros(256)
         per_area = np.zeros(256, bool)
         for v, mat in by_value.items():
             k_n = getattr(mat, "normal_stiffness_gpa_um", None)
@@ -411,8 +412,10 @@ class ContactLaw:
                 jam[v], crush[v] = mat.jamming_fraction, mat.crush_strength_mpa
                 if getattr(mat, "rearrangement_pressure_mpa", None):
                     rearr[v], rslope[v] = mat.rearrangement_pressure_mpa, mat.rearrangement_slope
+                bond[v] = getattr(mat, "bridge_bond_mpa", None) or 0.0
         voxel = (1.0, 1.0, 1.0) if voxel_um is None else tuple(float(x) for x in np.broadcast_to(voxel_um, 3))
-        return cls(lam, mu, sy, code, slope, jam, crush, rearr, rslope, per_area=per_area, voxel_um=voxel)
+        return cls(lam, mu, sy, code, slope, jam, crush, rearr, rslope, bond=bond, per_area=per_area,
+                   voxel_um=voxel)
 
     def moduli(self, vals, normal):
         """Lamé constants (MPa) of interphase voxels of label values ``vals`` with normals ``normal`` (3, m):
@@ -431,6 +434,15 @@ class ContactLaw:
         v = int(self.capped[0])
         return (float(self.jam[v]), float(self.crush[v]), float(self.rearr[v]), float(self.rslope[v]),
                 float(self.sy[v]) if np.isfinite(self.sy[v]) else 0.0)
+
+    def bridge_yield(self):
+        """(bond strength p_t (MPa), critical state slope M) of the bridges' bonded Cam-clay ellipse
+        (:func:`._interface.bridge_return`): the capped particle phase's bond and, from its friction coefficient
+        ``μ_f = tan φ``, the slope of Mohr–Coulomb's triaxial compression meridian ``M = 6 sin φ/(3 − sin φ)`` (the
+        bridges slide with the particles they join)."""
+        v = int(self.capped[0])
+        sin_phi = np.sin(np.arctan(self.slope[v] / np.sqrt(3.0)))
+        return float(self.bond[v]), float(6.0 * sin_phi / (3.0 - sin_phi))
 
     def cap(self, phi, vals):
         """Compaction pressure (MPa) and tangent of contacts of label values ``vals`` at packing ``phi``."""
@@ -903,7 +915,7 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     bridges = None
     if phi is not None and law.bridges:
         b_idx, b_cap = bridge_caps(lab, law, phi)
-        bridges = CappedBridges(np.ravel_multi_index(b_idx, cell_shape), b_cap)
+        bridges = CappedBridges(np.ravel_multi_index(b_idx, cell_shape), b_cap, *law.bridge_yield())
     return CrackSet(flat, normal, h_n, k, k, law.slope[vals] / np.sqrt(3.0), cohesion, g, cap, bridges)
 
 

@@ -265,53 +265,91 @@ def interface_return(eps, slip_old, gap, normal, h_n, lam, mu, k_n, k_t, mu_f, c
     return sigma, w, slip, state, A
 
 
-def bridge_return(trial, k, cap):
-    """Stress of pore-bridging voxels (CBD, binder) under their compaction cap, and the tangent's tensor:
-    ``(sigma (6, m), p (m, 3, 6))``.
+def bridge_return(trial, k, g, cap, bond, m):
+    """Stress of pore-bridging voxels (CBD, binder) on their compaction cap, and their consistent tangent:
+    ``(sigma (6, m), (k_t, g_t) (m,), p (m, 3, 6))``, the tangent being ``iso(k_t, g_t) − p₀ p₀ᵀ``
+    (:func:`cracked_plane_vectors`' form, one tensor ``p₀``; the other two 0).
 
-    ``trial`` (6, m): the elastic trial stress (carried stress + ``C : Δε``); ``k`` (m,): the voxels' bulk modulus;
-    ``cap`` (m,): their largest mean pressure (MPa). A perfectly plastic cap on the mean stress (the passes'
-    :func:`._contacts.crush_test`, there solved by secant passes): where the trial pressure ``−tr σ/3`` exceeds the
-    cap the pressure is set to it and the deviator kept — the closest point of the cap in the energy norm, as the
-    bulk and shear parts of an isotropic C decouple; tension and shear stay bonded (the binder holds). The tangent
-    is ``C − Σ p pᵀ`` (:func:`cracked_plane_vectors`' form) with one tensor ``p₀ = √((1 − BRIDGE_FLOOR) k) 1`` on a
-    crushed voxel: its bulk modulus falls to ``BRIDGE_FLOOR k``, its shear modulus stays.
+    ``trial`` (6, m): the elastic trial stress (carried stress + ``C : Δε``); ``k``, ``g`` (m,): the voxels' bulk and
+    shear moduli; ``cap`` (m,) the compaction pressure ``p_c`` (MPa, the most a bridge carries in isotropic
+    compression), ``bond`` the binder's bond strength ``p_t`` (MPa, the most it carries in isotropic tension),
+    ``m`` the slope ``M`` of its critical state line (the ellipse's height over its half-width). The yield surface
+    is the modified Cam-clay ellipse (Roscoe & Burland, in Engineering Plasticity, Cambridge UP 1968, 535) shifted
+    into tension by the bond, as for bonded soils and weak rocks (Gens & Nova, in Geotechnical Engineering of Hard
+    Soils – Soft Rocks, Balkema 1993, 485 — both cited from memory, not verified here): with the pressure
+    ``p = −tr σ/3`` and ``q = √(3/2 s:s)`` ::
 
-    Not the passes' law in full: their crushing bridge softens as a whole (:func:`._contacts.crushed_moduli`, bulk
-    and shear by one secant factor), so its deviator stays of the order of the cap; here the deviator stays elastic,
-    and a bridge compressed under uniaxial strain carries ``cap + 4/3 μ |ε|`` axially. Tried inside this Newton
-    (stop 31, s31-cap; fixture ``cathode_series`` of ``tests/test_mechanics.py``): the passes' secant law itself
-    (pressure on the cap, deviator increment × the secant factor; no potential, symmetric secant tangent) stalled
-    Newton at a residual 1e-3 on the small test cathode at tol 1e-4; a von Mises limit tied to the cap
-    (``q ≤ 2μ cap/k``, with the consistent tangent and the solver's plastic regularisation) converged but made every
-    bridge a near void (CBD von Mises 1–11 MPa, roll pressure 1.8 vs 14.9 MPa at the first target, 4–10× the CG).
+        f = q²/M² + (p − p_c)(p + p_t) = q²/M² + (p − L)² − a² ≤ 0,   L = (p_c − p_t)/2,  a = (p_c + p_t)/2
+
+    perfectly plastic within an increment (``p_c`` follows the packing between increments, :func:`.
+    _contacts.bridge_caps`), associated flow. So a bridge that crushes under the cap also gives way in shear — the
+    passes' crushing bridge softens bulk and shear by one secant factor (:func:`._contacts.crushed_moduli`) — and
+    under uniaxial strain its axial stress stays at ``L + a √(1 + 4M²/9)``, ``p_c`` plus a few per cent of ``a``
+    (the elastic deviator of a mean-pressure cap alone grew without bound: stop 31, a collector bridge at a von
+    Mises 463 MPa on a cap of ~10 MPa), while an uncrushed one holds shear up to ``M a`` (the binder holds).
+
+    The return is the closest point in the energy norm (the isotropic C decouples p and s): with the plastic
+    multiplier ``x``, ``p − L = (p_tr − L)/(1 + 2 k x)``, ``s = s_tr/(1 + 6 g x/M²)``; ``f(x) = 0`` is convex and
+    decreasing in ``x``, so Newton from ``x = 0`` converges monotonically. The consistent tangent is
+    ``Ξ − (Ξ:n)⊗(Ξ:n)/(n:Ξ:n)`` with ``n = ∂f/∂σ`` and ``Ξ = (C⁻¹ + x ∂²f/∂σ²)⁻¹`` isotropic (bulk ``k/(1 + 2kx)``,
+    shear ``g/(1 + 6gx/M²)``; Simo & Hughes, Computational Inelasticity, Springer 1998, ch. 3); its zero stiffness
+    along ``Ξ:n`` is kept at ``BRIDGE_FLOOR`` (``p₀ = √(1 − BRIDGE_FLOOR) Ξ:n/√(n:Ξ:n)``): a patch of crushing voxels
+    would otherwise have a zero-energy mode.
     """
     trial = np.asarray(trial, np.float64)
-    m = trial.shape[1]
-    k, cap = _per_voxel(m, k=k, cap=cap)
-    excess = -(trial[0] + trial[1] + trial[2]) / 3.0 - cap
-    crushed = excess > 0
-    sigma = trial.copy()
-    sigma[:3] += np.where(crushed, excess, 0.0)
-    p = np.zeros((m, 3, 6))
-    p[:, 0, :3] = np.where(crushed, np.sqrt((1.0 - BRIDGE_FLOOR) * k), 0.0)[:, None]
-    return sigma, p
+    m_vox = trial.shape[1]
+    k, g, cap, bond, m = _per_voxel(m_vox, k=k, g=g, cap=cap, bond=bond, slope=m)
+    centre, half = 0.5 * (cap - bond), 0.5 * (cap + bond)
+    p_tr = -(trial[0] + trial[1] + trial[2]) / 3.0
+    s_tr = trial.copy()
+    s_tr[:3] += p_tr
+    q2 = 1.5 * ((s_tr[:3] ** 2).sum(axis=0) + 2.0 * (s_tr[3:] ** 2).sum(axis=0))
+    A, B = q2 / m ** 2, (p_tr - centre) ** 2
+    crushed = A + B > half ** 2
+    x = np.zeros(m_vox)
+    a_v, a_s = 2.0 * k, 6.0 * g / m ** 2
+    for _ in range(100):  # Newton on f(x) = A/(1 + a_s x)² + B/(1 + a_v x)² − a², from the left: monotone
+        cv, cs = 1.0 / (1.0 + a_v * x), 1.0 / (1.0 + a_s * x)
+        f = np.where(crushed, A * cs ** 2 + B * cv ** 2 - half ** 2, 0.0)
+        if np.all(np.abs(f) <= 1e-12 * half ** 2):
+            break
+        df = -2.0 * (A * a_s * cs ** 3 + B * a_v * cv ** 3)
+        x = np.where(crushed, x - f / np.where(crushed, df, 1.0), 0.0)
+    cv, cs = 1.0 / (1.0 + a_v * x), 1.0 / (1.0 + a_s * x)
+    p, s = centre + (p_tr - centre) * cv, s_tr * cs
+    sigma = s.copy()
+    sigma[:3] -= p
+    k_t, g_t = k * cv, g * cs
+    xi_n = (6.0 / m ** 2) * g_t * s  # Ξ : n, n = ∂f/∂σ = −(2/3)(p − L) 1 + (3/M²) s
+    xi_n[:3] -= 2.0 * k_t * (p - centre)
+    n_xi_n = 4.0 * k_t * (p - centre) ** 2 + 12.0 * g_t * q2 * cs ** 2 / m ** 4
+    scale = np.where(crushed, np.sqrt((1.0 - BRIDGE_FLOOR) / np.where(crushed, n_xi_n, 1.0)), 0.0)
+    p_vec = np.zeros((m_vox, 3, 6))
+    p_vec[:, 0] = (xi_n * scale).T
+    return sigma, (k_t, g_t), p_vec
 
 
 @dataclass
 class CappedBridges:
-    """Pore-bridging voxels (CBD, binder) of one increment whose mean pressure has a compaction cap
-    (:func:`bridge_return`), solved with the cracks (``CrackSet.bridges``): ``index`` (b,) flat voxel indices (elastic
-    voxels, none of them cracked), ``cap`` (MPa, a scalar or (b,), ≥ 0)."""
+    """Pore-bridging voxels (CBD, binder) of one increment under their compaction cap (:func:`bridge_return`), solved
+    with the cracks (``CrackSet.bridges``): ``index`` (b,) flat voxel indices (elastic voxels, none of them cracked),
+    ``cap`` the compaction pressure ``p_c`` (MPa, ≥ 0), ``bond`` the bond strength ``p_t`` (MPa, ≥ 0; ``p_c + p_t``
+    > 0), ``slope`` the critical state slope ``M`` (> 0); scalars or (b,)."""
 
     index: np.ndarray
     cap: np.ndarray
+    bond: np.ndarray
+    slope: np.ndarray
 
     def __post_init__(self):
         self.index = np.asarray(self.index, np.int64).reshape(-1)
-        (self.cap,) = (np.ascontiguousarray(a) for a in _per_voxel(self.index.size, cap=self.cap))
-        if np.unique(self.index).size != self.index.size or not np.all(self.cap >= 0):
-            raise InputError("capped bridges: each voxel at most once, the cap ≥ 0")
+        self.cap, self.bond, self.slope = (np.ascontiguousarray(a) for a in _per_voxel(
+            self.index.size, cap=self.cap, bond=self.bond, slope=self.slope))
+        if (np.unique(self.index).size != self.index.size or not np.all(self.cap >= 0)
+                or not np.all(self.bond >= 0) or not np.all(self.cap + self.bond > 0)
+                or not np.all(self.slope > 0) or not np.all(np.isfinite(self.cap + self.bond + self.slope))):
+            raise InputError("capped bridges: each voxel at most once, the cap and the bond finite and ≥ 0 (not both "
+                             "0), the critical state slope > 0")
 
 
 @dataclass
@@ -438,6 +476,7 @@ class CrackedIncrement:
         self.eps0 = bulk_strain(self.lam[:m], self.mu[:m], s_old[:, :m])  # the bulk strain at the start (jump 0)
         self.g, self.slip_old = start_state(cracks, s_old[:, :m])
         self.bridge_old = s_old[:, m:]
+        self.lam_t, self.mu_t = self.lam.copy(), self.mu.copy()  # the tangent's isotropic part (a bridge's Ξ)
         self.state = self.w = self.p = None
 
     def stress(self, d_eps):
@@ -453,27 +492,30 @@ class CrackedIncrement:
         self.p = cracked_plane_vectors(lam, mu, c.normal, c.h_n, A)
         if c.bridges is None:
             return sigma
+        b = c.bridges
         lam, mu = self.lam[m:], self.mu[m:]
-        sig_b, p_b = bridge_return(self.bridge_old + isotropic_stress(lam, mu, d_eps[:, m:]), lam + 2.0 * mu / 3.0,
-                                   c.bridges.cap)
+        sig_b, (k_t, g_t), p_b = bridge_return(self.bridge_old + isotropic_stress(lam, mu, d_eps[:, m:]),
+                                               lam + 2.0 * mu / 3.0, mu, b.cap, b.bond, b.slope)
         self.p = np.concatenate([self.p, p_b])
+        self.lam_t[m:], self.mu_t[m:] = k_t - 2.0 * g_t / 3.0, g_t
         return np.concatenate([sigma, sig_b], axis=1)
 
     def stand_in(self):
         """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`, and a
-        bridge's own tangent where λ ≥ 0 (a crushed one: bulk ``BRIDGE_FLOOR k``, λ 0 below ``2μ/3``)."""
+        bridge's tangent ``Ξ`` with ``p₀``'s volumetric part off its bulk (λ ≥ 0)."""
         m = len(self.cracks)
         lam_s, mu_s = stand_in(self.lam[:m], self.mu[:m], self.cracks.normal, self.p[:m])
         if self.cracks.bridges is None:
             return lam_s, mu_s
-        lam_t = self.lam[m:] - self.p[m:, 0, 0] ** 2  # p₀ p₀ᵀ = (1 − BRIDGE_FLOOR) k 1⊗1 comes off λ
-        return np.concatenate([lam_s, np.maximum(lam_t, 0.0)]), np.concatenate([mu_s, self.mu[m:]])
+        p_vol = self.p[m:, 0, :3].sum(axis=1) / 3.0  # p₀ = p_vol 1 + dev: p₀p₀ᵀ takes p_vol² off the bulk modulus
+        lam_b = np.maximum(self.lam_t[m:] - p_vol ** 2, 0.0)
+        return np.concatenate([lam_s, lam_b]), np.concatenate([mu_s, self.mu_t[m:]])
 
     def operator_rows(self, lam_s, mu_s):
         """(n, 20) rows for :func:`._operator.apply_cracks`: ``λ − λ_s``, ``μ − μ_s`` and the 18 components of
         ``p``: the tangent minus the stand-in that the operator's isotropic coefficients already hold."""
         return np.ascontiguousarray(np.concatenate(
-            [(self.lam - lam_s)[:, None], (self.mu - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
+            [(self.lam_t - lam_s)[:, None], (self.mu_t - mu_s)[:, None], self.p.reshape(-1, 18)], axis=1))
 
     def result(self):
         """(state (m,), gap (m,)): OPEN/STICK/SLIP after the increment and the opening of the open cracks (µm;
