@@ -892,7 +892,8 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     packing fraction for the compaction cap of capped phases, here a limit on the crack's normal pressure
     (:func:`compaction_pressure` plus the cohesion, as :func:`solve_with_contacts` caps the interphase's mean
     pressure; None: no cap) and for the pore-bridging voxels (``law.bridges``, CBD/binder), which the set carries as
-    :class:`._interface.CappedBridges` with the passes' cap (:func:`bridge_caps`). Only per-area laws (NCM_contact):
+    :class:`._interface.CappedBridges` with the passes' cap (:func:`bridge_caps`) as the compaction pressure of their
+    bonded Cam-clay ellipse (:meth:`ContactLaw.bridge_yield`). Only per-area laws (NCM_contact):
     a lithium contact (yielding, membrane shells) has no crack form here (InputError)."""
 
     mask, normal = interphase
@@ -935,11 +936,11 @@ def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, 
     passes' interphase, ``E_c = 2 h k_n``) under the one-sided crack: with the particles' bulk there the contacts'
     rims welded the particles through shared nodes (roll pressure 7–9× the passes', independent of k_n and the
     cap; stop 28, s28-stiff). The calender gives the particle faces toward CBD/binder cracks too (``held``), and the
-    bridges themselves carry the passes' compaction cap on their mean stress inside the same Newton
-    (:class:`._interface.CappedBridges`, :func:`bridge_caps`): uncapped, the CBD on the collector took 97 % of the
-    load at 280–715 MPa and propped the particles up, through the edge and corner nodes it shares with particle
-    cores past the faces' cracks (stop 30, s30-hot). The cap limits the mean stress only, the deviator stays elastic
-    (:func:`._interface.bridge_return`: the passes' secant softens a crushing bridge's shear too). Lithium contacts
+    bridges themselves are plastic on a bonded Cam-clay ellipse whose compaction pressure is the passes' cap, inside
+    the same Newton (:class:`._interface.CappedBridges`, :func:`._interface.bridge_return`, :func:`bridge_caps`):
+    uncapped, the CBD on the collector took 97 % of the load at 280–715 MPa and propped the particles up, through
+    the edge and corner nodes it shares with particle cores past the faces' cracks (stop 30, s30-hot); with a cap on
+    its mean stress alone its deviator stayed elastic (von Mises 463 MPa; stop 31, s31-cap). Lithium contacts
     raise.
 
     Returns ``(solution, gap_new, mask, info)`` like :func:`solve_with_contacts` (``passes`` 1; ``sliding`` the
