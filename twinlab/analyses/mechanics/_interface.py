@@ -282,12 +282,17 @@ def bridge_return(trial, k, g, cap, bond, m):
 
         f = q²/M² + (p − p_c)(p + p_t) = q²/M² + (p − L)² − a² ≤ 0,   L = (p_c − p_t)/2,  a = (p_c + p_t)/2
 
-    perfectly plastic within an increment (``p_c`` follows the packing between increments, :func:`.
-    _contacts.bridge_caps`), associated flow. So a bridge that crushes under the cap also gives way in shear — the
+    perfectly plastic within an increment (``p_c`` follows the packing between increments,
+    :func:`._contacts.bridge_caps`), associated flow. So a bridge that crushes under the cap also gives way in shear — the
     passes' crushing bridge softens bulk and shear by one secant factor (:func:`._contacts.crushed_moduli`) — and
     under uniaxial strain its axial stress stays at ``L + a √(1 + 4M²/9)``, ``p_c`` plus a few per cent of ``a``
-    (the elastic deviator of a mean-pressure cap alone grew without bound: stop 31, a collector bridge at a von
-    Mises 463 MPa on a cap of ~10 MPa), while an uncrushed one holds shear up to ``M a`` (the binder holds).
+    (with a cap on the mean pressure alone the deviator stayed elastic and grew without bound: stop 31, a collector
+    bridge at a von Mises 463 MPa), while an uncrushed one holds shear up to ``M a`` (the binder holds). ``p_t``
+    sets the deviator a bridge keeps in uniaxial flow, ``q = (2/3) M² a/√(1 + 4M²/9)`` ≈ 0.12 ``p_t`` at M 0.63:
+    on ``tests/test_mechanics.py``'s ``cathode_series`` p_t 20 / 150 / 400 MPa gave a CBD von Mises of 3 / 9 / 18
+    MPa and the roll pressure 1.7 / 2.0 / 2.4 MPa at the first target (stop 32). Tried before (stop 31): the passes'
+    secant law itself (no potential) stalled this Newton; a von Mises limit tied to the cap made the bridges near
+    voids.
 
     The return is the closest point in the energy norm (the isotropic C decouples p and s): with the plastic
     multiplier ``x``, ``p − L = (p_tr − L)/(1 + 2 k x)``, ``s = s_tr/(1 + 6 g x/M²)``; ``f(x) = 0`` is convex and
@@ -295,7 +300,8 @@ def bridge_return(trial, k, g, cap, bond, m):
     ``Ξ − (Ξ:n)⊗(Ξ:n)/(n:Ξ:n)`` with ``n = ∂f/∂σ`` and ``Ξ = (C⁻¹ + x ∂²f/∂σ²)⁻¹`` isotropic (bulk ``k/(1 + 2kx)``,
     shear ``g/(1 + 6gx/M²)``; Simo & Hughes, Computational Inelasticity, Springer 1998, ch. 3); its zero stiffness
     along ``Ξ:n`` is kept at ``BRIDGE_FLOOR`` (``p₀ = √(1 − BRIDGE_FLOOR) Ξ:n/√(n:Ξ:n)``): a patch of crushing voxels
-    would otherwise have a zero-energy mode.
+    would otherwise have a zero-energy mode, and smaller floors stalled Newton (there); so Newton converges linearly,
+    not quadratically, while bridges crush.
     """
     trial = np.asarray(trial, np.float64)
     m_vox = trial.shape[1]
