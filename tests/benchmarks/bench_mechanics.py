@@ -526,26 +526,20 @@ def first_cg(n: int, *, welded: bool, workers: int):
     """``(solver, b, theta, normal)`` of the first CG solve of the benchmark's ``n``³ calendering run (the
     calender's own grid, materials and — unless ``welded`` — the plane contact law's cracks, as the solver
     holds them when its Newton calls CG: the first solve with cracks); the run is stopped there."""
-    from twinlab.analyses.mechanics import _fft_solver
-
     lab = synth_electrode((n, n, n), n_coll=max(2, n // 20), fraction=0.38, radius=(n / 16, n / 9), seed=1, cbd=0.3)
-    cg = _fft_solver.MechanicsSolver._cg
     got = []
 
-    def capture(self, b, theta, normal, **kw):
-        if not (welded or self._crack is not None):  # (a solve before the cracked one)
-            return cg(self, b, theta, normal, **kw)
-        got.append((self, b.copy(), theta.copy(), normal.copy(), self._crack))
-        raise _Captured
+    def capture(solver, b, theta, normal, **kw):
+        if welded or solver._crack is not None:  # (a solve before the cracked one runs)
+            got.append((solver, b.copy(), theta.copy(), normal.copy(), solver._crack))
+            raise _Captured
 
-    _fft_solver.MechanicsSolver._cg = capture
     try:
-        calender(lab, ratios=[0.1], steps=1, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0, collector_side="low",
-                 workers=workers, keep_fields=False, contacts=not welded)
+        with SolverCounters(before_solve=capture):
+            calender(lab, ratios=[0.1], steps=1, voxel_size_um=(0.5, 0.5, 0.5), thickness_axis=0,
+                     collector_side="low", workers=workers, keep_fields=False, contacts=not welded)
     except _Captured:
         pass
-    finally:
-        _fft_solver.MechanicsSolver._cg = cg
     if not got:
         raise RuntimeError("the calendering run made no CG solve")
     solver, b, theta, normal, crack = got[0]
@@ -610,11 +604,14 @@ class SolverCounters:
     """Counts and times, while active, the linear solves, CG iterations, multigrid builds / fine-level
     refreshes and preconditioner applications of every :class:`MechanicsSolver`, and the calender's voxel
     moves (remaps, with the gathers of the carried state) (wraps the functions; restored on exit): where
-    the time of a calendering run goes."""
+    the time of a calendering run goes. ``before_solve(solver, b, theta, normal, **options)``, if given, sees
+    every CG solve before it runs (what :func:`first_cg` captures)."""
 
-    def __init__(self):
+    def __init__(self, before_solve=None):
         from twinlab.analyses.mechanics import _fft_solver
         from twinlab.analyses.mechanics._multigrid import ElasticMultigrid
+
+        self.before_solve = before_solve
 
         calender_module = sys.modules["twinlab.analyses.mechanics.calender"]  # (the package exports the function)
 
@@ -631,6 +628,8 @@ class SolverCounters:
             self.saved.append((owner, name, orig))
 
             def timed(*a, _orig=orig, _key=key, **k):
+                if _key == "solves" and self.before_solve is not None:
+                    self.before_solve(*a, **k)
                 t = time.perf_counter()
                 try:
                     out = _orig(*a, **k)

@@ -23,41 +23,18 @@ Definitions used throughout (what "electronically connected" means on voxels):
 
 Sub-voxel films: the particle rule
 ----------------------------------
-The calender's default LMP shell is a ~100 nm Li2CO3 film, a state of each particle's surface
-voxels (``shells="membrane"``, mechanics/_contacts.py), not a phase: its surface voxels are lithium
-carrying an intact/broken flag and are shown as the shell phase. Pass the particle instances
-(``particles=``, the calender's ``CalenderState.particles`` or a step twin's ``labels/particles``)
-and the clusters are decided per particle, not per voxel:
-
-* two lithium particles **touch** where a voxel of one is a 26-neighbour of a voxel of the other
-  (the default ``connectivity`` of this rule): the voxelised particles, taken as closed cubes, share
-  a face, an edge or a corner. A sub-voxel contact between two spheres digitises into a face, an
-  edge or a corner depending on how the grid cuts it, so a face-only rule follows the grid (stop 29:
-  6-connected voxel activation at the percolation threshold 0.54 vs 0.73 at 6 vs 4 µm voxels; stop 30,
-  this rule on the same states: 0.83 vs 0.90 with face contacts only, 0.995 vs 0.943 with edge or
-  corner contacts too — 18 and 26 give the same there);
-* they are **electronically joined** where they touch and the film is broken on both sides of that
-  contact: each particle has at least one broken patch (shell voxel) among its voxels that touch the
-  other particle. A contact is one interface below the voxel size: both films must have cracked
-  there, but which of their voxels face each other is the grid's choice, not the contact's (on a
-  3 µm grid the broken patches of a diagonal chain of touching spheres do not face each other while
-  the particles share faces: tests/test_conductive.py). A film intact on either side insulates; a
-  particle with no film at all (no shell voxel) is bare lithium and conducts wherever it touches;
-* a particle **joins the collector** where one of its broken patches touches a collector voxel (26-
-  neighbour), or lies on the collector face with ``collector="face"``;
-* clusters are the connected components of that particle graph, and the activation keeps its
-  definition with each particle's whole volume as lithium (its film voxels are lithium under a
-  sub-voxel film: the calender turns them into lithium).
+The calender's default LMP shell is a ~100 nm Li2CO3 film, a state of each particle's surface voxels
+(``shells="membrane"``), not a phase. Pass the particle instances (``particles=``) and the clusters are
+decided per particle, not per voxel: two lithium particles are joined where they touch and the film is
+broken on both sides of that contact. :mod:`._conductive_particles` owns this rule and states it in full.
 
 Explicit shell voxels (``shells="voxel"``, a resolved shell phase) and the composite cathode keep
 the voxel rule: there the conducting phases are resolved in the voxels, so their connectivity is the
 geometry itself.
 
-Large twins: with a dask array the labelling runs chunk by chunk (each chunk labelled with
-:func:`scipy.ndimage.label`, labels offset to be globally unique, equivalences across every
-chunk face found from the two facing planes and merged with a union-find, here
-:func:`scipy.sparse.csgraph.connected_components`); the result equals the whole-array labelling
-up to renumbering (tested on odd chunks). Memory: one chunk plus the chunk-face planes.
+Large twins: with a dask array the labelling runs chunk by chunk, chunk labels merged across chunk
+faces (:mod:`._chunked_labels`); the result equals the whole-array labelling up to renumbering
+(tested on odd chunks). Memory: one chunk plus the chunk-face planes.
 """
 
 from __future__ import annotations
@@ -71,14 +48,14 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 from scipy import optimize
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from .._chunked import apply_kernel, is_dask
 from .._results import Result, to_jsonable
 from .._validation import VoxelSize, axis_index, require_integer_labels, require_ndim
 from ..errors import InputError
 from ..phases import DEFAULT_PHASES, PhaseTable
+from ._chunked_labels import label_chunks
+from ._conductive_particles import film_clusters, film_particles
 
 __all__ = ["ClusterResult", "ActivationCurve", "conductive_clusters", "label_network", "activation_curve",
            "activation_from_calender", "analyze_twin"]
@@ -167,7 +144,7 @@ def conductive_clusters(
         The shell phase that conducts only where broken (LMP: ``"shell"``).
     particles : integer array like ``labels``, optional
         Particle instance ids (0 = none) when the shell is a sub-voxel film (the calender's
-        ``shells="membrane"``): clusters then follow the particle rule of the module docs (LMP only,
+        ``shells="membrane"``): clusters then follow the particle rule of :mod:`._conductive_particles` (LMP only,
         with ``broken_shell``; every lithium and shell voxel must belong to a particle). A dask input
         is computed: this rule holds the volume in memory.
     collector : str
@@ -242,10 +219,10 @@ def conductive_clusters(
             raise InputError("particles= decides the clusters of sub-voxel films (an LMP anode's membrane shells): "
                              "give it with broken_shell, on a volume whose target is lithium")
         film = labels == phases.value(via)
-        cluster_labels, n, sizes, perc = _film_clusters(
+        cluster_labels, n, sizes, perc = film_clusters(
             particles, film & (broken_shell != 0), film=film, particle_voxels=network | film, adjacent=adjacent,
             structure=structure)
-        tsizes = sizes  # a particle's film voxels are lithium: the whole particle is target (module docs)
+        tsizes = sizes  # a particle's film voxels are lithium: the whole particle is target (the particle rule)
         if n_collector is None:
             n_collector = int(cmask.sum())
     else:
@@ -292,10 +269,8 @@ def conductive_clusters(
 def label_network(mask: Any, *, connectivity: int = 6) -> tuple[Any, int]:
     """Label the connected components of a boolean mask; numpy → (numpy, n), dask → (lazy dask, n).
 
-    The dask path labels every chunk, offsets the labels, reads the two planes facing each
-    other across every interior chunk boundary (full-extent planes, so edge and corner
-    neighbours of 18/26-connectivity are seen too), merges equivalent labels with a
-    union-find and relabels lazily. Label ids are consecutive 1..n, 0 = background. The
+    The dask path labels chunk by chunk and merges the labels across chunk faces
+    (:func:`._chunked_labels.label_chunks`). Label ids are consecutive 1..n, 0 = background. The
     numbering differs from ``scipy.ndimage.label`` but the partition is the same.
     """
     if connectivity not in _STRUCTURES:
@@ -305,7 +280,7 @@ def label_network(mask: Any, *, connectivity: int = 6) -> tuple[Any, int]:
     if not is_dask(mask):
         out, n = ndi.label(np.asarray(mask, dtype=bool), structure=structure, output=np.int32)
         return out, int(n)
-    return _label_dask(mask.astype(bool), structure)
+    return label_chunks(mask.astype(bool), structure)
 
 
 def activation_curve(series: Iterable[Any], *, x_name: str = "calendering ratio",
@@ -412,7 +387,7 @@ def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int | None
     labels = twin.labels("phases")
     phases = twin.phases
     broken = twin.labels("broken_shell") if twin.has_labels("broken_shell") else None
-    particles = _film_particles(twin)
+    particles = film_particles(twin)
     chosen = _auto_collector(labels, phases) if collector == "auto" else collector
     result = conductive_clusters(
         labels, conducting=conducting, target=target, broken_shell=broken, particles=particles, phases=phases,
@@ -428,76 +403,11 @@ def analyze_twin(twin: Any, *, collector: str = "auto", connectivity: int | None
 
 
 # ============================================================================ helpers
-def _film_clusters(particles, broken, *, film, particle_voxels, adjacent, structure):
-    """Clusters of particles under sub-voxel films (module docs, "the particle rule").
-
-    ``broken``: the broken film patches; ``film``: every patch (shell voxel); ``particle_voxels``:
-    lithium and film voxels, each of which must carry a particle id; ``adjacent``: voxels that touch
-    the collector. Returns (cluster id per voxel, n clusters, particle voxels per cluster id 0..n,
-    percolating flag per cluster id 0..n).
-    """
-    if particles.shape != particle_voxels.shape:
-        raise InputError(f"particles has shape {particles.shape}, labels {particle_voxels.shape}; pass the particle "
-                         "instances of the same twin step")
-    require_integer_labels(particles)
-    inst = np.where(particle_voxels, particles, 0)
-    orphans = int(np.count_nonzero(particle_voxels & (inst <= 0)))
-    if orphans:
-        raise InputError(f"{orphans} lithium/shell voxels carry no particle id (particles ≤ 0 there): every "
-                         "particle voxel must belong to a particle for the particle rule")
-    ids, node_of = np.unique(inst[particle_voxels], return_inverse=True)
-    node = np.full(inst.shape, -1, np.int64)
-    node[particle_voxels] = node_of
-    filmed = np.zeros(ids.size, bool)
-    filmed[node[film]] = True
-    # the voxels through which a particle conducts at a contact: its broken patches, or all of it if bare
-    opening = broken.astype(bool) & particle_voxels
-    opening[particle_voxels] |= ~filmed[node_of]
-    graph = _open_contacts(node, opening, structure, ids.size)
-    n, comp = connected_components(graph, directed=False)
-    labels = np.zeros(inst.shape, np.int32)
-    labels[particle_voxels] = comp[node_of] + 1
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    perc = np.zeros(n + 1, bool)
-    perc[np.unique(labels[adjacent & opening])] = True
-    perc[0] = False
-    return labels, n, sizes, perc
-
-
-def _open_contacts(node, opening, structure, n):
-    """Sparse graph of particle pairs joined at a contact: the pair touches (voxels that are neighbours
-    in ``structure``) and each side has an opening voxel among its voxels that touch the other."""
-    opened = []  # (particle, the particle it touches) where the first has an opening voxel on that contact
-    centre = np.array(structure.shape) // 2
-    for off in np.argwhere(structure) - centre:
-        if tuple(off) <= (0, 0, 0):  # each neighbour pair once: the lexicographically positive half
-            continue
-        a, b = _shifted_pair(node, node, [int(o) for o in off])
-        oa, ob = _shifted_pair(opening, opening, [int(o) for o in off])
-        touch = (a >= 0) & (b >= 0) & (a != b)
-        a, b, oa, ob = a[touch], b[touch], oa[touch], ob[touch]
-        opened.append(a[oa] * n + b[oa])
-        opened.append(b[ob] * n + a[ob])
-    codes = np.unique(np.concatenate(opened)) if opened else np.zeros(0, np.int64)
-    src, dst = codes // n, codes % n
-    both = np.isin(dst * n + src, codes)  # open from the other side too
-    return coo_matrix((np.ones(int(both.sum()), np.int8), (src[both], dst[both])), shape=(n, n))
-
-
 def _auto_collector(labels: Any, phases: PhaseTable) -> str:
     """The collector phase when the volume holds it, else the collector face of the volume."""
     if "collector" not in phases:
         return "face"
     return "collector" if _any_values(labels, [phases.value("collector")])[0] else "face"
-
-
-def _film_particles(twin: Any) -> Any:
-    """A calendered step twin's particle instances where its shells were sub-voxel films (the calender
-    writes ``labels/particles`` with ``labels/broken_shell`` only then), else None."""
-    if twin.has_labels("broken_shell") and twin.has_labels("particles"):
-        return twin.labels("particles")
-    return None
 
 
 def _calender_targets(series: Any, key: str, phases: PhaseTable | None, axis: Any, side: str):
@@ -525,7 +435,7 @@ def _calender_targets(series: Any, key: str, phases: PhaseTable | None, axis: An
             value = result.get(key, value)
             if value is None:
                 raise InputError(f"{twin.name} does not record its calendering {key}")
-            yield (float(value), twin.labels("phases"), twin.labels("broken_shell"), _film_particles(twin),
+            yield (float(value), twin.labels("phases"), twin.labels("broken_shell"), film_particles(twin),
                    twin.phases, twin.thickness_axis, twin.collector_side)
         return
     steps, states = getattr(series, "steps", None), getattr(series, "states", None)
@@ -597,104 +507,6 @@ def _face_mask(labels: Any, axis: int, side: str) -> Any:
     else:
         line = (np.arange(n) == idx).reshape(shape)
     return line
-
-
-def _label_dask(mask: da.Array, structure: np.ndarray) -> tuple[da.Array, int]:
-    """Chunk labels merged across chunk faces. Streams one slab of chunks (one index along axis 0)
-    at a time: only that slab's faces and the previous slab's high plane are held, so memory is
-    bounded by a slab's faces however large the volume (all faces at once were ~1/10 of the
-    volume in int64 at 64³ chunks)."""
-    blocks = mask.to_delayed()
-    grid = blocks.shape
-    sub = (1,) + grid[1:]
-
-    def first_pass(block: np.ndarray):
-        lab, n = ndi.label(block, structure=structure)
-        faces = {(ax, end): np.take(lab, 0 if end == 0 else -1, axis=ax) for ax in range(3) for end in (0, 1)}
-        return int(n), faces
-
-    offsets = np.zeros(grid, dtype=np.int64)
-    total = 0
-    edges: list[np.ndarray] = []
-    previous_high = None
-    for iz in range(grid[0]):
-        outs = dask.compute(*[dask.delayed(first_pass)(b) for b in blocks[iz].ravel()])
-        faces = np.empty(sub, dtype=object)
-        for flat, (n, f) in enumerate(outs):
-            idx = (0,) + np.unravel_index(flat, grid[1:])
-            offsets[(iz,) + idx[1:]] = total
-            faces[idx] = {k: np.where(v > 0, v.astype(np.int64) + total, 0) for k, v in f.items()}
-            total += n
-        del outs
-        for ax in (1, 2):  # faces between chunks inside the slab
-            others = [a for a in range(3) if a != ax]
-            for i in range(grid[ax] - 1):
-                edges.append(_face_edges(_assemble_plane(faces, ax, i, 1, others, sub),
-                                         _assemble_plane(faces, ax, i + 1, 0, others, sub), ax, others, structure))
-        low = _assemble_plane(faces, 0, 0, 0, [1, 2], sub)
-        if previous_high is not None:  # the face to the previous slab
-            edges.append(_face_edges(previous_high, low, 0, [1, 2], structure))
-        previous_high = _assemble_plane(faces, 0, 0, 1, [1, 2], sub)
-        del faces
-    mapping = np.zeros(total + 1, dtype=np.int64)
-    n_final = 0
-    if total:
-        code = np.unique(np.concatenate(edges)) if edges else np.zeros(0, np.int64)
-        r, c = code // _PAIR_BASE, code % _PAIR_BASE
-        graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r - 1, c - 1)), shape=(total, total))
-        n_final, comp = connected_components(graph, directed=False)
-        # number clusters by first appearance (block order), for a stable display
-        _, first = np.unique(comp, return_index=True)
-        order = np.argsort(np.argsort(first))
-        mapping[1:] = order[comp] + 1
-    out_dtype = np.int32 if n_final < 2**31 - 1 else np.int64
-
-    def relabel(block: np.ndarray, block_info=None) -> np.ndarray:
-        loc = tuple(block_info[0]["chunk-location"])
-        lab, _ = ndi.label(block, structure=structure)
-        lab = lab.astype(np.int64)
-        lab[lab > 0] += offsets[loc]
-        return mapping[lab].astype(out_dtype)
-
-    return mask.map_blocks(relabel, dtype=out_dtype), int(n_final)
-
-
-_PAIR_BASE = 2**31  # a label pair (a, b) is coded a * base + b
-
-
-def _face_edges(lo: np.ndarray, hi: np.ndarray, ax: int, others: list[int], structure: np.ndarray) -> np.ndarray:
-    """Distinct label pairs (coded) joined across a face: +1 along ``ax`` and any in-plane shift the
-    structure allows; a face holds ~area voxel pairs but few distinct labels."""
-    codes = []
-    for off in np.argwhere(structure):
-        if off[ax] != 2:
-            continue
-        a, b = _shifted_pair(lo, hi, [int(off[a]) - 1 for a in others])
-        keep = (a > 0) & (b > 0)
-        codes.append(np.unique(a[keep] * _PAIR_BASE + b[keep]))
-    return np.concatenate(codes) if codes else np.zeros(0, np.int64)
-
-
-def _assemble_plane(faces, ax: int, i: int, end: int, others: list[int], grid) -> np.ndarray:
-    """Glue the ``end`` planes of all chunks with index ``i`` along ``ax`` into one full-extent plane."""
-    rows = []
-    for j in range(grid[others[0]]):
-        row = []
-        for k in range(grid[others[1]]):
-            idx = [0, 0, 0]
-            idx[ax], idx[others[0]], idx[others[1]] = i, j, k
-            row.append(faces[tuple(idx)][(ax, end)])
-        rows.append(np.concatenate(row, axis=1))
-    return np.concatenate(rows, axis=0)
-
-
-def _shifted_pair(lo: np.ndarray, hi: np.ndarray, shift: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Views of ``lo`` at p and ``hi`` at p + shift over the positions where both exist."""
-    sl_lo, sl_hi = [], []
-    for s, n in zip(shift, lo.shape):
-        sl_lo.append(slice(max(0, -s), n - max(0, s)))
-        sl_hi.append(slice(max(0, s), n - max(0, -s)))
-    return lo[tuple(sl_lo)].ravel(), hi[tuple(sl_hi)].ravel()
 
 
 def _block_stats(lab: np.ndarray, tmask: np.ndarray, adj: np.ndarray, cmask, n: int):

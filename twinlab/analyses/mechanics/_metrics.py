@@ -226,12 +226,8 @@ def shell_contacts(labels: np.ndarray, broken: np.ndarray, *, pore: int, shell: 
 
     def faces(a, b):
         n = 0
-        for ax in range(3):
-            lo = [slice(None)] * 3
-            hi = [slice(None)] * 3
-            lo[ax] = slice(None, -1)
-            hi[ax] = slice(1, None)
-            n += int((a[tuple(lo)] & b[tuple(hi)]).sum()) + int((b[tuple(lo)] & a[tuple(hi)]).sum())
+        for lo, hi in _face_neighbours():
+            n += int((a[lo] & b[hi]).sum()) + int((b[lo] & a[hi]).sum())
         return n
 
     pores = labels == pore
@@ -247,11 +243,17 @@ def shell_contacts(labels: np.ndarray, broken: np.ndarray, *, pore: int, shell: 
 
 def _touches(mask: np.ndarray) -> np.ndarray:
     out = np.zeros_like(mask)
+    for lo, hi in _face_neighbours():
+        out[lo] |= mask[hi]
+        out[hi] |= mask[lo]
+    return out
+
+
+def _face_neighbours():
+    """Per axis, the index of every voxel (``lo``) and of its face neighbour one step up that axis (``hi``)."""
     for ax in range(3):
         lo = [slice(None)] * 3
         hi = [slice(None)] * 3
         lo[ax] = slice(None, -1)
         hi[ax] = slice(1, None)
-        out[tuple(lo)] |= mask[tuple(hi)]
-        out[tuple(hi)] |= mask[tuple(lo)]
-    return out
+        yield tuple(lo), tuple(hi)

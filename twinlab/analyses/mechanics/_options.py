@@ -99,8 +99,10 @@ class CalenderOptions:
         ``cbd_as``), else "solid"; the series records the value used.
     preconditioner : "multigrid" or "fft"
         CG preconditioner of the mechanics solver (:class:`._fft_solver.MechanicsSolver`); both give
-        the same answers to the tolerance. "multigrid" (default) needs 7–8× fewer iterations, each
-        dearer, and is faster where calendering runs (see :class:`._fft_solver.MechanicsSolver`).
+        the same answers to the tolerance. "multigrid" (default) needs 13–27× fewer iterations on the
+        benchmark's porous electrode (to 1e-5: 21 / 56 / 40 vs 376 / 751 / 1092 at 32³ / 64³ / 128³;
+        tests/benchmarks/MEASUREMENTS.md, "Calendering is slow"), each dearer, and is faster where
+        calendering runs (see :class:`._fft_solver.MechanicsSolver`).
     contacts : bool
         Give particle–particle, particle–collector and particle–roll interfaces the unilateral
         contact interphase (:mod:`._contacts`: no tension, compliant normal, yielding shear);
