@@ -15,8 +15,8 @@ import pytest
 
 from twinlab.analyses.mechanics._laws import isotropic_stress
 from twinlab.analyses.mechanics._fft_solver import MechanicsSolver, _grad
-from twinlab.analyses.mechanics._interface import (OPEN, SLIP, STICK, CrackedIncrement, CrackSet, _sym,
-                                                   cracked_plane_vectors, interface_return, interface_tangent,
+from twinlab.analyses.mechanics._interface import (OPEN, SLIP, STICK, CappedBridges, CrackedIncrement, CrackSet,
+                                                   _sym, cracked_plane_vectors, interface_return, interface_tangent,
                                                    stand_in)
 from twinlab.analyses.mechanics._operator import (active_rows, apply_cracks, apply_tangent, internal_force,
                                                   tangent_coefficients)
@@ -179,6 +179,58 @@ def test_the_stand_in_keeps_the_bulk_shear_and_the_normal_modulus_beyond_it():
     assert lam_s[0] == pytest.approx(1 / (1 / M + 1 / (2.0 * k)) - 2 * MU, rel=1e-3)
 
 
+def test_a_crushing_bridge_layer_flows_on_its_bonded_cam_clay_ellipse_and_unloads_elastically():
+    """A column (12 µm, 1 µm voxels, uniaxial strain) of bulk blocks with a cracked layer and a layer of soft bridge
+    voxels (E 100 MPa) on the bonded Cam-clay ellipse ``q²/M² + (p − p_c)(p + p_t) = 0`` (``CrackSet.bridges``,
+    p_c 0.5, p_t 0.3, M 0.9). Pressed by −0.01 per increment: Newton converges quadratically (consistent tangent),
+    the layer's stress stays on the ellipse with its plastic strain along the normal (associated flow), and its axial
+    stress rises to the most any stress with equal lateral components reaches on the ellipse, σ_a = p + 2q/3 at
+    ``q = (2/3) M² (p − L)``: ``L + a √(1 + 4M²/9)`` (L, a: centre and half-width), where uniaxial strain flows
+    steadily. Released by +0.002 it unloads elastically, with its constrained modulus in series."""
+    shape, cap, bond, slope = (12, 4, 4), 0.5, 0.3, 0.9
+    e_b, nu_b = 100.0, 0.3
+    lam_b, mu_b = e_b * nu_b / ((1 + nu_b) * (1 - 2 * nu_b)), e_b / (2 * (1 + nu_b))
+    k_b = lam_b + 2 * mu_b / 3
+    layer = np.indices(shape)[0]
+    lam, mu = np.where(layer == 2, lam_b, LAM), np.where(layer == 2, mu_b, MU)
+    idx = np.flatnonzero((layer == 6).reshape(-1))
+    normal = np.zeros((3, idx.size))
+    normal[0] = 1.0
+    bridges = CappedBridges(np.flatnonzero((layer == 2).reshape(-1)), cap, bond, slope)
+    solver = MechanicsSolver(lam, mu, workers=1)
+    centre, half = (cap - bond) / 2, (cap + bond) / 2
+    steady = centre + half * np.sqrt(1 + 4 * slope ** 2 / 9)
+    s_old, gap, axial = None, 0.0, []
+    for _ in range(8):
+        sol = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), stress_old=s_old, cracks=CrackSet(
+            idx, normal, 1.0, K_N, K_N, 0.3, 0.0, gap, bridges=bridges), tol=1e-8)
+        assert sol.newton_iterations <= 6
+        s_b = sol.stress[:, 2].reshape(6, -1).mean(axis=1)
+        p = -(s_b[0] + s_b[1] + s_b[2]) / 3
+        q = abs(s_b[0] - s_b[1])
+        assert s_b[1] == pytest.approx(s_b[2], rel=1e-6)
+        assert q ** 2 / slope ** 2 + (p - cap) * (p + bond) == pytest.approx(0.0, abs=1e-6)
+        if s_old is not None:  # the increment's plastic strain (axial, lateral 0) along n = ∂f/∂σ
+            d_s = s_b - s_old[:, 2].reshape(6, -1).mean(axis=1)
+            d_e = sol.strain[:, 2].reshape(6, -1).mean(axis=1)
+            e_p = d_e[:3] - (d_s[:3] - lam_b / (3 * lam_b + 2 * mu_b) * d_s[:3].sum()) / (2 * mu_b)
+            n_p, n_q = 2 * (p - centre), 2 * q / slope ** 2  # ∂f/∂p, ∂f/∂q
+            assert -e_p.sum() / (2 / 3 * (e_p[1] - e_p[0])) == pytest.approx(n_p / n_q, rel=1e-4)
+        axial.append(-s_b[0])
+        s_old, gap = sol.stress, sol.crack_gap
+    assert np.all(np.array(axial) <= steady * (1 + 1e-6))
+    assert axial[-1] == pytest.approx(steady, rel=0.01)
+    assert sol.stress[0].mean() == pytest.approx(-axial[-1], rel=1e-6)  # the column carries the layer's stress
+    back = solver.solve_increment((0.002, 0, 0, 0, 0, 0), stress_old=sol.stress, cracks=CrackSet(
+        idx, normal, 1.0, K_N, K_N, 0.3, 0.0, sol.crack_gap, bridges=bridges), tol=1e-8)
+    assert back.stress[0].mean() - sol.stress[0].mean() == pytest.approx(
+        0.002 * 12 / (11 / M + 1 / K_N + 1 / (k_b + 4 * mu_b / 3)), rel=1e-6)
+    # without the bridges' law the same column is elastic: the bridge layer's pressure would be well above p_c
+    free = solver.solve_increment((-0.01, 0, 0, 0, 0, 0), cracks=CrackSet(idx, normal, 1.0, K_N, K_N, 0.3, 0.0),
+                                  tol=1e-8)
+    assert -(free.stress[:3, 2].sum(axis=0)).mean() / 3 > 2 * cap
+
+
 def _spheres(tol):
     """Two spheres R = 6 (``test_contacts._two_spheres``: analytic sub-voxel gap split over the two interphase
     layers) pressed (ε00 −0.05) and sheared (γ01 0.03), μ_f 0.2, k per crack 2 E/40."""
@@ -250,6 +302,14 @@ def test_a_bad_crack_set_is_refused():
         CrackSet([1], 2 * normal, 1.0, K_N, K_N, 0.3, 0.0)
     with pytest.raises(InputError, match="gap"):
         CrackSet([1], normal, 1.0, K_N, K_N, 0.3, 0.0, gap=-1.0)
+    with pytest.raises(InputError, match="both cracked and a capped bridge"):
+        CrackSet([1], normal, 1.0, K_N, K_N, 0.3, 0.0, bridges=CappedBridges([1, 2], 1.0, 1.0, 1.0))
+    for cap, bond, slope in ((-1.0, 1.0, 1.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0), (np.inf, 1.0, 1.0)):
+        with pytest.raises(InputError, match="capped bridges"):
+            CappedBridges([2], cap, bond, slope)
+    with pytest.raises(InputError, match="pore"):  # a bridge voxel without stiffness
+        solver.solve_increment(np.zeros(6), cracks=CrackSet([1], normal, 1.0, K_N, K_N, 0.3, 0.0,
+                                                            bridges=CappedBridges([0], 1.0, 1.0, 1.0)))
     with pytest.raises(InputError, match="pore"):
         solver.solve_increment(np.zeros(6), cracks=CrackSet([0], normal, 1.0, K_N, K_N, 0.3, 0.0))
     with pytest.raises(InputError, match="outside"):

@@ -512,7 +512,12 @@ def test_calender_crackable_volume_grows_with_density(cathode_series):
                    "of the load at 280-715 MPa: the plane gives the bridges no cap and cracks only the particle voxels "
                    "face-adjacent to them, so particle cores that share an edge/corner node with a CBD voxel bear on "
                    "it uncracked (16 such voxels carry the whole force at -243 MPa); without that CBD the ratio is "
-                   "0.53x. Needs a bridge cap in the plane's Newton (README Known limits)")
+                   "0.53x. With the bridges plastic on a bonded Cam-clay ellipse (stop 32, s32-cap) the CBD's share "
+                   "of the force falls to the passes' order (11.9 -> 3.8 %, the passes 4.1 %; the collector's CBD "
+                   "8 % of its layer at a von Mises 18 MPa) but the ratio is 2.54x (39/31/32 MPa): the roll pressure "
+                   "falls to the contacts' cap (2.4 MPa, the passes 8.5) and the active stress decays from the "
+                   "collector to the roll (5-9 MPa in the top 15 layers, mean 13.5), which the passes do not show "
+                   "(20-84 MPa throughout) (README Known limits)")
 def test_calender_stress_reaches_the_collector_with_hot_spots(cathode_series):
     series, _, _ = cathode_series
     # The bonded skeleton put the stress peak at the collector (a welded particle on a stiff plate). With

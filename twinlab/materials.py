@@ -45,6 +45,9 @@ class Material:
     # pressure at which rearrangement ends (MPa), m the packing-fraction gain per e-fold of pressure
     rearrangement_pressure_mpa: float | None = None
     rearrangement_slope: float | None = None
+    # contact laws: bond strength p_t (MPa) of the pore-bridging CBD/binder joined to these particles, the isotropic
+    # tension its bonded Cam-clay ellipse reaches (mechanics/_interface.bridge_return; cracked-plane law only)
+    bridge_bond_mpa: float | None = None
     # brittle films: Weibull modulus m of the strength scatter (the fracture strength is the characteristic
     # strength σ0: a patch survives σ with probability exp(−(σ/σ0)^m)); None = one strength everywhere
     weibull_modulus: float | None = None
@@ -178,9 +181,15 @@ MATERIALS: dict[str, Material] = {m.name: m for m in (
              "put the generated 96:2:2 NCM622 cathode's roll pressure at 2.6–3.0 g/cm³ into the low end of "
              "the published calendering pressures (line loads of 100–2000 N/mm over nips of a few mm, "
              "Meyer et al., J. Mater. Process. Technol. 249 (2017) 172; Schreiner et al., Energy Technol. 7 "
-             "(2019) 1900840)",
+             "(2019) 1900840). The CBD/binder bridging these particles (cracked-plane law) is plastic on the modified "
+             "Cam-clay ellipse (Roscoe & Burland 1968) shifted into tension by a bond strength p_t as for bonded "
+             "soils (Gens & Nova 1993), q²/M² + (p − p_c)(p + p_t) ≤ 0: p_c the contacts' compaction cap, M = "
+             "6 sin φ/(3 − sin φ) = 0.63 from the friction μ = tan φ = 0.3, p_t = 400 MPa an assumption, no CBD "
+             "value being published: it sets the deviator a crushing bridge keeps in uniaxial flow, ~0.12 p_t "
+             "(p_t 20 MPa made the CBD near void, von Mises 3 MPa; stop 32)",
              friction_coefficient=0.3, jamming_fraction=0.555, crush_strength_mpa=125.0,
-             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03, normal_stiffness_gpa_um=0.125),
+             rearrangement_pressure_mpa=10.0, rearrangement_slope=0.03, normal_stiffness_gpa_um=0.125,
+             bridge_bond_mpa=400.0),
 )}
 
 

@@ -105,7 +105,7 @@ from scipy import ndimage
 
 from ..._morphology import face_neighbour
 from ...errors import ConvergenceError, InputError
-from ._interface import CRUSHED, OPEN, SLIP, CrackSet
+from ._interface import CRUSHED, OPEN, SLIP, CappedBridges, CrackSet
 from ._laws import ELASTIC, PLASTIC, isotropic_stress, lame_from_young, normal_component, traction
 
 #: particle phases: the phases whose instances make contacts
@@ -376,6 +376,7 @@ class ContactLaw:
     rearr: np.ndarray = None  # rearrangement pressure at jamming P_j (MPa)
     rslope: np.ndarray = None  # rearrangement slope m (packing fraction per e-fold of pressure)
     bridges: tuple = ()  # label values of the pore-bridging phases (CBD, binder) that share the cap
+    bond: np.ndarray = None  # bond strength p_t (MPa) of the bridges joined to these particles (bonded Cam-clay)
     per_area: np.ndarray = None  # True: a normal stiffness per contact area; lam, mu are per µm of voxel edge
     voxel_um: tuple = (1.0, 1.0, 1.0)  # voxel edges (µm) along the cell axes
 
@@ -391,7 +392,7 @@ class ContactLaw:
         code = np.zeros(256, np.uint8)
         slope = np.zeros(256)
         jam, crush = np.full(256, np.nan), np.zeros(256)
-        rearr, rslope = np.zeros(256), np.ones(256)
+        rearr, rslope, bond = np.zeros(256), np.ones(256), np.zeros(256)
         per_area = np.zeros(256, bool)
         for v, mat in by_value.items():
             k_n = getattr(mat, "normal_stiffness_gpa_um", None)
@@ -411,8 +412,10 @@ class ContactLaw:
                 jam[v], crush[v] = mat.jamming_fraction, mat.crush_strength_mpa
                 if getattr(mat, "rearrangement_pressure_mpa", None):
                     rearr[v], rslope[v] = mat.rearrangement_pressure_mpa, mat.rearrangement_slope
+                bond[v] = getattr(mat, "bridge_bond_mpa", None) or 0.0
         voxel = (1.0, 1.0, 1.0) if voxel_um is None else tuple(float(x) for x in np.broadcast_to(voxel_um, 3))
-        return cls(lam, mu, sy, code, slope, jam, crush, rearr, rslope, per_area=per_area, voxel_um=voxel)
+        return cls(lam, mu, sy, code, slope, jam, crush, rearr, rslope, bond=bond, per_area=per_area,
+                   voxel_um=voxel)
 
     def moduli(self, vals, normal):
         """Lamé constants (MPa) of interphase voxels of label values ``vals`` with normals ``normal`` (3, m):
@@ -431,6 +434,15 @@ class ContactLaw:
         v = int(self.capped[0])
         return (float(self.jam[v]), float(self.crush[v]), float(self.rearr[v]), float(self.rslope[v]),
                 float(self.sy[v]) if np.isfinite(self.sy[v]) else 0.0)
+
+    def bridge_yield(self):
+        """(bond strength p_t (MPa), critical state slope M) of the bridges' bonded Cam-clay ellipse
+        (:func:`._interface.bridge_return`): the capped particle phase's bond and, from its friction coefficient
+        ``μ_f = tan φ``, the slope of Mohr–Coulomb's triaxial compression meridian ``M = 6 sin φ/(3 − sin φ)`` (the
+        bridges slide with the particles they join)."""
+        v = int(self.capped[0])
+        sin_phi = np.sin(np.arctan(self.slope[v] / np.sqrt(3.0)))
+        return float(self.bond[v]), float(6.0 * sin_phi / (3.0 - sin_phi))
 
     def cap(self, phi, vals):
         """Compaction pressure (MPa) and tangent of contacts of label values ``vals`` at packing ``phi``."""
@@ -879,7 +891,9 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     grid, strain units, NaN = closed) gives open cracks their opening ``g h_n``. ``phi`` (coating grid): the local
     packing fraction for the compaction cap of capped phases, here a limit on the crack's normal pressure
     (:func:`compaction_pressure` plus the cohesion, as :func:`solve_with_contacts` caps the interphase's mean
-    pressure; None: no cap). Only per-area laws (NCM_contact):
+    pressure; None: no cap) and for the pore-bridging voxels (``law.bridges``, CBD/binder), which the set carries as
+    :class:`._interface.CappedBridges` with the passes' cap (:func:`bridge_caps`) as the compaction pressure of their
+    bonded Cam-clay ellipse (:meth:`ContactLaw.bridge_yield`). Only per-area laws (NCM_contact):
     a lithium contact (yielding, membrane shells) has no crack form here (InputError)."""
 
     mask, normal = interphase
@@ -899,7 +913,11 @@ def crack_set(lab, law: ContactLaw, interphase, gap, code, cell_shape, phi=None)
     if phi is not None and law.jam is not None and np.isfinite(law.jam[vals]).any():
         cap = law.cap(phi[idx], vals)[0] + np.where(np.isfinite(law.sy[vals]), law.sy[vals], 0.0)
     flat = np.ravel_multi_index(idx, cell_shape)
-    return CrackSet(flat, normal, h_n, k, k, law.slope[vals] / np.sqrt(3.0), cohesion, g, cap)
+    bridges = None
+    if phi is not None and law.bridges:
+        b_idx, b_cap = bridge_caps(lab, law, phi)
+        bridges = CappedBridges(np.ravel_multi_index(b_idx, cell_shape), b_cap, *law.bridge_yield())
+    return CrackSet(flat, normal, h_n, k, k, law.slope[vals] / np.sqrt(3.0), cohesion, g, cap, bridges)
 
 
 def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, held, gap, law: ContactLaw,
@@ -917,8 +935,13 @@ def solve_with_planes(make_solver, d_e, lam, mu, sy, code, s_old, *, lab, inst, 
     pressure (:func:`crack_set`). The interphase voxels of both sides keep the law's soft isotropic moduli (as the
     passes' interphase, ``E_c = 2 h k_n``) under the one-sided crack: with the particles' bulk there the contacts'
     rims welded the particles through shared nodes (roll pressure 7–9× the passes', independent of k_n and the
-    cap; stop 28, s28-stiff). The calender gives the particle faces toward CBD/binder cracks too (``held``: the
-    bridges themselves have no cap in this Newton, their faces' cracks carry it). Lithium contacts raise.
+    cap; stop 28, s28-stiff). The calender gives the particle faces toward CBD/binder cracks too (``held``), and the
+    bridges themselves are plastic on a bonded Cam-clay ellipse whose compaction pressure is the passes' cap, inside
+    the same Newton (:class:`._interface.CappedBridges`, :func:`._interface.bridge_return`, :func:`bridge_caps`):
+    uncapped, the CBD on the collector took 97 % of the load at 280–715 MPa and propped the particles up, through
+    the edge and corner nodes it shares with particle cores past the faces' cracks (stop 30, s30-hot); with a cap on
+    its mean stress alone its deviator stayed elastic (von Mises 463 MPa; stop 31, s31-cap). Lithium contacts
+    raise.
 
     Returns ``(solution, gap_new, mask, info)`` like :func:`solve_with_contacts` (``passes`` 1; ``sliding`` the
     cracks at their Coulomb limit, ``crushing`` those on their cap).
@@ -971,6 +994,19 @@ def law_residual(solved, closed_law, law_open, t_nn, locked, normal):
     return float(residual / load), float(-t_nn[pressed].sum() / load)
 
 
+def bridge_caps(lab, law: ContactLaw, phi):
+    """The pore-bridging voxels (CBD, binder: ``law.bridges``) of ``lab`` and their compaction cap: ``(idx, cap)``,
+    the voxels' indices (``np.nonzero``) and the largest mean pressure each carries (MPa): the capped particle
+    phase's :func:`compaction_pressure` at the local packing ``phi`` plus its cohesion (:meth:`ContactLaw.bridge_cap`),
+    as for the contacts the bridge joins. One cap for both contact laws (the passes' :class:`_Bridges`, the plane's
+    :class:`._interface.CappedBridges`)."""
+    idx = np.nonzero(np.isin(lab, law.bridges))
+    jam, crush, rearr, rslope, coh = law.bridge_cap()
+    n = idx[0].size
+    cap, _ = compaction_pressure(phi[idx], np.full(n, jam), np.full(n, crush), rearr, rslope)
+    return idx, cap + coh
+
+
 class _Bridges:
     """The compaction cap of the pore-bridging voxels (CBD, binder) inside the contact active set.
 
@@ -982,11 +1018,8 @@ class _Bridges:
     """
 
     def __init__(self, lab, law, phi, lam, mu, s_old):
-        self.idx = np.nonzero(np.isin(lab, law.bridges))
-        jam, crush, rearr, rslope, coh = law.bridge_cap()
-        n = self.idx[0].size
-        cap, _ = compaction_pressure(phi[self.idx], np.full(n, jam), np.full(n, crush), rearr, rslope)
-        self.cap = cap + coh
+        self.idx, self.cap = bridge_caps(lab, law, phi)
+        n = self.cap.size
         self.lam0, self.mu0 = lam[self.idx].copy(), mu[self.idx].copy()
         self.k0 = self.lam0 + 2.0 * self.mu0 / 3.0
         self.base = s_old[(slice(None),) + self.idx].astype(float)

@@ -60,7 +60,7 @@ from ...errors import ConvergenceError, InputError
 from ._laws import BRITTLE, ELASTIC, PLASTIC, update_stress, von_mises
 from ._multigrid import ElasticMultigrid
 from ._multigrid import _dot as _dot_kernel  # one float64-accumulating dot for both solvers
-from ._interface import CrackedIncrement, CrackSet, closed_shear, stand_in
+from ._interface import CrackedIncrement, CrackSet, closed_shear
 from ._operator import (active_rows, apply_cracks, apply_tangent, apply_tangent_dot, internal_force,
                         tangent_coefficients)
 
@@ -518,17 +518,19 @@ class MechanicsSolver:
         coefficients with their stand-in and hourglass stiffness."""
         if not isinstance(cracks, CrackSet):
             raise InputError(f"cracks must be a CrackSet, got {type(cracks).__name__}")
-        idx = cracks.index
+        idx = cracks.voxels
         if idx.size and (idx.min() < 0 or idx.max() >= self.lam.size):
-            raise InputError("crack voxel indices lie outside the grid")
+            raise InputError("crack (or capped bridge) voxel indices lie outside the grid")
         if (self.code[idx] != ELASTIC).any():
-            raise InputError("cracked voxels must be elastic (their bulk law is isotropic elasticity)")
+            raise InputError("cracked voxels and capped bridges must be elastic (their bulk law is isotropic "
+                             "elasticity)")
         law = CrackedIncrement(cracks, self.lam.reshape(-1)[idx], self.mu.reshape(-1)[idx], s_old[:, idx])
         coef = self._coef.copy()
         # hourglass stiffness from the closed crack's cross shear 1/(1/μ + 1/(h k_t)), not from the stand-in nor
-        # the state: it is part of the discrete energy, and the answer must not depend on the preconditioner
-        g_closed = closed_shear(law.mu, cracks.h_n, cracks.k_t)
-        coef[2].reshape(-1)[idx] = self._hg_factor * g_closed
+        # the state: it is part of the discrete energy, and the answer must not depend on the preconditioner (a
+        # capped bridge keeps its bulk's)
+        g_closed = closed_shear(law.mu[:len(cracks)], cracks.h_n, cracks.k_t)
+        coef[2].reshape(-1)[cracks.index] = self._hg_factor * g_closed
         self._crack = _Cracked(law, idx, coef, active_rows(coef))
         return self._crack
 
@@ -727,7 +729,7 @@ class _Cracked:
     def follow(self):
         """After an evaluation: the correction rows to the new tangent, and the stand-in (a new ``coef`` only when
         it changed: the multigrid then refreshes its fine level)."""
-        lam_s, mu_s = stand_in(self.law.lam, self.law.mu, self.law.cracks.normal, self.law.p)
+        lam_s, mu_s = self.law.stand_in()
         self.rows = self.law.operator_rows(lam_s, mu_s)
         flat = self.coef.reshape(3, -1)
         if np.array_equal(flat[0, self.index], lam_s.astype(flat.dtype)) and np.array_equal(

@@ -671,7 +671,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         fixed = np.zeros(shape_c, bool)
         fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
         # the collector; with neck contacts also the CBD/binder (CalenderOptions.neck_contacts) — always with the
-        # cracked plane, whose Newton has no cap for the bridges themselves: their faces' cracks carry it
+        # cracked plane: its particle faces toward the bridges are contacts, and the bridges carry their own cap
+        # (_contacts.crack_set)
         held = fixed[:nt]
         if (cstate.neck_contacts or cstate.contact_law == "plane") and cstate.law.bridges:
             held = held | np.isin(lab, cstate.law.bridges)
