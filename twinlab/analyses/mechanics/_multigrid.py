@@ -128,12 +128,7 @@ DEGREE = 6
 #: node at an eighth of the nodes); degree 2 there needs 97 instead of 81 CG iterations at 64³ for
 #: ~40 % less coarse work
 COARSE_DEGREE = 2
-#: The ratio: 20 (stop 32; 100 before). The welded 128³ ten-step's solves stall on plateaus near 1e-4 whose error
-#: sits in the soft carbon-binder necks between particles (half the error energy in 3.5 % of the voxels, a
-#: captured 64³ solve); a narrower interval damps the middle of the spectrum harder. Captured solves (float32
-#: cycle, CG to 8e-5): 128³ increment 3 took 25 / 23 / 19 / 20 iterations with ratio 100 / 40 / 20 / 10, 64³
-#: increment 2 30 / 25 / 24 / 23 with 100 / 50 / 20 / 10 (scratch /tmp/s32-speed/var.py)
-SMOOTHING_RATIO = 20.0
+SMOOTHING_RATIO = 100.0
 #: upper bound of D⁻¹A's spectrum: every element matrix K_e (8 node blocks, positive semi-definite)
 #: satisfies K_e ≤ 8 blockdiag(K_e), so A ≤ 8 D. A power-iteration estimate (≈ 4.6 on electrodes)
 #: is not safe: a voxel left floating by the remap has modes up to ≈ 8 that a random start misses,
