@@ -306,7 +306,7 @@ def _random_material(rng, shape, dtype):
 
 
 # odd sizes, a size 1 (self-periodic), rows longer than one 64-element block (2 and 3 blocks), and planes
-# enough for several slabs of the sweep (_operator.SLAB), of unequal length
+# enough for several slabs of the sweep (_operator.slab_count: 4 of 16–17 planes at 67), of unequal length
 @pytest.mark.parametrize("shape", [(5, 6, 7), (1, 3, 4), (2, 1, 5), (3, 4, 1), (3, 2, 130), (4, 3, 65), (67, 3, 2)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_operator_matches_reference(shape, dtype):
@@ -351,6 +351,20 @@ def test_fused_operator_matches_reference(shape, dtype):
     internal_force(sig, u, khg, active_rows(np.concatenate([sig, khg[None]])), q, out)
     ref = _reference_operator(u.astype(float), h, khg.astype(float), lambda e: sig.astype(float))
     np.testing.assert_allclose(out, ref, rtol=0, atol=rtol * np.abs(ref).max())
+
+
+def test_sweep_slabs_split_evenly_between_two_threads():
+    """The fused sweep's slabs (:func:`._operator.slab_count`): 2 to SLAB planes each, and an even count from 4
+    planes on, so that 2 threads get equal shares (3 slabs of a 65–96-plane grid left one core idle for a
+    third of the sweep); 128 planes keep their 4 slabs (the benchmark cell's summation order)."""
+    from twinlab.analyses.mechanics._operator import SLAB, slab_count
+
+    for n0 in range(1, 300):
+        k = slab_count(n0)
+        assert n0 // k >= 2 or k == 1, n0
+        assert -(-n0 // k) <= max(SLAB, 3) or k == 1, n0
+        assert k % 2 == 0 or n0 < 4, n0
+    assert slab_count(128) == 4 and slab_count(80) == 4 and slab_count(130) == 6
 
 
 def test_fused_operator_nodes_inside_pores_get_no_force():

@@ -555,7 +555,7 @@ def _plane(kind, u, aux, pvec, active, q, out, i, F, E, P, sg):
 
 #: how :func:`_sweep` starts ``out``: zeroed, a copy of ``b``, or as it is (``b`` is ``out``)
 _ZERO, _COPY, _IN_PLACE = 0, 1, 2
-#: element planes per slab of :func:`_sweep` (at least 2: see there)
+#: element planes per slab of :func:`_sweep` (at most; at least 2: see there)
 SLAB = 32
 #: :func:`_sweep`'s ``dots`` when no plane sums are wanted
 _NO_DOTS = np.empty(0, np.float64)
@@ -574,6 +574,13 @@ def _start_plane(out, b, start, i, dinv, d, x, lead):
             out[m, i] = 0.0
         else:
             out[m, i] = b[m, i]
+
+
+@numba.njit(cache=True)
+def slab_count(n0):
+    """How many slabs :func:`_sweep` cuts n0 element planes into: of 2 to :data:`SLAB` planes, an even count
+    where n0 ≥ 4 (see there)."""
+    return max(1, min(n0 // 2, 2 * -(-n0 // (2 * SLAB))))
 
 
 @numba.njit(cache=True)
@@ -613,9 +620,11 @@ def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, s
     element plane i + 1 adds to it (and when the step reads it), so ``u`` and ``out`` stream through
     memory once (the parity order of stop ≤ 28 read both twice). The slabs' planes but the last run
     in parallel; their last element planes, which share a node plane with the next slab's first,
-    after them, again in parallel (slabs of ≥ 2 planes keep those apart)."""
+    after them, again in parallel (slabs of ≥ 2 planes keep those apart). The slab count is even (where
+    the grid has ≥ 4 planes): 2 threads then get equal shares — 3 slabs of a 65–96-plane grid (the second
+    half of a 128³ calendering) kept one of the 2 cores idle for a third of every sweep."""
     n0 = u.shape[1]
-    nslab = max(1, min(n0 // 2, -(-n0 // SLAB)))
+    nslab = slab_count(n0)
     for t in numba.prange(nslab):
         lo, hi, F, E, P = _slab(t, nslab, n0, out)
         _start_plane(out, b, start, lo, dinv, d, x, lead)
