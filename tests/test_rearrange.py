@@ -642,7 +642,7 @@ def _dome_under_roll(h, travel_um, apex_gap_um, *, use_gaps=True, roll_body=Fals
     inst[:int(np.floor(c0))] = 1  # the half-space under the dome
     packing = rearrange_mod.DemPacking(np.array([1]), np.array([[nt - R - apex_gap_um / h], [n1 / 2], [n1 / 2]]),
                                        np.array([R]), np.array([0]))
-    floor, under = roll_reach(inst > 0, int(np.floor(nt - travel_um / h))) if roll_body else (nt, None)
+    floor, under = roll_reach(inst, inst > 0, int(np.floor(nt - travel_um / h))) if roll_body else (nt, None)
     gap, _ = packing.contact_gaps(inst, h=(h, h, h), n_coll=0, under_roll=under)
     if not use_gaps:
         gap = np.full(inst.shape, np.nan, np.float32)

@@ -157,7 +157,7 @@ def particle_instances(lab: np.ndarray, particle_values, *, instances: np.ndarra
     return out
 
 
-def roll_reach(solid: np.ndarray, floor_min: int) -> tuple[np.ndarray, np.ndarray]:
+def roll_reach(inst: np.ndarray, solid: np.ndarray, floor_min: int) -> tuple[np.ndarray, np.ndarray]:
     """The roll body over a coating with a rough top (thickness axis first, axes 1 and 2 periodic).
 
     A flat roll touches a particle wherever its surface rises within the roll's travel, at any depth below
@@ -166,20 +166,27 @@ def roll_reach(solid: np.ndarray, floor_min: int) -> tuple[np.ndarray, np.ndarra
     the layer planes, not how far the roll travels (LMP free-top anode at the jam, seed 1: contactable area
     16 000 | 25 000 | 4 300 µm² at 6 | 4 | 3 µm for the 37 000 µm² the DEM spheres' cut at the increment's
     travel gives; tests/benchmarks/MEASUREMENTS.md, stop 32). The roll body therefore fills each column of
-    pore cells down to one layer above the highest ``solid`` voxel of the column and its 8 lateral neighbours
-    (never below ``floor_min``: where the roll stops): that underside meets particle voxels only at their
-    top faces, edges or corners — never a lateral face, which stays free — so it pushes, never drags.
+    pore cells down to one layer above the highest voxel of the column and its 8 lateral neighbours (never
+    below ``floor_min``: where the roll stops). That underside meets particle voxels (``inst > 0``) only at
+    their top faces, edges or corners — never a lateral face, which stays free — so it pushes, never drags;
+    it keeps a pore layer above the other ``solid`` voxels (binder, CBD: no contact law, welded they would pull
+    on the roll), which the particles' contacts load.
 
-    Returns ``(floor, under)``: the first layer of the roll body per column (n1, n2) and the voxels whose
-    top nodes it touches (the column tops just below a neighbourhood's underside), each a contact with the
+    Returns ``(floor, under)``: the first layer of the roll body per column (n1, n2) and the particle voxels
+    whose top nodes it touches (the column tops just below a neighbourhood's underside), each a contact with the
     roll along +axis 0 (:func:`foreign_faces`), its gap the distance from its top face to the roll plane
     (:func:`roll_gaps`)."""
     n0 = solid.shape[0]
     depth = np.arange(n0)[:, None, None]
-    top = np.where(solid.any(axis=0), n0 - 1 - np.argmax(solid[::-1], axis=0), -1)  # highest solid per column
+    part = inst > 0
+
+    def highest(mask):
+        return np.where(mask.any(axis=0), n0 - 1 - np.argmax(mask[::-1], axis=0), -1)
+
+    top = np.maximum(highest(part), highest(solid & ~part) + 1)  # a layer of clearance over the bonded solid
     floor = np.maximum(ndimage.maximum_filter(top, size=3, mode="wrap") + 1, floor_min)
     touch = ndimage.minimum_filter(floor, size=3, mode="wrap")  # the lowest underside over a column's top nodes
-    under = solid & (depth == top[None]) & (touch[None] == depth + 1)
+    under = part & (depth == top[None]) & (touch[None] == depth + 1)
     return floor, under
 
 
