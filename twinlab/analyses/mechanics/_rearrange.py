@@ -605,7 +605,8 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
     # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
     # with the contact passes the roll reaches every particle top within its travel (calender._increment)
-    under = None if cstate.contact_law == "plane" else roll_reach(moving_value(new_lab), n_coll + m_next)[1]
+    under = None if cstate.contact_law == "plane" else roll_reach(
+        cstate.inst, moving_value(new_lab), n_coll + m_next)[1]
     gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll, roll_below_um=roll_below * h[0],
                                       under_roll=under)
     gap = np.where(known, gap, cstate.gap if under is None else roll_gaps(under, roll_below, cstate.gap))

@@ -674,7 +674,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     contacts = cstate is not None and cstate.law is not None
     body = under = None  # the roll body in the coating grid and the voxels it touches (the contact passes)
     if contacts and cstate.contact_law != "plane":
-        floor, under = roll_reach(moving_value(lab), n_coll + m_next)
+        floor, under = roll_reach(cstate.inst, moving_value(lab), n_coll + m_next)
         body = np.arange(nt)[:, None, None] >= floor[None]
         lam[:nt][body], mu[:nt][body], sy[:nt][body], code[:nt][body] = lr, mr, np.inf, ELASTIC
     gap = None if cstate is None else cstate.gap
