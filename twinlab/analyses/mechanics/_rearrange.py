@@ -363,15 +363,16 @@ class DemPacking:
 
         Every face a particle voxel shares with another particle, with the collector plane (its layer
         ``n_coll``, bottom face) or with the roll (the top face of the grid's last layer, or of the voxels
-        ``under_roll`` that the roll body reaches: :func:`._contacts.roll_reach`) is a voxel contact; its gap is the clumps' separation across that face along its normal: ``d_A + d_B`` from
-        the face centre to each clump's surface along the normal (:meth:`surface_distance`; 0 for a plane),
-        µm — the approach at which that face pair touches. The interphase voxel takes it in strain units
+        ``under_roll`` that the roll body reaches: :func:`._contacts.roll_reach`) is a voxel contact; its gap
+        is the clumps' separation across that face along its normal: ``d_A + d_B`` from the face centre to each
+        clump's surface along the normal (:meth:`surface_distance`; 0 for a plane), µm — the approach at which
+        that face pair touches. The interphase voxel takes it in strain units
         of its own normal strain: ``δ / (2 h)`` on each side of a particle–particle face (both voxels are
         interphase voxels and the two openings add up to δ), ``δ / h`` against the collector or the roll.
         A voxel with several contact faces takes the smallest. ``gap ≤ 0`` is a closed contact (NaN, as
         :func:`._contacts.solve_with_contacts` carries it). The roll's gaps are measured to its plane
-        ``roll_below_um`` below the grid's top (the DEM's jam, where the stress solve's roll starts: :func:`rearrange_state`). A
-        body (or cluster) none of whose faces holds it to the collector or the roll is held by its smallest-gap
+        ``roll_below_um`` below the grid's top (the DEM's jam, where the stress solve's roll starts:
+        :func:`rearrange_state`). A body (or cluster) none of whose faces holds it to the collector or the roll is held by its smallest-gap
         face (:func:`_hold_rattlers`); without a collector (``n_coll`` 0) the first layer holds (it is bonded to
         the cell's bottom).
 

@@ -645,9 +645,10 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     ``roll_below``: the roll starts that far (layers) below the grid's top — a DEM stage's jam between layer planes,
     the packing stretched to the plane above it (:func:`._rearrange.rearrange`): the solve imposes the travel from
     there, and the remap, which rescales the coating to ``m_next``, takes the stretch back without stress.
-    With the contact passes the roll reaches down to every particle top within its travel (:func:`._contacts.roll_reach`);
-    those contacts' gaps are their whole-voxel distances to the roll plane (:func:`._contacts.roll_gaps`) unless
-    ``dem_gaps``: a DEM stage measured them on its packing (:meth:`._rearrange.DemPacking.contact_gaps`).
+    With the contact passes the roll reaches down to every particle top within its travel
+    (:func:`._contacts.roll_reach`); those contacts' gaps are their whole-voxel distances to the roll plane
+    (:func:`._contacts.roll_gaps`) unless ``dem_gaps``: a DEM stage measured them on its packing
+    (:meth:`._rearrange.DemPacking.contact_gaps`).
     ``hourglass``: the generalised hourglass forces carried with the voxels (3, 4, *lab.shape; None: zero),
     like the stress (``MechanicsSolver.solve_increment``). Returns the moved labels, image, stress, strain,
     displacement, broken flags and hourglass forces, the share of the roll travel the coating took, CG and
@@ -688,7 +689,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         held = fixed[:nt]
         if (cstate.neck_contacts or cstate.contact_law == "plane") and cstate.law.bridges:
             held = held | np.isin(lab, cstate.law.bridges)
-        interphase = foreign_faces(cstate.inst, held, top_is_roll=True, under_roll=under)  # once: the solve takes it too
+        # once: the solve takes it too
+        interphase = foreign_faces(cstate.inst, held, top_is_roll=True, under_roll=under)
         # elastic particles start from their mean stress: no residue of the remap (relieve_particle_residuals)
         bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~interphase[0]
         if cstate.shelled is not None:
