@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from twinlab.analyses.mechanics import MechanicsSolver, lame_from_young
-from twinlab.analyses.mechanics._contacts import (ContactLaw, foreign_faces, particle_instances, shell_fracture,
-                                                  solve_with_contacts)
+from twinlab.analyses.mechanics._contacts import (ContactLaw, foreign_faces, particle_instances, roll_gaps, roll_reach,
+                                                  shell_fracture, solve_with_contacts)
 from twinlab.materials import Material
 
 E, NU = 1000.0, 0.3  # MPa
@@ -172,6 +173,59 @@ def test_instances_split_particles_whose_shells_touch():
     assert k.size == 1
     n = normal[:, np.cumsum(mask.reshape(-1))[k[0]] - 1]
     np.testing.assert_allclose(n, [0, 0, 1])  # toward the neighbour at +x
+
+
+def test_the_roll_body_pushes_particle_tops_and_never_touches_a_flank():
+    """:func:`roll_reach` on a rough top (overlapping spheres of random radii and heights and binder blobs,
+    periodic laterally): the roll body shares no node with a particle voxel except the top nodes of the voxels it
+    reaches (a lateral face, edge or corner on the same layer would drag the particle's flank with the roll) and
+    none with the binder (welded, it would pull on the roll), stays above ``floor_min``, and reaches a particle's
+    column top wherever a flat roll would meet it first — every column that is the highest of its 3 × 3
+    neighbourhood; ``roll_gaps`` gives those below the last layer their distance to the roll plane and keeps the
+    last layer's carried state."""
+    rng = np.random.default_rng(4)
+    shape = (30, 40, 40)
+    z, y, x = np.indices(shape) + 0.5
+    inst = np.zeros(shape, np.int32)
+    inst[z < 3] = 1
+    binder = np.zeros(shape, bool)
+    for k in range(40):
+        c = rng.uniform([5, 0, 0], [24, 40, 40])
+        r = rng.uniform(3, 7) if k < 25 else rng.uniform(1, 2.5)
+        dy = (y - c[1] + 20) % 40 - 20
+        dx = (x - c[2] + 20) % 40 - 20
+        ball = (z - c[0]) ** 2 + dy ** 2 + dx ** 2 <= r * r
+        if k < 25:
+            inst[ball & (inst == 0)] = k + 2
+        else:
+            binder |= ball & (inst == 0)
+    part = inst > 0
+    solid = part | binder
+    floor, under = roll_reach(inst, solid, 8)
+    body = np.arange(shape[0])[:, None, None] >= floor[None]
+    assert not (body & solid).any() and (floor >= 8).all() and under.any() and not (under & ~part).any()
+    lateral = ndimage.maximum_filter(body, size=(1, 3, 3), mode="wrap")  # body cells within one column, same layer
+    above = np.zeros_like(lateral)  # … one layer up
+    above[:-1] = lateral[1:]
+    below = np.zeros_like(lateral)  # … one layer down
+    below[1:] = lateral[:-1]
+    assert not (solid & (lateral | below)).any()  # no node on a solid voxel's side or bottom
+    assert not (binder & above).any()
+    np.testing.assert_array_equal((part & above)[:-1], under[:-1])  # exactly the reached voxels' top nodes
+    np.testing.assert_array_equal(under[-1], part[-1])  # and the last layer's, under the roll's layers
+    top = np.where(solid.any(axis=0), shape[0] - 1 - np.argmax(solid[::-1], axis=0), -1)
+    rows = np.arange(40)[:, None], np.arange(40)[None, :]
+    top_binder = np.where(binder.any(axis=0), shape[0] - 1 - np.argmax(binder[::-1], axis=0), -1)
+    highest = ((top == ndimage.maximum_filter(top, size=3, mode="wrap")) & (top >= 8) & part[(top, *rows)]
+               & (top > ndimage.maximum_filter(top_binder, size=3, mode="wrap")))  # no binder beside it as high
+    assert highest.sum() > 10 and under[(top, *rows)][highest].all()
+    carried = np.full(shape, np.nan, np.float32)
+    carried[-1] = 0.25
+    gaps = roll_gaps(under, 0.5, carried)
+    i = np.nonzero(under[:-1])
+    np.testing.assert_allclose(gaps[i], shape[0] - 0.5 - (i[0] + 1))
+    np.testing.assert_array_equal(gaps[-1], carried[-1])
+    assert np.isnan(gaps[:-1][~under[:-1]]).all()
 
 
 def test_shell_breaks_on_membrane_strain_not_on_voxel_size():

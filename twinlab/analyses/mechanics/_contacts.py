@@ -157,11 +157,57 @@ def particle_instances(lab: np.ndarray, particle_values, *, instances: np.ndarra
     return out
 
 
-def foreign_faces(inst: np.ndarray, fixed: np.ndarray, *, top_is_roll: bool):
+def roll_reach(inst: np.ndarray, solid: np.ndarray, floor_min: int) -> tuple[np.ndarray, np.ndarray]:
+    """The roll body over a coating with a rough top (thickness axis first, axes 1 and 2 periodic).
+
+    A flat roll touches a particle wherever its surface rises within the roll's travel, at any depth below
+    the grid's top; a roll that is only the layers above the grid reaches the top layer alone, so its
+    contact patch on a particle is the particle's cross-section in that layer — where the jam falls between
+    the layer planes, not how far the roll travels (LMP free-top anode at the jam, seed 1: contactable area
+    16 000 | 25 000 | 4 300 µm² at 6 | 4 | 3 µm for the 37 000 µm² the DEM spheres' cut at the increment's
+    travel gives; tests/benchmarks/MEASUREMENTS.md, stop 32). The roll body therefore fills each column of
+    pore cells down to one layer above the highest voxel of the column and its 8 lateral neighbours (never
+    below ``floor_min``: where the roll stops). That underside meets particle voxels (``inst > 0``) only at
+    their top faces, edges or corners — never a lateral face, which stays free — so it pushes, never drags;
+    it keeps a pore layer above the other ``solid`` voxels (binder, CBD: no contact law, welded they would pull
+    on the roll), which the particles' contacts load.
+
+    Returns ``(floor, under)``: the first layer of the roll body per column (n1, n2) and the particle voxels
+    whose top nodes it touches (the column tops just below a neighbourhood's underside), each a contact with the
+    roll along +axis 0 (:func:`foreign_faces`), its gap the distance from its top face to the roll plane
+    (:func:`roll_gaps`)."""
+    n0 = solid.shape[0]
+    depth = np.arange(n0)[:, None, None]
+    part = inst > 0
+
+    def highest(mask):
+        return np.where(mask.any(axis=0), n0 - 1 - np.argmax(mask[::-1], axis=0), -1)
+
+    top = np.maximum(highest(part), highest(solid & ~part) + 1)  # a layer of clearance over the bonded solid
+    floor = np.maximum(ndimage.maximum_filter(top, size=3, mode="wrap") + 1, floor_min)
+    touch = ndimage.minimum_filter(floor, size=3, mode="wrap")  # the lowest underside over a column's top nodes
+    under = part & (depth == top[None]) & (touch[None] == depth + 1)
+    return floor, under
+
+
+def roll_gaps(under: np.ndarray, roll_below: float, carried: np.ndarray) -> np.ndarray:
+    """The ``carried`` gaps (strain units, NaN closed) with whole-voxel gaps for the roll contacts ``under``
+    (:func:`roll_reach`) below the last layer: the distance (layers: strain units, as
+    :meth:`._rearrange.DemPacking.contact_gaps` measures the roll's) from each one's top face to the roll plane,
+    ``roll_below`` layers below the grid's top. The last layer's carried state stands (its sub-voxel gap or
+    closed contact)."""
+    gap = carried.copy()
+    i = np.nonzero(under[:-1])
+    gap[i] = under.shape[0] - roll_below - (i[0] + 1)
+    return gap
+
+
+def foreign_faces(inst: np.ndarray, fixed: np.ndarray, *, top_is_roll: bool, under_roll: np.ndarray | None = None):
     """Interphase voxels and their outward normals.
 
     A particle voxel is an interphase voxel when one of its 6 face neighbours is another particle
-    instance, the fixed collector, or (``top_is_roll``) the roll above the last layer. The normal
+    instance, the fixed collector, or (``top_is_roll``) the roll: above the last layer, or the roll body
+    over the voxels ``under_roll`` (:func:`roll_reach`). The normal
     is the normalised sum of the unit vectors toward those neighbours (axis order of the array).
 
     Returns
@@ -179,7 +225,10 @@ def foreign_faces(inst: np.ndarray, fixed: np.ndarray, *, top_is_roll: bool):
             if fixed is not None:
                 other |= part & face_neighbour(fixed, ax, shift, False)
             if ax == 0 and shift == -1 and top_is_roll:
-                other[-1] |= part[-1]
+                if under_roll is None:
+                    other[-1] |= part[-1]
+                else:
+                    other |= part & under_roll
             # np.roll(+1) brings the neighbour at index i−1: the direction toward it is −e_ax
             acc[ax] += np.where(other, -float(shift), 0.0).astype(np.float32)
             hit |= other

@@ -162,7 +162,7 @@ from scipy.spatial import cKDTree
 from ..._morphology import face_neighbour, label_periodic
 from ...errors import InputError, MissingDependencyError
 from ...materials import MATERIALS
-from ._contacts import particle_surface
+from ._contacts import particle_surface, roll_gaps, roll_reach
 from ._remap import remap_voxels
 
 #: roll-wall sub-step (µm, not voxels: where the roll stops must not depend on the voxel size) and
@@ -357,21 +357,22 @@ class DemPacking:
                 ray[has] = np.minimum(ray[has], t)
         return np.where(np.isfinite(ray), ray, near)
 
-    def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int, roll_below_um: float = 0.0
-                     ) -> tuple[np.ndarray, np.ndarray]:
+    def contact_gaps(self, inst: np.ndarray, *, h, n_coll: int, roll_below_um: float = 0.0,
+                     under_roll: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Sub-voxel normal gaps of the voxel contacts, measured on the DEM packing (module docs, step 4).
 
         Every face a particle voxel shares with another particle, with the collector plane (its layer
-        ``n_coll``, bottom face) or with the roll (the top face of the grid's last layer) is a voxel
-        contact; its gap is the clumps' separation across that face along its normal: ``d_A + d_B`` from
-        the face centre to each clump's surface along the normal (:meth:`surface_distance`; 0 for a plane),
-        µm — the approach at which that face pair touches. The interphase voxel takes it in strain units
+        ``n_coll``, bottom face) or with the roll (the top face of the grid's last layer, or of the voxels
+        ``under_roll`` that the roll body reaches: :func:`._contacts.roll_reach`) is a voxel contact; its gap
+        is the clumps' separation across that face along its normal: ``d_A + d_B`` from the face centre to each
+        clump's surface along the normal (:meth:`surface_distance`; 0 for a plane), µm — the approach at which
+        that face pair touches. The interphase voxel takes it in strain units
         of its own normal strain: ``δ / (2 h)`` on each side of a particle–particle face (both voxels are
         interphase voxels and the two openings add up to δ), ``δ / h`` against the collector or the roll.
         A voxel with several contact faces takes the smallest. ``gap ≤ 0`` is a closed contact (NaN, as
-        :func:`._contacts.solve_with_contacts` carries it). The roll's gaps are measured from ``roll_below_um``
-        below the grid's top (the DEM's jam, where the stress solve's roll starts: :func:`rearrange_state`). A
-        body (or cluster) none of whose faces holds it to the collector or the roll is held by its smallest-gap
+        :func:`._contacts.solve_with_contacts` carries it). The roll's gaps are measured to its plane
+        ``roll_below_um`` below the grid's top (the DEM's jam, where the stress solve's roll starts:
+        :func:`rearrange_state`). A body (or cluster) none of whose faces holds it to the collector or the roll is held by its smallest-gap
         face (:func:`_hold_rattlers`); without a collector (``n_coll`` 0) the first layer holds (it is bonded to
         the cell's bottom).
 
@@ -398,8 +399,11 @@ class DemPacking:
                 plane = np.zeros(inst.shape, bool)
                 if ax == 0 and shift == 1 and n_coll > 0:
                     plane[n_coll] = part[n_coll] & (nb[n_coll] == 0)  # the collector below its first layer
-                if ax == 0 and shift == -1:
-                    plane[top] = part[top]  # the roll above the last layer
+                if ax == 0 and shift == -1:  # the roll: above the last layer, or its body above the voxels it reaches
+                    if under_roll is None:
+                        plane[top] = part[top]
+                    else:
+                        plane = part & under_roll
                 face = other | plane
                 if not face.any():
                     continue
@@ -417,8 +421,8 @@ class DemPacking:
                 into[ax] = shift  # from the face into the voxel's own particle; −into: into the neighbour
                 delta = self.surface_distance(p, body[kv], h, inst.shape, along=into)
                 delta[pair] += self.surface_distance(p[:, pair], nb_body[known][pair], h, inst.shape, along=-into)
-                if ax == 0 and shift == -1:  # the roll's faces: the roll lies roll_below_um below the grid's top
-                    delta[~pair] -= roll_below_um
+                if ax == 0 and shift == -1:  # the roll's faces: its plane lies roll_below_um below the grid's top
+                    delta[~pair] += (top - kv[0][~pair]) * h[0] - roll_below_um
                 np.minimum.at(gap, flat[kv], delta / (h[ax] * np.where(pair, 2.0, 1.0)))
                 w = face_neighbour(flat, ax, shift, -1)[kv]  # the neighbour voxel (unused for a plane)
                 faces.append((flat[kv], np.where(pair, w, -1), body[kv], np.where(pair, nb_body[known], ground), delta))
@@ -601,8 +605,12 @@ def rearrange_state(lab, img, stress, strain, disp, broken, *, take, cstate, mat
     roll_below = n_coll + m_new - move.wall_um / h[0]
     # the stress solve starts from the DEM's continuous packing, not from its voxels rounded to whole
     # cells: each voxel contact stays open until the clumps' real gap across it has closed (step 4)
-    gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll, roll_below_um=roll_below * h[0])
-    gap = np.where(known, gap, cstate.gap)
+    # with the contact passes the roll reaches every particle top within its travel (calender._increment)
+    under = None if cstate.contact_law == "plane" else roll_reach(
+        cstate.inst, moving_value(new_lab), n_coll + m_next)[1]
+    gap, known = carried.contact_gaps(cstate.inst, h=h, n_coll=n_coll, roll_below_um=roll_below * h[0],
+                                      under_roll=under)
+    gap = np.where(known, gap, cstate.gap if under is None else roll_gaps(under, roll_below, cstate.gap))
     cstate.gap = hold_islands(gap, moving_value(new_lab), n_coll=n_coll)
     gaps = {"contact_voxels": int(known.sum()), "open": int(np.isfinite(cstate.gap).sum()),
             "held": int(np.isfinite(gap).sum() - np.isfinite(cstate.gap).sum())}

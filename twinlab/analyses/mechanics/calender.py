@@ -67,7 +67,8 @@ from ._fft_solver import MechanicsSolver, _sum, _sum_t
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
-from ._contacts import (contact_law_used, foreign_faces, relieve_particle_residuals, reshaped_particles, setup_state,
+from ._contacts import (contact_law_used, foreign_faces, relieve_particle_residuals, reshaped_particles, roll_gaps,
+                        roll_reach, setup_state,
                         shell_fracture, solve_with_contacts, solve_with_planes)
 from ._options import CalenderOptions
 from ._rearrange import DemPacking, dem_materials, rearrange_state
@@ -266,7 +267,8 @@ def calender(
         for m_next in schedule:
             # rearrangement first: the stress solve takes the rest, its roll from where the DEM's stopped
             roll_below = 0.0
-            if m_next < m_cur and dem is not None and not jammed:
+            handed_over = m_next < m_cur and dem is not None and not jammed  # the DEM measures the contact gaps
+            if handed_over:
                 lab, img, stress, strain, disp, broken, m_dem, roll_below, packing = rearrange_state(
                     lab, img, stress, strain, disp, broken, take=_take, cstate=cstate, materials=dem, n_coll=n_coll,
                     m_cur=m_cur,
@@ -293,7 +295,7 @@ def calender(
                     maxiter=opts.maxiter, workers=opts.workers, seed=opts.seed + done, pore_gray=pore_gray,
                     preconditioner=opts.preconditioner, cstate=cstate, contact_tol=opts.contact_tol,
                     contact_passes=opts.contact_passes, stats=stats, shell_um=opts.shell_thickness_um,
-                    rounding_phase=_rounding_phase(done), roll_below=roll_below)
+                    rounding_phase=_rounding_phase(done), roll_below=roll_below, dem_gaps=handed_over)
                 # the clumps refitted to the particles as the solve left them (DemPacking.follow)
                 if packing is not None and not jammed:
                     packing = packing.follow(cstate.inst, z_bottom=n_coll, z_top=n_coll + m_next)
@@ -638,11 +640,15 @@ def _voxel_displacement(u, mu):
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
                roll_layers, roll_factor, reg, dtype, tol, maxiter, workers, seed, pore_gray, preconditioner="fft", cstate=None,
                contact_tol=0.02, contact_passes=3, stats=None, shell_um=0.1, rounding_phase=0.0, hourglass=None,
-               roll_below=0.0):
+               roll_below=0.0, dem_gaps=False):
     """One strain increment m_cur → m_next layers: solve, then move the voxels (remap) with their state.
     ``roll_below``: the roll starts that far (layers) below the grid's top — a DEM stage's jam between layer planes,
     the packing stretched to the plane above it (:func:`._rearrange.rearrange`): the solve imposes the travel from
     there, and the remap, which rescales the coating to ``m_next``, takes the stretch back without stress.
+    With the contact passes the roll reaches down to every particle top within its travel
+    (:func:`._contacts.roll_reach`); those contacts' gaps are their whole-voxel distances to the roll plane
+    (:func:`._contacts.roll_gaps`) unless ``dem_gaps``: a DEM stage measured them on its packing
+    (:meth:`._rearrange.DemPacking.contact_gaps`).
     ``hourglass``: the generalised hourglass forces carried with the voxels (3, 4, *lab.shape; None: zero),
     like the stress (``MechanicsSolver.solve_increment``). Returns the moved labels, image, stress, strain,
     displacement, broken flags and hourglass forces, the share of the roll travel the coating took, CG and
@@ -667,6 +673,14 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     sy = np.full(shape_c, np.inf, dtype)
     sy[:nt] = lut["sy"][lab]
     contacts = cstate is not None and cstate.law is not None
+    body = under = None  # the roll body in the coating grid and the voxels it touches (the contact passes)
+    if contacts and cstate.contact_law != "plane":
+        floor, under = roll_reach(cstate.inst, moving_value(lab), n_coll + m_next)
+        body = np.arange(nt)[:, None, None] >= floor[None]
+        lam[:nt][body], mu[:nt][body], sy[:nt][body], code[:nt][body] = lr, mr, np.inf, ELASTIC
+    gap = None if cstate is None else cstate.gap
+    if under is not None and not dem_gaps:
+        gap = roll_gaps(under, roll_below, gap)
     if contacts:
         fixed = np.zeros(shape_c, bool)
         fixed[:nt] = (lut["mu"][lab] > 0) & ~moving_value(lab)
@@ -676,7 +690,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         held = fixed[:nt]
         if (cstate.neck_contacts or cstate.contact_law == "plane") and cstate.law.bridges:
             held = held | np.isin(lab, cstate.law.bridges)
-        interphase = foreign_faces(cstate.inst, held, top_is_roll=True)  # once: the solve takes it too
+        # once: the solve takes it too
+        interphase = foreign_faces(cstate.inst, held, top_is_roll=True, under_roll=under)
         # elastic particles start from their mean stress: no residue of the remap (relieve_particle_residuals)
         bodies = (cstate.inst > 0) & (code[:nt] == ELASTIC) & (mu[:nt] > 0) & ~interphase[0]
         if cstate.shelled is not None:
@@ -719,7 +734,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
                 law=cstate.law, interphase=interphase, tol=tol, maxiter=maxiter, hourglass_old=hg_old, phi=phi)
         else:
             sol, cstate.gap, _, info = solve_with_contacts(
-                make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=cstate.gap,
+                make_solver, d_e, lam, mu, sy, code, s_old, lab=lab, inst=cstate.inst, fixed=fixed, gap=gap,
                 law=cstate.law, nt=nt, tol_active=contact_tol, max_passes=contact_passes, tol=tol, maxiter=maxiter,
                 override=override, phi=phi, interphase=interphase, hourglass_old=hg_old)
             if stats is not None:  # the active set's last test changes, not solved (solve_with_contacts), and the
@@ -739,6 +754,12 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         stats["pressure"] = -float(sol.stress[0, nt:].mean())
     sig = sol.stress[:, :nt]
     d_eps = sol.strain[:, :nt]
+    hg_new = sol.hourglass(hg_old, dtype)
+    if body is not None:  # the roll body's cells are pore again for the remap: no state, no weight in the
+        # particle voxels' displacement (an open contact under it moves with its particle, not with the roll)
+        sig[:, body], d_eps[:, body], hg_new[:, :, :nt][:, :, body] = 0, 0, 0
+        mu = mu.copy()
+        mu[:nt][body] = 0
     if contacts:
         # an open contact voxel is a gap: its strain increment is the opening, not a strain of material
         d_eps[:, np.isfinite(cstate.gap)] = 0
@@ -779,7 +800,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     new_lab, src = remap_voxels(lab, mov, target, n_allowed=n_coll + m_next, seed=seed,
                                 owner=None if cstate is None else cstate.inst)
     stress = _take(sig, src)
-    hourglass = _take(sol.hourglass(hg_old, dtype)[:, :, :nt], src)
+    hourglass = _take(hg_new[:, :, :nt], src)
     strain = _take(strain + d_eps, src)
     disp = _take(disp + uc.astype(dtype), src)
     broken = _take(broken, src, False)
