@@ -282,7 +282,27 @@ def test_lmp_free_top_series_is_the_same_curve_within_5_percent_at_two_voxel_siz
     grids' voxel-count growth made them 0.022 µm apart and the jams 0.25 µm). Stop 30 failed it by 0.052. Seed 1
     only: seeds 2 and 3 still miss (0.072 / 0.075, intact at 84 µm, the 4 µm grid breaking more; MEASUREMENTS.md,
     stop 32), and without the roll body seed 1 misses by 0.051 — the issue's condition is not met in general."""
-    (t6, i6, a6), (t4, i4, a4) = lmp_two_voxel_series[6.0], lmp_two_voxel_series[4.0]
+    _assert_the_same_curve(lmp_two_voxel_series[6.0], lmp_two_voxel_series[4.0])
+
+
+@pytest.mark.slow
+@needs_dem
+@pytest.mark.parametrize("seed", [
+    pytest.param(2, marks=pytest.mark.xfail(strict=True, reason="intact at 84 µm 0.584 (6 µm) vs 0.512 (4 µm): the 4 µm "
+                                            "grid breaks more films (stop 32; README Known limits)")),
+    pytest.param(3, marks=pytest.mark.xfail(strict=True, reason="intact at 84 µm 0.678 (6 µm) vs 0.603 (4 µm): the 4 µm "
+                                            "grid breaks more films (stop 32; README Known limits)"))])
+def test_lmp_free_top_series_is_the_same_curve_within_5_percent_on_other_anodes(seed):
+    """Issue 16's two-voxel condition on the other generated anodes the benchmark runs (seed 1 above): one seed's
+    curve carries ~0.05 of DEM scatter (a 0.3 % change of the radii moved seed 1's intact fraction at 84 µm by
+    0.055), so the condition is asked of every seed measured, not of the one that meets it."""
+    _assert_the_same_curve(*(_free_top_series(vs, seed, TWO_VOXEL_THICKNESSES_UM) for vs in (6.0, 4.0)))
+
+
+def _assert_the_same_curve(coarse, fine):
+    """Two :func:`_free_top_series` results agree within 0.05 (absolute) in the intact fraction and the activation
+    at every coating thickness of :data:`TWO_VOXEL_THICKNESSES_UM` both reached (at least 4)."""
+    (t6, i6, a6), (t4, i4, a4) = coarse, fine
     both = [t for t in TWO_VOXEL_THICKNESSES_UM if np.isclose(t6, t).any() and np.isclose(t4, t).any()]
     assert len(both) >= 4, (t6, t4)
     k6 = [int(np.flatnonzero(np.isclose(t6, t))[0]) for t in both]

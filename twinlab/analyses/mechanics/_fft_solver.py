@@ -2,7 +2,7 @@
 
 Two preconditioners for the CG solves: a geometric multigrid on the voxel hierarchy (default,
 ``preconditioner="multigrid"``, :mod:`._multigrid`: Galerkin coarse stencils, Chebyshev node-block
-Jacobi smoothing, K-cycle, a float32 cycle inside a float64 CG; 7–8× fewer iterations on the
+Jacobi smoothing, K-cycle, a float32 cycle inside a float64 CG; 13–27× fewer iterations on the
 porous electrode, see :class:`MechanicsSolver`) and the FFT (Lippmann–Schwinger type) one
 described below (``preconditioner="fft"``, the reference).
 
