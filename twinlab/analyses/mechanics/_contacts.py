@@ -202,6 +202,17 @@ def roll_gaps(under: np.ndarray, roll_below: float, carried: np.ndarray) -> np.n
     return gap
 
 
+def roll_faces(part: np.ndarray, under_roll: np.ndarray | None) -> np.ndarray:
+    """The particle voxels (``part``) whose top face (+axis 0) meets the roll: those of the grid's last layer, or
+    with a roll body those it reaches (``under_roll``, :func:`roll_reach`). One rule for the contacts
+    (:func:`foreign_faces`) and the DEM's gaps (:meth:`._rearrange.DemPacking.contact_gaps`)."""
+    if under_roll is not None:
+        return part & under_roll
+    faces = np.zeros(part.shape, bool)
+    faces[-1] = part[-1]
+    return faces
+
+
 def foreign_faces(inst: np.ndarray, fixed: np.ndarray, *, top_is_roll: bool, under_roll: np.ndarray | None = None):
     """Interphase voxels and their outward normals.
 
@@ -225,10 +236,7 @@ def foreign_faces(inst: np.ndarray, fixed: np.ndarray, *, top_is_roll: bool, und
             if fixed is not None:
                 other |= part & face_neighbour(fixed, ax, shift, False)
             if ax == 0 and shift == -1 and top_is_roll:
-                if under_roll is None:
-                    other[-1] |= part[-1]
-                else:
-                    other |= part & under_roll
+                other |= roll_faces(part, under_roll)
             # np.roll(+1) brings the neighbour at index i−1: the direction toward it is −e_ax
             acc[ax] += np.where(other, -float(shift), 0.0).astype(np.float32)
             hit |= other

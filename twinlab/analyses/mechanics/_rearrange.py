@@ -162,7 +162,7 @@ from scipy.spatial import cKDTree
 from ..._morphology import face_neighbour, label_periodic
 from ...errors import InputError, MissingDependencyError
 from ...materials import MATERIALS
-from ._contacts import particle_surface, roll_gaps, roll_reach
+from ._contacts import particle_surface, roll_faces, roll_gaps, roll_reach
 from ._remap import remap_voxels
 
 #: roll-wall sub-step (µm, not voxels: where the roll stops must not depend on the voxel size) and
@@ -400,10 +400,7 @@ class DemPacking:
                 if ax == 0 and shift == 1 and n_coll > 0:
                     plane[n_coll] = part[n_coll] & (nb[n_coll] == 0)  # the collector below its first layer
                 if ax == 0 and shift == -1:  # the roll: above the last layer, or its body above the voxels it reaches
-                    if under_roll is None:
-                        plane[top] = part[top]
-                    else:
-                        plane = part & under_roll
+                    plane |= roll_faces(part, under_roll)
                 face = other | plane
                 if not face.any():
                     continue
