@@ -167,6 +167,38 @@ def test_film_strain_is_the_strain_its_patch_took_as_a_film():
     assert broken[[2, 9], 3:9, 3:9].all()  # the faces whose plane holds axis 2 (the fresh patch too)
 
 
+def test_film_on_an_open_contact_stretches_with_its_own_particle():
+    """A film patch on an open contact voxel (a void in the solve: calender zeroes its strain, the contact's
+    opening) is still the particle's free surface: it takes the strain of the nearest patch of its own particle
+    whose voxel carried material. Two cubic particles face to face, the facing layers open contacts; particle A
+    is stretched 0.2 % in the plane of the faces, B not, and the films fail at 0.15 %: A's whole face breaks
+    (judged on its voids' zero strain, as before stop 33, none of it did), B's stays intact although A's
+    stretched patches lie one voxel away."""
+    lab = np.zeros((16, 12, 12), np.uint8)
+    inst = np.zeros(lab.shape, np.int32)
+    for pid, x0 in ((1, 1), (2, 8)):
+        lab[x0:x0 + 7, 1:11, 1:11] = 4
+        lab[x0 + 1:x0 + 6, 2:10, 2:10] = 5
+        inst[x0:x0 + 7, 1:11, 1:11] = pid
+    st = setup_state(lab, inst, names={4: "shell", 5: "lithium"},
+                     materials={"shell": get_material("Li2CO3"), "lithium": get_material("Li")},
+                     contacts=False, contact_materials=None, shells="membrane", get_material=get_material, seed=1)
+    shell = get_material("Li2CO3")
+    e_mpa, nu = shell.youngs_modulus_gpa * 1e3, shell.poisson_ratio
+    kw = dict(e_shell_mpa=e_mpa, nu_shell=nu, strength_mpa=e_mpa * 0.0015 / (1 - nu))
+    opened = np.zeros(lab.shape, bool)
+    opened[7:9, 2:10, 2:10] = True  # the facing layers inside their rims: A's face at x = 7, B's at x = 8
+    step = np.zeros((6, *lab.shape))
+    step[2][st.inst == 1] = 0.002
+    step[:, opened] = 0.0  # what calender hands over: no material strain in a void
+    stress = np.zeros((6, *lab.shape))
+    none = np.zeros(lab.shape, bool)
+    assert not shell_fracture(st.strain_films(step), stress, st.inst, st.shelled, none, **kw)[opened].any()
+    st.film_strain[:] = 0.0
+    broken = shell_fracture(st.strain_films(step, opened), stress, st.inst, st.shelled, none, **kw)
+    assert broken[7, 2:10, 2:10].all() and not broken[8].any() and not broken[st.inst == 2].any()
+
+
 @pytest.mark.parametrize("rearrange", ["none", pytest.param("dem", marks=needs_dem)])
 def test_intact_shells_everywhere_give_no_activation_whatever_the_remap_did(rearrange):
     """Shells that cannot break (strength 10⁹ MPa): every shell stays intact through 7 and 14 %
