@@ -359,7 +359,8 @@ def test_lmp_breakage_after_the_jam_does_not_depend_on_the_increment_count():
     0.125 / 0.114, activation 0.988 / 0.993 and 1 / 1; stop 27's
     0.378 vs 0.228 at 72 µm came from different DEM stages before the jam — one per layer against one per
     12 µm —, i.e. a different jammed packing: at 4 µm, two extra stages before the jam moved the intact
-    fraction at 84 µm from 0.654 to 0.823 on the hand-over before stop 28)."""
+    fraction at 84 µm from 0.654 to 0.823 on the hand-over before stop 28). Stop 33 (films on open contacts
+    strained): intact 0.044 / 0.043 at 72 µm and 0.008 / 0.006 at 60 µm, activation 1 on both."""
     coarse = _free_top_series(6.0, 2, (108.0, 96.0, 84.0, 72.0, 60.0))
     fine = _free_top_series(6.0, 2, (108.0, 96.0, 84.0, 78.0, 72.0, 66.0, 60.0))
     for t in (72.0, 60.0):
