@@ -760,15 +760,16 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sig[:, body], d_eps[:, body], hg_new[:, :, :nt][:, :, body] = 0, 0, 0
         mu = mu.copy()
         mu[:nt][body] = 0
+    opened = np.isfinite(cstate.gap) if contacts else None
     if contacts:
         # an open contact voxel is a gap: its strain increment is the opening, not a strain of material
-        d_eps[:, np.isfinite(cstate.gap)] = 0
+        d_eps[:, opened] = 0
     if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
         smat = cstate.shell_material
         strength = lut["frac"][cstate.shell_value]
         if cstate.shell_scatter is not None:  # each patch its own strength (the film's Weibull scatter)
             strength = strength * cstate.shell_scatter
-        broken = shell_fracture(cstate.strain_films(d_eps), sig, cstate.inst, cstate.shelled, broken,
+        broken = shell_fracture(cstate.strain_films(d_eps, opened), sig, cstate.inst, cstate.shelled, broken,
                                 e_shell_mpa=smat.youngs_modulus_gpa * 1e3, nu_shell=smat.poisson_ratio,
                                 strength_mpa=strength)
     else:
