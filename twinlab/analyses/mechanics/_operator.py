@@ -639,3 +639,74 @@ def _sweep(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, s
         if hi - 1 > lo:
             _finish_plane(u, out, hi - 1, dinv, d, x, a, c, step, dots)
         _finish_plane(u, out, hi % n0, dinv, d, x, a, c, step, dots)  # the next slab's first (n0 = 1: the only)
+
+
+#: :func:`tangent_residual_pair` pipelines its two sweeps only where every slab holds at least this many element
+#: planes (its boundary phases need them; smaller grids run the two sweeps one after the other)
+PAIR_MIN_SLAB = 4
+
+
+def tangent_residual_pair(u, b, coef, pvec, active, q, out, step, lead=None, then=None):
+    """Two consecutive smoother sweeps in one pass over memory: :func:`tangent_residual` (``u, b, out, step,
+    lead`` as there; ``step`` is required), then ``out −= K d`` with ``d`` the first sweep's step vector (the
+    next Chebyshev residual update) and, with ``then = (a, c)``, its own fused step ``d ← a d + c D⁻¹ out,
+    x += d`` (same ``dinv, d, x``).
+
+    Why: the fine sweeps are memory-bound (an L3-resident grid sweeps at ~55 % of the 128³ grid's time per node);
+    the second sweep runs two element planes behind the first in each slab, so every array it reads (``d``,
+    ``out``, the coefficients, ``dinv``, ``x``) is still in cache from the first. Same arithmetic as the two calls
+    of :func:`tangent_residual`, except that the second sweep adds its element planes to a slab's second node plane
+    in the other order (round-off)."""
+    if lead is not None and u is not step[1]:
+        raise ValueError("a lead step needs the fused step's arrays and u = its d")
+    n0 = u.shape[1]
+    dinv, d, x, a, c = step
+    if n0 // slab_count(n0) < PAIR_MIN_SLAB:
+        tangent_residual(u, b, coef, pvec, active, q, out, step, lead)
+        return tangent_residual(d, out, coef, pvec, active, q, out, None if then is None else (dinv, d, x, *then))
+    t = out.dtype.type
+    args = _step(out, dinv, d, x, a, c)
+    _sweep_pair(0 if pvec is None else 1, u, coef, coef[:1] if pvec is None else pvec, active, q, out, b,
+                _IN_PLACE if b is out else _COPY, t(-1), *args[:-1], t(0 if lead is None else lead),
+                t(0 if then is None else then[0]), t(0 if then is None else then[1]), then is not None, _NO_DOTS)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _sweep_pair(kind, u, aux, pvec, active, q, out, b, start, sg, dinv, d, x, a, c, lead, a2, c2, step2, dots):
+    """:func:`_sweep` with its step (sweep A), then ``out += sg K d`` with the step (a2, c2) if ``step2`` (sweep B),
+    in the same slabs (see there). B's element plane j reads d on node planes j, j + 1, so it follows A once A
+    has finished node plane j + 1: in a slab [lo, hi), phase 1 runs A's planes lo … hi − 2 with B's lo + 1 …
+    hi − 3 one plane behind (B finishes node planes lo + 2 … hi − 3); phase 2 A's boundary planes (as _sweep);
+    phase 3a B's planes lo and hi − 2 and its node planes lo + 1, hi − 2; phase 3b B's boundary planes hi − 1 and
+    its node planes hi − 1 and the next slab's lo. Every slab needs ≥ :data:`PAIR_MIN_SLAB` planes."""
+    n0 = u.shape[1]
+    nslab = slab_count(n0)
+    for t in numba.prange(nslab):
+        lo, hi, F, E, P = _slab(t, nslab, n0, out)
+        _start_plane(out, b, start, lo, dinv, d, x, lead)
+        for i in range(lo, hi - 1):
+            _start_plane(out, b, start, i + 1, dinv, d, x, lead)
+            _plane(kind, u, aux, pvec, active, q, out, np.int64(i), F, E, P, sg)
+            if i > lo:
+                _finish_plane(u, out, i, dinv, d, x, a, c, True, dots)
+            if i - 1 > lo:  # A has finished node planes i − 1 and i: B's element plane i − 1
+                _plane(kind, d, aux, pvec, active, q, out, np.int64(i - 1), F, E, P, sg)
+                if i - 2 > lo:
+                    _finish_plane(d, out, i - 1, dinv, d, x, a2, c2, step2, dots)
+    for t in numba.prange(nslab):
+        lo, hi, F, E, P = _slab(t, nslab, n0, out)
+        _plane(kind, u, aux, pvec, active, q, out, np.int64(hi - 1), F, E, P, sg)
+        _finish_plane(u, out, hi - 1, dinv, d, x, a, c, True, dots)
+        _finish_plane(u, out, hi % n0, dinv, d, x, a, c, True, dots)
+    for t in numba.prange(nslab):
+        lo, hi, F, E, P = _slab(t, nslab, n0, out)
+        _plane(kind, d, aux, pvec, active, q, out, np.int64(lo), F, E, P, sg)
+        _plane(kind, d, aux, pvec, active, q, out, np.int64(hi - 2), F, E, P, sg)
+        _finish_plane(d, out, lo + 1, dinv, d, x, a2, c2, step2, dots)
+        _finish_plane(d, out, hi - 2, dinv, d, x, a2, c2, step2, dots)
+    for t in numba.prange(nslab):
+        lo, hi, F, E, P = _slab(t, nslab, n0, out)
+        _plane(kind, d, aux, pvec, active, q, out, np.int64(hi - 1), F, E, P, sg)
+        _finish_plane(d, out, hi - 1, dinv, d, x, a2, c2, step2, dots)
+        _finish_plane(d, out, hi % n0, dinv, d, x, a2, c2, step2, dots)
