@@ -109,7 +109,7 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from ._operator import active_rows, apply_tangent, jacobi_plane, tangent_residual, tangent_residual_pair
+from ._operator import active_rows, apply_tangent, jacobi_plane, tangent_residual
 
 __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_inverse", "prolongation_matrix"]
 
@@ -1534,24 +1534,6 @@ class _Level:
                 _cheb_step(self.dinv, out, *step, False)
         return out
 
-    def residuals(self, out, sweeps) -> None:
-        """The smoother's residual updates in order, each ``(u, b, step, lead)`` as :meth:`residual`'s arguments.
-        On the finest level a sweep with a step followed by ``out −= A d`` of that step's ``d`` (the next
-        Chebyshev update, in place) run as one :func:`._operator.tangent_residual_pair`: the second sweep reads
-        what the first left in cache."""
-        i = 0
-        while i < len(sweeps):
-            u, b, step, lead = sweeps[i]
-            if self.st is None and step is not None and i + 1 < len(sweeps):
-                u2, b2, step2, lead2 = sweeps[i + 1]
-                if u2 is step[0] and b2 is out and lead2 is None and (step2 is None or (step2[0] is step[0] and step2[1] is step[1])):
-                    tangent_residual_pair(u, b, self.coef, self.pvec, self.active, self.q, out, (self.dinv, *step),
-                                          lead, None if step2 is None else step2[2:])
-                    i += 2
-                    continue
-            self.residual(u, b, out, step, lead)
-            i += 1
-
     def assemble(self) -> sp.csr_matrix:
         return assemble(self.coef, self.pvec, self.q) if self.st is None else assemble_stencil(self.st)
 
@@ -1871,24 +1853,22 @@ class ElasticMultigrid:
         d = lev.d
         degree = self.degree if li == 0 else self.coarse_degree
         lead = None
-        sweeps = []  # the residual updates (u, b, step, lead), run by lev.residuals
         if first and degree > 1:  # x = 0: the residual is b; the first step x = d = D⁻¹ b / θ is taken
             lead, src = dt(1.0 / theta), b  # inside the next residual update (r = b − A d), plane by plane
         elif first:
             _cheb_step(lev.dinv, b, d, x, dt(0), dt(1.0 / theta), True)
             src = b
         else:
-            sweeps.append((x, b, (d, x, dt(0), dt(1.0 / theta)), None))
+            lev.residual(x, b, r, (d, x, dt(0), dt(1.0 / theta)))
             src = r
         for _ in range(1, degree):
             rho_new = 1.0 / (2.0 * sigma - rho)
-            sweeps.append((d, src, (d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta)), lead))
+            lev.residual(d, src, r, (d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta)), lead)
             lead = None
             src = r
             rho = rho_new
         if residual:
-            sweeps.append((d, src, None, None))
-        lev.residuals(r, sweeps)
+            lev.residual(d, src, r)
 
     def _cycle(self, li: int, b, x) -> None:
         """x ≈ A_li⁻¹ b: the coarsest solve, a K-cycle on the coarse levels, a V-cycle otherwise."""
