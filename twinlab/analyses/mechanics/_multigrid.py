@@ -473,22 +473,24 @@ def _prolong_add(x, xc, cp0, cp1, cp2, tab, bits, o0, o1, o2, mask):
                 K0 = cp2[k, 0]
                 K1 = cp2[k, 1]
                 for m in range(3):
-                    v = w[0] * xc[m, I0, J0, K0]
-                    if ok:
-                        v += w[1] * xc[m, I0, J0, K1]
-                    if oj:
-                        v += w[2] * xc[m, I0, J1, K0]
-                        if ok:
-                            v += w[3] * xc[m, I0, J1, K1]
+                    v = _add_plane(w[0] * xc[m, I0, J0, K0], w, 0, xc, m, I0, J0, J1, K0, K1, oj, ok)
                     if oi:
-                        v += w[4] * xc[m, I1, J0, K0]
-                        if ok:
-                            v += w[5] * xc[m, I1, J0, K1]
-                        if oj:
-                            v += w[6] * xc[m, I1, J1, K0]
-                            if ok:
-                                v += w[7] * xc[m, I1, J1, K1]
+                        v = _add_plane(v + w[4] * xc[m, I1, J0, K0], w, 4, xc, m, I1, J0, J1, K0, K1, oj, ok)
                     x[m, i, j, k] += v
+
+
+@numba.njit(cache=True, inline="always")
+def _add_plane(v, w, s, xc, m, I, J0, J1, K0, K1, oj, ok):
+    """v + the weighted values of parent slots s + 1 … s + 3 (coarse plane I; slot s is in v) that the
+    node's position gives a weight (``oj``, ``ok``: it lies between two coarse nodes along axis 1, 2), in
+    slot order (:func:`_prolong_add`)."""
+    if ok:
+        v += w[s + 1] * xc[m, I, J0, K1]
+    if oj:
+        v += w[s + 2] * xc[m, I, J1, K0]
+        if ok:
+            v += w[s + 3] * xc[m, I, J1, K1]
+    return v
 
 
 # ====================================================================== node blocks and smoother
