@@ -396,17 +396,14 @@ class MechanicsSolver:
         total_cg = 0
         newton = 0
         history = [r_norm / r_ref]
+        eta = None  # the last Newton step's forcing term (_forcing)
         try:
             while r_norm > tol * r_ref and r_norm > floor:
                 if newton >= max_newton:
                     raise ConvergenceError(
                         f"Newton did not converge in {max_newton} iterations (residual {r_norm / r_ref:.3g} > {tol:g}); "
                         "use smaller load increments (more steps) or a looser tolerance" + _history(history))
-                # inexact Newton: ask CG only for what this step needs to reach tol overall. A yielding solve
-                # keeps a margin for the step's nonlinear remainder; an elastic one is linear (the residual
-                # after the step is CG's own, to round-off), so a margin would only over-solve it
-                margin = NEWTON_MARGIN if self.has_plastic or crack is not None else LINEAR_MARGIN
-                eta = min(0.1, max(margin * tol * r_ref / r_norm, margin * tol))
+                eta = _forcing(history, eta, tol, nonlinear=self.has_plastic or crack is not None)
                 fields.clear()
                 du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter, inexact=True)
                 total_cg += its
@@ -753,6 +750,11 @@ REUSE_RATE = 0.7
 #: a Newton step's CG solves to this fraction of what reaching ``tol`` needs: room for the nonlinear
 #: remainder of a yielding solve …
 NEWTON_MARGIN = 0.3
+#: … whose steps after the first ask CG for no more than the last step's contraction of the out-of-balance force
+#: shows Newton can use (:func:`_forcing`: Eisenstat & Walker's choice 2 with these γ, exponent and cap)
+FORCING_GAMMA = 0.9
+FORCING_POWER = 2.0
+FORCING_MAX = 0.1
 #: … and for round-off only in a linear (elastic) one, which then ends in one step. Demo cathode
 #: (fresh-clone twin, 10 increments, 40 solves, all one Newton step): 2300 CG with 0.3, 1865 with 0.8
 LINEAR_MARGIN = 0.8
@@ -817,6 +819,31 @@ def _cg_error(message: str, iterations: int) -> ConvergenceError:
     exc = ConvergenceError(message)
     exc.cg_iterations = int(iterations)
     return exc
+
+
+def _forcing(history, eta_prev, tol, *, nonlinear):
+    """Relative residual that a Newton step's CG solves to (the forcing term η of inexact Newton), from the relative
+    out-of-balance forces ``history`` so far and the previous step's ``eta_prev`` (None at the first step).
+
+    Never tighter than what the step needs to reach ``tol`` overall if the Newton model held, ``margin · tol ·
+    r_ref/r``, with ``NEWTON_MARGIN`` room for the nonlinear remainder of a yielding (or cracked) solve and
+    ``LINEAR_MARGIN`` for round-off only in a linear one, which then ends in one step. The first step of a yielding
+    solve is that tight too (an increment that stays elastic ends in one step). Its later steps ask for no more
+    than the observed contraction ``r_k/r_{k−1}`` shows Newton can use: Eisenstat & Walker's choice 2, ``η = γ
+    (r_k/r_{k−1})^α``, safeguarded by ``γ η_{k−1}^α`` where that exceeds 0.1 and capped at ``FORCING_MAX``
+    (Eisenstat & Walker, SIAM J. Sci. Comput. 17 (1996) 16; Kelley, Iterative Methods for Linear and Nonlinear
+    Equations, SIAM 1995, ch. 6 — cited from memory). Where Newton converges quadratically the ratio is small and
+    the step is solved tightly; where it contracts linearly (the bridges' tangent floor, ``_interface.BRIDGE_FLOOR``:
+    ~0.4 per step) a tight CG solve buys nothing the next step does not redo."""
+    r = history[-1]
+    margin = NEWTON_MARGIN if nonlinear else LINEAR_MARGIN
+    eta = max(margin * tol / r, margin * tol)
+    if nonlinear and eta_prev is not None:
+        adaptive = FORCING_GAMMA * (r / history[-2]) ** FORCING_POWER
+        guard = FORCING_GAMMA * eta_prev ** FORCING_POWER
+        eta = max(eta, adaptive, guard if guard > 0.1 else 0.0)
+        return min(FORCING_MAX, eta)
+    return min(0.1, eta)
 
 
 def _history(history, count: int = 12) -> str:
