@@ -269,7 +269,7 @@ class MechanicsSolver:
             displacement (one displacement field less while the solve runs); pass a copy to keep it.
         tol : float
             Newton stops when ‖Bᵀσ‖ ≤ tol · ‖Bᵀσ‖ at Δu = 0 (the increment's initial out-of-balance
-            force); each CG solve runs to the relative residual the Newton step needs.
+            force); each CG solve runs to the relative residual the Newton step needs (:func:`_forcing`).
         maxiter, max_newton : int
             CG iterations per linear solve and Newton iterations; exceeding either raises
             :class:`~twinlab.errors.ConvergenceError`, whose ``cg_iterations`` counts the CG iterations
