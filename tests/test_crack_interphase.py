@@ -73,9 +73,11 @@ def test_a_crack_carries_no_tension_and_opens_by_the_pull():
 
 @pytest.mark.parametrize("steps", [1, 4])
 def test_a_pressed_and_sheared_crack_slides_at_the_coulomb_limit(steps):
-    """σ01 = c + μ_f |σ00| on the sliding plane (and so in the whole column), in one increment or four."""
+    """σ01 = c + μ_f |σ00| on the sliding plane (and so in the whole column), in one increment or four. Solved to
+    a tenth of the stresses' tolerance: the residual's tol bounds the out-of-balance force, not the stress (stop 33:
+    with the adaptive forcing term the one-increment solve at tol 1e-8 ends 1.7e-8 from the limit, 5e-10 before)."""
     strains = [np.array([-0.01, 0, 0, 0, 0, 0.02]) / steps] * steps
-    sol = _column(1.0, strains, cohesion=2.0)[-1]
+    sol = _column(1.0, strains, cohesion=2.0, tol=1e-9)[-1]
     assert np.all(sol.crack_state == SLIP)
     assert sol.stress[5].mean() == pytest.approx(2.0 + 0.3 * abs(sol.stress[0].mean()), rel=1e-8)
     assert sol.stress[0].mean() == pytest.approx(-0.01 * 12.0 / (12.0 / M + 1.0 / K_N), rel=1e-6)
