@@ -66,6 +66,7 @@ def pore_stats(labels, vs, t=1):
         "t_ins": float(rt.mean()),
         "lt_mean": float(rl.mean()),
         "lt_median": float(np.median(rl)),
+        "unres": m.unresolved_pore_fraction,
     }
 
 
@@ -112,7 +113,16 @@ def main():
     ap.add_argument("--contact-law", default="auto", help="CalenderOptions.contact_law: auto (default), plane or passes")
     ap.add_argument("--tol", type=float, default=None, help="the calender's Newton/CG tolerance (default: its own)")
     ap.add_argument("--save", type=Path, default=None, help="write the calender members to this .npz")
+    ap.add_argument("--load", type=Path, default=None,
+                    help="analyse the calender members a --save wrote (at the same --vs) instead of making any")
+    ap.add_argument("--no-references", action="store_true", help="skip the affine and generated members")
     args = ap.parse_args()
+    if args.load is not None:
+        saved = np.load(args.load)
+        members = {"calender": {float(k.split("@")[1]): saved[k] for k in saved.files if "@" in k}}
+        members["calender"][2.3] = saved["base"]
+        print_table(members, args.vs)
+        return
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
 
@@ -124,14 +134,14 @@ def main():
                        seed=args.seed)
     rho0 = 2.3
     modes = args.collisions.split(",")
-    members = {"generated": {}}
-    for mode in modes:
+    members = {} if args.no_references else {"generated": {}}
+    for mode in () if args.no_references else modes:
         members[f"affine-{mode}"] = {}
         t = time.perf_counter()
         for d, lab in affine_members(gen, n_coll, DENSITIES, rho0, mode).items():
             members[f"affine-{mode}"][d] = coating(lab, n_coll)
         print(f"affine remap members ({mode}): {time.perf_counter() - t:.1f} s", flush=True)
-    for d in DENSITIES:
+    for d in () if args.no_references else DENSITIES:
         dd = ncm622_cathode(d)
         g = make_cathode(density_g_cm3=d, domain_um=(w, coll + dd.thickness_um, w), voxel_size_um=vs,
                          collector_um=coll, seed=args.seed)
@@ -167,13 +177,17 @@ def main():
                                           for d, v in ms.items()}, base=centred_window(base, args.window))
     for k in members:  # the calender members are a window of the cathode: so is their 2.3 g/cm³ member
         members[k][rho0] = centred_window(base, args.window) if k.startswith("calender") else base
-    print("member     density porosity  pores coord  r_num  r_vol  r_ins r_ins_v t_ins  lt_mean lt_median (µm)")
+    print_table(members, vs)
+
+
+def print_table(members, vs):
+    print("member     density porosity  pores coord  r_num  r_vol  r_ins r_ins_v t_ins  lt_mean lt_median (µm) unres")
     for k, ms in members.items():
         for d in sorted(ms):
             s = pore_stats(ms[d], vs)
             print(f"{k:10s} {d:5.2f}  {s['porosity']:.3f}  {s['pores']:5d}  {s['coord']:5.3f}  {s['r_num']:5.2f}  "
                   f"{s['r_vol']:5.2f}  {s['r_ins']:5.3f}  {s['r_ins_v']:5.3f}  {s['t_ins']:5.2f}  {s['lt_mean']:5.2f}  "
-                  f"{s['lt_median']:5.2f}", flush=True)
+                  f"{s['lt_median']:5.2f}  {s['unres']:.3f}", flush=True)
 
 
 if __name__ == "__main__":
