@@ -56,8 +56,9 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in (
     _q("mean_coordination", "mean pore coordination", "1", "internal pores' mean neighbour count (network)"),
     _q("mean_pore_radius", "mean pore radius", "µm", "mean equivalent radius of the network's pores (network)"),
     _q("pore_unresolved_fraction", "pore space below the network's resolution", "1",
-       "pore volume thinner than the watershed's smallest pore (2 voxels to solid), which merges into "
-       "neighbouring pores: high (≳ 0.7), the network's pore count and mean radii follow the voxel size (network)"),
+       "pore volume thinner than the watershed's smallest pore (2 voxels to solid), given to neighbouring pores: "
+       "above ~0.5, pores merge as they thin and the network's pore count and mean radii follow the voxel size "
+       "(network)"),
     _q("mean_pore_inscribed_radius", "mean inscribed pore radius", "µm",
        "mean radius of the largest sphere inscribed in each of the network's pores (network)"),
     _q("pore_inscribed_radius_volume_mean", "volume-mean inscribed pore radius", "µm",
