@@ -117,6 +117,7 @@ def main():
                     help="remap collision rules to compare (mechanics/_remap.py): push, nearest or both")
     ap.add_argument("--contact-law", default="auto", help="CalenderOptions.contact_law: auto (default), plane or passes")
     ap.add_argument("--tol", type=float, default=None, help="the calender's Newton/CG tolerance (default: its own)")
+    ap.add_argument("--preconditioner", default=None, help="CalenderOptions.preconditioner: multigrid (default) or fft")
     ap.add_argument("--save", type=Path, default=None, help="write the calender members to this .npz")
     ap.add_argument("--load", type=Path, default=None,
                     help="analyse the calender members a --save wrote (at the same --vs) instead of making any")
@@ -167,7 +168,8 @@ def main():
         s = cal_mod.calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=args.steps,
                              design=design, voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2,
                              window=args.window, maxiter=20000, contact_law=args.contact_law,
-                             **({} if args.tol is None else {"tol": args.tol}))
+                             **({} if args.tol is None else {"tol": args.tol}),
+                             **({} if args.preconditioner is None else {"preconditioner": args.preconditioner}))
         print(f"calender members ({mode}): {time.perf_counter() - t:.0f} s", flush=True)
         for st, state in zip(s.steps, s.states):
             members[f"calender-{mode}"][round(st.density_g_cm3, 1)] = coating(np.asarray(state.labels), n_coll)
