@@ -117,6 +117,67 @@ def test_cubic_lattice_coordination_and_boundary_counts():
     assert np.all(np.abs(net["throat.inscribed_diameter"][t_int] / 2 - 3) <= 1)
 
 
+# ------------------------------------------------------------------------------------------ resolution
+def squeezed_spheres(c, voxel, n=3, spacing=16.0, r_cyl=2.0):
+    """Known truth: spheres of radius 4.5–7 µm (fixed draw) on a cubic lattice joined by cylinders of radius
+    ``r_cyl``, compressed affinely along y (the thickness) to ``c`` of their height, sampled at ``voxel`` µm.
+    The compression keeps every pore and scales its volume by c, so each pore's equivalent radius by c^(1/3)."""
+    size = n * spacing
+    shape = (round(size / voxel), round(size * c / voxel), round(size / voxel))
+    z, y, x = np.meshgrid(*[(np.arange(k) + 0.5) * voxel for k in shape], indexing="ij")
+    y = y / c  # where the point was before the compression
+    d = [np.abs(p % spacing - spacing / 2) for p in (z, y, x)]
+    im = np.zeros(shape, bool)
+    for ax in range(3):
+        o = [i for i in range(3) if i != ax]
+        im |= d[o[0]] ** 2 + d[o[1]] ** 2 <= r_cyl ** 2
+    radii = np.random.default_rng(0).uniform(4.5, 7.0, n ** 3)
+    for r, node in zip(radii, np.ndindex(n, n, n)):
+        cz, cy, cx = (np.array(node) + 0.5) * spacing
+        im |= (z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r ** 2
+    return im
+
+
+def test_unresolved_pore_space_is_what_no_ball_of_two_voxels_covers():
+    """Without the blur, the pore space below the watershed's peak floor is exactly the pore space left out of
+    its morphological opening by a ball of radius 2 voxels (peer: scipy.ndimage)."""
+    import porespy as ps
+    from scipy import ndimage as ndi
+
+    im = ps.generators.blobs(shape=[40, 40, 40], porosity=0.5, blobiness=1, seed=3)
+    net = extract_network(im, thickness_axis="y", sigma=0)
+    g = np.indices((3, 3, 3)).reshape(3, -1).T - 1
+    ball = np.zeros((3, 3, 3), bool)
+    ball[tuple(g[(g ** 2).sum(axis=1) < 4].T + 1)] = True  # offsets closer than 2 voxels
+    # outside the image counts as pore, as for the distance transform
+    opened = ndi.binary_dilation(ndi.binary_erosion(im, ball, border_value=1), ball)
+    assert net.unresolved_pore_fraction == pytest.approx((im & ~opened).sum() / im.sum(), abs=1e-12)
+    assert 0.05 < net.unresolved_pore_fraction < 0.95
+    # the blur lowers the thinnest ridges below the floor: more of the same pore space is unresolved
+    assert extract_network(im, thickness_axis="y").unresolved_pore_fraction > net.unresolved_pore_fraction
+
+
+def test_a_squeezed_pore_space_keeps_its_pores_where_the_watershed_resolves_them():
+    """Issue 16 on known truth: compressing a pore space keeps its pores and shrinks them. At 0.5 µm voxels the
+    network has every pore at every compression and its mean equivalent radius falls as c^(1/3); at 1 µm the
+    pores flattened to ~3 voxels lose their markers, the watershed merges them into their neighbours and the
+    mean equivalent radius *grows* while every pore shrinks — and ``unresolved_pore_fraction`` says so."""
+    fine, coarse = {}, {}
+    for c in (1.0, 0.5, 0.25):
+        fine[c] = compute_network_metrics(extract_network(squeezed_spheres(c, 0.5), voxel_size_um=0.5))
+        coarse[c] = compute_network_metrics(extract_network(squeezed_spheres(c, 1.0), voxel_size_um=1.0))
+    r0 = fine[1.0].mean_equivalent_radius_um
+    for c, m in fine.items():
+        assert m.num_internal_pores == 27
+        assert m.mean_equivalent_radius_um == pytest.approx(r0 * c ** (1 / 3), rel=0.02)
+        assert m.unresolved_pore_fraction < 0.6
+    assert coarse[0.5].num_internal_pores == 27 and coarse[0.25].num_internal_pores < 27 * 0.75
+    assert coarse[0.25].mean_equivalent_radius_um > coarse[0.5].mean_equivalent_radius_um
+    assert coarse[0.25].unresolved_pore_fraction > 0.75 > fine[0.25].unresolved_pore_fraction
+    # finer voxels resolve more of the same pore space at every compression
+    assert all(fine[c].unresolved_pore_fraction < coarse[c].unresolved_pore_fraction for c in fine)
+
+
 def test_anisotropic_voxels_are_handled_natively():
     # cylinders of radius 4 µm keep ≥ 3 voxel rows in z, so porespy's boundary-pore rule (drop
     # face voxels next to another label) leaves a core on both grids
@@ -206,6 +267,7 @@ def test_chunked_extraction_equals_whole():
         rel = np.abs(chunked["pore.region_volume"] / whole["pore.region_volume"] - 1)
         assert np.median(rel) == 0 and rel.max() < 0.1
         np.testing.assert_allclose(chunked["pore.coords"], whole["pore.coords"], atol=0.5)
+        assert chunked.unresolved_pore_fraction == whole.unresolved_pore_fraction > 0
 
 
 def test_chunked_halo_too_thin_is_an_error():

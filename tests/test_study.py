@@ -86,6 +86,7 @@ def test_table_values_equal_single_analyses_on_each_member(study, tmp_path):
         n = network.analyze_twin(copy)
         assert row["mean_coordination"] == n.metrics.mean_coordination
         assert row["mean_pore_radius"] == n.metrics.mean_equivalent_radius_um
+        assert row["pore_unresolved_fraction"] == n.metrics.unresolved_pore_fraction
         assert row["connectivity_band_std"] == n.connectivity.get("std")  # None: too few pores for a band
         c = conductive.analyze_twin(copy)
         assert row["activation"] == c.activation and row["largest_cluster_fraction"] == c.largest_cluster_fraction

@@ -55,6 +55,10 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in (
        "active–carbon-binder interface area per volume (morphology)"),
     _q("mean_coordination", "mean pore coordination", "1", "internal pores' mean neighbour count (network)"),
     _q("mean_pore_radius", "mean pore radius", "µm", "mean equivalent radius of the network's pores (network)"),
+    _q("pore_unresolved_fraction", "pore space below the network's resolution", "1",
+       "pore volume thinner than the watershed's smallest pore (2 voxels to solid), given to neighbouring pores: "
+       "above ~0.5, pores merge as they thin and the network's pore count and mean radii follow the voxel size "
+       "(network)"),
     _q("mean_pore_inscribed_radius", "mean inscribed pore radius", "µm",
        "mean radius of the largest sphere inscribed in each of the network's pores (network)"),
     _q("pore_inscribed_radius_volume_mean", "volume-mean inscribed pore radius", "µm",
@@ -189,6 +193,7 @@ _READERS: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
     ("morphology", _morph),
     ("mean_coordination", lambda r: _num(r["network"]["metrics"]["mean_coordination"])),
     ("mean_pore_radius", lambda r: _num(r["network"]["metrics"]["mean_equivalent_radius_um"])),
+    ("pore_unresolved_fraction", lambda r: _num(r["network"]["metrics"]["unresolved_pore_fraction"])),
     ("mean_pore_inscribed_radius", lambda r: _num(r["network"]["metrics"]["mean_inscribed_radius_um"])),
     ("pore_inscribed_radius_volume_mean",
      lambda r: _num(r["network"]["metrics"]["volume_mean_inscribed_radius_um"])),

@@ -47,7 +47,7 @@ STUDY_ANALYSES = ("morphology", "network", "transport", "conductive", "cracks")
 #: Quantities each analysis adds to a row (the calendering adds the rest).
 ANALYSIS_QUANTITIES = {
     "morphology": ("specific_surface", "contact_active_cbd"),
-    "network": ("mean_coordination", "mean_pore_radius", "connectivity_band_std"),
+    "network": ("mean_coordination", "mean_pore_radius", "pore_unresolved_fraction", "connectivity_band_std"),
     "transport": ("tortuosity_factor", "tortuosity_tau", "d_eff_ratio", "ionic_conductivity", "electronic_conductivity"),
     "conductive": ("activation", "largest_cluster_fraction"),
     "cracks": ("crack_volume",),

@@ -3,7 +3,9 @@
 Run (minutes at 1 µm; use the lock for timings):
 
     flock /tmp/twinlab-bench.lock .venv/bin/python tests/benchmarks/bench_pore_space.py [--vs 1] [--no-calender] \
-        [--collisions push] [--seed 1] [--window 48] [--contact-law passes] [--tol 5e-5]
+        [--collisions push] [--seed 1] [--window 48] [--contact-law passes] [--tol 5e-5] [--no-references] \
+        [--save members.npz]
+    .venv/bin/python tests/benchmarks/bench_pore_space.py --load members.npz --vs 1   # re-analyse saved members
 
 The calender members are a centred ``--window`` (voxels, default 32) of the ``--width`` µm cathode (a
 window as wide as the cathode takes all of it). At 1 µm voxels a 32 µm window keeps only 6–25 internal
@@ -23,7 +25,10 @@ Per member: porosity; the pore network (SNOW, :mod:`twinlab.analyses.network`) �
 pores, mean coordination, number-mean equivalent radius and volume-weighted mean equivalent radius
 (Σ V r / Σ V), number-mean and volume-mean inscribed radius (``NetworkMetrics``), mean throat radius;
 and the peer porespy ``local_thickness`` (largest inscribed sphere through each pore voxel): its mean
-radius over pore voxels (a volume-weighted pore size) and its median.
+radius over pore voxels (a volume-weighted pore size) and its median; ``unres``, the network's
+``unresolved_pore_fraction`` (pore volume thinner than the watershed's smallest pore, 2 voxels to solid):
+where it passes ~0.5 the pores that thin out merge into their neighbours, so the pore count falls faster
+than the pore volume and the number-mean radii stop falling (issue 16 at 1 µm voxels).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ def pore_stats(labels, vs, t=1):
         "t_ins": float(rt.mean()),
         "lt_mean": float(rl.mean()),
         "lt_median": float(np.median(rl)),
+        "unres": m.unresolved_pore_fraction,
     }
 
 
@@ -111,8 +117,18 @@ def main():
                     help="remap collision rules to compare (mechanics/_remap.py): push, nearest or both")
     ap.add_argument("--contact-law", default="auto", help="CalenderOptions.contact_law: auto (default), plane or passes")
     ap.add_argument("--tol", type=float, default=None, help="the calender's Newton/CG tolerance (default: its own)")
+    ap.add_argument("--preconditioner", default=None, help="CalenderOptions.preconditioner: multigrid (default) or fft")
     ap.add_argument("--save", type=Path, default=None, help="write the calender members to this .npz")
+    ap.add_argument("--load", type=Path, default=None,
+                    help="analyse the calender members a --save wrote (at the same --vs) instead of making any")
+    ap.add_argument("--no-references", action="store_true", help="skip the affine and generated members")
     args = ap.parse_args()
+    if args.load is not None:
+        saved = np.load(args.load)
+        members = {"calender": {float(k.split("@")[1]): saved[k] for k in saved.files if "@" in k}}
+        members["calender"][2.3] = saved["base"]
+        print_table(members, args.vs)
+        return
     from twinlab.datasets.generators import make_cathode
     from twinlab.design import ncm622_cathode
 
@@ -124,14 +140,14 @@ def main():
                        seed=args.seed)
     rho0 = 2.3
     modes = args.collisions.split(",")
-    members = {"generated": {}}
-    for mode in modes:
+    members = {} if args.no_references else {"generated": {}}
+    for mode in () if args.no_references else modes:
         members[f"affine-{mode}"] = {}
         t = time.perf_counter()
         for d, lab in affine_members(gen, n_coll, DENSITIES, rho0, mode).items():
             members[f"affine-{mode}"][d] = coating(lab, n_coll)
         print(f"affine remap members ({mode}): {time.perf_counter() - t:.1f} s", flush=True)
-    for d in DENSITIES:
+    for d in () if args.no_references else DENSITIES:
         dd = ncm622_cathode(d)
         g = make_cathode(density_g_cm3=d, domain_um=(w, coll + dd.thickness_um, w), voxel_size_um=vs,
                          collector_um=coll, seed=args.seed)
@@ -152,7 +168,8 @@ def main():
         s = cal_mod.calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=args.steps,
                              design=design, voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2,
                              window=args.window, maxiter=20000, contact_law=args.contact_law,
-                             **({} if args.tol is None else {"tol": args.tol}))
+                             **({} if args.tol is None else {"tol": args.tol}),
+                             **({} if args.preconditioner is None else {"preconditioner": args.preconditioner}))
         print(f"calender members ({mode}): {time.perf_counter() - t:.0f} s", flush=True)
         for st, state in zip(s.steps, s.states):
             members[f"calender-{mode}"][round(st.density_g_cm3, 1)] = coating(np.asarray(state.labels), n_coll)
@@ -167,13 +184,17 @@ def main():
                                           for d, v in ms.items()}, base=centred_window(base, args.window))
     for k in members:  # the calender members are a window of the cathode: so is their 2.3 g/cm³ member
         members[k][rho0] = centred_window(base, args.window) if k.startswith("calender") else base
-    print("member     density porosity  pores coord  r_num  r_vol  r_ins r_ins_v t_ins  lt_mean lt_median (µm)")
+    print_table(members, vs)
+
+
+def print_table(members, vs):
+    print("member     density porosity  pores coord  r_num  r_vol  r_ins r_ins_v t_ins  lt_mean lt_median (µm) unres")
     for k, ms in members.items():
         for d in sorted(ms):
             s = pore_stats(ms[d], vs)
             print(f"{k:10s} {d:5.2f}  {s['porosity']:.3f}  {s['pores']:5d}  {s['coord']:5.3f}  {s['r_num']:5.2f}  "
                   f"{s['r_vol']:5.2f}  {s['r_ins']:5.3f}  {s['r_ins_v']:5.3f}  {s['t_ins']:5.2f}  {s['lt_mean']:5.2f}  "
-                  f"{s['lt_median']:5.2f}", flush=True)
+                  f"{s['lt_median']:5.2f}  {s['unres']:.3f}", flush=True)
 
 
 if __name__ == "__main__":

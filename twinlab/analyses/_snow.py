@@ -36,6 +36,10 @@ from skimage.segmentation import watershed
 
 BOUNDARY_WIDTH = 3  # voxels, as porespy's snow2 default
 SADDLE_MAXITER = 20  # porespy trim_saddle_points default
+#: porespy's ``find_peaks`` counts solid as 2 in its maximum filter ("so peaks are not found at the
+#: void/solid interface"), so no marker sits where the blurred distance transform is below 2 voxels:
+#: pore space farther than that from every such voxel cannot become a pore of its own.
+PEAK_FLOOR = 2.0
 
 
 # ====================================================================================== slab partition
@@ -72,9 +76,10 @@ def partition_slab(mask: np.ndarray, *, anis: np.ndarray, sigma: float, r_max: f
                    fragments: str = "porespy"):
     """SNOW partition of a C-contiguous boolean slab.
 
-    Returns ``(regions int32, dt float32, gids uint64)``: local region labels (0 = not pore),
-    the distance transform in finest-voxel units and, per local label ``k`` (index ``k``),
-    the global marker id. ``offset0`` is the global axis-0 index of the slab's first layer.
+    Returns ``(regions int32, dt float32, gids uint64, unresolved int64)``: local region labels
+    (0 = not pore), the distance transform in finest-voxel units, per local label ``k`` (index
+    ``k``) the global marker id, and per layer the pore voxels below the peak floor
+    (:func:`unresolved_layers`). ``offset0`` is the global axis-0 index of the slab's first layer.
     """
     full_shape = full_shape or mask.shape
     dt = _edt.edt(mask, anisotropy=tuple(float(a) for a in anis), parallel=threads)
@@ -84,6 +89,7 @@ def partition_slab(mask: np.ndarray, *, anis: np.ndarray, sigma: float, r_max: f
     else:
         blurred = dt.copy()
     peaks = _find_peaks(blurred, mask, ball_offsets(r_max, anis))
+    unresolved = unresolved_layers(blurred, mask, anis, threads)
     del blurred
     peaks = _trim_saddle_points(peaks, dt)
     peaks = _trim_nearby_peaks(peaks, dt, anis)
@@ -101,7 +107,16 @@ def partition_slab(mask: np.ndarray, *, anis: np.ndarray, sigma: float, r_max: f
     del markers
     if fragments == "porespy":
         _fill_fragments(regions, mask)
-    return regions, dt, gids
+    return regions, dt, gids, unresolved
+
+
+def unresolved_layers(blurred: np.ndarray, mask: np.ndarray, anis: np.ndarray, threads: int) -> np.ndarray:
+    """Per layer of axis 0, the pore voxels at least :data:`PEAK_FLOOR` (finest voxels) from every voxel
+    where the blurred distance transform reaches it: no marker can sit in a ball around them, so the
+    watershed gives them to the neighbouring pores. With an unblurred transform these are exactly the pore
+    voxels that no ball of radius 2 voxels inside the pore space covers (its morphological opening)."""
+    reach = _edt.edt(blurred < PEAK_FLOOR, anisotropy=tuple(float(a) for a in anis), parallel=threads)
+    return np.count_nonzero(mask & (reach >= PEAK_FLOOR), axis=(1, 2)).astype(np.int64)
 
 
 def _fill_fragments(regions: np.ndarray, mask: np.ndarray) -> None:
@@ -567,12 +582,15 @@ def extract_arrays(mask, *, voxel_size_um, sigma: float, r_max: float, threads: 
         halo = 0
     else:
         bounds = [(s, min(s + slab, n0)) for s in range(0, n0, slab)]
-    parts, faces, regions_out, dt_max = [], {}, None, 0.0
+    parts, faces, regions_out, dt_max, n_unresolved, n_pore = [], {}, None, 0.0, 0, 0
     for s0, s1 in bounds:
         e0, e1 = max(0, s0 - halo), min(n0, s1 + halo)
         ext = np.ascontiguousarray(np.asarray(mask[e0:e1]), dtype=bool)
-        regions, dt, gids = partition_slab(ext, anis=anis, sigma=sigma, r_max=r_max, threads=threads,
-                                           offset0=e0, full_shape=shape, fragments=fragments)
+        regions, dt, gids, unresolved = partition_slab(ext, anis=anis, sigma=sigma, r_max=r_max,
+                                                       threads=threads, offset0=e0, full_shape=shape,
+                                                       fragments=fragments)
+        n_unresolved += int(unresolved[s0 - e0:s1 - e0].sum())
+        n_pore += int(np.count_nonzero(ext[s0 - e0:s1 - e0]))
         st = slab_stats(regions, dt, gids, core=(s0 - e0, s1 - e0), offset0=e0, anis=anis,
                         face_areas=face_areas, threads=threads, full_shape=shape)
         dt_max = max(dt_max, st.dt_max)
@@ -598,7 +616,8 @@ def extract_arrays(mask, *, voxel_size_um, sigma: float, r_max: float, threads: 
         del regions, dt, ext
     merged = merge_stats(parts)
     arrays = _assemble(merged, faces, shape=shape, vs=vs, dmin=dmin, face_areas=face_areas)
-    info = {"dt_max_um": dt_max * dmin, "n_slabs": len(bounds), "halo": halo}
+    info = {"dt_max_um": dt_max * dmin, "n_slabs": len(bounds), "halo": halo,
+            "unresolved_fraction": n_unresolved / max(n_pore, 1)}
     if regions_out is not None:
         regions, gids = regions_out
         lut = np.zeros(len(gids), np.int64)
