@@ -762,8 +762,11 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         mu[:nt][body] = 0
     opened = np.isfinite(cstate.gap) if contacts else None
     if contacts:
-        # an open contact voxel is a gap: its strain increment is the opening, not a strain of material
+        # an open contact voxel is a gap: its strain increment is the opening, not a strain of material, and it
+        # moves with its particle, not with its pore-side corners, which the open crack leaves all but free
         d_eps[:, opened] = 0
+        mu = mu.copy()
+        mu[:nt][opened] = 0
     if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
         smat = cstate.shell_material
         strength = lut["frac"][cstate.shell_value]
