@@ -762,14 +762,8 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         mu[:nt][body] = 0
     opened = np.isfinite(cstate.gap) if contacts else None
     if contacts:
-        # an open contact voxel is a gap: its strain increment is the opening, not a strain of material, and it
-        # moves with its particle, not with its pore-side corners: the open crack leaves them all but free, so the
-        # Newton path, not the equilibrium, puts them (stop 34: 0.4 µm apart between two paths to tol 1e-5 on the
-        # small test cathode), and with their weight in the remap its roll at 3.0 g/cm³ moved 7.9 % with the first
-        # Newton step's forcing term; without it 1.1 % (_voxel_displacement weighs the corners by their voxels' μ)
+        # an open contact voxel is a gap: its strain increment is the opening, not a strain of material
         d_eps[:, opened] = 0
-        mu = mu.copy()
-        mu[:nt][opened] = 0
     if membrane:  # sub-voxel shells: film stress from the surface strain and contact traction
         smat = cstate.shell_material
         strength = lut["frac"][cstate.shell_value]
