@@ -116,17 +116,18 @@ __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_invers
 
 #: grids with fewer nodes than this run their kernels on one thread (waking a second costs more)
 PARALLEL_MIN_NODES = 1 << 14
-#: Chebyshev steps per smoothing on the finest level. 6 (stop 23; 3 since stop 21): the benchmark's cold elastic solve needs the same
-#: iterations with 3 or 4 steps, but the calender's solves — contact passes warm-started from the
-#: previous pass, the cap's relaxation — stall on plateaus that the fine smoother removes: 8 captured
-#: solves of a 64³ ten-step (two increments) took 530 / 407 / 354 / 296 / 256 CG iterations and 30 /
+#: Chebyshev steps per smoothing on the finest level. 6 (stop 23; 3 since stop 21): the benchmark's cold
+#: elastic solve needs the same iterations with 3 or 4 steps, but the calender's solves — contact passes
+#: warm-started from the previous pass, the cap's relaxation — stall on plateaus that the fine smoother
+#: removes: 8 captured solves of a 64³ ten-step (two increments) took 530 / 407 / 354 / 296 / 256 CG iterations and 30 /
 #: 24 / 25 / 20 / 21 CPU-s with degree 3 / 4 / 5 / 6 / 8 (one process after another, load 6–8). (Reverted
 #: at stop 23 for the Hertz test's peak pressure: that was the contact flip lock's holes, fixed at stop 24,
-#: not the smoother — see solve_with_contacts)
+#: not the smoother — see solve_with_contacts). Measured with the first kind; with the fourth a captured
+#: solve of the welded 128³ ten-step took 28 / 22 / 21 CG with 4 / 6 / 8 steps (stop 34)
 DEGREE = 6
 #: … on the coarse levels: a level-1 stencil application costs ~1.7 fine sweeps (243 multiply-adds per
 #: node at an eighth of the nodes); degree 2 there needs 97 instead of 81 CG iterations at 64³ for
-#: ~40 % less coarse work
+#: ~40 % less coarse work (the fourth kind, stop 34: 34 / 22 / 21 CG with 1 / 2 / 3 on the captured solve)
 COARSE_DEGREE = 2
 #: upper bound of D⁻¹A's spectrum: every element matrix K_e (8 node blocks, positive semi-definite)
 #: satisfies K_e ≤ 8 blockdiag(K_e), so A ≤ 8 D. A power-iteration estimate (≈ 4.6 on electrodes)
@@ -1620,9 +1621,9 @@ class ElasticMultigrid:
     the Galerkin stencils, node blocks and the coarsest pseudo-inverse (reusing every buffer).
     """
 
-    def __init__(self, coef, pvec, q, *, degree: int | None = None, coarse_nodes: int = 256,
-                 dtype=None, kcycle: bool = True,
-                 coarse_degree: int = COARSE_DEGREE, masked: bool = True, pieces: bool | None = None):
+    def __init__(self, coef, pvec, q, *, degree: int | None = None, coarse_nodes: int = 256, dtype=None,
+                 kcycle: bool = True, coarse_degree: int = COARSE_DEGREE, masked: bool = True,
+                 pieces: bool | None = None):
         self.dtype = np.dtype(coef.dtype if dtype is None else dtype)
         self.q = np.asarray(q, float)
         self.degree = int(DEGREE if degree is None else degree)  # read here, not at import
