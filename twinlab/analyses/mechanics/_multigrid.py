@@ -119,8 +119,9 @@ PARALLEL_MIN_NODES = 1 << 14
 #: Chebyshev steps per smoothing on the finest level. 6 (stop 23; 3 since stop 21): the benchmark's cold
 #: elastic solve needs the same iterations with 3 or 4 steps, but the calender's solves — contact passes
 #: warm-started from the previous pass, the cap's relaxation — stall on plateaus that the fine smoother
-#: removes: 8 captured solves of a 64³ ten-step (two increments) took 530 / 407 / 354 / 296 / 256 CG iterations and 30 /
-#: 24 / 25 / 20 / 21 CPU-s with degree 3 / 4 / 5 / 6 / 8 (one process after another, load 6–8). (Reverted
+#: removes: 8 captured solves of a 64³ ten-step (two increments) took 530 / 407 / 354 / 296 / 256 CG
+#: iterations and 30 / 24 / 25 / 20 / 21 CPU-s with degree 3 / 4 / 5 / 6 / 8 (one process after another,
+#: load 6–8). (Reverted
 #: at stop 23 for the Hertz test's peak pressure: that was the contact flip lock's holes, fixed at stop 24,
 #: not the smoother — see solve_with_contacts). Measured with the first kind; with the fourth a captured
 #: solve of the welded 128³ ten-step took 28 / 22 / 21 CG with 4 / 6 / 8 steps (stop 34)
