@@ -163,16 +163,16 @@ def test_node_blocks_and_one_smoothing_sweep_equal_the_assembled_formula(plastic
     assert (~live).any()  # the random pores leave nodes without stiffness
     np.testing.assert_allclose(got[live], np.linalg.inv(blocks[live]), rtol=1e-9, atol=0)
     assert not got[~live].any()
-    # one Chebyshev–Jacobi smoothing of degree 1 from x = 0: x = D⁻¹ b / θ, r = b − A x
+    # one Chebyshev–Jacobi smoothing of degree 1 from x = 0: x = 4/(3 λ_max) D⁻¹ b (the fourth kind's
+    # first step), r = b − A x
     mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, degree=1)
     lev = mg.levels[0]
     b = np.random.default_rng(6).standard_normal((3, *shape))
     x = np.zeros_like(b)
     r = b.copy()
     mg.smooth(0, b, x, r)
-    theta = 0.5 * lev.lmax * (1 + 1 / mg.ratio)
     bb = b.reshape(3, n).T
-    expect = np.einsum("nab,nb->na", np.where(live[:, None, None], got, 0.0), bb).T.reshape(-1) / theta
+    expect = np.einsum("nab,nb->na", np.where(live[:, None, None], got, 0.0), bb).T.reshape(-1) * 4 / (3 * lev.lmax)
     np.testing.assert_allclose(x.reshape(-1), expect, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(r.reshape(-1), b.reshape(-1) - a @ expect, rtol=1e-10, atol=1e-10 * np.abs(b).max())
     # a pre-smoothing (first=True) sets x and r from b alone: garbage in them on entry changes nothing
@@ -181,6 +181,49 @@ def test_node_blocks_and_one_smoothing_sweep_equal_the_assembled_formula(plastic
     mg.smooth(0, b, x2, r2, first=True)
     np.testing.assert_allclose(x2, x, rtol=1e-14, atol=0)
     np.testing.assert_allclose(r2, r, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("degree", [1, 2, 6])
+@pytest.mark.parametrize("plastic", [False, True])
+def test_smoother_error_polynomial_is_the_fourth_kind_chebyshev_one(degree, plastic):
+    """On every eigenvector of D⁻¹A (generalised eigenproblem A v = λ D v of the assembled level,
+    D its 3 × 3 node blocks) k smoothing steps multiply the error by W_k(1 − 2λ/λ_max) / (2k + 1),
+    W_k(cos θ) = sin((k + ½)θ) / sin(θ/2) (the fourth-kind Chebyshev polynomial, written here from its
+    closed form, not from the smoother's recurrence): on the fused finest level and a stencil level,
+    from a given x (b = 0) and from x = 0 (a pre-smoothing, b = A y)."""
+    import scipy.linalg
+
+    coef, pvec, q = _material((6, 5, 7), seed=9, plastic=plastic)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, degree=degree, coarse_degree=degree, pieces=False)
+    assert len(mg.levels) >= 3
+    rng = np.random.default_rng(10)
+    for li in (0, 1):
+        lev = mg.levels[li]
+        a = lev.assemble().toarray()
+        n = lev.nodes
+        node = np.arange(3 * n) % n
+        dmat = np.where(node[:, None] == node[None, :], a, 0.0)  # the node blocks
+        live = np.flatnonzero(np.tile(lev.mask.reshape(-1), 3))
+        lam, v = scipy.linalg.eigh(a[np.ix_(live, live)], dmat[np.ix_(live, live)])  # vᵀ D v = I
+        assert lam.max() <= lev.lmax * (1 + 1e-9)  # the element bound the polynomial is scaled to
+        theta = np.arccos(np.clip(1 - 2 * lam / lev.lmax, -1, 1))
+        half = np.maximum(np.sin(theta / 2), 1e-300)
+        p = np.where(theta > 1e-6, np.sin((degree + 0.5) * theta) / half, 2 * degree + 1) / (2 * degree + 1)
+        y = np.zeros(3 * n)
+        y[live] = rng.standard_normal(live.size)
+        coords = v.T @ (dmat[np.ix_(live, live)] @ y[live])  # y in the eigenvectors
+        for first in (False, True):
+            b = np.zeros(3 * n) if not first else a @ y
+            x = np.full(3 * n, np.nan) if first else y.copy()  # a pre-smoothing reads no x
+            r = np.full(3 * n, np.nan)
+            shp = (3, *lev.shape)
+            mg.smooth(li, b.reshape(shp), x.reshape(shp), r.reshape(shp), first=first)
+            # x* − x = p(D⁻¹A)(x* − x₀): x* = 0, x₀ = y (b = 0), or x* = y, x₀ = 0 (b = A y)
+            py = v @ (p * coords)
+            expect = py if not first else y[live] - py
+            scale = np.abs(y).max()
+            np.testing.assert_allclose(x[live], expect, rtol=0, atol=1e-9 * scale)
+            np.testing.assert_allclose(r, b - a @ x, rtol=0, atol=1e-9 * np.abs(a).max() * scale)
 
 
 def test_vcycle_is_a_symmetric_positive_preconditioner():

@@ -38,11 +38,12 @@ solver's float64 flexible CG (as the transport solver does):
   its product and its transpose's, loops that vectorise along the last axis), ~4× faster per node than applying the 8 packed element matrices
   around each node (scalar triangular loops with a scatter; 38 ms vs a 16 ms fine sweep at 64³
   before).
-* **Smoother**: Chebyshev polynomial of degree ``degree`` (fine) / ``coarse_degree`` in ``D⁻¹A``
-  with ``D`` the 3 × 3 node blocks of the operator (inverted per node; zero for nodes without
-  stiffness). Chebyshev–Jacobi is symmetric, needs no colouring, copes with 10⁵ stiffness
-  contrasts and void nodes, and its target interval ``[λ_max/ratio, λ_max]`` uses the element
-  bound ``λ_max(D⁻¹A) ≤ 8``.
+* **Smoother**: fourth-kind Chebyshev polynomial of degree ``degree`` (fine) / ``coarse_degree`` in
+  ``D⁻¹A`` with ``D`` the 3 × 3 node blocks of the operator (inverted per node; zero for nodes without
+  stiffness) and the element bound ``λ_max(D⁻¹A) ≤ 8`` (:func:`_fourth_kind_steps`). Chebyshev–Jacobi
+  is symmetric, needs no colouring and copes with 10⁵ stiffness contrasts and void nodes; the fourth
+  kind needs no lower end of the spectrum (stop 34: the first kind's ``[λ_max/100, λ_max]`` took the
+  welded 128³ ten-step 179 CG, the fourth kind 161).
 * **Operator applications per cycle** (what a cycle costs): the finest level's post-smoothing
   skips its last residual update (nobody reads it), and a K-cycle step takes ``A z = b − r`` from
   the residual its V-cycle's post-smoothing leaves instead of applying ``A`` again. With the fine
@@ -115,20 +116,20 @@ __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_invers
 
 #: grids with fewer nodes than this run their kernels on one thread (waking a second costs more)
 PARALLEL_MIN_NODES = 1 << 14
-#: Chebyshev steps per smoothing on the finest level and the part [λ_max/ratio, λ_max] of D⁻¹A's
-#: spectrum it damps. 6 (stop 23; 3 since stop 21): the benchmark's cold elastic solve needs the same
-#: iterations with 3 or 4 steps, but the calender's solves — contact passes warm-started from the
-#: previous pass, the cap's relaxation — stall on plateaus that the fine smoother removes: 8 captured
-#: solves of a 64³ ten-step (two increments) took 530 / 407 / 354 / 296 / 256 CG iterations and 30 /
-#: 24 / 25 / 20 / 21 CPU-s with degree 3 / 4 / 5 / 6 / 8 (one process after another, load 6–8). (Reverted
+#: Chebyshev steps per smoothing on the finest level. 6 (stop 23; 3 since stop 21): the benchmark's cold
+#: elastic solve needs the same iterations with 3 or 4 steps, but the calender's solves — contact passes
+#: warm-started from the previous pass, the cap's relaxation — stall on plateaus that the fine smoother
+#: removes: 8 captured solves of a 64³ ten-step (two increments) took 530 / 407 / 354 / 296 / 256 CG
+#: iterations and 30 / 24 / 25 / 20 / 21 CPU-s with degree 3 / 4 / 5 / 6 / 8 (one process after another,
+#: load 6–8). (Reverted
 #: at stop 23 for the Hertz test's peak pressure: that was the contact flip lock's holes, fixed at stop 24,
-#: not the smoother — see solve_with_contacts)
+#: not the smoother — see solve_with_contacts). Measured with the first kind; with the fourth a captured
+#: solve of the welded 128³ ten-step took 28 / 22 / 21 CG with 4 / 6 / 8 steps (stop 34)
 DEGREE = 6
 #: … on the coarse levels: a level-1 stencil application costs ~1.7 fine sweeps (243 multiply-adds per
 #: node at an eighth of the nodes); degree 2 there needs 97 instead of 81 CG iterations at 64³ for
-#: ~40 % less coarse work
+#: ~40 % less coarse work (the fourth kind, stop 34: 34 / 22 / 21 CG with 1 / 2 / 3 on the captured solve)
 COARSE_DEGREE = 2
-SMOOTHING_RATIO = 100.0
 #: upper bound of D⁻¹A's spectrum: every element matrix K_e (8 node blocks, positive semi-definite)
 #: satisfies K_e ≤ 8 blockdiag(K_e), so A ≤ 8 D. A power-iteration estimate (≈ 4.6 on electrodes)
 #: is not safe: a voxel left floating by the remap has modes up to ≈ 8 that a random start misses,
@@ -575,6 +576,21 @@ def _store_inverse(d, out, i, j, k):
     else:
         for r in range(6):
             out[r, i, j, k] = 0.0
+
+
+def _fourth_kind_steps(degree: int, lmax: float) -> list[tuple[float, float]]:
+    """The smoother's steps ``d ← a d + c D⁻¹ r, x += d`` (r the current residual, d = 0 before the
+    first): the fourth-kind Chebyshev smoother of Lottes (Numer. Linear Algebra Appl. 2023, "Optimal
+    polynomial smoothers for multigrid V-cycles"; Phillips & Fischer 2022). After k steps the error is
+    ``W_k(1 − 2λ/λ_max) / (2k + 1)`` times its start on an eigenvector of D⁻¹A with eigenvalue λ, W_k the
+    fourth-kind Chebyshev polynomial, ``W_k(cos θ) = sin((k + ½)θ) / sin(θ/2)``: the polynomial with
+    p(0) = 1 that minimises ``max √(λ/λ_max) |p(λ)|`` on (0, λ_max]. It damps the whole upper part of the
+    spectrum without a lower end to choose — the first kind on [λ_max/ratio, λ_max] needs the ratio, and
+    on the calender's electrodes (stiff particles welded by a 10× softer binder, 10³ in the test's
+    cubes) every ratio traded one case for the other (stop 32); the fourth kind took the welded 128³
+    ten-step from 179 to 161 CG at the same cost per step and kept the cubes' 10³ case (stop 34)."""
+    return [(0.0, 4.0 / (3.0 * lmax))] + [((2 * i - 1) / (2 * i + 3), (8 * i + 4) / ((2 * i + 3) * lmax))
+                                          for i in range(1, degree)]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -1588,8 +1604,6 @@ class ElasticMultigrid:
         (default :data:`DEGREE`, read when the hierarchy is made) and on the coarse levels.
     coarse_nodes : int
         Stop coarsening once a level has at most this many nodes (solved directly).
-    smoothing_ratio : float
-        The smoother damps ``D⁻¹A``'s spectrum in ``[λ_max / ratio, λ_max]``.
     dtype : numpy dtype, optional
         Precision of the hierarchy and the cycle (default: ``coef``'s). :meth:`apply` accepts
         vectors of another precision (a float64 CG with a float32 cycle: half the memory traffic).
@@ -1608,14 +1622,13 @@ class ElasticMultigrid:
     the Galerkin stencils, node blocks and the coarsest pseudo-inverse (reusing every buffer).
     """
 
-    def __init__(self, coef, pvec, q, *, degree: int | None = None, coarse_nodes: int = 256,
-                 smoothing_ratio: float = SMOOTHING_RATIO, dtype=None, kcycle: bool = True,
-                 coarse_degree: int = COARSE_DEGREE, masked: bool = True, pieces: bool | None = None):
+    def __init__(self, coef, pvec, q, *, degree: int | None = None, coarse_nodes: int = 256, dtype=None,
+                 kcycle: bool = True, coarse_degree: int = COARSE_DEGREE, masked: bool = True,
+                 pieces: bool | None = None):
         self.dtype = np.dtype(coef.dtype if dtype is None else dtype)
         self.q = np.asarray(q, float)
         self.degree = int(DEGREE if degree is None else degree)  # read here, not at import
         self.coarse_degree = int(coarse_degree)
-        self.ratio = float(smoothing_ratio)
         self.kcycle = bool(kcycle)
         self.threads = numba.get_num_threads()
         self._shapes = [tuple(coef.shape[1:])]
@@ -1861,37 +1874,30 @@ class ElasticMultigrid:
             self._nt = n
 
     def smooth(self, li: int, b, x, r, *, residual: bool = True, first: bool = False) -> None:
-        """``degree`` Chebyshev–Jacobi steps on level ``li`` for A x = b from the x given (r need not hold
-        anything); with ``residual``, r = b − A x on exit. ``first`` (a pre-smoothing): x = 0 on entry, so
-        neither x nor r is read (they are set here, from b). Without ``residual`` the last step's operator
-        application is skipped (r is then stale): the finest level's post-smoothing, whose residual nobody
-        reads: one fine application fewer. Each residual update r −= A d is one fused pass
-        (:meth:`_Level.residual`: no separate product and subtraction) that also takes the next step."""
+        """``degree`` fourth-kind Chebyshev–Jacobi steps (:func:`_fourth_kind_steps`) on level ``li`` for
+        A x = b from the x given (r need not hold anything); with ``residual``, r = b − A x on exit.
+        ``first`` (a pre-smoothing): x = 0 on entry, so neither x nor r is read (they are set here, from
+        b). Without ``residual`` the last step's operator application is skipped (r is then stale): the
+        finest level's post-smoothing, whose residual nobody reads: one fine application fewer. Each
+        residual update r −= A d is one fused pass (:meth:`_Level.residual`: no separate product and
+        subtraction) that also takes the next step."""
         lev = self.levels[li]
-        lmax = lev.lmax
-        lmin = lmax / self.ratio
-        theta = 0.5 * (lmax + lmin)
-        delta = 0.5 * (lmax - lmin)
-        sigma = theta / delta
-        rho = 1.0 / sigma
         dt = self.dtype.type
         d = lev.d
-        degree = self.degree if li == 0 else self.coarse_degree
+        (_, c0), *rest = _fourth_kind_steps(self.degree if li == 0 else self.coarse_degree, lev.lmax)
         lead = None
-        if first and degree > 1:  # x = 0: the residual is b; the first step x = d = D⁻¹ b / θ is taken
-            lead, src = dt(1.0 / theta), b  # inside the next residual update (r = b − A d), plane by plane
+        if first and rest:  # x = 0: the residual is b; the first step x = d = c₀ D⁻¹ b is taken inside
+            lead, src = dt(c0), b  # the next residual update (r = b − A d), plane by plane
         elif first:
-            _cheb_step(lev.dinv, b, d, x, dt(0), dt(1.0 / theta), True)
+            _cheb_step(lev.dinv, b, d, x, dt(0), dt(c0), True)
             src = b
         else:
-            lev.residual(x, b, r, (d, x, dt(0), dt(1.0 / theta)))
+            lev.residual(x, b, r, (d, x, dt(0), dt(c0)))
             src = r
-        for _ in range(1, degree):
-            rho_new = 1.0 / (2.0 * sigma - rho)
-            lev.residual(d, src, r, (d, x, dt(rho_new * rho), dt(2.0 * rho_new / delta)), lead)
+        for a, c in rest:
+            lev.residual(d, src, r, (d, x, dt(a), dt(c)), lead)
             lead = None
             src = r
-            rho = rho_new
         if residual:
             lev.residual(d, src, r)
 
