@@ -279,8 +279,8 @@ def _find_peaks_kernel(b, im, offs, out):
                     zz = _reflect(z + offs[k, 0], nz)
                     yy = _reflect(y + offs[k, 1], ny)
                     xx = _reflect(x + offs[k, 2], nx)
-                    # solid counts as 2.0 so no peak sits at the pore/solid interface (porespy)
-                    w = b[zz, yy, xx] if im[zz, yy, xx] else np.float32(2.0)
+                    # solid counts as PEAK_FLOOR so no peak sits at the pore/solid interface (porespy)
+                    w = b[zz, yy, xx] if im[zz, yy, xx] else np.float32(PEAK_FLOOR)
                     if w > v:
                         ok = False
                         break
