@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from ..._morphology import label_periodic
 from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
@@ -633,24 +634,19 @@ def _voxel_displacement(u, mu, held=None):
     48 µm, 3.0 g/cm³) up to 46 voxels in a zero-strain re-solve, and the plain mean of the corners moved
     ~250 voxels by more than half a voxel, whose push chains carried other solid along in the remap (issue
     16). Weighted, a surface voxel moves with the stiff side of its corners, its particle. A piece that no held
-    voxel touches (a fragment behind open contacts) moves with the coating: the mean displacement of the
-    determined voxels of its layer (along axis 0), not by where the Newton path left it (stop 34: 9 such pieces
-    of the small test cathode moved up to 0.39 µm between two forcing paths of one converged increment, and
-    the series' roll pressure drifted by per cents)."""
+    voxel touches (a fragment behind open contacts) moves with the nearest voxel that one touches (across its
+    open contact, its partner), not by where the Newton path left it (stop 34: 9 such pieces of the small test
+    cathode moved up to 0.39 µm between two forcing paths of one converged increment, and the series' roll
+    pressure drifted by per cents); as its contact closes, its own displacement joins its partner's."""
     w = _corner_sum((mu if held is None else np.where(held, mu, 0)).astype(u.dtype), True)
     num = _corner_sum(u * w, False)
     den = _corner_sum(w, False)
     determined = den > 0
-    uc = num / np.where(determined, den, 1)
-    # the coating's motion per layer: the mean over its determined voxels (layers with none: interpolated)
-    count = determined.sum(axis=(1, 2))
-    layers = np.nonzero(count)[0]
-    if layers.size == 0:
+    if not determined.any():
         return _corner_sum(u, False) / 8
-    mean = np.where(determined, uc, 0).sum(axis=(2, 3))[:, layers] / count[layers]
-    at = np.arange(u.shape[1])
-    coating = np.stack([np.interp(at, layers, m) for m in mean])
-    return np.where(determined, uc, coating[:, :, None, None].astype(u.dtype))
+    uc = num / np.where(determined, den, 1)
+    nearest = ndimage.distance_transform_edt(~determined, return_distances=False, return_indices=True)
+    return uc[(slice(None), *nearest)]
 
 
 def _held_voxels(mu, opened, grounded):
