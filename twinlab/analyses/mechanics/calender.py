@@ -56,9 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
 
-from ..._morphology import label_periodic
 from ..._validation import AXES, VoxelSize, axis_index, require_3d_volume
 from ..._outputs import check_output, make_staging, publish
 from ...design import DEFAULT_CBD_NANOPOROSITY
@@ -623,45 +621,20 @@ def _corner_sum(field, to_nodes):
     return field
 
 
-def _voxel_displacement(u, mu, held=None):
+def _voxel_displacement(u, mu):
     """Voxel-centre displacement (3, …) of the node displacement ``u``: the mean of the voxel's 8 corner
-    nodes, each weighted by the shear stiffness ``mu`` of the voxels around it that the equilibrium determines
-    (``held``, :func:`_held_voxels`; None: all).
+    nodes, each weighted by the shear stiffness ``mu`` of the voxels around it.
 
     A node that only soft or empty voxels hold (the pore-side corners of an open contact voxel, of a contact
     crushed and sliding at a few MPa, of a one-voxel fragment that the window's crop left) is all but free in
     the solve, which leaves it wherever its out-of-balance force drifted it: on a calendered cathode (seed 1,
     48 µm, 3.0 g/cm³) up to 46 voxels in a zero-strain re-solve, and the plain mean of the corners moved
     ~250 voxels by more than half a voxel, whose push chains carried other solid along in the remap (issue
-    16). Weighted, a surface voxel moves with the stiff side of its corners, its particle. A piece that no held
-    voxel touches (a fragment behind open contacts) moves with the nearest voxel that one touches (across its
-    open contact, its partner), not by where the Newton path left it (stop 34: 9 such pieces of the small test
-    cathode moved up to 0.39 µm between two forcing paths of one converged increment, and the series' roll
-    pressure drifted by per cents); as its contact closes, its own displacement joins its partner's."""
-    w = _corner_sum((mu if held is None else np.where(held, mu, 0)).astype(u.dtype), True)
+    16). Weighted, a surface voxel moves with the stiff side of its corners, its particle."""
+    w = _corner_sum(mu.astype(u.dtype), True)
     num = _corner_sum(u * w, False)
     den = _corner_sum(w, False)
-    determined = den > 0
-    if not determined.any():
-        return _corner_sum(u, False) / 8
-    uc = num / np.where(determined, den, 1)
-    nearest = ndimage.distance_transform_edt(~determined, return_distances=False, return_indices=True)
-    return uc[(slice(None), *nearest)]
-
-
-def _held_voxels(mu, opened, grounded):
-    """The voxels whose displacement the increment's equilibrium determines: those with stiffness (``mu`` > 0)
-    face-connected (periodically) through stiff voxels to the ``grounded`` ones (the roll, which the periodic
-    cell joins to the collector), not through an ``opened`` contact voxel (an open crack carries nothing across
-    it). What only open contacts or void attach to the coating is free in the solve but for the contacts' soft
-    moduli, whatever the solve's tolerance; face connection because a piece that shares only an edge or a node
-    with the coating hinges on it."""
-    stiff = mu > 0
-    if opened is not None:
-        stiff[:opened.shape[0]] &= ~opened
-    comp = label_periodic(stiff, (0, 1, 2))
-    keep = np.unique(comp[grounded & stiff])
-    return np.isin(comp, keep[keep > 0])
+    return np.where(den > 0, num / np.where(den > 0, den, 1), _corner_sum(u, False) / 8)
 
 
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
@@ -782,15 +755,12 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
     sig = sol.stress[:, :nt]
     d_eps = sol.strain[:, :nt]
     hg_new = sol.hourglass(hg_old, dtype)
-    opened = np.isfinite(cstate.gap) if contacts else None
-    roll = np.zeros(shape_c, bool)
-    roll[nt:] = True
-    held = _held_voxels(mu, opened, roll)
     if body is not None:  # the roll body's cells are pore again for the remap: no state, no weight in the
         # particle voxels' displacement (an open contact under it moves with its particle, not with the roll)
         sig[:, body], d_eps[:, body], hg_new[:, :, :nt][:, :, body] = 0, 0, 0
         mu = mu.copy()
         mu[:nt][body] = 0
+    opened = np.isfinite(cstate.gap) if contacts else None
     if contacts:
         # an open contact voxel is a gap: its strain increment is the opening, not a strain of material
         d_eps[:, opened] = 0
@@ -811,7 +781,7 @@ def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, 
         sig[:, broken] = 0
     # voxel-centre displacement = mean of the 8 corner nodes, plus the affine part of ΔE
     un = sol.displacement
-    uc = _voxel_displacement(un, mu, held)
+    uc = _voxel_displacement(un, mu)
     anchor = un[:, 0].mean(axis=(1, 2))  # node plane at the cell bottom (inside stiff material)
     uc -= anchor[:, None, None, None]
     x_t = (np.arange(shape_c[0]) + 0.5) * h[0]
