@@ -45,8 +45,7 @@ PARALLEL_MIN_CELLS = 1 << 15
 #: the hierarchy stops coarsening at this many cells and factorises that level: one more 2×2×2
 #: aggregation of a high-contrast medium merges conducting paths that a direct solve keeps apart.
 #: Demo cathode's conductivity (289 × 117 × 105, CBD 1e4× the NCM): coarsest 7770 instead of 1064
-#: cells, 205 → 122 PCG iterations, solve 58 → 35 s (loaded machine); the LU of ≤ 16k cells costs
-#: well under a second
+#: cells, 205 → 122 PCG iterations, CPU 28 → 16 s; the LU of ≤ 16k cells costs well under a second
 COARSE_CELLS = 1 << 14
 
 
