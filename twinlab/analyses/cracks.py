@@ -106,6 +106,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
@@ -575,23 +576,41 @@ def _hull_image(own: np.ndarray) -> np.ndarray | None:
         eq = ConvexHull(points).equations  # unit normal · x + offset ≤ 0 inside
     except QhullError:
         return None
-    tol = 1e-9
-    rows = np.indices(own.shape[:-1]).reshape(own.ndim - 1, -1).T.astype(float)
-    lo = np.full(len(rows), -np.inf)
-    hi = np.full(len(rows), np.inf)
-    ok = np.ones(len(rows), bool)
-    for part in range(0, len(eq), 256):  # (rows × 256) temporaries
-        e = eq[part:part + 256]
-        rest = rows @ e[:, :-2].T + e[:, -1]  # facet value at k = 0, per row and facet
-        n = e[:, -2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bound = (tol - rest) / n
-        lo = np.maximum(lo, np.where(n < -tol, bound, -np.inf).max(axis=1))
-        hi = np.minimum(hi, np.where(n > tol, bound, np.inf).min(axis=1))
-        ok &= (np.where(np.abs(n) <= tol, rest, -np.inf) <= tol).all(axis=1)
+    rows = np.ascontiguousarray(np.indices(own.shape[:-1]).reshape(own.ndim - 1, -1).T, dtype=float)
+    lo = np.empty(len(rows))
+    hi = np.empty(len(rows))
+    _row_intervals(rows, eq, 1e-9, lo, hi)
     k = np.arange(own.shape[-1])
-    inside = ok[:, None] & (k >= lo[:, None]) & (k <= hi[:, None])
+    inside = (k >= lo[:, None]) & (k <= hi[:, None])
     return inside.reshape(own.shape)
+
+
+@numba.njit(cache=True)
+def _row_intervals(rows, eq, tol, lo, hi):
+    """For each row (its coordinates but the last), the interval ``lo ≤ k ≤ hi`` of the last
+    coordinate inside every facet ``eq[:, :-2] · row + eq[:, -2] k + eq[:, -1] ≤ tol`` (empty:
+    lo > hi). One pass over the facets per row, no (rows × facets) temporaries: a numpy version
+    spent most of the crack analysis's hull time allocating and reducing them."""
+    m = rows.shape[1]
+    for r in range(rows.shape[0]):
+        low = -np.inf
+        high = np.inf
+        for f in range(eq.shape[0]):
+            rest = rows[r, 0] * eq[f, 0]
+            for a in range(1, m):
+                rest += rows[r, a] * eq[f, a]
+            rest += eq[f, m + 1]  # the facet's value at k = 0
+            n = eq[f, m]
+            if n < -tol:
+                low = max(low, (tol - rest) / n)
+            elif n > tol:
+                high = min(high, (tol - rest) / n)
+            elif rest > tol:  # a facet parallel to the row that the row lies outside
+                low, high = np.inf, -np.inf
+            if low > high:
+                break
+        lo[r] = low
+        hi[r] = high
 
 
 def _add_mouth(own: np.ndarray, crack: np.ndarray, void: np.ndarray, steps: int) -> np.ndarray:
