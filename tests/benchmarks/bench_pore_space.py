@@ -165,9 +165,13 @@ def main():
         cal_mod.remap_voxels = _rearrange.remap_voxels = functools.partial(remap_voxels, collisions=mode)
         members[f"calender-{mode}"] = {}
         t = time.perf_counter()
+
+        def progress(done, total, message, t=t):  # a run at 0.5 µm takes an hour or more: say how far it is
+            print(f"  [{time.perf_counter() - t:6.0f} s] increment {done}/{total}, {message}", flush=True)
+
         s = cal_mod.calender(gen.phases, particles=gen.particles, densities=DENSITIES, steps=args.steps,
                              design=design, voxel_size_um=vs, thickness_axis="y", collector_side="low", workers=2,
-                             window=args.window, maxiter=20000, contact_law=args.contact_law,
+                             window=args.window, maxiter=20000, contact_law=args.contact_law, progress=progress,
                              **({} if args.tol is None else {"tol": args.tol}),
                              **({} if args.preconditioner is None else {"preconditioner": args.preconditioner}))
         print(f"calender members ({mode}): {time.perf_counter() - t:.0f} s", flush=True)
@@ -188,10 +192,16 @@ def main():
 
 
 def print_table(members, vs):
+    from twinlab.errors import InputError
+
     print("member     density porosity  pores coord  r_num  r_vol  r_ins r_ins_v t_ins  lt_mean lt_median (µm) unres")
     for k, ms in members.items():
         for d in sorted(ms):
-            s = pore_stats(ms[d], vs)
+            try:
+                s = pore_stats(ms[d], vs)
+            except InputError as exc:  # a dense member at coarse voxels can have no pore left: say so, go on
+                print(f"{k:10s} {d:5.2f}  {(ms[d] == 0).mean():.3f}  no network: {exc}", flush=True)
+                continue
             print(f"{k:10s} {d:5.2f}  {s['porosity']:.3f}  {s['pores']:5d}  {s['coord']:5.3f}  {s['r_num']:5.2f}  "
                   f"{s['r_vol']:5.2f}  {s['r_ins']:5.3f}  {s['r_ins_v']:5.3f}  {s['t_ins']:5.2f}  {s['lt_mean']:5.2f}  "
                   f"{s['lt_median']:5.2f}  {s['unres']:.3f}", flush=True)
