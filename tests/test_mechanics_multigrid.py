@@ -10,6 +10,9 @@ from twinlab.analyses.mechanics._multigrid import (ElasticMultigrid, assemble, n
                                                    prolongation_matrix)
 from twinlab.analyses.mechanics._operator import active_rows, apply_tangent, tangent_coefficients
 
+#: row m, column n of a symmetric 3 × 3 node block → its slot in the packed (6, …) node-block arrays
+FULL = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
+
 
 def _material(shape, seed=0, porosity=0.4, plastic=False):
     rng = np.random.default_rng(seed)
@@ -139,8 +142,7 @@ def test_galerkin_coarse_operators_equal_rap_of_the_assembled_matrix(shape, plas
             blocks = np.stack([np.stack([a[m * n:(m + 1) * n, mm * n:(mm + 1) * n].diagonal() for mm in range(3)], -1)
                                for m in range(3)], -2)
             live = np.trace(blocks, axis1=1, axis2=2) > 0
-            full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
-            got = np.stack([np.stack([lev.dinv[full[m][mm]].reshape(-1) for mm in range(3)], -1) for m in range(3)], -2)
+            got = np.stack([np.stack([lev.dinv[FULL[m][mm]].reshape(-1) for mm in range(3)], -1) for m in range(3)], -2)
             np.testing.assert_allclose(got[live], np.linalg.inv(blocks[live]), rtol=1e-8, atol=0)
         shp = lev.shape
 
@@ -157,8 +159,7 @@ def test_node_blocks_and_one_smoothing_sweep_equal_the_assembled_formula(plastic
     for m in range(3):
         for mm in range(3):
             blocks[:, m, mm] = a[m * n:(m + 1) * n, mm * n:(mm + 1) * n].diagonal()
-    full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
-    got = np.stack([np.stack([dinv[full[m][mm]].reshape(-1) for mm in range(3)], -1) for m in range(3)], -2)
+    got = np.stack([np.stack([dinv[FULL[m][mm]].reshape(-1) for mm in range(3)], -1) for m in range(3)], -2)
     live = np.trace(blocks, axis1=1, axis2=2) > 0
     assert (~live).any()  # the random pores leave nodes without stiffness
     np.testing.assert_allclose(got[live], np.linalg.inv(blocks[live]), rtol=1e-9, atol=0)
@@ -264,8 +265,7 @@ def test_a_floating_cube_on_one_coarse_node_does_not_blow_up_the_cycle():
     z = np.zeros_like(b)
     mg.apply(b, z)
     d = mg.levels[0].dinv.astype(np.float64)
-    full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
-    jacobi = np.stack([sum(d[full[m][k]] * b[k] for k in range(3)) for m in range(3)])
+    jacobi = np.stack([sum(d[FULL[m][k]] * b[k] for k in range(3)) for m in range(3)])
     assert 0 < np.vdot(b, z) < 10 * np.vdot(b, jacobi)
 
 
