@@ -17,6 +17,8 @@ from twinlab.materials import Material
 from twinlab.twin import Twin
 
 W = 1  # threads
+#: row m, column n of a symmetric 3 × 3 tensor → its Voigt slot (xx, yy, zz, yz, xz, xy) in the packed (6, …) arrays
+FULL = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
 
 
 # ------------------------------------------------------------------ synthetic volumes
@@ -233,13 +235,12 @@ def _reference_operator(u, h, khg, stress_of):
     eps = np.stack([grad[0, 0], grad[1, 1], grad[2, 2], (grad[1, 2] + grad[2, 1]) / 2,
                     (grad[0, 2] + grad[2, 0]) / 2, (grad[0, 1] + grad[1, 0]) / 2])
     sig = stress_of(eps)
-    full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
     out = np.zeros_like(u, dtype=float)
     for a, b, c in _corners():
         f = np.zeros_like(out)
         for m in range(3):
             for n, t in enumerate((a, b, c)):
-                f[m] += sgn(t) * sig[full[m][n]] / (4 * h[n])
+                f[m] += sgn(t) * sig[FULL[m][n]] / (4 * h[n])
             for al, w in enumerate(weights(a, b, c)):
                 f[m] += w * khg * modes[al, m]
         out += np.roll(f, (a, b, c), axis=(1, 2, 3))
@@ -254,9 +255,8 @@ def _check_fused_step(rng, u, b, ref, coef, pvec, q, scale, rtol):
 
     dt = u.dtype
     dinv = rng.standard_normal((6, *u.shape[1:])).astype(dt)
-    full = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
     r_ref = b.astype(float) - ref
-    z = np.stack([sum(dinv[full[m][n]].astype(float) * r_ref[n] for n in range(3)) for m in range(3)])
+    z = np.stack([sum(dinv[FULL[m][n]].astype(float) * r_ref[n] for n in range(3)) for m in range(3)])
     zs = 3 * np.abs(dinv).max() * scale  # bound of |D⁻¹ r|
     for a, through_d in ((0.7, True), (0.0, False)):
         if through_d:
