@@ -401,6 +401,18 @@ def _shade_window(ax: Any, data: StudyReportData) -> None:
     ax.axvspan(lo - pad, hi + pad, color="#2ca02c", alpha=0.15, lw=0)
 
 
+def _fixed_grid(fig: Figure, nrows: int, ncols: int) -> dict[str, float]:
+    """Margins and gaps (in inches: room for 7-pt tick labels and an 8-pt axis label) of a grid of
+    equal small panels. Constrained layout would find about the same, at the cost of drawing the
+    figure's text once more (about a second for the study's grid of ~30 panels)."""
+    width, height = fig.get_size_inches()
+    left, right, bottom, top, gap_x, gap_y = 0.8, 0.15, 0.45, 0.4, 0.85, 0.5
+    panel_w = (width - left - right - (ncols - 1) * gap_x) / ncols
+    panel_h = (height - bottom - top - (nrows - 1) * gap_y) / nrows
+    return {"left": left / width, "right": 1 - right / width, "bottom": bottom / height, "top": 1 - top / height,
+            "wspace": gap_x / panel_w, "hspace": gap_y / panel_h}
+
+
 def fig_study_quantities(data: StudyReportData) -> Figure | None:
     """Every tabulated quantity against the calendering variable, the design window shaded and each
     criterion's limit dashed."""
@@ -410,8 +422,8 @@ def fig_study_quantities(data: StudyReportData) -> Figure | None:
         return None
     ncols = 4
     nrows = math.ceil(len(cols) / ncols)
-    fig = Figure(figsize=(4.0 * ncols, 2.8 * nrows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    fig = Figure(figsize=(4.0 * ncols, 2.8 * nrows))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, gridspec_kw=_fixed_grid(fig, nrows, ncols))).ravel()
     limits = {c["key"]: c for c in data.window.get("criteria", ())}
     for ax, col in zip(axes, cols):
         x, y = _series(data, col["key"])
@@ -424,7 +436,8 @@ def fig_study_quantities(data: StudyReportData) -> Figure | None:
         ax.tick_params(labelsize=7)
     for ax in axes[len(cols):]:
         ax.set_axis_off()
-    fig.suptitle("green: design window; red dashed: criterion limit", fontsize=9)
+    fig.suptitle("green: design window; red dashed: criterion limit", fontsize=9,
+                 y=1 - 0.12 / fig.get_size_inches()[1])  # inside the fixed top margin
     return fig
 
 

@@ -6,6 +6,12 @@ accumulated into both voxels of the pair (``q`` and ``q + t``), so each of the s
 offsets ``±t`` is visited once. Parallelism is inside the kernel: ``prange`` over z-slabs
 of the output, each slab owning its output planes (no races, no per-thread copies).
 
+Per offset the work streams plane by plane; every work plane has the padded volume's row stride,
+so each step (squared difference with the x box sum, y box sum, z box sum with the weight) is one
+long vectorised loop over a whole plane rather than a short loop per row, and the patch width of
+the default patch (5: four voxels summed) is one fused pass. Sums keep a fixed order, so the
+result does not depend on the chunking and matches the straightforward per-row sums bit for bit.
+
 Conventions follow ``skimage.restoration.denoise_nl_means(fast_mode=True)`` so that ``h``
 and ``sigma`` mean the same thing: the patch distance of a patch of nominal size ``s`` is
 summed over ``2*(s//2)`` voxels per axis, from ``centre - s//2 + 1`` to ``centre + s//2``
@@ -91,6 +97,74 @@ def _exp_neg(x):
     return p
 
 
+@njit(cache=True, inline="always")
+def _weight(distance_sum, inv_norm):
+    """NLM weight of a patch distance sum (minus 2 sigma^2 per voxel): 0 beyond the cut-off."""
+    dist = max(distance_sum, np.float32(0.0)) * inv_norm
+    cutoff = np.float32(DISTANCE_CUTOFF)
+    w = _exp_neg(min(dist, cutoff))
+    return w if dist <= cutoff else np.float32(0.0)
+
+
+@njit(cache=True, inline="always")
+def _sq_diff(a, b, var2):
+    d = a - b
+    return d * d - var2
+
+
+@njit(cache=True, inline="always")
+def _box(dst, src, n, w, step):
+    """dst[i] = src[i] + src[i + step] + ... (w terms, in that order) for i < n."""
+    if w == 4:  # the default patch (5): one pass
+        s1 = src[step:step + n]
+        s2 = src[2 * step:2 * step + n]
+        s3 = src[3 * step:3 * step + n]
+        for i in range(n):
+            dst[i] = src[i] + s1[i] + s2[i] + s3[i]
+    else:
+        for i in range(n):
+            dst[i] = src[i]
+        for j in range(1, w):
+            sj = src[j * step:j * step + n]
+            for i in range(n):
+                dst[i] += sj[i]
+
+
+@njit(cache=True, inline="always")
+def _diff_box(dst, diff, a, b, var2, n, w):
+    """x box sums of (a - b)^2 - var2 over w voxels into dst[:n] (``diff`` is scratch)."""
+    if w == 4:  # fused: the squared differences are recomputed rather than stored
+        a1, a2, a3 = a[1:1 + n], a[2:2 + n], a[3:3 + n]
+        b1, b2, b3 = b[1:1 + n], b[2:2 + n], b[3:3 + n]
+        for i in range(n):
+            dst[i] = (_sq_diff(a[i], b[i], var2) + _sq_diff(a1[i], b1[i], var2)
+                      + _sq_diff(a2[i], b2[i], var2) + _sq_diff(a3[i], b3[i], var2))
+    else:
+        for i in range(n + w - 1):
+            diff[i] = _sq_diff(a[i], b[i], var2)
+        _box(dst, diff, n, w, 1)
+
+
+@njit(cache=True, inline="always")
+def _plane_weights(dst, ring, first, n, inv_norm):
+    """dst[:n] = weights of the z box sum of the ring planes first, first+1, ... (in z order)."""
+    wz = ring.shape[0]
+    if wz == 4:  # the default patch: one pass
+        e0, e1, e2, e3 = ring[first], ring[(first + 1) % 4], ring[(first + 2) % 4], ring[(first + 3) % 4]
+        for i in range(n):
+            dst[i] = _weight(e0[i] + e1[i] + e2[i] + e3[i], inv_norm)
+    else:
+        e0 = ring[first]
+        for i in range(n):
+            dst[i] = e0[i]
+        for j in range(1, wz):
+            ej = ring[(first + j) % wz]
+            for i in range(n):
+                dst[i] += ej[i]
+        for i in range(n):
+            dst[i] = _weight(dst[i], inv_norm)
+
+
 @njit(parallel=True, cache=True)
 def _nlm_core(P, R, lo, hi, offsets, inv_norm, var2, n_slabs):
     Rz, Ry, Rx = R[0], R[1], R[2]
@@ -103,31 +177,31 @@ def _nlm_core(P, R, lo, hi, offsets, inv_norm, var2, n_slabs):
     wy = lo[1] + hi[1] + 1
     wx = lo[2] + hi[2] + 1
     dmax_y = 0
-    dmax_x = 0
     for k in range(offsets.shape[0]):
         dmax_y = max(dmax_y, abs(offsets[k, 1]))
-        dmax_x = max(dmax_x, abs(offsets[k, 2]))
-    # q-plane extent: Y + |ty| rows and X + |tx| columns at most
+    # q-plane extent: Y + |ty| rows at most (of P's row stride, which covers X + |tx| columns)
     QY = Y + dmax_y
-    QX = X + dmax_x
     slab = (Z + n_slabs - 1) // n_slabs
     for s in prange(n_slabs):
-        _nlm_slab(P, Rz, Ry, Rx, Z, Y, X, lo, hi, wz, wy, wx, QY, QX, offsets, inv_norm, var2,
+        _nlm_slab(P, Rz, Ry, Rx, Z, Y, X, lo, hi, wz, wy, wx, QY, offsets, inv_norm, var2,
                   s * slab, min(Z, s * slab + slab), out, wsum)
     return out
 
 
 @njit(cache=True)
-def _nlm_slab(P, Rz, Ry, Rx, Z, Y, X, lo, hi, wz, wy, wx, QY, QX, offsets, inv_norm, var2, z0, z1,
+def _nlm_slab(P, Rz, Ry, Rx, Z, Y, X, lo, hi, wz, wy, wx, QY, offsets, inv_norm, var2, z0, z1,
               out, wsum):
     if z0 >= z1:
         return
-    cutoff = np.float32(DISTANCE_CUTOFF)
-    zero = np.float32(0.0)
-    ring = np.empty((wz, QY, QX), dtype=np.float32)
-    rows = np.empty((QY + wy - 1, QX), dtype=np.float32)
-    diff = np.empty(QX + wx - 1, dtype=np.float32)
-    wgt = np.empty((QY, QX), dtype=np.float32)
+    S = P.shape[2]
+    flat = P.reshape(P.shape[0], P.shape[1] * S)
+    # every work plane shares P's row stride S, so each step is one long loop over a plane
+    # (columns past a row's valid width hold sums that straddle rows and are never read)
+    nrows = QY + wy - 1
+    diff = np.empty(nrows * S, dtype=np.float32)
+    rows = np.empty(nrows * S, dtype=np.float32)
+    ring = np.empty((wz, QY * S), dtype=np.float32)
+    wgt = np.empty(QY * S, dtype=np.float32)
     # the centre voxel: weight 1
     for z in range(z0, z1):
         for y in range(Y):
@@ -150,59 +224,30 @@ def _nlm_slab(P, Rz, Ry, Rx, Z, Y, X, lo, hi, wz, wy, wx, QY, QX, offsets, inv_n
         qx1 = max(X, X - tx)
         ny = qy1 - qy0
         nx = qx1 - qx0
-        nxd = nx + wx - 1
+        nd = (ny + wy - 2) * S + nx + wx - 1  # diff entries up to the last valid one
+        nr = (ny + wy - 2) * S + nx  # x-box sums
+        ne = (ny - 1) * S + nx  # yx-box sums
+        a0 = (qy0 - lo[1] + Ry) * S + qx0 - lo[2] + Rx
+        b0 = a0 + ty * S + tx
         zstart = qz0 - lo[0]
         for zz in range(zstart, qz1 + hi[0]):
             slot = (zz - zstart) % wz
-            pz = zz + Rz
-            for yy in range(ny + wy - 1):
-                py = qy0 - lo[1] + yy + Ry
-                px = qx0 - lo[2] + Rx
-                a = P[pz, py, px:px + nxd]
-                b = P[pz + tz, py + ty, px + tx:px + tx + nxd]
-                for i in range(nxd):
-                    d = a[i] - b[i]
-                    diff[i] = d * d - var2
-                r = rows[yy]
-                for i in range(nx):
-                    r[i] = diff[i]
-                for j in range(1, wx):
-                    dj = diff[j:j + nx]
-                    for i in range(nx):
-                        r[i] += dj[i]
-            e = ring[slot]
-            for yy in range(ny):
-                er = e[yy]
-                r0 = rows[yy]
-                for i in range(nx):
-                    er[i] = r0[i]
-                for j in range(1, wy):
-                    rj = rows[yy + j]
-                    for i in range(nx):
-                        er[i] += rj[i]
+            a = flat[zz + Rz, a0:a0 + nd]
+            b = flat[zz + Rz + tz, b0:b0 + nd]
+            _diff_box(rows, diff, a, b, var2, nr, wx)
+            _box(ring[slot], rows, ne, wy, S)
             qz = zz - hi[0]
             if qz < qz0:
                 continue
-            # D plane of q plane qz: the wz ring planes summed in z order (a fixed order keeps
+            # weights of q plane qz from the wz ring planes summed in z order (a fixed order keeps
             # chunked and whole results bit-identical)
             first = (qz - lo[0] - zstart) % wz
-            for yy in range(ny):
-                wr = wgt[yy]
-                e0 = ring[first, yy]
-                for i in range(nx):
-                    wr[i] = e0[i]
-                for j in range(1, wz):
-                    ej = ring[(first + j) % wz, yy]
-                    for i in range(nx):
-                        wr[i] += ej[i]
-                for i in range(nx):
-                    dist = max(wr[i], zero) * inv_norm
-                    wv = _exp_neg(min(dist, cutoff))
-                    wr[i] = wv if dist <= cutoff else zero
+            _plane_weights(wgt, ring, first, ne, inv_norm)
             # forward: p = q inside the slab gets w * I[q + t]
             if qz >= z0:
                 for y in range(Y):
-                    wr = wgt[y - qy0, -qx0:-qx0 + X]
+                    w0 = (y - qy0) * S - qx0
+                    wr = wgt[w0:w0 + X]
                     src = P[qz + tz + Rz, y + ty + Ry, tx + Rx:tx + Rx + X]
                     o = out[qz, y]
                     ws = wsum[qz, y]
@@ -213,7 +258,8 @@ def _nlm_slab(P, Rz, Ry, Rx, Z, Y, X, lo, hi, wz, wy, wx, QY, QX, offsets, inv_n
             pz = qz + tz
             if pz < z1:
                 for y in range(Y):
-                    wr = wgt[y - ty - qy0, -tx - qx0:-tx - qx0 + X]
+                    w0 = (y - ty - qy0) * S - tx - qx0
+                    wr = wgt[w0:w0 + X]
                     src = P[qz + Rz, y - ty + Ry, Rx - tx:Rx - tx + X]
                     o = out[pz, y]
                     ws = wsum[pz, y]
