@@ -840,9 +840,10 @@ def _forcing(history, tol, *, nonlinear, yielding=False):
     ``yielding`` from its start (at its initial guess a crack slides or crushes, a bridge crushes): it takes several
     Newton steps whatever its first one asks, and that step solves to ``FORCING_MAX`` (stop 34: the demo cathode's
     plane increments spent 50–115 CG on a first step asked 3e-5 that contracted by 0.04–0.06, and 3 CG at 0.03
-    for 0.06; the demo's calender stage 3421 → 1947 CG. A bulk-plastic solve keeps the tight first step: on a small
-    perfectly plastic cell the loose one took 15–17 Newton steps where the tight one took 10–16, for 40–54 CG
-    against 35–62). Its later steps ask for no more
+    for 0.06; the demo's calender stage 3421 → 1947 CG, at stop 36 2730 → 1875; the small study calender of
+    ``pipeline._demo_study`` 1068 → 1135. A bulk-plastic solve keeps the tight first step: on a small perfectly
+    plastic cell the loose one took 15–17 Newton steps where the tight one took 10–16, for 40–54 CG against
+    35–62). Its later steps ask for no more
     than the last step's contraction ``r_k/r_{k−1}`` shows Newton can use: Eisenstat & Walker's "choice 2"
     ``η = γ (r_k/r_{k−1})²`` (Eisenstat & Walker, SIAM J. Sci. Comput. 17 (1996) 16; Kelley, Iterative Methods for
     Linear and Nonlinear Equations, SIAM 1995, ch. 6 — cited from memory), capped at ``FORCING_MAX`` (below which
