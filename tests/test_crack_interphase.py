@@ -258,6 +258,47 @@ def test_pressed_sheared_spheres_give_the_same_answer_at_two_cg_tolerances():
     assert tight.newton_iterations <= 8
 
 
+def _tight_first_step(monkeypatch):
+    """Every Newton step's forcing term as if the solve did not slide or crush from its start: the first step solves
+    to ``NEWTON_MARGIN × tol`` (before stop 36 the only first step)."""
+    from twinlab.analyses.mechanics import _fft_solver
+
+    forcing = _fft_solver._forcing
+    monkeypatch.setattr(_fft_solver, "_forcing", lambda history, tol, **kw: forcing(history, tol, **dict(
+        kw, yielding=False)))
+
+
+def test_a_cracked_solve_sliding_from_its_start_asks_its_first_newton_step_only_the_forcing_cap(monkeypatch):
+    """The pressed and sheared spheres slide at their trial strain: the first Newton step's CG solves to
+    ``FORCING_MAX``, not to ``NEWTON_MARGIN × tol`` as an increment that may end in one step must (the peer: the
+    forcing term told the start is not yielding) — fewer CG iterations for the same answer to the order of tol.
+    Measured (stop 34): 129 / 215 CG at tol 1e-4, 261 / 349 at 1e-6, 4 / 5 Newton steps either way; the demo
+    cathode's plane increments spent 3 CG on a first step contracting by 0.06 where 50–115 contracted by
+    0.04–0.06."""
+    from twinlab.analyses.mechanics import _fft_solver
+
+    asked = []
+    cg = MechanicsSolver._cg
+
+    def spy(self, *args, rtol, **kw):
+        asked.append(rtol)
+        return cg(self, *args, rtol=rtol, **kw)
+
+    monkeypatch.setattr(MechanicsSolver, "_cg", spy)
+    tol = 1e-4
+    sol = _spheres(tol)
+    first = asked[0]
+    _tight_first_step(monkeypatch)
+    asked.clear()
+    peer = _spheres(tol)
+    assert first == _fft_solver.FORCING_MAX and asked[0] == pytest.approx(_fft_solver.NEWTON_MARGIN * tol)
+    assert sol.residual <= tol and peer.residual <= tol
+    assert sol.cg_iterations < 0.8 * peer.cg_iterations
+    for c in (0, 5):
+        assert sol.stress[c].mean() == pytest.approx(peer.stress[c].mean(), rel=1e-3)
+    assert np.array_equal(sol.crack_state, peer.crack_state)
+
+
 @pytest.mark.slow
 def test_hertz_two_spheres_with_the_cracked_plane():
     """Hertz (Johnson 1985, §4.2) with the cracked plane: two spheres R = 16 (``test_contacts._two_spheres``, the
@@ -486,17 +527,72 @@ def _small_plane_series(tol, k_scale=1.0):
 
 
 @pytest.mark.slow
+def test_the_plane_series_hardest_increment_gives_one_roll_pressure_at_two_newton_tolerances(monkeypatch):
+    """The convergence statement in the tolerance: the small plane series (``_small_plane_series``, tol 2.5e-5) with
+    every increment's input kept, its hardest increment (the most Newton steps: the second of six, to 2.6 g/cm³)
+    re-solved from that same input at tol 2.5e-5 and 1e-5, each with the first Newton step a cracked solve sliding
+    from its start takes (``FORCING_MAX``) and the tight one (``NEWTON_MARGIN × tol``, main's before stop 36): one
+    roll pressure within 0.2 %. Stop 36: 3.5105 / 3.5114 MPa at 2.5e-5 (loose / tight first step; 17 / 16 Newton,
+    2276 / 940 CG), 3.5085 / 3.5090 at 1e-5 (**30** / 16 Newton, 4359 / 1245 CG): 0.08 % apart; the last
+    increment (to 3.0 g/cm³) 30.888–30.892 MPa, 0.012 %. 0.2 % is 2.4 × that spread and well under the 1.5 % that
+    stop 28's Newton moved the answer between tolerances (18.68 / 18.96 / 18.86 MPa at 2.6 g/cm³, 1e-4 / 5e-5 /
+    2.5e-5); a Newton that stagnates above 1e-5, as stop 28's did (1.6e-5 … 4.6e-5), raises ``ConvergenceError``
+    here. The loose first step's 30 Newton steps at 1e-5 are ``max_newton``'s 30: the plane converges linearly there
+    (out-of-balance 1.2e-4 → 1.3e-5 in 22 steps; the tight first step 6.7e-5 → 1.1e-5 in 8, a first step asked 3e-3
+    21 steps), and main's own series at 1e-5 took 28 Newton steps in its first increment with ``FORCING_MAX`` 0.01.
+    The series' answer follows the Newton path (``test_plane_calendering_converges_with_the_newton_tolerance``); one
+    increment's does not, so the bar on the tolerance is set here."""
+    import copy
+
+    from twinlab.analyses.mechanics import _fft_solver
+
+    cal = sys.modules["twinlab.analyses.mechanics.calender"]
+    increment, calls = cal._increment, []
+
+    def spy(*args, **kw):
+        calls.append(copy.deepcopy((args, kw)))  # the increment changes its contact state in place
+        out = increment(*args, **kw)
+        calls[-1] += (out[-1],)  # its Newton steps
+        return out
+
+    monkeypatch.setattr(cal, "_increment", spy)
+    _small_plane_series(2.5e-5)
+    args, kw, _ = max(calls, key=lambda call: call[2])
+    pressures = {}
+    for first in ("loose", "tight"):
+        if first == "tight":
+            _tight_first_step(monkeypatch)
+        for tol in (2.5e-5, 1e-5):
+            stats = {}
+            again, again_kw = copy.deepcopy((args, kw))
+            increment(*again, **dict(again_kw, tol=tol, stats=stats))
+            pressures[first, tol] = stats["pressure"]
+    reference = pressures["tight", 1e-5]
+    assert reference > 0
+    assert all(p == pytest.approx(reference, rel=0.002) for p in pressures.values()), pressures
+
+
+@pytest.mark.slow
 def test_plane_calendering_converges_with_the_newton_tolerance():
-    """The roll pressure at tol 2.5e-5 and 1e-5 within 2 % (stop 29: 19.03 / 54.74 vs 18.96 / 55.05 MPa at 2.6 /
-    3.0 g/cm³; 1e-4: 18.72 / 51.12). Guards the line search of the cracked Newton
-    (``MechanicsSolver._crack_line_search``): with stop 28's backtracking on the residual norm the first increment
-    at 1e-5 stagnated between 1.6e-5 and 4.6e-5 and raised ConvergenceError after 30 Newton iterations (with the
-    line search 16), and the answer jumped about with the tolerance (18.68 / 51.05, 18.96 / 54.93, 18.86 / 54.16 MPa
-    at 1e-4 / 5e-5 / 2.5e-5). The passes on the same cathode do not converge: 11.01 / 46.70, 9.99 / 49.45,
-    10.30 / 44.74 MPa at 1e-4 / 5e-5 / 2.5e-5."""
+    """The series of ``_small_plane_series`` runs to 3.0 g/cm³ at tol 2.5e-5 and 1e-5 — stop 28's Newton stagnated
+    between 1.6e-5 and 4.6e-5 in the first increment at 1e-5 and raised ConvergenceError after 30 Newton iterations
+    (with the line search ``MechanicsSolver._crack_line_search`` 16) — and its roll pressures agree within 4 %, the
+    band of the series' Newton paths, not of the tolerance: every increment is converged (one re-solved from the
+    same input gives the same roll within 0.08 % at both tolerances,
+    ``test_the_plane_series_hardest_increment_gives_one_roll_pressure_at_two_newton_tolerances``), but the remap
+    rounds voxels by sub-voxel displacement differences and the series is chaotic in that rounding (stop 35: 8
+    labels differ after the second increment, 478 four increments later). Stop 36, roll at 2.6 / 3.0 g/cm³, tol
+    2.5e-5 | 1e-5, main's code (the tight first step) with ``FORCING_MAX`` 0.03 / 0.1 / 0.01: 7.866 / 30.085 |
+    7.956 / 29.902, 7.861 / 30.000 | 7.957 / 29.865, 7.861 / 30.906 | 7.956 / 30.070 (2.8 % apart; tol 5e-5
+    7.864 / 29.938); the first step asked 1e-3 / 3e-3 / 1e-2: 7.870 / 30.520 | 7.869 / 30.152, 7.883 / 30.998 |
+    7.877 / 30.334, 8.011 / 30.829 | 7.999 / 29.946 (3.0 %); ``FORCING_MAX`` (0.03, the default since stop 36):
+    7.956 / 30.891 | 7.906 / 30.251 (2.1 %). Main's own paths span 29.87–31.00 MPa at 3.0 g/cm³ (3.8 %), so 4 %:
+    the bar cannot tell a tolerance's effect from a path's below that, and it still catches an answer that jumps
+    with the tolerance as stop 28's did (51.05 / 54.93 MPa at 1e-4 / 5e-5, 7.6 %) or does not converge, as the
+    passes' on the same cathode (49.45 / 44.74 MPa at 5e-5 / 2.5e-5, 10 %)."""
     p, q = _small_plane_series(2.5e-5), _small_plane_series(1e-5)
     assert 0 < p[0] < p[1]
-    assert q == pytest.approx(p, rel=0.02)
+    assert q == pytest.approx(p, rel=0.04)
 
 
 @pytest.mark.slow

@@ -396,13 +396,17 @@ class MechanicsSolver:
         total_cg = 0
         newton = 0
         history = [r_norm / r_ref]
+        nonlinear = self.has_plastic or crack is not None
+        # a cracked solve whose start is already on a nonlinear branch (a crack sliding or crushing, a bridge crushing)
+        # will not end in one Newton step: its first step need not be solved tightly either (_forcing)
+        yielding = crack is not None and crack.law.yielding
         try:
             while r_norm > tol * r_ref and r_norm > floor:
                 if newton >= max_newton:
                     raise ConvergenceError(
                         f"Newton did not converge in {max_newton} iterations (residual {r_norm / r_ref:.3g} > {tol:g}); "
                         "use smaller load increments (more steps) or a looser tolerance" + _history(history))
-                eta = _forcing(history, tol, nonlinear=self.has_plastic or crack is not None)
+                eta = _forcing(history, tol, nonlinear=nonlinear, yielding=yielding)
                 fields.clear()
                 du, its = self._cg(res, theta, normal, rtol=eta, maxiter=maxiter, inexact=True)
                 total_cg += its
@@ -825,14 +829,21 @@ def _cg_error(message: str, iterations: int) -> ConvergenceError:
     return exc
 
 
-def _forcing(history, tol, *, nonlinear):
+def _forcing(history, tol, *, nonlinear, yielding=False):
     """Relative residual that a Newton step's CG solves to (the forcing term η of inexact Newton), from the relative
     out-of-balance forces ``history`` of the steps so far.
 
     Never tighter than what the step needs to reach ``tol`` overall if the Newton model held, ``margin · tol ·
     r_ref/r``, with ``NEWTON_MARGIN`` room for the nonlinear remainder of a yielding (or cracked) solve and
     ``LINEAR_MARGIN`` for round-off only in a linear one, which then ends in one step. A yielding solve's first step
-    is that tight too, so that an increment that stays elastic ends in one step. Its later steps ask for no more
+    is that tight too, so that an increment that stays elastic ends in one step, unless a cracked solve is
+    ``yielding`` from its start (at its initial guess a crack slides or crushes, a bridge crushes): it takes several
+    Newton steps whatever its first one asks, and that step solves to ``FORCING_MAX`` (stop 34: the demo cathode's
+    plane increments spent 50–115 CG on a first step asked 3e-5 that contracted by 0.04–0.06, and 3 CG at 0.03
+    for 0.06; the demo's calender stage 3421 → 1947 CG, at stop 36 2730 → 1875; the small study calender of
+    ``pipeline._demo_study`` 1068 → 1135. A bulk-plastic solve keeps the tight first step: on a small perfectly
+    plastic cell the loose one took 15–17 Newton steps where the tight one took 10–16, for 40–54 CG against
+    35–62). Its later steps ask for no more
     than the last step's contraction ``r_k/r_{k−1}`` shows Newton can use: Eisenstat & Walker's "choice 2"
     ``η = γ (r_k/r_{k−1})²`` (Eisenstat & Walker, SIAM J. Sci. Comput. 17 (1996) 16; Kelley, Iterative Methods for
     Linear and Nonlinear Equations, SIAM 1995, ch. 6 — cited from memory), capped at ``FORCING_MAX`` (below which
@@ -845,6 +856,8 @@ def _forcing(history, tol, *, nonlinear):
     eta = max(margin * tol / r, margin * tol)
     if nonlinear and len(history) > 1:
         eta = max(eta, FORCING_GAMMA * (r / history[-2]) ** 2)
+    elif nonlinear and yielding:
+        eta = FORCING_MAX
     return min(FORCING_MAX, eta)
 
 

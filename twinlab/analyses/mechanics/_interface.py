@@ -507,6 +507,13 @@ class CrackedIncrement:
         self.lam_t[m:], self.mu_t[m:] = k_t - 2.0 * g_t / 3.0, g_t
         return np.concatenate([sigma, sig_b], axis=1)
 
+    @property
+    def yielding(self) -> bool:
+        """Whether the last :meth:`stress` found a crack at its Coulomb limit or on its cap, or a bridge on its cap:
+        the law on a nonlinear branch."""
+        m = len(self.cracks)
+        return bool(np.any(self.state > STICK) or np.any(self.p[m:] != 0))  # SLIP, CRUSHED (+ STICK or SLIP)
+
     def stand_in(self):
         """Isotropic Lamé constants (λ_s, μ_s) (n,) for the multigrid: the cracked voxels' :func:`stand_in`, and a
         bridge's tangent ``Ξ`` with ``p₀``'s volumetric part off its bulk (λ ≥ 0)."""
