@@ -544,8 +544,6 @@ def test_the_plane_series_hardest_increment_gives_one_roll_pressure_at_two_newto
     increment's does not, so the bar on the tolerance is set here."""
     import copy
 
-    from twinlab.analyses.mechanics import _fft_solver
-
     cal = sys.modules["twinlab.analyses.mechanics.calender"]
     increment, calls = cal._increment, []
 
