@@ -590,10 +590,10 @@ def _store_inverse(d, out, i, j, k):
 def _coarse_solve(v, inv, active, b, x):
     """x[active] = V diag(inv) Vᵀ b[active] (the coarsest level's pseudo-inverse, in float64) on one thread.
 
-    Not numpy's ``@``: OpenBLAS threads a matrix–vector product of this size (~200 × 200), and its
-    threads, woken 8 times per cycle between numba's parallel sweeps, spin against numba's on a 2-core
-    machine: the demo's calender stage, profiled beside one other 2-thread process, spent 1.75 ms per
-    coarsest solve (14 s of 136) against 0.09 ms alone."""
+    Not numpy's ``@``: OpenBLAS threads a matrix–vector product of this size (~200 × 200), so every cycle
+    woke its threads 8 times between numba's parallel sweeps: the demo's calender stage, profiled beside one other
+    2-thread process, spent 1.75 ms per coarsest solve (14 s of 136) against 0.09 ms alone. (Whole cycles timed
+    alternately under such load did not differ measurably; one thread here costs nothing: 13 against 15 µs alone.)"""
     n, k = v.shape
     c = np.zeros(k)
     for i in range(n):
