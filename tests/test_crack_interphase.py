@@ -272,16 +272,17 @@ def test_the_forcing_cap_loosens_only_after_a_newton_step_that_contracted_well()
     """Eisenstat–Walker's η = γ (r_k/r_{k−1})² is capped at ``FORCING_LOOSE`` after a step that contracted well and at
     ``FORCING_MAX`` where Newton crawls: η never exceeds ``FORCING_SHARE`` × (1 − ρ) above the tight cap, so an
     inexact step (contraction ≈ ρ + η) keeps at least half of what Newton gains."""
-    from twinlab.analyses.mechanics._fft_solver import FORCING_LOOSE, FORCING_MAX, FORCING_SHARE, _forcing
+    from twinlab.analyses.mechanics._fft_solver import (FORCING_GAMMA, FORCING_LOOSE, FORCING_MAX, FORCING_SHARE,
+                                                        _forcing)
 
     assert FORCING_MAX < FORCING_LOOSE < 1
     tol = 1e-4
     for rho in (0.2, 0.5, 0.7, 0.8, 0.85, 0.88, 0.9, 0.95, 1.2):
         eta = _forcing([1.0, 1e-2, rho * 1e-2], tol, nonlinear=True)
         cap = min(FORCING_LOOSE, max(FORCING_MAX, FORCING_SHARE * (1 - rho)))
-        assert eta == pytest.approx(min(cap, 0.9 * rho ** 2)), rho
+        assert eta == pytest.approx(min(cap, FORCING_GAMMA * rho ** 2)), rho
         assert eta <= FORCING_MAX or eta <= FORCING_SHARE * (1 - rho) + 1e-12, rho
-    assert _forcing([1.0, 0.5], tol, nonlinear=True) == FORCING_LOOSE  # ρ = 0.5: γρ² = 0.225, capped
+    assert _forcing([1.0, 0.5], tol, nonlinear=True) == FORCING_LOOSE  # ρ = 0.5: γρ² = 0.225 with γ 0.9, capped
     assert _forcing([1.0, 0.95], tol, nonlinear=True) == FORCING_MAX  # Newton crawls: the tight cap
     assert _forcing([1.0], tol, nonlinear=True, yielding=True) == FORCING_MAX  # the first step: no ratio yet
 
