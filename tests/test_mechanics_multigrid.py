@@ -264,6 +264,34 @@ def test_the_levels_take_the_longest_axis_last():
     assert axis_order((77, 128, 128)) == (0, 1, 2)  # the ten-step's grids: the last axis is the longest
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2), None])
+def test_a_float32_cycle_leaves_the_null_space_of_two_floating_bodies_alone(order):
+    """Two spheres (R = 8), each welded to a plate, pressed towards each other across a void slab: in the
+    periodic cell each body floats (6 rigid translations). The float32 coarsest level's null modes come out
+    at ±1e-7 of its largest eigenvalue; kept (the float64 threshold 1e-9 alone), their inverses multiplied the
+    round-off of a consistent residual into a cycle 0.75 (given order) and 32 (longest axis last) times the
+    float64 cycle's size apart from it. Dropped, the two cycles agree to float32 rounding."""
+    n0, n1, R = 34, 24, 8
+    z, y, x = np.indices((n0, n1, n1)) + 0.5
+    r2 = (y - n1 / 2) ** 2 + (x - n1 / 2) ** 2
+    c = n0 // 2
+    solid = ((r2 + (z - (c - R)) ** 2 < R * R) & (z < c - 1)) | ((r2 + (z - (c + R)) ** 2 < R * R) & (z > c))
+    solid[:3] = solid[-3:] = True
+    from twinlab.analyses.mechanics import lame_from_young
+
+    lam, mu = lame_from_young(np.where(solid, 1000.0, 0.0), 0.3)
+    q = np.full(3, 0.25)
+    coef, _ = tangent_coefficients(lam, mu, mu / 96)
+    m64 = ElasticMultigrid(coef, None, q, dtype=np.float64, order=order)
+    m32 = ElasticMultigrid(coef, None, q, dtype=np.float32, order=order)
+    u = np.random.default_rng(5).standard_normal((3, *solid.shape)) * m64.fine_mask
+    f = apply_tangent(u, coef, None, active_rows(coef), q, np.empty_like(u))
+    z64, z32 = np.empty_like(f), np.empty(f.shape, np.float32)
+    m64.apply(f, z64)
+    m32.apply(f, z32)
+    assert np.linalg.norm(z32 - z64) < 1e-4 * np.linalg.norm(z64)
+
+
 def test_vcycle_is_a_symmetric_positive_preconditioner():
     """CG needs a symmetric positive M⁻¹: uᵀ M⁻¹ v = vᵀ M⁻¹ u and uᵀ M⁻¹ u > 0 (float64; the
     V-cycle: the K-cycle is nonlinear in its argument, which the solver's flexible CG allows)."""
@@ -723,10 +751,7 @@ def test_elastic_newton_step_is_solved_to_the_tolerance_not_below_it(monkeypatch
     iterations (peer: the same solve with NEWTON_MARGIN), still within tol, and the same stress to
     the order of tol. On the fine smoother of stop 22 (degree 3): with stop 23's degree 6 this small
     cell's CG reduces the residual by more than the two margins' ratio per iteration, so both solves
-    stop at the same iteration and the comparison shows nothing. The peer's equilibrium residual is not
-    held to NEWTON_MARGIN × tol: that is CG's target in CG's own norm, and the equilibrium residual after
-    the step reads up to ~1.2× it (3.6e-7 against 3e-7 with the levels held longest axis last, stop 38;
-    1.7e-7 as given)."""
+    stop at the same iteration and the comparison shows nothing."""
     from twinlab.analyses.mechanics import MechanicsSolver, _fft_solver, _multigrid
 
     monkeypatch.setattr(_multigrid, "DEGREE", 3)
@@ -737,7 +762,7 @@ def test_elastic_newton_step_is_solved_to_the_tolerance_not_below_it(monkeypatch
     monkeypatch.setattr(_fft_solver, "LINEAR_MARGIN", _fft_solver.NEWTON_MARGIN)
     peer = MechanicsSolver(lam, mu, workers=1).solve_increment(strain, tol=tol)
     assert sol.newton_iterations == peer.newton_iterations == 1
-    assert sol.residual <= tol and peer.residual < sol.residual
+    assert sol.residual <= tol and peer.residual <= _fft_solver.NEWTON_MARGIN * tol
     assert sol.cg_iterations < peer.cg_iterations
     np.testing.assert_allclose(sol.stress, peer.stress, atol=10 * tol * np.abs(peer.stress).max())
 

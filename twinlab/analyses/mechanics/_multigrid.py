@@ -59,6 +59,10 @@ solver's float64 flexible CG (as the transport solver does):
   the V-cycle needs 142 CG iterations, the K-cycle 81 (97 with coarse degree 2); with an almost
   exact level-1 solve 37 at 48³ against 63 for the V-cycle, so most of the V-cycle's growth with
   the number of levels is inexact coarse solves.
+* **Axis order** (:func:`axis_order`, stop 38): the levels hold the grid with its longest axis last, since
+  every kernel vectorises along the last axis and pays per node row; the cycle's vectors cross between the
+  caller's order and the levels' at its start and end. The demo cathode's calendering windows (101 × 39 ×
+  35 nodes, thickness first): a cycle 70 → 49 ms, its calender stage 119 → 89 s.
 * **Coarsest grid** (≤ ``coarse_nodes`` nodes): the operator assembled from its stencil,
   restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
   motions of the periodic cell and of pieces floating at that level are its null space).
@@ -78,7 +82,8 @@ coarse levels' vectors ≈ 10 B, the parent masks 1 B (33 B as float32 weights a
 fine voxel besides the fine coefficients, which
 the hierarchy shares with a solver that has them in float32 (the calender's; a float64 caller's are
 copied, 12 B). While a level is built, its packed element matrices add ≤ 19 B (the first level's,
-≤ 1/8 at a time: 150 B at once before). The solver adds its float64 CG vectors x, r (in the
+≤ 1/8 at a time: 150 B at once before). A grid held in another axis order (:func:`axis_order`) adds the
+fine coefficients' copy in that order (12 B, 36 B where voxels yield) and the cycle's two float32 vectors (24 B). The solver adds its float64 CG vectors x, r (in the
 right-hand side's memory) and q and float32 directions z, p (≈ 72 B + 24), Newton's displacement,
 residual and stress (24 + 24 + 48; the strain is recomputed once at the end). A calendering
 increment with contacts (the calender's float32 state ≈ 130 B) peaked at ≈ 500 B per electrode voxel
@@ -142,6 +147,13 @@ KCYCLE_REDUCTION = 0.25
 STRENGTH = 0.05
 #: coarsest-level eigenvalues below this fraction of the largest are treated as its null space
 COARSE_NULL = 1e-9
+#: … or below this many rounding units of the hierarchy's precision: the coarse stencils' Galerkin products
+#: are summed in it, so the exact null modes of a float32 coarsest level (rigid translations of the cell and
+#: of the pieces it holds apart) come out at ±4e-7 of the largest eigenvalue (the demo cathode's calendering
+#: window: 3 modes at −2.8e-7 … 3.8e-7, the next at > 1e-3; two Hertz spheres: 6 at −3.8e-8 … 8.2e-8, the
+#: next at 3.2e-2). Kept above 1e-9, their inverses multiplied float32 round-off in the residual by up to
+#: 1e9: the Hertz spheres' first solve ended with CG's residual at 8e-7 and the true one at 3.1e-5 (stop 38)
+COARSE_NULL_ROUNDING = 100
 #: a coarse node block whose trace is below this fraction of its level's largest is treated as
 #: void (no inverse, out of the level's mask): a Galerkin product that cancels in exact arithmetic
 #: leaves float32 round-off. A few-voxel piece floating in pores whose nodes all hang from one coarse
@@ -1900,7 +1912,7 @@ class ElasticMultigrid:
         # instead of 0.01 s (it ran once per Newton step of a calendering increment)
         with threadpool_limits(limits=1, user_api="blas"):
             w, v = np.linalg.eigh(dense)
-        keep = w > COARSE_NULL * w.max()
+        keep = w > max(COARSE_NULL, COARSE_NULL_ROUNDING * np.finfo(self.dtype).eps) * w.max()
         self._coarse_basis = np.ascontiguousarray(v[:, keep] * s[:, None])  # rows for _coarse_solve
         self._coarse_inv = 1.0 / w[keep]
 
@@ -1921,10 +1933,10 @@ class ElasticMultigrid:
                 self._cycle(0, r, z)
                 self._correct_pieces(r, z)
                 return
-            if self._io is None:
-                self._io = tuple(np.empty((3, *self._shapes[0]), self.dtype) for _ in range(2))
+            if self._io is None or self._io[0].dtype != r.dtype:
+                self._io = (np.empty((3, *self._shapes[0]), r.dtype), np.empty((3, *self._shapes[0]), self.dtype))
             b, x = self._io
-            _reordered(r, self.order, self.order, self.dtype, b)
+            _reordered(r, self.order, self.order, r.dtype, b)
             self._cycle(0, b, x)
             self._correct_pieces(b, x)
             _restored(x, self.order, z)
