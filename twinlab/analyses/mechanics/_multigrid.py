@@ -65,7 +65,8 @@ solver's float64 flexible CG (as the transport solver does):
   35 nodes, thickness first): a cycle 70 → 49 ms, its calender stage 119 → 89 s.
 * **Coarsest grid** (≤ ``coarse_nodes`` nodes): the operator assembled from its stencil,
   restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
-  motions of the periodic cell and of pieces floating at that level are its null space).
+  motions of the periodic cell and of pieces floating at that level are its null space, recognised down
+  to the precision the stencils were summed in: :data:`COARSE_NULL_ROUNDING`).
 * **Rigid pieces** (:class:`RigidPieces`, stop 26): after the cycle, a Galerkin coarse correction with
   the translations and rotations of every face-connected piece of stiff voxels (particles, collector,
   roll; single stiff voxels too), one fine residual per cycle. A calendered electrode's particles are
