@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twinlab.analyses.mechanics._multigrid import (ElasticMultigrid, assemble, node_block_inverse,
+from twinlab.analyses.mechanics._multigrid import (ElasticMultigrid, assemble, axis_order, node_block_inverse,
                                                    prolongation_matrix)
 from twinlab.analyses.mechanics._operator import active_rows, apply_tangent, tangent_coefficients
 
@@ -124,7 +124,8 @@ def test_masked_prolongation_does_not_interpolate_across_a_pore_gap():
 @pytest.mark.parametrize("masked", [True, False])
 def test_galerkin_coarse_operators_equal_rap_of_the_assembled_matrix(shape, plastic, masked):
     coef, pvec, q = _material(shape, seed=3, plastic=plastic)
-    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, masked=masked)
+    # the levels in the grid's own axis order: compared with the operator assembled on it
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, masked=masked, order=(0, 1, 2))
     assert len(mg.levels) >= 3
     assert mg.levels[0].tr.changed.any() == masked and mg.levels[1].tr.changed.any() == masked
     a = assemble(coef, pvec, q)
@@ -166,7 +167,7 @@ def test_node_blocks_and_one_smoothing_sweep_equal_the_assembled_formula(plastic
     assert not got[~live].any()
     # one Chebyshev–Jacobi smoothing of degree 1 from x = 0: x = 4/(3 λ_max) D⁻¹ b (the fourth kind's
     # first step), r = b − A x
-    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, degree=1)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, degree=1, order=(0, 1, 2))
     lev = mg.levels[0]
     b = np.random.default_rng(6).standard_normal((3, *shape))
     x = np.zeros_like(b)
@@ -195,7 +196,8 @@ def test_smoother_error_polynomial_is_the_fourth_kind_chebyshev_one(degree, plas
     import scipy.linalg
 
     coef, pvec, q = _material((6, 5, 7), seed=9, plastic=plastic)
-    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, degree=degree, coarse_degree=degree, pieces=False)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, degree=degree, coarse_degree=degree, pieces=False,
+                          order=(0, 1, 2))
     assert len(mg.levels) >= 3
     rng = np.random.default_rng(10)
     for li in (0, 1):
@@ -225,6 +227,69 @@ def test_smoother_error_polynomial_is_the_fourth_kind_chebyshev_one(degree, plas
             scale = np.abs(y).max()
             np.testing.assert_allclose(x[live], expect, rtol=0, atol=1e-9 * scale)
             np.testing.assert_allclose(r, b - a @ x, rtol=0, atol=1e-9 * np.abs(a).max() * scale)
+
+
+@pytest.mark.parametrize("plastic", [False, True])
+def test_a_hierarchy_held_with_the_longest_axis_last_is_the_same_preconditioner(plastic):
+    """A thick, narrow grid (the demo's calendering windows) is held by the levels as 6 × 9 × 21
+    (:func:`axis_order`); in float64 its cycle gives the cycle of the grid held as given to rounding, after
+    a fine refresh and a rebuild too, with the plastic flow tensors' components relabelled."""
+    shape = (21, 9, 6)
+    coef, pvec, q = _material(shape, seed=3, plastic=plastic)
+    given = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, dtype=np.float64, order=(0, 1, 2))
+    held = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, dtype=np.float64)
+    assert held.order == (2, 1, 0) and held.levels[0].shape == (6, 9, 21) and held.shape == shape
+    np.testing.assert_array_equal(held.fine_mask, given.fine_mask)
+    u = np.random.default_rng(1).standard_normal((3, *shape)) * given.fine_mask
+    f = apply_tangent(u, coef, pvec, active_rows(coef, pvec), q, np.empty_like(u))
+    for change in (None, "refresh", "update"):
+        c2 = coef * np.random.default_rng(2).uniform(0.5, 1.5, shape)
+        for mg in (given, held):
+            if change == "refresh":
+                mg.refresh_fine(c2, pvec)
+            elif change == "update":
+                mg.update(c2, pvec)
+        assert held.lagged == given.lagged
+        z_given, z_held = np.empty_like(f), np.empty_like(f)
+        given.apply(f, z_given)
+        held.apply(f, z_held)
+        np.testing.assert_allclose(z_held, z_given, rtol=0, atol=1e-12 * np.abs(z_given).max())
+
+
+def test_the_levels_take_the_longest_axis_last():
+    assert axis_order((101, 39, 35)) == (2, 1, 0)
+    assert axis_order((39, 101, 35)) == (2, 0, 1)
+    assert axis_order((64, 64, 60)) == (2, 0, 1)
+    assert axis_order((128, 128, 128)) == (0, 1, 2)  # ties as given: no copies, no crossings
+    assert axis_order((77, 128, 128)) == (0, 1, 2)  # the ten-step's grids: the last axis is the longest
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), None])
+def test_a_float32_cycle_leaves_the_null_space_of_two_floating_bodies_alone(order):
+    """Two spheres (R = 8), each welded to a plate, pressed towards each other across a void slab: in the
+    periodic cell each body floats (6 rigid translations). The float32 coarsest level's null modes come out
+    at ±1e-7 of its largest eigenvalue; kept (the float64 threshold 1e-9 alone), their inverses multiplied the
+    round-off of a consistent residual into a cycle 0.75 (given order) and 32 (longest axis last) times the
+    float64 cycle's size apart from it. Dropped, the two cycles agree to float32 rounding."""
+    n0, n1, R = 34, 24, 8
+    z, y, x = np.indices((n0, n1, n1)) + 0.5
+    r2 = (y - n1 / 2) ** 2 + (x - n1 / 2) ** 2
+    c = n0 // 2
+    solid = ((r2 + (z - (c - R)) ** 2 < R * R) & (z < c - 1)) | ((r2 + (z - (c + R)) ** 2 < R * R) & (z > c))
+    solid[:3] = solid[-3:] = True
+    from twinlab.analyses.mechanics import lame_from_young
+
+    lam, mu = lame_from_young(np.where(solid, 1000.0, 0.0), 0.3)
+    q = np.full(3, 0.25)
+    coef, _ = tangent_coefficients(lam, mu, mu / 96)
+    m64 = ElasticMultigrid(coef, None, q, dtype=np.float64, order=order)
+    m32 = ElasticMultigrid(coef, None, q, dtype=np.float32, order=order)
+    u = np.random.default_rng(5).standard_normal((3, *solid.shape)) * m64.fine_mask
+    f = apply_tangent(u, coef, None, active_rows(coef), q, np.empty_like(u))
+    z64, z32 = np.empty_like(f), np.empty(f.shape, np.float32)
+    m64.apply(f, z64)
+    m32.apply(f, z32)
+    assert np.linalg.norm(z32 - z64) < 1e-4 * np.linalg.norm(z64)
 
 
 def test_vcycle_is_a_symmetric_positive_preconditioner():
@@ -278,7 +343,7 @@ def test_cycle_residual_left_by_the_smoother_is_b_minus_a_x(degree):
     digits either way); and a post-smoothing without the residual gives the same x as one with it."""
     shape = (12, 10, 14)
     coef, pvec, q = _material(shape, seed=3)
-    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, coarse_degree=degree, degree=degree)
+    mg = ElasticMultigrid(coef, pvec, q, coarse_nodes=8, coarse_degree=degree, degree=degree, order=(0, 1, 2))
     assert len(mg.levels) >= 3
     lev = mg.levels[1]
     b = np.random.default_rng(4).standard_normal((3, *lev.shape)) * lev.mask

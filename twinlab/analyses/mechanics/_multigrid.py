@@ -59,9 +59,14 @@ solver's float64 flexible CG (as the transport solver does):
   the V-cycle needs 142 CG iterations, the K-cycle 81 (97 with coarse degree 2); with an almost
   exact level-1 solve 37 at 48³ against 63 for the V-cycle, so most of the V-cycle's growth with
   the number of levels is inexact coarse solves.
+* **Axis order** (:func:`axis_order`, stop 38): the levels hold the grid with its longest axis last, since
+  every kernel vectorises along the last axis and pays per node row; the cycle's vectors cross between the
+  caller's order and the levels' at its start and end. The demo cathode's calendering windows (101 × 39 ×
+  35 nodes, thickness first): a cycle 70 → 49 ms, its calender stage 119 → 89 s.
 * **Coarsest grid** (≤ ``coarse_nodes`` nodes): the operator assembled from its stencil,
   restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
-  motions of the periodic cell and of pieces floating at that level are its null space).
+  motions of the periodic cell and of pieces floating at that level are its null space, recognised down
+  to the precision the stencils were summed in: :data:`COARSE_NULL_ROUNDING`).
 * **Rigid pieces** (:class:`RigidPieces`, stop 26): after the cycle, a Galerkin coarse correction with
   the translations and rotations of every face-connected piece of stiff voxels (particles, collector,
   roll; single stiff voxels too), one fine residual per cycle. A calendered electrode's particles are
@@ -78,7 +83,8 @@ coarse levels' vectors ≈ 10 B, the parent masks 1 B (33 B as float32 weights a
 fine voxel besides the fine coefficients, which
 the hierarchy shares with a solver that has them in float32 (the calender's; a float64 caller's are
 copied, 12 B). While a level is built, its packed element matrices add ≤ 19 B (the first level's,
-≤ 1/8 at a time: 150 B at once before). The solver adds its float64 CG vectors x, r (in the
+≤ 1/8 at a time: 150 B at once before). A grid held in another axis order (:func:`axis_order`) adds the
+fine coefficients' copy in that order (12 B, 36 B where voxels yield) and the cycle's two float32 vectors (24 B). The solver adds its float64 CG vectors x, r (in the
 right-hand side's memory) and q and float32 directions z, p (≈ 72 B + 24), Newton's displacement,
 residual and stress (24 + 24 + 48; the strain is recomputed once at the end). A calendering
 increment with contacts (the calender's float32 state ≈ 130 B) peaked at ≈ 500 B per electrode voxel
@@ -142,6 +148,13 @@ KCYCLE_REDUCTION = 0.25
 STRENGTH = 0.05
 #: coarsest-level eigenvalues below this fraction of the largest are treated as its null space
 COARSE_NULL = 1e-9
+#: … or below this many rounding units of the hierarchy's precision: the coarse stencils' Galerkin products
+#: are summed in it, so the exact null modes of a float32 coarsest level (rigid translations of the cell and
+#: of the pieces it holds apart) come out at ±4e-7 of the largest eigenvalue (the demo cathode's calendering
+#: window: 3 modes at −2.8e-7 … 3.8e-7, the next at > 1e-3; two Hertz spheres: 6 at −3.8e-8 … 8.2e-8, the
+#: next at 3.2e-2). Kept above 1e-9, their inverses multiplied float32 round-off in the residual by up to
+#: 1e9: the Hertz spheres' first solve ended with CG's residual at 8e-7 and the true one at 3.1e-5 (stop 38)
+COARSE_NULL_ROUNDING = 100
 #: a coarse node block whose trace is below this fraction of its level's largest is treated as
 #: void (no inverse, out of the level's mask): a Galerkin product that cancels in exact arithmetic
 #: leaves float32 round-off. A few-voxel piece floating in pores whose nodes all hang from one coarse
@@ -1562,12 +1575,41 @@ def _threads(nodes: int, full: int) -> int:
     return full if nodes >= PARALLEL_MIN_NODES else 1
 
 
-def _convert(a, dtype, out=None):
-    """``a`` in ``dtype``, into ``out`` when it fits (the hierarchy's copy of the fine coefficients)."""
-    if out is None or out.shape != a.shape:
-        return a.astype(dtype)
-    out[...] = a
+#: symmetric tensor components in the solver's order (00, 11, 22, 12, 02, 01), by axis pair
+_TENSOR = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def axis_order(shape) -> tuple:
+    """The order in which the hierarchy holds a grid's axes: by length, the longest last (ties as given).
+
+    Why: every kernel vectorises along the last axis (node rows) and pays a fixed cost per row. The
+    demo cathode's calendering window is 101 × 39 × 35 nodes (thickness first): its fine sweep took 2.48
+    ms and a level-1 stencil sweep 1.82 ms; on the same grid held as 35 × 39 × 101, 1.48 and 1.00 ms
+    (stop 38, ``/tmp/lead38/shape.py``). Whole cycles on random porous material, the two orders alternating
+    in one process (``/tmp/lead38/thr2.py``, float32, 2 threads, beside a niced job): 101 × 39 × 35 0.49×,
+    70 × 40 × 40 0.59×, 64 × 48 × 40 0.80×, 80 × 64 × 64 0.80×, 64 × 64 × 60 0.95× the time of the given
+    order, the vectors' two crossings per cycle included (0.7 ms at 101 × 39 × 35). A grid whose last
+    axis is already the longest (cubes, the ten-step's thinning 128² windows) is held as given."""
+    return tuple(sorted(range(3), key=lambda a: int(shape[a])))
+
+
+def _reordered(a, order, components, dtype, out=None):
+    """``out[i] = a[components[i]]`` with the grid axes of ``a`` (c, n0, n1, n2) taken in ``order``, in
+    ``dtype`` (into ``out`` when it fits: the hierarchy's copy of the fine coefficients, its cycle's
+    vectors)."""
+    shape = (len(components), *(a.shape[1 + o] for o in order))
+    if out is None or out.shape != shape or out.dtype != dtype:
+        out = np.empty(shape, dtype)
+    for i, c in enumerate(components):
+        out[i] = a[c].transpose(order)
     return out
+
+
+def _restored(x, order, out) -> None:
+    """The inverse of :func:`_reordered` for a vector field (components = ``order``): ``out`` in the
+    caller's axis order from the hierarchy's ``x``."""
+    for i, c in enumerate(order):
+        out[c].transpose(order)[...] = x[i]
 
 
 class _Level:
@@ -1656,6 +1698,10 @@ class ElasticMultigrid:
         After each cycle, the coarse correction of the stiff pieces' rigid-body modes
         (:class:`RigidPieces`; default :data:`PIECES`, read when the hierarchy is made). Built with
         the levels, lagged with them by :meth:`refresh_fine`.
+    order : 3 ints, optional
+        The order in which the levels hold the grid's axes (default :func:`axis_order`: longest last
+        where that pays). The interface — ``coef``, ``pvec``, ``q``, :meth:`apply`'s vectors,
+        :attr:`shape`, :attr:`fine_mask` — stays in the caller's order; :attr:`levels` are in this one.
 
     Call :meth:`update` with new coefficients (same grid) after the stiffness changes: it rebuilds
     the Galerkin stencils, node blocks and the coarsest pseudo-inverse (reusing every buffer).
@@ -1663,14 +1709,18 @@ class ElasticMultigrid:
 
     def __init__(self, coef, pvec, q, *, degree: int | None = None, coarse_nodes: int = 256, dtype=None,
                  kcycle: bool = True, coarse_degree: int = COARSE_DEGREE, masked: bool = True,
-                 pieces: bool | None = None):
+                 pieces: bool | None = None, order=None):
         self.dtype = np.dtype(coef.dtype if dtype is None else dtype)
+        self.shape = tuple(coef.shape[1:])  # the element grid, in the caller's axis order
+        self.order = axis_order(self.shape) if order is None else tuple(int(a) for a in order)
+        self._tensor = tuple(_TENSOR.index(tuple(sorted((self.order[a], self.order[b])))) for a, b in _TENSOR)
         self.q = np.asarray(q, float)
+        self._q = self.q[list(self.order)]  # the levels' gradient weights
         self.degree = int(DEGREE if degree is None else degree)  # read here, not at import
         self.coarse_degree = int(coarse_degree)
         self.kcycle = bool(kcycle)
         self.threads = numba.get_num_threads()
-        self._shapes = [tuple(coef.shape[1:])]
+        self._shapes = [tuple(self.shape[a] for a in self.order)]
         while math.prod(self._shapes[-1]) > coarse_nodes:
             nshape = tuple(n if n <= 2 else -(-n // 2) for n in self._shapes[-1])
             if nshape == self._shapes[-1]:
@@ -1679,18 +1729,27 @@ class ElasticMultigrid:
         self.masked = bool(masked)
         self.use_pieces = bool(PIECES if pieces is None else pieces)  # read here, not at import
         self.pieces = None
-        self._basis = _first_coarse_basis(self.q) if len(self._shapes) > 1 else None
-        self._gpos = _first_coarse_gradients(self.q)
-        self._vec = _corner_vectors(self.q)
+        self._basis = _first_coarse_basis(self._q) if len(self._shapes) > 1 else None
+        self._gpos = _first_coarse_gradients(self._q)
+        self._vec = _corner_vectors(self._q)
         self._io = None  # (b, x) of the finest level when apply() gets vectors of another precision
         self._nt = None  # the thread count the cycle set last (see _threads_for)
         self.levels: list[_Level] = []
         self.update(coef, pvec)
 
     @property
-    def shape(self) -> tuple:
-        """Element grid of the finest level."""
-        return self._shapes[0]
+    def fine_mask(self) -> np.ndarray:
+        """The finest level's nodes with stiffness (a view in the caller's axis order)."""
+        mask = self.levels[0].mask if len(self.levels) > 1 else self._coarse_mask
+        return mask.transpose(np.argsort(self.order))
+
+    def _fine(self, coef, pvec, into=None):
+        """The fine coefficients in the levels' axis order and precision, into ``into``'s buffers (a level)
+        where they fit."""
+        coef = _reordered(coef, self.order, range(3), self.dtype, None if into is None else into.coef)
+        if pvec is not None:
+            pvec = _reordered(pvec, self.order, self._tensor, self.dtype, None if into is None else into.pvec)
+        return coef, pvec
 
     # ------------------------------------------------------------------ set-up
     def update(self, coef, pvec=None) -> None:
@@ -1700,11 +1759,9 @@ class ElasticMultigrid:
         # CG's convergence rate right after this build and on the latest lagged solve (set by the solver)
         self.rate = self.last_rate = None
         dt = self.dtype
-        copied = coef.dtype != dt
+        copied = coef.dtype != dt or self.order != (0, 1, 2)
         if copied:
-            old0 = self.levels[0] if self.levels and self.levels[0].copied else None
-            coef = _convert(coef, dt, None if old0 is None else old0.coef)
-            pvec = None if pvec is None else _convert(pvec, dt, None if old0 is None else old0.pvec)
+            coef, pvec = self._fine(coef, pvec, self.levels[0] if self.levels and self.levels[0].copied else None)
         old = self.levels
         nlev = len(self._shapes)
         self.levels = []
@@ -1713,7 +1770,7 @@ class ElasticMultigrid:
             for li, shape in enumerate(self._shapes):
                 prev = old[li] if li < len(old) else None
                 if li == 0:
-                    lev = _Level(shape, dt, coef=coef, pvec=pvec, q=self.q.astype(dt))
+                    lev = _Level(shape, dt, coef=coef, pvec=pvec, q=self._q.astype(dt))
                     lev.copied = copied
                 else:
                     fine = self.levels[-1]
@@ -1771,10 +1828,9 @@ class ElasticMultigrid:
                 lev.lmax = LMAX
             if self.use_pieces and nlev > 1:
                 numba.set_num_threads(self.levels[0].threads(self.threads))
-                self.pieces = RigidPieces(coef, pvec, self.q)
+                self.pieces = RigidPieces(coef, pvec, self._q)
         finally:
             numba.set_num_threads(self.threads)
-        self.fine_mask = self.levels[0].mask if nlev > 1 else self._coarse_mask
 
     def _first_elements(self, coef, pvec):
         """The first coarse level's packed Galerkin element matrices P₀ᵀ K P₀ (the constant position
@@ -1814,18 +1870,14 @@ class ElasticMultigrid:
         calendering CG with them reached in 38 iterations what a rebuilt hierarchy reached in 12,
         while a rebuild costs about 4 iterations.
         """
-        if len(self._shapes) == 1 or not np.array_equal(_solid(coef, pvec), self._solid):
+        if len(self._shapes) == 1 or not np.array_equal(_solid(coef, pvec).transpose(self.order), self._solid):
             self.update(coef, pvec)
             return
         built = _fingerprint(coef, pvec) == self._built  # before a conversion, as update() takes it
         lev = self.levels[0]
         dt = self.dtype
-        if lev.copied:
-            coef = _convert(coef, dt, lev.coef)
-            pvec = None if pvec is None else _convert(pvec, dt, lev.pvec)
-        elif coef.dtype != dt:  # the first build kept the caller's array; this one needs a copy
-            coef = coef.astype(dt)
-            pvec = None if pvec is None else pvec.astype(dt)
+        if lev.copied or coef.dtype != dt:  # (the first build kept a caller's array of its precision)
+            coef, pvec = self._fine(coef, pvec, lev if lev.copied else None)
             lev.copied = True
         numba.set_num_threads(lev.threads(self.threads))
         try:
@@ -1835,7 +1887,6 @@ class ElasticMultigrid:
             lev.mask = np.ascontiguousarray(lev.dinv[0] != 0)
         finally:
             numba.set_num_threads(self.threads)
-        self.fine_mask = lev.mask
         # the coefficients the coarse levels were built from again (a solve that continues the last one
         # with the same stiffness: the contact cap's relaxation): nothing lags. Marked lagged, its CG was
         # cut off at the lagged iteration limit and restarted on a rebuilt — identical — hierarchy, in
@@ -1862,7 +1913,7 @@ class ElasticMultigrid:
         # instead of 0.01 s (it ran once per Newton step of a calendering increment)
         with threadpool_limits(limits=1, user_api="blas"):
             w, v = np.linalg.eigh(dense)
-        keep = w > COARSE_NULL * w.max()
+        keep = w > max(COARSE_NULL, COARSE_NULL_ROUNDING * np.finfo(self.dtype).eps) * w.max()
         self._coarse_basis = np.ascontiguousarray(v[:, keep] * s[:, None])  # rows for _coarse_solve
         self._coarse_inv = 1.0 / w[keep]
 
@@ -1876,20 +1927,20 @@ class ElasticMultigrid:
     def apply(self, r, z) -> None:
         """z ≈ A⁻¹ r by one V-cycle (z overwritten; zero at nodes without stiffness). ``r`` may have
         another precision (the finest level reads it only through casting copies); a ``z`` of
-        another precision goes through a buffer."""
+        another precision, or a hierarchy in another axis order (:attr:`order`), goes through buffers."""
         self._nt = None  # the thread count the cycle set last (None: unknown, set on first use)
         try:
-            if z.dtype == self.dtype:
+            if z.dtype == self.dtype and self.order == (0, 1, 2):
                 self._cycle(0, r, z)
                 self._correct_pieces(r, z)
                 return
-            if self._io is None:
-                self._io = (np.empty(r.shape, self.dtype), np.empty(r.shape, self.dtype))
+            if self._io is None or self._io[0].dtype != r.dtype:
+                self._io = (np.empty((3, *self._shapes[0]), r.dtype), np.empty((3, *self._shapes[0]), self.dtype))
             b, x = self._io
-            b[...] = r
+            _reordered(r, self.order, self.order, r.dtype, b)
             self._cycle(0, b, x)
             self._correct_pieces(b, x)
-            z[...] = x
+            _restored(x, self.order, z)
         finally:
             numba.set_num_threads(self.threads)
             self._nt = self.threads
