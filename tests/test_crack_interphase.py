@@ -555,9 +555,10 @@ def test_the_plane_series_hardest_increments_give_one_roll_pressure_at_two_newto
     stop 37's code, 16 / 16 / 9 / 11 / 11 / 7 with the float32 coarsest level's null modes dropped), and the first
     increment (to 2.45 g/cm³; the same input on both codes) spreads 0.214 % on stop 37's code: the tight first step
     at 2.5e-5 stops at 2.2401 MPa, the others at 2.2353–2.2354 (0.212 % on stop 38's). Until stop 37 the test
-    re-solved only the single hardest, the second increment, against a bar of 0.2 %. Stop 36: 3.5105 / 3.5114 MPa at 2.5e-5 (loose / tight first step; 17 / 16 Newton,
-    2276 / 940 CG), 3.5085 / 3.5090 at 1e-5 (**30** / 16 Newton, 4359 / 1245 CG): 0.08 % apart; the last
-    increment (to 3.0 g/cm³) 30.888–30.892 MPa, 0.012 %. 0.2 % is 2.4 × that spread and well under the 1.5 % that
+    re-solved only the single hardest, the second increment, against a bar of 0.2 %. The second, stop 36: 3.5105 /
+    3.5114 MPa at 2.5e-5 (loose / tight first step; 17 / 16 Newton, 2276 / 940 CG), 3.5085 / 3.5090 at 1e-5 (**30**
+    / 16 Newton, 4359 / 1245 CG): 0.08 % apart (stop 38: 0.079 %); the last increment (to 3.0 g/cm³) 30.888–30.892
+    MPa, 0.012 %. 0.25 % is 1.2 × the first increment's spread and well under the 1.5 % that
     stop 28's Newton moved the answer between tolerances (18.68 / 18.96 / 18.86 MPa at 2.6 g/cm³, 1e-4 / 5e-5 /
     2.5e-5); a Newton that stagnates above 1e-5, as stop 28's did (1.6e-5 … 4.6e-5), raises ``ConvergenceError``
     here. The loose first step's 30 Newton steps at 1e-5 are ``max_newton``'s 30: the plane converges linearly there

@@ -84,9 +84,10 @@ fine voxel besides the fine coefficients, which
 the hierarchy shares with a solver that has them in float32 (the calender's; a float64 caller's are
 copied, 12 B). While a level is built, its packed element matrices add ≤ 19 B (the first level's,
 ≤ 1/8 at a time: 150 B at once before). A grid held in another axis order (:func:`axis_order`) adds the
-fine coefficients' copy in that order (12 B, 36 B where voxels yield) and the cycle's two float32 vectors (24 B). The solver adds its float64 CG vectors x, r (in the
-right-hand side's memory) and q and float32 directions z, p (≈ 72 B + 24), Newton's displacement,
-residual and stress (24 + 24 + 48; the strain is recomputed once at the end). A calendering
+fine coefficients' copy in that order (12 B, 36 B where voxels yield) and the cycle's two vectors in it (36 B:
+the residual in its float64, not rounded to float32 before the finest level reads it). The solver adds its
+float64 CG vectors x, r (in the right-hand side's memory) and q and float32 directions z, p (≈ 72 B + 24),
+Newton's displacement, residual and stress (24 + 24 + 48; the strain is recomputed once at the end). A calendering
 increment with contacts (the calender's float32 state ≈ 130 B) peaked at ≈ 500 B per electrode voxel
 (tracemalloc at 64³; 809 before these cuts), peak RSS 0.97 GiB at 128³ (497 B/voxel with the
 interpreter's 0.25 GiB; 888 before) — see tests/benchmarks/bench_mechanics.py for 256³.
@@ -122,6 +123,10 @@ __all__ = ["ElasticMultigrid", "assemble", "transfer_tables", "node_block_invers
 
 #: grids with fewer nodes than this run their kernels on one thread (waking a second costs more)
 PARALLEL_MIN_NODES = 1 << 14
+#: the levels hold a grid with its longest axis last only where its last axis is shorter than this fraction of
+#: the longest (:func:`axis_order`): a near-cube gains little, and the copies cost 48–72 B per voxel — a 256³
+#: calendering increment (260 × 256² nodes at its start) peaks at 7.55 GiB of issue 17's 8
+REORDER_BELOW = 0.9
 #: Chebyshev steps per smoothing on the finest level. 6 (stop 23; 3 since stop 21): the benchmark's cold
 #: elastic solve needs the same iterations with 3 or 4 steps, but the calender's solves — contact passes
 #: warm-started from the previous pass, the cap's relaxation — stall on plateaus that the fine smoother
@@ -1589,8 +1594,12 @@ def axis_order(shape) -> tuple:
     in one process (``/tmp/lead38/thr2.py``, float32, 2 threads, beside a niced job): 101 × 39 × 35 0.49×,
     70 × 40 × 40 0.59×, 64 × 48 × 40 0.80×, 80 × 64 × 64 0.80×, 64 × 64 × 60 0.95× the time of the given
     order, the vectors' two crossings per cycle included (0.7 ms at 101 × 39 × 35). A grid whose last
-    axis is already the longest (cubes, the ten-step's thinning 128² windows) is held as given."""
-    return tuple(sorted(range(3), key=lambda a: int(shape[a])))
+    axis is the longest or nearly (:data:`REORDER_BELOW`; cubes, the ten-step's 130 × 128² start and its thinning
+    128² windows) is held as given."""
+    shape = [int(n) for n in shape]
+    if shape[2] >= REORDER_BELOW * max(shape):
+        return (0, 1, 2)
+    return tuple(sorted(range(3), key=lambda a: shape[a]))
 
 
 def _reordered(a, order, components, dtype, out=None):
