@@ -62,7 +62,8 @@ solver's float64 flexible CG (as the transport solver does):
 * **Axis order** (:func:`axis_order`, stop 38): the levels hold the grid with its longest axis last, since
   every kernel vectorises along the last axis and pays per node row; the cycle's vectors cross between the
   caller's order and the levels' at its start and end. The demo cathode's calendering windows (101 × 39 ×
-  35 nodes, thickness first): a cycle 70 → 49 ms, its calender stage 119 → 89 s.
+  35 nodes, thickness first; the coarsest null floor below in both): a cycle 58 → 42 ms, its calender stage
+  91.8 → 73.7 s.
 * **Coarsest grid** (≤ ``coarse_nodes`` nodes): the operator assembled from its stencil,
   restricted to the nodes with stiffness, applied as its pseudo-inverse (eigendecomposition; rigid
   motions of the periodic cell and of pieces floating at that level are its null space, recognised down
@@ -1585,7 +1586,8 @@ _TENSOR = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 def axis_order(shape) -> tuple:
-    """The order in which the hierarchy holds a grid's axes: by length, the longest last (ties as given).
+    """The order in which the hierarchy holds a grid's axes: by length, the longest last (ties as given), where
+    the last axis is shorter than :data:`REORDER_BELOW` × the longest; else as given.
 
     Why: every kernel vectorises along the last axis (node rows) and pays a fixed cost per row. The
     demo cathode's calendering window is 101 × 39 × 35 nodes (thickness first): its fine sweep took 2.48
@@ -1741,7 +1743,7 @@ class ElasticMultigrid:
         self._basis = _first_coarse_basis(self._q) if len(self._shapes) > 1 else None
         self._gpos = _first_coarse_gradients(self._q)
         self._vec = _corner_vectors(self._q)
-        self._io = None  # (b, x) of the finest level when apply() gets vectors of another precision
+        self._io = None  # (b, x) of the finest level for apply()'s vectors of another precision or axis order
         self._nt = None  # the thread count the cycle set last (see _threads_for)
         self.levels: list[_Level] = []
         self.update(coef, pvec)
