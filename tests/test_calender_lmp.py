@@ -24,6 +24,7 @@ import pytest
 from twinlab.analyses.conductive import activation_from_calender, conductive_clusters
 from twinlab.analyses.mechanics import calender
 from twinlab.analyses.mechanics._contacts import ContactLaw, particle_surface, setup_state, shell_fracture
+from twinlab.analyses.mechanics._options import FILM_TOL
 from twinlab.datasets.generators import make_lmp_anode
 from twinlab.materials import get_material
 from twinlab.phases import DEFAULT_PHASES
@@ -214,6 +215,7 @@ def test_intact_shells_everywhere_give_no_activation_whatever_the_remap_did(rear
     act = [conductive_clusters(state.labels, broken_shell=state.broken_shell.astype(np.uint8), thickness_axis="y",
                                collector_side="low").activation for state in s.states]
     assert s.settings["contact_law"] == "passes"  # "auto": lithium contacts have no cracked-plane form
+    assert s.settings["tol"] == FILM_TOL  # None: the membrane films are decided at the tighter tolerance
     assert [st.shell_intact_fraction for st in s.steps] == [1.0] * 2
     assert act == [0.0, 0.0]
     assert [conductive_clusters(state.labels, broken_shell=state.broken_shell, particles=state.particles,
@@ -274,19 +276,13 @@ def _free_top_series(vs, seed, thicknesses_um, width_um=480.0, **options):
 #: grids take the same increments and reach the same roll positions
 TWO_VOXEL_THICKNESSES_UM = (120.0, 108.0, 96.0, 84.0, 72.0)
 
-#: the solver tolerance of the two-voxel comparison: at the default 1e-4 the lithium's Newton path alone moves a
-#: seed's gap by up to 0.02 (stop 34, bench_calender_physics.py --part lmp, 6 | 4 µm, largest gap at 1e-4 vs 5e-5:
-#: seed 1 0.007 vs 0.031, seed 3 0.053 vs 0.038), the size of the difference the comparison has to resolve; at
-#: 5e-5 seeds 1–5 read 0.031 / 0.015 / 0.038 / 0.031 / 0.025
-TWO_VOXEL_TOL = 5e-5
-
 
 @pytest.fixture(scope="module")
 def lmp_two_voxel_series():
     """The 480 µm anode with a free (cast) top, seed 1, calendered at 6 and 4 µm voxels to the same coating
     thicknesses (:func:`_free_top_series`): the same packing and increments on both grids. Per voxel size: the
     thicknesses (µm) and the shell-intact fractions and activations there, the uncalendered state first."""
-    return {vs: _free_top_series(vs, 1, TWO_VOXEL_THICKNESSES_UM, tol=TWO_VOXEL_TOL) for vs in (6.0, 4.0)}
+    return {vs: _free_top_series(vs, 1, TWO_VOXEL_THICKNESSES_UM) for vs in (6.0, 4.0)}
 
 
 @pytest.mark.slow
@@ -327,8 +323,9 @@ def test_lmp_free_top_series_is_the_same_curve_within_5_percent_at_two_voxel_siz
     the solve) had taken no strain, and a gap below one voxel makes a face a contact, so the coarse grid had more of
     them (24 % of the patches at 6 µm, 17 % at 4 µm, seed 1 at 84 µm) and more films intact; taking the strain of
     the nearest patch of their particle (:meth:`._contacts.ContactState.strain_films`), largest gap 0.011 (intact
-    0.393 / 0.041 vs 0.404 / 0.047 at 84 / 72 µm). Stop 34: solved at :data:`TWO_VOXEL_TOL` (the bench's
-    figures) 0.373 / 0.041 vs 0.404 / 0.048, gap 0.031."""
+    0.393 / 0.041 vs 0.404 / 0.047 at 84 / 72 µm). Stop 34: solved at 5e-5 (the bench's figures) 0.373 / 0.041 vs
+    0.404 / 0.048, gap 0.031. Stop 39: 5e-5 is the calender's default for membrane shells (``_options.FILM_TOL``);
+    0.373 / 0.040 vs 0.406 / 0.047, gap 0.033 (seeds 1–5 0.033 / 0.014 / 0.034 / 0.033 / 0.027)."""
     _assert_the_same_curve(lmp_two_voxel_series[6.0], lmp_two_voxel_series[4.0])
 
 
@@ -345,9 +342,10 @@ def test_lmp_free_top_series_is_the_same_curve_within_5_percent_on_other_anodes(
     seeds 2 and 3, not on seed 1: averaging the film strain over a disc of 4.5–9 µm did not close it). Merged with
     stop 33's Newton forcing term (`_fft_solver._forcing`, which the lithium's plastic solves use) seed 3's 4 µm
     intact at 84 µm reads 0.509 at tol 1e-4: gap 0.053 (a strict xfail at stop 33). Stop 34: that gap is the
-    solver's path — at :data:`TWO_VOXEL_TOL` seed 2 reads 0.015 and seed 3 0.038 (intact at 84 µm 0.554 vs
-    0.517), and seed 1's gap moves 0.007 → 0.031 the other way."""
-    _assert_the_same_curve(*(_free_top_series(vs, seed, TWO_VOXEL_THICKNESSES_UM, tol=TWO_VOXEL_TOL)
+    solver's path — at 5e-5 (``_options.FILM_TOL``, the default since stop 39) seed 2 reads 0.015 and seed 3
+    0.038 (intact at 84 µm 0.554 vs 0.517), and seed 1's gap moves 0.007 → 0.031 the other way. Stop 39, at the
+    default: seed 2 0.014, seed 3 0.034 (0.552 vs 0.518)."""
+    _assert_the_same_curve(*(_free_top_series(vs, seed, TWO_VOXEL_THICKNESSES_UM)
                              for vs in (6.0, 4.0)))
 
 

@@ -136,6 +136,22 @@ def test_an_option_reaches_the_calendering_through_every_front_end(twin, electro
     _check_member(tmp_path / "n.series.zarr", 8, 4e-4)
 
 
+def test_the_default_tolerance_is_the_tighter_one_only_where_membrane_shells_are_decided(electrode):
+    """``tol=None``: FILM_TOL where sub-voxel films break at a strength (their intact fraction moves with the
+    solver's error), DEFAULT_TOL elsewhere; a given tolerance is kept; the series records the value used (the
+    anode's side: ``test_calender_lmp.py``)."""
+    from twinlab.analyses.mechanics._options import DEFAULT_TOL, FILM_TOL, tol_used
+
+    assert FILM_TOL < DEFAULT_TOL
+    assert tol_used(None, membrane=True) == FILM_TOL and tol_used(None, membrane=False) == DEFAULT_TOL
+    assert tol_used(3e-4, membrane=True) == 3e-4
+    s = calender(electrode.phases, ratios=[0.05], steps=1, voxel_size_um=2.0, thickness_axis="y",
+                 collector_side="low", workers=1)
+    assert s.settings["tol"] == DEFAULT_TOL
+    with pytest.raises(InputError, match="^tol must be a positive number, got 0$"):
+        CalenderOptions(tol=0)
+
+
 def test_a_new_field_is_all_a_new_option_needs(twin, tmp_path, monkeypatch):
     """Add a field to (a subclass of) CalenderOptions: every front end accepts it, and the calendering
     records it, without another line changed."""

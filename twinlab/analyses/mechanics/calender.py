@@ -70,7 +70,7 @@ from ._coarsen import coarsen_for_mechanics
 from ._contacts import (contact_law_used, foreign_faces, relieve_particle_residuals, reshaped_particles, roll_gaps,
                         roll_reach, setup_state,
                         shell_fracture, solve_with_contacts, solve_with_planes)
-from ._options import CalenderOptions
+from ._options import CalenderOptions, tol_used
 from ._rearrange import DemPacking, dem_materials, rearrange_state
 from ._remap import remap_voxels, take_sources as _take
 
@@ -229,6 +229,8 @@ def calender(
             vals = np.unique(lab[cstate.inst > 0])
             opts = opts.replace(contact_law=contact_law_used(opts.contact_law, cstate.law, vals, lut["code"][vals]))
         cstate.contact_law = opts.contact_law
+    # None resolved on this electrode: the settings and provenance record the tolerance used
+    opts = opts.replace(tol=tol_used(opts.tol, cstate is not None and cstate.membrane))
     # the compaction cap is an explicit update of the packing state: its increments are kept small
     # enough for the packing's compaction pressure to change by at most ~e-fold in one (a DEM stage
     # instead rearranges each requested increment to jamming itself)
