@@ -441,6 +441,53 @@ def test_initial_guess_keeps_the_tolerance_relative_to_zero_displacement():
     np.testing.assert_allclose(again.stress, first.stress)
 
 
+def _butterflies(v, axis, *, transpose=False, diff=True):
+    """One axis of the butterfly, periodic, by np.roll: v(i + 1) ± v(i) at element i, or (``transpose``) v(i − 1) ±
+    v(i) at node i — the numpy form the fused kernels replaced (stop 39)."""
+    rolled = np.roll(v, 1 if transpose else -1, axis)
+    return rolled - v if diff else rolled + v
+
+
+@pytest.mark.parametrize("dtype, out_dtype",
+                         [(np.float32, np.float32), (np.float64, np.float32), (np.float64, np.float64)])
+def test_the_fused_butterflies_equal_the_per_axis_ones_to_the_bit(dtype, out_dtype):
+    """hourglass_modes, hourglass_node_forces and weighted_corner_mean are single numba passes over each voxel's (or
+    node's) 8 neighbours; they must give exactly the per-axis np.roll butterflies' values (the same association
+    order: the calender's remap rounds positions, so a last-bit change would move its Newton path), on odd grids,
+    with forces on fewer layers than the grid and voxels without stiffness."""
+    from twinlab.analyses.mechanics._fft_solver import hourglass_modes, hourglass_node_forces, weighted_corner_mean
+
+    d = lambda v, a: _butterflies(v, a)  # noqa: E731
+    s = lambda v, a: _butterflies(v, a, diff=False)  # noqa: E731
+    dt = lambda v, a: _butterflies(v, a, transpose=True)  # noqa: E731
+    st = lambda v, a: _butterflies(v, a, transpose=True, diff=False)  # noqa: E731
+    rng = np.random.default_rng(3)
+    for shape in ((5, 6, 7), (1, 3, 2), (9, 4, 11)):
+        u = rng.standard_normal((3, *shape)).astype(dtype)
+        modes = np.stack([np.stack([s(d(d(u[m], 0), 1), 2), d(s(d(u[m], 0), 1), 2), d(d(s(u[m], 0), 1), 2),
+                                    d(d(d(u[m], 0), 1), 2)]) for m in range(3)]).astype(out_dtype)
+        assert np.array_equal(hourglass_modes(u, out_dtype), modes)
+        where = rng.random(shape) > 0.3
+        q = rng.standard_normal((3, 4, max(1, shape[0] - 2), *shape[1:])).astype(out_dtype)
+        for force_dtype in (np.float32, np.float64):
+            g = np.zeros((3, 4, *shape), force_dtype)
+            g[:, :, :q.shape[2]] = np.where(where[:q.shape[2]], q, 0)
+            f = np.stack([dt(dt(st(g[m, 0], 2) + dt(g[m, 3], 2), 1) + st(dt(g[m, 1], 2), 1), 0)
+                          + st(dt(dt(g[m, 2], 2), 1), 0) for m in range(3)])
+            assert np.array_equal(hourglass_node_forces(q, where, force_dtype), f)
+        mu = (rng.random(shape) * (rng.random(shape) > 0.4)).astype(np.float32)
+
+        def corners(v, to_nodes):
+            for ax in (-3, -2, -1):
+                v = st(v, ax) if to_nodes else s(v, ax)
+            return v
+        w = corners(mu.astype(dtype), True)
+        num, den = corners(u * w, False), corners(w, False)
+        mean = np.where(den > 0, num / np.where(den > 0, den, 1), corners(u, False) / 8)
+        assert np.array_equal(weighted_corner_mean(u, mu), mean)
+
+
+
 @pytest.mark.parametrize("pc", ["multigrid", "fft"])
 def test_carried_hourglass_forces_keep_a_converged_increment_in_equilibrium(pc):
     """The hourglass control is part of each element's response, like its stress: a zero-strain re-solve that

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twinlab.analyses.mechanics._remap import remap_affine, remap_voxels
+from twinlab.analyses.mechanics._remap import remap_affine, remap_voxels, take_sources
 from twinlab.errors import InputError
 
 N_COLL = 4
@@ -148,3 +148,22 @@ def test_debris_of_a_particle_is_put_back_against_it_and_a_loose_particle_stays(
     assert comp[tuple(moved_to)] == comp[2, 2, 2]  # face-joined to its cube again
     # the nearest free cell sharing a face with the cube: (4, 3, 2) or (3, 4, 2)… at distance 1 of the target cell
     assert np.abs(moved_to - [4, 4, 2]).sum() == 1
+
+
+def test_take_sources_reads_a_leading_slice_in_place_and_fills_the_pores():
+    """The calender carries the solver's fields cut to the coating (a leading slice of a taller grid: not one
+    contiguous block) and (3, 4, …) hourglass forces: each cell gets the data of its source voxel, ``fill`` where
+    the source is −1, as numpy's fancy indexing gives."""
+    rng = np.random.default_rng(0)
+    tall = rng.standard_normal((6, 9, 5, 4)).astype(np.float32)
+    arr = tall[:, :7]
+    src = rng.integers(-1, 7 * 5 * 4, size=(6, 5, 4))
+    out = take_sources(arr, src, 2.5)
+    flat = arr.reshape(6, -1)
+    assert out.shape == (6, 6, 5, 4) and out.dtype == arr.dtype
+    assert np.array_equal(out, np.where(src >= 0, flat[:, np.maximum(src, 0)], np.float32(2.5)))
+    hg = rng.standard_normal((3, 4, 7, 5, 4))
+    assert np.array_equal(take_sources(hg, src), np.where(src >= 0, hg.reshape(3, 4, -1)[:, :, np.maximum(src, 0)], 0))
+    labels = rng.integers(0, 4, size=(7, 5, 4)).astype(np.uint8)
+    assert np.array_equal(take_sources(labels, src), np.where(src >= 0, labels.reshape(-1)[np.maximum(src, 0)], 0))
+

@@ -781,55 +781,37 @@ INEXACT_ACCEPT = 10.0  # a Newton step's CG may stop on a plateau within this fa
 DIVERGENCE = 1e6
 
 
-def _sum(v, axis):
-    """Forward sum of the butterfly along ``axis`` (periodic): v(i + 1) + v(i) at element i."""
-    return np.roll(v, -1, axis) + v
-
-
-def _diff(v, axis):
-    """Forward difference of the butterfly along ``axis`` (periodic): v(i + 1) − v(i) at element i."""
-    return np.roll(v, -1, axis) - v
-
-
-def _sum_t(g, axis):
-    """Transpose of :func:`_sum`: node i gets the elements i − 1 and i."""
-    return np.roll(g, 1, axis) + g
-
-
-def _diff_t(g, axis):
-    """Transpose of :func:`_diff`."""
-    return np.roll(g, 1, axis) - g
-
-
 def hourglass_modes(u, dtype=None):
     """The four hourglass modes of each voxel (3, 4, *shape): per displacement component, the butterfly
     products DDS, DSD, SDD, DDD of its 8 corner node values (:mod:`._operator`; node (i, j, k) is the low
-    corner of voxel (i, j, k), periodic). ``k_hg`` × these are the voxel's generalised hourglass forces."""
+    corner of voxel (i, j, k), periodic; D a forward difference, S a forward sum along an axis, in that
+    order). ``k_hg`` × these are the voxel's generalised hourglass forces."""
     dtype = u.dtype if dtype is None else np.dtype(dtype)
     out = np.empty((3, 4, *u.shape[1:]), dtype)
-    for m in range(3):  # one component at a time: a few (n,) temporaries
-        d0 = _diff(u[m], 0)
-        dd = _diff(d0, 1)
-        out[m, 0] = _sum(dd, 2)
-        out[m, 3] = _diff(dd, 2)
-        out[m, 1] = _diff(_sum(d0, 1), 2)
-        out[m, 2] = _diff(_diff(_sum(u[m], 0), 1), 2)
+    _hourglass_modes(u, out)
     return out
 
 
 def hourglass_node_forces(q, where, dtype):
     """Node forces (3, *where.shape) of generalised hourglass forces ``q`` (3, 4, k, …) of the voxels
-    ``where`` in the first ``k`` layers (zero beyond): the transpose of :func:`hourglass_modes` (with it,
-    ``k_hg`` H Hᵀ u of :func:`internal_force`)."""
+    ``where`` in the first ``k`` layers (zero beyond), summed in ``dtype``: the transpose of
+    :func:`hourglass_modes` (with it, ``k_hg`` H Hᵀ u of :func:`internal_force`)."""
     f = np.empty((3, *where.shape), dtype)
-    k = q.shape[2]
-    for m in range(3):
-        g = [np.zeros(where.shape, dtype) for _ in range(4)]
-        for c in range(4):
-            np.copyto(g[c][:k], q[m, c], where=where[:k], casting="unsafe")
-        f[m] = (_diff_t(_diff_t(_sum_t(g[0], 2) + _diff_t(g[3], 2), 1) + _sum_t(_diff_t(g[1], 2), 1), 0)
-                + _sum_t(_diff_t(_diff_t(g[2], 2), 1), 0))
+    if q.dtype.itemsize > f.dtype.itemsize:  # rounded to dtype first, as a copy into dtype's arrays would
+        q = q.astype(f.dtype)
+    _hourglass_forces(q, where, f, f.dtype.type(0))
     return f
+
+
+def weighted_corner_mean(u, mu):
+    """Voxel-centre values (3, …) of the node field ``u``: the mean of the voxel's 8 corner nodes, each weighted
+    by the sum of ``mu`` over the 8 voxels around it (the plain mean where all eight weigh nothing), in ``u``'s
+    dtype (node (i, j, k) is the low corner of voxel (i, j, k), periodic)."""
+    w = np.empty(mu.shape, u.dtype)
+    _node_weights(mu, w, w.dtype.type(0))
+    out = np.empty(u.shape, u.dtype)
+    _weighted_mean(u, w, out)
+    return out
 
 
 def _cg_error(message: str, iterations: int) -> ConvergenceError:
@@ -1032,3 +1014,113 @@ def _dot(a, b) -> float:
 
 def _norm(a) -> float:
     return float(np.sqrt(_dot_kernel(a, a)))
+
+
+@numba.njit(parallel=True, cache=True)
+def _hourglass_modes(u, out):
+    """out[m, :, voxel] = DDS, DSD, SDD, DDD of u[m]'s 8 corner values: each product taken axis 0, 1, 2 in turn,
+    a difference or sum of the one before at the voxel's two corners along the axis (the association order of
+    the per-axis butterflies it replaced, so the values are the same to the bit)."""
+    n0, n1, n2 = u.shape[1], u.shape[2], u.shape[3]
+    for i in numba.prange(n0):
+        i1 = i + 1 if i + 1 < n0 else 0
+        for j in range(n1):
+            j1 = j + 1 if j + 1 < n1 else 0
+            for k in range(n2):
+                k1 = k + 1 if k + 1 < n2 else 0
+                for m in range(3):
+                    v000, v001, v010, v011 = u[m, i, j, k], u[m, i, j, k1], u[m, i, j1, k], u[m, i, j1, k1]
+                    v100, v101, v110, v111 = u[m, i1, j, k], u[m, i1, j, k1], u[m, i1, j1, k], u[m, i1, j1, k1]
+                    d00, d01, d10, d11 = v100 - v000, v101 - v001, v110 - v010, v111 - v011  # D along 0 at (j, k)
+                    dd0, dd1 = d10 - d00, d11 - d01  # then D along 1, at k and k + 1
+                    out[m, 0, i, j, k] = dd1 + dd0
+                    out[m, 3, i, j, k] = dd1 - dd0
+                    out[m, 1, i, j, k] = (d11 + d01) - (d10 + d00)
+                    a00, a01, a10, a11 = v100 + v000, v101 + v001, v110 + v010, v111 + v011
+                    out[m, 2, i, j, k] = (a11 - a01) - (a10 - a00)
+
+
+@numba.njit(cache=True, inline="always")
+def _hg(q, where, m, c, i, j, k, zero):
+    """Voxel (i, j, k)'s hourglass force q[m, c] in the dtype of ``zero`` (zero past q's layers or off ``where``)."""
+    if i < q.shape[2] and where[i, j, k]:
+        return q[m, c, i, j, k] + zero
+    return zero
+
+
+@numba.njit(cache=True, inline="always")
+def _hg_plane(q, where, m, i, j, k, km, zero):
+    """The transposed butterflies of node (·, ·, k) from voxel row (i, j): (DDS + DDD along 2, DSD along 2, SDD
+    along 2) — the last axis' transposes, g(k − 1) ± g(k)."""
+    a = ((_hg(q, where, m, 0, i, j, km, zero) + _hg(q, where, m, 0, i, j, k, zero))
+         + (_hg(q, where, m, 3, i, j, km, zero) - _hg(q, where, m, 3, i, j, k, zero)))
+    e1 = _hg(q, where, m, 1, i, j, km, zero) - _hg(q, where, m, 1, i, j, k, zero)
+    e2 = _hg(q, where, m, 2, i, j, km, zero) - _hg(q, where, m, 2, i, j, k, zero)
+    return a, e1, e2
+
+
+@numba.njit(cache=True, inline="always")
+def _hg_plane_sums(q, where, m, i, j, jm, k, km, zero):
+    """Node (·, j, k)'s transposed butterflies from voxel plane i after axes 2 and 1: (DDS, DDD, DSD) → d, SDD → e."""
+    a_m, e1_m, e2_m = _hg_plane(q, where, m, i, jm, k, km, zero)
+    a, e1, e2 = _hg_plane(q, where, m, i, j, k, km, zero)
+    return (a_m - a) + (e1_m + e1), e2_m - e2
+
+
+@numba.njit(parallel=True, cache=True)
+def _hourglass_forces(q, where, out, zero):
+    """out[m, node] = Hᵀ q[m] over the 8 voxels around the node (the transpose of :func:`_hourglass_modes`, each
+    axis' transpose g(i − 1) ± g(i) taken 2, 1, 0 in turn: the association order of the per-axis butterflies it
+    replaced)."""
+    n0, n1, n2 = where.shape
+    for i in numba.prange(n0):
+        im = i - 1 if i > 0 else n0 - 1
+        for j in range(n1):
+            jm = j - 1 if j > 0 else n1 - 1
+            for k in range(n2):
+                km = k - 1 if k > 0 else n2 - 1
+                for m in range(3):
+                    d_m, e_m = _hg_plane_sums(q, where, m, im, j, jm, k, km, zero)
+                    d, e = _hg_plane_sums(q, where, m, i, j, jm, k, km, zero)
+                    out[m, i, j, k] = (d_m - d) + (e_m + e)
+
+
+@numba.njit(parallel=True, cache=True)
+def _node_weights(mu, w, zero):
+    """w[node] = the sum of mu over the 8 voxels around the node (axis 0, 1, 2 in turn, as the butterflies)."""
+    n0, n1, n2 = mu.shape
+    for i in numba.prange(n0):
+        im = i - 1 if i > 0 else n0 - 1
+        for j in range(n1):
+            jm = j - 1 if j > 0 else n1 - 1
+            for k in range(n2):
+                km = k - 1 if k > 0 else n2 - 1
+                b0 = (((mu[im, jm, km] + zero) + (mu[i, jm, km] + zero))
+                      + ((mu[im, j, km] + zero) + (mu[i, j, km] + zero)))
+                b1 = ((mu[im, jm, k] + zero) + (mu[i, jm, k] + zero)) + ((mu[im, j, k] + zero) + (mu[i, j, k] + zero))
+                w[i, j, k] = b0 + b1
+
+
+@numba.njit(parallel=True, cache=True)
+def _weighted_mean(u, w, out):
+    """out[m, voxel] = Σ w u[m] / Σ w over the voxel's 8 corners (the plain mean where Σ w = 0); sums along axis 0,
+    1, 2 in turn, as the butterflies."""
+    n0, n1, n2 = w.shape
+    for i in numba.prange(n0):
+        i1 = i + 1 if i + 1 < n0 else 0
+        for j in range(n1):
+            j1 = j + 1 if j + 1 < n1 else 0
+            for k in range(n2):
+                k1 = k + 1 if k + 1 < n2 else 0
+                w000, w001, w010, w011 = w[i, j, k], w[i, j, k1], w[i, j1, k], w[i, j1, k1]
+                w100, w101, w110, w111 = w[i1, j, k], w[i1, j, k1], w[i1, j1, k], w[i1, j1, k1]
+                den = ((w111 + w011) + (w101 + w001)) + ((w110 + w010) + (w100 + w000))
+                for m in range(3):
+                    v000, v001, v010, v011 = u[m, i, j, k], u[m, i, j, k1], u[m, i, j1, k], u[m, i, j1, k1]
+                    v100, v101, v110, v111 = u[m, i1, j, k], u[m, i1, j, k1], u[m, i1, j1, k], u[m, i1, j1, k1]
+                    if den > 0:
+                        num = (((v111 * w111 + v011 * w011) + (v101 * w101 + v001 * w001))
+                               + ((v110 * w110 + v010 * w010) + (v100 * w100 + v000 * w000)))
+                        out[m, i, j, k] = num / den
+                    else:
+                        out[m, i, j, k] = (((v111 + v011) + (v101 + v001)) + ((v110 + v010) + (v100 + v000))) / 8

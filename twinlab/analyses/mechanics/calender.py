@@ -63,7 +63,7 @@ from ...design import DEFAULT_CBD_NANOPOROSITY
 from ...errors import InputError
 from ...materials import get_material
 from ...phases import DEFAULT_PHASES, PhaseTable
-from ._fft_solver import MechanicsSolver, _sum, _sum_t
+from ._fft_solver import MechanicsSolver, weighted_corner_mean
 from ._laws import BRITTLE, ELASTIC, PLASTIC, lame_from_young, von_mises
 from ._metrics import CalenderSeries, CalenderState, CalenderStep, crackable, particle_crackable, shell_contacts
 from ._coarsen import coarsen_for_mechanics
@@ -613,16 +613,6 @@ def _pore_gray(img, pore):
     return img[pore].mean().astype(img.dtype) if pore.any() else img.dtype.type(0)
 
 
-def _corner_sum(field, to_nodes):
-    """Sum of a voxel field over the 8 voxels around each node (``to_nodes``), or of a node field over the 8
-    corners of each voxel (node (i, j, k) is the low corner of voxel (i, j, k); periodic): the solver's
-    butterfly sums along the three grid axes."""
-    step = _sum_t if to_nodes else _sum
-    for ax in range(-3, 0):
-        field = step(field, ax)
-    return field
-
-
 def _voxel_displacement(u, mu):
     """Voxel-centre displacement (3, …) of the node displacement ``u``: the mean of the voxel's 8 corner
     nodes, each weighted by the shear stiffness ``mu`` of the voxels around it.
@@ -633,10 +623,7 @@ def _voxel_displacement(u, mu):
     48 µm, 3.0 g/cm³) up to 46 voxels in a zero-strain re-solve, and the plain mean of the corners moved
     ~250 voxels by more than half a voxel, whose push chains carried other solid along in the remap (issue
     16). Weighted, a surface voxel moves with the stiff side of its corners, its particle."""
-    w = _corner_sum(mu.astype(u.dtype), True)
-    num = _corner_sum(u * w, False)
-    den = _corner_sum(w, False)
-    return np.where(den > 0, num / np.where(den > 0, den, 1), _corner_sum(u, False) / 8)
+    return weighted_corner_mean(u, mu)
 
 
 def _increment(lab, img, stress, strain, disp, broken, *, moving_value, lut, h, n_coll, m_cur, m_next,
