@@ -561,7 +561,9 @@ def test_the_plane_series_hardest_increments_give_one_roll_pressure_at_two_newto
     MPa, 0.012 %. 0.25 % is 1.2 × the first increment's spread and well under the 1.5 % that
     stop 28's Newton moved the answer between tolerances (18.68 / 18.96 / 18.86 MPa at 2.6 g/cm³, 1e-4 / 5e-5 /
     2.5e-5); a Newton that stagnates above 1e-5, as stop 28's did (1.6e-5 … 4.6e-5), raises ``ConvergenceError``
-    here. The loose first step's 30 Newton steps at 1e-5 are ``max_newton``'s 30: the plane converges linearly there
+    here. The loose first step's 30 Newton steps at 1e-5 were ``max_newton``'s old 30 (stop 39, another machine's
+    rounding: 32 steps, so ``_fft_solver.MAX_NEWTON`` is 40; roll 3.5081 MPa, as the tight first step's): the plane
+    converges linearly there
     (out-of-balance 1.2e-4 → 1.3e-5 in 22 steps; the tight first step 6.7e-5 → 1.1e-5 in 8, a first step asked 3e-3
     21 steps), and main's own series at 1e-5 took 28 Newton steps in its first increment with ``FORCING_MAX`` 0.01.
     The series' answer follows the Newton path (``test_plane_calendering_converges_with_the_newton_tolerance``); one
