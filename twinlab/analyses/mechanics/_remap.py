@@ -106,7 +106,7 @@ def take_sources(arr: np.ndarray, source: np.ndarray, fill=0) -> np.ndarray:
     −1 (a pore). One parallel gather pass per leading row (numba), read in place where the row is contiguous
     (a leading slice of the solver's taller fields is): numpy's ``full`` + boolean-mask gather and scatter took
     6.7 s of the welded 128³ ten-step (84 calls), one serial pass over a contiguous copy 3.7 s (stop 38), this
-    ~1.6 s (stop 39)."""
+    1.1–1.6 s (stop 39)."""
     lead = arr.shape[:-3]
     rows = arr.reshape(-1, *arr.shape[-3:])
     out = np.empty((rows.shape[0], source.size), arr.dtype)
