@@ -921,6 +921,15 @@ def solve_mechanics(youngs_mpa, poisson, strain_macro, *, voxel_size=(1.0, 1.0, 
 
 
 # ====================================================================== numba kernels
+@numba.njit(cache=True, inline="always")
+def _corners(u, m, i, i1, j, j1, k, k1):
+    """Component m of the node field u at the 8 corners of voxel (i, j, k), v_abc at (i + a, j + b, k + c) (node
+    (i, j, k) is the voxel's low corner; i1, j1, k1 the periodic next indices): v000, v001, v010, v011, v100,
+    v101, v110, v111."""
+    return (u[m, i, j, k], u[m, i, j, k1], u[m, i, j1, k], u[m, i, j1, k1],
+            u[m, i1, j, k], u[m, i1, j, k1], u[m, i1, j1, k], u[m, i1, j1, k1])
+
+
 @numba.njit(parallel=True, cache=True)
 def _grad(u, ih, e_mac, out):
     """out = e_mac + sym grad(u) at voxel centres (one-point trilinear hexahedron)."""
@@ -934,14 +943,7 @@ def _grad(u, ih, e_mac, out):
             for k in range(n2):
                 k1 = k + 1 if k + 1 < n2 else 0
                 for m in range(3):
-                    v000 = u[m, i, j, k]
-                    v001 = u[m, i, j, k1]
-                    v010 = u[m, i, j1, k]
-                    v011 = u[m, i, j1, k1]
-                    v100 = u[m, i1, j, k]
-                    v101 = u[m, i1, j, k1]
-                    v110 = u[m, i1, j1, k]
-                    v111 = u[m, i1, j1, k1]
+                    v000, v001, v010, v011, v100, v101, v110, v111 = _corners(u, m, i, i1, j, j1, k, k1)
                     d[m, 0] = q0 * (v100 + v101 + v110 + v111 - v000 - v001 - v010 - v011)
                     d[m, 1] = q1 * (v010 + v011 + v110 + v111 - v000 - v001 - v100 - v101)
                     d[m, 2] = q2 * (v001 + v011 + v101 + v111 - v000 - v010 - v100 - v110)
@@ -1035,8 +1037,7 @@ def _hourglass_modes(u, out):
             for k in range(n2):
                 k1 = k + 1 if k + 1 < n2 else 0
                 for m in range(3):
-                    v000, v001, v010, v011 = u[m, i, j, k], u[m, i, j, k1], u[m, i, j1, k], u[m, i, j1, k1]
-                    v100, v101, v110, v111 = u[m, i1, j, k], u[m, i1, j, k1], u[m, i1, j1, k], u[m, i1, j1, k1]
+                    v000, v001, v010, v011, v100, v101, v110, v111 = _corners(u, m, i, i1, j, j1, k, k1)
                     d00, d01, d10, d11 = v100 - v000, v101 - v001, v110 - v010, v111 - v011  # D along 0 at (j, k)
                     dd0, dd1 = d10 - d00, d11 - d01  # then D along 1, at k and k + 1
                     out[m, 0, i, j, k] = dd1 + dd0
@@ -1122,8 +1123,7 @@ def _weighted_mean(u, w, out):
                 w100, w101, w110, w111 = w[i1, j, k], w[i1, j, k1], w[i1, j1, k], w[i1, j1, k1]
                 den = ((w111 + w011) + (w101 + w001)) + ((w110 + w010) + (w100 + w000))
                 for m in range(3):
-                    v000, v001, v010, v011 = u[m, i, j, k], u[m, i, j, k1], u[m, i, j1, k], u[m, i, j1, k1]
-                    v100, v101, v110, v111 = u[m, i1, j, k], u[m, i1, j, k1], u[m, i1, j1, k], u[m, i1, j1, k1]
+                    v000, v001, v010, v011, v100, v101, v110, v111 = _corners(u, m, i, i1, j, j1, k, k1)
                     if den > 0:
                         num = (((v111 * w111 + v011 * w011) + (v101 * w101 + v001 * w001))
                                + ((v110 * w110 + v010 * w010) + (v100 * w100 + v000 * w000)))
